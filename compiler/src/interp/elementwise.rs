@@ -1,0 +1,184 @@
+//! Elementwise ops: activations, `clip`, `dropout`, `identity`, and `add` /
+//! `mul` with NumPy broadcasting.
+//!
+//! Activations let NaN through, as PyTorch does.
+
+use nnc_runtime::{format_shape, Tensor};
+
+use super::error::{operands, InterpError};
+use crate::ir::{ClipAttrs, DropoutAttrs, DropoutMode, LeakyReluAttrs};
+
+/// `relu`: `max(x, 0)`.
+pub fn relu(x: &Tensor) -> Tensor {
+    map(x, |v| if v < 0.0 { 0.0 } else { v })
+}
+
+/// `relu6`: `min(max(x, 0), 6)`.
+pub fn relu6(x: &Tensor) -> Tensor {
+    map(x, |v| clamp(v, 0.0, 6.0))
+}
+
+/// `leaky_relu`: `x` if `x >= 0`, else `negative_slope * x`.
+pub fn leaky_relu(x: &Tensor, a: &LeakyReluAttrs) -> Tensor {
+    map(x, |v| if v >= 0.0 { v } else { a.negative_slope * v })
+}
+
+/// `sigmoid`: `1 / (1 + exp(-x))`, evaluated without overflow for large `|x|`.
+pub fn sigmoid(x: &Tensor) -> Tensor {
+    map(x, sigmoid_scalar)
+}
+
+/// `tanh`.
+pub fn tanh(x: &Tensor) -> Tensor {
+    map(x, f32::tanh)
+}
+
+/// `clip`: `min(max(x, min), max)`; when `min > max` every element becomes
+/// `max`, as in PyTorch's `clamp`.
+pub fn clip(x: &Tensor, a: &ClipAttrs) -> Tensor {
+    map(x, |v| clamp(v, a.min, a.max))
+}
+
+/// `dropout` at inference: the identity for inverted dropout, a scale by the
+/// keep probability `1 - p` for classic dropout.
+pub fn dropout(x: &Tensor, a: &DropoutAttrs) -> Result<Tensor, InterpError> {
+    if !(0.0..=1.0).contains(&a.p) {
+        return Err(operands(
+            "dropout",
+            format!("the drop probability p={} must be between 0 and 1", a.p),
+        ));
+    }
+    Ok(match a.mode {
+        DropoutMode::Inverted => x.clone(),
+        DropoutMode::Classic => {
+            let keep = 1.0 - a.p;
+            map(x, |v| v * keep)
+        }
+    })
+}
+
+/// `identity`: a copy of `x`.
+pub fn identity(x: &Tensor) -> Tensor {
+    x.clone()
+}
+
+/// `add`: elementwise sum with NumPy broadcasting.
+pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor, InterpError> {
+    broadcast_binary("add", a, b, |p, q| p + q)
+}
+
+/// `mul`: elementwise product with NumPy broadcasting.
+pub fn mul(a: &Tensor, b: &Tensor) -> Result<Tensor, InterpError> {
+    broadcast_binary("mul", a, b, |p, q| p * q)
+}
+
+/// The NumPy broadcast of two shapes: aligned at the right, each pair of
+/// dims equal or one of them 1.
+pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+    let rank = a.len().max(b.len());
+    let dim = |s: &[usize], i: usize| {
+        let lead = rank - s.len();
+        if i < lead {
+            1
+        } else {
+            s[i - lead]
+        }
+    };
+    (0..rank)
+        .map(|i| match (dim(a, i), dim(b, i)) {
+            (p, q) if p == q => Some(p),
+            (1, q) => Some(q),
+            (p, 1) => Some(p),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The logistic function for one value.
+pub(crate) fn sigmoid_scalar(v: f32) -> f32 {
+    if v >= 0.0 {
+        1.0 / (1.0 + (-v).exp())
+    } else {
+        let e = v.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// `min(max(v, lo), hi)` that lets NaN through.
+fn clamp(v: f32, lo: f32, hi: f32) -> f32 {
+    let v = if v < lo { lo } else { v };
+    if v > hi {
+        hi
+    } else {
+        v
+    }
+}
+
+/// Applies `f` to every element.
+fn map(x: &Tensor, f: impl Fn(f32) -> f32) -> Tensor {
+    let mut out = x.clone();
+    for v in out.data_mut() {
+        *v = f(*v);
+    }
+    out
+}
+
+/// Applies `f` to broadcast pairs of elements of `a` and `b`.
+fn broadcast_binary(
+    op: &'static str,
+    a: &Tensor,
+    b: &Tensor,
+    f: impl Fn(f32, f32) -> f32,
+) -> Result<Tensor, InterpError> {
+    let shape = broadcast_shape(a.shape(), b.shape()).ok_or_else(|| {
+        operands(
+            op,
+            format!(
+                "shapes {} and {} cannot be broadcast together",
+                format_shape(a.shape()),
+                format_shape(b.shape())
+            ),
+        )
+    })?;
+    if a.shape() == b.shape() {
+        let data = a.data().iter().zip(b.data()).map(|(&p, &q)| f(p, q)).collect();
+        return Ok(Tensor::new(shape, data)?);
+    }
+    let a_strides = broadcast_strides(a.shape(), &shape);
+    let b_strides = broadcast_strides(b.shape(), &shape);
+    let mut out = Tensor::zeros(shape.clone())?;
+    // Walk the output in row-major order with an odometer over its index,
+    // moving the two input offsets by their (possibly zero) strides.
+    let mut index = vec![0usize; shape.len()];
+    let (mut ia, mut ib) = (0usize, 0usize);
+    for o in out.data_mut() {
+        *o = f(a.data()[ia], b.data()[ib]);
+        for d in (0..shape.len()).rev() {
+            index[d] += 1;
+            ia += a_strides[d];
+            ib += b_strides[d];
+            if index[d] < shape[d] {
+                break;
+            }
+            ia -= a_strides[d] * shape[d];
+            ib -= b_strides[d] * shape[d];
+            index[d] = 0;
+        }
+    }
+    Ok(out)
+}
+
+/// Row-major strides of `shape` seen as `out_shape`, with stride 0 on the
+/// broadcast (size-1 or missing) dims.
+fn broadcast_strides(shape: &[usize], out_shape: &[usize]) -> Vec<usize> {
+    let lead = out_shape.len() - shape.len();
+    let mut strides = vec![0usize; out_shape.len()];
+    let mut step = 1;
+    for i in (0..shape.len()).rev() {
+        if shape[i] != 1 {
+            strides[lead + i] = step;
+        }
+        step *= shape[i];
+    }
+    strides
+}

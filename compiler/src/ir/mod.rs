@@ -1,0 +1,7 @@
+//! The intermediate representation: a graph of typed ops.
+
+pub mod graph;
+pub mod op;
+
+pub use graph::{Graph, GraphError, Node, NodeId, SourceLoc, TensorType};
+pub use op::*;

@@ -1,0 +1,376 @@
+//! The closed set of operators and their typed attributes.
+//!
+//! Every attribute is stored resolved: defaults applied, negative dims
+//! normalised, pairs expanded to `[h, w]`. Adding a variant must break every
+//! `match` that needs to handle it, so matches on `Op` never use `_ =>`.
+
+/// Which parameter of its op a weight is; decides its seeded initialisation
+/// (see `crate::weights`) and how passes treat it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightRole {
+    /// Conv, linear or recurrent weight; `fan_in` inputs per output.
+    Kernel { fan_in: usize },
+    /// Additive bias of a conv, linear or recurrent op.
+    Bias { fan_in: usize },
+    /// Norm scale (gamma).
+    NormWeight,
+    /// Norm shift (beta).
+    NormBias,
+    /// BatchNorm running mean.
+    RunningMean,
+    /// BatchNorm running variance (positive).
+    RunningVar,
+}
+
+/// `input name: dtype[shape]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InputAttrs {
+    pub name: String,
+}
+
+/// A named parameter tensor, loaded from the weights file or seeded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WeightAttrs {
+    /// Full PyTorch-style path, e.g. `layer1.0.conv1.weight`.
+    pub name: String,
+    pub role: WeightRole,
+}
+
+/// `conv2d`. Inputs: `x [N, C_in, H, W]`, `weight [out, C_in/groups, kh, kw]`, optional `bias [out]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conv2dAttrs {
+    pub out_channels: usize,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+    pub groups: usize,
+    pub bias: bool,
+}
+
+/// `conv_transpose2d`. Inputs: `x [N, C_in, H, W]`, `weight [C_in, out/groups, kh, kw]`, optional `bias [out]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvTranspose2dAttrs {
+    pub out_channels: usize,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub output_padding: [usize; 2],
+    pub dilation: [usize; 2],
+    pub groups: usize,
+    pub bias: bool,
+}
+
+/// `batch_norm` (inference form). Inputs: `x [N, C, ...]`, `weight`, `bias`,
+/// `running_mean`, `running_var`, each `[C]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchNormAttrs {
+    pub eps: f32,
+}
+
+/// `group_norm`: normalises over `(C/groups, H, W)` per sample and group.
+/// Inputs: `x`, then `weight [C]`, `bias [C]` when `affine`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupNormAttrs {
+    pub groups: usize,
+    pub eps: f32,
+    pub affine: bool,
+}
+
+/// `layer_norm`: normalises over the last `normalized_dims` dims per sample.
+/// Inputs: `x`, then `weight`, `bias` of the normalised shape when `affine`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerNormAttrs {
+    pub normalized_dims: usize,
+    pub eps: f32,
+    pub affine: bool,
+}
+
+/// `instance_norm`: normalises over `(H, W)` per sample and channel.
+/// Inputs: `x`, then `weight [C]`, `bias [C]` when `affine`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InstanceNormAttrs {
+    pub eps: f32,
+    pub affine: bool,
+}
+
+/// `leaky_relu`: `x` if `x >= 0`, else `negative_slope * x`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeakyReluAttrs {
+    pub negative_slope: f32,
+}
+
+/// `clip`: `min(max(x, min), max)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClipAttrs {
+    pub min: f32,
+    pub max: f32,
+}
+
+/// `max_pool2d`. Padding counts as `-inf`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MaxPool2dAttrs {
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+    pub ceil_mode: bool,
+}
+
+/// `avg_pool2d`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AvgPool2dAttrs {
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub ceil_mode: bool,
+    /// Divide by the full window including zero padding (PyTorch's default);
+    /// otherwise by the number of input elements in the window.
+    pub count_include_pad: bool,
+}
+
+/// `linear`. Inputs: `x [..., in]`, `weight [out, in]`, optional `bias [out]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinearAttrs {
+    pub out_features: usize,
+    pub bias: bool,
+}
+
+/// `flatten`: merges dims `start_dim..=end_dim` (both normalised).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FlattenAttrs {
+    pub start_dim: usize,
+    pub end_dim: usize,
+}
+
+/// `reshape` to a fully resolved shape (no `-1`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReshapeAttrs {
+    pub shape: Vec<usize>,
+}
+
+/// `permute`: output dim `i` is input dim `dims[i]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PermuteAttrs {
+    pub dims: Vec<usize>,
+}
+
+/// `select`: picks `index` along `dim` and removes that dim.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SelectAttrs {
+    pub dim: usize,
+    pub index: usize,
+}
+
+/// `concat` along `dim`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConcatAttrs {
+    pub dim: usize,
+}
+
+/// `softmax` along `dim`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SoftmaxAttrs {
+    pub dim: usize,
+}
+
+/// How a dropout layer behaves at inference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropoutMode {
+    /// Scaled by `1/(1-p)` in training, the identity at inference (PyTorch).
+    Inverted,
+    /// Unscaled in training, multiplied by the keep probability `1-p` at
+    /// inference (the original formulation).
+    Classic,
+}
+
+/// `dropout` with drop probability `p`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DropoutAttrs {
+    pub p: f32,
+    pub mode: DropoutMode,
+}
+
+/// `rnn` and `lstm`. Input `[seq, batch, in]` (or `[batch, seq, in]` with
+/// `batch_first`); output the last layer's hidden state at every step,
+/// `[seq, batch, hidden]` (or batch first). Inputs after `x`, per layer `l`:
+/// `weight_ih_l{l} [G*hidden, in_l]`, `weight_hh_l{l} [G*hidden, hidden]`,
+/// then when `bias` `bias_ih_l{l} [G*hidden]`, `bias_hh_l{l} [G*hidden]`,
+/// where `G` is 1 for `rnn` and 4 for `lstm` (gate order i, f, g, o as in
+/// PyTorch). Initial states are zero.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecurrentAttrs {
+    pub hidden: usize,
+    pub layers: usize,
+    pub bias: bool,
+    pub batch_first: bool,
+}
+
+/// The operators of the IR.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    Input(InputAttrs),
+    Weight(WeightAttrs),
+    Conv2d(Conv2dAttrs),
+    ConvTranspose2d(ConvTranspose2dAttrs),
+    BatchNorm(BatchNormAttrs),
+    GroupNorm(GroupNormAttrs),
+    LayerNorm(LayerNormAttrs),
+    InstanceNorm(InstanceNormAttrs),
+    Relu,
+    Relu6,
+    LeakyRelu(LeakyReluAttrs),
+    Sigmoid,
+    Tanh,
+    Clip(ClipAttrs),
+    MaxPool2d(MaxPool2dAttrs),
+    AvgPool2d(AvgPool2dAttrs),
+    /// Mean over `H, W`: `[N, C, H, W] -> [N, C, 1, 1]`.
+    GlobalAvgPool,
+    Linear(LinearAttrs),
+    Flatten(FlattenAttrs),
+    Reshape(ReshapeAttrs),
+    Permute(PermuteAttrs),
+    Select(SelectAttrs),
+    /// Elementwise sum with NumPy broadcasting.
+    Add,
+    /// Elementwise product with NumPy broadcasting.
+    Mul,
+    Concat(ConcatAttrs),
+    Softmax(SoftmaxAttrs),
+    Dropout(DropoutAttrs),
+    Identity,
+    Rnn(RecurrentAttrs),
+    Lstm(RecurrentAttrs),
+}
+
+impl Op {
+    /// The name used in `.nn` files and IR dumps.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Input(_) => "input",
+            Op::Weight(_) => "weight",
+            Op::Conv2d(_) => "conv2d",
+            Op::ConvTranspose2d(_) => "conv_transpose2d",
+            Op::BatchNorm(_) => "batch_norm",
+            Op::GroupNorm(_) => "group_norm",
+            Op::LayerNorm(_) => "layer_norm",
+            Op::InstanceNorm(_) => "instance_norm",
+            Op::Relu => "relu",
+            Op::Relu6 => "relu6",
+            Op::LeakyRelu(_) => "leaky_relu",
+            Op::Sigmoid => "sigmoid",
+            Op::Tanh => "tanh",
+            Op::Clip(_) => "clip",
+            Op::MaxPool2d(_) => "max_pool2d",
+            Op::AvgPool2d(_) => "avg_pool2d",
+            Op::GlobalAvgPool => "global_avg_pool",
+            Op::Linear(_) => "linear",
+            Op::Flatten(_) => "flatten",
+            Op::Reshape(_) => "reshape",
+            Op::Permute(_) => "permute",
+            Op::Select(_) => "select",
+            Op::Add => "add",
+            Op::Mul => "mul",
+            Op::Concat(_) => "concat",
+            Op::Softmax(_) => "softmax",
+            Op::Dropout(_) => "dropout",
+            Op::Identity => "identity",
+            Op::Rnn(_) => "rnn",
+            Op::Lstm(_) => "lstm",
+        }
+    }
+
+    /// Attributes as `name=value` pairs, in a fixed order, for the printer.
+    pub fn attributes(&self) -> Vec<(&'static str, String)> {
+        fn pair(p: [usize; 2]) -> String {
+            format!("[{}, {}]", p[0], p[1])
+        }
+        fn list(v: &[usize]) -> String {
+            let items: Vec<String> = v.iter().map(|d| d.to_string()).collect();
+            format!("[{}]", items.join(", "))
+        }
+        fn float(f: f32) -> String {
+            format!("{f:?}")
+        }
+        match self {
+            Op::Input(a) => vec![("name", format!("{:?}", a.name))],
+            Op::Weight(a) => vec![("name", format!("{:?}", a.name))],
+            Op::Conv2d(a) => vec![
+                ("out", a.out_channels.to_string()),
+                ("kernel", pair(a.kernel)),
+                ("stride", pair(a.stride)),
+                ("pad", pair(a.padding)),
+                ("dilation", pair(a.dilation)),
+                ("groups", a.groups.to_string()),
+                ("bias", a.bias.to_string()),
+            ],
+            Op::ConvTranspose2d(a) => vec![
+                ("out", a.out_channels.to_string()),
+                ("kernel", pair(a.kernel)),
+                ("stride", pair(a.stride)),
+                ("pad", pair(a.padding)),
+                ("output_padding", pair(a.output_padding)),
+                ("dilation", pair(a.dilation)),
+                ("groups", a.groups.to_string()),
+                ("bias", a.bias.to_string()),
+            ],
+            Op::BatchNorm(a) => vec![("eps", float(a.eps))],
+            Op::GroupNorm(a) => vec![
+                ("groups", a.groups.to_string()),
+                ("eps", float(a.eps)),
+                ("affine", a.affine.to_string()),
+            ],
+            Op::LayerNorm(a) => vec![
+                ("dims", a.normalized_dims.to_string()),
+                ("eps", float(a.eps)),
+                ("affine", a.affine.to_string()),
+            ],
+            Op::InstanceNorm(a) => vec![("eps", float(a.eps)), ("affine", a.affine.to_string())],
+            Op::Relu | Op::Relu6 | Op::Sigmoid | Op::Tanh | Op::GlobalAvgPool => vec![],
+            Op::Add | Op::Mul | Op::Identity => vec![],
+            Op::LeakyRelu(a) => vec![("negative_slope", float(a.negative_slope))],
+            Op::Clip(a) => vec![("min", float(a.min)), ("max", float(a.max))],
+            Op::MaxPool2d(a) => vec![
+                ("kernel", pair(a.kernel)),
+                ("stride", pair(a.stride)),
+                ("pad", pair(a.padding)),
+                ("dilation", pair(a.dilation)),
+                ("ceil_mode", a.ceil_mode.to_string()),
+            ],
+            Op::AvgPool2d(a) => vec![
+                ("kernel", pair(a.kernel)),
+                ("stride", pair(a.stride)),
+                ("pad", pair(a.padding)),
+                ("ceil_mode", a.ceil_mode.to_string()),
+                ("count_include_pad", a.count_include_pad.to_string()),
+            ],
+            Op::Linear(a) => vec![("out", a.out_features.to_string()), ("bias", a.bias.to_string())],
+            Op::Flatten(a) => vec![
+                ("start_dim", a.start_dim.to_string()),
+                ("end_dim", a.end_dim.to_string()),
+            ],
+            Op::Reshape(a) => vec![("shape", list(&a.shape))],
+            Op::Permute(a) => vec![("dims", list(&a.dims))],
+            Op::Select(a) => vec![("dim", a.dim.to_string()), ("index", a.index.to_string())],
+            Op::Concat(a) => vec![("dim", a.dim.to_string())],
+            Op::Softmax(a) => vec![("dim", a.dim.to_string())],
+            Op::Dropout(a) => vec![
+                ("p", float(a.p)),
+                (
+                    "mode",
+                    match a.mode {
+                        DropoutMode::Inverted => "\"inverted\"".to_string(),
+                        DropoutMode::Classic => "\"classic\"".to_string(),
+                    },
+                ),
+            ],
+            Op::Rnn(a) | Op::Lstm(a) => vec![
+                ("hidden", a.hidden.to_string()),
+                ("layers", a.layers.to_string()),
+                ("bias", a.bias.to_string()),
+                ("batch_first", a.batch_first.to_string()),
+            ],
+        }
+    }
+}

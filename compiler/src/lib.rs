@@ -1,0 +1,12 @@
+//! The nnc compiler: the typed op graph (IR), AST-to-IR lowering with shape
+//! inference, the verifier, the IR printer, model statistics, the reference
+//! interpreter, and the `nnc` binary.
+//!
+//! Architecture invariant: this is the only crate that knows petgraph (and,
+//! later, Cranelift). It depends on `nnc-frontend` for syntax and
+//! diagnostics and on `nnc-runtime` for tensors and weights; neither of them
+//! depends on it.
+
+pub mod ir;
+pub mod lower;
+pub mod shape;

@@ -1,0 +1,807 @@
+//! Lowering: from the AST of a `.nn` file to a typed [`Graph`].
+//!
+//! Blocks are instantiated (every binding prefixed with the call's path),
+//! attributes evaluated and checked, and each node's type inferred as it is
+//! created, so shape errors point at the binding that causes them. Name
+//! resolution and shape errors are collected (a failing node poisons its
+//! users instead of cascading); lowering returns all of them.
+
+mod ops;
+mod value;
+
+pub use ops::{is_op, op_names};
+pub use value::Value;
+
+use crate::ir::*;
+use crate::shape::{infer, weight_shapes, ShapeError};
+use nnc_frontend::ast::{self, Arg, Item, ParamKind, Rhs, Stmt};
+use nnc_frontend::diagnostic::did_you_mean;
+use nnc_frontend::{Diagnostic, SourceFile, Span};
+use nnc_runtime::{checked_numel, DType};
+use ops::{AttrReader, KeywordArg};
+use std::collections::{HashMap, HashSet};
+use value::{eval, Params};
+
+/// Lowers a parsed file to a graph, or returns every error found.
+pub fn lower(file: &ast::File, source: &SourceFile) -> Result<Graph, Vec<Diagnostic>> {
+    let mut lowerer = Lowerer {
+        source,
+        blocks: HashMap::new(),
+        graph: Graph::new(""),
+        errors: Vec::new(),
+        weight_names: HashMap::new(),
+    };
+    lowerer.run(file);
+    if lowerer.errors.is_empty() {
+        Ok(lowerer.graph)
+    } else {
+        Err(lowerer.errors)
+    }
+}
+
+/// A value in scope: a node, or a binding whose op failed (its users are
+/// skipped silently, since the failure was already reported).
+#[derive(Clone, Copy)]
+enum Slot {
+    Node(NodeId),
+    Poisoned,
+}
+
+#[derive(Clone, Copy)]
+struct Binding {
+    slot: Slot,
+    span: Span,
+}
+
+/// The names visible while lowering one model or one block instance.
+struct Scope {
+    /// Dotted path prepended to every binding (`layer1.0`), empty at model level.
+    prefix: String,
+    values: HashMap<String, Binding>,
+    params: Params,
+    /// Block names from the model down to here, to stop runaway recursion.
+    depth: usize,
+    in_block: bool,
+}
+
+impl Scope {
+    fn full_name(&self, local: &str) -> String {
+        if self.prefix.is_empty() {
+            local.to_string()
+        } else {
+            format!("{}.{}", self.prefix, local)
+        }
+    }
+}
+
+struct Lowerer<'a> {
+    source: &'a SourceFile,
+    blocks: HashMap<String, &'a ast::Block>,
+    graph: Graph,
+    errors: Vec<Diagnostic>,
+    weight_names: HashMap<String, Span>,
+}
+
+/// Instantiation depth past which we stop; recursion is rejected up front,
+/// so this only guards against pathological but legal nesting.
+const MAX_BLOCK_DEPTH: usize = 64;
+
+impl<'a> Lowerer<'a> {
+    fn loc(&self, span: Span) -> Option<SourceLoc> {
+        let (line, col) = self.source.line_col(span.start);
+        Some(SourceLoc { span, line, col })
+    }
+
+    fn run(&mut self, file: &'a ast::File) {
+        let mut model: Option<&ast::Model> = None;
+        for item in &file.items {
+            match item {
+                Item::Block(b) => {
+                    if is_op(&b.name.name) {
+                        self.errors.push(
+                            Diagnostic::error(format!("block `{}` has the name of an op", b.name.name))
+                                .with_primary(b.name.span, "this name is taken by an op")
+                                .with_help("rename the block"),
+                        );
+                    } else if let Some(first) = self.blocks.get(&b.name.name) {
+                        self.errors.push(
+                            Diagnostic::error(format!("block `{}` is defined twice", b.name.name))
+                                .with_primary(b.name.span, "redefined here")
+                                .with_secondary(first.name.span, "first defined here"),
+                        );
+                    } else {
+                        self.blocks.insert(b.name.name.clone(), b);
+                    }
+                }
+                Item::Model(m) => {
+                    if let Some(first) = model {
+                        self.errors.push(
+                            Diagnostic::error("a file may define only one model")
+                                .with_primary(m.name.span, "second model")
+                                .with_secondary(first.name.span, "first model defined here"),
+                        );
+                    } else {
+                        model = Some(m);
+                    }
+                }
+            }
+        }
+        self.check_recursion();
+        let Some(model) = model else {
+            self.errors.push(
+                Diagnostic::error("no model in this file")
+                    .with_primary(Span::new(0, 0), "expected a `model` definition")
+                    .with_help("add `model name { input x: f32[...] ... output y }`"),
+            );
+            return;
+        };
+        self.graph.name = model.name.name.clone();
+        if !self.errors.is_empty() {
+            return;
+        }
+        self.lower_model(model);
+    }
+
+    /// Rejects blocks that call themselves, directly or through others,
+    /// before any instantiation could loop.
+    fn check_recursion(&mut self) {
+        let mut names: Vec<&String> = self.blocks.keys().collect();
+        names.sort();
+        let mut reported = HashSet::new();
+        for start in names {
+            let mut stack = vec![(start.clone(), Vec::<(String, Span)>::new())];
+            let mut visited = HashSet::new();
+            while let Some((name, path)) = stack.pop() {
+                let Some(block) = self.blocks.get(&name) else { continue };
+                for stmt in &block.body {
+                    let Stmt::Let(ast::LetStmt { value: Rhs::Call(call), .. }) = stmt else { continue };
+                    let callee = &call.callee.name;
+                    if !self.blocks.contains_key(callee) {
+                        continue;
+                    }
+                    let mut next = path.clone();
+                    next.push((name.clone(), call.callee.span));
+                    if callee == start {
+                        if reported.insert(start.clone()) {
+                            let chain: Vec<String> = next.iter().map(|(n, _)| format!("`{n}`")).collect();
+                            let (_, span) = next[next.len() - 1];
+                            self.errors.push(
+                                Diagnostic::error(format!("block `{start}` calls itself"))
+                                    .with_primary(span, "recursive call")
+                                    .with_note(format!("call chain: {} -> `{start}`", chain.join(" -> ")))
+                                    .with_help("blocks are expanded at compile time and cannot recurse; use repetition `name.0..=N = block(...)`"),
+                            );
+                        }
+                    } else if visited.insert(callee.clone()) {
+                        stack.push((callee.clone(), next));
+                    }
+                }
+            }
+        }
+    }
+
+    fn lower_model(&mut self, model: &'a ast::Model) {
+        let mut scope = Scope {
+            prefix: String::new(),
+            values: HashMap::new(),
+            params: Params::new(),
+            depth: 0,
+            in_block: false,
+        };
+        let mut outputs = Vec::new();
+        let mut output_span = None;
+        for stmt in &model.body {
+            match stmt {
+                Stmt::Input(input) => self.lower_input(&mut scope, input),
+                Stmt::Let(binding) => self.lower_let(&mut scope, binding),
+                Stmt::Output(out) => {
+                    output_span = Some(out.span);
+                    for path in &out.values {
+                        if let Some(Slot::Node(id)) = self.resolve(&scope, path) {
+                            outputs.push(id);
+                        }
+                    }
+                }
+                Stmt::Return(ret) => self.errors.push(
+                    Diagnostic::error("`return` outside a block")
+                        .with_primary(ret.span, "models end with `output`, not `return`")
+                        .with_help(format!("write `output {}`", ret.value.dotted())),
+                ),
+            }
+        }
+        if model.body.is_empty() {
+            self.errors.push(
+                Diagnostic::error(format!("model `{}` is empty", model.name.name))
+                    .with_primary(model.span, "this model has no inputs, ops or outputs")
+                    .with_help("declare inputs with `input x: f32[...]`, bind ops, and name the results with `output`"),
+            );
+            return;
+        }
+        if self.graph.inputs().is_empty() && !model.body.iter().any(|s| matches!(s, Stmt::Input(_))) {
+            self.errors.push(
+                Diagnostic::error(format!("model `{}` has no inputs", model.name.name))
+                    .with_primary(model.name.span, "no `input` statement")
+                    .with_help("declare an input: `input x: f32[1, 3, 224, 224]`"),
+            );
+        }
+        if output_span.is_none() {
+            self.errors.push(
+                Diagnostic::error(format!("model `{}` has no outputs", model.name.name))
+                    .with_primary(model.name.span, "no `output` statement")
+                    .with_help("name the model's results: `output y`"),
+            );
+        }
+        self.graph.set_outputs(outputs);
+    }
+
+    fn lower_input(&mut self, scope: &mut Scope, input: &ast::InputStmt) {
+        if scope.in_block {
+            self.errors.push(
+                Diagnostic::error("`input` inside a block")
+                    .with_primary(input.span, "blocks take tensors as parameters")
+                    .with_help("add a tensor parameter to the block instead"),
+            );
+            return;
+        }
+        let name = input.name.name.clone();
+        let dtype = match DType::from_name(&input.ty.dtype.name) {
+            Some(d) => d,
+            None => {
+                self.errors.push(
+                    Diagnostic::error(format!("unsupported dtype `{}`", input.ty.dtype.name))
+                        .with_primary(input.ty.dtype.span, "nnc cannot compute in this dtype")
+                        .with_help(format!("supported dtypes: {}", DType::SUPPORTED.join(", "))),
+                );
+                self.define(scope, &name, input.name.span, Slot::Poisoned);
+                return;
+            }
+        };
+        let mut shape = Vec::new();
+        for dim in &input.ty.dims {
+            match usize::try_from(dim.value) {
+                Ok(0) | Err(_) => {
+                    self.errors.push(
+                        Diagnostic::error(format!("dimension {} of input `{name}` is not usable", dim.value))
+                            .with_primary(dim.span, "dimensions must be between 1 and the address space")
+                            .with_help("nnc compiles static, non-empty shapes"),
+                    );
+                    self.define(scope, &name, input.name.span, Slot::Poisoned);
+                    return;
+                }
+                Ok(d) => shape.push(d),
+            }
+        }
+        if checked_numel(&shape).and_then(|n| n.checked_mul(dtype.size_in_bytes())).is_none() {
+            self.errors.push(
+                Diagnostic::error(format!("the element count of input `{name}` overflows"))
+                    .with_primary(input.ty.span, "this shape is too large to address")
+                    .with_help("nnc compiles shapes whose byte size fits in memory"),
+            );
+            self.define(scope, &name, input.name.span, Slot::Poisoned);
+            return;
+        }
+        let node = Node::new(
+            Op::Input(InputAttrs { name: name.clone() }),
+            Vec::new(),
+            TensorType { dtype, shape },
+            name.clone(),
+        )
+        .at(self.loc(input.span));
+        let slot = match self.graph.add(node) {
+            Ok(id) => Slot::Node(id),
+            Err(_) => Slot::Poisoned,
+        };
+        self.define(scope, &name, input.name.span, slot);
+    }
+
+    fn define(&mut self, scope: &mut Scope, local: &str, span: Span, slot: Slot) {
+        if let Some(first) = scope.values.get(local) {
+            self.errors.push(
+                Diagnostic::error(format!("the name `{local}` is defined twice"))
+                    .with_primary(span, "redefined here")
+                    .with_secondary(first.span, "first defined here")
+                    .with_help("every binding needs its own name; it is also the module path of its weights"),
+            );
+            return;
+        }
+        scope.values.insert(local.to_string(), Binding { slot, span });
+    }
+
+    fn resolve(&mut self, scope: &Scope, path: &ast::Path) -> Option<Slot> {
+        let name = path.dotted();
+        if let Some(b) = scope.values.get(&name) {
+            return Some(b.slot);
+        }
+        let mut d = Diagnostic::error(format!("cannot find value `{name}` in this scope"))
+            .with_primary(path.span, "not defined");
+        if let Some(s) = did_you_mean(&name, scope.values.keys().map(String::as_str)) {
+            d = d.with_help(format!("did you mean `{s}`?"));
+        } else if scope.in_block {
+            d = d.with_help("a block sees only its parameters and its own bindings");
+        }
+        self.errors.push(d);
+        None
+    }
+
+    fn lower_let(&mut self, scope: &mut Scope, binding: &'a ast::LetStmt) {
+        let local = binding.target.dotted();
+        let (callee, callee_span, positional, keywords, call_span): (&str, Span, Vec<&ast::Path>, Vec<(&ast::Ident, &ast::Expr)>, Span) =
+            match &binding.value {
+                Rhs::Call(call) => {
+                    let mut positional = Vec::new();
+                    let mut keywords = Vec::new();
+                    for arg in &call.args {
+                        match arg {
+                            Arg::Positional(p) => positional.push(p),
+                            Arg::Keyword { name, value } => keywords.push((name, value)),
+                        }
+                    }
+                    (&call.callee.name, call.callee.span, positional, keywords, call.span)
+                }
+                Rhs::Binary { op, lhs, rhs, span } => (op.op_name(), *span, vec![lhs, rhs], Vec::new(), *span),
+            };
+
+        // Evaluate keyword arguments once, reporting duplicates.
+        let mut args = Vec::new();
+        let mut failed = false;
+        for (name, expr) in keywords {
+            if args.iter().any(|a: &KeywordArg| a.name == name.name) {
+                self.errors.push(
+                    Diagnostic::error(format!("attribute `{}` is given twice", name.name))
+                        .with_primary(name.span, "given again here"),
+                );
+                failed = true;
+                continue;
+            }
+            match eval(expr, &scope.params) {
+                Ok(value) => args.push(KeywordArg {
+                    name: name.name.clone(),
+                    name_span: name.span,
+                    value,
+                    value_span: expr.span,
+                }),
+                Err(d) => {
+                    self.errors.push(d);
+                    failed = true;
+                }
+            }
+        }
+
+        if let Some(block) = self.blocks.get(callee).copied() {
+            self.lower_block_binding(scope, binding, block, callee_span, &positional, &args, failed);
+            return;
+        }
+        if binding.repeat_to.is_some() {
+            self.errors.push(
+                Diagnostic::error("repetition needs a block")
+                    .with_primary(callee_span, format!("`{callee}` is not a block"))
+                    .with_help("`name.0..=N = f(x)` chains instances of a block; wrap the ops in a block"),
+            );
+            self.define(scope, &local, binding.target.span, Slot::Poisoned);
+            return;
+        }
+        if !is_op(callee) {
+            let mut d = Diagnostic::error(format!("unknown op `{callee}`"))
+                .with_primary(callee_span, "not an op or a block");
+            let block_names: Vec<String> = self.blocks.keys().cloned().collect();
+            let mut candidates: Vec<&str> = op_names().collect();
+            candidates.extend(block_names.iter().map(String::as_str));
+            if let Some(s) = did_you_mean(callee, candidates) {
+                d = d.with_help(format!("did you mean `{s}`?"));
+            } else {
+                d = d.with_help("the ops are listed in docs/language.md");
+            }
+            self.errors.push(d);
+            self.define(scope, &local, binding.target.span, Slot::Poisoned);
+            return;
+        }
+        let slot = self
+            .lower_op(scope, &local, callee, call_span, &positional, &args, failed, binding.span)
+            .map_or(Slot::Poisoned, Slot::Node);
+        self.define(scope, &local, binding.target.span, slot);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn lower_op(
+        &mut self,
+        scope: &Scope,
+        local: &str,
+        callee: &str,
+        call_span: Span,
+        positional: &[&ast::Path],
+        args: &[KeywordArg],
+        mut failed: bool,
+        stmt_span: Span,
+    ) -> Option<NodeId> {
+        if let Err(d) = ops::check_arity(callee, positional.len(), call_span) {
+            self.errors.push(d);
+            failed = true;
+        }
+        let mut inputs = Vec::new();
+        for path in positional {
+            match self.resolve(scope, path) {
+                Some(Slot::Node(id)) => inputs.push(id),
+                Some(Slot::Poisoned) => failed = true,
+                None => failed = true,
+            }
+        }
+        if failed {
+            return None;
+        }
+        let types: Vec<TensorType> = inputs.iter().map(|&i| self.graph.node(i).ty.clone()).collect();
+        let type_refs: Vec<&TensorType> = types.iter().collect();
+        let mut reader = AttrReader::new(callee, call_span, args);
+        let op = ops::build(callee, &mut reader, &type_refs);
+        let attr_errors = reader.finish();
+        let op = match op {
+            Some(op) if attr_errors.is_empty() => op,
+            _ => {
+                self.errors.extend(attr_errors);
+                return None;
+            }
+        };
+        let full = scope.full_name(local);
+        let loc = self.loc(stmt_span);
+        // The data operand decides the weights' shapes.
+        let weights = match types.first().map(|x| weight_shapes(&op, x)) {
+            Some(Ok(w)) => w,
+            Some(Err(e)) => {
+                self.shape_error(e, call_span, &inputs);
+                return None;
+            }
+            None => Vec::new(),
+        };
+        let mut all_types = types.clone();
+        for spec in weights {
+            let name = format!("{full}.{}", spec.suffix);
+            if let Some(first) = self.weight_names.get(&name) {
+                self.errors.push(
+                    Diagnostic::error(format!("two ops own the weight `{name}`"))
+                        .with_primary(stmt_span, "second owner")
+                        .with_secondary(*first, "first owner")
+                        .with_help("rename one binding so the module paths differ"),
+                );
+                return None;
+            }
+            self.weight_names.insert(name.clone(), stmt_span);
+            let ty = TensorType::f32(spec.shape);
+            if checked_numel(&ty.shape).is_none() {
+                self.errors.push(
+                    Diagnostic::error(format!("the element count of weight `{name}` overflows"))
+                        .with_primary(call_span, "this weight is too large to address"),
+                );
+                return None;
+            }
+            let node = Node::new(
+                Op::Weight(WeightAttrs { name: name.clone(), role: spec.role }),
+                Vec::new(),
+                ty.clone(),
+                name,
+            )
+            .at(loc);
+            let id = self.graph.add(node).ok()?;
+            inputs.push(id);
+            all_types.push(ty);
+        }
+        let refs: Vec<&TensorType> = all_types.iter().collect();
+        let ty = match infer(&op, &refs) {
+            Ok(ty) => ty,
+            Err(e) => {
+                self.shape_error(e, call_span, &inputs);
+                return None;
+            }
+        };
+        self.graph.add(Node::new(op, inputs, ty, full).at(loc)).ok()
+    }
+
+    fn shape_error(&mut self, e: ShapeError, span: Span, inputs: &[NodeId]) {
+        let mut d = Diagnostic::error(e.message).with_primary(span, e.label);
+        for &input in inputs.iter().take(4) {
+            let node = self.graph.node(input);
+            if matches!(node.op, Op::Weight(_)) {
+                continue;
+            }
+            if let Some(loc) = node.loc {
+                d = d.with_secondary(loc.span, format!("`{}` has type {}", node.name, node.ty));
+            }
+        }
+        if let Some(help) = e.help {
+            d = d.with_help(help);
+        }
+        self.errors.push(d);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn lower_block_binding(
+        &mut self,
+        scope: &mut Scope,
+        binding: &'a ast::LetStmt,
+        block: &'a ast::Block,
+        callee_span: Span,
+        positional: &[&ast::Path],
+        args: &[KeywordArg],
+        failed: bool,
+    ) {
+        let target = &binding.target;
+        let (first, last) = match &binding.repeat_to {
+            None => (None, None),
+            Some(last) => {
+                let first = target.segments.last().and_then(|s| s.parse::<u64>().ok());
+                match first {
+                    Some(f) if f <= last.value && last.value - f < 10_000 => (Some(f), Some(last.value)),
+                    _ => {
+                        self.errors.push(
+                            Diagnostic::error("invalid repetition range")
+                                .with_primary(target.span.to(last.span), "expected `name.A..=B` with A <= B")
+                                .with_help("the last segment before `..=` is the first index, e.g. `layer1.0..=1`"),
+                        );
+                        self.define(scope, &target.dotted(), target.span, Slot::Poisoned);
+                        return;
+                    }
+                }
+            }
+        };
+        let Some(params) = self.bind_params(scope, block, callee_span, positional, args, failed) else {
+            match (first, last) {
+                (Some(f), Some(l)) => {
+                    let stem = target.segments[..target.segments.len() - 1].join(".");
+                    for i in f..=l {
+                        let name = if stem.is_empty() { i.to_string() } else { format!("{stem}.{i}") };
+                        self.define(scope, &name, target.span, Slot::Poisoned);
+                    }
+                }
+                _ => self.define(scope, &target.dotted(), target.span, Slot::Poisoned),
+            }
+            return;
+        };
+        let (tensors, attrs) = params;
+        match (first, last) {
+            (Some(f), Some(l)) => {
+                let stem = target.segments[..target.segments.len() - 1].join(".");
+                let mut tensors = tensors;
+                for i in f..=l {
+                    let local = if stem.is_empty() { i.to_string() } else { format!("{stem}.{i}") };
+                    let slot = self.instantiate(scope, &local, block, &tensors, &attrs, binding.span);
+                    self.define(scope, &local, target.span, slot);
+                    // Each later instance takes the previous one's output as
+                    // its first tensor argument.
+                    if let Some(first_tensor) = tensors.first_mut() {
+                        *first_tensor = slot;
+                    }
+                }
+            }
+            _ => {
+                let local = target.dotted();
+                let slot = self.instantiate(scope, &local, block, &tensors, &attrs, binding.span);
+                self.define(scope, &local, target.span, slot);
+            }
+        }
+    }
+
+    /// Matches call arguments to block parameters. Returns the tensor slots
+    /// in parameter order and the attribute values, or `None` after
+    /// reporting errors.
+    #[allow(clippy::type_complexity)]
+    fn bind_params(
+        &mut self,
+        scope: &Scope,
+        block: &'a ast::Block,
+        callee_span: Span,
+        positional: &[&ast::Path],
+        args: &[KeywordArg],
+        mut failed: bool,
+    ) -> Option<(Vec<Slot>, Params)> {
+        let tensor_params: Vec<&ast::Param> = block.params.iter().filter(|p| matches!(p.kind, ParamKind::Tensor)).collect();
+        if positional.len() != tensor_params.len() {
+            let names: Vec<String> = tensor_params.iter().map(|p| format!("`{}`", p.name.name)).collect();
+            self.errors.push(
+                Diagnostic::error(format!(
+                    "block `{}` takes {} tensor argument{}, found {}",
+                    block.name.name,
+                    tensor_params.len(),
+                    if tensor_params.len() == 1 { "" } else { "s" },
+                    positional.len()
+                ))
+                .with_primary(callee_span, format!("expected {}", if names.is_empty() { "none".to_string() } else { names.join(", ") }))
+                .with_secondary(block.name.span, "block defined here"),
+            );
+            failed = true;
+        }
+        let mut tensors = Vec::new();
+        for path in positional {
+            match self.resolve(scope, path) {
+                Some(slot) => tensors.push(slot),
+                None => failed = true,
+            }
+        }
+        let mut params = Params::new();
+        for arg in args {
+            let param = block.params.iter().find(|p| p.name.name == arg.name);
+            match param.map(|p| &p.kind) {
+                Some(ParamKind::Attr { ty, .. }) => match coerce(*ty, &arg.value) {
+                    Some(v) => {
+                        params.insert(arg.name.clone(), v);
+                    }
+                    None => {
+                        self.errors.push(
+                            Diagnostic::error(format!(
+                                "argument `{}` of block `{}` expects {}, found {}",
+                                arg.name,
+                                block.name.name,
+                                describe_type(*ty),
+                                arg.value.describe()
+                            ))
+                            .with_primary(arg.value_span, format!("expected {}", describe_type(*ty)))
+                            .with_secondary(param.map_or(block.name.span, |p| p.span), "parameter declared here"),
+                        );
+                        failed = true;
+                    }
+                },
+                Some(ParamKind::Tensor) => {
+                    self.errors.push(
+                        Diagnostic::error(format!("tensor parameter `{}` passed as an attribute", arg.name))
+                            .with_primary(arg.name_span, "tensors are passed by position")
+                            .with_help(format!("pass the tensor positionally: `{}(..., value, ...)`", block.name.name)),
+                    );
+                    failed = true;
+                }
+                None => {
+                    let attr_names = block
+                        .params
+                        .iter()
+                        .filter(|p| !matches!(p.kind, ParamKind::Tensor))
+                        .map(|p| p.name.name.as_str());
+                    let mut d = Diagnostic::error(format!("block `{}` has no parameter `{}`", block.name.name, arg.name))
+                        .with_primary(arg.name_span, "unknown parameter")
+                        .with_secondary(block.name.span, "block defined here");
+                    if let Some(s) = did_you_mean(&arg.name, attr_names) {
+                        d = d.with_help(format!("did you mean `{s}`?"));
+                    }
+                    self.errors.push(d);
+                    failed = true;
+                }
+            }
+        }
+        // Defaults are evaluated in order, so they may use earlier parameters.
+        for param in &block.params {
+            if let ParamKind::Attr { ty, default, .. } = &param.kind {
+                if params.contains_key(&param.name.name) {
+                    continue;
+                }
+                match default {
+                    Some(expr) => match eval(expr, &params) {
+                        Ok(v) => match coerce(*ty, &v) {
+                            Some(v) => {
+                                params.insert(param.name.name.clone(), v);
+                            }
+                            None => {
+                                self.errors.push(
+                                    Diagnostic::error(format!(
+                                        "default of `{}` is {}, but the parameter is {}",
+                                        param.name.name,
+                                        v.describe(),
+                                        describe_type(*ty)
+                                    ))
+                                    .with_primary(expr.span, "wrong type"),
+                                );
+                                failed = true;
+                            }
+                        },
+                        Err(d) => {
+                            self.errors.push(d);
+                            failed = true;
+                        }
+                    },
+                    None => {
+                        self.errors.push(
+                            Diagnostic::error(format!(
+                                "missing argument `{}` for block `{}`",
+                                param.name.name, block.name.name
+                            ))
+                            .with_primary(callee_span, format!("`{}` is required", param.name.name))
+                            .with_secondary(param.span, "parameter declared here without a default"),
+                        );
+                        failed = true;
+                    }
+                }
+            }
+        }
+        if failed || tensors.iter().any(|s| matches!(s, Slot::Poisoned)) {
+            return None;
+        }
+        Some((tensors, params))
+    }
+
+    /// Lowers one instance of a block under the prefix `local`; returns the
+    /// slot of its `return` value.
+    fn instantiate(
+        &mut self,
+        outer: &Scope,
+        local: &str,
+        block: &'a ast::Block,
+        tensors: &[Slot],
+        attrs: &Params,
+        call_span: Span,
+    ) -> Slot {
+        if outer.depth >= MAX_BLOCK_DEPTH {
+            self.errors.push(
+                Diagnostic::error("blocks nested too deeply")
+                    .with_primary(call_span, format!("more than {MAX_BLOCK_DEPTH} nested block calls")),
+            );
+            return Slot::Poisoned;
+        }
+        let mut scope = Scope {
+            prefix: outer.full_name(local),
+            values: HashMap::new(),
+            params: attrs.clone(),
+            depth: outer.depth + 1,
+            in_block: true,
+        };
+        let tensor_params = block.params.iter().filter(|p| matches!(p.kind, ParamKind::Tensor));
+        for (param, slot) in tensor_params.zip(tensors) {
+            scope.values.insert(param.name.name.clone(), Binding { slot: *slot, span: param.span });
+        }
+        let mut result = None;
+        let errors_before = self.errors.len();
+        for (i, stmt) in block.body.iter().enumerate() {
+            match stmt {
+                Stmt::Let(binding) => self.lower_let(&mut scope, binding),
+                Stmt::Return(ret) => {
+                    if i + 1 != block.body.len() {
+                        self.errors.push(
+                            Diagnostic::error("`return` must be the last statement of a block")
+                                .with_primary(ret.span, "statements after this are never used"),
+                        );
+                    }
+                    result = self.resolve(&scope, &ret.value);
+                }
+                Stmt::Input(input) => self.lower_input(&mut scope, input),
+                Stmt::Output(out) => self.errors.push(
+                    Diagnostic::error("`output` inside a block")
+                        .with_primary(out.span, "blocks end with `return`")
+                        .with_help("write `return name` to give the block's result"),
+                ),
+            }
+        }
+        if result.is_none() && !block.body.iter().any(|s| matches!(s, Stmt::Return(_))) {
+            self.errors.push(
+                Diagnostic::error(format!("block `{}` has no `return`", block.name.name))
+                    .with_primary(block.name.span, "this block returns nothing")
+                    .with_help("end the block with `return name`"),
+            );
+        }
+        // Errors inside one instance would repeat for every instance; keep
+        // the first copy of each.
+        if self.errors.len() > errors_before {
+            let mut seen = Vec::new();
+            let new: Vec<Diagnostic> = self.errors.drain(errors_before..).collect();
+            for d in new {
+                if !self.errors[..errors_before].contains(&d) && !seen.contains(&d) {
+                    seen.push(d);
+                }
+            }
+            self.errors.extend(seen);
+        }
+        result.unwrap_or(Slot::Poisoned)
+    }
+}
+
+fn coerce(ty: ast::AttrType, v: &Value) -> Option<Value> {
+    use ast::AttrType as T;
+    match (ty, v) {
+        (T::Int, Value::Int(_)) | (T::Bool, Value::Bool(_)) | (T::Str, Value::Str(_)) | (T::Float, Value::Float(_)) => Some(v.clone()),
+        (T::Float, Value::Int(i)) => Some(Value::Float(*i as f64)),
+        (T::Ints, Value::List(items)) if items.iter().all(|i| matches!(i, Value::Int(_))) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+fn describe_type(ty: ast::AttrType) -> &'static str {
+    match ty {
+        ast::AttrType::Int => "an int",
+        ast::AttrType::Float => "a float",
+        ast::AttrType::Bool => "a bool",
+        ast::AttrType::Str => "a string",
+        ast::AttrType::Ints => "a list of ints",
+    }
+}

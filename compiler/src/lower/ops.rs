@@ -1,0 +1,549 @@
+//! From a call `op(x, key=value, ...)` to a typed [`Op`]: the op registry,
+//! keyword attributes with their defaults, and their type checks.
+//!
+//! Each builder reads every attribute its op knows through [`AttrReader`],
+//! so the reader also knows the full list of valid names when it reports an
+//! unknown one with a "did you mean".
+
+use super::value::Value;
+use crate::ir::*;
+use crate::ir::TensorType;
+use crate::shape::resolve_dim;
+use nnc_frontend::diagnostic::did_you_mean;
+use nnc_frontend::{Diagnostic, Span};
+
+/// How many tensor operands an op takes.
+#[derive(Clone, Copy)]
+enum Arity {
+    Exactly(usize),
+    AtLeast(usize),
+}
+
+/// Every op of the language, with its tensor arity. The names here are the
+/// names users write; `build` below turns each into an `Op`.
+const OPS: &[(&str, Arity)] = &[
+    ("conv2d", Arity::Exactly(1)),
+    ("conv_transpose2d", Arity::Exactly(1)),
+    ("batch_norm", Arity::Exactly(1)),
+    ("group_norm", Arity::Exactly(1)),
+    ("layer_norm", Arity::Exactly(1)),
+    ("instance_norm", Arity::Exactly(1)),
+    ("relu", Arity::Exactly(1)),
+    ("relu6", Arity::Exactly(1)),
+    ("leaky_relu", Arity::Exactly(1)),
+    ("sigmoid", Arity::Exactly(1)),
+    ("tanh", Arity::Exactly(1)),
+    ("clip", Arity::Exactly(1)),
+    ("max_pool2d", Arity::Exactly(1)),
+    ("avg_pool2d", Arity::Exactly(1)),
+    ("global_avg_pool", Arity::Exactly(1)),
+    ("linear", Arity::Exactly(1)),
+    ("flatten", Arity::Exactly(1)),
+    ("reshape", Arity::Exactly(1)),
+    ("permute", Arity::Exactly(1)),
+    ("select", Arity::Exactly(1)),
+    ("add", Arity::Exactly(2)),
+    ("mul", Arity::Exactly(2)),
+    ("concat", Arity::AtLeast(1)),
+    ("softmax", Arity::Exactly(1)),
+    ("dropout", Arity::Exactly(1)),
+    ("identity", Arity::Exactly(1)),
+    ("rnn", Arity::Exactly(1)),
+    ("lstm", Arity::Exactly(1)),
+];
+
+/// The names of all ops, for "did you mean" suggestions.
+pub fn op_names() -> impl Iterator<Item = &'static str> {
+    OPS.iter().map(|(name, _)| *name)
+}
+
+/// True if `name` is an op.
+pub fn is_op(name: &str) -> bool {
+    OPS.iter().any(|(n, _)| *n == name)
+}
+
+/// Checks the number of tensor operands of an op call.
+pub fn check_arity(name: &str, found: usize, span: Span) -> Result<(), Diagnostic> {
+    let Some((_, arity)) = OPS.iter().find(|(n, _)| *n == name) else {
+        return Ok(());
+    };
+    let (ok, expected) = match arity {
+        Arity::Exactly(n) => (found == *n, format!("{n} tensor argument{}", if *n == 1 { "" } else { "s" })),
+        Arity::AtLeast(n) => (found >= *n, format!("at least {n} tensor argument{}", if *n == 1 { "" } else { "s" })),
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(Diagnostic::error(format!("`{name}` takes {expected}, found {found}"))
+        .with_primary(span, format!("expected {expected}"))
+        .with_help("tensors are passed by position; attributes are written `name=value`"))
+}
+
+/// A keyword attribute as written at the call site, evaluated.
+pub struct KeywordArg {
+    pub name: String,
+    pub name_span: Span,
+    pub value: Value,
+    pub value_span: Span,
+}
+
+/// Reads the keyword attributes of one call, remembering which names the op
+/// asked for.
+pub struct AttrReader<'a> {
+    op: &'a str,
+    call_span: Span,
+    args: &'a [KeywordArg],
+    known: Vec<&'static str>,
+    errors: Vec<Diagnostic>,
+}
+
+impl<'a> AttrReader<'a> {
+    /// A reader over the keyword arguments of a call to `op`.
+    pub fn new(op: &'a str, call_span: Span, args: &'a [KeywordArg]) -> AttrReader<'a> {
+        AttrReader {
+            op,
+            call_span,
+            args,
+            known: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    fn get(&mut self, name: &'static str) -> Option<&'a KeywordArg> {
+        self.known.push(name);
+        self.args.iter().find(|a| a.name == name)
+    }
+
+    fn type_error(&mut self, arg: &KeywordArg, expected: &str) {
+        self.errors.push(
+            Diagnostic::error(format!(
+                "attribute `{}` of `{}` expects {expected}, found {}",
+                arg.name,
+                self.op,
+                arg.value.describe()
+            ))
+            .with_primary(arg.value_span, format!("expected {expected}")),
+        );
+    }
+
+    fn missing(&mut self, name: &str, example: &str) {
+        self.errors.push(
+            Diagnostic::error(format!("missing required attribute `{name}` for `{}`", self.op))
+                .with_primary(self.call_span, format!("`{name}` is required"))
+                .with_help(format!("add `{name}={example}`")),
+        );
+    }
+
+    fn range_error(&mut self, arg: &KeywordArg, what: &str) {
+        self.errors.push(
+            Diagnostic::error(format!("attribute `{}` of `{}` must be {what}", arg.name, self.op))
+                .with_primary(arg.value_span, format!("must be {what}")),
+        );
+    }
+
+    /// An integer attribute, or `None` when absent or ill-typed.
+    pub fn int(&mut self, name: &'static str) -> Option<i64> {
+        let arg = self.get(name)?;
+        match arg.value {
+            Value::Int(v) => Some(v),
+            _ => {
+                self.type_error(arg, "an int");
+                None
+            }
+        }
+    }
+
+    /// A count attribute (at least `min`) with a default.
+    pub fn count(&mut self, name: &'static str, default: usize, min: usize) -> usize {
+        match self.get(name) {
+            None => default,
+            Some(arg) => match arg.value {
+                Value::Int(v) if v >= min as i64 => v as usize,
+                Value::Int(_) => {
+                    self.range_error(arg, &format!("at least {min}"));
+                    default.max(min)
+                }
+                _ => {
+                    self.type_error(arg, "an int");
+                    default.max(min)
+                }
+            },
+        }
+    }
+
+    /// A required count attribute (at least 1).
+    pub fn required_count(&mut self, name: &'static str, example: &str) -> usize {
+        if self.args.iter().any(|a| a.name == name) {
+            self.count(name, 1, 1)
+        } else {
+            self.known.push(name);
+            self.missing(name, example);
+            1
+        }
+    }
+
+    /// A pair attribute (`3` or `[3, 5]`), each element at least `min`.
+    pub fn pair(&mut self, name: &'static str, default: Option<[usize; 2]>, min: usize) -> [usize; 2] {
+        let fallback = default.unwrap_or([1, 1]);
+        let Some(arg) = self.get(name) else {
+            if default.is_none() {
+                self.missing(name, "3");
+            }
+            return fallback;
+        };
+        let pair = match &arg.value {
+            Value::Int(v) => Some([*v, *v]),
+            Value::List(items) if items.len() == 2 => match (&items[0], &items[1]) {
+                (Value::Int(a), Value::Int(b)) => Some([*a, *b]),
+                _ => None,
+            },
+            _ => None,
+        };
+        match pair {
+            None => {
+                self.type_error(arg, "an int or a list of 2 ints");
+                fallback
+            }
+            Some([a, b]) if a < min as i64 || b < min as i64 => {
+                self.range_error(arg, &format!("at least {min}"));
+                fallback
+            }
+            Some([a, b]) => [a as usize, b as usize],
+        }
+    }
+
+    /// A float attribute (ints are accepted) with a default.
+    pub fn float(&mut self, name: &'static str, default: f32) -> f32 {
+        self.optional_float(name).unwrap_or(default)
+    }
+
+    /// A float attribute (ints are accepted), `None` when absent.
+    pub fn optional_float(&mut self, name: &'static str) -> Option<f32> {
+        let arg = self.get(name)?;
+        match arg.value {
+            Value::Float(v) => Some(v as f32),
+            Value::Int(v) => Some(v as f32),
+            _ => {
+                self.type_error(arg, "a number");
+                None
+            }
+        }
+    }
+
+    /// A required float attribute.
+    pub fn required_float(&mut self, name: &'static str, example: &str) -> f32 {
+        if self.args.iter().any(|a| a.name == name) {
+            self.optional_float(name).unwrap_or(0.0)
+        } else {
+            self.known.push(name);
+            self.missing(name, example);
+            0.0
+        }
+    }
+
+    /// A bool attribute with a default.
+    pub fn bool(&mut self, name: &'static str, default: bool) -> bool {
+        let Some(arg) = self.get(name) else { return default };
+        match arg.value {
+            Value::Bool(v) => v,
+            _ => {
+                self.type_error(arg, "a bool (`true` or `false`)");
+                default
+            }
+        }
+    }
+
+    /// A string attribute restricted to `choices`, with a default.
+    pub fn choice(&mut self, name: &'static str, choices: &[&'static str], default: &'static str) -> &'static str {
+        let Some(arg) = self.get(name) else { return default };
+        match &arg.value {
+            Value::Str(s) => match choices.iter().find(|c| **c == s.as_str()) {
+                Some(c) => c,
+                None => {
+                    let list: Vec<String> = choices.iter().map(|c| format!("\"{c}\"")).collect();
+                    self.range_error(arg, &format!("one of {}", list.join(", ")));
+                    default
+                }
+            },
+            _ => {
+                self.type_error(arg, "a string");
+                default
+            }
+        }
+    }
+
+    /// A list-of-ints attribute, `None` when absent or ill-typed.
+    pub fn ints(&mut self, name: &'static str) -> Option<Vec<i64>> {
+        let arg = self.get(name)?;
+        let list = match &arg.value {
+            Value::List(items) => items
+                .iter()
+                .map(|v| match v {
+                    Value::Int(i) => Some(*i),
+                    _ => None,
+                })
+                .collect::<Option<Vec<i64>>>(),
+            _ => None,
+        };
+        if list.is_none() {
+            self.type_error(arg, "a list of ints");
+        }
+        list
+    }
+
+    /// The span of an attribute's value, or the call's span when absent.
+    pub fn span_of(&self, name: &str) -> Span {
+        self.args
+            .iter()
+            .find(|a| a.name == name)
+            .map_or(self.call_span, |a| a.value_span)
+    }
+
+    /// Reports attributes the op did not ask for, and returns all errors.
+    pub fn finish(mut self) -> Vec<Diagnostic> {
+        for arg in self.args {
+            if !self.known.contains(&arg.name.as_str()) {
+                let mut d = Diagnostic::error(format!("unknown attribute `{}` for `{}`", arg.name, self.op))
+                    .with_primary(arg.name_span, "unknown attribute");
+                if let Some(s) = did_you_mean(&arg.name, self.known.iter().copied()) {
+                    d = d.with_help(format!("did you mean `{s}`?"));
+                } else {
+                    let mut known = self.known.clone();
+                    known.sort_unstable();
+                    known.dedup();
+                    d = d.with_help(format!("`{}` takes: {}", self.op, known.join(", ")));
+                }
+                self.errors.push(d);
+            }
+        }
+        self.errors
+    }
+}
+
+fn dim_error(r: &mut AttrReader<'_>, name: &str, message: String) {
+    let span = r.span_of(name);
+    r.errors.push(Diagnostic::error(message).with_primary(span, "out of range"));
+}
+
+/// Builds the op `name` from its attributes; `xs` are the data operand types.
+/// Returns the op, or every attribute error found.
+pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<Op> {
+    let rank = xs.first().map_or(0, |x| x.rank());
+    let resolve = |r: &mut AttrReader<'_>, attr: &'static str, value: i64, extra: usize| -> usize {
+        match resolve_dim(name, value, rank + extra) {
+            Ok(d) => d,
+            Err(e) => {
+                dim_error(r, attr, e.message);
+                0
+            }
+        }
+    };
+    let op = match name {
+        "conv2d" => Op::Conv2d(Conv2dAttrs {
+            out_channels: r.required_count("out", "64"),
+            kernel: r.pair("kernel", None, 1),
+            stride: r.pair("stride", Some([1, 1]), 1),
+            padding: r.pair("pad", Some([0, 0]), 0),
+            dilation: r.pair("dilation", Some([1, 1]), 1),
+            groups: r.count("groups", 1, 1),
+            bias: r.bool("bias", true),
+        }),
+        "conv_transpose2d" => Op::ConvTranspose2d(ConvTranspose2dAttrs {
+            out_channels: r.required_count("out", "64"),
+            kernel: r.pair("kernel", None, 1),
+            stride: r.pair("stride", Some([1, 1]), 1),
+            padding: r.pair("pad", Some([0, 0]), 0),
+            output_padding: r.pair("output_padding", Some([0, 0]), 0),
+            dilation: r.pair("dilation", Some([1, 1]), 1),
+            groups: r.count("groups", 1, 1),
+            bias: r.bool("bias", true),
+        }),
+        "batch_norm" => Op::BatchNorm(BatchNormAttrs { eps: r.float("eps", 1e-5) }),
+        "group_norm" => Op::GroupNorm(GroupNormAttrs {
+            groups: r.required_count("groups", "32"),
+            eps: r.float("eps", 1e-5),
+            affine: r.bool("affine", true),
+        }),
+        "layer_norm" => Op::LayerNorm(LayerNormAttrs {
+            normalized_dims: r.count("dims", rank.saturating_sub(1).max(1), 1),
+            eps: r.float("eps", 1e-5),
+            affine: r.bool("affine", true),
+        }),
+        "instance_norm" => Op::InstanceNorm(InstanceNormAttrs {
+            eps: r.float("eps", 1e-5),
+            affine: r.bool("affine", false),
+        }),
+        "relu" => Op::Relu,
+        "relu6" => Op::Relu6,
+        "sigmoid" => Op::Sigmoid,
+        "tanh" => Op::Tanh,
+        "identity" => Op::Identity,
+        "global_avg_pool" => Op::GlobalAvgPool,
+        "add" => Op::Add,
+        "mul" => Op::Mul,
+        "leaky_relu" => Op::LeakyRelu(LeakyReluAttrs {
+            negative_slope: r.float("negative_slope", 0.01),
+        }),
+        "clip" => {
+            let min = r.required_float("min", "0.0");
+            let max = r.required_float("max", "6.0");
+            if min > max {
+                let span = r.span_of("max");
+                r.errors.push(
+                    Diagnostic::error(format!("`clip` max {max:?} is smaller than min {min:?}"))
+                        .with_primary(span, "smaller than `min`"),
+                );
+            }
+            Op::Clip(ClipAttrs { min, max })
+        }
+        "max_pool2d" => {
+            let kernel = r.pair("kernel", None, 1);
+            Op::MaxPool2d(MaxPool2dAttrs {
+                kernel,
+                stride: r.pair("stride", Some(kernel), 1),
+                padding: r.pair("pad", Some([0, 0]), 0),
+                dilation: r.pair("dilation", Some([1, 1]), 1),
+                ceil_mode: r.bool("ceil_mode", false),
+            })
+        }
+        "avg_pool2d" => {
+            let kernel = r.pair("kernel", None, 1);
+            Op::AvgPool2d(AvgPool2dAttrs {
+                kernel,
+                stride: r.pair("stride", Some(kernel), 1),
+                padding: r.pair("pad", Some([0, 0]), 0),
+                ceil_mode: r.bool("ceil_mode", false),
+                count_include_pad: r.bool("count_include_pad", true),
+            })
+        }
+        "linear" => Op::Linear(LinearAttrs {
+            out_features: r.required_count("out", "10"),
+            bias: r.bool("bias", true),
+        }),
+        "flatten" => {
+            let start = r.int("start_dim").unwrap_or(1);
+            let end = r.int("end_dim").unwrap_or(-1);
+            Op::Flatten(FlattenAttrs {
+                start_dim: resolve(r, "start_dim", start, 0),
+                end_dim: resolve(r, "end_dim", end, 0),
+            })
+        }
+        "reshape" => {
+            let numel = xs.first().map_or(0, |x| x.numel());
+            let shape = match r.ints("shape") {
+                Some(s) => resolve_reshape(r, &s, numel),
+                None => {
+                    if !r.args.iter().any(|a| a.name == "shape") {
+                        r.missing("shape", "[1, -1]");
+                    }
+                    vec![numel]
+                }
+            };
+            Op::Reshape(ReshapeAttrs { shape })
+        }
+        "permute" => {
+            let dims = match r.ints("dims") {
+                Some(d) => d.iter().map(|&v| resolve(r, "dims", v, 0)).collect(),
+                None => {
+                    if !r.args.iter().any(|a| a.name == "dims") {
+                        r.missing("dims", "[0, 2, 1]");
+                    }
+                    (0..rank).collect()
+                }
+            };
+            Op::Permute(PermuteAttrs { dims })
+        }
+        "select" => {
+            let dim_value = r.int("dim");
+            let index_value = r.int("index");
+            if dim_value.is_none() && !r.args.iter().any(|a| a.name == "dim") {
+                r.missing("dim", "0");
+            }
+            if index_value.is_none() && !r.args.iter().any(|a| a.name == "index") {
+                r.missing("index", "-1");
+            }
+            let dim = resolve(r, "dim", dim_value.unwrap_or(0), 0);
+            let size = xs.first().and_then(|x| x.shape.get(dim)).copied().unwrap_or(1);
+            let index = match index_value.unwrap_or(0) {
+                i if i < 0 && i + size as i64 >= 0 => (i + size as i64) as usize,
+                i if i >= 0 && (i as usize) < size => i as usize,
+                i => {
+                    dim_error(r, "index", format!("`select` index {i} is out of range for a dim of size {size}"));
+                    0
+                }
+            };
+            Op::Select(SelectAttrs { dim, index })
+        }
+        "concat" => {
+            let dim = r.int("dim").unwrap_or(1);
+            Op::Concat(ConcatAttrs { dim: resolve(r, "dim", dim, 0) })
+        }
+        "softmax" => {
+            let dim = r.int("dim").unwrap_or(-1);
+            Op::Softmax(SoftmaxAttrs { dim: resolve(r, "dim", dim, 0) })
+        }
+        "dropout" => {
+            let p = r.float("p", 0.5);
+            if !(0.0..1.0).contains(&p) {
+                let span = r.span_of("p");
+                r.errors.push(
+                    Diagnostic::error(format!("dropout probability {p:?} is not in [0, 1)"))
+                        .with_primary(span, "must be at least 0 and below 1"),
+                );
+            }
+            let mode = match r.choice("mode", &["inverted", "classic"], "inverted") {
+                "classic" => DropoutMode::Classic,
+                _ => DropoutMode::Inverted,
+            };
+            Op::Dropout(DropoutAttrs { p, mode })
+        }
+        "rnn" | "lstm" => {
+            let a = RecurrentAttrs {
+                hidden: r.required_count("hidden", "128"),
+                layers: r.count("layers", 1, 1),
+                bias: r.bool("bias", true),
+                batch_first: r.bool("batch_first", false),
+            };
+            if name == "rnn" {
+                Op::Rnn(a)
+            } else {
+                Op::Lstm(a)
+            }
+        }
+        _ => return None,
+    };
+    Some(op)
+}
+
+fn resolve_reshape(r: &mut AttrReader<'_>, spec: &[i64], numel: usize) -> Vec<usize> {
+    let span = r.span_of("shape");
+    let inferred = spec.iter().filter(|&&d| d == -1).count();
+    if inferred > 1 || spec.iter().any(|&d| d < -1 || d == 0) {
+        r.errors.push(
+            Diagnostic::error("`reshape` shape may hold positive sizes and at most one -1")
+                .with_primary(span, "invalid shape"),
+        );
+        return vec![numel];
+    }
+    let known: Option<usize> = spec
+        .iter()
+        .filter(|&&d| d > 0)
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d as usize));
+    let Some(known) = known else {
+        r.errors.push(Diagnostic::error("`reshape` shape overflows").with_primary(span, "too large"));
+        return vec![numel];
+    };
+    let fill = if inferred == 1 {
+        if known == 0 || numel % known != 0 {
+            r.errors.push(
+                Diagnostic::error(format!("cannot reshape {numel} elements: {known} does not divide them"))
+                    .with_primary(span, "no size for -1 fits"),
+            );
+            return vec![numel];
+        }
+        numel / known
+    } else {
+        0
+    };
+    spec.iter().map(|&d| if d == -1 { fill } else { d as usize }).collect()
+}

@@ -1,0 +1,571 @@
+//! Shape inference: the output type of every op from its operand types,
+//! exactly by the formulas of `shared/seed/README.md`.
+//!
+//! Lowering calls [`weight_shapes`] to learn which weights an op owns (their
+//! shapes follow from the data operand) and then [`infer`] on all operands;
+//! the verifier calls [`infer`] again on every node to check stored types.
+
+use crate::ir::*;
+use nnc_runtime::{checked_numel, format_shape};
+
+/// A shape error, without a location: the caller knows the span.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShapeError {
+    /// Lowercase, no trailing period.
+    pub message: String,
+    /// What is wrong at the op, for the primary label.
+    pub label: String,
+    /// How to fix it, if there is a general answer.
+    pub help: Option<String>,
+}
+
+impl ShapeError {
+    fn new(message: impl Into<String>, label: impl Into<String>) -> ShapeError {
+        ShapeError {
+            message: message.into(),
+            label: label.into(),
+            help: None,
+        }
+    }
+
+    fn help(mut self, help: impl Into<String>) -> ShapeError {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+type SResult<T> = Result<T, ShapeError>;
+
+/// A weight an op owns: the suffix of its name, its shape and its role.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WeightSpec {
+    /// Appended to the binding's path with a dot: `weight`, `running_mean`, `weight_ih_l0`.
+    pub suffix: String,
+    pub shape: Vec<usize>,
+    pub role: WeightRole,
+}
+
+fn spec(suffix: impl Into<String>, shape: Vec<usize>, role: WeightRole) -> WeightSpec {
+    WeightSpec {
+        suffix: suffix.into(),
+        shape,
+        role,
+    }
+}
+
+fn require_rank(op: &str, x: &TensorType, rank: usize, layout: &str) -> SResult<()> {
+    if x.rank() != rank {
+        return Err(ShapeError::new(
+            format!("`{op}` expects a rank-{rank} input {layout}, found {x}"),
+            format!("input has rank {}", x.rank()),
+        ));
+    }
+    Ok(())
+}
+
+fn require_min_rank(op: &str, x: &TensorType, rank: usize) -> SResult<()> {
+    if x.rank() < rank {
+        return Err(ShapeError::new(
+            format!("`{op}` expects an input of rank at least {rank}, found {x}"),
+            format!("input has rank {}", x.rank()),
+        ));
+    }
+    Ok(())
+}
+
+/// The weights `op` owns, given the type of its data operand `x`.
+pub fn weight_shapes(op: &Op, x: &TensorType) -> SResult<Vec<WeightSpec>> {
+    let channels = |name: &str| -> SResult<usize> {
+        require_min_rank(name, x, 2)?;
+        Ok(x.shape[1])
+    };
+    Ok(match op {
+        Op::Conv2d(a) => {
+            require_rank("conv2d", x, 4, "[N, C, H, W]")?;
+            check_groups("conv2d", x.shape[1], a.out_channels, a.groups)?;
+            let fan_in = x.shape[1] / a.groups * a.kernel[0] * a.kernel[1];
+            let mut w = vec![spec(
+                "weight",
+                vec![a.out_channels, x.shape[1] / a.groups, a.kernel[0], a.kernel[1]],
+                WeightRole::Kernel { fan_in },
+            )];
+            if a.bias {
+                w.push(spec("bias", vec![a.out_channels], WeightRole::Bias { fan_in }));
+            }
+            w
+        }
+        Op::ConvTranspose2d(a) => {
+            require_rank("conv_transpose2d", x, 4, "[N, C, H, W]")?;
+            check_groups("conv_transpose2d", x.shape[1], a.out_channels, a.groups)?;
+            // PyTorch computes the default init's fan-in from weight dim 1.
+            let fan_in = a.out_channels / a.groups * a.kernel[0] * a.kernel[1];
+            let mut w = vec![spec(
+                "weight",
+                vec![x.shape[1], a.out_channels / a.groups, a.kernel[0], a.kernel[1]],
+                WeightRole::Kernel { fan_in },
+            )];
+            if a.bias {
+                w.push(spec("bias", vec![a.out_channels], WeightRole::Bias { fan_in }));
+            }
+            w
+        }
+        Op::BatchNorm(_) => {
+            let c = channels("batch_norm")?;
+            vec![
+                spec("weight", vec![c], WeightRole::NormWeight),
+                spec("bias", vec![c], WeightRole::NormBias),
+                spec("running_mean", vec![c], WeightRole::RunningMean),
+                spec("running_var", vec![c], WeightRole::RunningVar),
+            ]
+        }
+        Op::GroupNorm(a) => {
+            let c = channels("group_norm")?;
+            affine(a.affine, vec![c])
+        }
+        Op::InstanceNorm(a) => {
+            require_min_rank("instance_norm", x, 3)?;
+            affine(a.affine, vec![x.shape[1]])
+        }
+        Op::LayerNorm(a) => {
+            if a.normalized_dims == 0 || a.normalized_dims > x.rank() {
+                return Err(ShapeError::new(
+                    format!(
+                        "`layer_norm` cannot normalise over the last {} dims of {x}",
+                        a.normalized_dims
+                    ),
+                    "`dims` out of range",
+                )
+                .help(format!("`dims` must be between 1 and {}", x.rank())));
+            }
+            affine(a.affine, x.shape[x.rank() - a.normalized_dims..].to_vec())
+        }
+        Op::Linear(a) => {
+            require_min_rank("linear", x, 1)?;
+            let fan_in = x.shape[x.rank() - 1];
+            let mut w = vec![spec("weight", vec![a.out_features, fan_in], WeightRole::Kernel { fan_in })];
+            if a.bias {
+                w.push(spec("bias", vec![a.out_features], WeightRole::Bias { fan_in }));
+            }
+            w
+        }
+        Op::Rnn(a) => recurrent_weights("rnn", a, 1, x)?,
+        Op::Lstm(a) => recurrent_weights("lstm", a, 4, x)?,
+        Op::Input(_)
+        | Op::Weight(_)
+        | Op::Relu
+        | Op::Relu6
+        | Op::LeakyRelu(_)
+        | Op::Sigmoid
+        | Op::Tanh
+        | Op::Clip(_)
+        | Op::MaxPool2d(_)
+        | Op::AvgPool2d(_)
+        | Op::GlobalAvgPool
+        | Op::Flatten(_)
+        | Op::Reshape(_)
+        | Op::Permute(_)
+        | Op::Select(_)
+        | Op::Add
+        | Op::Mul
+        | Op::Concat(_)
+        | Op::Softmax(_)
+        | Op::Dropout(_)
+        | Op::Identity => Vec::new(),
+    })
+}
+
+fn affine(affine: bool, shape: Vec<usize>) -> Vec<WeightSpec> {
+    if affine {
+        vec![
+            spec("weight", shape.clone(), WeightRole::NormWeight),
+            spec("bias", shape, WeightRole::NormBias),
+        ]
+    } else {
+        Vec::new()
+    }
+}
+
+fn recurrent_weights(op: &str, a: &RecurrentAttrs, gates: usize, x: &TensorType) -> SResult<Vec<WeightSpec>> {
+    require_rank(op, x, 3, if a.batch_first { "[batch, seq, features]" } else { "[seq, batch, features]" })?;
+    let mut w = Vec::new();
+    let mut input = x.shape[2];
+    for l in 0..a.layers {
+        let fan_in = a.hidden;
+        w.push(spec(format!("weight_ih_l{l}"), vec![gates * a.hidden, input], WeightRole::Kernel { fan_in }));
+        w.push(spec(format!("weight_hh_l{l}"), vec![gates * a.hidden, a.hidden], WeightRole::Kernel { fan_in }));
+        if a.bias {
+            w.push(spec(format!("bias_ih_l{l}"), vec![gates * a.hidden], WeightRole::Bias { fan_in }));
+            w.push(spec(format!("bias_hh_l{l}"), vec![gates * a.hidden], WeightRole::Bias { fan_in }));
+        }
+        input = a.hidden;
+    }
+    Ok(w)
+}
+
+fn check_groups(op: &str, c_in: usize, c_out: usize, groups: usize) -> SResult<()> {
+    if c_in % groups != 0 {
+        return Err(ShapeError::new(
+            format!("`{op}` groups={groups} does not divide the {c_in} input channels"),
+            format!("{c_in} input channels cannot be split into {groups} groups"),
+        )
+        .help("`groups` must divide both the input and the output channel counts"));
+    }
+    if c_out % groups != 0 {
+        return Err(ShapeError::new(
+            format!("`{op}` groups={groups} does not divide the {c_out} output channels"),
+            format!("{c_out} output channels cannot be split into {groups} groups"),
+        )
+        .help("`groups` must divide both the input and the output channel counts"));
+    }
+    Ok(())
+}
+
+/// Output size of a sliding window along one dim, by the conv formula
+/// `floor((in + 2*pad - dilation*(k-1) - 1) / stride) + 1`, or with
+/// `ceil` and PyTorch's rule that the last window must start inside the
+/// input or the left padding.
+pub fn window_output(input: usize, kernel: usize, stride: usize, pad: usize, dilation: usize, ceil_mode: bool) -> Option<usize> {
+    let span = dilation as i128 * (kernel as i128 - 1) + 1;
+    let numerator = input as i128 + 2 * pad as i128 - span;
+    if numerator < 0 || stride == 0 {
+        return None;
+    }
+    let stride = stride as i128;
+    let mut out = if ceil_mode {
+        (numerator + stride - 1) / stride + 1
+    } else {
+        numerator / stride + 1
+    };
+    if ceil_mode && (out - 1) * stride >= input as i128 + pad as i128 {
+        out -= 1;
+    }
+    usize::try_from(out).ok().filter(|&o| o >= 1)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn spatial(
+    op: &str,
+    x: &TensorType,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    pad: [usize; 2],
+    dilation: [usize; 2],
+    ceil_mode: bool,
+) -> SResult<[usize; 2]> {
+    let mut out = [0; 2];
+    for (i, axis) in ["height", "width"].iter().enumerate() {
+        let input = x.shape[2 + i];
+        out[i] = window_output(input, kernel[i], stride[i], pad[i], dilation[i], ceil_mode).ok_or_else(|| {
+            let effective = dilation[i] * (kernel[i] - 1) + 1;
+            ShapeError::new(
+                format!(
+                    "`{op}` output {axis} would be less than 1: input {axis} {input} + 2*pad {} is smaller than the {}kernel extent {effective}",
+                    pad[i],
+                    if dilation[i] > 1 { "dilated " } else { "" }
+                ),
+                format!("input {x} is too small for this window"),
+            )
+            .help("use a smaller kernel or dilation, more padding, or a larger input")
+        })?;
+    }
+    Ok(out)
+}
+
+/// The output type of `op` applied to operands of types `inputs`
+/// (data operands first, then the op's weights in [`weight_shapes`] order).
+pub fn infer(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
+    let ty = infer_unchecked(op, inputs)?;
+    if checked_numel(&ty.shape).is_none() || ty.numel().checked_mul(4).is_none() {
+        return Err(ShapeError::new(
+            format!("the element count of {} overflows", format_shape(&ty.shape)),
+            "this shape is too large to address",
+        ));
+    }
+    Ok(ty)
+}
+
+fn operand<'a>(op: &Op, inputs: &[&'a TensorType], i: usize) -> SResult<&'a TensorType> {
+    inputs.get(i).copied().ok_or_else(|| {
+        ShapeError::new(
+            format!("`{}` is missing operand {}", op.name(), i + 1),
+            "missing operand",
+        )
+    })
+}
+
+fn check_weights(op: &Op, inputs: &[&TensorType]) -> SResult<()> {
+    let x = operand(op, inputs, 0)?;
+    let specs = weight_shapes(op, x)?;
+    if inputs.len() != 1 + specs.len() {
+        return Err(ShapeError::new(
+            format!("`{}` expects {} operands, found {}", op.name(), 1 + specs.len(), inputs.len()),
+            "wrong number of operands",
+        ));
+    }
+    for (w, s) in inputs[1..].iter().zip(&specs) {
+        if w.shape != s.shape {
+            return Err(ShapeError::new(
+                format!(
+                    "`{}` weight `{}` has shape {} but {} is expected",
+                    op.name(),
+                    s.suffix,
+                    format_shape(&w.shape),
+                    format_shape(&s.shape)
+                ),
+                "mis-shaped weight",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn unary(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
+    if inputs.len() != 1 {
+        return Err(ShapeError::new(
+            format!("`{}` expects 1 operand, found {}", op.name(), inputs.len()),
+            "wrong number of operands",
+        ));
+    }
+    Ok(inputs[0].clone())
+}
+
+fn normalize_dim(op: &str, dim: i64, rank: usize) -> SResult<usize> {
+    let r = rank as i64;
+    let d = if dim < 0 { dim + r } else { dim };
+    if d < 0 || d >= r {
+        return Err(ShapeError::new(
+            format!("`{op}` dim {dim} is out of range for rank {rank}"),
+            format!("dim must be in {}..{}", -r, r),
+        ));
+    }
+    Ok(d as usize)
+}
+
+/// Resolves a possibly negative dim against a rank (used by lowering).
+pub fn resolve_dim(op: &str, dim: i64, rank: usize) -> SResult<usize> {
+    normalize_dim(op, dim, rank)
+}
+
+/// NumPy broadcasting of two shapes.
+pub fn broadcast(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+    let rank = a.len().max(b.len());
+    let mut out = vec![0; rank];
+    for i in 0..rank {
+        let da = if i < rank - a.len() { 1 } else { a[i - (rank - a.len())] };
+        let db = if i < rank - b.len() { 1 } else { b[i - (rank - b.len())] };
+        out[i] = match (da, db) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => return None,
+        };
+    }
+    Some(out)
+}
+
+fn infer_unchecked(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
+    match op {
+        Op::Input(_) | Op::Weight(_) => Err(ShapeError::new(
+            format!("`{}` has no operands to infer from", op.name()),
+            "leaf node",
+        )),
+        Op::Conv2d(a) => {
+            check_weights(op, inputs)?;
+            let x = inputs[0];
+            let [h, w] = spatial("conv2d", x, a.kernel, a.stride, a.padding, a.dilation, false)?;
+            Ok(TensorType::f32(vec![x.shape[0], a.out_channels, h, w]))
+        }
+        Op::ConvTranspose2d(a) => {
+            check_weights(op, inputs)?;
+            let x = inputs[0];
+            let mut out = [0usize; 2];
+            for i in 0..2 {
+                if a.output_padding[i] >= a.stride[i].max(a.dilation[i]) {
+                    return Err(ShapeError::new(
+                        format!(
+                            "`conv_transpose2d` output_padding {} must be smaller than stride {} or dilation {}",
+                            a.output_padding[i], a.stride[i], a.dilation[i]
+                        ),
+                        "output_padding too large",
+                    ));
+                }
+                let size = (x.shape[2 + i] as i128 - 1) * a.stride[i] as i128 - 2 * a.padding[i] as i128
+                    + a.dilation[i] as i128 * (a.kernel[i] as i128 - 1)
+                    + a.output_padding[i] as i128
+                    + 1;
+                out[i] = usize::try_from(size).ok().filter(|&s| s >= 1).ok_or_else(|| {
+                    ShapeError::new(
+                        format!("`conv_transpose2d` output size would be {size}, less than 1"),
+                        format!("padding {} is too large for input {x}", a.padding[i]),
+                    )
+                    .help("reduce the padding")
+                })?;
+            }
+            Ok(TensorType::f32(vec![x.shape[0], a.out_channels, out[0], out[1]]))
+        }
+        Op::BatchNorm(_) | Op::GroupNorm(_) | Op::LayerNorm(_) | Op::InstanceNorm(_) => {
+            check_weights(op, inputs)?;
+            if let Op::GroupNorm(a) = op {
+                let c = inputs[0].shape[1];
+                if c % a.groups != 0 {
+                    return Err(ShapeError::new(
+                        format!("`group_norm` groups={} does not divide the {c} channels", a.groups),
+                        format!("{c} channels cannot be split into {} groups", a.groups),
+                    )
+                    .help("`groups` must divide the channel count"));
+                }
+            }
+            Ok(inputs[0].clone())
+        }
+        Op::Relu | Op::Relu6 | Op::LeakyRelu(_) | Op::Sigmoid | Op::Tanh | Op::Clip(_) => unary(op, inputs),
+        Op::Dropout(_) | Op::Identity | Op::Softmax(_) => {
+            let ty = unary(op, inputs)?;
+            if let Op::Softmax(a) = op {
+                if a.dim >= ty.rank() {
+                    return Err(ShapeError::new(format!("`softmax` dim {} is out of range for {ty}", a.dim), "bad dim"));
+                }
+            }
+            Ok(ty)
+        }
+        Op::MaxPool2d(a) => {
+            let x = unary(op, inputs)?;
+            require_rank("max_pool2d", &x, 4, "[N, C, H, W]")?;
+            check_pool_padding("max_pool2d", a.kernel, a.padding)?;
+            let [h, w] = spatial("max_pool2d", &x, a.kernel, a.stride, a.padding, a.dilation, a.ceil_mode)?;
+            Ok(TensorType::f32(vec![x.shape[0], x.shape[1], h, w]))
+        }
+        Op::AvgPool2d(a) => {
+            let x = unary(op, inputs)?;
+            require_rank("avg_pool2d", &x, 4, "[N, C, H, W]")?;
+            check_pool_padding("avg_pool2d", a.kernel, a.padding)?;
+            let [h, w] = spatial("avg_pool2d", &x, a.kernel, a.stride, a.padding, [1, 1], a.ceil_mode)?;
+            Ok(TensorType::f32(vec![x.shape[0], x.shape[1], h, w]))
+        }
+        Op::GlobalAvgPool => {
+            let x = unary(op, inputs)?;
+            require_rank("global_avg_pool", &x, 4, "[N, C, H, W]")?;
+            Ok(TensorType::f32(vec![x.shape[0], x.shape[1], 1, 1]))
+        }
+        Op::Linear(a) => {
+            check_weights(op, inputs)?;
+            let mut shape = inputs[0].shape.clone();
+            if let Some(last) = shape.last_mut() {
+                *last = a.out_features;
+            }
+            Ok(TensorType::f32(shape))
+        }
+        Op::Flatten(a) => {
+            let x = unary(op, inputs)?;
+            if a.start_dim > a.end_dim || a.end_dim >= x.rank().max(1) {
+                return Err(ShapeError::new(
+                    format!("`flatten` dims {}..={} are out of range for {x}", a.start_dim, a.end_dim),
+                    "bad dims",
+                )
+                .help("`start_dim` must not come after `end_dim`"));
+            }
+            if x.rank() == 0 {
+                return Ok(TensorType::f32(vec![1]));
+            }
+            let merged: usize = x.shape[a.start_dim..=a.end_dim].iter().product();
+            let mut shape = x.shape[..a.start_dim].to_vec();
+            shape.push(merged);
+            shape.extend_from_slice(&x.shape[a.end_dim + 1..]);
+            Ok(TensorType::f32(shape))
+        }
+        Op::Reshape(a) => {
+            let x = unary(op, inputs)?;
+            if checked_numel(&a.shape) != Some(x.numel()) {
+                return Err(ShapeError::new(
+                    format!("cannot reshape {x} ({} elements) to {}", x.numel(), format_shape(&a.shape)),
+                    "element counts differ",
+                ));
+            }
+            Ok(TensorType::f32(a.shape.clone()))
+        }
+        Op::Permute(a) => {
+            let x = unary(op, inputs)?;
+            let mut seen = vec![false; x.rank()];
+            let valid = a.dims.len() == x.rank()
+                && a.dims.iter().all(|&d| d < x.rank() && !std::mem::replace(&mut seen[d], true));
+            if !valid {
+                return Err(ShapeError::new(
+                    format!("`permute` dims {:?} are not a permutation of the {} dims of {x}", a.dims, x.rank()),
+                    "not a permutation",
+                ));
+            }
+            Ok(TensorType::f32(a.dims.iter().map(|&d| x.shape[d]).collect()))
+        }
+        Op::Select(a) => {
+            let x = unary(op, inputs)?;
+            if a.dim >= x.rank() || a.index >= x.shape[a.dim] {
+                return Err(ShapeError::new(
+                    format!("`select` index {} along dim {} is out of range for {x}", a.index, a.dim),
+                    "out of range",
+                ));
+            }
+            let mut shape = x.shape.clone();
+            shape.remove(a.dim);
+            Ok(TensorType::f32(shape))
+        }
+        Op::Add | Op::Mul => {
+            if inputs.len() != 2 {
+                return Err(ShapeError::new(
+                    format!("`{}` expects 2 operands, found {}", op.name(), inputs.len()),
+                    "wrong number of operands",
+                ));
+            }
+            let (a, b) = (inputs[0], inputs[1]);
+            broadcast(&a.shape, &b.shape).map(TensorType::f32).ok_or_else(|| {
+                ShapeError::new(
+                    format!("`{}` operands {a} and {b} cannot be broadcast together", op.name()),
+                    "shapes are not broadcastable",
+                )
+                .help("aligned from the right, each pair of dims must be equal or one of them 1")
+            })
+        }
+        Op::Concat(a) => {
+            let first = operand(op, inputs, 0)?;
+            if a.dim >= first.rank() {
+                return Err(ShapeError::new(format!("`concat` dim {} is out of range for {first}", a.dim), "bad dim"));
+            }
+            let mut shape = first.shape.clone();
+            shape[a.dim] = 0;
+            for (i, t) in inputs.iter().enumerate() {
+                let compatible = t.rank() == first.rank()
+                    && (0..t.rank()).all(|d| d == a.dim || t.shape[d] == first.shape[d]);
+                if !compatible {
+                    return Err(ShapeError::new(
+                        format!(
+                            "`concat` operand {} has shape {} but operand 1 has {}; they may differ only in dim {}",
+                            i + 1,
+                            format_shape(&t.shape),
+                            format_shape(&first.shape),
+                            a.dim
+                        ),
+                        "mismatched operand shapes",
+                    ));
+                }
+                shape[a.dim] += t.shape[a.dim];
+            }
+            Ok(TensorType::f32(shape))
+        }
+        Op::Rnn(a) | Op::Lstm(a) => {
+            check_weights(op, inputs)?;
+            let x = inputs[0];
+            Ok(TensorType::f32(vec![x.shape[0], x.shape[1], a.hidden]))
+        }
+    }
+}
+
+fn check_pool_padding(op: &str, kernel: [usize; 2], pad: [usize; 2]) -> SResult<()> {
+    for i in 0..2 {
+        if pad[i] > kernel[i] / 2 {
+            return Err(ShapeError::new(
+                format!("`{op}` padding {} is more than half the kernel size {}", pad[i], kernel[i]),
+                "padding too large",
+            )
+            .help("a window would see only padding; use pad <= kernel / 2"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,485 @@
+//! The parser: tokens to the AST. Stops at the first syntax error.
+//!
+//! The grammar is written out in `docs/language.md`; each `parse_*` method
+//! below implements one of its rules.
+
+use crate::ast::*;
+use crate::diagnostic::Diagnostic;
+use crate::lexer::{lex, Token, TokenKind};
+use crate::span::Span;
+
+/// Nesting limit for attribute expressions, so that hostile input such as a
+/// million `(` cannot overflow the stack.
+const MAX_DEPTH: usize = 64;
+
+/// Parses a whole `.nn` source text.
+pub fn parse(src: &str) -> Result<File, Diagnostic> {
+    let tokens = lex(src)?;
+    let mut parser = Parser { tokens, pos: 0 };
+    parser.parse_file()
+}
+
+struct Parser {
+    tokens: Vec<Token>,
+    pos: usize,
+}
+
+type PResult<T> = Result<T, Diagnostic>;
+
+impl Parser {
+    fn peek(&self) -> &Token {
+        // The token list always ends with `Eof`, and `bump` never moves past it.
+        &self.tokens[self.pos.min(self.tokens.len() - 1)]
+    }
+
+    fn peek_at(&self, offset: usize) -> &TokenKind {
+        &self.tokens[(self.pos + offset).min(self.tokens.len() - 1)].kind
+    }
+
+    fn bump(&mut self) -> Token {
+        let token = self.peek().clone();
+        if self.pos < self.tokens.len() - 1 {
+            self.pos += 1;
+        }
+        token
+    }
+
+    fn at(&self, kind: &TokenKind) -> bool {
+        &self.peek().kind == kind
+    }
+
+    fn at_keyword(&self, keyword: &str) -> bool {
+        matches!(&self.peek().kind, TokenKind::Ident(s) if s == keyword)
+    }
+
+    fn eat(&mut self, kind: &TokenKind) -> Option<Token> {
+        if self.at(kind) {
+            Some(self.bump())
+        } else {
+            None
+        }
+    }
+
+    fn skip_newlines(&mut self) {
+        while self.at(&TokenKind::Newline) {
+            self.bump();
+        }
+    }
+
+    fn unexpected(&self, expected: &str) -> Diagnostic {
+        let token = self.peek();
+        Diagnostic::error(format!(
+            "expected {expected}, found {}",
+            token.kind.describe()
+        ))
+        .with_primary(token.span, format!("expected {expected}"))
+    }
+
+    fn expect(&mut self, kind: &TokenKind, expected: &str) -> PResult<Token> {
+        self.eat(kind).ok_or_else(|| self.unexpected(expected))
+    }
+
+    fn expect_ident(&mut self, what: &str) -> PResult<Ident> {
+        match &self.peek().kind {
+            TokenKind::Ident(name) => {
+                let ident = Ident {
+                    name: name.clone(),
+                    span: self.peek().span,
+                };
+                self.bump();
+                Ok(ident)
+            }
+            _ => Err(self.unexpected(what)),
+        }
+    }
+
+    fn parse_file(&mut self) -> PResult<File> {
+        let mut items = Vec::new();
+        self.skip_newlines();
+        while !self.at(&TokenKind::Eof) {
+            if self.at_keyword("block") {
+                items.push(Item::Block(self.parse_block()?));
+            } else if self.at_keyword("model") {
+                items.push(Item::Model(self.parse_model()?));
+            } else {
+                return Err(self
+                    .unexpected("`block` or `model`")
+                    .with_help("a `.nn` file holds `block name(...) { ... }` definitions and one `model name { ... }`"));
+            }
+            self.skip_newlines();
+        }
+        Ok(File { items })
+    }
+
+    fn parse_block(&mut self) -> PResult<Block> {
+        let start = self.bump().span;
+        let name = self.expect_ident("a block name")?;
+        self.expect(&TokenKind::LParen, "`(` after the block name")?;
+        let mut params = Vec::new();
+        while !self.at(&TokenKind::RParen) {
+            params.push(self.parse_param()?);
+            if self.eat(&TokenKind::Comma).is_none() {
+                break;
+            }
+        }
+        self.expect(&TokenKind::RParen, "`,` or `)` in the parameter list")?;
+        let (body, end) = self.parse_body()?;
+        Ok(Block {
+            name,
+            params,
+            body,
+            span: start.to(end),
+        })
+    }
+
+    fn parse_param(&mut self) -> PResult<Param> {
+        let name = self.expect_ident("a parameter name")?;
+        if self.eat(&TokenKind::Colon).is_none() {
+            return Ok(Param {
+                span: name.span,
+                name,
+                kind: ParamKind::Tensor,
+            });
+        }
+        let ty_token = self.expect_ident("a parameter type (`int`, `float`, `bool`, `str` or `ints`)")?;
+        let ty = AttrType::from_keyword(&ty_token.name).ok_or_else(|| {
+            Diagnostic::error(format!("unknown parameter type `{}`", ty_token.name))
+                .with_primary(ty_token.span, "not a parameter type")
+                .with_help("attribute parameters are `int`, `float`, `bool`, `str` or `ints`; a tensor parameter has no type")
+        })?;
+        let mut span = name.span.to(ty_token.span);
+        let default = if self.eat(&TokenKind::Eq).is_some() {
+            let e = self.parse_expr(0)?;
+            span = span.to(e.span);
+            Some(e)
+        } else {
+            None
+        };
+        Ok(Param {
+            name,
+            kind: ParamKind::Attr {
+                ty,
+                ty_span: ty_token.span,
+                default,
+            },
+            span,
+        })
+    }
+
+    fn parse_model(&mut self) -> PResult<Model> {
+        let start = self.bump().span;
+        let name = self.expect_ident("a model name")?;
+        let (body, end) = self.parse_body()?;
+        Ok(Model {
+            name,
+            body,
+            span: start.to(end),
+        })
+    }
+
+    /// `{ stmt* }`, returning the statements and the closing brace's span.
+    fn parse_body(&mut self) -> PResult<(Vec<Stmt>, Span)> {
+        self.expect(&TokenKind::LBrace, "`{`")?;
+        let mut body = Vec::new();
+        loop {
+            self.skip_newlines();
+            if let Some(end) = self.eat(&TokenKind::RBrace) {
+                return Ok((body, end.span));
+            }
+            if self.at(&TokenKind::Eof) {
+                return Err(self.unexpected("`}`").with_help("every `{` needs a matching `}`"));
+            }
+            body.push(self.parse_stmt()?);
+            if !self.at(&TokenKind::RBrace) {
+                self.expect(&TokenKind::Newline, "end of line after the statement")?;
+            }
+        }
+    }
+
+    fn parse_stmt(&mut self) -> PResult<Stmt> {
+        // Keywords are contextual: `input = relu(x)` binds a value named `input`.
+        let keyword_position = !matches!(
+            self.peek_at(1),
+            TokenKind::Eq | TokenKind::Dot | TokenKind::DotDotEq
+        );
+        if keyword_position && self.at_keyword("input") {
+            let start = self.bump().span;
+            let name = self.expect_ident("an input name")?;
+            self.expect(&TokenKind::Colon, "`:` and a tensor type")?;
+            let ty = self.parse_tensor_type()?;
+            return Ok(Stmt::Input(InputStmt {
+                span: start.to(ty.span),
+                name,
+                ty,
+            }));
+        }
+        if keyword_position && self.at_keyword("output") {
+            let start = self.bump().span;
+            let mut values = vec![self.parse_path()?];
+            while self.eat(&TokenKind::Comma).is_some() {
+                values.push(self.parse_path()?);
+            }
+            let end = values.last().map_or(start, |p| p.span);
+            return Ok(Stmt::Output(OutputStmt {
+                values,
+                span: start.to(end),
+            }));
+        }
+        if keyword_position && self.at_keyword("return") {
+            let start = self.bump().span;
+            let value = self.parse_path()?;
+            return Ok(Stmt::Return(ReturnStmt {
+                span: start.to(value.span),
+                value,
+            }));
+        }
+        let target = self.parse_path()?;
+        let repeat_to = if self.eat(&TokenKind::DotDotEq).is_some() {
+            Some(self.parse_dim("the last index of the repetition")?)
+        } else {
+            None
+        };
+        self.expect(&TokenKind::Eq, "`=` after the binding name")?;
+        let value = self.parse_rhs()?;
+        let end = match &value {
+            Rhs::Call(c) => c.span,
+            Rhs::Binary { span, .. } => *span,
+        };
+        Ok(Stmt::Let(LetStmt {
+            span: target.span.to(end),
+            target,
+            repeat_to,
+            value,
+        }))
+    }
+
+    fn parse_dim(&mut self, what: &str) -> PResult<Dim> {
+        match self.peek().kind {
+            TokenKind::Int(value) => {
+                let span = self.bump().span;
+                Ok(Dim { value, span })
+            }
+            _ => Err(self.unexpected(what)),
+        }
+    }
+
+    fn parse_tensor_type(&mut self) -> PResult<TensorTypeExpr> {
+        let dtype = self.expect_ident("a dtype such as `f32`")?;
+        self.expect(&TokenKind::LBracket, "`[` and the dimensions")?;
+        let mut dims = Vec::new();
+        while !self.at(&TokenKind::RBracket) {
+            dims.push(self.parse_dim("a dimension (a non-negative integer)")?);
+            if self.eat(&TokenKind::Comma).is_none() {
+                break;
+            }
+        }
+        let end = self.expect(&TokenKind::RBracket, "`,` or `]` in the dimension list")?;
+        Ok(TensorTypeExpr {
+            span: dtype.span.to(end.span),
+            dtype,
+            dims,
+        })
+    }
+
+    /// `name ('.' (name | index))*`
+    fn parse_path(&mut self) -> PResult<Path> {
+        // A path may start with an index, as `nn.Sequential` children do:
+        // inside a block, `0 = conv2d(...)` owns `<prefix>.0.weight`.
+        let (first, mut span) = match &self.peek().kind {
+            TokenKind::Int(i) => (i.to_string(), self.peek().span),
+            _ => {
+                let ident = self.expect_ident("a value name")?;
+                (ident.name, ident.span)
+            }
+        };
+        if matches!(self.peek().kind, TokenKind::Int(_)) {
+            self.bump();
+        }
+        let mut segments = vec![first];
+        while self.at(&TokenKind::Dot) {
+            self.bump();
+            let token = self.bump();
+            match token.kind {
+                TokenKind::Ident(s) => segments.push(s),
+                TokenKind::Int(i) => segments.push(i.to_string()),
+                other => {
+                    return Err(Diagnostic::error(format!(
+                        "expected a name or an index after `.`, found {}",
+                        other.describe()
+                    ))
+                    .with_primary(token.span, "expected a name or an index"))
+                }
+            }
+            span = span.to(token.span);
+        }
+        Ok(Path { segments, span })
+    }
+
+    fn parse_rhs(&mut self) -> PResult<Rhs> {
+        if matches!(self.peek().kind, TokenKind::Ident(_)) && self.peek_at(1) == &TokenKind::LParen {
+            return Ok(Rhs::Call(self.parse_call()?));
+        }
+        let lhs = self.parse_path()?;
+        let op = match self.peek().kind {
+            TokenKind::Plus => BinaryOp::Add,
+            TokenKind::Star => BinaryOp::Mul,
+            _ => {
+                return Err(self
+                    .unexpected("`(`, `+` or `*`")
+                    .with_help("a binding is `name = op(args)`, `name = a + b` or `name = a * b`"))
+            }
+        };
+        self.bump();
+        let rhs = self.parse_path()?;
+        Ok(Rhs::Binary {
+            op,
+            span: lhs.span.to(rhs.span),
+            lhs,
+            rhs,
+        })
+    }
+
+    fn parse_call(&mut self) -> PResult<Call> {
+        let callee = self.expect_ident("an op or block name")?;
+        self.expect(&TokenKind::LParen, "`(`")?;
+        let mut args = Vec::new();
+        while !self.at(&TokenKind::RParen) {
+            let keyword = matches!(self.peek().kind, TokenKind::Ident(_)) && self.peek_at(1) == &TokenKind::Eq;
+            if keyword {
+                let name = self.expect_ident("an attribute name")?;
+                self.bump();
+                let value = self.parse_expr(0)?;
+                args.push(Arg::Keyword { name, value });
+            } else {
+                args.push(Arg::Positional(self.parse_path().map_err(|d| {
+                    d.with_help("tensor arguments are value names; attributes are written `name=value`")
+                })?));
+            }
+            if self.eat(&TokenKind::Comma).is_none() {
+                break;
+            }
+        }
+        let end = self.expect(&TokenKind::RParen, "`,` or `)` in the argument list")?;
+        Ok(Call {
+            span: callee.span.to(end.span),
+            callee,
+            args,
+        })
+    }
+
+    /// Precedence climbing over `+ - * /`, with unary minus and parentheses.
+    fn parse_expr(&mut self, depth: usize) -> PResult<Expr> {
+        let lhs = self.parse_primary(depth)?;
+        self.parse_expr_rest(lhs, 0, depth)
+    }
+
+    fn parse_expr_rest(&mut self, mut lhs: Expr, min_prec: u8, depth: usize) -> PResult<Expr> {
+        loop {
+            let op = match self.peek().kind {
+                TokenKind::Plus => ArithOp::Add,
+                TokenKind::Minus => ArithOp::Sub,
+                TokenKind::Star => ArithOp::Mul,
+                TokenKind::Slash => ArithOp::Div,
+                _ => return Ok(lhs),
+            };
+            if op.precedence() <= min_prec {
+                return Ok(lhs);
+            }
+            self.bump();
+            let mut rhs = self.parse_primary(depth)?;
+            // Left associativity: only strictly tighter operators bind into `rhs`.
+            while let Some(next) = self.peek_arith() {
+                if next.precedence() > op.precedence() {
+                    rhs = self.parse_expr_rest(rhs, op.precedence(), depth)?;
+                } else {
+                    break;
+                }
+            }
+            lhs = Expr {
+                span: lhs.span.to(rhs.span),
+                kind: ExprKind::Binary {
+                    op,
+                    lhs: Box::new(lhs),
+                    rhs: Box::new(rhs),
+                },
+            };
+        }
+    }
+
+    fn peek_arith(&self) -> Option<ArithOp> {
+        match self.peek().kind {
+            TokenKind::Plus => Some(ArithOp::Add),
+            TokenKind::Minus => Some(ArithOp::Sub),
+            TokenKind::Star => Some(ArithOp::Mul),
+            TokenKind::Slash => Some(ArithOp::Div),
+            _ => None,
+        }
+    }
+
+    fn parse_primary(&mut self, depth: usize) -> PResult<Expr> {
+        if depth > MAX_DEPTH {
+            return Err(Diagnostic::error("expression nested too deeply")
+                .with_primary(self.peek().span, format!("more than {MAX_DEPTH} levels of nesting")));
+        }
+        let token = self.peek().clone();
+        let span = token.span;
+        let kind = match token.kind {
+            TokenKind::Int(v) => {
+                self.bump();
+                let v = i64::try_from(v).map_err(|_| {
+                    Diagnostic::error(format!("integer `{v}` is too large"))
+                        .with_primary(span, "attribute integers must fit in 63 bits")
+                })?;
+                ExprKind::Int(v)
+            }
+            TokenKind::Float(f) => {
+                self.bump();
+                ExprKind::Float(f)
+            }
+            TokenKind::Str(s) => {
+                self.bump();
+                ExprKind::Str(s)
+            }
+            TokenKind::Ident(name) => {
+                self.bump();
+                match name.as_str() {
+                    "true" => ExprKind::Bool(true),
+                    "false" => ExprKind::Bool(false),
+                    _ => ExprKind::Param(name),
+                }
+            }
+            TokenKind::Minus => {
+                self.bump();
+                let inner = self.parse_primary(depth + 1)?;
+                return Ok(Expr {
+                    span: span.to(inner.span),
+                    kind: ExprKind::Neg(Box::new(inner)),
+                });
+            }
+            TokenKind::LParen => {
+                self.bump();
+                let mut inner = self.parse_expr(depth + 1)?;
+                let end = self.expect(&TokenKind::RParen, "`)`")?;
+                inner.span = span.to(end.span);
+                return Ok(inner);
+            }
+            TokenKind::LBracket => {
+                self.bump();
+                let mut items = Vec::new();
+                while !self.at(&TokenKind::RBracket) {
+                    items.push(self.parse_expr(depth + 1)?);
+                    if self.eat(&TokenKind::Comma).is_none() {
+                        break;
+                    }
+                }
+                let end = self.expect(&TokenKind::RBracket, "`,` or `]` in the list")?;
+                return Ok(Expr {
+                    span: span.to(end.span),
+                    kind: ExprKind::List(items),
+                });
+            }
+            _ => return Err(self.unexpected("an attribute value")),
+        };
+        Ok(Expr { kind, span })
+    }
+}

@@ -1,0 +1,22 @@
+//! The nnc runtime: tensors, dtypes, weights files (safetensors), `.npy` I/O
+//! and deterministic weight initialisation.
+//!
+//! Architecture invariant: this crate is the leaf of nnc. It depends on no
+//! other nnc crate and knows nothing of the DSL, the IR, petgraph or
+//! Cranelift. The frontend and compiler depend on it, never the reverse.
+
+mod convert;
+pub mod error;
+pub mod init;
+pub mod npy;
+pub mod tensor;
+pub mod weights;
+
+pub use error::{IoError, NpyError, TensorError, WeightError};
+pub use init::{fnv1a64, random_input, seeded_uniform, DEFAULT_SEED};
+pub use npy::{read_npy, write_npy};
+pub use tensor::{checked_numel, format_shape, DType, Tensor};
+pub use weights::{
+    check_weights, load_safetensors, load_safetensors_bytes, save_safetensors,
+    to_safetensors_bytes, WeightSet,
+};
