@@ -7,6 +7,11 @@
 //! diagnostics and on `nnc-runtime` for tensors and weights; neither of them
 //! depends on it.
 
+pub mod interp;
 pub mod ir;
 pub mod lower;
 pub mod shape;
+pub mod verify;
+pub mod stats;
+pub mod weights;
+pub mod driver;

@@ -1,1 +1,226 @@
-fn main() {}
+//! The `nnc` command-line tool.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
+use nnc_compiler::driver::{self, LoadError, Model};
+use nnc_compiler::ir::Graph;
+use nnc_compiler::{interp, stats, weights};
+use nnc_runtime::{random_input, read_npy, write_npy, Tensor, WeightSet, DEFAULT_SEED};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// nnc: a neural-network compiler for CPU inference.
+///
+/// Models are written in the `.nn` language (see docs/language.md). Without
+/// a weights file, weights are seeded deterministically, so every model runs
+/// out of the box.
+#[derive(Parser)]
+#[command(name = "nnc", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse, lower, infer shapes and verify; print errors or a summary.
+    Check {
+        /// The model, a `.nn` file.
+        model: PathBuf,
+    },
+    /// Print the IR of a model.
+    DumpIr {
+        /// The model, a `.nn` file.
+        model: PathBuf,
+    },
+    /// Run a model and print (or save) its outputs.
+    Run {
+        /// The model, a `.nn` file.
+        model: PathBuf,
+        /// Execute with the reference interpreter (the only backend until
+        /// the JIT lands, so this is also the default).
+        #[arg(long)]
+        interp: bool,
+        /// Weights as safetensors, named by PyTorch module paths.
+        /// Default: seeded weights (see docs/language.md).
+        #[arg(long, value_name = "FILE")]
+        weights: Option<PathBuf>,
+        /// An input as `.npy`, one per model input in declaration order.
+        /// Default: seeded uniform values in [-1, 1).
+        #[arg(long = "input", value_name = "FILE")]
+        inputs: Vec<PathBuf>,
+        /// Where to write each output as `.npy`, in output order.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        outputs: Vec<PathBuf>,
+        /// Seed for generated weights and inputs.
+        #[arg(long, default_value_t = DEFAULT_SEED)]
+        seed: u64,
+    },
+    /// Per-layer output shape, parameters, FLOPs and receptive field.
+    Stats {
+        /// The model, a `.nn` file.
+        model: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match execute(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(LoadError::Diagnostics { source_file, diagnostics }) = e.downcast_ref::<LoadError>() {
+                let mut stderr = StandardStream::stderr(ColorChoice::Auto);
+                for d in diagnostics {
+                    d.emit(source_file, &mut stderr);
+                }
+                eprintln!(
+                    "error: could not compile `{}` due to {} previous error{}",
+                    source_file.name(),
+                    diagnostics.len(),
+                    if diagnostics.len() == 1 { "" } else { "s" }
+                );
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: &Path) -> Result<Model> {
+    Ok(driver::load(path)?)
+}
+
+fn execute(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Check { model } => {
+            let m = load(&model)?;
+            let s = stats::stats(&m.graph);
+            println!(
+                "ok: model `{}`: {} -> {}, {} ops, {} parameters",
+                m.graph.name,
+                types(&m.graph, m.graph.inputs()),
+                types(&m.graph, m.graph.outputs()),
+                s.layers.len(),
+                stats::group_digits(s.total_params)
+            );
+        }
+        Command::DumpIr { model } => print!("{}", load(&model)?.graph),
+        Command::Stats { model } => {
+            let m = load(&model)?;
+            print!("{}", stats::render(&m.graph, &stats::stats(&m.graph)));
+        }
+        Command::Run { model, interp: _, weights, inputs, outputs, seed } => {
+            let m = load(&model)?;
+            let weights = match weights {
+                Some(path) => load_weights(&m.graph, &path)?,
+                None => weights::seeded_weights(&m.graph, seed)?,
+            };
+            let inputs = read_inputs(&m.graph, &inputs, seed)?;
+            let start = std::time::Instant::now();
+            let results = interp::run(&m.graph, &weights, &inputs)?;
+            let elapsed = start.elapsed();
+            if !outputs.is_empty() && outputs.len() != results.len() {
+                bail!(
+                    "the model has {} output{} but {} `-o` file{} were given",
+                    results.len(),
+                    if results.len() == 1 { "" } else { "s" },
+                    outputs.len(),
+                    if outputs.len() == 1 { "" } else { "s" }
+                );
+            }
+            for (i, t) in results.iter().enumerate() {
+                let name = &m.graph.node(m.graph.outputs()[i]).name;
+                println!("{}", summary(name, t));
+                if let Some(path) = outputs.get(i) {
+                    write_npy(path, t).with_context(|| format!("writing output `{name}`"))?;
+                    println!("  written to {}", path.display());
+                }
+            }
+            eprintln!("ran `{}` with the reference interpreter in {:.1} ms", m.graph.name, elapsed.as_secs_f64() * 1e3);
+        }
+    }
+    Ok(())
+}
+
+fn types(graph: &Graph, ids: &[nnc_compiler::ir::NodeId]) -> String {
+    let list: Vec<String> = ids
+        .iter()
+        .map(|&id| format!("{}: {}", graph.node(id).name, graph.node(id).ty))
+        .collect();
+    format!("({})", list.join(", "))
+}
+
+fn load_weights(graph: &Graph, path: &Path) -> Result<WeightSet> {
+    weights::load_weights(graph, path).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+        anyhow::anyhow!(
+            "the weights in `{}` do not match the model ({} problem{}):\n{}",
+            path.display(),
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" },
+            lines.join("\n")
+        )
+    })
+}
+
+fn read_inputs(graph: &Graph, files: &[PathBuf], seed: u64) -> Result<Vec<Tensor>> {
+    let declared = graph.inputs();
+    if !files.is_empty() && files.len() != declared.len() {
+        bail!(
+            "the model has {} input{} ({}) but {} `--input` file{} were given",
+            declared.len(),
+            if declared.len() == 1 { "" } else { "s" },
+            types(graph, declared),
+            files.len(),
+            if files.len() == 1 { "" } else { "s" }
+        );
+    }
+    declared
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| {
+            let node = graph.node(id);
+            let tensor = match files.get(i) {
+                Some(path) => read_npy(path)?,
+                None => random_input(&node.ty.shape, seed.wrapping_add(i as u64))?,
+            };
+            if tensor.shape() != node.ty.shape.as_slice() {
+                bail!(
+                    "input `{}` must have shape {}, but `{}` has shape {}",
+                    node.name,
+                    nnc_runtime::format_shape(&node.ty.shape),
+                    files.get(i).map_or_else(String::new, |p| p.display().to_string()),
+                    nnc_runtime::format_shape(tensor.shape())
+                );
+            }
+            Ok(tensor)
+        })
+        .collect()
+}
+
+fn summary(name: &str, t: &Tensor) -> String {
+    let data = t.data();
+    let (mut min, mut max, mut sum) = (f32::INFINITY, f32::NEG_INFINITY, 0f64);
+    for &v in data {
+        min = min.min(v);
+        max = max.max(v);
+        sum += v as f64;
+    }
+    let mean = if data.is_empty() { 0.0 } else { sum / data.len() as f64 };
+    let head: Vec<String> = data.iter().take(6).map(|v| format!("{v:.6}")).collect();
+    let mut line = format!(
+        "output `{name}`: f32{}  min {min:.6}  max {max:.6}  mean {mean:.6}\n  [{}{}]",
+        nnc_runtime::format_shape(t.shape()),
+        head.join(", "),
+        if data.len() > 6 { ", ..." } else { "" }
+    );
+    // For a classifier, the top class is what a user looks for first.
+    if t.shape().len() == 2 && t.shape()[0] == 1 && data.len() > 1 {
+        if let Some((arg, _)) = data.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)) {
+            line.push_str(&format!("\n  argmax {arg}"));
+        }
+    }
+    line
+}

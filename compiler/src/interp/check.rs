@@ -16,7 +16,10 @@ pub(crate) fn dims4(op: &'static str, what: &str, t: &Tensor) -> Result<[usize; 
         [a, b, c, d] => Ok([a, b, c, d]),
         _ => Err(operands(
             op,
-            format!("{what} must have rank 4 but has shape {}", format_shape(t.shape())),
+            format!(
+                "{what} must have rank 4 but has shape {}",
+                format_shape(t.shape())
+            ),
         )),
     }
 }
@@ -51,16 +54,29 @@ pub(crate) fn presence(
     found: bool,
 ) -> Result<(), InterpError> {
     match (expected, found) {
-        (true, false) => Err(operands(op, format!("the attributes require a {what} but none was given"))),
-        (false, true) => Err(operands(op, format!("a {what} was given but the attributes say there is none"))),
+        (true, false) => Err(operands(
+            op,
+            format!("the attributes require a {what} but none was given"),
+        )),
+        (false, true) => Err(operands(
+            op,
+            format!("a {what} was given but the attributes say there is none"),
+        )),
         _ => Ok(()),
     }
 }
 
 /// Checks that both entries of a `[h, w]` attribute are at least 1.
-pub(crate) fn positive_pair(op: &'static str, what: &str, v: [usize; 2]) -> Result<(), InterpError> {
+pub(crate) fn positive_pair(
+    op: &'static str,
+    what: &str,
+    v: [usize; 2],
+) -> Result<(), InterpError> {
     if v[0] == 0 || v[1] == 0 {
-        Err(operands(op, format!("{what} must be at least 1 but is [{}, {}]", v[0], v[1])))
+        Err(operands(
+            op,
+            format!("{what} must be at least 1 but is [{}, {}]", v[0], v[1]),
+        ))
     } else {
         Ok(())
     }

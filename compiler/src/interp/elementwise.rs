@@ -141,7 +141,12 @@ fn broadcast_binary(
         )
     })?;
     if a.shape() == b.shape() {
-        let data = a.data().iter().zip(b.data()).map(|(&p, &q)| f(p, q)).collect();
+        let data = a
+            .data()
+            .iter()
+            .zip(b.data())
+            .map(|(&p, &q)| f(p, q))
+            .collect();
         return Ok(Tensor::new(shape, data)?);
     }
     let a_strides = broadcast_strides(a.shape(), &shape);

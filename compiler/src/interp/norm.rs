@@ -63,10 +63,13 @@ pub fn group_norm(
 ) -> Result<Tensor, InterpError> {
     const OP: &str = "group_norm";
     let c = channels(OP, x, 2)?;
-    if a.groups == 0 || c % a.groups != 0 {
+    if a.groups == 0 || !c.is_multiple_of(a.groups) {
         return Err(operands(
             OP,
-            format!("groups={} must be positive and divide the {c} channels", a.groups),
+            format!(
+                "groups={} must be positive and divide the {c} channels",
+                a.groups
+            ),
         ));
     }
     let affine = channel_affine(OP, weight, bias, a.affine, c)?;

@@ -29,9 +29,13 @@ pub fn max_pool2d(x: &Tensor, a: &MaxPool2dAttrs) -> Result<Tensor, InterpError>
             for ox in 0..ow {
                 let mut best = f32::NEG_INFINITY;
                 for ky in 0..wy.kernel {
-                    let Some(iy) = tap(oy, ky, wy, h) else { continue };
+                    let Some(iy) = tap(oy, ky, wy, h) else {
+                        continue;
+                    };
                     for kx in 0..wx.kernel {
-                        let Some(ix) = tap(ox, kx, wx, w) else { continue };
+                        let Some(ix) = tap(ox, kx, wx, w) else {
+                            continue;
+                        };
                         let v = in_plane[iy * w + ix];
                         if v > best || v.is_nan() {
                             best = v;
@@ -138,6 +142,8 @@ fn avg_extent(o: usize, win: Window, len: usize) -> (usize, usize, usize) {
     let end = (start + win.kernel).min(len + 2 * win.pad);
     let padded = end - start;
     let real_start = start.max(win.pad) - win.pad;
-    let real_end = (end.min(win.pad + len)).saturating_sub(win.pad).max(real_start);
+    let real_end = (end.min(win.pad + len))
+        .saturating_sub(win.pad)
+        .max(real_start);
     (real_start, real_end, padded)
 }

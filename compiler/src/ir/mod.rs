@@ -2,6 +2,7 @@
 
 pub mod graph;
 pub mod op;
+pub mod print;
 
 pub use graph::{Graph, GraphError, Node, NodeId, SourceLoc, TensorType};
 pub use op::*;

@@ -1,0 +1,71 @@
+//! From a `.nn` file to a verified graph: read, parse, lower, verify.
+
+use crate::ir::Graph;
+use crate::lower::lower;
+use crate::verify::verify;
+use nnc_frontend::{parse, Diagnostic, SourceFile, Span};
+use std::path::Path;
+
+/// Why a model could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read `{path}`: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The source has errors; render them with the source file.
+    #[error("{} error{} in `{}`", .diagnostics.len(), if .diagnostics.len() == 1 { "" } else { "s" }, .source_file.name())]
+    Diagnostics {
+        source_file: SourceFile,
+        diagnostics: Vec<Diagnostic>,
+    },
+}
+
+/// A loaded model: its source (for rendering later diagnostics) and graph.
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub source: SourceFile,
+    pub graph: Graph,
+}
+
+/// Parses, lowers and verifies a source text.
+pub fn compile_source(source: &SourceFile) -> Result<Graph, Vec<Diagnostic>> {
+    if u32::try_from(source.text().len()).is_err() {
+        return Err(vec![Diagnostic::error("source file larger than 4 GiB")]);
+    }
+    let file = parse(source.text()).map_err(|d| vec![d])?;
+    let graph = lower(&file, source)?;
+    let problems = verify(&graph);
+    if problems.is_empty() {
+        Ok(graph)
+    } else {
+        // Lowering produced an invalid graph: a compiler bug, reported as such.
+        Err(problems
+            .into_iter()
+            .map(|p| {
+                Diagnostic::error(format!("internal compiler error: {p}"))
+                    .with_primary(Span::DUMMY, "")
+                    .with_note("this is a bug in nnc; please report it with the model")
+            })
+            .collect())
+    }
+}
+
+/// Reads and compiles a `.nn` file.
+pub fn load(path: &Path) -> Result<Model, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let source = SourceFile::new(path.display().to_string(), text);
+    match compile_source(&source) {
+        Ok(graph) => Ok(Model { source, graph }),
+        Err(diagnostics) => Err(LoadError::Diagnostics {
+            source_file: source,
+            diagnostics,
+        }),
+    }
+}

@@ -1,0 +1,326 @@
+//! Model statistics: per layer output shape, parameters, FLOPs and
+//! receptive field; totals. `nnc stats` prints them.
+//!
+//! Parameters are counted as PyTorch counts them: batch-norm running
+//! statistics are buffers and are left out.
+//!
+//! FLOPs count a multiply-add as 2 (the usual convention), an elementwise op
+//! as 1 per output element, a norm as 2 (batch_norm, a per-channel affine at
+//! inference) or 5 (statistics, normalise, affine) per element, a pooling
+//! window as 1 per element it reads, and softmax as 3 per element. Shape ops
+//! and inverted dropout are free.
+//!
+//! The receptive field of a layer is the extent, in input pixels, that one
+//! of its output pixels depends on, with `rf_stride` the distance in input
+//! pixels between neighbouring outputs (the product of strides so far). A
+//! window of extent `e = dilation*(k-1)+1` and stride `s` gives
+//! `rf' = rf + (e-1)*rf_stride` and `rf_stride' = rf_stride*s`. Ops that mix
+//! all positions (global pooling, spatial norms, linear on a flattened map)
+//! have a global receptive field.
+
+use crate::ir::{Graph, NodeId, Op, WeightRole};
+use std::collections::HashMap;
+use std::fmt::Write;
+
+/// The receptive field of a value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ReceptiveField {
+    /// Not an image-shaped value and not derived from one.
+    None,
+    /// `size` input pixels, neighbouring outputs `stride` pixels apart, per (H, W).
+    Window { size: [f64; 2], stride: [f64; 2] },
+    /// Depends on the whole input.
+    Global,
+}
+
+/// Statistics of one op.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerStats {
+    pub id: NodeId,
+    /// The binding path.
+    pub name: String,
+    /// The op name.
+    pub op: &'static str,
+    pub shape: Vec<usize>,
+    /// Elements of the weights this op owns.
+    pub params: u64,
+    pub flops: u64,
+    pub receptive_field: ReceptiveField,
+}
+
+/// Statistics of a whole model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelStats {
+    pub layers: Vec<LayerStats>,
+    pub total_params: u64,
+    pub total_flops: u64,
+}
+
+/// Computes per-layer and total statistics.
+pub fn stats(graph: &Graph) -> ModelStats {
+    let mut fields: HashMap<NodeId, ReceptiveField> = HashMap::new();
+    let mut layers = Vec::new();
+    for id in graph.topo_order() {
+        let node = graph.node(id);
+        let data: Vec<NodeId> = node
+            .inputs()
+            .iter()
+            .copied()
+            .filter(|&i| !matches!(graph.node(i).op, Op::Weight(_)))
+            .collect();
+        let params: u64 = node
+            .inputs()
+            .iter()
+            // Running statistics are buffers, not parameters, as in PyTorch.
+            .filter(|&&i| {
+                matches!(&graph.node(i).op, Op::Weight(w)
+                    if !matches!(w.role, WeightRole::RunningMean | WeightRole::RunningVar))
+            })
+            .map(|&i| graph.node(i).ty.numel() as u64)
+            .sum();
+        let in_field = merge(data.iter().map(|i| fields.get(i).copied().unwrap_or(ReceptiveField::None)));
+        let field = receptive_field(&node.op, in_field, node.ty.rank());
+        fields.insert(id, field);
+        if matches!(node.op, Op::Input(_) | Op::Weight(_)) {
+            continue;
+        }
+        let x = data.first().map(|&i| graph.node(i).ty.shape.clone()).unwrap_or_default();
+        layers.push(LayerStats {
+            id,
+            name: node.name.clone(),
+            op: node.op.name(),
+            shape: node.ty.shape.clone(),
+            params,
+            flops: flops(&node.op, &x, &node.ty.shape),
+            receptive_field: field,
+        });
+    }
+    ModelStats {
+        total_params: layers.iter().map(|l| l.params).sum(),
+        total_flops: layers.iter().map(|l| l.flops).sum(),
+        layers,
+    }
+}
+
+fn merge(fields: impl Iterator<Item = ReceptiveField>) -> ReceptiveField {
+    fields.fold(ReceptiveField::None, |acc, f| match (acc, f) {
+        (ReceptiveField::Global, _) | (_, ReceptiveField::Global) => ReceptiveField::Global,
+        (ReceptiveField::None, f) | (f, ReceptiveField::None) => f,
+        (ReceptiveField::Window { size: a, stride: sa }, ReceptiveField::Window { size: b, stride: sb }) => {
+            ReceptiveField::Window {
+                size: [a[0].max(b[0]), a[1].max(b[1])],
+                stride: [sa[0].max(sb[0]), sa[1].max(sb[1])],
+            }
+        }
+    })
+}
+
+fn window(input: ReceptiveField, kernel: [usize; 2], stride: [usize; 2], dilation: [usize; 2], transposed: bool) -> ReceptiveField {
+    let (size, jump) = match input {
+        ReceptiveField::Global => return ReceptiveField::Global,
+        ReceptiveField::None => ([1.0, 1.0], [1.0, 1.0]),
+        ReceptiveField::Window { size, stride } => (size, stride),
+    };
+    let mut out_size = [0.0; 2];
+    let mut out_jump = [0.0; 2];
+    for i in 0..2 {
+        let extent = (dilation[i] * (kernel[i] - 1) + 1) as f64;
+        if transposed {
+            // An output of a transposed conv sees ceil(extent / stride)
+            // input positions, and its neighbours are 1/stride inputs apart.
+            let taps = (extent / stride[i] as f64).ceil();
+            out_size[i] = size[i] + (taps - 1.0) * jump[i];
+            out_jump[i] = jump[i] / stride[i] as f64;
+        } else {
+            out_size[i] = size[i] + (extent - 1.0) * jump[i];
+            out_jump[i] = jump[i] * stride[i] as f64;
+        }
+    }
+    ReceptiveField::Window { size: out_size, stride: out_jump }
+}
+
+fn receptive_field(op: &Op, input: ReceptiveField, rank: usize) -> ReceptiveField {
+    let spatial_input = !matches!(input, ReceptiveField::None);
+    match op {
+        Op::Input(_) => {
+            if rank == 4 {
+                ReceptiveField::Window { size: [1.0, 1.0], stride: [1.0, 1.0] }
+            } else {
+                ReceptiveField::None
+            }
+        }
+        Op::Weight(_) => ReceptiveField::None,
+        Op::Conv2d(a) => window(input, a.kernel, a.stride, a.dilation, false),
+        Op::ConvTranspose2d(a) => window(input, a.kernel, a.stride, a.dilation, true),
+        Op::MaxPool2d(a) => window(input, a.kernel, a.stride, a.dilation, false),
+        Op::AvgPool2d(a) => window(input, a.kernel, a.stride, [1, 1], false),
+        Op::GlobalAvgPool | Op::GroupNorm(_) | Op::InstanceNorm(_) | Op::LayerNorm(_) | Op::Softmax(_) => {
+            if spatial_input {
+                ReceptiveField::Global
+            } else {
+                ReceptiveField::None
+            }
+        }
+        Op::Linear(_) | Op::Flatten(_) | Op::Reshape(_) | Op::Permute(_) | Op::Select(_) | Op::Rnn(_) | Op::Lstm(_) => {
+            // Once the map is no longer [N, C, H, W], positions are mixed or
+            // reinterpreted; report the dependence as global.
+            match input {
+                ReceptiveField::Window { .. } if rank == 4 && matches!(op, Op::Permute(_) | Op::Select(_)) => {
+                    ReceptiveField::Global
+                }
+                ReceptiveField::None => ReceptiveField::None,
+                _ => ReceptiveField::Global,
+            }
+        }
+        Op::BatchNorm(_)
+        | Op::Relu
+        | Op::Relu6
+        | Op::LeakyRelu(_)
+        | Op::Sigmoid
+        | Op::Tanh
+        | Op::Clip(_)
+        | Op::Add
+        | Op::Mul
+        | Op::Concat(_)
+        | Op::Dropout(_)
+        | Op::Identity => input,
+    }
+}
+
+fn product(shape: &[usize]) -> u64 {
+    shape.iter().map(|&d| d as u64).product()
+}
+
+fn flops(op: &Op, x: &[usize], out: &[usize]) -> u64 {
+    let n_out = product(out);
+    match op {
+        Op::Input(_) | Op::Weight(_) => 0,
+        Op::Conv2d(a) => {
+            let c_in = x.get(1).copied().unwrap_or(0) as u64;
+            let per_output = c_in / a.groups as u64 * (a.kernel[0] * a.kernel[1]) as u64;
+            2 * n_out * per_output + if a.bias { n_out } else { 0 }
+        }
+        Op::ConvTranspose2d(a) => {
+            let per_input = (a.out_channels / a.groups * a.kernel[0] * a.kernel[1]) as u64;
+            2 * product(x) * per_input + if a.bias { n_out } else { 0 }
+        }
+        Op::Linear(a) => {
+            let k = x.last().copied().unwrap_or(0) as u64;
+            2 * n_out * k + if a.bias { n_out } else { 0 }
+        }
+        Op::BatchNorm(_) => 2 * n_out,
+        Op::GroupNorm(_) | Op::LayerNorm(_) | Op::InstanceNorm(_) => 5 * n_out,
+        Op::Relu | Op::Relu6 | Op::LeakyRelu(_) | Op::Sigmoid | Op::Tanh | Op::Clip(_) | Op::Add | Op::Mul => n_out,
+        Op::MaxPool2d(a) => n_out * (a.kernel[0] * a.kernel[1]) as u64,
+        Op::AvgPool2d(a) => n_out * (a.kernel[0] * a.kernel[1]) as u64,
+        Op::GlobalAvgPool => product(x),
+        Op::Softmax(_) => 3 * n_out,
+        Op::Dropout(a) => match a.mode {
+            crate::ir::DropoutMode::Inverted => 0,
+            crate::ir::DropoutMode::Classic => n_out,
+        },
+        Op::Flatten(_) | Op::Reshape(_) | Op::Permute(_) | Op::Select(_) | Op::Concat(_) | Op::Identity => 0,
+        Op::Rnn(a) | Op::Lstm(a) => {
+            let gates: u64 = if matches!(op, Op::Lstm(_)) { 4 } else { 1 };
+            // Steps times batch; x is [seq, batch, in] or [batch, seq, in].
+            let steps = (x.first().copied().unwrap_or(0) * x.get(1).copied().unwrap_or(0)) as u64;
+            let h = a.hidden as u64;
+            let mut input = x.get(2).copied().unwrap_or(0) as u64;
+            let mut total = 0;
+            for _ in 0..a.layers {
+                let matmuls = 2 * gates * h * (input + h);
+                let biases = if a.bias { 2 * gates * h } else { 0 };
+                // Gate non-linearities and the cell update, per hidden unit.
+                let pointwise = if gates == 4 { 8 * h } else { h };
+                total += steps * (matmuls + biases + pointwise);
+                input = h;
+            }
+            total
+        }
+    }
+}
+
+fn format_field(f: ReceptiveField) -> (String, String) {
+    fn num(v: f64) -> String {
+        if v.fract() == 0.0 {
+            format!("{v}")
+        } else {
+            format!("{v:.3}")
+        }
+    }
+    match f {
+        ReceptiveField::None => ("-".into(), "-".into()),
+        ReceptiveField::Global => ("global".into(), "-".into()),
+        ReceptiveField::Window { size, stride } => (
+            format!("{}x{}", num(size[0]), num(size[1])),
+            format!("{}x{}", num(stride[0]), num(stride[1])),
+        ),
+    }
+}
+
+/// Groups digits in threes: `11689512` -> `11,689,512`.
+pub fn group_digits(v: u64) -> String {
+    let s = v.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Renders the statistics as the table `nnc stats` prints.
+pub fn render(graph: &Graph, s: &ModelStats) -> String {
+    let mut rows = vec![[
+        "layer".to_string(),
+        "op".to_string(),
+        "output".to_string(),
+        "params".to_string(),
+        "FLOPs".to_string(),
+        "rf".to_string(),
+        "rf stride".to_string(),
+    ]];
+    for l in &s.layers {
+        let (rf, stride) = format_field(l.receptive_field);
+        rows.push([
+            l.name.clone(),
+            l.op.to_string(),
+            nnc_runtime::format_shape(&l.shape),
+            group_digits(l.params),
+            group_digits(l.flops),
+            rf,
+            stride,
+        ]);
+    }
+    let mut widths = [0usize; 7];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = format!("model {}\n", graph.name);
+    for row in &rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            // Text columns align left, numbers right.
+            if (3..=4).contains(&i) {
+                let _ = write!(line, "{:>width$}  ", cell, width = widths[i]);
+            } else {
+                let _ = write!(line, "{:<width$}  ", cell, width = widths[i]);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "total: {} parameters, {} FLOPs ({:.3} GFLOPs), {} layers",
+        group_digits(s.total_params),
+        group_digits(s.total_flops),
+        s.total_flops as f64 / 1e9,
+        s.layers.len()
+    );
+    out
+}

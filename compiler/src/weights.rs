@@ -1,0 +1,78 @@
+//! The weights of a graph: which tensors it expects, loading them from a
+//! safetensors file with every name and shape checked, or seeding them.
+//!
+//! Seeded initialisation (used when no weights file is given) draws every
+//! tensor uniformly from a range that depends on its role, with
+//! `nnc_runtime::seeded_uniform` (ChaCha8 seeded by `seed ^ fnv1a64(name)`,
+//! so a tensor depends only on its name, shape and the seed):
+//!
+//! | role | range |
+//! |---|---|
+//! | conv, linear, recurrent weight and bias | `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`, PyTorch's default bound |
+//! | norm weight (gamma) | `U(0.5, 1.5)` |
+//! | norm bias (beta) | `U(-0.5, 0.5)` |
+//! | batch-norm running mean | `U(-0.5, 0.5)` |
+//! | batch-norm running variance | `U(0.5, 1.5)` |
+//!
+//! BN statistics are deliberately not the trivial (0, 1, 1, 0), so tests
+//! that fold BN into convolutions exercise every term of the formula.
+
+use crate::ir::{Graph, Op, WeightRole};
+use nnc_runtime::{check_weights, load_safetensors, seeded_uniform, TensorError, WeightError, WeightSet};
+use std::path::Path;
+
+/// Every weight the graph uses, with its expected shape, in name order.
+pub fn expected_weights(graph: &Graph) -> Vec<(String, Vec<usize>)> {
+    let mut expected: Vec<(String, Vec<usize>)> = graph
+        .node_ids()
+        .into_iter()
+        .filter_map(|id| {
+            let node = graph.node(id);
+            match &node.op {
+                Op::Weight(w) => Some((w.name.clone(), node.ty.shape.clone())),
+                _ => None,
+            }
+        })
+        .collect();
+    expected.sort();
+    expected
+}
+
+/// The range seeded initialisation draws a weight of this role from.
+pub fn init_range(role: WeightRole) -> (f32, f32) {
+    match role {
+        WeightRole::Kernel { fan_in } | WeightRole::Bias { fan_in } => {
+            let bound = 1.0 / (fan_in.max(1) as f32).sqrt();
+            (-bound, bound)
+        }
+        WeightRole::NormWeight => (0.5, 1.5),
+        WeightRole::NormBias => (-0.5, 0.5),
+        WeightRole::RunningMean => (-0.5, 0.5),
+        WeightRole::RunningVar => (0.5, 1.5),
+    }
+}
+
+/// Weights for every `weight` node of the graph, seeded as documented above.
+pub fn seeded_weights(graph: &Graph, seed: u64) -> Result<WeightSet, TensorError> {
+    let mut weights = WeightSet::new();
+    for id in graph.node_ids() {
+        let node = graph.node(id);
+        if let Op::Weight(w) = &node.op {
+            let (low, high) = init_range(w.role);
+            weights.insert(w.name.clone(), seeded_uniform(&w.name, &node.ty.shape, low, high, seed)?);
+        }
+    }
+    Ok(weights)
+}
+
+/// Loads a safetensors file and checks it against the graph: every problem
+/// (missing, extra or mis-shaped tensors) is reported, not only the first.
+pub fn load_weights(graph: &Graph, path: &Path) -> Result<WeightSet, Vec<WeightError>> {
+    let weights = load_safetensors(path).map_err(|e| vec![e])?;
+    let problems = check_weights(&expected_weights(graph), &weights);
+    if problems.is_empty() {
+        Ok(weights)
+    } else {
+        Err(problems)
+    }
+}
