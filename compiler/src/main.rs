@@ -7,6 +7,7 @@ use nnc_compiler::driver::{self, LoadError, Model};
 use nnc_compiler::ir::Graph;
 use nnc_compiler::{interp, stats, weights};
 use nnc_runtime::{random_input, read_npy, write_npy, Tensor, WeightSet, DEFAULT_SEED};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -70,7 +71,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if let Some(LoadError::Diagnostics { source_file, diagnostics }) = e.downcast_ref::<LoadError>() {
-                let mut stderr = StandardStream::stderr(ColorChoice::Auto);
+                // termcolor's `Auto` looks only at TERM and NO_COLOR; colour
+                // is also wrong when stderr is a file or a pipe.
+                let choice = if std::io::stderr().is_terminal() { ColorChoice::Auto } else { ColorChoice::Never };
+                let mut stderr = StandardStream::stderr(choice);
                 for d in diagnostics {
                     d.emit(source_file, &mut stderr);
                 }
@@ -153,16 +157,7 @@ fn types(graph: &Graph, ids: &[nnc_compiler::ir::NodeId]) -> String {
 }
 
 fn load_weights(graph: &Graph, path: &Path) -> Result<WeightSet> {
-    weights::load_weights(graph, path).map_err(|errors| {
-        let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
-        anyhow::anyhow!(
-            "the weights in `{}` do not match the model ({} problem{}):\n{}",
-            path.display(),
-            errors.len(),
-            if errors.len() == 1 { "" } else { "s" },
-            lines.join("\n")
-        )
-    })
+    weights::load_weights(graph, path).map_err(|errors| anyhow::anyhow!(weights::describe_load_errors(path, &errors)))
 }
 
 fn read_inputs(graph: &Graph, files: &[PathBuf], seed: u64) -> Result<Vec<Tensor>> {

@@ -76,3 +76,27 @@ pub fn load_weights(graph: &Graph, path: &Path) -> Result<WeightSet, Vec<WeightE
         Err(problems)
     }
 }
+
+/// Renders weight-loading problems as one message: the file, how many
+/// problems, then one line each (every line names the tensor and, for a
+/// shape mismatch, both shapes).
+pub fn describe_load_errors(path: &Path, errors: &[WeightError]) -> String {
+    if let [only] = errors {
+        let mismatch = matches!(
+            only,
+            WeightError::MissingTensor { .. } | WeightError::UnexpectedTensor { .. } | WeightError::ShapeMismatch { .. }
+        );
+        if !mismatch {
+            // The file itself could not be read; there is nothing to compare.
+            return format!("cannot load weights: {only}");
+        }
+    }
+    let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+    format!(
+        "the weights in `{}` do not match the model ({} problem{}):\n{}",
+        path.display(),
+        errors.len(),
+        if errors.len() == 1 { "" } else { "s" },
+        lines.join("\n")
+    )
+}

@@ -68,8 +68,8 @@ pub fn node_line(graph: &Graph, names: &Names, id: NodeId) -> String {
             }
         }
     }
-    if let (Op::Input(_), Some(loc)) = (&node.op, node.loc) {
-        let _ = write!(line, "  # @ {}:{}", loc.line, loc.col);
+    if let (Op::Input(a), Some(loc)) = (&node.op, node.loc) {
+        let _ = write!(line, "  # {} @ {}:{}", a.name, loc.line, loc.col);
     }
     line
 }

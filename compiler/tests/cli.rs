@@ -1,0 +1,98 @@
+//! The `nnc` binary end to end: each command on a bundled model, `.npy`
+//! input and output, and clear errors (non-zero exit, no panic) for bad
+//! input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn nnc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nnc"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("nnc starts")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn check_prints_a_summary() {
+    let o = nnc(&["check", "models/resnet18.nn"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o).trim(),
+        "ok: model `resnet18`: (x: f32[1, 3, 224, 224]) -> (fc: f32[1, 1000]), 69 ops, 11,689,512 parameters"
+    );
+}
+
+#[test]
+fn dump_ir_and_stats_print_the_model() {
+    let o = nnc(&["dump-ir", "models/lenet5.nn"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).starts_with("graph lenet5 {"));
+    let o = nnc(&["stats", "models/lenet5.nn"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("total: 61,706 parameters"), "{}", stdout(&o));
+}
+
+#[test]
+fn run_writes_npy_that_feeds_back_in() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let y = dir.path().join("y.npy");
+    let y_str = y.to_str().expect("utf-8 path");
+    let o = nnc(&["run", "--interp", "models/lenet5.nn", "-o", y_str]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first = nnc_runtime::read_npy(&y).expect("output is a valid .npy");
+    assert_eq!(first.shape(), &[1, 10]);
+
+    // Feeding the seeded input explicitly gives the same output.
+    let x = dir.path().join("x.npy");
+    let input = nnc_runtime::random_input(&[1, 1, 32, 32], 0).expect("input");
+    nnc_runtime::write_npy(&x, &input).expect("write");
+    let y2 = dir.path().join("y2.npy");
+    let o = nnc(&["run", "models/lenet5.nn", "--input", x.to_str().expect("utf-8"), "-o", y2.to_str().expect("utf-8")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(nnc_runtime::read_npy(&y2).expect("valid"), first);
+}
+
+#[test]
+fn wrong_input_shape_is_an_error_naming_both_shapes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let x = dir.path().join("x.npy");
+    nnc_runtime::write_npy(&x, &nnc_runtime::Tensor::zeros(vec![1, 3, 32, 32]).expect("zeros")).expect("write");
+    let o = nnc(&["run", "models/lenet5.nn", "--input", x.to_str().expect("utf-8")]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("input `x` must have shape [1, 1, 32, 32]") && err.contains("[1, 3, 32, 32]"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn source_errors_are_rendered_like_rustc() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.nn");
+    std::fs::write(&path, "model m {\n    input x: f32[1, 3, 8, 8]\n    y = conv2(x, out=4, kernel=3)\n    output y\n}\n").expect("write");
+    let o = nnc(&["check", path.to_str().expect("utf-8")]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("error: unknown op `conv2`"), "{err}");
+    assert!(err.contains("bad.nn:3:9"), "{err}");
+    assert!(err.contains("did you mean `conv2d`?"), "{err}");
+}
+
+#[test]
+fn missing_model_file_is_an_error() {
+    let o = nnc(&["check", "models/no_such_model.nn"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("cannot read `models/no_such_model.nn`"), "{}", stderr(&o));
+}
