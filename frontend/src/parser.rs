@@ -286,15 +286,16 @@ impl Parser {
         // A path may start with an index, as `nn.Sequential` children do:
         // inside a block, `0 = conv2d(...)` owns `<prefix>.0.weight`.
         let (first, mut span) = match &self.peek().kind {
-            TokenKind::Int(i) => (i.to_string(), self.peek().span),
+            TokenKind::Int(i) => {
+                let first = (i.to_string(), self.peek().span);
+                self.bump();
+                first
+            }
             _ => {
                 let ident = self.expect_ident("a value name")?;
                 (ident.name, ident.span)
             }
         };
-        if matches!(self.peek().kind, TokenKind::Int(_)) {
-            self.bump();
-        }
         let mut segments = vec![first];
         while self.at(&TokenKind::Dot) {
             self.bump();
