@@ -34,13 +34,21 @@ fn run_model(path: &Path, seed: u64) -> Vec<Tensor> {
         .enumerate()
         .map(|(i, &id)| random_input(&graph.node(id).ty.shape, seed + i as u64).unwrap())
         .collect();
-    let start = std::time::Instant::now();
-    let outputs = run(graph, &weights, &inputs).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    eprintln!("{}: {:?}", path.display(), start.elapsed());
+    let outputs =
+        run(graph, &weights, &inputs).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert_eq!(outputs.len(), graph.outputs().len());
     for (out, &id) in outputs.iter().zip(graph.outputs()) {
-        assert_eq!(out.shape(), graph.node(id).ty.shape.as_slice(), "{}", path.display());
-        assert!(out.data().iter().all(|v| v.is_finite()), "{}", path.display());
+        assert_eq!(
+            out.shape(),
+            graph.node(id).ty.shape.as_slice(),
+            "{}",
+            path.display()
+        );
+        assert!(
+            out.data().iter().all(|v| v.is_finite()),
+            "{}",
+            path.display()
+        );
     }
     outputs
 }
@@ -48,7 +56,10 @@ fn run_model(path: &Path, seed: u64) -> Vec<Tensor> {
 #[test]
 fn every_model_runs_with_finite_outputs_of_the_declared_shapes() {
     let paths = models();
-    assert!(paths.len() >= 5, "expected the models/ directory, found {paths:?}");
+    assert!(
+        paths.len() >= 5,
+        "expected the models/ directory, found {paths:?}"
+    );
     for path in paths {
         run_model(&path, 1);
     }

@@ -33,7 +33,7 @@ pub fn conv2d(
             OP,
             format!(
                 "the weight has {in_per_group} input channels per group but the input has \
-                 {c_in} channels in {} groups",
+                 {c_in} channels split into groups={}",
                 a.groups
             ),
         ));

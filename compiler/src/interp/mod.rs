@@ -128,14 +128,18 @@ fn evaluate<'a>(
         if keep_all {
             continue;
         }
-        for &operand in node.inputs().iter().chain([&id]) {
-            let uses = remaining_uses.entry(operand).or_default();
-            if operand != id {
+        // Drop the operands this node was the last user of, and its own
+        // value if nothing uses it.
+        for operand in node.inputs() {
+            if let Some(uses) = remaining_uses.get_mut(operand) {
                 *uses = uses.saturating_sub(1);
+                if *uses == 0 {
+                    values.remove(operand);
+                }
             }
-            if *uses == 0 {
-                values.remove(&operand);
-            }
+        }
+        if remaining_uses.get(&id).is_none_or(|&uses| uses == 0) {
+            values.remove(&id);
         }
     }
     Ok(values)

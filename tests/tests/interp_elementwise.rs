@@ -1,0 +1,287 @@
+//! The reference interpreter's elementwise ops: activations, `clip`,
+//! `dropout` in both modes, `identity`, broadcasting `add` / `mul`, and
+//! `softmax`.
+
+use nnc_compiler::interp::{self, InterpError};
+use nnc_compiler::ir::{ClipAttrs, DropoutAttrs, DropoutMode, LeakyReluAttrs, SoftmaxAttrs};
+use nnc_runtime::Tensor;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn tensor(shape: &[usize], data: &[f32]) -> Tensor {
+    Tensor::new(shape.to_vec(), data.to_vec()).unwrap()
+}
+
+fn assert_close(actual: &Tensor, shape: &[usize], expected: &[f32]) {
+    assert_eq!(actual.shape(), shape, "shape");
+    assert_eq!(actual.len(), expected.len(), "length");
+    for (i, (&a, &e)) in actual.data().iter().zip(expected).enumerate() {
+        assert!(
+            (a - e).abs() <= 1e-6 * (1.0 + e.abs()),
+            "element {i}: got {a}, expected {e}\nactual: {:?}\nexpected: {expected:?}",
+            actual.data()
+        );
+    }
+}
+
+// ------------------------------------------------------------- activations
+
+#[test]
+fn relu_and_relu6() {
+    let x = tensor(&[2, 3], &[-2., -0.5, 0., 3., 6., 7.5]);
+    assert_close(&interp::relu(&x), &[2, 3], &[0., 0., 0., 3., 6., 7.5]);
+    assert_close(&interp::relu6(&x), &[2, 3], &[0., 0., 0., 3., 6., 6.]);
+}
+
+#[test]
+fn leaky_relu_scales_negatives_only() {
+    let x = tensor(&[3], &[-2., 0., 5.]);
+    let y = interp::leaky_relu(
+        &x,
+        &LeakyReluAttrs {
+            negative_slope: 0.1,
+        },
+    );
+    assert_close(&y, &[3], &[-0.2, 0., 5.]);
+}
+
+#[test]
+fn sigmoid_values_and_saturation() {
+    let ln3 = 3f32.ln();
+    let x = tensor(&[5], &[0., ln3, -ln3, 100., -100.]);
+    let y = interp::sigmoid(&x);
+    // sigmoid(ln 3) = 1 / (1 + 1/3) = 3/4.
+    assert_close(&y, &[5], &[0.5, 0.75, 0.25, 1.0, 0.0]);
+    assert!(y.data().iter().all(|v| v.is_finite()));
+    // Far from zero it is still strictly positive, not a NaN from inf/inf.
+    assert!(y.data()[4] > 0.0);
+}
+
+#[test]
+fn tanh_values() {
+    let ln2 = 2f32.ln();
+    let y = interp::tanh(&tensor(&[4], &[0., ln2, -ln2, 50.]));
+    // tanh(ln 2) = (2 - 1/2) / (2 + 1/2) = 0.6.
+    assert_close(&y, &[4], &[0., 0.6, -0.6, 1.]);
+}
+
+#[test]
+fn clip_bounds_both_sides() {
+    let x = tensor(&[4], &[-3., 0.5, 2., 9.]);
+    let y = interp::clip(&x, &ClipAttrs { min: -1., max: 2. });
+    assert_close(&y, &[4], &[-1., 0.5, 2., 2.]);
+    // min > max: everything becomes max, as torch.clamp does.
+    let y = interp::clip(&x, &ClipAttrs { min: 5., max: 1. });
+    assert_close(&y, &[4], &[1., 1., 1., 1.]);
+}
+
+#[test]
+fn activations_let_nan_through() {
+    let x = tensor(&[1], &[f32::NAN]);
+    assert!(interp::relu(&x).data()[0].is_nan());
+    assert!(interp::relu6(&x).data()[0].is_nan());
+    assert!(interp::leaky_relu(
+        &x,
+        &LeakyReluAttrs {
+            negative_slope: 0.1
+        }
+    )
+    .data()[0]
+        .is_nan());
+    assert!(interp::clip(&x, &ClipAttrs { min: 0., max: 1. }).data()[0].is_nan());
+    assert!(interp::sigmoid(&x).data()[0].is_nan());
+}
+
+// ------------------------------------------------------------- dropout, identity
+
+#[test]
+fn dropout_modes_at_inference() {
+    let x = tensor(&[2], &[4., -8.]);
+    let inverted = DropoutAttrs {
+        p: 0.25,
+        mode: DropoutMode::Inverted,
+    };
+    assert_close(&interp::dropout(&x, &inverted).unwrap(), &[2], &[4., -8.]);
+    let classic = DropoutAttrs {
+        p: 0.25,
+        mode: DropoutMode::Classic,
+    };
+    // Classic dropout keeps 1 - p = 0.75 of each unit at inference.
+    assert_close(&interp::dropout(&x, &classic).unwrap(), &[2], &[3., -6.]);
+    let bad = DropoutAttrs {
+        p: 1.5,
+        mode: DropoutMode::Classic,
+    };
+    assert!(matches!(
+        interp::dropout(&x, &bad),
+        Err(InterpError::Operands { .. })
+    ));
+}
+
+#[test]
+fn identity_copies() {
+    let x = tensor(&[2, 1], &[1., -1.]);
+    assert_eq!(interp::identity(&x), x);
+}
+
+// ------------------------------------------------------------- add, mul
+
+#[test]
+fn add_same_shape_and_row_broadcast() {
+    let a = tensor(&[2, 3], &[1., 2., 3., 4., 5., 6.]);
+    let b = tensor(&[2, 3], &[10., 20., 30., 40., 50., 60.]);
+    assert_close(
+        &interp::add(&a, &b).unwrap(),
+        &[2, 3],
+        &[11., 22., 33., 44., 55., 66.],
+    );
+    let row = tensor(&[3], &[10., 20., 30.]);
+    assert_close(
+        &interp::add(&a, &row).unwrap(),
+        &[2, 3],
+        &[11., 22., 33., 14., 25., 36.],
+    );
+    assert_close(
+        &interp::add(&row, &a).unwrap(),
+        &[2, 3],
+        &[11., 22., 33., 14., 25., 36.],
+    );
+}
+
+#[test]
+fn add_outer_broadcast_and_scalar() {
+    let col = tensor(&[2, 1], &[1., 2.]);
+    let row = tensor(&[1, 3], &[10., 20., 30.]);
+    assert_close(
+        &interp::add(&col, &row).unwrap(),
+        &[2, 3],
+        &[11., 21., 31., 12., 22., 32.],
+    );
+    let scalar = tensor(&[], &[5.]);
+    assert_close(
+        &interp::add(&scalar, &row).unwrap(),
+        &[1, 3],
+        &[15., 25., 35.],
+    );
+}
+
+#[test]
+fn mul_broadcasts_both_operands() {
+    let a = tensor(&[1, 2], &[2., 3.]);
+    let b = tensor(&[2, 1], &[10., 100.]);
+    assert_close(
+        &interp::mul(&a, &b).unwrap(),
+        &[2, 2],
+        &[20., 30., 200., 300.],
+    );
+}
+
+#[test]
+fn broadcasting_matches_explicit_indexing() {
+    // a [2, 3, 1] + b [3, 4] -> [2, 3, 4] with out[i, j, k] = a[i, j] + b[j, k];
+    // c [4, 1, 1, 2] * d [3, 1] -> [4, 1, 3, 2] with out[i, 0, j, k] = c[i, k] * d[j].
+    let mut rng = ChaCha8Rng::seed_from_u64(31);
+    let mut random = |shape: &[usize]| {
+        let n = shape.iter().product();
+        Tensor::new(
+            shape.to_vec(),
+            (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
+        )
+        .unwrap()
+    };
+    let (a, b) = (random(&[2, 3, 1]), random(&[3, 4]));
+    let mut expected = Vec::new();
+    for i in 0..2 {
+        for j in 0..3 {
+            for k in 0..4 {
+                expected.push(a.data()[i * 3 + j] + b.data()[j * 4 + k]);
+            }
+        }
+    }
+    assert_close(&interp::add(&a, &b).unwrap(), &[2, 3, 4], &expected);
+
+    let (c, d) = (random(&[4, 1, 1, 2]), random(&[3, 1]));
+    let mut expected = Vec::new();
+    for i in 0..4 {
+        for j in 0..3 {
+            for k in 0..2 {
+                expected.push(c.data()[i * 2 + k] * d.data()[j]);
+            }
+        }
+    }
+    assert_close(&interp::mul(&c, &d).unwrap(), &[4, 1, 3, 2], &expected);
+}
+
+#[test]
+fn incompatible_shapes_do_not_broadcast() {
+    let a = Tensor::zeros(vec![2, 3]).unwrap();
+    let b = Tensor::zeros(vec![2]).unwrap();
+    let err = interp::add(&a, &b).unwrap_err();
+    assert!(matches!(err, InterpError::Operands { .. }));
+    assert!(err.to_string().contains("[2, 3]"), "{err}");
+    let c = Tensor::zeros(vec![4, 3]).unwrap();
+    assert!(interp::mul(&a, &c).is_err());
+    assert_eq!(
+        interp::broadcast_shape(&[2, 1, 3], &[4, 1]),
+        Some(vec![2, 4, 3])
+    );
+    assert_eq!(interp::broadcast_shape(&[3], &[4]), None);
+}
+
+// ------------------------------------------------------------- softmax
+
+#[test]
+fn softmax_last_dim() {
+    let x = tensor(&[1, 3], &[1., 2., 3.]);
+    let y = interp::softmax(&x, &SoftmaxAttrs { dim: 1 }).unwrap();
+    let s = 1f64.exp() + 2f64.exp() + 3f64.exp();
+    let expected = [1f64.exp() / s, 2f64.exp() / s, 3f64.exp() / s].map(|v| v as f32);
+    assert_close(&y, &[1, 3], &expected);
+}
+
+#[test]
+fn softmax_is_stable_for_large_inputs() {
+    // exp(1000) overflows f32; subtracting the max keeps this exact.
+    let x = tensor(&[2], &[1000., 1001.]);
+    let y = interp::softmax(&x, &SoftmaxAttrs { dim: 0 }).unwrap();
+    let e = 1f64.exp();
+    assert_close(&y, &[2], &[(1. / (1. + e)) as f32, (e / (1. + e)) as f32]);
+    let x = tensor(&[3], &[f32::NEG_INFINITY, 0., 0.]);
+    let y = interp::softmax(&x, &SoftmaxAttrs { dim: 0 }).unwrap();
+    assert_close(&y, &[3], &[0., 0.5, 0.5]);
+}
+
+#[test]
+fn softmax_along_a_leading_dim() {
+    // Columns are normalised: [1, 1] -> [0.5, 0.5], [0, 2] -> [1, e^2] / (1 + e^2).
+    let x = tensor(&[2, 2], &[1., 0., 1., 2.]);
+    let y = interp::softmax(&x, &SoftmaxAttrs { dim: 0 }).unwrap();
+    let e2 = 2f64.exp();
+    assert_close(
+        &y,
+        &[2, 2],
+        &[0.5, (1. / (1. + e2)) as f32, 0.5, (e2 / (1. + e2)) as f32],
+    );
+}
+
+#[test]
+fn softmax_middle_dim_sums_to_one() {
+    let mut rng = ChaCha8Rng::seed_from_u64(32);
+    let data: Vec<f32> = (0..2 * 5 * 3)
+        .map(|_| rng.random_range(-10.0f32..10.0))
+        .collect();
+    let x = tensor(&[2, 5, 3], &data);
+    let y = interp::softmax(&x, &SoftmaxAttrs { dim: 1 }).unwrap();
+    for n in 0..2 {
+        for k in 0..3 {
+            let sum: f32 = (0..5).map(|j| y.data()[(n * 5 + j) * 3 + k]).sum();
+            assert!((sum - 1.0).abs() < 1e-5, "sum {sum}");
+            // Order is preserved along the dim.
+            for j in 1..5 {
+                let (p, q) = ((n * 5 + j - 1) * 3 + k, (n * 5 + j) * 3 + k);
+                assert_eq!(x.data()[p] < x.data()[q], y.data()[p] < y.data()[q]);
+            }
+        }
+    }
+    assert!(interp::softmax(&x, &SoftmaxAttrs { dim: 3 }).is_err());
+}
