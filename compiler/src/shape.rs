@@ -83,7 +83,7 @@ pub fn weight_shapes(op: &Op, x: &TensorType) -> SResult<Vec<WeightSpec>> {
         Op::Conv2d(a) => {
             require_rank("conv2d", x, 4, "[N, C, H, W]")?;
             check_groups("conv2d", x.shape[1], a.out_channels, a.groups)?;
-            let fan_in = x.shape[1] / a.groups * a.kernel[0] * a.kernel[1];
+            let fan_in = product("conv2d", &[x.shape[1] / a.groups, a.kernel[0], a.kernel[1]])?;
             let mut w = vec![spec(
                 "weight",
                 vec![a.out_channels, x.shape[1] / a.groups, a.kernel[0], a.kernel[1]],
@@ -98,7 +98,7 @@ pub fn weight_shapes(op: &Op, x: &TensorType) -> SResult<Vec<WeightSpec>> {
             require_rank("conv_transpose2d", x, 4, "[N, C, H, W]")?;
             check_groups("conv_transpose2d", x.shape[1], a.out_channels, a.groups)?;
             // PyTorch computes the default init's fan-in from weight dim 1.
-            let fan_in = a.out_channels / a.groups * a.kernel[0] * a.kernel[1];
+            let fan_in = product("conv_transpose2d", &[a.out_channels / a.groups, a.kernel[0], a.kernel[1]])?;
             let mut w = vec![spec(
                 "weight",
                 vec![x.shape[1], a.out_channels / a.groups, a.kernel[0], a.kernel[1]],
@@ -189,20 +189,35 @@ fn recurrent_weights(op: &str, a: &RecurrentAttrs, gates: usize, x: &TensorType)
     require_rank(op, x, 3, if a.batch_first { "[batch, seq, features]" } else { "[seq, batch, features]" })?;
     let mut w = Vec::new();
     let mut input = x.shape[2];
+    let rows = product(op, &[gates, a.hidden])?;
     for l in 0..a.layers {
         let fan_in = a.hidden;
-        w.push(spec(format!("weight_ih_l{l}"), vec![gates * a.hidden, input], WeightRole::Kernel { fan_in }));
-        w.push(spec(format!("weight_hh_l{l}"), vec![gates * a.hidden, a.hidden], WeightRole::Kernel { fan_in }));
+        w.push(spec(format!("weight_ih_l{l}"), vec![rows, input], WeightRole::Kernel { fan_in }));
+        w.push(spec(format!("weight_hh_l{l}"), vec![rows, a.hidden], WeightRole::Kernel { fan_in }));
         if a.bias {
-            w.push(spec(format!("bias_ih_l{l}"), vec![gates * a.hidden], WeightRole::Bias { fan_in }));
-            w.push(spec(format!("bias_hh_l{l}"), vec![gates * a.hidden], WeightRole::Bias { fan_in }));
+            w.push(spec(format!("bias_ih_l{l}"), vec![rows], WeightRole::Bias { fan_in }));
+            w.push(spec(format!("bias_hh_l{l}"), vec![rows], WeightRole::Bias { fan_in }));
         }
         input = a.hidden;
     }
     Ok(w)
 }
 
+/// The product of a weight's dims or of its fan-in factors, or an error when
+/// attributes as large as `kernel=4294967296` make it overflow.
+fn product(op: &str, factors: &[usize]) -> SResult<usize> {
+    factors.iter().try_fold(1usize, |acc, &f| acc.checked_mul(f)).ok_or_else(|| {
+        ShapeError::new(
+            format!("the weights of `{op}` are too large to address"),
+            "these attributes make a weight's element count overflow",
+        )
+    })
+}
+
 fn check_groups(op: &str, c_in: usize, c_out: usize, groups: usize) -> SResult<()> {
+    if groups == 0 {
+        return Err(ShapeError::new(format!("`{op}` has groups=0"), "`groups` must be at least 1"));
+    }
     if c_in % groups != 0 {
         return Err(ShapeError::new(
             format!("`{op}` groups={groups} does not divide the {c_in} input channels"),
@@ -256,7 +271,7 @@ fn spatial(
     for (i, axis) in ["height", "width"].iter().enumerate() {
         let input = x.shape[2 + i];
         out[i] = window_output(input, kernel[i], stride[i], pad[i], dilation[i], ceil_mode).ok_or_else(|| {
-            let effective = dilation[i] * (kernel[i] - 1) + 1;
+            let effective = dilation[i].saturating_mul(kernel[i].saturating_sub(1)).saturating_add(1);
             ShapeError::new(
                 format!(
                     "`{op}` output {axis} would be less than 1: input {axis} {input} + 2*pad {} is smaller than the {}kernel extent {effective}",
@@ -387,15 +402,20 @@ fn infer_unchecked(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
                             a.output_padding[i], a.stride[i], a.dilation[i]
                         ),
                         "output_padding too large",
-                    ));
+                    )
+                    .help(format!(
+                        "use an output_padding below {}, the larger of stride and dilation",
+                        a.stride[i].max(a.dilation[i])
+                    )));
                 }
                 let size = (x.shape[2 + i] as i128 - 1) * a.stride[i] as i128 - 2 * a.padding[i] as i128
                     + a.dilation[i] as i128 * (a.kernel[i] as i128 - 1)
                     + a.output_padding[i] as i128
                     + 1;
+                let axis = if i == 0 { "height" } else { "width" };
                 out[i] = usize::try_from(size).ok().filter(|&s| s >= 1).ok_or_else(|| {
                     ShapeError::new(
-                        format!("`conv_transpose2d` output size would be {size}, less than 1"),
+                        format!("`conv_transpose2d` output {axis} would be {size}, less than 1"),
                         format!("padding {} is too large for input {x}", a.padding[i]),
                     )
                     .help("reduce the padding")
@@ -407,7 +427,7 @@ fn infer_unchecked(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
             check_weights(op, inputs)?;
             if let Op::GroupNorm(a) = op {
                 let c = inputs[0].shape[1];
-                if c % a.groups != 0 {
+                if a.groups == 0 || c % a.groups != 0 {
                     return Err(ShapeError::new(
                         format!("`group_norm` groups={} does not divide the {c} channels", a.groups),
                         format!("{c} channels cannot be split into {} groups", a.groups),
@@ -456,10 +476,16 @@ fn infer_unchecked(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
         }
         Op::Flatten(a) => {
             let x = unary(op, inputs)?;
-            if a.start_dim > a.end_dim || a.end_dim >= x.rank().max(1) {
+            if a.end_dim >= x.rank().max(1) || a.start_dim >= x.rank().max(1) {
                 return Err(ShapeError::new(
                     format!("`flatten` dims {}..={} are out of range for {x}", a.start_dim, a.end_dim),
-                    "bad dims",
+                    format!("input has rank {}", x.rank()),
+                ));
+            }
+            if a.start_dim > a.end_dim {
+                return Err(ShapeError::new(
+                    format!("`flatten` start_dim {} comes after end_dim {}", a.start_dim, a.end_dim),
+                    "no dims to merge",
                 )
                 .help("`start_dim` must not come after `end_dim`"));
             }
@@ -491,7 +517,8 @@ fn infer_unchecked(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
                 return Err(ShapeError::new(
                     format!("`permute` dims {:?} are not a permutation of the {} dims of {x}", a.dims, x.rank()),
                     "not a permutation",
-                ));
+                )
+                .help(format!("`dims` must list each of 0..{} exactly once", x.rank())));
             }
             Ok(TensorType::f32(a.dims.iter().map(|&d| x.shape[d]).collect()))
         }
@@ -545,7 +572,12 @@ fn infer_unchecked(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
                         "mismatched operand shapes",
                     ));
                 }
-                shape[a.dim] += t.shape[a.dim];
+                shape[a.dim] = shape[a.dim].checked_add(t.shape[a.dim]).ok_or_else(|| {
+                    ShapeError::new(
+                        format!("the concatenated dim {} of `concat` overflows", a.dim),
+                        "this shape is too large to address",
+                    )
+                })?;
             }
             Ok(TensorType::f32(shape))
         }

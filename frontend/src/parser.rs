@@ -12,21 +12,35 @@ use crate::span::Span;
 /// million `(` cannot overflow the stack.
 const MAX_DEPTH: usize = 64;
 
+/// Limit on the binary operators of one attribute expression. A chain such
+/// as `1+1+...+1` nests to the left without any parenthesis, and evaluating
+/// or dropping a tree as deep as a long chain would overflow the stack.
+const MAX_OPERATORS: usize = 256;
+
 /// Parses a whole `.nn` source text.
 pub fn parse(src: &str) -> Result<File, Diagnostic> {
     let tokens = lex(src)?;
-    let mut parser = Parser { tokens, pos: 0 };
+    let mut parser = Parser {
+        src,
+        tokens,
+        pos: 0,
+        operators: 0,
+    };
     parser.parse_file()
 }
 
-struct Parser {
+struct Parser<'a> {
+    /// The text the tokens came from, to tell whether two tokens share a line.
+    src: &'a str,
     tokens: Vec<Token>,
     pos: usize,
+    /// Binary operators in the attribute expression being parsed.
+    operators: usize,
 }
 
 type PResult<T> = Result<T, Diagnostic>;
 
-impl Parser {
+impl Parser<'_> {
     fn peek(&self) -> &Token {
         // The token list always ends with `Eof`, and `bump` never moves past it.
         &self.tokens[self.pos.min(self.tokens.len() - 1)]
@@ -66,13 +80,63 @@ impl Parser {
         }
     }
 
+    /// The last token before the current one that is not a newline.
+    fn previous(&self) -> Option<&Token> {
+        self.tokens[..self.pos.min(self.tokens.len())]
+            .iter()
+            .rev()
+            .find(|t| t.kind != TokenKind::Newline)
+    }
+
+    /// True when the current token does not continue the previous token's
+    /// line: it is the end of the file, or a newline inside `(...)` or
+    /// `[...]` separates them. What was expected then belongs at the end of
+    /// the previous token, as rustc points at a missing `;` or `)`.
+    fn after_line_break(&self) -> bool {
+        let token = self.peek();
+        if token.kind == TokenKind::Eof {
+            return true;
+        }
+        let directly_after_newline = self.pos > 0 && self.tokens[self.pos - 1].kind == TokenKind::Newline;
+        match self.previous() {
+            Some(prev) if !directly_after_newline => self
+                .src
+                .get(prev.span.end as usize..token.span.start as usize)
+                .is_some_and(|between| between.contains('\n')),
+            _ => false,
+        }
+    }
+
     fn unexpected(&self, expected: &str) -> Diagnostic {
         let token = self.peek();
-        Diagnostic::error(format!(
-            "expected {expected}, found {}",
-            token.kind.describe()
-        ))
-        .with_primary(token.span, format!("expected {expected}"))
+        let d = Diagnostic::error(format!("expected {expected}, found {}", token.kind.describe()));
+        match self.previous() {
+            Some(prev) if self.after_line_break() => {
+                let end = prev.span.end as usize;
+                let d = d.with_primary(Span::new(end, end), format!("expected {expected}"));
+                if token.kind == TokenKind::Eof {
+                    d
+                } else {
+                    d.with_secondary(token.span, "unexpected token")
+                }
+            }
+            _ => d.with_primary(token.span, format!("expected {expected}")),
+        }
+    }
+
+    /// Adds an "unclosed" label at an opening delimiter when the error looks
+    /// like its closing partner is missing: the parser reached another
+    /// closing delimiter, a new line or the end of the file instead.
+    fn note_unclosed(&self, d: Diagnostic, open: Span, delimiter: &str) -> Diagnostic {
+        let closing = matches!(
+            self.peek().kind,
+            TokenKind::RParen | TokenKind::RBracket | TokenKind::RBrace | TokenKind::Eof
+        );
+        if closing || self.after_line_break() {
+            d.with_secondary(open, format!("unclosed `{delimiter}`"))
+        } else {
+            d
+        }
     }
 
     fn expect(&mut self, kind: &TokenKind, expected: &str) -> PResult<Token> {
@@ -114,7 +178,7 @@ impl Parser {
     fn parse_block(&mut self) -> PResult<Block> {
         let start = self.bump().span;
         let name = self.expect_ident("a block name")?;
-        self.expect(&TokenKind::LParen, "`(` after the block name")?;
+        let open = self.expect(&TokenKind::LParen, "`(` after the block name")?;
         let mut params = Vec::new();
         while !self.at(&TokenKind::RParen) {
             params.push(self.parse_param()?);
@@ -122,7 +186,8 @@ impl Parser {
                 break;
             }
         }
-        self.expect(&TokenKind::RParen, "`,` or `)` in the parameter list")?;
+        self.expect(&TokenKind::RParen, "`,` or `)` in the parameter list")
+            .map_err(|d| self.note_unclosed(d, open.span, "("))?;
         let (body, end) = self.parse_body()?;
         Ok(Block {
             name,
@@ -179,7 +244,7 @@ impl Parser {
 
     /// `{ stmt* }`, returning the statements and the closing brace's span.
     fn parse_body(&mut self) -> PResult<(Vec<Stmt>, Span)> {
-        self.expect(&TokenKind::LBrace, "`{`")?;
+        let open = self.expect(&TokenKind::LBrace, "`{`")?;
         let mut body = Vec::new();
         loop {
             self.skip_newlines();
@@ -187,11 +252,25 @@ impl Parser {
                 return Ok((body, end.span));
             }
             if self.at(&TokenKind::Eof) {
-                return Err(self.unexpected("`}`").with_help("every `{` needs a matching `}`"));
+                return Err(self
+                    .unexpected("`}`")
+                    .with_secondary(open.span, "unclosed `{`")
+                    .with_help("every `{` needs a matching `}`"));
             }
             body.push(self.parse_stmt()?);
-            if !self.at(&TokenKind::RBrace) {
-                self.expect(&TokenKind::Newline, "end of line after the statement")?;
+            // At the end of the file the loop reports the missing `}`.
+            let ends_statement = self.at(&TokenKind::RBrace) || self.at(&TokenKind::Eof);
+            if !ends_statement && self.eat(&TokenKind::Newline).is_none() {
+                let d = self.unexpected("end of line after the statement");
+                let starts_statement = matches!(self.peek().kind, TokenKind::Ident(_) | TokenKind::Int(_))
+                    && matches!(self.peek_at(1), TokenKind::Eq | TokenKind::DotDotEq);
+                return Err(match self.peek().kind {
+                    TokenKind::Plus | TokenKind::Star => d.with_help(
+                        "`a + b` and `a * b` take exactly two value names; bind intermediate results to names",
+                    ),
+                    _ if starts_statement => d.with_help("write one statement per line"),
+                    _ => d,
+                });
             }
         }
     }
@@ -265,7 +344,7 @@ impl Parser {
 
     fn parse_tensor_type(&mut self) -> PResult<TensorTypeExpr> {
         let dtype = self.expect_ident("a dtype such as `f32`")?;
-        self.expect(&TokenKind::LBracket, "`[` and the dimensions")?;
+        let open = self.expect(&TokenKind::LBracket, "`[` and the dimensions")?;
         let mut dims = Vec::new();
         while !self.at(&TokenKind::RBracket) {
             dims.push(self.parse_dim("a dimension (a non-negative integer)")?);
@@ -273,7 +352,9 @@ impl Parser {
                 break;
             }
         }
-        let end = self.expect(&TokenKind::RBracket, "`,` or `]` in the dimension list")?;
+        let end = self
+            .expect(&TokenKind::RBracket, "`,` or `]` in the dimension list")
+            .map_err(|d| self.note_unclosed(d, open.span, "["))?;
         Ok(TensorTypeExpr {
             span: dtype.span.to(end.span),
             dtype,
@@ -342,7 +423,7 @@ impl Parser {
 
     fn parse_call(&mut self) -> PResult<Call> {
         let callee = self.expect_ident("an op or block name")?;
-        self.expect(&TokenKind::LParen, "`(`")?;
+        let open = self.expect(&TokenKind::LParen, "`(`")?;
         let mut args = Vec::new();
         while !self.at(&TokenKind::RParen) {
             let keyword = matches!(self.peek().kind, TokenKind::Ident(_)) && self.peek_at(1) == &TokenKind::Eq;
@@ -360,7 +441,9 @@ impl Parser {
                 break;
             }
         }
-        let end = self.expect(&TokenKind::RParen, "`,` or `)` in the argument list")?;
+        let end = self
+            .expect(&TokenKind::RParen, "`,` or `)` in the argument list")
+            .map_err(|d| self.note_unclosed(d, open.span, "("))?;
         Ok(Call {
             span: callee.span.to(end.span),
             callee,
@@ -370,6 +453,9 @@ impl Parser {
 
     /// Precedence climbing over `+ - * /`, with unary minus and parentheses.
     fn parse_expr(&mut self, depth: usize) -> PResult<Expr> {
+        if depth == 0 {
+            self.operators = 0;
+        }
         let lhs = self.parse_primary(depth)?;
         self.parse_expr_rest(lhs, 0, depth)
     }
@@ -385,6 +471,12 @@ impl Parser {
             };
             if op.precedence() <= min_prec {
                 return Ok(lhs);
+            }
+            self.operators += 1;
+            if self.operators > MAX_OPERATORS {
+                return Err(Diagnostic::error("attribute expression is too long")
+                    .with_primary(self.peek().span, format!("more than {MAX_OPERATORS} operators in one expression"))
+                    .with_help("compute the value outside nnc and write the result"));
             }
             self.bump();
             let mut rhs = self.parse_primary(depth)?;
@@ -460,7 +552,9 @@ impl Parser {
             TokenKind::LParen => {
                 self.bump();
                 let mut inner = self.parse_expr(depth + 1)?;
-                let end = self.expect(&TokenKind::RParen, "`)`")?;
+                let end = self
+                    .expect(&TokenKind::RParen, "`)`")
+                    .map_err(|d| self.note_unclosed(d, span, "("))?;
                 inner.span = span.to(end.span);
                 return Ok(inner);
             }
@@ -473,7 +567,9 @@ impl Parser {
                         break;
                     }
                 }
-                let end = self.expect(&TokenKind::RBracket, "`,` or `]` in the list")?;
+                let end = self
+                    .expect(&TokenKind::RBracket, "`,` or `]` in the list")
+                    .map_err(|d| self.note_unclosed(d, span, "["))?;
                 return Ok(Expr {
                     span: span.to(end.span),
                     kind: ExprKind::List(items),

@@ -15,12 +15,11 @@ pub use value::Value;
 use crate::ir::*;
 use crate::shape::{infer, weight_shapes, ShapeError};
 use nnc_frontend::ast::{self, Arg, Item, ParamKind, Rhs, Stmt};
-use nnc_frontend::diagnostic::did_you_mean;
 use nnc_frontend::{Diagnostic, SourceFile, Span};
 use nnc_runtime::{checked_numel, DType};
 use ops::{AttrReader, KeywordArg};
 use std::collections::{HashMap, HashSet};
-use value::{eval, Params};
+use value::{eval, suggest, Params};
 
 /// Lowers a parsed file to a graph, or returns every error found.
 pub fn lower(file: &ast::File, source: &SourceFile) -> Result<Graph, Vec<Diagnostic>> {
@@ -30,6 +29,9 @@ pub fn lower(file: &ast::File, source: &SourceFile) -> Result<Graph, Vec<Diagnos
         graph: Graph::new(""),
         errors: Vec::new(),
         weight_names: HashMap::new(),
+        bindings: 0,
+        statement: Span::DUMMY,
+        too_large: false,
     };
     lowerer.run(file);
     if lowerer.errors.is_empty() {
@@ -80,11 +82,38 @@ struct Lowerer<'a> {
     graph: Graph,
     errors: Vec<Diagnostic>,
     weight_names: HashMap<String, Span>,
+    /// Bindings lowered so far, counting every block instance's own.
+    bindings: usize,
+    /// The model-level statement being lowered, for errors found deep
+    /// inside the blocks it instantiates.
+    statement: Span,
+    /// Set once the model has expanded past [`MAX_BINDINGS`]; lowering then
+    /// stops quietly.
+    too_large: bool,
 }
 
 /// Instantiation depth past which we stop; recursion is rejected up front,
 /// so this only guards against pathological but legal nesting.
 const MAX_BLOCK_DEPTH: usize = 64;
+
+/// The most bindings a model may expand to, counting every binding of every
+/// block instance. Blocks calling blocks several times multiply, so without
+/// a bound a short file could take forever to lower.
+const MAX_BINDINGS: usize = 200_000;
+
+/// The most instances one repetition `name.A..=B` may make.
+const MAX_REPETITION: u64 = 10_000;
+
+/// The arguments of one block call, as written at the call site.
+#[derive(Clone, Copy)]
+struct BlockCall<'c> {
+    callee_span: Span,
+    positional: &'c [&'c ast::Path],
+    /// Tensor parameters passed by keyword, already reported as errors.
+    tensor_keywords: usize,
+    args: &'c [KeywordArg],
+    failed: bool,
+}
 
 impl<'a> Lowerer<'a> {
     fn loc(&self, span: Span) -> Option<SourceLoc> {
@@ -107,7 +136,8 @@ impl<'a> Lowerer<'a> {
                         self.errors.push(
                             Diagnostic::error(format!("block `{}` is defined twice", b.name.name))
                                 .with_primary(b.name.span, "redefined here")
-                                .with_secondary(first.name.span, "first defined here"),
+                                .with_secondary(first.name.span, "first defined here")
+                                .with_help("rename one of the blocks"),
                         );
                     } else {
                         self.blocks.insert(b.name.name.clone(), b);
@@ -128,9 +158,10 @@ impl<'a> Lowerer<'a> {
         }
         self.check_recursion();
         let Some(model) = model else {
+            let end = self.source.text().trim_end().len();
             self.errors.push(
                 Diagnostic::error("no model in this file")
-                    .with_primary(Span::new(0, 0), "expected a `model` definition")
+                    .with_primary(Span::new(end, end), "the file ends without a `model`")
                     .with_help("add `model name { input x: f32[...] ... output y }`"),
             );
             return;
@@ -149,6 +180,11 @@ impl<'a> Lowerer<'a> {
         names.sort();
         let mut reported = HashSet::new();
         for start in names {
+            // A cycle through several blocks is reported once, from the
+            // first of its blocks in name order.
+            if reported.contains(start) {
+                continue;
+            }
             let mut stack = vec![(start.clone(), Vec::<(String, Span)>::new())];
             let mut visited = HashSet::new();
             while let Some((name, path)) = stack.pop() {
@@ -162,7 +198,8 @@ impl<'a> Lowerer<'a> {
                     let mut next = path.clone();
                     next.push((name.clone(), call.callee.span));
                     if callee == start {
-                        if reported.insert(start.clone()) {
+                        if !reported.contains(start) {
+                            reported.extend(next.iter().map(|(n, _)| n.clone()));
                             let chain: Vec<String> = next.iter().map(|(n, _)| format!("`{n}`")).collect();
                             let (_, span) = next[next.len() - 1];
                             self.errors.push(
@@ -193,7 +230,10 @@ impl<'a> Lowerer<'a> {
         for stmt in &model.body {
             match stmt {
                 Stmt::Input(input) => self.lower_input(&mut scope, input),
-                Stmt::Let(binding) => self.lower_let(&mut scope, binding),
+                Stmt::Let(binding) => {
+                    self.statement = binding.span;
+                    self.lower_let(&mut scope, binding);
+                }
                 Stmt::Output(out) => {
                     output_span = Some(out.span);
                     for path in &out.values {
@@ -224,7 +264,9 @@ impl<'a> Lowerer<'a> {
                     .with_help("declare an input: `input x: f32[1, 3, 224, 224]`"),
             );
         }
-        if output_span.is_none() {
+        // A `return` was already reported with the advice to write `output`.
+        let has_return = model.body.iter().any(|s| matches!(s, Stmt::Return(_)));
+        if output_span.is_none() && !has_return {
             self.errors.push(
                 Diagnostic::error(format!("model `{}` has no outputs", model.name.name))
                     .with_primary(model.name.span, "no `output` statement")
@@ -241,6 +283,7 @@ impl<'a> Lowerer<'a> {
                     .with_primary(input.span, "blocks take tensors as parameters")
                     .with_help("add a tensor parameter to the block instead"),
             );
+            self.define(scope, &input.name.name, input.name.span, Slot::Poisoned);
             return;
         }
         let name = input.name.name.clone();
@@ -261,8 +304,8 @@ impl<'a> Lowerer<'a> {
             match usize::try_from(dim.value) {
                 Ok(0) | Err(_) => {
                     self.errors.push(
-                        Diagnostic::error(format!("dimension {} of input `{name}` is not usable", dim.value))
-                            .with_primary(dim.span, "dimensions must be between 1 and the address space")
+                        Diagnostic::error(format!("input `{name}` has a dimension of size {}", dim.value))
+                            .with_primary(dim.span, "dimensions must be at least 1")
                             .with_help("nnc compiles static, non-empty shapes"),
                     );
                     self.define(scope, &name, input.name.span, Slot::Poisoned);
@@ -312,12 +355,22 @@ impl<'a> Lowerer<'a> {
         if let Some(b) = scope.values.get(&name) {
             return Some(b.slot);
         }
+        if self.too_large {
+            // The binding may be one that was never lowered.
+            return Some(Slot::Poisoned);
+        }
         let mut d = Diagnostic::error(format!("cannot find value `{name}` in this scope"))
             .with_primary(path.span, "not defined");
-        if let Some(s) = did_you_mean(&name, scope.values.keys().map(String::as_str)) {
+        if let Some(s) = suggest(&name, scope.values.keys().map(String::as_str)) {
             d = d.with_help(format!("did you mean `{s}`?"));
         } else if scope.in_block {
             d = d.with_help("a block sees only its parameters and its own bindings");
+        } else if path.segments.len() == 1 && !name.starts_with(|c: char| c.is_ascii_digit()) {
+            d = d.with_help(format!(
+                "bind `{name}` before this statement, or declare it as an input: `input {name}: f32[...]`"
+            ));
+        } else {
+            d = d.with_help(format!("bind `{name}` before this statement"));
         }
         self.errors.push(d);
         None
@@ -325,6 +378,18 @@ impl<'a> Lowerer<'a> {
 
     fn lower_let(&mut self, scope: &mut Scope, binding: &'a ast::LetStmt) {
         let local = binding.target.dotted();
+        self.bindings += 1;
+        if self.bindings > MAX_BINDINGS {
+            if !self.too_large {
+                self.too_large = true;
+                self.errors.push(
+                    Diagnostic::error(format!("the model expands to more than {MAX_BINDINGS} bindings"))
+                        .with_primary(self.statement, "the expansion passes the limit here")
+                        .with_help("blocks that call blocks several times, and repetitions `name.A..=B`, multiply the bindings"),
+                );
+            }
+            return;
+        }
         let (callee, callee_span, positional, keywords, call_span): (&str, Span, Vec<&ast::Path>, Vec<(&ast::Ident, &ast::Expr)>, Span) =
             match &binding.value {
                 Rhs::Call(call) => {
@@ -342,16 +407,51 @@ impl<'a> Lowerer<'a> {
             };
 
         // Evaluate keyword arguments once, reporting duplicates.
+        let block = self.blocks.get(callee).copied();
         let mut args = Vec::new();
         let mut failed = false;
+        let mut tensor_keywords = 0;
         for (name, expr) in keywords {
-            if args.iter().any(|a: &KeywordArg| a.name == name.name) {
+            if let Some(first) = args.iter().find(|a: &&KeywordArg| a.name == name.name) {
                 self.errors.push(
                     Diagnostic::error(format!("attribute `{}` is given twice", name.name))
-                        .with_primary(name.span, "given again here"),
+                        .with_primary(name.span, "given again here")
+                        .with_secondary(first.name_span, "first given here"),
                 );
                 failed = true;
                 continue;
+            }
+            // A block's tensor parameter passed by keyword: its value is a
+            // tensor name, not an attribute expression, so say that rather
+            // than failing to evaluate it.
+            if let Some(block) = block {
+                let tensor_param = block
+                    .params
+                    .iter()
+                    .any(|p| p.name.name == name.name && matches!(p.kind, ParamKind::Tensor));
+                if tensor_param {
+                    self.errors.push(
+                        Diagnostic::error(format!(
+                            "tensor parameter `{}` of block `{}` is passed by keyword",
+                            name.name, block.name.name
+                        ))
+                        .with_primary(name.span.to(expr.span), "tensors are passed by position")
+                        .with_help(format!(
+                            "pass the tensor positionally, in the order of the block's parameters: `{}({})`",
+                            block.name.name,
+                            block
+                                .params
+                                .iter()
+                                .filter(|p| matches!(p.kind, ParamKind::Tensor))
+                                .map(|p| p.name.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )),
+                    );
+                    failed = true;
+                    tensor_keywords += 1;
+                    continue;
+                }
             }
             match eval(expr, &scope.params) {
                 Ok(value) => args.push(KeywordArg {
@@ -367,8 +467,15 @@ impl<'a> Lowerer<'a> {
             }
         }
 
-        if let Some(block) = self.blocks.get(callee).copied() {
-            self.lower_block_binding(scope, binding, block, callee_span, &positional, &args, failed);
+        if let Some(block) = block {
+            let call = BlockCall {
+                callee_span,
+                positional: &positional,
+                tensor_keywords,
+                args: &args,
+                failed,
+            };
+            self.lower_block_binding(scope, binding, block, &call);
             return;
         }
         if binding.repeat_to.is_some() {
@@ -377,7 +484,13 @@ impl<'a> Lowerer<'a> {
                     .with_primary(callee_span, format!("`{callee}` is not a block"))
                     .with_help("`name.0..=N = f(x)` chains instances of a block; wrap the ops in a block"),
             );
-            self.define(scope, &local, binding.target.span, Slot::Poisoned);
+            let names = match &binding.repeat_to {
+                Some(last) => self.repetition_names(&binding.target, last).unwrap_or_else(|names| names),
+                None => vec![local],
+            };
+            for name in names {
+                self.define(scope, &name, binding.target.span, Slot::Poisoned);
+            }
             return;
         }
         if !is_op(callee) {
@@ -386,7 +499,7 @@ impl<'a> Lowerer<'a> {
             let block_names: Vec<String> = self.blocks.keys().cloned().collect();
             let mut candidates: Vec<&str> = op_names().collect();
             candidates.extend(block_names.iter().map(String::as_str));
-            if let Some(s) = did_you_mean(callee, candidates) {
+            if let Some(s) = suggest(callee, candidates) {
                 d = d.with_help(format!("did you mean `{s}`?"));
             } else {
                 d = d.with_help("the ops are listed in docs/language.md");
@@ -511,56 +624,30 @@ impl<'a> Lowerer<'a> {
         self.errors.push(d);
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn lower_block_binding(
-        &mut self,
-        scope: &mut Scope,
-        binding: &'a ast::LetStmt,
-        block: &'a ast::Block,
-        callee_span: Span,
-        positional: &[&ast::Path],
-        args: &[KeywordArg],
-        failed: bool,
-    ) {
+    fn lower_block_binding(&mut self, scope: &mut Scope, binding: &'a ast::LetStmt, block: &'a ast::Block, call: &BlockCall<'_>) {
         let target = &binding.target;
-        let (first, last) = match &binding.repeat_to {
-            None => (None, None),
-            Some(last) => {
-                let first = target.segments.last().and_then(|s| s.parse::<u64>().ok());
-                match first {
-                    Some(f) if f <= last.value && last.value - f < 10_000 => (Some(f), Some(last.value)),
-                    _ => {
-                        self.errors.push(
-                            Diagnostic::error("invalid repetition range")
-                                .with_primary(target.span.to(last.span), "expected `name.A..=B` with A <= B")
-                                .with_help("the last segment before `..=` is the first index, e.g. `layer1.0..=1`"),
-                        );
-                        self.define(scope, &target.dotted(), target.span, Slot::Poisoned);
-                        return;
-                    }
-                }
-            }
-        };
-        let Some(params) = self.bind_params(scope, block, callee_span, positional, args, failed) else {
-            match (first, last) {
-                (Some(f), Some(l)) => {
-                    let stem = target.segments[..target.segments.len() - 1].join(".");
-                    for i in f..=l {
-                        let name = if stem.is_empty() { i.to_string() } else { format!("{stem}.{i}") };
+        let names = match &binding.repeat_to {
+            None => None,
+            Some(last) => match self.repetition_names(target, last) {
+                Ok(names) => Some(names),
+                Err(poisoned) => {
+                    for name in poisoned {
                         self.define(scope, &name, target.span, Slot::Poisoned);
                     }
+                    return;
                 }
-                _ => self.define(scope, &target.dotted(), target.span, Slot::Poisoned),
+            },
+        };
+        let Some((tensors, attrs)) = self.bind_params(scope, block, call) else {
+            for name in names.unwrap_or_else(|| vec![target.dotted()]) {
+                self.define(scope, &name, target.span, Slot::Poisoned);
             }
             return;
         };
-        let (tensors, attrs) = params;
-        match (first, last) {
-            (Some(f), Some(l)) => {
-                let stem = target.segments[..target.segments.len() - 1].join(".");
+        match names {
+            Some(names) => {
                 let mut tensors = tensors;
-                for i in f..=l {
-                    let local = if stem.is_empty() { i.to_string() } else { format!("{stem}.{i}") };
+                for local in names {
                     let slot = self.instantiate(scope, &local, block, &tensors, &attrs, binding.span);
                     self.define(scope, &local, target.span, slot);
                     // Each later instance takes the previous one's output as
@@ -570,7 +657,7 @@ impl<'a> Lowerer<'a> {
                     }
                 }
             }
-            _ => {
+            None => {
                 let local = target.dotted();
                 let slot = self.instantiate(scope, &local, block, &tensors, &attrs, binding.span);
                 self.define(scope, &local, target.span, slot);
@@ -578,21 +665,57 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    /// The instance names of a repetition `stem.A..=B`: `stem.A` to `stem.B`.
+    /// An invalid range is reported, and the names later statements most
+    /// likely use are returned as the error, to be poisoned so that their
+    /// uses stay quiet.
+    fn repetition_names(&mut self, target: &ast::Path, last: &ast::Dim) -> Result<Vec<String>, Vec<String>> {
+        let stem = target.segments[..target.segments.len().saturating_sub(1)].join(".");
+        let name = |i: u64| if stem.is_empty() { i.to_string() } else { format!("{stem}.{i}") };
+        let span = target.span.to(last.span);
+        let last = last.value;
+        let dotted = target.dotted();
+        let Some(first) = target.segments.last().and_then(|s| s.parse::<u64>().ok()) else {
+            self.errors.push(
+                Diagnostic::error(format!("repetition `{dotted}..={last}` has no first index"))
+                    .with_primary(span, format!("`{dotted}` does not end in an index"))
+                    .with_help(format!("the last segment before `..=` is the first index: `{dotted}.0..={last}`")),
+            );
+            return Err(vec![dotted]);
+        };
+        if first > last {
+            self.errors.push(
+                Diagnostic::error(format!("repetition range `{first}..={last}` is empty"))
+                    .with_primary(span, format!("the first index {first} is greater than the last index {last}"))
+                    .with_help(format!("write the smaller index first: `{}..={first}`", name(last))),
+            );
+            return Err(vec![name(first), name(last)]);
+        }
+        if last - first >= MAX_REPETITION {
+            self.errors.push(
+                Diagnostic::error(format!("repetition range `{first}..={last}` is too long"))
+                    .with_primary(span, format!("more than {MAX_REPETITION} instances")),
+            );
+            return Err(vec![name(first), name(last)]);
+        }
+        Ok((first..=last).map(name).collect())
+    }
+
     /// Matches call arguments to block parameters. Returns the tensor slots
     /// in parameter order and the attribute values, or `None` after
     /// reporting errors.
-    #[allow(clippy::type_complexity)]
-    fn bind_params(
-        &mut self,
-        scope: &Scope,
-        block: &'a ast::Block,
-        callee_span: Span,
-        positional: &[&ast::Path],
-        args: &[KeywordArg],
-        mut failed: bool,
-    ) -> Option<(Vec<Slot>, Params)> {
+    fn bind_params(&mut self, scope: &Scope, block: &'a ast::Block, call: &BlockCall<'_>) -> Option<(Vec<Slot>, Params)> {
+        let BlockCall {
+            callee_span,
+            positional,
+            tensor_keywords,
+            args,
+            mut failed,
+        } = *call;
         let tensor_params: Vec<&ast::Param> = block.params.iter().filter(|p| matches!(p.kind, ParamKind::Tensor)).collect();
-        if positional.len() != tensor_params.len() {
+        // Tensors passed by keyword were reported already; counting them
+        // here keeps the arity error for real miscounts.
+        if positional.len() + tensor_keywords != tensor_params.len() {
             let names: Vec<String> = tensor_params.iter().map(|p| format!("`{}`", p.name.name)).collect();
             self.errors.push(
                 Diagnostic::error(format!(
@@ -654,7 +777,7 @@ impl<'a> Lowerer<'a> {
                     let mut d = Diagnostic::error(format!("block `{}` has no parameter `{}`", block.name.name, arg.name))
                         .with_primary(arg.name_span, "unknown parameter")
                         .with_secondary(block.name.span, "block defined here");
-                    if let Some(s) = did_you_mean(&arg.name, attr_names) {
+                    if let Some(s) = suggest(&arg.name, attr_names) {
                         d = d.with_help(format!("did you mean `{s}`?"));
                     }
                     self.errors.push(d);
@@ -664,8 +787,9 @@ impl<'a> Lowerer<'a> {
         }
         // Defaults are evaluated in order, so they may use earlier parameters.
         for param in &block.params {
-            if let ParamKind::Attr { ty, default, .. } = &param.kind {
-                if params.contains_key(&param.name.name) {
+            if let ParamKind::Attr { ty, default, ty_span } = &param.kind {
+                if args.iter().any(|a| a.name == param.name.name) {
+                    // Given, and reported above if it was ill-typed.
                     continue;
                 }
                 match default {
@@ -682,7 +806,8 @@ impl<'a> Lowerer<'a> {
                                         v.describe(),
                                         describe_type(*ty)
                                     ))
-                                    .with_primary(expr.span, "wrong type"),
+                                    .with_primary(expr.span, format!("expected {}", describe_type(*ty)))
+                                    .with_secondary(*ty_span, "parameter type declared here"),
                                 );
                                 failed = true;
                             }
@@ -723,6 +848,9 @@ impl<'a> Lowerer<'a> {
         attrs: &Params,
         call_span: Span,
     ) -> Slot {
+        if self.too_large {
+            return Slot::Poisoned;
+        }
         if outer.depth >= MAX_BLOCK_DEPTH {
             self.errors.push(
                 Diagnostic::error("blocks nested too deeply")
@@ -750,7 +878,8 @@ impl<'a> Lowerer<'a> {
                     if i + 1 != block.body.len() {
                         self.errors.push(
                             Diagnostic::error("`return` must be the last statement of a block")
-                                .with_primary(ret.span, "statements after this are never used"),
+                                .with_primary(ret.span, "statements after this are never used")
+                                .with_help("move `return` to the end of the block"),
                         );
                     }
                     result = self.resolve(&scope, &ret.value);
@@ -763,7 +892,9 @@ impl<'a> Lowerer<'a> {
                 ),
             }
         }
-        if result.is_none() && !block.body.iter().any(|s| matches!(s, Stmt::Return(_))) {
+        // An `output` in the block was reported with the advice to write `return`.
+        let ends = |s: &Stmt| matches!(s, Stmt::Return(_) | Stmt::Output(_));
+        if result.is_none() && !block.body.iter().any(ends) {
             self.errors.push(
                 Diagnostic::error(format!("block `{}` has no `return`", block.name.name))
                     .with_primary(block.name.span, "this block returns nothing")

@@ -5,12 +5,14 @@
 //! so the reader also knows the full list of valid names when it reports an
 //! unknown one with a "did you mean".
 
-use super::value::Value;
+use super::value::{suggest, Value};
 use crate::ir::*;
 use crate::ir::TensorType;
 use crate::shape::resolve_dim;
-use nnc_frontend::diagnostic::did_you_mean;
 use nnc_frontend::{Diagnostic, Span};
+
+/// The most stacked layers an `rnn` or `lstm` may have.
+const MAX_RECURRENT_LAYERS: usize = 1024;
 
 /// How many tensor operands an op takes.
 #[derive(Clone, Copy)]
@@ -115,15 +117,20 @@ impl<'a> AttrReader<'a> {
     }
 
     fn type_error(&mut self, arg: &KeywordArg, expected: &str) {
-        self.errors.push(
-            Diagnostic::error(format!(
-                "attribute `{}` of `{}` expects {expected}, found {}",
-                arg.name,
-                self.op,
-                arg.value.describe()
-            ))
-            .with_primary(arg.value_span, format!("expected {expected}")),
-        );
+        let mut d = Diagnostic::error(format!(
+            "attribute `{}` of `{}` expects {expected}, found {}",
+            arg.name,
+            self.op,
+            arg.value.describe()
+        ))
+        .with_primary(arg.value_span, format!("expected {expected}"));
+        // `kernel="3"`: the number is right, the quotes are not.
+        if let Value::Str(text) = &arg.value {
+            if text.trim().parse::<f64>().is_ok() && expected != "a string" {
+                d = d.with_help(format!("remove the quotes: `{}={}`", arg.name, text.trim()));
+            }
+        }
+        self.errors.push(d);
     }
 
     fn missing(&mut self, name: &str, example: &str) {
@@ -262,6 +269,9 @@ impl<'a> AttrReader<'a> {
                 None => {
                     let list: Vec<String> = choices.iter().map(|c| format!("\"{c}\"")).collect();
                     self.range_error(arg, &format!("one of {}", list.join(", ")));
+                    if let (Some(close), Some(d)) = (suggest(s, choices.iter().copied()), self.errors.pop()) {
+                        self.errors.push(d.with_help(format!("did you mean \"{close}\"?")));
+                    }
                     default
                 }
             },
@@ -305,7 +315,7 @@ impl<'a> AttrReader<'a> {
             if !self.known.contains(&arg.name.as_str()) {
                 let mut d = Diagnostic::error(format!("unknown attribute `{}` for `{}`", arg.name, self.op))
                     .with_primary(arg.name_span, "unknown attribute");
-                if let Some(s) = did_you_mean(&arg.name, self.known.iter().copied()) {
+                if let Some(s) = suggest(&arg.name, self.known.iter().copied()) {
                     d = d.with_help(format!("did you mean `{s}`?"));
                 } else {
                     let mut known = self.known.clone();
@@ -320,9 +330,13 @@ impl<'a> AttrReader<'a> {
     }
 }
 
-fn dim_error(r: &mut AttrReader<'_>, name: &str, message: String) {
+fn dim_error(r: &mut AttrReader<'_>, name: &str, message: String, label: String) {
     let span = r.span_of(name);
-    r.errors.push(Diagnostic::error(message).with_primary(span, "out of range"));
+    r.errors.push(
+        Diagnostic::error(message)
+            .with_primary(span, label)
+            .with_help("dims count from 0; a negative dim counts from the end, -1 being the last"),
+    );
 }
 
 /// Builds the op `name` from its attributes; `xs` are the data operand types.
@@ -333,7 +347,7 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
         match resolve_dim(name, value, rank + extra) {
             Ok(d) => d,
             Err(e) => {
-                dim_error(r, attr, e.message);
+                dim_error(r, attr, e.message, e.label);
                 0
             }
         }
@@ -468,7 +482,12 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
                 i if i < 0 && i + size as i64 >= 0 => (i + size as i64) as usize,
                 i if i >= 0 && (i as usize) < size => i as usize,
                 i => {
-                    dim_error(r, "index", format!("`select` index {i} is out of range for a dim of size {size}"));
+                    let span = r.span_of("index");
+                    r.errors.push(
+                        Diagnostic::error(format!("`select` index {i} is out of range for a dim of size {size}"))
+                            .with_primary(span, format!("index must be in {}..{size}", -(size as i64)))
+                            .with_help("indices count from 0; a negative index counts from the end, -1 being the last"),
+                    );
                     0
                 }
             };
@@ -498,9 +517,19 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
             Op::Dropout(DropoutAttrs { p, mode })
         }
         "rnn" | "lstm" => {
+            let hidden = r.required_count("hidden", "128");
+            let mut layers = r.count("layers", 1, 1);
+            // Every layer owns four weights; a bound keeps `layers=4294967296`
+            // from exhausting memory before any shape is checked.
+            if layers > MAX_RECURRENT_LAYERS {
+                if let Some(arg) = r.args.iter().find(|a| a.name == "layers") {
+                    r.range_error(arg, &format!("at most {MAX_RECURRENT_LAYERS}"));
+                }
+                layers = 1;
+            }
             let a = RecurrentAttrs {
-                hidden: r.required_count("hidden", "128"),
-                layers: r.count("layers", 1, 1),
+                hidden,
+                layers,
                 bias: r.bool("bias", true),
                 batch_first: r.bool("batch_first", false),
             };
@@ -515,13 +544,23 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
     Some(op)
 }
 
+/// A reshape spec as written: `[1, 4, -1]`.
+fn format_spec(spec: &[i64]) -> String {
+    let items: Vec<String> = spec.iter().map(i64::to_string).collect();
+    format!("[{}]", items.join(", "))
+}
+
 fn resolve_reshape(r: &mut AttrReader<'_>, spec: &[i64], numel: usize) -> Vec<usize> {
     let span = r.span_of("shape");
     let inferred = spec.iter().filter(|&&d| d == -1).count();
     if inferred > 1 || spec.iter().any(|&d| d < -1 || d == 0) {
         r.errors.push(
-            Diagnostic::error("`reshape` shape may hold positive sizes and at most one -1")
-                .with_primary(span, "invalid shape"),
+            Diagnostic::error(format!("invalid `reshape` shape {}", format_spec(spec)))
+                .with_primary(
+                    span,
+                    if inferred > 1 { "more than one -1".to_string() } else { "sizes must be positive, or -1".to_string() },
+                )
+                .with_help("`shape` holds positive sizes and at most one -1, whose size is inferred"),
         );
         return vec![numel];
     }
@@ -530,14 +569,18 @@ fn resolve_reshape(r: &mut AttrReader<'_>, spec: &[i64], numel: usize) -> Vec<us
         .filter(|&&d| d > 0)
         .try_fold(1usize, |acc, &d| acc.checked_mul(d as usize));
     let Some(known) = known else {
-        r.errors.push(Diagnostic::error("`reshape` shape overflows").with_primary(span, "too large"));
+        r.errors.push(
+            Diagnostic::error(format!("`reshape` shape {} overflows", format_spec(spec)))
+                .with_primary(span, "the sizes multiply to more than the address space"),
+        );
         return vec![numel];
     };
     let fill = if inferred == 1 {
         if known == 0 || numel % known != 0 {
             r.errors.push(
-                Diagnostic::error(format!("cannot reshape {numel} elements: {known} does not divide them"))
-                    .with_primary(span, "no size for -1 fits"),
+                Diagnostic::error(format!("cannot reshape {numel} elements into {}", format_spec(spec)))
+                    .with_primary(span, format!("the other sizes multiply to {known}, which does not divide {numel}"))
+                    .with_help("the sizes other than -1 must multiply to a divisor of the element count"),
             );
             return vec![numel];
         }

@@ -1,7 +1,7 @@
 //! Attribute values and the evaluation of attribute expressions.
 
 use nnc_frontend::ast::{ArithOp, Expr, ExprKind};
-use nnc_frontend::diagnostic::did_you_mean;
+use nnc_frontend::diagnostic::{did_you_mean, edit_distance};
 use nnc_frontend::{Diagnostic, Span};
 use std::collections::HashMap;
 
@@ -28,6 +28,19 @@ impl Value {
     }
 }
 
+/// The closest candidate to `name` for a "did you mean" help, leaving out
+/// candidates that differ from it in every character (`a` for `y`):
+/// replacing a whole name is not a typo.
+pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let len = name.chars().count();
+    did_you_mean(
+        name,
+        candidates
+            .into_iter()
+            .filter(|c| edit_distance(name, c) < len.max(c.chars().count())),
+    )
+}
+
 /// The values of the enclosing block's attribute parameters.
 pub type Params = HashMap<String, Value>;
 
@@ -44,7 +57,7 @@ pub fn eval(expr: &Expr, params: &Params) -> Result<Value, Diagnostic> {
         ExprKind::Param(name) => params.get(name).cloned().ok_or_else(|| {
             let mut d = Diagnostic::error(format!("cannot find parameter `{name}` in this scope"))
                 .with_primary(expr.span, "not a parameter of the enclosing block");
-            if let Some(s) = did_you_mean(name, params.keys().map(String::as_str)) {
+            if let Some(s) = suggest(name, params.keys().map(String::as_str)) {
                 d = d.with_help(format!("did you mean `{s}`?"));
             } else if params.is_empty() {
                 d = d.with_help("attribute values are literals here; names refer to block parameters");
