@@ -5,32 +5,17 @@
 use nnc_compiler::interp::{self, InterpError};
 use nnc_compiler::ir::{ClipAttrs, DropoutAttrs, DropoutMode, LeakyReluAttrs, SoftmaxAttrs};
 use nnc_runtime::Tensor;
+use nnc_tests::{assert_near, tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-
-fn tensor(shape: &[usize], data: &[f32]) -> Tensor {
-    Tensor::new(shape.to_vec(), data.to_vec()).unwrap()
-}
-
-fn assert_close(actual: &Tensor, shape: &[usize], expected: &[f32]) {
-    assert_eq!(actual.shape(), shape, "shape");
-    assert_eq!(actual.len(), expected.len(), "length");
-    for (i, (&a, &e)) in actual.data().iter().zip(expected).enumerate() {
-        assert!(
-            (a - e).abs() <= 1e-6 * (1.0 + e.abs()),
-            "element {i}: got {a}, expected {e}\nactual: {:?}\nexpected: {expected:?}",
-            actual.data()
-        );
-    }
-}
 
 // ------------------------------------------------------------- activations
 
 #[test]
 fn relu_and_relu6() {
     let x = tensor(&[2, 3], &[-2., -0.5, 0., 3., 6., 7.5]);
-    assert_close(&interp::relu(&x), &[2, 3], &[0., 0., 0., 3., 6., 7.5]);
-    assert_close(&interp::relu6(&x), &[2, 3], &[0., 0., 0., 3., 6., 6.]);
+    assert_near(&interp::relu(&x), &[2, 3], &[0., 0., 0., 3., 6., 7.5]);
+    assert_near(&interp::relu6(&x), &[2, 3], &[0., 0., 0., 3., 6., 6.]);
 }
 
 #[test]
@@ -42,7 +27,7 @@ fn leaky_relu_scales_negatives_only() {
             negative_slope: 0.1,
         },
     );
-    assert_close(&y, &[3], &[-0.2, 0., 5.]);
+    assert_near(&y, &[3], &[-0.2, 0., 5.]);
 }
 
 #[test]
@@ -51,7 +36,7 @@ fn sigmoid_values_and_saturation() {
     let x = tensor(&[5], &[0., ln3, -ln3, 100., -100.]);
     let y = interp::sigmoid(&x);
     // sigmoid(ln 3) = 1 / (1 + 1/3) = 3/4.
-    assert_close(&y, &[5], &[0.5, 0.75, 0.25, 1.0, 0.0]);
+    assert_near(&y, &[5], &[0.5, 0.75, 0.25, 1.0, 0.0]);
     assert!(y.data().iter().all(|v| v.is_finite()));
     // Far from zero it is still strictly positive, not a NaN from inf/inf.
     assert!(y.data()[4] > 0.0);
@@ -62,17 +47,17 @@ fn tanh_values() {
     let ln2 = 2f32.ln();
     let y = interp::tanh(&tensor(&[4], &[0., ln2, -ln2, 50.]));
     // tanh(ln 2) = (2 - 1/2) / (2 + 1/2) = 0.6.
-    assert_close(&y, &[4], &[0., 0.6, -0.6, 1.]);
+    assert_near(&y, &[4], &[0., 0.6, -0.6, 1.]);
 }
 
 #[test]
 fn clip_bounds_both_sides() {
     let x = tensor(&[4], &[-3., 0.5, 2., 9.]);
     let y = interp::clip(&x, &ClipAttrs { min: -1., max: 2. });
-    assert_close(&y, &[4], &[-1., 0.5, 2., 2.]);
+    assert_near(&y, &[4], &[-1., 0.5, 2., 2.]);
     // min > max: everything becomes max, as torch.clamp does.
     let y = interp::clip(&x, &ClipAttrs { min: 5., max: 1. });
-    assert_close(&y, &[4], &[1., 1., 1., 1.]);
+    assert_near(&y, &[4], &[1., 1., 1., 1.]);
 }
 
 #[test]
@@ -101,13 +86,13 @@ fn dropout_modes_at_inference() {
         p: 0.25,
         mode: DropoutMode::Inverted,
     };
-    assert_close(&interp::dropout(&x, &inverted).unwrap(), &[2], &[4., -8.]);
+    assert_near(&interp::dropout(&x, &inverted).unwrap(), &[2], &[4., -8.]);
     let classic = DropoutAttrs {
         p: 0.25,
         mode: DropoutMode::Classic,
     };
     // Classic dropout keeps 1 - p = 0.75 of each unit at inference.
-    assert_close(&interp::dropout(&x, &classic).unwrap(), &[2], &[3., -6.]);
+    assert_near(&interp::dropout(&x, &classic).unwrap(), &[2], &[3., -6.]);
     let bad = DropoutAttrs {
         p: 1.5,
         mode: DropoutMode::Classic,
@@ -130,18 +115,18 @@ fn identity_copies() {
 fn add_same_shape_and_row_broadcast() {
     let a = tensor(&[2, 3], &[1., 2., 3., 4., 5., 6.]);
     let b = tensor(&[2, 3], &[10., 20., 30., 40., 50., 60.]);
-    assert_close(
+    assert_near(
         &interp::add(&a, &b).unwrap(),
         &[2, 3],
         &[11., 22., 33., 44., 55., 66.],
     );
     let row = tensor(&[3], &[10., 20., 30.]);
-    assert_close(
+    assert_near(
         &interp::add(&a, &row).unwrap(),
         &[2, 3],
         &[11., 22., 33., 14., 25., 36.],
     );
-    assert_close(
+    assert_near(
         &interp::add(&row, &a).unwrap(),
         &[2, 3],
         &[11., 22., 33., 14., 25., 36.],
@@ -152,13 +137,13 @@ fn add_same_shape_and_row_broadcast() {
 fn add_outer_broadcast_and_scalar() {
     let col = tensor(&[2, 1], &[1., 2.]);
     let row = tensor(&[1, 3], &[10., 20., 30.]);
-    assert_close(
+    assert_near(
         &interp::add(&col, &row).unwrap(),
         &[2, 3],
         &[11., 21., 31., 12., 22., 32.],
     );
     let scalar = tensor(&[], &[5.]);
-    assert_close(
+    assert_near(
         &interp::add(&scalar, &row).unwrap(),
         &[1, 3],
         &[15., 25., 35.],
@@ -169,7 +154,7 @@ fn add_outer_broadcast_and_scalar() {
 fn mul_broadcasts_both_operands() {
     let a = tensor(&[1, 2], &[2., 3.]);
     let b = tensor(&[2, 1], &[10., 100.]);
-    assert_close(
+    assert_near(
         &interp::mul(&a, &b).unwrap(),
         &[2, 2],
         &[20., 30., 200., 300.],
@@ -198,7 +183,7 @@ fn broadcasting_matches_explicit_indexing() {
             }
         }
     }
-    assert_close(&interp::add(&a, &b).unwrap(), &[2, 3, 4], &expected);
+    assert_near(&interp::add(&a, &b).unwrap(), &[2, 3, 4], &expected);
 
     let (c, d) = (random(&[4, 1, 1, 2]), random(&[3, 1]));
     let mut expected = Vec::new();
@@ -209,7 +194,7 @@ fn broadcasting_matches_explicit_indexing() {
             }
         }
     }
-    assert_close(&interp::mul(&c, &d).unwrap(), &[4, 1, 3, 2], &expected);
+    assert_near(&interp::mul(&c, &d).unwrap(), &[4, 1, 3, 2], &expected);
 }
 
 #[test]
@@ -236,7 +221,7 @@ fn softmax_last_dim() {
     let y = interp::softmax(&x, &SoftmaxAttrs { dim: 1 }).unwrap();
     let s = 1f64.exp() + 2f64.exp() + 3f64.exp();
     let expected = [1f64.exp() / s, 2f64.exp() / s, 3f64.exp() / s].map(|v| v as f32);
-    assert_close(&y, &[1, 3], &expected);
+    assert_near(&y, &[1, 3], &expected);
 }
 
 #[test]
@@ -245,10 +230,10 @@ fn softmax_is_stable_for_large_inputs() {
     let x = tensor(&[2], &[1000., 1001.]);
     let y = interp::softmax(&x, &SoftmaxAttrs { dim: 0 }).unwrap();
     let e = 1f64.exp();
-    assert_close(&y, &[2], &[(1. / (1. + e)) as f32, (e / (1. + e)) as f32]);
+    assert_near(&y, &[2], &[(1. / (1. + e)) as f32, (e / (1. + e)) as f32]);
     let x = tensor(&[3], &[f32::NEG_INFINITY, 0., 0.]);
     let y = interp::softmax(&x, &SoftmaxAttrs { dim: 0 }).unwrap();
-    assert_close(&y, &[3], &[0., 0.5, 0.5]);
+    assert_near(&y, &[3], &[0., 0.5, 0.5]);
 }
 
 #[test]
@@ -257,7 +242,7 @@ fn softmax_along_a_leading_dim() {
     let x = tensor(&[2, 2], &[1., 0., 1., 2.]);
     let y = interp::softmax(&x, &SoftmaxAttrs { dim: 0 }).unwrap();
     let e2 = 2f64.exp();
-    assert_close(
+    assert_near(
         &y,
         &[2, 2],
         &[0.5, (1. / (1. + e2)) as f32, 0.5, (e2 / (1. + e2)) as f32],

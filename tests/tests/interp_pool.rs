@@ -5,22 +5,7 @@
 use nnc_compiler::interp::{self, InterpError};
 use nnc_compiler::ir::{AvgPool2dAttrs, MaxPool2dAttrs};
 use nnc_runtime::Tensor;
-
-fn tensor(shape: &[usize], data: &[f32]) -> Tensor {
-    Tensor::new(shape.to_vec(), data.to_vec()).unwrap()
-}
-
-fn assert_close(actual: &Tensor, shape: &[usize], expected: &[f32]) {
-    assert_eq!(actual.shape(), shape, "shape");
-    assert_eq!(actual.len(), expected.len(), "length");
-    for (i, (&a, &e)) in actual.data().iter().zip(expected).enumerate() {
-        assert!(
-            (a - e).abs() <= 1e-6 * (1.0 + e.abs()),
-            "element {i}: got {a}, expected {e}\nactual: {:?}\nexpected: {expected:?}",
-            actual.data()
-        );
-    }
-}
+use nnc_tests::{assert_near, tensor};
 
 /// `[1, 1, h, w]` holding `row * w + col`.
 fn grid(h: usize, w: usize) -> Tensor {
@@ -58,7 +43,7 @@ fn avg(
 #[test]
 fn max_pool_2x2_stride_2() {
     let y = interp::max_pool2d(&grid(4, 4), &max(2, 2, 0, false)).unwrap();
-    assert_close(&y, &[1, 1, 2, 2], &[5., 7., 13., 15.]);
+    assert_near(&y, &[1, 1, 2, 2], &[5., 7., 13., 15.]);
 }
 
 #[test]
@@ -69,7 +54,7 @@ fn max_pool_padding_is_minus_infinity() {
         &[-1., -2., -3., -4., -5., -6., -7., -8., -9.],
     );
     let y = interp::max_pool2d(&x, &max(3, 2, 1, false)).unwrap();
-    assert_close(&y, &[1, 1, 2, 2], &[-1., -2., -4., -5.]);
+    assert_near(&y, &[1, 1, 2, 2], &[-1., -2., -4., -5.]);
 }
 
 #[test]
@@ -77,9 +62,9 @@ fn max_pool_ceil_mode_keeps_the_partial_last_window() {
     // 5x5, kernel 2, stride 2: floor gives 2 windows per axis, ceil gives 3,
     // the last covering only row/col 4.
     let floor = interp::max_pool2d(&grid(5, 5), &max(2, 2, 0, false)).unwrap();
-    assert_close(&floor, &[1, 1, 2, 2], &[6., 8., 16., 18.]);
+    assert_near(&floor, &[1, 1, 2, 2], &[6., 8., 16., 18.]);
     let ceil = interp::max_pool2d(&grid(5, 5), &max(2, 2, 0, true)).unwrap();
-    assert_close(
+    assert_near(
         &ceil,
         &[1, 1, 3, 3],
         &[6., 8., 9., 16., 18., 19., 21., 23., 24.],
@@ -93,7 +78,7 @@ fn max_pool_ceil_mode_drops_a_window_starting_in_the_padding() {
     // padding, so PyTorch drops it and the output is 3x3. Windows cover real
     // rows {0}, {1, 2}, {3, 4}.
     let y = interp::max_pool2d(&grid(5, 5), &max(2, 2, 1, true)).unwrap();
-    assert_close(
+    assert_near(
         &y,
         &[1, 1, 3, 3],
         &[0., 2., 4., 10., 12., 14., 20., 22., 24.],
@@ -112,7 +97,7 @@ fn max_pool_dilation() {
     };
     let y = interp::max_pool2d(&x, &a).unwrap();
     // max(x[j], x[j+2]).
-    assert_close(&y, &[1, 1, 1, 3], &[5., 2., 4.]);
+    assert_near(&y, &[1, 1, 1, 3], &[5., 2., 4.]);
 }
 
 #[test]
@@ -142,7 +127,7 @@ fn max_pool_handles_channels_and_batches_separately() {
         },
     )
     .unwrap();
-    assert_close(&y, &[2, 2, 1, 1], &[2., 40., -5., 7.]);
+    assert_near(&y, &[2, 2, 1, 1], &[2., 40., -5., 7.]);
 }
 
 // ------------------------------------------------------------- avg_pool2d
@@ -150,7 +135,7 @@ fn max_pool_handles_channels_and_batches_separately() {
 #[test]
 fn avg_pool_2x2_stride_2() {
     let y = interp::avg_pool2d(&grid(4, 4), &avg(2, 2, 0, false, true)).unwrap();
-    assert_close(&y, &[1, 1, 2, 2], &[2.5, 4.5, 10.5, 12.5]);
+    assert_near(&y, &[1, 1, 2, 2], &[2.5, 4.5, 10.5, 12.5]);
 }
 
 #[test]
@@ -162,10 +147,10 @@ fn avg_pool_padding_counted_or_not() {
     let counts = [1., 2., 1., 2., 4., 2., 1., 2., 1.];
     let with_pad = interp::avg_pool2d(&x, &avg(2, 1, 1, false, true)).unwrap();
     let expected: Vec<f32> = sums.iter().map(|s| s / 4.0).collect();
-    assert_close(&with_pad, &[1, 1, 3, 3], &expected);
+    assert_near(&with_pad, &[1, 1, 3, 3], &expected);
     let without_pad = interp::avg_pool2d(&x, &avg(2, 1, 1, false, false)).unwrap();
     let expected: Vec<f32> = sums.iter().zip(counts).map(|(s, c)| s / c).collect();
-    assert_close(&without_pad, &[1, 1, 3, 3], &expected);
+    assert_near(&without_pad, &[1, 1, 3, 3], &expected);
 }
 
 #[test]
@@ -176,7 +161,7 @@ fn avg_pool_ceil_mode_divides_by_the_window_clipped_to_the_input() {
     let x = tensor(&[1, 1, 3, 3], &[1., 2., 3., 4., 5., 6., 7., 8., 9.]);
     for include in [true, false] {
         let y = interp::avg_pool2d(&x, &avg(2, 2, 0, true, include)).unwrap();
-        assert_close(&y, &[1, 1, 2, 2], &[3., 4.5, 7.5, 9.]);
+        assert_near(&y, &[1, 1, 2, 2], &[3., 4.5, 7.5, 9.]);
     }
 }
 
@@ -203,9 +188,9 @@ fn avg_pool_ceil_mode_with_padding() {
     }
     assert_eq!(sums, [10., 24., 10., 51., 90., 33., 25., 42., 15.]);
     let y = interp::avg_pool2d(&grid(4, 4), &avg(3, 2, 1, true, true)).unwrap();
-    assert_close(&y, &[1, 1, 3, 3], &include);
+    assert_near(&y, &[1, 1, 3, 3], &include);
     let y = interp::avg_pool2d(&grid(4, 4), &avg(3, 2, 1, true, false)).unwrap();
-    assert_close(&y, &[1, 1, 3, 3], &exclude);
+    assert_near(&y, &[1, 1, 3, 3], &exclude);
     // The last window without padding is exactly element (3, 3).
     assert_eq!(y.data()[8], 15.0);
 }
@@ -214,10 +199,10 @@ fn avg_pool_ceil_mode_with_padding() {
 fn global_avg_pool_means_each_plane() {
     let x = tensor(&[1, 2, 2, 2], &[1., 2., 3., 4., -1., 1., 5., 7.]);
     let y = interp::global_avg_pool(&x).unwrap();
-    assert_close(&y, &[1, 2, 1, 1], &[2.5, 3.]);
+    assert_near(&y, &[1, 2, 1, 1], &[2.5, 3.]);
     let x = tensor(&[2, 1, 1, 3], &[3., 6., 9., 0., 0., -3.]);
     let y = interp::global_avg_pool(&x).unwrap();
-    assert_close(&y, &[2, 1, 1, 1], &[6., -1.]);
+    assert_near(&y, &[2, 1, 1, 1], &[6., -1.]);
 }
 
 // ------------------------------------------------------------- errors

@@ -6,30 +6,9 @@
 use nnc_compiler::interp::{self, InterpError};
 use nnc_compiler::ir::RecurrentAttrs;
 use nnc_runtime::Tensor;
-use rand::{Rng, SeedableRng};
+use nnc_tests::{assert_close, random, tensor};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-
-fn tensor(shape: &[usize], data: &[f32]) -> Tensor {
-    Tensor::new(shape.to_vec(), data.to_vec()).unwrap()
-}
-
-fn random(shape: &[usize], rng: &mut ChaCha8Rng) -> Tensor {
-    let n = shape.iter().product();
-    let data = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-    Tensor::new(shape.to_vec(), data).unwrap()
-}
-
-fn assert_close(actual: &Tensor, shape: &[usize], expected: &[f32], tol: f32) {
-    assert_eq!(actual.shape(), shape, "shape");
-    assert_eq!(actual.len(), expected.len(), "length");
-    for (i, (&a, &e)) in actual.data().iter().zip(expected).enumerate() {
-        assert!(
-            (a - e).abs() <= tol * (1.0 + e.abs()),
-            "element {i}: got {a}, expected {e}\nactual: {:?}\nexpected: {expected:?}",
-            actual.data()
-        );
-    }
-}
 
 fn attrs(hidden: usize, layers: usize, bias: bool, batch_first: bool) -> RecurrentAttrs {
     RecurrentAttrs {

@@ -9,10 +9,7 @@ use nnc_compiler::ir::{
     WeightRole,
 };
 use nnc_runtime::{Tensor, WeightSet};
-
-fn tensor(shape: &[usize], data: &[f32]) -> Tensor {
-    Tensor::new(shape.to_vec(), data.to_vec()).unwrap()
-}
+use nnc_tests::tensor;
 
 fn input(g: &mut Graph, name: &str, shape: &[usize]) -> NodeId {
     let op = Op::Input(InputAttrs { name: name.into() });

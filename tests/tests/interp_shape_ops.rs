@@ -6,10 +6,7 @@ use nnc_compiler::ir::{
     ConcatAttrs, FlattenAttrs, LinearAttrs, PermuteAttrs, ReshapeAttrs, SelectAttrs,
 };
 use nnc_runtime::Tensor;
-
-fn tensor(shape: &[usize], data: &[f32]) -> Tensor {
-    Tensor::new(shape.to_vec(), data.to_vec()).unwrap()
-}
+use nnc_tests::tensor;
 
 fn iota(shape: &[usize]) -> Tensor {
     let n = shape.iter().product::<usize>();
