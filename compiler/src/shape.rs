@@ -218,14 +218,14 @@ fn check_groups(op: &str, c_in: usize, c_out: usize, groups: usize) -> SResult<(
     if groups == 0 {
         return Err(ShapeError::new(format!("`{op}` has groups=0"), "`groups` must be at least 1"));
     }
-    if c_in % groups != 0 {
+    if !c_in.is_multiple_of(groups) {
         return Err(ShapeError::new(
             format!("`{op}` groups={groups} does not divide the {c_in} input channels"),
             format!("{c_in} input channels cannot be split into {groups} groups"),
         )
         .help("`groups` must divide both the input and the output channel counts"));
     }
-    if c_out % groups != 0 {
+    if !c_out.is_multiple_of(groups) {
         return Err(ShapeError::new(
             format!("`{op}` groups={groups} does not divide the {c_out} output channels"),
             format!("{c_out} output channels cannot be split into {groups} groups"),
@@ -394,6 +394,7 @@ fn infer_unchecked(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
             check_weights(op, inputs)?;
             let x = inputs[0];
             let mut out = [0usize; 2];
+            #[allow(clippy::needless_range_loop)] // `i` indexes six per-axis arrays
             for i in 0..2 {
                 if a.output_padding[i] >= a.stride[i].max(a.dilation[i]) {
                     return Err(ShapeError::new(
@@ -427,7 +428,7 @@ fn infer_unchecked(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
             check_weights(op, inputs)?;
             if let Op::GroupNorm(a) = op {
                 let c = inputs[0].shape[1];
-                if a.groups == 0 || c % a.groups != 0 {
+                if a.groups == 0 || !c.is_multiple_of(a.groups) {
                     return Err(ShapeError::new(
                         format!("`group_norm` groups={} does not divide the {c} channels", a.groups),
                         format!("{c} channels cannot be split into {} groups", a.groups),

@@ -2,6 +2,9 @@
 //! input and output, and clear errors (non-zero exit, no panic) for bad
 //! input.
 
+// A failed expectation in a test is a test failure, not a library panic.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

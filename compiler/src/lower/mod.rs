@@ -76,6 +76,10 @@ impl Scope {
     }
 }
 
+/// A binding's right-hand side taken apart: callee, its span, tensor
+/// arguments, keyword arguments and the whole call's span.
+type CallParts<'b> = (&'b str, Span, Vec<&'b ast::Path>, Vec<(&'b ast::Ident, &'b ast::Expr)>, Span);
+
 struct Lowerer<'a> {
     source: &'a SourceFile,
     blocks: HashMap<String, &'a ast::Block>,
@@ -390,7 +394,7 @@ impl<'a> Lowerer<'a> {
             }
             return;
         }
-        let (callee, callee_span, positional, keywords, call_span): (&str, Span, Vec<&ast::Path>, Vec<(&ast::Ident, &ast::Expr)>, Span) =
+        let (callee, callee_span, positional, keywords, call_span): CallParts<'_> =
             match &binding.value {
                 Rhs::Call(call) => {
                     let mut positional = Vec::new();

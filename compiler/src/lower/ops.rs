@@ -576,7 +576,7 @@ fn resolve_reshape(r: &mut AttrReader<'_>, spec: &[i64], numel: usize) -> Vec<us
         return vec![numel];
     };
     let fill = if inferred == 1 {
-        if known == 0 || numel % known != 0 {
+        if known == 0 || !numel.is_multiple_of(known) {
             r.errors.push(
                 Diagnostic::error(format!("cannot reshape {numel} elements into {}", format_spec(spec)))
                     .with_primary(span, format!("the other sizes multiply to {known}, which does not divide {numel}"))
