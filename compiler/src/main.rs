@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
 use nnc_compiler::driver::{self, LoadError, Model};
 use nnc_compiler::ir::Graph;
-use nnc_compiler::{interp, stats, weights};
+use nnc_compiler::{interp, passes, stats, weights};
 use nnc_runtime::{random_input, read_npy, write_npy, Tensor, WeightSet, DEFAULT_SEED};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -30,11 +30,26 @@ enum Command {
         /// The model, a `.nn` file.
         model: PathBuf,
     },
-    /// Print the IR of a model.
+    /// Print the IR of a model, as lowered or after optimisation passes.
     DumpIr {
         /// The model, a `.nn` file.
         model: PathBuf,
+        /// Run the default pipeline up to and including this pass
+        /// (`nnc passes` lists them).
+        #[arg(long, value_name = "NAME", conflicts_with = "passes")]
+        pass: Option<String>,
+        /// Run exactly these passes, in this order (comma-separated).
+        #[arg(long, value_name = "A,B,C")]
+        passes: Option<String>,
+        /// Print the IR after every pass, not only at the end.
+        #[arg(long)]
+        print_after_all: bool,
+        /// Seed for the generated weights the passes fold.
+        #[arg(long, default_value_t = DEFAULT_SEED)]
+        seed: u64,
     },
+    /// List the optimisation passes in pipeline order.
+    Passes,
     /// Run a model and print (or save) its outputs.
     Run {
         /// The model, a `.nn` file.
@@ -110,7 +125,42 @@ fn execute(cli: Cli) -> Result<()> {
                 stats::group_digits(s.total_params)
             );
         }
-        Command::DumpIr { model } => print!("{}", load(&model)?.graph),
+        Command::DumpIr { model, pass, passes, print_after_all, seed } => {
+            let m = load(&model)?;
+            let names: Vec<&str> = match (&pass, &passes) {
+                (Some(name), _) => passes::pipeline_through(name).ok_or_else(|| unknown_pass(name))?,
+                (None, Some(list)) => passes::parse_list(list)?,
+                (None, None) => Vec::new(),
+            };
+            let mut graph = m.graph;
+            let mut weights = weights::seeded_weights(&graph, seed)?;
+            if print_after_all {
+                println!("// input IR\n{graph}");
+            }
+            for name in names {
+                let pass = passes::find(name).ok_or_else(|| unknown_pass(name))?;
+                let report = passes::run_pass(pass, &mut graph, &mut weights, true)?;
+                if print_after_all {
+                    println!("// after {name} (fired {} time{})", report.fired, if report.fired == 1 { "" } else { "s" });
+                    for note in &report.notes {
+                        println!("// note: {note}");
+                    }
+                    println!("{graph}");
+                } else {
+                    for note in &report.notes {
+                        println!("// {name}: {note}");
+                    }
+                }
+            }
+            if !print_after_all {
+                print!("{graph}");
+            }
+        }
+        Command::Passes => {
+            for (i, pass) in passes::PASSES.iter().enumerate() {
+                println!("{:>2}. {:<16} {}", i + 1, pass.name, pass.description);
+            }
+        }
         Command::Stats { model } => {
             let m = load(&model)?;
             print!("{}", stats::render(&m.graph, &stats::stats(&m.graph)));
@@ -146,6 +196,11 @@ fn execute(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn unknown_pass(name: &str) -> anyhow::Error {
+    let valid: Vec<&str> = passes::pass_names().collect();
+    anyhow::anyhow!("unknown pass `{name}`; the passes are: {}", valid.join(", "))
 }
 
 fn types(graph: &Graph, ids: &[nnc_compiler::ir::NodeId]) -> String {

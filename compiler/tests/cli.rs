@@ -99,3 +99,22 @@ fn missing_model_file_is_an_error() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("cannot read `models/no_such_model.nn`"), "{}", stderr(&o));
 }
+
+#[test]
+fn dump_ir_after_fold_bn_has_no_batch_norm() {
+    let o = nnc(&["dump-ir", "--pass=fold-bn", "models/resnet18.nn"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ir = stdout(&o);
+    assert!(ir.contains("= conv2d("), "{ir}");
+    assert!(!ir.contains("= batch_norm("), "{ir}");
+}
+
+#[test]
+fn unknown_pass_lists_the_valid_ones() {
+    let o = nnc(&["dump-ir", "--pass=fuse-everything", "models/lenet5.nn"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("unknown pass `fuse-everything`; the passes are: simplify, fold-bn"), "{}", stderr(&o));
+    let o = nnc(&["passes"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("fold-bn"));
+}

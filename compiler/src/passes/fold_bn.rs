@@ -1,0 +1,162 @@
+//! `fold-bn`: folds a `batch_norm` into the `conv2d`, `linear` or
+//! `conv_transpose2d` that produces its operand.
+//!
+//! With `s = gamma / sqrt(var + eps)` per channel, the producer's weight
+//! becomes `W' = W * s` along its output-channel axis and its bias
+//! `b' = beta + (b - mean) * s` (a new bias `<producer>.bias` with `b = 0`
+//! when it had none); the batch norm's users then read the producer. The
+//! output-channel axis is axis 0 of a `conv2d` or `linear` weight; a
+//! `conv_transpose2d` weight is `[C_in, out/groups, kh, kw]`, so input
+//! channel `c` in group `g = c / (C_in/groups)` and column `j` of axis 1 feed
+//! output channel `g * out/groups + j`.
+//!
+//! Precondition: a verified graph whose weight nodes all have tensors in the
+//! weight set. A batch norm is folded only when its operand is the
+//! producer's output directly (never across another op), that output has no
+//! other user and is not a graph output, its parameters are weights, and
+//! (for `linear`) the features are dim 1. Each refusal is a note. A weight
+//! tensor that another op also reads is copied under a fresh name rather
+//! than changed in place. Preserves values within float rounding (1e-5
+//! relative). The batch norm node is removed; its weights are left dead
+//! for `dce`.
+
+use super::{add_weight, Candidate, replace_weight, weight_tensor, PassError, PassReport};
+use crate::ir::{Graph, NodeId, Op, WeightAttrs, WeightRole};
+use nnc_runtime::{Tensor, WeightSet};
+
+/// The registry and CLI name.
+pub const NAME: &str = "fold-bn";
+
+/// Folds every foldable batch norm; `fired` counts folded batch norms.
+pub fn fold_bn(graph: &mut Graph, weights: &mut WeightSet) -> Result<PassReport, PassError> {
+    let mut report = PassReport::default();
+    for id in graph.topo_order() {
+        let Op::BatchNorm(a) = &graph.node(id).op else { continue };
+        let eps = a.eps;
+        match foldable(graph, weights, id)? {
+            Candidate::Accepted(producer) => {
+                fold(graph, weights, id, producer, eps)?;
+                report.fired += 1;
+            }
+            Candidate::Refused(reason) => report.notes.push(format!("{}: not folded: {reason}", graph.node(id).name)),
+            // Not after a conv or linear at all: nothing to explain.
+            Candidate::Irrelevant => {}
+        }
+    }
+    Ok(report)
+}
+
+/// The producer to fold batch norm `bn` into, or why not.
+fn foldable(graph: &Graph, weights: &WeightSet, bn: NodeId) -> Result<Candidate<NodeId>, PassError> {
+    let producer = graph.node(bn).inputs()[0];
+    let node = graph.node(producer);
+    let kind = node.op.name();
+    if !matches!(node.op, Op::Conv2d(_) | Op::ConvTranspose2d(_) | Op::Linear(_)) {
+        return Ok(Candidate::Irrelevant);
+    }
+    if matches!(node.op, Op::Linear(_)) && node.ty.rank() != 2 {
+        return Ok(Candidate::Refused(format!(
+            "producer {} is a linear whose features are not the channel dim 1 of {}",
+            node.name, node.ty
+        )));
+    }
+    let users = graph.users(producer).len();
+    if users != 1 {
+        return Ok(Candidate::Refused(format!("producer {} has {users} users", node.name)));
+    }
+    if graph.outputs().contains(&producer) {
+        return Ok(Candidate::Refused(format!("producer {} is a graph output", node.name)));
+    }
+    for &operand in graph.node(bn).inputs()[1..].iter().chain(&node.inputs()[1..]) {
+        if weight_tensor(NAME, graph, weights, operand)?.is_none() {
+            return Ok(Candidate::Refused(format!(
+                "a parameter of {} or of its producer {kind} {} is computed, not a weight",
+                graph.node(bn).name,
+                node.name
+            )));
+        }
+    }
+    Ok(Candidate::Accepted(producer))
+}
+
+/// Rewrites `producer`'s weight and bias, points `bn`'s users at it and
+/// removes `bn`.
+fn fold(graph: &mut Graph, weights: &mut WeightSet, bn: NodeId, producer: NodeId, eps: f32) -> Result<(), PassError> {
+    let graph_err = |source| PassError::Graph { pass: NAME, source };
+    let params: Vec<&[f32]> = graph.node(bn).inputs()[1..]
+        .iter()
+        .map(|&p| weight_tensor(NAME, graph, weights, p).map(|t| t.map_or(&[][..], Tensor::data)))
+        .collect::<Result<_, _>>()?;
+    let [gamma, beta, mean, var] = [params[0], params[1], params[2], params[3]];
+    let scale: Vec<f64> = gamma
+        .iter()
+        .zip(var)
+        .map(|(&g, &v)| f64::from(g) / (f64::from(v) + f64::from(eps)).sqrt())
+        .collect();
+    let shift: Vec<f64> = (0..scale.len())
+        .map(|c| f64::from(beta[c]) - f64::from(mean[c]) * scale[c])
+        .collect();
+
+    let inputs = graph.node(producer).inputs().to_vec();
+    let (kernel, bias) = (inputs[1], inputs.get(2).copied());
+    let kernel_tensor = weight_tensor(NAME, graph, weights, kernel)?
+        .ok_or_else(|| PassError::MissingWeight { pass: NAME, name: graph.node(kernel).name.clone() })?;
+    let mut folded = kernel_tensor.data().to_vec();
+    let shape = kernel_tensor.shape().to_vec();
+    let channel_of = output_channel_map(&graph.node(producer).op, &shape);
+    // Row-major: element `i` lies in row `i / (cols * inner)`, column
+    // `i / inner % cols` of the first two axes. An empty tensor has no
+    // elements to visit, so the divisors are positive inside the loop.
+    let (cols, inner) = (shape[1].max(1), shape[2..].iter().product::<usize>().max(1));
+    for (i, w) in folded.iter_mut().enumerate() {
+        let (row, col) = (i / inner / cols, i / inner % cols);
+        *w = (f64::from(*w) * scale[channel_of(row, col)]) as f32;
+    }
+    let new_bias: Vec<f32> = match bias {
+        Some(b) => {
+            let b = weight_tensor(NAME, graph, weights, b)?.map_or(&[][..], Tensor::data);
+            (0..scale.len()).map(|c| (shift[c] + f64::from(b[c]) * scale[c]) as f32).collect()
+        }
+        None => shift.iter().map(|&s| s as f32).collect(),
+    };
+
+    let kernel = replace_weight(NAME, graph, weights, producer, kernel, folded)?;
+    let bias = match bias {
+        Some(b) => replace_weight(NAME, graph, weights, producer, b, new_bias)?,
+        None => {
+            let fan_in = if let Op::Weight(WeightAttrs { role: WeightRole::Kernel { fan_in }, .. }) = graph.node(kernel).op {
+                fan_in
+            } else {
+                1
+            };
+            let base = format!("{}.bias", graph.node(producer).name);
+            let len = new_bias.len();
+            add_weight(NAME, graph, weights, &base, WeightRole::Bias { fan_in }, vec![len], new_bias)?
+        }
+    };
+    let op = &mut graph.node_mut(producer).op;
+    if let Op::Conv2d(a) = op {
+        a.bias = true;
+    } else if let Op::ConvTranspose2d(a) = op {
+        a.bias = true;
+    } else if let Op::Linear(a) = op {
+        a.bias = true;
+    }
+    let x = inputs[0];
+    graph.set_inputs(producer, vec![x, kernel, bias]).map_err(graph_err)?;
+    graph.replace_all_uses(bn, producer).map_err(graph_err)?;
+    graph.remove(bn).map_err(graph_err)?;
+    Ok(())
+}
+
+/// Maps (axis-0 index, axis-1 index) of the producer's weight to the output
+/// channel that element contributes to.
+fn output_channel_map(op: &Op, shape: &[usize]) -> Box<dyn Fn(usize, usize) -> usize> {
+    if let Op::ConvTranspose2d(a) = op {
+        let in_per_group = (shape[0] / a.groups.max(1)).max(1);
+        let out_per_group = shape[1];
+        Box::new(move |c, j| (c / in_per_group) * out_per_group + j)
+    } else {
+        Box::new(|o, _| o)
+    }
+}

@@ -1,0 +1,135 @@
+//! `simplify`: local rewrites that remove inference-time no-ops.
+//!
+//! - `dropout` in inverted mode and `identity` are removed; their users read
+//!   the operand directly.
+//! - `dropout` in classic mode becomes `mul` by a new one-element weight
+//!   `<dropout>.scale` holding the keep probability `1-p`.
+//! - A `batch_norm` whose operand is not produced by `conv2d`, `linear` or
+//!   `conv_transpose2d` (which `fold-bn` handles instead) becomes the
+//!   per-channel affine `x * <bn>.scale + <bn>.shift`, with
+//!   `scale = gamma / sqrt(var + eps)` and `shift = beta - mean * scale`,
+//!   shaped `[C, 1, ...]` to broadcast over the dims after the channels.
+//!
+//! Precondition: a verified graph whose weight nodes all have tensors in the
+//! weight set. Preserves values exactly for dropout and identity, and within
+//! float rounding for the batch-norm affine (the interpreter computes it in
+//! `f64`). The old batch-norm weights are left dead for `dce`.
+
+use super::{add_weight, weight_tensor, PassError, PassReport};
+use crate::ir::{DropoutMode, Graph, Node, NodeId, Op, WeightRole};
+use nnc_runtime::WeightSet;
+
+/// The registry and CLI name.
+pub const NAME: &str = "simplify";
+
+/// Runs every rewrite once over the graph; `fired` counts rewritten nodes.
+pub fn simplify(graph: &mut Graph, weights: &mut WeightSet) -> Result<PassReport, PassError> {
+    let graph_err = |source| PassError::Graph { pass: NAME, source };
+    let mut report = PassReport::default();
+    for id in graph.topo_order() {
+        let node = graph.node(id);
+        match &node.op {
+            Op::Identity
+            | Op::Dropout(crate::ir::DropoutAttrs {
+                mode: DropoutMode::Inverted,
+                ..
+            }) => {
+                let operand = node.inputs()[0];
+                graph.replace_all_uses(id, operand).map_err(graph_err)?;
+                graph.remove(id).map_err(graph_err)?;
+                report.fired += 1;
+            }
+            Op::Dropout(a) => {
+                let (p, operand, name) = (a.p, node.inputs()[0], node.name.clone());
+                let scale = add_weight(
+                    NAME,
+                    graph,
+                    weights,
+                    &format!("{name}.scale"),
+                    WeightRole::NormWeight,
+                    vec![1],
+                    // The same f32 expression the interpreter multiplies by.
+                    vec![1.0 - p],
+                )?;
+                graph.node_mut(id).op = Op::Mul;
+                graph.set_inputs(id, vec![operand, scale]).map_err(graph_err)?;
+                report.fired += 1;
+            }
+            Op::BatchNorm(a) => {
+                let producer = &graph.node(node.inputs()[0]).op;
+                if matches!(producer, Op::Conv2d(_) | Op::Linear(_) | Op::ConvTranspose2d(_)) {
+                    continue;
+                }
+                let eps = a.eps;
+                if bn_to_affine(graph, weights, id, eps)? {
+                    report.fired += 1;
+                } else {
+                    report.notes.push(format!("{}: not made an affine: its parameters are computed", graph.node(id).name));
+                }
+            }
+            Op::Input(_)
+            | Op::Weight(_)
+            | Op::Conv2d(_)
+            | Op::ConvTranspose2d(_)
+            | Op::GroupNorm(_)
+            | Op::LayerNorm(_)
+            | Op::InstanceNorm(_)
+            | Op::Relu
+            | Op::Relu6
+            | Op::LeakyRelu(_)
+            | Op::Sigmoid
+            | Op::Tanh
+            | Op::Clip(_)
+            | Op::MaxPool2d(_)
+            | Op::AvgPool2d(_)
+            | Op::GlobalAvgPool
+            | Op::Linear(_)
+            | Op::Flatten(_)
+            | Op::Reshape(_)
+            | Op::Permute(_)
+            | Op::Select(_)
+            | Op::Add
+            | Op::Mul
+            | Op::Concat(_)
+            | Op::Softmax(_)
+            | Op::Rnn(_)
+            | Op::Lstm(_) => {}
+        }
+    }
+    Ok(report)
+}
+
+/// Rewrites batch norm `id` into `mul` (a new node) then `add` (the BN node
+/// itself, so its name, location and users stay). Returns false, changing
+/// nothing, when a parameter is not a weight.
+fn bn_to_affine(graph: &mut Graph, weights: &mut WeightSet, id: NodeId, eps: f32) -> Result<bool, PassError> {
+    let node = graph.node(id);
+    let (x, name, loc, ty) = (node.inputs()[0], node.name.clone(), node.loc, node.ty.clone());
+    let params = node.inputs()[1..].to_vec();
+    let mut tensors = Vec::with_capacity(4);
+    for &p in &params {
+        match weight_tensor(NAME, graph, weights, p)? {
+            Some(t) => tensors.push(t.data()),
+            None => return Ok(false),
+        }
+    }
+    let [gamma, beta, mean, var] = [tensors[0], tensors[1], tensors[2], tensors[3]];
+    let (scale, shift): (Vec<f32>, Vec<f32>) = (0..gamma.len())
+        .map(|c| {
+            let s = f64::from(gamma[c]) / (f64::from(var[c]) + f64::from(eps)).sqrt();
+            (s as f32, (f64::from(beta[c]) - f64::from(mean[c]) * s) as f32)
+        })
+        .unzip();
+    // [C] then one 1 per dim after the channels, so it broadcasts over them.
+    let mut shape = vec![gamma.len()];
+    shape.resize(ty.rank().saturating_sub(1), 1);
+    let scale = add_weight(NAME, graph, weights, &format!("{name}.scale"), WeightRole::NormWeight, shape.clone(), scale)?;
+    let shift = add_weight(NAME, graph, weights, &format!("{name}.shift"), WeightRole::NormBias, shape, shift)?;
+    let graph_err = |source| PassError::Graph { pass: NAME, source };
+    let mul = graph
+        .add(Node::new(Op::Mul, vec![x, scale], ty, name).at(loc))
+        .map_err(graph_err)?;
+    graph.node_mut(id).op = Op::Add;
+    graph.set_inputs(id, vec![mul, shift]).map_err(graph_err)?;
+    Ok(true)
+}
