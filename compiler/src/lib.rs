@@ -7,12 +7,12 @@
 //! diagnostics and on `nnc-runtime` for tensors and weights; neither of them
 //! depends on it.
 
+pub mod driver;
 pub mod interp;
 pub mod ir;
 pub mod lower;
 pub mod passes;
 pub mod shape;
-pub mod verify;
 pub mod stats;
+pub mod verify;
 pub mod weights;
-pub mod driver;

@@ -85,10 +85,18 @@ fn main() -> ExitCode {
     match execute(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if let Some(LoadError::Diagnostics { source_file, diagnostics }) = e.downcast_ref::<LoadError>() {
+            if let Some(LoadError::Diagnostics {
+                source_file,
+                diagnostics,
+            }) = e.downcast_ref::<LoadError>()
+            {
                 // termcolor's `Auto` looks only at TERM and NO_COLOR; colour
                 // is also wrong when stderr is a file or a pipe.
-                let choice = if std::io::stderr().is_terminal() { ColorChoice::Auto } else { ColorChoice::Never };
+                let choice = if std::io::stderr().is_terminal() {
+                    ColorChoice::Auto
+                } else {
+                    ColorChoice::Never
+                };
                 let mut stderr = StandardStream::stderr(choice);
                 for d in diagnostics {
                     d.emit(source_file, &mut stderr);
@@ -125,10 +133,18 @@ fn execute(cli: Cli) -> Result<()> {
                 stats::group_digits(s.total_params)
             );
         }
-        Command::DumpIr { model, pass, passes, print_after_all, seed } => {
+        Command::DumpIr {
+            model,
+            pass,
+            passes,
+            print_after_all,
+            seed,
+        } => {
             let m = load(&model)?;
             let names: Vec<&str> = match (&pass, &passes) {
-                (Some(name), _) => passes::pipeline_through(name).ok_or_else(|| unknown_pass(name))?,
+                (Some(name), _) => {
+                    passes::pipeline_through(name).ok_or_else(|| unknown_pass(name))?
+                }
                 (None, Some(list)) => passes::parse_list(list)?,
                 (None, None) => Vec::new(),
             };
@@ -141,7 +157,11 @@ fn execute(cli: Cli) -> Result<()> {
                 let pass = passes::find(name).ok_or_else(|| unknown_pass(name))?;
                 let report = passes::run_pass(pass, &mut graph, &mut weights, true)?;
                 if print_after_all {
-                    println!("// after {name} (fired {} time{})", report.fired, if report.fired == 1 { "" } else { "s" });
+                    println!(
+                        "// after {name} (fired {} time{})",
+                        report.fired,
+                        if report.fired == 1 { "" } else { "s" }
+                    );
                     for note in &report.notes {
                         println!("// note: {note}");
                     }
@@ -165,7 +185,14 @@ fn execute(cli: Cli) -> Result<()> {
             let m = load(&model)?;
             print!("{}", stats::render(&m.graph, &stats::stats(&m.graph)));
         }
-        Command::Run { model, interp: _, weights, inputs, outputs, seed } => {
+        Command::Run {
+            model,
+            interp: _,
+            weights,
+            inputs,
+            outputs,
+            seed,
+        } => {
             let m = load(&model)?;
             let weights = match weights {
                 Some(path) => load_weights(&m.graph, &path)?,
@@ -192,7 +219,11 @@ fn execute(cli: Cli) -> Result<()> {
                     println!("  written to {}", path.display());
                 }
             }
-            eprintln!("ran `{}` with the reference interpreter in {:.1} ms", m.graph.name, elapsed.as_secs_f64() * 1e3);
+            eprintln!(
+                "ran `{}` with the reference interpreter in {:.1} ms",
+                m.graph.name,
+                elapsed.as_secs_f64() * 1e3
+            );
         }
     }
     Ok(())
@@ -200,7 +231,10 @@ fn execute(cli: Cli) -> Result<()> {
 
 fn unknown_pass(name: &str) -> anyhow::Error {
     let valid: Vec<&str> = passes::pass_names().collect();
-    anyhow::anyhow!("unknown pass `{name}`; the passes are: {}", valid.join(", "))
+    anyhow::anyhow!(
+        "unknown pass `{name}`; the passes are: {}",
+        valid.join(", ")
+    )
 }
 
 fn types(graph: &Graph, ids: &[nnc_compiler::ir::NodeId]) -> String {
@@ -212,7 +246,8 @@ fn types(graph: &Graph, ids: &[nnc_compiler::ir::NodeId]) -> String {
 }
 
 fn load_weights(graph: &Graph, path: &Path) -> Result<WeightSet> {
-    weights::load_weights(graph, path).map_err(|errors| anyhow::anyhow!(weights::describe_load_errors(path, &errors)))
+    weights::load_weights(graph, path)
+        .map_err(|errors| anyhow::anyhow!(weights::describe_load_errors(path, &errors)))
 }
 
 fn read_inputs(graph: &Graph, files: &[PathBuf], seed: u64) -> Result<Vec<Tensor>> {
@@ -241,7 +276,9 @@ fn read_inputs(graph: &Graph, files: &[PathBuf], seed: u64) -> Result<Vec<Tensor
                     "input `{}` must have shape {}, but `{}` has shape {}",
                     node.name,
                     nnc_runtime::format_shape(&node.ty.shape),
-                    files.get(i).map_or_else(String::new, |p| p.display().to_string()),
+                    files
+                        .get(i)
+                        .map_or_else(String::new, |p| p.display().to_string()),
                     nnc_runtime::format_shape(tensor.shape())
                 );
             }
@@ -258,7 +295,11 @@ fn summary(name: &str, t: &Tensor) -> String {
         max = max.max(v);
         sum += v as f64;
     }
-    let mean = if data.is_empty() { 0.0 } else { sum / data.len() as f64 };
+    let mean = if data.is_empty() {
+        0.0
+    } else {
+        sum / data.len() as f64
+    };
     let head: Vec<String> = data.iter().take(6).map(|v| format!("{v:.6}")).collect();
     let mut line = format!(
         "output `{name}`: f32{}  min {min:.6}  max {max:.6}  mean {mean:.6}\n  [{}{}]",

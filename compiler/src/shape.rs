@@ -86,11 +86,20 @@ pub fn weight_shapes(op: &Op, x: &TensorType) -> SResult<Vec<WeightSpec>> {
             let fan_in = product("conv2d", &[x.shape[1] / a.groups, a.kernel[0], a.kernel[1]])?;
             let mut w = vec![spec(
                 "weight",
-                vec![a.out_channels, x.shape[1] / a.groups, a.kernel[0], a.kernel[1]],
+                vec![
+                    a.out_channels,
+                    x.shape[1] / a.groups,
+                    a.kernel[0],
+                    a.kernel[1],
+                ],
                 WeightRole::Kernel { fan_in },
             )];
             if a.bias {
-                w.push(spec("bias", vec![a.out_channels], WeightRole::Bias { fan_in }));
+                w.push(spec(
+                    "bias",
+                    vec![a.out_channels],
+                    WeightRole::Bias { fan_in },
+                ));
             }
             w
         }
@@ -98,14 +107,26 @@ pub fn weight_shapes(op: &Op, x: &TensorType) -> SResult<Vec<WeightSpec>> {
             require_rank("conv_transpose2d", x, 4, "[N, C, H, W]")?;
             check_groups("conv_transpose2d", x.shape[1], a.out_channels, a.groups)?;
             // PyTorch computes the default init's fan-in from weight dim 1.
-            let fan_in = product("conv_transpose2d", &[a.out_channels / a.groups, a.kernel[0], a.kernel[1]])?;
+            let fan_in = product(
+                "conv_transpose2d",
+                &[a.out_channels / a.groups, a.kernel[0], a.kernel[1]],
+            )?;
             let mut w = vec![spec(
                 "weight",
-                vec![x.shape[1], a.out_channels / a.groups, a.kernel[0], a.kernel[1]],
+                vec![
+                    x.shape[1],
+                    a.out_channels / a.groups,
+                    a.kernel[0],
+                    a.kernel[1],
+                ],
                 WeightRole::Kernel { fan_in },
             )];
             if a.bias {
-                w.push(spec("bias", vec![a.out_channels], WeightRole::Bias { fan_in }));
+                w.push(spec(
+                    "bias",
+                    vec![a.out_channels],
+                    WeightRole::Bias { fan_in },
+                ));
             }
             w
         }
@@ -142,9 +163,17 @@ pub fn weight_shapes(op: &Op, x: &TensorType) -> SResult<Vec<WeightSpec>> {
         Op::Linear(a) => {
             require_min_rank("linear", x, 1)?;
             let fan_in = x.shape[x.rank() - 1];
-            let mut w = vec![spec("weight", vec![a.out_features, fan_in], WeightRole::Kernel { fan_in })];
+            let mut w = vec![spec(
+                "weight",
+                vec![a.out_features, fan_in],
+                WeightRole::Kernel { fan_in },
+            )];
             if a.bias {
-                w.push(spec("bias", vec![a.out_features], WeightRole::Bias { fan_in }));
+                w.push(spec(
+                    "bias",
+                    vec![a.out_features],
+                    WeightRole::Bias { fan_in },
+                ));
             }
             w
         }
@@ -185,18 +214,48 @@ fn affine(affine: bool, shape: Vec<usize>) -> Vec<WeightSpec> {
     }
 }
 
-fn recurrent_weights(op: &str, a: &RecurrentAttrs, gates: usize, x: &TensorType) -> SResult<Vec<WeightSpec>> {
-    require_rank(op, x, 3, if a.batch_first { "[batch, seq, features]" } else { "[seq, batch, features]" })?;
+fn recurrent_weights(
+    op: &str,
+    a: &RecurrentAttrs,
+    gates: usize,
+    x: &TensorType,
+) -> SResult<Vec<WeightSpec>> {
+    require_rank(
+        op,
+        x,
+        3,
+        if a.batch_first {
+            "[batch, seq, features]"
+        } else {
+            "[seq, batch, features]"
+        },
+    )?;
     let mut w = Vec::new();
     let mut input = x.shape[2];
     let rows = product(op, &[gates, a.hidden])?;
     for l in 0..a.layers {
         let fan_in = a.hidden;
-        w.push(spec(format!("weight_ih_l{l}"), vec![rows, input], WeightRole::Kernel { fan_in }));
-        w.push(spec(format!("weight_hh_l{l}"), vec![rows, a.hidden], WeightRole::Kernel { fan_in }));
+        w.push(spec(
+            format!("weight_ih_l{l}"),
+            vec![rows, input],
+            WeightRole::Kernel { fan_in },
+        ));
+        w.push(spec(
+            format!("weight_hh_l{l}"),
+            vec![rows, a.hidden],
+            WeightRole::Kernel { fan_in },
+        ));
         if a.bias {
-            w.push(spec(format!("bias_ih_l{l}"), vec![rows], WeightRole::Bias { fan_in }));
-            w.push(spec(format!("bias_hh_l{l}"), vec![rows], WeightRole::Bias { fan_in }));
+            w.push(spec(
+                format!("bias_ih_l{l}"),
+                vec![rows],
+                WeightRole::Bias { fan_in },
+            ));
+            w.push(spec(
+                format!("bias_hh_l{l}"),
+                vec![rows],
+                WeightRole::Bias { fan_in },
+            ));
         }
         input = a.hidden;
     }
@@ -206,17 +265,23 @@ fn recurrent_weights(op: &str, a: &RecurrentAttrs, gates: usize, x: &TensorType)
 /// The product of a weight's dims or of its fan-in factors, or an error when
 /// attributes as large as `kernel=4294967296` make it overflow.
 fn product(op: &str, factors: &[usize]) -> SResult<usize> {
-    factors.iter().try_fold(1usize, |acc, &f| acc.checked_mul(f)).ok_or_else(|| {
-        ShapeError::new(
-            format!("the weights of `{op}` are too large to address"),
-            "these attributes make a weight's element count overflow",
-        )
-    })
+    factors
+        .iter()
+        .try_fold(1usize, |acc, &f| acc.checked_mul(f))
+        .ok_or_else(|| {
+            ShapeError::new(
+                format!("the weights of `{op}` are too large to address"),
+                "these attributes make a weight's element count overflow",
+            )
+        })
 }
 
 fn check_groups(op: &str, c_in: usize, c_out: usize, groups: usize) -> SResult<()> {
     if groups == 0 {
-        return Err(ShapeError::new(format!("`{op}` has groups=0"), "`groups` must be at least 1"));
+        return Err(ShapeError::new(
+            format!("`{op}` has groups=0"),
+            "`groups` must be at least 1",
+        ));
     }
     if !c_in.is_multiple_of(groups) {
         return Err(ShapeError::new(
@@ -239,7 +304,14 @@ fn check_groups(op: &str, c_in: usize, c_out: usize, groups: usize) -> SResult<(
 /// `floor((in + 2*pad - dilation*(k-1) - 1) / stride) + 1`, or with
 /// `ceil` and PyTorch's rule that the last window must start inside the
 /// input or the left padding.
-pub fn window_output(input: usize, kernel: usize, stride: usize, pad: usize, dilation: usize, ceil_mode: bool) -> Option<usize> {
+pub fn window_output(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+    ceil_mode: bool,
+) -> Option<usize> {
     let span = dilation as i128 * (kernel as i128 - 1) + 1;
     let numerator = input as i128 + 2 * pad as i128 - span;
     if numerator < 0 || stride == 0 {
@@ -313,7 +385,12 @@ fn check_weights(op: &Op, inputs: &[&TensorType]) -> SResult<()> {
     let specs = weight_shapes(op, x)?;
     if inputs.len() != 1 + specs.len() {
         return Err(ShapeError::new(
-            format!("`{}` expects {} operands, found {}", op.name(), 1 + specs.len(), inputs.len()),
+            format!(
+                "`{}` expects {} operands, found {}",
+                op.name(),
+                1 + specs.len(),
+                inputs.len()
+            ),
             "wrong number of operands",
         ));
     }
@@ -366,8 +443,16 @@ pub fn broadcast(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let rank = a.len().max(b.len());
     let mut out = vec![0; rank];
     for i in 0..rank {
-        let da = if i < rank - a.len() { 1 } else { a[i - (rank - a.len())] };
-        let db = if i < rank - b.len() { 1 } else { b[i - (rank - b.len())] };
+        let da = if i < rank - a.len() {
+            1
+        } else {
+            a[i - (rank - a.len())]
+        };
+        let db = if i < rank - b.len() {
+            1
+        } else {
+            b[i - (rank - b.len())]
+        };
         out[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -387,7 +472,9 @@ fn infer_unchecked(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
         Op::Conv2d(a) => {
             check_weights(op, inputs)?;
             let x = inputs[0];
-            let [h, w] = spatial("conv2d", x, a.kernel, a.stride, a.padding, a.dilation, false)?;
+            let [h, w] = spatial(
+                "conv2d", x, a.kernel, a.stride, a.padding, a.dilation, false,
+            )?;
             Ok(TensorType::f32(vec![x.shape[0], a.out_channels, h, w]))
         }
         Op::ConvTranspose2d(a) => {
@@ -409,20 +496,31 @@ fn infer_unchecked(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
                         a.stride[i].max(a.dilation[i])
                     )));
                 }
-                let size = (x.shape[2 + i] as i128 - 1) * a.stride[i] as i128 - 2 * a.padding[i] as i128
+                let size = (x.shape[2 + i] as i128 - 1) * a.stride[i] as i128
+                    - 2 * a.padding[i] as i128
                     + a.dilation[i] as i128 * (a.kernel[i] as i128 - 1)
                     + a.output_padding[i] as i128
                     + 1;
                 let axis = if i == 0 { "height" } else { "width" };
-                out[i] = usize::try_from(size).ok().filter(|&s| s >= 1).ok_or_else(|| {
-                    ShapeError::new(
-                        format!("`conv_transpose2d` output {axis} would be {size}, less than 1"),
-                        format!("padding {} is too large for input {x}", a.padding[i]),
-                    )
-                    .help("reduce the padding")
-                })?;
+                out[i] = usize::try_from(size)
+                    .ok()
+                    .filter(|&s| s >= 1)
+                    .ok_or_else(|| {
+                        ShapeError::new(
+                            format!(
+                                "`conv_transpose2d` output {axis} would be {size}, less than 1"
+                            ),
+                            format!("padding {} is too large for input {x}", a.padding[i]),
+                        )
+                        .help("reduce the padding")
+                    })?;
             }
-            Ok(TensorType::f32(vec![x.shape[0], a.out_channels, out[0], out[1]]))
+            Ok(TensorType::f32(vec![
+                x.shape[0],
+                a.out_channels,
+                out[0],
+                out[1],
+            ]))
         }
         Op::BatchNorm(_) | Op::GroupNorm(_) | Op::LayerNorm(_) | Op::InstanceNorm(_) => {
             check_weights(op, inputs)?;
@@ -430,7 +528,10 @@ fn infer_unchecked(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
                 let c = inputs[0].shape[1];
                 if a.groups == 0 || !c.is_multiple_of(a.groups) {
                     return Err(ShapeError::new(
-                        format!("`group_norm` groups={} does not divide the {c} channels", a.groups),
+                        format!(
+                            "`group_norm` groups={} does not divide the {c} channels",
+                            a.groups
+                        ),
                         format!("{c} channels cannot be split into {} groups", a.groups),
                     )
                     .help("`groups` must divide the channel count"));
@@ -438,12 +539,17 @@ fn infer_unchecked(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
             }
             Ok(inputs[0].clone())
         }
-        Op::Relu | Op::Relu6 | Op::LeakyRelu(_) | Op::Sigmoid | Op::Tanh | Op::Clip(_) => unary(op, inputs),
+        Op::Relu | Op::Relu6 | Op::LeakyRelu(_) | Op::Sigmoid | Op::Tanh | Op::Clip(_) => {
+            unary(op, inputs)
+        }
         Op::Dropout(_) | Op::Identity | Op::Softmax(_) => {
             let ty = unary(op, inputs)?;
             if let Op::Softmax(a) = op {
                 if a.dim >= ty.rank() {
-                    return Err(ShapeError::new(format!("`softmax` dim {} is out of range for {ty}", a.dim), "bad dim"));
+                    return Err(ShapeError::new(
+                        format!("`softmax` dim {} is out of range for {ty}", a.dim),
+                        "bad dim",
+                    ));
                 }
             }
             Ok(ty)
@@ -452,14 +558,30 @@ fn infer_unchecked(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
             let x = unary(op, inputs)?;
             require_rank("max_pool2d", &x, 4, "[N, C, H, W]")?;
             check_pool_padding("max_pool2d", a.kernel, a.padding)?;
-            let [h, w] = spatial("max_pool2d", &x, a.kernel, a.stride, a.padding, a.dilation, a.ceil_mode)?;
+            let [h, w] = spatial(
+                "max_pool2d",
+                &x,
+                a.kernel,
+                a.stride,
+                a.padding,
+                a.dilation,
+                a.ceil_mode,
+            )?;
             Ok(TensorType::f32(vec![x.shape[0], x.shape[1], h, w]))
         }
         Op::AvgPool2d(a) => {
             let x = unary(op, inputs)?;
             require_rank("avg_pool2d", &x, 4, "[N, C, H, W]")?;
             check_pool_padding("avg_pool2d", a.kernel, a.padding)?;
-            let [h, w] = spatial("avg_pool2d", &x, a.kernel, a.stride, a.padding, [1, 1], a.ceil_mode)?;
+            let [h, w] = spatial(
+                "avg_pool2d",
+                &x,
+                a.kernel,
+                a.stride,
+                a.padding,
+                [1, 1],
+                a.ceil_mode,
+            )?;
             Ok(TensorType::f32(vec![x.shape[0], x.shape[1], h, w]))
         }
         Op::GlobalAvgPool => {
@@ -479,13 +601,19 @@ fn infer_unchecked(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
             let x = unary(op, inputs)?;
             if a.end_dim >= x.rank().max(1) || a.start_dim >= x.rank().max(1) {
                 return Err(ShapeError::new(
-                    format!("`flatten` dims {}..={} are out of range for {x}", a.start_dim, a.end_dim),
+                    format!(
+                        "`flatten` dims {}..={} are out of range for {x}",
+                        a.start_dim, a.end_dim
+                    ),
                     format!("input has rank {}", x.rank()),
                 ));
             }
             if a.start_dim > a.end_dim {
                 return Err(ShapeError::new(
-                    format!("`flatten` start_dim {} comes after end_dim {}", a.start_dim, a.end_dim),
+                    format!(
+                        "`flatten` start_dim {} comes after end_dim {}",
+                        a.start_dim, a.end_dim
+                    ),
                     "no dims to merge",
                 )
                 .help("`start_dim` must not come after `end_dim`"));
@@ -503,7 +631,11 @@ fn infer_unchecked(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
             let x = unary(op, inputs)?;
             if checked_numel(&a.shape) != Some(x.numel()) {
                 return Err(ShapeError::new(
-                    format!("cannot reshape {x} ({} elements) to {}", x.numel(), format_shape(&a.shape)),
+                    format!(
+                        "cannot reshape {x} ({} elements) to {}",
+                        x.numel(),
+                        format_shape(&a.shape)
+                    ),
                     "element counts differ",
                 ));
             }
@@ -513,21 +645,35 @@ fn infer_unchecked(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
             let x = unary(op, inputs)?;
             let mut seen = vec![false; x.rank()];
             let valid = a.dims.len() == x.rank()
-                && a.dims.iter().all(|&d| d < x.rank() && !std::mem::replace(&mut seen[d], true));
+                && a.dims
+                    .iter()
+                    .all(|&d| d < x.rank() && !std::mem::replace(&mut seen[d], true));
             if !valid {
                 return Err(ShapeError::new(
-                    format!("`permute` dims {:?} are not a permutation of the {} dims of {x}", a.dims, x.rank()),
+                    format!(
+                        "`permute` dims {:?} are not a permutation of the {} dims of {x}",
+                        a.dims,
+                        x.rank()
+                    ),
                     "not a permutation",
                 )
-                .help(format!("`dims` must list each of 0..{} exactly once", x.rank())));
+                .help(format!(
+                    "`dims` must list each of 0..{} exactly once",
+                    x.rank()
+                )));
             }
-            Ok(TensorType::f32(a.dims.iter().map(|&d| x.shape[d]).collect()))
+            Ok(TensorType::f32(
+                a.dims.iter().map(|&d| x.shape[d]).collect(),
+            ))
         }
         Op::Select(a) => {
             let x = unary(op, inputs)?;
             if a.dim >= x.rank() || a.index >= x.shape[a.dim] {
                 return Err(ShapeError::new(
-                    format!("`select` index {} along dim {} is out of range for {x}", a.index, a.dim),
+                    format!(
+                        "`select` index {} along dim {} is out of range for {x}",
+                        a.index, a.dim
+                    ),
                     "out of range",
                 ));
             }
@@ -543,18 +689,28 @@ fn infer_unchecked(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
                 ));
             }
             let (a, b) = (inputs[0], inputs[1]);
-            broadcast(&a.shape, &b.shape).map(TensorType::f32).ok_or_else(|| {
-                ShapeError::new(
-                    format!("`{}` operands {a} and {b} cannot be broadcast together", op.name()),
-                    "shapes are not broadcastable",
-                )
-                .help("aligned from the right, each pair of dims must be equal or one of them 1")
-            })
+            broadcast(&a.shape, &b.shape)
+                .map(TensorType::f32)
+                .ok_or_else(|| {
+                    ShapeError::new(
+                        format!(
+                            "`{}` operands {a} and {b} cannot be broadcast together",
+                            op.name()
+                        ),
+                        "shapes are not broadcastable",
+                    )
+                    .help(
+                        "aligned from the right, each pair of dims must be equal or one of them 1",
+                    )
+                })
         }
         Op::Concat(a) => {
             let first = operand(op, inputs, 0)?;
             if a.dim >= first.rank() {
-                return Err(ShapeError::new(format!("`concat` dim {} is out of range for {first}", a.dim), "bad dim"));
+                return Err(ShapeError::new(
+                    format!("`concat` dim {} is out of range for {first}", a.dim),
+                    "bad dim",
+                ));
             }
             let mut shape = first.shape.clone();
             shape[a.dim] = 0;
@@ -594,7 +750,10 @@ fn check_pool_padding(op: &str, kernel: [usize; 2], pad: [usize; 2]) -> SResult<
     for i in 0..2 {
         if pad[i] > kernel[i] / 2 {
             return Err(ShapeError::new(
-                format!("`{op}` padding {} is more than half the kernel size {}", pad[i], kernel[i]),
+                format!(
+                    "`{op}` padding {} is more than half the kernel size {}",
+                    pad[i], kernel[i]
+                ),
                 "padding too large",
             )
             .help("a window would see only padding; use pad <= kernel / 2"));

@@ -78,13 +78,19 @@ pub fn stats(graph: &Graph) -> ModelStats {
             })
             .map(|&i| graph.node(i).ty.numel() as u64)
             .sum();
-        let in_field = merge(data.iter().map(|i| fields.get(i).copied().unwrap_or(ReceptiveField::None)));
+        let in_field = merge(
+            data.iter()
+                .map(|i| fields.get(i).copied().unwrap_or(ReceptiveField::None)),
+        );
         let field = receptive_field(&node.op, in_field, node.ty.rank());
         fields.insert(id, field);
         if matches!(node.op, Op::Input(_) | Op::Weight(_)) {
             continue;
         }
-        let x = data.first().map(|&i| graph.node(i).ty.shape.clone()).unwrap_or_default();
+        let x = data
+            .first()
+            .map(|&i| graph.node(i).ty.shape.clone())
+            .unwrap_or_default();
         layers.push(LayerStats {
             id,
             name: node.name.clone(),
@@ -106,16 +112,29 @@ fn merge(fields: impl Iterator<Item = ReceptiveField>) -> ReceptiveField {
     fields.fold(ReceptiveField::None, |acc, f| match (acc, f) {
         (ReceptiveField::Global, _) | (_, ReceptiveField::Global) => ReceptiveField::Global,
         (ReceptiveField::None, f) | (f, ReceptiveField::None) => f,
-        (ReceptiveField::Window { size: a, stride: sa }, ReceptiveField::Window { size: b, stride: sb }) => {
+        (
             ReceptiveField::Window {
-                size: [a[0].max(b[0]), a[1].max(b[1])],
-                stride: [sa[0].max(sb[0]), sa[1].max(sb[1])],
-            }
-        }
+                size: a,
+                stride: sa,
+            },
+            ReceptiveField::Window {
+                size: b,
+                stride: sb,
+            },
+        ) => ReceptiveField::Window {
+            size: [a[0].max(b[0]), a[1].max(b[1])],
+            stride: [sa[0].max(sb[0]), sa[1].max(sb[1])],
+        },
     })
 }
 
-fn window(input: ReceptiveField, kernel: [usize; 2], stride: [usize; 2], dilation: [usize; 2], transposed: bool) -> ReceptiveField {
+fn window(
+    input: ReceptiveField,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    transposed: bool,
+) -> ReceptiveField {
     let (size, jump) = match input {
         ReceptiveField::Global => return ReceptiveField::Global,
         ReceptiveField::None => ([1.0, 1.0], [1.0, 1.0]),
@@ -136,7 +155,10 @@ fn window(input: ReceptiveField, kernel: [usize; 2], stride: [usize; 2], dilatio
             out_jump[i] = jump[i] * stride[i] as f64;
         }
     }
-    ReceptiveField::Window { size: out_size, stride: out_jump }
+    ReceptiveField::Window {
+        size: out_size,
+        stride: out_jump,
+    }
 }
 
 fn receptive_field(op: &Op, input: ReceptiveField, rank: usize) -> ReceptiveField {
@@ -144,7 +166,10 @@ fn receptive_field(op: &Op, input: ReceptiveField, rank: usize) -> ReceptiveFiel
     match op {
         Op::Input(_) => {
             if rank == 4 {
-                ReceptiveField::Window { size: [1.0, 1.0], stride: [1.0, 1.0] }
+                ReceptiveField::Window {
+                    size: [1.0, 1.0],
+                    stride: [1.0, 1.0],
+                }
             } else {
                 ReceptiveField::None
             }
@@ -154,18 +179,30 @@ fn receptive_field(op: &Op, input: ReceptiveField, rank: usize) -> ReceptiveFiel
         Op::ConvTranspose2d(a) => window(input, a.kernel, a.stride, a.dilation, true),
         Op::MaxPool2d(a) => window(input, a.kernel, a.stride, a.dilation, false),
         Op::AvgPool2d(a) => window(input, a.kernel, a.stride, [1, 1], false),
-        Op::GlobalAvgPool | Op::GroupNorm(_) | Op::InstanceNorm(_) | Op::LayerNorm(_) | Op::Softmax(_) => {
+        Op::GlobalAvgPool
+        | Op::GroupNorm(_)
+        | Op::InstanceNorm(_)
+        | Op::LayerNorm(_)
+        | Op::Softmax(_) => {
             if spatial_input {
                 ReceptiveField::Global
             } else {
                 ReceptiveField::None
             }
         }
-        Op::Linear(_) | Op::Flatten(_) | Op::Reshape(_) | Op::Permute(_) | Op::Select(_) | Op::Rnn(_) | Op::Lstm(_) => {
+        Op::Linear(_)
+        | Op::Flatten(_)
+        | Op::Reshape(_)
+        | Op::Permute(_)
+        | Op::Select(_)
+        | Op::Rnn(_)
+        | Op::Lstm(_) => {
             // Once the map is no longer [N, C, H, W], positions are mixed or
             // reinterpreted; report the dependence as global.
             match input {
-                ReceptiveField::Window { .. } if rank == 4 && matches!(op, Op::Permute(_) | Op::Select(_)) => {
+                ReceptiveField::Window { .. }
+                    if rank == 4 && matches!(op, Op::Permute(_) | Op::Select(_)) =>
+                {
                     ReceptiveField::Global
                 }
                 ReceptiveField::None => ReceptiveField::None,
@@ -210,7 +247,14 @@ fn flops(op: &Op, x: &[usize], out: &[usize]) -> u64 {
         }
         Op::BatchNorm(_) => 2 * n_out,
         Op::GroupNorm(_) | Op::LayerNorm(_) | Op::InstanceNorm(_) => 5 * n_out,
-        Op::Relu | Op::Relu6 | Op::LeakyRelu(_) | Op::Sigmoid | Op::Tanh | Op::Clip(_) | Op::Add | Op::Mul => n_out,
+        Op::Relu
+        | Op::Relu6
+        | Op::LeakyRelu(_)
+        | Op::Sigmoid
+        | Op::Tanh
+        | Op::Clip(_)
+        | Op::Add
+        | Op::Mul => n_out,
         Op::MaxPool2d(a) => n_out * (a.kernel[0] * a.kernel[1]) as u64,
         Op::AvgPool2d(a) => n_out * (a.kernel[0] * a.kernel[1]) as u64,
         Op::GlobalAvgPool => product(x),
@@ -219,7 +263,12 @@ fn flops(op: &Op, x: &[usize], out: &[usize]) -> u64 {
             crate::ir::DropoutMode::Inverted => 0,
             crate::ir::DropoutMode::Classic => n_out,
         },
-        Op::Flatten(_) | Op::Reshape(_) | Op::Permute(_) | Op::Select(_) | Op::Concat(_) | Op::Identity => 0,
+        Op::Flatten(_)
+        | Op::Reshape(_)
+        | Op::Permute(_)
+        | Op::Select(_)
+        | Op::Concat(_)
+        | Op::Identity => 0,
         Op::Rnn(a) | Op::Lstm(a) => {
             let gates: u64 = if matches!(op, Op::Lstm(_)) { 4 } else { 1 };
             // Steps times batch; x is [seq, batch, in] or [batch, seq, in].

@@ -63,7 +63,10 @@ pub fn verify(graph: &Graph) -> Vec<VerifyError> {
                 let types: Vec<_> = node.inputs().iter().map(|&i| &graph.node(i).ty).collect();
                 match infer(op, &types) {
                     Ok(ty) if ty == node.ty => {}
-                    Ok(ty) => fail(format!("stored type {} differs from inferred type {ty}", node.ty)),
+                    Ok(ty) => fail(format!(
+                        "stored type {} differs from inferred type {ty}",
+                        node.ty
+                    )),
                     Err(e) => fail(format!("shape inference fails: {}", e.message)),
                 }
             }

@@ -18,7 +18,9 @@
 //! that fold BN into convolutions exercise every term of the formula.
 
 use crate::ir::{Graph, Op, WeightRole};
-use nnc_runtime::{check_weights, load_safetensors, seeded_uniform, TensorError, WeightError, WeightSet};
+use nnc_runtime::{
+    check_weights, load_safetensors, seeded_uniform, TensorError, WeightError, WeightSet,
+};
 use std::path::Path;
 
 /// Every weight the graph uses, with its expected shape, in name order.
@@ -59,7 +61,10 @@ pub fn seeded_weights(graph: &Graph, seed: u64) -> Result<WeightSet, TensorError
         let node = graph.node(id);
         if let Op::Weight(w) = &node.op {
             let (low, high) = init_range(w.role);
-            weights.insert(w.name.clone(), seeded_uniform(&w.name, &node.ty.shape, low, high, seed)?);
+            weights.insert(
+                w.name.clone(),
+                seeded_uniform(&w.name, &node.ty.shape, low, high, seed)?,
+            );
         }
     }
     Ok(weights)
@@ -84,7 +89,9 @@ pub fn describe_load_errors(path: &Path, errors: &[WeightError]) -> String {
     if let [only] = errors {
         let mismatch = matches!(
             only,
-            WeightError::MissingTensor { .. } | WeightError::UnexpectedTensor { .. } | WeightError::ShapeMismatch { .. }
+            WeightError::MissingTensor { .. }
+                | WeightError::UnexpectedTensor { .. }
+                | WeightError::ShapeMismatch { .. }
         );
         if !mismatch {
             // The file itself could not be read; there is nothing to compare.

@@ -45,7 +45,11 @@ fn dump_ir_and_stats_print_the_model() {
     assert!(stdout(&o).starts_with("graph lenet5 {"));
     let o = nnc(&["stats", "models/lenet5.nn"]);
     assert!(o.status.success());
-    assert!(stdout(&o).contains("total: 61,706 parameters"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("total: 61,706 parameters"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -63,7 +67,14 @@ fn run_writes_npy_that_feeds_back_in() {
     let input = nnc_runtime::random_input(&[1, 1, 32, 32], 0).expect("input");
     nnc_runtime::write_npy(&x, &input).expect("write");
     let y2 = dir.path().join("y2.npy");
-    let o = nnc(&["run", "models/lenet5.nn", "--input", x.to_str().expect("utf-8"), "-o", y2.to_str().expect("utf-8")]);
+    let o = nnc(&[
+        "run",
+        "models/lenet5.nn",
+        "--input",
+        x.to_str().expect("utf-8"),
+        "-o",
+        y2.to_str().expect("utf-8"),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(nnc_runtime::read_npy(&y2).expect("valid"), first);
 }
@@ -72,11 +83,23 @@ fn run_writes_npy_that_feeds_back_in() {
 fn wrong_input_shape_is_an_error_naming_both_shapes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let x = dir.path().join("x.npy");
-    nnc_runtime::write_npy(&x, &nnc_runtime::Tensor::zeros(vec![1, 3, 32, 32]).expect("zeros")).expect("write");
-    let o = nnc(&["run", "models/lenet5.nn", "--input", x.to_str().expect("utf-8")]);
+    nnc_runtime::write_npy(
+        &x,
+        &nnc_runtime::Tensor::zeros(vec![1, 3, 32, 32]).expect("zeros"),
+    )
+    .expect("write");
+    let o = nnc(&[
+        "run",
+        "models/lenet5.nn",
+        "--input",
+        x.to_str().expect("utf-8"),
+    ]);
     assert!(!o.status.success());
     let err = stderr(&o);
-    assert!(err.contains("input `x` must have shape [1, 1, 32, 32]") && err.contains("[1, 3, 32, 32]"), "{err}");
+    assert!(
+        err.contains("input `x` must have shape [1, 1, 32, 32]") && err.contains("[1, 3, 32, 32]"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
 }
 
@@ -97,7 +120,11 @@ fn source_errors_are_rendered_like_rustc() {
 fn missing_model_file_is_an_error() {
     let o = nnc(&["check", "models/no_such_model.nn"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("cannot read `models/no_such_model.nn`"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot read `models/no_such_model.nn`"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -113,7 +140,11 @@ fn dump_ir_after_fold_bn_has_no_batch_norm() {
 fn unknown_pass_lists_the_valid_ones() {
     let o = nnc(&["dump-ir", "--pass=fuse-everything", "models/lenet5.nn"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("unknown pass `fuse-everything`; the passes are: simplify, fold-bn"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown pass `fuse-everything`; the passes are: simplify, fold-bn"),
+        "{}",
+        stderr(&o)
+    );
     let o = nnc(&["passes"]);
     assert!(o.status.success());
     assert!(stdout(&o).contains("fold-bn"));

@@ -174,9 +174,12 @@ pub fn lex(src: &str) -> Result<Vec<Token>, Diagnostic> {
             _ => {
                 let ch = src[i..].chars().next().unwrap_or('\u{fffd}');
                 let end = i + ch.len_utf8();
-                return Err(Diagnostic::error(format!("unexpected character `{}`", ch.escape_debug()))
-                    .with_primary(Span::new(start, end), "not part of the `.nn` language")
-                    .with_help("names are ASCII letters, digits and `_`; comments start with `#`"));
+                return Err(Diagnostic::error(format!(
+                    "unexpected character `{}`",
+                    ch.escape_debug()
+                ))
+                .with_primary(Span::new(start, end), "not part of the `.nn` language")
+                .with_help("names are ASCII letters, digits and `_`; comments start with `#`"));
             }
         }
     }
@@ -229,8 +232,10 @@ fn lex_number(src: &str, start: usize) -> Result<(Token, usize), Diagnostic> {
         match text.parse::<f64>() {
             Ok(f) if f.is_finite() => TokenKind::Float(f),
             _ => {
-                return Err(Diagnostic::error(format!("number `{text}` is out of range"))
-                    .with_primary(span, "not a finite 64-bit float"))
+                return Err(
+                    Diagnostic::error(format!("number `{text}` is out of range"))
+                        .with_primary(span, "not a finite 64-bit float"),
+                )
             }
         }
     } else {

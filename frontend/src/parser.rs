@@ -97,7 +97,8 @@ impl Parser<'_> {
         if token.kind == TokenKind::Eof {
             return true;
         }
-        let directly_after_newline = self.pos > 0 && self.tokens[self.pos - 1].kind == TokenKind::Newline;
+        let directly_after_newline =
+            self.pos > 0 && self.tokens[self.pos - 1].kind == TokenKind::Newline;
         match self.previous() {
             Some(prev) if !directly_after_newline => self
                 .src
@@ -109,7 +110,10 @@ impl Parser<'_> {
 
     fn unexpected(&self, expected: &str) -> Diagnostic {
         let token = self.peek();
-        let d = Diagnostic::error(format!("expected {expected}, found {}", token.kind.describe()));
+        let d = Diagnostic::error(format!(
+            "expected {expected}, found {}",
+            token.kind.describe()
+        ));
         match self.previous() {
             Some(prev) if self.after_line_break() => {
                 let end = prev.span.end as usize;
@@ -206,7 +210,8 @@ impl Parser<'_> {
                 kind: ParamKind::Tensor,
             });
         }
-        let ty_token = self.expect_ident("a parameter type (`int`, `float`, `bool`, `str` or `ints`)")?;
+        let ty_token =
+            self.expect_ident("a parameter type (`int`, `float`, `bool`, `str` or `ints`)")?;
         let ty = AttrType::from_keyword(&ty_token.name).ok_or_else(|| {
             Diagnostic::error(format!("unknown parameter type `{}`", ty_token.name))
                 .with_primary(ty_token.span, "not a parameter type")
@@ -262,8 +267,9 @@ impl Parser<'_> {
             let ends_statement = self.at(&TokenKind::RBrace) || self.at(&TokenKind::Eof);
             if !ends_statement && self.eat(&TokenKind::Newline).is_none() {
                 let d = self.unexpected("end of line after the statement");
-                let starts_statement = matches!(self.peek().kind, TokenKind::Ident(_) | TokenKind::Int(_))
-                    && matches!(self.peek_at(1), TokenKind::Eq | TokenKind::DotDotEq);
+                let starts_statement =
+                    matches!(self.peek().kind, TokenKind::Ident(_) | TokenKind::Int(_))
+                        && matches!(self.peek_at(1), TokenKind::Eq | TokenKind::DotDotEq);
                 return Err(match self.peek().kind {
                     TokenKind::Plus | TokenKind::Star => d.with_help(
                         "`a + b` and `a * b` take exactly two value names; bind intermediate results to names",
@@ -398,7 +404,8 @@ impl Parser<'_> {
     }
 
     fn parse_rhs(&mut self) -> PResult<Rhs> {
-        if matches!(self.peek().kind, TokenKind::Ident(_)) && self.peek_at(1) == &TokenKind::LParen {
+        if matches!(self.peek().kind, TokenKind::Ident(_)) && self.peek_at(1) == &TokenKind::LParen
+        {
             return Ok(Rhs::Call(self.parse_call()?));
         }
         let lhs = self.parse_path()?;
@@ -426,7 +433,8 @@ impl Parser<'_> {
         let open = self.expect(&TokenKind::LParen, "`(`")?;
         let mut args = Vec::new();
         while !self.at(&TokenKind::RParen) {
-            let keyword = matches!(self.peek().kind, TokenKind::Ident(_)) && self.peek_at(1) == &TokenKind::Eq;
+            let keyword = matches!(self.peek().kind, TokenKind::Ident(_))
+                && self.peek_at(1) == &TokenKind::Eq;
             if keyword {
                 let name = self.expect_ident("an attribute name")?;
                 self.bump();
@@ -434,7 +442,9 @@ impl Parser<'_> {
                 args.push(Arg::Keyword { name, value });
             } else {
                 args.push(Arg::Positional(self.parse_path().map_err(|d| {
-                    d.with_help("tensor arguments are value names; attributes are written `name=value`")
+                    d.with_help(
+                        "tensor arguments are value names; attributes are written `name=value`",
+                    )
                 })?));
             }
             if self.eat(&TokenKind::Comma).is_none() {
@@ -475,7 +485,10 @@ impl Parser<'_> {
             self.operators += 1;
             if self.operators > MAX_OPERATORS {
                 return Err(Diagnostic::error("attribute expression is too long")
-                    .with_primary(self.peek().span, format!("more than {MAX_OPERATORS} operators in one expression"))
+                    .with_primary(
+                        self.peek().span,
+                        format!("more than {MAX_OPERATORS} operators in one expression"),
+                    )
                     .with_help("compute the value outside nnc and write the result"));
             }
             self.bump();
@@ -511,8 +524,12 @@ impl Parser<'_> {
 
     fn parse_primary(&mut self, depth: usize) -> PResult<Expr> {
         if depth > MAX_DEPTH {
-            return Err(Diagnostic::error("expression nested too deeply")
-                .with_primary(self.peek().span, format!("more than {MAX_DEPTH} levels of nesting")));
+            return Err(
+                Diagnostic::error("expression nested too deeply").with_primary(
+                    self.peek().span,
+                    format!("more than {MAX_DEPTH} levels of nesting"),
+                ),
+            );
         }
         let token = self.peek().clone();
         let span = token.span;

@@ -54,7 +54,12 @@ pub fn print_stmt(stmt: &Stmt) -> String {
     match stmt {
         Stmt::Input(s) => {
             let dims: Vec<String> = s.ty.dims.iter().map(|d| d.value.to_string()).collect();
-            format!("input {}: {}[{}]", s.name.name, s.ty.dtype.name, dims.join(", "))
+            format!(
+                "input {}: {}[{}]",
+                s.name.name,
+                s.ty.dtype.name,
+                dims.join(", ")
+            )
         }
         Stmt::Let(s) => {
             let target = match &s.repeat_to {

@@ -13,14 +13,18 @@ use nnc_frontend::SourceFile;
 #[test]
 fn errors() {
     insta::glob!("../cases/errors", "*.nn", |path| {
-        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text =
+            std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let file_name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let source = SourceFile::new(format!("errors/{file_name}"), text);
         let diagnostics = match compile_source(&source) {
-            Ok(_) => panic!("{}: compiled, but every case in cases/errors must fail", path.display()),
+            Ok(_) => panic!(
+                "{}: compiled, but every case in cases/errors must fail",
+                path.display()
+            ),
             Err(diagnostics) => diagnostics,
         };
         assert!(

@@ -23,7 +23,10 @@ fn compile_and_render(text: &str) {
     match compile_source(&source) {
         Ok(_) => {}
         Err(diagnostics) => {
-            assert!(!diagnostics.is_empty(), "failed without diagnostics:\n{text}");
+            assert!(
+                !diagnostics.is_empty(),
+                "failed without diagnostics:\n{text}"
+            );
             let rendered = render_all(&diagnostics, &source);
             assert!(
                 rendered.contains("error"),
@@ -107,8 +110,8 @@ const ATTRIBUTES: &[&str] = &[
 ];
 
 const WORDS: &[&str] = &[
-    "model", "block", "input", "output", "return", "int", "float", "bool", "str", "ints", "true", "false", "f32",
-    "f16", "x", "y", "conv1", "layer1", "layer", "b", "planes",
+    "model", "block", "input", "output", "return", "int", "float", "bool", "str", "ints", "true",
+    "false", "f32", "f16", "x", "y", "conv1", "layer1", "layer", "b", "planes",
 ];
 
 const PUNCTUATION: &[&str] = &[
@@ -161,7 +164,14 @@ const SIGNATURES: &[(&str, usize, &[&str], &[&str])] = &[
         "conv_transpose2d",
         1,
         &["out", "kernel"],
-        &["stride", "pad", "output_padding", "dilation", "groups", "bias"],
+        &[
+            "stride",
+            "pad",
+            "output_padding",
+            "dilation",
+            "groups",
+            "bias",
+        ],
     ),
     ("batch_norm", 1, &[], &["eps"]),
     ("group_norm", 1, &["groups"], &["eps", "affine"]),
@@ -214,8 +224,12 @@ fn int() -> impl Strategy<Value = i64> + Clone {
 }
 
 fn int_list(len: std::ops::Range<usize>) -> impl Strategy<Value = String> + Clone {
-    prop::collection::vec(int(), len)
-        .prop_map(|v| format!("[{}]", v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")))
+    prop::collection::vec(int(), len).prop_map(|v| {
+        format!(
+            "[{}]",
+            v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+        )
+    })
 }
 
 /// A value of any kind, including expressions.
@@ -241,7 +255,8 @@ fn attribute_value(name: &'static str) -> BoxedStrategy<String> {
                 .boxed()
         }
         "eps" | "negative_slope" | "min" | "max" | "p" => prop_oneof![
-            prop::sample::select(vec!["0.5", "1e-5", "0.0", "6.0", "-1.0", "0.99"]).prop_map(str::to_string),
+            prop::sample::select(vec!["0.5", "1e-5", "0.0", "6.0", "-1.0", "0.99"])
+                .prop_map(str::to_string),
             int().prop_map(|v| v.to_string()),
         ]
         .boxed(),
@@ -261,7 +276,13 @@ fn attribute_value(name: &'static str) -> BoxedStrategy<String> {
 /// One statement of a random model: `vN = op(operands, attrs)` over the
 /// values defined so far (`x` and `v0 .. v{index-1}`), or an infix form.
 fn statement(index: usize) -> impl Strategy<Value = String> {
-    let operand = (0..=index).prop_map(|i| if i == 0 { "x".to_string() } else { format!("v{}", i - 1) });
+    let operand = (0..=index).prop_map(|i| {
+        if i == 0 {
+            "x".to_string()
+        } else {
+            format!("v{}", i - 1)
+        }
+    });
     let call = (
         0..SIGNATURES.len(),
         any::<u64>(),
@@ -274,7 +295,11 @@ fn statement(index: usize) -> impl Strategy<Value = String> {
             let mut attrs: Vec<&'static str> = Vec::new();
             for (i, a) in required.iter().chain(optional).enumerate() {
                 let bits = (seed >> (4 * i)) & 0xf;
-                let keep = if i < required.len() { bits != 0 } else { bits < 5 };
+                let keep = if i < required.len() {
+                    bits != 0
+                } else {
+                    bits < 5
+                };
                 if keep {
                     attrs.push(a);
                 }
@@ -285,7 +310,8 @@ fn statement(index: usize) -> impl Strategy<Value = String> {
             } else {
                 arity
             };
-            let values: Vec<BoxedStrategy<String>> = attrs.iter().map(|a| attribute_value(a)).collect();
+            let values: Vec<BoxedStrategy<String>> =
+                attrs.iter().map(|a| attribute_value(a)).collect();
             (
                 Just(name),
                 prop::collection::vec(operand.clone(), arity..=arity),
@@ -300,8 +326,18 @@ fn statement(index: usize) -> impl Strategy<Value = String> {
                 .collect();
             format!("v{index} = {op}({})", args.join(", "))
         });
-    let operand = (0..=index).prop_map(|i| if i == 0 { "x".to_string() } else { format!("v{}", i - 1) });
-    let infix = (operand.clone(), prop::sample::select(vec!["+", "*"]), operand)
+    let operand = (0..=index).prop_map(|i| {
+        if i == 0 {
+            "x".to_string()
+        } else {
+            format!("v{}", i - 1)
+        }
+    });
+    let infix = (
+        operand.clone(),
+        prop::sample::select(vec!["+", "*"]),
+        operand,
+    )
         .prop_map(move |(a, op, b)| format!("v{index} = {a} {op} {b}"));
     prop_oneof![6 => call, 1 => infix]
 }
@@ -309,7 +345,8 @@ fn statement(index: usize) -> impl Strategy<Value = String> {
 /// A random model: one input of rank 0 to 5 with small or edge-case dims,
 /// a few statements, and an output.
 fn random_model() -> impl Strategy<Value = String> {
-    let dim = prop_oneof![60 => 1u64..9, 1 => Just(0u64), 1 => Just(1u64 << 31), 1 => Just(u64::MAX)];
+    let dim =
+        prop_oneof![60 => 1u64..9, 1 => Just(0u64), 1 => Just(1u64 << 31), 1 => Just(u64::MAX)];
     let dims = prop_oneof![
         3 => prop::collection::vec(dim.clone(), 4..=4),
         2 => prop::collection::vec(dim, 0..6),
@@ -342,7 +379,10 @@ fn models() -> Vec<String> {
         .unwrap_or_default();
     paths.retain(|p: &std::path::PathBuf| p.extension().is_some_and(|e| e == "nn"));
     paths.sort();
-    paths.iter().filter_map(|p| std::fs::read_to_string(p).ok()).collect()
+    paths
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .collect()
 }
 
 /// A small edit to a source text. Indices are taken modulo the number of
@@ -404,7 +444,10 @@ fn split_tokens(text: &str) -> Option<Vec<(String, String, TokenKind)>> {
 }
 
 fn join_tokens(tokens: &[(String, String, TokenKind)]) -> String {
-    tokens.iter().map(|(gap, text, _)| format!("{gap}{text}")).collect()
+    tokens
+        .iter()
+        .map(|(gap, text, _)| format!("{gap}{text}"))
+        .collect()
 }
 
 fn apply(text: &str, m: &Mutation) -> String {
@@ -549,7 +592,10 @@ fn assert_error(text: &str, message: &str) {
         panic!("compiled, but should fail with `{message}`:\n{text}");
     };
     let rendered = render_all(&diagnostics, &source);
-    assert!(rendered.contains(message), "expected `{message}` in:\n{rendered}");
+    assert!(
+        rendered.contains(message),
+        "expected `{message}` in:\n{rendered}"
+    );
 }
 
 #[test]
@@ -624,7 +670,10 @@ fn block_nesting_at_the_depth_limit() {
     // with an error before the stack of a test thread runs out.
     let mut text = String::from("block b0(x) {\n    y = relu(x)\n    return y\n}\n");
     for k in 1..80 {
-        text.push_str(&format!("block b{k}(x) {{\n    y = b{}(x)\n    return y\n}}\n", k - 1));
+        text.push_str(&format!(
+            "block b{k}(x) {{\n    y = b{}(x)\n    return y\n}}\n",
+            k - 1
+        ));
     }
     text.push_str("model m {\n    input x: f32[1, 8]\n    y = b79(x)\n    output y\n}\n");
     assert_error(&text, "blocks nested too deeply");

@@ -9,7 +9,8 @@ use nnc_frontend::SourceFile;
 fn load(path: &std::path::Path) -> Graph {
     let text = std::fs::read_to_string(path).expect("readable");
     let source = SourceFile::new(path.display().to_string(), text);
-    compile_source(&source).unwrap_or_else(|d| panic!("{}", nnc_frontend::diagnostic::render_all(&d, &source)))
+    compile_source(&source)
+        .unwrap_or_else(|d| panic!("{}", nnc_frontend::diagnostic::render_all(&d, &source)))
 }
 
 fn weight_names(graph: &Graph) -> Vec<String> {
@@ -35,7 +36,14 @@ fn ir_of_every_lowering_case() {
 #[test]
 fn repetition_names_each_instance() {
     let g = load(&nnc_tests::repo_root().join("tests/cases/lower/repetition.nn"));
-    assert_eq!(weight_names(&g), ["stage.1.conv.weight", "stage.2.conv.weight", "stage.3.conv.weight"]);
+    assert_eq!(
+        weight_names(&g),
+        [
+            "stage.1.conv.weight",
+            "stage.2.conv.weight",
+            "stage.3.conv.weight"
+        ]
+    );
     // Chained: the output is stage.3's relu, fed by stage.2's.
     let out = g.node(g.outputs()[0]);
     assert_eq!(out.name, "stage.3.act");
@@ -53,7 +61,10 @@ fn nested_blocks_give_sequential_names() {
         "features.0.conv.1.0.weight",
         "features.0.conv.1.1.running_var",
     ] {
-        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
     }
     // pad defaults to kernel / 2: 0 for the 1x1 conv, 1 for the 3x3 (stride 2: 16 -> 8).
     assert_eq!(g.node(g.outputs()[0]).ty.shape, [1, 16, 8, 8]);

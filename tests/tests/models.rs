@@ -9,7 +9,10 @@ use nnc_frontend::SourceFile;
 
 fn load(path: &std::path::Path) -> nnc_compiler::ir::Graph {
     let text = std::fs::read_to_string(path).expect("model is readable");
-    let name = format!("models/{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("?"));
+    let name = format!(
+        "models/{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("?")
+    );
     let source = SourceFile::new(name, text);
     match compile_source(&source) {
         Ok(graph) => graph,

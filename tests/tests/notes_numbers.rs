@@ -12,14 +12,20 @@ fn stats_of(case: &str) -> ModelStats {
 }
 
 fn last_field(s: &ModelStats) -> ReceptiveField {
-    s.layers.last().map(|l| l.receptive_field).unwrap_or(ReceptiveField::None)
+    s.layers
+        .last()
+        .map(|l| l.receptive_field)
+        .unwrap_or(ReceptiveField::None)
 }
 
 #[test]
 fn two_3x3_convs_see_5x5_with_072_of_the_weights() {
     let two = stats_of("two_3x3.nn");
     let one = stats_of("one_5x5.nn");
-    let window = ReceptiveField::Window { size: [5.0, 5.0], stride: [1.0, 1.0] };
+    let window = ReceptiveField::Window {
+        size: [5.0, 5.0],
+        stride: [1.0, 1.0],
+    };
     assert_eq!(last_field(&two), window);
     assert_eq!(last_field(&one), window);
     // 2 * 3*3 / (5*5), exactly.
@@ -31,7 +37,10 @@ fn two_3x3_convs_see_5x5_with_072_of_the_weights() {
 fn depthwise_separable_3x3_16_to_32_has_656_weights() {
     assert_eq!(stats_of("conv3x3_16_32.nn").total_params, 3 * 3 * 16 * 32);
     assert_eq!(stats_of("conv3x3_16_32.nn").total_params, 4608);
-    assert_eq!(stats_of("separable_16_32.nn").total_params, 16 * 3 * 3 + 16 * 32);
+    assert_eq!(
+        stats_of("separable_16_32.nn").total_params,
+        16 * 3 * 3 + 16 * 32
+    );
     assert_eq!(stats_of("separable_16_32.nn").total_params, 656);
 }
 

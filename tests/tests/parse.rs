@@ -18,18 +18,28 @@ fn model_body(src: &str) -> Vec<Stmt> {
 #[test]
 fn dotted_paths_with_indices_are_one_name() {
     let body = model_body("model m {\n    layer1.0.conv1 = relu(x.1)\n}\n");
-    let Stmt::Let(s) = &body[0] else { panic!("expected a binding") };
+    let Stmt::Let(s) = &body[0] else {
+        panic!("expected a binding")
+    };
     assert_eq!(s.target.segments, ["layer1", "0", "conv1"]);
-    let Rhs::Call(call) = &s.value else { panic!("expected a call") };
-    let Arg::Positional(p) = &call.args[0] else { panic!("expected a tensor") };
+    let Rhs::Call(call) = &s.value else {
+        panic!("expected a call")
+    };
+    let Arg::Positional(p) = &call.args[0] else {
+        panic!("expected a tensor")
+    };
     assert_eq!(p.dotted(), "x.1");
 }
 
 #[test]
 fn numbers_in_attributes() {
     let body = model_body("model m {\n    y = f(x, a=1e-5, b=0.5, c=2.5e3, d=-3, e=7)\n}\n");
-    let Stmt::Let(s) = &body[0] else { panic!("expected a binding") };
-    let Rhs::Call(call) = &s.value else { panic!("expected a call") };
+    let Stmt::Let(s) = &body[0] else {
+        panic!("expected a binding")
+    };
+    let Rhs::Call(call) = &s.value else {
+        panic!("expected a call")
+    };
     let values: Vec<&ExprKind> = call
         .args
         .iter()
@@ -48,10 +58,14 @@ fn numbers_in_attributes() {
 #[test]
 fn repetition_range_and_index_first_paths() {
     let body = model_body("model m {\n    features.8..=10 = b(features.7)\n    0 = relu(x)\n}\n");
-    let Stmt::Let(s) = &body[0] else { panic!("expected a binding") };
+    let Stmt::Let(s) = &body[0] else {
+        panic!("expected a binding")
+    };
     assert_eq!(s.target.dotted(), "features.8");
     assert_eq!(s.repeat_to.as_ref().map(|d| d.value), Some(10));
-    let Stmt::Let(s) = &body[1] else { panic!("expected a binding") };
+    let Stmt::Let(s) = &body[1] else {
+        panic!("expected a binding")
+    };
     assert_eq!(s.target.dotted(), "0");
 }
 
@@ -63,6 +77,10 @@ fn newlines_inside_brackets_do_not_end_a_statement() {
 
 #[test]
 fn a_statement_must_end_its_line() {
-    let err = parse("model m {\n    y = relu(x) z = relu(y)\n}\n").expect_err("two statements on one line");
-    assert_eq!(err.message, "expected end of line after the statement, found `z`");
+    let err = parse("model m {\n    y = relu(x) z = relu(y)\n}\n")
+        .expect_err("two statements on one line");
+    assert_eq!(
+        err.message,
+        "expected end of line after the statement, found `z`"
+    );
 }

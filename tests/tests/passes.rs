@@ -45,7 +45,8 @@ fn seeded_inputs(graph: &Graph) -> Vec<Tensor> {
 }
 
 fn interpret(graph: &Graph, weights: &WeightSet, inputs: &[Tensor], what: &str) -> Vec<Tensor> {
-    run(graph, weights, inputs).unwrap_or_else(|e| panic!("{what}: the interpreter fails: {e}\n{graph}"))
+    run(graph, weights, inputs)
+        .unwrap_or_else(|e| panic!("{what}: the interpreter fails: {e}\n{graph}"))
 }
 
 /// Fails unless every output agrees within `tol` relative to the reference's
@@ -55,7 +56,11 @@ fn assert_close(what: &str, reference: &[Tensor], found: &[Tensor], tol: f32) {
     for (i, (r, f)) in reference.iter().zip(found).enumerate() {
         assert_eq!(r.shape(), f.shape(), "{what}: output {i} shape");
         let scale = r.data().iter().fold(1.0f32, |m, v| m.max(v.abs()));
-        let err = r.data().iter().zip(f.data()).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        let err = r
+            .data()
+            .iter()
+            .zip(f.data())
+            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
         assert!(
             err <= tol * scale,
             "{what}: output {i} differs by {err:e}, more than {tol:e} * {scale}"
@@ -91,34 +96,69 @@ fn check_graph(mut graph: Graph, what: &str) -> (Graph, Vec<(&'static str, PassR
     for pass in PASSES {
         let report = passes::run_pass(pass, &mut graph, &mut weights, true)
             .unwrap_or_else(|e| panic!("{what}: {e}"));
-        let after = interpret(&graph, &weights, &inputs, &format!("{what} after {}", pass.name));
-        assert_close(&format!("{what} after {}", pass.name), &before, &after, tolerance(pass.name));
+        let after = interpret(
+            &graph,
+            &weights,
+            &inputs,
+            &format!("{what} after {}", pass.name),
+        );
+        assert_close(
+            &format!("{what} after {}", pass.name),
+            &before,
+            &after,
+            tolerance(pass.name),
+        );
         before = after;
         reports.push((pass.name, report));
     }
-    assert_close(&format!("{what} after the pipeline"), &reference, &before, 1e-5);
+    assert_close(
+        &format!("{what} after the pipeline"),
+        &reference,
+        &before,
+        1e-5,
+    );
     // dce ran last, so the weight set holds exactly the graph's weights.
-    let names: Vec<String> = expected_weights(&graph).into_iter().map(|(name, _)| name).collect();
+    let names: Vec<String> = expected_weights(&graph)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
     let held: Vec<String> = weights.names().map(str::to_string).collect();
-    assert_eq!(names, held, "{what}: weight set and graph disagree after the pipeline");
+    assert_eq!(
+        names, held,
+        "{what}: weight set and graph disagree after the pipeline"
+    );
     (graph, reports)
 }
 
 fn fired(reports: &[(&str, PassReport)]) -> String {
-    reports.iter().map(|(name, r)| format!("{name}={}", r.fired)).collect::<Vec<_>>().join(" ")
+    reports
+        .iter()
+        .map(|(name, r)| format!("{name}={}", r.fired))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn count(graph: &Graph, pred: impl Fn(&Op) -> bool) -> usize {
-    graph.node_ids().into_iter().filter(|&id| pred(&graph.node(id).op)).count()
+    graph
+        .node_ids()
+        .into_iter()
+        .filter(|&id| pred(&graph.node(id).op))
+        .count()
 }
 
 #[test]
 fn every_pass_preserves_the_outputs_of_every_model() {
     let models = nnc_tests::models();
-    assert!(models.len() >= 5, "expected the models/ directory, found {models:?}");
+    assert!(
+        models.len() >= 5,
+        "expected the models/ directory, found {models:?}"
+    );
     for path in models {
         let (_, reports) = check_pipeline(&path);
-        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         println!("{name}: {}", fired(&reports));
         for (pass, report) in &reports {
             for note in &report.notes {
@@ -131,7 +171,10 @@ fn every_pass_preserves_the_outputs_of_every_model() {
 #[test]
 fn every_pass_preserves_the_outputs_of_every_pass_case() {
     let cases = nnc_tests::nn_files(&nnc_tests::repo_root().join("tests/cases/passes"));
-    assert!(cases.len() >= 10, "expected the pass cases, found {cases:?}");
+    assert!(
+        cases.len() >= 10,
+        "expected the pass cases, found {cases:?}"
+    );
     for path in cases {
         check_pipeline(&path);
     }
@@ -140,19 +183,33 @@ fn every_pass_preserves_the_outputs_of_every_pass_case() {
 #[test]
 fn ir_before_and_after_each_focused_case() {
     insta::glob!("../cases/passes", "*/*.nn", |path| {
-        let folder = path.parent().and_then(Path::file_name).map(|f| f.to_string_lossy().into_owned());
+        let folder = path
+            .parent()
+            .and_then(Path::file_name)
+            .map(|f| f.to_string_lossy().into_owned());
         let folder = folder.unwrap_or_default();
-        let pass = passes::find(&folder).unwrap_or_else(|| panic!("folder `{folder}` is not a pass name"));
+        let pass =
+            passes::find(&folder).unwrap_or_else(|| panic!("folder `{folder}` is not a pass name"));
         let mut graph = load(path);
         let mut weights = seeded_weights(&graph, SEED).expect("seeded weights");
         let text = std::fs::read_to_string(path).expect("readable case");
-        if let Some(list) = text.lines().next().and_then(|l| l.strip_prefix("# run-before:")) {
+        if let Some(list) = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# run-before:"))
+        {
             let names: Vec<&str> = list.split(',').map(str::trim).collect();
-            passes::run_pipeline(&mut graph, &mut weights, &names, true).unwrap_or_else(|e| panic!("{e}"));
+            passes::run_pipeline(&mut graph, &mut weights, &names, true)
+                .unwrap_or_else(|e| panic!("{e}"));
         }
         let before = graph.to_string();
-        let report = passes::run_pass(pass, &mut graph, &mut weights, true).unwrap_or_else(|e| panic!("{e}"));
-        let notes: String = report.notes.iter().map(|n| format!("note: {n}\n")).collect();
+        let report = passes::run_pass(pass, &mut graph, &mut weights, true)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let notes: String = report
+            .notes
+            .iter()
+            .map(|n| format!("note: {n}\n"))
+            .collect();
         insta::assert_snapshot!(format!(
             "{before}\n--- after {}: fired {}\n{notes}\n{graph}",
             pass.name, report.fired
@@ -160,41 +217,70 @@ fn ir_before_and_after_each_focused_case() {
     });
 }
 
-fn run_on_case(pass_names: &[&str], case: &str) -> (Graph, WeightSet, Vec<(&'static str, PassReport)>) {
+fn run_on_case(
+    pass_names: &[&str],
+    case: &str,
+) -> (Graph, WeightSet, Vec<(&'static str, PassReport)>) {
     let mut graph = load(&nnc_tests::repo_root().join(case));
     let mut weights = seeded_weights(&graph, SEED).expect("seeded weights");
-    let reports = passes::run_pipeline(&mut graph, &mut weights, pass_names, true).unwrap_or_else(|e| panic!("{e}"));
+    let reports = passes::run_pipeline(&mut graph, &mut weights, pass_names, true)
+        .unwrap_or_else(|e| panic!("{e}"));
     (graph, weights, reports)
 }
 
 #[test]
 fn resnet18_keeps_no_batch_norm_after_simplify_fold_bn_and_dce() {
-    let (graph, weights, reports) = run_on_case(&["simplify", "fold-bn", "dce"], "models/resnet18.nn");
-    assert_eq!(count(&graph, |op| matches!(op, Op::BatchNorm(_))), 0, "{graph}");
+    let (graph, weights, reports) =
+        run_on_case(&["simplify", "fold-bn", "dce"], "models/resnet18.nn");
+    assert_eq!(
+        count(&graph, |op| matches!(op, Op::BatchNorm(_))),
+        0,
+        "{graph}"
+    );
     // 20 batch norms, each after a conv with a single user.
     assert_eq!(reports[1].1.fired, 20);
     assert!(reports[1].1.notes.is_empty(), "{:?}", reports[1].1.notes);
-    assert!(weights.names().all(|n| !n.contains("running")), "batch-norm statistics left in the weight set");
+    assert!(
+        weights.names().all(|n| !n.contains("running")),
+        "batch-norm statistics left in the weight set"
+    );
     // Every conv now carries the folded bias.
-    let convs = graph.node_ids().into_iter().filter(|&id| matches!(graph.node(id).op, Op::Conv2d(_)));
+    let convs = graph
+        .node_ids()
+        .into_iter()
+        .filter(|&id| matches!(graph.node(id).op, Op::Conv2d(_)));
     for id in convs {
-        assert!(matches!(&graph.node(id).op, Op::Conv2d(a) if a.bias), "{} has no bias", graph.node(id).name);
+        assert!(
+            matches!(&graph.node(id).op, Op::Conv2d(a) if a.bias),
+            "{} has no bias",
+            graph.node(id).name
+        );
     }
 }
 
 #[test]
 fn fold_bn_explains_what_it_does_not_fold() {
-    let (graph, _, reports) = run_on_case(&["fold-bn"], "tests/cases/passes/fold-bn/conv_two_users.nn");
+    let (graph, _, reports) =
+        run_on_case(&["fold-bn"], "tests/cases/passes/fold-bn/conv_two_users.nn");
     assert_eq!(reports[0].1.fired, 0);
-    assert_eq!(reports[0].1.notes, ["bn: not folded: producer conv has 2 users"]);
+    assert_eq!(
+        reports[0].1.notes,
+        ["bn: not folded: producer conv has 2 users"]
+    );
     assert_eq!(count(&graph, |op| matches!(op, Op::BatchNorm(_))), 1);
 
     let (_, _, reports) = run_on_case(&["fold-bn"], "tests/cases/passes/fold-bn/conv_is_output.nn");
-    assert_eq!(reports[0].1.notes, ["bn: not folded: producer conv is a graph output"]);
+    assert_eq!(
+        reports[0].1.notes,
+        ["bn: not folded: producer conv is a graph output"]
+    );
 
     // After a ReLU there is no candidate, so nothing to explain; simplify
     // turns that batch norm into an affine instead.
-    let (graph, _, reports) = run_on_case(&["fold-bn", "simplify"], "tests/cases/passes/fold-bn/bn_after_relu.nn");
+    let (graph, _, reports) = run_on_case(
+        &["fold-bn", "simplify"],
+        "tests/cases/passes/fold-bn/bn_after_relu.nn",
+    );
     assert_eq!((reports[0].1.fired, reports[0].1.notes.len()), (0, 0));
     assert_eq!(reports[1].1.fired, 1);
     assert_eq!(count(&graph, |op| matches!(op, Op::BatchNorm(_))), 0);
@@ -202,7 +288,10 @@ fn fold_bn_explains_what_it_does_not_fold() {
 
 #[test]
 fn simplify_leaves_batch_norm_after_conv_for_fold_bn() {
-    let (graph, _, reports) = run_on_case(&["simplify"], "tests/cases/passes/simplify/bn_after_conv_untouched.nn");
+    let (graph, _, reports) = run_on_case(
+        &["simplify"],
+        "tests/cases/passes/simplify/bn_after_conv_untouched.nn",
+    );
     assert_eq!(reports[0].1.fired, 0);
     assert_eq!(count(&graph, |op| matches!(op, Op::BatchNorm(_))), 1);
 }
@@ -210,10 +299,18 @@ fn simplify_leaves_batch_norm_after_conv_for_fold_bn() {
 #[test]
 fn simplify_removes_every_dropout_and_identity() {
     for path in nnc_tests::models() {
-        let mut graph = nnc_compiler::driver::load(&path).expect("model loads").graph;
+        let mut graph = nnc_compiler::driver::load(&path)
+            .expect("model loads")
+            .graph;
         let mut weights = seeded_weights(&graph, SEED).expect("seeded weights");
-        passes::run_pipeline(&mut graph, &mut weights, &["simplify"], true).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(count(&graph, |op| matches!(op, Op::Dropout(_) | Op::Identity)), 0, "{}", path.display());
+        passes::run_pipeline(&mut graph, &mut weights, &["simplify"], true)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            count(&graph, |op| matches!(op, Op::Dropout(_) | Op::Identity)),
+            0,
+            "{}",
+            path.display()
+        );
     }
 }
 
@@ -223,13 +320,31 @@ fn simplify_removes_every_dropout_and_identity() {
 fn shared_weight_graph() -> Graph {
     let mut g = Graph::new("shared");
     let x = g
-        .add(Node::new(Op::Input(InputAttrs { name: "x".into() }), vec![], TensorType::f32(vec![1, 2, 3, 3]), "x"))
+        .add(Node::new(
+            Op::Input(InputAttrs { name: "x".into() }),
+            vec![],
+            TensorType::f32(vec![1, 2, 3, 3]),
+            "x",
+        ))
         .expect("add");
     let weight = |g: &mut Graph, name: &str, shape: Vec<usize>, role| {
-        g.add(Node::new(Op::Weight(WeightAttrs { name: name.into(), role }), vec![], TensorType::f32(shape), name))
-            .expect("add")
+        g.add(Node::new(
+            Op::Weight(WeightAttrs {
+                name: name.into(),
+                role,
+            }),
+            vec![],
+            TensorType::f32(shape),
+            name,
+        ))
+        .expect("add")
     };
-    let w = weight(&mut g, "shared.weight", vec![3, 2, 1, 1], WeightRole::Kernel { fan_in: 2 });
+    let w = weight(
+        &mut g,
+        "shared.weight",
+        vec![3, 2, 1, 1],
+        WeightRole::Kernel { fan_in: 2 },
+    );
     let conv = Op::Conv2d(Conv2dAttrs {
         out_channels: 3,
         kernel: [1, 1],
@@ -240,14 +355,23 @@ fn shared_weight_graph() -> Graph {
         bias: false,
     });
     let ty = TensorType::f32(vec![1, 3, 3, 3]);
-    let a = g.add(Node::new(conv.clone(), vec![x, w], ty.clone(), "a")).expect("add");
-    let b = g.add(Node::new(conv, vec![x, w], ty.clone(), "b")).expect("add");
+    let a = g
+        .add(Node::new(conv.clone(), vec![x, w], ty.clone(), "a"))
+        .expect("add");
+    let b = g
+        .add(Node::new(conv, vec![x, w], ty.clone(), "b"))
+        .expect("add");
     let gamma = weight(&mut g, "bn.weight", vec![3], WeightRole::NormWeight);
     let beta = weight(&mut g, "bn.bias", vec![3], WeightRole::NormBias);
     let mean = weight(&mut g, "bn.running_mean", vec![3], WeightRole::RunningMean);
     let var = weight(&mut g, "bn.running_var", vec![3], WeightRole::RunningVar);
     let bn = g
-        .add(Node::new(Op::BatchNorm(BatchNormAttrs { eps: 1e-5 }), vec![a, gamma, beta, mean, var], ty, "bn"))
+        .add(Node::new(
+            Op::BatchNorm(BatchNormAttrs { eps: 1e-5 }),
+            vec![a, gamma, beta, mean, var],
+            ty,
+            "bn",
+        ))
         .expect("add");
     g.set_outputs(vec![bn, b]);
     g
@@ -261,42 +385,100 @@ fn fold_bn_copies_a_weight_that_another_op_reads() {
     let original = weights.get("shared.weight").cloned();
     let inputs = seeded_inputs(&graph);
     let reference = interpret(&graph, &weights, &inputs, "shared");
-    let reports = passes::run_pipeline(&mut graph, &mut weights, &["fold-bn", "dce"], true).unwrap_or_else(|e| panic!("{e}"));
+    let reports = passes::run_pipeline(&mut graph, &mut weights, &["fold-bn", "dce"], true)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(reports[0].1.fired, 1);
-    assert_eq!(weights.get("shared.weight").cloned(), original, "the shared tensor was modified in place");
-    assert!(weights.contains("shared.weight.folded"), "{:?}", weights.names().collect::<Vec<_>>());
+    assert_eq!(
+        weights.get("shared.weight").cloned(),
+        original,
+        "the shared tensor was modified in place"
+    );
+    assert!(
+        weights.contains("shared.weight.folded"),
+        "{:?}",
+        weights.names().collect::<Vec<_>>()
+    );
     assert!(weights.contains("a.bias"));
-    assert_close("shared", &reference, &interpret(&graph, &weights, &inputs, "shared"), 1e-5);
+    assert_close(
+        "shared",
+        &reference,
+        &interpret(&graph, &weights, &inputs, "shared"),
+        1e-5,
+    );
 }
 
 #[test]
 fn dce_removes_dead_weights_from_the_weight_set_and_keeps_inputs() {
     let (graph, weights, reports) = run_on_case(&["dce"], "tests/cases/passes/dce/dead_branch.nn");
-    assert_eq!(reports[0].1.fired, 4, "unused conv, its weight and bias, and its relu");
+    assert_eq!(
+        reports[0].1.fired, 4,
+        "unused conv, its weight and bias, and its relu"
+    );
     assert_eq!(graph.inputs().len(), 2);
-    assert_eq!(weights.names().collect::<Vec<_>>(), ["conv.bias", "conv.weight"]);
+    assert_eq!(
+        weights.names().collect::<Vec<_>>(),
+        ["conv.bias", "conv.weight"]
+    );
 }
 
 #[test]
 fn the_registry_is_in_pipeline_order_and_names_agree_with_files() {
-    const ORDER: [&str; 6] = ["simplify", "fold-bn", "fold-constants", "fuse", "lower-conv", "dce"];
+    const ORDER: [&str; 6] = [
+        "simplify",
+        "fold-bn",
+        "fold-constants",
+        "fuse",
+        "lower-conv",
+        "dce",
+    ];
     let names: Vec<&str> = passes::pass_names().collect();
     let positions: Vec<usize> = names
         .iter()
-        .map(|n| ORDER.iter().position(|o| o == n).unwrap_or_else(|| panic!("`{n}` is not a DESIGN.md pass")))
+        .map(|n| {
+            ORDER
+                .iter()
+                .position(|o| o == n)
+                .unwrap_or_else(|| panic!("`{n}` is not a DESIGN.md pass"))
+        })
         .collect();
-    assert!(positions.windows(2).all(|w| w[0] < w[1]), "out of order: {names:?}");
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "out of order: {names:?}"
+    );
     for pass in PASSES {
-        let file = nnc_tests::repo_root().join(format!("compiler/src/passes/{}.rs", pass.name.replace('-', "_")));
-        assert!(file.is_file(), "no file {} for pass `{}`", file.display(), pass.name);
+        let file = nnc_tests::repo_root().join(format!(
+            "compiler/src/passes/{}.rs",
+            pass.name.replace('-', "_")
+        ));
+        assert!(
+            file.is_file(),
+            "no file {} for pass `{}`",
+            file.display(),
+            pass.name
+        );
         assert!(!pass.description.is_empty());
-        let dir = nnc_tests::repo_root().join("tests/cases/passes").join(pass.name);
-        assert!(dir.is_dir(), "no case folder {} for pass `{}`", dir.display(), pass.name);
+        let dir = nnc_tests::repo_root()
+            .join("tests/cases/passes")
+            .join(pass.name);
+        assert!(
+            dir.is_dir(),
+            "no case folder {} for pass `{}`",
+            dir.display(),
+            pass.name
+        );
     }
-    assert_eq!(passes::pipeline_through("fold-bn"), Some(vec!["simplify", "fold-bn"]));
+    assert_eq!(
+        passes::pipeline_through("fold-bn"),
+        Some(vec!["simplify", "fold-bn"])
+    );
     assert_eq!(passes::pipeline_through("nope"), None);
-    assert_eq!(passes::parse_list("dce, simplify").expect("valid"), ["dce", "simplify"]);
-    assert!(matches!(passes::parse_list("simplify,fuse-all"), Err(PassError::UnknownPass { name }) if name == "fuse-all"));
+    assert_eq!(
+        passes::parse_list("dce, simplify").expect("valid"),
+        ["dce", "simplify"]
+    );
+    assert!(
+        matches!(passes::parse_list("simplify,fuse-all"), Err(PassError::UnknownPass { name }) if name == "fuse-all")
+    );
 }
 
 #[test]
@@ -307,25 +489,49 @@ fn an_unknown_pass_name_lists_the_valid_ones() {
     let err = passes::run_pipeline(&mut graph, &mut weights, &["dce", "fold-batchnorm"], true)
         .expect_err("unknown name");
     assert!(matches!(err, PassError::UnknownPass { .. }));
-    assert_eq!(err.to_string(), "unknown pass `fold-batchnorm`; the passes are: simplify, fold-bn, fold-constants, dce");
-    assert_eq!(graph.to_string(), before, "no pass runs when a name is unknown");
+    assert_eq!(
+        err.to_string(),
+        "unknown pass `fold-batchnorm`; the passes are: simplify, fold-bn, fold-constants, dce"
+    );
+    assert_eq!(
+        graph.to_string(),
+        before,
+        "no pass runs when a name is unknown"
+    );
 }
 
 fn break_types(graph: &mut Graph, _: &mut WeightSet) -> Result<PassReport, PassError> {
     let out = graph.outputs()[0];
     graph.node_mut(out).ty = TensorType::f32(vec![7]);
-    Ok(PassReport { fired: 1, notes: vec![] })
+    Ok(PassReport {
+        fired: 1,
+        notes: vec![],
+    })
 }
 
 #[test]
 fn a_verifier_failure_names_the_pass() {
-    let broken = Pass { name: "break-types", description: "a deliberately wrong pass", run: break_types };
+    let broken = Pass {
+        name: "break-types",
+        description: "a deliberately wrong pass",
+        run: break_types,
+    };
     let mut graph = load(&nnc_tests::repo_root().join("tests/cases/passes/dce/all_live.nn"));
     let mut weights = seeded_weights(&graph, SEED).expect("seeded weights");
-    let err = passes::run_pass(&broken, &mut graph, &mut weights, true).expect_err("verifier must fail");
-    assert!(matches!(err, PassError::Verify { pass: "break-types", .. }));
+    let err =
+        passes::run_pass(&broken, &mut graph, &mut weights, true).expect_err("verifier must fail");
+    assert!(matches!(
+        err,
+        PassError::Verify {
+            pass: "break-types",
+            ..
+        }
+    ));
     let text = err.to_string();
-    assert!(text.starts_with("pass `break-types` produced invalid IR:"), "{text}");
+    assert!(
+        text.starts_with("pass `break-types` produced invalid IR:"),
+        "{text}"
+    );
     assert!(text.contains("stored type f32[7] differs"), "{text}");
     // Without verification the same pass goes through.
     let mut graph = load(&nnc_tests::repo_root().join("tests/cases/passes/dce/all_live.nn"));
@@ -333,24 +539,53 @@ fn a_verifier_failure_names_the_pass() {
 }
 
 fn input(g: &mut Graph, name: &str, shape: Vec<usize>) -> nnc_compiler::ir::NodeId {
-    g.add(Node::new(Op::Input(InputAttrs { name: name.into() }), vec![], TensorType::f32(shape), name)).expect("add")
+    g.add(Node::new(
+        Op::Input(InputAttrs { name: name.into() }),
+        vec![],
+        TensorType::f32(shape),
+        name,
+    ))
+    .expect("add")
 }
 
-fn weight(g: &mut Graph, name: &str, shape: Vec<usize>, role: WeightRole) -> nnc_compiler::ir::NodeId {
-    g.add(Node::new(Op::Weight(WeightAttrs { name: name.into(), role }), vec![], TensorType::f32(shape), name))
-        .expect("add")
+fn weight(
+    g: &mut Graph,
+    name: &str,
+    shape: Vec<usize>,
+    role: WeightRole,
+) -> nnc_compiler::ir::NodeId {
+    g.add(Node::new(
+        Op::Weight(WeightAttrs {
+            name: name.into(),
+            role,
+        }),
+        vec![],
+        TensorType::f32(shape),
+        name,
+    ))
+    .expect("add")
 }
 
 /// Runs `names` on a hand-built graph, checking it against the interpreter
 /// within `tol`; returns the reports.
-fn check_hand_built(graph: &mut Graph, names: &[&str], tol: f32) -> Vec<(&'static str, PassReport)> {
+fn check_hand_built(
+    graph: &mut Graph,
+    names: &[&str],
+    tol: f32,
+) -> Vec<(&'static str, PassReport)> {
     let errors = nnc_compiler::verify::verify(graph);
     assert!(errors.is_empty(), "{errors:?}");
     let mut weights = seeded_weights(graph, SEED).expect("seeded weights");
     let inputs = seeded_inputs(graph);
     let reference = interpret(graph, &weights, &inputs, &graph.name);
-    let reports = passes::run_pipeline(graph, &mut weights, names, true).unwrap_or_else(|e| panic!("{e}"));
-    assert_close(&graph.name, &reference, &interpret(graph, &weights, &inputs, &graph.name), tol);
+    let reports =
+        passes::run_pipeline(graph, &mut weights, names, true).unwrap_or_else(|e| panic!("{e}"));
+    assert_close(
+        &graph.name,
+        &reference,
+        &interpret(graph, &weights, &inputs, &graph.name),
+        tol,
+    );
     reports
 }
 
@@ -361,15 +596,33 @@ fn fold_constants_evaluates_ops_on_weights_only() {
     let x = input(&mut g, "x", vec![2, 6]);
     let w = weight(&mut g, "w", vec![2, 3], WeightRole::NormWeight);
     let flat = g
-        .add(Node::new(Op::Reshape(nnc_compiler::ir::ReshapeAttrs { shape: vec![6] }), vec![w], TensorType::f32(vec![6]), "flat"))
+        .add(Node::new(
+            Op::Reshape(nnc_compiler::ir::ReshapeAttrs { shape: vec![6] }),
+            vec![w],
+            TensorType::f32(vec![6]),
+            "flat",
+        ))
         .expect("add");
-    let scaled = g.add(Node::new(Op::Mul, vec![x, flat], TensorType::f32(vec![2, 6]), "scaled")).expect("add");
+    let scaled = g
+        .add(Node::new(
+            Op::Mul,
+            vec![x, flat],
+            TensorType::f32(vec![2, 6]),
+            "scaled",
+        ))
+        .expect("add");
     g.set_outputs(vec![scaled]);
     let reports = check_hand_built(&mut g, &["fold-constants", "dce"], 0.0);
     assert_eq!(reports[0].1.fired, 1);
-    assert_eq!(reports[0].1.notes, ["scaled: scale not folded: it is a graph output"]);
+    assert_eq!(
+        reports[0].1.notes,
+        ["scaled: scale not folded: it is a graph output"]
+    );
     assert_eq!(count(&g, |op| matches!(op, Op::Reshape(_))), 0, "{g}");
-    assert!(g.to_string().contains("weight @flat.folded : f32[6]"), "{g}");
+    assert!(
+        g.to_string().contains("weight @flat.folded : f32[6]"),
+        "{g}"
+    );
 }
 
 #[test]
@@ -379,8 +632,20 @@ fn fold_constants_folds_a_per_channel_scale_into_a_grouped_conv() {
     let mut g = Graph::new("per_channel_scale");
     let x = input(&mut g, "x", vec![1, 4, 5, 5]);
     let s = weight(&mut g, "s", vec![4, 1, 1], WeightRole::NormWeight);
-    let scaled = g.add(Node::new(Op::Mul, vec![x, s], TensorType::f32(vec![1, 4, 5, 5]), "scaled")).expect("add");
-    let w = weight(&mut g, "conv.weight", vec![6, 2, 3, 3], WeightRole::Kernel { fan_in: 18 });
+    let scaled = g
+        .add(Node::new(
+            Op::Mul,
+            vec![x, s],
+            TensorType::f32(vec![1, 4, 5, 5]),
+            "scaled",
+        ))
+        .expect("add");
+    let w = weight(
+        &mut g,
+        "conv.weight",
+        vec![6, 2, 3, 3],
+        WeightRole::Kernel { fan_in: 18 },
+    );
     let conv = Op::Conv2d(Conv2dAttrs {
         out_channels: 6,
         kernel: [3, 3],
@@ -390,7 +655,14 @@ fn fold_constants_folds_a_per_channel_scale_into_a_grouped_conv() {
         groups: 2,
         bias: false,
     });
-    let c = g.add(Node::new(conv, vec![scaled, w], TensorType::f32(vec![1, 6, 5, 5]), "conv")).expect("add");
+    let c = g
+        .add(Node::new(
+            conv,
+            vec![scaled, w],
+            TensorType::f32(vec![1, 6, 5, 5]),
+            "conv",
+        ))
+        .expect("add");
     g.set_outputs(vec![c]);
     let reports = check_hand_built(&mut g, &["fold-constants", "dce"], 1e-6);
     assert_eq!(reports[0].1.fired, 1);
@@ -399,7 +671,10 @@ fn fold_constants_folds_a_per_channel_scale_into_a_grouped_conv() {
 
 #[test]
 fn fold_constants_explains_the_scales_it_keeps() {
-    let (_, _, reports) = run_on_case(&["simplify", "fold-constants"], "tests/cases/passes/fold-constants/scale_not_folded.nn");
+    let (_, _, reports) = run_on_case(
+        &["simplify", "fold-constants"],
+        "tests/cases/passes/fold-constants/scale_not_folded.nn",
+    );
     assert_eq!(reports[1].1.fired, 0);
     assert_eq!(
         reports[1].1.notes,
@@ -415,13 +690,27 @@ fn fold_constants_explains_the_scales_it_keeps() {
 /// [`random_model`] maps onto valid attributes for the current shape.
 #[derive(Clone, Debug)]
 enum Layer {
-    Conv { out: u8, kernel: u8, stride: u8, pad: u8, dilation: u8, groups: u8, bias: bool },
+    Conv {
+        out: u8,
+        kernel: u8,
+        stride: u8,
+        pad: u8,
+        dilation: u8,
+        groups: u8,
+        bias: bool,
+    },
     BatchNorm,
     Activation(u8),
     Residual,
     Pool(bool),
-    Separable { multiplier: u8, out: u8 },
-    ConvTranspose { out: u8, groups: u8 },
+    Separable {
+        multiplier: u8,
+        out: u8,
+    },
+    ConvTranspose {
+        out: u8,
+        groups: u8,
+    },
     Dropout(bool),
     Identity,
     ExtraOutput,
@@ -452,14 +741,24 @@ fn random_model(c: usize, h: usize, layers: &[Layer]) -> String {
     let mut values: Vec<(String, usize, usize)> = vec![(cur.clone(), c, h)];
     let mut outputs: Vec<String> = Vec::new();
     let divisor = |a: usize, b: usize, pick: u8| {
-        let common: Vec<usize> = (1..=a.min(b)).filter(|&g| a.is_multiple_of(g) && b.is_multiple_of(g)).collect();
+        let common: Vec<usize> = (1..=a.min(b))
+            .filter(|&g| a.is_multiple_of(g) && b.is_multiple_of(g))
+            .collect();
         common[usize::from(pick) % common.len()]
     };
     for (i, layer) in layers.iter().enumerate() {
         let name = format!("l{i}");
         let mut line = |text: String| body.push(format!("    {text}"));
         match *layer {
-            Layer::Conv { out, kernel, stride, pad, dilation, groups, bias } => {
+            Layer::Conv {
+                out,
+                kernel,
+                stride,
+                pad,
+                dilation,
+                groups,
+                bias,
+            } => {
                 let (out, k, s, p, d) = (
                     1 + usize::from(out) % 8,
                     1 + usize::from(kernel) % 3,
@@ -486,7 +785,10 @@ fn random_model(c: usize, h: usize, layers: &[Layer]) -> String {
                 _ => format!("{name} = clip({cur}, min=-0.5, max=0.5)"),
             }),
             Layer::Residual => {
-                let Some((other, _, _)) = values.iter().find(|(n, vc, vh)| *n != cur && *vc == c && *vh == h) else {
+                let Some((other, _, _)) = values
+                    .iter()
+                    .find(|(n, vc, vh)| *n != cur && *vc == c && *vh == h)
+                else {
                     continue;
                 };
                 line(format!("{name} = add({cur}, {other})"));
@@ -500,11 +802,18 @@ fn random_model(c: usize, h: usize, layers: &[Layer]) -> String {
                 h /= 2;
             }
             Layer::Separable { multiplier, out } => {
-                let (dw, out) = (c * (1 + usize::from(multiplier) % 2), 1 + usize::from(out) % 8);
-                line(format!("{name}_dw = conv2d({cur}, out={dw}, kernel=3, pad=1, groups={c}, bias=false)"));
+                let (dw, out) = (
+                    c * (1 + usize::from(multiplier) % 2),
+                    1 + usize::from(out) % 8,
+                );
+                line(format!(
+                    "{name}_dw = conv2d({cur}, out={dw}, kernel=3, pad=1, groups={c}, bias=false)"
+                ));
                 line(format!("{name}_bn1 = batch_norm({name}_dw)"));
                 line(format!("{name}_act = relu6({name}_bn1)"));
-                line(format!("{name}_pw = conv2d({name}_act, out={out}, kernel=1, bias=false)"));
+                line(format!(
+                    "{name}_pw = conv2d({name}_act, out={out}, kernel=1, bias=false)"
+                ));
                 line(format!("{name} = batch_norm({name}_pw)"));
                 c = out;
             }
@@ -535,7 +844,11 @@ fn random_model(c: usize, h: usize, layers: &[Layer]) -> String {
     if !outputs.contains(&cur) {
         outputs.push(cur);
     }
-    format!("model random {{\n{}\n    output {}\n}}\n", body.join("\n"), outputs.join(", "))
+    format!(
+        "model random {{\n{}\n    output {}\n}}\n",
+        body.join("\n"),
+        outputs.join(", ")
+    )
 }
 
 proptest! {
@@ -569,10 +882,19 @@ fn ir_of_every_model_after_each_pass() {
         let mut weights = seeded_weights(&graph, SEED).expect("seeded weights");
         for pass in PASSES {
             let before = graph.to_string();
-            let report = passes::run_pass(pass, &mut graph, &mut weights, true).unwrap_or_else(|e| panic!("{e}"));
+            let report = passes::run_pass(pass, &mut graph, &mut weights, true)
+                .unwrap_or_else(|e| panic!("{e}"));
             let after = graph.to_string();
-            let notes: String = report.notes.iter().map(|n| format!("note: {n}\n")).collect();
-            let ir = if after == before { "unchanged\n".to_string() } else { after };
+            let notes: String = report
+                .notes
+                .iter()
+                .map(|n| format!("note: {n}\n"))
+                .collect();
+            let ir = if after == before {
+                "unchanged\n".to_string()
+            } else {
+                after
+            };
             insta::assert_snapshot!(
                 format!("after_{}", pass.name.replace('-', "_")),
                 format!("{}: fired {}\n{notes}\n{ir}", pass.name, report.fired)

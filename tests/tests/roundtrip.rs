@@ -11,10 +11,25 @@ fn every_file_round_trips_through_the_printer() {
         // Syntax-error cases do not parse; everything else must round-trip.
         let Ok(ast) = parse(&text) else { continue };
         let printed = print_file(&ast);
-        let reparsed = parse(&printed)
-            .unwrap_or_else(|d| panic!("{}: printed text does not parse: {}\n{printed}", path.display(), d.message));
-        assert_eq!(reparsed.without_spans(), ast.without_spans(), "{}", path.display());
-        assert_eq!(print_file(&reparsed), printed, "{}: printing is not idempotent", path.display());
+        let reparsed = parse(&printed).unwrap_or_else(|d| {
+            panic!(
+                "{}: printed text does not parse: {}\n{printed}",
+                path.display(),
+                d.message
+            )
+        });
+        assert_eq!(
+            reparsed.without_spans(),
+            ast.without_spans(),
+            "{}",
+            path.display()
+        );
+        assert_eq!(
+            print_file(&reparsed),
+            printed,
+            "{}: printing is not idempotent",
+            path.display()
+        );
         checked += 1;
     }
     assert!(checked >= 10, "only {checked} files were checked");
@@ -27,5 +42,8 @@ fn expressions_keep_their_structure() {
     let printed = print_file(&ast);
     assert!(printed.contains("out=a - 1 - (a - 2)"), "{printed}");
     assert!(printed.contains("c: float = -(1.5 + 2) * 3"), "{printed}");
-    assert_eq!(parse(&printed).expect("reparses").without_spans(), ast.without_spans());
+    assert_eq!(
+        parse(&printed).expect("reparses").without_spans(),
+        ast.without_spans()
+    );
 }

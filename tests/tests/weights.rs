@@ -10,7 +10,9 @@ use nnc_runtime::{random_input, save_safetensors, to_safetensors_bytes, Tensor, 
 use std::path::Path;
 
 fn lenet() -> Graph {
-    load(&nnc_tests::repo_root().join("models/lenet5.nn")).expect("lenet5 loads").graph
+    load(&nnc_tests::repo_root().join("models/lenet5.nn"))
+        .expect("lenet5 loads")
+        .graph
 }
 
 /// The error text for loading `bytes` as lenet5's weights, with the
@@ -22,7 +24,9 @@ fn load_error(graph: &Graph, dir: &Path, file: &str, bytes: Option<&[u8]>) -> St
     }
     match load_weights(graph, &path) {
         Ok(_) => panic!("loading {file} should fail"),
-        Err(errors) => describe_load_errors(&path, &errors).replace(&dir.display().to_string(), "<dir>"),
+        Err(errors) => {
+            describe_load_errors(&path, &errors).replace(&dir.display().to_string(), "<dir>")
+        }
     }
 }
 
@@ -48,7 +52,10 @@ fn pytorch_num_batches_tracked_is_ignored() {
         .graph;
     let mut weights = seeded_weights(&graph, 0).expect("seeded");
     // An f32 stand-in: the loader skips the name whatever the dtype.
-    weights.insert("bn.num_batches_tracked", Tensor::zeros(vec![]).expect("scalar"));
+    weights.insert(
+        "bn.num_batches_tracked",
+        Tensor::zeros(vec![]).expect("scalar"),
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("w.safetensors");
     save_safetensors(&path, &weights).expect("save");
@@ -60,13 +67,21 @@ fn missing_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let text = load_error(&lenet(), dir.path(), "absent.safetensors", None);
     assert!(text.contains("absent.safetensors"), "{text}");
-    assert!(text.starts_with("cannot load weights: cannot read `<dir>/absent.safetensors`"), "{text}");
+    assert!(
+        text.starts_with("cannot load weights: cannot read `<dir>/absent.safetensors`"),
+        "{text}"
+    );
 }
 
 #[test]
 fn not_a_safetensors_file() {
     let dir = tempfile::tempdir().expect("tempdir");
-    insta::assert_snapshot!(load_error(&lenet(), dir.path(), "garbage.safetensors", Some(b"this is not a weights file at all")));
+    insta::assert_snapshot!(load_error(
+        &lenet(),
+        dir.path(),
+        "garbage.safetensors",
+        Some(b"this is not a weights file at all")
+    ));
 }
 
 #[test]
@@ -84,7 +99,10 @@ fn missing_extra_and_mis_shaped_tensors_are_all_reported() {
     let mut weights: WeightSet = seeded_weights(&graph, 0).expect("seeded");
     weights.remove("fc3.bias");
     weights.insert("fc4.weight", Tensor::zeros(vec![10, 84]).expect("zeros"));
-    weights.insert("conv1.weight", Tensor::zeros(vec![6, 3, 5, 5]).expect("zeros"));
+    weights.insert(
+        "conv1.weight",
+        Tensor::zeros(vec![6, 3, 5, 5]).expect("zeros"),
+    );
     let bytes = to_safetensors_bytes(&weights).expect("encode");
     let dir = tempfile::tempdir().expect("tempdir");
     let text = load_error(&graph, dir.path(), "wrong.safetensors", Some(&bytes));

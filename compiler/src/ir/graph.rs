@@ -237,7 +237,9 @@ impl Graph {
             return Err(GraphError::HasUsers(id));
         }
         self.inputs.retain(|&i| i != id);
-        self.graph.remove_node(id.0).ok_or(GraphError::MissingNode(id))
+        self.graph
+            .remove_node(id.0)
+            .ok_or(GraphError::MissingNode(id))
     }
 
     /// The model inputs, in declaration order.

@@ -345,7 +345,10 @@ impl Op {
                 ("ceil_mode", a.ceil_mode.to_string()),
                 ("count_include_pad", a.count_include_pad.to_string()),
             ],
-            Op::Linear(a) => vec![("out", a.out_features.to_string()), ("bias", a.bias.to_string())],
+            Op::Linear(a) => vec![
+                ("out", a.out_features.to_string()),
+                ("bias", a.bias.to_string()),
+            ],
             Op::Flatten(a) => vec![
                 ("start_dim", a.start_dim.to_string()),
                 ("end_dim", a.end_dim.to_string()),

@@ -53,7 +53,13 @@ pub fn node_line(graph: &Graph, names: &Names, id: NodeId) -> String {
         }
         op => {
             let operands: Vec<&str> = node.inputs().iter().map(|&i| names.get(i)).collect();
-            let _ = write!(line, "{} = {}({})", names.get(id), op.name(), operands.join(", "));
+            let _ = write!(
+                line,
+                "{} = {}({})",
+                names.get(id),
+                op.name(),
+                operands.join(", ")
+            );
             let attrs = op.attributes();
             if !attrs.is_empty() {
                 let attrs: Vec<String> = attrs.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -85,7 +91,11 @@ pub fn print_graph(graph: &Graph) -> String {
         &|op| !matches!(op, Op::Input(_) | Op::Weight(_)),
     ];
     for (i, belongs) in sections.iter().enumerate() {
-        let ids: Vec<NodeId> = order.iter().copied().filter(|&id| belongs(&graph.node(id).op)).collect();
+        let ids: Vec<NodeId> = order
+            .iter()
+            .copied()
+            .filter(|&id| belongs(&graph.node(id).op))
+            .collect();
         if ids.is_empty() {
             continue;
         }

@@ -78,7 +78,13 @@ impl Scope {
 
 /// A binding's right-hand side taken apart: callee, its span, tensor
 /// arguments, keyword arguments and the whole call's span.
-type CallParts<'b> = (&'b str, Span, Vec<&'b ast::Path>, Vec<(&'b ast::Ident, &'b ast::Expr)>, Span);
+type CallParts<'b> = (
+    &'b str,
+    Span,
+    Vec<&'b ast::Path>,
+    Vec<(&'b ast::Ident, &'b ast::Expr)>,
+    Span,
+);
 
 struct Lowerer<'a> {
     source: &'a SourceFile,
@@ -132,9 +138,12 @@ impl<'a> Lowerer<'a> {
                 Item::Block(b) => {
                     if is_op(&b.name.name) {
                         self.errors.push(
-                            Diagnostic::error(format!("block `{}` has the name of an op", b.name.name))
-                                .with_primary(b.name.span, "this name is taken by an op")
-                                .with_help("rename the block"),
+                            Diagnostic::error(format!(
+                                "block `{}` has the name of an op",
+                                b.name.name
+                            ))
+                            .with_primary(b.name.span, "this name is taken by an op")
+                            .with_help("rename the block"),
                         );
                     } else if let Some(first) = self.blocks.get(&b.name.name) {
                         self.errors.push(
@@ -192,9 +201,17 @@ impl<'a> Lowerer<'a> {
             let mut stack = vec![(start.clone(), Vec::<(String, Span)>::new())];
             let mut visited = HashSet::new();
             while let Some((name, path)) = stack.pop() {
-                let Some(block) = self.blocks.get(&name) else { continue };
+                let Some(block) = self.blocks.get(&name) else {
+                    continue;
+                };
                 for stmt in &block.body {
-                    let Stmt::Let(ast::LetStmt { value: Rhs::Call(call), .. }) = stmt else { continue };
+                    let Stmt::Let(ast::LetStmt {
+                        value: Rhs::Call(call),
+                        ..
+                    }) = stmt
+                    else {
+                        continue;
+                    };
                     let callee = &call.callee.name;
                     if !self.blocks.contains_key(callee) {
                         continue;
@@ -204,7 +221,8 @@ impl<'a> Lowerer<'a> {
                     if callee == start {
                         if !reported.contains(start) {
                             reported.extend(next.iter().map(|(n, _)| n.clone()));
-                            let chain: Vec<String> = next.iter().map(|(n, _)| format!("`{n}`")).collect();
+                            let chain: Vec<String> =
+                                next.iter().map(|(n, _)| format!("`{n}`")).collect();
                             let (_, span) = next[next.len() - 1];
                             self.errors.push(
                                 Diagnostic::error(format!("block `{start}` calls itself"))
@@ -261,7 +279,8 @@ impl<'a> Lowerer<'a> {
             );
             return;
         }
-        if self.graph.inputs().is_empty() && !model.body.iter().any(|s| matches!(s, Stmt::Input(_))) {
+        if self.graph.inputs().is_empty() && !model.body.iter().any(|s| matches!(s, Stmt::Input(_)))
+        {
             self.errors.push(
                 Diagnostic::error(format!("model `{}` has no inputs", model.name.name))
                     .with_primary(model.name.span, "no `input` statement")
@@ -308,9 +327,12 @@ impl<'a> Lowerer<'a> {
             match usize::try_from(dim.value) {
                 Ok(0) | Err(_) => {
                     self.errors.push(
-                        Diagnostic::error(format!("input `{name}` has a dimension of size {}", dim.value))
-                            .with_primary(dim.span, "dimensions must be at least 1")
-                            .with_help("nnc compiles static, non-empty shapes"),
+                        Diagnostic::error(format!(
+                            "input `{name}` has a dimension of size {}",
+                            dim.value
+                        ))
+                        .with_primary(dim.span, "dimensions must be at least 1")
+                        .with_help("nnc compiles static, non-empty shapes"),
                     );
                     self.define(scope, &name, input.name.span, Slot::Poisoned);
                     return;
@@ -318,7 +340,10 @@ impl<'a> Lowerer<'a> {
                 Ok(d) => shape.push(d),
             }
         }
-        if checked_numel(&shape).and_then(|n| n.checked_mul(dtype.size_in_bytes())).is_none() {
+        if checked_numel(&shape)
+            .and_then(|n| n.checked_mul(dtype.size_in_bytes()))
+            .is_none()
+        {
             self.errors.push(
                 Diagnostic::error(format!("the element count of input `{name}` overflows"))
                     .with_primary(input.ty.span, "this shape is too large to address")
@@ -351,7 +376,9 @@ impl<'a> Lowerer<'a> {
             );
             return;
         }
-        scope.values.insert(local.to_string(), Binding { slot, span });
+        scope
+            .values
+            .insert(local.to_string(), Binding { slot, span });
     }
 
     fn resolve(&mut self, scope: &Scope, path: &ast::Path) -> Option<Slot> {
@@ -405,9 +432,17 @@ impl<'a> Lowerer<'a> {
                             Arg::Keyword { name, value } => keywords.push((name, value)),
                         }
                     }
-                    (&call.callee.name, call.callee.span, positional, keywords, call.span)
+                    (
+                        &call.callee.name,
+                        call.callee.span,
+                        positional,
+                        keywords,
+                        call.span,
+                    )
                 }
-                Rhs::Binary { op, lhs, rhs, span } => (op.op_name(), *span, vec![lhs, rhs], Vec::new(), *span),
+                Rhs::Binary { op, lhs, rhs, span } => {
+                    (op.op_name(), *span, vec![lhs, rhs], Vec::new(), *span)
+                }
             };
 
         // Evaluate keyword arguments once, reporting duplicates.
@@ -486,10 +521,14 @@ impl<'a> Lowerer<'a> {
             self.errors.push(
                 Diagnostic::error("repetition needs a block")
                     .with_primary(callee_span, format!("`{callee}` is not a block"))
-                    .with_help("`name.0..=N = f(x)` chains instances of a block; wrap the ops in a block"),
+                    .with_help(
+                        "`name.0..=N = f(x)` chains instances of a block; wrap the ops in a block",
+                    ),
             );
             let names = match &binding.repeat_to {
-                Some(last) => self.repetition_names(&binding.target, last).unwrap_or_else(|names| names),
+                Some(last) => self
+                    .repetition_names(&binding.target, last)
+                    .unwrap_or_else(|names| names),
                 None => vec![local],
             };
             for name in names {
@@ -513,7 +552,16 @@ impl<'a> Lowerer<'a> {
             return;
         }
         let slot = self
-            .lower_op(scope, &local, callee, call_span, &positional, &args, failed, binding.span)
+            .lower_op(
+                scope,
+                &local,
+                callee,
+                call_span,
+                &positional,
+                &args,
+                failed,
+                binding.span,
+            )
             .map_or(Slot::Poisoned, Slot::Node);
         self.define(scope, &local, binding.target.span, slot);
     }
@@ -545,7 +593,10 @@ impl<'a> Lowerer<'a> {
         if failed {
             return None;
         }
-        let types: Vec<TensorType> = inputs.iter().map(|&i| self.graph.node(i).ty.clone()).collect();
+        let types: Vec<TensorType> = inputs
+            .iter()
+            .map(|&i| self.graph.node(i).ty.clone())
+            .collect();
         let type_refs: Vec<&TensorType> = types.iter().collect();
         let mut reader = AttrReader::new(callee, call_span, args);
         let op = ops::build(callee, &mut reader, &type_refs);
@@ -590,7 +641,10 @@ impl<'a> Lowerer<'a> {
                 return None;
             }
             let node = Node::new(
-                Op::Weight(WeightAttrs { name: name.clone(), role: spec.role }),
+                Op::Weight(WeightAttrs {
+                    name: name.clone(),
+                    role: spec.role,
+                }),
                 Vec::new(),
                 ty.clone(),
                 name,
@@ -628,7 +682,13 @@ impl<'a> Lowerer<'a> {
         self.errors.push(d);
     }
 
-    fn lower_block_binding(&mut self, scope: &mut Scope, binding: &'a ast::LetStmt, block: &'a ast::Block, call: &BlockCall<'_>) {
+    fn lower_block_binding(
+        &mut self,
+        scope: &mut Scope,
+        binding: &'a ast::LetStmt,
+        block: &'a ast::Block,
+        call: &BlockCall<'_>,
+    ) {
         let target = &binding.target;
         let names = match &binding.repeat_to {
             None => None,
@@ -652,7 +712,8 @@ impl<'a> Lowerer<'a> {
             Some(names) => {
                 let mut tensors = tensors;
                 for local in names {
-                    let slot = self.instantiate(scope, &local, block, &tensors, &attrs, binding.span);
+                    let slot =
+                        self.instantiate(scope, &local, block, &tensors, &attrs, binding.span);
                     self.define(scope, &local, target.span, slot);
                     // Each later instance takes the previous one's output as
                     // its first tensor argument.
@@ -673,9 +734,19 @@ impl<'a> Lowerer<'a> {
     /// An invalid range is reported, and the names later statements most
     /// likely use are returned as the error, to be poisoned so that their
     /// uses stay quiet.
-    fn repetition_names(&mut self, target: &ast::Path, last: &ast::Dim) -> Result<Vec<String>, Vec<String>> {
+    fn repetition_names(
+        &mut self,
+        target: &ast::Path,
+        last: &ast::Dim,
+    ) -> Result<Vec<String>, Vec<String>> {
         let stem = target.segments[..target.segments.len().saturating_sub(1)].join(".");
-        let name = |i: u64| if stem.is_empty() { i.to_string() } else { format!("{stem}.{i}") };
+        let name = |i: u64| {
+            if stem.is_empty() {
+                i.to_string()
+            } else {
+                format!("{stem}.{i}")
+            }
+        };
         let span = target.span.to(last.span);
         let last = last.value;
         let dotted = target.dotted();
@@ -683,15 +754,23 @@ impl<'a> Lowerer<'a> {
             self.errors.push(
                 Diagnostic::error(format!("repetition `{dotted}..={last}` has no first index"))
                     .with_primary(span, format!("`{dotted}` does not end in an index"))
-                    .with_help(format!("the last segment before `..=` is the first index: `{dotted}.0..={last}`")),
+                    .with_help(format!(
+                        "the last segment before `..=` is the first index: `{dotted}.0..={last}`"
+                    )),
             );
             return Err(vec![dotted]);
         };
         if first > last {
             self.errors.push(
                 Diagnostic::error(format!("repetition range `{first}..={last}` is empty"))
-                    .with_primary(span, format!("the first index {first} is greater than the last index {last}"))
-                    .with_help(format!("write the smaller index first: `{}..={first}`", name(last))),
+                    .with_primary(
+                        span,
+                        format!("the first index {first} is greater than the last index {last}"),
+                    )
+                    .with_help(format!(
+                        "write the smaller index first: `{}..={first}`",
+                        name(last)
+                    )),
             );
             return Err(vec![name(first), name(last)]);
         }
@@ -708,7 +787,12 @@ impl<'a> Lowerer<'a> {
     /// Matches call arguments to block parameters. Returns the tensor slots
     /// in parameter order and the attribute values, or `None` after
     /// reporting errors.
-    fn bind_params(&mut self, scope: &Scope, block: &'a ast::Block, call: &BlockCall<'_>) -> Option<(Vec<Slot>, Params)> {
+    fn bind_params(
+        &mut self,
+        scope: &Scope,
+        block: &'a ast::Block,
+        call: &BlockCall<'_>,
+    ) -> Option<(Vec<Slot>, Params)> {
         let BlockCall {
             callee_span,
             positional,
@@ -716,11 +800,18 @@ impl<'a> Lowerer<'a> {
             args,
             mut failed,
         } = *call;
-        let tensor_params: Vec<&ast::Param> = block.params.iter().filter(|p| matches!(p.kind, ParamKind::Tensor)).collect();
+        let tensor_params: Vec<&ast::Param> = block
+            .params
+            .iter()
+            .filter(|p| matches!(p.kind, ParamKind::Tensor))
+            .collect();
         // Tensors passed by keyword were reported already; counting them
         // here keeps the arity error for real miscounts.
         if positional.len() + tensor_keywords != tensor_params.len() {
-            let names: Vec<String> = tensor_params.iter().map(|p| format!("`{}`", p.name.name)).collect();
+            let names: Vec<String> = tensor_params
+                .iter()
+                .map(|p| format!("`{}`", p.name.name))
+                .collect();
             self.errors.push(
                 Diagnostic::error(format!(
                     "block `{}` takes {} tensor argument{}, found {}",
@@ -729,7 +820,17 @@ impl<'a> Lowerer<'a> {
                     if tensor_params.len() == 1 { "" } else { "s" },
                     positional.len()
                 ))
-                .with_primary(callee_span, format!("expected {}", if names.is_empty() { "none".to_string() } else { names.join(", ") }))
+                .with_primary(
+                    callee_span,
+                    format!(
+                        "expected {}",
+                        if names.is_empty() {
+                            "none".to_string()
+                        } else {
+                            names.join(", ")
+                        }
+                    ),
+                )
                 .with_secondary(block.name.span, "block defined here"),
             );
             failed = true;
@@ -758,17 +859,29 @@ impl<'a> Lowerer<'a> {
                                 describe_type(*ty),
                                 arg.value.describe()
                             ))
-                            .with_primary(arg.value_span, format!("expected {}", describe_type(*ty)))
-                            .with_secondary(param.map_or(block.name.span, |p| p.span), "parameter declared here"),
+                            .with_primary(
+                                arg.value_span,
+                                format!("expected {}", describe_type(*ty)),
+                            )
+                            .with_secondary(
+                                param.map_or(block.name.span, |p| p.span),
+                                "parameter declared here",
+                            ),
                         );
                         failed = true;
                     }
                 },
                 Some(ParamKind::Tensor) => {
                     self.errors.push(
-                        Diagnostic::error(format!("tensor parameter `{}` passed as an attribute", arg.name))
-                            .with_primary(arg.name_span, "tensors are passed by position")
-                            .with_help(format!("pass the tensor positionally: `{}(..., value, ...)`", block.name.name)),
+                        Diagnostic::error(format!(
+                            "tensor parameter `{}` passed as an attribute",
+                            arg.name
+                        ))
+                        .with_primary(arg.name_span, "tensors are passed by position")
+                        .with_help(format!(
+                            "pass the tensor positionally: `{}(..., value, ...)`",
+                            block.name.name
+                        )),
                     );
                     failed = true;
                 }
@@ -778,9 +891,12 @@ impl<'a> Lowerer<'a> {
                         .iter()
                         .filter(|p| !matches!(p.kind, ParamKind::Tensor))
                         .map(|p| p.name.name.as_str());
-                    let mut d = Diagnostic::error(format!("block `{}` has no parameter `{}`", block.name.name, arg.name))
-                        .with_primary(arg.name_span, "unknown parameter")
-                        .with_secondary(block.name.span, "block defined here");
+                    let mut d = Diagnostic::error(format!(
+                        "block `{}` has no parameter `{}`",
+                        block.name.name, arg.name
+                    ))
+                    .with_primary(arg.name_span, "unknown parameter")
+                    .with_secondary(block.name.span, "block defined here");
                     if let Some(s) = suggest(&arg.name, attr_names) {
                         d = d.with_help(format!("did you mean `{s}`?"));
                     }
@@ -791,7 +907,12 @@ impl<'a> Lowerer<'a> {
         }
         // Defaults are evaluated in order, so they may use earlier parameters.
         for param in &block.params {
-            if let ParamKind::Attr { ty, default, ty_span } = &param.kind {
+            if let ParamKind::Attr {
+                ty,
+                default,
+                ty_span,
+            } = &param.kind
+            {
                 if args.iter().any(|a| a.name == param.name.name) {
                     // Given, and reported above if it was ill-typed.
                     continue;
@@ -810,7 +931,10 @@ impl<'a> Lowerer<'a> {
                                         v.describe(),
                                         describe_type(*ty)
                                     ))
-                                    .with_primary(expr.span, format!("expected {}", describe_type(*ty)))
+                                    .with_primary(
+                                        expr.span,
+                                        format!("expected {}", describe_type(*ty)),
+                                    )
                                     .with_secondary(*ty_span, "parameter type declared here"),
                                 );
                                 failed = true;
@@ -828,7 +952,10 @@ impl<'a> Lowerer<'a> {
                                 param.name.name, block.name.name
                             ))
                             .with_primary(callee_span, format!("`{}` is required", param.name.name))
-                            .with_secondary(param.span, "parameter declared here without a default"),
+                            .with_secondary(
+                                param.span,
+                                "parameter declared here without a default",
+                            ),
                         );
                         failed = true;
                     }
@@ -856,10 +983,11 @@ impl<'a> Lowerer<'a> {
             return Slot::Poisoned;
         }
         if outer.depth >= MAX_BLOCK_DEPTH {
-            self.errors.push(
-                Diagnostic::error("blocks nested too deeply")
-                    .with_primary(call_span, format!("more than {MAX_BLOCK_DEPTH} nested block calls")),
-            );
+            self.errors
+                .push(Diagnostic::error("blocks nested too deeply").with_primary(
+                    call_span,
+                    format!("more than {MAX_BLOCK_DEPTH} nested block calls"),
+                ));
             return Slot::Poisoned;
         }
         let mut scope = Scope {
@@ -869,9 +997,18 @@ impl<'a> Lowerer<'a> {
             depth: outer.depth + 1,
             in_block: true,
         };
-        let tensor_params = block.params.iter().filter(|p| matches!(p.kind, ParamKind::Tensor));
+        let tensor_params = block
+            .params
+            .iter()
+            .filter(|p| matches!(p.kind, ParamKind::Tensor));
         for (param, slot) in tensor_params.zip(tensors) {
-            scope.values.insert(param.name.name.clone(), Binding { slot: *slot, span: param.span });
+            scope.values.insert(
+                param.name.name.clone(),
+                Binding {
+                    slot: *slot,
+                    span: param.span,
+                },
+            );
         }
         let mut result = None;
         let errors_before = self.errors.len();
@@ -924,9 +1061,14 @@ impl<'a> Lowerer<'a> {
 fn coerce(ty: ast::AttrType, v: &Value) -> Option<Value> {
     use ast::AttrType as T;
     match (ty, v) {
-        (T::Int, Value::Int(_)) | (T::Bool, Value::Bool(_)) | (T::Str, Value::Str(_)) | (T::Float, Value::Float(_)) => Some(v.clone()),
+        (T::Int, Value::Int(_))
+        | (T::Bool, Value::Bool(_))
+        | (T::Str, Value::Str(_))
+        | (T::Float, Value::Float(_)) => Some(v.clone()),
         (T::Float, Value::Int(i)) => Some(Value::Float(*i as f64)),
-        (T::Ints, Value::List(items)) if items.iter().all(|i| matches!(i, Value::Int(_))) => Some(v.clone()),
+        (T::Ints, Value::List(items)) if items.iter().all(|i| matches!(i, Value::Int(_))) => {
+            Some(v.clone())
+        }
         _ => None,
     }
 }

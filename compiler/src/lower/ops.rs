@@ -6,8 +6,8 @@
 //! unknown one with a "did you mean".
 
 use super::value::{suggest, Value};
-use crate::ir::*;
 use crate::ir::TensorType;
+use crate::ir::*;
 use crate::shape::resolve_dim;
 use nnc_frontend::{Diagnostic, Span};
 
@@ -70,15 +70,26 @@ pub fn check_arity(name: &str, found: usize, span: Span) -> Result<(), Diagnosti
         return Ok(());
     };
     let (ok, expected) = match arity {
-        Arity::Exactly(n) => (found == *n, format!("{n} tensor argument{}", if *n == 1 { "" } else { "s" })),
-        Arity::AtLeast(n) => (found >= *n, format!("at least {n} tensor argument{}", if *n == 1 { "" } else { "s" })),
+        Arity::Exactly(n) => (
+            found == *n,
+            format!("{n} tensor argument{}", if *n == 1 { "" } else { "s" }),
+        ),
+        Arity::AtLeast(n) => (
+            found >= *n,
+            format!(
+                "at least {n} tensor argument{}",
+                if *n == 1 { "" } else { "s" }
+            ),
+        ),
     };
     if ok {
         return Ok(());
     }
-    Err(Diagnostic::error(format!("`{name}` takes {expected}, found {found}"))
-        .with_primary(span, format!("expected {expected}"))
-        .with_help("tensors are passed by position; attributes are written `name=value`"))
+    Err(
+        Diagnostic::error(format!("`{name}` takes {expected}, found {found}"))
+            .with_primary(span, format!("expected {expected}"))
+            .with_help("tensors are passed by position; attributes are written `name=value`"),
+    )
 }
 
 /// A keyword attribute as written at the call site, evaluated.
@@ -135,16 +146,22 @@ impl<'a> AttrReader<'a> {
 
     fn missing(&mut self, name: &str, example: &str) {
         self.errors.push(
-            Diagnostic::error(format!("missing required attribute `{name}` for `{}`", self.op))
-                .with_primary(self.call_span, format!("`{name}` is required"))
-                .with_help(format!("add `{name}={example}`")),
+            Diagnostic::error(format!(
+                "missing required attribute `{name}` for `{}`",
+                self.op
+            ))
+            .with_primary(self.call_span, format!("`{name}` is required"))
+            .with_help(format!("add `{name}={example}`")),
         );
     }
 
     fn range_error(&mut self, arg: &KeywordArg, what: &str) {
         self.errors.push(
-            Diagnostic::error(format!("attribute `{}` of `{}` must be {what}", arg.name, self.op))
-                .with_primary(arg.value_span, format!("must be {what}")),
+            Diagnostic::error(format!(
+                "attribute `{}` of `{}` must be {what}",
+                arg.name, self.op
+            ))
+            .with_primary(arg.value_span, format!("must be {what}")),
         );
     }
 
@@ -190,7 +207,12 @@ impl<'a> AttrReader<'a> {
     }
 
     /// A pair attribute (`3` or `[3, 5]`), each element at least `min`.
-    pub fn pair(&mut self, name: &'static str, default: Option<[usize; 2]>, min: usize) -> [usize; 2] {
+    pub fn pair(
+        &mut self,
+        name: &'static str,
+        default: Option<[usize; 2]>,
+        min: usize,
+    ) -> [usize; 2] {
         let fallback = default.unwrap_or([1, 1]);
         let Some(arg) = self.get(name) else {
             if default.is_none() {
@@ -250,7 +272,9 @@ impl<'a> AttrReader<'a> {
 
     /// A bool attribute with a default.
     pub fn bool(&mut self, name: &'static str, default: bool) -> bool {
-        let Some(arg) = self.get(name) else { return default };
+        let Some(arg) = self.get(name) else {
+            return default;
+        };
         match arg.value {
             Value::Bool(v) => v,
             _ => {
@@ -261,16 +285,26 @@ impl<'a> AttrReader<'a> {
     }
 
     /// A string attribute restricted to `choices`, with a default.
-    pub fn choice(&mut self, name: &'static str, choices: &[&'static str], default: &'static str) -> &'static str {
-        let Some(arg) = self.get(name) else { return default };
+    pub fn choice(
+        &mut self,
+        name: &'static str,
+        choices: &[&'static str],
+        default: &'static str,
+    ) -> &'static str {
+        let Some(arg) = self.get(name) else {
+            return default;
+        };
         match &arg.value {
             Value::Str(s) => match choices.iter().find(|c| **c == s.as_str()) {
                 Some(c) => c,
                 None => {
                     let list: Vec<String> = choices.iter().map(|c| format!("\"{c}\"")).collect();
                     self.range_error(arg, &format!("one of {}", list.join(", ")));
-                    if let (Some(close), Some(d)) = (suggest(s, choices.iter().copied()), self.errors.pop()) {
-                        self.errors.push(d.with_help(format!("did you mean \"{close}\"?")));
+                    if let (Some(close), Some(d)) =
+                        (suggest(s, choices.iter().copied()), self.errors.pop())
+                    {
+                        self.errors
+                            .push(d.with_help(format!("did you mean \"{close}\"?")));
                     }
                     default
                 }
@@ -313,8 +347,11 @@ impl<'a> AttrReader<'a> {
     pub fn finish(mut self) -> Vec<Diagnostic> {
         for arg in self.args {
             if !self.known.contains(&arg.name.as_str()) {
-                let mut d = Diagnostic::error(format!("unknown attribute `{}` for `{}`", arg.name, self.op))
-                    .with_primary(arg.name_span, "unknown attribute");
+                let mut d = Diagnostic::error(format!(
+                    "unknown attribute `{}` for `{}`",
+                    arg.name, self.op
+                ))
+                .with_primary(arg.name_span, "unknown attribute");
                 if let Some(s) = suggest(&arg.name, self.known.iter().copied()) {
                     d = d.with_help(format!("did you mean `{s}`?"));
                 } else {
@@ -372,7 +409,9 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
             groups: r.count("groups", 1, 1),
             bias: r.bool("bias", true),
         }),
-        "batch_norm" => Op::BatchNorm(BatchNormAttrs { eps: r.float("eps", 1e-5) }),
+        "batch_norm" => Op::BatchNorm(BatchNormAttrs {
+            eps: r.float("eps", 1e-5),
+        }),
         "group_norm" => Op::GroupNorm(GroupNormAttrs {
             groups: r.required_count("groups", "32"),
             eps: r.float("eps", 1e-5),
@@ -477,7 +516,11 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
                 r.missing("index", "-1");
             }
             let dim = resolve(r, "dim", dim_value.unwrap_or(0), 0);
-            let size = xs.first().and_then(|x| x.shape.get(dim)).copied().unwrap_or(1);
+            let size = xs
+                .first()
+                .and_then(|x| x.shape.get(dim))
+                .copied()
+                .unwrap_or(1);
             let index = match index_value.unwrap_or(0) {
                 i if i < 0 && i + size as i64 >= 0 => (i + size as i64) as usize,
                 i if i >= 0 && (i as usize) < size => i as usize,
@@ -495,11 +538,15 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
         }
         "concat" => {
             let dim = r.int("dim").unwrap_or(1);
-            Op::Concat(ConcatAttrs { dim: resolve(r, "dim", dim, 0) })
+            Op::Concat(ConcatAttrs {
+                dim: resolve(r, "dim", dim, 0),
+            })
         }
         "softmax" => {
             let dim = r.int("dim").unwrap_or(-1);
-            Op::Softmax(SoftmaxAttrs { dim: resolve(r, "dim", dim, 0) })
+            Op::Softmax(SoftmaxAttrs {
+                dim: resolve(r, "dim", dim, 0),
+            })
         }
         "dropout" => {
             let p = r.float("p", 0.5);
@@ -558,9 +605,15 @@ fn resolve_reshape(r: &mut AttrReader<'_>, spec: &[i64], numel: usize) -> Vec<us
             Diagnostic::error(format!("invalid `reshape` shape {}", format_spec(spec)))
                 .with_primary(
                     span,
-                    if inferred > 1 { "more than one -1".to_string() } else { "sizes must be positive, or -1".to_string() },
+                    if inferred > 1 {
+                        "more than one -1".to_string()
+                    } else {
+                        "sizes must be positive, or -1".to_string()
+                    },
                 )
-                .with_help("`shape` holds positive sizes and at most one -1, whose size is inferred"),
+                .with_help(
+                    "`shape` holds positive sizes and at most one -1, whose size is inferred",
+                ),
         );
         return vec![numel];
     }
@@ -578,9 +631,17 @@ fn resolve_reshape(r: &mut AttrReader<'_>, spec: &[i64], numel: usize) -> Vec<us
     let fill = if inferred == 1 {
         if known == 0 || !numel.is_multiple_of(known) {
             r.errors.push(
-                Diagnostic::error(format!("cannot reshape {numel} elements into {}", format_spec(spec)))
-                    .with_primary(span, format!("the other sizes multiply to {known}, which does not divide {numel}"))
-                    .with_help("the sizes other than -1 must multiply to a divisor of the element count"),
+                Diagnostic::error(format!(
+                    "cannot reshape {numel} elements into {}",
+                    format_spec(spec)
+                ))
+                .with_primary(
+                    span,
+                    format!("the other sizes multiply to {known}, which does not divide {numel}"),
+                )
+                .with_help(
+                    "the sizes other than -1 must multiply to a divisor of the element count",
+                ),
             );
             return vec![numel];
         }
@@ -588,5 +649,7 @@ fn resolve_reshape(r: &mut AttrReader<'_>, spec: &[i64], numel: usize) -> Vec<us
     } else {
         0
     };
-    spec.iter().map(|&d| if d == -1 { fill } else { d as usize }).collect()
+    spec.iter()
+        .map(|&d| if d == -1 { fill } else { d as usize })
+        .collect()
 }

@@ -52,7 +52,10 @@ pub fn eval(expr: &Expr, params: &Params) -> Result<Value, Diagnostic> {
         ExprKind::Bool(v) => Ok(Value::Bool(*v)),
         ExprKind::Str(v) => Ok(Value::Str(v.clone())),
         ExprKind::List(items) => Ok(Value::List(
-            items.iter().map(|e| eval(e, params)).collect::<Result<_, _>>()?,
+            items
+                .iter()
+                .map(|e| eval(e, params))
+                .collect::<Result<_, _>>()?,
         )),
         ExprKind::Param(name) => params.get(name).cloned().ok_or_else(|| {
             let mut d = Diagnostic::error(format!("cannot find parameter `{name}` in this scope"))
@@ -60,15 +63,22 @@ pub fn eval(expr: &Expr, params: &Params) -> Result<Value, Diagnostic> {
             if let Some(s) = suggest(name, params.keys().map(String::as_str)) {
                 d = d.with_help(format!("did you mean `{s}`?"));
             } else if params.is_empty() {
-                d = d.with_help("attribute values are literals here; names refer to block parameters");
+                d = d.with_help(
+                    "attribute values are literals here; names refer to block parameters",
+                );
             }
             d
         }),
         ExprKind::Neg(inner) => match eval(inner, params)? {
-            Value::Int(v) => v.checked_neg().map(Value::Int).ok_or_else(|| overflow(expr.span)),
+            Value::Int(v) => v
+                .checked_neg()
+                .map(Value::Int)
+                .ok_or_else(|| overflow(expr.span)),
             Value::Float(v) => Ok(Value::Float(-v)),
-            other => Err(Diagnostic::error(format!("cannot negate {}", other.describe()))
-                .with_primary(inner.span, "expected a number")),
+            other => Err(
+                Diagnostic::error(format!("cannot negate {}", other.describe()))
+                    .with_primary(inner.span, "expected a number"),
+            ),
         },
         ExprKind::Binary { op, lhs, rhs } => {
             let l = eval(lhs, params)?;
@@ -79,10 +89,18 @@ pub fn eval(expr: &Expr, params: &Params) -> Result<Value, Diagnostic> {
 }
 
 fn overflow(span: Span) -> Diagnostic {
-    Diagnostic::error("integer overflow in attribute expression").with_primary(span, "this overflows 64 bits")
+    Diagnostic::error("integer overflow in attribute expression")
+        .with_primary(span, "this overflows 64 bits")
 }
 
-fn arith(op: ArithOp, l: Value, r: Value, span: Span, lspan: Span, rspan: Span) -> Result<Value, Diagnostic> {
+fn arith(
+    op: ArithOp,
+    l: Value,
+    r: Value,
+    span: Span,
+    lspan: Span,
+    rspan: Span,
+) -> Result<Value, Diagnostic> {
     let number = |v: &Value, s: Span| -> Result<f64, Diagnostic> {
         match v {
             Value::Int(i) => Ok(*i as f64),
@@ -103,11 +121,19 @@ fn arith(op: ArithOp, l: Value, r: Value, span: Span, lspan: Span, rspan: Span) 
             ArithOp::Mul => a.checked_mul(b),
             ArithOp::Div => {
                 if b == 0 {
-                    return Err(Diagnostic::error("division by zero in attribute expression")
-                        .with_primary(rspan, "this is zero"));
+                    return Err(
+                        Diagnostic::error("division by zero in attribute expression")
+                            .with_primary(rspan, "this is zero"),
+                    );
                 }
                 // Floor division, as Python's `//`, so `-1 / 2` is `-1`.
-                a.checked_div(b).map(|q| if (a % b != 0) && ((a < 0) != (b < 0)) { q - 1 } else { q })
+                a.checked_div(b).map(|q| {
+                    if (a % b != 0) && ((a < 0) != (b < 0)) {
+                        q - 1
+                    } else {
+                        q
+                    }
+                })
             }
         };
         return result.map(Value::Int).ok_or_else(|| overflow(span));

@@ -31,7 +31,9 @@ pub fn dce(graph: &mut Graph, weights: &mut WeightSet) -> Result<PassReport, Pas
         if live.contains(&id) {
             continue;
         }
-        let node = graph.remove(id).map_err(|source| PassError::Graph { pass: NAME, source })?;
+        let node = graph
+            .remove(id)
+            .map_err(|source| PassError::Graph { pass: NAME, source })?;
         if let Op::Weight(w) = &node.op {
             weights.remove(&w.name);
             removed_weights += 1;

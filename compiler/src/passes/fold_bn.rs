@@ -20,7 +20,7 @@
 //! relative). The batch norm node is removed; its weights are left dead
 //! for `dce`.
 
-use super::{add_weight, Candidate, replace_weight, weight_tensor, PassError, PassReport};
+use super::{add_weight, replace_weight, weight_tensor, Candidate, PassError, PassReport};
 use crate::ir::{Graph, NodeId, Op, WeightAttrs, WeightRole};
 use nnc_runtime::{Tensor, WeightSet};
 
@@ -31,14 +31,18 @@ pub const NAME: &str = "fold-bn";
 pub fn fold_bn(graph: &mut Graph, weights: &mut WeightSet) -> Result<PassReport, PassError> {
     let mut report = PassReport::default();
     for id in graph.topo_order() {
-        let Op::BatchNorm(a) = &graph.node(id).op else { continue };
+        let Op::BatchNorm(a) = &graph.node(id).op else {
+            continue;
+        };
         let eps = a.eps;
         match foldable(graph, weights, id)? {
             Candidate::Accepted(producer) => {
                 fold(graph, weights, id, producer, eps)?;
                 report.fired += 1;
             }
-            Candidate::Refused(reason) => report.notes.push(format!("{}: not folded: {reason}", graph.node(id).name)),
+            Candidate::Refused(reason) => report
+                .notes
+                .push(format!("{}: not folded: {reason}", graph.node(id).name)),
             // Not after a conv or linear at all: nothing to explain.
             Candidate::Irrelevant => {}
         }
@@ -47,11 +51,18 @@ pub fn fold_bn(graph: &mut Graph, weights: &mut WeightSet) -> Result<PassReport,
 }
 
 /// The producer to fold batch norm `bn` into, or why not.
-fn foldable(graph: &Graph, weights: &WeightSet, bn: NodeId) -> Result<Candidate<NodeId>, PassError> {
+fn foldable(
+    graph: &Graph,
+    weights: &WeightSet,
+    bn: NodeId,
+) -> Result<Candidate<NodeId>, PassError> {
     let producer = graph.node(bn).inputs()[0];
     let node = graph.node(producer);
     let kind = node.op.name();
-    if !matches!(node.op, Op::Conv2d(_) | Op::ConvTranspose2d(_) | Op::Linear(_)) {
+    if !matches!(
+        node.op,
+        Op::Conv2d(_) | Op::ConvTranspose2d(_) | Op::Linear(_)
+    ) {
         return Ok(Candidate::Irrelevant);
     }
     if matches!(node.op, Op::Linear(_)) && node.ty.rank() != 2 {
@@ -62,12 +73,21 @@ fn foldable(graph: &Graph, weights: &WeightSet, bn: NodeId) -> Result<Candidate<
     }
     let users = graph.users(producer).len();
     if users != 1 {
-        return Ok(Candidate::Refused(format!("producer {} has {users} users", node.name)));
+        return Ok(Candidate::Refused(format!(
+            "producer {} has {users} users",
+            node.name
+        )));
     }
     if graph.outputs().contains(&producer) {
-        return Ok(Candidate::Refused(format!("producer {} is a graph output", node.name)));
+        return Ok(Candidate::Refused(format!(
+            "producer {} is a graph output",
+            node.name
+        )));
     }
-    for &operand in graph.node(bn).inputs()[1..].iter().chain(&node.inputs()[1..]) {
+    for &operand in graph.node(bn).inputs()[1..]
+        .iter()
+        .chain(&node.inputs()[1..])
+    {
         if weight_tensor(NAME, graph, weights, operand)?.is_none() {
             return Ok(Candidate::Refused(format!(
                 "a parameter of {} or of its producer {kind} {} is computed, not a weight",
@@ -81,7 +101,13 @@ fn foldable(graph: &Graph, weights: &WeightSet, bn: NodeId) -> Result<Candidate<
 
 /// Rewrites `producer`'s weight and bias, points `bn`'s users at it and
 /// removes `bn`.
-fn fold(graph: &mut Graph, weights: &mut WeightSet, bn: NodeId, producer: NodeId, eps: f32) -> Result<(), PassError> {
+fn fold(
+    graph: &mut Graph,
+    weights: &mut WeightSet,
+    bn: NodeId,
+    producer: NodeId,
+    eps: f32,
+) -> Result<(), PassError> {
     let graph_err = |source| PassError::Graph { pass: NAME, source };
     let params: Vec<&[f32]> = graph.node(bn).inputs()[1..]
         .iter()
@@ -99,8 +125,11 @@ fn fold(graph: &mut Graph, weights: &mut WeightSet, bn: NodeId, producer: NodeId
 
     let inputs = graph.node(producer).inputs().to_vec();
     let (kernel, bias) = (inputs[1], inputs.get(2).copied());
-    let kernel_tensor = weight_tensor(NAME, graph, weights, kernel)?
-        .ok_or_else(|| PassError::MissingWeight { pass: NAME, name: graph.node(kernel).name.clone() })?;
+    let kernel_tensor =
+        weight_tensor(NAME, graph, weights, kernel)?.ok_or_else(|| PassError::MissingWeight {
+            pass: NAME,
+            name: graph.node(kernel).name.clone(),
+        })?;
     let mut folded = kernel_tensor.data().to_vec();
     let shape = kernel_tensor.shape().to_vec();
     let channel_of = output_channel_map(&graph.node(producer).op, &shape);
@@ -115,7 +144,9 @@ fn fold(graph: &mut Graph, weights: &mut WeightSet, bn: NodeId, producer: NodeId
     let new_bias: Vec<f32> = match bias {
         Some(b) => {
             let b = weight_tensor(NAME, graph, weights, b)?.map_or(&[][..], Tensor::data);
-            (0..scale.len()).map(|c| (shift[c] + f64::from(b[c]) * scale[c]) as f32).collect()
+            (0..scale.len())
+                .map(|c| (shift[c] + f64::from(b[c]) * scale[c]) as f32)
+                .collect()
         }
         None => shift.iter().map(|&s| s as f32).collect(),
     };
@@ -124,14 +155,26 @@ fn fold(graph: &mut Graph, weights: &mut WeightSet, bn: NodeId, producer: NodeId
     let bias = match bias {
         Some(b) => replace_weight(NAME, graph, weights, producer, b, new_bias)?,
         None => {
-            let fan_in = if let Op::Weight(WeightAttrs { role: WeightRole::Kernel { fan_in }, .. }) = graph.node(kernel).op {
+            let fan_in = if let Op::Weight(WeightAttrs {
+                role: WeightRole::Kernel { fan_in },
+                ..
+            }) = graph.node(kernel).op
+            {
                 fan_in
             } else {
                 1
             };
             let base = format!("{}.bias", graph.node(producer).name);
             let len = new_bias.len();
-            add_weight(NAME, graph, weights, &base, WeightRole::Bias { fan_in }, vec![len], new_bias)?
+            add_weight(
+                NAME,
+                graph,
+                weights,
+                &base,
+                WeightRole::Bias { fan_in },
+                vec![len],
+                new_bias,
+            )?
         }
     };
     let op = &mut graph.node_mut(producer).op;
@@ -143,7 +186,9 @@ fn fold(graph: &mut Graph, weights: &mut WeightSet, bn: NodeId, producer: NodeId
         a.bias = true;
     }
     let x = inputs[0];
-    graph.set_inputs(producer, vec![x, kernel, bias]).map_err(graph_err)?;
+    graph
+        .set_inputs(producer, vec![x, kernel, bias])
+        .map_err(graph_err)?;
     graph.replace_all_uses(bn, producer).map_err(graph_err)?;
     graph.remove(bn).map_err(graph_err)?;
     Ok(())

@@ -18,7 +18,7 @@
 //! evaluated values are the interpreter's exactly; folded scales preserve
 //! values within 1e-6 relative. Replaced weights are left dead for `dce`.
 
-use super::{add_weight, Candidate, replace_weight, weight_tensor, PassError, PassReport};
+use super::{add_weight, replace_weight, weight_tensor, Candidate, PassError, PassReport};
 use crate::interp;
 use crate::ir::{Graph, Node, NodeId, Op, WeightRole};
 use nnc_runtime::WeightSet;
@@ -42,16 +42,31 @@ pub fn fold_constants(graph: &mut Graph, weights: &mut WeightSet) -> Result<Pass
         }
         if !node.inputs().is_empty() && node.inputs().iter().all(|&i| is_weight(graph, i)) {
             let value = evaluate(graph, weights, id)?;
-            let base = if node.name.is_empty() { "constant".to_string() } else { format!("{}.folded", node.name) };
+            let base = if node.name.is_empty() {
+                "constant".to_string()
+            } else {
+                format!("{}.folded", node.name)
+            };
             let (shape, data) = (value.shape().to_vec(), value.into_data());
-            let constant = add_weight(NAME, graph, weights, &base, WeightRole::NormWeight, shape, data)?;
+            let constant = add_weight(
+                NAME,
+                graph,
+                weights,
+                &base,
+                WeightRole::NormWeight,
+                shape,
+                data,
+            )?;
             graph.replace_all_uses(id, constant).map_err(graph_err)?;
             graph.remove(id).map_err(graph_err)?;
             report.fired += 1;
         } else if matches!(node.op, Op::Mul) {
             match fold_scale_into_user(graph, weights, id)? {
                 Candidate::Accepted(()) => report.fired += 1,
-                Candidate::Refused(reason) => report.notes.push(format!("{}: scale not folded: {reason}", graph.node(id).name)),
+                Candidate::Refused(reason) => report.notes.push(format!(
+                    "{}: scale not folded: {reason}",
+                    graph.node(id).name
+                )),
                 Candidate::Irrelevant => {}
             }
         }
@@ -65,7 +80,11 @@ fn is_weight(graph: &Graph, id: NodeId) -> bool {
 
 /// The value of node `id`, whose operands are all weights, computed by the
 /// interpreter on a graph of just that node and copies of its operands.
-fn evaluate(graph: &Graph, weights: &WeightSet, id: NodeId) -> Result<nnc_runtime::Tensor, PassError> {
+fn evaluate(
+    graph: &Graph,
+    weights: &WeightSet,
+    id: NodeId,
+) -> Result<nnc_runtime::Tensor, PassError> {
     let graph_err = |source| PassError::Graph { pass: NAME, source };
     let node = graph.node(id);
     let mut single = Graph::new("constant");
@@ -77,7 +96,12 @@ fn evaluate(graph: &Graph, weights: &WeightSet, id: NodeId) -> Result<nnc_runtim
             None => {
                 let w = graph.node(operand);
                 let copy = single
-                    .add(Node::new(w.op.clone(), Vec::new(), w.ty.clone(), w.name.clone()))
+                    .add(Node::new(
+                        w.op.clone(),
+                        Vec::new(),
+                        w.ty.clone(),
+                        w.name.clone(),
+                    ))
                     .map_err(graph_err)?;
                 copies.insert(operand, copy);
                 copy
@@ -86,13 +110,21 @@ fn evaluate(graph: &Graph, weights: &WeightSet, id: NodeId) -> Result<nnc_runtim
         operands.push(copy);
     }
     let op = single
-        .add(Node::new(node.op.clone(), operands, node.ty.clone(), node.name.clone()))
+        .add(Node::new(
+            node.op.clone(),
+            operands,
+            node.ty.clone(),
+            node.name.clone(),
+        ))
         .map_err(graph_err)?;
     single.set_outputs(vec![op]);
-    let mut values = interp::run(&single, weights, &[]).map_err(|source| PassError::Interp { pass: NAME, source })?;
+    let mut values = interp::run(&single, weights, &[])
+        .map_err(|source| PassError::Interp { pass: NAME, source })?;
     values.pop().ok_or_else(|| PassError::Interp {
         pass: NAME,
-        source: interp::InterpError::MissingValue { node: node.name.clone() },
+        source: interp::InterpError::MissingValue {
+            node: node.name.clone(),
+        },
     })
 }
 
@@ -115,10 +147,17 @@ fn fold_scale_into_user(
         return Ok(Candidate::Refused("it is a graph output".into()));
     }
     let [user] = users[..] else {
-        return Ok(Candidate::Refused(format!("its output has {} users", users.len())));
+        return Ok(Candidate::Refused(format!(
+            "its output has {} users",
+            users.len()
+        )));
     };
     if node.ty != graph.node(x).ty {
-        return Ok(Candidate::Refused(format!("it broadcasts {} to {}", graph.node(x).ty, node.ty)));
+        return Ok(Candidate::Refused(format!(
+            "it broadcasts {} to {}",
+            graph.node(x).ty,
+            node.ty
+        )));
     }
     let u = graph.node(user);
     let axis = if matches!(u.op, Op::Linear(_)) {
@@ -126,10 +165,17 @@ fn fold_scale_into_user(
     } else if matches!(u.op, Op::Conv2d(_)) {
         1
     } else {
-        return Ok(Candidate::Refused(format!("its user {} is {}, not linear or conv2d", u.name, u.op.name())));
+        return Ok(Candidate::Refused(format!(
+            "its user {} is {}, not linear or conv2d",
+            u.name,
+            u.op.name()
+        )));
     };
     if u.inputs()[0] != mul || u.inputs()[1..].contains(&mul) {
-        return Ok(Candidate::Refused(format!("it is not only the data operand of {}", u.name)));
+        return Ok(Candidate::Refused(format!(
+            "it is not only the data operand of {}",
+            u.name
+        )));
     }
     let channels = node.ty.shape.get(axis).copied().unwrap_or(1);
     let scale_shape = &graph.node(scale).ty.shape;
@@ -150,9 +196,18 @@ fn fold_scale_into_user(
         weight_tensor(NAME, graph, weights, scale)?,
         weight_tensor(NAME, graph, weights, kernel)?,
     ) else {
-        return Ok(Candidate::Refused(format!("the weight of {} is computed, not a weight", u.name)));
+        return Ok(Candidate::Refused(format!(
+            "the weight of {} is computed, not a weight",
+            u.name
+        )));
     };
-    let factor = |c: usize| f64::from(if s.len() == 1 { s.data()[0] } else { s.data()[c] });
+    let factor = |c: usize| {
+        f64::from(if s.len() == 1 {
+            s.data()[0]
+        } else {
+            s.data()[c]
+        })
+    };
     let shape = w.shape().to_vec();
     let folded: Vec<f32> = if let Op::Conv2d(a) = &u.op {
         // Weight [out, C/groups, kh, kw]: element i is output channel
@@ -170,7 +225,11 @@ fn fold_scale_into_user(
     } else {
         // Linear weight [out, in].
         let cols = channels.max(1);
-        w.data().iter().enumerate().map(|(i, &v)| (f64::from(v) * factor(i % cols)) as f32).collect()
+        w.data()
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (f64::from(v) * factor(i % cols)) as f32)
+            .collect()
     };
     let mut inputs = u.inputs().to_vec();
     inputs[0] = x;

@@ -127,7 +127,13 @@ pub fn parse_list(list: &str) -> Result<Vec<&'static str>, PassError> {
     list.split(',')
         .map(str::trim)
         .filter(|name| !name.is_empty())
-        .map(|name| find(name).map(|p| p.name).ok_or_else(|| PassError::UnknownPass { name: name.to_string() }))
+        .map(|name| {
+            find(name)
+                .map(|p| p.name)
+                .ok_or_else(|| PassError::UnknownPass {
+                    name: name.to_string(),
+                })
+        })
         .collect()
 }
 
@@ -142,7 +148,10 @@ pub fn run_pass(
     if verify_each {
         let errors = verify(graph);
         if !errors.is_empty() {
-            return Err(PassError::Verify { pass: pass.name, errors });
+            return Err(PassError::Verify {
+                pass: pass.name,
+                errors,
+            });
         }
     }
     Ok(report)
@@ -158,7 +167,11 @@ pub fn run_pipeline(
 ) -> Result<Vec<(&'static str, PassReport)>, PassError> {
     let passes = names
         .iter()
-        .map(|&name| find(name).ok_or_else(|| PassError::UnknownPass { name: name.to_string() }))
+        .map(|&name| {
+            find(name).ok_or_else(|| PassError::UnknownPass {
+                name: name.to_string(),
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let mut reports = Vec::with_capacity(passes.len());
     for pass in passes {
@@ -202,13 +215,20 @@ fn weight_tensor<'w>(
     weights
         .get(name)
         .map(Some)
-        .ok_or_else(|| PassError::MissingWeight { pass, name: name.to_string() })
+        .ok_or_else(|| PassError::MissingWeight {
+            pass,
+            name: name.to_string(),
+        })
 }
 
 /// `base`, or `base.1`, `base.2`, ... : the first name no weight node of the
 /// graph and no tensor of the weight set uses.
 fn fresh_weight_name(graph: &Graph, weights: &WeightSet, base: &str) -> String {
-    let taken: HashSet<&str> = graph.node_ids().into_iter().filter_map(|id| weight_name(graph, id)).collect();
+    let taken: HashSet<&str> = graph
+        .node_ids()
+        .into_iter()
+        .filter_map(|id| weight_name(graph, id))
+        .collect();
     let free = |name: &str| !taken.contains(name) && !weights.contains(name);
     if free(base) {
         return base.to_string();
@@ -232,14 +252,20 @@ fn add_weight(
     data: Vec<f32>,
 ) -> Result<NodeId, PassError> {
     let name = fresh_weight_name(graph, weights, base);
-    let tensor = Tensor::new(shape.clone(), data).map_err(|source| PassError::Tensor { pass, source })?;
+    let tensor =
+        Tensor::new(shape.clone(), data).map_err(|source| PassError::Tensor { pass, source })?;
     let node = Node::new(
-        Op::Weight(WeightAttrs { name: name.clone(), role }),
+        Op::Weight(WeightAttrs {
+            name: name.clone(),
+            role,
+        }),
         Vec::new(),
         TensorType::f32(shape),
         name.clone(),
     );
-    let id = graph.add(node).map_err(|source| PassError::Graph { pass, source })?;
+    let id = graph
+        .add(node)
+        .map_err(|source| PassError::Graph { pass, source })?;
     weights.insert(name, tensor);
     Ok(id)
 }
@@ -260,10 +286,23 @@ fn replace_weight(
     let name = weight_name(graph, old).unwrap_or_default().to_string();
     let shape = graph.node(old).ty.shape.clone();
     if graph.users(old) == [user] && !graph.outputs().contains(&old) {
-        let tensor = Tensor::new(shape, data).map_err(|source| PassError::Tensor { pass, source })?;
+        let tensor =
+            Tensor::new(shape, data).map_err(|source| PassError::Tensor { pass, source })?;
         weights.insert(name, tensor);
         return Ok(old);
     }
-    let role = if let Op::Weight(w) = &graph.node(old).op { w.role } else { WeightRole::NormWeight };
-    add_weight(pass, graph, weights, &format!("{name}.folded"), role, shape, data)
+    let role = if let Op::Weight(w) = &graph.node(old).op {
+        w.role
+    } else {
+        WeightRole::NormWeight
+    };
+    add_weight(
+        pass,
+        graph,
+        weights,
+        &format!("{name}.folded"),
+        role,
+        shape,
+        data,
+    )
 }

@@ -52,19 +52,27 @@ pub fn simplify(graph: &mut Graph, weights: &mut WeightSet) -> Result<PassReport
                     vec![1.0 - p],
                 )?;
                 graph.node_mut(id).op = Op::Mul;
-                graph.set_inputs(id, vec![operand, scale]).map_err(graph_err)?;
+                graph
+                    .set_inputs(id, vec![operand, scale])
+                    .map_err(graph_err)?;
                 report.fired += 1;
             }
             Op::BatchNorm(a) => {
                 let producer = &graph.node(node.inputs()[0]).op;
-                if matches!(producer, Op::Conv2d(_) | Op::Linear(_) | Op::ConvTranspose2d(_)) {
+                if matches!(
+                    producer,
+                    Op::Conv2d(_) | Op::Linear(_) | Op::ConvTranspose2d(_)
+                ) {
                     continue;
                 }
                 let eps = a.eps;
                 if bn_to_affine(graph, weights, id, eps)? {
                     report.fired += 1;
                 } else {
-                    report.notes.push(format!("{}: not made an affine: its parameters are computed", graph.node(id).name));
+                    report.notes.push(format!(
+                        "{}: not made an affine: its parameters are computed",
+                        graph.node(id).name
+                    ));
                 }
             }
             Op::Input(_)
@@ -102,9 +110,19 @@ pub fn simplify(graph: &mut Graph, weights: &mut WeightSet) -> Result<PassReport
 /// Rewrites batch norm `id` into `mul` (a new node) then `add` (the BN node
 /// itself, so its name, location and users stay). Returns false, changing
 /// nothing, when a parameter is not a weight.
-fn bn_to_affine(graph: &mut Graph, weights: &mut WeightSet, id: NodeId, eps: f32) -> Result<bool, PassError> {
+fn bn_to_affine(
+    graph: &mut Graph,
+    weights: &mut WeightSet,
+    id: NodeId,
+    eps: f32,
+) -> Result<bool, PassError> {
     let node = graph.node(id);
-    let (x, name, loc, ty) = (node.inputs()[0], node.name.clone(), node.loc, node.ty.clone());
+    let (x, name, loc, ty) = (
+        node.inputs()[0],
+        node.name.clone(),
+        node.loc,
+        node.ty.clone(),
+    );
     let params = node.inputs()[1..].to_vec();
     let mut tensors = Vec::with_capacity(4);
     for &p in &params {
@@ -117,14 +135,33 @@ fn bn_to_affine(graph: &mut Graph, weights: &mut WeightSet, id: NodeId, eps: f32
     let (scale, shift): (Vec<f32>, Vec<f32>) = (0..gamma.len())
         .map(|c| {
             let s = f64::from(gamma[c]) / (f64::from(var[c]) + f64::from(eps)).sqrt();
-            (s as f32, (f64::from(beta[c]) - f64::from(mean[c]) * s) as f32)
+            (
+                s as f32,
+                (f64::from(beta[c]) - f64::from(mean[c]) * s) as f32,
+            )
         })
         .unzip();
     // [C] then one 1 per dim after the channels, so it broadcasts over them.
     let mut shape = vec![gamma.len()];
     shape.resize(ty.rank().saturating_sub(1), 1);
-    let scale = add_weight(NAME, graph, weights, &format!("{name}.scale"), WeightRole::NormWeight, shape.clone(), scale)?;
-    let shift = add_weight(NAME, graph, weights, &format!("{name}.shift"), WeightRole::NormBias, shape, shift)?;
+    let scale = add_weight(
+        NAME,
+        graph,
+        weights,
+        &format!("{name}.scale"),
+        WeightRole::NormWeight,
+        shape.clone(),
+        scale,
+    )?;
+    let shift = add_weight(
+        NAME,
+        graph,
+        weights,
+        &format!("{name}.shift"),
+        WeightRole::NormBias,
+        shape,
+        shift,
+    )?;
     let graph_err = |source| PassError::Graph { pass: NAME, source };
     let mul = graph
         .add(Node::new(Op::Mul, vec![x, scale], ty, name).at(loc))
