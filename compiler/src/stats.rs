@@ -179,34 +179,25 @@ fn receptive_field(op: &Op, input: ReceptiveField, rank: usize) -> ReceptiveFiel
         Op::ConvTranspose2d(a) => window(input, a.kernel, a.stride, a.dilation, true),
         Op::MaxPool2d(a) => window(input, a.kernel, a.stride, a.dilation, false),
         Op::AvgPool2d(a) => window(input, a.kernel, a.stride, [1, 1], false),
+        // Ops that mix all positions, and ops after which the map is no
+        // longer [N, C, H, W] (positions mixed or reinterpreted): the
+        // dependence is global.
         Op::GlobalAvgPool
         | Op::GroupNorm(_)
         | Op::InstanceNorm(_)
         | Op::LayerNorm(_)
-        | Op::Softmax(_) => {
-            if spatial_input {
-                ReceptiveField::Global
-            } else {
-                ReceptiveField::None
-            }
-        }
-        Op::Linear(_)
+        | Op::Softmax(_)
+        | Op::Linear(_)
         | Op::Flatten(_)
         | Op::Reshape(_)
         | Op::Permute(_)
         | Op::Select(_)
         | Op::Rnn(_)
         | Op::Lstm(_) => {
-            // Once the map is no longer [N, C, H, W], positions are mixed or
-            // reinterpreted; report the dependence as global.
-            match input {
-                ReceptiveField::Window { .. }
-                    if rank == 4 && matches!(op, Op::Permute(_) | Op::Select(_)) =>
-                {
-                    ReceptiveField::Global
-                }
-                ReceptiveField::None => ReceptiveField::None,
-                _ => ReceptiveField::Global,
+            if spatial_input {
+                ReceptiveField::Global
+            } else {
+                ReceptiveField::None
             }
         }
         Op::BatchNorm(_)

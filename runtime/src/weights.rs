@@ -301,18 +301,15 @@ fn header_end(bytes: &[u8]) -> Option<usize> {
 }
 
 /// The data length a header declares: the largest end offset among its
-/// `"data_offsets": [begin, end]` entries. This scan only runs on files the
+/// tensors' `"data_offsets": [begin, end]`. This only runs on files the
 /// safetensors crate already rejected, to tell truncation from corruption.
 fn declared_data_len(header: &str) -> Option<usize> {
-    let mut largest = 0usize;
-    for (position, key) in header.match_indices("\"data_offsets\"") {
-        let rest = header.get(position + key.len()..)?;
-        let rest = rest.trim_start().strip_prefix(':')?.trim_start();
-        let rest = rest.strip_prefix('[')?;
-        let (_, end) = rest.split_once(']')?.0.split_once(',')?;
-        largest = largest.max(end.trim().parse().ok()?);
-    }
-    Some(largest)
+    let json: serde_json::Value = serde_json::from_str(header).ok()?;
+    let ends = json
+        .as_object()?
+        .values()
+        .filter_map(|tensor| tensor.get("data_offsets")?.get(1)?.as_u64());
+    usize::try_from(ends.max().unwrap_or(0)).ok()
 }
 
 #[cfg(test)]

@@ -109,7 +109,10 @@ impl Window {
         }
     }
 
-    /// Output length along this axis for an input of length `len`: the
+    /// Output length along this axis for an input of length `len`. This is
+    /// written apart from `shape::window_output` on purpose: `run` compares
+    /// every kernel's result with the type shape inference gave the node, so
+    /// the two computations check each other. The
     /// PyTorch formula `floor((len + 2*pad - dilation*(kernel-1) - 1) /
     /// stride) + 1`, or with `ceil` instead of `floor` when `ceil_mode`
     /// (pooling), in which case a last window that would start inside the

@@ -73,7 +73,9 @@ pub fn mul(a: &Tensor, b: &Tensor) -> Result<Tensor, InterpError> {
 }
 
 /// The NumPy broadcast of two shapes: aligned at the right, each pair of
-/// dims equal or one of them 1.
+/// dims equal or one of them 1. Kept apart from `shape::broadcast` on
+/// purpose, so that the interpreter's output-type check tests shape
+/// inference against an independent computation.
 pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let rank = a.len().max(b.len());
     let dim = |s: &[usize], i: usize| {

@@ -119,11 +119,7 @@ fn run_layers(
     let mut sequence = vec![0.0f32; seq * batch * input_size];
     for t in 0..seq {
         for b in 0..batch {
-            let src = if a.batch_first {
-                b * seq + t
-            } else {
-                t * batch + b
-            };
+            let src = caller_row(a.batch_first, t, b, seq, batch);
             sequence[(t * batch + b) * input_size..][..input_size]
                 .copy_from_slice(&x.data()[src * input_size..][..input_size]);
         }
@@ -142,16 +138,22 @@ fn run_layers(
     let mut out = Tensor::zeros(shape)?;
     for t in 0..seq {
         for b in 0..batch {
-            let dst = if a.batch_first {
-                b * seq + t
-            } else {
-                t * batch + b
-            };
+            let dst = caller_row(a.batch_first, t, b, seq, batch);
             out.data_mut()[dst * hidden..][..hidden]
                 .copy_from_slice(&sequence[(t * batch + b) * hidden..][..hidden]);
         }
     }
     Ok(out)
+}
+
+/// The row of step `t`, sample `b` in the caller's layout: `[batch, seq, _]`
+/// with `batch_first`, else `[seq, batch, _]`.
+fn caller_row(batch_first: bool, t: usize, b: usize, seq: usize, batch: usize) -> usize {
+    if batch_first {
+        b * seq + t
+    } else {
+        t * batch + b
+    }
 }
 
 /// Runs one layer over a time-major `[seq, batch, features]` sequence and

@@ -20,7 +20,10 @@
 //! relative). The batch norm node is removed; its weights are left dead
 //! for `dce`.
 
-use super::{add_weight, replace_weight, weight_tensor, Candidate, PassError, PassReport};
+use super::{
+    add_weight, bn_scale_shift, replace_weight, scale_weight, weight_tensor, Candidate, PassError,
+    PassReport,
+};
 use crate::ir::{Graph, NodeId, Op, WeightAttrs, WeightRole};
 use nnc_runtime::{Tensor, WeightSet};
 
@@ -113,15 +116,7 @@ fn fold(
         .iter()
         .map(|&p| weight_tensor(NAME, graph, weights, p).map(|t| t.map_or(&[][..], Tensor::data)))
         .collect::<Result<_, _>>()?;
-    let [gamma, beta, mean, var] = [params[0], params[1], params[2], params[3]];
-    let scale: Vec<f64> = gamma
-        .iter()
-        .zip(var)
-        .map(|(&g, &v)| f64::from(g) / (f64::from(v) + f64::from(eps)).sqrt())
-        .collect();
-    let shift: Vec<f64> = (0..scale.len())
-        .map(|c| f64::from(beta[c]) - f64::from(mean[c]) * scale[c])
-        .collect();
+    let (scale, shift) = bn_scale_shift(params[0], params[1], params[2], params[3], eps);
 
     let inputs = graph.node(producer).inputs().to_vec();
     let (kernel, bias) = (inputs[1], inputs.get(2).copied());
@@ -130,17 +125,11 @@ fn fold(
             pass: NAME,
             name: graph.node(kernel).name.clone(),
         })?;
-    let mut folded = kernel_tensor.data().to_vec();
-    let shape = kernel_tensor.shape().to_vec();
-    let channel_of = output_channel_map(&graph.node(producer).op, &shape);
-    // Row-major: element `i` lies in row `i / (cols * inner)`, column
-    // `i / inner % cols` of the first two axes. An empty tensor has no
-    // elements to visit, so the divisors are positive inside the loop.
-    let (cols, inner) = (shape[1].max(1), shape[2..].iter().product::<usize>().max(1));
-    for (i, w) in folded.iter_mut().enumerate() {
-        let (row, col) = (i / inner / cols, i / inner % cols);
-        *w = (f64::from(*w) * scale[channel_of(row, col)]) as f32;
-    }
+    let producer_op = &graph.node(producer).op;
+    let shape = kernel_tensor.shape();
+    let folded = scale_weight(kernel_tensor, |row, col| {
+        scale[output_channel(producer_op, shape, row, col)]
+    });
     let new_bias: Vec<f32> = match bias {
         Some(b) => {
             let b = weight_tensor(NAME, graph, weights, b)?.map_or(&[][..], Tensor::data);
@@ -194,14 +183,14 @@ fn fold(
     Ok(())
 }
 
-/// Maps (axis-0 index, axis-1 index) of the producer's weight to the output
-/// channel that element contributes to.
-fn output_channel_map(op: &Op, shape: &[usize]) -> Box<dyn Fn(usize, usize) -> usize> {
+/// The output channel that weight element `[row, col, ...]` of the
+/// producer contributes to.
+fn output_channel(op: &Op, shape: &[usize], row: usize, col: usize) -> usize {
     if let Op::ConvTranspose2d(a) = op {
         let in_per_group = (shape[0] / a.groups.max(1)).max(1);
-        let out_per_group = shape[1];
-        Box::new(move |c, j| (c / in_per_group) * out_per_group + j)
+        (row / in_per_group) * shape[1] + col
     } else {
-        Box::new(|o, _| o)
+        // conv2d and linear weights are [out, ...].
+        row
     }
 }

@@ -18,7 +18,9 @@
 //! evaluated values are the interpreter's exactly; folded scales preserve
 //! values within 1e-6 relative. Replaced weights are left dead for `dce`.
 
-use super::{add_weight, replace_weight, weight_tensor, Candidate, PassError, PassReport};
+use super::{
+    add_weight, replace_weight, scale_weight, weight_tensor, Candidate, PassError, PassReport,
+};
 use crate::interp;
 use crate::ir::{Graph, Node, NodeId, Op, WeightRole};
 use nnc_runtime::WeightSet;
@@ -177,7 +179,6 @@ fn fold_scale_into_user(
             u.name
         )));
     }
-    let channels = node.ty.shape.get(axis).copied().unwrap_or(1);
     let scale_shape = &graph.node(scale).ty.shape;
     let lead = node.ty.rank() - scale_shape.len().min(node.ty.rank());
     let varies_elsewhere = scale_shape
@@ -208,28 +209,15 @@ fn fold_scale_into_user(
             s.data()[c]
         })
     };
-    let shape = w.shape().to_vec();
-    let folded: Vec<f32> = if let Op::Conv2d(a) = &u.op {
-        // Weight [out, C/groups, kh, kw]: element i is output channel
-        // `i / (cols * inner)`, channel `i / inner % cols` within its group.
-        let (cols, inner) = (shape[1].max(1), shape[2..].iter().product::<usize>().max(1));
+    let folded = if let Op::Conv2d(a) = &u.op {
+        // Weight [out, C/groups, kh, kw]: column `c` of output channel `o`
+        // reads input channel `o / (out/groups) * C/groups + c`.
+        let cols = w.shape()[1];
         let out_per_group = (a.out_channels / a.groups.max(1)).max(1);
-        w.data()
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| {
-                let (o, c) = (i / inner / cols, i / inner % cols);
-                (f64::from(v) * factor(o / out_per_group * cols + c)) as f32
-            })
-            .collect()
+        scale_weight(w, |o, c| factor(o / out_per_group * cols + c))
     } else {
-        // Linear weight [out, in].
-        let cols = channels.max(1);
-        w.data()
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| (f64::from(v) * factor(i % cols)) as f32)
-            .collect()
+        // Linear weight [out, in]: column `c` reads input feature `c`.
+        scale_weight(w, |_, c| factor(c))
     };
     let mut inputs = u.inputs().to_vec();
     inputs[0] = x;

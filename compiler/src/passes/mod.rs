@@ -306,3 +306,42 @@ fn replace_weight(
         data,
     )
 }
+
+/// Batch norm as a per-channel affine `y = x * scale + shift`, with
+/// `scale = gamma / sqrt(var + eps)` and `shift = beta - mean * scale`,
+/// computed in `f64` so folding adds no rounding of its own.
+fn bn_scale_shift(
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    eps: f32,
+) -> (Vec<f64>, Vec<f64>) {
+    (0..gamma.len())
+        .map(|c| {
+            let scale = f64::from(gamma[c]) / (f64::from(var[c]) + f64::from(eps)).sqrt();
+            (scale, f64::from(beta[c]) - f64::from(mean[c]) * scale)
+        })
+        .unzip()
+}
+
+/// A conv or linear weight with element `[row, col, ...]` multiplied by
+/// `factor(row, col)`: the two leading axes are the output and input
+/// channels (of one group) of every weight that passes rescale.
+fn scale_weight(weight: &Tensor, factor: impl Fn(usize, usize) -> f64) -> Vec<f32> {
+    let shape = weight.shape();
+    // Row-major: element `i` lies in row `i / (cols * inner)`, column
+    // `i / inner % cols`. An empty tensor has no elements to visit, so the
+    // divisors are positive inside the loop.
+    let cols = shape.get(1).copied().unwrap_or(1).max(1);
+    let inner = shape
+        .get(2..)
+        .map_or(1, |s| s.iter().product::<usize>())
+        .max(1);
+    weight
+        .data()
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| (f64::from(w) * factor(i / inner / cols, i / inner % cols)) as f32)
+        .collect()
+}

@@ -15,7 +15,7 @@
 //! float rounding for the batch-norm affine (the interpreter computes it in
 //! `f64`). The old batch-norm weights are left dead for `dce`.
 
-use super::{add_weight, weight_tensor, PassError, PassReport};
+use super::{add_weight, bn_scale_shift, weight_tensor, PassError, PassReport};
 use crate::ir::{DropoutMode, Graph, Node, NodeId, Op, WeightRole};
 use nnc_runtime::WeightSet;
 
@@ -131,18 +131,11 @@ fn bn_to_affine(
             None => return Ok(false),
         }
     }
-    let [gamma, beta, mean, var] = [tensors[0], tensors[1], tensors[2], tensors[3]];
-    let (scale, shift): (Vec<f32>, Vec<f32>) = (0..gamma.len())
-        .map(|c| {
-            let s = f64::from(gamma[c]) / (f64::from(var[c]) + f64::from(eps)).sqrt();
-            (
-                s as f32,
-                (f64::from(beta[c]) - f64::from(mean[c]) * s) as f32,
-            )
-        })
-        .unzip();
+    let (scale, shift) = bn_scale_shift(tensors[0], tensors[1], tensors[2], tensors[3], eps);
+    let scale: Vec<f32> = scale.into_iter().map(|v| v as f32).collect();
+    let shift: Vec<f32> = shift.into_iter().map(|v| v as f32).collect();
     // [C] then one 1 per dim after the channels, so it broadcasts over them.
-    let mut shape = vec![gamma.len()];
+    let mut shape = vec![scale.len()];
     shape.resize(ty.rank().saturating_sub(1), 1);
     let scale = add_weight(
         NAME,
