@@ -80,18 +80,38 @@ pub fn weight_shapes(op: &Op, x: &TensorType) -> SResult<Vec<WeightSpec>> {
         Ok(x.shape[1])
     };
     Ok(match op {
-        Op::Conv2d(a) => {
-            require_rank("conv2d", x, 4, "[N, C, H, W]")?;
-            check_groups("conv2d", x.shape[1], a.out_channels, a.groups)?;
-            let fan_in = product("conv2d", &[x.shape[1] / a.groups, a.kernel[0], a.kernel[1]])?;
+        Op::Conv2d(a) => conv_weights("conv2d", a, x)?,
+        Op::DepthwiseConv2d(a) => {
+            let w = conv_weights("depthwise_conv2d", a, x)?;
+            require_depthwise("depthwise_conv2d", a, x)?;
+            w
+        }
+        Op::SeparableConv2d(a) => {
+            let dw = &a.depthwise;
+            let mut w = conv_weights("separable_conv2d", dw, x)?;
+            require_depthwise("separable_conv2d", dw, x)?;
+            let fan_in = dw.out_channels;
+            w.push(spec(
+                "pointwise.weight",
+                vec![a.out_channels, dw.out_channels],
+                WeightRole::Kernel { fan_in },
+            ));
+            if a.bias {
+                w.push(spec(
+                    "pointwise.bias",
+                    vec![a.out_channels],
+                    WeightRole::Bias { fan_in },
+                ));
+            }
+            w
+        }
+        Op::Gemm(a) => {
+            require_min_rank("gemm", x, 2)?;
+            check_groups("gemm", x.shape[1], a.out_channels, a.groups)?;
+            let fan_in = x.shape[1] / a.groups;
             let mut w = vec![spec(
                 "weight",
-                vec![
-                    a.out_channels,
-                    x.shape[1] / a.groups,
-                    a.kernel[0],
-                    a.kernel[1],
-                ],
+                vec![a.out_channels, fan_in],
                 WeightRole::Kernel { fan_in },
             )];
             if a.bias {
@@ -103,6 +123,18 @@ pub fn weight_shapes(op: &Op, x: &TensorType) -> SResult<Vec<WeightSpec>> {
             }
             w
         }
+        Op::Col2Im(a) => {
+            if a.bias {
+                vec![spec(
+                    "bias",
+                    vec![a.out_channels],
+                    WeightRole::Bias { fan_in: 1 },
+                )]
+            } else {
+                Vec::new()
+            }
+        }
+        Op::Im2Col(_) | Op::Elementwise(_) => Vec::new(),
         Op::ConvTranspose2d(a) => {
             require_rank("conv_transpose2d", x, 4, "[N, C, H, W]")?;
             check_groups("conv_transpose2d", x.shape[1], a.out_channels, a.groups)?;
@@ -201,6 +233,43 @@ pub fn weight_shapes(op: &Op, x: &TensorType) -> SResult<Vec<WeightSpec>> {
         | Op::Dropout(_)
         | Op::Identity => Vec::new(),
     })
+}
+
+fn conv_weights(op: &str, a: &Conv2dAttrs, x: &TensorType) -> SResult<Vec<WeightSpec>> {
+    require_rank(op, x, 4, "[N, C, H, W]")?;
+    check_groups(op, x.shape[1], a.out_channels, a.groups)?;
+    let fan_in = product(op, &[x.shape[1] / a.groups, a.kernel[0], a.kernel[1]])?;
+    let mut w = vec![spec(
+        "weight",
+        vec![
+            a.out_channels,
+            x.shape[1] / a.groups,
+            a.kernel[0],
+            a.kernel[1],
+        ],
+        WeightRole::Kernel { fan_in },
+    )];
+    if a.bias {
+        w.push(spec(
+            "bias",
+            vec![a.out_channels],
+            WeightRole::Bias { fan_in },
+        ));
+    }
+    Ok(w)
+}
+
+fn require_depthwise(op: &str, a: &Conv2dAttrs, x: &TensorType) -> SResult<()> {
+    if a.groups != x.shape[1] {
+        return Err(ShapeError::new(
+            format!(
+                "`{op}` needs groups equal to the {} input channels, found groups={}",
+                x.shape[1], a.groups
+            ),
+            "not a depthwise convolution",
+        ));
+    }
+    Ok(())
 }
 
 fn affine(affine: bool, shape: Vec<usize>) -> Vec<WeightSpec> {
@@ -361,7 +430,30 @@ fn spatial(
 /// The output type of `op` applied to operands of types `inputs`
 /// (data operands first, then the op's weights in [`weight_shapes`] order).
 pub fn infer(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
+    // A fused residual is the last operand and must have the output's type.
+    let residual = op.epilogue().is_some_and(|e| e.residual);
+    let (inputs, residual) = match inputs.split_last() {
+        Some((last, rest)) if residual => (rest, Some(*last)),
+        _ if residual => {
+            return Err(ShapeError::new(
+                format!("`{}` has a fused residual but no operands", op.name()),
+                "missing operand",
+            ))
+        }
+        _ => (inputs, None),
+    };
     let ty = infer_unchecked(op, inputs)?;
+    if let Some(r) = residual {
+        if *r != ty {
+            return Err(ShapeError::new(
+                format!(
+                    "`{}` fused residual has type {r} but the output is {ty}",
+                    op.name()
+                ),
+                "mis-shaped residual",
+            ));
+        }
+    }
     if checked_numel(&ty.shape).is_none() || ty.numel().checked_mul(4).is_none() {
         return Err(ShapeError::new(
             format!("the element count of {} overflows", format_shape(&ty.shape)),
@@ -469,13 +561,121 @@ fn infer_unchecked(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
             format!("`{}` has no operands to infer from", op.name()),
             "leaf node",
         )),
-        Op::Conv2d(a) => {
+        Op::Conv2d(a) | Op::DepthwiseConv2d(a) => {
             check_weights(op, inputs)?;
             let x = inputs[0];
             let [h, w] = spatial(
-                "conv2d", x, a.kernel, a.stride, a.padding, a.dilation, false,
+                op.name(),
+                x,
+                a.kernel,
+                a.stride,
+                a.padding,
+                a.dilation,
+                false,
             )?;
             Ok(TensorType::f32(vec![x.shape[0], a.out_channels, h, w]))
+        }
+        Op::SeparableConv2d(a) => {
+            check_weights(op, inputs)?;
+            let (x, dw) = (inputs[0], &a.depthwise);
+            let [h, w] = spatial(
+                op.name(),
+                x,
+                dw.kernel,
+                dw.stride,
+                dw.padding,
+                dw.dilation,
+                false,
+            )?;
+            if dw.epilogue.residual {
+                return Err(ShapeError::new(
+                    "`separable_conv2d` cannot fuse a residual into its depthwise half",
+                    "depthwise residual",
+                ));
+            }
+            Ok(TensorType::f32(vec![x.shape[0], a.out_channels, h, w]))
+        }
+        Op::Im2Col(a) => {
+            let x = unary(op, inputs)?;
+            require_rank("im2col", &x, 4, "[N, C, H, W]")?;
+            let [h, w] = spatial(
+                "im2col", &x, a.kernel, a.stride, a.padding, a.dilation, false,
+            )?;
+            let rows = product("im2col", &[x.shape[1], a.kernel[0], a.kernel[1]])?;
+            Ok(TensorType::f32(vec![x.shape[0], rows, h, w]))
+        }
+        Op::Gemm(a) => {
+            check_weights(op, inputs)?;
+            let mut shape = inputs[0].shape.clone();
+            shape[1] = a.out_channels;
+            Ok(TensorType::f32(shape))
+        }
+        Op::Col2Im(a) => {
+            check_weights(op, inputs)?;
+            let x = inputs[0];
+            require_rank("col2im", x, 4, "[N, out*kh*kw, H, W]")?;
+            let rows = product("col2im", &[a.out_channels, a.kernel[0], a.kernel[1]])?;
+            if x.shape[1] != rows {
+                return Err(ShapeError::new(
+                    format!("`col2im` needs {rows} rows (out*kh*kw) but the columns are {x}"),
+                    "mis-shaped columns",
+                ));
+            }
+            for i in 0..2 {
+                // The transposed-conv size without output_padding, and the
+                // largest output_padding allowed.
+                let base = (x.shape[2 + i] as i128 - 1) * a.stride[i] as i128
+                    - 2 * a.padding[i] as i128
+                    + a.dilation[i] as i128 * (a.kernel[i] as i128 - 1)
+                    + 1;
+                let size = a.output_size[i] as i128;
+                if size < base.max(1) || size >= base + a.stride[i].max(a.dilation[i]) as i128 {
+                    return Err(ShapeError::new(
+                        format!(
+                            "`col2im` output size {} does not fit input {x} (expected {base} plus an output_padding)",
+                            a.output_size[i]
+                        ),
+                        "bad output size",
+                    ));
+                }
+            }
+            Ok(TensorType::f32(vec![
+                x.shape[0],
+                a.out_channels,
+                a.output_size[0],
+                a.output_size[1],
+            ]))
+        }
+        Op::Elementwise(a) => {
+            if inputs.is_empty() {
+                return Err(ShapeError::new(
+                    "`elementwise` has no operands",
+                    "missing operand",
+                ));
+            }
+            for step in &a.steps {
+                if let ElementwiseStep::Add(i) | ElementwiseStep::Mul(i) = step {
+                    if *i == 0 || *i >= inputs.len() {
+                        return Err(ShapeError::new(
+                            format!("`elementwise` step reads operand {i} of {}", inputs.len()),
+                            "operand index out of range",
+                        ));
+                    }
+                }
+            }
+            let mut shape = inputs[0].shape.clone();
+            for x in &inputs[1..] {
+                shape = broadcast(&shape, &x.shape).ok_or_else(|| {
+                    ShapeError::new(
+                        format!(
+                            "`elementwise` operands {} and {x} do not broadcast",
+                            format_shape(&shape)
+                        ),
+                        "incompatible shapes",
+                    )
+                })?;
+            }
+            Ok(TensorType::f32(shape))
         }
         Op::ConvTranspose2d(a) => {
             check_weights(op, inputs)?;

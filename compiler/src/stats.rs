@@ -18,7 +18,7 @@
 //! all positions (global pooling, spatial norms, linear on a flattened map)
 //! have a global receptive field.
 
-use crate::ir::{Graph, NodeId, Op, WeightRole};
+use crate::ir::{Conv2dAttrs, Epilogue, Graph, NodeId, Op, WeightRole};
 use std::collections::HashMap;
 use std::fmt::Write;
 
@@ -175,8 +175,19 @@ fn receptive_field(op: &Op, input: ReceptiveField, rank: usize) -> ReceptiveFiel
             }
         }
         Op::Weight(_) => ReceptiveField::None,
-        Op::Conv2d(a) => window(input, a.kernel, a.stride, a.dilation, false),
+        Op::Conv2d(a) | Op::DepthwiseConv2d(a) => {
+            window(input, a.kernel, a.stride, a.dilation, false)
+        }
+        Op::SeparableConv2d(a) => window(
+            input,
+            a.depthwise.kernel,
+            a.depthwise.stride,
+            a.depthwise.dilation,
+            false,
+        ),
+        Op::Im2Col(a) => window(input, a.kernel, a.stride, a.dilation, false),
         Op::ConvTranspose2d(a) => window(input, a.kernel, a.stride, a.dilation, true),
+        Op::Col2Im(a) => window(input, a.kernel, a.stride, a.dilation, true),
         Op::MaxPool2d(a) => window(input, a.kernel, a.stride, a.dilation, false),
         Op::AvgPool2d(a) => window(input, a.kernel, a.stride, [1, 1], false),
         // Ops that mix all positions, and ops after which the map is no
@@ -211,7 +222,9 @@ fn receptive_field(op: &Op, input: ReceptiveField, rank: usize) -> ReceptiveFiel
         | Op::Mul
         | Op::Concat(_)
         | Op::Dropout(_)
-        | Op::Identity => input,
+        | Op::Identity
+        | Op::Elementwise(_)
+        | Op::Gemm(_) => input,
     }
 }
 
@@ -219,23 +232,45 @@ fn product(shape: &[usize]) -> u64 {
     shape.iter().map(|&d| d as u64).product()
 }
 
+/// One FLOP per output element for the bias and for each epilogue step, so
+/// fusing moves FLOPs between ops without changing the total.
+fn epilogue_flops(bias: bool, e: &Epilogue, n_out: u64) -> u64 {
+    n_out * (u64::from(bias) + u64::from(e.residual) + u64::from(e.activation.is_some()))
+}
+
 fn flops(op: &Op, x: &[usize], out: &[usize]) -> u64 {
     let n_out = product(out);
+    let conv = |a: &Conv2dAttrs, c_in: u64, n_out: u64| {
+        let per_output = c_in / a.groups as u64 * (a.kernel[0] * a.kernel[1]) as u64;
+        2 * n_out * per_output + epilogue_flops(a.bias, &a.epilogue, n_out)
+    };
+    let c_in = x.get(1).copied().unwrap_or(0) as u64;
     match op {
         Op::Input(_) | Op::Weight(_) => 0,
-        Op::Conv2d(a) => {
-            let c_in = x.get(1).copied().unwrap_or(0) as u64;
-            let per_output = c_in / a.groups as u64 * (a.kernel[0] * a.kernel[1]) as u64;
-            2 * n_out * per_output + if a.bias { n_out } else { 0 }
+        Op::Conv2d(a) | Op::DepthwiseConv2d(a) => conv(a, c_in, n_out),
+        Op::SeparableConv2d(a) => {
+            let dw = &a.depthwise;
+            let n_mid = n_out / a.out_channels.max(1) as u64 * dw.out_channels as u64;
+            conv(dw, c_in, n_mid)
+                + 2 * n_out * dw.out_channels as u64
+                + epilogue_flops(a.bias, &a.epilogue, n_out)
         }
         Op::ConvTranspose2d(a) => {
             let per_input = (a.out_channels / a.groups * a.kernel[0] * a.kernel[1]) as u64;
-            2 * product(x) * per_input + if a.bias { n_out } else { 0 }
+            2 * product(x) * per_input + epilogue_flops(a.bias, &a.epilogue, n_out)
         }
         Op::Linear(a) => {
             let k = x.last().copied().unwrap_or(0) as u64;
-            2 * n_out * k + if a.bias { n_out } else { 0 }
+            2 * n_out * k + epilogue_flops(a.bias, &a.epilogue, n_out)
         }
+        Op::Gemm(a) => {
+            let k = c_in / a.groups.max(1) as u64;
+            2 * n_out * k + epilogue_flops(a.bias, &a.epilogue, n_out)
+        }
+        Op::Im2Col(_) => 0,
+        // The scatter adds every column element into the output.
+        Op::Col2Im(a) => product(x) + epilogue_flops(a.bias, &a.epilogue, n_out),
+        Op::Elementwise(a) => a.steps.len() as u64 * n_out,
         Op::BatchNorm(_) => 2 * n_out,
         Op::GroupNorm(_) | Op::LayerNorm(_) | Op::InstanceNorm(_) => 5 * n_out,
         Op::Relu

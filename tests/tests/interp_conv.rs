@@ -4,7 +4,7 @@
 //! adjoint of conv).
 
 use nnc_compiler::interp::{self, InterpError};
-use nnc_compiler::ir::{Conv2dAttrs, ConvTranspose2dAttrs};
+use nnc_compiler::ir::{Conv2dAttrs, ConvTranspose2dAttrs, Epilogue};
 use nnc_runtime::Tensor;
 use nnc_tests::{assert_close, random, tensor};
 use proptest::prelude::*;
@@ -29,6 +29,7 @@ fn conv(out: usize, c: &Conf, bias: bool) -> Conv2dAttrs {
         dilation: c.dilation,
         groups: c.groups,
         bias,
+        epilogue: Epilogue::default(),
     }
 }
 
@@ -42,6 +43,7 @@ fn conv_t(out: usize, c: &Conf, output_padding: [usize; 2], bias: bool) -> ConvT
         dilation: c.dilation,
         groups: c.groups,
         bias,
+        epilogue: Epilogue::default(),
     }
 }
 

@@ -5,8 +5,8 @@
 
 use nnc_compiler::interp::{self, InterpError};
 use nnc_compiler::ir::{
-    ConcatAttrs, Conv2dAttrs, Graph, InputAttrs, Node, NodeId, Op, TensorType, WeightAttrs,
-    WeightRole,
+    ConcatAttrs, Conv2dAttrs, Epilogue, Graph, InputAttrs, Node, NodeId, Op, TensorType,
+    WeightAttrs, WeightRole,
 };
 use nnc_runtime::{Tensor, WeightSet};
 use nnc_tests::tensor;
@@ -40,6 +40,7 @@ fn conv_attrs(bias: bool) -> Conv2dAttrs {
         dilation: [1, 1],
         groups: 1,
         bias,
+        epilogue: Epilogue::default(),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use nnc_compiler::interp::{self, InterpError};
 use nnc_compiler::ir::{
-    ConcatAttrs, FlattenAttrs, LinearAttrs, PermuteAttrs, ReshapeAttrs, SelectAttrs,
+    ConcatAttrs, Epilogue, FlattenAttrs, LinearAttrs, PermuteAttrs, ReshapeAttrs, SelectAttrs,
 };
 use nnc_runtime::Tensor;
 use nnc_tests::tensor;
@@ -36,6 +36,7 @@ fn linear_with_bias() {
         &LinearAttrs {
             out_features: 2,
             bias: true,
+            epilogue: Epilogue::default(),
         },
     )
     .unwrap();
@@ -54,6 +55,7 @@ fn linear_keeps_leading_dims() {
         &LinearAttrs {
             out_features: 3,
             bias: false,
+            epilogue: Epilogue::default(),
         },
     )
     .unwrap();
@@ -66,6 +68,7 @@ fn linear_keeps_leading_dims() {
         &LinearAttrs {
             out_features: 3,
             bias: false,
+            epilogue: Epilogue::default(),
         },
     )
     .unwrap();
@@ -80,6 +83,7 @@ fn linear_rejects_mismatched_operands() {
     let a = LinearAttrs {
         out_features: 4,
         bias: true,
+        epilogue: Epilogue::default(),
     };
     assert!(interp::linear(&x, &w, Some(&b), &a).is_ok());
     let w_bad = Tensor::zeros(vec![4, 2]).unwrap();
@@ -90,6 +94,7 @@ fn linear_rejects_mismatched_operands() {
     let a5 = LinearAttrs {
         out_features: 5,
         bias: false,
+        epilogue: Epilogue::default(),
     };
     assert!(is_operand_error(interp::linear(&x, &w, None, &a5)));
     let scalar = Tensor::zeros(vec![]).unwrap();

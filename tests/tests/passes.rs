@@ -18,7 +18,8 @@ use std::path::Path;
 use nnc_compiler::driver::compile_source;
 use nnc_compiler::interp::run;
 use nnc_compiler::ir::{
-    BatchNormAttrs, Conv2dAttrs, Graph, InputAttrs, Node, Op, TensorType, WeightAttrs, WeightRole,
+    BatchNormAttrs, Conv2dAttrs, Epilogue, Graph, InputAttrs, Node, Op, TensorType, WeightAttrs,
+    WeightRole,
 };
 use nnc_compiler::passes::{self, Pass, PassError, PassReport, PASSES};
 use nnc_compiler::weights::{expected_weights, seeded_weights};
@@ -69,13 +70,14 @@ fn assert_close(what: &str, reference: &[Tensor], found: &[Tensor], tol: f32) {
 }
 
 /// The tolerance of each pass, from DESIGN.md: dce preserves values
-/// exactly, fold-constants within 1e-6 relative, simplify (whose
+/// exactly, fold-constants and fuse within 1e-6 relative, simplify (whose
 /// batch-norm affine rounds differently from the interpreter's `f64`
-/// batch norm) and fold-bn within 1e-5.
+/// batch norm), fold-bn and lower-conv (which sums in another order)
+/// within 1e-5.
 fn tolerance(pass: &str) -> f32 {
     match pass {
         "dce" => 0.0,
-        "fold-constants" => 1e-6,
+        "fold-constants" | "fuse" => 1e-6,
         _ => 1e-5,
     }
 }
@@ -353,6 +355,7 @@ fn shared_weight_graph() -> Graph {
         dilation: [1, 1],
         groups: 1,
         bias: false,
+        epilogue: Epilogue::default(),
     });
     let ty = TensorType::f32(vec![1, 3, 3, 3]);
     let a = g
@@ -491,7 +494,7 @@ fn an_unknown_pass_name_lists_the_valid_ones() {
     assert!(matches!(err, PassError::UnknownPass { .. }));
     assert_eq!(
         err.to_string(),
-        "unknown pass `fold-batchnorm`; the passes are: simplify, fold-bn, fold-constants, dce"
+        "unknown pass `fold-batchnorm`; the passes are: simplify, fold-bn, fold-constants, fuse, lower-conv, dce"
     );
     assert_eq!(
         graph.to_string(),
@@ -654,6 +657,7 @@ fn fold_constants_folds_a_per_channel_scale_into_a_grouped_conv() {
         dilation: [1, 1],
         groups: 2,
         bias: false,
+        epilogue: Epilogue::default(),
     });
     let c = g
         .add(Node::new(

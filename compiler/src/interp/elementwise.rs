@@ -72,6 +72,26 @@ pub fn mul(a: &Tensor, b: &Tensor) -> Result<Tensor, InterpError> {
     broadcast_binary("mul", a, b, |p, q| p * q)
 }
 
+/// `x` broadcast to `shape` (which must be a broadcast of its shape).
+pub(crate) fn broadcast_to(x: &Tensor, shape: &[usize]) -> Result<Tensor, InterpError> {
+    if x.shape() == shape {
+        return Ok(x.clone());
+    }
+    let target = Tensor::zeros(shape.to_vec())?;
+    let out = broadcast_binary("broadcast", &target, x, |_, q| q)?;
+    if out.shape() != shape {
+        return Err(operands(
+            "broadcast",
+            format!(
+                "{} does not broadcast to {}",
+                format_shape(x.shape()),
+                format_shape(shape)
+            ),
+        ));
+    }
+    Ok(out)
+}
+
 /// The NumPy broadcast of two shapes: aligned at the right, each pair of
 /// dims equal or one of them 1. Kept apart from `shape::broadcast` on
 /// purpose, so that the interpreter's output-type check tests shape

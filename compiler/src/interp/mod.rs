@@ -13,6 +13,7 @@ mod conv;
 mod elementwise;
 mod error;
 mod linear;
+mod lowered;
 mod norm;
 mod pool;
 mod recurrent;
@@ -32,6 +33,7 @@ pub use elementwise::{
 };
 pub use error::InterpError;
 pub use linear::linear;
+pub use lowered::{activate, col2im, elementwise, epilogue, gemm, im2col, separable_conv2d};
 pub use norm::{batch_norm, group_norm, instance_norm, layer_norm};
 pub use pool::{avg_pool2d, global_avg_pool, max_pool2d};
 pub use recurrent::{lstm, rnn};
@@ -189,13 +191,15 @@ fn eval_node<'a>(
             }
             Ok(Cow::Borrowed(t))
         }
-        Op::Conv2d(a) => {
-            arity(node, x, 2 + usize::from(a.bias))?;
-            owned(conv2d(x[0], x[1], x.get(2).copied(), a))
+        Op::Conv2d(a) | Op::DepthwiseConv2d(a) => {
+            let (x, residual) = split_residual(node, x, 2 + usize::from(a.bias))?;
+            let out = conv2d(x[0], x[1], x.get(2).copied(), a);
+            owned(out.and_then(|out| epilogue(out, residual, &a.epilogue)))
         }
         Op::ConvTranspose2d(a) => {
-            arity(node, x, 2 + usize::from(a.bias))?;
-            owned(conv_transpose2d(x[0], x[1], x.get(2).copied(), a))
+            let (x, residual) = split_residual(node, x, 2 + usize::from(a.bias))?;
+            let out = conv_transpose2d(x[0], x[1], x.get(2).copied(), a);
+            owned(out.and_then(|out| epilogue(out, residual, &a.epilogue)))
         }
         Op::BatchNorm(a) => {
             arity(node, x, 5)?;
@@ -232,8 +236,9 @@ fn eval_node<'a>(
             owned(global_avg_pool(x[0]))
         }
         Op::Linear(a) => {
-            arity(node, x, 2 + usize::from(a.bias))?;
-            owned(linear(x[0], x[1], x.get(2).copied(), a))
+            let (x, residual) = split_residual(node, x, 2 + usize::from(a.bias))?;
+            let out = linear(x[0], x[1], x.get(2).copied(), a);
+            owned(out.and_then(|out| epilogue(out, residual, &a.epilogue)))
         }
         Op::Flatten(a) => {
             arity(node, x, 1)?;
@@ -277,7 +282,52 @@ fn eval_node<'a>(
             arity(node, x, 1 + a.layers * if a.bias { 4 } else { 2 })?;
             owned(lstm(x[0], &x[1..], a))
         }
+        Op::Elementwise(a) => owned(elementwise(x, a)),
+        Op::Im2Col(a) => {
+            arity(node, x, 1)?;
+            owned(im2col(x[0], a))
+        }
+        Op::Gemm(a) => {
+            let (x, residual) = split_residual(node, x, 2 + usize::from(a.bias))?;
+            let out = gemm(x[0], x[1], x.get(2).copied(), a);
+            owned(out.and_then(|out| epilogue(out, residual, &a.epilogue)))
+        }
+        Op::Col2Im(a) => {
+            let (x, residual) = split_residual(node, x, 1 + usize::from(a.bias))?;
+            let out = col2im(x[0], x.get(1).copied(), a);
+            owned(out.and_then(|out| epilogue(out, residual, &a.epilogue)))
+        }
+        Op::SeparableConv2d(a) => {
+            let dw_operands = 2 + usize::from(a.depthwise.bias);
+            let (x, residual) = split_residual(node, x, dw_operands + 1 + usize::from(a.bias))?;
+            let out = separable_conv2d(
+                x[0],
+                x[1],
+                a.depthwise.bias.then(|| x[2]),
+                x[dw_operands],
+                x.get(dw_operands + 1).copied(),
+                a,
+            );
+            owned(out.and_then(|out| epilogue(out, residual, &a.epilogue)))
+        }
     }
+}
+
+/// Checks the operand count of an op that may carry a fused residual
+/// (`own` operands, then the residual when its epilogue has one) and splits
+/// the residual off.
+fn split_residual<'x, 't>(
+    node: &Node,
+    x: &'x [&'t Tensor],
+    own: usize,
+) -> Result<(&'x [&'t Tensor], Option<&'t Tensor>), InterpError> {
+    let residual = node.op.epilogue().is_some_and(|e| e.residual);
+    arity(node, x, own + usize::from(residual))?;
+    Ok(if residual {
+        (&x[..own], x.get(own).copied())
+    } else {
+        (x, None)
+    })
 }
 
 /// Checks that a node has exactly `expected` operands.

@@ -80,6 +80,10 @@ pub struct Node {
     pub name: String,
     /// The source location, when the node came from a `.nn` file.
     pub loc: Option<SourceLoc>,
+    /// Remarks passes leave for the reader (which algorithm `lower-conv`
+    /// chose and why, why `fuse` left an op standalone); printed under the
+    /// node as `# pass: remark`.
+    pub notes: Vec<String>,
 }
 
 impl Node {
@@ -91,6 +95,15 @@ impl Node {
             ty,
             name: name.into(),
             loc: None,
+            notes: Vec::new(),
+        }
+    }
+
+    /// Adds a remark (once: a pass that runs twice does not repeat it).
+    pub fn note(&mut self, pass: &str, remark: impl std::fmt::Display) {
+        let note = format!("{pass}: {remark}");
+        if !self.notes.contains(&note) {
+            self.notes.push(note);
         }
     }
 

@@ -46,6 +46,8 @@ pub struct Conv2dAttrs {
     pub dilation: [usize; 2],
     pub groups: usize,
     pub bias: bool,
+    /// Set by `fuse`; empty as written in a `.nn` file.
+    pub epilogue: Epilogue,
 }
 
 /// `conv_transpose2d`. Inputs: `x [N, C_in, H, W]`, `weight [C_in, out/groups, kh, kw]`, optional `bias [out]`.
@@ -59,6 +61,8 @@ pub struct ConvTranspose2dAttrs {
     pub dilation: [usize; 2],
     pub groups: usize,
     pub bias: bool,
+    /// Set by `fuse`; empty as written in a `.nn` file.
+    pub epilogue: Epilogue,
 }
 
 /// `batch_norm` (inference form). Inputs: `x [N, C, ...]`, `weight`, `bias`,
@@ -134,6 +138,8 @@ pub struct AvgPool2dAttrs {
 pub struct LinearAttrs {
     pub out_features: usize,
     pub bias: bool,
+    /// Set by `fuse`; empty as written in a `.nn` file.
+    pub epilogue: Epilogue,
 }
 
 /// `flatten`: merges dims `start_dim..=end_dim` (both normalised).
@@ -206,6 +212,187 @@ pub struct RecurrentAttrs {
     pub batch_first: bool,
 }
 
+/// An elementwise activation, as the last step of an [`Epilogue`] or a step
+/// of an [`ElementwiseAttrs`] chain. Each is exactly the op of the same name.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Activation {
+    Relu,
+    Relu6,
+    LeakyRelu { negative_slope: f32 },
+    Sigmoid,
+    Tanh,
+    Clip { min: f32, max: f32 },
+}
+
+impl Activation {
+    /// The activation an op computes, if it is one.
+    pub fn of(op: &Op) -> Option<Activation> {
+        match op {
+            Op::Relu => Some(Activation::Relu),
+            Op::Relu6 => Some(Activation::Relu6),
+            Op::LeakyRelu(a) => Some(Activation::LeakyRelu {
+                negative_slope: a.negative_slope,
+            }),
+            Op::Sigmoid => Some(Activation::Sigmoid),
+            Op::Tanh => Some(Activation::Tanh),
+            Op::Clip(a) => Some(Activation::Clip {
+                min: a.min,
+                max: a.max,
+            }),
+            Op::Input(_)
+            | Op::Weight(_)
+            | Op::Conv2d(_)
+            | Op::ConvTranspose2d(_)
+            | Op::BatchNorm(_)
+            | Op::GroupNorm(_)
+            | Op::LayerNorm(_)
+            | Op::InstanceNorm(_)
+            | Op::MaxPool2d(_)
+            | Op::AvgPool2d(_)
+            | Op::GlobalAvgPool
+            | Op::Linear(_)
+            | Op::Flatten(_)
+            | Op::Reshape(_)
+            | Op::Permute(_)
+            | Op::Select(_)
+            | Op::Add
+            | Op::Mul
+            | Op::Concat(_)
+            | Op::Softmax(_)
+            | Op::Dropout(_)
+            | Op::Identity
+            | Op::Rnn(_)
+            | Op::Lstm(_)
+            | Op::Elementwise(_)
+            | Op::Im2Col(_)
+            | Op::Gemm(_)
+            | Op::Col2Im(_)
+            | Op::DepthwiseConv2d(_)
+            | Op::SeparableConv2d(_) => None,
+        }
+    }
+
+    /// The printed form: the op name, with its attributes in parentheses.
+    pub fn describe(&self) -> String {
+        match self {
+            Activation::Relu => "relu".into(),
+            Activation::Relu6 => "relu6".into(),
+            Activation::LeakyRelu { negative_slope } => format!("leaky_relu({negative_slope:?})"),
+            Activation::Sigmoid => "sigmoid".into(),
+            Activation::Tanh => "tanh".into(),
+            Activation::Clip { min, max } => format!("clip({min:?}, {max:?})"),
+        }
+    }
+}
+
+/// Work fused onto the end of a producer (conv, linear, gemm, ...) by
+/// `fuse`, applied to each output element before it is stored:
+/// `y = activation(acc + residual)`, where `acc` already includes the bias.
+/// A residual is the producer's last operand and has the output's type.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Epilogue {
+    pub residual: bool,
+    pub activation: Option<Activation>,
+}
+
+impl Epilogue {
+    /// True when nothing is fused.
+    pub fn is_empty(&self) -> bool {
+        !self.residual && self.activation.is_none()
+    }
+
+    /// Operands the epilogue adds after the op's own (0 or 1).
+    pub fn operands(&self) -> usize {
+        usize::from(self.residual)
+    }
+
+    /// `add+relu`, `relu6`, `add`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if self.residual {
+            parts.push("add".to_string());
+        }
+        if let Some(act) = &self.activation {
+            parts.push(act.describe());
+        }
+        parts.join("+")
+    }
+}
+
+/// One step of an elementwise chain.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ElementwiseStep {
+    /// `acc = acc + operand[i]` (broadcast).
+    Add(usize),
+    /// `acc = acc * operand[i]` (broadcast).
+    Mul(usize),
+    Activation(Activation),
+}
+
+/// `elementwise`: a chain of adds, muls and activations made one op by
+/// `fuse`. The accumulator starts as operand 0 broadcast to the output
+/// shape (the broadcast of all operands), and the steps run in order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ElementwiseAttrs {
+    pub steps: Vec<ElementwiseStep>,
+}
+
+/// `im2col`: `x [N, C, H, W]` to the column matrix `[N, C*kh*kw, H_out,
+/// W_out]` of a convolution's input windows, row `(c*kh + ky)*kw + kx`;
+/// padding reads as zero. The rows of one conv group are contiguous.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Im2ColAttrs {
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+}
+
+/// `gemm`: a grouped matrix product over the channel axis. Operands `x [N,
+/// groups*K, S...]`, `weight [M, K]`, optional `bias [M]`, then the
+/// epilogue's residual. Output `[N, M, S...]` with
+/// `y[n, g*M/groups + m, s] = sum_k weight[g*M/groups + m, k] * x[n, g*K + k, s]`.
+/// A 1x1 conv is a gemm on its input; an im2col'd conv a gemm on the columns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GemmAttrs {
+    pub out_channels: usize,
+    pub groups: usize,
+    pub bias: bool,
+    pub epilogue: Epilogue,
+}
+
+/// `col2im`: the scatter-add half of a transposed convolution. Operand
+/// `cols [N, out*kh*kw, H, W]` (row `(o*kh + ky)*kw + kx`, as `gemm` makes
+/// it from a `conv_transpose2d` weight), optional `bias [out]`, then the
+/// epilogue's residual; output `[N, out, H_out, W_out]` where column
+/// `(iy, ix)` lands at `(iy*stride - pad + ky*dilation, ...)`. `output_size`
+/// is stored because `output_padding` makes it ambiguous.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Col2ImAttrs {
+    pub out_channels: usize,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+    pub output_size: [usize; 2],
+    pub bias: bool,
+    pub epilogue: Epilogue,
+}
+
+/// `separable_conv2d`: a depthwise conv and the 1x1 pointwise conv that
+/// reads it, as one op whose kernel works tile by tile. Operands: `x`, the
+/// depthwise weight `[C_mid, 1, kh, kw]` and bias `[C_mid]` when
+/// `depthwise.bias`, the pointwise weight `[out, C_mid]`, its bias `[out]`
+/// when `bias`, then the pointwise epilogue's residual. The depthwise
+/// epilogue holds at most an activation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeparableConv2dAttrs {
+    pub depthwise: Conv2dAttrs,
+    pub out_channels: usize,
+    pub bias: bool,
+    pub epilogue: Epilogue,
+}
+
 /// The operators of the IR.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
@@ -242,9 +429,99 @@ pub enum Op {
     Identity,
     Rnn(RecurrentAttrs),
     Lstm(RecurrentAttrs),
+    // Produced by `fuse` and `lower-conv`; never written in a `.nn` file.
+    Elementwise(ElementwiseAttrs),
+    Im2Col(Im2ColAttrs),
+    Gemm(GemmAttrs),
+    Col2Im(Col2ImAttrs),
+    /// A conv with `groups = C_in` (any channel multiplier).
+    DepthwiseConv2d(Conv2dAttrs),
+    SeparableConv2d(SeparableConv2dAttrs),
 }
 
 impl Op {
+    /// The epilogue of an op that can carry one.
+    pub fn epilogue(&self) -> Option<&Epilogue> {
+        match self {
+            Op::Conv2d(a) | Op::DepthwiseConv2d(a) => Some(&a.epilogue),
+            Op::ConvTranspose2d(a) => Some(&a.epilogue),
+            Op::Linear(a) => Some(&a.epilogue),
+            Op::Gemm(a) => Some(&a.epilogue),
+            Op::Col2Im(a) => Some(&a.epilogue),
+            Op::SeparableConv2d(a) => Some(&a.epilogue),
+            Op::Input(_)
+            | Op::Weight(_)
+            | Op::BatchNorm(_)
+            | Op::GroupNorm(_)
+            | Op::LayerNorm(_)
+            | Op::InstanceNorm(_)
+            | Op::Relu
+            | Op::Relu6
+            | Op::LeakyRelu(_)
+            | Op::Sigmoid
+            | Op::Tanh
+            | Op::Clip(_)
+            | Op::MaxPool2d(_)
+            | Op::AvgPool2d(_)
+            | Op::GlobalAvgPool
+            | Op::Flatten(_)
+            | Op::Reshape(_)
+            | Op::Permute(_)
+            | Op::Select(_)
+            | Op::Add
+            | Op::Mul
+            | Op::Concat(_)
+            | Op::Softmax(_)
+            | Op::Dropout(_)
+            | Op::Identity
+            | Op::Rnn(_)
+            | Op::Lstm(_)
+            | Op::Elementwise(_)
+            | Op::Im2Col(_) => None,
+        }
+    }
+
+    /// The epilogue, mutable; see [`Op::epilogue`].
+    pub fn epilogue_mut(&mut self) -> Option<&mut Epilogue> {
+        match self {
+            Op::Conv2d(a) | Op::DepthwiseConv2d(a) => Some(&mut a.epilogue),
+            Op::ConvTranspose2d(a) => Some(&mut a.epilogue),
+            Op::Linear(a) => Some(&mut a.epilogue),
+            Op::Gemm(a) => Some(&mut a.epilogue),
+            Op::Col2Im(a) => Some(&mut a.epilogue),
+            Op::SeparableConv2d(a) => Some(&mut a.epilogue),
+            Op::Input(_)
+            | Op::Weight(_)
+            | Op::BatchNorm(_)
+            | Op::GroupNorm(_)
+            | Op::LayerNorm(_)
+            | Op::InstanceNorm(_)
+            | Op::Relu
+            | Op::Relu6
+            | Op::LeakyRelu(_)
+            | Op::Sigmoid
+            | Op::Tanh
+            | Op::Clip(_)
+            | Op::MaxPool2d(_)
+            | Op::AvgPool2d(_)
+            | Op::GlobalAvgPool
+            | Op::Flatten(_)
+            | Op::Reshape(_)
+            | Op::Permute(_)
+            | Op::Select(_)
+            | Op::Add
+            | Op::Mul
+            | Op::Concat(_)
+            | Op::Softmax(_)
+            | Op::Dropout(_)
+            | Op::Identity
+            | Op::Rnn(_)
+            | Op::Lstm(_)
+            | Op::Elementwise(_)
+            | Op::Im2Col(_) => None,
+        }
+    }
+
     /// The name used in `.nn` files and IR dumps.
     pub fn name(&self) -> &'static str {
         match self {
@@ -278,6 +555,12 @@ impl Op {
             Op::Identity => "identity",
             Op::Rnn(_) => "rnn",
             Op::Lstm(_) => "lstm",
+            Op::Elementwise(_) => "elementwise",
+            Op::Im2Col(_) => "im2col",
+            Op::Gemm(_) => "gemm",
+            Op::Col2Im(_) => "col2im",
+            Op::DepthwiseConv2d(_) => "depthwise_conv2d",
+            Op::SeparableConv2d(_) => "separable_conv2d",
         }
     }
 
@@ -293,28 +576,46 @@ impl Op {
         fn float(f: f32) -> String {
             format!("{f:?}")
         }
+        fn with_epilogue(
+            mut attrs: Vec<(&'static str, String)>,
+            e: &Epilogue,
+        ) -> Vec<(&'static str, String)> {
+            if !e.is_empty() {
+                attrs.push(("epilogue", e.describe()));
+            }
+            attrs
+        }
+        fn conv(a: &Conv2dAttrs) -> Vec<(&'static str, String)> {
+            with_epilogue(
+                vec![
+                    ("out", a.out_channels.to_string()),
+                    ("kernel", pair(a.kernel)),
+                    ("stride", pair(a.stride)),
+                    ("pad", pair(a.padding)),
+                    ("dilation", pair(a.dilation)),
+                    ("groups", a.groups.to_string()),
+                    ("bias", a.bias.to_string()),
+                ],
+                &a.epilogue,
+            )
+        }
         match self {
             Op::Input(a) => vec![("name", format!("{:?}", a.name))],
             Op::Weight(a) => vec![("name", format!("{:?}", a.name))],
-            Op::Conv2d(a) => vec![
-                ("out", a.out_channels.to_string()),
-                ("kernel", pair(a.kernel)),
-                ("stride", pair(a.stride)),
-                ("pad", pair(a.padding)),
-                ("dilation", pair(a.dilation)),
-                ("groups", a.groups.to_string()),
-                ("bias", a.bias.to_string()),
-            ],
-            Op::ConvTranspose2d(a) => vec![
-                ("out", a.out_channels.to_string()),
-                ("kernel", pair(a.kernel)),
-                ("stride", pair(a.stride)),
-                ("pad", pair(a.padding)),
-                ("output_padding", pair(a.output_padding)),
-                ("dilation", pair(a.dilation)),
-                ("groups", a.groups.to_string()),
-                ("bias", a.bias.to_string()),
-            ],
+            Op::Conv2d(a) | Op::DepthwiseConv2d(a) => conv(a),
+            Op::ConvTranspose2d(a) => with_epilogue(
+                vec![
+                    ("out", a.out_channels.to_string()),
+                    ("kernel", pair(a.kernel)),
+                    ("stride", pair(a.stride)),
+                    ("pad", pair(a.padding)),
+                    ("output_padding", pair(a.output_padding)),
+                    ("dilation", pair(a.dilation)),
+                    ("groups", a.groups.to_string()),
+                    ("bias", a.bias.to_string()),
+                ],
+                &a.epilogue,
+            ),
             Op::BatchNorm(a) => vec![("eps", float(a.eps))],
             Op::GroupNorm(a) => vec![
                 ("groups", a.groups.to_string()),
@@ -345,10 +646,13 @@ impl Op {
                 ("ceil_mode", a.ceil_mode.to_string()),
                 ("count_include_pad", a.count_include_pad.to_string()),
             ],
-            Op::Linear(a) => vec![
-                ("out", a.out_features.to_string()),
-                ("bias", a.bias.to_string()),
-            ],
+            Op::Linear(a) => with_epilogue(
+                vec![
+                    ("out", a.out_features.to_string()),
+                    ("bias", a.bias.to_string()),
+                ],
+                &a.epilogue,
+            ),
             Op::Flatten(a) => vec![
                 ("start_dim", a.start_dim.to_string()),
                 ("end_dim", a.end_dim.to_string()),
@@ -374,6 +678,61 @@ impl Op {
                 ("bias", a.bias.to_string()),
                 ("batch_first", a.batch_first.to_string()),
             ],
+            Op::Elementwise(a) => {
+                let steps: Vec<String> = a
+                    .steps
+                    .iter()
+                    .map(|s| match s {
+                        ElementwiseStep::Add(i) => format!("add(${i})"),
+                        ElementwiseStep::Mul(i) => format!("mul(${i})"),
+                        ElementwiseStep::Activation(act) => act.describe(),
+                    })
+                    .collect();
+                vec![("steps", format!("[{}]", steps.join(", ")))]
+            }
+            Op::Im2Col(a) => vec![
+                ("kernel", pair(a.kernel)),
+                ("stride", pair(a.stride)),
+                ("pad", pair(a.padding)),
+                ("dilation", pair(a.dilation)),
+            ],
+            Op::Gemm(a) => with_epilogue(
+                vec![
+                    ("out", a.out_channels.to_string()),
+                    ("groups", a.groups.to_string()),
+                    ("bias", a.bias.to_string()),
+                ],
+                &a.epilogue,
+            ),
+            Op::Col2Im(a) => with_epilogue(
+                vec![
+                    ("out", a.out_channels.to_string()),
+                    ("kernel", pair(a.kernel)),
+                    ("stride", pair(a.stride)),
+                    ("pad", pair(a.padding)),
+                    ("dilation", pair(a.dilation)),
+                    ("output_size", pair(a.output_size)),
+                    ("bias", a.bias.to_string()),
+                ],
+                &a.epilogue,
+            ),
+            Op::SeparableConv2d(a) => {
+                let dw = &a.depthwise;
+                let mut attrs = vec![
+                    ("dw_out", dw.out_channels.to_string()),
+                    ("kernel", pair(dw.kernel)),
+                    ("stride", pair(dw.stride)),
+                    ("pad", pair(dw.padding)),
+                    ("dilation", pair(dw.dilation)),
+                    ("dw_bias", dw.bias.to_string()),
+                ];
+                if !dw.epilogue.is_empty() {
+                    attrs.push(("dw_epilogue", dw.epilogue.describe()));
+                }
+                attrs.push(("out", a.out_channels.to_string()));
+                attrs.push(("bias", a.bias.to_string()));
+                with_epilogue(attrs, &a.epilogue)
+            }
         }
     }
 }

@@ -77,6 +77,9 @@ pub fn node_line(graph: &Graph, names: &Names, id: NodeId) -> String {
     if let (Op::Input(a), Some(loc)) = (&node.op, node.loc) {
         let _ = write!(line, "  # {} @ {}:{}", a.name, loc.line, loc.col);
     }
+    for note in &node.notes {
+        let _ = write!(line, "\n        # {note}");
+    }
     line
 }
 

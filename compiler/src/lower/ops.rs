@@ -398,6 +398,7 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
             dilation: r.pair("dilation", Some([1, 1]), 1),
             groups: r.count("groups", 1, 1),
             bias: r.bool("bias", true),
+            epilogue: Epilogue::default(),
         }),
         "conv_transpose2d" => Op::ConvTranspose2d(ConvTranspose2dAttrs {
             out_channels: r.required_count("out", "64"),
@@ -408,6 +409,7 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
             dilation: r.pair("dilation", Some([1, 1]), 1),
             groups: r.count("groups", 1, 1),
             bias: r.bool("bias", true),
+            epilogue: Epilogue::default(),
         }),
         "batch_norm" => Op::BatchNorm(BatchNormAttrs {
             eps: r.float("eps", 1e-5),
@@ -472,6 +474,7 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
         "linear" => Op::Linear(LinearAttrs {
             out_features: r.required_count("out", "10"),
             bias: r.bool("bias", true),
+            epilogue: Epilogue::default(),
         }),
         "flatten" => {
             let start = r.int("start_dim").unwrap_or(1);

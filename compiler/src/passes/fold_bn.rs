@@ -74,6 +74,13 @@ fn foldable(
             node.name, node.ty
         )));
     }
+    if let Some(e) = node.op.epilogue().filter(|e| !e.is_empty()) {
+        return Ok(Candidate::Refused(format!(
+            "producer {} ends in a fused {}",
+            node.name,
+            e.describe()
+        )));
+    }
     let users = graph.users(producer).len();
     if users != 1 {
         return Ok(Candidate::Refused(format!(

@@ -12,6 +12,8 @@
 pub mod dce;
 pub mod fold_bn;
 pub mod fold_constants;
+pub mod fuse;
+pub mod lower_conv;
 pub mod simplify;
 
 use crate::interp::InterpError;
@@ -96,6 +98,16 @@ pub const PASSES: &[Pass] = &[
         name: fold_constants::NAME,
         description: "evaluate ops whose operands are all weights; fold a constant scale into the linear or conv2d after it",
         run: fold_constants::fold_constants,
+    },
+    Pass {
+        name: fuse::NAME,
+        description: "make bias adds, residual adds and activations the epilogue of the conv, linear or gemm before them; merge chains of elementwise ops",
+        run: fuse::fuse,
+    },
+    Pass {
+        name: lower_conv::NAME,
+        description: "choose each convolution's algorithm: gemm (1x1), depthwise, separable (depthwise + 1x1), im2col + gemm, or gemm + col2im (transposed)",
+        run: lower_conv::lower_conv,
     },
     Pass {
         name: dce::NAME,
@@ -283,12 +295,29 @@ fn replace_weight(
     old: NodeId,
     data: Vec<f32>,
 ) -> Result<NodeId, PassError> {
-    let name = weight_name(graph, old).unwrap_or_default().to_string();
     let shape = graph.node(old).ty.shape.clone();
+    reshape_weight(pass, graph, weights, user, old, shape, data, "folded")
+}
+
+/// Like [`replace_weight`], with a new shape as well (a conv weight laid out
+/// as a GEMM operand); a copy is named `<name>.<suffix>`.
+#[allow(clippy::too_many_arguments)]
+fn reshape_weight(
+    pass: &'static str,
+    graph: &mut Graph,
+    weights: &mut WeightSet,
+    user: NodeId,
+    old: NodeId,
+    shape: Vec<usize>,
+    data: Vec<f32>,
+    suffix: &str,
+) -> Result<NodeId, PassError> {
+    let name = weight_name(graph, old).unwrap_or_default().to_string();
     if graph.users(old) == [user] && !graph.outputs().contains(&old) {
-        let tensor =
-            Tensor::new(shape, data).map_err(|source| PassError::Tensor { pass, source })?;
+        let tensor = Tensor::new(shape.clone(), data)
+            .map_err(|source| PassError::Tensor { pass, source })?;
         weights.insert(name, tensor);
+        graph.node_mut(old).ty = TensorType::f32(shape);
         return Ok(old);
     }
     let role = if let Op::Weight(w) = &graph.node(old).op {
@@ -300,7 +329,7 @@ fn replace_weight(
         pass,
         graph,
         weights,
-        &format!("{name}.folded"),
+        &format!("{name}.{suffix}"),
         role,
         shape,
         data,

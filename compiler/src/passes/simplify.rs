@@ -59,10 +59,13 @@ pub fn simplify(graph: &mut Graph, weights: &mut WeightSet) -> Result<PassReport
             }
             Op::BatchNorm(a) => {
                 let producer = &graph.node(node.inputs()[0]).op;
+                // fold-bn's job, unless the producer already ends in fused
+                // work the batch norm must come after.
                 if matches!(
                     producer,
                     Op::Conv2d(_) | Op::Linear(_) | Op::ConvTranspose2d(_)
-                ) {
+                ) && producer.epilogue().is_some_and(|e| e.is_empty())
+                {
                     continue;
                 }
                 let eps = a.eps;
@@ -101,7 +104,13 @@ pub fn simplify(graph: &mut Graph, weights: &mut WeightSet) -> Result<PassReport
             | Op::Concat(_)
             | Op::Softmax(_)
             | Op::Rnn(_)
-            | Op::Lstm(_) => {}
+            | Op::Lstm(_)
+            | Op::Elementwise(_)
+            | Op::Im2Col(_)
+            | Op::Gemm(_)
+            | Op::Col2Im(_)
+            | Op::DepthwiseConv2d(_)
+            | Op::SeparableConv2d(_) => {}
         }
     }
     Ok(report)

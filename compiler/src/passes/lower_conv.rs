@@ -1,0 +1,336 @@
+//! `lower-conv`: chooses an algorithm for every convolution and rewrites it
+//! into the lowered ops that name it, with the reason as a note:
+//!
+//! | convolution | becomes |
+//! |---|---|
+//! | 1x1, stride 1, no padding | `gemm` on the input itself (no im2col) |
+//! | depthwise (`groups = C_in > 1`, any channel multiplier) whose only user is a 1x1 stride-1 unpadded conv | one `separable_conv2d` |
+//! | other depthwise | `depthwise_conv2d` |
+//! | anything else (stride, padding, dilation, groups) | `im2col` + `gemm` (per group) |
+//! | `conv_transpose2d` | `gemm` to columns + `col2im` |
+//!
+//! Weights are laid out for the GEMM: a conv weight `[out, C/groups, kh,
+//! kw]` is the same data as `[out, C/groups*kh*kw]`, whose column order is
+//! `im2col`'s row order; a transposed-conv weight `[C_in, out/groups, kh,
+//! kw]` is transposed per group to `[out*kh*kw, C_in/groups]`. Fused
+//! epilogues move with the op that produces the final value. The conv node
+//! keeps its name, location and users; an `im2col` or column `gemm` it
+//! needs is a new node named `<conv>.im2col` or `<conv>.gemm`.
+//!
+//! Precondition: a verified graph whose weight nodes have tensors. Values
+//! change only by summation order (1e-5 relative).
+
+use super::{reshape_weight, weight_tensor, PassError, PassReport};
+use crate::ir::{
+    Col2ImAttrs, Conv2dAttrs, ConvTranspose2dAttrs, Epilogue, GemmAttrs, Graph, Im2ColAttrs, Node,
+    NodeId, Op, SeparableConv2dAttrs, TensorType,
+};
+use nnc_runtime::WeightSet;
+
+/// The registry and CLI name.
+pub const NAME: &str = "lower-conv";
+
+/// Lowers every `conv2d` and `conv_transpose2d`; `fired` counts lowered
+/// convolutions (a separable pair counts once).
+pub fn lower_conv(graph: &mut Graph, weights: &mut WeightSet) -> Result<PassReport, PassError> {
+    let mut report = PassReport::default();
+    for id in graph.topo_order() {
+        if !graph.contains(id) {
+            continue;
+        }
+        let note = if let Op::Conv2d(a) = &graph.node(id).op {
+            let a = a.clone();
+            lower_conv2d(graph, weights, id, a)?
+        } else if let Op::ConvTranspose2d(a) = &graph.node(id).op {
+            let a = a.clone();
+            lower_conv_transpose2d(graph, weights, id, a)?
+        } else {
+            continue;
+        };
+        // The choice is in the IR; the report keeps only refusals, like
+        // the other passes'.
+        report.fired += 1;
+        graph.node_mut(note.0).note(NAME, note.1);
+    }
+    Ok(report)
+}
+
+fn graph_err(source: crate::ir::GraphError) -> PassError {
+    PassError::Graph { pass: NAME, source }
+}
+
+/// `3x3, stride 2, pad 1`: the window, with the attributes that differ
+/// from the defaults.
+fn describe(
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    pad: [usize; 2],
+    dilation: [usize; 2],
+) -> String {
+    let pair = |p: [usize; 2]| {
+        if p[0] == p[1] {
+            p[0].to_string()
+        } else {
+            format!("{}x{}", p[0], p[1])
+        }
+    };
+    let mut text = format!("{}x{}", kernel[0], kernel[1]);
+    if stride != [1, 1] {
+        text += &format!(", stride {}", pair(stride));
+    }
+    if pad != [0, 0] {
+        text += &format!(", pad {}", pair(pad));
+    }
+    if dilation != [1, 1] {
+        text += &format!(", dilation {}", pair(dilation));
+    }
+    text
+}
+
+/// The weight tensor of operand `index` of `id`, as data.
+fn weight_data(
+    graph: &Graph,
+    weights: &WeightSet,
+    id: NodeId,
+    index: usize,
+) -> Result<Vec<f32>, PassError> {
+    let w = graph.node(id).inputs()[index];
+    weight_tensor(NAME, graph, weights, w)?
+        .map(|t| t.data().to_vec())
+        .ok_or_else(|| PassError::MissingWeight {
+            pass: NAME,
+            name: graph.node(w).name.clone(),
+        })
+}
+
+/// Lowers one `conv2d`; returns the node that carries the note and the note.
+fn lower_conv2d(
+    graph: &mut Graph,
+    weights: &mut WeightSet,
+    id: NodeId,
+    a: Conv2dAttrs,
+) -> Result<(NodeId, String), PassError> {
+    let x = graph.node(id).inputs()[0];
+    let c_in = graph.node(x).ty.shape[1];
+    let window = describe(a.kernel, a.stride, a.padding, a.dilation);
+    if a.groups == c_in && c_in > 1 {
+        let multiplier = a.out_channels / c_in;
+        let kind = format!("depthwise {window} (groups = C_in = {c_in}, multiplier {multiplier})");
+        return match pointwise_user(graph, id, &a) {
+            Ok(pw) => {
+                let dw_name = graph.node(id).name.clone();
+                fuse_separable(graph, weights, id, a, pw)?;
+                Ok((
+                    pw,
+                    format!(
+                        "{kind} {dw_name} + this pointwise 1x1: separable kernel; the depthwise output is never materialised"
+                    ),
+                ))
+            }
+            Err(why) => {
+                graph.node_mut(id).op = Op::DepthwiseConv2d(a);
+                Ok((id, format!("{kind}: depthwise kernel ({why})")))
+            }
+        };
+    }
+    // Lay the weight out as the GEMM's [out, C/groups*kh*kw] operand.
+    let k = c_in / a.groups.max(1) * a.kernel[0] * a.kernel[1];
+    let data = weight_data(graph, weights, id, 1)?;
+    let old = graph.node(id).inputs()[1];
+    let weight = reshape_weight(
+        NAME,
+        graph,
+        weights,
+        id,
+        old,
+        vec![a.out_channels, k],
+        data,
+        "gemm",
+    )?;
+    let (groups, gemm) = if a.groups > 1 {
+        (format!(", groups {}", a.groups), "one GEMM per group")
+    } else {
+        (String::new(), "GEMM")
+    };
+    let (source, note) = if a.kernel == [1, 1] && a.stride == [1, 1] && a.padding == [0, 0] {
+        (
+            x,
+            format!("1x1, stride 1, no padding{groups}: {gemm} on the input, no im2col"),
+        )
+    } else {
+        let node = graph.node(id);
+        let out = &node.ty.shape;
+        let cols = Node::new(
+            Op::Im2Col(Im2ColAttrs {
+                kernel: a.kernel,
+                stride: a.stride,
+                padding: a.padding,
+                dilation: a.dilation,
+            }),
+            vec![x],
+            TensorType::f32(vec![
+                out[0],
+                c_in * a.kernel[0] * a.kernel[1],
+                out[2],
+                out[3],
+            ]),
+            format!("{}.im2col", node.name),
+        )
+        .at(node.loc);
+        let cols = graph.add(cols).map_err(graph_err)?;
+        (cols, format!("{window}{groups}: im2col + {gemm}"))
+    };
+    let mut inputs = graph.node(id).inputs().to_vec();
+    inputs[0] = source;
+    inputs[1] = weight;
+    graph.node_mut(id).op = Op::Gemm(GemmAttrs {
+        out_channels: a.out_channels,
+        groups: a.groups,
+        bias: a.bias,
+        epilogue: a.epilogue,
+    });
+    graph.set_inputs(id, inputs).map_err(graph_err)?;
+    Ok((id, note))
+}
+
+/// The 1x1 conv that a depthwise conv `dw` can be fused with, or why not.
+fn pointwise_user(graph: &Graph, dw: NodeId, a: &Conv2dAttrs) -> Result<NodeId, String> {
+    let users = graph.users(dw);
+    let [pw] = users[..] else {
+        return Err(format!("its output has {} users", users.len()));
+    };
+    if graph.outputs().contains(&dw) {
+        return Err("its output is a graph output".into());
+    }
+    if a.epilogue.residual {
+        return Err("it ends in a residual add".into());
+    }
+    let node = graph.node(pw);
+    match &node.op {
+        Op::Conv2d(p)
+            if p.kernel == [1, 1]
+                && p.stride == [1, 1]
+                && p.padding == [0, 0]
+                && p.groups == 1
+                && node.inputs()[0] == dw =>
+        {
+            Ok(pw)
+        }
+        op => Err(format!(
+            "its user {} is a {}, not a 1x1 pointwise conv",
+            node.name,
+            op.name()
+        )),
+    }
+}
+
+/// Rewrites pointwise conv `pw` into the separable op of `dw` and itself,
+/// and removes `dw`.
+fn fuse_separable(
+    graph: &mut Graph,
+    weights: &mut WeightSet,
+    dw: NodeId,
+    a: Conv2dAttrs,
+    pw: NodeId,
+) -> Result<(), PassError> {
+    let Op::Conv2d(p) = graph.node(pw).op.clone() else {
+        return Ok(());
+    };
+    let data = weight_data(graph, weights, pw, 1)?;
+    let old = graph.node(pw).inputs()[1];
+    let c_mid = a.out_channels;
+    let pw_weight = reshape_weight(
+        NAME,
+        graph,
+        weights,
+        pw,
+        old,
+        vec![p.out_channels, c_mid],
+        data,
+        "gemm",
+    )?;
+    let mut inputs = graph.node(dw).inputs().to_vec();
+    inputs.push(pw_weight);
+    inputs.extend_from_slice(&graph.node(pw).inputs()[2..]);
+    graph.node_mut(pw).op = Op::SeparableConv2d(SeparableConv2dAttrs {
+        depthwise: a,
+        out_channels: p.out_channels,
+        bias: p.bias,
+        epilogue: p.epilogue,
+    });
+    graph.set_inputs(pw, inputs).map_err(graph_err)?;
+    graph.remove(dw).map_err(graph_err)?;
+    Ok(())
+}
+
+/// Lowers one `conv_transpose2d` to a column `gemm` and `col2im`.
+fn lower_conv_transpose2d(
+    graph: &mut Graph,
+    weights: &mut WeightSet,
+    id: NodeId,
+    a: ConvTranspose2dAttrs,
+) -> Result<(NodeId, String), PassError> {
+    let x = graph.node(id).inputs()[0];
+    let c_in = graph.node(x).ty.shape[1];
+    let groups = a.groups.max(1);
+    let (c_group, rows) = (
+        c_in / groups,
+        a.out_channels / groups * a.kernel[0] * a.kernel[1],
+    );
+    // [C_in, out/groups, kh, kw] -> per group g the transpose
+    // [rows, C_in/groups]: W2[g*rows + r, c] = W[g*C_in/groups + c, r].
+    let w = weight_data(graph, weights, id, 1)?;
+    let mut transposed = vec![0.0f32; w.len()];
+    for g in 0..groups {
+        for c in 0..c_group {
+            for r in 0..rows {
+                transposed[(g * rows + r) * c_group + c] = w[((g * c_group + c) * rows) + r];
+            }
+        }
+    }
+    let old = graph.node(id).inputs()[1];
+    let weight = reshape_weight(
+        NAME,
+        graph,
+        weights,
+        id,
+        old,
+        vec![groups * rows, c_group],
+        transposed,
+        "gemm",
+    )?;
+    let node = graph.node(id);
+    let out = node.ty.shape.clone();
+    let x_shape = &graph.node(x).ty.shape;
+    let cols = Node::new(
+        Op::Gemm(GemmAttrs {
+            out_channels: groups * rows,
+            groups,
+            bias: false,
+            epilogue: Epilogue::default(),
+        }),
+        vec![x, weight],
+        TensorType::f32(vec![x_shape[0], groups * rows, x_shape[2], x_shape[3]]),
+        format!("{}.gemm", node.name),
+    )
+    .at(node.loc);
+    let window = describe(a.kernel, a.stride, a.padding, a.dilation);
+    let cols = graph.add(cols).map_err(graph_err)?;
+    let mut inputs = vec![cols];
+    inputs.extend_from_slice(&graph.node(id).inputs()[2..]);
+    graph.node_mut(id).op = Op::Col2Im(Col2ImAttrs {
+        out_channels: a.out_channels,
+        kernel: a.kernel,
+        stride: a.stride,
+        padding: a.padding,
+        dilation: a.dilation,
+        output_size: [out[2], out[3]],
+        bias: a.bias,
+        epilogue: a.epilogue,
+    });
+    graph.set_inputs(id, inputs).map_err(graph_err)?;
+    Ok((
+        id,
+        format!("transposed {window}: GEMM to columns, then col2im scatter-add"),
+    ))
+}
