@@ -44,6 +44,10 @@ enum Command {
         /// Print the IR after every pass, not only at the end.
         #[arg(long)]
         print_after_all: bool,
+        /// `text` (the IR as in docs/ir.md) or `dot` (Graphviz; render
+        /// with `dot -Tsvg`).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
         /// Seed for the generated weights the passes fold.
         #[arg(long, default_value_t = DEFAULT_SEED)]
         seed: u64,
@@ -78,6 +82,22 @@ enum Command {
         /// The model, a `.nn` file.
         model: PathBuf,
     },
+}
+
+/// How `dump-ir` prints a graph.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Text,
+    Dot,
+}
+
+impl Format {
+    fn print(self, graph: &Graph) -> String {
+        match self {
+            Format::Text => graph.to_string(),
+            Format::Dot => nnc_compiler::ir::dot::to_dot(graph),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -138,6 +158,7 @@ fn execute(cli: Cli) -> Result<()> {
             pass,
             passes,
             print_after_all,
+            format,
             seed,
         } => {
             let m = load(&model)?;
@@ -151,7 +172,7 @@ fn execute(cli: Cli) -> Result<()> {
             let mut graph = m.graph;
             let mut weights = weights::seeded_weights(&graph, seed)?;
             if print_after_all {
-                println!("// input IR\n{graph}");
+                println!("// input IR\n{}", format.print(&graph));
             }
             for name in names {
                 let pass = passes::find(name).ok_or_else(|| unknown_pass(name))?;
@@ -165,7 +186,7 @@ fn execute(cli: Cli) -> Result<()> {
                     for note in &report.notes {
                         println!("// note: {note}");
                     }
-                    println!("{graph}");
+                    println!("{}", format.print(&graph));
                 } else {
                     for note in &report.notes {
                         println!("// {name}: {note}");
@@ -173,7 +194,7 @@ fn execute(cli: Cli) -> Result<()> {
                 }
             }
             if !print_after_all {
-                print!("{graph}");
+                print!("{}", format.print(&graph));
             }
         }
         Command::Passes => {

@@ -149,3 +149,46 @@ fn unknown_pass_lists_the_valid_ones() {
     assert!(o.status.success());
     assert!(stdout(&o).contains("fold-bn"));
 }
+
+#[test]
+fn dump_ir_after_fuse_shows_resnet_epilogues() {
+    let o = nnc(&["dump-ir", "--pass=fuse", "models/resnet18.nn"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ir = stdout(&o);
+    // The stem: folded-BN bias and the ReLU in the conv's epilogue.
+    assert!(
+        ir.contains("bias=true, epilogue=relu} : f32[1, 64, 112, 112]  # conv1 @"),
+        "{ir}"
+    );
+    // Every block's second conv ends in the shortcut add and the ReLU.
+    assert_eq!(ir.matches("epilogue=add+relu}").count(), 8, "{ir}");
+    assert!(!ir.contains("= relu("), "{ir}");
+    assert!(!ir.contains("= add("), "{ir}");
+}
+
+#[test]
+fn dump_ir_prints_graphviz_dot() {
+    let o = nnc(&[
+        "dump-ir",
+        "--pass=dce",
+        "--format=dot",
+        "tests/cases/passes/lower-conv/separable.nn",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dot = stdout(&o);
+    let body = &dot[dot.find("digraph \"separable\" {").expect("a digraph")..];
+    assert!(body.trim_end().ends_with('}'), "{dot}");
+    // input -> gemm -> separable -> output, plus the dashed residual edge
+    // from the input; weights are not nodes.
+    assert_eq!(body.matches(" -> ").count(), 4, "{dot}");
+    assert_eq!(body.matches("style=dashed").count(), 1, "{dot}");
+    assert!(body.contains("%1 = separable_conv2d\\l@dw.weight"), "{dot}");
+    assert!(!body.contains("[label=\"@"), "{dot}");
+    let o = nnc(&["dump-ir", "--format=svg", "models/lenet5.nn"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("possible values: text, dot"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -4,7 +4,9 @@
 //! adjoint of conv).
 
 use nnc_compiler::interp::{self, InterpError};
-use nnc_compiler::ir::{Conv2dAttrs, ConvTranspose2dAttrs, Epilogue};
+use nnc_compiler::ir::{
+    Col2ImAttrs, Conv2dAttrs, ConvTranspose2dAttrs, Epilogue, GemmAttrs, Im2ColAttrs,
+};
 use nnc_runtime::Tensor;
 use nnc_tests::{assert_close, random, tensor};
 use proptest::prelude::*;
@@ -404,6 +406,64 @@ proptest! {
         let y = interp::conv_transpose2d(&x, &wt, None, &conv_t(cout, &c, output_padding, false)).unwrap();
         let (shape, expected) = reference_conv_transpose(&x, &wt, &c, output_padding);
         assert_close(&y, &shape, &expected, 1e-5);
+    }
+
+    /// `conv2d` is `im2col` then a grouped `gemm` with the weight read as
+    /// `[out, C/groups*kh*kw]`, as `lower-conv` rewrites it.
+    #[test]
+    fn conv2d_is_im2col_then_gemm((c, cin, cout, n, [h, w], seed) in conf_strategy(), bias in any::<bool>()) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let x = random(&[n, cin, h, w], &mut rng);
+        let wt = random(&[cout, cin / c.groups, c.kernel[0], c.kernel[1]], &mut rng);
+        let b = random(&[cout], &mut rng);
+        let b = bias.then_some(&b);
+        let direct = interp::conv2d(&x, &wt, b, &conv(cout, &c, bias)).unwrap();
+        let cols = interp::im2col(&x, &Im2ColAttrs {
+            kernel: c.kernel, stride: c.stride, padding: c.padding, dilation: c.dilation,
+        }).unwrap();
+        let k = cin / c.groups * c.kernel[0] * c.kernel[1];
+        let w2 = Tensor::new(vec![cout, k], wt.data().to_vec()).unwrap();
+        let lowered = interp::gemm(&cols, &w2, b, &GemmAttrs {
+            out_channels: cout, groups: c.groups, bias, epilogue: Epilogue::default(),
+        }).unwrap();
+        assert_close(&lowered, direct.shape(), direct.data(), 1e-5);
+    }
+
+    /// `conv_transpose2d` is a grouped `gemm` with each group's weight
+    /// transposed to `[out/groups*kh*kw, C_in/groups]`, then `col2im`.
+    #[test]
+    fn conv_transpose2d_is_gemm_then_col2im((c, cin, cout, n, [h, w], seed) in conf_strategy(), op in (0usize..3, 0usize..3)) {
+        let output_padding = [
+            op.0 % c.stride[0].max(c.dilation[0]),
+            op.1 % c.stride[1].max(c.dilation[1]),
+        ];
+        let oh = (h - 1) * c.stride[0] + c.dilation[0] * (c.kernel[0] - 1) + output_padding[0] + 1;
+        let ow = (w - 1) * c.stride[1] + c.dilation[1] * (c.kernel[1] - 1) + output_padding[1] + 1;
+        prop_assume!(oh > 2 * c.padding[0] && ow > 2 * c.padding[1]);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let x = random(&[n, cin, h, w], &mut rng);
+        let wt = random(&[cin, cout / c.groups, c.kernel[0], c.kernel[1]], &mut rng);
+        let b = random(&[cout], &mut rng);
+        let direct = interp::conv_transpose2d(&x, &wt, Some(&b), &conv_t(cout, &c, output_padding, true)).unwrap();
+        let (cg, rows) = (cin / c.groups, cout / c.groups * c.kernel[0] * c.kernel[1]);
+        let mut t = vec![0.0; wt.len()];
+        for g in 0..c.groups {
+            for ci in 0..cg {
+                for r in 0..rows {
+                    t[(g * rows + r) * cg + ci] = wt.data()[(g * cg + ci) * rows + r];
+                }
+            }
+        }
+        let wt2 = Tensor::new(vec![c.groups * rows, cg], t).unwrap();
+        let cols = interp::gemm(&x, &wt2, None, &GemmAttrs {
+            out_channels: c.groups * rows, groups: c.groups, bias: false, epilogue: Epilogue::default(),
+        }).unwrap();
+        let lowered = interp::col2im(&cols, Some(&b), &Col2ImAttrs {
+            out_channels: cout, kernel: c.kernel, stride: c.stride, padding: c.padding,
+            dilation: c.dilation, output_size: [direct.shape()[2], direct.shape()[3]],
+            bias: true, epilogue: Epilogue::default(),
+        }).unwrap();
+        assert_close(&lowered, direct.shape(), direct.data(), 1e-5);
     }
 
     /// `<conv(x), y> == <x, conv_transpose(y)>` with the same weight: the

@@ -18,8 +18,8 @@ use std::path::Path;
 use nnc_compiler::driver::compile_source;
 use nnc_compiler::interp::run;
 use nnc_compiler::ir::{
-    BatchNormAttrs, Conv2dAttrs, Epilogue, Graph, InputAttrs, Node, Op, TensorType, WeightAttrs,
-    WeightRole,
+    Activation, BatchNormAttrs, Conv2dAttrs, Epilogue, Graph, InputAttrs, Node, Op, TensorType,
+    WeightAttrs, WeightRole,
 };
 use nnc_compiler::passes::{self, Pass, PassError, PassReport, PASSES};
 use nnc_compiler::weights::{expected_weights, seeded_weights};
@@ -905,4 +905,187 @@ fn ir_of_every_model_after_each_pass() {
             );
         }
     });
+}
+
+const PIPELINE: [&str; 6] = [
+    "simplify",
+    "fold-bn",
+    "fold-constants",
+    "fuse",
+    "lower-conv",
+    "dce",
+];
+
+#[test]
+fn resnet18_after_the_pipeline_has_no_batch_norm_and_no_standalone_relu() {
+    let (graph, _, reports) = run_on_case(&PIPELINE, "models/resnet18.nn");
+    assert_eq!(count(&graph, |op| matches!(op, Op::BatchNorm(_))), 0);
+    // No activation or add is left standalone without a note saying why;
+    // in ResNet-18 every one of them has a conv to fuse into.
+    let standalone: Vec<String> = graph
+        .node_ids()
+        .into_iter()
+        .map(|id| graph.node(id))
+        .filter(|n| Activation::of(&n.op).is_some() || matches!(n.op, Op::Add))
+        .map(|n| format!("{} {:?}", n.name, n.notes))
+        .collect();
+    assert!(standalone.is_empty(), "{standalone:?}");
+    let epilogue = |want: &str| {
+        count(
+            &graph,
+            |op| matches!(op, Op::Gemm(a) if a.bias && a.epilogue.describe() == want),
+        )
+    };
+    // The stem and the first conv of each of the 8 blocks end in a ReLU;
+    // each block's second conv in the shortcut add and a ReLU; the 3
+    // downsample convs in nothing.
+    assert_eq!(epilogue("relu"), 9, "{graph}");
+    assert_eq!(epilogue("add+relu"), 8, "{graph}");
+    assert_eq!(epilogue(""), 3, "{graph}");
+    // Every conv is 7x7, 3x3 or strided 1x1: all 20 need im2col.
+    assert_eq!(count(&graph, |op| matches!(op, Op::Im2Col(_))), 20);
+    assert_eq!(count(&graph, |op| matches!(op, Op::Conv2d(_))), 0);
+    let fired: Vec<usize> = reports.iter().map(|(_, r)| r.fired).collect();
+    // fold-bn 20; fuse 17 activations + 8 adds; lower-conv 20 convs.
+    assert_eq!(fired, [0, 20, 0, 25, 20, 80], "{reports:?}");
+    assert!(
+        reports[3].1.notes.is_empty(),
+        "fuse refused something: {:?}",
+        reports[3].1.notes
+    );
+}
+
+#[test]
+fn mobilenet_v2_runs_every_depthwise_pointwise_pair_as_one_separable_op() {
+    let input = load(&nnc_tests::repo_root().join("models/mobilenet_v2.nn"));
+    let depthwise = count(&input, |op| matches!(op, Op::Conv2d(a) if a.groups > 1));
+    assert_eq!(depthwise, 17, "MobileNetV2 has 17 depthwise convs");
+    let (graph, _, _) = run_on_case(&PIPELINE, "models/mobilenet_v2.nn");
+    assert_eq!(
+        count(&graph, |op| matches!(op, Op::SeparableConv2d(_))),
+        depthwise
+    );
+    assert_eq!(count(&graph, |op| matches!(op, Op::DepthwiseConv2d(_))), 0);
+    assert_eq!(count(&graph, |op| matches!(op, Op::Conv2d(_))), 0);
+    // Each separable op carries its depthwise ReLU6; the 10 blocks with a
+    // shortcut (stride 1, same width) end in the residual add.
+    assert_eq!(
+        count(&graph, |op| matches!(op, Op::SeparableConv2d(a)
+            if a.depthwise.epilogue.describe() == "relu6" && a.bias)),
+        17
+    );
+    assert_eq!(
+        count(
+            &graph,
+            |op| matches!(op, Op::SeparableConv2d(a) if a.epilogue.residual)
+        ),
+        10
+    );
+    assert_eq!(count(&graph, |op| matches!(op, Op::BatchNorm(_))), 0);
+    assert_eq!(count(&graph, |op| Activation::of(op).is_some()), 0);
+}
+
+/// `conv(bias=false) + c` and `c' + conv(bias=true)` with per-channel
+/// constants `c` of shapes `[C, 1, 1]` and `[1, C, 1, 1]`, then an add of a
+/// constant that varies over width (not a bias) to a third conv.
+fn bias_add_graph() -> Graph {
+    let mut g = Graph::new("bias_add");
+    let x = g
+        .add(Node::new(
+            Op::Input(InputAttrs { name: "x".into() }),
+            vec![],
+            TensorType::f32(vec![1, 2, 4, 4]),
+            "x",
+        ))
+        .expect("add");
+    let weight = |g: &mut Graph, name: &str, shape: Vec<usize>| {
+        g.add(Node::new(
+            Op::Weight(WeightAttrs {
+                name: name.into(),
+                role: WeightRole::NormBias,
+            }),
+            vec![],
+            TensorType::f32(shape),
+            name,
+        ))
+        .expect("add")
+    };
+    let ty = TensorType::f32(vec![1, 3, 4, 4]);
+    let conv = |g: &mut Graph, name: &str, input: nnc_compiler::ir::NodeId, bias: bool| {
+        let w = g
+            .add(Node::new(
+                Op::Weight(WeightAttrs {
+                    name: format!("{name}.weight"),
+                    role: WeightRole::Kernel { fan_in: 2 },
+                }),
+                vec![],
+                TensorType::f32(vec![3, g.node(input).ty.shape[1], 1, 1]),
+                format!("{name}.weight"),
+            ))
+            .expect("add");
+        let mut inputs = vec![input, w];
+        if bias {
+            inputs.push(weight(g, &format!("{name}.bias"), vec![3]));
+        }
+        let op = Op::Conv2d(Conv2dAttrs {
+            out_channels: 3,
+            kernel: [1, 1],
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+            groups: 1,
+            bias,
+            epilogue: Epilogue::default(),
+        });
+        g.add(Node::new(op, inputs, ty.clone(), name)).expect("add")
+    };
+    let a = conv(&mut g, "a", x, false);
+    let c = weight(&mut g, "c", vec![3, 1, 1]);
+    let a_plus = g
+        .add(Node::new(Op::Add, vec![a, c], ty.clone(), "a_plus"))
+        .expect("add");
+    let b = conv(&mut g, "b", a_plus, true);
+    let c2 = weight(&mut g, "c2", vec![1, 3, 1, 1]);
+    let b_plus = g
+        .add(Node::new(Op::Add, vec![c2, b], ty.clone(), "b_plus"))
+        .expect("add");
+    let d = conv(&mut g, "d", b_plus, true);
+    let wide = weight(&mut g, "wide", vec![1, 1, 4]);
+    let d_plus = g
+        .add(Node::new(Op::Add, vec![d, wide], ty, "d_plus"))
+        .expect("add");
+    g.set_outputs(vec![d_plus]);
+    g
+}
+
+#[test]
+fn fuse_turns_a_per_channel_constant_add_into_the_bias() {
+    let mut graph = bias_add_graph();
+    let errors = nnc_compiler::verify::verify(&graph);
+    assert!(errors.is_empty(), "{errors:?}");
+    let mut weights = seeded_weights(&graph, SEED).expect("seeded weights");
+    let inputs = seeded_inputs(&graph);
+    let reference = interpret(&graph, &weights, &inputs, "bias_add");
+    let c = weights.get("c").expect("c").data().to_vec();
+    let c2 = weights.get("c2").expect("c2").data().to_vec();
+    let b_bias = weights.get("b.bias").expect("b.bias").data().to_vec();
+    let reports = passes::run_pipeline(&mut graph, &mut weights, &["fuse", "dce"], true)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Two bias adds fused; the width-varying constant is neither a bias
+    // nor a residual of the output's type, so its add stays, with a note.
+    assert_eq!(reports[0].1.fired, 2, "{graph}");
+    assert_eq!(count(&graph, |op| matches!(op, Op::Add)), 1, "{graph}");
+    assert_eq!(weights.get("a.bias").expect("a.bias").data(), &c[..]);
+    let summed: Vec<f32> = b_bias.iter().zip(&c2).map(|(b, c)| b + c).collect();
+    assert_eq!(weights.get("b.bias").expect("b.bias").data(), &summed[..]);
+    assert_eq!(
+        reports[0].1.notes,
+        ["d_plus: not fused into d: the add broadcasts f32[1, 3, 4, 4] and f32[1, 1, 4] to f32[1, 3, 4, 4]"]
+    );
+    assert_close(
+        "bias_add",
+        &reference,
+        &interpret(&graph, &weights, &inputs, "bias_add"),
+        1e-6,
+    );
 }

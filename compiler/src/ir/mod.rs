@@ -1,5 +1,6 @@
 //! The intermediate representation: a graph of typed ops.
 
+pub mod dot;
 pub mod graph;
 pub mod op;
 pub mod print;
