@@ -5,11 +5,13 @@ use clap::{Parser, Subcommand};
 use codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
 use nnc_compiler::driver::{self, LoadError, Model};
 use nnc_compiler::ir::Graph;
-use nnc_compiler::{interp, passes, stats, weights};
+use nnc_compiler::{backend, interp, passes, stats, weights};
 use nnc_runtime::{random_input, read_npy, write_npy, Tensor, WeightSet, DEFAULT_SEED};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+mod cli;
 
 /// nnc: a neural-network compiler for CPU inference.
 ///
@@ -54,14 +56,26 @@ enum Command {
     },
     /// List the optimisation passes in pipeline order.
     Passes,
+    /// Compile a model (passes, memory plan, JIT) and report each layer's
+    /// algorithm, fused epilogue, micro-kernel and FLOPs, the compile time
+    /// per phase and the arena size.
+    Compile {
+        /// The model, a `.nn` file.
+        model: PathBuf,
+        #[command(flatten)]
+        weights: WeightArgs,
+    },
     /// Run a model and print (or save) its outputs.
     Run {
         /// The model, a `.nn` file.
         model: PathBuf,
-        /// Execute with the reference interpreter (the only backend until
-        /// the JIT lands, so this is also the default).
+        /// Execute with the reference interpreter instead of compiled code
+        /// (the oracle the compiler is tested against).
         #[arg(long)]
         interp: bool,
+        /// Threads for compiled code (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
         /// Weights as safetensors, named by PyTorch module paths.
         /// Default: seeded weights (see docs/language.md).
         #[arg(long, value_name = "FILE")]
@@ -76,6 +90,26 @@ enum Command {
         /// Seed for generated weights and inputs.
         #[arg(long, default_value_t = DEFAULT_SEED)]
         seed: u64,
+    },
+    /// Time a compiled model: warm-up, then median, minimum and 90th
+    /// percentile latency over many runs, and the achieved GFLOP/s.
+    Bench {
+        /// The model, a `.nn` file.
+        model: PathBuf,
+        #[command(flatten)]
+        weights: WeightArgs,
+        /// Threads (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Timed runs (at least; more while under one second).
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Untimed runs first.
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        /// Print the figures as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Per-layer output shape, parameters, FLOPs and receptive field.
     Stats {
@@ -98,6 +132,36 @@ impl Format {
             Format::Dot => nnc_compiler::ir::dot::to_dot(graph),
         }
     }
+}
+
+/// Where a compiled model's weights come from.
+#[derive(clap::Args)]
+struct WeightArgs {
+    /// Weights as safetensors, named by PyTorch module paths.
+    /// Default: seeded weights (see docs/language.md).
+    #[arg(long, value_name = "FILE")]
+    weights: Option<PathBuf>,
+    /// Seed for generated weights and inputs.
+    #[arg(long, default_value_t = DEFAULT_SEED)]
+    seed: u64,
+}
+
+impl WeightArgs {
+    fn load(&self, graph: &Graph) -> Result<WeightSet> {
+        match &self.weights {
+            Some(path) => load_weights(graph, path),
+            None => Ok(weights::seeded_weights(graph, self.seed)?),
+        }
+    }
+}
+
+/// Compiles a loaded model for `threads` threads.
+fn compile(m: &Model, weights: WeightSet, threads: usize) -> Result<backend::Compiled> {
+    Ok(backend::compile(
+        m.graph.clone(),
+        weights,
+        &backend::Options { threads },
+    )?)
 }
 
 fn main() -> ExitCode {
@@ -206,9 +270,71 @@ fn execute(cli: Cli) -> Result<()> {
             let m = load(&model)?;
             print!("{}", stats::render(&m.graph, &stats::stats(&m.graph)));
         }
+        Command::Compile { model, weights } => {
+            let m = load(&model)?;
+            let w = weights.load(&m.graph)?;
+            let compiled = compile(&m, w, 0)?;
+            println!("compiled `{}`", m.graph.name);
+            print!("{}", cli::compile::render(&compiled));
+        }
+        Command::Bench {
+            model,
+            weights,
+            threads,
+            runs,
+            warmup,
+            json,
+        } => {
+            let m = load(&model)?;
+            let w = weights.load(&m.graph)?;
+            let inputs = read_inputs(&m.graph, &[], weights.seed)?;
+            let compiled = compile(&m, w, threads)?;
+            let pool = nnc_runtime::Pool::new(threads)?;
+            let mut times = cli::bench::measure(
+                &compiled.executable,
+                &inputs,
+                &pool,
+                warmup,
+                runs,
+                std::time::Duration::from_secs(1),
+            )?;
+            times.sort_by(f64::total_cmp);
+            let gflops = compiled.report.layers.iter().map(|l| l.flops).sum::<u64>() as f64 / 1e9;
+            let median = cli::bench::quantile(&times, 0.5);
+            let figures = cli::bench::Figures {
+                model: m.graph.name.clone(),
+                threads: pool.threads(),
+                runs: times.len(),
+                warmup,
+                median_ms: median,
+                min_ms: cli::bench::quantile(&times, 0.0),
+                p90_ms: cli::bench::quantile(&times, 0.9),
+                gflops,
+                gflop_per_s: gflops / (median / 1e3),
+                compile_ms: compiled.report.total().as_secs_f64() * 1e3,
+            };
+            if json {
+                println!("{}", serde_json::to_string(&figures)?);
+            } else {
+                println!(
+                    "{}: {} runs on {} thread{}: median {:.3} ms, min {:.3} ms, p90 {:.3} ms; {:.2} GFLOP/s ({:.3} GFLOP per run); compiled in {:.1} ms",
+                    figures.model,
+                    figures.runs,
+                    figures.threads,
+                    if figures.threads == 1 { "" } else { "s" },
+                    figures.median_ms,
+                    figures.min_ms,
+                    figures.p90_ms,
+                    figures.gflop_per_s,
+                    figures.gflops,
+                    figures.compile_ms
+                );
+            }
+        }
         Command::Run {
             model,
-            interp: _,
+            interp,
+            threads,
             weights,
             inputs,
             outputs,
@@ -221,7 +347,24 @@ fn execute(cli: Cli) -> Result<()> {
             };
             let inputs = read_inputs(&m.graph, &inputs, seed)?;
             let start = std::time::Instant::now();
-            let results = interp::run(&m.graph, &weights, &inputs)?;
+            let (results, how) = if interp {
+                (
+                    interp::run(&m.graph, &weights, &inputs)?,
+                    "the reference interpreter".to_string(),
+                )
+            } else {
+                let compiled = compile(&m, weights, threads)?;
+                let pool = nnc_runtime::Pool::new(threads)?;
+                let compile_ms = start.elapsed().as_secs_f64() * 1e3;
+                (
+                    compiled.executable.run(&inputs, &pool)?,
+                    format!(
+                        "compiled code (compiled in {compile_ms:.1} ms, {} thread{})",
+                        pool.threads(),
+                        if pool.threads() == 1 { "" } else { "s" }
+                    ),
+                )
+            };
             let elapsed = start.elapsed();
             if !outputs.is_empty() && outputs.len() != results.len() {
                 bail!(
@@ -241,7 +384,7 @@ fn execute(cli: Cli) -> Result<()> {
                 }
             }
             eprintln!(
-                "ran `{}` with the reference interpreter in {:.1} ms",
+                "ran `{}` with {how} in {:.1} ms",
                 m.graph.name,
                 elapsed.as_secs_f64() * 1e3
             );

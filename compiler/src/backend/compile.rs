@@ -1,0 +1,393 @@
+//! The compile driver: passes, memory plan, kernels, link.
+
+use super::jit::{Base, Jit};
+use super::kernels::{self, Buf, Consts, Operands};
+use super::memory::{self, Interval};
+use super::BackendError;
+use crate::ir::{Graph, NodeId, Op, SourceLoc};
+use crate::passes;
+use crate::stats;
+use nnc_runtime::{Binding, Executable, Step, WeightSet};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Compile-time choices.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Threads the work is split for (0: one per core). The executable runs
+    /// with any pool; this only sizes the tasks.
+    pub threads: usize,
+}
+
+/// One kernel of the compiled model, for `nnc compile`'s table.
+#[derive(Clone, Debug)]
+pub struct LayerReport {
+    pub name: String,
+    pub loc: Option<SourceLoc>,
+    pub op: &'static str,
+    /// The algorithm `lower-conv` chose and why, if it is a convolution.
+    pub algorithm: String,
+    /// The fused epilogue (`add+relu`), if any.
+    pub epilogue: String,
+    /// The GEMM micro-kernel it calls, if any.
+    pub micro_kernel: String,
+    pub flops: u64,
+    pub shape: Vec<usize>,
+    pub tasks: usize,
+}
+
+/// What compilation did and how long each phase took.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub layers: Vec<LayerReport>,
+    pub phases: Vec<(&'static str, Duration)>,
+    /// Arena size, the naive sum of all buffers, and the liveness lower
+    /// bound, in floats.
+    pub arena_len: usize,
+    pub naive_len: usize,
+    pub lower_bound: usize,
+    /// Bytes of weights and other constants the kernels read.
+    pub const_bytes: usize,
+}
+
+impl Report {
+    /// Total compile time.
+    pub fn total(&self) -> Duration {
+        self.phases.iter().map(|(_, d)| *d).sum()
+    }
+}
+
+/// A compiled model.
+pub struct Compiled {
+    pub executable: Executable,
+    pub report: Report,
+    /// The graph after the pass pipeline, as the kernels implement it.
+    pub graph: Graph,
+}
+
+/// Where a value lives before placement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Loc {
+    Buffer(usize),
+    Weight(NodeId),
+}
+
+struct Planned {
+    node: NodeId,
+    inputs: Vec<Loc>,
+    out: usize,
+    scratch: Option<usize>,
+}
+
+/// Runs the pass pipeline on `graph` and compiles it.
+pub fn compile(
+    mut graph: Graph,
+    mut weights: WeightSet,
+    options: &Options,
+) -> Result<Compiled, BackendError> {
+    let mut phases = Vec::new();
+    let mut clock = Instant::now();
+    let mut lap = |name: &'static str, phases: &mut Vec<(&'static str, Duration)>| {
+        let now = Instant::now();
+        phases.push((name, now - clock));
+        clock = now;
+    };
+    let names: Vec<&str> = passes::pass_names().collect();
+    passes::run_pipeline(&mut graph, &mut weights, &names, false)?;
+    let problems = crate::verify::verify(&graph);
+    if let Some(p) = problems.first() {
+        return Err(BackendError::Codegen(p.to_string()));
+    }
+    lap("passes", &mut phases);
+
+    let threads = if options.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        options.threads
+    };
+
+    // Every value's buffer, and the steps.
+    let mut bufs: Vec<Interval> = Vec::new();
+    let mut loc: HashMap<NodeId, Loc> = HashMap::new();
+    let mut steps: Vec<Planned> = Vec::new();
+    let mut input_bufs = Vec::new();
+    for id in graph.topo_order() {
+        let node = graph.node(id);
+        match &node.op {
+            Op::Input(_) => {
+                bufs.push(Interval {
+                    len: node.ty.numel(),
+                    first: 0,
+                    last: 0,
+                });
+                loc.insert(id, Loc::Buffer(bufs.len() - 1));
+                input_bufs.push((id, bufs.len() - 1));
+            }
+            Op::Weight(_) => {
+                loc.insert(id, Loc::Weight(id));
+            }
+            op if kernels::is_view(op) => {
+                let source = node.inputs()[0];
+                let l = loc
+                    .get(&source)
+                    .copied()
+                    .ok_or_else(|| missing(&graph, source))?;
+                loc.insert(id, l);
+            }
+            op => {
+                let s = steps.len();
+                let inputs = node
+                    .inputs()
+                    .iter()
+                    .map(|i| loc.get(i).copied().ok_or_else(|| missing(&graph, *i)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                for l in &inputs {
+                    if let Loc::Buffer(b) = l {
+                        bufs[*b].last = bufs[*b].last.max(s);
+                    }
+                }
+                bufs.push(Interval {
+                    len: node.ty.numel(),
+                    first: s,
+                    last: s,
+                });
+                let out = bufs.len() - 1;
+                let types: Vec<&[usize]> = node
+                    .inputs()
+                    .iter()
+                    .map(|&i| graph.node(i).ty.shape.as_slice())
+                    .collect();
+                let scratch = match kernels::scratch_len(op, &types, &node.ty.shape) {
+                    0 => None,
+                    len => {
+                        bufs.push(Interval {
+                            len,
+                            first: s,
+                            last: s,
+                        });
+                        Some(bufs.len() - 1)
+                    }
+                };
+                loc.insert(id, Loc::Buffer(out));
+                steps.push(Planned {
+                    node: id,
+                    inputs,
+                    out,
+                    scratch,
+                });
+            }
+        }
+    }
+    let end = steps.len();
+    let mut output_bufs = Vec::new();
+    for &o in graph.outputs() {
+        match loc.get(&o) {
+            Some(Loc::Buffer(b)) => {
+                bufs[*b].last = end;
+                output_bufs.push((o, *b));
+            }
+            _ => {
+                return Err(BackendError::Unsupported {
+                    node: graph.node(o).name.clone(),
+                    what: "an output that is a weight".into(),
+                })
+            }
+        }
+    }
+
+    // Elementwise ops write over their first operand when nothing reads it
+    // later: `alias[b]` is the buffer `b` shares.
+    let mut alias: Vec<usize> = (0..bufs.len()).collect();
+    for (s, step) in steps.iter().enumerate() {
+        let node = graph.node(step.node);
+        if !kernels::can_run_in_place(&node.op) {
+            continue;
+        }
+        let Some(Loc::Buffer(first)) = step.inputs.first().copied() else {
+            continue;
+        };
+        let root = find(&alias, first);
+        let same_shape = node
+            .inputs()
+            .iter()
+            .zip(&step.inputs)
+            .filter(|(_, l)| matches!(l, Loc::Buffer(b) if find(&alias, *b) == root))
+            .all(|(&i, _)| graph.node(i).ty.shape == node.ty.shape);
+        if bufs[root].last == s && bufs[root].len == bufs[step.out].len && same_shape {
+            alias[step.out] = root;
+            bufs[root].last = bufs[step.out].last;
+            bufs[step.out].len = 0;
+        }
+    }
+    // Only root buffers take space; merged ones get their root's offset.
+    let roots: Vec<usize> = (0..bufs.len()).filter(|&b| alias[b] == b).collect();
+    let placement = memory::place(&roots.iter().map(|&b| bufs[b]).collect::<Vec<_>>());
+    let mut offset = vec![0usize; bufs.len()];
+    for (i, &b) in roots.iter().enumerate() {
+        offset[b] = placement.offsets[i];
+    }
+    for b in 0..bufs.len() {
+        offset[b] = offset[find(&alias, b)];
+    }
+    lap("plan", &mut phases);
+
+    // Kernels.
+    let statistics = stats::stats(&graph);
+    let flops: HashMap<NodeId, u64> = statistics.layers.iter().map(|l| (l.id, l.flops)).collect();
+    let mut consts = Consts::default();
+    let mut weight_bases: HashMap<NodeId, Base> = HashMap::new();
+    let mut jit = Jit::new()?;
+    let mut ids = Vec::with_capacity(steps.len());
+    let mut layers = Vec::with_capacity(steps.len());
+    let mut tasks = Vec::with_capacity(steps.len());
+    for step in &steps {
+        let node = graph.node(step.node);
+        let mut inputs = Vec::with_capacity(step.inputs.len());
+        let mut values = Vec::with_capacity(step.inputs.len());
+        for (&operand, l) in node.inputs().iter().zip(&step.inputs) {
+            let shape = graph.node(operand).ty.shape.clone();
+            match *l {
+                Loc::Buffer(b) => {
+                    inputs.push(Buf {
+                        base: Base::Arena(offset[b]),
+                        shape,
+                    });
+                    values.push(None);
+                }
+                Loc::Weight(w) => {
+                    let name = match &graph.node(w).op {
+                        Op::Weight(a) => a.name.clone(),
+                        _ => String::new(),
+                    };
+                    let data = weights.get(&name).map(|t| t.data()).ok_or_else(|| {
+                        BackendError::Codegen(format!("weight `{name}` has no tensor"))
+                    })?;
+                    let base = *weight_bases
+                        .entry(w)
+                        .or_insert_with(|| consts.add(data.to_vec()));
+                    inputs.push(Buf { base, shape });
+                    values.push(Some(data));
+                }
+            }
+        }
+        let ops = Operands {
+            inputs,
+            values,
+            out: Buf {
+                base: Base::Arena(offset[step.out]),
+                shape: node.ty.shape.clone(),
+            },
+            scratch: step.scratch.map(|b| Base::Arena(offset[b])),
+            threads,
+        };
+        let Some(kernel) = kernels::build(node, ops, &mut consts)? else {
+            continue;
+        };
+        ids.push(jit.kernel(kernel.body)?);
+        tasks.push(kernel.tasks);
+        layers.push(LayerReport {
+            name: node.name.clone(),
+            loc: node.loc,
+            op: node.op.name(),
+            algorithm: node
+                .notes
+                .iter()
+                .find_map(|n| n.strip_prefix("lower-conv: "))
+                .unwrap_or_default()
+                .to_string(),
+            epilogue: epilogue(&node.op),
+            micro_kernel: kernel.micro_kernel.unwrap_or_default(),
+            flops: flops.get(&step.node).copied().unwrap_or(0),
+            shape: node.ty.shape.clone(),
+            tasks: kernel.tasks,
+        });
+    }
+    lap("codegen", &mut phases);
+    let (code, entries) = jit.finish(&ids)?;
+    lap("link", &mut phases);
+
+    let binding = |(id, b): &(NodeId, usize)| {
+        let node = graph.node(*id);
+        Binding {
+            name: match &node.op {
+                Op::Input(a) => a.name.clone(),
+                _ => node.name.clone(),
+            },
+            offset: offset[*b],
+            shape: node.ty.shape.clone(),
+        }
+    };
+    let inputs: Vec<Binding> = graph
+        .inputs()
+        .iter()
+        .filter_map(|i| input_bufs.iter().find(|(id, _)| id == i))
+        .map(binding)
+        .collect();
+    let outputs: Vec<Binding> = output_bufs.iter().map(binding).collect();
+    let steps: Vec<Step> = layers
+        .iter()
+        .zip(entries)
+        .zip(&tasks)
+        .map(|((l, kernel), &tasks)| Step {
+            name: l.name.clone(),
+            kernel,
+            tasks,
+        })
+        .collect();
+    let const_bytes = consts.bytes();
+    // SAFETY: each kernel was generated for exactly this arena plan: it
+    // reads and writes only the buffers placed above (inside `arena_len`)
+    // and constants owned by `consts`, which the executable keeps alive
+    // with the code; tasks of one kernel write disjoint output blocks.
+    #[allow(unsafe_code)]
+    let executable = unsafe {
+        Executable::new(
+            steps,
+            placement.arena_len,
+            inputs,
+            outputs,
+            Box::new((code, consts)),
+        )
+    };
+    Ok(Compiled {
+        executable,
+        report: Report {
+            layers,
+            phases,
+            arena_len: placement.arena_len,
+            naive_len: placement.naive_len,
+            lower_bound: placement.lower_bound,
+            const_bytes,
+        },
+        graph,
+    })
+}
+
+fn find(alias: &[usize], mut b: usize) -> usize {
+    while alias[b] != b {
+        b = alias[b];
+    }
+    b
+}
+
+fn missing(graph: &Graph, id: NodeId) -> BackendError {
+    BackendError::Codegen(format!(
+        "`{}` is used before it is computed",
+        graph.node(id).name
+    ))
+}
+
+/// The fused work of an op, as `nnc compile` prints it.
+fn epilogue(op: &Op) -> String {
+    if let Op::SeparableConv2d(a) = op {
+        let dw = a.depthwise.epilogue.describe();
+        let pw = a.epilogue.describe();
+        return match (dw.is_empty(), pw.is_empty()) {
+            (true, true) => String::new(),
+            (false, true) => format!("dw {dw}"),
+            (true, false) => pw,
+            (false, false) => format!("dw {dw}; {pw}"),
+        };
+    }
+    op.epilogue().map(|e| e.describe()).unwrap_or_default()
+}

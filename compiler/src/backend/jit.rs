@@ -1,0 +1,467 @@
+//! The Cranelift JIT: one module per compiled model, one function per
+//! kernel, and [`Emit`], the small set of helpers kernels are written with
+//! (counted loops, loads and stores at arena offsets, `f32`/`f32x4`
+//! arithmetic, `exp` and the activations, calls into native code).
+//!
+//! Every kernel has the signature of `nnc_runtime::KernelFn`:
+//! `(arena: *mut f32, begin: usize, end: usize)`. Shapes, strides and
+//! offsets are immediates, and constants (weights) are absolute addresses
+//! of data the compiled model keeps alive.
+
+use super::BackendError;
+use crate::ir::Activation;
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{
+    types, AbiParam, BlockArg, InstBuilder, MemFlagsData, Signature, Type, UserFuncName, Value,
+};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_codegen::Context;
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
+use nnc_runtime::KernelFn;
+
+/// `f32` lanes per vector: Cranelift's x86-64 backend lowers 128-bit
+/// vectors.
+pub const LANES: usize = 4;
+
+/// The vector type kernels compute in.
+pub const F32X4: Type = types::F32X4;
+
+/// Where a buffer lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Base {
+    /// At this offset (in floats) of the arena.
+    Arena(usize),
+    /// At this absolute address (constant data the model keeps alive).
+    Const(usize),
+}
+
+impl Base {
+    /// The same buffer `elems` floats further on.
+    pub fn offset(self, elems: usize) -> Base {
+        match self {
+            Base::Arena(o) => Base::Arena(o + elems),
+            Base::Const(p) => Base::Const(p + 4 * elems),
+        }
+    }
+}
+
+/// The JIT module of one compiled model.
+pub struct Jit {
+    module: JITModule,
+    ctx: Context,
+    fctx: FunctionBuilderContext,
+    defined: usize,
+}
+
+/// The finalized code of a model; kernels point into it, so it lives as
+/// long as the executable.
+pub struct JitCode {
+    module: Option<JITModule>,
+}
+
+// SAFETY: after `finalize_definitions` the module is only kept so that its
+// code memory stays mapped; nothing reads or writes it through `JitCode`
+// until `Drop`, which has `&mut self`.
+#[allow(unsafe_code)]
+unsafe impl Send for JitCode {}
+#[allow(unsafe_code)]
+unsafe impl Sync for JitCode {}
+
+impl Drop for JitCode {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        if let Some(module) = self.module.take() {
+            // SAFETY: the kernels are only called through the executable
+            // that owns this `JitCode`, which is being dropped.
+            unsafe { module.free_memory() };
+        }
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> BackendError {
+    BackendError::Codegen(e.to_string())
+}
+
+impl Jit {
+    /// A JIT for the host CPU, optimising for speed.
+    pub fn new() -> Result<Jit, BackendError> {
+        let mut flags = settings::builder();
+        flags.set("opt_level", "speed").map_err(err)?;
+        flags.set("is_pic", "false").map_err(err)?;
+        flags.set("use_colocated_libcalls", "false").map_err(err)?;
+        let isa = cranelift_native::builder()
+            .map_err(err)?
+            .finish(settings::Flags::new(flags))
+            .map_err(err)?;
+        let module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
+        let ctx = module.make_context();
+        Ok(Jit {
+            module,
+            ctx,
+            fctx: FunctionBuilderContext::new(),
+            defined: 0,
+        })
+    }
+
+    /// The kernel signature `(arena, begin, end)`.
+    fn kernel_signature(&self) -> Signature {
+        let mut sig = self.module.make_signature();
+        for _ in 0..3 {
+            sig.params.push(AbiParam::new(types::I64));
+        }
+        sig
+    }
+
+    /// Compiles one kernel whose body `body` emits.
+    pub fn kernel(
+        &mut self,
+        body: impl FnOnce(&mut Emit) -> Result<(), BackendError>,
+    ) -> Result<FuncId, BackendError> {
+        let sig = self.kernel_signature();
+        let name = format!("kernel{}", self.defined);
+        self.defined += 1;
+        let id = self
+            .module
+            .declare_function(&name, Linkage::Local, &sig)
+            .map_err(err)?;
+        self.ctx.func.signature = sig;
+        self.ctx.func.name = UserFuncName::user(0, id.as_u32());
+        let config = self.module.target_config();
+        {
+            let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
+            let entry = b.create_block();
+            b.append_block_params_for_function_params(entry);
+            b.switch_to_block(entry);
+            let params = b.block_params(entry).to_vec();
+            let mut e = Emit {
+                b,
+                arena: params[0],
+                begin: params[1],
+                end: params[2],
+            };
+            body(&mut e)?;
+            e.b.ins().return_(&[]);
+            e.b.seal_all_blocks();
+            e.b.finalize(config);
+        }
+        self.module
+            .define_function(id, &mut self.ctx)
+            .map_err(|e| BackendError::Codegen(format!("{e:?}")))?;
+        self.module.clear_context(&mut self.ctx);
+        Ok(id)
+    }
+
+    /// Links every kernel; returns the code and each kernel's entry point.
+    #[allow(unsafe_code)]
+    pub fn finish(mut self, ids: &[FuncId]) -> Result<(JitCode, Vec<KernelFn>), BackendError> {
+        self.module.finalize_definitions().map_err(err)?;
+        let kernels = ids
+            .iter()
+            .map(|&id| {
+                let ptr = self.module.get_finalized_function(id);
+                // SAFETY: every function of this module was built by
+                // `Jit::kernel` with the `KernelFn` signature under the
+                // platform's default calling convention.
+                unsafe { std::mem::transmute::<*const u8, KernelFn>(ptr) }
+            })
+            .collect();
+        Ok((
+            JitCode {
+                module: Some(self.module),
+            },
+            kernels,
+        ))
+    }
+}
+
+/// A kernel being built: the function builder and the kernel's parameters.
+pub struct Emit<'a> {
+    pub b: FunctionBuilder<'a>,
+    /// `*mut f32`: the arena.
+    pub arena: Value,
+    /// The first task to do.
+    pub begin: Value,
+    /// One past the last task to do.
+    pub end: Value,
+}
+
+/// Memory accesses of kernels: never trapping (the planner sized every
+/// buffer) but only 4-byte aligned, so vectors load unaligned.
+fn flags() -> MemFlagsData {
+    MemFlagsData::new().with_notrap()
+}
+
+impl Emit<'_> {
+    /// An `i64` constant.
+    pub fn i(&mut self, v: usize) -> Value {
+        self.b.ins().iconst(types::I64, v as i64)
+    }
+
+    /// `a + b` on `i64`.
+    pub fn add(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().iadd(a, b)
+    }
+
+    /// `a + k` on `i64`.
+    pub fn add_imm(&mut self, a: Value, k: usize) -> Value {
+        self.b.ins().iadd_imm_s(a, k as i64)
+    }
+
+    /// `a - k` on `i64`.
+    pub fn sub_imm(&mut self, a: Value, k: usize) -> Value {
+        self.b.ins().iadd_imm_s(a, -(k as i64))
+    }
+
+    /// `a * k` on `i64`.
+    pub fn mul_imm(&mut self, a: Value, k: usize) -> Value {
+        self.b.ins().imul_imm_s(a, k as i64)
+    }
+
+    /// `a / k` on unsigned `i64`.
+    pub fn div_imm(&mut self, a: Value, k: usize) -> Value {
+        self.b.ins().udiv_imm_u(a, k as i64)
+    }
+
+    /// `a % k` on unsigned `i64`.
+    pub fn rem_imm(&mut self, a: Value, k: usize) -> Value {
+        self.b.ins().urem_imm_u(a, k as i64)
+    }
+
+    /// An `f32` constant as a scalar or splatted to `ty`.
+    pub fn f(&mut self, ty: Type, v: f32) -> Value {
+        let s = self.b.ins().f32const(v);
+        if ty == types::F32 {
+            s
+        } else {
+            self.b.ins().splat(ty, s)
+        }
+    }
+
+    /// The address of element 0 of a buffer.
+    pub fn base(&mut self, base: Base) -> Value {
+        match base {
+            Base::Arena(o) => self.b.ins().iadd_imm_s(self.arena, 4 * o as i64),
+            Base::Const(p) => self.b.ins().iconst(types::I64, p as i64),
+        }
+    }
+
+    /// The address of element `index` (an `i64` value) of a buffer.
+    pub fn addr(&mut self, base: Base, index: Value) -> Value {
+        let start = self.base(base);
+        let bytes = self.b.ins().imul_imm_s(index, 4);
+        self.b.ins().iadd(start, bytes)
+    }
+
+    /// The address `ptr + 4 * index` (an `i64` element index).
+    pub fn addr_of(&mut self, ptr: Value, index: Value) -> Value {
+        let bytes = self.b.ins().imul_imm_s(index, 4);
+        self.b.ins().iadd(ptr, bytes)
+    }
+
+    /// Loads a `ty` (f32 or f32x4) at `ptr + 4 * elems`.
+    pub fn load(&mut self, ty: Type, ptr: Value, elems: usize) -> Value {
+        self.b.ins().load(ty, flags(), ptr, (4 * elems) as i32)
+    }
+
+    /// Stores `v` at `ptr + 4 * elems`.
+    pub fn store(&mut self, v: Value, ptr: Value, elems: usize) {
+        self.b.ins().store(flags(), v, ptr, (4 * elems) as i32);
+    }
+
+    /// `for i in (lo..hi).step_by(step) { body(i) }` with `i64` bounds.
+    pub fn for_range(
+        &mut self,
+        lo: Value,
+        hi: Value,
+        step: usize,
+        mut body: impl FnMut(&mut Self, Value) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
+        let header = self.b.create_block();
+        let i = self.b.append_block_param(header, types::I64);
+        let inner = self.b.create_block();
+        let exit = self.b.create_block();
+        self.b.ins().jump(header, &[BlockArg::Value(lo)]);
+        self.b.switch_to_block(header);
+        let more = self.b.ins().icmp(IntCC::SignedLessThan, i, hi);
+        self.b.ins().brif(more, inner, &[], exit, &[]);
+        self.b.switch_to_block(inner);
+        body(self, i)?;
+        let next = self.b.ins().iadd_imm_s(i, step as i64);
+        self.b.ins().jump(header, &[BlockArg::Value(next)]);
+        self.b.switch_to_block(exit);
+        Ok(())
+    }
+
+    /// [`Emit::for_range`] with constant bounds.
+    pub fn for_n(
+        &mut self,
+        lo: usize,
+        hi: usize,
+        step: usize,
+        body: impl FnMut(&mut Self, Value) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
+        let (lo, hi) = (self.i(lo), self.i(hi));
+        self.for_range(lo, hi, step, body)
+    }
+
+    /// The tasks `begin..end` of this call.
+    pub fn for_tasks(
+        &mut self,
+        body: impl FnMut(&mut Self, Value) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
+        let (begin, end) = (self.begin, self.end);
+        self.for_range(begin, end, 1, body)
+    }
+
+    /// Calls native code at address `f` with the C calling convention;
+    /// arguments are `i64`/pointer or `f32` values.
+    pub fn call_native(&mut self, f: usize, args: &[Value]) {
+        let mut sig = Signature::new(self.b.func.signature.call_conv);
+        for &a in args {
+            let ty = self.b.func.dfg.value_type(a);
+            sig.params.push(AbiParam::new(ty));
+        }
+        let sig = self.b.import_signature(sig);
+        let callee = self.b.ins().iconst(types::I64, f as i64);
+        self.b.ins().call_indirect(sig, callee, args);
+    }
+
+    /// `c ? a : b` lane-wise, where `c` is the result of an `fcmp` on
+    /// values of type `ty`.
+    pub fn select(&mut self, ty: Type, c: Value, a: Value, b: Value) -> Value {
+        if ty == types::F32 {
+            self.b.ins().select(c, a, b)
+        } else {
+            let mask = self.b.ins().bitcast(ty, MemFlagsData::new(), c);
+            self.b.ins().bitselect(mask, a, b)
+        }
+    }
+
+    /// `exp(x)` to about 1 ulp for `x` in [-87, 88] (Cephes' `expf`): `x =
+    /// n*ln2 + r` with `|r| <= ln2/2`, a degree-6 polynomial for `e^r`, and
+    /// `2^n` built in the exponent bits.
+    pub fn exp(&mut self, ty: Type, x: Value) -> Value {
+        let int_ty = if ty == types::F32 {
+            types::I32
+        } else {
+            types::I32X4
+        };
+        let lo = self.f(ty, -87.0);
+        let hi = self.f(ty, 88.0);
+        let x = self.b.ins().fmax(x, lo);
+        let x = self.b.ins().fmin(x, hi);
+        let log2e = self.f(ty, std::f32::consts::LOG2_E);
+        let t = self.b.ins().fmul(x, log2e);
+        let n = self.b.ins().nearest(t);
+        let c1 = self.f(ty, 0.693_359_4);
+        let c2 = self.f(ty, -2.121_944_4e-4);
+        let a = self.b.ins().fmul(n, c1);
+        let r = self.b.ins().fsub(x, a);
+        let a = self.b.ins().fmul(n, c2);
+        let r = self.b.ins().fsub(r, a);
+        let coeffs = [
+            1.987_569_1e-4,
+            1.398_199_9e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            1.666_666_5e-1,
+            0.5,
+        ];
+        let mut p = self.f(ty, coeffs[0]);
+        for &c in &coeffs[1..] {
+            let c = self.f(ty, c);
+            p = self.b.ins().fmul(p, r);
+            p = self.b.ins().fadd(p, c);
+        }
+        let r2 = self.b.ins().fmul(r, r);
+        p = self.b.ins().fmul(p, r2);
+        p = self.b.ins().fadd(p, r);
+        let one = self.f(ty, 1.0);
+        p = self.b.ins().fadd(p, one);
+        let n = self.b.ins().fcvt_to_sint_sat(int_ty, n);
+        let bias = if ty == types::F32 {
+            self.b.ins().iconst(types::I32, 127)
+        } else {
+            let s = self.b.ins().iconst(types::I32, 127);
+            self.b.ins().splat(int_ty, s)
+        };
+        let e = self.b.ins().iadd(n, bias);
+        let e = self.b.ins().ishl_imm_s(e, 23);
+        let scale = self.b.ins().bitcast(ty, MemFlagsData::new(), e);
+        self.b.ins().fmul(p, scale)
+    }
+
+    /// `1 / (1 + exp(-x))` without overflow: with `e = exp(-|x|)`, `1/(1+e)`
+    /// for `x >= 0` and `e/(1+e)` otherwise.
+    pub fn sigmoid(&mut self, ty: Type, x: Value) -> Value {
+        let ax = self.b.ins().fabs(x);
+        let nx = self.b.ins().fneg(ax);
+        let e = self.exp(ty, nx);
+        let one = self.f(ty, 1.0);
+        let d = self.b.ins().fadd(one, e);
+        let r = self.b.ins().fdiv(one, d);
+        let er = self.b.ins().fmul(e, r);
+        let zero = self.f(ty, 0.0);
+        let ge = self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, x, zero);
+        self.select(ty, ge, r, er)
+    }
+
+    /// `tanh(x) = 2*sigmoid(2x) - 1`.
+    pub fn tanh(&mut self, ty: Type, x: Value) -> Value {
+        let two = self.f(ty, 2.0);
+        let x2 = self.b.ins().fmul(x, two);
+        let s = self.sigmoid(ty, x2);
+        let s2 = self.b.ins().fmul(s, two);
+        let one = self.f(ty, 1.0);
+        self.b.ins().fsub(s2, one)
+    }
+
+    /// `min(max(x, lo), hi)`.
+    pub fn clamp(&mut self, ty: Type, x: Value, lo: f32, hi: f32) -> Value {
+        let lo = self.f(ty, lo);
+        let hi = self.f(ty, hi);
+        let x = self.b.ins().fmax(x, lo);
+        self.b.ins().fmin(x, hi)
+    }
+
+    /// An activation, lane-wise.
+    pub fn activation(&mut self, ty: Type, act: Activation, x: Value) -> Value {
+        match act {
+            Activation::Relu => {
+                let zero = self.f(ty, 0.0);
+                self.b.ins().fmax(x, zero)
+            }
+            Activation::Relu6 => self.clamp(ty, x, 0.0, 6.0),
+            Activation::Clip { min, max } => self.clamp(ty, x, min, max),
+            Activation::LeakyRelu { negative_slope } => {
+                let slope = self.f(ty, negative_slope);
+                let scaled = self.b.ins().fmul(x, slope);
+                let zero = self.f(ty, 0.0);
+                let ge = self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, x, zero);
+                self.select(ty, ge, x, scaled)
+            }
+            Activation::Sigmoid => self.sigmoid(ty, x),
+            Activation::Tanh => self.tanh(ty, x),
+        }
+    }
+
+    /// Applies `f` to `n` contiguous elements at `ptr..`, four at a time
+    /// with a scalar tail: `f(emit, ty, index)` gets the lane type and the
+    /// element index of the first lane.
+    pub fn vectorized(
+        &mut self,
+        n: usize,
+        mut f: impl FnMut(&mut Self, Type, Value) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
+        let body = n / LANES * LANES;
+        if body > 0 {
+            self.for_n(0, body, LANES, |e, i| f(e, F32X4, i))?;
+        }
+        if body < n {
+            self.for_n(body, n, 1, |e, i| f(e, types::F32, i))?;
+        }
+        Ok(())
+    }
+}

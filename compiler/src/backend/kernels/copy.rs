@@ -1,0 +1,116 @@
+//! Data movement: `concat`, `select` and `permute`. Each task copies one
+//! contiguous run (or, for `permute`, one output row gathered with a
+//! stride).
+
+use super::elementwise::span;
+use super::{Buf, Kernel, Operands};
+use crate::backend::jit::{Base, Emit};
+use crate::backend::BackendError;
+use crate::ir::{ConcatAttrs, PermuteAttrs, SelectAttrs};
+use cranelift_codegen::ir::{types, Value};
+
+/// Copies `len` floats from `from` to `to`.
+fn copy(e: &mut Emit, from: Value, to: Value, len: usize) -> Result<(), BackendError> {
+    let (lo, hi) = (e.i(0), e.i(len));
+    span(e, lo, hi, |e, ty, i| {
+        let p = e.addr_of(from, i);
+        let v = e.load(ty, p, 0);
+        let q = e.addr_of(to, i);
+        e.store(v, q, 0);
+        Ok(())
+    })
+}
+
+/// `concat` along `dim`: task `o` copies each input's `o`-th block.
+pub fn concat(a: &ConcatAttrs, ops: Operands<'_>) -> Kernel {
+    let outer: usize = ops.out.shape[..a.dim].iter().product();
+    let row: usize = ops.out.shape[a.dim..].iter().product();
+    let parts: Vec<(Base, usize)> = ops
+        .inputs
+        .iter()
+        .map(|b: &Buf| (b.base, b.shape[a.dim..].iter().product()))
+        .collect();
+    let dst = ops.out.base;
+    Kernel::jit(
+        outer,
+        Box::new(move |e: &mut Emit| {
+            e.for_tasks(|e, o| {
+                let mut at = e.mul_imm(o, row);
+                for &(base, len) in &parts {
+                    let start = e.mul_imm(o, len);
+                    let from = e.addr(base, start);
+                    let to = e.addr(dst, at);
+                    copy(e, from, to, len)?;
+                    at = e.add_imm(at, len);
+                }
+                Ok(())
+            })
+        }),
+    )
+}
+
+/// `select`: task `o` copies the `index`-th block of outer position `o`.
+pub fn select(a: &SelectAttrs, ops: Operands<'_>) -> Kernel {
+    let shape = &ops.inputs[0].shape;
+    let outer: usize = shape[..a.dim].iter().product();
+    let inner: usize = shape[a.dim + 1..].iter().product();
+    let (src, dst, len, index) = (ops.inputs[0].base, ops.out.base, shape[a.dim], a.index);
+    Kernel::jit(
+        outer,
+        Box::new(move |e: &mut Emit| {
+            e.for_tasks(|e, o| {
+                let start = e.mul_imm(o, len * inner);
+                let start = e.add_imm(start, index * inner);
+                let from = e.addr(src, start);
+                let at = e.mul_imm(o, inner);
+                let to = e.addr(dst, at);
+                copy(e, from, to, inner)
+            })
+        }),
+    )
+}
+
+/// `permute`: task `r` writes output row `r` (the last output dim), whose
+/// elements are `stride` apart in the input.
+pub fn permute(a: &PermuteAttrs, ops: Operands<'_>) -> Kernel {
+    let in_shape = ops.inputs[0].shape.clone();
+    let rank = in_shape.len();
+    let mut in_strides = vec![1usize; rank];
+    for d in (0..rank.saturating_sub(1)).rev() {
+        in_strides[d] = in_strides[d + 1] * in_shape[d + 1];
+    }
+    let out_shape = ops.out.shape.clone();
+    // Input stride of each output dim.
+    let strides: Vec<usize> = a.dims.iter().map(|&d| in_strides[d]).collect();
+    let row = out_shape.last().copied().unwrap_or(1);
+    let rows = ops.out.len() / row.max(1);
+    let (src, dst) = (ops.inputs[0].base, ops.out.base);
+    Kernel::jit(
+        rows,
+        Box::new(move |e: &mut Emit| {
+            e.for_tasks(|e, r| {
+                // The input offset of the row's first element.
+                let mut rest = r;
+                let mut start = e.i(0);
+                for d in (0..rank.saturating_sub(1)).rev() {
+                    let digit = e.rem_imm(rest, out_shape[d].max(1));
+                    rest = e.div_imm(rest, out_shape[d].max(1));
+                    let term = e.mul_imm(digit, strides[d]);
+                    start = e.add(start, term);
+                }
+                let from = e.addr(src, start);
+                let at = e.mul_imm(r, row);
+                let to = e.addr(dst, at);
+                let step = strides[rank - 1];
+                e.for_n(0, row, 1, |e, i| {
+                    let k = e.mul_imm(i, step);
+                    let p = e.addr_of(from, k);
+                    let v = e.load(types::F32, p, 0);
+                    let q = e.addr_of(to, i);
+                    e.store(v, q, 0);
+                    Ok(())
+                })
+            })
+        }),
+    )
+}

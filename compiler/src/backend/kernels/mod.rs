@@ -1,0 +1,201 @@
+//! One kernel per lowered op: [`build`] decides how the op's work splits
+//! into tasks and returns the code emitter for it. One file per op family.
+
+mod conv;
+mod copy;
+mod elementwise;
+mod gemm;
+mod im2col;
+mod norm;
+mod pool;
+mod recurrent;
+
+use super::jit::{Base, Emit};
+use super::native::GemmTask;
+use super::BackendError;
+use crate::ir::{Node, Op};
+
+/// A tensor the kernel reads or writes: where it lives and its shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Buf {
+    pub base: Base,
+    pub shape: Vec<usize>,
+}
+
+impl Buf {
+    /// Element count.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// True when the tensor has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Data the kernels point at, owned by the compiled model: weights in the
+/// layout their kernels read, and the native GEMM descriptors.
+#[derive(Default)]
+pub struct Consts {
+    data: Vec<Vec<f32>>,
+    /// Boxed so that a task's address (baked into code) survives the Vec
+    /// growing.
+    #[allow(clippy::vec_box)]
+    gemms: Vec<Box<GemmTask>>,
+}
+
+// SAFETY: the raw pointers inside `GemmTask` (via `Base::Const`) point into
+// `data`, which is never mutated after compilation.
+#[allow(unsafe_code)]
+unsafe impl Send for Consts {}
+#[allow(unsafe_code)]
+unsafe impl Sync for Consts {}
+
+impl Consts {
+    /// Keeps `values` alive and returns where they are.
+    pub fn add(&mut self, values: Vec<f32>) -> Base {
+        // A Vec's heap buffer does not move when the Vec itself does.
+        let base = Base::Const(values.as_ptr() as usize);
+        self.data.push(values);
+        base
+    }
+
+    /// Keeps a GEMM descriptor alive and returns its address.
+    pub fn gemm(&mut self, task: GemmTask) -> usize {
+        let boxed = Box::new(task);
+        let address = &*boxed as *const GemmTask as usize;
+        self.gemms.push(boxed);
+        address
+    }
+
+    /// Bytes of constant data.
+    pub fn bytes(&self) -> usize {
+        4 * self.data.iter().map(Vec::len).sum::<usize>()
+            + 4 * self.gemms.iter().map(|g| g.a.len()).sum::<usize>()
+    }
+}
+
+/// The emitter of one kernel body.
+pub type Body = Box<dyn FnOnce(&mut Emit) -> Result<(), BackendError>>;
+
+/// A kernel to compile: its task count, the code, and what `nnc compile`
+/// reports about it.
+pub struct Kernel {
+    pub tasks: usize,
+    pub body: Body,
+    /// The GEMM micro-kernel it calls, if any.
+    pub micro_kernel: Option<String>,
+}
+
+impl Kernel {
+    /// A kernel without native calls.
+    pub fn jit(tasks: usize, body: Body) -> Kernel {
+        Kernel {
+            tasks: tasks.max(1),
+            body,
+            micro_kernel: None,
+        }
+    }
+}
+
+/// What `build` needs besides the node: the operand tensors (the data
+/// operands and the weights, as the op orders them), the output, the
+/// weights' values for kernels that transform them at compile time, and
+/// how many threads to split work for.
+pub struct Operands<'a> {
+    pub inputs: Vec<Buf>,
+    pub values: Vec<Option<&'a [f32]>>,
+    pub out: Buf,
+    /// Arena space only this kernel uses, of [`scratch_len`] floats.
+    pub scratch: Option<Base>,
+    pub threads: usize,
+}
+
+/// Floats of arena scratch space the kernel of `op` needs, given its
+/// operands' and output's shapes.
+pub fn scratch_len(op: &Op, inputs: &[&[usize]], out: &[usize]) -> usize {
+    if let Op::Rnn(a) = op {
+        recurrent::scratch_len(a, false, inputs, out)
+    } else if let Op::Lstm(a) = op {
+        recurrent::scratch_len(a, true, inputs, out)
+    } else {
+        0
+    }
+}
+
+/// Whether an op only reinterprets its operand's memory (no kernel).
+pub fn is_view(op: &Op) -> bool {
+    matches!(op, Op::Reshape(_) | Op::Flatten(_) | Op::Identity)
+        || matches!(op, Op::Dropout(a) if a.mode == crate::ir::DropoutMode::Inverted)
+}
+
+/// Whether an op may write its output over its first operand: each output
+/// element depends only on the operand elements at the same index.
+pub fn can_run_in_place(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Relu
+            | Op::Relu6
+            | Op::LeakyRelu(_)
+            | Op::Sigmoid
+            | Op::Tanh
+            | Op::Clip(_)
+            | Op::Add
+            | Op::Mul
+            | Op::Elementwise(_)
+            | Op::Dropout(_)
+            | Op::BatchNorm(_)
+    )
+}
+
+/// The kernel of `node`, or `None` for a view.
+pub fn build(
+    node: &Node,
+    ops: Operands<'_>,
+    consts: &mut Consts,
+) -> Result<Option<Kernel>, BackendError> {
+    let unlowered = || BackendError::NotLowered {
+        node: node.name.clone(),
+        op: node.op.name(),
+    };
+    let kernel = match &node.op {
+        Op::Input(_) | Op::Weight(_) | Op::Reshape(_) | Op::Flatten(_) | Op::Identity => {
+            return Ok(None)
+        }
+        Op::Dropout(a) if a.mode == crate::ir::DropoutMode::Inverted => return Ok(None),
+        Op::Relu
+        | Op::Relu6
+        | Op::LeakyRelu(_)
+        | Op::Sigmoid
+        | Op::Tanh
+        | Op::Clip(_)
+        | Op::Add
+        | Op::Mul
+        | Op::Elementwise(_)
+        | Op::Dropout(_)
+        | Op::BatchNorm(_) => elementwise::build(&node.op, ops, consts)?,
+        Op::Gemm(a) => gemm::gemm(a, ops, consts)?,
+        Op::Linear(a) => gemm::linear(a, ops, consts)?,
+        Op::Im2Col(a) => im2col::build(a, ops),
+        Op::Col2Im(a) => conv::col2im(a, ops, consts)?,
+        Op::DepthwiseConv2d(a) => conv::depthwise(a, ops, consts)?,
+        Op::SeparableConv2d(a) => conv::separable(a, ops, consts)?,
+        Op::MaxPool2d(a) => pool::max_pool(a, ops),
+        Op::AvgPool2d(a) => pool::avg_pool(a, ops, consts),
+        Op::GlobalAvgPool => pool::global_avg_pool(ops),
+        Op::GroupNorm(_) | Op::LayerNorm(_) | Op::InstanceNorm(_) => {
+            norm::build(&node.op, ops, consts)?
+        }
+        Op::Softmax(a) => norm::softmax(a, ops),
+        Op::Permute(a) => copy::permute(a, ops),
+        Op::Select(a) => copy::select(a, ops),
+        Op::Concat(a) => copy::concat(a, ops),
+        Op::Rnn(a) => recurrent::build(a, false, ops, consts)?,
+        Op::Lstm(a) => recurrent::build(a, true, ops, consts)?,
+        // `lower-conv` rewrites every convolution; the backend runs only
+        // after it.
+        Op::Conv2d(_) | Op::ConvTranspose2d(_) => return Err(unlowered()),
+    };
+    Ok(Some(kernel))
+}

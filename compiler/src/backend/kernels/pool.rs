@@ -1,0 +1,165 @@
+//! Pooling: one task per `[H, W]` plane. Window taps are unrolled; a tap
+//! outside the input reads a clamped address and is replaced by the
+//! padding value (`-inf` for max, 0 for average) without a branch. Average
+//! pooling multiplies by a compile-time table of `1/divisor` per output
+//! position, which encodes PyTorch's `count_include_pad` rule.
+
+use super::{Consts, Kernel, Operands};
+use crate::backend::jit::{Base, Emit};
+use crate::backend::BackendError;
+use crate::ir::{AvgPool2dAttrs, MaxPool2dAttrs};
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, InstBuilder, Value};
+
+/// Geometry of one pooling window.
+#[derive(Clone, Copy)]
+struct Window {
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+}
+
+/// The pooling kernel: `combine(acc, tap)` for each tap, then `finish`.
+fn pool(
+    ops: &Operands<'_>,
+    win: Window,
+    pad_value: f32,
+    is_max: bool,
+    inverse_divisors: Option<Base>,
+) -> Kernel {
+    let x = &ops.inputs[0];
+    let [n, c, h, w] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
+    let (oh, ow) = (ops.out.shape[2], ops.out.shape[3]);
+    let (src, dst) = (x.base, ops.out.base);
+    Kernel::jit(
+        n * c,
+        Box::new(move |e: &mut Emit| {
+            e.for_tasks(|e, t| {
+                let plane = e.mul_imm(t, h * w);
+                let src = e.addr(src, plane);
+                let out = e.mul_imm(t, oh * ow);
+                let dst = e.addr(dst, out);
+                let table = inverse_divisors.map(|b| e.base(b));
+                e.for_n(0, oh, 1, |e, oy| {
+                    e.for_n(0, ow, 1, |e, ox| {
+                        let mut acc = e.f(types::F32, pad_value);
+                        for ky in 0..win.kernel[0] {
+                            let iy = tap(e, oy, ky, win, 0);
+                            let (hh, ww) = (e.i(h), e.i(w));
+                            let y_in = e.b.ins().icmp(IntCC::UnsignedLessThan, iy, hh);
+                            for kx in 0..win.kernel[1] {
+                                let ix = tap(e, ox, kx, win, 1);
+                                let x_in = e.b.ins().icmp(IntCC::UnsignedLessThan, ix, ww);
+                                let inside = e.b.ins().band(y_in, x_in);
+                                let row = e.mul_imm(iy, w);
+                                let idx = e.add(row, ix);
+                                let zero = e.i(0);
+                                let idx = e.b.ins().select(inside, idx, zero);
+                                let p = e.addr_of(src, idx);
+                                let v = e.load(types::F32, p, 0);
+                                let pad = e.f(types::F32, pad_value);
+                                let v = e.b.ins().select(inside, v, pad);
+                                acc = if is_max {
+                                    e.b.ins().fmax(acc, v)
+                                } else {
+                                    e.b.ins().fadd(acc, v)
+                                };
+                            }
+                        }
+                        let row = e.mul_imm(oy, ow);
+                        let o = e.add(row, ox);
+                        if let Some(table) = table {
+                            let p = e.addr_of(table, o);
+                            let inv = e.load(types::F32, p, 0);
+                            acc = e.b.ins().fmul(acc, inv);
+                        }
+                        let q = e.addr_of(dst, o);
+                        e.store(acc, q, 0);
+                        Ok(())
+                    })
+                })
+            })
+        }),
+    )
+}
+
+/// `o*stride + k*dilation - pad` along `axis`, wrapping below zero (so an
+/// unsigned compare with the length rejects it).
+fn tap(e: &mut Emit, o: Value, k: usize, win: Window, axis: usize) -> Value {
+    let v = e.mul_imm(o, win.stride[axis]);
+    let v = e.add_imm(v, k * win.dilation[axis]);
+    e.sub_imm(v, win.padding[axis])
+}
+
+/// `max_pool2d`.
+pub fn max_pool(a: &MaxPool2dAttrs, ops: Operands<'_>) -> Kernel {
+    let win = Window {
+        kernel: a.kernel,
+        stride: a.stride,
+        padding: a.padding,
+        dilation: a.dilation,
+    };
+    pool(&ops, win, f32::NEG_INFINITY, true, None)
+}
+
+/// `avg_pool2d`, with the divisors of `interp::avg_pool2d`.
+pub fn avg_pool(a: &AvgPool2dAttrs, ops: Operands<'_>, consts: &mut Consts) -> Kernel {
+    let x = &ops.inputs[0];
+    let (h, w) = (x.shape[2], x.shape[3]);
+    let (oh, ow) = (ops.out.shape[2], ops.out.shape[3]);
+    // Per axis: the real extent and the extent clipped to the padded input.
+    let extent = |o: usize, axis: usize, len: usize| {
+        let (k, s, p) = (a.kernel[axis], a.stride[axis], a.padding[axis]);
+        let start = o * s;
+        let end = (start + k).min(len + 2 * p);
+        let real = end
+            .min(p + len)
+            .saturating_sub(p)
+            .saturating_sub(start.max(p) - p);
+        (real, end - start)
+    };
+    let mut inverse = Vec::with_capacity(oh * ow);
+    for oy in 0..oh {
+        let (ry, py) = extent(oy, 0, h);
+        for ox in 0..ow {
+            let (rx, px) = extent(ox, 1, w);
+            let d = if a.count_include_pad {
+                py * px
+            } else {
+                ry * rx
+            };
+            inverse.push(if d == 0 { 0.0 } else { 1.0 / d as f32 });
+        }
+    }
+    let table = consts.add(inverse);
+    let win = Window {
+        kernel: a.kernel,
+        stride: a.stride,
+        padding: a.padding,
+        dilation: [1, 1],
+    };
+    pool(&ops, win, 0.0, false, Some(table))
+}
+
+/// `global_avg_pool`: one task per plane, summed four lanes at a time.
+pub fn global_avg_pool(ops: Operands<'_>) -> Kernel {
+    let x = &ops.inputs[0];
+    let (planes, len) = (x.shape[0] * x.shape[1], x.shape[2] * x.shape[3]);
+    let (src, dst) = (x.base, ops.out.base);
+    Kernel::jit(
+        planes,
+        Box::new(move |e: &mut Emit| {
+            e.for_tasks(|e, t| {
+                let plane = e.mul_imm(t, len);
+                let src = e.addr(src, plane);
+                let sum = super::norm::sum(e, src, len)?;
+                let inv = e.f(types::F32, 1.0 / len.max(1) as f32);
+                let mean = e.b.ins().fmul(sum, inv);
+                let q = e.addr(dst, t);
+                e.store(mean, q, 0);
+                Ok::<(), BackendError>(())
+            })
+        }),
+    )
+}

@@ -1,0 +1,32 @@
+//! The backend: from a graph to machine code over one planned arena.
+//!
+//! [`compile`] runs the pass pipeline, plans every value's place in the
+//! arena ([`memory`]), builds one kernel per op ([`kernels`]) as a
+//! Cranelift function ([`jit`]) that may call native code ([`native`]),
+//! and returns an `nnc_runtime::Executable` with a report of what it did.
+
+pub mod compile;
+pub mod jit;
+pub mod kernels;
+pub mod memory;
+pub mod native;
+
+pub use compile::{compile, Compiled, LayerReport, Options, Report};
+
+use crate::passes::PassError;
+
+/// Why a graph could not be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error(transparent)]
+    Pass(#[from] PassError),
+    /// A convolution reached the backend without `lower-conv`.
+    #[error("node `{node}` ({op}) was not lowered; run the whole pass pipeline first")]
+    NotLowered { node: String, op: &'static str },
+    /// A graph the backend cannot run yet.
+    #[error("node `{node}`: {what} is not supported by the compiled backend")]
+    Unsupported { node: String, what: String },
+    /// Cranelift rejected a kernel: a compiler bug.
+    #[error("code generation failed: {0}")]
+    Codegen(String),
+}

@@ -1,0 +1,71 @@
+//! `nnc bench`: latency over many runs after a warm-up.
+
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+use nnc_runtime::{Executable, Pool, Tensor};
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+/// Latency figures of one benchmark.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Figures {
+    pub model: String,
+    pub threads: usize,
+    pub runs: usize,
+    pub warmup: usize,
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub p90_ms: f64,
+    pub gflops: f64,
+    pub gflop_per_s: f64,
+    pub compile_ms: f64,
+}
+
+/// Runs `exe` `warmup` times, then for at least `min_time` and `runs`
+/// times, with a progress bar on a terminal.
+pub fn measure(
+    exe: &Executable,
+    inputs: &[Tensor],
+    pool: &Pool,
+    warmup: usize,
+    runs: usize,
+    min_time: Duration,
+) -> Result<Vec<f64>> {
+    let mut arena = exe.arena();
+    for _ in 0..warmup {
+        exe.run_in(&mut arena, inputs, pool)?;
+    }
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(runs as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {pos}/{len} runs {wide_bar} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let start = Instant::now();
+    let mut times = Vec::with_capacity(runs);
+    while times.len() < runs || start.elapsed() < min_time {
+        let t = Instant::now();
+        exe.run_in(&mut arena, inputs, pool)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        bar.set_length(runs.max(times.len()) as u64);
+        bar.set_position(times.len() as u64);
+        if times.len() >= 100 * runs.max(1) {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    Ok(times)
+}
+
+/// The `q`-quantile (0..=1) of sorted values.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}

@@ -1,0 +1,295 @@
+//! The contract between compiled code and the runtime: an [`Executable`] is
+//! an ordered list of kernel calls over one arena.
+//!
+//! A kernel is machine code with the signature of [`KernelFn`]: it reads and
+//! writes `f32` buffers at fixed offsets of the arena it is given, reads
+//! constants (weights) at fixed addresses the executable keeps alive, and
+//! does tasks `begin..end` of its `tasks`. Different tasks of one kernel
+//! write disjoint memory, so the runtime may hand task ranges to different
+//! threads. Inputs are checked against the model's types before any kernel
+//! runs; every run gets its own arena, so one executable can run on several
+//! threads at once.
+
+use crate::{format_shape, Tensor, TensorError};
+use std::any::Any;
+use std::fmt;
+
+/// A compiled kernel: `kernel(arena, begin, end)` does tasks `begin..end`.
+///
+/// # Safety
+/// Callable only with an arena of at least the executable's
+/// [`Executable::arena_len`] floats whose inputs are filled in, and with
+/// `begin <= end <= tasks`.
+pub type KernelFn = unsafe extern "C" fn(arena: *mut f32, begin: usize, end: usize);
+
+/// One kernel call of an executable.
+pub struct Step {
+    /// The layer it computes (the node's binding path), for profiles.
+    pub name: String,
+    pub kernel: KernelFn,
+    /// How many independent tasks the kernel splits into (at least 1).
+    pub tasks: usize,
+}
+
+/// Where a model input or output lives in the arena.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Binding {
+    pub name: String,
+    /// Offset in floats.
+    pub offset: usize,
+    pub shape: Vec<usize>,
+}
+
+impl Binding {
+    /// Element count.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// True for an empty tensor.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Why a run was refused.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RunError {
+    #[error("the model takes {expected} input{}, found {found}", if *.expected == 1 { "" } else { "s" })]
+    InputCount { expected: usize, found: usize },
+    #[error("input `{name}` must have shape {} but has shape {}", format_shape(.expected), format_shape(.found))]
+    InputShape {
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    #[error("input `{name}` has {found} elements but its shape {} needs {expected}", format_shape(.shape))]
+    InputLength {
+        name: String,
+        shape: Vec<usize>,
+        expected: usize,
+        found: usize,
+    },
+    #[error(transparent)]
+    Tensor(#[from] TensorError),
+    #[error("cannot start a thread pool: {0}")]
+    Threads(String),
+}
+
+/// A thread pool that runs the tasks of one kernel at a time.
+pub struct Pool {
+    pool: Option<rayon::ThreadPool>,
+    threads: usize,
+}
+
+impl Pool {
+    /// A pool of `threads` workers (0 means one per core). With one thread
+    /// every kernel runs on the caller's thread.
+    pub fn new(threads: usize) -> Result<Pool, RunError> {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            threads
+        };
+        let pool = if threads > 1 {
+            Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .map_err(|e| RunError::Threads(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        Ok(Pool { pool, threads })
+    }
+
+    /// The number of threads kernels are split across.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+}
+
+/// The arena pointer, shared by the tasks of one kernel call.
+#[derive(Clone, Copy)]
+struct ArenaPtr(*mut f32);
+
+impl ArenaPtr {
+    /// The pointer. Closures call this rather than read the field, so they
+    /// capture the whole (`Send`) wrapper.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+// SAFETY: the tasks of one kernel write disjoint parts of the arena (the
+// contract of `KernelFn`), and the arena outlives the scope that runs them.
+#[allow(unsafe_code)]
+unsafe impl Send for ArenaPtr {}
+#[allow(unsafe_code)]
+unsafe impl Sync for ArenaPtr {}
+
+/// A compiled model, ready to run.
+pub struct Executable {
+    steps: Vec<Step>,
+    arena_len: usize,
+    inputs: Vec<Binding>,
+    outputs: Vec<Binding>,
+    /// JIT code and constant data the kernels point into.
+    _keep_alive: Box<dyn Any + Send + Sync>,
+}
+
+impl fmt::Debug for Executable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Executable")
+            .field("steps", &self.steps.len())
+            .field("arena_len", &self.arena_len)
+            .field("inputs", &self.inputs)
+            .field("outputs", &self.outputs)
+            .finish()
+    }
+}
+
+impl Executable {
+    /// Assembles an executable.
+    ///
+    /// # Safety
+    /// Every step's kernel must honour the [`KernelFn`] contract for an
+    /// arena of `arena_len` floats: it touches only memory inside the arena
+    /// and inside `keep_alive`, tasks write disjoint memory, and the inputs
+    /// and outputs lie inside the arena.
+    #[allow(unsafe_code)]
+    pub unsafe fn new(
+        steps: Vec<Step>,
+        arena_len: usize,
+        inputs: Vec<Binding>,
+        outputs: Vec<Binding>,
+        keep_alive: Box<dyn Any + Send + Sync>,
+    ) -> Executable {
+        Executable {
+            steps,
+            arena_len,
+            inputs,
+            outputs,
+            _keep_alive: keep_alive,
+        }
+    }
+
+    /// The arena size in floats.
+    pub fn arena_len(&self) -> usize {
+        self.arena_len
+    }
+
+    /// The kernel calls, in order.
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+
+    /// The model inputs, in order.
+    pub fn inputs(&self) -> &[Binding] {
+        &self.inputs
+    }
+
+    /// The model outputs, in order.
+    pub fn outputs(&self) -> &[Binding] {
+        &self.outputs
+    }
+
+    /// Checks `inputs` against the model's input types.
+    pub fn check_inputs(&self, inputs: &[Tensor]) -> Result<(), RunError> {
+        if inputs.len() != self.inputs.len() {
+            return Err(RunError::InputCount {
+                expected: self.inputs.len(),
+                found: inputs.len(),
+            });
+        }
+        for (binding, t) in self.inputs.iter().zip(inputs) {
+            if t.shape() != binding.shape.as_slice() {
+                return Err(RunError::InputShape {
+                    name: binding.name.clone(),
+                    expected: binding.shape.clone(),
+                    found: t.shape().to_vec(),
+                });
+            }
+            if t.len() != binding.len() {
+                return Err(RunError::InputLength {
+                    name: binding.name.clone(),
+                    shape: binding.shape.clone(),
+                    expected: binding.len(),
+                    found: t.len(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A zeroed arena for [`Executable::run_in`].
+    pub fn arena(&self) -> Vec<f32> {
+        vec![0.0; self.arena_len]
+    }
+
+    /// Runs the model on `inputs`; validates them first.
+    pub fn run(&self, inputs: &[Tensor], pool: &Pool) -> Result<Vec<Tensor>, RunError> {
+        let mut arena = self.arena();
+        self.run_in(&mut arena, inputs, pool)
+    }
+
+    /// Runs the model in a caller-provided arena (reused across runs to
+    /// avoid allocating); validates the inputs and the arena size first.
+    pub fn run_in(
+        &self,
+        arena: &mut Vec<f32>,
+        inputs: &[Tensor],
+        pool: &Pool,
+    ) -> Result<Vec<Tensor>, RunError> {
+        self.check_inputs(inputs)?;
+        if arena.len() < self.arena_len {
+            arena.resize(self.arena_len, 0.0);
+        }
+        for (binding, t) in self.inputs.iter().zip(inputs) {
+            arena[binding.offset..binding.offset + binding.len()].copy_from_slice(t.data());
+        }
+        let base = ArenaPtr(arena.as_mut_ptr());
+        for step in &self.steps {
+            self.run_step(step, base, pool);
+        }
+        self.outputs
+            .iter()
+            .map(|b| {
+                Ok(Tensor::new(
+                    b.shape.clone(),
+                    arena[b.offset..b.offset + b.len()].to_vec(),
+                )?)
+            })
+            .collect()
+    }
+
+    /// Runs one step, splitting its tasks across the pool.
+    #[allow(unsafe_code)]
+    fn run_step(&self, step: &Step, arena: ArenaPtr, pool: &Pool) {
+        let tasks = step.tasks.max(1);
+        let call = |begin: usize, end: usize| {
+            // SAFETY: the arena has `arena_len` floats with the inputs
+            // filled in (checked in `run_in`), `begin..end` lies within
+            // `0..tasks`, and `Executable::new`'s caller guaranteed the
+            // kernel contract.
+            unsafe { (step.kernel)(arena.get(), begin, end) }
+        };
+        match &pool.pool {
+            Some(p) if tasks > 1 => {
+                // A few chunks per thread balance uneven tasks without
+                // paying for one spawn per task.
+                let chunks = tasks.min(pool.threads * 4);
+                p.scope(|s| {
+                    for c in 0..chunks {
+                        let (begin, end) = (tasks * c / chunks, tasks * (c + 1) / chunks);
+                        if begin < end {
+                            s.spawn(move |_| call(begin, end));
+                        }
+                    }
+                });
+            }
+            _ => call(0, tasks),
+        }
+    }
+}
