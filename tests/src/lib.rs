@@ -5,6 +5,8 @@
 //! nothing depends on it. The suites themselves live in `tests/tests/*.rs`
 //! and read their inputs from `tests/cases/**` and `models/`.
 
+pub mod random_model;
+
 use std::path::{Path, PathBuf};
 
 /// The repository root.

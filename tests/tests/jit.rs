@@ -1,0 +1,178 @@
+//! The compiled backend against the reference interpreter.
+//!
+//! Every model in `models/`, every pass case and random models from the
+//! passes' generator are compiled and run on seeded weights and inputs at
+//! 1 and 2 threads; each output must agree with the interpreter's (on the
+//! unoptimised graph) within `1e-4 * max(1, max |reference|)`. Also: wrong
+//! inputs are errors, and threads sharing one compiled model get identical
+//! results.
+
+use std::path::Path;
+
+use nnc_compiler::backend::{compile, Compiled, Options};
+use nnc_compiler::driver::compile_source;
+use nnc_compiler::interp::run;
+use nnc_compiler::ir::Graph;
+use nnc_compiler::weights::seeded_weights;
+use nnc_frontend::SourceFile;
+use nnc_runtime::{random_input, Pool, RunError, Tensor};
+use nnc_tests::random_model::{layer, random_model};
+use proptest::prelude::*;
+
+const SEED: u64 = 11;
+
+fn load_text(name: &str, text: &str) -> Graph {
+    let source = SourceFile::new(name, text.to_string());
+    compile_source(&source)
+        .unwrap_or_else(|d| panic!("{}", nnc_frontend::diagnostic::render_all(&d, &source)))
+}
+
+fn load(path: &Path) -> Graph {
+    let text = std::fs::read_to_string(path).expect("readable model");
+    load_text(&path.display().to_string(), &text)
+}
+
+fn inputs(graph: &Graph) -> Vec<Tensor> {
+    graph
+        .inputs()
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| random_input(&graph.node(id).ty.shape, SEED + i as u64).expect("input"))
+        .collect()
+}
+
+/// The largest error of `found` against `reference`, relative to
+/// `max(1, max |reference|)`.
+fn relative_error(reference: &Tensor, found: &Tensor) -> f32 {
+    assert_eq!(reference.shape(), found.shape());
+    let scale = reference.data().iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    let err = reference
+        .data()
+        .iter()
+        .zip(found.data())
+        .fold(0.0f32, |m, (a, b)| {
+            if a.is_nan() && b.is_nan() {
+                m
+            } else {
+                m.max((a - b).abs())
+                    .max(if b.is_nan() { f32::INFINITY } else { 0.0 })
+            }
+        });
+    err / scale
+}
+
+/// Compiles `graph` and checks it against the interpreter at 1 and 2
+/// threads; returns the compiled model.
+fn check(graph: Graph, what: &str) -> Compiled {
+    let weights = seeded_weights(&graph, SEED).expect("seeded weights");
+    let x = inputs(&graph);
+    let reference =
+        run(&graph, &weights, &x).unwrap_or_else(|e| panic!("{what}: interpreter: {e}"));
+    let compiled = compile(graph, weights, &Options { threads: 2 })
+        .unwrap_or_else(|e| panic!("{what}: compile: {e}"));
+    for threads in [1, 2] {
+        let pool = Pool::new(threads).expect("pool");
+        let out = compiled
+            .executable
+            .run(&x, &pool)
+            .unwrap_or_else(|e| panic!("{what}: run: {e}"));
+        assert_eq!(out.len(), reference.len(), "{what}: output count");
+        for (i, (r, o)) in reference.iter().zip(&out).enumerate() {
+            let err = relative_error(r, o);
+            assert!(
+                err <= 1e-4,
+                "{what}: output {i} at {threads} thread(s) differs by {err:e} (relative)\n{}",
+                compiled.graph
+            );
+        }
+    }
+    compiled
+}
+
+#[test]
+fn every_model_matches_the_interpreter() {
+    let models = nnc_tests::models();
+    assert!(models.len() >= 5, "{models:?}");
+    for path in models {
+        check(load(&path), &path.display().to_string());
+    }
+}
+
+#[test]
+fn every_pass_case_matches_the_interpreter() {
+    let cases = nnc_tests::nn_files(&nnc_tests::repo_root().join("tests/cases/passes"));
+    assert!(cases.len() >= 20, "{cases:?}");
+    for path in cases {
+        check(load(&path), &path.display().to_string());
+    }
+}
+
+#[test]
+fn a_wrong_input_is_an_error_not_a_crash() {
+    let compiled = check(
+        load(&nnc_tests::repo_root().join("models/lenet5.nn")),
+        "lenet5",
+    );
+    let pool = Pool::new(1).expect("pool");
+    let exe = &compiled.executable;
+    let wrong = Tensor::zeros(vec![1, 1, 28, 28]).expect("tensor");
+    assert_eq!(
+        exe.run(&[wrong], &pool).unwrap_err(),
+        RunError::InputShape {
+            name: "x".into(),
+            expected: vec![1, 1, 32, 32],
+            found: vec![1, 1, 28, 28],
+        }
+    );
+    assert_eq!(
+        exe.run(&[], &pool).unwrap_err(),
+        RunError::InputCount {
+            expected: 1,
+            found: 0
+        }
+    );
+    let err = exe.run(&[], &pool).unwrap_err().to_string();
+    assert_eq!(err, "the model takes 1 input, found 0");
+}
+
+#[test]
+fn threads_sharing_a_compiled_model_get_identical_results() {
+    let graph = load(&nnc_tests::repo_root().join("models/vgg_cifar.nn"));
+    let x = inputs(&graph);
+    let compiled = check(graph, "vgg_cifar");
+    let exe = &compiled.executable;
+    let alone = exe.run(&x, &Pool::new(1).expect("pool")).expect("run");
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let x = &x;
+                s.spawn(move || {
+                    let pool = Pool::new(1 + i % 2).expect("pool");
+                    (0..3)
+                        .map(|_| exe.run(x, &pool).expect("run"))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for h in handles {
+            for out in h.join().expect("thread") {
+                assert_eq!(out, alone, "a concurrent run differs");
+            }
+        }
+    });
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// The passes' random models, compiled, agree with the interpreter.
+    #[test]
+    fn random_models_match_the_interpreter(
+        c in 1usize..5,
+        h in 3usize..10,
+        layers in prop::collection::vec(layer(), 1..10),
+    ) {
+        let text = random_model(c, h, &layers);
+        check(load_text("random.nn", &text), &text);
+    }
+}
