@@ -328,6 +328,37 @@ impl Emit<'_> {
         self.b.ins().call_indirect(sig, callee, args);
     }
 
+    /// Calls native code like [`Emit::call_native`] and returns its one
+    /// result, of type `ret`.
+    pub fn call_native_ret(&mut self, f: usize, args: &[Value], ret: Type) -> Value {
+        let mut sig = Signature::new(self.b.func.signature.call_conv);
+        for &a in args {
+            let ty = self.b.func.dfg.value_type(a);
+            sig.params.push(AbiParam::new(ty));
+        }
+        sig.returns.push(AbiParam::new(ret));
+        let sig = self.b.import_signature(sig);
+        let callee = self.b.ins().iconst(types::I64, f as i64);
+        let call = self.b.ins().call_indirect(sig, callee, args);
+        self.b.inst_results(call)[0]
+    }
+
+    /// `if cond { body }`, where `cond` is an `icmp` result.
+    pub fn if_then(
+        &mut self,
+        cond: Value,
+        body: impl FnOnce(&mut Self) -> Result<(), BackendError>,
+    ) -> Result<(), BackendError> {
+        let then = self.b.create_block();
+        let done = self.b.create_block();
+        self.b.ins().brif(cond, then, &[], done, &[]);
+        self.b.switch_to_block(then);
+        body(self)?;
+        self.b.ins().jump(done, &[]);
+        self.b.switch_to_block(done);
+        Ok(())
+    }
+
     /// `c ? a : b` lane-wise, where `c` is the result of an `fcmp` on
     /// values of type `ty`.
     pub fn select(&mut self, ty: Type, c: Value, a: Value, b: Value) -> Value {

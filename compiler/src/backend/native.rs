@@ -195,3 +195,91 @@ pub fn activate(act: Activation, v: f32) -> f32 {
         Activation::Tanh => v.tanh(),
     }
 }
+
+/// One matrix product whose B and C addresses are only known at run time
+/// (the separable kernel multiplies a depthwise tile it just computed):
+/// `C [m, n] = act(A [m, k] · B [k, n] + bias + residual)` with row strides
+/// `ldb` and `ldc` (the residual laid out like C).
+#[derive(Debug)]
+pub struct PanelGemm {
+    /// Row-major `[m, k]`.
+    pub a: Vec<f32>,
+    pub m: usize,
+    pub k: usize,
+    pub ldb: usize,
+    pub ldc: usize,
+    pub bias: Option<Vec<f32>>,
+    pub activation: Option<Activation>,
+}
+
+/// Computes `n` columns of a [`PanelGemm`]. Called by JIT code.
+///
+/// # Safety
+/// `spec` points to a live [`PanelGemm`]; `b` addresses `k` rows of `ldb`
+/// floats, `c` (and `residual` unless null) `m` rows of `ldc` floats, each
+/// with at least `n` columns.
+#[allow(unsafe_code)]
+pub unsafe extern "C" fn nnc_gemm_panel(
+    spec: *const PanelGemm,
+    b: *const f32,
+    c: *mut f32,
+    residual: *const f32,
+    n: usize,
+) {
+    // SAFETY: the caller passes a live spec (the compiled model owns it).
+    let spec = unsafe { &*spec };
+    let task = GemmTask {
+        a: Vec::new(),
+        m: spec.m,
+        k: spec.k,
+        n,
+        groups: 1,
+        products: 1,
+        b: Base::Const(b as usize),
+        b_stride: 0,
+        ldb: spec.ldb,
+        c: Base::Const(c as usize),
+        c_stride: 0,
+        ldc: spec.ldc,
+        epilogue: Epilogue {
+            bias: None,
+            residual: None,
+            activation: spec.activation,
+        },
+        m_block: spec.m,
+        n_block: n,
+    };
+    let residual = (!residual.is_null()).then_some(residual);
+    // SAFETY: as documented above.
+    unsafe {
+        gemm_block(
+            &task,
+            &spec.a,
+            spec.bias.as_deref(),
+            b,
+            c,
+            residual,
+            0..spec.m,
+            0..n,
+        )
+    }
+}
+
+thread_local! {
+    /// Per-thread working memory of kernels that tile (the separable
+    /// kernel's depthwise tile); it only grows, so after the first run no
+    /// task allocates.
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A pointer to at least `len` floats of this thread's scratch memory,
+/// valid until the next call on the same thread. Called by JIT code.
+pub extern "C" fn nnc_scratch(len: usize) -> *mut f32 {
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < len {
+            s.resize(len, 0.0);
+        }
+        s.as_mut_ptr()
+    })
+}

@@ -1,39 +1,404 @@
-//! Convolution kernels that are not a plain GEMM: `depthwise_conv2d`,
-//! `separable_conv2d` and `col2im`.
+//! Convolutions that are not a plain GEMM.
+//!
+//! - `depthwise_conv2d`: one task per output plane. Each output row starts
+//!   at the bias; each of the unrolled taps whose input row exists adds
+//!   `w * input` over the tap's valid (unpadded) column range, four lanes at
+//!   a time when the stride is 1; then the epilogue runs over the row while
+//!   it is in cache.
+//! - `separable_conv2d`: one task per block of output rows. The task
+//!   computes the depthwise output of those rows for every channel into
+//!   this thread's scratch tile (the whole depthwise output never exists),
+//!   applies the depthwise activation, and multiplies the tile by the
+//!   pointwise weight with the native GEMM, whose epilogue adds the bias and
+//!   the residual as it stores the output rows.
+//! - `col2im`: one task per output plane: the bias, then every column row
+//!   of the plane's channel scatter-added at its tap's offset, then the
+//!   epilogue.
 
+use super::elementwise::span;
+use super::gemm::constant;
+use super::im2col::valid;
 use super::{Consts, Kernel, Operands};
+use crate::backend::jit::{Base, Emit};
+use crate::backend::native::{nnc_gemm_panel, nnc_scratch, PanelGemm};
 use crate::backend::BackendError;
-use crate::ir::{Col2ImAttrs, Conv2dAttrs, SeparableConv2dAttrs};
+use crate::ir::{Activation, Col2ImAttrs, Conv2dAttrs, Epilogue, SeparableConv2dAttrs};
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, InstBuilder, Value};
+
+/// Columns of output per separable task (rows are whole).
+const SEPARABLE_COLUMNS: usize = 512;
+
+/// Fills `len` floats at `ptr` with `value`.
+fn fill(e: &mut Emit, ptr: Value, len: usize, value: Value) -> Result<(), BackendError> {
+    let (lo, hi) = (e.i(0), e.i(len));
+    span(e, lo, hi, |e, ty, i| {
+        let v = if ty == types::F32 {
+            value
+        } else {
+            e.b.ins().splat(ty, value)
+        };
+        let p = e.addr_of(ptr, i);
+        e.store(v, p, 0);
+        Ok(())
+    })
+}
+
+/// `dst[i] = act(dst[i] + residual[i])` over `len` floats.
+fn epilogue_pass(
+    e: &mut Emit,
+    dst: Value,
+    residual: Option<Value>,
+    activation: Option<Activation>,
+    len: usize,
+) -> Result<(), BackendError> {
+    if residual.is_none() && activation.is_none() {
+        return Ok(());
+    }
+    let (lo, hi) = (e.i(0), e.i(len));
+    span(e, lo, hi, |e, ty, i| {
+        let p = e.addr_of(dst, i);
+        let mut v = e.load(ty, p, 0);
+        if let Some(r) = residual {
+            let q = e.addr_of(r, i);
+            let r = e.load(ty, q, 0);
+            v = e.b.ins().fadd(v, r);
+        }
+        if let Some(act) = activation {
+            v = e.activation(ty, act, v);
+        }
+        e.store(v, p, 0);
+        Ok(())
+    })
+}
+
+/// The depthwise geometry shared by both kernels.
+#[derive(Clone, Copy)]
+struct Depthwise {
+    h: usize,
+    w: usize,
+    ow: usize,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+}
+
+impl Depthwise {
+    fn new(a: &Conv2dAttrs, in_shape: &[usize], out_shape: &[usize]) -> Depthwise {
+        Depthwise {
+            h: in_shape[2],
+            w: in_shape[3],
+            ow: out_shape[3],
+            kernel: a.kernel,
+            stride: a.stride,
+            padding: a.padding,
+            dilation: a.dilation,
+        }
+    }
+
+    /// Emits one output row `oy` of one channel: `row[..ow] = bias +
+    /// sum over taps of taps[ky][kx] * src[iy, ix]`.
+    fn row(
+        self,
+        e: &mut Emit,
+        src: Value,
+        taps: &[Value],
+        bias: Value,
+        oy: Value,
+        row: Value,
+    ) -> Result<(), BackendError> {
+        fill(e, row, self.ow, bias)?;
+        let [kh, kw] = self.kernel;
+        for ky in 0..kh {
+            let iy = e.mul_imm(oy, self.stride[0]);
+            let iy = e.add_imm(iy, ky * self.dilation[0]);
+            let iy = e.sub_imm(iy, self.padding[0]);
+            let h = e.i(self.h);
+            let inside = e.b.ins().icmp(IntCC::UnsignedLessThan, iy, h);
+            e.if_then(inside, |e| {
+                let in_row = e.mul_imm(iy, self.w);
+                let in_row = e.addr_of(src, in_row);
+                for kx in 0..kw {
+                    let (x0, x1) = valid(
+                        self.ow,
+                        self.w,
+                        self.stride[1],
+                        kx * self.dilation[1],
+                        self.padding[1],
+                    );
+                    if x0 >= x1 {
+                        continue;
+                    }
+                    let tap = taps[ky * kw + kx];
+                    // Input column of output column 0 (may be negative; only
+                    // columns in x0..x1 are read).
+                    let shift = (kx * self.dilation[1]) as i64 - self.padding[1] as i64;
+                    let (lo, hi) = (e.i(x0), e.i(x1));
+                    let stride = self.stride[1];
+                    let axpy = |e: &mut Emit, ty, ox: Value| {
+                        let ix = e.mul_imm(ox, stride);
+                        let ix = e.b.ins().iadd_imm_s(ix, shift);
+                        let p = e.addr_of(in_row, ix);
+                        let x = e.load(ty, p, 0);
+                        let t = if ty == types::F32 {
+                            tap
+                        } else {
+                            e.b.ins().splat(ty, tap)
+                        };
+                        let q = e.addr_of(row, ox);
+                        let acc = e.load(ty, q, 0);
+                        let v = e.b.ins().fma(t, x, acc);
+                        e.store(v, q, 0);
+                        Ok(())
+                    };
+                    if stride == 1 {
+                        span(e, lo, hi, axpy)?;
+                    } else {
+                        // Strided columns are gathered one at a time.
+                        e.for_range(lo, hi, 1, |e, ox| axpy(e, types::F32, ox))?;
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// The taps of output channel `oc`: `kh*kw` scalars.
+fn load_taps(e: &mut Emit, weights: Base, oc: Value, count: usize) -> Vec<Value> {
+    let start = e.mul_imm(oc, count);
+    let base = e.addr(weights, start);
+    (0..count).map(|i| e.load(types::F32, base, i)).collect()
+}
+
+/// The bias of channel `c`, or 0.
+fn load_bias(e: &mut Emit, bias: Option<Base>, c: Value) -> Value {
+    match bias {
+        Some(b) => {
+            let p = e.addr(b, c);
+            e.load(types::F32, p, 0)
+        }
+        None => e.f(types::F32, 0.0),
+    }
+}
 
 /// `depthwise_conv2d`.
 pub fn depthwise(
-    _a: &Conv2dAttrs,
-    _ops: Operands<'_>,
+    a: &Conv2dAttrs,
+    ops: Operands<'_>,
     _consts: &mut Consts,
 ) -> Result<Kernel, BackendError> {
-    Err(BackendError::Codegen(
-        "depthwise_conv2d is not implemented yet".into(),
+    let x = &ops.inputs[0];
+    let out = &ops.out;
+    let geo = Depthwise::new(a, &x.shape, &out.shape);
+    let (c_in, c_out) = (x.shape[1], out.shape[1]);
+    let multiplier = c_out / c_in.max(1);
+    let (oh, ow) = (out.shape[2], out.shape[3]);
+    let (src, dst, weights) = (x.base, out.base, ops.inputs[1].base);
+    let bias = a.bias.then(|| ops.inputs[2].base);
+    let residual = a
+        .epilogue
+        .residual
+        .then(|| ops.inputs.last().map(|b| b.base))
+        .flatten();
+    let activation = a.epilogue.activation;
+    let taps = a.kernel[0] * a.kernel[1];
+    Ok(Kernel::jit(
+        out.shape[0] * c_out,
+        Box::new(move |e: &mut Emit| {
+            e.for_tasks(|e, t| {
+                // Task t = (n, oc); input channel oc / multiplier.
+                let oc = e.rem_imm(t, c_out);
+                let n = e.div_imm(t, c_out);
+                let ic = e.div_imm(oc, multiplier.max(1));
+                let plane = e.mul_imm(n, c_in);
+                let plane = e.add(plane, ic);
+                let plane = e.mul_imm(plane, geo.h * geo.w);
+                let src = e.addr(src, plane);
+                let out_plane = e.mul_imm(t, oh * ow);
+                let dst = e.addr(dst, out_plane);
+                let res = residual.map(|r| e.addr(r, out_plane));
+                let tap_values = load_taps(e, weights, oc, taps);
+                let b = load_bias(e, bias, oc);
+                e.for_n(0, oh, 1, |e, oy| {
+                    let off = e.mul_imm(oy, ow);
+                    let row = e.addr_of(dst, off);
+                    geo.row(e, src, &tap_values, b, oy, row)?;
+                    let res_row = res.map(|r| e.addr_of(r, off));
+                    epilogue_pass(e, row, res_row, activation, ow)
+                })
+            })
+        }),
     ))
 }
 
 /// `separable_conv2d`.
 pub fn separable(
-    _a: &SeparableConv2dAttrs,
-    _ops: Operands<'_>,
-    _consts: &mut Consts,
+    a: &SeparableConv2dAttrs,
+    ops: Operands<'_>,
+    consts: &mut Consts,
 ) -> Result<Kernel, BackendError> {
-    Err(BackendError::Codegen(
-        "separable_conv2d is not implemented yet".into(),
+    let dw = &a.depthwise;
+    let x = &ops.inputs[0];
+    let out = &ops.out;
+    let geo = Depthwise::new(dw, &x.shape, &out.shape);
+    let (batch, c_in, c_mid, c_out) = (x.shape[0], x.shape[1], dw.out_channels, a.out_channels);
+    let multiplier = c_mid / c_in.max(1);
+    let (oh, ow) = (out.shape[2], out.shape[3]);
+    let dw_weights = ops.inputs[1].base;
+    let dw_bias = dw.bias.then(|| ops.inputs[2].base);
+    let pw_index = 2 + usize::from(dw.bias);
+    let rows_per_task = (SEPARABLE_COLUMNS / ow.max(1)).clamp(1, oh.max(1));
+    let blocks = oh.div_ceil(rows_per_task);
+    let tile_cols = rows_per_task * ow;
+    let spec = consts.panel(PanelGemm {
+        a: constant(&ops, pw_index, "pointwise weight")?.to_vec(),
+        m: c_out,
+        k: c_mid,
+        ldb: tile_cols,
+        ldc: oh * ow,
+        bias: if a.bias {
+            Some(constant(&ops, pw_index + 1, "pointwise bias")?.to_vec())
+        } else {
+            None
+        },
+        activation: a.epilogue.activation,
+    });
+    let residual = a
+        .epilogue
+        .residual
+        .then(|| ops.inputs.last().map(|b| b.base))
+        .flatten();
+    let (src, dst) = (x.base, out.base);
+    let dw_activation = dw.epilogue.activation;
+    let taps = dw.kernel[0] * dw.kernel[1];
+    Ok(Kernel::jit(
+        batch * blocks,
+        Box::new(move |e: &mut Emit| {
+            e.for_tasks(|e, t| {
+                let n = e.div_imm(t, blocks);
+                let block = e.rem_imm(t, blocks);
+                let r0 = e.mul_imm(block, rows_per_task);
+                let r1 = e.add_imm(r0, rows_per_task);
+                let limit = e.i(oh);
+                let r1 = e.b.ins().umin(r1, limit);
+                let len = e.i(c_mid * tile_cols);
+                let tile = e.call_native_ret(nnc_scratch as *const () as usize, &[len], types::I64);
+                // The depthwise rows r0..r1 of every channel into the tile.
+                e.for_n(0, c_mid, 1, |e, cm| {
+                    let ic = e.div_imm(cm, multiplier.max(1));
+                    let plane = e.mul_imm(n, c_in);
+                    let plane = e.add(plane, ic);
+                    let plane = e.mul_imm(plane, geo.h * geo.w);
+                    let src = e.addr(src, plane);
+                    let tap_values = load_taps(e, dw_weights, cm, taps);
+                    let b = load_bias(e, dw_bias, cm);
+                    let channel_row = e.mul_imm(cm, tile_cols);
+                    e.for_range(r0, r1, 1, |e, oy| {
+                        let local = e.b.ins().isub(oy, r0);
+                        let off = e.mul_imm(local, ow);
+                        let off = e.add(channel_row, off);
+                        let row = e.addr_of(tile, off);
+                        geo.row(e, src, &tap_values, b, oy, row)?;
+                        epilogue_pass(e, row, None, dw_activation, ow)
+                    })
+                })?;
+                // out[n, :, r0..r1, :] = pointwise(tile) + bias + residual.
+                let start = e.mul_imm(n, c_out * oh * ow);
+                let first = e.mul_imm(r0, ow);
+                let start = e.add(start, first);
+                let c = e.addr(dst, start);
+                let r = match residual {
+                    Some(r) => e.addr(r, start),
+                    None => e.i(0),
+                };
+                let rows = e.b.ins().isub(r1, r0);
+                let cols = e.mul_imm(rows, ow);
+                let spec = e.i(spec);
+                e.call_native(
+                    nnc_gemm_panel as *const () as usize,
+                    &[spec, tile, c, r, cols],
+                );
+                Ok(())
+            })
+        }),
     ))
 }
 
 /// `col2im`.
 pub fn col2im(
-    _a: &Col2ImAttrs,
-    _ops: Operands<'_>,
+    a: &Col2ImAttrs,
+    ops: Operands<'_>,
     _consts: &mut Consts,
 ) -> Result<Kernel, BackendError> {
-    Err(BackendError::Codegen(
-        "col2im is not implemented yet".into(),
+    let cols = &ops.inputs[0];
+    let (batch, h, w) = (cols.shape[0], cols.shape[2], cols.shape[3]);
+    let c_out = a.out_channels;
+    let [oh, ow] = a.output_size;
+    let [kh, kw] = a.kernel;
+    let (src, dst) = (cols.base, ops.out.base);
+    let bias = a.bias.then(|| ops.inputs[1].base);
+    let epilogue: Epilogue = a.epilogue.clone();
+    let residual = epilogue
+        .residual
+        .then(|| ops.inputs.last().map(|b| b.base))
+        .flatten();
+    let a = a.clone();
+    Ok(Kernel::jit(
+        batch * c_out,
+        Box::new(move |e: &mut Emit| {
+            e.for_tasks(|e, t| {
+                let oc = e.rem_imm(t, c_out);
+                let out_plane = e.mul_imm(t, oh * ow);
+                let dst = e.addr(dst, out_plane);
+                let b = load_bias(e, bias, oc);
+                fill(e, dst, oh * ow, b)?;
+                // Column rows (t*kh*kw + ky*kw + kx) of this plane.
+                let rows = e.mul_imm(t, kh * kw * h * w);
+                let src = e.addr(src, rows);
+                for ky in 0..kh {
+                    let (y0, y1) = valid(h, oh, a.stride[0], ky * a.dilation[0], a.padding[0]);
+                    for kx in 0..kw {
+                        let (x0, x1) = valid(w, ow, a.stride[1], kx * a.dilation[1], a.padding[1]);
+                        if y0 >= y1 || x0 >= x1 {
+                            continue;
+                        }
+                        let row = e.add_imm(src, 4 * (ky * kw + kx) * h * w);
+                        let shift = (kx * a.dilation[1]) as i64 - a.padding[1] as i64;
+                        let sx = a.stride[1];
+                        e.for_n(y0, y1, 1, |e, iy| {
+                            let oy = e.mul_imm(iy, a.stride[0]);
+                            let oy = e.add_imm(oy, ky * a.dilation[0]);
+                            let oy = e.sub_imm(oy, a.padding[0]);
+                            let from = e.mul_imm(iy, w);
+                            let from = e.addr_of(row, from);
+                            let to = e.mul_imm(oy, ow);
+                            let to = e.addr_of(dst, to);
+                            let (lo, hi) = (e.i(x0), e.i(x1));
+                            let add = |e: &mut Emit, ty, ix: Value| {
+                                let p = e.addr_of(from, ix);
+                                let v = e.load(ty, p, 0);
+                                let ox = e.mul_imm(ix, sx);
+                                let ox = e.b.ins().iadd_imm_s(ox, shift);
+                                let q = e.addr_of(to, ox);
+                                let acc = e.load(ty, q, 0);
+                                let s = e.b.ins().fadd(acc, v);
+                                e.store(s, q, 0);
+                                Ok(())
+                            };
+                            if sx == 1 {
+                                span(e, lo, hi, add)
+                            } else {
+                                e.for_range(lo, hi, 1, |e, ix| add(e, types::F32, ix))
+                            }
+                        })?;
+                    }
+                }
+                let res = residual.map(|r| e.addr(r, out_plane));
+                epilogue_pass(e, dst, res, epilogue.activation, oh * ow)
+            })
+        }),
     ))
 }

@@ -11,7 +11,7 @@ mod pool;
 mod recurrent;
 
 use super::jit::{Base, Emit};
-use super::native::GemmTask;
+use super::native::{GemmTask, PanelGemm};
 use super::BackendError;
 use crate::ir::{Node, Op};
 
@@ -43,6 +43,8 @@ pub struct Consts {
     /// growing.
     #[allow(clippy::vec_box)]
     gemms: Vec<Box<GemmTask>>,
+    #[allow(clippy::vec_box)]
+    panels: Vec<Box<PanelGemm>>,
 }
 
 // SAFETY: the raw pointers inside `GemmTask` (via `Base::Const`) point into
@@ -69,10 +71,19 @@ impl Consts {
         address
     }
 
+    /// Keeps a run-time-addressed GEMM alive and returns its address.
+    pub fn panel(&mut self, spec: PanelGemm) -> usize {
+        let boxed = Box::new(spec);
+        let address = &*boxed as *const PanelGemm as usize;
+        self.panels.push(boxed);
+        address
+    }
+
     /// Bytes of constant data.
     pub fn bytes(&self) -> usize {
         4 * self.data.iter().map(Vec::len).sum::<usize>()
             + 4 * self.gemms.iter().map(|g| g.a.len()).sum::<usize>()
+            + 4 * self.panels.iter().map(|g| g.a.len()).sum::<usize>()
     }
 }
 

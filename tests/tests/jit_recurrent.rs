@@ -1,0 +1,207 @@
+//! The compiled `rnn` and `lstm` kernels against the reference interpreter.
+//!
+//! Small models written inline cover the shapes the kernel specialises on:
+//! one to three layers, batch 1 (no transposes) and batch 3 (the input is
+//! transposed on the way in and `h` on the way out), both `batch_first`
+//! settings, with and without bias, hidden and input sizes that are not
+//! multiples of the vector width, and a single time step. Each is compiled
+//! and run at 1 and 2 threads, and must agree with the interpreter within
+//! `1e-4 * max(1, max |reference|)`.
+
+use nnc_compiler::backend::{compile, Options};
+use nnc_compiler::driver::compile_source;
+use nnc_compiler::interp::run;
+use nnc_compiler::ir::Graph;
+use nnc_compiler::weights::seeded_weights;
+use nnc_frontend::SourceFile;
+use nnc_runtime::{random_input, Pool, Tensor};
+
+const SEED: u64 = 5;
+
+fn load(name: &str, text: &str) -> Graph {
+    let source = SourceFile::new(name, text.to_string());
+    compile_source(&source)
+        .unwrap_or_else(|d| panic!("{}", nnc_frontend::diagnostic::render_all(&d, &source)))
+}
+
+/// The largest difference of `found` from `reference`, relative to
+/// `max(1, max |reference|)`; NaN where the reference is finite counts as
+/// infinitely wrong.
+fn relative_error(reference: &Tensor, found: &Tensor) -> f32 {
+    assert_eq!(reference.shape(), found.shape());
+    let scale = reference.data().iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    let err = reference
+        .data()
+        .iter()
+        .zip(found.data())
+        .map(|(a, b)| {
+            if b.is_nan() {
+                f32::INFINITY
+            } else {
+                (a - b).abs()
+            }
+        })
+        .fold(0.0f32, f32::max);
+    err / scale
+}
+
+/// Compiles `text` and checks every output against the interpreter at 1
+/// and 2 threads.
+fn check(what: &str, text: &str) {
+    let graph = load(what, text);
+    let weights = seeded_weights(&graph, SEED).expect("seeded weights");
+    let x: Vec<Tensor> = graph
+        .inputs()
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| random_input(&graph.node(id).ty.shape, SEED + i as u64).expect("input"))
+        .collect();
+    let reference =
+        run(&graph, &weights, &x).unwrap_or_else(|e| panic!("{what}: interpreter: {e}"));
+    let compiled = compile(graph, weights, &Options { threads: 2 })
+        .unwrap_or_else(|e| panic!("{what}: compile: {e}"));
+    for threads in [1, 2] {
+        let pool = Pool::new(threads).expect("pool");
+        let out = compiled
+            .executable
+            .run(&x, &pool)
+            .unwrap_or_else(|e| panic!("{what}: run: {e}"));
+        assert_eq!(out.len(), reference.len(), "{what}: output count");
+        for (r, o) in reference.iter().zip(&out) {
+            let err = relative_error(r, o);
+            assert!(
+                err <= 1e-4,
+                "{what}: differs by {err:e} (relative) at {threads} thread(s)\n{text}"
+            );
+        }
+    }
+}
+
+/// One recurrent op over an input of `seq` steps of `batch` samples with
+/// `input` features, in the layout `batch_first` says.
+struct Case {
+    op: &'static str,
+    seq: usize,
+    batch: usize,
+    input: usize,
+    hidden: usize,
+    layers: usize,
+    bias: bool,
+    batch_first: bool,
+}
+
+impl Case {
+    fn source(&self) -> String {
+        let shape = if self.batch_first {
+            [self.batch, self.seq, self.input]
+        } else {
+            [self.seq, self.batch, self.input]
+        };
+        format!(
+            "model m {{\n    input x: f32[{}, {}, {}]\n    y = {}(x, hidden={}, layers={}, bias={}, batch_first={})\n    output y\n}}\n",
+            shape[0],
+            shape[1],
+            shape[2],
+            self.op,
+            self.hidden,
+            self.layers,
+            self.bias,
+            self.batch_first
+        )
+    }
+
+    fn check(&self) {
+        let text = self.source();
+        let what = format!(
+            "{} seq={} batch={} input={} hidden={} layers={} bias={} batch_first={}",
+            self.op,
+            self.seq,
+            self.batch,
+            self.input,
+            self.hidden,
+            self.layers,
+            self.bias,
+            self.batch_first
+        );
+        check(&what, &text);
+    }
+}
+
+/// Shapes every op is checked at:
+/// (seq, batch, input, hidden, layers, bias, batch_first).
+const SHAPES: [(usize, usize, usize, usize, usize, bool, bool); 10] = [
+    (5, 1, 3, 1, 1, true, false),
+    (4, 1, 6, 5, 2, true, false),
+    (6, 3, 5, 3, 2, false, true),
+    (4, 3, 7, 13, 3, true, false),
+    (1, 3, 1, 1, 1, true, false),
+    (1, 1, 9, 13, 1, true, true),
+    (3, 3, 5, 3, 3, false, true),
+    (7, 1, 2, 5, 1, false, true),
+    (6, 3, 4, 13, 2, true, true),
+    // Multiples of four throughout: only the vector path of the gate pass.
+    (8, 4, 16, 32, 2, true, false),
+];
+
+fn check_shapes(op: &'static str) {
+    for (seq, batch, input, hidden, layers, bias, batch_first) in SHAPES {
+        Case {
+            op,
+            seq,
+            batch,
+            input,
+            hidden,
+            layers,
+            bias,
+            batch_first,
+        }
+        .check();
+    }
+}
+
+#[test]
+fn rnn_matches_the_interpreter() {
+    check_shapes("rnn");
+}
+
+#[test]
+fn lstm_matches_the_interpreter() {
+    check_shapes("lstm");
+}
+
+/// Two recurrent ops in a row and ops after them: each kernel has its own
+/// scratch and the output feeds ordinary kernels.
+#[test]
+fn chained_recurrent_ops_match_the_interpreter() {
+    check(
+        "rnn then lstm",
+        "model m {
+            input x: f32[3, 5, 7]
+            r = rnn(x, hidden=6, batch_first=true)
+            l = lstm(r, hidden=5, layers=2, batch_first=true)
+            last = select(l, dim=1, index=-1)
+            y = linear(last, out=3)
+            output y
+        }",
+    );
+    check(
+        "two outputs",
+        "model m {
+            input x: f32[4, 2, 3]
+            a = lstm(x, hidden=3)
+            b = rnn(a, hidden=2, bias=false)
+            output a
+            output b
+        }",
+    );
+}
+
+/// The example models with recurrent layers, as `tests/jit.rs` runs them.
+#[test]
+fn recurrent_models_match_the_interpreter() {
+    for name in ["models/lstm_seq.nn", "models/lstm2.nn"] {
+        let path = nnc_tests::repo_root().join(name);
+        let text = std::fs::read_to_string(&path).expect("readable model");
+        check(name, &text);
+    }
+}
