@@ -92,8 +92,13 @@ pub fn compile(
         phases.push((name, now - clock));
         clock = now;
     };
-    let names: Vec<&str> = passes::pass_names().collect();
-    passes::run_pipeline(&mut graph, &mut weights, &names, false)?;
+    for pass in passes::PASSES {
+        let t = Instant::now();
+        passes::run_pass(pass, &mut graph, &mut weights, false)?;
+        if std::env::var_os("NNC_TIME_PASSES").is_some() {
+            eprintln!("{}: {:.1} ms", pass.name, t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
     let problems = crate::verify::verify(&graph);
     if let Some(p) = problems.first() {
         return Err(BackendError::Codegen(p.to_string()));
@@ -262,9 +267,11 @@ pub fn compile(
                     let data = weights.get(&name).map(|t| t.data()).ok_or_else(|| {
                         BackendError::Codegen(format!("weight `{name}` has no tensor"))
                     })?;
+                    // The weight set is kept alive with the code, and a
+                    // tensor's data does not move when the set does.
                     let base = *weight_bases
                         .entry(w)
-                        .or_insert_with(|| consts.add(data.to_vec()));
+                        .or_insert_with(|| Base::Const(data.as_ptr() as usize));
                     inputs.push(Buf { base, shape });
                     values.push(Some(data));
                 }
@@ -280,10 +287,21 @@ pub fn compile(
             scratch: step.scratch.map(|b| Base::Arena(offset[b])),
             threads,
         };
+        let t0 = Instant::now();
         let Some(kernel) = kernels::build(node, ops, &mut consts)? else {
             continue;
         };
+        let t1 = Instant::now();
         ids.push(jit.kernel(kernel.body)?);
+        if std::env::var_os("NNC_TIME_PASSES").is_some() {
+            eprintln!(
+                "{} {}: build {:.2} ms, jit {:.2} ms",
+                node.op.name(),
+                node.name,
+                (t1 - t0).as_secs_f64() * 1e3,
+                t1.elapsed().as_secs_f64() * 1e3
+            );
+        }
         tasks.push(kernel.tasks);
         layers.push(LayerReport {
             name: node.name.clone(),
@@ -346,7 +364,7 @@ pub fn compile(
             placement.arena_len,
             inputs,
             outputs,
-            Box::new((code, consts)),
+            Box::new((code, consts, weights)),
         )
     };
     Ok(Compiled {

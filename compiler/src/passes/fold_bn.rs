@@ -21,7 +21,7 @@
 //! for `dce`.
 
 use super::{
-    add_weight, bn_scale_shift, replace_weight, scale_weight, weight_tensor, Candidate, PassError,
+    add_weight, bn_scale_shift, replace_weight, rescale_weight, weight_tensor, Candidate, PassError,
     PassReport,
 };
 use crate::ir::{Graph, NodeId, Op, WeightAttrs, WeightRole};
@@ -132,11 +132,8 @@ fn fold(
             pass: NAME,
             name: graph.node(kernel).name.clone(),
         })?;
-    let producer_op = &graph.node(producer).op;
-    let shape = kernel_tensor.shape();
-    let folded = scale_weight(kernel_tensor, |row, col| {
-        scale[output_channel(producer_op, shape, row, col)]
-    });
+    let producer_op = graph.node(producer).op.clone();
+    let shape = kernel_tensor.shape().to_vec();
     let new_bias: Vec<f32> = match bias {
         Some(b) => {
             let b = weight_tensor(NAME, graph, weights, b)?.map_or(&[][..], Tensor::data);
@@ -147,7 +144,9 @@ fn fold(
         None => shift.iter().map(|&s| s as f32).collect(),
     };
 
-    let kernel = replace_weight(NAME, graph, weights, producer, kernel, folded)?;
+    let kernel = rescale_weight(NAME, graph, weights, producer, kernel, |row, col| {
+        scale[output_channel(&producer_op, &shape, row, col)]
+    })?;
     let bias = match bias {
         Some(b) => replace_weight(NAME, graph, weights, producer, b, new_bias)?,
         None => {

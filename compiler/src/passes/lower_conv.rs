@@ -20,7 +20,7 @@
 //! Precondition: a verified graph whose weight nodes have tensors. Values
 //! change only by summation order (1e-5 relative).
 
-use super::{reshape_weight, weight_tensor, PassError, PassReport};
+use super::{reshape_weight, reshape_weight_view, weight_tensor, PassError, PassReport};
 use crate::ir::{
     Col2ImAttrs, Conv2dAttrs, ConvTranspose2dAttrs, Epilogue, GemmAttrs, Graph, Im2ColAttrs, Node,
     NodeId, Op, SeparableConv2dAttrs, TensorType,
@@ -135,18 +135,9 @@ fn lower_conv2d(
     }
     // Lay the weight out as the GEMM's [out, C/groups*kh*kw] operand.
     let k = c_in / a.groups.max(1) * a.kernel[0] * a.kernel[1];
-    let data = weight_data(graph, weights, id, 1)?;
     let old = graph.node(id).inputs()[1];
-    let weight = reshape_weight(
-        NAME,
-        graph,
-        weights,
-        id,
-        old,
-        vec![a.out_channels, k],
-        data,
-        "gemm",
-    )?;
+    let weight =
+        reshape_weight_view(NAME, graph, weights, id, old, vec![a.out_channels, k], "gemm")?;
     let (groups, gemm) = if a.groups > 1 {
         (format!(", groups {}", a.groups), "one GEMM per group")
     } else {
@@ -236,17 +227,15 @@ fn fuse_separable(
     let Op::Conv2d(p) = graph.node(pw).op.clone() else {
         return Ok(());
     };
-    let data = weight_data(graph, weights, pw, 1)?;
     let old = graph.node(pw).inputs()[1];
     let c_mid = a.out_channels;
-    let pw_weight = reshape_weight(
+    let pw_weight = reshape_weight_view(
         NAME,
         graph,
         weights,
         pw,
         old,
         vec![p.out_channels, c_mid],
-        data,
         "gemm",
     )?;
     let mut inputs = graph.node(dw).inputs().to_vec();

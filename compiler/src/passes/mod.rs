@@ -313,7 +313,7 @@ fn reshape_weight(
     suffix: &str,
 ) -> Result<NodeId, PassError> {
     let name = weight_name(graph, old).unwrap_or_default().to_string();
-    if graph.users(old) == [user] && !graph.outputs().contains(&old) {
+    if is_only_user(graph, old, user) {
         let tensor = Tensor::new(shape.clone(), data)
             .map_err(|source| PassError::Tensor { pass, source })?;
         weights.insert(name, tensor);
@@ -334,6 +334,83 @@ fn reshape_weight(
         shape,
         data,
     )
+}
+
+/// True when `user` is the only reader of weight node `w` (and `w` is not a
+/// graph output), so the weight may be changed in place.
+fn is_only_user(graph: &Graph, w: NodeId, user: NodeId) -> bool {
+    graph.users(w) == [user] && !graph.outputs().contains(&w)
+}
+
+/// Gives weight `old`, read only by `user`, a new shape with the same
+/// row-major data (no copy); a shared weight is copied under
+/// `<name>.<suffix>`. Returns the node `user` should read.
+fn reshape_weight_view(
+    pass: &'static str,
+    graph: &mut Graph,
+    weights: &mut WeightSet,
+    user: NodeId,
+    old: NodeId,
+    shape: Vec<usize>,
+    suffix: &str,
+) -> Result<NodeId, PassError> {
+    let name = weight_name(graph, old).unwrap_or_default().to_string();
+    let tensor = weights
+        .remove(&name)
+        .ok_or_else(|| PassError::MissingWeight {
+            pass,
+            name: name.clone(),
+        })?;
+    if is_only_user(graph, old, user) {
+        let tensor = Tensor::new(shape.clone(), tensor.into_data())
+            .map_err(|source| PassError::Tensor { pass, source })?;
+        weights.insert(name, tensor);
+        graph.node_mut(old).ty = TensorType::f32(shape);
+        return Ok(old);
+    }
+    let data = tensor.data().to_vec();
+    weights.insert(name, tensor);
+    reshape_weight(pass, graph, weights, user, old, shape, data, suffix)
+}
+
+/// Multiplies weight `old` (read by `user`) by `factor(row, col)` as
+/// [`scale_weight`] does: in place when `user` is its only reader (no copy
+/// of a large kernel), otherwise into a copy as [`replace_weight`] makes.
+fn rescale_weight(
+    pass: &'static str,
+    graph: &mut Graph,
+    weights: &mut WeightSet,
+    user: NodeId,
+    old: NodeId,
+    factor: impl Fn(usize, usize) -> f64,
+) -> Result<NodeId, PassError> {
+    let name = weight_name(graph, old).unwrap_or_default().to_string();
+    if !is_only_user(graph, old, user) {
+        let tensor = weight_tensor(pass, graph, weights, old)?.ok_or_else(|| {
+            PassError::MissingWeight {
+                pass,
+                name: name.clone(),
+            }
+        })?;
+        let data = scale_weight(tensor, factor);
+        return replace_weight(pass, graph, weights, user, old, data);
+    }
+    let tensor = weights
+        .get_mut(&name)
+        .ok_or_else(|| PassError::MissingWeight { pass, name })?;
+    let shape = tensor.shape().to_vec();
+    let cols = shape.get(1).copied().unwrap_or(1).max(1);
+    let inner = shape
+        .get(2..)
+        .map_or(1, |s| s.iter().product::<usize>())
+        .max(1);
+    for (i, run) in tensor.data_mut().chunks_mut(inner).enumerate() {
+        let f = factor(i / cols, i % cols);
+        for w in run {
+            *w = (f64::from(*w) * f) as f32;
+        }
+    }
+    Ok(old)
 }
 
 /// Batch norm as a per-channel affine `y = x * scale + shift`, with
@@ -359,18 +436,16 @@ fn bn_scale_shift(
 /// channels (of one group) of every weight that passes rescale.
 fn scale_weight(weight: &Tensor, factor: impl Fn(usize, usize) -> f64) -> Vec<f32> {
     let shape = weight.shape();
-    // Row-major: element `i` lies in row `i / (cols * inner)`, column
-    // `i / inner % cols`. An empty tensor has no elements to visit, so the
-    // divisors are positive inside the loop.
+    // Row-major: each row holds `cols` runs of `inner` elements.
     let cols = shape.get(1).copied().unwrap_or(1).max(1);
     let inner = shape
         .get(2..)
         .map_or(1, |s| s.iter().product::<usize>())
         .max(1);
-    weight
-        .data()
-        .iter()
-        .enumerate()
-        .map(|(i, &w)| (f64::from(w) * factor(i / inner / cols, i / inner % cols)) as f32)
-        .collect()
+    let mut out = Vec::with_capacity(weight.len());
+    for (i, run) in weight.data().chunks(inner).enumerate() {
+        let f = factor(i / cols, i % cols);
+        out.extend(run.iter().map(|&w| (f64::from(w) * f) as f32));
+    }
+    out
 }
