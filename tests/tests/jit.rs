@@ -107,6 +107,18 @@ fn every_pass_case_matches_the_interpreter() {
     }
 }
 
+/// Edge shapes for every kernel: sizes not divisible by the vector width,
+/// 1x1 maps, batch > 1, odd channel counts, dilation with stride, groups
+/// with several channels each.
+#[test]
+fn edge_shape_cases_match_the_interpreter() {
+    let cases = nnc_tests::nn_files(&nnc_tests::repo_root().join("tests/cases/jit"));
+    assert!(cases.len() >= 5, "{cases:?}");
+    for path in cases {
+        check(load(&path), &path.display().to_string());
+    }
+}
+
 #[test]
 fn a_wrong_input_is_an_error_not_a_crash() {
     let compiled = check(

@@ -25,7 +25,8 @@ pub struct LayerReport {
     pub name: String,
     pub loc: Option<SourceLoc>,
     pub op: &'static str,
-    /// The algorithm `lower-conv` chose and why, if it is a convolution.
+    /// How the op is computed (`im2col + gemm`, `separable: dw tile +
+    /// gemm`); `dump-ir --pass=lower-conv` says why.
     pub algorithm: String,
     /// The fused epilogue (`add+relu`), if any.
     pub epilogue: String,
@@ -307,12 +308,7 @@ pub fn compile(
             name: node.name.clone(),
             loc: node.loc,
             op: node.op.name(),
-            algorithm: node
-                .notes
-                .iter()
-                .find_map(|n| n.strip_prefix("lower-conv: "))
-                .unwrap_or_default()
-                .to_string(),
+            algorithm: algorithm(&graph, step.node),
             epilogue: epilogue(&node.op),
             micro_kernel: kernel.micro_kernel.unwrap_or_default(),
             flops: flops.get(&step.node).copied().unwrap_or(0),
@@ -393,6 +389,43 @@ fn missing(graph: &Graph, id: NodeId) -> BackendError {
         "`{}` is used before it is computed",
         graph.node(id).name
     ))
+}
+
+/// How the kernel of `id` computes its op, in a few words.
+fn algorithm(graph: &Graph, id: NodeId) -> String {
+    let node = graph.node(id);
+    let groups = |g: usize| {
+        if g > 1 {
+            format!(", {g} groups")
+        } else {
+            String::new()
+        }
+    };
+    if let Op::Gemm(a) = &node.op {
+        let source = &graph.node(node.inputs()[0]).op;
+        let kind = if matches!(source, Op::Im2Col(_)) {
+            "im2col + gemm"
+        } else if graph
+            .users(id)
+            .iter()
+            .any(|&u| matches!(graph.node(u).op, Op::Col2Im(_)))
+        {
+            "gemm to columns"
+        } else {
+            "gemm on the input (1x1)"
+        };
+        format!("{kind}{}", groups(a.groups))
+    } else if matches!(node.op, Op::DepthwiseConv2d(_)) {
+        "depthwise, direct".into()
+    } else if matches!(node.op, Op::SeparableConv2d(_)) {
+        "separable: dw tile + gemm".into()
+    } else if matches!(node.op, Op::Col2Im(_)) {
+        "col2im scatter-add".into()
+    } else if matches!(node.op, Op::Linear(_)) {
+        "gemv per row".into()
+    } else {
+        String::new()
+    }
 }
 
 /// The fused work of an op, as `nnc compile` prints it.

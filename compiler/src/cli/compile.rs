@@ -48,8 +48,6 @@ pub fn render(compiled: &Compiled) -> String {
             *w = (*w).max(cell.chars().count());
         }
     }
-    // The algorithm column holds whole sentences; keep the table readable.
-    widths[3] = widths[3].min(48);
     let line = |cells: &[&str]| {
         let mut s = String::new();
         for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
