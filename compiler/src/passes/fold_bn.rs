@@ -21,8 +21,8 @@
 //! for `dce`.
 
 use super::{
-    add_weight, bn_scale_shift, replace_weight, rescale_weight, weight_tensor, Candidate, PassError,
-    PassReport,
+    add_weight, bn_scale_shift, replace_weight, rescale_weight, weight_tensor, Candidate,
+    PassError, PassReport,
 };
 use crate::ir::{Graph, NodeId, Op, WeightAttrs, WeightRole};
 use nnc_runtime::{Tensor, WeightSet};

@@ -136,8 +136,15 @@ fn lower_conv2d(
     // Lay the weight out as the GEMM's [out, C/groups*kh*kw] operand.
     let k = c_in / a.groups.max(1) * a.kernel[0] * a.kernel[1];
     let old = graph.node(id).inputs()[1];
-    let weight =
-        reshape_weight_view(NAME, graph, weights, id, old, vec![a.out_channels, k], "gemm")?;
+    let weight = reshape_weight_view(
+        NAME,
+        graph,
+        weights,
+        id,
+        old,
+        vec![a.out_channels, k],
+        "gemm",
+    )?;
     let (groups, gemm) = if a.groups > 1 {
         (format!(", groups {}", a.groups), "one GEMM per group")
     } else {

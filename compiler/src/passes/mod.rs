@@ -386,12 +386,11 @@ fn rescale_weight(
 ) -> Result<NodeId, PassError> {
     let name = weight_name(graph, old).unwrap_or_default().to_string();
     if !is_only_user(graph, old, user) {
-        let tensor = weight_tensor(pass, graph, weights, old)?.ok_or_else(|| {
-            PassError::MissingWeight {
+        let tensor =
+            weight_tensor(pass, graph, weights, old)?.ok_or_else(|| PassError::MissingWeight {
                 pass,
                 name: name.clone(),
-            }
-        })?;
+            })?;
         let data = scale_weight(tensor, factor);
         return replace_weight(pass, graph, weights, user, old, data);
     }
