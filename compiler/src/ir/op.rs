@@ -20,6 +20,9 @@ pub enum WeightRole {
     RunningMean,
     /// BatchNorm running variance (positive).
     RunningVar,
+    /// The value of a `constant` (an imported ONNX initializer that no op
+    /// owns).
+    Constant,
 }
 
 /// `input name: dtype[shape]`.
@@ -197,13 +200,110 @@ pub struct DropoutAttrs {
 /// `weight_ih_l{l} [G*hidden, in_l]`, `weight_hh_l{l} [G*hidden, hidden]`,
 /// then when `bias` `bias_ih_l{l} [G*hidden]`, `bias_hh_l{l} [G*hidden]`,
 /// where `G` is 1 for `rnn` and 4 for `lstm` (gate order i, f, g, o as in
-/// PyTorch). Initial states are zero.
+/// PyTorch). Initial states are zero unless `initial_state`.
+///
+/// With `direction` reverse, each layer reads the sequence from its last
+/// step to its first and its weights are named `*_l{l}_reverse`; with
+/// bidirectional, each layer has both sets and its output is the forward and
+/// the reverse hidden states concatenated, `2*hidden` features (PyTorch's
+/// `bidirectional=True`). With `initial_state`, the operands after `x` are
+/// `h0` (and `c0` for `lstm`), each `[layers*directions, batch, hidden]`,
+/// then the weights.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RecurrentAttrs {
     pub hidden: usize,
     pub layers: usize,
     pub bias: bool,
     pub batch_first: bool,
+    pub direction: RnnDirection,
+    pub initial_state: bool,
+}
+
+/// Which way a recurrent layer reads its sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RnnDirection {
+    Forward,
+    Reverse,
+    Bidirectional,
+}
+
+impl RnnDirection {
+    /// The spelling in `.nn` files and IR dumps.
+    pub fn name(self) -> &'static str {
+        match self {
+            RnnDirection::Forward => "forward",
+            RnnDirection::Reverse => "reverse",
+            RnnDirection::Bidirectional => "bidirectional",
+        }
+    }
+
+    /// How many directions each layer runs.
+    pub fn count(self) -> usize {
+        match self {
+            RnnDirection::Forward | RnnDirection::Reverse => 1,
+            RnnDirection::Bidirectional => 2,
+        }
+    }
+
+    /// The weight-name suffix of each direction a layer runs, in output
+    /// order: `""` for forward, `"_reverse"` for reverse.
+    pub fn suffixes(self) -> &'static [&'static str] {
+        match self {
+            RnnDirection::Forward => &[""],
+            RnnDirection::Reverse => &["_reverse"],
+            RnnDirection::Bidirectional => &["", "_reverse"],
+        }
+    }
+}
+
+impl RecurrentAttrs {
+    /// Initial-state operands between `x` and the weights: `h0`, and `c0`
+    /// for `lstm` (`gates` = 4).
+    pub fn state_operands(&self, gates: usize) -> usize {
+        match (self.initial_state, gates) {
+            (false, _) => 0,
+            (true, 4) => 2,
+            (true, _) => 1,
+        }
+    }
+}
+
+/// `pad`: widens each dim by `pads[d]` elements before and `pads[rank + d]`
+/// after (ONNX's order).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PadAttrs {
+    pub pads: Vec<usize>,
+    pub mode: PadMode,
+    /// The fill value of `PadMode::Constant`.
+    pub value: f32,
+}
+
+/// What the padding holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PadMode {
+    /// `value` everywhere.
+    Constant,
+    /// The input mirrored at its edge, the edge itself not repeated.
+    Reflect,
+    /// The edge element repeated.
+    Edge,
+}
+
+impl PadMode {
+    /// The spelling in `.nn` files and IR dumps.
+    pub fn name(self) -> &'static str {
+        match self {
+            PadMode::Constant => "constant",
+            PadMode::Reflect => "reflect",
+            PadMode::Edge => "edge",
+        }
+    }
+}
+
+/// `constant`: a tensor of a fixed shape, held in its weight `value`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConstantAttrs {
+    pub shape: Vec<usize>,
 }
 
 /// The operators of the IR.
@@ -242,6 +342,17 @@ pub enum Op {
     Identity,
     Rnn(RecurrentAttrs),
     Lstm(RecurrentAttrs),
+    /// Elementwise difference with NumPy broadcasting.
+    Sub,
+    /// Elementwise quotient with NumPy broadcasting.
+    Div,
+    /// NumPy `matmul` of two operands of rank at least 2; the leading dims
+    /// broadcast.
+    MatMul,
+    Pad(PadAttrs),
+    Constant(ConstantAttrs),
+    /// `gru`, PyTorch's gate order r, z, n (`G` = 3).
+    Gru(RecurrentAttrs),
 }
 
 impl Op {
@@ -278,6 +389,12 @@ impl Op {
             Op::Identity => "identity",
             Op::Rnn(_) => "rnn",
             Op::Lstm(_) => "lstm",
+            Op::Sub => "sub",
+            Op::Div => "div",
+            Op::MatMul => "matmul",
+            Op::Pad(_) => "pad",
+            Op::Constant(_) => "constant",
+            Op::Gru(_) => "gru",
         }
     }
 
@@ -368,12 +485,31 @@ impl Op {
                     },
                 ),
             ],
-            Op::Rnn(a) | Op::Lstm(a) => vec![
-                ("hidden", a.hidden.to_string()),
-                ("layers", a.layers.to_string()),
-                ("bias", a.bias.to_string()),
-                ("batch_first", a.batch_first.to_string()),
+            Op::Rnn(a) | Op::Lstm(a) | Op::Gru(a) => {
+                let mut attrs = vec![
+                    ("hidden", a.hidden.to_string()),
+                    ("layers", a.layers.to_string()),
+                    ("bias", a.bias.to_string()),
+                    ("batch_first", a.batch_first.to_string()),
+                ];
+                // Printed only when not the default, so that the IR of
+                // models written before these attributes existed is
+                // unchanged.
+                if a.direction != RnnDirection::Forward {
+                    attrs.push(("direction", format!("{:?}", a.direction.name())));
+                }
+                if a.initial_state {
+                    attrs.push(("initial_state", "true".to_string()));
+                }
+                attrs
+            }
+            Op::Sub | Op::Div | Op::MatMul => vec![],
+            Op::Pad(a) => vec![
+                ("pads", list(&a.pads)),
+                ("mode", format!("{:?}", a.mode.name())),
+                ("value", float(a.value)),
             ],
+            Op::Constant(a) => vec![("shape", list(&a.shape))],
         }
     }
 }

@@ -101,7 +101,13 @@ pub fn simplify(graph: &mut Graph, weights: &mut WeightSet) -> Result<PassReport
             | Op::Concat(_)
             | Op::Softmax(_)
             | Op::Rnn(_)
-            | Op::Lstm(_) => {}
+            | Op::Lstm(_)
+            | Op::Sub
+            | Op::Div
+            | Op::MatMul
+            | Op::Pad(_)
+            | Op::Constant(_)
+            | Op::Gru(_) => {}
         }
     }
     Ok(report)
