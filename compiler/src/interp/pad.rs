@@ -42,6 +42,7 @@ pub fn pad(x: &Tensor, a: &PadAttrs) -> Result<Tensor, InterpError> {
     let mut index = vec![0usize; rank];
     for o in out.data_mut() {
         let mut offset = Some(0usize);
+        #[allow(clippy::needless_range_loop)] // `d` indexes the index, the pads and both shapes
         for d in 0..rank {
             let size = x.shape()[d] as i64;
             let i = index[d] as i64 - a.pads[d] as i64;
