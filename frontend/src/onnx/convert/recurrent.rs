@@ -1,0 +1,365 @@
+//! LSTM, RNN and GRU: one ONNX node is one layer of nnc's `lstm`, `rnn` or
+//! `gru`, with PyTorch's weight layout.
+//!
+//! ONNX stacks the gates of `W`, `R` and `B` as i, o, f, c (LSTM) and z, r,
+//! h (GRU); nnc, like PyTorch, as i, f, g, o and r, z, n, so the row blocks
+//! are reordered. nnc's output is `[seq, batch, directions*hidden]` (the
+//! directions side by side, as PyTorch's); ONNX's `Y` is `[seq, directions,
+//! batch, hidden]`, which is a reshape and a permute of it, and `Y_h` is the
+//! last step of each direction, which is a `select` of it.
+
+use super::attrs::Attrs;
+use super::{Converter, Outputs, Val};
+use crate::onnx::constant::{Constant, Data};
+use crate::onnx::emit;
+use crate::onnx::proto::NodeProto;
+
+/// Reorders the `gates` row blocks of a `[gates*hidden, cols]` matrix (or
+/// vector, `cols` = 1): block `i` of the result is block `order[i]` of `data`.
+fn reorder(data: &[f32], order: &[usize], hidden: usize, cols: usize) -> Vec<f32> {
+    let block = hidden * cols;
+    order
+        .iter()
+        .flat_map(|&g| data[g * block..][..block].iter().copied())
+        .collect()
+}
+
+impl Converter<'_> {
+    pub(super) fn recurrent(&mut self, node: &NodeProto, a: &mut Attrs<'_>) -> Outputs {
+        let op = node.op_type();
+        let (callee, gates, order, defaults): (&str, usize, &[usize], &[&str]) = match op {
+            "LSTM" => ("lstm", 4, &[0, 2, 3, 1], &["Sigmoid", "Tanh", "Tanh"]),
+            "GRU" => ("gru", 3, &[1, 0, 2], &["Sigmoid", "Tanh"]),
+            _ => ("rnn", 1, &[0], &["Tanh"]),
+        };
+        let hidden = usize::try_from(a.int("hidden_size", 0)?).unwrap_or(0);
+        if hidden == 0 {
+            return Err("`hidden_size` is required and must be positive".into());
+        }
+        let direction = a.string("direction", "forward")?;
+        let dirs = match direction.as_str() {
+            "forward" | "reverse" => 1,
+            "bidirectional" => 2,
+            other => {
+                return Err(format!(
+                    "direction \"{other}\" is not one of forward, reverse, bidirectional"
+                ))
+            }
+        };
+        if let Some(acts) = a.strings("activations")? {
+            let expected: Vec<&str> = defaults
+                .iter()
+                .copied()
+                .cycle()
+                .take(defaults.len() * dirs)
+                .collect();
+            if acts.iter().map(String::as_str).ne(expected.iter().copied()) {
+                return Err(format!("activations {acts:?} differ from the default {expected:?}, the only ones nnc computes"));
+            }
+        }
+        a.ignore("activation_alpha");
+        a.ignore("activation_beta");
+        if a.has("clip") {
+            return Err("cell clipping (`clip`) is not supported".into());
+        }
+        if op == "LSTM" && a.int("input_forget", 0)? != 0 {
+            return Err("input_forget=1 (coupled input and forget gates) is not supported".into());
+        }
+        if op == "GRU" && a.int("linear_before_reset", 0)? == 0 {
+            return Err("linear_before_reset=0 is not supported; nnc's gru is PyTorch's (linear_before_reset=1)".into());
+        }
+        let batch_first = a.int("layout", 0)? != 0;
+        let (x, xs) = self.dynamic(node, 0)?;
+        let [d0, d1, features] = xs[..] else {
+            return Err(format!("X has shape {xs:?}; a rank-3 sequence is needed"));
+        };
+        let (seq, batch) = if batch_first { (d1, d0) } else { (d0, d1) };
+        let rows = gates * hidden;
+        let w = self.required_constant(node, 1, "the input weights W")?;
+        let r = self.required_constant(node, 2, "the recurrent weights R")?;
+        let b = self.constant(node, 3, "the biases B")?;
+        if w.dims != [dirs, rows, features] || r.dims != [dirs, rows, hidden] {
+            return Err(format!(
+                "W {:?} or R {:?} do not fit {dirs} directions, hidden {hidden}, input {features}",
+                w.dims, r.dims
+            ));
+        }
+        if let Some(b) = &b {
+            if b.dims != [dirs, 2 * rows] {
+                return Err(format!(
+                    "B has shape {:?}, not [{dirs}, {}]",
+                    b.dims,
+                    2 * rows
+                ));
+            }
+        }
+        if let Some(lens) = self.constant(node, 4, "sequence_lens")? {
+            if lens.data.to_i64().iter().any(|&l| l != seq as i64) {
+                return Err("sequence_lens differ from the sequence length; nnc runs every sequence in full".into());
+            }
+        }
+        if op == "LSTM" {
+            if let Some(p) = self.constant(node, 7, "the peephole weights P")? {
+                if p.data.to_f32().iter().any(|&v| v != 0.0) {
+                    return Err("peephole weights (P) are not supported".into());
+                }
+            }
+        }
+        let target = self.binding(node, None);
+        // Initial states: omitted when absent or all zero.
+        let state_count = if op == "LSTM" { 2 } else { 1 };
+        let mut states = Vec::new();
+        let mut any_state = false;
+        for s in 0..state_count {
+            let i = 5 + s;
+            let zero = match self.arg(node, i)? {
+                None => true,
+                Some(Val::Const(c)) => c.data.to_f32().iter().all(|&v| v == 0.0),
+                Some(_) => false,
+            };
+            any_state |= !zero;
+            states.push((i, zero));
+        }
+        let mut operands = vec![x];
+        if any_state {
+            for (i, zero) in states {
+                let state = if zero {
+                    let c = Constant {
+                        dims: vec![dirs, batch, hidden],
+                        data: Data::F32(vec![0.0; dirs * batch * hidden]),
+                    };
+                    self.materialize(&format!("{target}.initial_state_{}", i - 5), &c)
+                } else {
+                    let (path, shape) = self.dynamic(node, i)?;
+                    // With layout=1 ONNX states are [batch, dirs, hidden].
+                    if batch_first {
+                        let t = self.helper(&target, "state");
+                        self.emit(
+                            t.clone(),
+                            "permute",
+                            &[path],
+                            vec![("dims", emit::ints([1, 0, 2]))],
+                            vec![shape[1], shape[0], shape[2]],
+                        );
+                        t
+                    } else {
+                        path
+                    }
+                };
+                operands.push(state);
+            }
+        }
+        let suffixes: &[&str] = match direction.as_str() {
+            "forward" => &[""],
+            "reverse" => &["_reverse"],
+            _ => &["", "_reverse"],
+        };
+        let (wd, rd) = (w.data.to_f32(), r.data.to_f32());
+        let bd = b.as_ref().map(|b| b.data.to_f32());
+        for (d, suffix) in suffixes.iter().enumerate() {
+            let w_d = &wd[d * rows * features..][..rows * features];
+            let r_d = &rd[d * rows * hidden..][..rows * hidden];
+            self.weight(
+                &target,
+                &format!("weight_ih_l0{suffix}"),
+                vec![rows, features],
+                reorder(w_d, order, hidden, features),
+            );
+            self.weight(
+                &target,
+                &format!("weight_hh_l0{suffix}"),
+                vec![rows, hidden],
+                reorder(r_d, order, hidden, hidden),
+            );
+            if let Some(bd) = &bd {
+                let b_d = &bd[d * 2 * rows..][..2 * rows];
+                self.weight(
+                    &target,
+                    &format!("bias_ih_l0{suffix}"),
+                    vec![rows],
+                    reorder(&b_d[..rows], order, hidden, 1),
+                );
+                self.weight(
+                    &target,
+                    &format!("bias_hh_l0{suffix}"),
+                    vec![rows],
+                    reorder(&b_d[rows..], order, hidden, 1),
+                );
+            }
+        }
+        let mut kw = vec![("hidden", emit::int(hidden as i64))];
+        if bd.is_none() {
+            kw.push(("bias", emit::boolean(false)));
+        }
+        if batch_first {
+            kw.push(("batch_first", emit::boolean(true)));
+        }
+        if direction != "forward" {
+            kw.push(("direction", emit::string(&direction)));
+        }
+        let out_shape = if batch_first {
+            vec![batch, seq, dirs * hidden]
+        } else {
+            vec![seq, batch, dirs * hidden]
+        };
+        let y = self.emit(target.clone(), callee, &operands, kw, out_shape);
+        let Val::Dyn { path: y_path, .. } = &y else {
+            return Err("internal: recurrent result is not a binding".into());
+        };
+        let y_path = y_path.clone();
+        let used: Vec<bool> = (0..2)
+            .map(|i| {
+                node.output
+                    .get(i)
+                    .is_some_and(|o| !o.is_empty() && self.used.contains(o.as_str()))
+            })
+            .collect();
+        let y_out = if used[0] {
+            Some(self.onnx_y(&target, &y_path, seq, batch, dirs, hidden, batch_first))
+        } else {
+            None
+        };
+        let h_out = if used[1] {
+            Some(self.onnx_y_h(
+                &target,
+                &y_path,
+                seq,
+                batch,
+                dirs,
+                hidden,
+                batch_first,
+                &direction,
+            ))
+        } else {
+            None
+        };
+        Ok(vec![y_out, h_out, None])
+    }
+
+    /// ONNX's `Y`: `[seq, dirs, batch, hidden]`, or `[batch, seq, dirs,
+    /// hidden]` with layout=1, from nnc's `[seq, batch, dirs*hidden]`.
+    #[allow(clippy::too_many_arguments)]
+    fn onnx_y(
+        &mut self,
+        base: &str,
+        y: &str,
+        seq: usize,
+        batch: usize,
+        dirs: usize,
+        hidden: usize,
+        batch_first: bool,
+    ) -> Val {
+        let split = self.helper(base, "y");
+        if batch_first {
+            let shape = vec![batch, seq, dirs, hidden];
+            let dims = shape.iter().map(|&d| d as i64).collect::<Vec<_>>();
+            return self.emit(
+                split,
+                "reshape",
+                &[y.to_string()],
+                vec![("shape", emit::ints(dims))],
+                shape,
+            );
+        }
+        let four = [seq as i64, batch as i64, dirs as i64, hidden as i64];
+        self.emit(
+            split.clone(),
+            "reshape",
+            &[y.to_string()],
+            vec![("shape", emit::ints(four))],
+            vec![seq, batch, dirs, hidden],
+        );
+        let t = self.helper(base, "y_onnx");
+        self.emit(
+            t,
+            "permute",
+            &[split],
+            vec![("dims", emit::ints([0, 2, 1, 3]))],
+            vec![seq, dirs, batch, hidden],
+        )
+    }
+
+    /// ONNX's `Y_h`: the hidden state after each direction's last step
+    /// (step `seq-1` forward, step 0 in reverse), `[dirs, batch, hidden]`
+    /// (`[batch, dirs, hidden]` with layout=1).
+    #[allow(clippy::too_many_arguments)]
+    fn onnx_y_h(
+        &mut self,
+        base: &str,
+        y: &str,
+        seq: usize,
+        batch: usize,
+        dirs: usize,
+        hidden: usize,
+        batch_first: bool,
+        direction: &str,
+    ) -> Val {
+        let time_dim = if batch_first { 1 } else { 0 };
+        let mut parts = Vec::new();
+        for d in 0..dirs {
+            let reverse = direction == "reverse" || d == 1;
+            let step = if reverse { 0 } else { seq - 1 };
+            let at = self.helper(base, &format!("h_step{d}"));
+            self.emit(
+                at.clone(),
+                "select",
+                &[y.to_string()],
+                vec![
+                    ("dim", emit::int(time_dim)),
+                    ("index", emit::int(step as i64)),
+                ],
+                vec![batch, dirs * hidden],
+            );
+            let mut part = at;
+            if dirs > 1 {
+                let split = self.helper(base, &format!("h_split{d}"));
+                self.emit(
+                    split.clone(),
+                    "reshape",
+                    &[part],
+                    vec![(
+                        "shape",
+                        emit::ints([batch as i64, dirs as i64, hidden as i64]),
+                    )],
+                    vec![batch, dirs, hidden],
+                );
+                let one_dir = self.helper(base, &format!("h_dir{d}"));
+                self.emit(
+                    one_dir.clone(),
+                    "select",
+                    &[split],
+                    vec![("dim", emit::int(1)), ("index", emit::int(d as i64))],
+                    vec![batch, hidden],
+                );
+                part = one_dir;
+            }
+            let (shape, dims) = if batch_first {
+                (vec![batch, 1, hidden], [batch as i64, 1, hidden as i64])
+            } else {
+                (vec![1, batch, hidden], [1, batch as i64, hidden as i64])
+            };
+            let shaped = self.helper(base, &format!("h_{d}"));
+            self.emit(
+                shaped.clone(),
+                "reshape",
+                &[part],
+                vec![("shape", emit::ints(dims))],
+                shape,
+            );
+            parts.push(shaped);
+        }
+        let (shape, dim) = if batch_first {
+            (vec![batch, dirs, hidden], 1)
+        } else {
+            (vec![dirs, batch, hidden], 0)
+        };
+        if parts.len() == 1 {
+            return Val::Dyn {
+                path: parts.remove(0),
+                shape,
+            };
+        }
+        let h = self.helper(base, "h_n");
+        self.emit(h, "concat", &parts, vec![("dim", emit::int(dim))], shape)
+    }
+}
