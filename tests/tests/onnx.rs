@@ -286,3 +286,29 @@ fn external_data_needs_the_model_directory() {
     assert!(err.to_string().contains("external data"), "{err}");
     assert!(import_file(&path).is_ok());
 }
+
+#[test]
+fn the_default_pass_pipeline_keeps_every_fixture_within_tolerance() {
+    let names: Vec<&str> = nnc_compiler::passes::pass_names().collect();
+    let mut failures = Vec::new();
+    for dir in fixtures() {
+        let loaded = load_any(&dir.join("model.onnx")).unwrap_or_else(|e| panic!("{e}"));
+        let mut graph = loaded.model.graph;
+        let mut weights = loaded.weights.expect("weights");
+        if let Err(e) = nnc_compiler::passes::run_pipeline(&mut graph, &mut weights, &names, true) {
+            failures.push(format!("{}: {e}", name(&dir)));
+            continue;
+        }
+        let outputs = run(&graph, &weights, &numbered(&dir, "input")).expect("runs");
+        for (a, e) in outputs.iter().zip(numbered(&dir, "output")) {
+            let (abs, rel) = errors(a, &e);
+            if a.shape() != e.shape() || rel > TOL {
+                failures.push(format!(
+                    "{}: max error {abs:e} after the passes\n{graph}",
+                    name(&dir)
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
