@@ -312,3 +312,47 @@ fn the_default_pass_pipeline_keeps_every_fixture_within_tolerance() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+#[test]
+fn corrupted_models_fail_cleanly() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let path = Path::new("corrupt.onnx");
+    let fixtures = [
+        "models/lstm_stack",
+        "conv_transpose/output_shape",
+        "conv/same_upper_even_kernel",
+        "pool/max_ceil_mode",
+        "linear/gemm_transa_matrix_c",
+        "shape/reshape_shape_chain",
+        "shape/pad_axes_opset18",
+        "softmax/opset11_axis1_flattens",
+        "norm/layer_norm_axis1_broadcast_scale",
+        "recurrent/lstm_bidirectional_states",
+    ];
+    let rounds: usize = std::env::var("NNC_FUZZ_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    for fixture in fixtures {
+        let original = std::fs::read(
+            repo_root()
+                .join("tests/cases/onnx")
+                .join(fixture)
+                .join("model.onnx"),
+        )
+        .unwrap();
+        for _ in 0..rounds {
+            let mut bytes = original.clone();
+            for _ in 0..rng.random_range(1..4) {
+                let i = rng.random_range(0..bytes.len());
+                bytes[i] = rng.random();
+            }
+            // Import and compile must return, with a model or an error.
+            if let Ok(imported) = import_bytes(&bytes, path, None) {
+                let source = SourceFile::new("corrupt", print_file(&imported.file));
+                let _ = nnc_compiler::driver::compile_source(&source);
+            }
+        }
+    }
+}

@@ -2,6 +2,16 @@
 //! `Shape -> Gather -> Unsqueeze -> Concat` chains exporters emit to compute
 //! a `Reshape` target), and the few ops the importer folds on them.
 
+/// The most elements the importer creates in one constant (1 GiB of
+/// `f32`); a folded or generated constant larger than this is an error, so
+/// that a small hostile file cannot make the importer allocate without bound.
+pub const MAX_CONSTANT: usize = 1 << 28;
+
+/// The element count of `dims`, or `None` when it overflows.
+pub fn numel(dims: &[usize]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+}
+
 /// The values of a constant: floating-point types are read as `f32`,
 /// integer and bool types as `i64`.
 #[derive(Clone, Debug, PartialEq)]
@@ -101,10 +111,23 @@ impl Constant {
         }
     }
 
+    /// The element count of a gather, checked before it is built.
+    pub fn gather_size(&self, axis: usize, indices: usize) -> Option<usize> {
+        let rest = numel(&self.dims[..axis])?.checked_mul(numel(&self.dims[axis + 1..])?)?;
+        rest.checked_mul(indices).filter(|&n| n <= MAX_CONSTANT)
+    }
+
     /// `Concat` of constants of one rank along `axis`; `i64` unless any
-    /// part is `f32`.
+    /// part is `f32`. `None` when the parts' dims differ outside `axis`.
     pub fn concatenated(parts: &[&Constant], axis: usize) -> Option<Constant> {
         let first = parts.first()?;
+        let fits = |p: &&Constant| {
+            p.dims.len() == first.dims.len()
+                && (0..p.dims.len()).all(|d| d == axis || p.dims[d] == first.dims[d])
+        };
+        if axis >= first.dims.len() || !parts.iter().all(fits) {
+            return None;
+        }
         let outer: usize = first.dims[..axis].iter().product();
         let mut dims = first.dims.clone();
         dims[axis] = parts
@@ -138,6 +161,7 @@ impl Constant {
         int: impl Fn(i64, i64) -> Option<i64>,
     ) -> Option<Constant> {
         let dims = broadcast_dims(&self.dims, &other.dims)?;
+        numel(&dims).filter(|&n| n <= MAX_CONSTANT)?;
         let a = broadcast_index(&self.dims, &dims);
         let b = broadcast_index(&other.dims, &dims);
         let data = match (&self.data, &other.data) {

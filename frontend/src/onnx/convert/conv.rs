@@ -24,6 +24,10 @@ struct Window {
     end: [usize; 2],
 }
 
+/// The largest kernel, stride, dilation or pad the importer accepts; it
+/// keeps the window arithmetic far from overflow.
+const MAX_WINDOW: i64 = 1 << 16;
+
 fn positive_pair(
     v: Option<Vec<i64>>,
     default: [usize; 2],
@@ -31,9 +35,11 @@ fn positive_pair(
 ) -> Result<[usize; 2], String> {
     match v {
         None => Ok(default),
-        Some(v) if v.len() == 2 && v.iter().all(|&x| x >= 1) => Ok([v[0] as usize, v[1] as usize]),
+        Some(v) if v.len() == 2 && v.iter().all(|&x| (1..=MAX_WINDOW).contains(&x)) => {
+            Ok([v[0] as usize, v[1] as usize])
+        }
         Some(v) => Err(format!(
-            "`{what}` {v:?} must be two positive ints (nnc imports 2-D windows only)"
+            "`{what}` {v:?} must be two ints from 1 to {MAX_WINDOW} (nnc imports 2-D windows only)"
         )),
     }
 }
@@ -67,8 +73,10 @@ fn window(
     match auto_pad.as_str() {
         "NOTSET" => {
             if let Some(p) = pads {
-                if p.len() != 4 || p.iter().any(|&x| x < 0) {
-                    return Err(format!("`pads` {p:?} must be four non-negative ints"));
+                if p.len() != 4 || p.iter().any(|&x| !(0..=MAX_WINDOW).contains(&x)) {
+                    return Err(format!(
+                        "`pads` {p:?} must be four ints from 0 to {MAX_WINDOW}"
+                    ));
                 }
                 begin = [p[0] as usize, p[1] as usize];
                 end = [p[2] as usize, p[3] as usize];
@@ -257,7 +265,9 @@ impl Converter<'_> {
         let m = mg * groups as usize;
         let output_padding = match a.ints("output_padding")? {
             None => [0, 0],
-            Some(p) if p.len() == 2 && p.iter().all(|&v| v >= 0) => [p[0] as usize, p[1] as usize],
+            Some(p) if p.len() == 2 && p.iter().all(|&v| (0..=MAX_WINDOW).contains(&v)) => {
+                [p[0] as usize, p[1] as usize]
+            }
             Some(p) => {
                 return Err(format!(
                     "`output_padding` {p:?} must be two non-negative ints"
@@ -272,7 +282,7 @@ impl Converter<'_> {
         let target_size = match (&output_shape, auto_pad.as_str()) {
             (Some(s), _) => {
                 let s = &s[s.len().saturating_sub(2)..];
-                if s.len() != 2 || s.iter().any(|&v| v < 1) {
+                if s.len() != 2 || s.iter().any(|&v| !(1..=1 << 40).contains(&v)) {
                     return Err(format!(
                         "`output_shape` {output_shape:?} must end in two positive sizes"
                     ));

@@ -17,7 +17,7 @@ mod norm;
 mod recurrent;
 mod shape_ops;
 
-use super::constant::{Constant, Data};
+use super::constant::{numel, Constant, Data};
 use super::emit::{self, Names};
 use super::error::Unsupported;
 use super::model::DataDir;
@@ -43,6 +43,9 @@ pub enum Val {
 /// output it does not produce, which must then be unused), or why the node
 /// cannot be imported.
 type Outputs = Result<Vec<Option<Val>>, String>;
+
+/// The most elements of any tensor the imported model computes.
+const MAX_ELEMENTS: usize = 1 << 40;
 
 /// The state of one import.
 pub struct Converter<'g> {
@@ -142,7 +145,11 @@ impl<'g> Converter<'g> {
             if self.values.contains_key(input.name()) {
                 continue; // An initializer listed as an input (IR version < 4).
             }
-            match super::model::input_shape(input) {
+            let shape = super::model::input_shape(input).and_then(|s| match numel(&s) {
+                Some(n) if n <= MAX_ELEMENTS => Ok(s),
+                _ => Err(format!("the shape {s:?} is too large")),
+            });
+            match shape {
                 Ok(shape) => {
                     let name = self.names.fresh_ident(input.name(), "input");
                     self.body.push(emit::input(&name, &shape));
@@ -228,6 +235,15 @@ impl<'g> Converter<'g> {
         }
         let mut attrs = Attrs::new(&node.attribute);
         let result = self.dispatch(node, &mut attrs).and_then(|outs| {
+            // Shapes only grow through ops such as broadcasting, matmul and
+            // pad; bounding every result keeps all later products in range.
+            for v in outs.iter().flatten() {
+                if let Val::Dyn { shape, .. } = v {
+                    if numel(shape).is_none_or(|n| n > MAX_ELEMENTS) {
+                        return Err(format!("the result of shape {shape:?} is too large"));
+                    }
+                }
+            }
             let unread = attrs.unread();
             if let Some(a) = unread.first() {
                 return Err(format!("attribute `{a}` is not supported"));

@@ -10,7 +10,7 @@
 
 use super::attrs::Attrs;
 use super::{Converter, Outputs, Val};
-use crate::onnx::constant::{Constant, Data};
+use crate::onnx::constant::{numel, Constant, Data, MAX_CONSTANT};
 use crate::onnx::emit;
 use crate::onnx::proto::NodeProto;
 
@@ -33,8 +33,8 @@ impl Converter<'_> {
             _ => ("rnn", 1, &[0], &["Tanh"]),
         };
         let hidden = usize::try_from(a.int("hidden_size", 0)?).unwrap_or(0);
-        if hidden == 0 {
-            return Err("`hidden_size` is required and must be positive".into());
+        if !(1..=1 << 20).contains(&hidden) {
+            return Err("`hidden_size` is required and must be from 1 to 2^20".into());
         }
         let direction = a.string("direction", "forward")?;
         let dirs = match direction.as_str() {
@@ -74,6 +74,11 @@ impl Converter<'_> {
             return Err(format!("X has shape {xs:?}; a rank-3 sequence is needed"));
         };
         let (seq, batch) = if batch_first { (d1, d0) } else { (d0, d1) };
+        if seq == 0 || batch == 0 {
+            return Err(format!(
+                "X has shape {xs:?}; an empty sequence or batch is not supported"
+            ));
+        }
         let rows = gates * hidden;
         let w = self.required_constant(node, 1, "the input weights W")?;
         let r = self.required_constant(node, 2, "the recurrent weights R")?;
@@ -124,14 +129,26 @@ impl Converter<'_> {
         if any_state {
             for (i, zero) in states {
                 let state = if zero {
+                    let dims = vec![dirs, batch, hidden];
+                    let count = numel(&dims)
+                        .filter(|&n| n <= MAX_CONSTANT)
+                        .ok_or("the initial state is too large")?;
                     let c = Constant {
-                        dims: vec![dirs, batch, hidden],
-                        data: Data::F32(vec![0.0; dirs * batch * hidden]),
+                        dims,
+                        data: Data::F32(vec![0.0; count]),
                     };
                     self.materialize(&format!("{target}.initial_state_{}", i - 5), &c)
                 } else {
                     let (path, shape) = self.dynamic(node, i)?;
                     // With layout=1 ONNX states are [batch, dirs, hidden].
+                    let expected = if batch_first {
+                        [batch, dirs, hidden]
+                    } else {
+                        [dirs, batch, hidden]
+                    };
+                    if shape != expected {
+                        return Err(format!("initial state {shape:?} is not {expected:?}"));
+                    }
                     if batch_first {
                         let t = self.helper(&target, "state");
                         self.emit(

@@ -4,7 +4,7 @@
 
 use super::attrs::Attrs;
 use super::{axis, constant_out, int_list, one, Converter, Outputs, Val};
-use crate::onnx::constant::{Constant, Data};
+use crate::onnx::constant::{numel, Constant, Data, MAX_CONSTANT};
 use crate::onnx::emit;
 use crate::onnx::proto::{tensor_proto::DataType, NodeProto};
 use std::rc::Rc;
@@ -49,7 +49,7 @@ impl Converter<'_> {
         let input = self.shape_of(node, 0)?;
         let spec = int_list(&self.required_constant(node, 1, "the target shape")?);
         let allow_zero = a.int("allowzero", 0)? != 0;
-        let numel: usize = input.iter().product();
+        let count = numel(&input).ok_or("the input shape overflows")?;
         let mut dims = Vec::with_capacity(spec.len());
         let mut infer = None;
         for (i, &d) in spec.iter().enumerate() {
@@ -71,13 +71,13 @@ impl Converter<'_> {
                 }
             }
         }
-        let known: usize = dims.iter().product();
+        let known = numel(&dims).ok_or_else(|| format!("target shape {spec:?} overflows"))?;
         if let Some(i) = infer {
-            if known == 0 || !numel.is_multiple_of(known) {
+            if known == 0 || !count.is_multiple_of(known) {
                 return Err(format!("cannot reshape {input:?} to {spec:?}"));
             }
-            dims[i] = numel / known;
-        } else if known != numel {
+            dims[i] = count / known;
+        } else if known != count {
             return Err(format!("cannot reshape {input:?} to {spec:?}"));
         }
         self.reshaped(node, dims)
@@ -190,7 +190,7 @@ impl Converter<'_> {
     pub(super) fn concat(&mut self, node: &NodeProto, a: &mut Attrs<'_>) -> Outputs {
         let n = node.input.len();
         let first = self.shape_of(node, 0)?;
-        let dim = axis(a.int("axis", 0)?, first.len().max(1), "`axis`")?;
+        let dim = axis(a.int("axis", 0)?, first.len(), "`axis`")?;
         let values = (0..n)
             .map(|i| self.arg(node, i))
             .collect::<Result<Vec<_>, _>>()?;
@@ -217,7 +217,9 @@ impl Converter<'_> {
                     "operand shapes {first:?} and {s:?} differ outside axis {dim}"
                 ));
             }
-            shape[dim] += s[dim];
+            shape[dim] = shape[dim]
+                .checked_add(s[dim])
+                .ok_or("the concatenated size overflows")?;
             operands.push(path);
         }
         let target = self.binding(node, None);
@@ -265,7 +267,11 @@ impl Converter<'_> {
             })
             .collect::<Result<Vec<usize>, String>>()?;
         match self.arg(node, 0)?.ok_or("the data is required")? {
-            Val::Const(c) => constant_out(c.gathered(dim, &positions, &index.dims)),
+            Val::Const(c) => {
+                c.gather_size(dim, positions.len())
+                    .ok_or("the gathered constant is too large")?;
+                constant_out(c.gathered(dim, &positions, &index.dims))
+            }
             Val::Dyn { path, shape } if index.dims.is_empty() => {
                 let mut out = shape;
                 out.remove(dim);
@@ -316,7 +322,9 @@ impl Converter<'_> {
             .iter()
             .map(|&d| usize::try_from(d).map_err(|_| format!("negative size {d}")))
             .collect::<Result<Vec<usize>, String>>()?;
-        let count: usize = dims.iter().product();
+        let count = numel(&dims)
+            .filter(|&n| n <= MAX_CONSTANT)
+            .ok_or_else(|| format!("a constant of shape {dims:?} is too large"))?;
         let value = a.tensor("value", &self.data_dir)?;
         let data = match value.map(|v| v.data) {
             None => Data::F32(vec![0.0; count]),
