@@ -212,10 +212,20 @@ impl Names {
     }
 
     fn unique(&mut self, base: String) -> String {
+        // `features.0` taken becomes `features.0._2`: an index segment
+        // cannot take a suffix and stay an index.
+        let index_last = base
+            .rsplit('.')
+            .next()
+            .is_some_and(|last| last.starts_with(|c: char| c.is_ascii_digit()));
         let mut name = base.clone();
         let mut n = 2;
         while !self.used.insert(name.clone()) {
-            name = format!("{base}_{n}");
+            name = if index_last {
+                format!("{base}._{n}")
+            } else {
+                format!("{base}_{n}")
+            };
             n += 1;
         }
         name

@@ -24,6 +24,8 @@ mod emit;
 mod error;
 mod model;
 pub mod proto;
+#[cfg(test)]
+mod tests;
 
 pub use convert::SUPPORTED;
 pub use error::{ImportError, Unsupported};

@@ -44,11 +44,11 @@ impl Converter<'_> {
         ))
     }
 
-    /// Clip with bounds as attributes (opset < 11) or constant inputs;
+    /// Clip with bounds as constant inputs;
     /// `[0, 6]` is `relu6` and `[0, inf)` is `relu`. A missing bound is
     /// written as the largest finite float, since the language has no
     /// infinity.
-    pub(super) fn clip(&mut self, node: &NodeProto, a: &mut Attrs<'_>) -> Outputs {
+    pub(super) fn clip(&mut self, node: &NodeProto) -> Outputs {
         let x = self.dynamic(node, 0)?;
         let bound = |c: Option<Rc<Constant>>, what: &str| -> Result<Option<f32>, String> {
             match c {
@@ -57,17 +57,9 @@ impl Converter<'_> {
                 Some(_) => Err(format!("`{what}` must be a scalar")),
             }
         };
-        let (min, max) = if self.opset < 11 {
-            (
-                Some(a.float("min", f32::MIN)?),
-                Some(a.float("max", f32::MAX)?),
-            )
-        } else {
-            (
-                bound(self.constant(node, 1, "the bound min")?, "min")?,
-                bound(self.constant(node, 2, "the bound max")?, "max")?,
-            )
-        };
+        // From opset 11 (the oldest nnc imports) the bounds are inputs.
+        let min = bound(self.constant(node, 1, "the bound min")?, "min")?;
+        let max = bound(self.constant(node, 2, "the bound max")?, "max")?;
         let target = self.binding(node, None);
         let val = match (min, max) {
             (Some(lo), Some(hi)) if lo == 0.0 && hi == 6.0 => {

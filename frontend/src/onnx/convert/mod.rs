@@ -286,7 +286,7 @@ impl<'g> Converter<'g> {
             "LayerNormalization" => self.layer_norm(node, a),
             "Relu" | "Sigmoid" | "Tanh" => self.activation(node),
             "LeakyRelu" => self.leaky_relu(node, a),
-            "Clip" => self.clip(node, a),
+            "Clip" => self.clip(node),
             "Add" | "Sub" | "Mul" | "Div" => self.binary(node),
             "Gemm" => self.gemm(node, a),
             "MatMul" => self.matmul(node),

@@ -278,6 +278,18 @@ impl Converter<'_> {
                 shape,
             );
         }
+        if dirs == 1 {
+            // With one direction the permute would only move a unit dim.
+            let shape = vec![seq, 1, batch, hidden];
+            let dims = shape.iter().map(|&d| d as i64).collect::<Vec<_>>();
+            return self.emit(
+                split,
+                "reshape",
+                &[y.to_string()],
+                vec![("shape", emit::ints(dims))],
+                shape,
+            );
+        }
         let four = [seq as i64, batch as i64, dirs as i64, hidden as i64];
         self.emit(
             split.clone(),

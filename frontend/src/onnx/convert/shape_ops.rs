@@ -363,8 +363,7 @@ impl Converter<'_> {
         }
     }
 
-    /// Pad with pads as an attribute (opset < 11) or constant input, and
-    /// optional `axes` (opset 18).
+    /// Pad with constant pads, value and (opset 18) axes.
     pub(super) fn pad(&mut self, node: &NodeProto, a: &mut Attrs<'_>) -> Outputs {
         let (path, shape) = self.dynamic(node, 0)?;
         let rank = shape.len();
@@ -374,19 +373,12 @@ impl Converter<'_> {
                 "mode \"{mode}\" is not supported (constant, reflect, edge are)"
             ));
         }
-        let (raw, value) = if self.opset < 11 {
-            (
-                a.ints("pads")?.ok_or("`pads` is required")?,
-                a.float("value", 0.0)?,
-            )
-        } else {
-            let pads = int_list(&self.required_constant(node, 1, "the pads")?);
-            let value = self
-                .constant(node, 2, "the constant value")?
-                .and_then(|c| c.data.to_f32().first().copied())
-                .unwrap_or(0.0);
-            (pads, value)
-        };
+        // From opset 11 (the oldest nnc imports) pads and value are inputs.
+        let raw = int_list(&self.required_constant(node, 1, "the pads")?);
+        let value = self
+            .constant(node, 2, "the constant value")?
+            .and_then(|c| c.data.to_f32().first().copied())
+            .unwrap_or(0.0);
         let axes = match self.constant(node, 3, "the axes")? {
             Some(c) => int_list(&c)
                 .iter()
