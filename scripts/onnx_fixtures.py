@@ -67,7 +67,7 @@ class Graph:
     def model(self, opset, name="model"):
         graph = helper.make_graph(self.nodes, name, self.inputs, self.outputs, self.inits)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-        model.ir_version = 8
+        model.ir_version = 8 if opset <= 18 else 11
         # Output types are left to shape inference; the checker then
         # validates the graph with them.
         model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
@@ -153,7 +153,7 @@ def single(name, opset, shapes, build, seed=0, external=False):
 def operators():
     img = [1, 4, 9, 9]
     # Conv and ConvTranspose.
-    single("conv/basic", 17, [img], lambda g, x: g.conv(x[0], "conv", 4, 6, 3, pad=1))
+    single("conv/basic", 28, [img], lambda g, x: g.conv(x[0], "conv", 4, 6, 3, pad=1))
     single("conv/stride_dilation_group", 17, [img], lambda g, x: g.node(
         "Conv", [x[0], g.weight("w", [6, 2, 3, 3])], strides=[2, 1], dilations=[2, 1], group=2,
         pads=[1, 2, 1, 2]))
@@ -183,7 +183,7 @@ def operators():
         "BatchNormalization", [x[0], g.weight("s", [4], 1.5), g.weight("b", [4]),
                                g.weight("m", [4]), g.init("v", g.rng.uniform(0.5, 2, 4).astype(np.float32))],
         epsilon=1e-3, momentum=0.8))
-    single("norm/instance_norm", 17, [img], lambda g, x: g.node(
+    single("norm/instance_norm", 22, [img], lambda g, x: g.node(
         "InstanceNormalization", [x[0], g.weight("s", [4], 1.5), g.weight("b", [4])], epsilon=1e-4))
     single("norm/group_norm_opset18", 18, [[2, 6, 3, 5]], lambda g, x: g.node(
         "GroupNormalization", [x[0], g.weight("s", [3], 1.5), g.weight("b", [3])], num_groups=3))
@@ -208,7 +208,7 @@ def operators():
     single("activation/clip_relu6", 11, [img], lambda g, x: g.relu6(g.node(
         "Mul", [x[0], g.init("k", np.array(8, np.float32))])))
     # Pooling.
-    single("pool/max_pad_stride", 17, [img], lambda g, x: g.node(
+    single("pool/max_pad_stride", 22, [img], lambda g, x: g.node(
         "MaxPool", [x[0]], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]))
     single("pool/max_ceil_mode", 17, [img], lambda g, x: g.node(
         "MaxPool", [x[0]], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1))
@@ -253,7 +253,7 @@ def operators():
         "Concat", [x[0], x[1], g.weight("c", [1, 3, 9, 9])], axis=-3))
     single("shape/flatten_axis2", 17, [img], lambda g, x: g.node("Flatten", [x[0]], axis=2))
     single("shape/flatten_axis0", 11, [img], lambda g, x: g.node("Flatten", [x[0]], axis=0))
-    single("shape/reshape_shape_chain", 17, [img], reshape_chain)
+    single("shape/reshape_shape_chain", 28, [img], reshape_chain)
     single("shape/reshape_zero_and_minus_one", 17, [img], lambda g, x: g.node(
         "Reshape", [x[0], g.init("s", np.array([0, -1, 9], np.int64))]))
     single("shape/squeeze_unsqueeze_opset11", 11, [[1, 4, 1, 9]], lambda g, x: g.node(
@@ -268,7 +268,7 @@ def operators():
     single("shape/gather_select", 17, [[3, 2, 5]], lambda g, x: g.node(
         "Gather", [x[0], g.init("i", np.array(-1, np.int64))], axis=0))
     for mode in ["constant", "reflect", "edge"]:
-        single(f"shape/pad_{mode}", 17, [img], lambda g, x, mode=mode: g.node(
+        single(f"shape/pad_{mode}", 25, [img], lambda g, x, mode=mode: g.node(
             "Pad", [x[0], g.init("p", np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64)),
                     g.init("v", np.array(0.5, np.float32)) if mode == "constant" else ""],
             mode=mode))
@@ -307,6 +307,42 @@ def recurrent_weights(g, gates, dirs, hidden, features, bias=True):
     return ins
 
 
+def lstm_layout1(seq, batch, feat, hid):
+    """A bidirectional LSTM with initial states in layout=1 (batch first).
+    ORT runs only layout=0, so the same weights are run by ORT in layout=0
+    and inputs and outputs are transposed to layout=1."""
+    g = Graph(7)
+    weights = recurrent_weights(g, 4, 2, hid, feat)
+    h0 = g.rng.uniform(-1, 1, [2, batch, hid]).astype(np.float32)
+    c0 = g.rng.uniform(-1, 1, [2, batch, hid]).astype(np.float32)
+    x = rand(g.rng, [seq, batch, feat])
+
+    def build(layout):
+        b = Graph(0)
+        b.inits = list(g.inits)
+        perm = (1, 0, 2) if layout else (0, 1, 2)
+        xs = b.input("x", [batch, seq, feat] if layout else [seq, batch, feat])
+        ins = [xs] + weights + ["", b.init("h0", h0.transpose(perm)), b.init("c0", c0.transpose(perm))]
+        b.node("LSTM", ins, ["y", "y_h"], name="lstm", hidden_size=hid, direction="bidirectional",
+               layout=layout)
+        b.output("y")
+        b.output("y_h")
+        return b.model(14, "lstm_layout1")
+
+    reference = build(0)
+    session = ort.InferenceSession(reference.SerializeToString(), providers=["CPUExecutionProvider"])
+    y, y_h = session.run(None, {"x": x})
+    path = os.path.join(ROOT, "recurrent/lstm_bidirectional_layout1")
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
+    onnx.save_model(build(1), os.path.join(path, "model.onnx"))
+    np.save(os.path.join(path, "input_0.npy"), x.transpose(1, 0, 2).copy())
+    # Y: [seq, dirs, batch, hidden] -> [batch, seq, dirs, hidden];
+    # Y_h: [dirs, batch, hidden] -> [batch, dirs, hidden].
+    np.save(os.path.join(path, "output_0.npy"), y.transpose(2, 0, 1, 3).copy())
+    np.save(os.path.join(path, "output_1.npy"), y_h.transpose(1, 0, 2).copy())
+
+
 def recurrent_fixtures():
     seq, batch, feat, hid = 5, 2, 3, 4
 
@@ -323,11 +359,12 @@ def recurrent_fixtures():
         return build
 
     x_seq = [[seq, batch, feat]]
-    single("recurrent/lstm_forward", 14, x_seq, lstm("forward", 1, (0, 1)))
+    single("recurrent/lstm_forward", 22, x_seq, lstm("forward", 1, (0, 1)))
     single("recurrent/lstm_reverse_states", 14, x_seq, lstm("reverse", 1, (0, 1), states=True))
     single("recurrent/lstm_bidirectional", 14, x_seq, lstm("bidirectional", 2, (0, 1), bias=False))
-    # ONNX Runtime does not run layout=1 (batch-first) recurrent ops, so
-    # that attribute has no fixture.
+    # ONNX Runtime does not run layout=1 (batch-first) recurrent ops; that
+    # fixture's reference is ORT's layout=0 run, transposed.
+    lstm_layout1(seq, batch, feat, hid)
     single("recurrent/lstm_bidirectional_states", 14, x_seq,
            lstm("bidirectional", 2, (0, 1), states=True))
 
@@ -429,7 +466,7 @@ def vgg_small():
     y = g.node("Dropout", [g.relu(g.linear(y, "classifier.0", 16 * 4 * 4, 32)),
                            g.init("p", np.array(0.5, np.float32))])
     g.output(g.linear(y, "classifier.3", 32, 10))
-    save("models/vgg_small", g.model(17, "vgg_small"), [rand(g.rng, [2, 3, 16, 16])])
+    save("models/vgg_small", g.model(28, "vgg_small"), [rand(g.rng, [2, 3, 16, 16])])
 
 
 def lstm_stack():
