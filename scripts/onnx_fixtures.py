@@ -238,6 +238,11 @@ def operators():
         "Gemm", [x[0], x[1], g.weight("c", [4])], transB=1, alpha=1.5))
     single("linear/matmul_constant", 17, [[2, 3, 6]], lambda g, x: g.node(
         "MatMul", [x[0], g.weight("w", [6, 5])]))
+    single("linear/matmul_add_bias", 17, [[2, 3, 6]], lambda g, x: g.node("Add", [
+        g.node("MatMul", [x[0], g.weight("onnx::MatMul_7", [6, 5])]), g.weight("proj.bias", [5])]))
+    single("linear/matmul_add_shared_output", 17, [[2, 3, 6]], lambda g, x: [
+        g.node("MatMul", [x[0], g.weight("w", [6, 5])], name="mm"),
+        g.node("Add", [g.weight("b", [5]), "mm_out0"])])
     single("linear/matmul_dynamic_broadcast", 17, [[2, 1, 3, 4], [3, 4, 5]], lambda g, x: g.node(
         "MatMul", [x[0], x[1]]))
     # Elementwise arithmetic.

@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
-use nnc_compiler::driver::{self, LoadError, Loaded};
+use nnc_compiler::driver::{self, LoadError, Loaded, Model};
 use nnc_compiler::ir::Graph;
 use nnc_compiler::{interp, passes, stats, weights};
 use nnc_runtime::{random_input, read_npy, write_npy, Tensor, WeightSet, DEFAULT_SEED};
@@ -127,14 +127,21 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(path: &Path) -> Result<Loaded> {
+/// Loads a `.nn` or `.onnx` model (an ONNX model's own weights are dropped;
+/// commands that compute use [`load_with_weights`]).
+fn load(path: &Path) -> Result<Model> {
+    Ok(driver::load_any(path)?.model)
+}
+
+/// Loads a model with the weights an `.onnx` file carries.
+fn load_with_weights(path: &Path) -> Result<Loaded> {
     Ok(driver::load_any(path)?)
 }
 
 fn execute(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Check { model } => {
-            let m = load(&model)?.model;
+            let m = load(&model)?;
             let s = stats::stats(&m.graph);
             println!(
                 "ok: model `{}`: {} -> {}, {} ops, {} parameters",
@@ -152,7 +159,7 @@ fn execute(cli: Cli) -> Result<()> {
             print_after_all,
             seed,
         } => {
-            let loaded = load(&model)?;
+            let loaded = load_with_weights(&model)?;
             let m = loaded.model;
             let names: Vec<&str> = match (&pass, &passes) {
                 (Some(name), _) => {
@@ -198,7 +205,7 @@ fn execute(cli: Cli) -> Result<()> {
             }
         }
         Command::Stats { model } => {
-            let m = load(&model)?.model;
+            let m = load(&model)?;
             print!("{}", stats::render(&m.graph, &stats::stats(&m.graph)));
         }
         Command::Run {
@@ -209,7 +216,7 @@ fn execute(cli: Cli) -> Result<()> {
             outputs,
             seed,
         } => {
-            let loaded = load(&model)?;
+            let loaded = load_with_weights(&model)?;
             let m = loaded.model;
             let weights = match (weights, loaded.weights) {
                 (Some(path), _) => load_weights(&m.graph, &path)?,
@@ -258,7 +265,7 @@ fn import(model: &Path, output: &Path, weights: Option<PathBuf>) -> Result<()> {
     if !driver::is_onnx(model) {
         bail!("`{}` is not an `.onnx` file", model.display());
     }
-    let loaded = load(model)?;
+    let loaded = load_with_weights(model)?;
     let weights_path = weights.unwrap_or_else(|| output.with_extension("safetensors"));
     std::fs::write(output, loaded.model.source.text())
         .with_context(|| format!("writing `{}`", output.display()))?;

@@ -356,3 +356,13 @@ fn corrupted_models_fail_cleanly() {
         }
     }
 }
+
+/// The `.nn` text of the model families, for review: a change to naming or
+/// to the form of any converted op shows up as a snapshot diff.
+#[test]
+fn imported_text_of_the_model_families() {
+    insta::glob!("../cases/onnx/models", "*/model.onnx", |path| {
+        let imported = import_file(path).unwrap_or_else(|e| panic!("{e}"));
+        insta::assert_snapshot!(print_file(&imported.file));
+    });
+}

@@ -83,6 +83,11 @@ impl Converter<'_> {
 
     /// Add, Sub, Mul, Div: folded when both operands are constants.
     pub(super) fn binary(&mut self, node: &NodeProto) -> Outputs {
+        // The bias add of a MatMul that became a `linear` with that bias.
+        if let Some(matmul) = node.output.first().and_then(|o| self.absorbed_add.get(o)) {
+            let v = self.values.get(matmul).cloned();
+            return Ok(vec![v]);
+        }
         let (l, r) = (self.arg(node, 0)?, self.arg(node, 1)?);
         if let (Some(Val::Const(p)), Some(Val::Const(q))) = (&l, &r) {
             let folded = match node.op_type() {
@@ -272,24 +277,32 @@ impl Converter<'_> {
                 if bk != k {
                     return Err(format!("A has {k} columns but B {:?}", b.dims));
                 }
-                let target = self.binding(node, owner_of(node.input[1].as_str()));
+                // A bias folded in from the following Add names the binding
+                // when the weight's name does not (`fc.bias` makes `fc`).
+                let bias = self.matmul_bias.get(&node.output[0]).cloned();
+                let owner = owner_of(node.input[1].as_str())
+                    .or_else(|| bias.as_deref().and_then(|b| b.strip_suffix(".bias")))
+                    .map(str::to_string);
+                let target = self.binding(node, owner.as_deref());
                 self.weight(
                     &target,
                     "weight",
                     vec![n, k],
                     transpose(&b.data.to_f32(), k, n),
                 );
+                let mut kw = vec![("out", emit::int(n as i64))];
+                match bias.and_then(|name| match self.values.get(&name) {
+                    Some(Val::Const(c)) => Some(c.data.to_f32()),
+                    _ => None,
+                }) {
+                    Some(values) => self.weight(&target, "bias", vec![n], values),
+                    None => kw.push(("bias", emit::boolean(false))),
+                }
                 let mut shape = x.1.clone();
                 if let Some(last) = shape.last_mut() {
                     *last = n;
                 }
-                return one(self.emit(
-                    target,
-                    "linear",
-                    &[x.0],
-                    vec![("out", emit::int(n as i64)), ("bias", emit::boolean(false))],
-                    shape,
-                ));
+                return one(self.emit(target, "linear", &[x.0], kw, shape));
             }
         }
         let b = self.dynamic(node, 1)?;

@@ -59,6 +59,11 @@ pub struct Converter<'g> {
     materialized: HashMap<String, String>,
     /// ONNX values that some node or the graph output reads.
     used: HashSet<&'g str>,
+    /// `MatMul` outputs whose only user adds a constant bias: the bias
+    /// initializer, which the `linear` takes as its own bias.
+    matmul_bias: HashMap<String, String>,
+    /// Outputs of those `Add`s, and the `MatMul` output they stand for.
+    absorbed_add: HashMap<String, String>,
     problems: Vec<Unsupported>,
 }
 
@@ -122,6 +127,8 @@ impl<'g> Converter<'g> {
             names: Names::default(),
             materialized: HashMap::new(),
             used: HashSet::new(),
+            matmul_bias: HashMap::new(),
+            absorbed_add: HashMap::new(),
             problems: Vec::new(),
         }
     }
@@ -141,6 +148,7 @@ impl<'g> Converter<'g> {
                 Err(why) => self.problem(init.name(), "initializer", why),
             }
         }
+        self.find_linear_biases(graph);
         for input in &graph.input {
             if self.values.contains_key(input.name()) {
                 continue; // An initializer listed as an input (IR version < 4).
@@ -185,6 +193,51 @@ impl<'g> Converter<'g> {
             body: self.body,
             weights: self.weights,
             problems: self.problems,
+        }
+    }
+
+    /// Finds `MatMul(x, W)` followed by `Add(_, b)` with constant `W [K, N]`
+    /// and `b [N]`, the MatMul's output used by nothing else: the pattern
+    /// exporters write for a PyTorch `Linear` on inputs of rank 3 or more.
+    /// Both become one `linear` with a bias.
+    fn find_linear_biases(&mut self, graph: &'g GraphProto) {
+        let mut uses: HashMap<&str, usize> = HashMap::new();
+        for name in graph.node.iter().flat_map(|n| n.input.iter()) {
+            *uses.entry(name.as_str()).or_default() += 1;
+        }
+        for name in graph.output.iter().map(|o| o.name()) {
+            *uses.entry(name).or_default() += 1;
+        }
+        let weight_cols = |name: &str| match self.values.get(name) {
+            Some(Val::Const(c)) if c.dims.len() == 2 => Some(c.dims[1]),
+            _ => None,
+        };
+        let matmuls: HashMap<&str, usize> = graph
+            .node
+            .iter()
+            .filter(|n| n.op_type() == "MatMul" && n.input.len() == 2 && n.output.len() == 1)
+            .filter(|n| uses.get(n.output[0].as_str()) == Some(&1))
+            .filter_map(|n| Some((n.output[0].as_str(), weight_cols(&n.input[1])?)))
+            .collect();
+        for add in graph
+            .node
+            .iter()
+            .filter(|n| n.op_type() == "Add" && n.input.len() == 2)
+        {
+            for (m, b) in [(0, 1), (1, 0)] {
+                let Some(&cols) = matmuls.get(add.input[m].as_str()) else {
+                    continue;
+                };
+                let bias_fits = matches!(self.values.get(&add.input[b]), Some(Val::Const(c)) if c.dims == [cols]);
+                if bias_fits && !self.matmul_bias.contains_key(&add.input[m]) {
+                    self.matmul_bias
+                        .insert(add.input[m].clone(), add.input[b].clone());
+                    if let Some(out) = add.output.first() {
+                        self.absorbed_add.insert(out.clone(), add.input[m].clone());
+                    }
+                    break;
+                }
+            }
         }
     }
 
