@@ -243,6 +243,9 @@ def operators():
     single("linear/matmul_add_shared_output", 17, [[2, 3, 6]], lambda g, x: [
         g.node("MatMul", [x[0], g.weight("w", [6, 5])], name="mm"),
         g.node("Add", [g.weight("b", [5]), "mm_out0"])])
+    single("linear/matmul_vectors", 17, [[6], [2, 6, 4], [4]], lambda g, x: [
+        g.node("MatMul", [x[0], x[1]]), g.node("MatMul", [x[1], x[2]]),
+        g.node("MatMul", [x[0], g.weight("w", [6, 3])]), g.node("MatMul", [x[1], g.weight("v", [4])])])
     single("linear/matmul_dynamic_broadcast", 17, [[2, 1, 3, 4], [3, 4, 5]], lambda g, x: g.node(
         "MatMul", [x[0], x[1]]))
     # Elementwise arithmetic.

@@ -8,6 +8,11 @@ use crate::onnx::emit;
 use crate::onnx::proto::NodeProto;
 use std::rc::Rc;
 
+/// A shape as a list attribute.
+fn dims_expr(dims: &[usize]) -> crate::ast::Expr {
+    emit::ints(dims.iter().map(|&d| d as i64))
+}
+
 /// Transposes a row-major `[rows, cols]` matrix.
 fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0.0; data.len()];
@@ -261,34 +266,64 @@ impl Converter<'_> {
         one(self.emit(t, "add", &[y, c], vec![], shape))
     }
 
-    /// MatMul: a `linear` without bias when `B` is a constant matrix, else
-    /// `matmul`.
+    /// MatMul: a `linear` when `B` is a constant matrix or vector (with the
+    /// bias of a following Add, see `find_linear_biases`), else `matmul`.
+    /// A vector operand is a matrix of one row (`A`) or one column (`B`)
+    /// whose unit dim is dropped from the result, as in NumPy.
     pub(super) fn matmul(&mut self, node: &NodeProto) -> Outputs {
-        let x = self.dynamic(node, 0)?;
-        if x.1.len() < 2 {
-            return Err(format!(
-                "A has shape {:?}; nnc's matmul takes operands of rank at least 2",
-                x.1
-            ));
+        let (mut x, mut x_shape) = self.dynamic(node, 0)?;
+        if x_shape.is_empty() {
+            return Err("A is a scalar; MatMul takes vectors and matrices".into());
         }
-        let k = x.1[x.1.len() - 1];
-        if let Some(Val::Const(b)) = self.arg(node, 1)? {
-            if let [bk, n] = b.dims[..] {
-                if bk != k {
-                    return Err(format!("A has {k} columns but B {:?}", b.dims));
-                }
+        let a_vector = x_shape.len() == 1;
+        let base = self.binding(node, None);
+        if a_vector {
+            x_shape.insert(0, 1);
+            let t = self.helper(&base, "row");
+            self.emit(
+                t.clone(),
+                "reshape",
+                &[x],
+                vec![("shape", dims_expr(&x_shape))],
+                x_shape.clone(),
+            );
+            x = t;
+        }
+        let k = x_shape[x_shape.len() - 1];
+        let b = self.arg(node, 1)?.ok_or("B is required")?;
+        let b_dims = match &b {
+            Val::Const(c) => c.dims.clone(),
+            Val::Dyn { shape, .. } => shape.clone(),
+            Val::Poisoned => return Err("B is poisoned".into()),
+        };
+        let b_vector = b_dims.len() == 1;
+        let b_rows = match b_dims.len() {
+            0 => None,
+            1 => Some(b_dims[0]),
+            r => Some(b_dims[r - 2]),
+        };
+        if b_rows != Some(k) {
+            return Err(format!("A {x_shape:?} and B {b_dims:?} do not multiply"));
+        }
+        let (result, mut shape) = match b {
+            Val::Const(c) if b_dims.len() <= 2 => {
+                let n = if b_vector { 1 } else { b_dims[1] };
                 // A bias folded in from the following Add names the binding
                 // when the weight's name does not (`fc.bias` makes `fc`).
                 let bias = self.matmul_bias.get(&node.output[0]).cloned();
                 let owner = owner_of(node.input[1].as_str())
                     .or_else(|| bias.as_deref().and_then(|b| b.strip_suffix(".bias")))
                     .map(str::to_string);
-                let target = self.binding(node, owner.as_deref());
+                let target = match owner {
+                    _ if a_vector || b_vector => self.helper(&base, "linear"),
+                    Some(o) => self.named(&o, "linear"),
+                    None => base.clone(),
+                };
                 self.weight(
                     &target,
                     "weight",
                     vec![n, k],
-                    transpose(&b.data.to_f32(), k, n),
+                    transpose(&c.data.to_f32(), k, n),
                 );
                 let mut kw = vec![("out", emit::int(n as i64))];
                 match bias.and_then(|name| match self.values.get(&name) {
@@ -298,23 +333,64 @@ impl Converter<'_> {
                     Some(values) => self.weight(&target, "bias", vec![n], values),
                     None => kw.push(("bias", emit::boolean(false))),
                 }
-                let mut shape = x.1.clone();
+                let mut shape = x_shape.clone();
                 if let Some(last) = shape.last_mut() {
                     *last = n;
                 }
-                return one(self.emit(target, "linear", &[x.0], kw, shape));
+                self.emit(target.clone(), "linear", &[x], kw, shape.clone());
+                (target, shape)
             }
+            _ => {
+                let (mut b_path, mut b_shape) = self.dynamic(node, 1)?;
+                if b_vector {
+                    b_shape.push(1);
+                    let t = self.helper(&base, "column");
+                    self.emit(
+                        t.clone(),
+                        "reshape",
+                        &[b_path],
+                        vec![("shape", dims_expr(&b_shape))],
+                        b_shape.clone(),
+                    );
+                    b_path = t;
+                }
+                let (ra, rb) = (x_shape.len(), b_shape.len());
+                let mut shape =
+                    broadcast_dims(&x_shape[..ra - 2], &b_shape[..rb - 2]).ok_or_else(|| {
+                        format!("the batch dims of {x_shape:?} and {b_shape:?} do not broadcast")
+                    })?;
+                shape.extend([x_shape[ra - 2], b_shape[rb - 1]]);
+                let t = if a_vector || b_vector {
+                    self.helper(&base, "matmul")
+                } else {
+                    base.clone()
+                };
+                self.emit(t.clone(), "matmul", &[x, b_path], vec![], shape.clone());
+                (t, shape)
+            }
+        };
+        if !a_vector && !b_vector {
+            return one(Val::Dyn {
+                path: result,
+                shape,
+            });
         }
-        let b = self.dynamic(node, 1)?;
-        let (ra, rb) = (x.1.len(), b.1.len());
-        if rb < 2 || b.1[rb - 2] != k {
-            return Err(format!("shapes {:?} and {:?} do not multiply (nnc's matmul takes operands of rank at least 2)", x.1, b.1));
+        // Drop the unit dims the vectors were given.
+        // `shape` is `[..., m, n]`: drop `m` for a vector A, `n` for a vector B.
+        if a_vector {
+            let m = shape.len() - 2;
+            shape.remove(m);
         }
-        let mut shape = broadcast_dims(&x.1[..ra - 2], &b.1[..rb - 2])
-            .ok_or_else(|| format!("the batch dims of {:?} and {:?} do not broadcast", x.1, b.1))?;
-        shape.extend([x.1[ra - 2], b.1[rb - 1]]);
-        let target = self.binding(node, None);
-        one(self.emit(target, "matmul", &[x.0, b.0], vec![], shape))
+        if b_vector {
+            shape.pop();
+        }
+        one(self.emit(
+            base,
+            "reshape",
+            &[result],
+            vec![("shape", dims_expr(&shape))],
+            shape,
+        ))
     }
 
     /// Softmax; before opset 13 it normalises over all dims from `axis` on
