@@ -354,13 +354,16 @@ def lstm_layout1(seq, batch, feat, hid):
 def recurrent_fixtures():
     seq, batch, feat, hid = 5, 2, 3, 4
 
-    def lstm(direction, dirs, outputs=(0,), states=False, layout=0, bias=True):
+    def lstm(direction, dirs, outputs=(0,), states=False, layout=0, bias=True, lens=None):
         def build(g, x):
             ins = [x[0]] + recurrent_weights(g, 4, dirs, hid, feat, bias)
+            lengths = lens or [seq] * batch
             if states:
                 shape = [batch, dirs, hid] if layout else [dirs, batch, hid]
-                ins += [g.init("lens", np.full([batch], seq, np.int32)),
+                ins += [g.init("lens", np.array(lengths, np.int32)),
                         g.weight("h0", shape, 1.0), g.weight("c0", shape, 1.0)]
+            elif lens:
+                ins += [g.init("lens", np.array(lengths, np.int32))]
             outs = [f"y{i}" for i in range(max(outputs) + 1)]
             g.node("LSTM", ins, outs, hidden_size=hid, direction=direction, layout=layout)
             return [outs[i] for i in outputs]
@@ -370,6 +373,14 @@ def recurrent_fixtures():
     single("recurrent/lstm_forward", 22, x_seq, lstm("forward", 1, (0, 1)))
     single("recurrent/lstm_reverse_states", 14, x_seq, lstm("reverse", 1, (0, 1), states=True))
     single("recurrent/lstm_bidirectional", 14, x_seq, lstm("bidirectional", 2, (0, 1), bias=False))
+    # Shorter sequences: outputs past a sequence's end are zero, final
+    # states are those after its last step.
+    single("recurrent/lstm_lengths_all_outputs", 14, x_seq, lstm("forward", 1, (0, 1, 2), lens=[3, 5]))
+    single("recurrent/lstm_reverse_lengths_states", 14, x_seq,
+           lstm("reverse", 1, (0, 1, 2), states=True, lens=[5, 2]))
+    single("recurrent/lstm_bidirectional_lengths_final_states", 22, x_seq,
+           lstm("bidirectional", 2, (1, 2), lens=[4, 1]))
+    single("recurrent/lstm_cell_state_only", 14, x_seq, lstm("forward", 1, (2,)))
     # ONNX Runtime does not run layout=1 (batch-first) recurrent ops; that
     # fixture's reference is ORT's layout=0 run, transposed.
     lstm_layout1(seq, batch, feat, hid)
@@ -394,6 +405,12 @@ def recurrent_fixtures():
         return build
 
     single("recurrent/gru_forward", 14, x_seq, gru("forward", 1))
+    single("recurrent/gru_lengths_final_state", 14, x_seq, lambda g, x: g.node(
+        "GRU", [x[0]] + recurrent_weights(g, 3, 2, hid, feat) + [g.init("lens", np.array([2, 4], np.int32))],
+        ["y", "y_h"], hidden_size=hid, direction="bidirectional", linear_before_reset=1)[1])
+    single("recurrent/rnn_reverse_lengths", 14, x_seq, lambda g, x: g.node(
+        "RNN", [x[0]] + recurrent_weights(g, 1, 1, hid, feat) + [g.init("lens", np.array([3, 5], np.int32))],
+        ["y", "y_h"], hidden_size=hid, direction="reverse"))
     single("recurrent/gru_bidirectional", 14, x_seq, gru("bidirectional", 2))
 
 

@@ -774,8 +774,33 @@ fn infer_unchecked(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
                     .help("initial states are [layers*directions, batch, hidden]"));
                 }
             }
-            let features = product(op.name(), &[a.hidden, a.direction.count()])?;
-            Ok(TensorType::f32(vec![x.shape[0], x.shape[1], features]))
+            let seq = x.shape[if a.batch_first { 1 } else { 0 }];
+            if !a.lengths.is_empty()
+                && (a.lengths.len() != batch || a.lengths.iter().any(|&l| l == 0 || l > seq))
+            {
+                return Err(ShapeError::new(
+                    format!(
+                        "`{}` lengths {:?} do not fit a batch of {batch} sequences of {seq} steps",
+                        op.name(),
+                        a.lengths
+                    ),
+                    "lengths do not fit the input",
+                )
+                .help("give one length per batch element, each from 1 to the sequence length"));
+            }
+            match a.output {
+                RecurrentOutput::Sequence => {
+                    let features = product(op.name(), &[a.hidden, a.direction.count()])?;
+                    Ok(TensorType::f32(vec![x.shape[0], x.shape[1], features]))
+                }
+                RecurrentOutput::CellState if !matches!(op, Op::Lstm(_)) => Err(ShapeError::new(
+                    format!("`{}` has no cell state", op.name()),
+                    "`output=\"c_n\"` is for `lstm` only",
+                )),
+                RecurrentOutput::HiddenState | RecurrentOutput::CellState => {
+                    Ok(TensorType::f32(state))
+                }
+            }
         }
         Op::MatMul => infer_matmul(inputs),
         Op::Pad(a) => {

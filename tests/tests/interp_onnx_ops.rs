@@ -3,7 +3,7 @@
 //! initial states against the equations and against forward runs.
 
 use nnc_compiler::interp::{self, InterpError};
-use nnc_compiler::ir::{PadAttrs, PadMode, RecurrentAttrs, RnnDirection};
+use nnc_compiler::ir::{PadAttrs, PadMode, RecurrentAttrs, RecurrentOutput, RnnDirection};
 use nnc_runtime::Tensor;
 use nnc_tests::{assert_close, assert_near, random, tensor};
 use rand::SeedableRng;
@@ -17,6 +17,8 @@ fn attrs(hidden: usize, direction: RnnDirection, initial_state: bool) -> Recurre
         batch_first: false,
         direction,
         initial_state,
+        lengths: Vec::new(),
+        output: RecurrentOutput::Sequence,
     }
 }
 
@@ -246,4 +248,156 @@ fn mis_shaped_initial_states_are_operand_errors() {
     operands.extend(w.iter());
     let r = interp::lstm(&x, &operands, &attrs(4, RnnDirection::Forward, true));
     assert!(matches!(r, Err(InterpError::Operands { .. })), "{r:?}");
+}
+
+fn with(a: RecurrentAttrs, lengths: &[usize], output: RecurrentOutput) -> RecurrentAttrs {
+    RecurrentAttrs {
+        lengths: lengths.to_vec(),
+        output,
+        ..a
+    }
+}
+
+/// Sample `b` of a `[seq, batch, features]` tensor, its first `steps` steps.
+fn sample(x: &Tensor, b: usize, steps: usize) -> Tensor {
+    let (batch, f) = (x.shape()[1], x.shape()[2]);
+    let data: Vec<f32> = (0..steps)
+        .flat_map(|t| x.data()[(t * batch + b) * f..][..f].to_vec())
+        .collect();
+    tensor(&[steps, 1, f], &data)
+}
+
+#[test]
+fn shorter_sequences_run_alone_and_pad_with_zeros() {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let (seq, batch, input, hidden) = (5, 3, 2, 3);
+    let lengths = [5, 2, 4];
+    let kernels: [(Kernel, usize); 3] = [(interp::rnn, 1), (interp::lstm, 4), (interp::gru, 3)];
+    for (kernel, gates) in kernels {
+        for direction in [
+            RnnDirection::Forward,
+            RnnDirection::Reverse,
+            RnnDirection::Bidirectional,
+        ] {
+            let x = random(&[seq, batch, input], &mut rng);
+            let w: Vec<Tensor> = (0..direction.count())
+                .flat_map(|_| weights(gates, hidden, input, &mut rng))
+                .collect();
+            let base = attrs(hidden, direction, false);
+            let all = kernel(
+                &x,
+                &refs(&w),
+                &with(base.clone(), &lengths, RecurrentOutput::Sequence),
+            )
+            .unwrap();
+            let h_n = kernel(
+                &x,
+                &refs(&w),
+                &with(base.clone(), &lengths, RecurrentOutput::HiddenState),
+            )
+            .unwrap();
+            let features = hidden * direction.count();
+            for (b, &len) in lengths.iter().enumerate() {
+                let alone = kernel(&sample(&x, b, len), &refs(&w), &base).unwrap();
+                for t in 0..seq {
+                    let got = &all.data()[(t * batch + b) * features..][..features];
+                    let want = if t < len {
+                        alone.data()[t * features..][..features].to_vec()
+                    } else {
+                        vec![0.0; features]
+                    };
+                    assert_close(&tensor(&[features], got), &[features], &want, 1e-6);
+                }
+                // h_n: forward after step len-1, reverse after step 0.
+                let last = kernel(
+                    &sample(&x, b, len),
+                    &refs(&w),
+                    &with(base.clone(), &[], RecurrentOutput::HiddenState),
+                )
+                .unwrap();
+                for d in 0..direction.count() {
+                    let got = &h_n.data()[(d * batch + b) * hidden..][..hidden];
+                    assert_close(
+                        &tensor(&[hidden], got),
+                        &[hidden],
+                        &last.data()[d * hidden..][..hidden],
+                        1e-6,
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn final_states_chain_across_calls() {
+    // h_n and c_n of a run are the initial states that continue it.
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let (batch, input, hidden) = (2, 3, 4);
+    let x = random(&[4, batch, input], &mut rng);
+    let w = weights(4, hidden, input, &mut rng);
+    let two_layers = RecurrentAttrs {
+        layers: 2,
+        ..attrs(hidden, RnnDirection::Forward, false)
+    };
+    let mut w2 = w.clone();
+    w2.extend(weights(4, hidden, hidden, &mut rng));
+    let whole = interp::lstm(&x, &refs(&w2), &two_layers).unwrap();
+    let step = batch * input;
+    let (head, tail) = (
+        tensor(&[1, batch, input], &x.data()[..step]),
+        tensor(&[3, batch, input], &x.data()[step..]),
+    );
+    let h = interp::lstm(
+        &head,
+        &refs(&w2),
+        &with(two_layers.clone(), &[], RecurrentOutput::HiddenState),
+    )
+    .unwrap();
+    let c = interp::lstm(
+        &head,
+        &refs(&w2),
+        &with(two_layers.clone(), &[], RecurrentOutput::CellState),
+    )
+    .unwrap();
+    assert_eq!(h.shape(), &[2, batch, hidden]);
+    let mut operands = vec![&h, &c];
+    operands.extend(w2.iter());
+    let rest = interp::lstm(
+        &tail,
+        &operands,
+        &RecurrentAttrs {
+            initial_state: true,
+            ..two_layers.clone()
+        },
+    )
+    .unwrap();
+    assert_close(
+        &rest,
+        &[3, batch, hidden],
+        &whole.data()[batch * hidden..],
+        1e-6,
+    );
+    // gru and rnn have no cell state.
+    let g = weights(3, hidden, input, &mut rng);
+    let r = interp::gru(
+        &x,
+        &refs(&g),
+        &with(
+            attrs(hidden, RnnDirection::Forward, false),
+            &[],
+            RecurrentOutput::CellState,
+        ),
+    );
+    assert!(matches!(r, Err(InterpError::Operands { .. })), "{r:?}");
+    let bad = interp::gru(
+        &x,
+        &refs(&g),
+        &with(
+            attrs(hidden, RnnDirection::Forward, false),
+            &[5, 1],
+            RecurrentOutput::Sequence,
+        ),
+    );
+    assert!(matches!(bad, Err(InterpError::Operands { .. })), "{bad:?}");
 }

@@ -4,7 +4,7 @@
 //! time-major run, batch independence, and operand errors.
 
 use nnc_compiler::interp::{self, InterpError};
-use nnc_compiler::ir::{RecurrentAttrs, RnnDirection};
+use nnc_compiler::ir::{RecurrentAttrs, RecurrentOutput, RnnDirection};
 use nnc_runtime::Tensor;
 use nnc_tests::{assert_close, random, tensor};
 use rand::SeedableRng;
@@ -18,6 +18,8 @@ fn attrs(hidden: usize, layers: usize, bias: bool, batch_first: bool) -> Recurre
         batch_first,
         direction: RnnDirection::Forward,
         initial_state: false,
+        lengths: Vec::new(),
+        output: RecurrentOutput::Sequence,
     }
 }
 

@@ -14,7 +14,7 @@ use nnc_runtime::{format_shape, Tensor};
 use super::check::shape_is;
 use super::elementwise::sigmoid_scalar;
 use super::error::{operands, InterpError};
-use crate::ir::RecurrentAttrs;
+use crate::ir::{RecurrentAttrs, RecurrentOutput};
 
 /// `rnn`: `h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)` per layer.
 pub fn rnn(x: &Tensor, params: &[&Tensor], a: &RecurrentAttrs) -> Result<Tensor, InterpError> {
@@ -116,6 +116,23 @@ fn run_layers(
             ),
         ));
     }
+    let lengths: Vec<usize> = if a.lengths.is_empty() {
+        vec![seq; batch]
+    } else {
+        a.lengths.clone()
+    };
+    if lengths.len() != batch || lengths.iter().any(|&l| l == 0 || l > seq) {
+        return Err(operands(
+            op,
+            format!(
+                "lengths {:?} do not fit {batch} sequences of {seq} steps",
+                a.lengths
+            ),
+        ));
+    }
+    if a.output == RecurrentOutput::CellState && !matches!(cell, Cell::Lstm) {
+        return Err(operands(op, "only `lstm` has a cell state"));
+    }
     let state_shape = [a.layers * dirs, batch, hidden];
     for (i, s) in params[..states].iter().enumerate() {
         shape_is(op, ["h0", "c0"][i.min(1)], s, &state_shape)?;
@@ -163,11 +180,18 @@ fn run_layers(
         }
     }
     let mut features = input_size;
+    // Final hidden and cell states of every layer and direction, in
+    // PyTorch's `h_n` order.
+    let mut finals_h = Vec::with_capacity(layers.len() * batch * hidden);
+    let mut finals_c = Vec::with_capacity(layers.len() * batch * hidden);
     for layer in layers.chunks(dirs) {
-        let outputs: Vec<Vec<f32>> = layer
-            .iter()
-            .map(|d| run_layer(cell, d, &sequence, seq, batch, features, hidden))
-            .collect();
+        let mut outputs = Vec::with_capacity(dirs);
+        for d in layer {
+            let run = run_layer(cell, d, &sequence, &lengths, seq, features, hidden);
+            outputs.push(run.output);
+            finals_h.extend(run.h);
+            finals_c.extend(run.c);
+        }
         // Concatenate the directions' hidden states along features.
         features = hidden * dirs;
         sequence = vec![0.0f32; seq * batch * features];
@@ -178,6 +202,11 @@ fn run_layers(
         }
     }
 
+    match a.output {
+        RecurrentOutput::Sequence => {}
+        RecurrentOutput::HiddenState => return Ok(Tensor::new(state_shape.to_vec(), finals_h)?),
+        RecurrentOutput::CellState => return Ok(Tensor::new(state_shape.to_vec(), finals_c)?),
+    }
     let shape = if a.batch_first {
         vec![batch, seq, features]
     } else {
@@ -204,18 +233,29 @@ fn caller_row(batch_first: bool, t: usize, b: usize, seq: usize, batch: usize) -
     }
 }
 
+/// What one layer computes in one direction.
+struct LayerRun {
+    /// Hidden states `[seq, batch, hidden]` in time order (zero after a
+    /// sequence's last step).
+    output: Vec<f32>,
+    /// Final hidden and cell states, `[batch, hidden]` each.
+    h: Vec<f32>,
+    c: Vec<f32>,
+}
+
 /// Runs one layer in one direction over a time-major `[seq, batch,
-/// features]` sequence and returns its hidden states `[seq, batch, hidden]`
-/// (in time order, also when it reads the sequence in reverse).
+/// features]` sequence. Sample `b` runs its first `lengths[b]` steps
+/// (forward from step 0, or in reverse from step `lengths[b] - 1`).
 fn run_layer(
     cell: Cell,
     layer: &Layer<'_>,
     input: &[f32],
+    lengths: &[usize],
     seq: usize,
-    batch: usize,
     features: usize,
     hidden: usize,
-) -> Vec<f32> {
+) -> LayerRun {
+    let batch = lengths.len();
     let rows = cell.gates() * hidden;
     let mut output = vec![0.0f32; seq * batch * hidden];
     let mut h = layer
@@ -231,6 +271,9 @@ fn run_layer(
     for step in 0..seq {
         let t = if layer.reverse { seq - 1 - step } else { step };
         for b in 0..batch {
+            if t >= lengths[b] {
+                continue;
+            }
             let x_t = &input[(t * batch + b) * features..][..features];
             let h_prev = &h[b * hidden..][..hidden];
             for r in 0..rows {
@@ -270,7 +313,7 @@ fn run_layer(
             output[(t * batch + b) * hidden..][..hidden].copy_from_slice(h_b);
         }
     }
-    output
+    LayerRun { output, h, c }
 }
 
 /// The dot product of two equally long slices.

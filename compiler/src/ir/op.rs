@@ -217,6 +217,34 @@ pub struct RecurrentAttrs {
     pub batch_first: bool,
     pub direction: RnnDirection,
     pub initial_state: bool,
+    /// Per batch element, how many steps of its sequence are real (each in
+    /// `1..=seq`); empty when all are. A shorter sequence stops early: its
+    /// outputs after its last step are zero and its final state is the one
+    /// after its last step (a reverse pass starts at its last step).
+    pub lengths: Vec<usize>,
+    /// What the op returns.
+    pub output: RecurrentOutput,
+}
+
+/// The result of a recurrent op: the last layer's hidden state at every
+/// step, or the final states of every layer and direction (PyTorch's
+/// `h_n` and, for `lstm`, `c_n`, each `[layers*directions, batch, hidden]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecurrentOutput {
+    Sequence,
+    HiddenState,
+    CellState,
+}
+
+impl RecurrentOutput {
+    /// The spelling in `.nn` files and IR dumps.
+    pub fn name(self) -> &'static str {
+        match self {
+            RecurrentOutput::Sequence => "sequence",
+            RecurrentOutput::HiddenState => "h_n",
+            RecurrentOutput::CellState => "c_n",
+        }
+    }
 }
 
 /// Which way a recurrent layer reads its sequence.
@@ -500,6 +528,12 @@ impl Op {
                 }
                 if a.initial_state {
                     attrs.push(("initial_state", "true".to_string()));
+                }
+                if !a.lengths.is_empty() {
+                    attrs.push(("lengths", list(&a.lengths)));
+                }
+                if a.output != RecurrentOutput::Sequence {
+                    attrs.push(("output", format!("{:?}", a.output.name())));
                 }
                 attrs
             }

@@ -603,6 +603,23 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
                         .with_help("pass `lstm(x, h0, c0, ...)`, or neither state for zeros"),
                 );
             }
+            let lengths = match r.ints("lengths") {
+                Some(l) if l.iter().all(|&v| v >= 1) => l.iter().map(|&v| v as usize).collect(),
+                Some(_) => {
+                    let span = r.span_of("lengths");
+                    r.errors.push(
+                        Diagnostic::error(format!("`{name}` lengths must be at least 1"))
+                            .with_primary(span, "length below 1"),
+                    );
+                    Vec::new()
+                }
+                None => Vec::new(),
+            };
+            let output = match r.choice("output", &["sequence", "h_n", "c_n"], "sequence") {
+                "h_n" => RecurrentOutput::HiddenState,
+                "c_n" => RecurrentOutput::CellState,
+                _ => RecurrentOutput::Sequence,
+            };
             let a = RecurrentAttrs {
                 hidden,
                 layers,
@@ -610,6 +627,8 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
                 batch_first: r.bool("batch_first", false),
                 direction,
                 initial_state: xs.len() > 1,
+                lengths,
+                output,
             };
             match name {
                 "rnn" => Op::Rnn(a),

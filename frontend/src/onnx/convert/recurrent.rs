@@ -14,6 +14,23 @@ use crate::onnx::constant::{numel, Constant, Data, MAX_CONSTANT};
 use crate::onnx::emit;
 use crate::onnx::proto::NodeProto;
 
+/// One ONNX recurrent node as nnc ops see it: weights in ONNX layout (one
+/// slice per direction), the gate order to convert them to, and the
+/// operands and attributes every op emitted for the node shares.
+struct RecurrentSpec<'a> {
+    callee: &'a str,
+    order: &'a [usize],
+    direction: &'a str,
+    rows: usize,
+    features: usize,
+    hidden: usize,
+    w: Vec<f32>,
+    r: Vec<f32>,
+    b: Option<Vec<f32>>,
+    operands: Vec<String>,
+    keywords: Vec<(&'static str, crate::ast::Expr)>,
+}
+
 /// Reorders the `gates` row blocks of a `[gates*hidden, cols]` matrix (or
 /// vector, `cols` = 1): block `i` of the result is block `order[i]` of `data`.
 fn reorder(data: &[f32], order: &[usize], hidden: usize, cols: usize) -> Vec<f32> {
@@ -98,9 +115,18 @@ impl Converter<'_> {
                 ));
             }
         }
+        // Lengths are an attribute of nnc's op, so they must be constants;
+        // all full is the same as none.
+        let mut lengths = Vec::new();
         if let Some(lens) = self.constant(node, 4, "sequence_lens")? {
-            if lens.data.to_i64().iter().any(|&l| l != seq as i64) {
-                return Err("sequence_lens differ from the sequence length; nnc runs every sequence in full".into());
+            let values = lens.data.to_i64();
+            if values.len() != batch || values.iter().any(|&l| l < 1 || l > seq as i64) {
+                return Err(format!(
+                    "sequence_lens {values:?} do not fit {batch} sequences of {seq} steps"
+                ));
+            }
+            if values.iter().any(|&l| l != seq as i64) {
+                lengths = values;
             }
         }
         if op == "LSTM" {
@@ -166,46 +192,8 @@ impl Converter<'_> {
                 operands.push(state);
             }
         }
-        let suffixes: &[&str] = match direction.as_str() {
-            "forward" => &[""],
-            "reverse" => &["_reverse"],
-            _ => &["", "_reverse"],
-        };
-        let (wd, rd) = (w.data.to_f32(), r.data.to_f32());
-        let bd = b.as_ref().map(|b| b.data.to_f32());
-        for (d, suffix) in suffixes.iter().enumerate() {
-            let w_d = &wd[d * rows * features..][..rows * features];
-            let r_d = &rd[d * rows * hidden..][..rows * hidden];
-            self.weight(
-                &target,
-                &format!("weight_ih_l0{suffix}"),
-                vec![rows, features],
-                reorder(w_d, order, hidden, features),
-            );
-            self.weight(
-                &target,
-                &format!("weight_hh_l0{suffix}"),
-                vec![rows, hidden],
-                reorder(r_d, order, hidden, hidden),
-            );
-            if let Some(bd) = &bd {
-                let b_d = &bd[d * 2 * rows..][..2 * rows];
-                self.weight(
-                    &target,
-                    &format!("bias_ih_l0{suffix}"),
-                    vec![rows],
-                    reorder(&b_d[..rows], order, hidden, 1),
-                );
-                self.weight(
-                    &target,
-                    &format!("bias_hh_l0{suffix}"),
-                    vec![rows],
-                    reorder(&b_d[rows..], order, hidden, 1),
-                );
-            }
-        }
         let mut kw = vec![("hidden", emit::int(hidden as i64))];
-        if bd.is_none() {
+        if b.is_none() {
             kw.push(("bias", emit::boolean(false)));
         }
         if batch_first {
@@ -214,43 +202,175 @@ impl Converter<'_> {
         if direction != "forward" {
             kw.push(("direction", emit::string(&direction)));
         }
-        let out_shape = if batch_first {
-            vec![batch, seq, dirs * hidden]
-        } else {
-            vec![seq, batch, dirs * hidden]
+        if !lengths.is_empty() {
+            kw.push(("lengths", emit::ints(lengths.iter().copied())));
+        }
+        let spec = RecurrentSpec {
+            callee,
+            order,
+            direction: &direction,
+            rows,
+            features,
+            hidden,
+            w: w.data.to_f32(),
+            r: r.data.to_f32(),
+            b: b.as_ref().map(|b| b.data.to_f32()),
+            operands,
+            keywords: kw,
         };
-        let y = self.emit(target.clone(), callee, &operands, kw, out_shape);
-        let Val::Dyn { path: y_path, .. } = &y else {
-            return Err("internal: recurrent result is not a binding".into());
-        };
-        let y_path = y_path.clone();
-        let used: Vec<bool> = (0..2)
+        let used: Vec<bool> = (0..3)
             .map(|i| {
                 node.output
                     .get(i)
                     .is_some_and(|o| !o.is_empty() && self.used.contains(o.as_str()))
             })
             .collect();
-        let y_out = if used[0] {
-            Some(self.onnx_y(&target, &y_path, seq, batch, dirs, hidden, batch_first))
-        } else {
-            None
+        let state = |batch_first: bool| {
+            if batch_first {
+                vec![batch, dirs, hidden]
+            } else {
+                vec![dirs, batch, hidden]
+            }
         };
-        let h_out = if used[1] {
-            Some(self.onnx_y_h(
-                &target,
-                &y_path,
-                seq,
-                batch,
-                dirs,
-                hidden,
+        // The sequence op computes Y, and Y_h too when every sequence is
+        // full (it is then a step of Y). Otherwise Y_h and Y_c come from
+        // ops returning the final states, which own their own copy of the
+        // weights; the first op emitted takes the node's name.
+        let mut first = Some(target.clone());
+        let mut name_for =
+            |c: &mut Self, which: &str| first.take().unwrap_or_else(|| c.helper(&target, which));
+        let mut y_out = None;
+        let mut h_out = None;
+        let mut sequence = None;
+        if used[0] {
+            let name = name_for(self, "sequence");
+            let shape = if batch_first {
+                vec![batch, seq, dirs * hidden]
+            } else {
+                vec![seq, batch, dirs * hidden]
+            };
+            self.emit_recurrent(&spec, &name, None, shape);
+            y_out = Some(self.onnx_y(&target, &name, seq, batch, dirs, hidden, batch_first));
+            sequence = Some(name);
+        }
+        if used[1] {
+            h_out = Some(match (&sequence, lengths.is_empty()) {
+                (Some(y), true) => self.onnx_y_h(
+                    &target,
+                    y,
+                    seq,
+                    batch,
+                    dirs,
+                    hidden,
+                    batch_first,
+                    &direction,
+                ),
+                _ => {
+                    let name = name_for(self, "h_n");
+                    self.final_state(
+                        &spec,
+                        &name,
+                        "h_n",
+                        [dirs, batch, hidden],
+                        batch_first,
+                        state(batch_first),
+                    )
+                }
+            });
+        }
+        let c_out = if used[2] && op == "LSTM" {
+            let name = name_for(self, "c_n");
+            Some(self.final_state(
+                &spec,
+                &name,
+                "c_n",
+                [dirs, batch, hidden],
                 batch_first,
-                &direction,
+                state(batch_first),
             ))
         } else {
             None
         };
-        Ok(vec![y_out, h_out, None])
+        Ok(vec![y_out, h_out, c_out])
+    }
+
+    /// Writes the weights of one recurrent op under `target` and emits it,
+    /// returning the sequence (`output` = `None`) or a final state.
+    fn emit_recurrent(
+        &mut self,
+        spec: &RecurrentSpec<'_>,
+        target: &str,
+        output: Option<&str>,
+        shape: Vec<usize>,
+    ) -> Val {
+        let suffixes: &[&str] = match spec.direction {
+            "forward" => &[""],
+            "reverse" => &["_reverse"],
+            _ => &["", "_reverse"],
+        };
+        let (rows, features, hidden) = (spec.rows, spec.features, spec.hidden);
+        for (d, suffix) in suffixes.iter().enumerate() {
+            let w_d = &spec.w[d * rows * features..][..rows * features];
+            let r_d = &spec.r[d * rows * hidden..][..rows * hidden];
+            self.weight(
+                target,
+                &format!("weight_ih_l0{suffix}"),
+                vec![rows, features],
+                reorder(w_d, spec.order, hidden, features),
+            );
+            self.weight(
+                target,
+                &format!("weight_hh_l0{suffix}"),
+                vec![rows, hidden],
+                reorder(r_d, spec.order, hidden, hidden),
+            );
+            if let Some(bd) = &spec.b {
+                let b_d = &bd[d * 2 * rows..][..2 * rows];
+                self.weight(
+                    target,
+                    &format!("bias_ih_l0{suffix}"),
+                    vec![rows],
+                    reorder(&b_d[..rows], spec.order, hidden, 1),
+                );
+                self.weight(
+                    target,
+                    &format!("bias_hh_l0{suffix}"),
+                    vec![rows],
+                    reorder(&b_d[rows..], spec.order, hidden, 1),
+                );
+            }
+        }
+        let mut kw = spec.keywords.clone();
+        if let Some(o) = output {
+            kw.push(("output", emit::string(o)));
+        }
+        self.emit(target.to_string(), spec.callee, &spec.operands, kw, shape)
+    }
+
+    /// ONNX's `Y_h` or `Y_c` from an op returning the final state
+    /// `[dirs, batch, hidden]` (permuted to `[batch, dirs, hidden]` with
+    /// layout=1).
+    fn final_state(
+        &mut self,
+        spec: &RecurrentSpec<'_>,
+        target: &str,
+        which: &str,
+        shape: [usize; 3],
+        batch_first: bool,
+        onnx_shape: Vec<usize>,
+    ) -> Val {
+        let v = self.emit_recurrent(spec, target, Some(which), shape.to_vec());
+        if !batch_first {
+            return v;
+        }
+        let t = self.helper(target, "onnx");
+        self.emit(
+            t,
+            "permute",
+            &[target.to_string()],
+            vec![("dims", emit::ints([1, 0, 2]))],
+            onnx_shape,
+        )
     }
 
     /// ONNX's `Y`: `[seq, dirs, batch, hidden]`, or `[batch, seq, dirs,
