@@ -262,6 +262,18 @@ def operators():
     single("shape/flatten_axis2", 17, [img], lambda g, x: g.node("Flatten", [x[0]], axis=2))
     single("shape/flatten_axis0", 11, [img], lambda g, x: g.node("Flatten", [x[0]], axis=0))
     single("shape/reshape_shape_chain", 28, [img], reshape_chain)
+    single("shape/slice_shape_chain", 13, [img], lambda g, x: g.node("Reshape", [x[0], g.node("Concat", [
+        g.node("Slice", [g.node("Shape", [x[0]]), g.init("s", np.array([0], np.int64)),
+                         g.init("e", np.array([2], np.int64))]),
+        g.init("m", np.array([-1], np.int64))], axis=0)]))
+    single("shape/slice_reversed_shape", 13, [img], lambda g, x: g.node("Reshape", [x[0], g.node(
+        "Slice", [g.node("Shape", [x[0]]), g.init("s", np.array([-1], np.int64)),
+                  g.init("e", np.array([-1000], np.int64)), g.init("a", np.array([0], np.int64)),
+                  g.init("st", np.array([-1], np.int64))])]))
+    single("pool/reduce_mean_spatial_keepdims", 17, [img], lambda g, x: g.node(
+        "ReduceMean", [x[0]], axes=[-1, 2]))
+    single("pool/reduce_mean_spatial_opset18", 18, [img], lambda g, x: g.node(
+        "ReduceMean", [x[0], g.init("a", np.array([2, 3], np.int64))], keepdims=0))
     single("shape/reshape_zero_and_minus_one", 17, [img], lambda g, x: g.node(
         "Reshape", [x[0], g.init("s", np.array([0, -1, 9], np.int64))]))
     single("shape/squeeze_unsqueeze_opset11", 11, [[1, 4, 1, 9]], lambda g, x: g.node(

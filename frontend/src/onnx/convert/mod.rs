@@ -105,9 +105,11 @@ pub const SUPPORTED: &[&str] = &[
     "Pad",
     "RNN",
     "Relu",
+    "ReduceMean",
     "Reshape",
     "Shape",
     "Sigmoid",
+    "Slice",
     "Softmax",
     "Squeeze",
     "Sub",
@@ -358,6 +360,8 @@ impl<'g> Converter<'g> {
             "Cast" => self.cast(node, a),
             "Pad" => self.pad(node, a),
             "LSTM" | "RNN" | "GRU" => self.recurrent(node, a),
+            "Slice" => self.slice(node),
+            "ReduceMean" => self.reduce_mean(node, a),
             other => Err(format!("nnc has no conversion for `{other}`")),
         }
     }

@@ -415,3 +415,111 @@ impl Converter<'_> {
         one(self.emit(target, "pad", &[path], kw, out))
     }
 }
+
+impl Converter<'_> {
+    /// Slice of a constant (shape arithmetic such as `x.shape[2:]`) is
+    /// folded; nnc has no slicing op for computed tensors.
+    pub(super) fn slice(&mut self, node: &NodeProto) -> Outputs {
+        let data = match self.arg(node, 0)?.ok_or("the data is required")? {
+            Val::Const(c) => c,
+            _ => return Err(
+                "Slice of a computed tensor is not supported (only of constants, which are folded)"
+                    .into(),
+            ),
+        };
+        let rank = data.dims.len();
+        let starts = int_list(&self.required_constant(node, 1, "starts")?);
+        let ends = int_list(&self.required_constant(node, 2, "ends")?);
+        let axes = match self.constant(node, 3, "axes")? {
+            Some(c) => int_list(&c)
+                .iter()
+                .map(|&a| axis(a, rank, "axis"))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => (0..starts.len()).collect(),
+        };
+        let steps = match self.constant(node, 4, "steps")? {
+            Some(c) => int_list(&c),
+            None => vec![1; starts.len()],
+        };
+        if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
+            return Err("starts, ends, axes and steps differ in length".into());
+        }
+        // Per dim, the indices kept, by ONNX's clamping rules.
+        let mut keep: Vec<Vec<usize>> = data.dims.iter().map(|&d| (0..d).collect()).collect();
+        for i in 0..starts.len() {
+            let (dim, step) = (data.dims[axes[i]] as i64, steps[i]);
+            if step == 0 {
+                return Err("a step of 0".into());
+            }
+            let clamp = |v: i64, lo: i64, hi: i64| (if v < 0 { v + dim } else { v }).clamp(lo, hi);
+            let mut picked = Vec::new();
+            if step > 0 {
+                let (mut j, end) = (clamp(starts[i], 0, dim), clamp(ends[i], 0, dim));
+                while j < end {
+                    picked.push(j as usize);
+                    j += step;
+                }
+            } else {
+                // An end below -dim clamps to -1: through index 0.
+                let (mut j, end) = (clamp(starts[i], 0, dim - 1), clamp(ends[i], -1, dim - 1));
+                while j > end {
+                    picked.push(j as usize);
+                    j += step;
+                }
+            }
+            keep[axes[i]] = picked;
+        }
+        let dims: Vec<usize> = keep.iter().map(Vec::len).collect();
+        let mut order = Vec::new();
+        let strides: Vec<usize> = (0..rank)
+            .map(|d| data.dims[d + 1..].iter().product())
+            .collect();
+        let count = numel(&dims)
+            .filter(|&n| n <= MAX_CONSTANT)
+            .ok_or("the slice is too large")?;
+        for flat in 0..count {
+            let (mut rest, mut offset) = (flat, 0);
+            for d in (0..rank).rev() {
+                offset += keep[d][rest % dims[d]] * strides[d];
+                rest /= dims[d];
+            }
+            order.push(offset);
+        }
+        let values = match &data.data {
+            Data::F32(v) => Data::F32(order.iter().map(|&i| v[i]).collect()),
+            Data::I64(v) => Data::I64(order.iter().map(|&i| v[i]).collect()),
+        };
+        constant_out(Constant { dims, data: values })
+    }
+
+    /// ReduceMean over the two spatial dims of a rank-4 tensor is global
+    /// average pooling (`x.mean([2, 3])` in PyTorch).
+    pub(super) fn reduce_mean(&mut self, node: &NodeProto, a: &mut Attrs<'_>) -> Outputs {
+        let (path, shape) = self.dynamic(node, 0)?;
+        let keep_dims = a.int("keepdims", 1)? != 0;
+        let axes = if self.opset < 18 {
+            a.ints("axes")?
+        } else {
+            a.ignore("noop_with_empty_axes");
+            self.constant(node, 1, "the axes")?.map(|c| int_list(&c))
+        };
+        let mut axes = axes
+            .ok_or("reducing over every dim is not supported")?
+            .iter()
+            .map(|&x| axis(x, shape.len(), "axis"))
+            .collect::<Result<Vec<_>, _>>()?;
+        axes.sort_unstable();
+        if shape.len() != 4 || axes != [2, 3] {
+            return Err(format!("ReduceMean over axes {axes:?} of {shape:?} is not supported (over [2, 3] of an NCHW tensor it is)"));
+        }
+        let pooled = vec![shape[0], shape[1], 1, 1];
+        let target = self.binding(node, None);
+        if keep_dims {
+            return one(self.emit(target, "global_avg_pool", &[path], vec![], pooled));
+        }
+        let pool = self.helper(&target, "pool");
+        self.emit(pool.clone(), "global_avg_pool", &[path], vec![], pooled);
+        let flat = vec![shape[0], shape[1]];
+        one(self.emit(target, "flatten", &[pool], vec![], flat))
+    }
+}
