@@ -1,9 +1,13 @@
-//! From a `.nn` file to a verified graph: read, parse, lower, verify.
+//! From a `.nn` file to a verified graph: read, parse, lower, verify. An
+//! `.onnx` file is imported first, printed as `.nn` text and then compiled
+//! like any other, so diagnostics point at lines of that text.
 
 use crate::ir::Graph;
 use crate::lower::lower;
 use crate::verify::verify;
-use nnc_frontend::{parse, Diagnostic, SourceFile, Span};
+use nnc_frontend::onnx::{self, ImportError};
+use nnc_frontend::{parse, print_file, Diagnostic, SourceFile, Span};
+use nnc_runtime::WeightSet;
 use std::path::Path;
 
 /// Why a model could not be loaded.
@@ -22,6 +26,9 @@ pub enum LoadError {
         source_file: SourceFile,
         diagnostics: Vec<Diagnostic>,
     },
+    /// An ONNX model could not be imported.
+    #[error(transparent)]
+    Import(#[from] ImportError),
 }
 
 /// A loaded model: its source (for rendering later diagnostics) and graph.
@@ -63,6 +70,43 @@ pub fn load(path: &Path) -> Result<Model, LoadError> {
     let source = SourceFile::new(path.display().to_string(), text);
     match compile_source(&source) {
         Ok(graph) => Ok(Model { source, graph }),
+        Err(diagnostics) => Err(LoadError::Diagnostics {
+            source_file: source,
+            diagnostics,
+        }),
+    }
+}
+
+/// A model read from either format, with the weights an ONNX model carries.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub model: Model,
+    /// The imported weights of an `.onnx` model; `None` for `.nn` files.
+    pub weights: Option<WeightSet>,
+}
+
+/// True if the path names an ONNX model (by its extension).
+pub fn is_onnx(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+}
+
+/// Reads and compiles a `.nn` file, or imports and compiles an `.onnx` file.
+pub fn load_any(path: &Path) -> Result<Loaded, LoadError> {
+    if !is_onnx(path) {
+        return Ok(Loaded {
+            model: load(path)?,
+            weights: None,
+        });
+    }
+    let imported = onnx::import_file(path)?;
+    let text = print_file(&imported.file);
+    let source = SourceFile::new(format!("{} (imported)", path.display()), text);
+    match compile_source(&source) {
+        Ok(graph) => Ok(Loaded {
+            model: Model { source, graph },
+            weights: Some(imported.weights),
+        }),
         Err(diagnostics) => Err(LoadError::Diagnostics {
             source_file: source,
             diagnostics,

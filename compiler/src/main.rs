@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
-use nnc_compiler::driver::{self, LoadError, Model};
+use nnc_compiler::driver::{self, LoadError, Loaded, Model};
 use nnc_compiler::ir::Graph;
 use nnc_compiler::{backend, interp, passes, stats, weights};
 use nnc_runtime::{random_input, read_npy, write_npy, Tensor, WeightSet, DEFAULT_SEED};
@@ -29,12 +29,12 @@ struct Cli {
 enum Command {
     /// Parse, lower, infer shapes and verify; print errors or a summary.
     Check {
-        /// The model, a `.nn` file.
+        /// The model, a `.nn` or `.onnx` file.
         model: PathBuf,
     },
     /// Print the IR of a model, as lowered or after optimisation passes.
     DumpIr {
-        /// The model, a `.nn` file.
+        /// The model, a `.nn` or `.onnx` file.
         model: PathBuf,
         /// Run the default pipeline up to and including this pass
         /// (`nnc passes` lists them).
@@ -67,7 +67,7 @@ enum Command {
     },
     /// Run a model and print (or save) its outputs.
     Run {
-        /// The model, a `.nn` file.
+        /// The model, a `.nn` or `.onnx` file.
         model: PathBuf,
         /// Execute with the reference interpreter instead of compiled code
         /// (the oracle the compiler is tested against).
@@ -113,8 +113,20 @@ enum Command {
     },
     /// Per-layer output shape, parameters, FLOPs and receptive field.
     Stats {
-        /// The model, a `.nn` file.
+        /// The model, a `.nn` or `.onnx` file.
         model: PathBuf,
+    },
+    /// Convert an ONNX model to a `.nn` file and a `.safetensors` weights file.
+    Import {
+        /// The ONNX model.
+        model: PathBuf,
+        /// Where to write the `.nn` text.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+        /// Where to write the weights. Default: the output path with the
+        /// extension `.safetensors`.
+        #[arg(long, value_name = "FILE")]
+        weights: Option<PathBuf>,
     },
 }
 
@@ -199,8 +211,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// Loads a `.nn` or `.onnx` model (an ONNX model's own weights are dropped;
+/// commands that compute use [`load_with_weights`]).
 fn load(path: &Path) -> Result<Model> {
-    Ok(driver::load(path)?)
+    Ok(driver::load_any(path)?.model)
+}
+
+/// Loads a model with the weights an `.onnx` file carries.
+fn load_with_weights(path: &Path) -> Result<Loaded> {
+    Ok(driver::load_any(path)?)
 }
 
 fn execute(cli: Cli) -> Result<()> {
@@ -225,7 +244,8 @@ fn execute(cli: Cli) -> Result<()> {
             format,
             seed,
         } => {
-            let m = load(&model)?;
+            let loaded = load_with_weights(&model)?;
+            let m = loaded.model;
             let names: Vec<&str> = match (&pass, &passes) {
                 (Some(name), _) => {
                     passes::pipeline_through(name).ok_or_else(|| unknown_pass(name))?
@@ -234,7 +254,10 @@ fn execute(cli: Cli) -> Result<()> {
                 (None, None) => Vec::new(),
             };
             let mut graph = m.graph;
-            let mut weights = weights::seeded_weights(&graph, seed)?;
+            let mut weights = match loaded.weights {
+                Some(w) => w,
+                None => weights::seeded_weights(&graph, seed)?,
+            };
             if print_after_all {
                 println!("// input IR\n{}", format.print(&graph));
             }
@@ -340,10 +363,12 @@ fn execute(cli: Cli) -> Result<()> {
             outputs,
             seed,
         } => {
-            let m = load(&model)?;
-            let weights = match weights {
-                Some(path) => load_weights(&m.graph, &path)?,
-                None => weights::seeded_weights(&m.graph, seed)?,
+            let loaded = load_with_weights(&model)?;
+            let m = loaded.model;
+            let weights = match (weights, loaded.weights) {
+                (Some(path), _) => load_weights(&m.graph, &path)?,
+                (None, Some(imported)) => imported,
+                (None, None) => weights::seeded_weights(&m.graph, seed)?,
             };
             let inputs = read_inputs(&m.graph, &inputs, seed)?;
             let start = std::time::Instant::now();
@@ -389,7 +414,36 @@ fn execute(cli: Cli) -> Result<()> {
                 elapsed.as_secs_f64() * 1e3
             );
         }
+        Command::Import {
+            model,
+            output,
+            weights,
+        } => import(&model, &output, weights)?,
     }
+    Ok(())
+}
+
+/// `nnc import`: writes the `.nn` text and the weights, after checking that
+/// the text compiles.
+fn import(model: &Path, output: &Path, weights: Option<PathBuf>) -> Result<()> {
+    if !driver::is_onnx(model) {
+        bail!("`{}` is not an `.onnx` file", model.display());
+    }
+    let loaded = load_with_weights(model)?;
+    let weights_path = weights.unwrap_or_else(|| output.with_extension("safetensors"));
+    std::fs::write(output, loaded.model.source.text())
+        .with_context(|| format!("writing `{}`", output.display()))?;
+    let tensors = loaded.weights.unwrap_or_default();
+    nnc_runtime::save_safetensors(&weights_path, &tensors)?;
+    let s = stats::stats(&loaded.model.graph);
+    println!(
+        "imported `{}`: {} ops, {} parameters\n  wrote {}\n  wrote {}",
+        model.display(),
+        s.layers.len(),
+        stats::group_digits(s.total_params),
+        output.display(),
+        weights_path.display()
+    );
     Ok(())
 }
 

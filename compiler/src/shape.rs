@@ -211,6 +211,9 @@ pub fn weight_shapes(op: &Op, x: &TensorType) -> SResult<Vec<WeightSpec>> {
         }
         Op::Rnn(a) => recurrent_weights("rnn", a, 1, x)?,
         Op::Lstm(a) => recurrent_weights("lstm", a, 4, x)?,
+        Op::Gru(a) => recurrent_weights("gru", a, 3, x)?,
+        Op::Constant(a) => vec![spec("value", a.shape.clone(), WeightRole::Constant)],
+        Op::Sub | Op::Div | Op::MatMul | Op::Pad(_) => Vec::new(),
         Op::Input(_)
         | Op::Weight(_)
         | Op::Relu
@@ -304,29 +307,31 @@ fn recurrent_weights(
     let rows = product(op, &[gates, a.hidden])?;
     for l in 0..a.layers {
         let fan_in = a.hidden;
-        w.push(spec(
-            format!("weight_ih_l{l}"),
-            vec![rows, input],
-            WeightRole::Kernel { fan_in },
-        ));
-        w.push(spec(
-            format!("weight_hh_l{l}"),
-            vec![rows, a.hidden],
-            WeightRole::Kernel { fan_in },
-        ));
-        if a.bias {
+        for suffix in a.direction.suffixes() {
             w.push(spec(
-                format!("bias_ih_l{l}"),
-                vec![rows],
-                WeightRole::Bias { fan_in },
+                format!("weight_ih_l{l}{suffix}"),
+                vec![rows, input],
+                WeightRole::Kernel { fan_in },
             ));
             w.push(spec(
-                format!("bias_hh_l{l}"),
-                vec![rows],
-                WeightRole::Bias { fan_in },
+                format!("weight_hh_l{l}{suffix}"),
+                vec![rows, a.hidden],
+                WeightRole::Kernel { fan_in },
             ));
+            if a.bias {
+                w.push(spec(
+                    format!("bias_ih_l{l}{suffix}"),
+                    vec![rows],
+                    WeightRole::Bias { fan_in },
+                ));
+                w.push(spec(
+                    format!("bias_hh_l{l}{suffix}"),
+                    vec![rows],
+                    WeightRole::Bias { fan_in },
+                ));
+            }
         }
-        input = a.hidden;
+        input = product(op, &[a.hidden, a.direction.count()])?;
     }
     Ok(w)
 }
@@ -472,21 +477,33 @@ fn operand<'a>(op: &Op, inputs: &[&'a TensorType], i: usize) -> SResult<&'a Tens
     })
 }
 
+/// How many operands before an op's weights are data (`x`, then a
+/// recurrent op's initial states).
+fn data_operands(op: &Op) -> usize {
+    match op {
+        Op::Rnn(a) => 1 + a.state_operands(1),
+        Op::Lstm(a) => 1 + a.state_operands(4),
+        Op::Gru(a) => 1 + a.state_operands(3),
+        _ => 1,
+    }
+}
+
 fn check_weights(op: &Op, inputs: &[&TensorType]) -> SResult<()> {
     let x = operand(op, inputs, 0)?;
     let specs = weight_shapes(op, x)?;
-    if inputs.len() != 1 + specs.len() {
+    let data = data_operands(op);
+    if inputs.len() != data + specs.len() {
         return Err(ShapeError::new(
             format!(
                 "`{}` expects {} operands, found {}",
                 op.name(),
-                1 + specs.len(),
+                data + specs.len(),
                 inputs.len()
             ),
             "wrong number of operands",
         ));
     }
-    for (w, s) in inputs[1..].iter().zip(&specs) {
+    for (w, s) in inputs[data..].iter().zip(&specs) {
         if w.shape != s.shape {
             return Err(ShapeError::new(
                 format!(
@@ -654,7 +671,11 @@ fn infer_unchecked(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
                 ));
             }
             for step in &a.steps {
-                if let ElementwiseStep::Add(i) | ElementwiseStep::Mul(i) = step {
+                if let ElementwiseStep::Add(i)
+                | ElementwiseStep::Mul(i)
+                | ElementwiseStep::Sub(i)
+                | ElementwiseStep::Div(i) = step
+                {
                     if *i == 0 || *i >= inputs.len() {
                         return Err(ShapeError::new(
                             format!("`elementwise` step reads operand {i} of {}", inputs.len()),
@@ -881,7 +902,7 @@ fn infer_unchecked(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
             shape.remove(a.dim);
             Ok(TensorType::f32(shape))
         }
-        Op::Add | Op::Mul => {
+        Op::Add | Op::Mul | Op::Sub | Op::Div => {
             if inputs.len() != 2 {
                 return Err(ShapeError::new(
                     format!("`{}` expects 2 operands, found {}", op.name(), inputs.len()),
@@ -938,11 +959,68 @@ fn infer_unchecked(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
             }
             Ok(TensorType::f32(shape))
         }
-        Op::Rnn(a) | Op::Lstm(a) => {
+        Op::Rnn(a) | Op::Lstm(a) | Op::Gru(a) => {
             check_weights(op, inputs)?;
             let x = inputs[0];
-            Ok(TensorType::f32(vec![x.shape[0], x.shape[1], a.hidden]))
+            let batch = x.shape[if a.batch_first { 0 } else { 1 }];
+            let state = vec![a.layers * a.direction.count(), batch, a.hidden];
+            for (i, h) in inputs[1..data_operands(op)].iter().enumerate() {
+                if h.shape != state {
+                    return Err(ShapeError::new(
+                        format!(
+                            "`{}` initial state {} is {h} but {} is expected",
+                            op.name(),
+                            ["h0", "c0"][i.min(1)],
+                            format_shape(&state)
+                        ),
+                        "mis-shaped initial state",
+                    )
+                    .help("initial states are [layers*directions, batch, hidden]"));
+                }
+            }
+            let seq = x.shape[if a.batch_first { 1 } else { 0 }];
+            if !a.lengths.is_empty()
+                && (a.lengths.len() != batch || a.lengths.iter().any(|&l| l == 0 || l > seq))
+            {
+                return Err(ShapeError::new(
+                    format!(
+                        "`{}` lengths {:?} do not fit a batch of {batch} sequences of {seq} steps",
+                        op.name(),
+                        a.lengths
+                    ),
+                    "lengths do not fit the input",
+                )
+                .help("give one length per batch element, each from 1 to the sequence length"));
+            }
+            match a.output {
+                RecurrentOutput::Sequence => {
+                    let features = product(op.name(), &[a.hidden, a.direction.count()])?;
+                    Ok(TensorType::f32(vec![x.shape[0], x.shape[1], features]))
+                }
+                RecurrentOutput::CellState if !matches!(op, Op::Lstm(_)) => Err(ShapeError::new(
+                    format!("`{}` has no cell state", op.name()),
+                    "`output=\"c_n\"` is for `lstm` only",
+                )),
+                RecurrentOutput::HiddenState | RecurrentOutput::CellState => {
+                    Ok(TensorType::f32(state))
+                }
+            }
         }
+        Op::MatMul => infer_matmul(inputs),
+        Op::Pad(a) => {
+            let x = unary(op, inputs)?;
+            infer_pad(a, &x)
+        }
+        Op::Constant(a) => match inputs {
+            [w] if w.shape == a.shape => Ok(TensorType::f32(a.shape.clone())),
+            _ => Err(ShapeError::new(
+                format!(
+                    "`constant` of shape {} needs its one value weight of that shape",
+                    format_shape(&a.shape)
+                ),
+                "wrong operands",
+            )),
+        },
     }
 }
 
@@ -960,4 +1038,76 @@ fn check_pool_padding(op: &str, kernel: [usize; 2], pad: [usize; 2]) -> SResult<
         }
     }
     Ok(())
+}
+
+/// NumPy `matmul` for operands of rank at least 2: `[..., m, k] x [..., k, n]`
+/// with the leading dims broadcast.
+fn infer_matmul(inputs: &[&TensorType]) -> SResult<TensorType> {
+    let [a, b] = inputs else {
+        return Err(ShapeError::new(
+            format!("`matmul` expects 2 operands, found {}", inputs.len()),
+            "wrong number of operands",
+        ));
+    };
+    if a.rank() < 2 || b.rank() < 2 {
+        return Err(ShapeError::new(
+            format!("`matmul` expects operands of rank at least 2, found {a} and {b}"),
+            "rank below 2",
+        )
+        .help("reshape a vector to [1, k] or [k, 1] first"));
+    }
+    let (m, k) = (a.shape[a.rank() - 2], a.shape[a.rank() - 1]);
+    let (k2, n) = (b.shape[b.rank() - 2], b.shape[b.rank() - 1]);
+    if k != k2 {
+        return Err(ShapeError::new(
+            format!("`matmul` inner dims differ: {a} has {k} columns but {b} has {k2} rows"),
+            "inner dims differ",
+        ));
+    }
+    let mut shape = broadcast(&a.shape[..a.rank() - 2], &b.shape[..b.rank() - 2]).ok_or_else(|| {
+        ShapeError::new(
+            format!("the leading dims of `matmul` operands {a} and {b} cannot be broadcast together"),
+            "shapes are not broadcastable",
+        )
+    })?;
+    shape.extend([m, n]);
+    Ok(TensorType::f32(shape))
+}
+
+/// `pad`: each dim grows by its two pads; `reflect` needs pads smaller than
+/// the dim, since the edge is not repeated.
+fn infer_pad(a: &PadAttrs, x: &TensorType) -> SResult<TensorType> {
+    let rank = x.rank();
+    if a.pads.len() != 2 * rank {
+        return Err(ShapeError::new(
+            format!(
+                "`pad` needs {} pads for {x}, found {}",
+                2 * rank,
+                a.pads.len()
+            ),
+            "wrong number of pads",
+        )
+        .help("list every dim's pad before it, then every dim's pad after it"));
+    }
+    let mut shape = Vec::with_capacity(rank);
+    for (d, &size) in x.shape.iter().enumerate() {
+        let (before, after) = (a.pads[d], a.pads[rank + d]);
+        if a.mode == PadMode::Reflect && (before >= size || after >= size) {
+            return Err(ShapeError::new(
+                format!("`pad` reflect pads {before} and {after} of dim {d} must be smaller than its size {size}"),
+                "pad too large to reflect",
+            ));
+        }
+        let grown = size
+            .checked_add(before)
+            .and_then(|s| s.checked_add(after))
+            .ok_or_else(|| {
+                ShapeError::new(
+                    "the padded shape of `pad` overflows",
+                    "this shape is too large to address",
+                )
+            })?;
+        shape.push(grown);
+    }
+    Ok(TensorType::f32(shape))
 }

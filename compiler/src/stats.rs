@@ -204,7 +204,9 @@ fn receptive_field(op: &Op, input: ReceptiveField, rank: usize) -> ReceptiveFiel
         | Op::Permute(_)
         | Op::Select(_)
         | Op::Rnn(_)
-        | Op::Lstm(_) => {
+        | Op::Lstm(_)
+        | Op::Gru(_)
+        | Op::MatMul => {
             if spatial_input {
                 ReceptiveField::Global
             } else {
@@ -225,6 +227,7 @@ fn receptive_field(op: &Op, input: ReceptiveField, rank: usize) -> ReceptiveFiel
         | Op::Identity
         | Op::Elementwise(_)
         | Op::Gemm(_) => input,
+        Op::Sub | Op::Div | Op::Pad(_) | Op::Constant(_) => input,
     }
 }
 
@@ -294,9 +297,18 @@ fn flops(op: &Op, x: &[usize], out: &[usize]) -> u64 {
         | Op::Permute(_)
         | Op::Select(_)
         | Op::Concat(_)
-        | Op::Identity => 0,
-        Op::Rnn(a) | Op::Lstm(a) => {
-            let gates: u64 = if matches!(op, Op::Lstm(_)) { 4 } else { 1 };
+        | Op::Identity
+        | Op::Pad(_)
+        | Op::Constant(_) => 0,
+        Op::Sub | Op::Div => n_out,
+        Op::MatMul => 2 * n_out * x.last().copied().unwrap_or(0) as u64,
+        Op::Rnn(a) | Op::Lstm(a) | Op::Gru(a) => {
+            let gates: u64 = match op {
+                Op::Lstm(_) => 4,
+                Op::Gru(_) => 3,
+                _ => 1,
+            };
+            let dirs = a.direction.count() as u64;
             // Steps times batch; x is [seq, batch, in] or [batch, seq, in].
             let steps = (x.first().copied().unwrap_or(0) * x.get(1).copied().unwrap_or(0)) as u64;
             let h = a.hidden as u64;
@@ -307,8 +319,8 @@ fn flops(op: &Op, x: &[usize], out: &[usize]) -> u64 {
                 let biases = if a.bias { 2 * gates * h } else { 0 };
                 // Gate non-linearities and the cell update, per hidden unit.
                 let pointwise = if gates == 4 { 8 * h } else { h };
-                total += steps * (matmuls + biases + pointwise);
-                input = h;
+                total += dirs * steps * (matmuls + biases + pointwise);
+                input = dirs * h;
             }
             total
         }

@@ -13,6 +13,7 @@
 //! | norm bias (beta) | `U(-0.5, 0.5)` |
 //! | batch-norm running mean | `U(-0.5, 0.5)` |
 //! | batch-norm running variance | `U(0.5, 1.5)` |
+//! | `constant` value | `U(-1, 1)` |
 //!
 //! BN statistics are deliberately not the trivial (0, 1, 1, 0), so tests
 //! that fold BN into convolutions exercise every term of the formula.
@@ -51,6 +52,7 @@ pub fn init_range(role: WeightRole) -> (f32, f32) {
         WeightRole::NormBias => (-0.5, 0.5),
         WeightRole::RunningMean => (-0.5, 0.5),
         WeightRole::RunningVar => (0.5, 1.5),
+        WeightRole::Constant => (-1.0, 1.0),
     }
 }
 

@@ -69,6 +69,7 @@ fn run_writes_npy_that_feeds_back_in() {
     let y2 = dir.path().join("y2.npy");
     let o = nnc(&[
         "run",
+        "--interp",
         "models/lenet5.nn",
         "--input",
         x.to_str().expect("utf-8"),
@@ -77,6 +78,16 @@ fn run_writes_npy_that_feeds_back_in() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(nnc_runtime::read_npy(&y2).expect("valid"), first);
+
+    // Compiled code (the default) agrees with the interpreter.
+    let y3 = dir.path().join("y3.npy");
+    let o = nnc(&["run", "models/lenet5.nn", "-o", y3.to_str().expect("utf-8")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let compiled = nnc_runtime::read_npy(&y3).expect("valid");
+    for (a, b) in compiled.data().iter().zip(first.data()) {
+        assert!((a - b).abs() <= 1e-5, "{compiled:?} vs {first:?}");
+    }
+    assert!(stderr(&o).contains("compiled code"), "{}", stderr(&o));
 }
 
 #[test]
@@ -188,6 +199,81 @@ fn dump_ir_prints_graphviz_dot() {
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains("possible values: text, dot"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn import_writes_nn_text_and_weights_that_run_like_the_onnx_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let onnx = "tests/cases/onnx/models/resnet_small/model.onnx";
+    let input = "tests/cases/onnx/models/resnet_small/input_0.npy";
+    let nn = dir.path().join("resnet_small.nn");
+    let o = nnc(&["import", onnx, "-o", nn.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("resnet_small.safetensors"),
+        "{}",
+        stdout(&o)
+    );
+    let text = std::fs::read_to_string(&nn).unwrap();
+    assert!(text.starts_with("model resnet_small {"), "{text}");
+
+    let weights = dir.path().join("resnet_small.safetensors");
+    let (from_nn, from_onnx) = (dir.path().join("a.npy"), dir.path().join("b.npy"));
+    let o = nnc(&[
+        "run",
+        nn.to_str().unwrap(),
+        "--weights",
+        weights.to_str().unwrap(),
+        "--input",
+        input,
+        "-o",
+        from_nn.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = nnc(&[
+        "run",
+        onnx,
+        "--input",
+        input,
+        "-o",
+        from_onnx.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(from_nn).unwrap(),
+        std::fs::read(from_onnx).unwrap()
+    );
+
+    for command in ["check", "stats", "dump-ir"] {
+        let o = nnc(&[command, onnx]);
+        assert!(o.status.success(), "{command}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn import_lists_every_unsupported_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("m.nn");
+    let o = nnc(&[
+        "import",
+        "tests/cases/onnx/errors/unsupported_nodes/model.onnx",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("3 unsupported nodes"), "{err}");
+    for node in ["`erf_node` (Erf", "`pad_wrap` (Pad", "`lstm_clip` (LSTM"] {
+        assert!(err.contains(node), "{node} missing: {err}");
+    }
+    assert!(!out.exists());
+    let o = nnc(&["import", "models/lenet5.nn", "-o", out.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("is not an `.onnx` file"),
         "{}",
         stderr(&o)
     );

@@ -4,12 +4,13 @@
 //! Architecture invariant: this crate knows syntax only. It never sees the IR,
 //! petgraph or Cranelift; it depends on `nnc-runtime` at most (for dtypes and
 //! tensors in imported models). The compiler lowers the AST this crate
-//! produces; the ONNX importer will produce the same AST, so there is one
-//! lowering path.
+//! produces; the ONNX importer (`onnx`) produces the same AST, so there is
+//! one lowering path.
 
 pub mod ast;
 pub mod diagnostic;
 pub mod lexer;
+pub mod onnx;
 pub mod parser;
 pub mod printer;
 pub mod span;

@@ -4,7 +4,7 @@
 //! time-major run, batch independence, and operand errors.
 
 use nnc_compiler::interp::{self, InterpError};
-use nnc_compiler::ir::RecurrentAttrs;
+use nnc_compiler::ir::{RecurrentAttrs, RecurrentOutput, RnnDirection};
 use nnc_runtime::Tensor;
 use nnc_tests::{assert_close, random, tensor};
 use rand::SeedableRng;
@@ -16,6 +16,10 @@ fn attrs(hidden: usize, layers: usize, bias: bool, batch_first: bool) -> Recurre
         layers,
         bias,
         batch_first,
+        direction: RnnDirection::Forward,
+        initial_state: false,
+        lengths: Vec::new(),
+        output: RecurrentOutput::Sequence,
     }
 }
 

@@ -92,6 +92,17 @@ pub(crate) fn broadcast_to(x: &Tensor, shape: &[usize]) -> Result<Tensor, Interp
     Ok(out)
 }
 
+/// `sub`: elementwise difference with NumPy broadcasting.
+pub fn sub(a: &Tensor, b: &Tensor) -> Result<Tensor, InterpError> {
+    broadcast_binary("sub", a, b, |p, q| p - q)
+}
+
+/// `div`: elementwise quotient with NumPy broadcasting (IEEE division, so
+/// dividing by zero gives an infinity or NaN, as in PyTorch).
+pub fn div(a: &Tensor, b: &Tensor) -> Result<Tensor, InterpError> {
+    broadcast_binary("div", a, b, |p, q| p / q)
+}
+
 /// The NumPy broadcast of two shapes: aligned at the right, each pair of
 /// dims equal or one of them 1. Kept apart from `shape::broadcast` on
 /// purpose, so that the interpreter's output-type check tests shape

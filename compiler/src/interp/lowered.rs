@@ -11,7 +11,7 @@ use nnc_runtime::{format_shape, Tensor};
 use super::check::{dims4, positive_pair, presence, shape_is, valid_range, Window};
 use super::conv::conv2d;
 use super::elementwise::{
-    add, broadcast_shape, broadcast_to, clip, leaky_relu, mul, relu, relu6, sigmoid, tanh,
+    add, broadcast_shape, broadcast_to, clip, div, leaky_relu, mul, relu, relu6, sigmoid, sub, tanh,
 };
 use super::error::{operands, InterpError};
 use crate::ir::{
@@ -87,6 +87,8 @@ pub fn elementwise(x: &[&Tensor], a: &ElementwiseAttrs) -> Result<Tensor, Interp
         acc = match *step {
             ElementwiseStep::Add(i) => add(&acc, operand(i)?)?,
             ElementwiseStep::Mul(i) => mul(&acc, operand(i)?)?,
+            ElementwiseStep::Sub(i) => sub(&acc, operand(i)?)?,
+            ElementwiseStep::Div(i) => div(&acc, operand(i)?)?,
             ElementwiseStep::Activation(act) => activate(act, &acc),
         };
     }

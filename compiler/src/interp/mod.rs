@@ -14,7 +14,9 @@ mod elementwise;
 mod error;
 mod linear;
 mod lowered;
+mod matmul;
 mod norm;
+mod pad;
 mod pool;
 mod recurrent;
 mod shape_ops;
@@ -29,14 +31,17 @@ use crate::ir::{Graph, Node, NodeId, Op};
 
 pub use conv::{conv2d, conv_transpose2d};
 pub use elementwise::{
-    add, broadcast_shape, clip, dropout, identity, leaky_relu, mul, relu, relu6, sigmoid, tanh,
+    add, broadcast_shape, clip, div, dropout, identity, leaky_relu, mul, relu, relu6, sigmoid, sub,
+    tanh,
 };
 pub use error::InterpError;
 pub use linear::linear;
 pub use lowered::{activate, col2im, elementwise, epilogue, gemm, im2col, separable_conv2d};
+pub use matmul::matmul;
 pub use norm::{batch_norm, group_norm, instance_norm, layer_norm};
+pub use pad::pad;
 pub use pool::{avg_pool2d, global_avg_pool, max_pool2d};
-pub use recurrent::{lstm, rnn};
+pub use recurrent::{gru, lstm, rnn};
 pub use shape_ops::{concat, flatten, permute, reshape, select};
 pub use softmax::softmax;
 
@@ -275,11 +280,11 @@ fn eval_node<'a>(
         }
         Op::Identity => unary(node, x, identity),
         Op::Rnn(a) => {
-            arity(node, x, 1 + a.layers * if a.bias { 4 } else { 2 })?;
+            arity(node, x, recurrent_operands(a, 1))?;
             owned(rnn(x[0], &x[1..], a))
         }
         Op::Lstm(a) => {
-            arity(node, x, 1 + a.layers * if a.bias { 4 } else { 2 })?;
+            arity(node, x, recurrent_operands(a, 4))?;
             owned(lstm(x[0], &x[1..], a))
         }
         Op::Elementwise(a) => owned(elementwise(x, a)),
@@ -310,6 +315,27 @@ fn eval_node<'a>(
             );
             owned(out.and_then(|out| epilogue(out, residual, &a.epilogue)))
         }
+        Op::Sub => {
+            arity(node, x, 2)?;
+            owned(sub(x[0], x[1]))
+        }
+        Op::Div => {
+            arity(node, x, 2)?;
+            owned(div(x[0], x[1]))
+        }
+        Op::MatMul => {
+            arity(node, x, 2)?;
+            owned(matmul(x[0], x[1]))
+        }
+        Op::Pad(a) => {
+            arity(node, x, 1)?;
+            owned(pad(x[0], a))
+        }
+        Op::Constant(_) => unary(node, x, identity),
+        Op::Gru(a) => {
+            arity(node, x, recurrent_operands(a, 3))?;
+            owned(gru(x[0], &x[1..], a))
+        }
     }
 }
 
@@ -328,6 +354,13 @@ fn split_residual<'x, 't>(
     } else {
         (x, None)
     })
+}
+
+/// Operands of a recurrent node: `x`, its initial states, and per layer and
+/// direction two weights (four with bias).
+fn recurrent_operands(a: &crate::ir::RecurrentAttrs, gates: usize) -> usize {
+    let per_direction = if a.bias { 4 } else { 2 };
+    1 + a.state_operands(gates) + a.layers * a.direction.count() * per_direction
 }
 
 /// Checks that a node has exactly `expected` operands.

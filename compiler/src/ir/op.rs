@@ -20,6 +20,9 @@ pub enum WeightRole {
     RunningMean,
     /// BatchNorm running variance (positive).
     RunningVar,
+    /// The value of a `constant` (an imported ONNX initializer that no op
+    /// owns).
+    Constant,
 }
 
 /// `input name: dtype[shape]`.
@@ -203,13 +206,138 @@ pub struct DropoutAttrs {
 /// `weight_ih_l{l} [G*hidden, in_l]`, `weight_hh_l{l} [G*hidden, hidden]`,
 /// then when `bias` `bias_ih_l{l} [G*hidden]`, `bias_hh_l{l} [G*hidden]`,
 /// where `G` is 1 for `rnn` and 4 for `lstm` (gate order i, f, g, o as in
-/// PyTorch). Initial states are zero.
+/// PyTorch). Initial states are zero unless `initial_state`.
+///
+/// With `direction` reverse, each layer reads the sequence from its last
+/// step to its first and its weights are named `*_l{l}_reverse`; with
+/// bidirectional, each layer has both sets and its output is the forward and
+/// the reverse hidden states concatenated, `2*hidden` features (PyTorch's
+/// `bidirectional=True`). With `initial_state`, the operands after `x` are
+/// `h0` (and `c0` for `lstm`), each `[layers*directions, batch, hidden]`,
+/// then the weights.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RecurrentAttrs {
     pub hidden: usize,
     pub layers: usize,
     pub bias: bool,
     pub batch_first: bool,
+    pub direction: RnnDirection,
+    pub initial_state: bool,
+    /// Per batch element, how many steps of its sequence are real (each in
+    /// `1..=seq`); empty when all are. A shorter sequence stops early: its
+    /// outputs after its last step are zero and its final state is the one
+    /// after its last step (a reverse pass starts at its last step).
+    pub lengths: Vec<usize>,
+    /// What the op returns.
+    pub output: RecurrentOutput,
+}
+
+/// The result of a recurrent op: the last layer's hidden state at every
+/// step, or the final states of every layer and direction (PyTorch's
+/// `h_n` and, for `lstm`, `c_n`, each `[layers*directions, batch, hidden]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecurrentOutput {
+    Sequence,
+    HiddenState,
+    CellState,
+}
+
+impl RecurrentOutput {
+    /// The spelling in `.nn` files and IR dumps.
+    pub fn name(self) -> &'static str {
+        match self {
+            RecurrentOutput::Sequence => "sequence",
+            RecurrentOutput::HiddenState => "h_n",
+            RecurrentOutput::CellState => "c_n",
+        }
+    }
+}
+
+/// Which way a recurrent layer reads its sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RnnDirection {
+    Forward,
+    Reverse,
+    Bidirectional,
+}
+
+impl RnnDirection {
+    /// The spelling in `.nn` files and IR dumps.
+    pub fn name(self) -> &'static str {
+        match self {
+            RnnDirection::Forward => "forward",
+            RnnDirection::Reverse => "reverse",
+            RnnDirection::Bidirectional => "bidirectional",
+        }
+    }
+
+    /// How many directions each layer runs.
+    pub fn count(self) -> usize {
+        match self {
+            RnnDirection::Forward | RnnDirection::Reverse => 1,
+            RnnDirection::Bidirectional => 2,
+        }
+    }
+
+    /// The weight-name suffix of each direction a layer runs, in output
+    /// order: `""` for forward, `"_reverse"` for reverse.
+    pub fn suffixes(self) -> &'static [&'static str] {
+        match self {
+            RnnDirection::Forward => &[""],
+            RnnDirection::Reverse => &["_reverse"],
+            RnnDirection::Bidirectional => &["", "_reverse"],
+        }
+    }
+}
+
+impl RecurrentAttrs {
+    /// Initial-state operands between `x` and the weights: `h0`, and `c0`
+    /// for `lstm` (`gates` = 4).
+    pub fn state_operands(&self, gates: usize) -> usize {
+        match (self.initial_state, gates) {
+            (false, _) => 0,
+            (true, 4) => 2,
+            (true, _) => 1,
+        }
+    }
+}
+
+/// `pad`: widens each dim by `pads[d]` elements before and `pads[rank + d]`
+/// after (ONNX's order).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PadAttrs {
+    pub pads: Vec<usize>,
+    pub mode: PadMode,
+    /// The fill value of `PadMode::Constant`.
+    pub value: f32,
+}
+
+/// What the padding holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PadMode {
+    /// `value` everywhere.
+    Constant,
+    /// The input mirrored at its edge, the edge itself not repeated.
+    Reflect,
+    /// The edge element repeated.
+    Edge,
+}
+
+impl PadMode {
+    /// The spelling in `.nn` files and IR dumps.
+    pub fn name(self) -> &'static str {
+        match self {
+            PadMode::Constant => "constant",
+            PadMode::Reflect => "reflect",
+            PadMode::Edge => "edge",
+        }
+    }
+}
+
+/// `constant`: a tensor of a fixed shape, held in its weight `value`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConstantAttrs {
+    pub shape: Vec<usize>,
 }
 
 /// An elementwise activation, as the last step of an [`Epilogue`] or a step
@@ -268,7 +396,13 @@ impl Activation {
             | Op::Gemm(_)
             | Op::Col2Im(_)
             | Op::DepthwiseConv2d(_)
-            | Op::SeparableConv2d(_) => None,
+            | Op::SeparableConv2d(_)
+            | Op::Sub
+            | Op::Div
+            | Op::MatMul
+            | Op::Pad(_)
+            | Op::Constant(_)
+            | Op::Gru(_) => None,
         }
     }
 
@@ -326,6 +460,10 @@ pub enum ElementwiseStep {
     Add(usize),
     /// `acc = acc * operand[i]` (broadcast).
     Mul(usize),
+    /// `acc = acc - operand[i]` (broadcast).
+    Sub(usize),
+    /// `acc = acc / operand[i]` (broadcast).
+    Div(usize),
     Activation(Activation),
 }
 
@@ -437,6 +575,17 @@ pub enum Op {
     /// A conv with `groups = C_in` (any channel multiplier).
     DepthwiseConv2d(Conv2dAttrs),
     SeparableConv2d(SeparableConv2dAttrs),
+    /// Elementwise difference with NumPy broadcasting.
+    Sub,
+    /// Elementwise quotient with NumPy broadcasting.
+    Div,
+    /// NumPy `matmul` of two operands of rank at least 2; the leading dims
+    /// broadcast.
+    MatMul,
+    Pad(PadAttrs),
+    Constant(ConstantAttrs),
+    /// `gru`, PyTorch's gate order r, z, n (`G` = 3).
+    Gru(RecurrentAttrs),
 }
 
 impl Op {
@@ -477,7 +626,13 @@ impl Op {
             | Op::Rnn(_)
             | Op::Lstm(_)
             | Op::Elementwise(_)
-            | Op::Im2Col(_) => None,
+            | Op::Im2Col(_)
+            | Op::Sub
+            | Op::Div
+            | Op::MatMul
+            | Op::Pad(_)
+            | Op::Constant(_)
+            | Op::Gru(_) => None,
         }
     }
 
@@ -518,7 +673,13 @@ impl Op {
             | Op::Rnn(_)
             | Op::Lstm(_)
             | Op::Elementwise(_)
-            | Op::Im2Col(_) => None,
+            | Op::Im2Col(_)
+            | Op::Sub
+            | Op::Div
+            | Op::MatMul
+            | Op::Pad(_)
+            | Op::Constant(_)
+            | Op::Gru(_) => None,
         }
     }
 
@@ -561,6 +722,12 @@ impl Op {
             Op::Col2Im(_) => "col2im",
             Op::DepthwiseConv2d(_) => "depthwise_conv2d",
             Op::SeparableConv2d(_) => "separable_conv2d",
+            Op::Sub => "sub",
+            Op::Div => "div",
+            Op::MatMul => "matmul",
+            Op::Pad(_) => "pad",
+            Op::Constant(_) => "constant",
+            Op::Gru(_) => "gru",
         }
     }
 
@@ -672,11 +839,35 @@ impl Op {
                     },
                 ),
             ],
-            Op::Rnn(a) | Op::Lstm(a) => vec![
-                ("hidden", a.hidden.to_string()),
-                ("layers", a.layers.to_string()),
-                ("bias", a.bias.to_string()),
-                ("batch_first", a.batch_first.to_string()),
+            Op::Rnn(a) | Op::Lstm(a) | Op::Gru(a) => {
+                let mut attrs = vec![
+                    ("hidden", a.hidden.to_string()),
+                    ("layers", a.layers.to_string()),
+                    ("bias", a.bias.to_string()),
+                    ("batch_first", a.batch_first.to_string()),
+                ];
+                // Printed only when not the default, so that the IR of
+                // models written before these attributes existed is
+                // unchanged.
+                if a.direction != RnnDirection::Forward {
+                    attrs.push(("direction", format!("{:?}", a.direction.name())));
+                }
+                if a.initial_state {
+                    attrs.push(("initial_state", "true".to_string()));
+                }
+                if !a.lengths.is_empty() {
+                    attrs.push(("lengths", list(&a.lengths)));
+                }
+                if a.output != RecurrentOutput::Sequence {
+                    attrs.push(("output", format!("{:?}", a.output.name())));
+                }
+                attrs
+            }
+            Op::Sub | Op::Div | Op::MatMul => vec![],
+            Op::Pad(a) => vec![
+                ("pads", list(&a.pads)),
+                ("mode", format!("{:?}", a.mode.name())),
+                ("value", float(a.value)),
             ],
             Op::Elementwise(a) => {
                 let steps: Vec<String> = a
@@ -685,6 +876,8 @@ impl Op {
                     .map(|s| match s {
                         ElementwiseStep::Add(i) => format!("add(${i})"),
                         ElementwiseStep::Mul(i) => format!("mul(${i})"),
+                        ElementwiseStep::Sub(i) => format!("sub(${i})"),
+                        ElementwiseStep::Div(i) => format!("div(${i})"),
                         ElementwiseStep::Activation(act) => act.describe(),
                     })
                     .collect();
@@ -733,6 +926,7 @@ impl Op {
                 attrs.push(("bias", a.bias.to_string()));
                 with_epilogue(attrs, &a.epilogue)
             }
+            Op::Constant(a) => vec![("shape", list(&a.shape))],
         }
     }
 }

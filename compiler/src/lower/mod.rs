@@ -558,8 +558,13 @@ impl<'a> Lowerer<'a> {
         };
         let full = scope.full_name(local);
         let loc = self.loc(stmt_span);
-        // The data operand decides the weights' shapes.
-        let weights = match types.first().map(|x| weight_shapes(&op, x)) {
+        // The data operand decides the weights' shapes; a `constant` has
+        // none, and its attributes alone decide.
+        let scalar = TensorType::f32(Vec::new());
+        let data = types
+            .first()
+            .or_else(|| matches!(op, Op::Constant(_)).then_some(&scalar));
+        let weights = match data.map(|x| weight_shapes(&op, x)) {
             Some(Ok(w)) => w,
             Some(Err(e)) => {
                 self.shape_error(e, call_span, &inputs);

@@ -19,6 +19,7 @@ const MAX_RECURRENT_LAYERS: usize = 1024;
 enum Arity {
     Exactly(usize),
     AtLeast(usize),
+    Between(usize, usize),
 }
 
 /// Every op of the language, with its tensor arity. The names here are the
@@ -50,8 +51,14 @@ const OPS: &[(&str, Arity)] = &[
     ("softmax", Arity::Exactly(1)),
     ("dropout", Arity::Exactly(1)),
     ("identity", Arity::Exactly(1)),
-    ("rnn", Arity::Exactly(1)),
-    ("lstm", Arity::Exactly(1)),
+    ("rnn", Arity::Between(1, 2)),
+    ("lstm", Arity::Between(1, 3)),
+    ("sub", Arity::Exactly(2)),
+    ("div", Arity::Exactly(2)),
+    ("matmul", Arity::Exactly(2)),
+    ("pad", Arity::Exactly(1)),
+    ("constant", Arity::Exactly(0)),
+    ("gru", Arity::Between(1, 2)),
 ];
 
 /// The names of all ops, for "did you mean" suggestions.
@@ -80,6 +87,10 @@ pub fn check_arity(name: &str, found: usize, span: Span) -> Result<(), Diagnosti
                 "at least {n} tensor argument{}",
                 if *n == 1 { "" } else { "s" }
             ),
+        ),
+        Arity::Between(low, high) => (
+            (*low..=*high).contains(&found),
+            format!("{low} to {high} tensor arguments"),
         ),
     };
     if ok {
@@ -566,7 +577,7 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
             };
             Op::Dropout(DropoutAttrs { p, mode })
         }
-        "rnn" | "lstm" => {
+        "rnn" | "lstm" | "gru" => {
             let hidden = r.required_count("hidden", "128");
             let mut layers = r.count("layers", 1, 1);
             // Every layer owns four weights; a bound keeps `layers=4294967296`
@@ -577,17 +588,108 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
                 }
                 layers = 1;
             }
+            let direction = match r.choice(
+                "direction",
+                &["forward", "reverse", "bidirectional"],
+                "forward",
+            ) {
+                "reverse" => RnnDirection::Reverse,
+                "bidirectional" => RnnDirection::Bidirectional,
+                _ => RnnDirection::Forward,
+            };
+            // Initial states are the tensor arguments after `x`: `h0`, and
+            // `c0` for `lstm`, which takes both or neither.
+            if name == "lstm" && xs.len() == 2 {
+                r.errors.push(
+                    Diagnostic::error("`lstm` takes the initial states `h0` and `c0` together")
+                        .with_primary(r.call_span, "only one initial state given")
+                        .with_help("pass `lstm(x, h0, c0, ...)`, or neither state for zeros"),
+                );
+            }
+            let lengths = match r.ints("lengths") {
+                Some(l) if l.iter().all(|&v| v >= 1) => l.iter().map(|&v| v as usize).collect(),
+                Some(_) => {
+                    let span = r.span_of("lengths");
+                    r.errors.push(
+                        Diagnostic::error(format!("`{name}` lengths must be at least 1"))
+                            .with_primary(span, "length below 1"),
+                    );
+                    Vec::new()
+                }
+                None => Vec::new(),
+            };
+            let output = match r.choice("output", &["sequence", "h_n", "c_n"], "sequence") {
+                "h_n" => RecurrentOutput::HiddenState,
+                "c_n" => RecurrentOutput::CellState,
+                _ => RecurrentOutput::Sequence,
+            };
             let a = RecurrentAttrs {
                 hidden,
                 layers,
                 bias: r.bool("bias", true),
                 batch_first: r.bool("batch_first", false),
+                direction,
+                initial_state: xs.len() > 1,
+                lengths,
+                output,
             };
-            if name == "rnn" {
-                Op::Rnn(a)
-            } else {
-                Op::Lstm(a)
+            match name {
+                "rnn" => Op::Rnn(a),
+                "lstm" => Op::Lstm(a),
+                _ => Op::Gru(a),
             }
+        }
+        "sub" => Op::Sub,
+        "div" => Op::Div,
+        "matmul" => Op::MatMul,
+        "pad" => {
+            let pads = match r.ints("pads") {
+                Some(p) if p.iter().all(|&v| v >= 0) => p.iter().map(|&v| v as usize).collect(),
+                Some(_) => {
+                    let span = r.span_of("pads");
+                    r.errors.push(
+                        Diagnostic::error("`pad` pads must not be negative")
+                            .with_primary(span, "negative pad"),
+                    );
+                    Vec::new()
+                }
+                None => {
+                    if !r.args.iter().any(|a| a.name == "pads") {
+                        r.missing("pads", "[0, 0, 1, 1, 0, 0, 1, 1]");
+                    }
+                    vec![0; 2 * rank]
+                }
+            };
+            let mode = match r.choice("mode", &["constant", "reflect", "edge"], "constant") {
+                "reflect" => PadMode::Reflect,
+                "edge" => PadMode::Edge,
+                _ => PadMode::Constant,
+            };
+            Op::Pad(PadAttrs {
+                pads,
+                mode,
+                value: r.float("value", 0.0),
+            })
+        }
+        "constant" => {
+            let shape = match r.ints("shape") {
+                Some(s) if s.iter().all(|&d| d >= 1) => s.iter().map(|&d| d as usize).collect(),
+                Some(_) => {
+                    let span = r.span_of("shape");
+                    r.errors.push(
+                        Diagnostic::error("`constant` sizes must be at least 1")
+                            .with_primary(span, "size below 1"),
+                    );
+                    Vec::new()
+                }
+                None => {
+                    if !r.args.iter().any(|a| a.name == "shape") {
+                        r.missing("shape", "[1, 64, 1, 1]");
+                    }
+                    Vec::new()
+                }
+            };
+            Op::Constant(ConstantAttrs { shape })
         }
         _ => return None,
     };

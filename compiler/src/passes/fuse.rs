@@ -13,8 +13,9 @@
 //! `P` is an op that carries an [`Epilogue`] (conv2d, conv_transpose2d,
 //! linear, gemm, depthwise, separable, col2im), whose only user is the
 //! candidate and which is not a graph output. Then every remaining run of
-//! `add`, `mul` and activations whose intermediate values each have one
-//! user becomes one `elementwise` op.
+//! `add`, `mul`, `sub`, `div` and activations whose intermediate values
+//! each have one user becomes one `elementwise` op (`sub` and `div`
+//! continue a run only through their first operand).
 //!
 //! A candidate that is not fused gets a note on its node saying why (for
 //! example `output of layer1.0.conv1 has 2 users`), which `dump-ir` prints.
@@ -208,7 +209,13 @@ fn try_bias(
         | Op::Rnn(_)
         | Op::Lstm(_)
         | Op::Elementwise(_)
-        | Op::Im2Col(_) => return Ok(Candidate::Irrelevant),
+        | Op::Im2Col(_)
+        | Op::Sub
+        | Op::Div
+        | Op::MatMul
+        | Op::Pad(_)
+        | Op::Constant(_)
+        | Op::Gru(_) => return Ok(Candidate::Irrelevant),
     };
     if node.op.epilogue().is_some_and(|e| !e.is_empty()) {
         return Ok(Candidate::Refused(format!(
@@ -248,7 +255,8 @@ fn try_bias(
                 | WeightRole::NormWeight
                 | WeightRole::NormBias
                 | WeightRole::RunningMean
-                | WeightRole::RunningVar => 1,
+                | WeightRole::RunningVar
+                | WeightRole::Constant => 1,
             },
             _ => 1,
         };
@@ -328,8 +336,23 @@ fn step_of(op: &Op) -> Option<ElementwiseStep> {
         Some(ElementwiseStep::Add(0))
     } else if matches!(op, Op::Mul) {
         Some(ElementwiseStep::Mul(0))
+    } else if matches!(op, Op::Sub) {
+        Some(ElementwiseStep::Sub(0))
+    } else if matches!(op, Op::Div) {
+        Some(ElementwiseStep::Div(0))
     } else {
         Activation::of(op).map(ElementwiseStep::Activation)
+    }
+}
+
+/// `step` reading operand `index` (an activation reads none).
+fn with_operand(step: ElementwiseStep, index: usize) -> ElementwiseStep {
+    match step {
+        ElementwiseStep::Add(_) => ElementwiseStep::Add(index),
+        ElementwiseStep::Mul(_) => ElementwiseStep::Mul(index),
+        ElementwiseStep::Sub(_) => ElementwiseStep::Sub(index),
+        ElementwiseStep::Div(_) => ElementwiseStep::Div(index),
+        act @ ElementwiseStep::Activation(_) => act,
     }
 }
 
@@ -347,12 +370,15 @@ fn fuse_chains(graph: &mut Graph) -> Result<usize, PassError> {
         // The operand whose value this op continues: an elementwise op (or
         // chain) that only this op reads.
         let operands = graph.node(id).inputs().to_vec();
-        let Some(slot) = operands.iter().position(|&o| {
+        // `acc - x` and `acc / x` continue only their first operand.
+        let ordered = matches!(step, ElementwiseStep::Sub(_) | ElementwiseStep::Div(_));
+        let Some(slot) = operands.iter().enumerate().position(|(slot, &o)| {
             let op = &graph.node(o).op;
             (step_of(op).is_some() || matches!(op, Op::Elementwise(_)))
                 && graph.users(o) == [id]
                 && !graph.outputs().contains(&o)
                 && operands.iter().filter(|&&x| x == o).count() == 1
+                && (slot == 0 || !ordered)
         }) else {
             continue;
         };
@@ -364,7 +390,10 @@ fn fuse_chains(graph: &mut Graph) -> Result<usize, PassError> {
         let mut attrs = attrs.clone();
         let mut inputs = graph.node(chain).inputs().to_vec();
         let step = match step {
-            ElementwiseStep::Add(_) | ElementwiseStep::Mul(_) => {
+            ElementwiseStep::Add(_)
+            | ElementwiseStep::Mul(_)
+            | ElementwiseStep::Sub(_)
+            | ElementwiseStep::Div(_) => {
                 let other = operands[1 - slot];
                 // Operand 0 is the accumulator's start, so an operand equal
                 // to it still needs a slot of its own.
@@ -375,11 +404,7 @@ fn fuse_chains(graph: &mut Graph) -> Result<usize, PassError> {
                         inputs.len() - 1
                     }
                 };
-                if matches!(step, ElementwiseStep::Add(_)) {
-                    ElementwiseStep::Add(index)
-                } else {
-                    ElementwiseStep::Mul(index)
-                }
+                with_operand(step, index)
             }
             ElementwiseStep::Activation(act) => ElementwiseStep::Activation(act),
         };
@@ -403,11 +428,7 @@ fn start_chain(graph: &mut Graph, id: NodeId) -> Result<(), PassError> {
     let Some(step) = step_of(&node.op) else {
         return Ok(());
     };
-    let step = match step {
-        ElementwiseStep::Add(_) => ElementwiseStep::Add(1),
-        ElementwiseStep::Mul(_) => ElementwiseStep::Mul(1),
-        act @ ElementwiseStep::Activation(_) => act,
-    };
+    let step = with_operand(step, 1);
     graph.node_mut(id).op = Op::Elementwise(ElementwiseAttrs { steps: vec![step] });
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! Data movement: `concat`, `select` and `permute`. Each task copies one
+//! Data movement: `concat`, `select`, `permute` and `pad`. Each task copies one
 //! contiguous run (or, for `permute`, one output row gathered with a
 //! stride).
 
@@ -6,8 +6,9 @@ use super::elementwise::span;
 use super::{Buf, Kernel, Operands};
 use crate::backend::jit::{Base, Emit};
 use crate::backend::BackendError;
-use crate::ir::{ConcatAttrs, PermuteAttrs, SelectAttrs};
-use cranelift_codegen::ir::{types, Value};
+use crate::ir::{ConcatAttrs, PadAttrs, PadMode, PermuteAttrs, SelectAttrs};
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, InstBuilder, Value};
 
 /// Copies `len` floats from `from` to `to`.
 fn copy(e: &mut Emit, from: Value, to: Value, len: usize) -> Result<(), BackendError> {
@@ -107,6 +108,84 @@ pub fn permute(a: &PermuteAttrs, ops: Operands<'_>) -> Kernel {
                     let p = e.addr_of(from, k);
                     let v = e.load(types::F32, p, 0);
                     let q = e.addr_of(to, i);
+                    e.store(v, q, 0);
+                    Ok(())
+                })
+            })
+        }),
+    )
+}
+
+/// `pad`: task `r` writes output row `r` (the last dim). Each output index
+/// maps to an input index per dim (mirrored for `reflect`, clamped for
+/// `edge`); for `constant`, positions outside the input read a clamped
+/// address and are replaced by the fill value.
+pub fn pad(a: &PadAttrs, ops: Operands<'_>) -> Kernel {
+    let in_shape = ops.inputs[0].shape.clone();
+    let out_shape = ops.out.shape.clone();
+    let rank = in_shape.len();
+    let before: Vec<usize> = a.pads[..rank].to_vec();
+    let mut in_strides = vec![1usize; rank];
+    for d in (0..rank.saturating_sub(1)).rev() {
+        in_strides[d] = in_strides[d + 1] * in_shape[d + 1];
+    }
+    let row = out_shape.last().copied().unwrap_or(1).max(1);
+    let rows = ops.out.len() / row;
+    let (src, dst, mode, value) = (ops.inputs[0].base, ops.out.base, a.mode, a.value);
+    Kernel::jit(
+        rows,
+        Box::new(move |e: &mut Emit| {
+            // The input index of output index `o` along dim `d`, and whether
+            // it lies inside the input.
+            let map = |e: &mut Emit, o: Value, d: usize| -> (Value, Value) {
+                let n = in_shape[d] as i64;
+                let i = e.b.ins().iadd_imm_s(o, -(before[d] as i64));
+                let zero = e.b.ins().iconst(types::I64, 0);
+                let last = e.b.ins().iconst(types::I64, n - 1);
+                let below = e.b.ins().icmp(IntCC::SignedLessThan, i, zero);
+                let above = e.b.ins().icmp(IntCC::SignedGreaterThan, i, last);
+                let outside = e.b.ins().bor(below, above);
+                let inside = e.b.ins().bnot(outside);
+                let index = match mode {
+                    PadMode::Reflect => {
+                        let neg = e.b.ins().ineg(i);
+                        let twice = e.b.ins().iconst(types::I64, 2 * (n - 1));
+                        let back = e.b.ins().isub(twice, i);
+                        let i = e.b.ins().select(below, neg, i);
+                        e.b.ins().select(above, back, i)
+                    }
+                    PadMode::Edge | PadMode::Constant => {
+                        let i = e.b.ins().select(below, zero, i);
+                        e.b.ins().select(above, last, i)
+                    }
+                };
+                (index, inside)
+            };
+            e.for_tasks(|e, r| {
+                let mut rest = r;
+                let mut start = e.i(0);
+                let mut inside_row = e.b.ins().iconst(types::I8, 1);
+                for d in (0..rank.saturating_sub(1)).rev() {
+                    let digit = e.rem_imm(rest, out_shape[d].max(1));
+                    rest = e.div_imm(rest, out_shape[d].max(1));
+                    let (i, inside) = map(e, digit, d);
+                    let term = e.mul_imm(i, in_strides[d]);
+                    start = e.add(start, term);
+                    inside_row = e.b.ins().band(inside_row, inside);
+                }
+                let from = e.addr(src, start);
+                let at = e.mul_imm(r, row);
+                let to = e.addr(dst, at);
+                e.for_n(0, row, 1, |e, j| {
+                    let (i, inside) = map(e, j, rank - 1);
+                    let p = e.addr_of(from, i);
+                    let mut v = e.load(types::F32, p, 0);
+                    if mode == PadMode::Constant {
+                        let fill = e.f(types::F32, value);
+                        let ok = e.b.ins().band(inside_row, inside);
+                        v = e.b.ins().select(ok, v, fill);
+                    }
+                    let q = e.addr_of(to, j);
                     e.store(v, q, 0);
                     Ok(())
                 })

@@ -23,6 +23,8 @@ pub fn build(op: &Op, ops: Operands<'_>, consts: &mut Consts) -> Result<Kernel, 
     let steps: Vec<ElementwiseStep> = match op {
         Op::Add => vec![ElementwiseStep::Add(1)],
         Op::Mul => vec![ElementwiseStep::Mul(1)],
+        Op::Sub => vec![ElementwiseStep::Sub(1)],
+        Op::Div => vec![ElementwiseStep::Div(1)],
         Op::Elementwise(a) => a.steps.clone(),
         Op::Dropout(a) => {
             inputs.truncate(1);
@@ -207,6 +209,8 @@ pub fn chain(inputs: Vec<Buf>, steps: Vec<ElementwiseStep>, out: Buf) -> Kernel 
                         acc = match *step {
                             ElementwiseStep::Add(j) => e.b.ins().fadd(acc, values[j]),
                             ElementwiseStep::Mul(j) => e.b.ins().fmul(acc, values[j]),
+                            ElementwiseStep::Sub(j) => e.b.ins().fsub(acc, values[j]),
+                            ElementwiseStep::Div(j) => e.b.ins().fdiv(acc, values[j]),
                             ElementwiseStep::Activation(act) => e.activation(ty, act, acc),
                         };
                     }

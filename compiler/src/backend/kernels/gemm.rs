@@ -1,12 +1,14 @@
-//! `gemm` and `linear`: a JIT loop over the op's GEMM tasks, each a call
+//! `gemm`, `linear` and `matmul`. The first two are a JIT loop over the op's GEMM tasks, each a call
 //! into the native GEMM (`backend::native`) with the weights laid out at
 //! compile time and the epilogue applied as each block is stored.
 
+use super::elementwise::span;
 use super::{Consts, Kernel, Operands};
 use crate::backend::jit::Emit;
 use crate::backend::native::{nnc_gemm_task, Epilogue, GemmTask};
 use crate::backend::BackendError;
 use crate::ir::{self, GemmAttrs, LinearAttrs};
+use cranelift_codegen::ir::{types, InstBuilder};
 
 /// The constant values of operand `i`, or an error naming it.
 pub(super) fn constant<'a>(
@@ -120,4 +122,83 @@ pub fn linear(
     }
     .with_blocks(ops.threads);
     Ok(kernel(task, consts))
+}
+
+/// `matmul` of two computed operands `[..., M, K] x [..., K, N]` with
+/// broadcast batch dims: task `(batch, i)` accumulates row `i` of the
+/// output as `sum_k a[i, k] * b[k, :]`, four columns at a time.
+pub fn matmul(ops: Operands<'_>) -> Kernel {
+    let (a, b, out) = (&ops.inputs[0], &ops.inputs[1], &ops.out);
+    let rank = out.shape.len();
+    let (m, n) = (out.shape[rank - 2], out.shape[rank - 1]);
+    let k = a.shape[a.shape.len() - 1];
+    let batch_shape = out.shape[..rank - 2].to_vec();
+    let batches: usize = batch_shape.iter().product();
+    // Element strides of each operand's matrices along the output's batch
+    // dims (0 where the operand broadcasts).
+    let strides = |shape: &[usize]| -> Vec<usize> {
+        let matrix: usize = shape[shape.len() - 2..].iter().product();
+        let dims = &shape[..shape.len() - 2];
+        let lead = batch_shape.len() - dims.len();
+        let mut strides = vec![0usize; batch_shape.len()];
+        let mut step = matrix;
+        for i in (0..dims.len()).rev() {
+            strides[lead + i] = if dims[i] == 1 { 0 } else { step };
+            step *= dims[i];
+        }
+        strides
+    };
+    let (sa, sb) = (strides(&a.shape), strides(&b.shape));
+    let (pa, pb, pc) = (a.base, b.base, out.base);
+    Kernel::jit(
+        batches * m,
+        Box::new(move |e: &mut Emit| {
+            e.for_tasks(|e, t| {
+                let i = e.rem_imm(t, m.max(1));
+                let mut rest = e.div_imm(t, m.max(1));
+                let (mut oa, mut ob) = (e.i(0), e.i(0));
+                for d in (0..batch_shape.len()).rev() {
+                    let digit = e.rem_imm(rest, batch_shape[d].max(1));
+                    rest = e.div_imm(rest, batch_shape[d].max(1));
+                    let ta = e.mul_imm(digit, sa[d]);
+                    oa = e.add(oa, ta);
+                    let tb = e.mul_imm(digit, sb[d]);
+                    ob = e.add(ob, tb);
+                }
+                let row = e.mul_imm(i, k);
+                let a_row = e.add(oa, row);
+                let a_row = e.addr(pa, a_row);
+                let b_mat = e.addr(pb, ob);
+                let c_row = e.mul_imm(t, n);
+                let c_row = e.addr(pc, c_row);
+                let (lo, hi) = (e.i(0), e.i(n));
+                span(e, lo, hi, |e, ty, j| {
+                    let z = e.f(ty, 0.0);
+                    let q = e.addr_of(c_row, j);
+                    e.store(z, q, 0);
+                    Ok(())
+                })?;
+                e.for_n(0, k, 1, |e, kk| {
+                    let p = e.addr_of(a_row, kk);
+                    let aik = e.load(types::F32, p, 0);
+                    let b_off = e.mul_imm(kk, n);
+                    let b_row = e.addr_of(b_mat, b_off);
+                    span(e, lo, hi, |e, ty, j| {
+                        let s = if ty == types::F32 {
+                            aik
+                        } else {
+                            e.b.ins().splat(ty, aik)
+                        };
+                        let p = e.addr_of(b_row, j);
+                        let v = e.load(ty, p, 0);
+                        let q = e.addr_of(c_row, j);
+                        let acc = e.load(ty, q, 0);
+                        let r = e.b.ins().fma(s, v, acc);
+                        e.store(r, q, 0);
+                        Ok(())
+                    })
+                })
+            })
+        }),
+    )
 }

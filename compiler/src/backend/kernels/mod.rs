@@ -137,8 +137,10 @@ pub fn scratch_len(op: &Op, inputs: &[&[usize]], out: &[usize]) -> usize {
 
 /// Whether an op only reinterprets its operand's memory (no kernel).
 pub fn is_view(op: &Op) -> bool {
-    matches!(op, Op::Reshape(_) | Op::Flatten(_) | Op::Identity)
-        || matches!(op, Op::Dropout(a) if a.mode == crate::ir::DropoutMode::Inverted)
+    matches!(
+        op,
+        Op::Reshape(_) | Op::Flatten(_) | Op::Identity | Op::Constant(_)
+    ) || matches!(op, Op::Dropout(a) if a.mode == crate::ir::DropoutMode::Inverted)
 }
 
 /// Whether an op may write its output over its first operand: each output
@@ -153,7 +155,9 @@ pub fn can_run_in_place(op: &Op) -> bool {
             | Op::Tanh
             | Op::Clip(_)
             | Op::Add
+            | Op::Sub
             | Op::Mul
+            | Op::Div
             | Op::Elementwise(_)
             | Op::Dropout(_)
             | Op::BatchNorm(_)
@@ -202,8 +206,26 @@ pub fn build(
         Op::Permute(a) => copy::permute(a, ops),
         Op::Select(a) => copy::select(a, ops),
         Op::Concat(a) => copy::concat(a, ops),
-        Op::Rnn(a) => recurrent::build(a, false, ops, consts)?,
-        Op::Lstm(a) => recurrent::build(a, true, ops, consts)?,
+        Op::Rnn(a) | Op::Lstm(a) => {
+            if let Some(what) = recurrent::unsupported(a) {
+                return Err(BackendError::Unsupported {
+                    node: node.name.clone(),
+                    what: format!("`{}` with {what}", node.op.name()),
+                });
+            }
+            recurrent::build(a, matches!(node.op, Op::Lstm(_)), ops, consts)?
+        }
+        Op::Sub | Op::Div => elementwise::build(&node.op, ops, consts)?,
+        Op::Pad(a) => copy::pad(a, ops),
+        Op::MatMul => gemm::matmul(ops),
+        // A constant is its weight operand.
+        Op::Constant(_) => return Ok(None),
+        Op::Gru(_) => {
+            return Err(BackendError::Unsupported {
+                node: node.name.clone(),
+                what: "`gru`".into(),
+            })
+        }
         // `lower-conv` rewrites every convolution; the backend runs only
         // after it.
         Op::Conv2d(_) | Op::ConvTranspose2d(_) => return Err(unlowered()),

@@ -1,47 +1,64 @@
 //! `rnn` and `lstm`: the whole sequence is one task, with the time loop in
 //! compiled code.
 //!
-//! Per layer, one native GEMM computes the input projections of every step,
-//! `P_t = W_ih x_t + b_ih + b_hh`, before the time loop. Then each step
-//! multiplies `Z = W_hh h_{t-1}` (a native GEMM whose operands are fixed
-//! scratch buffers) and runs one vectorised pass of gate maths that updates
-//! `c` and `h` and writes `h` to the layer's output sequence.
+//! Per layer, one native GEMM computes the input projections of every step
+//! at once, `P = W_ih X + b_ih + b_hh` with one column per (step, sample).
+//! Then each step multiplies `Z = W_hh h_{t-1}` (a native GEMM whose
+//! operands are fixed scratch buffers) and runs one vectorised pass of gate
+//! maths that updates `c` and `h` and writes `h` to the layer's output.
 //!
-//! Inside the kernel each step's matrices are feature-major, `[features,
-//! batch]`, because the GEMM's columns are contiguous: with the batch as the
-//! columns, `W · [in, batch]` is one product per step, and the rows of gate
-//! `g` of `P_t` and `Z` are the `hidden * batch` contiguous floats
-//! `[g * hidden * batch..]`, laid out exactly like `h` and `c`. So the gate
-//! pass runs four lanes at a time over `hidden * batch` floats, whatever
-//! `hidden` and `batch` are, and an intermediate layer's output sequence,
-//! `[seq, hidden, batch]`, is the next layer's GEMM operand as it is.
+//! The GEMM's rows are weight rows and its columns are contiguous, so the
+//! kernel keeps two layouts of a sequence of `features`-sized vectors:
+//! - *wide*, `[features, seq * batch]` with column `t * batch + b`: the whole
+//!   sequence as one GEMM operand, so the projection is a single product;
+//! - *per step*, `[seq, features, batch]`: step `t` is one contiguous
+//!   `[features, batch]` block. `h`, `c` and `Z` are such blocks, and gate
+//!   `g` of a step's `P` or `Z` is the `hidden * batch` contiguous floats at
+//!   `g * hidden * batch`, laid out exactly like `h` and `c`. So the gate pass
+//!   runs four lanes at a time over `hidden * batch` floats whatever `hidden`
+//!   and `batch` are.
 //!
-//! The caller's layout (`[seq, batch, features]`, or `[batch, seq, _]` with
-//! `batch_first`) is the feature-major one when `batch == 1`; for larger
-//! batches the kernel transposes the input once on the way in and the last
-//! layer's `h` on the way out.
+//! Regrouping between the two costs one copy per element, small next to the
+//! products. The caller's input is gathered into the wide layout; `h` goes
+//! straight to the output when `batch == 1` (both caller layouts then put
+//! step `t` at `t * hidden`) and is scattered to it per step otherwise.
 //!
 //! Scratch, in floats, reserved for this kernel only:
 //!
 //! | region | shape | holds |
 //! |---|---|---|
-//! | sequence | `[seq, max(in, hidden), batch]` | the transposed input, then each intermediate layer's output |
-//! | projection | `[seq, G * hidden, batch]` | `P` of the current layer |
+//! | wide input | `[max(in, hidden), seq * batch]` | the projection's operand `X` |
+//! | wide projection | `[G * hidden, seq * batch]` | the projection's result, then an intermediate layer's output `[seq, hidden, batch]` |
+//! | projection | `[seq, G * hidden, batch]` | `P` of the current layer, per step |
 //! | product | `[G * hidden, batch]` | `Z` of the current step |
 //! | h | `[hidden, batch]` | the hidden state |
 //! | c | `[hidden, batch]` | the cell state (`lstm` only) |
-//!
-//! A layer reads the sequence region only in its projection GEMM, so it can
-//! write its own output sequence over it afterwards.
 
 use super::gemm::constant;
 use super::{Consts, Kernel, Operands};
 use crate::backend::jit::{Base, Emit};
 use crate::backend::native::{nnc_gemm_task, Epilogue, GemmTask};
 use crate::backend::BackendError;
-use crate::ir::RecurrentAttrs;
+use crate::ir::{RecurrentAttrs, RecurrentOutput, RnnDirection};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
+
+/// What of `a` this kernel cannot run yet, if anything: it runs forward
+/// layers from zero states over full-length sequences and returns the
+/// output sequence.
+pub fn unsupported(a: &RecurrentAttrs) -> Option<String> {
+    if a.direction != RnnDirection::Forward {
+        Some(format!("direction={}", a.direction.name()))
+    } else if a.initial_state {
+        Some("initial states".into())
+    } else if !a.lengths.is_empty() {
+        Some("per-sample sequence lengths".into())
+    } else if a.output != RecurrentOutput::Sequence {
+        Some("returning the final states".into())
+    } else {
+        None
+    }
+}
 
 /// `rnn` (`lstm == false`) or `lstm`.
 pub fn build(
@@ -95,33 +112,27 @@ pub fn build(
         } else {
             None
         };
-        // A batch of one needs no transpose: step `t` of `x` is the column
-        // `[in, 1]` at `t * in` in both caller layouts.
-        let (b, b_stride, ldb) = if l == 0 && batch == 1 {
-            (x.base, features, 1)
-        } else {
-            (regions.sequence, features * batch, batch)
-        };
+        let columns = dims.columns();
         let projection = GemmTask {
             a: weight_ih.to_vec(),
             m: rows,
             k: features,
-            n: batch,
+            n: columns,
             groups: 1,
-            products: dims.seq,
-            b,
-            b_stride,
-            ldb,
-            c: regions.projection,
-            c_stride: rows * batch,
-            ldc: batch,
+            products: 1,
+            b: regions.wide_input,
+            b_stride: 0,
+            ldb: columns,
+            c: regions.wide_projection,
+            c_stride: 0,
+            ldc: columns,
             epilogue: Epilogue {
                 bias,
                 residual: None,
                 activation: None,
             },
             m_block: rows,
-            n_block: batch,
+            n_block: columns,
         };
         let recurrent = GemmTask {
             a: weight_hh.to_vec(),
@@ -149,6 +160,7 @@ pub fn build(
             projection: consts.gemm(projection),
             recurrent_tasks: recurrent.tasks(),
             recurrent: consts.gemm(recurrent),
+            first: l == 0,
             last: l + 1 == dims.layers,
         });
     }
@@ -159,9 +171,7 @@ pub fn build(
         micro_kernel: Some("native (portable)".into()),
         body: Box::new(move |e: &mut Emit| {
             e.for_tasks(|e, _| {
-                if batch > 1 {
-                    transpose_input(e, &dims, x_base, regions.sequence)?;
-                }
+                gather_input(e, &dims, x_base, regions.wide_input)?;
                 for layer in &layers {
                     run_layer(e, &dims, &regions, layer, out)?;
                 }
@@ -215,6 +225,11 @@ impl Dims {
         })
     }
 
+    /// Columns of the wide layout: one per step and sample.
+    fn columns(&self) -> usize {
+        self.seq * self.batch
+    }
+
     /// Rows of the weight matrices: one block of `hidden` per gate.
     fn rows(&self) -> usize {
         let gates = if self.lstm { 4 } else { 1 };
@@ -236,7 +251,8 @@ impl Dims {
 /// Where each scratch region starts (see the module documentation).
 #[derive(Clone, Copy, Debug)]
 struct Regions {
-    sequence: Base,
+    wide_input: Base,
+    wide_projection: Base,
     projection: Base,
     product: Base,
     h: Base,
@@ -247,27 +263,29 @@ struct Regions {
 
 impl Regions {
     fn of(d: &Dims, scratch: Base) -> Regions {
-        // The sequence region holds the transposed input (only needed for
-        // batches above one) and the intermediate layers' outputs (only with
-        // several layers).
-        let transposed = if d.batch > 1 { d.input } else { 0 };
-        let intermediate = if d.layers > 1 { d.hidden } else { 0 };
+        let features = if d.layers > 1 {
+            d.input.max(d.hidden)
+        } else {
+            d.input
+        };
         let sizes = [
-            d.seq * d.batch * transposed.max(intermediate),
-            d.seq * d.rows() * d.batch,
+            features * d.columns(),
+            d.rows() * d.columns(),
+            d.rows() * d.columns(),
             d.rows() * d.batch,
             d.hidden * d.batch,
             if d.lstm { d.hidden * d.batch } else { 0 },
         ];
-        let mut starts = [scratch; 5];
+        let mut starts = [scratch; 6];
         let mut len = 0;
         for (start, size) in starts.iter_mut().zip(sizes) {
             *start = scratch.offset(len);
             len += size;
         }
-        let [sequence, projection, product, h, c] = starts;
+        let [wide_input, wide_projection, projection, product, h, c] = starts;
         Regions {
-            sequence,
+            wide_input,
+            wide_projection,
             projection,
             product,
             h,
@@ -283,8 +301,11 @@ struct LayerCode {
     projection_tasks: usize,
     recurrent: usize,
     recurrent_tasks: usize,
-    /// The last layer writes the op's output; the others the sequence
-    /// region.
+    /// The first layer reads the op's input; the others the previous
+    /// layer's output.
+    first: bool,
+    /// The last layer writes the op's output; the others the wide
+    /// projection region, which is free once `P` is regrouped.
     last: bool,
 }
 
@@ -309,27 +330,82 @@ fn zero(e: &mut Emit, base: Base, len: usize) -> Result<(), BackendError> {
     })
 }
 
-/// Copies the caller's input into the sequence region as `[seq, in,
-/// batch]`.
-fn transpose_input(e: &mut Emit, d: &Dims, x: Base, to: Base) -> Result<(), BackendError> {
+/// Copies the caller's input into the wide layout `[in, seq * batch]`.
+fn gather_input(e: &mut Emit, d: &Dims, x: Base, wide: Base) -> Result<(), BackendError> {
     let d = *d;
     e.for_n(0, d.seq, 1, |e, t| {
         e.for_n(0, d.batch, 1, |e, b| {
             let row = d.caller_row(e, t, b);
             let start = e.mul_imm(row, d.input);
             let from = e.addr(x, start);
-            let step = e.mul_imm(t, d.input * d.batch);
-            let first = e.add(step, b);
-            let dst = e.addr(to, first);
+            let step = e.mul_imm(t, d.batch);
+            let column = e.add(step, b);
+            let to = e.addr(wide, column);
             e.for_n(0, d.input, 1, |e, k| {
                 let p = e.addr_of(from, k);
                 let v = e.load(types::F32, p, 0);
-                let strided = e.mul_imm(k, d.batch);
-                let q = e.addr_of(dst, strided);
+                let strided = e.mul_imm(k, d.columns());
+                let q = e.addr_of(to, strided);
                 e.store(v, q, 0);
                 Ok(())
             })
         })
+    })
+}
+
+/// Which way [`regroup`] copies.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    ToPerStep,
+    ToWide,
+}
+
+/// Copies a sequence of `rows`-sized vectors between the wide layout
+/// `[rows, seq * batch]` and the per-step layout `[seq, rows, batch]`. Both
+/// hold the `batch` samples of one step and row contiguously.
+fn regroup(
+    e: &mut Emit,
+    d: &Dims,
+    rows: usize,
+    wide: Base,
+    per_step: Base,
+    direction: Direction,
+) -> Result<(), BackendError> {
+    let d = *d;
+    e.for_n(0, d.seq, 1, |e, t| {
+        let column = e.mul_imm(t, d.batch);
+        let wide_t = e.addr(wide, column);
+        let block = e.mul_imm(t, rows * d.batch);
+        let per_step_t = e.addr(per_step, block);
+        e.for_n(0, rows, 1, |e, r| {
+            let offset = e.mul_imm(r, d.columns());
+            let w = e.addr_of(wide_t, offset);
+            let offset = e.mul_imm(r, d.batch);
+            let s = e.addr_of(per_step_t, offset);
+            match direction {
+                Direction::ToPerStep => copy(e, w, s, d.batch),
+                Direction::ToWide => copy(e, s, w, d.batch),
+            }
+        })
+    })
+}
+
+/// Copies `len` contiguous floats; short runs (the batch, often 1) are
+/// unrolled.
+fn copy(e: &mut Emit, from: Value, to: Value, len: usize) -> Result<(), BackendError> {
+    if len <= 8 {
+        for i in 0..len {
+            let v = e.load(types::F32, from, i);
+            e.store(v, to, i);
+        }
+        return Ok(());
+    }
+    e.vectorized(len, |e, ty, i| {
+        let p = e.addr_of(from, i);
+        let v = e.load(ty, p, 0);
+        let q = e.addr_of(to, i);
+        e.store(v, q, 0);
+        Ok(())
     })
 }
 
@@ -342,7 +418,27 @@ fn run_layer(
     out: Base,
 ) -> Result<(), BackendError> {
     let (d, r) = (*d, *r);
+    if !layer.first {
+        // The previous layer left its output per step in the wide
+        // projection region.
+        regroup(
+            e,
+            &d,
+            d.hidden,
+            r.wide_input,
+            r.wide_projection,
+            Direction::ToWide,
+        )?;
+    }
     call_gemm(e, layer.projection, layer.projection_tasks)?;
+    regroup(
+        e,
+        &d,
+        d.rows(),
+        r.wide_projection,
+        r.projection,
+        Direction::ToPerStep,
+    )?;
     // The states start at zero. Step 0 skips the recurrent product
     // (`W_hh · 0`), so `Z` starts at zero too and `h` needs no clearing.
     zero(e, r.product, d.rows() * d.batch)?;
@@ -351,7 +447,7 @@ fn run_layer(
     }
     // Where the gate pass also writes `h`, and how far apart steps are.
     let sequence_out = if !layer.last {
-        Some((r.sequence, d.hidden * d.batch))
+        Some((r.wide_projection, d.hidden * d.batch))
     } else if d.batch == 1 {
         // Both caller layouts put step `t` of the only sample at `t * hidden`.
         Some((out, d.hidden))

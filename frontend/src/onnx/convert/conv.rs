@@ -1,0 +1,463 @@
+//! Conv, ConvTranspose, MaxPool, AveragePool and GlobalAveragePool.
+//!
+//! nnc's windows pad both sides of a dim equally. ONNX pads (explicit or
+//! from `auto_pad`) may differ per side; the surplus then goes into an
+//! explicit `pad` before the op, which is exact for convolutions, for max
+//! pooling (padding with the lowest float) and for average pooling that
+//! counts padding.
+
+use super::attrs::Attrs;
+use super::{one, owner_of, Converter, Outputs};
+use crate::onnx::emit;
+use crate::onnx::proto::NodeProto;
+
+/// The smallest `f32`, which a max pool never picks over a real value; the
+/// `.nn` language has no infinity literal.
+const LOWEST: f32 = f32::MIN;
+
+/// Per spatial dim: kernel, stride, dilation and the pads before and after.
+struct Window {
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    begin: [usize; 2],
+    end: [usize; 2],
+}
+
+/// The largest kernel, stride, dilation or pad the importer accepts; it
+/// keeps the window arithmetic far from overflow.
+const MAX_WINDOW: i64 = 1 << 16;
+
+fn positive_pair(
+    v: Option<Vec<i64>>,
+    default: [usize; 2],
+    what: &str,
+) -> Result<[usize; 2], String> {
+    match v {
+        None => Ok(default),
+        Some(v) if v.len() == 2 && v.iter().all(|&x| (1..=MAX_WINDOW).contains(&x)) => {
+            Ok([v[0] as usize, v[1] as usize])
+        }
+        Some(v) => Err(format!(
+            "`{what}` {v:?} must be two ints from 1 to {MAX_WINDOW} (nnc imports 2-D windows only)"
+        )),
+    }
+}
+
+/// Reads kernel, strides, dilations, pads and auto_pad for a window over
+/// `spatial` input dims.
+fn window(
+    a: &mut Attrs<'_>,
+    kernel: Option<[usize; 2]>,
+    spatial: [usize; 2],
+) -> Result<Window, String> {
+    let kernel = match (a.ints("kernel_shape")?, kernel) {
+        (Some(k), Some(w)) => {
+            let k = positive_pair(Some(k), w, "kernel_shape")?;
+            if k != w {
+                return Err(format!(
+                    "`kernel_shape` {k:?} differs from the weight's kernel {w:?}"
+                ));
+            }
+            k
+        }
+        (k, Some(w)) => positive_pair(k, w, "kernel_shape")?,
+        (Some(k), None) => positive_pair(Some(k), [1, 1], "kernel_shape")?,
+        (None, None) => return Err("`kernel_shape` is required".into()),
+    };
+    let stride = positive_pair(a.ints("strides")?, [1, 1], "strides")?;
+    let dilation = positive_pair(a.ints("dilations")?, [1, 1], "dilations")?;
+    let auto_pad = a.string("auto_pad", "NOTSET")?;
+    let pads = a.ints("pads")?;
+    let (mut begin, mut end) = ([0usize; 2], [0usize; 2]);
+    match auto_pad.as_str() {
+        "NOTSET" => {
+            if let Some(p) = pads {
+                if p.len() != 4 || p.iter().any(|&x| !(0..=MAX_WINDOW).contains(&x)) {
+                    return Err(format!(
+                        "`pads` {p:?} must be four ints from 0 to {MAX_WINDOW}"
+                    ));
+                }
+                begin = [p[0] as usize, p[1] as usize];
+                end = [p[2] as usize, p[3] as usize];
+            }
+        }
+        "VALID" => {}
+        "SAME_UPPER" | "SAME_LOWER" => {
+            for i in 0..2 {
+                let out = spatial[i].div_ceil(stride[i]);
+                let extent = dilation[i] * (kernel[i] - 1) + 1;
+                let total = ((out - 1) * stride[i] + extent).saturating_sub(spatial[i]);
+                let small = total / 2;
+                (begin[i], end[i]) = if auto_pad == "SAME_UPPER" {
+                    (small, total - small)
+                } else {
+                    (total - small, small)
+                };
+            }
+        }
+        other => {
+            return Err(format!(
+                "`auto_pad` \"{other}\" is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID"
+            ))
+        }
+    }
+    Ok(Window {
+        kernel,
+        stride,
+        dilation,
+        begin,
+        end,
+    })
+}
+
+/// The conv output size along one dim with pads `begin` and `end`.
+fn out_size(input: usize, w: &Window, i: usize, ceil: bool) -> Result<usize, String> {
+    let padded = input + w.begin[i] + w.end[i];
+    let extent = w.dilation[i] * (w.kernel[i] - 1) + 1;
+    if padded < extent {
+        return Err(format!(
+            "the window {extent} is larger than the padded input {padded}"
+        ));
+    }
+    let steps = padded - extent;
+    let mut out = if ceil {
+        steps.div_ceil(w.stride[i])
+    } else {
+        steps / w.stride[i]
+    } + 1;
+    // PyTorch's and ONNX Runtime's rule: the last window starts inside the
+    // input or the left padding.
+    if ceil && (out - 1) * w.stride[i] >= input + w.begin[i] {
+        out -= 1;
+    }
+    Ok(out)
+}
+
+fn spatial_of(shape: &[usize]) -> Result<[usize; 2], String> {
+    match shape {
+        [_, _, h, w] => Ok([*h, *w]),
+        _ => Err(format!(
+            "the input has shape {shape:?}; nnc imports 2-D (rank-4 NCHW) windows only"
+        )),
+    }
+}
+
+impl Converter<'_> {
+    /// Pads `x` explicitly by the part of the pads that is not symmetric
+    /// (or all of it when `all`), filling with `value`; returns the padded
+    /// binding, its shape, and the symmetric pad left for the op.
+    fn split_padding(
+        &mut self,
+        base: &str,
+        x: (String, Vec<usize>),
+        w: &Window,
+        all: bool,
+        value: f32,
+    ) -> ((String, Vec<usize>), [usize; 2]) {
+        let sym = if all {
+            [0, 0]
+        } else {
+            [w.begin[0].min(w.end[0]), w.begin[1].min(w.end[1])]
+        };
+        let extra_b = [w.begin[0] - sym[0], w.begin[1] - sym[1]];
+        let extra_e = [w.end[0] - sym[0], w.end[1] - sym[1]];
+        if extra_b == [0, 0] && extra_e == [0, 0] {
+            return (x, sym);
+        }
+        let (path, mut shape) = x;
+        let pads = [0, 0, extra_b[0], extra_b[1], 0, 0, extra_e[0], extra_e[1]];
+        shape[2] += extra_b[0] + extra_e[0];
+        shape[3] += extra_b[1] + extra_e[1];
+        let mut kw = vec![("pads", emit::ints(pads.map(|p| p as i64)))];
+        if value != 0.0 {
+            kw.push(("value", emit::float(value)));
+        }
+        let target = self.helper(base, "pad");
+        let padded = self.emit(target.clone(), "pad", &[path], kw, shape.clone());
+        let _ = padded;
+        ((target, shape), sym)
+    }
+
+    pub(super) fn conv(&mut self, node: &NodeProto, a: &mut Attrs<'_>) -> Outputs {
+        let x = self.dynamic(node, 0)?;
+        let weight = self.required_constant(node, 1, "the weight W")?;
+        let bias = self.constant(node, 2, "the bias B")?;
+        let [m, cg, kh, kw] = weight.dims[..] else {
+            return Err(format!(
+                "the weight has shape {:?}; nnc imports 2-D convolutions only",
+                weight.dims
+            ));
+        };
+        let spatial = spatial_of(&x.1)?;
+        let groups = a.int("group", 1)?;
+        let w = window(a, Some([kh, kw]), spatial)?;
+        if groups < 1 || x.1[1] % groups as usize != 0 || x.1[1] / groups as usize != cg {
+            return Err(format!(
+                "`group` {groups} does not fit {} input channels and a weight of shape {:?}",
+                x.1[1], weight.dims
+            ));
+        }
+        let owner = owner_of(node.input[1].as_str()).map(str::to_string);
+        let target = self.binding(node, owner.as_deref());
+        let (x, pad) = self.split_padding(&target, x, &w, false, 0.0);
+        let mut shape = vec![x.1[0], m, 0, 0];
+        let sym = Window {
+            begin: pad,
+            end: pad,
+            ..w
+        };
+        for i in 0..2 {
+            shape[2 + i] = out_size(x.1[2 + i], &sym, i, false)?;
+        }
+        let mut kw_args = vec![
+            ("out", emit::int(m as i64)),
+            ("kernel", emit::pair([kh, kw])),
+        ];
+        if sym.stride != [1, 1] {
+            kw_args.push(("stride", emit::pair(sym.stride)));
+        }
+        if pad != [0, 0] {
+            kw_args.push(("pad", emit::pair(pad)));
+        }
+        if sym.dilation != [1, 1] {
+            kw_args.push(("dilation", emit::pair(sym.dilation)));
+        }
+        if groups != 1 {
+            kw_args.push(("groups", emit::int(groups)));
+        }
+        if bias.is_none() {
+            kw_args.push(("bias", emit::boolean(false)));
+        }
+        self.weight(&target, "weight", weight.dims.clone(), weight.data.to_f32());
+        if let Some(b) = bias {
+            if b.dims != [m] {
+                return Err(format!("the bias has shape {:?}, not [{m}]", b.dims));
+            }
+            self.weight(&target, "bias", vec![m], b.data.to_f32());
+        }
+        one(self.emit(target, "conv2d", &[x.0], kw_args, shape))
+    }
+
+    pub(super) fn conv_transpose(&mut self, node: &NodeProto, a: &mut Attrs<'_>) -> Outputs {
+        let x = self.dynamic(node, 0)?;
+        let weight = self.required_constant(node, 1, "the weight W")?;
+        let bias = self.constant(node, 2, "the bias B")?;
+        let [c, mg, kh, kw] = weight.dims[..] else {
+            return Err(format!(
+                "the weight has shape {:?}; nnc imports 2-D transposed convolutions only",
+                weight.dims
+            ));
+        };
+        let spatial = spatial_of(&x.1)?;
+        if x.1[1] != c {
+            return Err(format!(
+                "the weight has {} input channels but the input {}",
+                c, x.1[1]
+            ));
+        }
+        let groups = a.int("group", 1)?;
+        if groups < 1 || c % groups as usize != 0 {
+            return Err(format!(
+                "`group` {groups} does not divide the {c} input channels"
+            ));
+        }
+        let m = mg * groups as usize;
+        let output_padding = match a.ints("output_padding")? {
+            None => [0, 0],
+            Some(p) if p.len() == 2 && p.iter().all(|&v| (0..=MAX_WINDOW).contains(&v)) => {
+                [p[0] as usize, p[1] as usize]
+            }
+            Some(p) => {
+                return Err(format!(
+                    "`output_padding` {p:?} must be two non-negative ints"
+                ))
+            }
+        };
+        let output_shape = a.ints("output_shape")?;
+        // `auto_pad` SAME_* for ConvTranspose means an output of input*stride;
+        // read it first and handle the padding here, not as for a conv.
+        let auto_pad = a.string("auto_pad", "NOTSET")?;
+        let mut w = window(a, Some([kh, kw]), spatial)?;
+        let target_size = match (&output_shape, auto_pad.as_str()) {
+            (Some(s), _) => {
+                let s = &s[s.len().saturating_sub(2)..];
+                if s.len() != 2 || s.iter().any(|&v| !(1..=1 << 40).contains(&v)) {
+                    return Err(format!(
+                        "`output_shape` {output_shape:?} must end in two positive sizes"
+                    ));
+                }
+                Some([s[0] as usize, s[1] as usize])
+            }
+            (None, "SAME_UPPER" | "SAME_LOWER") => {
+                Some([spatial[0] * w.stride[0], spatial[1] * w.stride[1]])
+            }
+            (None, "NOTSET") => None,
+            (None, "VALID") => {
+                w.begin = [0, 0];
+                w.end = [0, 0];
+                None
+            }
+            (None, other) => return Err(format!("`auto_pad` \"{other}\" is not supported")),
+        };
+        if let Some(size) = target_size {
+            for i in 0..2 {
+                let full = w.stride[i] * (spatial[i] - 1)
+                    + output_padding[i]
+                    + w.dilation[i] * (w.kernel[i] - 1)
+                    + 1;
+                let total = full.checked_sub(size[i]).ok_or_else(|| {
+                    format!(
+                        "`output_shape` {} is larger than the full output {full}",
+                        size[i]
+                    )
+                })?;
+                let small = total / 2;
+                (w.begin[i], w.end[i]) = if auto_pad == "SAME_UPPER" {
+                    (small, total - small)
+                } else {
+                    (total - small, small)
+                };
+            }
+        }
+        // nnc trims `pad` from both ends and then adds `output_padding` at
+        // the end, so fewer pads at the end become more output padding.
+        let mut extra = [0usize; 2];
+        for i in 0..2 {
+            if w.end[i] > w.begin[i] {
+                return Err(format!(
+                    "pads {:?} trim more at the end than at the start; nnc's conv_transpose2d cannot express that",
+                    [w.begin, w.end]
+                ));
+            }
+            extra[i] = output_padding[i] + w.begin[i] - w.end[i];
+            if extra[i] >= w.stride[i].max(w.dilation[i]) {
+                return Err(format!(
+                    "the output padding {} (output_padding plus the pad difference) must be smaller than stride or dilation",
+                    extra[i]
+                ));
+            }
+        }
+        let mut shape = vec![x.1[0], m, 0, 0];
+        for i in 0..2 {
+            let full =
+                w.stride[i] * (spatial[i] - 1) + w.dilation[i] * (w.kernel[i] - 1) + 1 + extra[i];
+            shape[2 + i] = full
+                .checked_sub(2 * w.begin[i])
+                .filter(|&s| s >= 1)
+                .ok_or_else(|| "the pads leave no output".to_string())?;
+        }
+        let owner = owner_of(node.input[1].as_str()).map(str::to_string);
+        let target = self.binding(node, owner.as_deref());
+        let mut kw_args = vec![
+            ("out", emit::int(m as i64)),
+            ("kernel", emit::pair([kh, kw])),
+        ];
+        if w.stride != [1, 1] {
+            kw_args.push(("stride", emit::pair(w.stride)));
+        }
+        if w.begin != [0, 0] {
+            kw_args.push(("pad", emit::pair(w.begin)));
+        }
+        if extra != [0, 0] {
+            kw_args.push(("output_padding", emit::pair(extra)));
+        }
+        if w.dilation != [1, 1] {
+            kw_args.push(("dilation", emit::pair(w.dilation)));
+        }
+        if groups != 1 {
+            kw_args.push(("groups", emit::int(groups)));
+        }
+        if bias.is_none() {
+            kw_args.push(("bias", emit::boolean(false)));
+        }
+        self.weight(&target, "weight", weight.dims.clone(), weight.data.to_f32());
+        if let Some(b) = bias {
+            if b.dims != [m] {
+                return Err(format!("the bias has shape {:?}, not [{m}]", b.dims));
+            }
+            self.weight(&target, "bias", vec![m], b.data.to_f32());
+        }
+        one(self.emit(target, "conv_transpose2d", &[x.0], kw_args, shape))
+    }
+
+    pub(super) fn pool(&mut self, node: &NodeProto, a: &mut Attrs<'_>) -> Outputs {
+        let max = node.op_type() == "MaxPool";
+        let x = self.dynamic(node, 0)?;
+        let spatial = spatial_of(&x.1)?;
+        let w = window(a, None, spatial)?;
+        let ceil = a.int("ceil_mode", 0)? != 0;
+        let count_include_pad = if max {
+            false
+        } else {
+            a.int("count_include_pad", 0)? != 0
+        };
+        if max {
+            if a.int("storage_order", 0)? != 0 {
+                // Only the Indices output depends on it, and nnc computes no indices.
+                a.ignore("storage_order");
+            }
+        } else if w.dilation != [1, 1] {
+            return Err("average pooling with dilations is not supported".into());
+        }
+        let target = self.binding(node, None);
+        let symmetric = w.begin == w.end && (0..2).all(|i| w.begin[i] <= w.kernel[i] / 2);
+        let (x, pad) = if symmetric {
+            (x, w.begin)
+        } else if ceil {
+            return Err(format!(
+                "pads {:?} are asymmetric or larger than half the kernel, which nnc pools support only without ceil_mode",
+                [w.begin, w.end]
+            ));
+        } else if max || count_include_pad {
+            self.split_padding(&target, x, &w, true, if max { LOWEST } else { 0.0 })
+        } else {
+            return Err(format!(
+                "pads {:?} are asymmetric or larger than half the kernel, which nnc's avg_pool2d supports only with count_include_pad=1",
+                [w.begin, w.end]
+            ));
+        };
+        let sym = Window {
+            begin: pad,
+            end: pad,
+            ..w
+        };
+        let mut shape = x.1.clone();
+        for i in 0..2 {
+            shape[2 + i] = out_size(x.1[2 + i], &sym, i, ceil)?;
+        }
+        let mut kw_args = vec![("kernel", emit::pair(sym.kernel))];
+        if sym.stride != sym.kernel {
+            kw_args.push(("stride", emit::pair(sym.stride)));
+        }
+        if pad != [0, 0] {
+            kw_args.push(("pad", emit::pair(pad)));
+        }
+        if max && sym.dilation != [1, 1] {
+            kw_args.push(("dilation", emit::pair(sym.dilation)));
+        }
+        if ceil {
+            kw_args.push(("ceil_mode", emit::boolean(true)));
+        }
+        if !max && !count_include_pad {
+            kw_args.push(("count_include_pad", emit::boolean(false)));
+        }
+        let callee = if max { "max_pool2d" } else { "avg_pool2d" };
+        Ok(vec![
+            Some(self.emit(target, callee, &[x.0], kw_args, shape)),
+            None,
+        ])
+    }
+
+    pub(super) fn global_avg_pool(&mut self, node: &NodeProto) -> Outputs {
+        let x = self.dynamic(node, 0)?;
+        let [n, c, _, _] = x.1[..] else {
+            return Err(format!(
+                "the input has shape {:?}; nnc imports rank-4 (NCHW) global pooling only",
+                x.1
+            ));
+        };
+        let target = self.binding(node, None);
+        one(self.emit(target, "global_avg_pool", &[x.0], vec![], vec![n, c, 1, 1]))
+    }
+}

@@ -1,0 +1,540 @@
+//! From an ONNX graph to `.nn` statements and weights.
+//!
+//! Nodes are converted in graph order. Every ONNX value becomes either a
+//! constant known at import time (initializers, `Constant` nodes, shape
+//! arithmetic, folded here) or a binding of the `.nn` model with a static
+//! shape that the importer tracks, because ops such as `Shape`, `Reshape`
+//! with `0` dims, `Flatten` and `auto_pad` need it. A constant used where a
+//! tensor is needed becomes a `constant` binding. A node that cannot be
+//! converted is recorded with the reason and its outputs are poisoned, so
+//! that its users are skipped instead of failing again; import then reports
+//! every such node at once.
+
+mod attrs;
+mod conv;
+mod math;
+mod norm;
+mod recurrent;
+mod shape_ops;
+
+use super::constant::{numel, Constant, Data};
+use super::emit::{self, Names};
+use super::error::Unsupported;
+use super::model::DataDir;
+use super::proto::{GraphProto, NodeProto};
+use crate::ast::{Expr, Stmt};
+use attrs::Attrs;
+use nnc_runtime::{Tensor, WeightSet};
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+
+/// An ONNX value during import.
+#[derive(Clone, Debug)]
+pub enum Val {
+    /// Known at import time.
+    Const(Rc<Constant>),
+    /// A binding of the model with its static shape.
+    Dyn { path: String, shape: Vec<usize> },
+    /// The output of a node that could not be converted.
+    Poisoned,
+}
+
+/// What a node converter returns: one value per ONNX output (`None` for an
+/// output it does not produce, which must then be unused), or why the node
+/// cannot be imported.
+type Outputs = Result<Vec<Option<Val>>, String>;
+
+/// The most elements of any tensor the imported model computes.
+const MAX_ELEMENTS: usize = 1 << 40;
+
+/// The state of one import.
+pub struct Converter<'g> {
+    pub opset: i64,
+    pub data_dir: DataDir,
+    values: HashMap<String, Val>,
+    body: Vec<Stmt>,
+    weights: WeightSet,
+    names: Names,
+    /// Constants already written as `constant` bindings, by ONNX value name.
+    materialized: HashMap<String, String>,
+    /// ONNX values that some node or the graph output reads.
+    used: HashSet<&'g str>,
+    /// `MatMul` outputs whose only user adds a constant bias: the bias
+    /// initializer, which the `linear` takes as its own bias.
+    matmul_bias: HashMap<String, String>,
+    /// Outputs of those `Add`s, and the `MatMul` output they stand for.
+    absorbed_add: HashMap<String, String>,
+    problems: Vec<Unsupported>,
+}
+
+/// The result of converting a graph.
+pub struct Converted {
+    pub body: Vec<Stmt>,
+    pub weights: WeightSet,
+    pub problems: Vec<Unsupported>,
+}
+
+/// The op types nnc imports.
+pub const SUPPORTED: &[&str] = &[
+    "Add",
+    "AveragePool",
+    "BatchNormalization",
+    "Cast",
+    "Clip",
+    "Concat",
+    "Constant",
+    "ConstantOfShape",
+    "Conv",
+    "ConvTranspose",
+    "Div",
+    "Dropout",
+    "Flatten",
+    "GRU",
+    "Gather",
+    "Gemm",
+    "GlobalAveragePool",
+    "GroupNormalization",
+    "Identity",
+    "InstanceNormalization",
+    "LSTM",
+    "LayerNormalization",
+    "LeakyRelu",
+    "MatMul",
+    "MaxPool",
+    "Mul",
+    "Pad",
+    "RNN",
+    "Relu",
+    "ReduceMean",
+    "Reshape",
+    "Shape",
+    "Sigmoid",
+    "Slice",
+    "Softmax",
+    "Squeeze",
+    "Sub",
+    "Tanh",
+    "Transpose",
+    "Unsqueeze",
+];
+
+impl<'g> Converter<'g> {
+    pub fn new(opset: i64, data_dir: DataDir) -> Converter<'g> {
+        Converter {
+            opset,
+            data_dir,
+            values: HashMap::new(),
+            body: Vec::new(),
+            weights: WeightSet::new(),
+            names: Names::default(),
+            materialized: HashMap::new(),
+            used: HashSet::new(),
+            matmul_bias: HashMap::new(),
+            absorbed_add: HashMap::new(),
+            problems: Vec::new(),
+        }
+    }
+
+    /// Converts the whole graph: inputs, initializers, nodes and outputs.
+    pub fn run(mut self, graph: &'g GraphProto) -> Converted {
+        for node in &graph.node {
+            self.used.extend(node.input.iter().map(String::as_str));
+        }
+        self.used.extend(graph.output.iter().map(|o| o.name()));
+        for init in &graph.initializer {
+            match super::model::tensor_to_constant(init, &self.data_dir) {
+                Ok(c) => {
+                    self.values
+                        .insert(init.name().to_string(), Val::Const(Rc::new(c)));
+                }
+                Err(why) => self.problem(init.name(), "initializer", why),
+            }
+        }
+        self.find_linear_biases(graph);
+        for input in &graph.input {
+            if self.values.contains_key(input.name()) {
+                continue; // An initializer listed as an input (IR version < 4).
+            }
+            let shape = super::model::input_shape(input).and_then(|s| match numel(&s) {
+                Some(n) if n <= MAX_ELEMENTS => Ok(s),
+                _ => Err(format!("the shape {s:?} is too large")),
+            });
+            match shape {
+                Ok(shape) => {
+                    let name = self.names.fresh_ident(input.name(), "input");
+                    self.body.push(emit::input(&name, &shape));
+                    self.values
+                        .insert(input.name().to_string(), Val::Dyn { path: name, shape });
+                }
+                Err(why) => {
+                    self.problem(input.name(), "input", why);
+                    self.values.insert(input.name().to_string(), Val::Poisoned);
+                }
+            }
+        }
+        for node in &graph.node {
+            self.node(node);
+        }
+        let mut outputs = Vec::new();
+        for out in &graph.output {
+            match self.values.get(out.name()).cloned() {
+                Some(Val::Dyn { path, .. }) => outputs.push(path),
+                Some(Val::Const(c)) => outputs.push(self.materialize(out.name(), &c)),
+                Some(Val::Poisoned) => {}
+                None => self.problem(
+                    out.name(),
+                    "output",
+                    "no node computes this graph output".into(),
+                ),
+            }
+        }
+        if self.problems.is_empty() {
+            self.body.push(emit::output(&outputs));
+        }
+        Converted {
+            body: self.body,
+            weights: self.weights,
+            problems: self.problems,
+        }
+    }
+
+    /// Finds `MatMul(x, W)` followed by `Add(_, b)` with constant `W [K, N]`
+    /// and `b [N]`, the MatMul's output used by nothing else: the pattern
+    /// exporters write for a PyTorch `Linear` on inputs of rank 3 or more.
+    /// Both become one `linear` with a bias.
+    fn find_linear_biases(&mut self, graph: &'g GraphProto) {
+        let mut uses: HashMap<&str, usize> = HashMap::new();
+        for name in graph.node.iter().flat_map(|n| n.input.iter()) {
+            *uses.entry(name.as_str()).or_default() += 1;
+        }
+        for name in graph.output.iter().map(|o| o.name()) {
+            *uses.entry(name).or_default() += 1;
+        }
+        let weight_cols = |name: &str| match self.values.get(name) {
+            Some(Val::Const(c)) if c.dims.len() == 2 => Some(c.dims[1]),
+            _ => None,
+        };
+        let matmuls: HashMap<&str, usize> = graph
+            .node
+            .iter()
+            .filter(|n| n.op_type() == "MatMul" && n.input.len() == 2 && n.output.len() == 1)
+            .filter(|n| uses.get(n.output[0].as_str()) == Some(&1))
+            .filter_map(|n| Some((n.output[0].as_str(), weight_cols(&n.input[1])?)))
+            .collect();
+        for add in graph
+            .node
+            .iter()
+            .filter(|n| n.op_type() == "Add" && n.input.len() == 2)
+        {
+            for (m, b) in [(0, 1), (1, 0)] {
+                let Some(&cols) = matmuls.get(add.input[m].as_str()) else {
+                    continue;
+                };
+                let bias_fits = matches!(self.values.get(&add.input[b]), Some(Val::Const(c)) if c.dims == [cols]);
+                if bias_fits && !self.matmul_bias.contains_key(&add.input[m]) {
+                    self.matmul_bias
+                        .insert(add.input[m].clone(), add.input[b].clone());
+                    if let Some(out) = add.output.first() {
+                        self.absorbed_add.insert(out.clone(), add.input[m].clone());
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
+    fn problem(&mut self, node: &str, op_type: &str, why: String) {
+        self.problems.push(Unsupported {
+            node: node.to_string(),
+            op_type: op_type.to_string(),
+            opset: self.opset,
+            why,
+        });
+    }
+
+    fn node(&mut self, node: &'g NodeProto) {
+        let label = if node.name().is_empty() {
+            node.output.first().cloned().unwrap_or_default()
+        } else {
+            node.name().to_string()
+        };
+        let poison = |c: &mut Converter<'g>| {
+            for out in &node.output {
+                c.values.insert(out.clone(), Val::Poisoned);
+            }
+        };
+        let domain = node.domain();
+        if !matches!(domain, "" | "ai.onnx") {
+            self.problem(
+                &label,
+                node.op_type(),
+                format!("ops of domain `{domain}` are not supported"),
+            );
+            return poison(self);
+        }
+        if !SUPPORTED.contains(&node.op_type()) {
+            self.problem(
+                &label,
+                node.op_type(),
+                "nnc has no conversion for this op".into(),
+            );
+            return poison(self);
+        }
+        // A node reading a poisoned value is skipped: its producer was reported.
+        let poisoned = node
+            .input
+            .iter()
+            .any(|i| matches!(self.values.get(i), Some(Val::Poisoned)));
+        if poisoned {
+            return poison(self);
+        }
+        let mut attrs = Attrs::new(&node.attribute);
+        let result = self.dispatch(node, &mut attrs).and_then(|outs| {
+            // Shapes only grow through ops such as broadcasting, matmul and
+            // pad; bounding every result keeps all later products in range.
+            for v in outs.iter().flatten() {
+                if let Val::Dyn { shape, .. } = v {
+                    if numel(shape).is_none_or(|n| n > MAX_ELEMENTS) {
+                        return Err(format!("the result of shape {shape:?} is too large"));
+                    }
+                }
+            }
+            let unread = attrs.unread();
+            if let Some(a) = unread.first() {
+                return Err(format!("attribute `{a}` is not supported"));
+            }
+            for (i, out) in node.output.iter().enumerate() {
+                let missing = outs.get(i).is_none_or(Option::is_none);
+                if missing && !out.is_empty() && self.used.contains(out.as_str()) {
+                    return Err(format!(
+                        "output {i} (`{out}`) is used, but nnc computes only {}",
+                        describe_outputs(&outs)
+                    ));
+                }
+            }
+            Ok(outs)
+        });
+        match result {
+            Ok(outs) => {
+                for (out, val) in node.output.iter().zip(outs) {
+                    if let Some(val) = val {
+                        self.values.insert(out.clone(), val);
+                    }
+                }
+            }
+            Err(why) => {
+                self.problem(&label, node.op_type(), why);
+                poison(self);
+            }
+        }
+    }
+
+    fn dispatch(&mut self, node: &'g NodeProto, a: &mut Attrs<'g>) -> Outputs {
+        match node.op_type() {
+            "Conv" => self.conv(node, a),
+            "ConvTranspose" => self.conv_transpose(node, a),
+            "MaxPool" | "AveragePool" => self.pool(node, a),
+            "GlobalAveragePool" => self.global_avg_pool(node),
+            "BatchNormalization" => self.batch_norm(node, a),
+            "InstanceNormalization" => self.instance_norm(node, a),
+            "GroupNormalization" => self.group_norm(node, a),
+            "LayerNormalization" => self.layer_norm(node, a),
+            "Relu" | "Sigmoid" | "Tanh" => self.activation(node),
+            "LeakyRelu" => self.leaky_relu(node, a),
+            "Clip" => self.clip(node),
+            "Add" | "Sub" | "Mul" | "Div" => self.binary(node),
+            "Gemm" => self.gemm(node, a),
+            "MatMul" => self.matmul(node),
+            "Softmax" => self.softmax(node, a),
+            "Dropout" => self.dropout(node, a),
+            "Identity" => self.identity(node),
+            "Concat" => self.concat(node, a),
+            "Flatten" => self.flatten(node, a),
+            "Reshape" => self.reshape(node, a),
+            "Squeeze" | "Unsqueeze" => self.squeeze(node, a),
+            "Transpose" => self.transpose(node, a),
+            "Shape" => self.shape(node, a),
+            "Gather" => self.gather(node, a),
+            "Constant" => self.constant_node(a),
+            "ConstantOfShape" => self.constant_of_shape(node, a),
+            "Cast" => self.cast(node, a),
+            "Pad" => self.pad(node, a),
+            "LSTM" | "RNN" | "GRU" => self.recurrent(node, a),
+            "Slice" => self.slice(node),
+            "ReduceMean" => self.reduce_mean(node, a),
+            other => Err(format!("nnc has no conversion for `{other}`")),
+        }
+    }
+
+    // ----------------------------------------------------------- operands
+
+    /// Operand `i`, or `None` when absent or given as the empty name.
+    fn arg(&self, node: &NodeProto, i: usize) -> Result<Option<Val>, String> {
+        match node.input.get(i).map(String::as_str) {
+            None | Some("") => Ok(None),
+            Some(name) => self
+                .values
+                .get(name)
+                .cloned()
+                .map(Some)
+                .ok_or_else(|| format!("input `{name}` is not defined before this node")),
+        }
+    }
+
+    /// Operand `i` as a binding (constants are written as `constant`s).
+    fn dynamic(&mut self, node: &NodeProto, i: usize) -> Result<(String, Vec<usize>), String> {
+        match self.arg(node, i)? {
+            Some(Val::Dyn { path, shape }) => Ok((path, shape)),
+            Some(Val::Const(c)) => {
+                let name = node.input[i].clone();
+                let path = self.materialize(&name, &c);
+                Ok((path, c.dims.clone()))
+            }
+            Some(Val::Poisoned) | None => Err(format!("input {i} is required")),
+        }
+    }
+
+    /// Operand `i`, which must be known at import time.
+    fn constant(
+        &self,
+        node: &NodeProto,
+        i: usize,
+        what: &str,
+    ) -> Result<Option<Rc<Constant>>, String> {
+        match self.arg(node, i)? {
+            Some(Val::Const(c)) => Ok(Some(c)),
+            Some(_) => Err(format!(
+                "{what} (`{}`) is computed at run time; nnc needs it to be a constant",
+                node.input[i]
+            )),
+            None => Ok(None),
+        }
+    }
+
+    fn required_constant(
+        &self,
+        node: &NodeProto,
+        i: usize,
+        what: &str,
+    ) -> Result<Rc<Constant>, String> {
+        self.constant(node, i, what)?
+            .ok_or_else(|| format!("{what} is required"))
+    }
+
+    /// Writes a constant as a `constant` binding holding it as its weight.
+    fn materialize(&mut self, onnx_name: &str, c: &Constant) -> String {
+        if let Some(path) = self.materialized.get(onnx_name) {
+            return path.clone();
+        }
+        let path = self.names.fresh(onnx_name, "constant");
+        let dims: Vec<i64> = c.dims.iter().map(|&d| d as i64).collect();
+        self.body.push(emit::call(
+            &path,
+            "constant",
+            &[],
+            vec![("shape", emit::ints(dims))],
+        ));
+        self.weight(&path, "value", c.dims.clone(), c.data.to_f32());
+        self.materialized
+            .insert(onnx_name.to_string(), path.clone());
+        path
+    }
+
+    // ------------------------------------------------------------ results
+
+    /// A fresh binding name for a node: from `owner` (the module path of the
+    /// node's weights, when their names say it), else the node's name, else
+    /// its first output's.
+    fn binding(&mut self, node: &NodeProto, owner: Option<&str>) -> String {
+        let raw = owner
+            .or(Some(node.name()).filter(|n| !n.is_empty()))
+            .or(node.output.first().map(String::as_str))
+            .unwrap_or("");
+        let fallback = node.op_type().to_ascii_lowercase();
+        self.names.fresh(raw, &fallback)
+    }
+
+    /// A fresh binding name from a raw ONNX name.
+    fn named(&mut self, raw: &str, fallback: &str) -> String {
+        self.names.fresh(raw, fallback)
+    }
+
+    /// A fresh binding name derived from another (for helper statements
+    /// such as the explicit `pad` before a conv).
+    fn helper(&mut self, base: &str, what: &str) -> String {
+        self.names.fresh(&format!("{base}.{what}"), what)
+    }
+
+    /// Appends `target = callee(operands, keywords)` and returns its value.
+    fn emit(
+        &mut self,
+        target: String,
+        callee: &str,
+        operands: &[String],
+        keywords: Vec<(&str, Expr)>,
+        shape: Vec<usize>,
+    ) -> Val {
+        self.body
+            .push(emit::call(&target, callee, operands, keywords));
+        Val::Dyn {
+            path: target,
+            shape,
+        }
+    }
+
+    /// Adds the weight `owner.suffix`.
+    fn weight(&mut self, owner: &str, suffix: &str, dims: Vec<usize>, data: Vec<f32>) {
+        // The converters build data and dims from the same sizes, so this
+        // cannot fail; were it to, lowering reports the weight as missing.
+        if let Ok(t) = Tensor::new(dims, data) {
+            self.weights.insert(format!("{owner}.{suffix}"), t);
+        }
+    }
+}
+
+/// The PyTorch module path that an ONNX initializer's name implies
+/// (`layer1.0.conv1.weight` -> `layer1.0.conv1`), if it looks like one.
+fn owner_of(initializer: &str) -> Option<&str> {
+    initializer
+        .strip_suffix(".weight")
+        .filter(|o| !o.is_empty())
+}
+
+fn describe_outputs(outs: &[Option<Val>]) -> String {
+    let produced: Vec<String> = outs
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.is_some())
+        .map(|(i, _)| format!("output {i}"))
+        .collect();
+    produced.join(" and ")
+}
+
+/// The value of a single constant output.
+fn constant_out(c: Constant) -> Outputs {
+    Ok(vec![Some(Val::Const(Rc::new(c)))])
+}
+
+/// A single output.
+fn one(v: Val) -> Outputs {
+    Ok(vec![Some(v)])
+}
+
+/// Normalises a possibly negative axis against a rank.
+fn axis(value: i64, rank: usize, what: &str) -> Result<usize, String> {
+    let r = rank as i64;
+    let a = if value < 0 { value + r } else { value };
+    if (0..r).contains(&a) {
+        Ok(a as usize)
+    } else {
+        Err(format!("{what} {value} is out of range for rank {rank}"))
+    }
+}
+
+/// The `i64` values of a constant used as a list (shape, axes, pads).
+fn int_list(c: &Rc<Constant>) -> Vec<i64> {
+    match &c.data {
+        Data::I64(v) => v.clone(),
+        Data::F32(v) => v.iter().map(|&x| x as i64).collect(),
+    }
+}

@@ -1,0 +1,101 @@
+//! The ONNX importer: an ONNX model becomes the same AST as a `.nn` file
+//! (one lowering path), plus the weights its ops own.
+//!
+//! Weights are named as the `.nn` model expects (`<binding>.weight`, ...).
+//! A binding is named after the module path that its weights' ONNX names
+//! imply when they look like PyTorch's (`layer1.0.conv1.weight` makes the
+//! binding `layer1.0.conv1`), else after the node. Weights are converted to
+//! nnc's layouts at import (Gemm's `B` transposed, recurrent gates
+//! reordered), so the `.safetensors` file holds exactly the tensors of the
+//! printed model.
+//!
+//! | file | concern |
+//! |---|---|
+//! | `proto.rs` | the protobuf messages (generated, committed) |
+//! | `model.rs` | decoding, the opset check, tensors and external data |
+//! | `constant.rs` | constants and the ops folded on them at import |
+//! | `emit.rs` | building the AST, naming bindings |
+//! | `convert/` | one file per family of ONNX ops |
+//! | `error.rs` | what can go wrong, every unsupported node listed |
+
+mod constant;
+mod convert;
+mod emit;
+mod error;
+mod model;
+pub mod proto;
+#[cfg(test)]
+mod tests;
+
+pub use convert::SUPPORTED;
+pub use error::{ImportError, Unsupported};
+pub use model::{MAX_OPSET, MIN_OPSET};
+
+use crate::ast;
+use model::DataDir;
+use nnc_runtime::WeightSet;
+use std::path::Path;
+
+/// An imported model: the `.nn` AST and the weights it owns.
+#[derive(Clone, Debug)]
+pub struct Imported {
+    pub file: ast::File,
+    pub weights: WeightSet,
+    /// The model's default-domain opset.
+    pub opset: i64,
+}
+
+/// Imports an ONNX file; external data is read relative to its directory.
+pub fn import_file(path: &Path) -> Result<Imported, ImportError> {
+    let bytes = std::fs::read(path).map_err(|source| ImportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let dir = path.parent().map(|p| {
+        if p.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            p
+        }
+    });
+    import_bytes(&bytes, path, dir)
+}
+
+/// Imports an ONNX model from its bytes. `path` names it in errors and, for
+/// the model name, when the graph has none; `data_dir` is where external
+/// data lives (`None`: a model with external data is an error).
+pub fn import_bytes(
+    bytes: &[u8],
+    path: &Path,
+    data_dir: Option<&Path>,
+) -> Result<Imported, ImportError> {
+    let (model, opset) = model::decode(bytes, path)?;
+    let Some(graph) = model.graph.as_ref() else {
+        return Err(ImportError::Invalid {
+            path: path.to_path_buf(),
+            reason: "the model has no graph".into(),
+        });
+    };
+    let dir = DataDir {
+        dir: data_dir.map(Path::to_path_buf),
+    };
+    let converted = convert::Converter::new(opset, dir).run(graph);
+    if !converted.problems.is_empty() {
+        return Err(ImportError::Unsupported {
+            path: path.to_path_buf(),
+            nodes: converted.problems,
+        });
+    }
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    let raw = if graph.name().is_empty() {
+        stem
+    } else {
+        graph.name()
+    };
+    let name = emit::Names::default().fresh_ident(raw, "imported");
+    Ok(Imported {
+        file: emit::file(&name, converted.body),
+        weights: converted.weights,
+        opset,
+    })
+}

@@ -1,0 +1,286 @@
+//! Reading a model: decoding the protobuf, checking the opset, and turning
+//! `TensorProto`s (inline or in external data files) into constants.
+
+use super::constant::{Constant, Data};
+use super::error::ImportError;
+use super::proto::{tensor_proto::DataLocation, tensor_proto::DataType, ModelProto, TensorProto};
+use prost::Message;
+use std::path::{Component, Path, PathBuf};
+
+/// The oldest default-domain opset nnc imports. Older models differ in
+/// attribute-versus-input forms that nnc does not implement.
+pub const MIN_OPSET: i64 = 11;
+
+/// The newest default-domain opset nnc imports: the newest the onnx
+/// package (1.23) writes. From opset 22 on, the ops nnc imports changed only
+/// in the element types they accept.
+pub const MAX_OPSET: i64 = 28;
+
+/// Decodes a model and returns it with its default-domain opset.
+pub fn decode(bytes: &[u8], path: &Path) -> Result<(ModelProto, i64), ImportError> {
+    let model = ModelProto::decode(bytes).map_err(|e| ImportError::Decode {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let invalid = |reason: String| ImportError::Invalid {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let opset = model
+        .opset_import
+        .iter()
+        .find(|o| matches!(o.domain(), "" | "ai.onnx"))
+        .map(|o| o.version())
+        .ok_or_else(|| invalid("the model imports no default-domain (ai.onnx) opset".into()))?;
+    if !(MIN_OPSET..=MAX_OPSET).contains(&opset) {
+        return Err(invalid(format!(
+            "opset {opset} is not supported; nnc imports opsets {MIN_OPSET} to {MAX_OPSET} (convert older models with onnx.version_converter)"
+        )));
+    }
+    if model.graph.is_none() {
+        return Err(invalid("the model has no graph".into()));
+    }
+    Ok((model, opset))
+}
+
+/// Where the external data of a model's tensors is looked up: the model's
+/// directory, and only below it.
+pub struct DataDir {
+    pub dir: Option<PathBuf>,
+}
+
+/// Converts a tensor to a constant: `float`, `double` and `float16` become
+/// `f32`; integer and bool types become `i64`.
+pub fn tensor_to_constant(t: &TensorProto, data_dir: &DataDir) -> Result<Constant, String> {
+    let name = t.name();
+    let dims = t
+        .dims
+        .iter()
+        .map(|&d| usize::try_from(d).map_err(|_| format!("tensor `{name}` has a negative dim {d}")))
+        .collect::<Result<Vec<usize>, String>>()?;
+    let count = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| format!("tensor `{name}` is too large"))?;
+    let external;
+    let raw: Option<&[u8]> = if t.data_location() == DataLocation::External {
+        external = read_external(t, data_dir)?;
+        Some(&external)
+    } else {
+        t.raw_data.as_deref()
+    };
+    let dtype = DataType::try_from(t.data_type.unwrap_or(0)).unwrap_or(DataType::Undefined);
+    let data = match dtype {
+        DataType::Float => Data::F32(match raw {
+            Some(b) => le_chunks::<4>(b, name)?.map(f32::from_le_bytes).collect(),
+            None => t.float_data.clone(),
+        }),
+        DataType::Double => Data::F32(match raw {
+            Some(b) => le_chunks::<8>(b, name)?
+                .map(|c| f64::from_le_bytes(c) as f32)
+                .collect(),
+            None => t.double_data.iter().map(|&v| v as f32).collect(),
+        }),
+        DataType::Float16 => Data::F32(match raw {
+            Some(b) => le_chunks::<2>(b, name)?
+                .map(|c| f16_to_f32(u16::from_le_bytes(c)))
+                .collect(),
+            None => t.int32_data.iter().map(|&v| f16_to_f32(v as u16)).collect(),
+        }),
+        DataType::Bfloat16 => Data::F32(match raw {
+            Some(b) => le_chunks::<2>(b, name)?
+                .map(|c| f32::from_bits(u32::from(u16::from_le_bytes(c)) << 16))
+                .collect(),
+            None => t
+                .int32_data
+                .iter()
+                .map(|&v| f32::from_bits((v as u32) << 16))
+                .collect(),
+        }),
+        DataType::Int64 => Data::I64(match raw {
+            Some(b) => le_chunks::<8>(b, name)?.map(i64::from_le_bytes).collect(),
+            None => t.int64_data.clone(),
+        }),
+        DataType::Int32 => Data::I64(match raw {
+            Some(b) => le_chunks::<4>(b, name)?
+                .map(|c| i64::from(i32::from_le_bytes(c)))
+                .collect(),
+            None => t.int32_data.iter().map(|&v| i64::from(v)).collect(),
+        }),
+        DataType::Int8 | DataType::Int16 | DataType::Uint8 | DataType::Uint16 | DataType::Bool => {
+            let signed = matches!(dtype, DataType::Int8 | DataType::Int16);
+            let width = if matches!(dtype, DataType::Int16 | DataType::Uint16) {
+                2
+            } else {
+                1
+            };
+            Data::I64(match raw {
+                Some(b) if width == 1 => b
+                    .iter()
+                    .map(|&v| {
+                        if signed {
+                            i64::from(v as i8)
+                        } else {
+                            i64::from(v)
+                        }
+                    })
+                    .collect(),
+                Some(b) => le_chunks::<2>(b, name)?
+                    .map(|c| {
+                        let v = u16::from_le_bytes(c);
+                        if signed {
+                            i64::from(v as i16)
+                        } else {
+                            i64::from(v)
+                        }
+                    })
+                    .collect(),
+                None => t.int32_data.iter().map(|&v| i64::from(v)).collect(),
+            })
+        }
+        other => {
+            return Err(format!(
+                "tensor `{name}` has element type {}, which nnc does not read",
+                other.as_str_name()
+            ))
+        }
+    };
+    if data.len() != count {
+        return Err(format!(
+            "tensor `{name}` has {} values for dims {:?} ({count} elements)",
+            data.len(),
+            dims
+        ));
+    }
+    Ok(Constant { dims, data })
+}
+
+/// Splits little-endian bytes into `N`-byte chunks.
+fn le_chunks<'b, const N: usize>(
+    bytes: &'b [u8],
+    name: &str,
+) -> Result<impl Iterator<Item = [u8; N]> + 'b, String> {
+    if !bytes.len().is_multiple_of(N) {
+        return Err(format!(
+            "tensor `{name}` has {} raw bytes, not a multiple of its element size {N}",
+            bytes.len()
+        ));
+    }
+    Ok(bytes.chunks_exact(N).map(|c| {
+        let mut a = [0u8; N];
+        a.copy_from_slice(c);
+        a
+    }))
+}
+
+/// IEEE half precision to single.
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h >> 15) << 31;
+    let exp = u32::from((h >> 10) & 0x1f);
+    let frac = u32::from(h & 0x3ff);
+    let bits = match (exp, frac) {
+        (0, 0) => sign,
+        (0, _) => {
+            // Subnormal: normalise the fraction.
+            let mut e = 127 - 15 + 1;
+            let mut f = frac;
+            while f & 0x400 == 0 {
+                f <<= 1;
+                e -= 1;
+            }
+            sign | (e << 23) | ((f & 0x3ff) << 13)
+        }
+        (0x1f, _) => sign | 0x7f80_0000 | (frac << 13),
+        _ => sign | ((exp + 127 - 15) << 23) | (frac << 13),
+    };
+    f32::from_bits(bits)
+}
+
+/// Reads the bytes of a tensor stored in an external file: `location`
+/// (relative to the model's directory, never outside it), `offset` and
+/// `length`.
+fn read_external(t: &TensorProto, data_dir: &DataDir) -> Result<Vec<u8>, String> {
+    let name = t.name();
+    let entry = |key: &str| {
+        t.external_data
+            .iter()
+            .find(|e| e.key() == key)
+            .map(|e| e.value().to_string())
+    };
+    let location = entry("location")
+        .ok_or_else(|| format!("tensor `{name}` is external but names no `location`"))?;
+    let relative = Path::new(&location);
+    if relative
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(format!(
+            "tensor `{name}`: external data location `{location}` must be a relative path below the model's directory"
+        ));
+    }
+    let dir = data_dir.dir.as_ref().ok_or_else(|| {
+        format!("tensor `{name}` has external data, but the model was not read from a file")
+    })?;
+    let path = dir.join(relative);
+    let number = |key: &str| -> Result<Option<u64>, String> {
+        entry(key)
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    format!("tensor `{name}`: external data {key} `{v}` is not a number")
+                })
+            })
+            .transpose()
+    };
+    let offset = number("offset")?.unwrap_or(0);
+    let length = number("length")?;
+    let bytes = std::fs::read(&path).map_err(|e| {
+        format!(
+            "tensor `{name}`: cannot read external data `{}`: {e}",
+            path.display()
+        )
+    })?;
+    let start = usize::try_from(offset).unwrap_or(usize::MAX);
+    let end = match length {
+        Some(l) => start.saturating_add(usize::try_from(l).unwrap_or(usize::MAX)),
+        None => bytes.len(),
+    };
+    bytes.get(start..end).map(<[u8]>::to_vec).ok_or_else(|| {
+        format!(
+            "tensor `{name}`: external data `{}` has {} bytes, fewer than offset {offset} plus the length",
+            path.display(),
+            bytes.len()
+        )
+    })
+}
+
+/// The static shape of a graph input, which must be `float`.
+pub fn input_shape(input: &super::proto::ValueInfoProto) -> Result<Vec<usize>, String> {
+    use super::proto::tensor_shape_proto::dimension::Value;
+    use super::proto::type_proto::Value as Type;
+    let Some(Type::TensorType(t)) = input.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+        return Err("the input is not a tensor".into());
+    };
+    if t.elem_type() != DataType::Float as i32 {
+        let name = DataType::try_from(t.elem_type())
+            .map(|d| d.as_str_name())
+            .unwrap_or("an unknown type");
+        return Err(format!(
+            "the input has element type {name}; nnc computes in float32"
+        ));
+    }
+    let Some(shape) = &t.shape else {
+        return Err("the input has no shape; nnc compiles static shapes".into());
+    };
+    shape
+        .dim
+        .iter()
+        .enumerate()
+        .map(|(i, d)| match &d.value {
+            Some(Value::DimValue(v)) if *v >= 1 => Ok(*v as usize),
+            Some(Value::DimParam(p)) => Err(format!(
+                "dim {i} is the symbol `{p}`; nnc compiles static shapes (fix it, e.g. with onnx.tools.update_model_dims)"
+            )),
+            _ => Err(format!("dim {i} has no static size; nnc compiles static shapes")),
+        })
+        .collect()
+}

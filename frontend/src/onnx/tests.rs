@@ -1,0 +1,63 @@
+//! Unit tests of the importer's pieces that the fixture suite reaches only
+//! indirectly: binding names and the constant folds.
+
+use super::constant::{Constant, Data};
+use super::emit::Names;
+
+#[test]
+fn onnx_names_become_paths_that_parse() {
+    let mut names = Names::default();
+    assert_eq!(
+        names.fresh("/layer1/layer1.0/conv1/Conv", "conv"),
+        "layer1.layer1.0.conv1.Conv"
+    );
+    assert_eq!(names.fresh("features.0", "x"), "features.0");
+    // Taken names get a suffix; an index segment gets one of its own.
+    assert_eq!(names.fresh("features.0", "x"), "features.0._2");
+    assert_eq!(names.fresh("relu", "x"), "relu");
+    assert_eq!(names.fresh("relu", "x"), "relu_2");
+    // Characters outside identifiers, leading digits and zeros, literals.
+    assert_eq!(names.fresh("onnx::Conv_12", "x"), "onnx.Conv_12");
+    assert_eq!(names.fresh("1x1-conv", "x"), "_1x1_conv");
+    assert_eq!(names.fresh("block.01", "x"), "block._01");
+    assert_eq!(names.fresh("true", "x"), "_true");
+    assert_eq!(names.fresh("///", "gemm"), "gemm");
+    assert_eq!(names.fresh_ident("input.1", "input"), "input_1");
+    assert_eq!(names.fresh_ident("0", "input"), "_0");
+}
+
+fn ints(dims: &[usize], values: &[i64]) -> Constant {
+    Constant {
+        dims: dims.to_vec(),
+        data: Data::I64(values.to_vec()),
+    }
+}
+
+#[test]
+fn constant_folds() {
+    let m = ints(&[2, 3], &[1, 2, 3, 4, 5, 6]);
+    assert_eq!(m.transposed(&[1, 0]), ints(&[3, 2], &[1, 4, 2, 5, 3, 6]));
+    assert_eq!(m.gathered(1, &[2, 0], &[2]), ints(&[2, 2], &[3, 1, 6, 4]));
+    assert_eq!(m.gathered(0, &[1], &[]), ints(&[3], &[4, 5, 6]));
+    let joined = Constant::concatenated(&[&m, &ints(&[2, 1], &[7, 8])], 1);
+    assert_eq!(joined, Some(ints(&[2, 4], &[1, 2, 3, 7, 4, 5, 6, 8])));
+    assert_eq!(Constant::concatenated(&[&m, &ints(&[1, 1], &[7])], 1), None);
+    let column = ints(&[2, 1], &[10, 20]);
+    let sum = m.broadcast(&column, |a, b| a + b, |a, b| a.checked_add(b));
+    assert_eq!(sum, Some(ints(&[2, 3], &[11, 12, 13, 24, 25, 26])));
+    // Integer division by zero does not fold; floats follow IEEE.
+    let zero = ints(&[], &[0]);
+    assert_eq!(
+        m.broadcast(&zero, |a, b| a / b, |a, b| a.checked_div(b)),
+        None
+    );
+    let half = Constant {
+        dims: vec![],
+        data: Data::F32(vec![0.5]),
+    };
+    let scaled = m.broadcast(&half, |a, b| a * b, |a, b| a.checked_mul(b));
+    assert_eq!(
+        scaled.map(|c| c.data),
+        Some(Data::F32(vec![0.5, 1.0, 1.5, 2.0, 2.5, 3.0]))
+    );
+}

@@ -1,0 +1,617 @@
+#!/usr/bin/env python3
+"""Builds the ONNX conformance fixtures under tests/cases/onnx/.
+
+Run by hand (not by CI) after `pip install onnx onnxruntime numpy`:
+
+    python3 scripts/onnx_fixtures.py
+
+Every fixture is a directory with `model.onnx` (built with the onnx package,
+weights drawn from a seeded numpy generator), `input_<i>.npy` and the outputs
+ONNX Runtime computes, `output_<i>.npy`. The Rust suite tests/tests/onnx.rs
+imports each model and compares nnc's reference interpreter with those
+outputs. Models under `errors/` are not run: they hold nodes nnc rejects.
+
+`--full DIR` instead writes full-size ResNet-18 and MobileNetV2 (torchvision
+layouts, random weights) with ORT outputs to DIR, outside the repository.
+"""
+
+import argparse
+import os
+import shutil
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "cases", "onnx")
+
+
+class Graph:
+    """A small builder: nodes, seeded initializers, inputs and outputs."""
+
+    def __init__(self, seed):
+        self.rng = np.random.default_rng(seed)
+        self.nodes, self.inits, self.inputs, self.outputs = [], [], [], []
+        self.count = 0
+
+    def name(self, base):
+        self.count += 1
+        return f"{base}_{self.count}"
+
+    def input(self, name, shape):
+        self.inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, shape))
+        return name
+
+    def init(self, name, array):
+        self.inits.append(numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def weight(self, name, shape, scale=None):
+        fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else shape[0]
+        bound = scale if scale is not None else 1.0 / np.sqrt(max(fan_in, 1))
+        return self.init(name, self.rng.uniform(-bound, bound, shape).astype(np.float32))
+
+    def node(self, op, inputs, outputs=1, name=None, **attrs):
+        name = name or self.name(op.lower())
+        if isinstance(outputs, int):
+            outs = [f"{name}_out{i}" for i in range(outputs)]
+        else:
+            outs = outputs
+        self.nodes.append(helper.make_node(op, inputs, outs, name=name, **attrs))
+        return outs[0] if len(outs) == 1 else outs
+
+    def output(self, value):
+        self.outputs.append(helper.make_tensor_value_info(value, TensorProto.FLOAT, None))
+
+    def model(self, opset, name="model"):
+        graph = helper.make_graph(self.nodes, name, self.inputs, self.outputs, self.inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        model.ir_version = 8 if opset <= 18 else 11
+        # Output types are left to shape inference; the checker then
+        # validates the graph with them.
+        model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+        inferred = {v.name: v for v in model.graph.value_info}
+        complete = True
+        for out in model.graph.output:
+            if out.name in inferred:
+                out.CopyFrom(inferred[out.name])
+            else:
+                complete = False  # function ops (GroupNormalization 18) infer nothing
+        if complete:
+            onnx.checker.check_model(model)
+        return model
+
+    # Layers with PyTorch-style weight names.
+    def conv(self, x, prefix, c_in, c_out, k, stride=1, pad=0, group=1, bias=True):
+        inputs = [x, self.weight(f"{prefix}.weight", [c_out, c_in // group, k, k])]
+        if bias:
+            inputs.append(self.weight(f"{prefix}.bias", [c_out], 0.1))
+        return self.node("Conv", inputs, name=f"/{prefix}/Conv", kernel_shape=[k, k],
+                         strides=[stride, stride], pads=[pad] * 4, group=group)
+
+    def bn(self, x, prefix, c):
+        r = self.rng
+        ins = [x,
+               self.init(f"{prefix}.weight", r.uniform(0.5, 1.5, c).astype(np.float32)),
+               self.init(f"{prefix}.bias", r.uniform(-0.5, 0.5, c).astype(np.float32)),
+               self.init(f"{prefix}.running_mean", r.uniform(-0.5, 0.5, c).astype(np.float32)),
+               self.init(f"{prefix}.running_var", r.uniform(0.5, 1.5, c).astype(np.float32))]
+        return self.node("BatchNormalization", ins, name=f"/{prefix}/BatchNormalization")
+
+    def relu(self, x):
+        return self.node("Relu", [x])
+
+    def relu6(self, x):
+        return self.node("Clip", [x, self.init(self.name("zero"), np.array(0, np.float32)),
+                                  self.init(self.name("six"), np.array(6, np.float32))])
+
+    def linear(self, x, prefix, c_in, c_out):
+        return self.node("Gemm", [x, self.weight(f"{prefix}.weight", [c_out, c_in]),
+                                  self.weight(f"{prefix}.bias", [c_out], 0.1)],
+                         name=f"/{prefix}/Gemm", transB=1)
+
+
+def save(dirname, model, inputs, external=False):
+    """Writes the model, its inputs and ORT's outputs."""
+    path = os.path.join(ROOT, dirname)
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
+    file = os.path.join(path, "model.onnx")
+    if external:
+        onnx.save_model(model, file, save_as_external_data=True, all_tensors_to_one_file=True,
+                        location="weights.bin", size_threshold=0)
+    else:
+        onnx.save_model(model, file)
+    if inputs is None:
+        return
+    session = ort.InferenceSession(file, providers=["CPUExecutionProvider"])
+    feeds = {i.name: x for i, x in zip(session.get_inputs(), inputs)}
+    outputs = session.run(None, feeds)
+    for i, x in enumerate(inputs):
+        np.save(os.path.join(path, f"input_{i}.npy"), x)
+    for i, y in enumerate(outputs):
+        np.save(os.path.join(path, f"output_{i}.npy"), np.asarray(y, np.float32))
+
+
+def rand(rng, shape):
+    return rng.uniform(-1, 1, shape).astype(np.float32)
+
+
+def single(name, opset, shapes, build, seed=0, external=False):
+    """A model of one op (plus what it needs): `build(g, inputs)` returns
+    the output value names."""
+    g = Graph(seed)
+    xs = [g.input(f"x{i}", s) for i, s in enumerate(shapes)]
+    outs = build(g, xs)
+    for o in outs if isinstance(outs, list) else [outs]:
+        g.output(o)
+    model = g.model(opset, name.replace("/", "_"))
+    save(name, model, [rand(g.rng, s) for s in shapes], external)
+
+
+def operators():
+    img = [1, 4, 9, 9]
+    # Conv and ConvTranspose.
+    single("conv/basic", 28, [img], lambda g, x: g.conv(x[0], "conv", 4, 6, 3, pad=1))
+    single("conv/stride_dilation_group", 17, [img], lambda g, x: g.node(
+        "Conv", [x[0], g.weight("w", [6, 2, 3, 3])], strides=[2, 1], dilations=[2, 1], group=2,
+        pads=[1, 2, 1, 2]))
+    single("conv/same_upper_even_kernel", 17, [img], lambda g, x: g.node(
+        "Conv", [x[0], g.weight("w", [5, 4, 4, 4]), g.weight("b", [5])], auto_pad="SAME_UPPER",
+        strides=[2, 2]))
+    single("conv/same_lower", 11, [img], lambda g, x: g.node(
+        "Conv", [x[0], g.weight("w", [5, 4, 2, 3])], auto_pad="SAME_LOWER"))
+    single("conv/asymmetric_pads", 17, [img], lambda g, x: g.node(
+        "Conv", [x[0], g.weight("w", [3, 4, 3, 3])], pads=[0, 1, 2, 1], kernel_shape=[3, 3]))
+    single("conv/valid_depthwise", 13, [img], lambda g, x: g.node(
+        "Conv", [x[0], g.weight("w", [8, 1, 3, 3]), g.weight("b", [8])], group=4,
+        auto_pad="VALID"))
+    single("conv_transpose/stride_pad_output_padding", 17, [img], lambda g, x: g.node(
+        "ConvTranspose", [x[0], g.weight("w", [4, 3, 3, 3]), g.weight("b", [3])],
+        strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 0]))
+    single("conv_transpose/group_dilation", 17, [img], lambda g, x: g.node(
+        "ConvTranspose", [x[0], g.weight("w", [4, 2, 2, 3])], group=2, dilations=[2, 1]))
+    single("conv_transpose/output_shape", 17, [img], lambda g, x: g.node(
+        "ConvTranspose", [x[0], g.weight("w", [4, 2, 3, 3])], strides=[2, 2],
+        output_shape=[18, 18]))
+    single("conv_transpose/same_lower", 17, [img], lambda g, x: g.node(
+        "ConvTranspose", [x[0], g.weight("w", [4, 2, 3, 3])], strides=[2, 2],
+        auto_pad="SAME_LOWER"))
+    # Normalisation.
+    single("norm/batch_norm_eps", 15, [img], lambda g, x: g.node(
+        "BatchNormalization", [x[0], g.weight("s", [4], 1.5), g.weight("b", [4]),
+                               g.weight("m", [4]), g.init("v", g.rng.uniform(0.5, 2, 4).astype(np.float32))],
+        epsilon=1e-3, momentum=0.8))
+    single("norm/instance_norm", 22, [img], lambda g, x: g.node(
+        "InstanceNormalization", [x[0], g.weight("s", [4], 1.5), g.weight("b", [4])], epsilon=1e-4))
+    single("norm/group_norm_opset18", 18, [[2, 6, 3, 5]], lambda g, x: g.node(
+        "GroupNormalization", [x[0], g.weight("s", [3], 1.5), g.weight("b", [3])], num_groups=3))
+    single("norm/group_norm_opset21", 21, [[2, 6, 3, 5]], lambda g, x: g.node(
+        "GroupNormalization", [x[0], g.weight("s", [6], 1.5), g.weight("b", [6])], num_groups=2,
+        epsilon=1e-3))
+    single("norm/layer_norm_last", 17, [[2, 5, 8]], lambda g, x: g.node(
+        "LayerNormalization", [x[0], g.weight("s", [8], 1.5), g.weight("b", [8])]))
+    single("norm/layer_norm_axis1_broadcast_scale", 17, [[2, 3, 4, 5]], lambda g, x: g.node(
+        "LayerNormalization", [x[0], g.weight("s", [1, 4, 5], 1.5)], axis=1, epsilon=1e-3))
+    # Activations.
+    for op in ["Relu", "Sigmoid", "Tanh"]:
+        single(f"activation/{op.lower()}", 17, [img], lambda g, x, op=op: g.node(op, [x[0]]))
+    single("activation/leaky_relu", 17, [img], lambda g, x: g.node("LeakyRelu", [x[0]], alpha=0.2))
+    single("activation/leaky_relu_default", 17, [img], lambda g, x: g.node("LeakyRelu", [x[0]]))
+    single("activation/clip_bounds", 13, [img], lambda g, x: g.node("Clip", [
+        x[0], g.init("lo", np.array(-0.3, np.float32)), g.init("hi", np.array(0.4, np.float32))]))
+    single("activation/clip_min_only", 13, [img], lambda g, x: g.node("Clip", [
+        x[0], g.init("lo", np.array(-0.3, np.float32))]))
+    single("activation/clip_max_only", 13, [img], lambda g, x: g.node("Clip", [
+        x[0], "", g.init("hi", np.array(0.25, np.float32))]))
+    single("activation/clip_relu6", 11, [img], lambda g, x: g.relu6(g.node(
+        "Mul", [x[0], g.init("k", np.array(8, np.float32))])))
+    # Pooling.
+    single("pool/max_pad_stride", 22, [img], lambda g, x: g.node(
+        "MaxPool", [x[0]], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]))
+    single("pool/max_ceil_mode", 17, [img], lambda g, x: g.node(
+        "MaxPool", [x[0]], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1))
+    single("pool/max_dilation", 17, [img], lambda g, x: g.node(
+        "MaxPool", [x[0]], kernel_shape=[2, 3], dilations=[2, 2]))
+    single("pool/max_same_upper", 17, [img], lambda g, x: g.node(
+        "MaxPool", [x[0]], kernel_shape=[2, 2], strides=[2, 2], auto_pad="SAME_UPPER"))
+    single("pool/avg_exclude_pad", 17, [img], lambda g, x: g.node(
+        "AveragePool", [x[0]], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]))
+    single("pool/avg_include_pad", 17, [img], lambda g, x: g.node(
+        "AveragePool", [x[0]], kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=1))
+    single("pool/avg_ceil_mode", 17, [img], lambda g, x: g.node(
+        "AveragePool", [x[0]], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1))
+    single("pool/avg_same_upper_include_pad", 17, [img], lambda g, x: g.node(
+        "AveragePool", [x[0]], kernel_shape=[2, 2], strides=[2, 2], auto_pad="SAME_UPPER",
+        count_include_pad=1))
+    single("pool/global_average", 17, [img], lambda g, x: g.node("GlobalAveragePool", [x[0]]))
+    # Gemm and MatMul.
+    single("linear/gemm_transb_alpha_beta", 17, [[3, 6]], lambda g, x: g.node(
+        "Gemm", [x[0], g.weight("fc.weight", [4, 6]), g.weight("fc.bias", [4])],
+        transB=1, alpha=0.5, beta=2.0))
+    single("linear/gemm_transa_matrix_c", 17, [[6, 3]], lambda g, x: g.node(
+        "Gemm", [x[0], g.weight("b", [6, 4]), g.weight("c", [3, 4])], transA=1, beta=0.5))
+    single("linear/gemm_scalar_c", 11, [[3, 6]], lambda g, x: g.node(
+        "Gemm", [x[0], g.weight("b", [6, 4]), g.init("c", np.array([0.7], np.float32))]))
+    single("linear/gemm_dynamic_b", 17, [[3, 5], [4, 5]], lambda g, x: g.node(
+        "Gemm", [x[0], x[1], g.weight("c", [4])], transB=1, alpha=1.5))
+    single("linear/matmul_constant", 17, [[2, 3, 6]], lambda g, x: g.node(
+        "MatMul", [x[0], g.weight("w", [6, 5])]))
+    single("linear/matmul_add_bias", 17, [[2, 3, 6]], lambda g, x: g.node("Add", [
+        g.node("MatMul", [x[0], g.weight("onnx::MatMul_7", [6, 5])]), g.weight("proj.bias", [5])]))
+    single("linear/matmul_add_shared_output", 17, [[2, 3, 6]], lambda g, x: [
+        g.node("MatMul", [x[0], g.weight("w", [6, 5])], name="mm"),
+        g.node("Add", [g.weight("b", [5]), "mm_out0"])])
+    single("linear/matmul_vectors", 17, [[6], [2, 6, 4], [4]], lambda g, x: [
+        g.node("MatMul", [x[0], x[1]]), g.node("MatMul", [x[1], x[2]]),
+        g.node("MatMul", [x[0], g.weight("w", [6, 3])]), g.node("MatMul", [x[1], g.weight("v", [4])])])
+    single("linear/matmul_dynamic_broadcast", 17, [[2, 1, 3, 4], [3, 4, 5]], lambda g, x: g.node(
+        "MatMul", [x[0], x[1]]))
+    # Elementwise arithmetic.
+    for op in ["Add", "Sub", "Mul", "Div"]:
+        single(f"elementwise/{op.lower()}_constant", 17, [img], lambda g, x, op=op: g.node(
+            op, [x[0], g.init("c", g.rng.uniform(0.5, 1.5, [4, 1, 1]).astype(np.float32))]))
+        single(f"elementwise/{op.lower()}_broadcast_inputs", 17, [img, [1, 4, 1, 9]],
+               lambda g, x, op=op: g.node(op, [x[0], x[1]]))
+    single("elementwise/sub_constant_first", 17, [img], lambda g, x: g.node(
+        "Sub", [g.init("c", np.array(1.0, np.float32)), x[0]]))
+    # Shape ops.
+    single("shape/concat_with_constant", 17, [img, [1, 2, 9, 9]], lambda g, x: g.node(
+        "Concat", [x[0], x[1], g.weight("c", [1, 3, 9, 9])], axis=-3))
+    single("shape/flatten_axis2", 17, [img], lambda g, x: g.node("Flatten", [x[0]], axis=2))
+    single("shape/flatten_axis0", 11, [img], lambda g, x: g.node("Flatten", [x[0]], axis=0))
+    single("shape/reshape_shape_chain", 28, [img], reshape_chain)
+    single("shape/slice_shape_chain", 13, [img], lambda g, x: g.node("Reshape", [x[0], g.node("Concat", [
+        g.node("Slice", [g.node("Shape", [x[0]]), g.init("s", np.array([0], np.int64)),
+                         g.init("e", np.array([2], np.int64))]),
+        g.init("m", np.array([-1], np.int64))], axis=0)]))
+    single("shape/slice_reversed_shape", 13, [img], lambda g, x: g.node("Reshape", [x[0], g.node(
+        "Slice", [g.node("Shape", [x[0]]), g.init("s", np.array([-1], np.int64)),
+                  g.init("e", np.array([-1000], np.int64)), g.init("a", np.array([0], np.int64)),
+                  g.init("st", np.array([-1], np.int64))])]))
+    single("pool/reduce_mean_spatial_keepdims", 17, [img], lambda g, x: g.node(
+        "ReduceMean", [x[0]], axes=[-1, 2]))
+    single("pool/reduce_mean_spatial_opset18", 18, [img], lambda g, x: g.node(
+        "ReduceMean", [x[0], g.init("a", np.array([2, 3], np.int64))], keepdims=0))
+    single("shape/reshape_zero_and_minus_one", 17, [img], lambda g, x: g.node(
+        "Reshape", [x[0], g.init("s", np.array([0, -1, 9], np.int64))]))
+    single("shape/squeeze_unsqueeze_opset11", 11, [[1, 4, 1, 9]], lambda g, x: g.node(
+        "Unsqueeze", [g.node("Squeeze", [x[0]], axes=[0, 2])], axes=[-1, 0]))
+    single("shape/squeeze_unsqueeze_opset13", 13, [[1, 4, 1, 9]], lambda g, x: g.node(
+        "Unsqueeze", [g.node("Squeeze", [x[0], g.init("a", np.array([2], np.int64))]),
+                      g.init("b", np.array([1, 4], np.int64))]))
+    single("shape/transpose", 17, [[2, 3, 4, 5]], lambda g, x: g.node(
+        "Transpose", [x[0]], perm=[0, 3, 1, 2]))
+    single("shape/transpose_default", 17, [[2, 3, 4]], lambda g, x: g.node("Transpose", [x[0]]))
+    single("shape/identity", 17, [img], lambda g, x: g.node("Relu", [g.node("Identity", [x[0]])]))
+    single("shape/gather_select", 17, [[3, 2, 5]], lambda g, x: g.node(
+        "Gather", [x[0], g.init("i", np.array(-1, np.int64))], axis=0))
+    for mode in ["constant", "reflect", "edge"]:
+        single(f"shape/pad_{mode}", 25, [img], lambda g, x, mode=mode: g.node(
+            "Pad", [x[0], g.init("p", np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64)),
+                    g.init("v", np.array(0.5, np.float32)) if mode == "constant" else ""],
+            mode=mode))
+    single("shape/pad_axes_opset18", 18, [img], lambda g, x: g.node(
+        "Pad", [x[0], g.init("p", np.array([1, 0, 2, 3], np.int64)), "",
+                g.init("a", np.array([1, 3], np.int64))]))
+    # Softmax and Dropout.
+    single("softmax/opset11_axis1_flattens", 11, [[2, 3, 4]], lambda g, x: g.node(
+        "Softmax", [x[0]], axis=1))
+    single("softmax/opset13_axis1", 13, [[2, 3, 4]], lambda g, x: g.node("Softmax", [x[0]], axis=1))
+    single("softmax/default_axis", 17, [[2, 3, 4]], lambda g, x: g.node("Softmax", [x[0]]))
+    single("dropout/opset12_ratio_input", 12, [img], lambda g, x: g.node("Dropout", [
+        x[0], g.init("r", np.array(0.3, np.float32))]))
+    single("dropout/opset11_ratio_attribute", 11, [img], lambda g, x: g.node(
+        "Dropout", [x[0]], ratio=0.2))
+    # Recurrent.
+    recurrent_fixtures()
+    # A model whose weights live in an external data file.
+    single("external_data/conv", 17, [img], lambda g, x: g.conv(x[0], "conv", 4, 3, 3, pad=1),
+           external=True)
+
+
+def reshape_chain(g, x):
+    """x.view(x.size(0), -1), as exporters write it."""
+    shape = g.node("Shape", [x[0]])
+    batch = g.node("Gather", [shape, g.init("zero", np.array(0, np.int64))], axis=0)
+    lead = g.node("Unsqueeze", [batch, g.init("axes", np.array([0], np.int64))])
+    target = g.node("Concat", [lead, g.init("minus_one", np.array([-1], np.int64))], axis=0)
+    return g.node("Reshape", [x[0], target])
+
+
+def recurrent_weights(g, gates, dirs, hidden, features, bias=True):
+    ins = [g.weight(g.name("W"), [dirs, gates * hidden, features]),
+           g.weight(g.name("R"), [dirs, gates * hidden, hidden])]
+    ins.append(g.weight(g.name("B"), [dirs, 2 * gates * hidden]) if bias else "")
+    return ins
+
+
+def lstm_layout1(seq, batch, feat, hid):
+    """A bidirectional LSTM with initial states in layout=1 (batch first).
+    ORT runs only layout=0, so the same weights are run by ORT in layout=0
+    and inputs and outputs are transposed to layout=1."""
+    g = Graph(7)
+    weights = recurrent_weights(g, 4, 2, hid, feat)
+    h0 = g.rng.uniform(-1, 1, [2, batch, hid]).astype(np.float32)
+    c0 = g.rng.uniform(-1, 1, [2, batch, hid]).astype(np.float32)
+    x = rand(g.rng, [seq, batch, feat])
+
+    def build(layout):
+        b = Graph(0)
+        b.inits = list(g.inits)
+        perm = (1, 0, 2) if layout else (0, 1, 2)
+        xs = b.input("x", [batch, seq, feat] if layout else [seq, batch, feat])
+        ins = [xs] + weights + ["", b.init("h0", h0.transpose(perm)), b.init("c0", c0.transpose(perm))]
+        b.node("LSTM", ins, ["y", "y_h"], name="lstm", hidden_size=hid, direction="bidirectional",
+               layout=layout)
+        b.output("y")
+        b.output("y_h")
+        return b.model(14, "lstm_layout1")
+
+    reference = build(0)
+    session = ort.InferenceSession(reference.SerializeToString(), providers=["CPUExecutionProvider"])
+    y, y_h = session.run(None, {"x": x})
+    path = os.path.join(ROOT, "recurrent/lstm_bidirectional_layout1")
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
+    onnx.save_model(build(1), os.path.join(path, "model.onnx"))
+    np.save(os.path.join(path, "input_0.npy"), x.transpose(1, 0, 2).copy())
+    # Y: [seq, dirs, batch, hidden] -> [batch, seq, dirs, hidden];
+    # Y_h: [dirs, batch, hidden] -> [batch, dirs, hidden].
+    np.save(os.path.join(path, "output_0.npy"), y.transpose(2, 0, 1, 3).copy())
+    np.save(os.path.join(path, "output_1.npy"), y_h.transpose(1, 0, 2).copy())
+
+
+def recurrent_fixtures():
+    seq, batch, feat, hid = 5, 2, 3, 4
+
+    def lstm(direction, dirs, outputs=(0,), states=False, layout=0, bias=True, lens=None):
+        def build(g, x):
+            ins = [x[0]] + recurrent_weights(g, 4, dirs, hid, feat, bias)
+            lengths = lens or [seq] * batch
+            if states:
+                shape = [batch, dirs, hid] if layout else [dirs, batch, hid]
+                ins += [g.init("lens", np.array(lengths, np.int32)),
+                        g.weight("h0", shape, 1.0), g.weight("c0", shape, 1.0)]
+            elif lens:
+                ins += [g.init("lens", np.array(lengths, np.int32))]
+            outs = [f"y{i}" for i in range(max(outputs) + 1)]
+            g.node("LSTM", ins, outs, hidden_size=hid, direction=direction, layout=layout)
+            return [outs[i] for i in outputs]
+        return build
+
+    x_seq = [[seq, batch, feat]]
+    single("recurrent/lstm_forward", 22, x_seq, lstm("forward", 1, (0, 1)))
+    single("recurrent/lstm_reverse_states", 14, x_seq, lstm("reverse", 1, (0, 1), states=True))
+    single("recurrent/lstm_bidirectional", 14, x_seq, lstm("bidirectional", 2, (0, 1), bias=False))
+    # Shorter sequences: outputs past a sequence's end are zero, final
+    # states are those after its last step.
+    single("recurrent/lstm_lengths_all_outputs", 14, x_seq, lstm("forward", 1, (0, 1, 2), lens=[3, 5]))
+    single("recurrent/lstm_reverse_lengths_states", 14, x_seq,
+           lstm("reverse", 1, (0, 1, 2), states=True, lens=[5, 2]))
+    single("recurrent/lstm_bidirectional_lengths_final_states", 22, x_seq,
+           lstm("bidirectional", 2, (1, 2), lens=[4, 1]))
+    single("recurrent/lstm_cell_state_only", 14, x_seq, lstm("forward", 1, (2,)))
+    # ONNX Runtime does not run layout=1 (batch-first) recurrent ops; that
+    # fixture's reference is ORT's layout=0 run, transposed.
+    lstm_layout1(seq, batch, feat, hid)
+    single("recurrent/lstm_bidirectional_states", 14, x_seq,
+           lstm("bidirectional", 2, (0, 1), states=True))
+
+    def rnn(direction, dirs):
+        def build(g, x):
+            ins = [x[0]] + recurrent_weights(g, 1, dirs, hid, feat)
+            ins += ["", g.weight("h0", [dirs, batch, hid], 1.0)]
+            return g.node("RNN", ins, ["y", "y_h"], hidden_size=hid, direction=direction)
+        return build
+
+    single("recurrent/rnn_forward_state", 14, x_seq, rnn("forward", 1))
+    single("recurrent/rnn_bidirectional", 14, x_seq, rnn("bidirectional", 2))
+
+    def gru(direction, dirs):
+        def build(g, x):
+            ins = [x[0]] + recurrent_weights(g, 3, dirs, hid, feat)
+            return g.node("GRU", ins, ["y", "y_h"], hidden_size=hid, direction=direction,
+                          linear_before_reset=1)
+        return build
+
+    single("recurrent/gru_forward", 14, x_seq, gru("forward", 1))
+    single("recurrent/gru_lengths_final_state", 14, x_seq, lambda g, x: g.node(
+        "GRU", [x[0]] + recurrent_weights(g, 3, 2, hid, feat) + [g.init("lens", np.array([2, 4], np.int32))],
+        ["y", "y_h"], hidden_size=hid, direction="bidirectional", linear_before_reset=1)[1])
+    single("recurrent/rnn_reverse_lengths", 14, x_seq, lambda g, x: g.node(
+        "RNN", [x[0]] + recurrent_weights(g, 1, 1, hid, feat) + [g.init("lens", np.array([3, 5], np.int32))],
+        ["y", "y_h"], hidden_size=hid, direction="reverse"))
+    single("recurrent/gru_bidirectional", 14, x_seq, gru("bidirectional", 2))
+
+
+# ---------------------------------------------------------------- models
+
+def resnet_small():
+    """ResNet-style: stem, a basic block, a downsampling block with a 1x1
+    conv + BN shortcut, global pooling and a classifier."""
+    g = Graph(1)
+    x = g.input("input", [1, 3, 32, 32])
+    y = g.relu(g.bn(g.conv(x, "conv1", 3, 8, 7, stride=2, pad=3, bias=False), "bn1", 8))
+    y = g.node("MaxPool", [y], name="/maxpool/MaxPool", kernel_shape=[3, 3], strides=[2, 2],
+               pads=[1, 1, 1, 1])
+
+    def block(x, prefix, c_in, c_out, stride):
+        h = g.relu(g.bn(g.conv(x, f"{prefix}.conv1", c_in, c_out, 3, stride, 1, bias=False),
+                        f"{prefix}.bn1", c_out))
+        h = g.bn(g.conv(h, f"{prefix}.conv2", c_out, c_out, 3, 1, 1, bias=False), f"{prefix}.bn2", c_out)
+        if stride != 1 or c_in != c_out:
+            x = g.bn(g.conv(x, f"{prefix}.downsample.0", c_in, c_out, 1, stride, bias=False),
+                     f"{prefix}.downsample.1", c_out)
+        return g.relu(g.node("Add", [h, x]))
+
+    y = block(y, "layer1.0", 8, 8, 1)
+    y = block(y, "layer2.0", 8, 16, 2)
+    y = g.node("GlobalAveragePool", [y])
+    y = g.node("Flatten", [y], axis=1)
+    g.output(g.linear(y, "fc", 16, 10))
+    save("models/resnet_small", g.model(17, "resnet_small"), [rand(g.rng, [1, 3, 32, 32])])
+
+
+def mobilenet_small():
+    """MobileNetV2-style: inverted residuals with depthwise convs, ReLU6 as
+    Clip, a residual add when shapes allow."""
+    g = Graph(2)
+    x = g.input("input", [1, 3, 32, 32])
+
+    def cbr(x, prefix, c_in, c_out, k, stride, group=1, act=True):
+        y = g.bn(g.conv(x, f"{prefix}.0", c_in, c_out, k, stride, k // 2, group, bias=False),
+                 f"{prefix}.1", c_out)
+        return g.relu6(y) if act else y
+
+    y = cbr(x, "features.0", 3, 8, 3, 2)
+
+    def inverted(x, prefix, c_in, c_out, stride, expand):
+        hidden = c_in * expand
+        h = cbr(x, f"{prefix}.conv.0", c_in, hidden, 1, 1)
+        h = cbr(h, f"{prefix}.conv.1", hidden, hidden, 3, stride, group=hidden)
+        h = g.bn(g.conv(h, f"{prefix}.conv.2", hidden, c_out, 1, bias=False), f"{prefix}.conv.3", c_out)
+        return g.node("Add", [x, h]) if stride == 1 and c_in == c_out else h
+
+    y = inverted(y, "features.1", 8, 8, 1, 4)
+    y = inverted(y, "features.2", 8, 12, 2, 6)
+    y = inverted(y, "features.3", 12, 12, 1, 6)
+    y = cbr(y, "features.4", 12, 32, 1, 1)
+    y = g.node("GlobalAveragePool", [y])
+    y = g.node("Flatten", [y])
+    y = g.node("Dropout", [y, g.init("ratio", np.array(0.2, np.float32))])
+    g.output(g.linear(y, "classifier.1", 32, 10))
+    save("models/mobilenet_small", g.model(13, "mobilenet_small"), [rand(g.rng, [1, 3, 32, 32])])
+
+
+def vgg_small():
+    """VGG-style: stacked 3x3 convs, max pooling, a classifier with dropout."""
+    g = Graph(3)
+    x = g.input("input", [2, 3, 16, 16])
+    y = x
+    c = 3
+    i = 0
+    for width, convs in [(8, 2), (16, 2)]:
+        for _ in range(convs):
+            y = g.relu(g.conv(y, f"features.{i}", c, width, 3, pad=1))
+            c = width
+            i += 2
+        y = g.node("MaxPool", [y], kernel_shape=[2, 2], strides=[2, 2])
+        i += 1
+    y = reshape_chain(g, [y])
+    y = g.node("Dropout", [g.relu(g.linear(y, "classifier.0", 16 * 4 * 4, 32)),
+                           g.init("p", np.array(0.5, np.float32))])
+    g.output(g.linear(y, "classifier.3", 32, 10))
+    save("models/vgg_small", g.model(28, "vgg_small"), [rand(g.rng, [2, 3, 16, 16])])
+
+
+def lstm_stack():
+    """Two stacked LSTM layers (the second bidirectional), the last step to
+    a linear classifier, as torch.onnx exports nn.LSTM."""
+    g = Graph(4)
+    seq, batch, feat, hid = 7, 2, 5, 6
+    x = g.input("input", [seq, batch, feat])
+    y = g.node("LSTM", [x] + recurrent_weights(g, 4, 1, hid, feat), ["l0_y", "l0_h", "l0_c"],
+               name="/lstm/LSTM", hidden_size=hid)[0]
+    y = g.node("Squeeze", [y, g.init("axis1", np.array([1], np.int64))])
+    y = g.node("LSTM", [y] + recurrent_weights(g, 4, 2, hid, hid), ["l1_y", "l1_h"],
+               name="/lstm/LSTM_1", hidden_size=hid, direction="bidirectional")[0]
+    y = g.node("Transpose", [y], perm=[0, 2, 1, 3])
+    y = g.node("Reshape", [y, g.init("shape", np.array([seq, batch, -1], np.int64))])
+    last = g.node("Gather", [y, g.init("last", np.array(-1, np.int64))], axis=0)
+    g.output(g.linear(last, "fc", 2 * hid, 3))
+    save("models/lstm_stack", g.model(14, "lstm_stack"), [rand(g.rng, [seq, batch, feat])])
+
+
+def errors():
+    """A model with several nodes nnc rejects, for the every-node report."""
+    g = Graph(5)
+    x = g.input("x", [1, 4, 8, 8])
+    y = g.node("Erf", [x], name="erf_node")
+    z = g.node("Conv", [x, g.weight("w", [4, 4, 3, 3])], name="conv_wrap_pad", auto_pad="SAME_UPPER",
+               kernel_shape=[3, 3])
+    z = g.node("Pad", [z, g.init("p", np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64))],
+               name="pad_wrap", mode="wrap")
+    s = g.node("LSTM", [g.node("Reshape", [x, g.init("s", np.array([8, 4, 8], np.int64))])]
+               + recurrent_weights(g, 4, 1, 3, 8), ["ly"], name="lstm_clip", hidden_size=3, clip=1.0)
+    g.output(g.node("Mul", [y, x]))
+    g.output(z)
+    g.output(s)
+    model = g.model(19, "errors")
+    save("errors/unsupported_nodes", model, None)
+
+
+def full_size(out_dir):
+    """Full-size ResNet-18 and MobileNetV2 with torchvision's layouts and
+    names, random weights, and ORT outputs; kept outside the repository."""
+    global ROOT
+    ROOT = out_dir
+
+    g = Graph(10)
+    x = g.input("input", [1, 3, 224, 224])
+    y = g.relu(g.bn(g.conv(x, "conv1", 3, 64, 7, 2, 3, bias=False), "bn1", 64))
+    y = g.node("MaxPool", [y], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    c = 64
+    for layer, (width, stride) in enumerate([(64, 1), (128, 2), (256, 2), (512, 2)], start=1):
+        for b in range(2):
+            p = f"layer{layer}.{b}"
+            s = stride if b == 0 else 1
+            h = g.relu(g.bn(g.conv(y, f"{p}.conv1", c, width, 3, s, 1, bias=False), f"{p}.bn1", width))
+            h = g.bn(g.conv(h, f"{p}.conv2", width, width, 3, 1, 1, bias=False), f"{p}.bn2", width)
+            if s != 1 or c != width:
+                y = g.bn(g.conv(y, f"{p}.downsample.0", c, width, 1, s, bias=False), f"{p}.downsample.1", width)
+            y = g.relu(g.node("Add", [h, y]))
+            c = width
+    y = g.node("Flatten", [g.node("GlobalAveragePool", [y])])
+    g.output(g.linear(y, "fc", 512, 1000))
+    save("resnet18", g.model(17, "resnet18"), [rand(g.rng, [1, 3, 224, 224])])
+
+    g = Graph(11)
+    x = g.input("input", [1, 3, 224, 224])
+
+    def cbr(x, prefix, c_in, c_out, k, stride, group=1):
+        return g.relu6(g.bn(g.conv(x, f"{prefix}.0", c_in, c_out, k, stride, k // 2, group, bias=False),
+                            f"{prefix}.1", c_out))
+
+    y = cbr(x, "features.0", 3, 32, 3, 2)
+    c, i = 32, 1
+    for t, width, n, s in [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+                           (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]:
+        for k in range(n):
+            stride = s if k == 0 else 1
+            hidden = c * t
+            p = f"features.{i}.conv"
+            h, j = y, 0
+            if t != 1:
+                h, j = cbr(h, f"{p}.{j}", c, hidden, 1, 1), 1
+            h = cbr(h, f"{p}.{j}", hidden, hidden, 3, stride, group=hidden)
+            h = g.bn(g.conv(h, f"{p}.{j + 1}", hidden, width, 1, bias=False), f"{p}.{j + 2}", width)
+            y = g.node("Add", [y, h]) if stride == 1 and c == width else h
+            c, i = width, i + 1
+    y = cbr(y, f"features.{i}", c, 1280, 1, 1)
+    y = g.node("Flatten", [g.node("GlobalAveragePool", [y])])
+    y = g.node("Dropout", [y, g.init("ratio", np.array(0.2, np.float32))])
+    g.output(g.linear(y, "classifier.1", 1280, 1000))
+    save("mobilenet_v2", g.model(17, "mobilenet_v2"), [rand(g.rng, [1, 3, 224, 224])])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--full", metavar="DIR", help="write full-size ResNet-18 and MobileNetV2 to DIR")
+    args = parser.parse_args()
+    if args.full:
+        full_size(args.full)
+        return
+    shutil.rmtree(ROOT, ignore_errors=True)
+    operators()
+    resnet_small()
+    mobilenet_small()
+    vgg_small()
+    lstm_stack()
+    errors()
+    print(f"wrote fixtures to {os.path.normpath(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
