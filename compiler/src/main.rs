@@ -107,6 +107,9 @@ enum Command {
         /// Untimed runs first.
         #[arg(long, default_value_t = 3)]
         warmup: usize,
+        /// Keep timing runs for at least this many seconds.
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
         /// Print the figures as one JSON object.
         #[arg(long)]
         json: bool,
@@ -306,6 +309,7 @@ fn execute(cli: Cli) -> Result<()> {
             threads,
             runs,
             warmup,
+            seconds,
             json,
         } => {
             let m = load(&model)?;
@@ -319,7 +323,7 @@ fn execute(cli: Cli) -> Result<()> {
                 &pool,
                 warmup,
                 runs,
-                std::time::Duration::from_secs(1),
+                std::time::Duration::from_secs_f64(seconds.max(0.0)),
             )?;
             times.sort_by(f64::total_cmp);
             let gflops = compiled.report.layers.iter().map(|l| l.flops).sum::<u64>() as f64 / 1e9;
@@ -331,6 +335,7 @@ fn execute(cli: Cli) -> Result<()> {
                 warmup,
                 median_ms: median,
                 min_ms: cli::bench::quantile(&times, 0.0),
+                p10_ms: cli::bench::quantile(&times, 0.1),
                 p90_ms: cli::bench::quantile(&times, 0.9),
                 gflops,
                 gflop_per_s: gflops / (median / 1e3),

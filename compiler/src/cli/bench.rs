@@ -15,14 +15,16 @@ pub struct Figures {
     pub warmup: usize,
     pub median_ms: f64,
     pub min_ms: f64,
+    pub p10_ms: f64,
     pub p90_ms: f64,
     pub gflops: f64,
     pub gflop_per_s: f64,
     pub compile_ms: f64,
 }
 
-/// Runs `exe` `warmup` times, then for at least `min_time` and `runs`
-/// times, with a progress bar on a terminal.
+/// Runs `exe` `warmup` times, then at least `runs` times and for at least
+/// `min_time` (at most 100 times `runs`), with a progress bar on a
+/// terminal. Returns each timed run's latency in milliseconds.
 pub fn measure(
     exe: &Executable,
     inputs: &[Tensor],
