@@ -7,6 +7,7 @@
 //! diagnostics and on `nnc-runtime` for tensors and weights; neither of them
 //! depends on it.
 
+pub mod backend;
 pub mod driver;
 pub mod interp;
 pub mod ir;

@@ -1,0 +1,2 @@
+//! Native code the JIT calls into: the packed SGEMM micro-kernels.
+pub mod gemm;
