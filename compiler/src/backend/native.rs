@@ -6,7 +6,9 @@
 //! calls [`nnc_gemm_task`] for each. Task `t` is one block of one product,
 //! so tasks write disjoint output and run on any thread.
 
+use super::gemm::{self, GemmEpilogue, MicroKernel, PackedA};
 use super::jit::Base;
+use super::BackendError;
 use crate::ir::Activation;
 use std::ops::Range;
 
@@ -24,10 +26,11 @@ pub struct Epilogue {
 /// where product `p = (batch, group)` uses weight group `g = p % groups`,
 /// `B_p` starts at `b + p * b_stride` (row stride `ldb`) and `C_p` at
 /// `c + p * c_stride` (row stride `ldc`); the residual is laid out like C.
-#[derive(Debug)]
 pub struct GemmTask {
-    /// Row-major `[groups * m, k]`.
+    /// Row-major `[groups * m, k]`, until [`GemmTask::pack`] packs it.
     pub a: Vec<f32>,
+    /// One packed matrix per group, made by [`GemmTask::pack`].
+    pub packed: Vec<PackedA>,
     pub m: usize,
     pub k: usize,
     pub n: usize,
@@ -52,9 +55,10 @@ impl GemmTask {
         let threads = threads.max(1);
         self.m_block = self.m.max(1);
         self.n_block = self.n.clamp(1, 512);
-        // Split rows too when the columns alone give too few tasks.
-        while self.tasks() < 4 * threads && self.m_block > 16 {
-            self.m_block = (self.m_block / 2).div_ceil(8) * 8;
+        // Split rows too when the columns alone give too few tasks, in
+        // multiples of 28 rows (two AVX-512 tiles) so blocks stay whole.
+        while self.tasks() < 4 * threads && self.m_block > 56 {
+            self.m_block = (self.m_block / 2).div_ceil(28) * 28;
         }
         self
     }
@@ -91,125 +95,127 @@ fn ptr(base: Base, arena: *mut f32, index: usize) -> *mut f32 {
     }
 }
 
+/// The micro-kernel every GEMM of this process uses.
+pub fn micro_kernel() -> MicroKernel {
+    MicroKernel::detect()
+}
+
+/// The native GEMM's form of an activation.
+fn native_activation(act: Option<Activation>) -> gemm::Activation {
+    match act {
+        None => gemm::Activation::None,
+        Some(Activation::Relu) => gemm::Activation::Relu,
+        Some(Activation::Relu6) => gemm::Activation::Clip { min: 0.0, max: 6.0 },
+        Some(Activation::Clip { min, max }) => gemm::Activation::Clip { min, max },
+        Some(Activation::LeakyRelu { negative_slope }) => {
+            gemm::Activation::LeakyRelu { negative_slope }
+        }
+        Some(Activation::Sigmoid) => gemm::Activation::Sigmoid,
+        Some(Activation::Tanh) => gemm::Activation::Tanh,
+    }
+}
+
+/// Packs row-major `a` as `groups` matrices `[m, k]`; an error if it is too
+/// short.
+fn pack(a: &[f32], groups: usize, m: usize, k: usize) -> Result<Vec<PackedA>, BackendError> {
+    if a.len() < groups * m * k {
+        return Err(BackendError::Codegen(format!(
+            "a GEMM weight has {} elements, fewer than {groups} x {m} x {k}",
+            a.len()
+        )));
+    }
+    let kernel = micro_kernel();
+    Ok((0..groups)
+        .map(|g| PackedA::pack(kernel, &a[g * m * k..(g + 1) * m * k], m, k))
+        .collect())
+}
+
+impl GemmTask {
+    /// Packs the weights for the micro-kernel, once, at compile time.
+    pub fn pack(&mut self) -> Result<(), BackendError> {
+        self.packed = pack(&self.a, self.groups.max(1), self.m, self.k)?;
+        self.a = Vec::new();
+        Ok(())
+    }
+}
+
 /// Does task `t` of `task`. Called by JIT code.
 ///
 /// # Safety
-/// `task` points to a live [`GemmTask`] whose buffers lie inside `arena`
-/// (which has the compiled model's arena size) or its constants, and
-/// `t < task.tasks()`.
+/// `task` points to a live, packed [`GemmTask`] whose buffers lie inside
+/// `arena` (which has the compiled model's arena size) or its constants,
+/// and `t < task.tasks()`.
 #[allow(unsafe_code)]
 pub unsafe extern "C" fn nnc_gemm_task(task: *const GemmTask, arena: *mut f32, t: usize) {
     // SAFETY: the caller passes a live task (the compiled model owns it).
     let task = unsafe { &*task };
     let (p, rows, cols) = task.block(t);
     let g = p % task.groups.max(1);
-    let a = &task.a[g * task.m * task.k..(g + 1) * task.m * task.k];
+    let Some(a) = task.packed.get(g) else {
+        return;
+    };
     let bias = task
         .epilogue
         .bias
         .as_ref()
-        .map(|b| &b[g * task.m..(g + 1) * task.m]);
+        .map_or(std::ptr::null(), |b| b[g * task.m..].as_ptr());
+    let residual = task.epilogue.residual.map_or(std::ptr::null(), |r| {
+        ptr(r, arena, p * task.c_stride) as *const f32
+    });
+    let epi = GemmEpilogue {
+        bias,
+        residual,
+        ldr: task.ldc,
+        activation: native_activation(task.epilogue.activation),
+    };
     let b = ptr(task.b, arena, p * task.b_stride);
     let c = ptr(task.c, arena, p * task.c_stride);
-    let residual = task
-        .epilogue
-        .residual
-        .map(|r| ptr(r, arena, p * task.c_stride) as *const f32);
     // SAFETY: the planner placed B, C and the residual so that product `p`
-    // with these strides lies inside their buffers.
-    unsafe { gemm_block(task, a, bias, b, c, residual, rows, cols) }
-}
-
-/// `C[rows, cols] = epilogue(A[rows, :] · B[:, cols])`, plainly.
-///
-/// # Safety
-/// `b`, `c` and `residual` address matrices of the task's shape.
-#[allow(unsafe_code, clippy::too_many_arguments)]
-unsafe fn gemm_block(
-    task: &GemmTask,
-    a: &[f32],
-    bias: Option<&[f32]>,
-    b: *const f32,
-    c: *mut f32,
-    residual: Option<*const f32>,
-    rows: Range<usize>,
-    cols: Range<usize>,
-) {
-    let width = cols.len();
-    let mut acc = vec![0.0f32; width];
-    for i in rows {
-        acc.fill(0.0);
-        for kk in 0..task.k {
-            let w = a[i * task.k + kk];
-            // SAFETY: row `kk` of B has at least `cols.end` columns.
-            let row =
-                unsafe { std::slice::from_raw_parts(b.add(kk * task.ldb + cols.start), width) };
-            for (s, &v) in acc.iter_mut().zip(row) {
-                *s += w * v;
-            }
-        }
-        let bias = bias.map_or(0.0, |b| b[i]);
-        for (j, &s) in acc.iter().enumerate() {
-            let col = cols.start + j;
-            let mut v = s + bias;
-            if let Some(r) = residual {
-                // SAFETY: the residual has C's layout.
-                v += unsafe { *r.add(i * task.ldc + col) };
-            }
-            if let Some(act) = task.epilogue.activation {
-                v = activate(act, v);
-            }
-            // SAFETY: C has `m` rows of `ldc` floats.
-            unsafe { *c.add(i * task.ldc + col) = v };
-        }
-    }
-}
-
-/// One activation on one value, as the interpreter computes it.
-pub fn activate(act: Activation, v: f32) -> f32 {
-    match act {
-        Activation::Relu => {
-            if v < 0.0 {
-                0.0
-            } else {
-                v
-            }
-        }
-        Activation::Relu6 => v.clamp(0.0, 6.0),
-        Activation::Clip { min, max } => v.max(min).min(max),
-        Activation::LeakyRelu { negative_slope } => {
-            if v >= 0.0 {
-                v
-            } else {
-                negative_slope * v
-            }
-        }
-        Activation::Sigmoid => {
-            if v >= 0.0 {
-                1.0 / (1.0 + (-v).exp())
-            } else {
-                let e = v.exp();
-                e / (1.0 + e)
-            }
-        }
-        Activation::Tanh => v.tanh(),
-    }
+    // with these strides lies inside their buffers; the bias has `m` rows
+    // per group.
+    unsafe { gemm::gemm(a, b, task.ldb, c, task.ldc, rows, cols, &epi) }
 }
 
 /// One matrix product whose B and C addresses are only known at run time
 /// (the separable kernel multiplies a depthwise tile it just computed):
 /// `C [m, n] = act(A [m, k] · B [k, n] + bias + residual)` with row strides
 /// `ldb` and `ldc` (the residual laid out like C).
-#[derive(Debug)]
 pub struct PanelGemm {
-    /// Row-major `[m, k]`.
-    pub a: Vec<f32>,
-    pub m: usize,
-    pub k: usize,
+    pub a: PackedA,
     pub ldb: usize,
     pub ldc: usize,
     pub bias: Option<Vec<f32>>,
     pub activation: Option<Activation>,
+}
+
+impl PanelGemm {
+    /// Packs row-major `a [m, k]`.
+    pub fn new(
+        a: &[f32],
+        m: usize,
+        k: usize,
+        ldb: usize,
+        ldc: usize,
+        bias: Option<Vec<f32>>,
+        activation: Option<Activation>,
+    ) -> Result<PanelGemm, BackendError> {
+        let mut packed = pack(a, 1, m, k)?;
+        let a = packed
+            .pop()
+            .ok_or_else(|| BackendError::Codegen("empty GEMM".into()))?;
+        Ok(PanelGemm {
+            a,
+            ldb,
+            ldc,
+            bias,
+            activation,
+        })
+    }
+
+    /// Bytes of packed weights.
+    pub fn bytes(&self) -> usize {
+        4 * self.a.m() * self.a.k()
+    }
 }
 
 /// Computes `n` columns of a [`PanelGemm`]. Called by JIT code.
@@ -217,7 +223,7 @@ pub struct PanelGemm {
 /// # Safety
 /// `spec` points to a live [`PanelGemm`]; `b` addresses `k` rows of `ldb`
 /// floats, `c` (and `residual` unless null) `m` rows of `ldc` floats, each
-/// with at least `n` columns.
+/// with at least `n` columns; the residual is C or does not overlap it.
 #[allow(unsafe_code)]
 pub unsafe extern "C" fn nnc_gemm_panel(
     spec: *const PanelGemm,
@@ -228,41 +234,14 @@ pub unsafe extern "C" fn nnc_gemm_panel(
 ) {
     // SAFETY: the caller passes a live spec (the compiled model owns it).
     let spec = unsafe { &*spec };
-    let task = GemmTask {
-        a: Vec::new(),
-        m: spec.m,
-        k: spec.k,
-        n,
-        groups: 1,
-        products: 1,
-        b: Base::Const(b as usize),
-        b_stride: 0,
-        ldb: spec.ldb,
-        c: Base::Const(c as usize),
-        c_stride: 0,
-        ldc: spec.ldc,
-        epilogue: Epilogue {
-            bias: None,
-            residual: None,
-            activation: spec.activation,
-        },
-        m_block: spec.m,
-        n_block: n,
+    let epi = GemmEpilogue {
+        bias: spec.bias.as_ref().map_or(std::ptr::null(), |b| b.as_ptr()),
+        residual,
+        ldr: spec.ldc,
+        activation: native_activation(spec.activation),
     };
-    let residual = (!residual.is_null()).then_some(residual);
     // SAFETY: as documented above.
-    unsafe {
-        gemm_block(
-            &task,
-            &spec.a,
-            spec.bias.as_deref(),
-            b,
-            c,
-            residual,
-            0..spec.m,
-            0..n,
-        )
-    }
+    unsafe { gemm::gemm(&spec.a, b, spec.ldb, c, spec.ldc, 0..spec.a.m(), 0..n, &epi) }
 }
 
 thread_local! {

@@ -20,7 +20,7 @@ use super::gemm::constant;
 use super::im2col::valid;
 use super::{Consts, Kernel, Operands};
 use crate::backend::jit::{Base, Emit};
-use crate::backend::native::{nnc_gemm_panel, nnc_scratch, PanelGemm};
+use crate::backend::native::{micro_kernel, nnc_gemm_panel, nnc_scratch, PanelGemm};
 use crate::backend::BackendError;
 use crate::ir::{Activation, Col2ImAttrs, Conv2dAttrs, Epilogue, SeparableConv2dAttrs};
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -253,19 +253,19 @@ pub fn separable(
     let rows_per_task = (SEPARABLE_COLUMNS / ow.max(1)).clamp(1, oh.max(1));
     let blocks = oh.div_ceil(rows_per_task);
     let tile_cols = rows_per_task * ow;
-    let spec = consts.panel(PanelGemm {
-        a: constant(&ops, pw_index, "pointwise weight")?.to_vec(),
-        m: c_out,
-        k: c_mid,
-        ldb: tile_cols,
-        ldc: oh * ow,
-        bias: if a.bias {
+    let spec = consts.panel(PanelGemm::new(
+        constant(&ops, pw_index, "pointwise weight")?,
+        c_out,
+        c_mid,
+        tile_cols,
+        oh * ow,
+        if a.bias {
             Some(constant(&ops, pw_index + 1, "pointwise bias")?.to_vec())
         } else {
             None
         },
-        activation: a.epilogue.activation,
-    });
+        a.epilogue.activation,
+    )?);
     let residual = a
         .epilogue
         .residual
@@ -274,7 +274,7 @@ pub fn separable(
     let (src, dst) = (x.base, out.base);
     let dw_activation = dw.epilogue.activation;
     let taps = dw.kernel[0] * dw.kernel[1];
-    Ok(Kernel::jit(
+    let mut kernel = Kernel::jit(
         batch * blocks,
         Box::new(move |e: &mut Emit| {
             e.for_tasks(|e, t| {
@@ -324,7 +324,9 @@ pub fn separable(
                 Ok(())
             })
         }),
-    ))
+    );
+    kernel.micro_kernel = Some(micro_kernel().name().into());
+    Ok(kernel)
 }
 
 /// `col2im`.

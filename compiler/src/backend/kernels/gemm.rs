@@ -5,7 +5,7 @@
 use super::elementwise::span;
 use super::{Consts, Kernel, Operands};
 use crate::backend::jit::Emit;
-use crate::backend::native::{nnc_gemm_task, Epilogue, GemmTask};
+use crate::backend::native::{micro_kernel, nnc_gemm_task, Epilogue, GemmTask};
 use crate::backend::BackendError;
 use crate::ir::{self, GemmAttrs, LinearAttrs};
 use cranelift_codegen::ir::{types, InstBuilder};
@@ -47,12 +47,12 @@ pub(super) fn epilogue(
 }
 
 /// The kernel that runs every task of `task`.
-pub(super) fn kernel(task: GemmTask, consts: &mut Consts) -> Kernel {
+pub(super) fn kernel(task: GemmTask, consts: &mut Consts) -> Result<Kernel, BackendError> {
     let tasks = task.tasks();
-    let address = consts.gemm(task);
-    Kernel {
+    let address = consts.gemm(task)?;
+    Ok(Kernel {
         tasks,
-        micro_kernel: Some("native (portable)".into()),
+        micro_kernel: Some(micro_kernel().name().into()),
         body: Box::new(move |e: &mut Emit| {
             let f = nnc_gemm_task as *const () as usize;
             e.for_tasks(|e, t| {
@@ -62,7 +62,7 @@ pub(super) fn kernel(task: GemmTask, consts: &mut Consts) -> Kernel {
                 Ok(())
             })
         }),
-    }
+    })
 }
 
 /// `gemm`: per batch and group, `[M/groups, K] x [K, S]`.
@@ -74,6 +74,7 @@ pub fn gemm(a: &GemmAttrs, ops: Operands<'_>, consts: &mut Consts) -> Result<Ker
     let (m, k) = (a.out_channels / groups, k_total / groups);
     let task = GemmTask {
         a: constant(&ops, 1, "gemm weight")?.to_vec(),
+        packed: Vec::new(),
         m,
         k,
         n: spatial,
@@ -90,7 +91,7 @@ pub fn gemm(a: &GemmAttrs, ops: Operands<'_>, consts: &mut Consts) -> Result<Ker
         n_block: spatial,
     }
     .with_blocks(ops.threads);
-    Ok(kernel(task, consts))
+    kernel(task, consts)
 }
 
 /// `linear`: each row of `x [..., in]` times `weight^T`.
@@ -105,6 +106,7 @@ pub fn linear(
     let m = a.out_features;
     let task = GemmTask {
         a: constant(&ops, 1, "linear weight")?.to_vec(),
+        packed: Vec::new(),
         m,
         k,
         n: 1,
@@ -121,7 +123,7 @@ pub fn linear(
         n_block: 1,
     }
     .with_blocks(ops.threads);
-    Ok(kernel(task, consts))
+    kernel(task, consts)
 }
 
 /// `matmul` of two computed operands `[..., M, K] x [..., K, N]` with

@@ -63,12 +63,14 @@ impl Consts {
         base
     }
 
-    /// Keeps a GEMM descriptor alive and returns its address.
-    pub fn gemm(&mut self, task: GemmTask) -> usize {
+    /// Packs a GEMM descriptor's weights, keeps it alive and returns its
+    /// address.
+    pub fn gemm(&mut self, mut task: GemmTask) -> Result<usize, BackendError> {
+        task.pack()?;
         let boxed = Box::new(task);
         let address = &*boxed as *const GemmTask as usize;
         self.gemms.push(boxed);
-        address
+        Ok(address)
     }
 
     /// Keeps a run-time-addressed GEMM alive and returns its address.
@@ -82,8 +84,13 @@ impl Consts {
     /// Bytes of constant data.
     pub fn bytes(&self) -> usize {
         4 * self.data.iter().map(Vec::len).sum::<usize>()
-            + 4 * self.gemms.iter().map(|g| g.a.len()).sum::<usize>()
-            + 4 * self.panels.iter().map(|g| g.a.len()).sum::<usize>()
+            + 4 * self
+                .gemms
+                .iter()
+                .flat_map(|g| &g.packed)
+                .map(|a| a.m() * a.k())
+                .sum::<usize>()
+            + self.panels.iter().map(|g| g.bytes()).sum::<usize>()
     }
 }
 

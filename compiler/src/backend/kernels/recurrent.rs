@@ -115,6 +115,7 @@ pub fn build(
         let columns = dims.columns();
         let projection = GemmTask {
             a: weight_ih.to_vec(),
+            packed: Vec::new(),
             m: rows,
             k: features,
             n: columns,
@@ -136,6 +137,7 @@ pub fn build(
         };
         let recurrent = GemmTask {
             a: weight_hh.to_vec(),
+            packed: Vec::new(),
             m: rows,
             k: hidden,
             n: batch,
@@ -157,9 +159,9 @@ pub fn build(
         };
         layers.push(LayerCode {
             projection_tasks: projection.tasks(),
-            projection: consts.gemm(projection),
+            projection: consts.gemm(projection)?,
             recurrent_tasks: recurrent.tasks(),
-            recurrent: consts.gemm(recurrent),
+            recurrent: consts.gemm(recurrent)?,
             first: l == 0,
             last: l + 1 == dims.layers,
         });

@@ -1,0 +1,293 @@
+//! The native GEMM path, single-threaded: measures the core's FMA peak with
+//! a loop of independent FMAs, then times nnc's `gemm` on 512³ and three
+//! im2col convolution shapes and prints GFLOP/s and % of peak next to the
+//! `gemm` and `matrixmultiply` crates on the same shapes; finally hands the
+//! same work to criterion for its statistics.
+//!
+//! `cargo bench -p nnc-bench --bench gemm` (see `bench/README.md`).
+
+#![allow(unsafe_code)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput};
+use nnc_compiler::backend::gemm::{gemm, GemmEpilogue, MicroKernel, PackedA};
+
+/// `(M, N, K)`: 512³, then conv layers as im2col GEMMs (ResNet-ish:
+/// 56x56x64 3x3, 28x28x128 3x3, 7x7x512 3x3).
+const SHAPES: [(usize, usize, usize); 4] = [
+    (512, 512, 512),
+    (64, 3136, 576),
+    (128, 784, 1152),
+    (512, 49, 4608),
+];
+
+/// Sorted seconds of `runs` calls of `f` after one warm-up call.
+fn times(runs: usize, mut f: impl FnMut()) -> Vec<f64> {
+    f();
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times
+}
+
+/// Median seconds of `runs` calls of `f` after one warm-up call.
+fn median_secs(runs: usize, f: impl FnMut()) -> f64 {
+    let t = times(runs, f);
+    t[t.len() / 2]
+}
+
+/// Fastest of `runs` calls: the peak is what the core *can* do, so the
+/// best run (least disturbed by the neighbours on a shared machine) counts.
+fn min_secs(runs: usize, f: impl FnMut()) -> f64 {
+    times(runs, f)[0]
+}
+
+/// Peak FLOP/s of one core's FMA units: 12 independent accumulator chains
+/// (more than latency x throughput), `iters` rounds.
+#[cfg(target_arch = "x86_64")]
+mod peak {
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx512f")]
+    pub fn avx512(iters: usize) -> f32 {
+        let x = _mm512_set1_ps(1.000_000_1);
+        let y = _mm512_set1_ps(0.999_999_9);
+        let mut acc = [_mm512_setzero_ps(); 12];
+        for _ in 0..iters {
+            for a in acc.iter_mut() {
+                *a = _mm512_fmadd_ps(x, *a, y);
+            }
+        }
+        let mut s = _mm512_setzero_ps();
+        for a in acc {
+            s = _mm512_add_ps(s, a);
+        }
+        _mm512_reduce_add_ps(s)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub fn avx2(iters: usize) -> f32 {
+        let x = _mm256_set1_ps(1.000_000_1);
+        let y = _mm256_set1_ps(0.999_999_9);
+        let mut acc = [_mm256_setzero_ps(); 12];
+        for _ in 0..iters {
+            for a in acc.iter_mut() {
+                *a = _mm256_fmadd_ps(x, *a, y);
+            }
+        }
+        let mut s = _mm256_setzero_ps();
+        for a in acc {
+            s = _mm256_add_ps(s, a);
+        }
+        let mut out = [0.0f32; 8];
+        // SAFETY: `out` holds 8 floats.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), s) };
+        out.iter().sum()
+    }
+}
+
+/// Measured peak GFLOP/s for 512-bit and 256-bit FMAs (0 if unavailable).
+fn fma_peaks() -> (f64, f64) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let iters = 2_000_000;
+        let zmm = if MicroKernel::Avx512.is_available() {
+            // SAFETY: AVX-512F is available.
+            let t = min_secs(30, || {
+                black_box(unsafe { peak::avx512(black_box(iters)) });
+            });
+            (iters * 12 * 16 * 2) as f64 / t / 1e9
+        } else {
+            0.0
+        };
+        let ymm = if MicroKernel::Avx2Fma.is_available() {
+            // SAFETY: AVX2 and FMA are available.
+            let t = min_secs(30, || {
+                black_box(unsafe { peak::avx2(black_box(iters)) });
+            });
+            (iters * 12 * 8 * 2) as f64 / t / 1e9
+        } else {
+            0.0
+        };
+        (zmm, ymm)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        (0.0, 0.0)
+    }
+}
+
+struct Operands {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    c: Vec<f32>,
+}
+
+fn operands(m: usize, n: usize, k: usize) -> Operands {
+    let mut s = 0x1234_5678u32;
+    let mut next = move || {
+        s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        (s >> 8) as f32 / (1 << 24) as f32 - 0.5
+    };
+    Operands {
+        a: (0..m * k).map(|_| next()).collect(),
+        b: (0..k * n).map(|_| next()).collect(),
+        c: vec![0.0; m * n],
+    }
+}
+
+fn nnc(packed: &PackedA, o: &mut Operands, n: usize) {
+    let m = packed.m();
+    // SAFETY: B is `k x n`, C is `m x n`, both row-major and dense.
+    unsafe {
+        gemm(
+            packed,
+            o.b.as_ptr(),
+            n,
+            o.c.as_mut_ptr(),
+            n,
+            0..m,
+            0..n,
+            &GemmEpilogue::NONE,
+        );
+    }
+}
+
+fn matrixmultiply(o: &mut Operands, (m, n, k): (usize, usize, usize)) {
+    // SAFETY: dense row-major operands of the stated shapes.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            o.a.as_ptr(),
+            k as isize,
+            1,
+            o.b.as_ptr(),
+            n as isize,
+            1,
+            0.0,
+            o.c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+fn gemm_crate(o: &mut Operands, (m, n, k): (usize, usize, usize)) {
+    // SAFETY: dense row-major operands of the stated shapes (column stride
+    // 1, row stride = width).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            o.c.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            o.a.as_ptr(),
+            1,
+            k as isize,
+            o.b.as_ptr(),
+            1,
+            n as isize,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// Runs enough calls to fill about 1.5 s, returns the median GFLOP/s.
+fn gflops(flops: f64, mut f: impl FnMut()) -> f64 {
+    let once = median_secs(3, &mut f);
+    let runs = ((1.5 / once) as usize).clamp(5, 400);
+    flops / median_secs(runs, f) / 1e9
+}
+
+fn summary(zmm_peak: f64, ymm_peak: f64) {
+    println!("FMA peak, one core: 512-bit {zmm_peak:.1} GFLOP/s, 256-bit {ymm_peak:.1} GFLOP/s");
+    println!(
+        "{:<18} {:<16} {:>9} {:>8} {:>8}",
+        "shape (M,N,K)", "implementation", "GFLOP/s", "%zmm", "%ymm"
+    );
+    let pct = |g: f64, p: f64| if p > 0.0 { 100.0 * g / p } else { 0.0 };
+    for shape @ (m, n, k) in SHAPES {
+        let flops = 2.0 * (m * n * k) as f64;
+        let mut o = operands(m, n, k);
+        let mut rows: Vec<(String, f64)> = Vec::new();
+        for kernel in MicroKernel::ALL.into_iter().filter(|k| k.is_available()) {
+            let packed = PackedA::pack(kernel, &o.a, m, k);
+            rows.push((
+                format!("nnc {}", kernel.name()),
+                gflops(flops, || nnc(&packed, &mut o, n)),
+            ));
+        }
+        rows.push((
+            "gemm crate".into(),
+            gflops(flops, || gemm_crate(&mut o, shape)),
+        ));
+        rows.push((
+            "matrixmultiply".into(),
+            gflops(flops, || matrixmultiply(&mut o, shape)),
+        ));
+        for (name, g) in rows {
+            println!(
+                "{:<18} {:<16} {:>9.1} {:>7.1}% {:>7.1}%",
+                format!("{m}x{n}x{k}"),
+                name,
+                g,
+                pct(g, zmm_peak),
+                pct(g, ymm_peak)
+            );
+        }
+    }
+}
+
+fn criterion_benches(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sgemm");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500));
+    for shape @ (m, n, k) in SHAPES {
+        let mut o = operands(m, n, k);
+        group.throughput(Throughput::Elements(2 * (m * n * k) as u64));
+        let kernel = MicroKernel::detect();
+        let packed = PackedA::pack(kernel, &o.a, m, k);
+        let id = format!("{m}x{n}x{k}");
+        group.bench_function(format!("nnc {}/{id}", kernel.name()), |bch| {
+            bch.iter(|| nnc(&packed, &mut o, n))
+        });
+        group.bench_function(format!("gemm crate/{id}"), |bch| {
+            bch.iter(|| gemm_crate(&mut o, shape))
+        });
+        group.bench_function(format!("matrixmultiply/{id}"), |bch| {
+            bch.iter(|| matrixmultiply(&mut o, shape))
+        });
+    }
+    group.finish();
+}
+
+fn main() {
+    let (zmm, ymm) = fma_peaks();
+    summary(zmm, ymm);
+    // `NNC_BENCH_SUMMARY_ONLY=1` skips criterion's (slower) statistics.
+    if std::env::var_os("NNC_BENCH_SUMMARY_ONLY").is_none() {
+        let mut c = Criterion::default().configure_from_args();
+        criterion_benches(&mut c);
+        c.final_summary();
+    }
+}

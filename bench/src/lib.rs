@@ -1,0 +1,1 @@
+//! Benchmarks for nnc live in `benches/`; see `README.md`.

@@ -1,0 +1,232 @@
+//! AVX2+FMA micro-kernels: a 6x16 register tile (12 ymm accumulators, two
+//! ymm of B per k step, A broadcast from the packed panel), every row count
+//! 1..=6 and one- or two-vector widths monomorphised for the edges, masked
+//! loads and stores for partial vectors, and a narrow kernel vectorised
+//! along M for N < 8.
+
+#![cfg(target_arch = "x86_64")]
+
+use std::arch::x86_64::*;
+
+use super::epilogue::{finish_tile, store_scalar, Tile};
+use super::Activation;
+
+/// Rows of A per panel (and per register tile).
+pub(crate) const MR: usize = 6;
+/// Columns of B per packed panel (two ymm).
+pub(crate) const NR: usize = 16;
+
+#[derive(Clone, Copy)]
+struct VecAct {
+    kind: u8,
+    lo: __m256,
+    hi: __m256,
+    slope: __m256,
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn vec_act(act: Activation) -> VecAct {
+    let zero = _mm256_setzero_ps();
+    let (kind, lo, hi, slope) = match act {
+        Activation::Relu => (1, zero, zero, zero),
+        Activation::Clip { min, max } => (2, _mm256_set1_ps(min), _mm256_set1_ps(max), zero),
+        Activation::LeakyRelu { negative_slope } => (3, zero, zero, _mm256_set1_ps(negative_slope)),
+        Activation::None | Activation::Sigmoid | Activation::Tanh => (0, zero, zero, zero),
+    };
+    VecAct {
+        kind,
+        lo,
+        hi,
+        slope,
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn apply_act(act: &VecAct, x: __m256) -> __m256 {
+    match act.kind {
+        1 => _mm256_max_ps(x, act.lo),
+        2 => _mm256_min_ps(_mm256_max_ps(x, act.lo), act.hi),
+        3 => {
+            let neg = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_setzero_ps());
+            _mm256_blendv_ps(x, _mm256_mul_ps(x, act.slope), neg)
+        }
+        _ => x,
+    }
+}
+
+/// A lane mask with the first `n` (of 8) lanes set.
+#[target_feature(enable = "avx2,fma")]
+fn lane_mask(n: usize) -> __m256i {
+    let n = n.min(8) as i32;
+    _mm256_cmpgt_epi32(
+        _mm256_set1_epi32(n),
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+    )
+}
+
+/// Computes one tile: `t.rows <= MR` rows, `t.cols <= NR` columns.
+///
+/// # Safety
+/// AVX2 and FMA must be available; the tile's pointers must be valid for
+/// its extent (A: `kc` steps of `MR` floats; B: `kc` rows of `t.cols`
+/// floats at stride `b_stride`, readable up to the next multiple of 8
+/// columns; C and the residual: `rows x cols`).
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn tile(t: &Tile) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        if t.cols > 8 {
+            by_rows::<2>(t);
+        } else {
+            by_rows::<1>(t);
+        }
+        finish_tile(t);
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn by_rows<const NV: usize>(t: &Tile) {
+    // SAFETY: forwarded from `tile`.
+    unsafe {
+        match t.rows {
+            1 => kernel::<1, NV>(t),
+            2 => kernel::<2, NV>(t),
+            3 => kernel::<3, NV>(t),
+            4 => kernel::<4, NV>(t),
+            5 => kernel::<5, NV>(t),
+            6 => kernel::<6, NV>(t),
+            _ => {}
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn kernel<const ROWS: usize, const NV: usize>(t: &Tile) {
+    let mut acc = [[_mm256_setzero_ps(); NV]; ROWS];
+    let mut a = t.a;
+    let mut b = t.b;
+    // SAFETY: `kc` steps of A (MR floats each) and B (`b_stride` apart,
+    // `8 * NV` readable floats each) are valid per the caller.
+    unsafe {
+        for _ in 0..t.kc {
+            let mut bv = [_mm256_setzero_ps(); NV];
+            for (v, x) in bv.iter_mut().enumerate() {
+                *x = _mm256_loadu_ps(b.add(8 * v));
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let ar = _mm256_broadcast_ss(&*a.add(r));
+                for v in 0..NV {
+                    row[v] = _mm256_fmadd_ps(ar, bv[v], row[v]);
+                }
+            }
+            a = a.add(MR);
+            b = b.add(t.b_stride);
+        }
+    }
+    let act = vec_act(if t.last {
+        t.epi.activation
+    } else {
+        Activation::None
+    });
+    let full = lane_mask(8);
+    let last_mask = lane_mask(t.cols - 8 * (NV - 1));
+    for (r, row) in acc.iter().enumerate() {
+        // SAFETY: row `r < rows` and the masked lanes `< cols` are inside
+        // the tile; masked-off lanes are neither read nor written.
+        unsafe {
+            let c = t.c.add(r * t.ldc);
+            let bias = if t.first && !t.epi.bias.is_null() {
+                Some(_mm256_set1_ps(*t.epi.bias.add(r)))
+            } else {
+                None
+            };
+            for (v, &x) in row.iter().enumerate() {
+                let m = if v + 1 == NV { last_mask } else { full };
+                let mut x = x;
+                if t.first {
+                    if let Some(bias) = bias {
+                        x = _mm256_add_ps(x, bias);
+                    }
+                    if !t.epi.residual.is_null() {
+                        let res = t.epi.residual.add(r * t.epi.ldr + 8 * v);
+                        x = _mm256_add_ps(x, _mm256_maskload_ps(res, m));
+                    }
+                } else {
+                    x = _mm256_add_ps(x, _mm256_maskload_ps(c.add(8 * v), m));
+                }
+                x = apply_act(&act, x);
+                _mm256_maskstore_ps(c.add(8 * v), m, x);
+            }
+        }
+    }
+}
+
+/// The narrow kernel for `cols < 8`: one ymm holds a column of the tile
+/// (`rows <= 6` lanes). Reads B one element at a time, so `b` may be
+/// unpacked (any stride).
+///
+/// # Safety
+/// As for [`tile`], except that B need only be readable for `cols` columns.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn narrow(t: &Tile) {
+    // SAFETY: forwarded.
+    unsafe {
+        match t.cols {
+            1 => narrow_n::<1, 4>(t),
+            2 => narrow_n::<2, 2>(t),
+            3 => narrow_n::<3, 2>(t),
+            4 => narrow_n::<4, 1>(t),
+            5 => narrow_n::<5, 1>(t),
+            6 => narrow_n::<6, 1>(t),
+            7 => narrow_n::<7, 1>(t),
+            8 => narrow_n::<8, 1>(t),
+            _ => {}
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn narrow_n<const NC: usize, const U: usize>(t: &Tile) {
+    let m = lane_mask(t.rows);
+    let mut acc = [[_mm256_setzero_ps(); NC]; U];
+    let bs = t.b_stride;
+    let mut kk = 0;
+    // SAFETY: A steps hold MR >= rows floats (masked load reads `rows`),
+    // B element `(kk, j)` for `kk < kc`, `j < cols` is valid.
+    unsafe {
+        while kk + U <= t.kc {
+            for (u, accu) in acc.iter_mut().enumerate() {
+                let av = _mm256_maskload_ps(t.a.add((kk + u) * MR), m);
+                let b = t.b.add((kk + u) * bs);
+                for (j, x) in accu.iter_mut().enumerate() {
+                    *x = _mm256_fmadd_ps(av, _mm256_set1_ps(*b.add(j)), *x);
+                }
+            }
+            kk += U;
+        }
+        while kk < t.kc {
+            let av = _mm256_maskload_ps(t.a.add(kk * MR), m);
+            let b = t.b.add(kk * bs);
+            for (j, x) in acc[0].iter_mut().enumerate() {
+                *x = _mm256_fmadd_ps(av, _mm256_set1_ps(*b.add(j)), *x);
+            }
+            kk += 1;
+        }
+    }
+    let mut out = [0.0f32; 8 * 8];
+    for j in 0..NC {
+        let mut s = acc[0][j];
+        for accu in acc.iter().skip(1) {
+            s = _mm256_add_ps(s, accu[j]);
+        }
+        let mut lanes = [0.0f32; 8];
+        // SAFETY: `lanes` holds 8 floats.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), s) };
+        for (r, &x) in lanes.iter().enumerate().take(t.rows) {
+            out[r * NC + j] = x;
+        }
+    }
+    // SAFETY: the tile's pointers are valid per the caller.
+    unsafe { store_scalar(t, &out, NC) };
+}

@@ -1,0 +1,263 @@
+//! AVX-512F micro-kernels: a 14x32 register tile (28 zmm accumulators, two
+//! zmm of B per k step, A broadcast from the packed panel), with every row
+//! count 1..=14 and one- or two-vector widths monomorphised for the edges,
+//! masked loads and stores for partial vectors, and a "narrow" kernel that
+//! vectorises along M instead (for N < 8 and for thin column tails).
+
+#![cfg(target_arch = "x86_64")]
+
+use std::arch::x86_64::*;
+
+use super::epilogue::{finish_tile, store_scalar, Tile};
+use super::Activation;
+
+/// Rows of A per panel (and per register tile).
+pub(crate) const MR: usize = 14;
+/// Columns of B per packed panel (two zmm).
+pub(crate) const NR: usize = 32;
+/// A column tail narrower than this goes to the narrow kernel.
+pub(crate) const NARROW_MAX: usize = 8;
+
+/// The activation in the form the vector code applies it.
+#[derive(Clone, Copy)]
+struct VecAct {
+    kind: u8,
+    lo: __m512,
+    hi: __m512,
+    slope: __m512,
+}
+
+#[target_feature(enable = "avx512f")]
+fn vec_act(act: Activation) -> VecAct {
+    let zero = _mm512_setzero_ps();
+    let (kind, lo, hi, slope) = match act {
+        Activation::Relu => (1, zero, zero, zero),
+        Activation::Clip { min, max } => (2, _mm512_set1_ps(min), _mm512_set1_ps(max), zero),
+        Activation::LeakyRelu { negative_slope } => (3, zero, zero, _mm512_set1_ps(negative_slope)),
+        Activation::None | Activation::Sigmoid | Activation::Tanh => (0, zero, zero, zero),
+    };
+    VecAct {
+        kind,
+        lo,
+        hi,
+        slope,
+    }
+}
+
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn apply_act(act: &VecAct, x: __m512) -> __m512 {
+    match act.kind {
+        1 => _mm512_max_ps(x, act.lo),
+        2 => _mm512_min_ps(_mm512_max_ps(x, act.lo), act.hi),
+        3 => {
+            let neg = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_setzero_ps());
+            _mm512_mask_mul_ps(x, neg, x, act.slope)
+        }
+        _ => x,
+    }
+}
+
+fn lane_mask(n: usize) -> __mmask16 {
+    if n >= 16 {
+        0xffff
+    } else {
+        ((1u32 << n) - 1) as __mmask16
+    }
+}
+
+/// Computes one tile: `t.rows <= MR` rows, `t.cols <= NR` columns.
+///
+/// # Safety
+/// AVX-512F must be available; the tile's pointers must be valid for its
+/// extent (A: `kc` steps of `MR` floats; B: `kc` rows of `t.cols` floats at
+/// stride `b_stride`, readable up to the next multiple of 16 columns; C and
+/// the residual: `rows x cols`).
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn tile(t: &Tile) {
+    let cols = t.cols;
+    // Split off a thin tail the two-vector kernel would mostly waste.
+    let wide = if cols > 16 {
+        16 + if cols - 16 >= NARROW_MAX {
+            cols - 16
+        } else {
+            0
+        }
+    } else if cols >= NARROW_MAX {
+        cols
+    } else {
+        0
+    };
+    // SAFETY: the sub-tiles lie inside `t`, which the caller vouched for.
+    unsafe {
+        if wide > 0 {
+            let w = t.columns(0, wide);
+            if wide > 16 {
+                by_rows::<2>(&w);
+            } else {
+                by_rows::<1>(&w);
+            }
+            finish_tile(&w);
+        }
+        if wide < cols {
+            narrow(&t.columns(wide, cols - wide));
+        }
+    }
+}
+
+/// Dispatches on the row count to the monomorphised kernel.
+#[target_feature(enable = "avx512f")]
+unsafe fn by_rows<const NV: usize>(t: &Tile) {
+    // SAFETY: forwarded from `tile`.
+    unsafe {
+        match t.rows {
+            1 => kernel::<1, NV>(t),
+            2 => kernel::<2, NV>(t),
+            3 => kernel::<3, NV>(t),
+            4 => kernel::<4, NV>(t),
+            5 => kernel::<5, NV>(t),
+            6 => kernel::<6, NV>(t),
+            7 => kernel::<7, NV>(t),
+            8 => kernel::<8, NV>(t),
+            9 => kernel::<9, NV>(t),
+            10 => kernel::<10, NV>(t),
+            11 => kernel::<11, NV>(t),
+            12 => kernel::<12, NV>(t),
+            13 => kernel::<13, NV>(t),
+            14 => kernel::<14, NV>(t),
+            _ => {}
+        }
+    }
+}
+
+/// The register-blocked kernel: `ROWS x (16 * NV)` accumulators.
+#[target_feature(enable = "avx512f")]
+unsafe fn kernel<const ROWS: usize, const NV: usize>(t: &Tile) {
+    let mut acc = [[_mm512_setzero_ps(); NV]; ROWS];
+    let mut a = t.a;
+    let mut b = t.b;
+    // SAFETY: `kc` steps of A (MR floats each) and B (`b_stride` apart,
+    // `16 * NV` readable floats each) are valid per the caller.
+    unsafe {
+        for _ in 0..t.kc {
+            let mut bv = [_mm512_setzero_ps(); NV];
+            for (v, x) in bv.iter_mut().enumerate() {
+                *x = _mm512_loadu_ps(b.add(16 * v));
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let ar = _mm512_set1_ps(*a.add(r));
+                for v in 0..NV {
+                    row[v] = _mm512_fmadd_ps(ar, bv[v], row[v]);
+                }
+            }
+            a = a.add(MR);
+            b = b.add(t.b_stride);
+        }
+    }
+    let act = vec_act(if t.last {
+        t.epi.activation
+    } else {
+        Activation::None
+    });
+    let last_mask = lane_mask(t.cols - 16 * (NV - 1));
+    for (r, row) in acc.iter().enumerate() {
+        // SAFETY: row `r < rows` and the masked lanes `< cols` are inside
+        // the tile; masked-off lanes are neither read nor written.
+        unsafe {
+            let c = t.c.add(r * t.ldc);
+            let bias = if t.first && !t.epi.bias.is_null() {
+                Some(_mm512_set1_ps(*t.epi.bias.add(r)))
+            } else {
+                None
+            };
+            for (v, &x) in row.iter().enumerate() {
+                let m = if v + 1 == NV { last_mask } else { 0xffff };
+                let mut x = x;
+                if t.first {
+                    if let Some(bias) = bias {
+                        x = _mm512_add_ps(x, bias);
+                    }
+                    if !t.epi.residual.is_null() {
+                        let res = t.epi.residual.add(r * t.epi.ldr + 16 * v);
+                        x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, res));
+                    }
+                } else {
+                    x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, c.add(16 * v)));
+                }
+                x = apply_act(&act, x);
+                _mm512_mask_storeu_ps(c.add(16 * v), m, x);
+            }
+        }
+    }
+}
+
+/// The narrow kernel: vectorised along M (one zmm holds a column of the
+/// tile, `rows <= 14` lanes), one accumulator per column and unrolled K
+/// step, for `cols < NARROW_MAX`. Reads B one element at a time, so `b`
+/// may be unpacked (any stride).
+///
+/// # Safety
+/// As for [`tile`], except that B need only be readable for `cols` columns.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn narrow(t: &Tile) {
+    // SAFETY: forwarded.
+    unsafe {
+        match t.cols {
+            1 => narrow_n::<1, 4>(t),
+            2 => narrow_n::<2, 2>(t),
+            3 => narrow_n::<3, 2>(t),
+            4 => narrow_n::<4, 1>(t),
+            5 => narrow_n::<5, 1>(t),
+            6 => narrow_n::<6, 1>(t),
+            7 => narrow_n::<7, 1>(t),
+            8 => narrow_n::<8, 1>(t),
+            _ => {}
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn narrow_n<const NC: usize, const U: usize>(t: &Tile) {
+    let m = lane_mask(t.rows);
+    let mut acc = [[_mm512_setzero_ps(); NC]; U];
+    let bs = t.b_stride;
+    let mut kk = 0;
+    // SAFETY: A steps hold MR >= rows floats (masked load reads `rows`),
+    // B element `(kk, j)` for `kk < kc`, `j < cols` is valid.
+    unsafe {
+        while kk + U <= t.kc {
+            for (u, accu) in acc.iter_mut().enumerate() {
+                let av = _mm512_maskz_loadu_ps(m, t.a.add((kk + u) * MR));
+                let b = t.b.add((kk + u) * bs);
+                for (j, x) in accu.iter_mut().enumerate() {
+                    *x = _mm512_fmadd_ps(av, _mm512_set1_ps(*b.add(j)), *x);
+                }
+            }
+            kk += U;
+        }
+        while kk < t.kc {
+            let av = _mm512_maskz_loadu_ps(m, t.a.add(kk * MR));
+            let b = t.b.add(kk * bs);
+            for (j, x) in acc[0].iter_mut().enumerate() {
+                *x = _mm512_fmadd_ps(av, _mm512_set1_ps(*b.add(j)), *x);
+            }
+            kk += 1;
+        }
+    }
+    // Transpose through memory: column j of the tile -> out[r * NC + j].
+    let mut out = [0.0f32; 16 * 8];
+    for j in 0..NC {
+        let mut s = acc[0][j];
+        for accu in acc.iter().skip(1) {
+            s = _mm512_add_ps(s, accu[j]);
+        }
+        let mut lanes = [0.0f32; 16];
+        // SAFETY: `lanes` holds 16 floats.
+        unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), s) };
+        for (r, &x) in lanes.iter().enumerate().take(t.rows) {
+            out[r * NC + j] = x;
+        }
+    }
+    // SAFETY: the tile's pointers are valid per the caller.
+    unsafe { store_scalar(t, &out, NC) };
+}

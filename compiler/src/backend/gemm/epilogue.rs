@@ -1,0 +1,162 @@
+//! The fused epilogue: `c = act(acc + bias[row] + residual[row, col])`,
+//! in the form the micro-kernels apply it to one tile of C.
+//!
+//! K is processed in blocks, so a tile of C is stored several times. The
+//! bias and the residual are added on the *first* K block (before the
+//! tile's old contents could be overwritten, which makes an in-place
+//! residual, `residual == c` with `ldr == ldc`, legal) and the activation
+//! on the *last* one.
+
+use super::Activation;
+
+impl Activation {
+    /// Applies the activation to one value (the scalar reference the vector
+    /// kernels agree with to within rounding).
+    #[inline]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Activation::None => x,
+            Activation::Relu => x.max(0.0),
+            Activation::Clip { min, max } => x.max(min).min(max),
+            Activation::LeakyRelu { negative_slope } => {
+                if x < 0.0 {
+                    x * negative_slope
+                } else {
+                    x
+                }
+            }
+            Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Activation::Tanh => x.tanh(),
+        }
+    }
+
+    /// Whether the vector kernels apply this activation in registers; the
+    /// transcendental ones are applied per tile by [`finish_tile`] instead.
+    #[inline]
+    pub(crate) fn is_piecewise_linear(self) -> bool {
+        match self {
+            Activation::None
+            | Activation::Relu
+            | Activation::Clip { .. }
+            | Activation::LeakyRelu { .. } => true,
+            Activation::Sigmoid | Activation::Tanh => false,
+        }
+    }
+}
+
+/// One tile's view of the epilogue, with pointers already offset to the
+/// tile's first row (bias) and top-left element (residual).
+#[derive(Clone, Copy)]
+pub(crate) struct TileEpilogue {
+    /// `bias[r]` for tile row `r`, or null.
+    pub bias: *const f32,
+    /// `residual[r * ldr + j]` for tile element `(r, j)`, or null.
+    pub residual: *const f32,
+    pub ldr: usize,
+    pub activation: Activation,
+}
+
+/// One micro-kernel call: `rows x cols` of C from `kc` steps of K.
+#[derive(Clone, Copy)]
+pub(crate) struct Tile {
+    pub kc: usize,
+    /// Packed A at this tile's first row and K block; row `r`, step `kk` is
+    /// at `a[kk * MR + r]`.
+    pub a: *const f32,
+    /// B at this tile's first column and K block; step `kk`, column `j` is
+    /// at `b[kk * b_stride + j]` (packed: `b_stride = NR`).
+    pub b: *const f32,
+    pub b_stride: usize,
+    pub c: *mut f32,
+    pub ldc: usize,
+    pub rows: usize,
+    pub cols: usize,
+    /// First K block: start from bias + residual instead of C's contents.
+    pub first: bool,
+    /// Last K block: apply the activation.
+    pub last: bool,
+    pub epi: TileEpilogue,
+}
+
+impl Tile {
+    /// The same tile restricted to columns `j0 ..`, `cols` wide.
+    pub(crate) fn columns(&self, j0: usize, cols: usize) -> Tile {
+        let mut t = *self;
+        t.cols = cols;
+        // Wrapping arithmetic: the sub-tile lies inside this tile, so the
+        // offsets stay inside the same allocations when dereferenced.
+        t.b = self.b.wrapping_add(j0);
+        t.c = self.c.wrapping_add(j0);
+        if !t.epi.residual.is_null() {
+            t.epi.residual = self.epi.residual.wrapping_add(j0);
+        }
+        t
+    }
+
+    /// The linear part of the epilogue for one element whose product sum
+    /// is `acc`: adds bias and residual (first block) or C's old value.
+    ///
+    /// # Safety
+    /// `(r, j)` must be inside the tile, whose pointers must be valid.
+    #[inline(always)]
+    pub(crate) unsafe fn combine(&self, r: usize, j: usize, acc: f32) -> f32 {
+        // SAFETY: the caller guarantees `(r, j)` is inside the tile.
+        unsafe {
+            let mut x = acc;
+            if self.first {
+                if !self.epi.bias.is_null() {
+                    x += *self.epi.bias.add(r);
+                }
+                if !self.epi.residual.is_null() {
+                    x += *self.epi.residual.add(r * self.epi.ldr + j);
+                }
+            } else {
+                x += *self.c.add(r * self.ldc + j);
+            }
+            x
+        }
+    }
+}
+
+/// Scalar store of a finished tile held in `acc[r * stride + j]`: the
+/// whole epilogue, element by element. Used by the portable kernel and the
+/// narrow (vector-along-M) kernels, whose tiles are small.
+///
+/// # Safety
+/// The tile's pointers must be valid for its `rows x cols` elements.
+#[inline(always)]
+pub(crate) unsafe fn store_scalar(t: &Tile, acc: &[f32], stride: usize) {
+    for r in 0..t.rows {
+        for j in 0..t.cols {
+            // SAFETY: `(r, j)` is inside the tile.
+            unsafe {
+                let mut x = t.combine(r, j, acc[r * stride + j]);
+                if t.last {
+                    x = t.epi.activation.apply(x);
+                }
+                *t.c.add(r * t.ldc + j) = x;
+            }
+        }
+    }
+}
+
+/// Applies a transcendental activation to a tile the vector kernel has
+/// just stored (still in L1), when `t.last` and the activation is not one
+/// the kernel applied in registers.
+///
+/// # Safety
+/// The tile's C pointer must be valid for its `rows x cols` elements.
+#[inline]
+pub(crate) unsafe fn finish_tile(t: &Tile) {
+    if !t.last || t.epi.activation.is_piecewise_linear() {
+        return;
+    }
+    let act = t.epi.activation;
+    for r in 0..t.rows {
+        // SAFETY: row `r` of the tile holds `cols` valid floats.
+        let row = unsafe { std::slice::from_raw_parts_mut(t.c.add(r * t.ldc), t.cols) };
+        for x in row {
+            *x = act.apply(*x);
+        }
+    }
+}

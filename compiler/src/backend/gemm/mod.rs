@@ -1,0 +1,599 @@
+//! Native single-precision GEMM for the JIT: `C = epilogue(A · B)` with A
+//! (the weights) packed once at compile time and B (activations) packed per
+//! call into a reused thread-local buffer.
+//!
+//! # Kernels
+//! [`MicroKernel::detect`] picks the best kernel the CPU has, at run time:
+//! - `avx512 14x32`: 28 zmm accumulators, AVX-512F, masked edges;
+//! - `avx2+fma 6x16`: 12 ymm accumulators, AVX2 + FMA, masked edges;
+//! - `portable 4x8`: plain Rust, any target.
+//!
+//! All three compute the same sums in the same k order per output element
+//! (FMA or not), so they agree to within float rounding.
+//!
+//! # Blocking
+//! For each block of `NC` columns of C and each block of `KC` steps of K,
+//! the `KC x NC` block of B is packed into `NR`-wide panels (it stays in
+//! L2); then for each `MR`-row panel of A (its `MR x KC` slice stays in L1)
+//! the micro-kernel sweeps the B panels. A tile of C is written once per K
+//! block: bias and residual are added on the first, the activation on the
+//! last (see `epilogue.rs`). When N is below 8 (GEMV: batch-1 linear, LSTM
+//! steps), B is not packed: a narrow kernel vectorised along M reads A's
+//! panels and B's columns directly over the whole K.
+//!
+//! # Threads
+//! [`gemm`] computes any `(m_range, n_range)` block of C; calls on disjoint
+//! blocks may run concurrently (each thread packs B into its own buffer).
+//!
+//! # Calling from JIT code
+//! [`nnc_gemm`] is a plain `extern "C"` function taking a pointer to a
+//! [`GemmCall`] (built by Rust and owned by the compiled model), the arena
+//! base, and the block of C to compute.
+
+#![allow(unsafe_code)]
+
+mod avx2;
+mod avx512;
+mod epilogue;
+mod pack;
+mod portable;
+
+use std::cell::RefCell;
+use std::ops::Range;
+
+use epilogue::{Tile, TileEpilogue};
+use pack::AlignedBuf;
+
+/// A GEMM micro-kernel: an instruction set and a register-tile shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MicroKernel {
+    /// AVX-512F, 14x32 tile.
+    Avx512,
+    /// AVX2 + FMA, 6x16 tile.
+    Avx2Fma,
+    /// Plain Rust, 4x8 tile; available everywhere.
+    Portable,
+}
+
+/// Tile and cache-block sizes of one kernel.
+#[derive(Clone, Copy)]
+struct Geometry {
+    /// Rows per A panel.
+    mr: usize,
+    /// Columns per packed B panel.
+    nr: usize,
+    /// K steps per block (the packed B block is `kc x nc`).
+    kc: usize,
+    /// Columns per B block.
+    nc: usize,
+    /// Below this many columns, skip packing and use the narrow kernel.
+    narrow_n: usize,
+}
+
+impl MicroKernel {
+    /// Every kernel, best first.
+    pub const ALL: [MicroKernel; 3] = [
+        MicroKernel::Avx512,
+        MicroKernel::Avx2Fma,
+        MicroKernel::Portable,
+    ];
+
+    /// The best kernel this CPU can run.
+    pub fn detect() -> MicroKernel {
+        MicroKernel::ALL
+            .into_iter()
+            .find(|k| k.is_available())
+            .unwrap_or(MicroKernel::Portable)
+    }
+
+    /// A short description for `nnc compile`, e.g. `"avx512 14x32"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            MicroKernel::Avx512 => "avx512 14x32",
+            MicroKernel::Avx2Fma => "avx2+fma 6x16",
+            MicroKernel::Portable => "portable 4x8",
+        }
+    }
+
+    /// Whether this CPU has the instructions the kernel needs.
+    pub fn is_available(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            MicroKernel::Avx512 => is_x86_feature_detected!("avx512f"),
+            #[cfg(target_arch = "x86_64")]
+            MicroKernel::Avx2Fma => {
+                is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            MicroKernel::Avx512 | MicroKernel::Avx2Fma => false,
+            MicroKernel::Portable => true,
+        }
+    }
+
+    fn geometry(self) -> Geometry {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            MicroKernel::Avx512 => Geometry {
+                mr: avx512::MR,
+                nr: avx512::NR,
+                kc: 256,
+                nc: 512,
+                narrow_n: 8,
+            },
+            #[cfg(target_arch = "x86_64")]
+            MicroKernel::Avx2Fma => Geometry {
+                mr: avx2::MR,
+                nr: avx2::NR,
+                kc: 256,
+                nc: 512,
+                narrow_n: 8,
+            },
+            #[cfg(not(target_arch = "x86_64"))]
+            MicroKernel::Avx512 | MicroKernel::Avx2Fma => MicroKernel::Portable.geometry(),
+            MicroKernel::Portable => Geometry {
+                mr: portable::MR,
+                nr: portable::NR,
+                kc: 256,
+                nc: 256,
+                narrow_n: portable::NR,
+            },
+        }
+    }
+}
+
+/// The activation applied last in the epilogue.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Activation {
+    None,
+    Relu,
+    /// `min(max(x, min), max)`; relu6 is `Clip { min: 0, max: 6 }`.
+    Clip {
+        min: f32,
+        max: f32,
+    },
+    LeakyRelu {
+        negative_slope: f32,
+    },
+    Sigmoid,
+    Tanh,
+}
+
+/// A row-major `[m, k]` matrix (weights) packed into the panel layout of
+/// one micro-kernel. Owns 64-byte aligned memory; immutable once built.
+pub struct PackedA {
+    kernel: MicroKernel,
+    m: usize,
+    k: usize,
+    data: AlignedBuf,
+}
+
+impl PackedA {
+    /// Packs row-major `a [m, k]` for `kernel`. If `kernel` is not
+    /// available on this CPU, packs for [`MicroKernel::Portable`] instead
+    /// (check [`PackedA::kernel`]), so a `PackedA` never selects
+    /// instructions the CPU lacks.
+    ///
+    /// # Panics
+    /// If `a.len() < m * k`.
+    pub fn pack(kernel: MicroKernel, a: &[f32], m: usize, k: usize) -> PackedA {
+        let kernel = if kernel.is_available() {
+            kernel
+        } else {
+            MicroKernel::Portable
+        };
+        let data = pack::pack_a(&a[..m * k], m, k, kernel.geometry().mr);
+        PackedA { kernel, m, k, data }
+    }
+
+    /// Rows of A (and of C).
+    pub fn m(&self) -> usize {
+        self.m
+    }
+
+    /// Columns of A (rows of B).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// The kernel this matrix was packed for, which [`gemm`] will use.
+    pub fn kernel(&self) -> MicroKernel {
+        self.kernel
+    }
+}
+
+/// The fused epilogue, applied to each tile of C before it is stored (no
+/// second pass over C): `c = act(acc + bias[row] + residual[row*ldr + col])`
+/// with rows and columns in C's coordinates.
+///
+/// The residual may be C itself (`residual == c`, `ldr == ldc`: an
+/// in-place residual add); any other overlap with C is not allowed.
+#[derive(Clone, Copy, Debug)]
+pub struct GemmEpilogue {
+    /// One value per row of C, or null.
+    pub bias: *const f32,
+    /// Row-major like C with row stride `ldr`, or null.
+    pub residual: *const f32,
+    pub ldr: usize,
+    pub activation: Activation,
+}
+
+impl GemmEpilogue {
+    /// No bias, no residual, no activation: `C = A · B`.
+    pub const NONE: GemmEpilogue = GemmEpilogue {
+        bias: std::ptr::null(),
+        residual: std::ptr::null(),
+        ldr: 0,
+        activation: Activation::None,
+    };
+}
+
+/// `C[m_range, n_range] = epilogue(A[m_range, :] · B[:, n_range])`, with B
+/// row-major `[k, n]` at row stride `ldb` and C row-major at row stride
+/// `ldc`. `m_range` is clamped to `0..a.m()`; empty ranges do nothing.
+///
+/// Safe to call concurrently from several threads on disjoint
+/// `(m_range, n_range)` blocks of C.
+///
+/// # Safety
+/// `b` must be valid for reads of `a.k()` rows of columns `n_range`;
+/// `c` for reads and writes of rows `m_range`, columns `n_range`; the
+/// epilogue's bias for rows `m_range` and its residual for the same block
+/// as C (at row stride `ldr`). B and bias must not overlap C; the residual
+/// may only coincide with C exactly.
+#[allow(clippy::too_many_arguments)] // The BLAS-style signature the JIT targets.
+pub unsafe fn gemm(
+    a: &PackedA,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    m_range: Range<usize>,
+    n_range: Range<usize>,
+    epi: &GemmEpilogue,
+) {
+    let m1 = m_range.end.min(a.m);
+    let m0 = m_range.start.min(m1);
+    let (n0, n1) = (n_range.start, n_range.end.max(n_range.start));
+    if m0 == m1 || n0 == n1 {
+        return;
+    }
+    let g = a.kernel.geometry();
+    let job = Job {
+        a,
+        g,
+        b,
+        ldb,
+        c,
+        ldc,
+        m0,
+        m1,
+        epi,
+    };
+    // SAFETY: the caller's contract covers every block the job touches.
+    unsafe {
+        if n1 - n0 < g.narrow_n {
+            job.narrow(n0, n1);
+        } else {
+            with_pack_buffer(|buf| job.blocked(n0, n1, buf));
+        }
+    }
+}
+
+/// One `gemm` call's operands, shared by its loops.
+struct Job<'a> {
+    a: &'a PackedA,
+    g: Geometry,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    m0: usize,
+    m1: usize,
+    epi: &'a GemmEpilogue,
+}
+
+/// A run of rows of C inside one A panel.
+struct RowSegment {
+    /// First row of C.
+    row: usize,
+    rows: usize,
+    /// Packed A at this row and k = 0.
+    a: *const f32,
+}
+
+impl Job<'_> {
+    /// Splits `m0..m1` at panel boundaries.
+    fn segments(&self) -> impl Iterator<Item = RowSegment> + '_ {
+        let (mr, k) = (self.g.mr, self.a.k);
+        let mut row = self.m0;
+        std::iter::from_fn(move || {
+            if row >= self.m1 {
+                return None;
+            }
+            let panel = row / mr;
+            let offset = row - panel * mr;
+            let rows = (mr - offset).min(self.m1 - row);
+            let seg = RowSegment {
+                row,
+                rows,
+                a: self.a.data.as_ptr().wrapping_add(panel * mr * k + offset),
+            };
+            row += rows;
+            Some(seg)
+        })
+    }
+
+    /// The tile of C at `(row, col)`, `rows x cols`, for one K block.
+    #[allow(clippy::too_many_arguments)]
+    fn tile(
+        &self,
+        a: *const f32,
+        b: *const f32,
+        b_stride: usize,
+        kc: usize,
+        (row, rows): (usize, usize),
+        (col, cols): (usize, usize),
+        (first, last): (bool, bool),
+    ) -> Tile {
+        let epi = self.epi;
+        Tile {
+            kc,
+            a,
+            b,
+            b_stride,
+            c: self.c.wrapping_add(row * self.ldc + col),
+            ldc: self.ldc,
+            rows,
+            cols,
+            first,
+            last,
+            epi: TileEpilogue {
+                bias: if epi.bias.is_null() {
+                    epi.bias
+                } else {
+                    epi.bias.wrapping_add(row)
+                },
+                residual: if epi.residual.is_null() {
+                    epi.residual
+                } else {
+                    epi.residual.wrapping_add(row * epi.ldr + col)
+                },
+                ldr: epi.ldr,
+                activation: epi.activation,
+            },
+        }
+    }
+
+    /// Small N: the narrow kernel over unpacked B and the whole K.
+    unsafe fn narrow(&self, n0: usize, n1: usize) {
+        for seg in self.segments() {
+            let t = self.tile(
+                seg.a,
+                self.b.wrapping_add(n0),
+                self.ldb,
+                self.a.k,
+                (seg.row, seg.rows),
+                (n0, n1 - n0),
+                (true, true),
+            );
+            // SAFETY: the tile lies inside the caller's block.
+            unsafe { run_narrow(self.a.kernel, &t) };
+        }
+    }
+
+    /// The blocked path: pack `KC x NC` blocks of B, sweep the A panels.
+    unsafe fn blocked(&self, n0: usize, n1: usize, buf: &mut AlignedBuf) {
+        let Geometry {
+            mr,
+            nr,
+            kc: kc_max,
+            nc: nc_max,
+            ..
+        } = self.g;
+        let k = self.a.k;
+        let mut jc = n0;
+        while jc < n1 {
+            let nc = nc_max.min(n1 - jc);
+            let panels = nc.div_ceil(nr);
+            let mut pc = 0;
+            // At least one K block, so that k = 0 still writes the epilogue.
+            loop {
+                let kc = kc_max.min(k - pc);
+                let (first, last) = (pc == 0, pc + kc >= k);
+                buf.reserve_floats(panels * nr * kc);
+                // SAFETY: rows `pc .. pc + kc`, columns `jc .. jc + nc` of B
+                // are inside the caller's block; the buffer was sized above.
+                unsafe {
+                    pack::pack_b(
+                        self.b.add(pc * self.ldb + jc),
+                        self.ldb,
+                        kc,
+                        nc,
+                        nr,
+                        buf.as_mut_slice(),
+                    );
+                }
+                let bp = buf.as_ptr();
+                for seg in self.segments() {
+                    let a = seg.a.wrapping_add(pc * mr);
+                    for p in 0..panels {
+                        let j = p * nr;
+                        let t = self.tile(
+                            a,
+                            bp.wrapping_add(p * nr * kc),
+                            nr,
+                            kc,
+                            (seg.row, seg.rows),
+                            (jc + j, nr.min(nc - j)),
+                            (first, last),
+                        );
+                        // SAFETY: the tile lies inside the caller's block
+                        // and the packed panels are `nr` wide, zero-padded.
+                        unsafe { run_tile(self.a.kernel, &t) };
+                    }
+                }
+                pc += kc;
+                if pc >= k {
+                    break;
+                }
+            }
+            jc += nc;
+        }
+    }
+}
+
+/// Runs the register-tile kernel for `kernel` on `t` (B packed).
+///
+/// # Safety
+/// `kernel` must be available (a `PackedA` only holds available kernels)
+/// and the tile valid.
+unsafe fn run_tile(kernel: MicroKernel, t: &Tile) {
+    // SAFETY: availability was checked when A was packed.
+    unsafe {
+        match kernel {
+            #[cfg(target_arch = "x86_64")]
+            MicroKernel::Avx512 => avx512::tile(t),
+            #[cfg(target_arch = "x86_64")]
+            MicroKernel::Avx2Fma => avx2::tile(t),
+            #[cfg(not(target_arch = "x86_64"))]
+            MicroKernel::Avx512 | MicroKernel::Avx2Fma => portable::tile(t),
+            MicroKernel::Portable => portable::tile(t),
+        }
+    }
+}
+
+/// Runs the narrow kernel for `kernel` on `t` (B unpacked, few columns).
+///
+/// # Safety
+/// As for [`run_tile`].
+unsafe fn run_narrow(kernel: MicroKernel, t: &Tile) {
+    // SAFETY: availability was checked when A was packed.
+    unsafe {
+        match kernel {
+            #[cfg(target_arch = "x86_64")]
+            MicroKernel::Avx512 => avx512::narrow(t),
+            #[cfg(target_arch = "x86_64")]
+            MicroKernel::Avx2Fma => avx2::narrow(t),
+            #[cfg(not(target_arch = "x86_64"))]
+            MicroKernel::Avx512 | MicroKernel::Avx2Fma => portable::tile(t),
+            MicroKernel::Portable => portable::tile(t),
+        }
+    }
+}
+
+thread_local! {
+    /// Each thread's packed-B buffer, kept across calls so the hot path
+    /// stops allocating once it has seen its largest block.
+    static PACK_B: RefCell<AlignedBuf> = const { RefCell::new(AlignedBuf::new()) };
+}
+
+/// Runs `f` with this thread's packing buffer (or a fresh one if it is
+/// already in use or gone, which only happens during thread teardown).
+fn with_pack_buffer(f: impl FnOnce(&mut AlignedBuf)) {
+    let mut f = Some(f);
+    let _ = PACK_B.try_with(|cell| {
+        if let (Ok(mut buf), Some(f)) = (cell.try_borrow_mut(), f.take()) {
+            f(&mut buf);
+        }
+    });
+    if let Some(f) = f {
+        f(&mut AlignedBuf::new());
+    }
+}
+
+/// Where an operand of a [`GemmCall`] lives.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Operand {
+    /// Not present (bias and residual only).
+    Absent,
+    /// This many floats past the arena base given to [`nnc_gemm`].
+    Arena(usize),
+    /// A fixed address outside the arena, such as the model's constants;
+    /// it must outlive every call.
+    Absolute(*const f32),
+}
+
+impl Operand {
+    fn resolve(self, arena: *mut f32) -> *mut f32 {
+        match self {
+            Operand::Absent => std::ptr::null_mut(),
+            Operand::Arena(offset) => arena.wrapping_add(offset),
+            Operand::Absolute(ptr) => ptr.cast_mut(),
+        }
+    }
+}
+
+/// Everything about one GEMM except the arena base and the block of C,
+/// which [`nnc_gemm`] takes as arguments. Built by Rust at compile time and
+/// owned by the compiled model, which bakes its address into JIT code.
+/// Operands in the arena are offsets, so one compiled model can run on
+/// several arenas (threads) at once.
+#[repr(C)]
+#[derive(Debug)]
+pub struct GemmCall {
+    /// The packed weights, owned by the compiled model.
+    pub a: *const PackedA,
+    /// B, row-major `[k, n]` at row stride `ldb`.
+    pub b: Operand,
+    pub ldb: usize,
+    /// C, row-major `[m, n]` at row stride `ldc`.
+    pub c: Operand,
+    pub ldc: usize,
+    /// One value per row of C, or [`Operand::Absent`].
+    pub bias: Operand,
+    /// Added to C before the activation, row stride `ldr`, or absent.
+    pub residual: Operand,
+    pub ldr: usize,
+    pub activation: Activation,
+}
+
+// SAFETY: a `GemmCall` is immutable plain data; the memory its pointers
+// name is owned by the compiled model, which outlives every call, and is
+// only read through them (C is written through the arena passed per call).
+unsafe impl Send for GemmCall {}
+// SAFETY: as above; shared references only read the fields.
+unsafe impl Sync for GemmCall {}
+
+/// The entry point for JIT code: computes rows `m0..m1`, columns `n0..n1`
+/// of `call`'s C, resolving arena operands against `arena`. The JIT splits
+/// work across threads by calling this on disjoint blocks. Register it with
+/// the JIT by address (`nnc_gemm as *const u8`).
+///
+/// # Safety
+/// `call` must point to a valid [`GemmCall`] whose operands, resolved
+/// against `arena`, satisfy the contract of [`gemm`] for this block.
+pub unsafe extern "C" fn nnc_gemm(
+    call: *const GemmCall,
+    arena: *mut f32,
+    m0: usize,
+    m1: usize,
+    n0: usize,
+    n1: usize,
+) {
+    // SAFETY: the caller guarantees `call` and its `PackedA` are valid.
+    let (call, a) = unsafe {
+        let call = &*call;
+        (call, &*call.a)
+    };
+    let epi = GemmEpilogue {
+        bias: call.bias.resolve(arena),
+        residual: call.residual.resolve(arena),
+        ldr: call.ldr,
+        activation: call.activation,
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        gemm(
+            a,
+            call.b.resolve(arena),
+            call.ldb,
+            call.c.resolve(arena),
+            call.ldc,
+            m0..m1,
+            n0..n1,
+            &epi,
+        );
+    }
+}

@@ -1,0 +1,113 @@
+//! Operand packing: 64-byte aligned buffers, weights (A) packed once into
+//! row panels, and blocks of B packed per call into column panels.
+//!
+//! Layouts (MR rows per A panel, NR columns per B panel, both set by the
+//! micro-kernel):
+//! - packed A: panel `p` holds rows `p*MR .. p*MR + MR` for the whole K
+//!   extent, k-major: element `(r, kk)` of the panel is at
+//!   `p*MR*K + kk*MR + r`. Rows past `m` are zero.
+//! - packed B block (`kc` rows, `nc` columns): panel `j` holds columns
+//!   `j*NR .. j*NR + NR`, k-major: element `(kk, c)` is at
+//!   `j*NR*kc + kk*NR + c`. Columns past `nc` are zero.
+
+/// One cache line of floats; a `Vec` of these is 64-byte aligned.
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct Line([f32; 16]);
+
+const LINE: usize = 16;
+
+/// A zero-initialised, 64-byte aligned buffer of `f32` that only grows.
+pub(crate) struct AlignedBuf {
+    lines: Vec<Line>,
+}
+
+impl AlignedBuf {
+    /// An empty buffer (no allocation).
+    pub(crate) const fn new() -> AlignedBuf {
+        AlignedBuf { lines: Vec::new() }
+    }
+
+    /// A buffer of at least `len` zeroed floats.
+    pub(crate) fn zeroed(len: usize) -> AlignedBuf {
+        AlignedBuf {
+            lines: vec![Line([0.0; LINE]); len.div_ceil(LINE)],
+        }
+    }
+
+    /// Grows the buffer to hold at least `len` floats; never shrinks, so a
+    /// reused buffer stops allocating once it has seen the largest block.
+    pub(crate) fn reserve_floats(&mut self, len: usize) {
+        let lines = len.div_ceil(LINE);
+        if self.lines.len() < lines {
+            self.lines.resize(lines, Line([0.0; LINE]));
+        }
+    }
+
+    /// Number of floats the buffer holds.
+    pub(crate) fn len(&self) -> usize {
+        self.lines.len() * LINE
+    }
+
+    pub(crate) fn as_ptr(&self) -> *const f32 {
+        self.lines.as_ptr().cast()
+    }
+
+    pub(crate) fn as_mut_ptr(&mut self) -> *mut f32 {
+        self.lines.as_mut_ptr().cast()
+    }
+
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [f32] {
+        let len = self.len();
+        // SAFETY: `Line` is `repr(C)` around `[f32; 16]`, so the vector's
+        // storage is `len` contiguous, initialised floats that we borrow
+        // mutably for the lifetime of `&mut self`.
+        unsafe { std::slice::from_raw_parts_mut(self.as_mut_ptr(), len) }
+    }
+}
+
+/// Packs row-major `a [m, k]` into `MR`-row panels (see the module docs).
+pub(crate) fn pack_a(a: &[f32], m: usize, k: usize, mr: usize) -> AlignedBuf {
+    let panels = m.div_ceil(mr);
+    let mut buf = AlignedBuf::zeroed(panels * mr * k);
+    let dst = buf.as_mut_slice();
+    for (row, src) in a.chunks_exact(k.max(1)).take(m).enumerate() {
+        let panel = row / mr;
+        let r = row % mr;
+        let base = panel * mr * k + r;
+        for (kk, &v) in src.iter().enumerate().take(k) {
+            dst[base + kk * mr] = v;
+        }
+    }
+    buf
+}
+
+/// Packs the `kc x nc` block of B starting at `b` (row stride `ldb`) into
+/// `nr`-column panels in `dst` (see the module docs), zero-padding the last
+/// panel. `dst` must hold `nc.div_ceil(nr) * nr * kc` floats.
+///
+/// # Safety
+/// `b` must be valid for reads of rows `0..kc`, columns `0..nc` at row
+/// stride `ldb`.
+pub(crate) unsafe fn pack_b(
+    b: *const f32,
+    ldb: usize,
+    kc: usize,
+    nc: usize,
+    nr: usize,
+    dst: &mut [f32],
+) {
+    let mut panel_start = 0;
+    for j0 in (0..nc).step_by(nr) {
+        let width = nr.min(nc - j0);
+        let panel = &mut dst[panel_start..panel_start + kc * nr];
+        for (kk, out) in panel.chunks_exact_mut(nr).enumerate() {
+            // SAFETY: row `kk < kc`, columns `j0 .. j0 + width <= nc` are
+            // inside the block the caller vouched for.
+            let src = unsafe { std::slice::from_raw_parts(b.add(kk * ldb + j0), width) };
+            out[..width].copy_from_slice(src);
+            out[width..].fill(0.0);
+        }
+        panel_start += kc * nr;
+    }
+}

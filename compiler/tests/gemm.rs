@@ -1,0 +1,459 @@
+//! The native GEMM against a naive f64 triple-loop oracle, for every
+//! micro-kernel this CPU has: edge shapes, sub-ranges (thread splits),
+//! strided operands, every activation, bias and residual, the `extern "C"`
+//! entry point, and a property test over random small shapes.
+
+#![allow(unsafe_code)]
+
+use std::ops::Range;
+
+use nnc_compiler::backend::gemm::{
+    gemm, nnc_gemm, Activation, GemmCall, GemmEpilogue, MicroKernel, Operand, PackedA,
+};
+use proptest::prelude::*;
+
+/// Deterministic pseudo-random floats in [-1, 1).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    fn vec(&mut self, len: usize) -> Vec<f32> {
+        (0..len).map(|_| self.next()).collect()
+    }
+}
+
+fn kernels() -> Vec<MicroKernel> {
+    MicroKernel::ALL
+        .into_iter()
+        .filter(|k| k.is_available())
+        .collect()
+}
+
+const SENTINEL: f32 = 12345.0;
+
+fn act_f64(act: Activation, x: f64) -> f64 {
+    match act {
+        Activation::None => x,
+        Activation::Relu => x.max(0.0),
+        Activation::Clip { min, max } => x.max(min as f64).min(max as f64),
+        Activation::LeakyRelu { negative_slope } => {
+            if x < 0.0 {
+                x * negative_slope as f64
+            } else {
+                x
+            }
+        }
+        Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        Activation::Tanh => x.tanh(),
+    }
+}
+
+/// One test case: shapes, strides, the block of C to compute, epilogue.
+#[derive(Clone, Debug)]
+struct Case {
+    m: usize,
+    n: usize,
+    k: usize,
+    ldb_pad: usize,
+    ldc_pad: usize,
+    /// Blocks of C computed by separate calls (like threads would).
+    blocks: Vec<(Range<usize>, Range<usize>)>,
+    bias: bool,
+    residual: bool,
+    /// The residual is C itself (in-place add).
+    in_place: bool,
+    activation: Activation,
+}
+
+impl Case {
+    fn new(m: usize, n: usize, k: usize) -> Case {
+        Case {
+            m,
+            n,
+            k,
+            ldb_pad: 0,
+            ldc_pad: 0,
+            blocks: vec![(0..m, 0..n)],
+            bias: false,
+            residual: false,
+            in_place: false,
+            activation: Activation::None,
+        }
+    }
+
+    fn run(&self, kernel: MicroKernel, seed: u64) {
+        let Case { m, n, k, .. } = *self;
+        let (ldb, ldc) = (n + self.ldb_pad, n + self.ldc_pad);
+        let mut rng = Rng(seed | 1);
+        let a = rng.vec(m * k);
+        let b = rng.vec(k * ldb);
+        let bias = rng.vec(m);
+        let res = rng.vec(m * ldc);
+        let packed = PackedA::pack(kernel, &a, m, k);
+        assert_eq!(packed.kernel(), kernel);
+        assert_eq!((packed.m(), packed.k()), (m, k));
+
+        let mut c = if self.in_place {
+            res.clone()
+        } else {
+            vec![SENTINEL; m * ldc]
+        };
+        let covered = |i: usize, j: usize| {
+            self.blocks
+                .iter()
+                .any(|(rm, rn)| rm.contains(&i) && rn.contains(&j))
+        };
+        let epi = GemmEpilogue {
+            bias: if self.bias {
+                bias.as_ptr()
+            } else {
+                std::ptr::null()
+            },
+            residual: match (self.residual, self.in_place) {
+                (false, _) => std::ptr::null(),
+                (true, false) => res.as_ptr(),
+                (true, true) => c.as_ptr(),
+            },
+            ldr: ldc,
+            activation: self.activation,
+        };
+        for (rm, rn) in &self.blocks {
+            // SAFETY: every operand covers the whole matrix it stands for.
+            unsafe {
+                gemm(
+                    &packed,
+                    b.as_ptr(),
+                    ldb,
+                    c.as_mut_ptr(),
+                    ldc,
+                    rm.clone(),
+                    rn.clone(),
+                    &epi,
+                )
+            };
+        }
+
+        for i in 0..m {
+            for j in 0..ldc {
+                let got = c[i * ldc + j];
+                if j >= n || !covered(i, j) {
+                    let want = if self.in_place {
+                        res[i * ldc + j]
+                    } else {
+                        SENTINEL
+                    };
+                    assert_eq!(
+                        got, want,
+                        "{kernel:?} {self:?}: ({i}, {j}) outside the block was written"
+                    );
+                    continue;
+                }
+                let (mut sum, mut mag) = (0.0f64, 0.0f64);
+                for p in 0..k {
+                    let t = a[i * k + p] as f64 * b[p * ldb + j] as f64;
+                    sum += t;
+                    mag += t.abs();
+                }
+                if self.bias {
+                    sum += bias[i] as f64;
+                    mag += (bias[i] as f64).abs();
+                }
+                if self.residual {
+                    sum += res[i * ldc + j] as f64;
+                    mag += (res[i * ldc + j] as f64).abs();
+                }
+                let want = act_f64(self.activation, sum);
+                let tol = 1e-6 * (k as f64 + 4.0).sqrt() * (mag + 1.0);
+                assert!(
+                    (got as f64 - want).abs() <= tol,
+                    "{kernel:?} {self:?}: ({i}, {j}) got {got}, want {want}"
+                );
+            }
+        }
+    }
+
+    fn run_all(&self) {
+        for (s, kernel) in kernels().into_iter().enumerate() {
+            self.run(
+                kernel,
+                0x9e37_79b9 + s as u64 * 7 + (self.m * 31 + self.n * 17 + self.k) as u64,
+            );
+        }
+    }
+}
+
+const ACTIVATIONS: [Activation; 6] = [
+    Activation::None,
+    Activation::Relu,
+    Activation::Clip {
+        min: -0.25,
+        max: 0.5,
+    },
+    Activation::LeakyRelu {
+        negative_slope: 0.1,
+    },
+    Activation::Sigmoid,
+    Activation::Tanh,
+];
+
+#[test]
+fn detect_picks_an_available_kernel() {
+    let best = MicroKernel::detect();
+    assert!(best.is_available());
+    assert!(MicroKernel::Portable.is_available());
+    assert_eq!(MicroKernel::Avx512.name(), "avx512 14x32");
+    assert_eq!(MicroKernel::Avx2Fma.name(), "avx2+fma 6x16");
+    assert_eq!(MicroKernel::Portable.name(), "portable 4x8");
+    // The first available kernel in preference order is the one detected.
+    assert_eq!(kernels().first(), Some(&best));
+}
+
+#[test]
+fn edge_shapes() {
+    for m in [1, 2, 5, 6, 13, 14, 15, 29] {
+        for n in [1, 2, 3, 7, 8, 9, 16, 17, 23, 24, 31, 32, 33, 49] {
+            for k in [1, 2, 17, 64] {
+                Case::new(m, n, k).run_all();
+            }
+        }
+    }
+}
+
+#[test]
+fn several_k_blocks() {
+    // KC is 256 for every kernel: 257 and 600 need two and three blocks.
+    for (m, n, k) in [
+        (15, 49, 256),
+        (15, 49, 257),
+        (29, 35, 600),
+        (3, 5, 600),
+        (16, 1, 1000),
+    ] {
+        let mut case = Case::new(m, n, k);
+        case.bias = true;
+        case.residual = true;
+        case.activation = Activation::Relu;
+        case.run_all();
+    }
+}
+
+#[test]
+fn several_column_blocks() {
+    // NC is 512 (256 for the portable kernel): columns span several blocks.
+    for (m, n, k) in [(3, 1100, 9), (17, 530, 40)] {
+        Case::new(m, n, k).run_all();
+    }
+}
+
+#[test]
+fn empty_k_writes_the_epilogue() {
+    let mut case = Case::new(5, 20, 0);
+    case.bias = true;
+    case.residual = true;
+    case.activation = Activation::Sigmoid;
+    case.run_all();
+}
+
+#[test]
+fn thread_splits_of_m_and_n() {
+    // Odd boundaries in both dimensions, not aligned to any tile.
+    let blocks = vec![
+        (0..5, 0..11),
+        (0..5, 11..40),
+        (5..23, 0..3),
+        (5..23, 3..40),
+        (23..37, 0..40),
+    ];
+    for k in [7, 300] {
+        let mut case = Case::new(37, 40, k);
+        case.blocks = blocks.clone();
+        case.bias = true;
+        case.activation = Activation::Tanh;
+        case.run_all();
+    }
+    // Only part of C: the rest must stay untouched.
+    let mut case = Case::new(30, 70, 33);
+    case.blocks = vec![(3, 4), (7, 28), (15, 29)]
+        .into_iter()
+        .map(|(m0, m1)| (m0..m1, m0 + 10..m1 + 30))
+        .collect();
+    case.run_all();
+}
+
+#[test]
+fn strided_b_and_c() {
+    for (m, n, k) in [(9, 5, 20), (17, 45, 31), (14, 64, 270)] {
+        let mut case = Case::new(m, n, k);
+        case.ldb_pad = 7;
+        case.ldc_pad = 13;
+        case.residual = true;
+        case.run_all();
+    }
+}
+
+#[test]
+fn every_activation_with_and_without_bias_and_residual() {
+    for activation in ACTIVATIONS {
+        for (bias, residual) in [(false, false), (true, false), (false, true), (true, true)] {
+            // Narrow path (n < 8), blocked path with a thin tail, and a
+            // shape needing two K blocks.
+            for (m, n, k) in [(15, 3, 40), (15, 37, 40), (7, 20, 300)] {
+                let mut case = Case::new(m, n, k);
+                case.bias = bias;
+                case.residual = residual;
+                case.activation = activation;
+                case.ldc_pad = 2;
+                case.run_all();
+            }
+        }
+    }
+}
+
+#[test]
+fn in_place_residual() {
+    for (m, n, k) in [(15, 3, 40), (20, 37, 600)] {
+        let mut case = Case::new(m, n, k);
+        case.residual = true;
+        case.in_place = true;
+        case.bias = true;
+        case.activation = Activation::LeakyRelu {
+            negative_slope: 0.2,
+        };
+        case.run_all();
+    }
+}
+
+#[test]
+fn extern_entry_point_resolves_arena_and_absolute_operands() {
+    let (m, n, k) = (19, 21, 13);
+    let mut rng = Rng(7);
+    let a = rng.vec(m * k);
+    let bias = rng.vec(m);
+    for kernel in kernels() {
+        let packed = PackedA::pack(kernel, &a, m, k);
+        // Arena: [pad 3][B k*n][C m*n][residual m*n].
+        let (b_off, c_off) = (3, 3 + k * n);
+        let r_off = c_off + m * n;
+        let mut arena = vec![0.0f32; r_off + m * n];
+        for x in &mut arena {
+            *x = rng.next();
+        }
+        let call = GemmCall {
+            a: &packed,
+            b: Operand::Arena(b_off),
+            ldb: n,
+            c: Operand::Arena(c_off),
+            ldc: n,
+            bias: Operand::Absolute(bias.as_ptr()),
+            residual: Operand::Arena(r_off),
+            ldr: n,
+            activation: Activation::Relu,
+        };
+        let want = {
+            let mut c = vec![0.0f32; m * n];
+            let epi = GemmEpilogue {
+                bias: bias.as_ptr(),
+                residual: arena[r_off..].as_ptr(),
+                ldr: n,
+                activation: Activation::Relu,
+            };
+            // SAFETY: operands cover their matrices.
+            unsafe {
+                gemm(
+                    &packed,
+                    arena[b_off..].as_ptr(),
+                    n,
+                    c.as_mut_ptr(),
+                    n,
+                    0..m,
+                    0..n,
+                    &epi,
+                )
+            };
+            c
+        };
+        // SAFETY: the call's operands lie inside `arena` and `bias`.
+        unsafe {
+            nnc_gemm(&call, arena.as_mut_ptr(), 0, 10, 0, n);
+            nnc_gemm(&call, arena.as_mut_ptr(), 10, m, 0, n);
+        }
+        assert_eq!(&arena[c_off..c_off + m * n], &want[..]);
+        // And against the oracle, through the same epilogue.
+        let mut case = Case::new(m, n, k);
+        case.bias = true;
+        case.residual = true;
+        case.activation = Activation::Relu;
+        case.run(kernel, 11);
+    }
+}
+
+#[test]
+fn concurrent_calls_on_disjoint_blocks() {
+    let (m, n, k) = (64, 300, 100);
+    let mut rng = Rng(3);
+    let a = rng.vec(m * k);
+    let b = rng.vec(k * n);
+    let packed = PackedA::pack(MicroKernel::detect(), &a, m, k);
+    let mut serial = vec![0.0f32; m * n];
+    // SAFETY: operands cover their matrices.
+    unsafe {
+        gemm(
+            &packed,
+            b.as_ptr(),
+            n,
+            serial.as_mut_ptr(),
+            n,
+            0..m,
+            0..n,
+            &GemmEpilogue::NONE,
+        )
+    };
+    let mut parallel = vec![0.0f32; m * n];
+    let (top, bottom) = parallel.split_at_mut(30 * n);
+    std::thread::scope(|s| {
+        for (rows, c) in [(0..30, top), (30..m, bottom)] {
+            let (packed, b) = (&packed, &b);
+            s.spawn(move || {
+                let c = c.as_mut_ptr().wrapping_sub(rows.start * n);
+                // SAFETY: each thread writes only its own rows of C.
+                unsafe { gemm(packed, b.as_ptr(), n, c, n, rows, 0..n, &GemmEpilogue::NONE) };
+            });
+        }
+    });
+    assert_eq!(serial, parallel);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn random_small_shapes(
+        m in 1usize..40,
+        n in 1usize..70,
+        k in 0usize..300,
+        ldb_pad in 0usize..3,
+        ldc_pad in 0usize..3,
+        split in (0usize..40, 0usize..70),
+        bias in any::<bool>(),
+        residual in any::<bool>(),
+        act in 0usize..6,
+        seed in any::<u64>(),
+    ) {
+        let mut case = Case::new(m, n, k);
+        case.ldb_pad = ldb_pad;
+        case.ldc_pad = ldc_pad;
+        let (sm, sn) = (split.0.min(m), split.1.min(n));
+        case.blocks = vec![(0..sm, 0..n), (sm..m, 0..sn), (sm..m, sn..n)];
+        case.bias = bias;
+        case.residual = residual;
+        case.activation = ACTIVATIONS[act];
+        for kernel in kernels() {
+            case.run(kernel, seed);
+        }
+    }
+}
