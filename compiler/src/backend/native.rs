@@ -27,9 +27,7 @@ pub struct Epilogue {
 /// `B_p` starts at `b + p * b_stride` (row stride `ldb`) and `C_p` at
 /// `c + p * c_stride` (row stride `ldc`); the residual is laid out like C.
 pub struct GemmTask {
-    /// Row-major `[groups * m, k]`, until [`GemmTask::pack`] packs it.
-    pub a: Vec<f32>,
-    /// One packed matrix per group, made by [`GemmTask::pack`].
+    /// The weights: one packed `[m, k]` matrix per group (see [`pack`]).
     pub packed: Vec<PackedA>,
     pub m: usize,
     pub k: usize,
@@ -115,9 +113,9 @@ fn native_activation(act: Option<Activation>) -> gemm::Activation {
     }
 }
 
-/// Packs row-major `a` as `groups` matrices `[m, k]`; an error if it is too
-/// short.
-fn pack(a: &[f32], groups: usize, m: usize, k: usize) -> Result<Vec<PackedA>, BackendError> {
+/// Packs row-major `a` as `groups` matrices `[m, k]` for the micro-kernel,
+/// once, at compile time; an error if it is too short.
+pub fn pack(a: &[f32], groups: usize, m: usize, k: usize) -> Result<Vec<PackedA>, BackendError> {
     if a.len() < groups * m * k {
         return Err(BackendError::Codegen(format!(
             "a GEMM weight has {} elements, fewer than {groups} x {m} x {k}",
@@ -130,19 +128,10 @@ fn pack(a: &[f32], groups: usize, m: usize, k: usize) -> Result<Vec<PackedA>, Ba
         .collect())
 }
 
-impl GemmTask {
-    /// Packs the weights for the micro-kernel, once, at compile time.
-    pub fn pack(&mut self) -> Result<(), BackendError> {
-        self.packed = pack(&self.a, self.groups.max(1), self.m, self.k)?;
-        self.a = Vec::new();
-        Ok(())
-    }
-}
-
 /// Does task `t` of `task`. Called by JIT code.
 ///
 /// # Safety
-/// `task` points to a live, packed [`GemmTask`] whose buffers lie inside
+/// `task` points to a live [`GemmTask`] whose buffers lie inside
 /// `arena` (which has the compiled model's arena size) or its constants,
 /// and `t < task.tasks()`.
 #[allow(unsafe_code)]

@@ -5,7 +5,7 @@
 use super::elementwise::span;
 use super::{Consts, Kernel, Operands};
 use crate::backend::jit::Emit;
-use crate::backend::native::{micro_kernel, nnc_gemm_task, Epilogue, GemmTask};
+use crate::backend::native::{micro_kernel, nnc_gemm_task, pack, Epilogue, GemmTask};
 use crate::backend::BackendError;
 use crate::ir::{self, GemmAttrs, LinearAttrs};
 use cranelift_codegen::ir::{types, InstBuilder};
@@ -73,8 +73,7 @@ pub fn gemm(a: &GemmAttrs, ops: Operands<'_>, consts: &mut Consts) -> Result<Ker
     let groups = a.groups.max(1);
     let (m, k) = (a.out_channels / groups, k_total / groups);
     let task = GemmTask {
-        a: constant(&ops, 1, "gemm weight")?.to_vec(),
-        packed: Vec::new(),
+        packed: pack(constant(&ops, 1, "gemm weight")?, groups, m, k)?,
         m,
         k,
         n: spatial,
@@ -105,8 +104,7 @@ pub fn linear(
     let rows = x.len() / k.max(1);
     let m = a.out_features;
     let task = GemmTask {
-        a: constant(&ops, 1, "linear weight")?.to_vec(),
-        packed: Vec::new(),
+        packed: pack(constant(&ops, 1, "linear weight")?, 1, m, k)?,
         m,
         k,
         n: 1,

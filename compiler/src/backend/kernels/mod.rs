@@ -63,10 +63,8 @@ impl Consts {
         base
     }
 
-    /// Packs a GEMM descriptor's weights, keeps it alive and returns its
-    /// address.
-    pub fn gemm(&mut self, mut task: GemmTask) -> Result<usize, BackendError> {
-        task.pack()?;
+    /// Keeps a GEMM descriptor alive and returns its address.
+    pub fn gemm(&mut self, task: GemmTask) -> Result<usize, BackendError> {
         let boxed = Box::new(task);
         let address = &*boxed as *const GemmTask as usize;
         self.gemms.push(boxed);

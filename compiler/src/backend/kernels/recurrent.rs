@@ -37,7 +37,7 @@
 use super::gemm::constant;
 use super::{Consts, Kernel, Operands};
 use crate::backend::jit::{Base, Emit};
-use crate::backend::native::{nnc_gemm_task, Epilogue, GemmTask};
+use crate::backend::native::{nnc_gemm_task, pack, Epilogue, GemmTask};
 use crate::backend::BackendError;
 use crate::ir::{RecurrentAttrs, RecurrentOutput, RnnDirection};
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -114,8 +114,7 @@ pub fn build(
         };
         let columns = dims.columns();
         let projection = GemmTask {
-            a: weight_ih.to_vec(),
-            packed: Vec::new(),
+            packed: pack(weight_ih, 1, rows, features)?,
             m: rows,
             k: features,
             n: columns,
@@ -136,8 +135,7 @@ pub fn build(
             n_block: columns,
         };
         let recurrent = GemmTask {
-            a: weight_hh.to_vec(),
-            packed: Vec::new(),
+            packed: pack(weight_hh, 1, rows, hidden)?,
             m: rows,
             k: hidden,
             n: batch,
