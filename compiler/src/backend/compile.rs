@@ -8,6 +8,7 @@ use crate::ir::{Graph, NodeId, Op, SourceLoc};
 use crate::passes;
 use crate::stats;
 use nnc_runtime::{Binding, Executable, Step, WeightSet};
+use rayon::prelude::*;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -93,13 +94,8 @@ pub fn compile(
         phases.push((name, now - clock));
         clock = now;
     };
-    for pass in passes::PASSES {
-        let t = Instant::now();
-        passes::run_pass(pass, &mut graph, &mut weights, false)?;
-        if std::env::var_os("NNC_TIME_PASSES").is_some() {
-            eprintln!("{}: {:.1} ms", pass.name, t.elapsed().as_secs_f64() * 1e3);
-        }
-    }
+    let names: Vec<&str> = passes::pass_names().collect();
+    passes::run_pipeline(&mut graph, &mut weights, &names, false)?;
     let problems = crate::verify::verify(&graph);
     if let Some(p) = problems.first() {
         return Err(BackendError::Codegen(p.to_string()));
@@ -240,12 +236,9 @@ pub fn compile(
     // Kernels.
     let statistics = stats::stats(&graph);
     let flops: HashMap<NodeId, u64> = statistics.layers.iter().map(|l| (l.id, l.flops)).collect();
-    let mut consts = Consts::default();
     let mut weight_bases: HashMap<NodeId, Base> = HashMap::new();
     let mut jit = Jit::new()?;
-    let mut ids = Vec::with_capacity(steps.len());
-    let mut layers = Vec::with_capacity(steps.len());
-    let mut tasks = Vec::with_capacity(steps.len());
+    let mut operands = Vec::with_capacity(steps.len());
     for step in &steps {
         let node = graph.node(step.node);
         let mut inputs = Vec::with_capacity(step.inputs.len());
@@ -288,21 +281,31 @@ pub fn compile(
             scratch: step.scratch.map(|b| Base::Arena(offset[b])),
             threads,
         };
-        let t0 = Instant::now();
-        let Some(kernel) = kernels::build(node, ops, &mut consts)? else {
+        operands.push(ops);
+    }
+    // Kernels are built on all cores (packing weights is most of the work),
+    // each with its own constants, merged afterwards.
+    let built: Vec<Result<(Option<kernels::Kernel>, Consts), BackendError>> = steps
+        .par_iter()
+        .zip(operands.into_par_iter())
+        .map(|(step, ops)| {
+            let mut consts = Consts::default();
+            let kernel = kernels::build(graph.node(step.node), ops, &mut consts)?;
+            Ok((kernel, consts))
+        })
+        .collect();
+    let mut consts = Consts::default();
+    let mut bodies = Vec::with_capacity(steps.len());
+    let mut layers = Vec::with_capacity(steps.len());
+    let mut tasks = Vec::with_capacity(steps.len());
+    for (step, built) in steps.iter().zip(built) {
+        let (kernel, own) = built?;
+        consts.merge(own);
+        let Some(kernel) = kernel else {
             continue;
         };
-        let t1 = Instant::now();
-        ids.push(jit.kernel(kernel.body)?);
-        if std::env::var_os("NNC_TIME_PASSES").is_some() {
-            eprintln!(
-                "{} {}: build {:.2} ms, jit {:.2} ms",
-                node.op.name(),
-                node.name,
-                (t1 - t0).as_secs_f64() * 1e3,
-                t1.elapsed().as_secs_f64() * 1e3
-            );
-        }
+        let node = graph.node(step.node);
+        bodies.push(kernel.body);
         tasks.push(kernel.tasks);
         layers.push(LayerReport {
             name: node.name.clone(),
@@ -316,6 +319,8 @@ pub fn compile(
             tasks: kernel.tasks,
         });
     }
+    lap("kernels", &mut phases);
+    let ids = jit.kernels(bodies)?;
     lap("codegen", &mut phases);
     let (code, entries) = jit.finish(&ids)?;
     lap("link", &mut phases);

@@ -10,16 +10,19 @@
 
 use super::BackendError;
 use crate::ir::Activation;
+use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
     types, AbiParam, BlockArg, InstBuilder, MemFlagsData, Signature, Type, UserFuncName, Value,
 };
+use cranelift_codegen::isa::TargetFrontendConfig;
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
+use cranelift_module::{default_libcall_names, FuncId, Linkage, Module, ModuleReloc};
 use nnc_runtime::KernelFn;
+use rayon::prelude::*;
 
 /// `f32` lanes per vector: Cranelift's x86-64 backend lowers 128-bit
 /// vectors.
@@ -47,12 +50,47 @@ impl Base {
     }
 }
 
+/// The emitter of one kernel body.
+pub type Body = Box<dyn FnOnce(&mut Emit) -> Result<(), BackendError> + Send>;
+
 /// The JIT module of one compiled model.
 pub struct Jit {
     module: JITModule,
     ctx: Context,
     fctx: FunctionBuilderContext,
     defined: usize,
+}
+
+/// One function's machine code, compiled off the main thread.
+struct Compiled {
+    bytes: Vec<u8>,
+    align: u64,
+    relocs: Vec<ModuleReloc>,
+}
+
+/// Builds a kernel's IR into `ctx.func` (whose signature is set).
+fn build(
+    ctx: &mut Context,
+    fctx: &mut FunctionBuilderContext,
+    config: TargetFrontendConfig,
+    body: Body,
+) -> Result<(), BackendError> {
+    let mut b = FunctionBuilder::new(&mut ctx.func, fctx);
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    let params = b.block_params(entry).to_vec();
+    let mut e = Emit {
+        b,
+        arena: params[0],
+        begin: params[1],
+        end: params[2],
+    };
+    body(&mut e)?;
+    e.b.ins().return_(&[]);
+    e.b.seal_all_blocks();
+    e.b.finalize(config);
+    Ok(())
 }
 
 /// The finalized code of a model; kernels point into it, so it lives as
@@ -115,10 +153,7 @@ impl Jit {
     }
 
     /// Compiles one kernel whose body `body` emits.
-    pub fn kernel(
-        &mut self,
-        body: impl FnOnce(&mut Emit) -> Result<(), BackendError>,
-    ) -> Result<FuncId, BackendError> {
+    pub fn kernel(&mut self, body: Body) -> Result<FuncId, BackendError> {
         let sig = self.kernel_signature();
         let name = format!("kernel{}", self.defined);
         self.defined += 1;
@@ -129,28 +164,70 @@ impl Jit {
         self.ctx.func.signature = sig;
         self.ctx.func.name = UserFuncName::user(0, id.as_u32());
         let config = self.module.target_config();
-        {
-            let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
-            let entry = b.create_block();
-            b.append_block_params_for_function_params(entry);
-            b.switch_to_block(entry);
-            let params = b.block_params(entry).to_vec();
-            let mut e = Emit {
-                b,
-                arena: params[0],
-                begin: params[1],
-                end: params[2],
-            };
-            body(&mut e)?;
-            e.b.ins().return_(&[]);
-            e.b.seal_all_blocks();
-            e.b.finalize(config);
-        }
+        build(&mut self.ctx, &mut self.fctx, config, body)?;
         self.module
             .define_function(id, &mut self.ctx)
             .map_err(|e| BackendError::Codegen(format!("{e:?}")))?;
         self.module.clear_context(&mut self.ctx);
         Ok(id)
+    }
+
+    /// Compiles kernels on all cores (each function is built and compiled
+    /// on its own; only linking is serial) and returns their ids in order.
+    pub fn kernels(&mut self, bodies: Vec<Body>) -> Result<Vec<FuncId>, BackendError> {
+        let sig = self.kernel_signature();
+        let mut ids = Vec::with_capacity(bodies.len());
+        for _ in &bodies {
+            let name = format!("kernel{}", self.defined);
+            self.defined += 1;
+            ids.push(
+                self.module
+                    .declare_function(&name, Linkage::Local, &sig)
+                    .map_err(err)?,
+            );
+        }
+        let isa = self.module.isa();
+        let config = self.module.target_config();
+        let min_align = (isa.function_alignment().minimum as u64).max(isa.symbol_alignment());
+        let compiled: Vec<Result<Compiled, BackendError>> = bodies
+            .into_par_iter()
+            .zip(ids.par_iter())
+            .map(|(body, &id)| {
+                let mut ctx = Context::new();
+                ctx.func.signature = sig.clone();
+                ctx.func.name = UserFuncName::user(0, id.as_u32());
+                let mut fctx = FunctionBuilderContext::new();
+                build(&mut ctx, &mut fctx, config, body)?;
+                let alignment = ctx
+                    .compile(isa, &mut ControlPlane::default())
+                    .map_err(|e| BackendError::Codegen(format!("{:?}", e.inner)))?
+                    .buffer
+                    .alignment;
+                let code = ctx
+                    .compiled_code()
+                    .ok_or_else(|| BackendError::Codegen("no code was produced".into()))?;
+                let align = (alignment as u64).max(min_align);
+                let bytes = code.code_buffer().to_vec();
+                let relocs = code
+                    .buffer
+                    .relocs()
+                    .iter()
+                    .map(|r| ModuleReloc::from_mach_reloc(r, &ctx.func, id))
+                    .collect();
+                Ok(Compiled {
+                    bytes,
+                    align,
+                    relocs,
+                })
+            })
+            .collect();
+        for (c, &id) in compiled.into_iter().zip(&ids) {
+            let c = c?;
+            self.module
+                .define_function_bytes(id, c.align, &c.bytes, &c.relocs)
+                .map_err(err)?;
+        }
+        Ok(ids)
     }
 
     /// Links every kernel; returns the code and each kernel's entry point.

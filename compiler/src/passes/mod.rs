@@ -394,9 +394,11 @@ fn rescale_weight(
         let data = scale_weight(tensor, factor);
         return replace_weight(pass, graph, weights, user, old, data);
     }
-    let tensor = weights
-        .get_mut(&name)
-        .ok_or_else(|| PassError::MissingWeight { pass, name })?;
+    let missing = PassError::MissingWeight {
+        pass,
+        name: name.clone(),
+    };
+    let tensor = weights.get_mut(&name).ok_or(missing)?;
     let shape = tensor.shape().to_vec();
     let cols = shape.get(1).copied().unwrap_or(1).max(1);
     let inner = shape

@@ -10,7 +10,7 @@ mod norm;
 mod pool;
 mod recurrent;
 
-use super::jit::{Base, Emit};
+use super::jit::Base;
 use super::native::{GemmTask, PanelGemm};
 use super::BackendError;
 use crate::ir::{Node, Op};
@@ -55,6 +55,13 @@ unsafe impl Send for Consts {}
 unsafe impl Sync for Consts {}
 
 impl Consts {
+    /// Takes over `other`'s data (whose addresses do not change).
+    pub fn merge(&mut self, other: Consts) {
+        self.data.extend(other.data);
+        self.gemms.extend(other.gemms);
+        self.panels.extend(other.panels);
+    }
+
     /// Keeps `values` alive and returns where they are.
     pub fn add(&mut self, values: Vec<f32>) -> Base {
         // A Vec's heap buffer does not move when the Vec itself does.
@@ -92,8 +99,7 @@ impl Consts {
     }
 }
 
-/// The emitter of one kernel body.
-pub type Body = Box<dyn FnOnce(&mut Emit) -> Result<(), BackendError>>;
+pub use super::jit::Body;
 
 /// A kernel to compile: its task count, the code, and what `nnc compile`
 /// reports about it.
