@@ -114,6 +114,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a compiled model many times and print, per layer (with its
+    /// source line): time and share, FLOPs, bytes moved, arithmetic
+    /// intensity, GFLOP/s, GB/s, % of the FMA peak, and whether the
+    /// measured roofline makes it compute- or memory-bound.
+    Profile {
+        /// The model, a `.nn` file.
+        model: PathBuf,
+        #[command(flatten)]
+        weights: WeightArgs,
+        /// Threads (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Profiled runs (each layer's time is the median).
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Write the profiled runs as a Chrome trace (open in Perfetto).
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
+    },
     /// Per-layer output shape, parameters, FLOPs and receptive field.
     Stats {
         /// The model, a `.nn` or `.onnx` file.
@@ -180,6 +199,7 @@ fn compile(m: &Model, weights: WeightSet, threads: usize) -> Result<backend::Com
 }
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = Cli::parse();
     match execute(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -216,6 +236,18 @@ fn main() -> ExitCode {
 
 /// Loads a `.nn` or `.onnx` model (an ONNX model's own weights are dropped;
 /// commands that compute use [`load_with_weights`]).
+/// Rust ignores SIGPIPE, so `nnc dump-ir m.nn | head` would panic on the
+/// closed pipe; like other command-line tools, exit quietly instead.
+#[allow(unsafe_code)]
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in `main`, before any other thread
+    // exists; restoring a signal's default disposition has no other effect.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn load(path: &Path) -> Result<Model> {
     Ok(driver::load_any(path)?.model)
 }
@@ -356,6 +388,33 @@ fn execute(cli: Cli) -> Result<()> {
                     figures.gflop_per_s,
                     figures.gflops,
                     figures.compile_ms
+                );
+            }
+        }
+        Command::Profile {
+            model,
+            weights,
+            threads,
+            runs,
+            trace,
+        } => {
+            let m = load(&model)?;
+            let w = weights.load(&m.graph)?;
+            let inputs = read_inputs(&m.graph, &[], weights.seed)?;
+            let compiled = compile(&m, w, threads)?;
+            let pool = nnc_runtime::Pool::new(threads)?;
+            let recorded = cli::profile::record(&compiled, &inputs, &pool, 3, runs)?;
+            println!("profile of `{}` ({} runs)", m.graph.name, recorded.len());
+            print!(
+                "{}",
+                cli::profile::render(&compiled, &recorded, pool.threads())
+            );
+            if let Some(path) = trace {
+                std::fs::write(&path, cli::profile::trace(&compiled, &recorded)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!(
+                    "trace written to {} (open it in https://ui.perfetto.dev)",
+                    path.display()
                 );
             }
         }

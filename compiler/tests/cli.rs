@@ -278,3 +278,54 @@ fn import_lists_every_unsupported_node() {
         stderr(&o)
     );
 }
+
+#[test]
+fn compile_bench_and_profile_report_the_compiled_model() {
+    let o = nnc(&["compile", "models/lenet5.nn"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("im2col + gemm"), "{out}");
+    assert!(out.contains("compile time:"), "{out}");
+    assert!(out.contains("arena:"), "{out}");
+
+    let o = nnc(&[
+        "bench",
+        "models/lenet5.nn",
+        "--runs",
+        "3",
+        "--seconds",
+        "0",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let figures: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON");
+    assert!(
+        figures["median_ms"].as_f64().expect("median") > 0.0,
+        "{figures}"
+    );
+    assert!(figures["runs"].as_u64().expect("runs") >= 3, "{figures}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = dir.path().join("trace.json");
+    let o = nnc(&[
+        "profile",
+        "models/lenet5.nn",
+        "--runs",
+        "2",
+        "--threads",
+        "1",
+        "--trace",
+        trace.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("roofline: FMA peak"), "{out}");
+    assert!(out.contains("conv1 @ "), "{out}");
+    let events: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&trace).expect("trace")).expect("JSON");
+    let events = events["traceEvents"].as_array().expect("events");
+    // One event per kernel per run.
+    let kernels = out.lines().filter(|l| l.contains(" @ ")).count();
+    assert_eq!(events.len(), 2 * kernels, "{out}");
+    assert_eq!(events[0]["ph"], "X");
+}

@@ -13,6 +13,7 @@
 use crate::{format_shape, Tensor, TensorError};
 use std::any::Any;
 use std::fmt;
+use std::time::{Duration, Instant};
 
 /// A compiled kernel: `kernel(arena, begin, end)` does tasks `begin..end`.
 ///
@@ -242,6 +243,19 @@ impl Executable {
         inputs: &[Tensor],
         pool: &Pool,
     ) -> Result<Vec<Tensor>, RunError> {
+        self.run_timed(arena, inputs, pool, None)
+    }
+
+    /// [`Executable::run_in`] that also records when each step started and
+    /// ended, relative to the start of the run, into `spans` (one entry per
+    /// step), for profiles.
+    pub fn run_timed(
+        &self,
+        arena: &mut Vec<f32>,
+        inputs: &[Tensor],
+        pool: &Pool,
+        mut spans: Option<&mut Vec<(Duration, Duration)>>,
+    ) -> Result<Vec<Tensor>, RunError> {
         self.check_inputs(inputs)?;
         if arena.len() < self.arena_len {
             arena.resize(self.arena_len, 0.0);
@@ -250,8 +264,16 @@ impl Executable {
             arena[binding.offset..binding.offset + binding.len()].copy_from_slice(t.data());
         }
         let base = ArenaPtr(arena.as_mut_ptr());
+        let start = Instant::now();
+        if let Some(spans) = spans.as_deref_mut() {
+            spans.clear();
+        }
         for step in &self.steps {
+            let begin = start.elapsed();
             self.run_step(step, base, pool);
+            if let Some(spans) = spans.as_deref_mut() {
+                spans.push((begin, start.elapsed()));
+            }
         }
         self.outputs
             .iter()

@@ -34,6 +34,10 @@ pub struct LayerReport {
     /// The GEMM micro-kernel it calls, if any.
     pub micro_kernel: String,
     pub flops: u64,
+    /// Bytes the kernel reads (operands, weights included) and writes (its
+    /// output), each once: the traffic a roofline assumes.
+    pub bytes_read: u64,
+    pub bytes_written: u64,
     pub shape: Vec<usize>,
     pub tasks: usize,
 }
@@ -315,6 +319,12 @@ pub fn compile(
             epilogue: epilogue(&node.op),
             micro_kernel: kernel.micro_kernel.unwrap_or_default(),
             flops: flops.get(&step.node).copied().unwrap_or(0),
+            bytes_read: 4 * node
+                .inputs()
+                .iter()
+                .map(|&i| graph.node(i).ty.numel() as u64)
+                .sum::<u64>(),
+            bytes_written: 4 * node.ty.numel() as u64,
             shape: node.ty.shape.clone(),
             tasks: kernel.tasks,
         });

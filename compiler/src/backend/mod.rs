@@ -11,6 +11,7 @@ pub mod jit;
 pub mod kernels;
 pub mod memory;
 pub mod native;
+pub mod roofline;
 
 pub use compile::{compile, Compiled, LayerReport, Options, Report};
 
