@@ -80,7 +80,7 @@ pub fn render(compiled: &Compiled, runs: &Runs, threads: usize) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<4}{:<34}{:<18}{:>9}{:>7}{:>9}{:>9}{:>8}{:>9}{:>8}{:>7}  {:<8} {:<28} {}",
+        "{:<4}{:<34}{:<18}{:>9}{:>7}{:>9}{:>9}{:>8}{:>9}{:>8}{:>7}  {:<8} {:<28} micro-kernel",
         "#",
         "layer",
         "op",
@@ -94,7 +94,6 @@ pub fn render(compiled: &Compiled, runs: &Runs, threads: usize) -> String {
         "%peak",
         "bound",
         "algorithm",
-        "micro-kernel"
     );
     let (mut memory_ms, mut compute_ms) = (0.0, 0.0);
     for (i, (l, &ms)) in layers.iter().zip(&times).enumerate() {
