@@ -19,12 +19,13 @@ use super::elementwise::span;
 use super::gemm::constant;
 use super::im2col::valid;
 use super::{Consts, Kernel, Operands};
+use crate::backend::jit::F32X4;
 use crate::backend::jit::{Base, Emit};
 use crate::backend::native::{micro_kernel, nnc_gemm_panel, nnc_scratch, PanelGemm};
 use crate::backend::BackendError;
 use crate::ir::{Activation, Col2ImAttrs, Conv2dAttrs, Epilogue, SeparableConv2dAttrs};
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, InstBuilder, Value};
+use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Type, Value};
 
 /// Columns of output per separable task (rows are whole).
 const SEPARABLE_COLUMNS: usize = 512;
@@ -95,6 +96,195 @@ impl Depthwise {
             padding: a.padding,
             dilation: a.dilation,
         }
+    }
+
+    /// Output rows `lo..hi` whose every tap row exists, and output columns
+    /// `lo..hi` whose every tap column exists: the interior, where no tap
+    /// needs a bounds check.
+    fn interior(self, oh: usize) -> ([usize; 2], [usize; 2]) {
+        let [kh, kw] = self.kernel;
+        let span = |count, len, axis: usize, taps| {
+            (0..taps).fold([0, count], |[lo, hi], k| {
+                let (a, b) = valid(
+                    count,
+                    len,
+                    self.stride[axis],
+                    k * self.dilation[axis],
+                    self.padding[axis],
+                );
+                [lo.max(a), hi.min(b)]
+            })
+        };
+        (span(oh, self.h, 0, kh), span(self.ow, self.w, 1, kw))
+    }
+
+    /// Emits output row `oy` (an interior row: every tap row exists) of one
+    /// channel with the epilogue applied, accumulating in registers: four
+    /// columns at a time over the interior columns (strided input columns
+    /// gathered with a shuffle at stride 2), one at a time elsewhere with
+    /// each edge column's valid taps known at compile time.
+    #[allow(clippy::too_many_arguments)]
+    fn fast_row(
+        self,
+        e: &mut Emit,
+        src: Value,
+        taps: &[Value],
+        bias: Value,
+        oy: Value,
+        row: Value,
+        residual: Option<Value>,
+        activation: Option<Activation>,
+        columns: [usize; 2],
+    ) -> Result<(), BackendError> {
+        let [kh, kw] = self.kernel;
+        let (sw, dw, pw) = (self.stride[1], self.dilation[1], self.padding[1]);
+        // The input row of each tap row.
+        let mut rows = Vec::with_capacity(kh);
+        for ky in 0..kh {
+            let iy = e.mul_imm(oy, self.stride[0]);
+            let iy = e.add_imm(iy, ky * self.dilation[0]);
+            let iy = e.sub_imm(iy, self.padding[0]);
+            let start = e.mul_imm(iy, self.w);
+            rows.push(e.addr_of(src, start));
+        }
+        let finish = |e: &mut Emit, ty: Type, acc: Value, ox: Value| {
+            let mut v = acc;
+            if let Some(r) = residual {
+                let q = e.addr_of(r, ox);
+                let r = e.load(ty, q, 0);
+                v = e.b.ins().fadd(v, r);
+            }
+            if let Some(act) = activation {
+                v = e.activation(ty, act, v);
+            }
+            let q = e.addr_of(row, ox);
+            e.store(v, q, 0);
+        };
+        // Edge columns: constant positions, constant valid taps.
+        let [x0, x1] = columns;
+        for ox in (0..x0).chain(x1..self.ow) {
+            let mut acc = bias;
+            for (ky, &in_row) in rows.iter().enumerate() {
+                for kx in 0..kw {
+                    let ix = (ox * sw + kx * dw) as i64 - pw as i64;
+                    if ix < 0 || ix >= self.w as i64 {
+                        continue;
+                    }
+                    let x = e.load(types::F32, in_row, ix as usize);
+                    acc = e.b.ins().fma(taps[ky * kw + kx], x, acc);
+                }
+            }
+            let o = e.i(ox);
+            finish(e, types::F32, acc, o);
+        }
+        // Interior columns, four at a time while every lane read (with the
+        // odd lanes a stride-2 gather loads) lies inside the row.
+        let reads_fit = |o: usize| (o + 3) * sw + (kw - 1) * dw + sw - 1 < self.w + pw;
+        let mut vector_end = x0;
+        if sw <= 2 {
+            while vector_end + 4 <= x1 && reads_fit(vector_end) {
+                vector_end += 4;
+            }
+        }
+        let splat_taps: Vec<Value> = if vector_end > x0 {
+            taps.iter().map(|&t| e.b.ins().splat(F32X4, t)).collect()
+        } else {
+            Vec::new()
+        };
+        let bias4 = if vector_end > x0 {
+            Some(e.b.ins().splat(F32X4, bias))
+        } else {
+            None
+        };
+        let gather = e.b.func.dfg.immediates.push(
+            [0u8, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27]
+                .to_vec()
+                .into(),
+        );
+        if let Some(bias4) = bias4 {
+            e.for_n(x0, vector_end, 4, |e, ox| {
+                let mut acc = bias4;
+                let base = e.mul_imm(ox, sw);
+                for (ky, &in_row) in rows.iter().enumerate() {
+                    for kx in 0..kw {
+                        let ix = e.b.ins().iadd_imm_s(base, (kx * dw) as i64 - pw as i64);
+                        let p = e.addr_of(in_row, ix);
+                        let x = if sw == 1 {
+                            e.load(F32X4, p, 0)
+                        } else {
+                            let lo = e.load(F32X4, p, 0);
+                            let hi = e.load(F32X4, p, 4);
+                            let flags = MemFlagsData::new().with_endianness(Endianness::Little);
+                            let lo = e.b.ins().bitcast(types::I8X16, flags, lo);
+                            let hi = e.b.ins().bitcast(types::I8X16, flags, hi);
+                            let even = e.b.ins().shuffle(lo, hi, gather);
+                            e.b.ins().bitcast(F32X4, flags, even)
+                        };
+                        acc = e.b.ins().fma(splat_taps[ky * kw + kx], x, acc);
+                    }
+                }
+                finish(e, F32X4, acc, ox);
+                Ok(())
+            })?;
+        }
+        e.for_n(vector_end, x1, 1, |e, ox| {
+            let mut acc = bias;
+            let base = e.mul_imm(ox, sw);
+            for (ky, &in_row) in rows.iter().enumerate() {
+                for kx in 0..kw {
+                    let ix = e.b.ins().iadd_imm_s(base, (kx * dw) as i64 - pw as i64);
+                    let p = e.addr_of(in_row, ix);
+                    let x = e.load(types::F32, p, 0);
+                    acc = e.b.ins().fma(taps[ky * kw + kx], x, acc);
+                }
+            }
+            finish(e, types::F32, acc, ox);
+            Ok(())
+        })
+    }
+
+    /// Emits rows `0..oh` of one channel into `out` (row stride `ow`) with
+    /// the epilogue: interior rows by [`Depthwise::fast_row`], the border
+    /// rows tap by tap.
+    #[allow(clippy::too_many_arguments)]
+    fn rows(
+        self,
+        e: &mut Emit,
+        src: Value,
+        taps: &[Value],
+        bias: Value,
+        range: (Value, Value),
+        oh: usize,
+        out_row: &dyn Fn(&mut Emit, Value) -> Value,
+        residual_row: &dyn Fn(&mut Emit, Value) -> Option<Value>,
+        activation: Option<Activation>,
+    ) -> Result<(), BackendError> {
+        let (rows, columns) = self.interior(oh);
+        let edges = columns[0] + (self.ow - columns[1].min(self.ow));
+        let fast = rows[0] < rows[1] && columns[0] < columns[1] && edges <= 8;
+        let (lo, hi) = range;
+        let general = |e: &mut Emit, oy: Value| -> Result<(), BackendError> {
+            let row = out_row(e, oy);
+            self.row(e, src, taps, bias, oy, row)?;
+            let res = residual_row(e, oy);
+            epilogue_pass(e, row, res, activation, self.ow)
+        };
+        if !fast {
+            return e.for_range(lo, hi, 1, general);
+        }
+        // lo..hi split into border rows, interior rows, border rows.
+        let (y0, y1) = (e.i(rows[0]), e.i(rows[1]));
+        let a = e.b.ins().umax(lo, y0);
+        let a = e.b.ins().umin(a, hi);
+        let b = e.b.ins().umax(a, y1);
+        let b = e.b.ins().umin(b, hi);
+        e.for_range(lo, a, 1, general)?;
+        e.for_range(a, b, 1, |e, oy| {
+            let row = out_row(e, oy);
+            let res = residual_row(e, oy);
+            self.fast_row(e, src, taps, bias, oy, row, res, activation, columns)
+        })?;
+        e.for_range(b, hi, 1, general)
     }
 
     /// Emits one output row `oy` of one channel: `row[..ow] = bias +
@@ -222,13 +412,28 @@ pub fn depthwise(
                 let res = residual.map(|r| e.addr(r, out_plane));
                 let tap_values = load_taps(e, weights, oc, taps);
                 let b = load_bias(e, bias, oc);
-                e.for_n(0, oh, 1, |e, oy| {
+                let range = (e.i(0), e.i(oh));
+                let out_row = |e: &mut Emit, oy: Value| {
                     let off = e.mul_imm(oy, ow);
-                    let row = e.addr_of(dst, off);
-                    geo.row(e, src, &tap_values, b, oy, row)?;
-                    let res_row = res.map(|r| e.addr_of(r, off));
-                    epilogue_pass(e, row, res_row, activation, ow)
-                })
+                    e.addr_of(dst, off)
+                };
+                let residual_row = |e: &mut Emit, oy: Value| {
+                    res.map(|r| {
+                        let off = e.mul_imm(oy, ow);
+                        e.addr_of(r, off)
+                    })
+                };
+                geo.rows(
+                    e,
+                    src,
+                    &tap_values,
+                    b,
+                    range,
+                    oh,
+                    &out_row,
+                    &residual_row,
+                    activation,
+                )
             })
         }),
     ))
@@ -296,14 +501,23 @@ pub fn separable(
                     let tap_values = load_taps(e, dw_weights, cm, taps);
                     let b = load_bias(e, dw_bias, cm);
                     let channel_row = e.mul_imm(cm, tile_cols);
-                    e.for_range(r0, r1, 1, |e, oy| {
+                    let out_row = |e: &mut Emit, oy: Value| {
                         let local = e.b.ins().isub(oy, r0);
                         let off = e.mul_imm(local, ow);
                         let off = e.add(channel_row, off);
-                        let row = e.addr_of(tile, off);
-                        geo.row(e, src, &tap_values, b, oy, row)?;
-                        epilogue_pass(e, row, None, dw_activation, ow)
-                    })
+                        e.addr_of(tile, off)
+                    };
+                    geo.rows(
+                        e,
+                        src,
+                        &tap_values,
+                        b,
+                        (r0, r1),
+                        oh,
+                        &out_row,
+                        &|_, _| None,
+                        dw_activation,
+                    )
                 })?;
                 // out[n, :, r0..r1, :] = pointwise(tile) + bias + residual.
                 let start = e.mul_imm(n, c_out * oh * ow);
