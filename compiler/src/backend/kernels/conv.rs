@@ -25,7 +25,7 @@ use crate::backend::native::{micro_kernel, nnc_gemm_panel, nnc_scratch, PanelGem
 use crate::backend::BackendError;
 use crate::ir::{Activation, Col2ImAttrs, Conv2dAttrs, Epilogue, SeparableConv2dAttrs};
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Type, Value};
+use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 
 /// Columns of output per separable task (rows are whole).
 const SEPARABLE_COLUMNS: usize = 512;
@@ -196,11 +196,6 @@ impl Depthwise {
         } else {
             None
         };
-        let gather = e.b.func.dfg.immediates.push(
-            [0u8, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27]
-                .to_vec()
-                .into(),
-        );
         if let Some(bias4) = bias4 {
             e.for_n(x0, vector_end, 4, |e, ox| {
                 let mut acc = bias4;
@@ -209,17 +204,7 @@ impl Depthwise {
                     for kx in 0..kw {
                         let ix = e.b.ins().iadd_imm_s(base, (kx * dw) as i64 - pw as i64);
                         let p = e.addr_of(in_row, ix);
-                        let x = if sw == 1 {
-                            e.load(F32X4, p, 0)
-                        } else {
-                            let lo = e.load(F32X4, p, 0);
-                            let hi = e.load(F32X4, p, 4);
-                            let flags = MemFlagsData::new().with_endianness(Endianness::Little);
-                            let lo = e.b.ins().bitcast(types::I8X16, flags, lo);
-                            let hi = e.b.ins().bitcast(types::I8X16, flags, hi);
-                            let even = e.b.ins().shuffle(lo, hi, gather);
-                            e.b.ins().bitcast(F32X4, flags, even)
-                        };
+                        let x = e.load_strided4(p, sw);
                         acc = e.b.ins().fma(splat_taps[ky * kw + kx], x, acc);
                     }
                 }

@@ -1,11 +1,13 @@
-//! Pooling: one task per `[H, W]` plane. Window taps are unrolled; a tap
+//! Pooling: one task per `[H, W]` plane, window taps unrolled. Interior
+//! outputs run four at a time without bounds checks; elsewhere a tap
 //! outside the input reads a clamped address and is replaced by the
 //! padding value (`-inf` for max, 0 for average) without a branch. Average
 //! pooling multiplies by a compile-time table of `1/divisor` per output
 //! position, which encodes PyTorch's `count_include_pad` rule.
 
+use super::im2col::valid;
 use super::{Consts, Kernel, Operands};
-use crate::backend::jit::{Base, Emit};
+use crate::backend::jit::{Base, Emit, F32X4};
 use crate::backend::BackendError;
 use crate::ir::{AvgPool2dAttrs, MaxPool2dAttrs};
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -20,7 +22,14 @@ struct Window {
     dilation: [usize; 2],
 }
 
-/// The pooling kernel: `combine(acc, tap)` for each tap, then `finish`.
+/// The pooling kernel: `combine(acc, tap)` over each window (max or sum),
+/// then for average pooling the scale by `1/divisor`.
+///
+/// Interior windows (every tap inside the input, rows and columns known at
+/// compile time) run four output columns at a time with no bounds checks,
+/// stride-2 columns gathered with a shuffle; there every divisor is the
+/// window area. All other outputs run one at a time with the branchless
+/// taps.
 fn pool(
     ops: &Operands<'_>,
     win: Window,
@@ -32,6 +41,37 @@ fn pool(
     let [n, c, h, w] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
     let (oh, ow) = (ops.out.shape[2], ops.out.shape[3]);
     let (src, dst) = (x.base, ops.out.base);
+    let [kh, kw] = win.kernel;
+    // The interior: output rows and columns whose every tap is real.
+    let span = |count, len, axis: usize, taps| {
+        (0..taps).fold([0, count], |[lo, hi]: [usize; 2], k| {
+            let (a, b) = valid(
+                count,
+                len,
+                win.stride[axis],
+                k * win.dilation[axis],
+                win.padding[axis],
+            );
+            [lo.max(a), hi.min(b)]
+        })
+    };
+    let [y0, y1] = span(oh, h, 0, kh);
+    let [x0, x1] = span(ow, w, 1, kw);
+    let (sw, dw, pw) = (win.stride[1], win.dilation[1], win.padding[1]);
+    // Vector chunks while every lane a (gathered) load reads is in the row.
+    let mut vector_end = x0;
+    if sw <= 2 && y0 < y1 {
+        while vector_end + 4 <= x1 && (vector_end + 3) * sw + (kw - 1) * dw + sw - 1 < w + pw {
+            vector_end += 4;
+        }
+    }
+    let combine = move |e: &mut Emit, acc: Value, v: Value| {
+        if is_max {
+            e.b.ins().fmax(acc, v)
+        } else {
+            e.b.ins().fadd(acc, v)
+        }
+    };
     Kernel::jit(
         n * c,
         Box::new(move |e: &mut Emit| {
@@ -41,44 +81,73 @@ fn pool(
                 let out = e.mul_imm(t, oh * ow);
                 let dst = e.addr(dst, out);
                 let table = inverse_divisors.map(|b| e.base(b));
-                e.for_n(0, oh, 1, |e, oy| {
-                    e.for_n(0, ow, 1, |e, ox| {
-                        let mut acc = e.f(types::F32, pad_value);
-                        for ky in 0..win.kernel[0] {
-                            let iy = tap(e, oy, ky, win, 0);
-                            let (hh, ww) = (e.i(h), e.i(w));
-                            let y_in = e.b.ins().icmp(IntCC::UnsignedLessThan, iy, hh);
-                            for kx in 0..win.kernel[1] {
-                                let ix = tap(e, ox, kx, win, 1);
-                                let x_in = e.b.ins().icmp(IntCC::UnsignedLessThan, ix, ww);
-                                let inside = e.b.ins().band(y_in, x_in);
-                                let row = e.mul_imm(iy, w);
-                                let idx = e.add(row, ix);
-                                let zero = e.i(0);
-                                let idx = e.b.ins().select(inside, idx, zero);
-                                let p = e.addr_of(src, idx);
-                                let v = e.load(types::F32, p, 0);
-                                let pad = e.f(types::F32, pad_value);
-                                let v = e.b.ins().select(inside, v, pad);
-                                acc = if is_max {
-                                    e.b.ins().fmax(acc, v)
-                                } else {
-                                    e.b.ins().fadd(acc, v)
-                                };
+                // One output with every tap checked.
+                let scalar = |e: &mut Emit, oy: Value, ox: Value| -> Result<(), BackendError> {
+                    let mut acc = e.f(types::F32, pad_value);
+                    for ky in 0..kh {
+                        let iy = tap(e, oy, ky, win, 0);
+                        let (hh, ww) = (e.i(h), e.i(w));
+                        let y_in = e.b.ins().icmp(IntCC::UnsignedLessThan, iy, hh);
+                        for kx in 0..kw {
+                            let ix = tap(e, ox, kx, win, 1);
+                            let x_in = e.b.ins().icmp(IntCC::UnsignedLessThan, ix, ww);
+                            let inside = e.b.ins().band(y_in, x_in);
+                            let row = e.mul_imm(iy, w);
+                            let idx = e.add(row, ix);
+                            let zero = e.i(0);
+                            let idx = e.b.ins().select(inside, idx, zero);
+                            let p = e.addr_of(src, idx);
+                            let v = e.load(types::F32, p, 0);
+                            let pad = e.f(types::F32, pad_value);
+                            let v = e.b.ins().select(inside, v, pad);
+                            acc = combine(e, acc, v);
+                        }
+                    }
+                    let row = e.mul_imm(oy, ow);
+                    let o = e.add(row, ox);
+                    if let Some(table) = table {
+                        let p = e.addr_of(table, o);
+                        let inv = e.load(types::F32, p, 0);
+                        acc = e.b.ins().fmul(acc, inv);
+                    }
+                    let q = e.addr_of(dst, o);
+                    e.store(acc, q, 0);
+                    Ok(())
+                };
+                let border = |e: &mut Emit, oy: Value| e.for_n(0, ow, 1, |e, ox| scalar(e, oy, ox));
+                e.for_n(0, y0.min(oh), 1, border)?;
+                e.for_n(y0, y1.max(y0), 1, |e, oy| {
+                    e.for_n(0, x0, 1, |e, ox| scalar(e, oy, ox))?;
+                    let mut rows = Vec::with_capacity(kh);
+                    for ky in 0..kh {
+                        let iy = tap(e, oy, ky, win, 0);
+                        let start = e.mul_imm(iy, w);
+                        rows.push(e.addr_of(src, start));
+                    }
+                    let out_row = e.mul_imm(oy, ow);
+                    let out_row = e.addr_of(dst, out_row);
+                    e.for_n(x0, vector_end, 4, |e, ox| {
+                        let mut acc = e.f(F32X4, pad_value);
+                        let base = e.mul_imm(ox, sw);
+                        for &in_row in &rows {
+                            for kx in 0..kw {
+                                let ix = e.b.ins().iadd_imm_s(base, (kx * dw) as i64 - pw as i64);
+                                let p = e.addr_of(in_row, ix);
+                                let v = e.load_strided4(p, sw);
+                                acc = combine(e, acc, v);
                             }
                         }
-                        let row = e.mul_imm(oy, ow);
-                        let o = e.add(row, ox);
-                        if let Some(table) = table {
-                            let p = e.addr_of(table, o);
-                            let inv = e.load(types::F32, p, 0);
+                        if !is_max {
+                            let inv = e.f(F32X4, 1.0 / (kh * kw) as f32);
                             acc = e.b.ins().fmul(acc, inv);
                         }
-                        let q = e.addr_of(dst, o);
+                        let q = e.addr_of(out_row, ox);
                         e.store(acc, q, 0);
                         Ok(())
-                    })
-                })
+                    })?;
+                    e.for_n(vector_end, ow, 1, |e, ox| scalar(e, oy, ox))
+                })?;
+                e.for_n(y1.max(y0), oh, 1, border)
             })
         }),
     )
