@@ -309,7 +309,7 @@ pub fn compile(
             continue;
         };
         let node = graph.node(step.node);
-        bodies.push(kernel.body);
+        bodies.push((kernel.body, kernel.optimize));
         tasks.push(kernel.tasks);
         layers.push(LayerReport {
             name: node.name.clone(),

@@ -16,7 +16,7 @@ use cranelift_codegen::ir::{
     types, AbiParam, BlockArg, Endianness, InstBuilder, MemFlagsData, Signature, Type,
     UserFuncName, Value,
 };
-use cranelift_codegen::isa::TargetFrontendConfig;
+use cranelift_codegen::isa::{OwnedTargetIsa, TargetFrontendConfig};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
@@ -60,6 +60,9 @@ pub struct Jit {
     ctx: Context,
     fctx: FunctionBuilderContext,
     defined: usize,
+    /// The same target without Cranelift's optimiser, for kernels that only
+    /// move data, where it buys little and costs compile time.
+    unoptimized: OwnedTargetIsa,
 }
 
 /// One function's machine code, compiled off the main thread.
@@ -123,24 +126,44 @@ fn err(e: impl std::fmt::Display) -> BackendError {
     BackendError::Codegen(e.to_string())
 }
 
+/// The host ISA with Cranelift's optimiser at `opt_level` (`speed` or
+/// `none`). Cranelift's IR verifier runs in debug builds (and so in tests);
+/// release builds skip it, which saves a fifth of the compile time.
+fn host_isa(opt_level: &str) -> Result<OwnedTargetIsa, BackendError> {
+    let mut flags = settings::builder();
+    flags.set("opt_level", opt_level).map_err(err)?;
+    flags
+        .set(
+            "enable_verifier",
+            if cfg!(debug_assertions) {
+                "true"
+            } else {
+                "false"
+            },
+        )
+        .map_err(err)?;
+    flags.set("is_pic", "false").map_err(err)?;
+    flags.set("use_colocated_libcalls", "false").map_err(err)?;
+    cranelift_native::builder()
+        .map_err(err)?
+        .finish(settings::Flags::new(flags))
+        .map_err(err)
+}
+
 impl Jit {
-    /// A JIT for the host CPU, optimising for speed.
+    /// A JIT for the host CPU.
     pub fn new() -> Result<Jit, BackendError> {
-        let mut flags = settings::builder();
-        flags.set("opt_level", "speed").map_err(err)?;
-        flags.set("is_pic", "false").map_err(err)?;
-        flags.set("use_colocated_libcalls", "false").map_err(err)?;
-        let isa = cranelift_native::builder()
-            .map_err(err)?
-            .finish(settings::Flags::new(flags))
-            .map_err(err)?;
-        let module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
+        let module = JITModule::new(JITBuilder::with_isa(
+            host_isa("speed")?,
+            default_libcall_names(),
+        ));
         let ctx = module.make_context();
         Ok(Jit {
             module,
             ctx,
             fctx: FunctionBuilderContext::new(),
             defined: 0,
+            unoptimized: host_isa("none")?,
         })
     }
 
@@ -175,7 +198,8 @@ impl Jit {
 
     /// Compiles kernels on all cores (each function is built and compiled
     /// on its own; only linking is serial) and returns their ids in order.
-    pub fn kernels(&mut self, bodies: Vec<Body>) -> Result<Vec<FuncId>, BackendError> {
+    /// Each body comes with whether to run Cranelift's optimiser on it.
+    pub fn kernels(&mut self, bodies: Vec<(Body, bool)>) -> Result<Vec<FuncId>, BackendError> {
         let sig = self.kernel_signature();
         let mut ids = Vec::with_capacity(bodies.len());
         for _ in &bodies {
@@ -188,12 +212,14 @@ impl Jit {
             );
         }
         let isa = self.module.isa();
+        let unoptimized = &*self.unoptimized;
         let config = self.module.target_config();
         let min_align = (isa.function_alignment().minimum as u64).max(isa.symbol_alignment());
         let compiled: Vec<Result<Compiled, BackendError>> = bodies
             .into_par_iter()
             .zip(ids.par_iter())
-            .map(|(body, &id)| {
+            .map(|((body, optimize), &id)| {
+                let isa = if optimize { isa } else { unoptimized };
                 let mut ctx = Context::new();
                 ctx.func.signature = sig.clone();
                 ctx.func.name = UserFuncName::user(0, id.as_u32());

@@ -32,7 +32,7 @@ pub fn concat(a: &ConcatAttrs, ops: Operands<'_>) -> Kernel {
         .map(|b: &Buf| (b.base, b.shape[a.dim..].iter().product()))
         .collect();
     let dst = ops.out.base;
-    Kernel::jit(
+    Kernel::copy(
         outer,
         Box::new(move |e: &mut Emit| {
             e.for_tasks(|e, o| {
@@ -56,7 +56,7 @@ pub fn select(a: &SelectAttrs, ops: Operands<'_>) -> Kernel {
     let outer: usize = shape[..a.dim].iter().product();
     let inner: usize = shape[a.dim + 1..].iter().product();
     let (src, dst, len, index) = (ops.inputs[0].base, ops.out.base, shape[a.dim], a.index);
-    Kernel::jit(
+    Kernel::copy(
         outer,
         Box::new(move |e: &mut Emit| {
             e.for_tasks(|e, o| {
@@ -86,7 +86,7 @@ pub fn permute(a: &PermuteAttrs, ops: Operands<'_>) -> Kernel {
     let row = out_shape.last().copied().unwrap_or(1);
     let rows = ops.out.len() / row.max(1);
     let (src, dst) = (ops.inputs[0].base, ops.out.base);
-    Kernel::jit(
+    Kernel::copy(
         rows,
         Box::new(move |e: &mut Emit| {
             e.for_tasks(|e, r| {
@@ -132,7 +132,7 @@ pub fn pad(a: &PadAttrs, ops: Operands<'_>) -> Kernel {
     let row = out_shape.last().copied().unwrap_or(1).max(1);
     let rows = ops.out.len() / row;
     let (src, dst, mode, value) = (ops.inputs[0].base, ops.out.base, a.mode, a.value);
-    Kernel::jit(
+    Kernel::copy(
         rows,
         Box::new(move |e: &mut Emit| {
             // The input index of output index `o` along dim `d`, and whether

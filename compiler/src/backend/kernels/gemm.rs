@@ -52,6 +52,7 @@ pub(super) fn kernel(task: GemmTask, consts: &mut Consts) -> Result<Kernel, Back
     let address = consts.gemm(task)?;
     Ok(Kernel {
         tasks,
+        optimize: true,
         micro_kernel: Some(micro_kernel().name().into()),
         body: Box::new(move |e: &mut Emit| {
             let f = nnc_gemm_task as *const () as usize;

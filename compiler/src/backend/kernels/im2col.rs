@@ -60,7 +60,7 @@ pub fn build(a: &Im2ColAttrs, ops: Operands<'_>) -> Kernel {
     let [kh, kw] = a.kernel;
     let (src, dst) = (x.base, ops.out.base);
     let a = a.clone();
-    Kernel::jit(
+    Kernel::copy(
         n * c,
         Box::new(move |e: &mut Emit| {
             e.for_tasks(|e, t| {

@@ -108,6 +108,9 @@ pub struct Kernel {
     pub body: Body,
     /// The GEMM micro-kernel it calls, if any.
     pub micro_kernel: Option<String>,
+    /// Whether Cranelift's optimiser should run: false for kernels that
+    /// only move data.
+    pub optimize: bool,
 }
 
 impl Kernel {
@@ -117,6 +120,15 @@ impl Kernel {
             tasks: tasks.max(1),
             body,
             micro_kernel: None,
+            optimize: true,
+        }
+    }
+
+    /// A kernel that only moves data.
+    pub fn copy(tasks: usize, body: Body) -> Kernel {
+        Kernel {
+            optimize: false,
+            ..Kernel::jit(tasks, body)
         }
     }
 }

@@ -37,7 +37,7 @@
 use super::gemm::constant;
 use super::{Consts, Kernel, Operands};
 use crate::backend::jit::{Base, Emit};
-use crate::backend::native::{nnc_gemm_task, pack, Epilogue, GemmTask};
+use crate::backend::native::{micro_kernel, nnc_gemm_task, pack, Epilogue, GemmTask};
 use crate::backend::BackendError;
 use crate::ir::{RecurrentAttrs, RecurrentOutput, RnnDirection};
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -167,8 +167,9 @@ pub fn build(
 
     let (x_base, out) = (x.base, ops.out.base);
     Ok(Kernel {
+        optimize: true,
         tasks: 1,
-        micro_kernel: Some("native (portable)".into()),
+        micro_kernel: Some(micro_kernel().name().into()),
         body: Box::new(move |e: &mut Emit| {
             e.for_tasks(|e, _| {
                 gather_input(e, &dims, x_base, regions.wide_input)?;
