@@ -244,7 +244,7 @@ fn several_k_blocks() {
 
 #[test]
 fn several_column_blocks() {
-    // NC is 512 (256 for the portable kernel): columns span several blocks.
+    // NC is 192 (256 for the portable kernel): columns span several blocks.
     for (m, n, k) in [(3, 1100, 9), (17, 530, 40)] {
         Case::new(m, n, k).run_all();
     }
@@ -269,7 +269,7 @@ fn thread_splits_of_m_and_n() {
         (5..23, 3..40),
         (23..37, 0..40),
     ];
-    for k in [7, 300] {
+    for k in [7, 800] {
         let mut case = Case::new(37, 40, k);
         case.blocks = blocks.clone();
         case.bias = true;
@@ -287,7 +287,7 @@ fn thread_splits_of_m_and_n() {
 
 #[test]
 fn strided_b_and_c() {
-    for (m, n, k) in [(9, 5, 20), (17, 45, 31), (14, 64, 270)] {
+    for (m, n, k) in [(9, 5, 20), (17, 45, 31), (14, 64, 770), (6, 200, 9)] {
         let mut case = Case::new(m, n, k);
         case.ldb_pad = 7;
         case.ldc_pad = 13;
@@ -302,7 +302,7 @@ fn every_activation_with_and_without_bias_and_residual() {
         for (bias, residual) in [(false, false), (true, false), (false, true), (true, true)] {
             // Narrow path (n < 8), blocked path with a thin tail, and a
             // shape needing two K blocks.
-            for (m, n, k) in [(15, 3, 40), (15, 37, 40), (7, 20, 300)] {
+            for (m, n, k) in [(15, 3, 40), (15, 37, 40), (15, 49, 40), (7, 20, 800)] {
                 let mut case = Case::new(m, n, k);
                 case.bias = bias;
                 case.residual = residual;
@@ -316,7 +316,7 @@ fn every_activation_with_and_without_bias_and_residual() {
 
 #[test]
 fn in_place_residual() {
-    for (m, n, k) in [(15, 3, 40), (20, 37, 600)] {
+    for (m, n, k) in [(15, 3, 40), (20, 37, 1600)] {
         let mut case = Case::new(m, n, k);
         case.residual = true;
         case.in_place = true;
@@ -435,7 +435,7 @@ proptest! {
     fn random_small_shapes(
         m in 1usize..40,
         n in 1usize..70,
-        k in 0usize..300,
+        k in 0usize..900,
         ldb_pad in 0usize..3,
         ldc_pad in 0usize..3,
         split in (0usize..40, 0usize..70),

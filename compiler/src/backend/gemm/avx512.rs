@@ -15,7 +15,8 @@ use super::Activation;
 pub(crate) const MR: usize = 14;
 /// Columns of B per packed panel (two zmm).
 pub(crate) const NR: usize = 32;
-/// A column tail narrower than this goes to the narrow kernel.
+/// A column tail (past the last whole zmm) up to this wide goes to the
+/// narrow kernel.
 pub(crate) const NARROW_MAX: usize = 8;
 
 /// The activation in the form the vector code applies it.
@@ -76,17 +77,14 @@ fn lane_mask(n: usize) -> __mmask16 {
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe fn tile(t: &Tile) {
     let cols = t.cols;
-    // Split off a thin tail the two-vector kernel would mostly waste.
-    let wide = if cols > 16 {
-        16 + if cols - 16 >= NARROW_MAX {
-            cols - 16
-        } else {
-            0
-        }
-    } else if cols >= NARROW_MAX {
-        cols
+    // A thin tail (at most 8 columns past the last whole vector) costs one
+    // zmm FMA per column and k step in the narrow kernel, against one per
+    // row (14) as a masked vector here.
+    let tail = cols % 16;
+    let wide = if tail <= NARROW_MAX {
+        cols - tail
     } else {
-        0
+        cols
     };
     // SAFETY: the sub-tiles lie inside `t`, which the caller vouched for.
     unsafe {
@@ -134,22 +132,35 @@ unsafe fn by_rows<const NV: usize>(t: &Tile) {
 #[target_feature(enable = "avx512f")]
 unsafe fn kernel<const ROWS: usize, const NV: usize>(t: &Tile) {
     let mut acc = [[_mm512_setzero_ps(); NV]; ROWS];
-    let mut a = t.a;
-    let mut b = t.b;
+    // The tile's old C (or residual) is needed after the loop; prefetch it
+    // this many steps before the end, late enough that streaming B through
+    // L1 does not evict it again.
+    const PREFETCH_AHEAD: usize = 24;
+    let main = t.kc.saturating_sub(PREFETCH_AHEAD);
     // SAFETY: `kc` steps of A (MR floats each) and B (`b_stride` apart,
-    // `16 * NV` readable floats each) are valid per the caller.
+    // `16 * NV` readable floats each) are valid per the caller; prefetches
+    // never fault.
     unsafe {
-        for _ in 0..t.kc {
-            let mut bv = [_mm512_setzero_ps(); NV];
-            for (v, x) in bv.iter_mut().enumerate() {
-                *x = _mm512_loadu_ps(b.add(16 * v));
+        let (mut a, mut b) = (t.a, t.b);
+        for _ in 0..main {
+            step::<ROWS, NV>(&mut acc, a, b);
+            a = a.add(MR);
+            b = b.add(t.b_stride);
+        }
+        let (src, ld) = if t.first {
+            (t.epi.residual.cast_mut(), t.epi.ldr)
+        } else {
+            (t.c, t.ldc)
+        };
+        if !src.is_null() {
+            for r in 0..ROWS {
+                let row = src.wrapping_add(r * ld).cast::<i8>();
+                _mm_prefetch::<_MM_HINT_T0>(row);
+                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(64 * NV - 4));
             }
-            for (r, row) in acc.iter_mut().enumerate() {
-                let ar = _mm512_set1_ps(*a.add(r));
-                for v in 0..NV {
-                    row[v] = _mm512_fmadd_ps(ar, bv[v], row[v]);
-                }
-            }
+        }
+        for _ in main..t.kc {
+            step::<ROWS, NV>(&mut acc, a, b);
             a = a.add(MR);
             b = b.add(t.b_stride);
         }
@@ -186,6 +197,29 @@ unsafe fn kernel<const ROWS: usize, const NV: usize>(t: &Tile) {
                 }
                 x = apply_act(&act, x);
                 _mm512_mask_storeu_ps(c.add(16 * v), m, x);
+            }
+        }
+    }
+}
+
+/// One k step of the register tile: `acc[r] += a[r] * b[0 .. 16 * NV]`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn step<const ROWS: usize, const NV: usize>(
+    acc: &mut [[__m512; NV]; ROWS],
+    a: *const f32,
+    b: *const f32,
+) {
+    // SAFETY: the caller passes one valid step of A and B.
+    unsafe {
+        let mut bv = [_mm512_setzero_ps(); NV];
+        for (v, x) in bv.iter_mut().enumerate() {
+            *x = _mm512_loadu_ps(b.add(16 * v));
+        }
+        for (r, row) in acc.iter_mut().enumerate() {
+            let ar = _mm512_set1_ps(*a.add(r));
+            for v in 0..NV {
+                row[v] = _mm512_fmadd_ps(ar, bv[v], row[v]);
             }
         }
     }

@@ -97,17 +97,24 @@ pub(crate) unsafe fn pack_b(
     nr: usize,
     dst: &mut [f32],
 ) {
-    let mut panel_start = 0;
-    for j0 in (0..nc).step_by(nr) {
-        let width = nr.min(nc - j0);
-        let panel = &mut dst[panel_start..panel_start + kc * nr];
-        for (kk, out) in panel.chunks_exact_mut(nr).enumerate() {
-            // SAFETY: row `kk < kc`, columns `j0 .. j0 + width <= nc` are
-            // inside the block the caller vouched for.
-            let src = unsafe { std::slice::from_raw_parts(b.add(kk * ldb + j0), width) };
-            out[..width].copy_from_slice(src);
-            out[width..].fill(0.0);
+    // Row by row: B is read sequentially (one stream the hardware
+    // prefetcher follows, one page at a time), and the scattered writes
+    // land in the buffer, which is already in cache.
+    let panel_len = kc * nr;
+    let full = nc / nr;
+    let tail = nc - full * nr;
+    for kk in 0..kc {
+        // SAFETY: row `kk < kc`, columns `0..nc` are inside the block the
+        // caller vouched for.
+        let src = unsafe { std::slice::from_raw_parts(b.add(kk * ldb), nc) };
+        for (j, chunk) in src.chunks_exact(nr).enumerate() {
+            let at = j * panel_len + kk * nr;
+            dst[at..at + nr].copy_from_slice(chunk);
         }
-        panel_start += kc * nr;
+        if tail > 0 {
+            let at = full * panel_len + kk * nr;
+            dst[at..at + tail].copy_from_slice(&src[full * nr..]);
+            dst[at + tail..at + nr].fill(0.0);
+        }
     }
 }
