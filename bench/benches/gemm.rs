@@ -15,12 +15,16 @@ use criterion::{Criterion, Throughput};
 use nnc_compiler::backend::gemm::{gemm, GemmEpilogue, MicroKernel, PackedA};
 
 /// `(M, N, K)`: 512³, then conv layers as im2col GEMMs (ResNet-ish:
-/// 56x56x64 3x3, 28x28x128 3x3, 7x7x512 3x3).
-const SHAPES: [(usize, usize, usize); 4] = [
+/// 56x56x64 3x3, 28x28x128 3x3, 7x7x512 3x3), then the GEMVs of an LSTM
+/// step (4 gates x hidden 256 over input + hidden 512) and of a batch-1
+/// linear layer (1000 x 512), which the narrow kernel handles.
+const SHAPES: [(usize, usize, usize); 6] = [
     (512, 512, 512),
     (64, 3136, 576),
     (128, 784, 1152),
     (512, 49, 4608),
+    (1024, 1, 512),
+    (1000, 1, 512),
 ];
 
 /// Sorted seconds of `runs` calls of `f` after one warm-up call.
