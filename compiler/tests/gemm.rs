@@ -315,6 +315,42 @@ fn every_activation_with_and_without_bias_and_residual() {
 }
 
 #[test]
+fn sigmoid_and_tanh_over_a_wide_range() {
+    // C = act(a_i * b_j) with products from -60 to 60, on the vector path
+    // (n = 48) and the narrow one (n = 3).
+    let m = 61;
+    let a: Vec<f32> = (0..m).map(|i| i as f32 - 30.0).collect();
+    for n in [48, 3] {
+        let b: Vec<f32> = (0..n)
+            .map(|j| 2.0 * j as f32 / (n - 1) as f32 - 1.0)
+            .collect();
+        for kernel in kernels() {
+            let packed = PackedA::pack(kernel, &a, m, 1);
+            for activation in [Activation::Sigmoid, Activation::Tanh] {
+                let mut c = vec![0.0f32; m * n];
+                let epi = GemmEpilogue {
+                    activation,
+                    ..GemmEpilogue::NONE
+                };
+                // SAFETY: operands cover their matrices.
+                unsafe { gemm(&packed, b.as_ptr(), n, c.as_mut_ptr(), n, 0..m, 0..n, &epi) };
+                for i in 0..m {
+                    for j in 0..n {
+                        let x = a[i] as f64 * b[j] as f64;
+                        let want = act_f64(activation, x);
+                        let got = c[i * n + j] as f64;
+                        assert!(
+                            (got - want).abs() <= 1e-6 + 1e-6 * want.abs(),
+                            "{kernel:?} {activation:?}({x}) = {got}, want {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn in_place_residual() {
     for (m, n, k) in [(15, 3, 40), (20, 37, 1600)] {
         let mut case = Case::new(m, n, k);

@@ -1,14 +1,15 @@
 //! AVX-512F micro-kernels: a 14x32 register tile (28 zmm accumulators, two
 //! zmm of B per k step, A broadcast from the packed panel), with every row
 //! count 1..=14 and one- or two-vector widths monomorphised for the edges,
-//! masked loads and stores for partial vectors, and a "narrow" kernel that
+//! masked loads and stores for partial vectors, every activation applied
+//! in registers (a vector `exp` for sigmoid and tanh), and a "narrow" kernel that
 //! vectorises along M instead (for N < 8 and for thin column tails).
 
 #![cfg(target_arch = "x86_64")]
 
 use std::arch::x86_64::*;
 
-use super::epilogue::{finish_tile, store_scalar, Tile};
+use super::epilogue::{store_scalar, Tile};
 use super::Activation;
 
 /// Rows of A per panel (and per register tile).
@@ -35,7 +36,9 @@ fn vec_act(act: Activation) -> VecAct {
         Activation::Relu => (1, zero, zero, zero),
         Activation::Clip { min, max } => (2, _mm512_set1_ps(min), _mm512_set1_ps(max), zero),
         Activation::LeakyRelu { negative_slope } => (3, zero, zero, _mm512_set1_ps(negative_slope)),
-        Activation::None | Activation::Sigmoid | Activation::Tanh => (0, zero, zero, zero),
+        Activation::Sigmoid => (4, zero, zero, zero),
+        Activation::Tanh => (5, zero, zero, zero),
+        Activation::None => (0, zero, zero, zero),
     };
     VecAct {
         kind,
@@ -55,8 +58,48 @@ fn apply_act(act: &VecAct, x: __m512) -> __m512 {
             let neg = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_setzero_ps());
             _mm512_mask_mul_ps(x, neg, x, act.slope)
         }
+        4 => sigmoid(x),
+        // tanh(x) = 2 sigmoid(2x) - 1: absolute error ~1e-7 near zero.
+        5 => {
+            let two = _mm512_set1_ps(2.0);
+            _mm512_fmsub_ps(two, sigmoid(_mm512_mul_ps(two, x)), _mm512_set1_ps(1.0))
+        }
         _ => x,
     }
+}
+
+/// `1 / (1 + exp(-x))`, with exp to about 2 ulp (see [`exp`]).
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn sigmoid(x: __m512) -> __m512 {
+    let one = _mm512_set1_ps(1.0);
+    let e = exp(_mm512_sub_ps(_mm512_setzero_ps(), x));
+    _mm512_div_ps(one, _mm512_add_ps(one, e))
+}
+
+/// `exp(x)`: `x = n ln2 + r` with `|r| <= ln2 / 2` (ln2 split in two for
+/// an exact reduction), a degree-6 Taylor polynomial for `exp(r)` (error
+/// below 2e-7 relative on that interval), scaled by `2^n` with `scalef`.
+/// Inputs are clamped to where the result is finite and non-zero.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn exp(x: __m512) -> __m512 {
+    let x = _mm512_min_ps(
+        _mm512_max_ps(x, _mm512_set1_ps(-87.0)),
+        _mm512_set1_ps(88.0),
+    );
+    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+        _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+    );
+    // ln2 = 0.693359375 - 2.12194440e-4; the first part has few enough
+    // bits that `n * 0.693359375` is exact.
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
+    let mut p = _mm512_set1_ps(1.0 / 720.0);
+    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+    }
+    _mm512_scalef_ps(p, n)
 }
 
 fn lane_mask(n: usize) -> __mmask16 {
@@ -90,12 +133,13 @@ pub(crate) unsafe fn tile(t: &Tile) {
     unsafe {
         if wide > 0 {
             let w = t.columns(0, wide);
+            // Every activation, sigmoid and tanh included, is applied in
+            // registers.
             if wide > 16 {
                 by_rows::<2>(&w);
             } else {
                 by_rows::<1>(&w);
             }
-            finish_tile(&w);
         }
         if wide < cols {
             narrow(&t.columns(wide, cols - wide));
