@@ -131,8 +131,9 @@ unsafe fn kernel<const ROWS: usize, const NV: usize>(t: &Tile) {
                     row[v] = _mm256_fmadd_ps(ar, bv[v], row[v]);
                 }
             }
-            a = a.add(MR);
-            b = b.add(t.b_stride);
+            // Wrapping: after the last step these may point past the end.
+            a = a.wrapping_add(MR);
+            b = b.wrapping_add(t.b_stride);
         }
     }
     let act = vec_act(if t.last {

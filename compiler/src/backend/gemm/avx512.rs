@@ -188,8 +188,9 @@ unsafe fn kernel<const ROWS: usize, const NV: usize>(t: &Tile) {
         let (mut a, mut b) = (t.a, t.b);
         for _ in 0..main {
             step::<ROWS, NV>(&mut acc, a, b);
-            a = a.add(MR);
-            b = b.add(t.b_stride);
+            // Wrapping: after the last step these may point past the end.
+            a = a.wrapping_add(MR);
+            b = b.wrapping_add(t.b_stride);
         }
         let (src, ld) = if t.first {
             (t.epi.residual.cast_mut(), t.epi.ldr)
@@ -205,8 +206,8 @@ unsafe fn kernel<const ROWS: usize, const NV: usize>(t: &Tile) {
         }
         for _ in main..t.kc {
             step::<ROWS, NV>(&mut acc, a, b);
-            a = a.add(MR);
-            b = b.add(t.b_stride);
+            a = a.wrapping_add(MR);
+            b = b.wrapping_add(t.b_stride);
         }
     }
     let act = vec_act(if t.last {
