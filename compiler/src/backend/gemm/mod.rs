@@ -8,8 +8,9 @@
 //! - `avx2+fma 6x16`: 12 ymm accumulators, AVX2 + FMA, masked edges;
 //! - `portable 4x8`: plain Rust, any target.
 //!
-//! All three compute the same sums in the same k order per output element
-//! (FMA or not), so they agree to within float rounding.
+//! All three compute the same sums; they differ only in rounding (FMA or
+//! not, the K blocks, the split accumulators of the narrow kernels), and
+//! `compiler/tests/gemm.rs` holds each to an f64 reference.
 //!
 //! # Blocking
 //! For each block of `NC` columns of C and each block of at most `KC` steps
