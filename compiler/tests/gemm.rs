@@ -244,7 +244,7 @@ fn several_k_blocks() {
 
 #[test]
 fn several_column_blocks() {
-    // NC is 512 (256 for the portable kernel): columns span several blocks.
+    // NC is 192 (256 for the portable kernel): columns span several blocks.
     for (m, n, k) in [(3, 1100, 9), (17, 530, 40)] {
         Case::new(m, n, k).run_all();
     }
@@ -269,7 +269,7 @@ fn thread_splits_of_m_and_n() {
         (5..23, 3..40),
         (23..37, 0..40),
     ];
-    for k in [7, 300] {
+    for k in [7, 800] {
         let mut case = Case::new(37, 40, k);
         case.blocks = blocks.clone();
         case.bias = true;
@@ -287,7 +287,7 @@ fn thread_splits_of_m_and_n() {
 
 #[test]
 fn strided_b_and_c() {
-    for (m, n, k) in [(9, 5, 20), (17, 45, 31), (14, 64, 270)] {
+    for (m, n, k) in [(9, 5, 20), (17, 45, 31), (14, 64, 770), (6, 200, 9)] {
         let mut case = Case::new(m, n, k);
         case.ldb_pad = 7;
         case.ldc_pad = 13;
@@ -302,7 +302,7 @@ fn every_activation_with_and_without_bias_and_residual() {
         for (bias, residual) in [(false, false), (true, false), (false, true), (true, true)] {
             // Narrow path (n < 8), blocked path with a thin tail, and a
             // shape needing two K blocks.
-            for (m, n, k) in [(15, 3, 40), (15, 37, 40), (7, 20, 300)] {
+            for (m, n, k) in [(15, 3, 40), (15, 37, 40), (15, 49, 40), (7, 20, 800)] {
                 let mut case = Case::new(m, n, k);
                 case.bias = bias;
                 case.residual = residual;
@@ -315,8 +315,44 @@ fn every_activation_with_and_without_bias_and_residual() {
 }
 
 #[test]
+fn sigmoid_and_tanh_over_a_wide_range() {
+    // C = act(a_i * b_j) with products from -60 to 60, on the vector path
+    // (n = 48) and the narrow one (n = 3).
+    let m = 61;
+    let a: Vec<f32> = (0..m).map(|i| i as f32 - 30.0).collect();
+    for n in [48, 3] {
+        let b: Vec<f32> = (0..n)
+            .map(|j| 2.0 * j as f32 / (n - 1) as f32 - 1.0)
+            .collect();
+        for kernel in kernels() {
+            let packed = PackedA::pack(kernel, &a, m, 1);
+            for activation in [Activation::Sigmoid, Activation::Tanh] {
+                let mut c = vec![0.0f32; m * n];
+                let epi = GemmEpilogue {
+                    activation,
+                    ..GemmEpilogue::NONE
+                };
+                // SAFETY: operands cover their matrices.
+                unsafe { gemm(&packed, b.as_ptr(), n, c.as_mut_ptr(), n, 0..m, 0..n, &epi) };
+                for i in 0..m {
+                    for j in 0..n {
+                        let x = a[i] as f64 * b[j] as f64;
+                        let want = act_f64(activation, x);
+                        let got = c[i * n + j] as f64;
+                        assert!(
+                            (got - want).abs() <= 1e-6 + 1e-6 * want.abs(),
+                            "{kernel:?} {activation:?}({x}) = {got}, want {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn in_place_residual() {
-    for (m, n, k) in [(15, 3, 40), (20, 37, 600)] {
+    for (m, n, k) in [(15, 3, 40), (20, 37, 1600)] {
         let mut case = Case::new(m, n, k);
         case.residual = true;
         case.in_place = true;
@@ -435,7 +471,7 @@ proptest! {
     fn random_small_shapes(
         m in 1usize..40,
         n in 1usize..70,
-        k in 0usize..300,
+        k in 0usize..900,
         ldb_pad in 0usize..3,
         ldc_pad in 0usize..3,
         split in (0usize..40, 0usize..70),

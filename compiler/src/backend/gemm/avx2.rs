@@ -2,7 +2,7 @@
 //! ymm of B per k step, A broadcast from the packed panel), every row count
 //! 1..=6 and one- or two-vector widths monomorphised for the edges, masked
 //! loads and stores for partial vectors, and a narrow kernel vectorised
-//! along M for N < 8.
+//! along M for N < 8 and thin column tails.
 
 #![cfg(target_arch = "x86_64")]
 
@@ -74,14 +74,25 @@ fn lane_mask(n: usize) -> __m256i {
 /// columns; C and the residual: `rows x cols`).
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn tile(t: &Tile) {
-    // SAFETY: forwarded from the caller.
+    // A tail of up to 4 columns past the last whole ymm costs one FMA per
+    // column and k step in the narrow kernel, against one per row (6) as a
+    // masked vector.
+    let tail = t.cols % 8;
+    let wide = if tail <= 4 { t.cols - tail } else { t.cols };
+    // SAFETY: the sub-tiles lie inside `t`, which the caller vouched for.
     unsafe {
-        if t.cols > 8 {
-            by_rows::<2>(t);
-        } else {
-            by_rows::<1>(t);
+        if wide > 0 {
+            let w = t.columns(0, wide);
+            if wide > 8 {
+                by_rows::<2>(&w);
+            } else {
+                by_rows::<1>(&w);
+            }
+            finish_tile(&w);
         }
-        finish_tile(t);
+        if wide < t.cols {
+            narrow(&t.columns(wide, t.cols - wide));
+        }
     }
 }
 
@@ -120,8 +131,9 @@ unsafe fn kernel<const ROWS: usize, const NV: usize>(t: &Tile) {
                     row[v] = _mm256_fmadd_ps(ar, bv[v], row[v]);
                 }
             }
-            a = a.add(MR);
-            b = b.add(t.b_stride);
+            // Wrapping: after the last step these may point past the end.
+            a = a.wrapping_add(MR);
+            b = b.wrapping_add(t.b_stride);
         }
     }
     let act = vec_act(if t.last {

@@ -1,21 +1,23 @@
 //! AVX-512F micro-kernels: a 14x32 register tile (28 zmm accumulators, two
 //! zmm of B per k step, A broadcast from the packed panel), with every row
 //! count 1..=14 and one- or two-vector widths monomorphised for the edges,
-//! masked loads and stores for partial vectors, and a "narrow" kernel that
+//! masked loads and stores for partial vectors, every activation applied
+//! in registers (a vector `exp` for sigmoid and tanh), and a "narrow" kernel that
 //! vectorises along M instead (for N < 8 and for thin column tails).
 
 #![cfg(target_arch = "x86_64")]
 
 use std::arch::x86_64::*;
 
-use super::epilogue::{finish_tile, store_scalar, Tile};
+use super::epilogue::{store_scalar, Tile};
 use super::Activation;
 
 /// Rows of A per panel (and per register tile).
 pub(crate) const MR: usize = 14;
 /// Columns of B per packed panel (two zmm).
 pub(crate) const NR: usize = 32;
-/// A column tail narrower than this goes to the narrow kernel.
+/// A column tail (past the last whole zmm) up to this wide goes to the
+/// narrow kernel.
 pub(crate) const NARROW_MAX: usize = 8;
 
 /// The activation in the form the vector code applies it.
@@ -34,7 +36,9 @@ fn vec_act(act: Activation) -> VecAct {
         Activation::Relu => (1, zero, zero, zero),
         Activation::Clip { min, max } => (2, _mm512_set1_ps(min), _mm512_set1_ps(max), zero),
         Activation::LeakyRelu { negative_slope } => (3, zero, zero, _mm512_set1_ps(negative_slope)),
-        Activation::None | Activation::Sigmoid | Activation::Tanh => (0, zero, zero, zero),
+        Activation::Sigmoid => (4, zero, zero, zero),
+        Activation::Tanh => (5, zero, zero, zero),
+        Activation::None => (0, zero, zero, zero),
     };
     VecAct {
         kind,
@@ -54,8 +58,48 @@ fn apply_act(act: &VecAct, x: __m512) -> __m512 {
             let neg = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_setzero_ps());
             _mm512_mask_mul_ps(x, neg, x, act.slope)
         }
+        4 => sigmoid(x),
+        // tanh(x) = 2 sigmoid(2x) - 1: absolute error ~1e-7 near zero.
+        5 => {
+            let two = _mm512_set1_ps(2.0);
+            _mm512_fmsub_ps(two, sigmoid(_mm512_mul_ps(two, x)), _mm512_set1_ps(1.0))
+        }
         _ => x,
     }
+}
+
+/// `1 / (1 + exp(-x))`, with exp to about 2 ulp (see [`exp`]).
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn sigmoid(x: __m512) -> __m512 {
+    let one = _mm512_set1_ps(1.0);
+    let e = exp(_mm512_sub_ps(_mm512_setzero_ps(), x));
+    _mm512_div_ps(one, _mm512_add_ps(one, e))
+}
+
+/// `exp(x)`: `x = n ln2 + r` with `|r| <= ln2 / 2` (ln2 split in two for
+/// an exact reduction), a degree-6 Taylor polynomial for `exp(r)` (error
+/// below 2e-7 relative on that interval), scaled by `2^n` with `scalef`.
+/// Inputs are clamped to where the result is finite and non-zero.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn exp(x: __m512) -> __m512 {
+    let x = _mm512_min_ps(
+        _mm512_max_ps(x, _mm512_set1_ps(-87.0)),
+        _mm512_set1_ps(88.0),
+    );
+    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+        _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+    );
+    // ln2 = 0.693359375 - 2.12194440e-4; the first part has few enough
+    // bits that `n * 0.693359375` is exact.
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
+    let mut p = _mm512_set1_ps(1.0 / 720.0);
+    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+    }
+    _mm512_scalef_ps(p, n)
 }
 
 fn lane_mask(n: usize) -> __mmask16 {
@@ -76,28 +120,26 @@ fn lane_mask(n: usize) -> __mmask16 {
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe fn tile(t: &Tile) {
     let cols = t.cols;
-    // Split off a thin tail the two-vector kernel would mostly waste.
-    let wide = if cols > 16 {
-        16 + if cols - 16 >= NARROW_MAX {
-            cols - 16
-        } else {
-            0
-        }
-    } else if cols >= NARROW_MAX {
-        cols
+    // A thin tail (at most 8 columns past the last whole vector) costs one
+    // zmm FMA per column and k step in the narrow kernel, against one per
+    // row (14) as a masked vector here.
+    let tail = cols % 16;
+    let wide = if tail <= NARROW_MAX {
+        cols - tail
     } else {
-        0
+        cols
     };
     // SAFETY: the sub-tiles lie inside `t`, which the caller vouched for.
     unsafe {
         if wide > 0 {
             let w = t.columns(0, wide);
+            // Every activation, sigmoid and tanh included, is applied in
+            // registers.
             if wide > 16 {
                 by_rows::<2>(&w);
             } else {
                 by_rows::<1>(&w);
             }
-            finish_tile(&w);
         }
         if wide < cols {
             narrow(&t.columns(wide, cols - wide));
@@ -134,24 +176,38 @@ unsafe fn by_rows<const NV: usize>(t: &Tile) {
 #[target_feature(enable = "avx512f")]
 unsafe fn kernel<const ROWS: usize, const NV: usize>(t: &Tile) {
     let mut acc = [[_mm512_setzero_ps(); NV]; ROWS];
-    let mut a = t.a;
-    let mut b = t.b;
+    // The tile's old C (or residual) is needed after the loop; prefetch it
+    // this many steps before the end, late enough that streaming B through
+    // L1 does not evict it again.
+    const PREFETCH_AHEAD: usize = 24;
+    let main = t.kc.saturating_sub(PREFETCH_AHEAD);
     // SAFETY: `kc` steps of A (MR floats each) and B (`b_stride` apart,
-    // `16 * NV` readable floats each) are valid per the caller.
+    // `16 * NV` readable floats each) are valid per the caller; prefetches
+    // never fault.
     unsafe {
-        for _ in 0..t.kc {
-            let mut bv = [_mm512_setzero_ps(); NV];
-            for (v, x) in bv.iter_mut().enumerate() {
-                *x = _mm512_loadu_ps(b.add(16 * v));
+        let (mut a, mut b) = (t.a, t.b);
+        for _ in 0..main {
+            step::<ROWS, NV>(&mut acc, a, b);
+            // Wrapping: after the last step these may point past the end.
+            a = a.wrapping_add(MR);
+            b = b.wrapping_add(t.b_stride);
+        }
+        let (src, ld) = if t.first {
+            (t.epi.residual.cast_mut(), t.epi.ldr)
+        } else {
+            (t.c, t.ldc)
+        };
+        if !src.is_null() {
+            for r in 0..ROWS {
+                let row = src.wrapping_add(r * ld).cast::<i8>();
+                _mm_prefetch::<_MM_HINT_T0>(row);
+                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(64 * NV - 4));
             }
-            for (r, row) in acc.iter_mut().enumerate() {
-                let ar = _mm512_set1_ps(*a.add(r));
-                for v in 0..NV {
-                    row[v] = _mm512_fmadd_ps(ar, bv[v], row[v]);
-                }
-            }
-            a = a.add(MR);
-            b = b.add(t.b_stride);
+        }
+        for _ in main..t.kc {
+            step::<ROWS, NV>(&mut acc, a, b);
+            a = a.wrapping_add(MR);
+            b = b.wrapping_add(t.b_stride);
         }
     }
     let act = vec_act(if t.last {
@@ -186,6 +242,29 @@ unsafe fn kernel<const ROWS: usize, const NV: usize>(t: &Tile) {
                 }
                 x = apply_act(&act, x);
                 _mm512_mask_storeu_ps(c.add(16 * v), m, x);
+            }
+        }
+    }
+}
+
+/// One k step of the register tile: `acc[r] += a[r] * b[0 .. 16 * NV]`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn step<const ROWS: usize, const NV: usize>(
+    acc: &mut [[__m512; NV]; ROWS],
+    a: *const f32,
+    b: *const f32,
+) {
+    // SAFETY: the caller passes one valid step of A and B.
+    unsafe {
+        let mut bv = [_mm512_setzero_ps(); NV];
+        for (v, x) in bv.iter_mut().enumerate() {
+            *x = _mm512_loadu_ps(b.add(16 * v));
+        }
+        for (r, row) in acc.iter_mut().enumerate() {
+            let ar = _mm512_set1_ps(*a.add(r));
+            for v in 0..NV {
+                row[v] = _mm512_fmadd_ps(ar, bv[v], row[v]);
             }
         }
     }

@@ -30,8 +30,9 @@ impl Activation {
         }
     }
 
-    /// Whether the vector kernels apply this activation in registers; the
-    /// transcendental ones are applied per tile by [`finish_tile`] instead.
+    /// Whether the AVX2 kernel applies this activation in registers; it
+    /// applies the transcendental ones per tile with [`finish_tile`] (the
+    /// AVX-512 kernel has a vector `exp` and applies all of them itself).
     #[inline]
     pub(crate) fn is_piecewise_linear(self) -> bool {
         match self {

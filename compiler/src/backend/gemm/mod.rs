@@ -8,18 +8,26 @@
 //! - `avx2+fma 6x16`: 12 ymm accumulators, AVX2 + FMA, masked edges;
 //! - `portable 4x8`: plain Rust, any target.
 //!
-//! All three compute the same sums in the same k order per output element
-//! (FMA or not), so they agree to within float rounding.
+//! All three compute the same sums; they differ only in rounding (FMA or
+//! not, the K blocks, the split accumulators of the narrow kernels), and
+//! `compiler/tests/gemm.rs` holds each to an f64 reference.
 //!
 //! # Blocking
-//! For each block of `NC` columns of C and each block of `KC` steps of K,
-//! the `KC x NC` block of B is packed into `NR`-wide panels (it stays in
-//! L2); then for each `MR`-row panel of A (its `MR x KC` slice stays in L1)
-//! the micro-kernel sweeps the B panels. A tile of C is written once per K
-//! block: bias and residual are added on the first, the activation on the
-//! last (see `epilogue.rs`). When N is below 8 (GEMV: batch-1 linear, LSTM
-//! steps), B is not packed: a narrow kernel vectorised along M reads A's
-//! panels and B's columns directly over the whole K.
+//! For each block of `NC` columns of C and each block of at most `KC` steps
+//! of K (K split into equal blocks), the `KC x NC` block of B is packed into
+//! `NR`-wide panels that stay in L2; then for each `MR`-row panel of A the
+//! micro-kernel sweeps the B panels. A tile of C is written once per K
+//! block, so K blocks are large (768 for the x86 kernels: one block for
+//! most convolutions): bias and residual are added on the first block, the
+//! activation on the last (see `epilogue.rs`). Column tails a few columns
+//! wide, and whole calls with N below 8 (GEMV: batch-1 linear, LSTM steps,
+//! where B is not packed at all), go to a narrow kernel that vectorises
+//! along M over A's panels instead.
+//!
+//! The sizes were tuned on AMD Zen 4 (1 MiB L2 per core) with
+//! `bench/benches/gemm.rs`: K blocks of 256 lost 10-20% on the convolution
+//! shapes to the extra passes over C, and keeping the `MR x KC` A slice in
+//! L1 mattered less than that.
 //!
 //! # Threads
 //! [`gemm`] computes any `(m_range, n_range)` block of C; calls on disjoint
@@ -62,7 +70,7 @@ struct Geometry {
     mr: usize,
     /// Columns per packed B panel.
     nr: usize,
-    /// K steps per block (the packed B block is `kc x nc`).
+    /// Most K steps per block (the packed B block is `kc x nc`).
     kc: usize,
     /// Columns per B block.
     nc: usize,
@@ -116,16 +124,16 @@ impl MicroKernel {
             MicroKernel::Avx512 => Geometry {
                 mr: avx512::MR,
                 nr: avx512::NR,
-                kc: 256,
-                nc: 512,
+                kc: 768,
+                nc: 192,
                 narrow_n: 8,
             },
             #[cfg(target_arch = "x86_64")]
             MicroKernel::Avx2Fma => Geometry {
                 mr: avx2::MR,
                 nr: avx2::NR,
-                kc: 256,
-                nc: 512,
+                kc: 768,
+                nc: 192,
                 narrow_n: 8,
             },
             #[cfg(not(target_arch = "x86_64"))]
@@ -384,62 +392,104 @@ impl Job<'_> {
 
     /// The blocked path: pack `KC x NC` blocks of B, sweep the A panels.
     unsafe fn blocked(&self, n0: usize, n1: usize, buf: &mut AlignedBuf) {
-        let Geometry {
-            mr,
-            nr,
-            kc: kc_max,
-            nc: nc_max,
-            ..
-        } = self.g;
-        let k = self.a.k;
-        let mut jc = n0;
-        while jc < n1 {
-            let nc = nc_max.min(n1 - jc);
+        let Geometry { mr, nr, .. } = self.g;
+        let blocks = Blocks::new(self.g, self.a.k, n0, n1);
+        for block in blocks {
+            let Block { pc, kc, jc, nc } = block;
+            let (first, last) = (pc == 0, pc + kc >= self.a.k);
             let panels = nc.div_ceil(nr);
-            let mut pc = 0;
-            // At least one K block, so that k = 0 still writes the epilogue.
-            loop {
-                let kc = kc_max.min(k - pc);
-                let (first, last) = (pc == 0, pc + kc >= k);
-                buf.reserve_floats(panels * nr * kc);
-                // SAFETY: rows `pc .. pc + kc`, columns `jc .. jc + nc` of B
-                // are inside the caller's block; the buffer was sized above.
-                unsafe {
-                    pack::pack_b(
-                        self.b.add(pc * self.ldb + jc),
-                        self.ldb,
-                        kc,
-                        nc,
+            buf.reserve_floats(panels * nr * kc);
+            // SAFETY: rows `pc .. pc + kc`, columns `jc .. jc + nc` of B are
+            // inside the caller's block; the buffer was sized above.
+            unsafe {
+                pack::pack_b(
+                    self.b.add(pc * self.ldb + jc),
+                    self.ldb,
+                    kc,
+                    nc,
+                    nr,
+                    buf.as_mut_slice(),
+                );
+            }
+            let bp = buf.as_ptr();
+            for seg in self.segments() {
+                let a = seg.a.wrapping_add(pc * mr);
+                for p in 0..panels {
+                    let j = p * nr;
+                    let t = self.tile(
+                        a,
+                        bp.wrapping_add(p * nr * kc),
                         nr,
-                        buf.as_mut_slice(),
+                        kc,
+                        (seg.row, seg.rows),
+                        (jc + j, nr.min(nc - j)),
+                        (first, last),
                     );
-                }
-                let bp = buf.as_ptr();
-                for seg in self.segments() {
-                    let a = seg.a.wrapping_add(pc * mr);
-                    for p in 0..panels {
-                        let j = p * nr;
-                        let t = self.tile(
-                            a,
-                            bp.wrapping_add(p * nr * kc),
-                            nr,
-                            kc,
-                            (seg.row, seg.rows),
-                            (jc + j, nr.min(nc - j)),
-                            (first, last),
-                        );
-                        // SAFETY: the tile lies inside the caller's block
-                        // and the packed panels are `nr` wide, zero-padded.
-                        unsafe { run_tile(self.a.kernel, &t) };
-                    }
-                }
-                pc += kc;
-                if pc >= k {
-                    break;
+                    // SAFETY: the tile lies inside the caller's block and
+                    // the packed panels are `nr` wide, zero-padded.
+                    unsafe { run_tile(self.a.kernel, &t) };
                 }
             }
-            jc += nc;
         }
+    }
+}
+
+/// One `kc x nc` block of B: rows `pc ..`, columns `jc ..`.
+#[derive(Clone, Copy, Debug)]
+struct Block {
+    pc: usize,
+    kc: usize,
+    jc: usize,
+    nc: usize,
+}
+
+/// The blocks of B in the order they are computed: K blocks inside column
+/// blocks. K is split into equal blocks of at most `KC` steps (576 is two
+/// blocks of 288, not 512 + 64, whose short tail would pay a full pass over
+/// C for little work); there is always at least one K block, so that
+/// `k = 0` still writes the epilogue.
+struct Blocks {
+    kc: usize,
+    k: usize,
+    nc: usize,
+    n1: usize,
+    pc: usize,
+    jc: usize,
+}
+
+impl Blocks {
+    fn new(g: Geometry, k: usize, n0: usize, n1: usize) -> Blocks {
+        let kc = k.div_ceil(k.div_ceil(g.kc).max(1)).max(1);
+        Blocks {
+            kc,
+            k,
+            nc: g.nc,
+            n1,
+            pc: 0,
+            jc: n0,
+        }
+    }
+}
+
+impl Iterator for Blocks {
+    type Item = Block;
+
+    fn next(&mut self) -> Option<Block> {
+        if self.jc >= self.n1 {
+            return None;
+        }
+        let block = Block {
+            pc: self.pc,
+            kc: self.kc.min(self.k - self.pc),
+            jc: self.jc,
+            nc: self.nc.min(self.n1 - self.jc),
+        };
+        self.pc += block.kc;
+        if self.pc >= self.k {
+            self.pc = 0;
+            self.jc += block.nc;
+        }
+        Some(block)
     }
 }
 

@@ -82,6 +82,9 @@ pub(crate) fn pack_a(a: &[f32], m: usize, k: usize, mr: usize) -> AlignedBuf {
     buf
 }
 
+/// How many rows ahead of the copy `pack_b` prefetches B.
+const PACK_PREFETCH_ROWS: usize = 4;
+
 /// Packs the `kc x nc` block of B starting at `b` (row stride `ldb`) into
 /// `nr`-column panels in `dst` (see the module docs), zero-padding the last
 /// panel. `dst` must hold `nc.div_ceil(nr) * nr * kc` floats.
@@ -97,17 +100,48 @@ pub(crate) unsafe fn pack_b(
     nr: usize,
     dst: &mut [f32],
 ) {
-    let mut panel_start = 0;
-    for j0 in (0..nc).step_by(nr) {
-        let width = nr.min(nc - j0);
-        let panel = &mut dst[panel_start..panel_start + kc * nr];
-        for (kk, out) in panel.chunks_exact_mut(nr).enumerate() {
-            // SAFETY: row `kk < kc`, columns `j0 .. j0 + width <= nc` are
-            // inside the block the caller vouched for.
-            let src = unsafe { std::slice::from_raw_parts(b.add(kk * ldb + j0), width) };
-            out[..width].copy_from_slice(src);
-            out[width..].fill(0.0);
+    // Row by row: each row of B is read sequentially, and the scattered
+    // writes land in the buffer, which is already in cache. A block's rows
+    // are short (`nc` floats) and far apart, too short for the hardware
+    // prefetcher to pick up each one, so rows a few ahead are prefetched
+    // (worth ~10% on a 64x3136x576 convolution, whose B comes from L3).
+    let panel_len = kc * nr;
+    let full = nc / nr;
+    let tail = nc - full * nr;
+    for kk in 0..kc {
+        if kk + PACK_PREFETCH_ROWS < kc {
+            prefetch(b.wrapping_add((kk + PACK_PREFETCH_ROWS) * ldb), nc);
         }
-        panel_start += kc * nr;
+        // SAFETY: row `kk < kc`, columns `0..nc` are inside the block the
+        // caller vouched for.
+        let src = unsafe { std::slice::from_raw_parts(b.add(kk * ldb), nc) };
+        for (j, chunk) in src.chunks_exact(nr).enumerate() {
+            let at = j * panel_len + kk * nr;
+            dst[at..at + nr].copy_from_slice(chunk);
+        }
+        if tail > 0 {
+            let at = full * panel_len + kk * nr;
+            dst[at..at + tail].copy_from_slice(&src[full * nr..]);
+            dst[at + tail..at + nr].fill(0.0);
+        }
     }
+}
+
+/// Asks for the `len` floats at `p` to be brought into cache (a hint: never
+/// faults, does nothing off x86-64).
+#[inline]
+pub(crate) fn prefetch(p: *const f32, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let bytes = len * 4;
+        let p = p.cast::<i8>();
+        for offset in (0..bytes + 63).step_by(64) {
+            // SAFETY: prefetching is a hint that never faults, whatever the
+            // address; SSE is part of the x86-64 baseline.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(offset.min(bytes - 1))) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (p, len);
 }
