@@ -541,6 +541,12 @@ def errors():
     model = g.model(19, "errors")
     save("errors/unsupported_nodes", model, None)
 
+    # A symbolic batch dim, which needs `--dim batch=N`.
+    g = Graph(6)
+    x = g.input("x", ["batch", 3, 4, 4])
+    g.output(g.conv(x, "conv", 3, 2, 3, pad=1))
+    save("errors/symbolic_batch", g.model(17, "symbolic_batch"), None)
+
 
 def full_size(out_dir):
     """Full-size ResNet-18 and MobileNetV2 with torchvision's layouts and

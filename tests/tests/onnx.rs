@@ -469,3 +469,21 @@ fn external_data_is_read_by_range_and_only_below_the_model_directory() {
         );
     }
 }
+
+#[test]
+fn symbolic_dims_need_a_size() {
+    let path = repo_root().join("tests/cases/onnx/errors/symbolic_batch/model.onnx");
+    let err = import_file(&path)
+        .expect_err("the batch dim is symbolic")
+        .to_string();
+    assert!(
+        err.contains("node `x` (input, opset 17): dim 0 is the symbol `batch`"),
+        "{err}"
+    );
+    assert!(err.contains("--dim batch=SIZE"), "{err}");
+    let options = nnc_frontend::onnx::Options {
+        dims: [("batch".to_string(), 3)].into_iter().collect(),
+    };
+    let imported = nnc_frontend::onnx::import_file_with(&path, &options).expect("imports");
+    assert!(print_file(&imported.file).contains("input x: f32[3, 3, 4, 4]"));
+}

@@ -257,8 +257,12 @@ fn read_external(t: &TensorProto, data_dir: &DataDir) -> Result<Vec<u8>, String>
     Ok(bytes)
 }
 
-/// The static shape of a graph input, which must be `float`.
-pub fn input_shape(input: &super::proto::ValueInfoProto) -> Result<Vec<usize>, String> {
+/// The static shape of a graph input, which must be `float`; symbolic dims
+/// take their sizes from `dims`.
+pub fn input_shape(
+    input: &super::proto::ValueInfoProto,
+    dims: &std::collections::BTreeMap<String, usize>,
+) -> Result<Vec<usize>, String> {
     use super::proto::tensor_shape_proto::dimension::Value;
     use super::proto::type_proto::Value as Type;
     let Some(Type::TensorType(t)) = input.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
@@ -281,9 +285,12 @@ pub fn input_shape(input: &super::proto::ValueInfoProto) -> Result<Vec<usize>, S
         .enumerate()
         .map(|(i, d)| match &d.value {
             Some(Value::DimValue(v)) if *v >= 1 => Ok(*v as usize),
-            Some(Value::DimParam(p)) => Err(format!(
-                "dim {i} is the symbol `{p}`; nnc compiles static shapes (fix it, e.g. with onnx.tools.update_model_dims)"
-            )),
+            Some(Value::DimParam(p)) => match dims.get(p) {
+                Some(&size) if size >= 1 => Ok(size),
+                _ => Err(format!(
+                    "dim {i} is the symbol `{p}`; nnc compiles static shapes: give its size with `nnc import --dim {p}=SIZE`"
+                )),
+            },
             _ => Err(format!("dim {i} has no static size; nnc compiles static shapes")),
         })
         .collect()

@@ -25,7 +25,7 @@ use super::proto::{GraphProto, NodeProto};
 use crate::ast::{Expr, Stmt};
 use attrs::Attrs;
 use nnc_runtime::{Tensor, WeightSet};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 
 /// An ONNX value during import.
@@ -50,6 +50,8 @@ const MAX_ELEMENTS: usize = 1 << 40;
 /// The state of one import.
 pub struct Converter<'g> {
     pub opset: i64,
+    /// Sizes for symbolic input dims.
+    dims: &'g BTreeMap<String, usize>,
     pub data_dir: DataDir,
     values: HashMap<String, Val>,
     body: Vec<Stmt>,
@@ -119,9 +121,10 @@ pub const SUPPORTED: &[&str] = &[
 ];
 
 impl<'g> Converter<'g> {
-    pub fn new(opset: i64, data_dir: DataDir) -> Converter<'g> {
+    pub fn new(opset: i64, data_dir: DataDir, dims: &'g BTreeMap<String, usize>) -> Converter<'g> {
         Converter {
             opset,
+            dims,
             data_dir,
             values: HashMap::new(),
             body: Vec::new(),
@@ -155,7 +158,7 @@ impl<'g> Converter<'g> {
             if self.values.contains_key(input.name()) {
                 continue; // An initializer listed as an input (IR version < 4).
             }
-            let shape = super::model::input_shape(input).and_then(|s| match numel(&s) {
+            let shape = super::model::input_shape(input, self.dims).and_then(|s| match numel(&s) {
                 Some(n) if n <= MAX_ELEMENTS => Ok(s),
                 _ => Err(format!("the shape {s:?} is too large")),
             });
