@@ -236,6 +236,8 @@ def operators():
         "Gemm", [x[0], g.weight("b", [6, 4]), g.init("c", np.array([0.7], np.float32))]))
     single("linear/gemm_dynamic_b", 17, [[3, 5], [4, 5]], lambda g, x: g.node(
         "Gemm", [x[0], x[1], g.weight("c", [4])], transB=1, alpha=1.5))
+    single("linear/gemm_dynamic_c_beta", 17, [[3, 5], [3, 1]], lambda g, x: g.node(
+        "Gemm", [x[0], g.weight("b", [5, 4]), x[1]], beta=-0.5))
     single("linear/matmul_constant", 17, [[2, 3, 6]], lambda g, x: g.node(
         "MatMul", [x[0], g.weight("w", [6, 5])]))
     single("linear/matmul_add_bias", 17, [[2, 3, 6]], lambda g, x: g.node("Add", [

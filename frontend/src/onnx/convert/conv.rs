@@ -174,8 +174,7 @@ impl Converter<'_> {
             kw.push(("value", emit::float(value)));
         }
         let target = self.helper(base, "pad");
-        let padded = self.emit(target.clone(), "pad", &[path], kw, shape.clone());
-        let _ = padded;
+        self.emit(target.clone(), "pad", &[path], kw, shape.clone());
         ((target, shape), sym)
     }
 
@@ -393,10 +392,8 @@ impl Converter<'_> {
             a.int("count_include_pad", 0)? != 0
         };
         if max {
-            if a.int("storage_order", 0)? != 0 {
-                // Only the Indices output depends on it, and nnc computes no indices.
-                a.ignore("storage_order");
-            }
+            // Only the Indices output depends on it, and nnc computes none.
+            a.ignore("storage_order");
         } else if w.dilation != [1, 1] {
             return Err("average pooling with dilations is not supported".into());
         }

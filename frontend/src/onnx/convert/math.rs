@@ -259,8 +259,21 @@ impl Converter<'_> {
                 };
                 self.materialize(&format!("{}.scaled", node.input[2]), &scaled)
             }
-            _ if beta != 1.0 => return Err("a computed C with beta != 1 is not supported".into()),
-            _ => self.dynamic(node, 2)?.0,
+            _ => {
+                let (c, c_shape) = self.dynamic(node, 2)?;
+                if beta == 1.0 {
+                    c
+                } else {
+                    let scale = Constant {
+                        dims: vec![],
+                        data: Data::F32(vec![beta]),
+                    };
+                    let scale = self.materialize(&format!("{base}.beta"), &scale);
+                    let t = self.helper(base, "scaled_c");
+                    self.emit(t.clone(), "mul", &[c, scale], vec![], c_shape);
+                    t
+                }
+            }
         };
         let t = self.helper(base, "plus_c");
         one(self.emit(t, "add", &[y, c], vec![], shape))
