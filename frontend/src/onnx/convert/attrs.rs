@@ -47,6 +47,7 @@ impl<'n> Attrs<'n> {
     pub fn float(&mut self, name: &str, default: f32) -> Result<f32, String> {
         match self.get(name) {
             None => Ok(default),
+            Some(a) if a.f().is_nan() => Err(format!("attribute `{name}` is NaN")),
             Some(a) if a.r#type() == AttributeType::Float || a.f.is_some() => Ok(a.f()),
             Some(_) => Err(format!("attribute `{name}` must be a float")),
         }

@@ -58,6 +58,9 @@ impl Converter<'_> {
         let bound = |c: Option<Rc<Constant>>, what: &str| -> Result<Option<f32>, String> {
             match c {
                 None => Ok(None),
+                Some(c) if c.data.to_f32().iter().any(|v| v.is_nan()) => {
+                    Err(format!("`{what}` is NaN"))
+                }
                 Some(c) if c.data.len() == 1 => Ok(c.data.to_f32().first().copied()),
                 Some(_) => Err(format!("`{what}` must be a scalar")),
             }

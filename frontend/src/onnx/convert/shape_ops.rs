@@ -379,6 +379,9 @@ impl Converter<'_> {
             .constant(node, 2, "the constant value")?
             .and_then(|c| c.data.to_f32().first().copied())
             .unwrap_or(0.0);
+        if value.is_nan() {
+            return Err("the constant value is NaN".into());
+        }
         let axes = match self.constant(node, 3, "the axes")? {
             Some(c) => int_list(&c)
                 .iter()
