@@ -175,6 +175,12 @@ def operators():
     single("conv_transpose/output_shape", 17, [img], lambda g, x: g.node(
         "ConvTranspose", [x[0], g.weight("w", [4, 2, 3, 3])], strides=[2, 2],
         output_shape=[18, 18]))
+    single("conv_transpose/same_upper_crops_the_end", 17, [img], lambda g, x: g.node(
+        "ConvTranspose", [x[0], g.weight("w", [4, 2, 3, 3]), g.weight("b", [2])], strides=[2, 2],
+        auto_pad="SAME_UPPER"))
+    single("conv_transpose/asymmetric_pads", 17, [img], lambda g, x: g.node(
+        "ConvTranspose", [x[0], g.weight("w", [4, 2, 3, 3])], strides=[2, 1], pads=[0, 2, 1, 0],
+        output_padding=[1, 0]))
     single("conv_transpose/same_lower", 17, [img], lambda g, x: g.node(
         "ConvTranspose", [x[0], g.weight("w", [4, 2, 3, 3])], strides=[2, 2],
         auto_pad="SAME_LOWER"))
@@ -294,6 +300,8 @@ def operators():
             "Pad", [x[0], g.init("p", np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64)),
                     g.init("v", np.array(0.5, np.float32)) if mode == "constant" else ""],
             mode=mode))
+    single("shape/pad_negative_crops", 17, [img], lambda g, x: g.node(
+        "Pad", [x[0], g.init("p", np.array([0, -1, 2, -3, 0, 0, -1, 1], np.int64))], mode="edge"))
     single("shape/pad_axes_opset18", 18, [img], lambda g, x: g.node(
         "Pad", [x[0], g.init("p", np.array([1, 0, 2, 3], np.int64)), "",
                 g.init("a", np.array([1, 3], np.int64))]))

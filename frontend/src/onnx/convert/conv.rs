@@ -319,22 +319,28 @@ impl Converter<'_> {
                 };
             }
         }
-        // nnc trims `pad` from both ends and then adds `output_padding` at
-        // the end, so fewer pads at the end become more output padding.
-        let mut extra = [0usize; 2];
+        // nnc trims `pad` from both ends, then adds `output_padding` at the
+        // end. Fewer pads at the end than at the start become more output
+        // padding while that stays below the stride; otherwise the conv
+        // trims the smaller pad and a crop (a `pad` with negative pads)
+        // after it trims the rest.
+        let (mut pad, mut extra) = ([0usize; 2], [0usize; 2]);
+        let (mut crop_begin, mut crop_end) = ([0usize; 2], [0usize; 2]);
         for i in 0..2 {
-            if w.end[i] > w.begin[i] {
+            let (b, e) = (w.begin[i], w.end[i]);
+            let limit = w.stride[i].max(w.dilation[i]);
+            if output_padding[i] >= limit {
                 return Err(format!(
-                    "pads {:?} trim more at the end than at the start; nnc's conv_transpose2d cannot express that",
-                    [w.begin, w.end]
+                    "output_padding {} must be smaller than stride or dilation",
+                    output_padding[i]
                 ));
             }
-            extra[i] = output_padding[i] + w.begin[i] - w.end[i];
-            if extra[i] >= w.stride[i].max(w.dilation[i]) {
-                return Err(format!(
-                    "the output padding {} (output_padding plus the pad difference) must be smaller than stride or dilation",
-                    extra[i]
-                ));
+            if e <= b && output_padding[i] + b - e < limit {
+                (pad[i], extra[i]) = (b, output_padding[i] + b - e);
+            } else {
+                pad[i] = b.min(e);
+                extra[i] = output_padding[i];
+                (crop_begin[i], crop_end[i]) = (b - pad[i], e - pad[i]);
             }
         }
         let mut shape = vec![x.1[0], m, 0, 0];
@@ -342,9 +348,11 @@ impl Converter<'_> {
             let full =
                 w.stride[i] * (spatial[i] - 1) + w.dilation[i] * (w.kernel[i] - 1) + 1 + extra[i];
             shape[2 + i] = full
-                .checked_sub(2 * w.begin[i])
+                .checked_sub(2 * pad[i] + crop_begin[i] + crop_end[i])
                 .filter(|&s| s >= 1)
-                .ok_or_else(|| "the pads leave no output".to_string())?;
+                .ok_or_else(|| "the pads leave no output".to_string())?
+                + crop_begin[i]
+                + crop_end[i];
         }
         let owner = owner_of(node.input[1].as_str()).map(str::to_string);
         let target = self.binding(node, owner.as_deref());
@@ -355,8 +363,8 @@ impl Converter<'_> {
         if w.stride != [1, 1] {
             kw_args.push(("stride", emit::pair(w.stride)));
         }
-        if w.begin != [0, 0] {
-            kw_args.push(("pad", emit::pair(w.begin)));
+        if pad != [0, 0] {
+            kw_args.push(("pad", emit::pair(pad)));
         }
         if extra != [0, 0] {
             kw_args.push(("output_padding", emit::pair(extra)));
@@ -377,7 +385,37 @@ impl Converter<'_> {
             }
             self.weight(&target, "bias", vec![m], b.data.to_f32());
         }
-        one(self.emit(target, "conv_transpose2d", &[x.0], kw_args, shape))
+        let y = self.emit(
+            target.clone(),
+            "conv_transpose2d",
+            &[x.0],
+            kw_args,
+            shape.clone(),
+        );
+        if crop_begin == [0, 0] && crop_end == [0, 0] {
+            return one(y);
+        }
+        let negative = |v: usize| -(v as i64);
+        let pads = [
+            0,
+            0,
+            negative(crop_begin[0]),
+            negative(crop_begin[1]),
+            0,
+            0,
+            negative(crop_end[0]),
+            negative(crop_end[1]),
+        ];
+        shape[2] -= crop_begin[0] + crop_end[0];
+        shape[3] -= crop_begin[1] + crop_end[1];
+        let cropped = self.helper(&target, "crop");
+        one(self.emit(
+            cropped,
+            "pad",
+            &[target],
+            vec![("pads", emit::ints(pads))],
+            shape,
+        ))
     }
 
     pub(super) fn pool(&mut self, node: &NodeProto, a: &mut Attrs<'_>) -> Outputs {
