@@ -167,6 +167,20 @@ def operators():
     single("conv/valid_depthwise", 13, [img], lambda g, x: g.node(
         "Conv", [x[0], g.weight("w", [8, 1, 3, 3]), g.weight("b", [8])], group=4,
         auto_pad="VALID"))
+    seq = [2, 4, 11]
+    single("conv1d/conv_stride_dilation_group_pads", 17, [seq], lambda g, x: g.node(
+        "Conv", [x[0], g.weight("conv.weight", [6, 2, 3]), g.weight("conv.bias", [6])],
+        strides=[2], dilations=[2], group=2, pads=[1, 2]))
+    single("conv1d/conv_same_upper", 17, [seq], lambda g, x: g.node(
+        "Conv", [x[0], g.weight("w", [3, 4, 4])], auto_pad="SAME_UPPER"))
+    single("conv1d/conv_transpose", 17, [seq], lambda g, x: g.node(
+        "ConvTranspose", [x[0], g.weight("w", [4, 3, 3])], strides=[2], pads=[1, 0],
+        output_padding=[1]))
+    single("conv1d/max_pool", 17, [seq], lambda g, x: g.node(
+        "MaxPool", [x[0]], kernel_shape=[3], strides=[2], pads=[1, 1]))
+    single("conv1d/avg_pool_ceil", 17, [seq], lambda g, x: g.node(
+        "AveragePool", [x[0]], kernel_shape=[2], strides=[2], ceil_mode=1))
+    single("conv1d/global_average", 17, [seq], lambda g, x: g.node("GlobalAveragePool", [x[0]]))
     single("conv_transpose/stride_pad_output_padding", 17, [img], lambda g, x: g.node(
         "ConvTranspose", [x[0], g.weight("w", [4, 3, 3, 3]), g.weight("b", [3])],
         strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 0]))

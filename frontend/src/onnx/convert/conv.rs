@@ -7,9 +7,10 @@
 //! counts padding.
 
 use super::attrs::Attrs;
-use super::{one, owner_of, Converter, Outputs};
+use super::{one, owner_of, Converter, Outputs, Val};
 use crate::onnx::emit;
 use crate::onnx::proto::NodeProto;
+use std::rc::Rc;
 
 /// The smallest `f32`, which a max pool never picks over a real value; the
 /// `.nn` language has no infinity literal.
@@ -494,5 +495,76 @@ impl Converter<'_> {
         };
         let target = self.binding(node, None);
         one(self.emit(target, "global_avg_pool", &[x.0], vec![], vec![n, c, 1, 1]))
+    }
+}
+
+impl Converter<'_> {
+    /// A 1-D window op (`[N, C, L]` input) as the 2-D op over
+    /// `[N, C, 1, L]`: the input is reshaped, a weight `[.., .., k]` read as
+    /// `[.., .., 1, k]`, the attributes lifted, and the result reshaped back.
+    pub(super) fn window_1d(
+        &mut self,
+        node: &NodeProto,
+        a: &mut Attrs<'_>,
+        convert: fn(&mut Self, &NodeProto, &mut Attrs<'_>) -> Outputs,
+    ) -> Outputs {
+        let Some(Val::Dyn { path, shape }) = self.arg(node, 0)? else {
+            return convert(self, node, a);
+        };
+        let [n, c, l] = shape[..] else {
+            return convert(self, node, a);
+        };
+        let base = self.binding(node, None);
+        let lifted = self.helper(&base, "as_2d");
+        let dims = [n as i64, c as i64, 1, l as i64];
+        let x = self.emit(
+            lifted,
+            "reshape",
+            &[path],
+            vec![("shape", emit::ints(dims))],
+            vec![n, c, 1, l],
+        );
+        // Stand the lifted input and weight in for the originals while the
+        // 2-D converter runs.
+        let mut saved = Vec::new();
+        saved.push((
+            node.input[0].clone(),
+            self.values.insert(node.input[0].clone(), x),
+        ));
+        if let Some(Some(Val::Const(w))) = node.input.get(1).map(|i| self.values.get(i).cloned()) {
+            let mut dims = w.dims.clone();
+            if dims.len() == 3 {
+                dims.insert(2, 1);
+                let lifted = Val::Const(Rc::new(w.reshaped(dims)));
+                saved.push((
+                    node.input[1].clone(),
+                    self.values.insert(node.input[1].clone(), lifted),
+                ));
+            }
+        }
+        a.lift_1d();
+        let result = convert(self, node, a);
+        for (name, old) in saved.into_iter().rev() {
+            match old {
+                Some(v) => self.values.insert(name, v),
+                None => self.values.remove(&name),
+            };
+        }
+        let mut outs = result?;
+        if let Some(Some(Val::Dyn { path, shape })) = outs.first().cloned() {
+            let [n, m, _, l] = shape[..] else {
+                return Err(format!("internal: a 2-D window result of shape {shape:?}"));
+            };
+            let dims = [n as i64, m as i64, l as i64];
+            let y = self.emit(
+                base,
+                "reshape",
+                &[path],
+                vec![("shape", emit::ints(dims))],
+                vec![n, m, l],
+            );
+            outs[0] = Some(y);
+        }
+        Ok(outs)
     }
 }

@@ -334,10 +334,10 @@ impl<'g> Converter<'g> {
 
     fn dispatch(&mut self, node: &'g NodeProto, a: &mut Attrs<'g>) -> Outputs {
         match node.op_type() {
-            "Conv" => self.conv(node, a),
-            "ConvTranspose" => self.conv_transpose(node, a),
-            "MaxPool" | "AveragePool" => self.pool(node, a),
-            "GlobalAveragePool" => self.global_avg_pool(node),
+            "Conv" => self.window_1d(node, a, Self::conv),
+            "ConvTranspose" => self.window_1d(node, a, Self::conv_transpose),
+            "MaxPool" | "AveragePool" => self.window_1d(node, a, Self::pool),
+            "GlobalAveragePool" => self.window_1d(node, a, |c, node, _| c.global_avg_pool(node)),
             "BatchNormalization" => self.batch_norm(node, a),
             "InstanceNormalization" => self.instance_norm(node, a),
             "GroupNormalization" => self.group_norm(node, a),
