@@ -559,7 +559,13 @@ def errors():
                name="pad_wrap", mode="wrap")
     s = g.node("LSTM", [g.node("Reshape", [x, g.init("s", np.array([8, 4, 8], np.int64))])]
                + recurrent_weights(g, 4, 1, 3, 8), ["ly"], name="lstm_clip", hidden_size=3, clip=1.0)
-    g.output(g.node("Mul", [y, x]))
+    # Downstream of the unsupported Erf: a MaxPool with an unsupported
+    # attribute value, found through the shapes the model annotates.
+    y = g.node("MaxPool", [y], name="pool_after_erf", kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+               storage_order=0, ceil_mode=1, strides=[2, 2], auto_pad="NOTSET", dilations=[1, 1])
+    y = g.node("MaxPool", [y], name="pool_asymmetric_ceil", kernel_shape=[2, 2], pads=[0, 0, 1, 1],
+               ceil_mode=1)
+    g.output(g.node("Relu", [y]))
     g.output(z)
     g.output(s)
     model = g.model(19, "errors")

@@ -211,8 +211,13 @@ fn import_lists_every_unsupported_node() {
     ]);
     assert!(!o.status.success());
     let err = stderr(&o);
-    assert!(err.contains("3 unsupported nodes"), "{err}");
-    for node in ["`erf_node` (Erf", "`pad_wrap` (Pad", "`lstm_clip` (LSTM"] {
+    assert!(err.contains("4 unsupported nodes"), "{err}");
+    for node in [
+        "`erf_node` (Erf",
+        "`pad_wrap` (Pad",
+        "`lstm_clip` (LSTM",
+        "`pool_asymmetric_ceil` (MaxPool",
+    ] {
         assert!(err.contains(node), "{node} missing: {err}");
     }
     assert!(!out.exists());

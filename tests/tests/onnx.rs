@@ -243,17 +243,25 @@ fn every_unsupported_node_is_listed_at_once() {
         .iter()
         .map(|n| (n.node.as_str(), n.op_type.as_str()))
         .collect();
+    // `pool_asymmetric_ceil` reads the output of the Erf, which cannot be
+    // imported, and is listed for its own problem all the same (checked with
+    // the shapes the model annotates).
     assert_eq!(
         listed,
         [
             ("erf_node", "Erf"),
             ("pad_wrap", "Pad"),
-            ("lstm_clip", "LSTM")
+            ("lstm_clip", "LSTM"),
+            ("pool_asymmetric_ceil", "MaxPool")
         ],
         "{err}"
     );
     let text = err.to_string();
-    assert!(text.contains("3 unsupported nodes"), "{text}");
+    assert!(text.contains("4 unsupported nodes"), "{text}");
+    assert!(
+        text.contains("pads [0, 0] before and [1, 1] after"),
+        "{text}"
+    );
     assert!(
         text.contains("node `pad_wrap` (Pad, opset 19): mode \"wrap\" is not supported"),
         "{text}"
@@ -329,6 +337,8 @@ fn corrupted_models_fail_cleanly() {
         "softmax/opset11_axis1_flattens",
         "norm/layer_norm_axis1_broadcast_scale",
         "recurrent/lstm_bidirectional_states",
+        "errors/unsupported_nodes",
+        "conv1d/conv_transpose",
     ];
     let rounds: usize = std::env::var("NNC_FUZZ_ROUNDS")
         .ok()

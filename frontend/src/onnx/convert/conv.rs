@@ -442,15 +442,15 @@ impl Converter<'_> {
             (x, w.begin)
         } else if ceil {
             return Err(format!(
-                "pads {:?} are asymmetric or larger than half the kernel, which nnc pools support only without ceil_mode",
-                [w.begin, w.end]
+                "pads {:?} before and {:?} after are asymmetric or larger than half the kernel, which nnc pools support only without ceil_mode",
+                w.begin, w.end
             ));
         } else if max || count_include_pad {
             self.split_padding(&target, x, &w, true, if max { LOWEST } else { 0.0 })
         } else {
             return Err(format!(
-                "pads {:?} are asymmetric or larger than half the kernel, which nnc's avg_pool2d supports only with count_include_pad=1",
-                [w.begin, w.end]
+                "pads {:?} before and {:?} after are asymmetric or larger than half the kernel, which nnc's avg_pool2d supports only with count_include_pad=1",
+                w.begin, w.end
             ));
         };
         let sym = Window {

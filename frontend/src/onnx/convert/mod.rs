@@ -66,6 +66,9 @@ pub struct Converter<'g> {
     matmul_bias: HashMap<String, String>,
     /// Outputs of those `Add`s, and the `MatMul` output they stand for.
     absorbed_add: HashMap<String, String>,
+    /// Static shapes of float values that the model annotates (value_info,
+    /// graph outputs), for checking nodes downstream of a rejected one.
+    annotated: HashMap<&'g str, Vec<usize>>,
     problems: Vec<Unsupported>,
 }
 
@@ -134,6 +137,7 @@ impl<'g> Converter<'g> {
             used: HashSet::new(),
             matmul_bias: HashMap::new(),
             absorbed_add: HashMap::new(),
+            annotated: HashMap::new(),
             problems: Vec::new(),
         }
     }
@@ -144,6 +148,12 @@ impl<'g> Converter<'g> {
             self.used.extend(node.input.iter().map(String::as_str));
         }
         self.used.extend(graph.output.iter().map(|o| o.name()));
+        for info in graph.value_info.iter().chain(&graph.output) {
+            let shape = super::model::input_shape(info, &BTreeMap::new()).ok();
+            if let Some(shape) = shape.filter(|s| numel(s).is_some_and(|n| n <= MAX_ELEMENTS)) {
+                self.annotated.insert(info.name(), shape);
+            }
+        }
         for init in &graph.initializer {
             match super::model::tensor_to_constant(init, &self.data_dir) {
                 Ok(c) => {
@@ -283,41 +293,21 @@ impl<'g> Converter<'g> {
             );
             return poison(self);
         }
-        // A node reading a poisoned value is skipped: its producer was reported.
-        let poisoned = node
+        // A node reading a poisoned value cannot be imported; it is still
+        // checked, so that its own problems are listed too, when the model
+        // annotates the shapes of those values (see `check_downstream`).
+        let poisoned: Vec<&String> = node
             .input
             .iter()
-            .any(|i| matches!(self.values.get(i), Some(Val::Poisoned)));
-        if poisoned {
+            .filter(|i| matches!(self.values.get(*i), Some(Val::Poisoned)))
+            .collect();
+        if !poisoned.is_empty() {
+            if let Err(why) = self.check_downstream(node, &poisoned) {
+                self.problem(&label, node.op_type(), why);
+            }
             return poison(self);
         }
-        let mut attrs = Attrs::new(&node.attribute);
-        let result = self.dispatch(node, &mut attrs).and_then(|outs| {
-            // Shapes only grow through ops such as broadcasting, matmul and
-            // pad; bounding every result keeps all later products in range.
-            for v in outs.iter().flatten() {
-                if let Val::Dyn { shape, .. } = v {
-                    if numel(shape).is_none_or(|n| n > MAX_ELEMENTS) {
-                        return Err(format!("the result of shape {shape:?} is too large"));
-                    }
-                }
-            }
-            let unread = attrs.unread();
-            if let Some(a) = unread.first() {
-                return Err(format!("attribute `{a}` is not supported"));
-            }
-            for (i, out) in node.output.iter().enumerate() {
-                let missing = outs.get(i).is_none_or(Option::is_none);
-                if missing && !out.is_empty() && self.used.contains(out.as_str()) {
-                    return Err(format!(
-                        "output {i} (`{out}`) is used, but nnc computes only {}",
-                        describe_outputs(&outs)
-                    ));
-                }
-            }
-            Ok(outs)
-        });
-        match result {
+        match self.convert_checked(node) {
             Ok(outs) => {
                 for (out, val) in node.output.iter().zip(outs) {
                     if let Some(val) = val {
@@ -330,6 +320,87 @@ impl<'g> Converter<'g> {
                 poison(self);
             }
         }
+    }
+
+    /// Converts a node and checks what the converter cannot see alone:
+    /// result sizes, attributes nobody read, and outputs it does not
+    /// compute that are used.
+    fn convert_checked(&mut self, node: &'g NodeProto) -> Outputs {
+        let mut attrs = Attrs::new(&node.attribute);
+        let outs = self.dispatch(node, &mut attrs)?;
+        // Shapes only grow through ops such as broadcasting, matmul and
+        // pad; bounding every result keeps all later products in range.
+        for v in outs.iter().flatten() {
+            if let Val::Dyn { shape, .. } = v {
+                if numel(shape).is_none_or(|n| n > MAX_ELEMENTS) {
+                    return Err(format!("the result of shape {shape:?} is too large"));
+                }
+            }
+        }
+        if let Some(a) = attrs.unread().first() {
+            return Err(format!("attribute `{a}` is not supported"));
+        }
+        for (i, out) in node.output.iter().enumerate() {
+            let missing = outs.get(i).is_none_or(Option::is_none);
+            if missing && !out.is_empty() && self.used.contains(out.as_str()) {
+                return Err(format!(
+                    "output {i} (`{out}`) is used, but nnc computes only {}",
+                    describe_outputs(&outs)
+                ));
+            }
+        }
+        Ok(outs)
+    }
+
+    /// Converts a node whose `poisoned` inputs come from nodes that could
+    /// not be imported, with each such input standing in as a tensor of the
+    /// shape the model annotates for it, then undoes everything the
+    /// conversion wrote. Only float tensors stand in: a missing integer
+    /// value is usually a shape computation, which converters need as a
+    /// constant, and a stand-in would report a problem that is not there.
+    fn check_downstream(
+        &mut self,
+        node: &'g NodeProto,
+        poisoned: &[&String],
+    ) -> Result<(), String> {
+        let mut stand_ins = Vec::new();
+        for name in poisoned {
+            match self.annotated.get(name.as_str()) {
+                Some(shape) => stand_ins.push(((*name).clone(), shape.clone())),
+                None => return Ok(()), // Unknown shape: nothing to check with.
+            }
+        }
+        // Bindings are fresh names, so the weights the conversion adds are
+        // exactly the new names.
+        let body = self.body.len();
+        let weights: HashSet<String> = self.weights.names().map(str::to_string).collect();
+        let materialized = self.materialized.clone();
+        for (name, shape) in &stand_ins {
+            let path = format!("unimported.{}", self.names.fresh(name, "value"));
+            self.values.insert(
+                name.clone(),
+                Val::Dyn {
+                    path,
+                    shape: shape.clone(),
+                },
+            );
+        }
+        let result = self.convert_checked(node).map(|_| ());
+        for (name, _) in stand_ins {
+            self.values.insert(name, Val::Poisoned);
+        }
+        self.body.truncate(body);
+        let added: Vec<String> = self
+            .weights
+            .names()
+            .filter(|n| !weights.contains(*n))
+            .map(str::to_string)
+            .collect();
+        for name in added {
+            self.weights.remove(&name);
+        }
+        self.materialized = materialized;
+        result
     }
 
     fn dispatch(&mut self, node: &'g NodeProto, a: &mut Attrs<'g>) -> Outputs {
