@@ -245,6 +245,13 @@ def operators():
     single("pool/avg_same_upper_include_pad", 17, [img], lambda g, x: g.node(
         "AveragePool", [x[0]], kernel_shape=[2, 2], strides=[2, 2], auto_pad="SAME_UPPER",
         count_include_pad=1))
+    single("pool/max_ceil_asymmetric_pads", 17, [[1, 2, 5, 5]], lambda g, x: g.node(
+        "MaxPool", [x[0]], kernel_shape=[2, 2], strides=[2, 2], pads=[1, 0, 0, 1], ceil_mode=1))
+    single("pool/avg_ceil_asymmetric_include_pad", 17, [[1, 2, 5, 6]], lambda g, x: g.node(
+        "AveragePool", [x[0]], kernel_shape=[2, 3], strides=[2, 2], pads=[0, 1, 1, 2], ceil_mode=1,
+        count_include_pad=1))
+    single("pool/max_ceil_large_pads", 17, [[1, 2, 7, 7]], lambda g, x: g.node(
+        "MaxPool", [x[0]], kernel_shape=[3, 3], strides=[3, 3], pads=[2, 2, 2, 2], ceil_mode=1))
     single("pool/global_average", 17, [img], lambda g, x: g.node("GlobalAveragePool", [x[0]]))
     # Gemm and MatMul.
     single("linear/gemm_transb_alpha_beta", 17, [[3, 6]], lambda g, x: g.node(
@@ -563,8 +570,8 @@ def errors():
     # attribute value, found through the shapes the model annotates.
     y = g.node("MaxPool", [y], name="pool_after_erf", kernel_shape=[3, 3], pads=[1, 1, 1, 1],
                storage_order=0, ceil_mode=1, strides=[2, 2], auto_pad="NOTSET", dilations=[1, 1])
-    y = g.node("MaxPool", [y], name="pool_asymmetric_ceil", kernel_shape=[2, 2], pads=[0, 0, 1, 1],
-               ceil_mode=1)
+    y = g.node("AveragePool", [y], name="avg_pool_asymmetric", kernel_shape=[2, 2],
+               pads=[0, 0, 1, 1])
     g.output(g.node("Relu", [y]))
     g.output(z)
     g.output(s)

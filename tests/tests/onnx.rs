@@ -243,7 +243,7 @@ fn every_unsupported_node_is_listed_at_once() {
         .iter()
         .map(|n| (n.node.as_str(), n.op_type.as_str()))
         .collect();
-    // `pool_asymmetric_ceil` reads the output of the Erf, which cannot be
+    // `avg_pool_asymmetric` reads the output of the Erf, which cannot be
     // imported, and is listed for its own problem all the same (checked with
     // the shapes the model annotates).
     assert_eq!(
@@ -252,7 +252,7 @@ fn every_unsupported_node_is_listed_at_once() {
             ("erf_node", "Erf"),
             ("pad_wrap", "Pad"),
             ("lstm_clip", "LSTM"),
-            ("pool_asymmetric_ceil", "MaxPool")
+            ("avg_pool_asymmetric", "AveragePool")
         ],
         "{err}"
     );

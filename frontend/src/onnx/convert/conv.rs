@@ -438,13 +438,13 @@ impl Converter<'_> {
         }
         let target = self.binding(node, None);
         let symmetric = w.begin == w.end && (0..2).all(|i| w.begin[i] <= w.kernel[i] / 2);
+        // The output size ONNX Runtime computes, with the pads as given.
+        let mut expected = [0usize; 2];
+        for (i, e) in expected.iter_mut().enumerate() {
+            *e = out_size(spatial[i], &w, i, ceil)?;
+        }
         let (x, pad) = if symmetric {
             (x, w.begin)
-        } else if ceil {
-            return Err(format!(
-                "pads {:?} before and {:?} after are asymmetric or larger than half the kernel, which nnc pools support only without ceil_mode",
-                w.begin, w.end
-            ));
         } else if max || count_include_pad {
             self.split_padding(&target, x, &w, true, if max { LOWEST } else { 0.0 })
         } else {
@@ -479,8 +479,31 @@ impl Converter<'_> {
             kw_args.push(("count_include_pad", emit::boolean(false)));
         }
         let callee = if max { "max_pool2d" } else { "avg_pool2d" };
+        // With explicit padding and ceil_mode, the rule that the last window
+        // starts inside the input or the left padding sees the right
+        // padding as input and may keep one more window; crop it.
+        let crop = [
+            shape[2] - expected[0].min(shape[2]),
+            shape[3] - expected[1].min(shape[3]),
+        ];
+        if crop == [0, 0] {
+            return Ok(vec![
+                Some(self.emit(target, callee, &[x.0], kw_args, shape)),
+                None,
+            ]);
+        }
+        let pooled = self.helper(&target, "pool");
+        self.emit(pooled.clone(), callee, &[x.0], kw_args, shape.clone());
+        let pads = [0, 0, 0, 0, 0, 0, -(crop[0] as i64), -(crop[1] as i64)];
+        let out = vec![shape[0], shape[1], expected[0], expected[1]];
         Ok(vec![
-            Some(self.emit(target, callee, &[x.0], kw_args, shape)),
+            Some(self.emit(
+                target,
+                "pad",
+                &[pooled],
+                vec![("pads", emit::ints(pads))],
+                out,
+            )),
             None,
         ])
     }
