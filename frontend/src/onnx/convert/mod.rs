@@ -6,9 +6,9 @@
 //! shape that the importer tracks, because ops such as `Shape`, `Reshape`
 //! with `0` dims, `Flatten` and `auto_pad` need it. A constant used where a
 //! tensor is needed becomes a `constant` binding. A node that cannot be
-//! converted is recorded with the reason and its outputs are poisoned, so
-//! that its users are skipped instead of failing again; import then reports
-//! every such node at once.
+//! converted is recorded with the reason and its outputs are poisoned; its
+//! users are then only checked (with the shapes the model annotates), not
+//! converted, and import reports every problem at once.
 
 mod attrs;
 mod conv;
