@@ -646,7 +646,10 @@ def main():
     if args.full:
         full_size(args.full)
         return
-    shutil.rmtree(ROOT, ignore_errors=True)
+    # Every fixture is remade; the README stays.
+    for entry in os.listdir(ROOT) if os.path.isdir(ROOT) else []:
+        if os.path.isdir(os.path.join(ROOT, entry)):
+            shutil.rmtree(os.path.join(ROOT, entry))
     operators()
     resnet_small()
     mobilenet_small()
