@@ -252,6 +252,13 @@ def operators():
         count_include_pad=1))
     single("pool/max_ceil_large_pads", 17, [[1, 2, 7, 7]], lambda g, x: g.node(
         "MaxPool", [x[0]], kernel_shape=[3, 3], strides=[3, 3], pads=[2, 2, 2, 2], ceil_mode=1))
+    single("pool/avg_exclude_pad_asymmetric", 17, [[1, 2, 6, 7]], lambda g, x: g.node(
+        "AveragePool", [x[0]], kernel_shape=[3, 2], strides=[2, 2], pads=[0, 1, 2, 1]))
+    single("pool/avg_exclude_pad_same_upper_ceil", 17, [[1, 2, 7, 6]], lambda g, x: g.node(
+        "AveragePool", [x[0]], kernel_shape=[2, 3], strides=[2, 2], auto_pad="SAME_UPPER",
+        ceil_mode=1))
+    single("pool/avg_exclude_pad_ceil_large_pads", 17, [[1, 2, 7, 7]], lambda g, x: g.node(
+        "AveragePool", [x[0]], kernel_shape=[3, 3], strides=[3, 3], pads=[2, 2, 2, 2], ceil_mode=1))
     single("pool/global_average", 17, [img], lambda g, x: g.node("GlobalAveragePool", [x[0]]))
     # Gemm and MatMul.
     single("linear/gemm_transb_alpha_beta", 17, [[3, 6]], lambda g, x: g.node(
@@ -570,8 +577,8 @@ def errors():
     # attribute value, found through the shapes the model annotates.
     y = g.node("MaxPool", [y], name="pool_after_erf", kernel_shape=[3, 3], pads=[1, 1, 1, 1],
                storage_order=0, ceil_mode=1, strides=[2, 2], auto_pad="NOTSET", dilations=[1, 1])
-    y = g.node("AveragePool", [y], name="avg_pool_asymmetric", kernel_shape=[2, 2],
-               pads=[0, 0, 1, 1])
+    y = g.node("AveragePool", [y], name="avg_pool_dilated", kernel_shape=[2, 2],
+               dilations=[2, 2])
     g.output(g.node("Relu", [y]))
     g.output(z)
     g.output(s)

@@ -216,7 +216,7 @@ fn import_lists_every_unsupported_node() {
         "`erf_node` (Erf",
         "`pad_wrap` (Pad",
         "`lstm_clip` (LSTM",
-        "`avg_pool_asymmetric` (AveragePool",
+        "`avg_pool_dilated` (AveragePool",
     ] {
         assert!(err.contains(node), "{node} missing: {err}");
     }

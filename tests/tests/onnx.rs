@@ -243,7 +243,7 @@ fn every_unsupported_node_is_listed_at_once() {
         .iter()
         .map(|n| (n.node.as_str(), n.op_type.as_str()))
         .collect();
-    // `avg_pool_asymmetric` reads the output of the Erf, which cannot be
+    // `avg_pool_dilated` reads the output of the Erf, which cannot be
     // imported, and is listed for its own problem all the same (checked with
     // the shapes the model annotates).
     assert_eq!(
@@ -252,14 +252,14 @@ fn every_unsupported_node_is_listed_at_once() {
             ("erf_node", "Erf"),
             ("pad_wrap", "Pad"),
             ("lstm_clip", "LSTM"),
-            ("avg_pool_asymmetric", "AveragePool")
+            ("avg_pool_dilated", "AveragePool")
         ],
         "{err}"
     );
     let text = err.to_string();
     assert!(text.contains("4 unsupported nodes"), "{text}");
     assert!(
-        text.contains("pads [0, 0] before and [1, 1] after"),
+        text.contains("average pooling with dilations is not supported"),
         "{text}"
     );
     assert!(

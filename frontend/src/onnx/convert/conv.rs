@@ -8,6 +8,7 @@
 
 use super::attrs::Attrs;
 use super::{one, owner_of, Converter, Outputs, Val};
+use crate::onnx::constant::{Constant, Data};
 use crate::onnx::emit;
 use crate::onnx::proto::NodeProto;
 use std::rc::Rc;
@@ -133,6 +134,38 @@ fn out_size(input: usize, w: &Window, i: usize, ceil: bool) -> Result<usize, Str
         out -= 1;
     }
     Ok(out)
+}
+
+/// Per output position of an average pool over the explicitly padded
+/// input: the window's area (clipped to the padded input, as nnc divides)
+/// over its number of real input elements (as ONNX divides without
+/// `count_include_pad`).
+fn exclude_pad_factor(
+    w: &Window,
+    spatial: [usize; 2],
+    out: [usize; 2],
+) -> Result<Vec<f32>, String> {
+    let per_dim = |i: usize| -> Result<Vec<f32>, String> {
+        let padded = spatial[i] + w.begin[i] + w.end[i];
+        (0..out[i])
+            .map(|o| {
+                let start = o * w.stride[i];
+                let end = (start + w.kernel[i]).min(padded);
+                let real = (start..end)
+                    .filter(|&p| p >= w.begin[i] && p < w.begin[i] + spatial[i])
+                    .count();
+                if real == 0 {
+                    return Err("a window covers only padding".to_string());
+                }
+                Ok((end - start) as f32 / real as f32)
+            })
+            .collect()
+    };
+    let (rows, cols) = (per_dim(0)?, per_dim(1)?);
+    Ok(rows
+        .iter()
+        .flat_map(|r| cols.iter().map(move |c| r * c))
+        .collect())
 }
 
 fn spatial_of(shape: &[usize]) -> Result<[usize; 2], String> {
@@ -443,15 +476,15 @@ impl Converter<'_> {
         for (i, e) in expected.iter_mut().enumerate() {
             *e = out_size(spatial[i], &w, i, ceil)?;
         }
+        // Average pooling that excludes padding, with pads nnc cannot take:
+        // pool the zero-padded input counting the padding, then rescale
+        // each output by its window's area over its count of real
+        // elements, a constant of the output position.
+        let rescale = !symmetric && !max && !count_include_pad;
         let (x, pad) = if symmetric {
             (x, w.begin)
-        } else if max || count_include_pad {
-            self.split_padding(&target, x, &w, true, if max { LOWEST } else { 0.0 })
         } else {
-            return Err(format!(
-                "pads {:?} before and {:?} after are asymmetric or larger than half the kernel, which nnc's avg_pool2d supports only with count_include_pad=1",
-                w.begin, w.end
-            ));
+            self.split_padding(&target, x, &w, true, if max { LOWEST } else { 0.0 })
         };
         let sym = Window {
             begin: pad,
@@ -475,7 +508,7 @@ impl Converter<'_> {
         if ceil {
             kw_args.push(("ceil_mode", emit::boolean(true)));
         }
-        if !max && !count_include_pad {
+        if !max && !count_include_pad && !rescale {
             kw_args.push(("count_include_pad", emit::boolean(false)));
         }
         let callee = if max { "max_pool2d" } else { "avg_pool2d" };
@@ -486,24 +519,45 @@ impl Converter<'_> {
             shape[2] - expected[0].min(shape[2]),
             shape[3] - expected[1].min(shape[3]),
         ];
-        if crop == [0, 0] {
-            return Ok(vec![
-                Some(self.emit(target, callee, &[x.0], kw_args, shape)),
-                None,
-            ]);
-        }
-        let pooled = self.helper(&target, "pool");
-        self.emit(pooled.clone(), callee, &[x.0], kw_args, shape.clone());
-        let pads = [0, 0, 0, 0, 0, 0, -(crop[0] as i64), -(crop[1] as i64)];
+        let cropping = crop != [0, 0];
+        let mut stage = if cropping || rescale {
+            self.helper(&target, "pool")
+        } else {
+            target.clone()
+        };
+        self.emit(stage.clone(), callee, &[x.0], kw_args, shape.clone());
         let out = vec![shape[0], shape[1], expected[0], expected[1]];
-        Ok(vec![
-            Some(self.emit(
-                target,
+        if cropping {
+            let pads = [0, 0, 0, 0, 0, 0, -(crop[0] as i64), -(crop[1] as i64)];
+            let name = if rescale {
+                self.helper(&target, "crop")
+            } else {
+                target.clone()
+            };
+            self.emit(
+                name.clone(),
                 "pad",
-                &[pooled],
+                &[stage],
                 vec![("pads", emit::ints(pads))],
-                out,
-            )),
+                out.clone(),
+            );
+            stage = name;
+        }
+        if rescale {
+            let factor = exclude_pad_factor(&w, spatial, expected)?;
+            let c = Constant {
+                dims: vec![1, 1, expected[0], expected[1]],
+                data: Data::F32(factor),
+            };
+            let scale = self.materialize(&format!("{target}.count_scale"), &c);
+            self.emit(target.clone(), "mul", &[stage, scale], vec![], out.clone());
+            stage = target;
+        }
+        Ok(vec![
+            Some(Val::Dyn {
+                path: stage,
+                shape: out,
+            }),
             None,
         ])
     }
