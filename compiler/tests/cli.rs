@@ -229,36 +229,3 @@ fn import_lists_every_unsupported_node() {
         stderr(&o)
     );
 }
-
-#[test]
-fn import_takes_sizes_for_symbolic_dims() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("m.nn");
-    let model = "tests/cases/onnx/errors/symbolic_batch/model.onnx";
-    let o = nnc(&["import", model, "-o", out.to_str().unwrap()]);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("--dim batch=SIZE"), "{}", stderr(&o));
-    let o = nnc(&[
-        "import",
-        model,
-        "-o",
-        out.to_str().unwrap(),
-        "--dim",
-        "batch=2",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let text = std::fs::read_to_string(&out).unwrap();
-    assert!(text.starts_with("# imported from "), "{text}");
-    assert!(text.contains("input x: f32[2, 3, 4, 4]"), "{text}");
-    let o = nnc(&["check", out.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let o = nnc(&[
-        "import",
-        model,
-        "-o",
-        out.to_str().unwrap(),
-        "--dim",
-        "batch=0",
-    ]);
-    assert!(!o.status.success());
-}
