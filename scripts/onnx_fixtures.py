@@ -167,6 +167,20 @@ def operators():
     single("conv/valid_depthwise", 13, [img], lambda g, x: g.node(
         "Conv", [x[0], g.weight("w", [8, 1, 3, 3]), g.weight("b", [8])], group=4,
         auto_pad="VALID"))
+    seq = [2, 4, 11]
+    single("conv1d/conv_stride_dilation_group_pads", 17, [seq], lambda g, x: g.node(
+        "Conv", [x[0], g.weight("conv.weight", [6, 2, 3]), g.weight("conv.bias", [6])],
+        strides=[2], dilations=[2], group=2, pads=[1, 2]))
+    single("conv1d/conv_same_upper", 17, [seq], lambda g, x: g.node(
+        "Conv", [x[0], g.weight("w", [3, 4, 4])], auto_pad="SAME_UPPER"))
+    single("conv1d/conv_transpose", 17, [seq], lambda g, x: g.node(
+        "ConvTranspose", [x[0], g.weight("w", [4, 3, 3])], strides=[2], pads=[1, 0],
+        output_padding=[1]))
+    single("conv1d/max_pool", 17, [seq], lambda g, x: g.node(
+        "MaxPool", [x[0]], kernel_shape=[3], strides=[2], pads=[1, 1]))
+    single("conv1d/avg_pool_ceil", 17, [seq], lambda g, x: g.node(
+        "AveragePool", [x[0]], kernel_shape=[2], strides=[2], ceil_mode=1))
+    single("conv1d/global_average", 17, [seq], lambda g, x: g.node("GlobalAveragePool", [x[0]]))
     single("conv_transpose/stride_pad_output_padding", 17, [img], lambda g, x: g.node(
         "ConvTranspose", [x[0], g.weight("w", [4, 3, 3, 3]), g.weight("b", [3])],
         strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 0]))
@@ -175,6 +189,12 @@ def operators():
     single("conv_transpose/output_shape", 17, [img], lambda g, x: g.node(
         "ConvTranspose", [x[0], g.weight("w", [4, 2, 3, 3])], strides=[2, 2],
         output_shape=[18, 18]))
+    single("conv_transpose/same_upper_crops_the_end", 17, [img], lambda g, x: g.node(
+        "ConvTranspose", [x[0], g.weight("w", [4, 2, 3, 3]), g.weight("b", [2])], strides=[2, 2],
+        auto_pad="SAME_UPPER"))
+    single("conv_transpose/asymmetric_pads", 17, [img], lambda g, x: g.node(
+        "ConvTranspose", [x[0], g.weight("w", [4, 2, 3, 3])], strides=[2, 1], pads=[0, 2, 1, 0],
+        output_padding=[1, 0]))
     single("conv_transpose/same_lower", 17, [img], lambda g, x: g.node(
         "ConvTranspose", [x[0], g.weight("w", [4, 2, 3, 3])], strides=[2, 2],
         auto_pad="SAME_LOWER"))
@@ -225,6 +245,20 @@ def operators():
     single("pool/avg_same_upper_include_pad", 17, [img], lambda g, x: g.node(
         "AveragePool", [x[0]], kernel_shape=[2, 2], strides=[2, 2], auto_pad="SAME_UPPER",
         count_include_pad=1))
+    single("pool/max_ceil_asymmetric_pads", 17, [[1, 2, 5, 5]], lambda g, x: g.node(
+        "MaxPool", [x[0]], kernel_shape=[2, 2], strides=[2, 2], pads=[1, 0, 0, 1], ceil_mode=1))
+    single("pool/avg_ceil_asymmetric_include_pad", 17, [[1, 2, 5, 6]], lambda g, x: g.node(
+        "AveragePool", [x[0]], kernel_shape=[2, 3], strides=[2, 2], pads=[0, 1, 1, 2], ceil_mode=1,
+        count_include_pad=1))
+    single("pool/max_ceil_large_pads", 17, [[1, 2, 7, 7]], lambda g, x: g.node(
+        "MaxPool", [x[0]], kernel_shape=[3, 3], strides=[3, 3], pads=[2, 2, 2, 2], ceil_mode=1))
+    single("pool/avg_exclude_pad_asymmetric", 17, [[1, 2, 6, 7]], lambda g, x: g.node(
+        "AveragePool", [x[0]], kernel_shape=[3, 2], strides=[2, 2], pads=[0, 1, 2, 1]))
+    single("pool/avg_exclude_pad_same_upper_ceil", 17, [[1, 2, 7, 6]], lambda g, x: g.node(
+        "AveragePool", [x[0]], kernel_shape=[2, 3], strides=[2, 2], auto_pad="SAME_UPPER",
+        ceil_mode=1))
+    single("pool/avg_exclude_pad_ceil_large_pads", 17, [[1, 2, 7, 7]], lambda g, x: g.node(
+        "AveragePool", [x[0]], kernel_shape=[3, 3], strides=[3, 3], pads=[2, 2, 2, 2], ceil_mode=1))
     single("pool/global_average", 17, [img], lambda g, x: g.node("GlobalAveragePool", [x[0]]))
     # Gemm and MatMul.
     single("linear/gemm_transb_alpha_beta", 17, [[3, 6]], lambda g, x: g.node(
@@ -236,6 +270,8 @@ def operators():
         "Gemm", [x[0], g.weight("b", [6, 4]), g.init("c", np.array([0.7], np.float32))]))
     single("linear/gemm_dynamic_b", 17, [[3, 5], [4, 5]], lambda g, x: g.node(
         "Gemm", [x[0], x[1], g.weight("c", [4])], transB=1, alpha=1.5))
+    single("linear/gemm_dynamic_c_beta", 17, [[3, 5], [3, 1]], lambda g, x: g.node(
+        "Gemm", [x[0], g.weight("b", [5, 4]), x[1]], beta=-0.5))
     single("linear/matmul_constant", 17, [[2, 3, 6]], lambda g, x: g.node(
         "MatMul", [x[0], g.weight("w", [6, 5])]))
     single("linear/matmul_add_bias", 17, [[2, 3, 6]], lambda g, x: g.node("Add", [
@@ -292,6 +328,8 @@ def operators():
             "Pad", [x[0], g.init("p", np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64)),
                     g.init("v", np.array(0.5, np.float32)) if mode == "constant" else ""],
             mode=mode))
+    single("shape/pad_negative_crops", 17, [img], lambda g, x: g.node(
+        "Pad", [x[0], g.init("p", np.array([0, -1, 2, -3, 0, 0, -1, 1], np.int64))], mode="edge"))
     single("shape/pad_axes_opset18", 18, [img], lambda g, x: g.node(
         "Pad", [x[0], g.init("p", np.array([1, 0, 2, 3], np.int64)), "",
                 g.init("a", np.array([1, 3], np.int64))]))
@@ -535,11 +573,23 @@ def errors():
                name="pad_wrap", mode="wrap")
     s = g.node("LSTM", [g.node("Reshape", [x, g.init("s", np.array([8, 4, 8], np.int64))])]
                + recurrent_weights(g, 4, 1, 3, 8), ["ly"], name="lstm_clip", hidden_size=3, clip=1.0)
-    g.output(g.node("Mul", [y, x]))
+    # Downstream of the unsupported Erf: a MaxPool with an unsupported
+    # attribute value, found through the shapes the model annotates.
+    y = g.node("MaxPool", [y], name="pool_after_erf", kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+               storage_order=0, ceil_mode=1, strides=[2, 2], auto_pad="NOTSET", dilations=[1, 1])
+    y = g.node("AveragePool", [y], name="avg_pool_dilated", kernel_shape=[2, 2],
+               dilations=[2, 2])
+    g.output(g.node("Relu", [y]))
     g.output(z)
     g.output(s)
     model = g.model(19, "errors")
     save("errors/unsupported_nodes", model, None)
+
+    # A symbolic batch dim, which needs `--dim batch=N`.
+    g = Graph(6)
+    x = g.input("x", ["batch", 3, 4, 4])
+    g.output(g.conv(x, "conv", 3, 2, 3, pad=1))
+    save("errors/symbolic_batch", g.model(17, "symbolic_batch"), None)
 
 
 def full_size(out_dir):
@@ -603,7 +653,10 @@ def main():
     if args.full:
         full_size(args.full)
         return
-    shutil.rmtree(ROOT, ignore_errors=True)
+    # Every fixture is remade; the README stays.
+    for entry in os.listdir(ROOT) if os.path.isdir(ROOT) else []:
+        if os.path.isdir(os.path.join(ROOT, entry)):
+            shutil.rmtree(os.path.join(ROOT, entry))
     operators()
     resnet_small()
     mobilenet_small()

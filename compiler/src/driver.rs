@@ -93,13 +93,20 @@ pub fn is_onnx(path: &Path) -> bool {
 
 /// Reads and compiles a `.nn` file, or imports and compiles an `.onnx` file.
 pub fn load_any(path: &Path) -> Result<Loaded, LoadError> {
-    if !is_onnx(path) {
-        return Ok(Loaded {
+    if is_onnx(path) {
+        import(path, &onnx::Options::default())
+    } else {
+        Ok(Loaded {
             model: load(path)?,
             weights: None,
-        });
+        })
     }
-    let imported = onnx::import_file(path)?;
+}
+
+/// Imports an `.onnx` file with options, prints it as `.nn` text and
+/// compiles that text.
+pub fn import(path: &Path, options: &onnx::Options) -> Result<Loaded, LoadError> {
+    let imported = onnx::import_file_with(path, options)?;
     let text = print_file(&imported.file);
     let source = SourceFile::new(format!("{} (imported)", path.display()), text);
     match compile_source(&source) {

@@ -149,6 +149,10 @@ enum Command {
         /// extension `.safetensors`.
         #[arg(long, value_name = "FILE")]
         weights: Option<PathBuf>,
+        /// The size of a symbolic input dim, such as `--dim batch=1`
+        /// (repeatable); nnc compiles static shapes.
+        #[arg(long = "dim", value_name = "NAME=SIZE", value_parser = parse_dim)]
+        dims: Vec<(String, usize)>,
     },
 }
 
@@ -482,20 +486,36 @@ fn execute(cli: Cli) -> Result<()> {
             model,
             output,
             weights,
-        } => import(&model, &output, weights)?,
+            dims,
+        } => import(&model, &output, weights, dims)?,
     }
     Ok(())
 }
 
 /// `nnc import`: writes the `.nn` text and the weights, after checking that
 /// the text compiles.
-fn import(model: &Path, output: &Path, weights: Option<PathBuf>) -> Result<()> {
+fn import(
+    model: &Path,
+    output: &Path,
+    weights: Option<PathBuf>,
+    dims: Vec<(String, usize)>,
+) -> Result<()> {
     if !driver::is_onnx(model) {
         bail!("`{}` is not an `.onnx` file", model.display());
     }
-    let loaded = load_with_weights(model)?;
+    let options = nnc_frontend::onnx::Options {
+        dims: dims.into_iter().collect(),
+    };
+    let loaded = driver::import(model, &options)?;
     let weights_path = weights.unwrap_or_else(|| output.with_extension("safetensors"));
-    std::fs::write(output, loaded.model.source.text())
+    // A comment says where the model and its weights came from; the parser
+    // skips it, so the text still reads back as the imported AST.
+    let header = format!(
+        "# imported from {} by nnc import; weights in {}\n",
+        model.display(),
+        weights_path.display()
+    );
+    std::fs::write(output, header + loaded.model.source.text())
         .with_context(|| format!("writing `{}`", output.display()))?;
     let tensors = loaded.weights.unwrap_or_default();
     nnc_runtime::save_safetensors(&weights_path, &tensors)?;
@@ -509,6 +529,17 @@ fn import(model: &Path, output: &Path, weights: Option<PathBuf>) -> Result<()> {
         weights_path.display()
     );
     Ok(())
+}
+
+/// Parses `NAME=SIZE` for `--dim`.
+fn parse_dim(s: &str) -> std::result::Result<(String, usize), String> {
+    let (name, size) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not NAME=SIZE"))?;
+    match size.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok((name.trim().to_string(), n)),
+        _ => Err(format!("the size in `{s}` is not a positive integer")),
+    }
 }
 
 fn unknown_pass(name: &str) -> anyhow::Error {

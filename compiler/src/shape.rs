@@ -1074,8 +1074,9 @@ fn infer_matmul(inputs: &[&TensorType]) -> SResult<TensorType> {
     Ok(TensorType::f32(shape))
 }
 
-/// `pad`: each dim grows by its two pads; `reflect` needs pads smaller than
-/// the dim, since the edge is not repeated.
+/// `pad`: each dim grows by its two pads (shrinks for negative ones, which
+/// crop) and must keep at least one element; `reflect` needs pads smaller
+/// than the dim, since the edge is not repeated.
 fn infer_pad(a: &PadAttrs, x: &TensorType) -> SResult<TensorType> {
     let rank = x.rank();
     if a.pads.len() != 2 * rank {
@@ -1092,21 +1093,20 @@ fn infer_pad(a: &PadAttrs, x: &TensorType) -> SResult<TensorType> {
     let mut shape = Vec::with_capacity(rank);
     for (d, &size) in x.shape.iter().enumerate() {
         let (before, after) = (a.pads[d], a.pads[rank + d]);
-        if a.mode == PadMode::Reflect && (before >= size || after >= size) {
+        if a.mode == PadMode::Reflect && (before >= size as i64 || after >= size as i64) {
             return Err(ShapeError::new(
                 format!("`pad` reflect pads {before} and {after} of dim {d} must be smaller than its size {size}"),
                 "pad too large to reflect",
             ));
         }
-        let grown = size
-            .checked_add(before)
-            .and_then(|s| s.checked_add(after))
-            .ok_or_else(|| {
-                ShapeError::new(
-                    "the padded shape of `pad` overflows",
-                    "this shape is too large to address",
-                )
-            })?;
+        let grown = size as i128 + i128::from(before) + i128::from(after);
+        let grown = usize::try_from(grown).ok().filter(|&g| g >= 1).ok_or_else(|| {
+            ShapeError::new(
+                format!("`pad` pads {before} and {after} leave dim {d} of size {size} with {grown} elements"),
+                "cropped to nothing",
+            )
+            .help("negative pads crop; they may not remove the whole dim")
+        })?;
         shape.push(grown);
     }
     Ok(TensorType::f32(shape))

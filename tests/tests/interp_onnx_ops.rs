@@ -401,3 +401,22 @@ fn final_states_chain_across_calls() {
     );
     assert!(matches!(bad, Err(InterpError::Operands { .. })), "{bad:?}");
 }
+
+#[test]
+fn negative_pads_crop() {
+    let x = tensor(&[2, 4], &[1., 2., 3., 4., 5., 6., 7., 8.]);
+    let a = PadAttrs {
+        pads: vec![-1, 1, 0, -2],
+        mode: PadMode::Edge,
+        value: 0.0,
+    };
+    // Row 0 cropped; one edge column before, two columns cropped after.
+    let y = interp::pad(&x, &a).unwrap();
+    assert_near(&y, &[1, 3], &[5., 5., 6.]);
+    let all = PadAttrs {
+        pads: vec![-1, 0, -1, 0],
+        mode: PadMode::Constant,
+        value: 0.0,
+    };
+    assert!(interp::pad(&x, &all).is_err());
+}

@@ -1,6 +1,6 @@
 //! `pad`: widens every dim by a number of elements before and after it,
 //! filled with a constant, the mirrored input (`reflect`) or the repeated
-//! edge (`edge`).
+//! edge (`edge`); a negative pad crops instead.
 
 use nnc_runtime::{format_shape, Tensor};
 
@@ -21,21 +21,28 @@ pub fn pad(x: &Tensor, a: &PadAttrs) -> Result<Tensor, InterpError> {
             ),
         ));
     }
-    let shape: Vec<usize> = (0..rank)
-        .map(|d| x.shape()[d] + a.pads[d] + a.pads[rank + d])
-        .collect();
+    let mut shape = Vec::with_capacity(rank);
     for (d, &size) in x.shape().iter().enumerate() {
-        let reach = a.pads[d].max(a.pads[rank + d]);
+        let (before, after) = (a.pads[d], a.pads[rank + d]);
+        let grown = usize::try_from(size as i128 + i128::from(before) + i128::from(after))
+            .ok()
+            .filter(|&g| g >= 1);
+        let reach = before.max(after);
         let fits = match a.mode {
             PadMode::Constant => true,
-            PadMode::Reflect => reach < size,
+            PadMode::Reflect => reach < size as i64,
             PadMode::Edge => size > 0,
         };
-        if !fits {
-            return Err(operands(
-                "pad",
-                format!("dim {d} of size {size} cannot be padded by {reach} in this mode"),
-            ));
+        match grown {
+            Some(g) if fits => shape.push(g),
+            _ => {
+                return Err(operands(
+                    "pad",
+                    format!(
+                    "dim {d} of size {size} cannot be padded by {before} and {after} in this mode"
+                ),
+                ))
+            }
         }
     }
     let mut out = Tensor::zeros(shape.clone())?;
@@ -45,7 +52,7 @@ pub fn pad(x: &Tensor, a: &PadAttrs) -> Result<Tensor, InterpError> {
         #[allow(clippy::needless_range_loop)] // `d` indexes the index, the pads and both shapes
         for d in 0..rank {
             let size = x.shape()[d] as i64;
-            let i = index[d] as i64 - a.pads[d] as i64;
+            let i = index[d] as i64 - a.pads[d];
             let source = if (0..size).contains(&i) {
                 Some(i)
             } else {

@@ -303,10 +303,10 @@ impl RecurrentAttrs {
 }
 
 /// `pad`: widens each dim by `pads[d]` elements before and `pads[rank + d]`
-/// after (ONNX's order).
+/// after (ONNX's order); a negative pad crops that many instead.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PadAttrs {
-    pub pads: Vec<usize>,
+    pub pads: Vec<i64>,
     pub mode: PadMode,
     /// The fill value of `PadMode::Constant`.
     pub value: f32,
@@ -865,7 +865,10 @@ impl Op {
             }
             Op::Sub | Op::Div | Op::MatMul => vec![],
             Op::Pad(a) => vec![
-                ("pads", list(&a.pads)),
+                ("pads", {
+                    let items: Vec<String> = a.pads.iter().map(i64::to_string).collect();
+                    format!("[{}]", items.join(", "))
+                }),
                 ("mode", format!("{:?}", a.mode.name())),
                 ("value", float(a.value)),
             ],

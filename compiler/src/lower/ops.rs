@@ -644,15 +644,7 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
         "matmul" => Op::MatMul,
         "pad" => {
             let pads = match r.ints("pads") {
-                Some(p) if p.iter().all(|&v| v >= 0) => p.iter().map(|&v| v as usize).collect(),
-                Some(_) => {
-                    let span = r.span_of("pads");
-                    r.errors.push(
-                        Diagnostic::error("`pad` pads must not be negative")
-                            .with_primary(span, "negative pad"),
-                    );
-                    Vec::new()
-                }
+                Some(p) => p,
                 None => {
                     if !r.args.iter().any(|a| a.name == "pads") {
                         r.missing("pads", "[0, 0, 1, 1, 0, 0, 1, 1]");

@@ -20,7 +20,11 @@ pub fn int(v: i64) -> Expr {
 /// A float attribute. An ONNX float is an `f32`; it is written as the
 /// shortest decimal that reads back as that `f32` (`1e-5`, not
 /// `9.999999747378752e-6`).
+///
+/// The language has no infinity literal; an infinity is written as the
+/// largest finite `f32` of its sign (the converters reject NaN).
 pub fn float(v: f32) -> Expr {
+    let v = v.clamp(f32::MIN, f32::MAX);
     let shortest: f64 = v.abs().to_string().parse().unwrap_or(f64::from(v.abs()));
     let magnitude = expr(ExprKind::Float(shortest));
     if v.is_sign_negative() {

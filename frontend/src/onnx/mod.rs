@@ -34,6 +34,7 @@ pub use model::{MAX_OPSET, MIN_OPSET};
 use crate::ast;
 use model::DataDir;
 use nnc_runtime::WeightSet;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// An imported model: the `.nn` AST and the weights it owns.
@@ -45,8 +46,21 @@ pub struct Imported {
     pub opset: i64,
 }
 
+/// Choices the model leaves open.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Sizes of symbolic input dims (`batch` in `f32[batch, 3, 224, 224]`),
+    /// by name; nnc compiles static shapes, so every symbol needs one.
+    pub dims: BTreeMap<String, usize>,
+}
+
 /// Imports an ONNX file; external data is read relative to its directory.
 pub fn import_file(path: &Path) -> Result<Imported, ImportError> {
+    import_file_with(path, &Options::default())
+}
+
+/// [`import_file`] with options.
+pub fn import_file_with(path: &Path, options: &Options) -> Result<Imported, ImportError> {
     let bytes = std::fs::read(path).map_err(|source| ImportError::Io {
         path: path.to_path_buf(),
         source,
@@ -58,7 +72,7 @@ pub fn import_file(path: &Path) -> Result<Imported, ImportError> {
             p
         }
     });
-    import_bytes(&bytes, path, dir)
+    import_bytes_with(&bytes, path, dir, options)
 }
 
 /// Imports an ONNX model from its bytes. `path` names it in errors and, for
@@ -68,6 +82,16 @@ pub fn import_bytes(
     bytes: &[u8],
     path: &Path,
     data_dir: Option<&Path>,
+) -> Result<Imported, ImportError> {
+    import_bytes_with(bytes, path, data_dir, &Options::default())
+}
+
+/// [`import_bytes`] with options.
+pub fn import_bytes_with(
+    bytes: &[u8],
+    path: &Path,
+    data_dir: Option<&Path>,
+    options: &Options,
 ) -> Result<Imported, ImportError> {
     let (model, opset) = model::decode(bytes, path)?;
     let Some(graph) = model.graph.as_ref() else {
@@ -79,7 +103,7 @@ pub fn import_bytes(
     let dir = DataDir {
         dir: data_dir.map(Path::to_path_buf),
     };
-    let converted = convert::Converter::new(opset, dir).run(graph);
+    let converted = convert::Converter::new(opset, dir, &options.dims).run(graph);
     if !converted.problems.is_empty() {
         return Err(ImportError::Unsupported {
             path: path.to_path_buf(),

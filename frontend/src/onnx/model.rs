@@ -5,6 +5,7 @@ use super::constant::{Constant, Data};
 use super::error::ImportError;
 use super::proto::{tensor_proto::DataLocation, tensor_proto::DataType, ModelProto, TensorProto};
 use prost::Message;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
 
 /// The oldest default-domain opset nnc imports. Older models differ in
@@ -233,28 +234,35 @@ fn read_external(t: &TensorProto, data_dir: &DataDir) -> Result<Vec<u8>, String>
     };
     let offset = number("offset")?.unwrap_or(0);
     let length = number("length")?;
-    let bytes = std::fs::read(&path).map_err(|e| {
+    // Read only this tensor's range: one file often holds every tensor.
+    let io = |e: std::io::Error| {
         format!(
             "tensor `{name}`: cannot read external data `{}`: {e}",
             path.display()
         )
-    })?;
-    let start = usize::try_from(offset).unwrap_or(usize::MAX);
-    let end = match length {
-        Some(l) => start.saturating_add(usize::try_from(l).unwrap_or(usize::MAX)),
-        None => bytes.len(),
     };
-    bytes.get(start..end).map(<[u8]>::to_vec).ok_or_else(|| {
-        format!(
-            "tensor `{name}`: external data `{}` has {} bytes, fewer than offset {offset} plus the length",
-            path.display(),
-            bytes.len()
-        )
-    })
+    let mut file = std::fs::File::open(&path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    let length = length.unwrap_or_else(|| size.saturating_sub(offset));
+    if offset.checked_add(length).is_none_or(|end| end > size) {
+        return Err(format!(
+            "tensor `{name}`: external data `{}` has {size} bytes, fewer than offset {offset} plus length {length}",
+            path.display()
+        ));
+    }
+    let mut bytes =
+        vec![0u8; usize::try_from(length).map_err(|_| format!("tensor `{name}` is too large"))?];
+    file.seek(SeekFrom::Start(offset)).map_err(io)?;
+    file.read_exact(&mut bytes).map_err(io)?;
+    Ok(bytes)
 }
 
-/// The static shape of a graph input, which must be `float`.
-pub fn input_shape(input: &super::proto::ValueInfoProto) -> Result<Vec<usize>, String> {
+/// The static shape of a graph input, which must be `float`; symbolic dims
+/// take their sizes from `dims`.
+pub fn input_shape(
+    input: &super::proto::ValueInfoProto,
+    dims: &std::collections::BTreeMap<String, usize>,
+) -> Result<Vec<usize>, String> {
     use super::proto::tensor_shape_proto::dimension::Value;
     use super::proto::type_proto::Value as Type;
     let Some(Type::TensorType(t)) = input.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
@@ -277,9 +285,12 @@ pub fn input_shape(input: &super::proto::ValueInfoProto) -> Result<Vec<usize>, S
         .enumerate()
         .map(|(i, d)| match &d.value {
             Some(Value::DimValue(v)) if *v >= 1 => Ok(*v as usize),
-            Some(Value::DimParam(p)) => Err(format!(
-                "dim {i} is the symbol `{p}`; nnc compiles static shapes (fix it, e.g. with onnx.tools.update_model_dims)"
-            )),
+            Some(Value::DimParam(p)) => match dims.get(p) {
+                Some(&size) if size >= 1 => Ok(size),
+                _ => Err(format!(
+                    "dim {i} is the symbol `{p}`; nnc compiles static shapes: give its size with `nnc import --dim {p}=SIZE`"
+                )),
+            },
             _ => Err(format!("dim {i} has no static size; nnc compiles static shapes")),
         })
         .collect()

@@ -61,3 +61,20 @@ fn constant_folds() {
         Some(Data::F32(vec![0.5, 1.0, 1.5, 2.0, 2.5, 3.0]))
     );
 }
+
+#[test]
+#[allow(clippy::panic)]
+fn floats_print_as_they_parse() {
+    use crate::ast::ExprKind;
+    use crate::printer::print_expr;
+    assert_eq!(print_expr(&super::emit::float(1e-5)), "1e-5");
+    assert_eq!(print_expr(&super::emit::float(-0.3)), "-0.3");
+    // No infinity literal: the largest finite float of the sign.
+    let lowest = super::emit::float(f32::NEG_INFINITY);
+    assert_eq!(print_expr(&lowest), "-3.4028235e38");
+    let ExprKind::Float(v) = super::emit::float(f32::INFINITY).kind else {
+        panic!("not a float");
+    };
+    // The shortest decimal of f32::MAX reads back as f32::MAX.
+    assert_eq!(v as f32, f32::MAX);
+}

@@ -9,6 +9,9 @@ use crate::onnx::proto::{attribute_proto::AttributeType, AttributeProto};
 pub struct Attrs<'n> {
     attrs: &'n [AttributeProto],
     read: Vec<&'n str>,
+    /// Read the per-spatial-dim lists of a 1-D window op as those of the
+    /// equivalent 2-D op over `[N, C, 1, L]`.
+    lift_1d: bool,
 }
 
 impl<'n> Attrs<'n> {
@@ -16,7 +19,15 @@ impl<'n> Attrs<'n> {
         Attrs {
             attrs,
             read: Vec::new(),
+            lift_1d: false,
         }
+    }
+
+    /// From now on, lists of one value per spatial dim gain a leading unit
+    /// dim: `kernel_shape=[k]` reads as `[1, k]`, `pads=[b, e]` as
+    /// `[0, b, 0, e]`, `output_padding=[p]` as `[0, p]`.
+    pub fn lift_1d(&mut self) {
+        self.lift_1d = true;
     }
 
     fn get(&mut self, name: &str) -> Option<&'n AttributeProto> {
@@ -47,6 +58,7 @@ impl<'n> Attrs<'n> {
     pub fn float(&mut self, name: &str, default: f32) -> Result<f32, String> {
         match self.get(name) {
             None => Ok(default),
+            Some(a) if a.f().is_nan() => Err(format!("attribute `{name}` is NaN")),
             Some(a) if a.r#type() == AttributeType::Float || a.f.is_some() => Ok(a.f()),
             Some(_) => Err(format!("attribute `{name}` must be a float")),
         }
@@ -56,7 +68,17 @@ impl<'n> Attrs<'n> {
         match self.get(name) {
             None => Ok(None),
             Some(a) if matches!(a.r#type(), AttributeType::Ints | AttributeType::Undefined) => {
-                Ok(Some(a.ints.clone()))
+                let mut v = a.ints.clone();
+                if self.lift_1d {
+                    match (name, v.len()) {
+                        ("pads", 2) => v = vec![0, v[0], 0, v[1]],
+                        ("kernel_shape" | "strides" | "dilations", 1) => v.insert(0, 1),
+                        ("output_padding", 1) => v.insert(0, 0),
+                        ("output_shape", n) if n >= 1 => v.insert(n - 1, 1),
+                        _ => {}
+                    }
+                }
+                Ok(Some(v))
             }
             Some(_) => Err(format!("attribute `{name}` must be a list of ints")),
         }

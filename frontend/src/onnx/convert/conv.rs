@@ -7,9 +7,11 @@
 //! counts padding.
 
 use super::attrs::Attrs;
-use super::{one, owner_of, Converter, Outputs};
+use super::{one, owner_of, Converter, Outputs, Val};
+use crate::onnx::constant::{Constant, Data};
 use crate::onnx::emit;
 use crate::onnx::proto::NodeProto;
+use std::rc::Rc;
 
 /// The smallest `f32`, which a max pool never picks over a real value; the
 /// `.nn` language has no infinity literal.
@@ -134,6 +136,38 @@ fn out_size(input: usize, w: &Window, i: usize, ceil: bool) -> Result<usize, Str
     Ok(out)
 }
 
+/// Per output position of an average pool over the explicitly padded
+/// input: the window's area (clipped to the padded input, as nnc divides)
+/// over its number of real input elements (as ONNX divides without
+/// `count_include_pad`).
+fn exclude_pad_factor(
+    w: &Window,
+    spatial: [usize; 2],
+    out: [usize; 2],
+) -> Result<Vec<f32>, String> {
+    let per_dim = |i: usize| -> Result<Vec<f32>, String> {
+        let padded = spatial[i] + w.begin[i] + w.end[i];
+        (0..out[i])
+            .map(|o| {
+                let start = o * w.stride[i];
+                let end = (start + w.kernel[i]).min(padded);
+                let real = (start..end)
+                    .filter(|&p| p >= w.begin[i] && p < w.begin[i] + spatial[i])
+                    .count();
+                if real == 0 {
+                    return Err("a window covers only padding".to_string());
+                }
+                Ok((end - start) as f32 / real as f32)
+            })
+            .collect()
+    };
+    let (rows, cols) = (per_dim(0)?, per_dim(1)?);
+    Ok(rows
+        .iter()
+        .flat_map(|r| cols.iter().map(move |c| r * c))
+        .collect())
+}
+
 fn spatial_of(shape: &[usize]) -> Result<[usize; 2], String> {
     match shape {
         [_, _, h, w] => Ok([*h, *w]),
@@ -174,8 +208,7 @@ impl Converter<'_> {
             kw.push(("value", emit::float(value)));
         }
         let target = self.helper(base, "pad");
-        let padded = self.emit(target.clone(), "pad", &[path], kw, shape.clone());
-        let _ = padded;
+        self.emit(target.clone(), "pad", &[path], kw, shape.clone());
         ((target, shape), sym)
     }
 
@@ -320,22 +353,28 @@ impl Converter<'_> {
                 };
             }
         }
-        // nnc trims `pad` from both ends and then adds `output_padding` at
-        // the end, so fewer pads at the end become more output padding.
-        let mut extra = [0usize; 2];
+        // nnc trims `pad` from both ends, then adds `output_padding` at the
+        // end. Fewer pads at the end than at the start become more output
+        // padding while that stays below the stride; otherwise the conv
+        // trims the smaller pad and a crop (a `pad` with negative pads)
+        // after it trims the rest.
+        let (mut pad, mut extra) = ([0usize; 2], [0usize; 2]);
+        let (mut crop_begin, mut crop_end) = ([0usize; 2], [0usize; 2]);
         for i in 0..2 {
-            if w.end[i] > w.begin[i] {
+            let (b, e) = (w.begin[i], w.end[i]);
+            let limit = w.stride[i].max(w.dilation[i]);
+            if output_padding[i] >= limit {
                 return Err(format!(
-                    "pads {:?} trim more at the end than at the start; nnc's conv_transpose2d cannot express that",
-                    [w.begin, w.end]
+                    "output_padding {} must be smaller than stride or dilation",
+                    output_padding[i]
                 ));
             }
-            extra[i] = output_padding[i] + w.begin[i] - w.end[i];
-            if extra[i] >= w.stride[i].max(w.dilation[i]) {
-                return Err(format!(
-                    "the output padding {} (output_padding plus the pad difference) must be smaller than stride or dilation",
-                    extra[i]
-                ));
+            if e <= b && output_padding[i] + b - e < limit {
+                (pad[i], extra[i]) = (b, output_padding[i] + b - e);
+            } else {
+                pad[i] = b.min(e);
+                extra[i] = output_padding[i];
+                (crop_begin[i], crop_end[i]) = (b - pad[i], e - pad[i]);
             }
         }
         let mut shape = vec![x.1[0], m, 0, 0];
@@ -343,9 +382,11 @@ impl Converter<'_> {
             let full =
                 w.stride[i] * (spatial[i] - 1) + w.dilation[i] * (w.kernel[i] - 1) + 1 + extra[i];
             shape[2 + i] = full
-                .checked_sub(2 * w.begin[i])
+                .checked_sub(2 * pad[i] + crop_begin[i] + crop_end[i])
                 .filter(|&s| s >= 1)
-                .ok_or_else(|| "the pads leave no output".to_string())?;
+                .ok_or_else(|| "the pads leave no output".to_string())?
+                + crop_begin[i]
+                + crop_end[i];
         }
         let owner = owner_of(node.input[1].as_str()).map(str::to_string);
         let target = self.binding(node, owner.as_deref());
@@ -356,8 +397,8 @@ impl Converter<'_> {
         if w.stride != [1, 1] {
             kw_args.push(("stride", emit::pair(w.stride)));
         }
-        if w.begin != [0, 0] {
-            kw_args.push(("pad", emit::pair(w.begin)));
+        if pad != [0, 0] {
+            kw_args.push(("pad", emit::pair(pad)));
         }
         if extra != [0, 0] {
             kw_args.push(("output_padding", emit::pair(extra)));
@@ -378,7 +419,37 @@ impl Converter<'_> {
             }
             self.weight(&target, "bias", vec![m], b.data.to_f32());
         }
-        one(self.emit(target, "conv_transpose2d", &[x.0], kw_args, shape))
+        let y = self.emit(
+            target.clone(),
+            "conv_transpose2d",
+            &[x.0],
+            kw_args,
+            shape.clone(),
+        );
+        if crop_begin == [0, 0] && crop_end == [0, 0] {
+            return one(y);
+        }
+        let negative = |v: usize| -(v as i64);
+        let pads = [
+            0,
+            0,
+            negative(crop_begin[0]),
+            negative(crop_begin[1]),
+            0,
+            0,
+            negative(crop_end[0]),
+            negative(crop_end[1]),
+        ];
+        shape[2] -= crop_begin[0] + crop_end[0];
+        shape[3] -= crop_begin[1] + crop_end[1];
+        let cropped = self.helper(&target, "crop");
+        one(self.emit(
+            cropped,
+            "pad",
+            &[target],
+            vec![("pads", emit::ints(pads))],
+            shape,
+        ))
     }
 
     pub(super) fn pool(&mut self, node: &NodeProto, a: &mut Attrs<'_>) -> Outputs {
@@ -393,29 +464,27 @@ impl Converter<'_> {
             a.int("count_include_pad", 0)? != 0
         };
         if max {
-            if a.int("storage_order", 0)? != 0 {
-                // Only the Indices output depends on it, and nnc computes no indices.
-                a.ignore("storage_order");
-            }
+            // Only the Indices output depends on it, and nnc computes none.
+            a.ignore("storage_order");
         } else if w.dilation != [1, 1] {
             return Err("average pooling with dilations is not supported".into());
         }
         let target = self.binding(node, None);
         let symmetric = w.begin == w.end && (0..2).all(|i| w.begin[i] <= w.kernel[i] / 2);
+        // The output size ONNX Runtime computes, with the pads as given.
+        let mut expected = [0usize; 2];
+        for (i, e) in expected.iter_mut().enumerate() {
+            *e = out_size(spatial[i], &w, i, ceil)?;
+        }
+        // Average pooling that excludes padding, with pads nnc cannot take:
+        // pool the zero-padded input counting the padding, then rescale
+        // each output by its window's area over its count of real
+        // elements, a constant of the output position.
+        let rescale = !symmetric && !max && !count_include_pad;
         let (x, pad) = if symmetric {
             (x, w.begin)
-        } else if ceil {
-            return Err(format!(
-                "pads {:?} are asymmetric or larger than half the kernel, which nnc pools support only without ceil_mode",
-                [w.begin, w.end]
-            ));
-        } else if max || count_include_pad {
-            self.split_padding(&target, x, &w, true, if max { LOWEST } else { 0.0 })
         } else {
-            return Err(format!(
-                "pads {:?} are asymmetric or larger than half the kernel, which nnc's avg_pool2d supports only with count_include_pad=1",
-                [w.begin, w.end]
-            ));
+            self.split_padding(&target, x, &w, true, if max { LOWEST } else { 0.0 })
         };
         let sym = Window {
             begin: pad,
@@ -439,12 +508,56 @@ impl Converter<'_> {
         if ceil {
             kw_args.push(("ceil_mode", emit::boolean(true)));
         }
-        if !max && !count_include_pad {
+        if !max && !count_include_pad && !rescale {
             kw_args.push(("count_include_pad", emit::boolean(false)));
         }
         let callee = if max { "max_pool2d" } else { "avg_pool2d" };
+        // With explicit padding and ceil_mode, the rule that the last window
+        // starts inside the input or the left padding sees the right
+        // padding as input and may keep one more window; crop it.
+        let crop = [
+            shape[2] - expected[0].min(shape[2]),
+            shape[3] - expected[1].min(shape[3]),
+        ];
+        let cropping = crop != [0, 0];
+        let mut stage = if cropping || rescale {
+            self.helper(&target, "pool")
+        } else {
+            target.clone()
+        };
+        self.emit(stage.clone(), callee, &[x.0], kw_args, shape.clone());
+        let out = vec![shape[0], shape[1], expected[0], expected[1]];
+        if cropping {
+            let pads = [0, 0, 0, 0, 0, 0, -(crop[0] as i64), -(crop[1] as i64)];
+            let name = if rescale {
+                self.helper(&target, "crop")
+            } else {
+                target.clone()
+            };
+            self.emit(
+                name.clone(),
+                "pad",
+                &[stage],
+                vec![("pads", emit::ints(pads))],
+                out.clone(),
+            );
+            stage = name;
+        }
+        if rescale {
+            let factor = exclude_pad_factor(&w, spatial, expected)?;
+            let c = Constant {
+                dims: vec![1, 1, expected[0], expected[1]],
+                data: Data::F32(factor),
+            };
+            let scale = self.materialize(&format!("{target}.count_scale"), &c);
+            self.emit(target.clone(), "mul", &[stage, scale], vec![], out.clone());
+            stage = target;
+        }
         Ok(vec![
-            Some(self.emit(target, callee, &[x.0], kw_args, shape)),
+            Some(Val::Dyn {
+                path: stage,
+                shape: out,
+            }),
             None,
         ])
     }
@@ -459,5 +572,76 @@ impl Converter<'_> {
         };
         let target = self.binding(node, None);
         one(self.emit(target, "global_avg_pool", &[x.0], vec![], vec![n, c, 1, 1]))
+    }
+}
+
+impl Converter<'_> {
+    /// A 1-D window op (`[N, C, L]` input) as the 2-D op over
+    /// `[N, C, 1, L]`: the input is reshaped, a weight `[.., .., k]` read as
+    /// `[.., .., 1, k]`, the attributes lifted, and the result reshaped back.
+    pub(super) fn window_1d(
+        &mut self,
+        node: &NodeProto,
+        a: &mut Attrs<'_>,
+        convert: fn(&mut Self, &NodeProto, &mut Attrs<'_>) -> Outputs,
+    ) -> Outputs {
+        let Some(Val::Dyn { path, shape }) = self.arg(node, 0)? else {
+            return convert(self, node, a);
+        };
+        let [n, c, l] = shape[..] else {
+            return convert(self, node, a);
+        };
+        let base = self.binding(node, None);
+        let lifted = self.helper(&base, "as_2d");
+        let dims = [n as i64, c as i64, 1, l as i64];
+        let x = self.emit(
+            lifted,
+            "reshape",
+            &[path],
+            vec![("shape", emit::ints(dims))],
+            vec![n, c, 1, l],
+        );
+        // Stand the lifted input and weight in for the originals while the
+        // 2-D converter runs.
+        let mut saved = Vec::new();
+        saved.push((
+            node.input[0].clone(),
+            self.values.insert(node.input[0].clone(), x),
+        ));
+        if let Some(Some(Val::Const(w))) = node.input.get(1).map(|i| self.values.get(i).cloned()) {
+            let mut dims = w.dims.clone();
+            if dims.len() == 3 {
+                dims.insert(2, 1);
+                let lifted = Val::Const(Rc::new(w.reshaped(dims)));
+                saved.push((
+                    node.input[1].clone(),
+                    self.values.insert(node.input[1].clone(), lifted),
+                ));
+            }
+        }
+        a.lift_1d();
+        let result = convert(self, node, a);
+        for (name, old) in saved.into_iter().rev() {
+            match old {
+                Some(v) => self.values.insert(name, v),
+                None => self.values.remove(&name),
+            };
+        }
+        let mut outs = result?;
+        if let Some(Some(Val::Dyn { path, shape })) = outs.first().cloned() {
+            let [n, m, _, l] = shape[..] else {
+                return Err(format!("internal: a 2-D window result of shape {shape:?}"));
+            };
+            let dims = [n as i64, m as i64, l as i64];
+            let y = self.emit(
+                base,
+                "reshape",
+                &[path],
+                vec![("shape", emit::ints(dims))],
+                vec![n, m, l],
+            );
+            outs[0] = Some(y);
+        }
+        Ok(outs)
     }
 }

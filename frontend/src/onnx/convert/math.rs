@@ -58,6 +58,9 @@ impl Converter<'_> {
         let bound = |c: Option<Rc<Constant>>, what: &str| -> Result<Option<f32>, String> {
             match c {
                 None => Ok(None),
+                Some(c) if c.data.to_f32().iter().any(|v| v.is_nan()) => {
+                    Err(format!("`{what}` is NaN"))
+                }
                 Some(c) if c.data.len() == 1 => Ok(c.data.to_f32().first().copied()),
                 Some(_) => Err(format!("`{what}` must be a scalar")),
             }
@@ -259,8 +262,21 @@ impl Converter<'_> {
                 };
                 self.materialize(&format!("{}.scaled", node.input[2]), &scaled)
             }
-            _ if beta != 1.0 => return Err("a computed C with beta != 1 is not supported".into()),
-            _ => self.dynamic(node, 2)?.0,
+            _ => {
+                let (c, c_shape) = self.dynamic(node, 2)?;
+                if beta == 1.0 {
+                    c
+                } else {
+                    let scale = Constant {
+                        dims: vec![],
+                        data: Data::F32(vec![beta]),
+                    };
+                    let scale = self.materialize(&format!("{base}.beta"), &scale);
+                    let t = self.helper(base, "scaled_c");
+                    self.emit(t.clone(), "mul", &[c, scale], vec![], c_shape);
+                    t
+                }
+            }
         };
         let t = self.helper(base, "plus_c");
         one(self.emit(t, "add", &[y, c], vec![], shape))

@@ -6,9 +6,9 @@
 //! shape that the importer tracks, because ops such as `Shape`, `Reshape`
 //! with `0` dims, `Flatten` and `auto_pad` need it. A constant used where a
 //! tensor is needed becomes a `constant` binding. A node that cannot be
-//! converted is recorded with the reason and its outputs are poisoned, so
-//! that its users are skipped instead of failing again; import then reports
-//! every such node at once.
+//! converted is recorded with the reason and its outputs are poisoned; its
+//! users are then only checked (with the shapes the model annotates), not
+//! converted, and import reports every problem at once.
 
 mod attrs;
 mod conv;
@@ -25,7 +25,7 @@ use super::proto::{GraphProto, NodeProto};
 use crate::ast::{Expr, Stmt};
 use attrs::Attrs;
 use nnc_runtime::{Tensor, WeightSet};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 
 /// An ONNX value during import.
@@ -50,6 +50,8 @@ const MAX_ELEMENTS: usize = 1 << 40;
 /// The state of one import.
 pub struct Converter<'g> {
     pub opset: i64,
+    /// Sizes for symbolic input dims.
+    dims: &'g BTreeMap<String, usize>,
     pub data_dir: DataDir,
     values: HashMap<String, Val>,
     body: Vec<Stmt>,
@@ -64,6 +66,9 @@ pub struct Converter<'g> {
     matmul_bias: HashMap<String, String>,
     /// Outputs of those `Add`s, and the `MatMul` output they stand for.
     absorbed_add: HashMap<String, String>,
+    /// Static shapes of float values that the model annotates (value_info,
+    /// graph outputs), for checking nodes downstream of a rejected one.
+    annotated: HashMap<&'g str, Vec<usize>>,
     problems: Vec<Unsupported>,
 }
 
@@ -119,9 +124,10 @@ pub const SUPPORTED: &[&str] = &[
 ];
 
 impl<'g> Converter<'g> {
-    pub fn new(opset: i64, data_dir: DataDir) -> Converter<'g> {
+    pub fn new(opset: i64, data_dir: DataDir, dims: &'g BTreeMap<String, usize>) -> Converter<'g> {
         Converter {
             opset,
+            dims,
             data_dir,
             values: HashMap::new(),
             body: Vec::new(),
@@ -131,6 +137,7 @@ impl<'g> Converter<'g> {
             used: HashSet::new(),
             matmul_bias: HashMap::new(),
             absorbed_add: HashMap::new(),
+            annotated: HashMap::new(),
             problems: Vec::new(),
         }
     }
@@ -141,6 +148,12 @@ impl<'g> Converter<'g> {
             self.used.extend(node.input.iter().map(String::as_str));
         }
         self.used.extend(graph.output.iter().map(|o| o.name()));
+        for info in graph.value_info.iter().chain(&graph.output) {
+            let shape = super::model::input_shape(info, &BTreeMap::new()).ok();
+            if let Some(shape) = shape.filter(|s| numel(s).is_some_and(|n| n <= MAX_ELEMENTS)) {
+                self.annotated.insert(info.name(), shape);
+            }
+        }
         for init in &graph.initializer {
             match super::model::tensor_to_constant(init, &self.data_dir) {
                 Ok(c) => {
@@ -155,7 +168,7 @@ impl<'g> Converter<'g> {
             if self.values.contains_key(input.name()) {
                 continue; // An initializer listed as an input (IR version < 4).
             }
-            let shape = super::model::input_shape(input).and_then(|s| match numel(&s) {
+            let shape = super::model::input_shape(input, self.dims).and_then(|s| match numel(&s) {
                 Some(n) if n <= MAX_ELEMENTS => Ok(s),
                 _ => Err(format!("the shape {s:?} is too large")),
             });
@@ -280,41 +293,21 @@ impl<'g> Converter<'g> {
             );
             return poison(self);
         }
-        // A node reading a poisoned value is skipped: its producer was reported.
-        let poisoned = node
+        // A node reading a poisoned value cannot be imported; it is still
+        // checked, so that its own problems are listed too, when the model
+        // annotates the shapes of those values (see `check_downstream`).
+        let poisoned: Vec<&String> = node
             .input
             .iter()
-            .any(|i| matches!(self.values.get(i), Some(Val::Poisoned)));
-        if poisoned {
+            .filter(|i| matches!(self.values.get(*i), Some(Val::Poisoned)))
+            .collect();
+        if !poisoned.is_empty() {
+            if let Err(why) = self.check_downstream(node, &poisoned) {
+                self.problem(&label, node.op_type(), why);
+            }
             return poison(self);
         }
-        let mut attrs = Attrs::new(&node.attribute);
-        let result = self.dispatch(node, &mut attrs).and_then(|outs| {
-            // Shapes only grow through ops such as broadcasting, matmul and
-            // pad; bounding every result keeps all later products in range.
-            for v in outs.iter().flatten() {
-                if let Val::Dyn { shape, .. } = v {
-                    if numel(shape).is_none_or(|n| n > MAX_ELEMENTS) {
-                        return Err(format!("the result of shape {shape:?} is too large"));
-                    }
-                }
-            }
-            let unread = attrs.unread();
-            if let Some(a) = unread.first() {
-                return Err(format!("attribute `{a}` is not supported"));
-            }
-            for (i, out) in node.output.iter().enumerate() {
-                let missing = outs.get(i).is_none_or(Option::is_none);
-                if missing && !out.is_empty() && self.used.contains(out.as_str()) {
-                    return Err(format!(
-                        "output {i} (`{out}`) is used, but nnc computes only {}",
-                        describe_outputs(&outs)
-                    ));
-                }
-            }
-            Ok(outs)
-        });
-        match result {
+        match self.convert_checked(node) {
             Ok(outs) => {
                 for (out, val) in node.output.iter().zip(outs) {
                     if let Some(val) = val {
@@ -329,12 +322,93 @@ impl<'g> Converter<'g> {
         }
     }
 
+    /// Converts a node and checks what the converter cannot see alone:
+    /// result sizes, attributes nobody read, and outputs it does not
+    /// compute that are used.
+    fn convert_checked(&mut self, node: &'g NodeProto) -> Outputs {
+        let mut attrs = Attrs::new(&node.attribute);
+        let outs = self.dispatch(node, &mut attrs)?;
+        // Shapes only grow through ops such as broadcasting, matmul and
+        // pad; bounding every result keeps all later products in range.
+        for v in outs.iter().flatten() {
+            if let Val::Dyn { shape, .. } = v {
+                if numel(shape).is_none_or(|n| n > MAX_ELEMENTS) {
+                    return Err(format!("the result of shape {shape:?} is too large"));
+                }
+            }
+        }
+        if let Some(a) = attrs.unread().first() {
+            return Err(format!("attribute `{a}` is not supported"));
+        }
+        for (i, out) in node.output.iter().enumerate() {
+            let missing = outs.get(i).is_none_or(Option::is_none);
+            if missing && !out.is_empty() && self.used.contains(out.as_str()) {
+                return Err(format!(
+                    "output {i} (`{out}`) is used, but nnc computes only {}",
+                    describe_outputs(&outs)
+                ));
+            }
+        }
+        Ok(outs)
+    }
+
+    /// Converts a node whose `poisoned` inputs come from nodes that could
+    /// not be imported, with each such input standing in as a tensor of the
+    /// shape the model annotates for it, then undoes everything the
+    /// conversion wrote. Only float tensors stand in: a missing integer
+    /// value is usually a shape computation, which converters need as a
+    /// constant, and a stand-in would report a problem that is not there.
+    fn check_downstream(
+        &mut self,
+        node: &'g NodeProto,
+        poisoned: &[&String],
+    ) -> Result<(), String> {
+        let mut stand_ins = Vec::new();
+        for name in poisoned {
+            match self.annotated.get(name.as_str()) {
+                Some(shape) => stand_ins.push(((*name).clone(), shape.clone())),
+                None => return Ok(()), // Unknown shape: nothing to check with.
+            }
+        }
+        // Bindings are fresh names, so the weights the conversion adds are
+        // exactly the new names.
+        let body = self.body.len();
+        let weights: HashSet<String> = self.weights.names().map(str::to_string).collect();
+        let materialized = self.materialized.clone();
+        for (name, shape) in &stand_ins {
+            let path = format!("unimported.{}", self.names.fresh(name, "value"));
+            self.values.insert(
+                name.clone(),
+                Val::Dyn {
+                    path,
+                    shape: shape.clone(),
+                },
+            );
+        }
+        let result = self.convert_checked(node).map(|_| ());
+        for (name, _) in stand_ins {
+            self.values.insert(name, Val::Poisoned);
+        }
+        self.body.truncate(body);
+        let added: Vec<String> = self
+            .weights
+            .names()
+            .filter(|n| !weights.contains(*n))
+            .map(str::to_string)
+            .collect();
+        for name in added {
+            self.weights.remove(&name);
+        }
+        self.materialized = materialized;
+        result
+    }
+
     fn dispatch(&mut self, node: &'g NodeProto, a: &mut Attrs<'g>) -> Outputs {
         match node.op_type() {
-            "Conv" => self.conv(node, a),
-            "ConvTranspose" => self.conv_transpose(node, a),
-            "MaxPool" | "AveragePool" => self.pool(node, a),
-            "GlobalAveragePool" => self.global_avg_pool(node),
+            "Conv" => self.window_1d(node, a, Self::conv),
+            "ConvTranspose" => self.window_1d(node, a, Self::conv_transpose),
+            "MaxPool" | "AveragePool" => self.window_1d(node, a, Self::pool),
+            "GlobalAveragePool" => self.window_1d(node, a, |c, node, _| c.global_avg_pool(node)),
             "BatchNormalization" => self.batch_norm(node, a),
             "InstanceNormalization" => self.instance_norm(node, a),
             "GroupNormalization" => self.group_norm(node, a),

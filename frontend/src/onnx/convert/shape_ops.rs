@@ -379,6 +379,9 @@ impl Converter<'_> {
             .constant(node, 2, "the constant value")?
             .and_then(|c| c.data.to_f32().first().copied())
             .unwrap_or(0.0);
+        if value.is_nan() {
+            return Err("the constant value is NaN".into());
+        }
         let axes = match self.constant(node, 3, "the axes")? {
             Some(c) => int_list(&c)
                 .iter()
@@ -389,23 +392,23 @@ impl Converter<'_> {
         if raw.len() != 2 * axes.len() {
             return Err(format!("{} pads given for {} axes", raw.len(), axes.len()));
         }
-        if raw.iter().any(|&p| p < 0) {
-            return Err(format!(
-                "negative pads {raw:?} (cropping) are not supported"
-            ));
-        }
-        let mut pads = vec![0usize; 2 * rank];
+        // Negative pads crop.
+        let mut pads = vec![0i64; 2 * rank];
         for (i, &ax) in axes.iter().enumerate() {
-            pads[ax] = raw[i] as usize;
-            pads[rank + ax] = raw[axes.len() + i] as usize;
+            pads[ax] = raw[i];
+            pads[rank + ax] = raw[axes.len() + i];
         }
         if pads.iter().all(|&p| p == 0) {
             return one(Val::Dyn { path, shape });
         }
         let out = (0..rank)
-            .map(|d| shape[d] + pads[d] + pads[rank + d])
-            .collect();
-        let mut kw = vec![("pads", emit::ints(pads.iter().map(|&p| p as i64)))];
+            .map(|d| {
+                let grown = shape[d] as i128 + i128::from(pads[d]) + i128::from(pads[rank + d]);
+                usize::try_from(grown).ok().filter(|&g| g >= 1)
+            })
+            .collect::<Option<Vec<usize>>>()
+            .ok_or_else(|| format!("pads {raw:?} leave no elements, or too many"))?;
+        let mut kw = vec![("pads", emit::ints(pads.iter().copied()))];
         if mode != "constant" {
             kw.push(("mode", emit::string(&mode)));
         } else if value != 0.0 {
