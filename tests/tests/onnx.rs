@@ -497,3 +497,83 @@ fn symbolic_dims_need_a_size() {
     let imported = nnc_frontend::onnx::import_file_with(&path, &options).expect("imports");
     assert!(print_file(&imported.file).contains("input x: f32[3, 3, 4, 4]"));
 }
+
+/// Every fixture also runs through the compiled backend (at 1 and 2
+/// threads) and must match ONNX Runtime within the same tolerance. The
+/// only fixtures allowed not to compile are the recurrent features the
+/// backend does not have yet (GRU, reverse and bidirectional directions,
+/// initial states, sequence lengths, final-state outputs), which it
+/// rejects with `BackendError::Unsupported`.
+#[test]
+fn every_fixture_compiled_matches_onnx_runtime() {
+    use nnc_compiler::backend::{compile, BackendError, Options};
+    use nnc_runtime::Pool;
+    let pools = [Pool::new(1).expect("pool"), Pool::new(2).expect("pool")];
+    let (mut compiled_count, mut unsupported, mut failures) = (0, Vec::new(), Vec::new());
+    for dir in fixtures() {
+        let Ok(loaded) = load_any(&dir.join("model.onnx")) else {
+            continue; // the interpreter test reports import failures
+        };
+        let weights = loaded.weights.expect("an imported model has weights");
+        let inputs = numbered(&dir, "input");
+        let expected = numbered(&dir, "output");
+        let compiled = match compile(loaded.model.graph, weights, &Options { threads: 2 }) {
+            Ok(c) => c,
+            Err(BackendError::Unsupported { node, what }) => {
+                unsupported.push(format!("{}: {node}: {what}", name(&dir)));
+                continue;
+            }
+            Err(e) => {
+                failures.push(format!("{}: {e}", name(&dir)));
+                continue;
+            }
+        };
+        compiled_count += 1;
+        for pool in &pools {
+            let outputs = match compiled.executable.run(&inputs, pool) {
+                Ok(o) => o,
+                Err(e) => {
+                    failures.push(format!("{}: {e}", name(&dir)));
+                    continue;
+                }
+            };
+            for (i, (a, e)) in outputs.iter().zip(&expected).enumerate() {
+                let (abs, rel) = if a.shape() == e.shape() {
+                    errors(a, e)
+                } else {
+                    (f32::INFINITY, f32::INFINITY)
+                };
+                if rel > TOL {
+                    failures.push(format!(
+                        "{} at {} thread(s): output {i} differs by {abs:.2e} ({rel:.2e} relative)",
+                        name(&dir),
+                        pool.threads()
+                    ));
+                }
+            }
+        }
+    }
+    eprintln!(
+        "{compiled_count} fixtures compiled; not compiled:\n{}",
+        unsupported.join("\n")
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        compiled_count >= 50,
+        "only {compiled_count} fixtures compiled"
+    );
+    for u in &unsupported {
+        assert!(
+            [
+                "gru",
+                "direction=",
+                "initial states",
+                "lengths",
+                "final states"
+            ]
+            .iter()
+            .any(|k| u.contains(k)),
+            "unexpectedly not compiled: {u}"
+        );
+    }
+}

@@ -124,7 +124,8 @@ pub fn pad(a: &PadAttrs, ops: Operands<'_>) -> Kernel {
     let in_shape = ops.inputs[0].shape.clone();
     let out_shape = ops.out.shape.clone();
     let rank = in_shape.len();
-    let before: Vec<usize> = a.pads[..rank].to_vec();
+    // Negative pads crop; the mapping `i = o - before` holds for both.
+    let before: Vec<i64> = a.pads[..rank].to_vec();
     let mut in_strides = vec![1usize; rank];
     for d in (0..rank.saturating_sub(1)).rev() {
         in_strides[d] = in_strides[d + 1] * in_shape[d + 1];
@@ -139,7 +140,7 @@ pub fn pad(a: &PadAttrs, ops: Operands<'_>) -> Kernel {
             // it lies inside the input.
             let map = |e: &mut Emit, o: Value, d: usize| -> (Value, Value) {
                 let n = in_shape[d] as i64;
-                let i = e.b.ins().iadd_imm_s(o, -(before[d] as i64));
+                let i = e.b.ins().iadd_imm_s(o, -before[d]);
                 let zero = e.b.ins().iconst(types::I64, 0);
                 let last = e.b.ins().iconst(types::I64, n - 1);
                 let below = e.b.ins().icmp(IntCC::SignedLessThan, i, zero);
