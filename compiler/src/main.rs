@@ -333,11 +333,23 @@ fn execute(cli: Cli) -> Result<()> {
             print!("{}", stats::render(&m.graph, &stats::stats(&m.graph)));
         }
         Command::Compile { model, weights } => {
+            let start = std::time::Instant::now();
             let m = load(&model)?;
+            let front = start.elapsed();
             let w = weights.load(&m.graph)?;
+            let loaded = start.elapsed();
             let compiled = compile(&m, w, 0)?;
+            let total = start.elapsed();
             println!("compiled `{}`", m.graph.name);
             print!("{}", cli::compile::render(&compiled));
+            println!(
+                "from source to ready to run: {:.1} ms (read, parse and lower {:.1} ms, {} {:.1} ms, compile {:.1} ms)",
+                total.as_secs_f64() * 1e3,
+                front.as_secs_f64() * 1e3,
+                if weights.weights.is_some() { "load weights" } else { "seed weights" },
+                (loaded - front).as_secs_f64() * 1e3,
+                (total - loaded).as_secs_f64() * 1e3
+            );
         }
         Command::Bench {
             model,

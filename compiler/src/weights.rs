@@ -22,6 +22,7 @@ use crate::ir::{Graph, Op, WeightRole};
 use nnc_runtime::{
     check_weights, load_safetensors, seeded_uniform, TensorError, WeightError, WeightSet,
 };
+use rayon::prelude::*;
 use std::path::Path;
 
 /// Every weight the graph uses, with its expected shape, in name order.
@@ -58,16 +59,32 @@ pub fn init_range(role: WeightRole) -> (f32, f32) {
 
 /// Weights for every `weight` node of the graph, seeded as documented above.
 pub fn seeded_weights(graph: &Graph, seed: u64) -> Result<WeightSet, TensorError> {
-    let mut weights = WeightSet::new();
-    for id in graph.node_ids() {
-        let node = graph.node(id);
-        if let Op::Weight(w) = &node.op {
+    // Each tensor depends only on its name, shape and the seed, so they are
+    // drawn on all cores.
+    let nodes: Vec<_> = graph
+        .node_ids()
+        .into_iter()
+        .filter_map(|id| {
+            let node = graph.node(id);
+            match &node.op {
+                Op::Weight(w) => Some((w, &node.ty.shape)),
+                _ => None,
+            }
+        })
+        .collect();
+    let tensors = nodes
+        .par_iter()
+        .map(|(w, shape)| {
             let (low, high) = init_range(w.role);
-            weights.insert(
+            Ok((
                 w.name.clone(),
-                seeded_uniform(&w.name, &node.ty.shape, low, high, seed)?,
-            );
-        }
+                seeded_uniform(&w.name, shape, low, high, seed)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, TensorError>>()?;
+    let mut weights = WeightSet::new();
+    for (name, tensor) in tensors {
+        weights.insert(name, tensor);
     }
     Ok(weights)
 }

@@ -11,6 +11,7 @@
 //! threads at once.
 
 use crate::{format_shape, Tensor, TensorError};
+use rayon::prelude::*;
 use std::any::Any;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -268,12 +269,21 @@ impl Executable {
         if let Some(spans) = spans.as_deref_mut() {
             spans.clear();
         }
-        for step in &self.steps {
-            let begin = start.elapsed();
-            self.run_step(step, base, pool);
-            if let Some(spans) = spans.as_deref_mut() {
-                spans.push((begin, start.elapsed()));
+        let mut steps = || {
+            for step in &self.steps {
+                let begin = start.elapsed();
+                self.run_step(step, base, pool);
+                if let Some(spans) = spans.as_deref_mut() {
+                    spans.push((begin, start.elapsed()));
+                }
             }
+        };
+        // The step loop itself runs on a worker of the pool, so the thread
+        // that sequences the steps also works on each one instead of
+        // waiting for the others to wake it.
+        match &pool.pool {
+            Some(p) => p.install(steps),
+            None => steps(),
         }
         self.outputs
             .iter()
@@ -297,21 +307,19 @@ impl Executable {
             // kernel contract.
             unsafe { (step.kernel)(arena.get(), begin, end) }
         };
-        match &pool.pool {
-            Some(p) if tasks > 1 => {
-                // A few chunks per thread balance uneven tasks without
-                // paying for one spawn per task.
-                let chunks = tasks.min(pool.threads * 4);
-                p.scope(|s| {
-                    for c in 0..chunks {
-                        let (begin, end) = (tasks * c / chunks, tasks * (c + 1) / chunks);
-                        if begin < end {
-                            s.spawn(move |_| call(begin, end));
-                        }
-                    }
-                });
-            }
-            _ => call(0, tasks),
+        if pool.pool.is_some() && tasks > 1 {
+            // A few chunks per thread balance uneven tasks without paying
+            // for one job per task; this runs inside the pool (see
+            // `run_timed`), so the calling worker takes chunks too.
+            let chunks = tasks.min(pool.threads * 4);
+            (0..chunks).into_par_iter().for_each(|c| {
+                let (begin, end) = (tasks * c / chunks, tasks * (c + 1) / chunks);
+                if begin < end {
+                    call(begin, end);
+                }
+            });
+        } else {
+            call(0, tasks);
         }
     }
 }
