@@ -51,12 +51,19 @@ impl GemmTask {
     /// threads while each stays large enough to be efficient.
     pub fn with_blocks(mut self, threads: usize) -> GemmTask {
         let threads = threads.max(1);
+        let want = 4 * threads;
         self.m_block = self.m.max(1);
         self.n_block = self.n.clamp(1, 512);
-        // Split rows too when the columns alone give too few tasks, in
-        // multiples of 28 rows (two AVX-512 tiles) so blocks stay whole.
-        while self.tasks() < 4 * threads && self.m_block > 56 {
-            self.m_block = (self.m_block / 2).div_ceil(28) * 28;
+        // Narrower column blocks first (whole 32-column panels, at least
+        // 128), then rows split evenly in multiples of 28 (two AVX-512
+        // tiles), until every thread has a few tasks.
+        while self.tasks() < want && self.n_block >= 256 {
+            self.n_block = (self.n_block / 2).div_ceil(32) * 32;
+        }
+        let mut parts = 1;
+        while self.tasks() < want && self.m_block > 56 {
+            parts += 1;
+            self.m_block = self.m.div_ceil(parts).div_ceil(28) * 28;
         }
         self
     }
