@@ -1,12 +1,12 @@
 //! The `nnc` command-line tool.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 use codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
 use nnc_compiler::driver::{self, LoadError, Loaded, Model};
 use nnc_compiler::ir::Graph;
-use nnc_compiler::{backend, interp, passes, stats, weights};
-use nnc_runtime::{random_input, read_npy, write_npy, Tensor, WeightSet, DEFAULT_SEED};
+use nnc_compiler::{backend, passes, stats, weights};
+use nnc_runtime::{random_input, read_npy, Tensor, WeightSet, DEFAULT_SEED};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -151,7 +151,7 @@ enum Command {
         weights: Option<PathBuf>,
         /// The size of a symbolic input dim, such as `--dim batch=1`
         /// (repeatable); nnc compiles static shapes.
-        #[arg(long = "dim", value_name = "NAME=SIZE", value_parser = parse_dim)]
+        #[arg(long = "dim", value_name = "NAME=SIZE", value_parser = cli::import::parse_dim)]
         dims: Vec<(String, usize)>,
     },
 }
@@ -174,22 +174,28 @@ impl Format {
 
 /// Where a compiled model's weights come from.
 #[derive(clap::Args)]
-struct WeightArgs {
+pub(crate) struct WeightArgs {
     /// Weights as safetensors, named by PyTorch module paths.
-    /// Default: seeded weights (see docs/language.md).
+    /// Default: an `.onnx` model's own, else seeded weights (see
+    /// docs/language.md).
     #[arg(long, value_name = "FILE")]
-    weights: Option<PathBuf>,
+    pub(crate) weights: Option<PathBuf>,
     /// Seed for generated weights and inputs.
     #[arg(long, default_value_t = DEFAULT_SEED)]
-    seed: u64,
+    pub(crate) seed: u64,
 }
 
 impl WeightArgs {
-    fn load(&self, graph: &Graph) -> Result<WeightSet> {
-        match &self.weights {
-            Some(path) => load_weights(graph, path),
-            None => Ok(weights::seeded_weights(graph, self.seed)?),
-        }
+    /// The model at `path` with its weights: `--weights` if given, else
+    /// those an `.onnx` file carries, else seeded ones.
+    pub(crate) fn model(&self, path: &Path) -> Result<(Model, WeightSet)> {
+        let loaded = load_with_weights(path)?;
+        let weights = match (&self.weights, loaded.weights) {
+            (Some(file), _) => load_weights(&loaded.model.graph, file)?,
+            (None, Some(imported)) => imported,
+            (None, None) => weights::seeded_weights(&loaded.model.graph, self.seed)?,
+        };
+        Ok((loaded.model, weights))
     }
 }
 
@@ -238,8 +244,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// Loads a `.nn` or `.onnx` model (an ONNX model's own weights are dropped;
-/// commands that compute use [`load_with_weights`]).
 /// Rust ignores SIGPIPE, so `nnc dump-ir m.nn | head` would panic on the
 /// closed pipe; like other command-line tools, exit quietly instead.
 #[allow(unsafe_code)]
@@ -252,6 +256,8 @@ fn restore_sigpipe() {
     }
 }
 
+/// Loads a `.nn` or `.onnx` model (an ONNX model's own weights are dropped;
+/// commands that compute use [`load_with_weights`]).
 fn load(path: &Path) -> Result<Model> {
     Ok(driver::load_any(path)?.model)
 }
@@ -334,20 +340,17 @@ fn execute(cli: Cli) -> Result<()> {
         }
         Command::Compile { model, weights } => {
             let start = std::time::Instant::now();
-            let m = load(&model)?;
-            let front = start.elapsed();
-            let w = weights.load(&m.graph)?;
+            let (m, w) = weights.model(&model)?;
             let loaded = start.elapsed();
             let compiled = compile(&m, w, 0)?;
             let total = start.elapsed();
             println!("compiled `{}`", m.graph.name);
             print!("{}", cli::compile::render(&compiled));
             println!(
-                "from source to ready to run: {:.1} ms (read, parse and lower {:.1} ms, {} {:.1} ms, compile {:.1} ms)",
+                "from source to ready to run: {:.1} ms (read, lower and {} weights {:.1} ms, compile {:.1} ms)",
                 total.as_secs_f64() * 1e3,
-                front.as_secs_f64() * 1e3,
-                if weights.weights.is_some() { "load weights" } else { "seed weights" },
-                (loaded - front).as_secs_f64() * 1e3,
+                if weights.weights.is_some() { "load" } else { "seed or import" },
+                loaded.as_secs_f64() * 1e3,
                 (total - loaded).as_secs_f64() * 1e3
             );
         }
@@ -359,81 +362,14 @@ fn execute(cli: Cli) -> Result<()> {
             warmup,
             seconds,
             json,
-        } => {
-            let m = load(&model)?;
-            let w = weights.load(&m.graph)?;
-            let inputs = read_inputs(&m.graph, &[], weights.seed)?;
-            let compiled = compile(&m, w, threads)?;
-            let pool = nnc_runtime::Pool::new(threads)?;
-            let mut times = cli::bench::measure(
-                &compiled.executable,
-                &inputs,
-                &pool,
-                warmup,
-                runs,
-                std::time::Duration::from_secs_f64(seconds.max(0.0)),
-            )?;
-            times.sort_by(f64::total_cmp);
-            let gflops = compiled.report.layers.iter().map(|l| l.flops).sum::<u64>() as f64 / 1e9;
-            let median = cli::bench::quantile(&times, 0.5);
-            let figures = cli::bench::Figures {
-                model: m.graph.name.clone(),
-                threads: pool.threads(),
-                runs: times.len(),
-                warmup,
-                median_ms: median,
-                min_ms: cli::bench::quantile(&times, 0.0),
-                p10_ms: cli::bench::quantile(&times, 0.1),
-                p90_ms: cli::bench::quantile(&times, 0.9),
-                gflops,
-                gflop_per_s: gflops / (median / 1e3),
-                compile_ms: compiled.report.total().as_secs_f64() * 1e3,
-            };
-            if json {
-                println!("{}", serde_json::to_string(&figures)?);
-            } else {
-                println!(
-                    "{}: {} runs on {} thread{}: median {:.3} ms, min {:.3} ms, p90 {:.3} ms; {:.2} GFLOP/s ({:.3} GFLOP per run); compiled in {:.1} ms",
-                    figures.model,
-                    figures.runs,
-                    figures.threads,
-                    if figures.threads == 1 { "" } else { "s" },
-                    figures.median_ms,
-                    figures.min_ms,
-                    figures.p90_ms,
-                    figures.gflop_per_s,
-                    figures.gflops,
-                    figures.compile_ms
-                );
-            }
-        }
+        } => cli::bench::command(&model, &weights, threads, runs, warmup, seconds, json)?,
         Command::Profile {
             model,
             weights,
             threads,
             runs,
             trace,
-        } => {
-            let m = load(&model)?;
-            let w = weights.load(&m.graph)?;
-            let inputs = read_inputs(&m.graph, &[], weights.seed)?;
-            let compiled = compile(&m, w, threads)?;
-            let pool = nnc_runtime::Pool::new(threads)?;
-            let recorded = cli::profile::record(&compiled, &inputs, &pool, 3, runs)?;
-            println!("profile of `{}` ({} runs)", m.graph.name, recorded.len());
-            print!(
-                "{}",
-                cli::profile::render(&compiled, &recorded, pool.threads())
-            );
-            if let Some(path) = trace {
-                std::fs::write(&path, cli::profile::trace(&compiled, &recorded)?)
-                    .with_context(|| format!("writing {}", path.display()))?;
-                println!(
-                    "trace written to {} (open it in https://ui.perfetto.dev)",
-                    path.display()
-                );
-            }
-        }
+        } => cli::profile::command(&model, &weights, threads, runs, trace.as_deref())?,
         Command::Run {
             model,
             interp,
@@ -442,116 +378,15 @@ fn execute(cli: Cli) -> Result<()> {
             inputs,
             outputs,
             seed,
-        } => {
-            let loaded = load_with_weights(&model)?;
-            let m = loaded.model;
-            let weights = match (weights, loaded.weights) {
-                (Some(path), _) => load_weights(&m.graph, &path)?,
-                (None, Some(imported)) => imported,
-                (None, None) => weights::seeded_weights(&m.graph, seed)?,
-            };
-            let inputs = read_inputs(&m.graph, &inputs, seed)?;
-            let start = std::time::Instant::now();
-            let (results, how) = if interp {
-                (
-                    interp::run(&m.graph, &weights, &inputs)?,
-                    "the reference interpreter".to_string(),
-                )
-            } else {
-                let compiled = compile(&m, weights, threads)?;
-                let pool = nnc_runtime::Pool::new(threads)?;
-                let compile_ms = start.elapsed().as_secs_f64() * 1e3;
-                (
-                    compiled.executable.run(&inputs, &pool)?,
-                    format!(
-                        "compiled code (compiled in {compile_ms:.1} ms, {} thread{})",
-                        pool.threads(),
-                        if pool.threads() == 1 { "" } else { "s" }
-                    ),
-                )
-            };
-            let elapsed = start.elapsed();
-            if !outputs.is_empty() && outputs.len() != results.len() {
-                bail!(
-                    "the model has {} output{} but {} `-o` file{} were given",
-                    results.len(),
-                    if results.len() == 1 { "" } else { "s" },
-                    outputs.len(),
-                    if outputs.len() == 1 { "" } else { "s" }
-                );
-            }
-            for (i, t) in results.iter().enumerate() {
-                let name = &m.graph.node(m.graph.outputs()[i]).name;
-                println!("{}", summary(name, t));
-                if let Some(path) = outputs.get(i) {
-                    write_npy(path, t).with_context(|| format!("writing output `{name}`"))?;
-                    println!("  written to {}", path.display());
-                }
-            }
-            eprintln!(
-                "ran `{}` with {how} in {:.1} ms",
-                m.graph.name,
-                elapsed.as_secs_f64() * 1e3
-            );
-        }
+        } => cli::run::command(&model, interp, threads, weights, &inputs, &outputs, seed)?,
         Command::Import {
             model,
             output,
             weights,
             dims,
-        } => import(&model, &output, weights, dims)?,
+        } => cli::import::command(&model, &output, weights, dims)?,
     }
     Ok(())
-}
-
-/// `nnc import`: writes the `.nn` text and the weights, after checking that
-/// the text compiles.
-fn import(
-    model: &Path,
-    output: &Path,
-    weights: Option<PathBuf>,
-    dims: Vec<(String, usize)>,
-) -> Result<()> {
-    if !driver::is_onnx(model) {
-        bail!("`{}` is not an `.onnx` file", model.display());
-    }
-    let options = nnc_frontend::onnx::Options {
-        dims: dims.into_iter().collect(),
-    };
-    let loaded = driver::import(model, &options)?;
-    let weights_path = weights.unwrap_or_else(|| output.with_extension("safetensors"));
-    // A comment says where the model and its weights came from; the parser
-    // skips it, so the text still reads back as the imported AST.
-    let header = format!(
-        "# imported from {} by nnc import; weights in {}\n",
-        model.display(),
-        weights_path.display()
-    );
-    std::fs::write(output, header + loaded.model.source.text())
-        .with_context(|| format!("writing `{}`", output.display()))?;
-    let tensors = loaded.weights.unwrap_or_default();
-    nnc_runtime::save_safetensors(&weights_path, &tensors)?;
-    let s = stats::stats(&loaded.model.graph);
-    println!(
-        "imported `{}`: {} ops, {} parameters\n  wrote {}\n  wrote {}",
-        model.display(),
-        s.layers.len(),
-        stats::group_digits(s.total_params),
-        output.display(),
-        weights_path.display()
-    );
-    Ok(())
-}
-
-/// Parses `NAME=SIZE` for `--dim`.
-fn parse_dim(s: &str) -> std::result::Result<(String, usize), String> {
-    let (name, size) = s
-        .split_once('=')
-        .ok_or_else(|| format!("`{s}` is not NAME=SIZE"))?;
-    match size.trim().parse::<usize>() {
-        Ok(n) if n >= 1 => Ok((name.trim().to_string(), n)),
-        _ => Err(format!("the size in `{s}` is not a positive integer")),
-    }
 }
 
 fn unknown_pass(name: &str) -> anyhow::Error {
@@ -610,33 +445,4 @@ fn read_inputs(graph: &Graph, files: &[PathBuf], seed: u64) -> Result<Vec<Tensor
             Ok(tensor)
         })
         .collect()
-}
-
-fn summary(name: &str, t: &Tensor) -> String {
-    let data = t.data();
-    let (mut min, mut max, mut sum) = (f32::INFINITY, f32::NEG_INFINITY, 0f64);
-    for &v in data {
-        min = min.min(v);
-        max = max.max(v);
-        sum += v as f64;
-    }
-    let mean = if data.is_empty() {
-        0.0
-    } else {
-        sum / data.len() as f64
-    };
-    let head: Vec<String> = data.iter().take(6).map(|v| format!("{v:.6}")).collect();
-    let mut line = format!(
-        "output `{name}`: f32{}  min {min:.6}  max {max:.6}  mean {mean:.6}\n  [{}{}]",
-        nnc_runtime::format_shape(t.shape()),
-        head.join(", "),
-        if data.len() > 6 { ", ..." } else { "" }
-    );
-    // For a classifier, the top class is what a user looks for first.
-    if t.shape().len() == 2 && t.shape()[0] == 1 && data.len() > 1 {
-        if let Some((arg, _)) = data.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)) {
-            line.push_str(&format!("\n  argmax {arg}"));
-        }
-    }
-    line
 }

@@ -4,6 +4,7 @@ use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use nnc_runtime::{Executable, Pool, Tensor};
 use std::io::IsTerminal;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Latency figures of one benchmark.
@@ -70,4 +71,63 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     }
     let i = ((sorted.len() - 1) as f64 * q).round() as usize;
     sorted[i.min(sorted.len() - 1)]
+}
+
+/// `nnc bench`: compiles `model`, times it, and prints the figures (one
+/// JSON object with `json`).
+pub fn command(
+    model: &Path,
+    weights: &crate::WeightArgs,
+    threads: usize,
+    runs: usize,
+    warmup: usize,
+    seconds: f64,
+    json: bool,
+) -> Result<()> {
+    let (m, w) = weights.model(model)?;
+    let inputs = crate::read_inputs(&m.graph, &[], weights.seed)?;
+    let compiled = crate::compile(&m, w, threads)?;
+    let pool = Pool::new(threads)?;
+    let mut times = measure(
+        &compiled.executable,
+        &inputs,
+        &pool,
+        warmup,
+        runs,
+        Duration::from_secs_f64(seconds.max(0.0)),
+    )?;
+    times.sort_by(f64::total_cmp);
+    let gflops = compiled.report.layers.iter().map(|l| l.flops).sum::<u64>() as f64 / 1e9;
+    let median = quantile(&times, 0.5);
+    let figures = Figures {
+        model: m.graph.name.clone(),
+        threads: pool.threads(),
+        runs: times.len(),
+        warmup,
+        median_ms: median,
+        min_ms: quantile(&times, 0.0),
+        p10_ms: quantile(&times, 0.1),
+        p90_ms: quantile(&times, 0.9),
+        gflops,
+        gflop_per_s: gflops / (median / 1e3),
+        compile_ms: compiled.report.total().as_secs_f64() * 1e3,
+    };
+    if json {
+        println!("{}", serde_json::to_string(&figures)?);
+    } else {
+        println!(
+            "{}: {} runs on {} thread{}: median {:.3} ms, min {:.3} ms, p90 {:.3} ms; {:.2} GFLOP/s ({:.3} GFLOP per run); compiled in {:.1} ms",
+            figures.model,
+            figures.runs,
+            figures.threads,
+            if figures.threads == 1 { "" } else { "s" },
+            figures.median_ms,
+            figures.min_ms,
+            figures.p90_ms,
+            figures.gflop_per_s,
+            figures.gflops,
+            figures.compile_ms
+        );
+    }
+    Ok(())
 }

@@ -2,4 +2,6 @@
 
 pub mod bench;
 pub mod compile;
+pub mod import;
 pub mod profile;
+pub mod run;

@@ -11,10 +11,11 @@
 //! depthwise half does 9 multiply-adds per element it loads and stores, far
 //! below the ridge, so memory, not FLOPs, sets its time.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use nnc_compiler::backend::{roofline, Compiled};
 use nnc_runtime::{Pool, Tensor};
 use std::fmt::Write as _;
+use std::path::Path;
 use std::time::Duration;
 
 /// Per-step start and end of every profiled run.
@@ -194,4 +195,31 @@ pub fn trace(compiled: &Compiled, runs: &Runs) -> Result<String> {
     Ok(serde_json::to_string(
         &serde_json::json!({ "traceEvents": events }),
     )?)
+}
+
+/// `nnc profile`: compiles `model`, records `runs` runs and prints the
+/// table (and writes the trace).
+pub fn command(
+    model: &Path,
+    weights: &crate::WeightArgs,
+    threads: usize,
+    runs: usize,
+    trace_path: Option<&Path>,
+) -> Result<()> {
+    let (m, w) = weights.model(model)?;
+    let inputs = crate::read_inputs(&m.graph, &[], weights.seed)?;
+    let compiled = crate::compile(&m, w, threads)?;
+    let pool = Pool::new(threads)?;
+    let recorded = record(&compiled, &inputs, &pool, 3, runs)?;
+    println!("profile of `{}` ({} runs)", m.graph.name, recorded.len());
+    print!("{}", render(&compiled, &recorded, pool.threads()));
+    if let Some(path) = trace_path {
+        std::fs::write(path, trace(&compiled, &recorded)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!(
+            "trace written to {} (open it in https://ui.perfetto.dev)",
+            path.display()
+        );
+    }
+    Ok(())
 }
