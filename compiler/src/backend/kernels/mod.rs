@@ -3,6 +3,7 @@
 
 mod conv;
 mod copy;
+mod depthwise;
 mod elementwise;
 mod gemm;
 mod im2col;
@@ -217,7 +218,7 @@ pub fn build(
         Op::Linear(a) => gemm::linear(a, ops, consts)?,
         Op::Im2Col(a) => im2col::build(a, ops),
         Op::Col2Im(a) => conv::col2im(a, ops, consts)?,
-        Op::DepthwiseConv2d(a) => conv::depthwise(a, ops, consts)?,
+        Op::DepthwiseConv2d(a) => depthwise::depthwise(a, ops, consts)?,
         Op::SeparableConv2d(a) => conv::separable(a, ops, consts)?,
         Op::MaxPool2d(a) => pool::max_pool(a, ops),
         Op::AvgPool2d(a) => pool::avg_pool(a, ops, consts),

@@ -1,0 +1,129 @@
+//! Lane-wise arithmetic for kernels, on `f32` or `f32x4` alike: `select`,
+//! `exp` (Cephes' `expf` in Cranelift IR), `sigmoid`, `tanh`, `clamp` and
+//! the activations of fused epilogues.
+
+use super::Emit;
+use crate::ir::Activation;
+use cranelift_codegen::ir::condcodes::FloatCC;
+use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Type, Value};
+
+impl Emit<'_> {
+    /// `c ? a : b` lane-wise, where `c` is the result of an `fcmp` on
+    /// values of type `ty`.
+    pub fn select(&mut self, ty: Type, c: Value, a: Value, b: Value) -> Value {
+        if ty == types::F32 {
+            self.b.ins().select(c, a, b)
+        } else {
+            let mask = self.b.ins().bitcast(ty, MemFlagsData::new(), c);
+            self.b.ins().bitselect(mask, a, b)
+        }
+    }
+
+    /// `exp(x)` to about 1 ulp for `x` in [-87, 88] (Cephes' `expf`): `x =
+    /// n*ln2 + r` with `|r| <= ln2/2`, a degree-6 polynomial for `e^r`, and
+    /// `2^n` built in the exponent bits.
+    pub fn exp(&mut self, ty: Type, x: Value) -> Value {
+        let int_ty = if ty == types::F32 {
+            types::I32
+        } else {
+            types::I32X4
+        };
+        let lo = self.f(ty, -87.0);
+        let hi = self.f(ty, 88.0);
+        let x = self.b.ins().fmax(x, lo);
+        let x = self.b.ins().fmin(x, hi);
+        let log2e = self.f(ty, std::f32::consts::LOG2_E);
+        let t = self.b.ins().fmul(x, log2e);
+        let n = self.b.ins().nearest(t);
+        let c1 = self.f(ty, 0.693_359_4);
+        let c2 = self.f(ty, -2.121_944_4e-4);
+        let a = self.b.ins().fmul(n, c1);
+        let r = self.b.ins().fsub(x, a);
+        let a = self.b.ins().fmul(n, c2);
+        let r = self.b.ins().fsub(r, a);
+        let coeffs = [
+            1.987_569_1e-4,
+            1.398_199_9e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            1.666_666_5e-1,
+            0.5,
+        ];
+        let mut p = self.f(ty, coeffs[0]);
+        for &c in &coeffs[1..] {
+            let c = self.f(ty, c);
+            p = self.b.ins().fmul(p, r);
+            p = self.b.ins().fadd(p, c);
+        }
+        let r2 = self.b.ins().fmul(r, r);
+        p = self.b.ins().fmul(p, r2);
+        p = self.b.ins().fadd(p, r);
+        let one = self.f(ty, 1.0);
+        p = self.b.ins().fadd(p, one);
+        let n = self.b.ins().fcvt_to_sint_sat(int_ty, n);
+        let bias = if ty == types::F32 {
+            self.b.ins().iconst(types::I32, 127)
+        } else {
+            let s = self.b.ins().iconst(types::I32, 127);
+            self.b.ins().splat(int_ty, s)
+        };
+        let e = self.b.ins().iadd(n, bias);
+        let e = self.b.ins().ishl_imm_s(e, 23);
+        let scale = self.b.ins().bitcast(ty, MemFlagsData::new(), e);
+        self.b.ins().fmul(p, scale)
+    }
+
+    /// `1 / (1 + exp(-x))` without overflow: with `e = exp(-|x|)`, `1/(1+e)`
+    /// for `x >= 0` and `e/(1+e)` otherwise.
+    pub fn sigmoid(&mut self, ty: Type, x: Value) -> Value {
+        let ax = self.b.ins().fabs(x);
+        let nx = self.b.ins().fneg(ax);
+        let e = self.exp(ty, nx);
+        let one = self.f(ty, 1.0);
+        let d = self.b.ins().fadd(one, e);
+        let r = self.b.ins().fdiv(one, d);
+        let er = self.b.ins().fmul(e, r);
+        let zero = self.f(ty, 0.0);
+        let ge = self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, x, zero);
+        self.select(ty, ge, r, er)
+    }
+
+    /// `tanh(x) = 2*sigmoid(2x) - 1`.
+    pub fn tanh(&mut self, ty: Type, x: Value) -> Value {
+        let two = self.f(ty, 2.0);
+        let x2 = self.b.ins().fmul(x, two);
+        let s = self.sigmoid(ty, x2);
+        let s2 = self.b.ins().fmul(s, two);
+        let one = self.f(ty, 1.0);
+        self.b.ins().fsub(s2, one)
+    }
+
+    /// `min(max(x, lo), hi)`.
+    pub fn clamp(&mut self, ty: Type, x: Value, lo: f32, hi: f32) -> Value {
+        let lo = self.f(ty, lo);
+        let hi = self.f(ty, hi);
+        let x = self.b.ins().fmax(x, lo);
+        self.b.ins().fmin(x, hi)
+    }
+
+    /// An activation, lane-wise.
+    pub fn activation(&mut self, ty: Type, act: Activation, x: Value) -> Value {
+        match act {
+            Activation::Relu => {
+                let zero = self.f(ty, 0.0);
+                self.b.ins().fmax(x, zero)
+            }
+            Activation::Relu6 => self.clamp(ty, x, 0.0, 6.0),
+            Activation::Clip { min, max } => self.clamp(ty, x, min, max),
+            Activation::LeakyRelu { negative_slope } => {
+                let slope = self.f(ty, negative_slope);
+                let scaled = self.b.ins().fmul(x, slope);
+                let zero = self.f(ty, 0.0);
+                let ge = self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, x, zero);
+                self.select(ty, ge, x, scaled)
+            }
+            Activation::Sigmoid => self.sigmoid(ty, x),
+            Activation::Tanh => self.tanh(ty, x),
+        }
+    }
+}

@@ -1,0 +1,410 @@
+//! `depthwise_conv2d`, and the depthwise machinery the separable kernel
+//! shares: one task per output plane. Interior rows (every tap row exists)
+//! accumulate all taps in registers four columns at a time (stride 2
+//! gathered with a byte shuffle) and apply the epilogue before the one
+//! store; border rows start at the bias, add each tap over its valid
+//! columns, then run the epilogue while the row is in cache.
+
+use super::elementwise::span;
+use super::im2col::valid;
+use super::{Consts, Kernel, Operands};
+use crate::backend::jit::F32X4;
+use crate::backend::jit::{Base, Emit};
+use crate::backend::BackendError;
+use crate::ir::{Activation, Conv2dAttrs};
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
+
+/// Fills `len` floats at `ptr` with `value`.
+pub(super) fn fill(e: &mut Emit, ptr: Value, len: usize, value: Value) -> Result<(), BackendError> {
+    let (lo, hi) = (e.i(0), e.i(len));
+    span(e, lo, hi, |e, ty, i| {
+        let v = if ty == types::F32 {
+            value
+        } else {
+            e.b.ins().splat(ty, value)
+        };
+        let p = e.addr_of(ptr, i);
+        e.store(v, p, 0);
+        Ok(())
+    })
+}
+
+/// `dst[i] = act(dst[i] + residual[i])` over `len` floats.
+pub(super) fn epilogue_pass(
+    e: &mut Emit,
+    dst: Value,
+    residual: Option<Value>,
+    activation: Option<Activation>,
+    len: usize,
+) -> Result<(), BackendError> {
+    if residual.is_none() && activation.is_none() {
+        return Ok(());
+    }
+    let (lo, hi) = (e.i(0), e.i(len));
+    span(e, lo, hi, |e, ty, i| {
+        let p = e.addr_of(dst, i);
+        let mut v = e.load(ty, p, 0);
+        if let Some(r) = residual {
+            let q = e.addr_of(r, i);
+            let r = e.load(ty, q, 0);
+            v = e.b.ins().fadd(v, r);
+        }
+        if let Some(act) = activation {
+            v = e.activation(ty, act, v);
+        }
+        e.store(v, p, 0);
+        Ok(())
+    })
+}
+
+/// The depthwise geometry shared by both kernels.
+#[derive(Clone, Copy)]
+pub(super) struct Depthwise {
+    pub(super) h: usize,
+    pub(super) w: usize,
+    ow: usize,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+}
+
+impl Depthwise {
+    pub(super) fn new(a: &Conv2dAttrs, in_shape: &[usize], out_shape: &[usize]) -> Depthwise {
+        Depthwise {
+            h: in_shape[2],
+            w: in_shape[3],
+            ow: out_shape[3],
+            kernel: a.kernel,
+            stride: a.stride,
+            padding: a.padding,
+            dilation: a.dilation,
+        }
+    }
+
+    /// Output rows `lo..hi` whose every tap row exists, and output columns
+    /// `lo..hi` whose every tap column exists: the interior, where no tap
+    /// needs a bounds check.
+    fn interior(self, oh: usize) -> ([usize; 2], [usize; 2]) {
+        let [kh, kw] = self.kernel;
+        let span = |count, len, axis: usize, taps| {
+            (0..taps).fold([0, count], |[lo, hi], k| {
+                let (a, b) = valid(
+                    count,
+                    len,
+                    self.stride[axis],
+                    k * self.dilation[axis],
+                    self.padding[axis],
+                );
+                [lo.max(a), hi.min(b)]
+            })
+        };
+        (span(oh, self.h, 0, kh), span(self.ow, self.w, 1, kw))
+    }
+
+    /// Emits output row `oy` (an interior row: every tap row exists) of one
+    /// channel with the epilogue applied, accumulating in registers: four
+    /// columns at a time over the interior columns (strided input columns
+    /// gathered with a shuffle at stride 2), one at a time elsewhere with
+    /// each edge column's valid taps known at compile time.
+    #[allow(clippy::too_many_arguments)]
+    fn fast_row(
+        self,
+        e: &mut Emit,
+        src: Value,
+        taps: &[Value],
+        bias: Value,
+        oy: Value,
+        row: Value,
+        residual: Option<Value>,
+        activation: Option<Activation>,
+        columns: [usize; 2],
+    ) -> Result<(), BackendError> {
+        let [kh, kw] = self.kernel;
+        let (sw, dw, pw) = (self.stride[1], self.dilation[1], self.padding[1]);
+        // The input row of each tap row.
+        let mut rows = Vec::with_capacity(kh);
+        for ky in 0..kh {
+            let iy = e.mul_imm(oy, self.stride[0]);
+            let iy = e.add_imm(iy, ky * self.dilation[0]);
+            let iy = e.sub_imm(iy, self.padding[0]);
+            let start = e.mul_imm(iy, self.w);
+            rows.push(e.addr_of(src, start));
+        }
+        let finish = |e: &mut Emit, ty: Type, acc: Value, ox: Value| {
+            let mut v = acc;
+            if let Some(r) = residual {
+                let q = e.addr_of(r, ox);
+                let r = e.load(ty, q, 0);
+                v = e.b.ins().fadd(v, r);
+            }
+            if let Some(act) = activation {
+                v = e.activation(ty, act, v);
+            }
+            let q = e.addr_of(row, ox);
+            e.store(v, q, 0);
+        };
+        // Edge columns: constant positions, constant valid taps.
+        let [x0, x1] = columns;
+        for ox in (0..x0).chain(x1..self.ow) {
+            let mut acc = bias;
+            for (ky, &in_row) in rows.iter().enumerate() {
+                for kx in 0..kw {
+                    let ix = (ox * sw + kx * dw) as i64 - pw as i64;
+                    if ix < 0 || ix >= self.w as i64 {
+                        continue;
+                    }
+                    let x = e.load(types::F32, in_row, ix as usize);
+                    acc = e.b.ins().fma(taps[ky * kw + kx], x, acc);
+                }
+            }
+            let o = e.i(ox);
+            finish(e, types::F32, acc, o);
+        }
+        // Interior columns, four at a time while every lane read (with the
+        // odd lanes a stride-2 gather loads) lies inside the row.
+        let reads_fit = |o: usize| (o + 3) * sw + (kw - 1) * dw + sw - 1 < self.w + pw;
+        let mut vector_end = x0;
+        if sw <= 2 {
+            while vector_end + 4 <= x1 && reads_fit(vector_end) {
+                vector_end += 4;
+            }
+        }
+        let splat_taps: Vec<Value> = if vector_end > x0 {
+            taps.iter().map(|&t| e.b.ins().splat(F32X4, t)).collect()
+        } else {
+            Vec::new()
+        };
+        let bias4 = if vector_end > x0 {
+            Some(e.b.ins().splat(F32X4, bias))
+        } else {
+            None
+        };
+        if let Some(bias4) = bias4 {
+            e.for_n(x0, vector_end, 4, |e, ox| {
+                let mut acc = bias4;
+                let base = e.mul_imm(ox, sw);
+                for (ky, &in_row) in rows.iter().enumerate() {
+                    for kx in 0..kw {
+                        let ix = e.b.ins().iadd_imm_s(base, (kx * dw) as i64 - pw as i64);
+                        let p = e.addr_of(in_row, ix);
+                        let x = e.load_strided4(p, sw);
+                        acc = e.b.ins().fma(splat_taps[ky * kw + kx], x, acc);
+                    }
+                }
+                finish(e, F32X4, acc, ox);
+                Ok(())
+            })?;
+        }
+        e.for_n(vector_end, x1, 1, |e, ox| {
+            let mut acc = bias;
+            let base = e.mul_imm(ox, sw);
+            for (ky, &in_row) in rows.iter().enumerate() {
+                for kx in 0..kw {
+                    let ix = e.b.ins().iadd_imm_s(base, (kx * dw) as i64 - pw as i64);
+                    let p = e.addr_of(in_row, ix);
+                    let x = e.load(types::F32, p, 0);
+                    acc = e.b.ins().fma(taps[ky * kw + kx], x, acc);
+                }
+            }
+            finish(e, types::F32, acc, ox);
+            Ok(())
+        })
+    }
+
+    /// Emits rows `0..oh` of one channel into `out` (row stride `ow`) with
+    /// the epilogue: interior rows by [`Depthwise::fast_row`], the border
+    /// rows tap by tap.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn rows(
+        self,
+        e: &mut Emit,
+        src: Value,
+        taps: &[Value],
+        bias: Value,
+        range: (Value, Value),
+        oh: usize,
+        out_row: &dyn Fn(&mut Emit, Value) -> Value,
+        residual_row: &dyn Fn(&mut Emit, Value) -> Option<Value>,
+        activation: Option<Activation>,
+    ) -> Result<(), BackendError> {
+        let (rows, columns) = self.interior(oh);
+        let edges = columns[0] + (self.ow - columns[1].min(self.ow));
+        let fast = rows[0] < rows[1] && columns[0] < columns[1] && edges <= 8;
+        let (lo, hi) = range;
+        let general = |e: &mut Emit, oy: Value| -> Result<(), BackendError> {
+            let row = out_row(e, oy);
+            self.row(e, src, taps, bias, oy, row)?;
+            let res = residual_row(e, oy);
+            epilogue_pass(e, row, res, activation, self.ow)
+        };
+        if !fast {
+            return e.for_range(lo, hi, 1, general);
+        }
+        // lo..hi split into border rows, interior rows, border rows.
+        let (y0, y1) = (e.i(rows[0]), e.i(rows[1]));
+        let a = e.b.ins().umax(lo, y0);
+        let a = e.b.ins().umin(a, hi);
+        let b = e.b.ins().umax(a, y1);
+        let b = e.b.ins().umin(b, hi);
+        e.for_range(lo, a, 1, general)?;
+        e.for_range(a, b, 1, |e, oy| {
+            let row = out_row(e, oy);
+            let res = residual_row(e, oy);
+            self.fast_row(e, src, taps, bias, oy, row, res, activation, columns)
+        })?;
+        e.for_range(b, hi, 1, general)
+    }
+
+    /// Emits one output row `oy` of one channel: `row[..ow] = bias +
+    /// sum over taps of taps[ky][kx] * src[iy, ix]`.
+    fn row(
+        self,
+        e: &mut Emit,
+        src: Value,
+        taps: &[Value],
+        bias: Value,
+        oy: Value,
+        row: Value,
+    ) -> Result<(), BackendError> {
+        fill(e, row, self.ow, bias)?;
+        let [kh, kw] = self.kernel;
+        for ky in 0..kh {
+            let iy = e.mul_imm(oy, self.stride[0]);
+            let iy = e.add_imm(iy, ky * self.dilation[0]);
+            let iy = e.sub_imm(iy, self.padding[0]);
+            let h = e.i(self.h);
+            let inside = e.b.ins().icmp(IntCC::UnsignedLessThan, iy, h);
+            e.if_then(inside, |e| {
+                let in_row = e.mul_imm(iy, self.w);
+                let in_row = e.addr_of(src, in_row);
+                for kx in 0..kw {
+                    let (x0, x1) = valid(
+                        self.ow,
+                        self.w,
+                        self.stride[1],
+                        kx * self.dilation[1],
+                        self.padding[1],
+                    );
+                    if x0 >= x1 {
+                        continue;
+                    }
+                    let tap = taps[ky * kw + kx];
+                    // Input column of output column 0 (may be negative; only
+                    // columns in x0..x1 are read).
+                    let shift = (kx * self.dilation[1]) as i64 - self.padding[1] as i64;
+                    let (lo, hi) = (e.i(x0), e.i(x1));
+                    let stride = self.stride[1];
+                    let axpy = |e: &mut Emit, ty, ox: Value| {
+                        let ix = e.mul_imm(ox, stride);
+                        let ix = e.b.ins().iadd_imm_s(ix, shift);
+                        let p = e.addr_of(in_row, ix);
+                        let x = e.load(ty, p, 0);
+                        let t = if ty == types::F32 {
+                            tap
+                        } else {
+                            e.b.ins().splat(ty, tap)
+                        };
+                        let q = e.addr_of(row, ox);
+                        let acc = e.load(ty, q, 0);
+                        let v = e.b.ins().fma(t, x, acc);
+                        e.store(v, q, 0);
+                        Ok(())
+                    };
+                    if stride == 1 {
+                        span(e, lo, hi, axpy)?;
+                    } else {
+                        // Strided columns are gathered one at a time.
+                        e.for_range(lo, hi, 1, |e, ox| axpy(e, types::F32, ox))?;
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// The taps of output channel `oc`: `kh*kw` scalars.
+pub(super) fn load_taps(e: &mut Emit, weights: Base, oc: Value, count: usize) -> Vec<Value> {
+    let start = e.mul_imm(oc, count);
+    let base = e.addr(weights, start);
+    (0..count).map(|i| e.load(types::F32, base, i)).collect()
+}
+
+/// The bias of channel `c`, or 0.
+pub(super) fn load_bias(e: &mut Emit, bias: Option<Base>, c: Value) -> Value {
+    match bias {
+        Some(b) => {
+            let p = e.addr(b, c);
+            e.load(types::F32, p, 0)
+        }
+        None => e.f(types::F32, 0.0),
+    }
+}
+
+/// `depthwise_conv2d`.
+pub fn depthwise(
+    a: &Conv2dAttrs,
+    ops: Operands<'_>,
+    _consts: &mut Consts,
+) -> Result<Kernel, BackendError> {
+    let x = &ops.inputs[0];
+    let out = &ops.out;
+    let geo = Depthwise::new(a, &x.shape, &out.shape);
+    let (c_in, c_out) = (x.shape[1], out.shape[1]);
+    let multiplier = c_out / c_in.max(1);
+    let (oh, ow) = (out.shape[2], out.shape[3]);
+    let (src, dst, weights) = (x.base, out.base, ops.inputs[1].base);
+    let bias = a.bias.then(|| ops.inputs[2].base);
+    let residual = a
+        .epilogue
+        .residual
+        .then(|| ops.inputs.last().map(|b| b.base))
+        .flatten();
+    let activation = a.epilogue.activation;
+    let taps = a.kernel[0] * a.kernel[1];
+    Ok(Kernel::jit(
+        out.shape[0] * c_out,
+        Box::new(move |e: &mut Emit| {
+            e.for_tasks(|e, t| {
+                // Task t = (n, oc); input channel oc / multiplier.
+                let oc = e.rem_imm(t, c_out);
+                let n = e.div_imm(t, c_out);
+                let ic = e.div_imm(oc, multiplier.max(1));
+                let plane = e.mul_imm(n, c_in);
+                let plane = e.add(plane, ic);
+                let plane = e.mul_imm(plane, geo.h * geo.w);
+                let src = e.addr(src, plane);
+                let out_plane = e.mul_imm(t, oh * ow);
+                let dst = e.addr(dst, out_plane);
+                let res = residual.map(|r| e.addr(r, out_plane));
+                let tap_values = load_taps(e, weights, oc, taps);
+                let b = load_bias(e, bias, oc);
+                let range = (e.i(0), e.i(oh));
+                let out_row = |e: &mut Emit, oy: Value| {
+                    let off = e.mul_imm(oy, ow);
+                    e.addr_of(dst, off)
+                };
+                let residual_row = |e: &mut Emit, oy: Value| {
+                    res.map(|r| {
+                        let off = e.mul_imm(oy, ow);
+                        e.addr_of(r, off)
+                    })
+                };
+                geo.rows(
+                    e,
+                    src,
+                    &tap_values,
+                    b,
+                    range,
+                    oh,
+                    &out_row,
+                    &residual_row,
+                    activation,
+                )
+            })
+        }),
+    ))
+}
