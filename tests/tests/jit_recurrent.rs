@@ -8,13 +8,12 @@
 //! multiples of the vector width, and a single time step. On top of the
 //! forward layers: reverse and bidirectional ones at every shape; initial
 //! states and `output="h_n"`/`"c_n"` in every direction; per-sample
-//! `lengths` with every direction, state and output setting. `gru` runs
-//! the whole matrix once the backend dispatches it (until then its test
-//! checks that it is reported unsupported and stops). Each model is
+//! `lengths` with every direction, state and output setting; `gru` runs
+//! the whole matrix too. Each model is
 //! compiled and run at 1 and 2 threads, and must agree with the interpreter
 //! within `1e-4 * max(1, max |reference|)`.
 
-use nnc_compiler::backend::{compile, BackendError, Options};
+use nnc_compiler::backend::{compile, Options};
 use nnc_compiler::driver::compile_source;
 use nnc_compiler::interp::run;
 use nnc_compiler::ir::Graph;
@@ -340,28 +339,8 @@ fn lstm_states_match_the_interpreter() {
     check_states("lstm");
 }
 
-/// Whether the backend dispatches `gru` to the recurrent kernel yet: until
-/// `kernels/mod.rs` routes it there, compiling it reports exactly "`gru`"
-/// as unsupported.
-fn gru_is_compiled() -> bool {
-    let graph = load(
-        "probe",
-        "model m {\n    input x: f32[2, 1, 3]\n    y = gru(x, hidden=2)\n    output y\n}\n",
-    );
-    let weights = seeded_weights(&graph, SEED).expect("seeded weights");
-    match compile(graph, weights, &Options { threads: 1 }) {
-        Ok(_) => true,
-        Err(BackendError::Unsupported { what, .. }) if what == "`gru`" => false,
-        Err(e) => panic!("gru probe: compile: {e}"),
-    }
-}
-
 #[test]
 fn gru_matches_the_interpreter() {
-    if !gru_is_compiled() {
-        eprintln!("skipped: the backend does not dispatch `gru` yet");
-        return;
-    }
     check_shapes("gru");
     check_directions("gru");
     check_states("gru");

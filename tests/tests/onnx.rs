@@ -498,12 +498,8 @@ fn symbolic_dims_need_a_size() {
     assert!(print_file(&imported.file).contains("input x: f32[3, 3, 4, 4]"));
 }
 
-/// Every fixture also runs through the compiled backend (at 1 and 2
-/// threads) and must match ONNX Runtime within the same tolerance. The
-/// only fixtures allowed not to compile are the recurrent features the
-/// backend does not have yet (GRU, reverse and bidirectional directions,
-/// initial states, sequence lengths, final-state outputs), which it
-/// rejects with `BackendError::Unsupported`.
+/// Every fixture also compiles and runs through the compiled backend (at 1
+/// and 2 threads) and must match ONNX Runtime within the same tolerance.
 #[test]
 fn every_fixture_compiled_matches_onnx_runtime() {
     use nnc_compiler::backend::{compile, BackendError, Options};
@@ -559,13 +555,12 @@ fn every_fixture_compiled_matches_onnx_runtime() {
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(
-        compiled_count >= 50,
+        unsupported.is_empty(),
+        "not compiled:\n{}",
+        unsupported.join("\n")
+    );
+    assert!(
+        compiled_count >= 100,
         "only {compiled_count} fixtures compiled"
     );
-    for u in &unsupported {
-        assert!(
-            ["gru"].iter().any(|k| u.contains(k)),
-            "unexpectedly not compiled: {u}"
-        );
-    }
 }

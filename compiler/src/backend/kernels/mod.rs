@@ -154,6 +154,8 @@ pub fn scratch_len(op: &Op, inputs: &[&[usize]], out: &[usize]) -> usize {
         recurrent::scratch_len(a, false, inputs, out)
     } else if let Op::Lstm(a) = op {
         recurrent::scratch_len(a, true, inputs, out)
+    } else if let Op::Gru(a) = op {
+        recurrent::scratch_len_gru(a, inputs, out)
     } else {
         0
     }
@@ -244,11 +246,14 @@ pub fn build(
         Op::MatMul => gemm::matmul(ops),
         // A constant is its weight operand.
         Op::Constant(_) => return Ok(None),
-        Op::Gru(_) => {
-            return Err(BackendError::Unsupported {
-                node: node.name.clone(),
-                what: "`gru`".into(),
-            })
+        Op::Gru(a) => {
+            if let Some(what) = recurrent::unsupported(a) {
+                return Err(BackendError::Unsupported {
+                    node: node.name.clone(),
+                    what: format!("`gru` with {what}"),
+                });
+            }
+            recurrent::build_gru(a, ops, consts)?
         }
         // `lower-conv` rewrites every convolution; the backend runs only
         // after it.

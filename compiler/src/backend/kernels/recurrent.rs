@@ -127,8 +127,6 @@ pub fn build(
 }
 
 /// `gru`.
-// Used once `kernels/mod.rs` dispatches `gru` here.
-#[allow(dead_code)]
 pub fn build_gru(
     a: &RecurrentAttrs,
     ops: Operands<'_>,
@@ -336,8 +334,6 @@ pub fn scratch_len(a: &RecurrentAttrs, lstm: bool, inputs: &[&[usize]], out: &[u
 }
 
 /// Arena scratch the `gru` kernel needs.
-// Used once `kernels/mod.rs` dispatches `gru` here.
-#[allow(dead_code)]
 pub fn scratch_len_gru(a: &RecurrentAttrs, inputs: &[&[usize]], out: &[usize]) -> usize {
     scratch_len_cell(a, Cell::Gru, inputs, out)
 }
