@@ -122,12 +122,21 @@ fn is_skipped(name: &str) -> bool {
 
 /// Reads a safetensors file.
 pub fn load_safetensors(path: &Path) -> Result<WeightSet, WeightError> {
-    let bytes = std::fs::read(path).map_err(|source| IoError {
+    let io = |source| IoError {
         action: "read",
         path: path.to_path_buf(),
         source,
-    })?;
-    load_safetensors_bytes(&bytes, path)
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    // Mapping the file instead of reading it saves a copy of every weight
+    // (and the page faults of a buffer as large as the file).
+    // SAFETY: the map is read-only and dropped before this function
+    // returns; the tensors are decoded into owned memory. Another process
+    // truncating the file meanwhile is outside what nnc can guard against
+    // (as for any program that maps its inputs).
+    #[allow(unsafe_code)]
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+    load_safetensors_bytes(&map, path)
 }
 
 /// Parses the bytes of a safetensors file; `path_for_messages` only names the
