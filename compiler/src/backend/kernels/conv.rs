@@ -40,7 +40,13 @@ pub fn separable(
     let dw_weights = ops.inputs[1].base;
     let dw_bias = dw.bias.then(|| ops.inputs[2].base);
     let pw_index = 2 + usize::from(dw.bias);
-    let rows_per_task = (SEPARABLE_COLUMNS / ow.max(1)).clamp(1, oh.max(1));
+    // Whole rows up to SEPARABLE_COLUMNS columns per task, but fewer rows
+    // when that leaves some thread without a task (small late-stage maps).
+    let mut rows_per_task = (SEPARABLE_COLUMNS / ow.max(1)).clamp(1, oh.max(1));
+    let threads = ops.threads.max(1);
+    if batch * oh.div_ceil(rows_per_task) < 2 * threads {
+        rows_per_task = rows_per_task.min(oh.div_ceil((2 * threads).div_ceil(batch)).max(1));
+    }
     let blocks = oh.div_ceil(rows_per_task);
     let tile_cols = rows_per_task * ow;
     let spec = consts.panel(PanelGemm::new(
