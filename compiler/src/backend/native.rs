@@ -52,18 +52,24 @@ impl GemmTask {
     pub fn with_blocks(mut self, threads: usize) -> GemmTask {
         let threads = threads.max(1);
         let want = 4 * threads;
+        let round = |v: usize, to: usize| v.div_ceil(to) * to;
         self.m_block = self.m.max(1);
-        self.n_block = self.n.clamp(1, 512);
-        // Narrower column blocks first (whole 32-column panels, at least
-        // 128), then rows split evenly in multiples of 28 (two AVX-512
-        // tiles), until every thread has a few tasks.
-        while self.tasks() < want && self.n_block >= 256 {
-            self.n_block = (self.n_block / 2).div_ceil(32) * 32;
+        // Columns: the fewest blocks of at most 512, then more until every
+        // thread has a few tasks or blocks would drop to 64 columns; blocks
+        // are equal, in whole 16-column vectors, so no block is a sliver.
+        let mut blocks = self.n.div_ceil(512).max(1);
+        loop {
+            self.n_block = round(self.n.div_ceil(blocks), 16).min(self.n).max(1);
+            if self.tasks() >= want || self.n_block <= 64 {
+                break;
+            }
+            blocks += 1;
         }
+        // Then rows, split evenly in whole 14-row tiles of at least 28.
         let mut parts = 1;
-        while self.tasks() < want && self.m_block > 56 {
+        while self.tasks() < want && self.m.div_ceil(parts + 1) >= 28 {
             parts += 1;
-            self.m_block = self.m.div_ceil(parts).div_ceil(28) * 28;
+            self.m_block = round(self.m.div_ceil(parts), 14);
         }
         self
     }
