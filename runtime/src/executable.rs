@@ -31,6 +31,9 @@ pub struct Step {
     pub kernel: KernelFn,
     /// How many independent tasks the kernel splits into (at least 1).
     pub tasks: usize,
+    /// Whether the step is worth handing to other threads; a small one
+    /// runs on the calling thread, which is cheaper than waking the pool.
+    pub parallel: bool,
 }
 
 /// Where a model input or output lives in the arena.
@@ -282,8 +285,8 @@ impl Executable {
         // that sequences the steps also works on each one instead of
         // waiting for the others to wake it.
         match &pool.pool {
-            Some(p) => p.install(steps),
-            None => steps(),
+            Some(p) if self.steps.iter().any(|s| s.parallel && s.tasks > 1) => p.install(steps),
+            _ => steps(),
         }
         self.outputs
             .iter()
@@ -307,7 +310,7 @@ impl Executable {
             // kernel contract.
             unsafe { (step.kernel)(arena.get(), begin, end) }
         };
-        if pool.pool.is_some() && tasks > 1 {
+        if pool.pool.is_some() && step.parallel && tasks > 1 {
             // A few chunks per thread balance uneven tasks without paying
             // for one job per task; this runs inside the pool (see
             // `run_timed`), so the calling worker takes chunks too.

@@ -361,6 +361,9 @@ pub fn compile(
             name: l.name.clone(),
             kernel,
             tasks,
+            // Below about a million FLOPs and bytes moved (some tens of
+            // microseconds), waking other threads costs more than it saves.
+            parallel: l.flops + l.bytes_read + l.bytes_written >= 1_000_000,
         })
         .collect();
     let const_bytes = consts.bytes();
