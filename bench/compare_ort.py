@@ -164,9 +164,12 @@ def main():
         x = np.load(os.path.join(path, "input_0.npy"))
         err = check_outputs(path, ort_session(path, 1), x)
         for threads in args.threads:
+            # nnc first, with no ORT session alive: ORT's worker threads
+            # spin for a while after each run and would take a core from it.
+            nnc = time_nnc(path, threads, args.warmup, args.seconds, 10)
             session = ort_session(path, threads)
             ort_times = sorted(time_ort(session, x, args.warmup, args.seconds))
-            nnc = time_nnc(path, threads, args.warmup, args.seconds, 10)
+            del session
             q = lambda t, p: t[min(len(t) - 1, int(round(p * (len(t) - 1))))]
             row = {
                 "model": name, "threads": threads,
