@@ -112,181 +112,23 @@ pub fn compile(
         options.threads
     };
 
-    // Every value's buffer, and the steps.
-    let mut bufs: Vec<Interval> = Vec::new();
-    let mut loc: HashMap<NodeId, Loc> = HashMap::new();
-    let mut steps: Vec<Planned> = Vec::new();
-    let mut input_bufs = Vec::new();
-    for id in graph.topo_order() {
-        let node = graph.node(id);
-        match &node.op {
-            Op::Input(_) => {
-                bufs.push(Interval {
-                    len: node.ty.numel(),
-                    first: 0,
-                    last: 0,
-                });
-                loc.insert(id, Loc::Buffer(bufs.len() - 1));
-                input_bufs.push((id, bufs.len() - 1));
-            }
-            Op::Weight(_) => {
-                loc.insert(id, Loc::Weight(id));
-            }
-            op if kernels::is_view(op) => {
-                let source = node.inputs()[0];
-                let l = loc
-                    .get(&source)
-                    .copied()
-                    .ok_or_else(|| missing(&graph, source))?;
-                loc.insert(id, l);
-            }
-            op => {
-                let s = steps.len();
-                let inputs = node
-                    .inputs()
-                    .iter()
-                    .map(|i| loc.get(i).copied().ok_or_else(|| missing(&graph, *i)))
-                    .collect::<Result<Vec<_>, _>>()?;
-                for l in &inputs {
-                    if let Loc::Buffer(b) = l {
-                        bufs[*b].last = bufs[*b].last.max(s);
-                    }
-                }
-                bufs.push(Interval {
-                    len: node.ty.numel(),
-                    first: s,
-                    last: s,
-                });
-                let out = bufs.len() - 1;
-                let types: Vec<&[usize]> = node
-                    .inputs()
-                    .iter()
-                    .map(|&i| graph.node(i).ty.shape.as_slice())
-                    .collect();
-                let scratch = match kernels::scratch_len(op, &types, &node.ty.shape) {
-                    0 => None,
-                    len => {
-                        bufs.push(Interval {
-                            len,
-                            first: s,
-                            last: s,
-                        });
-                        Some(bufs.len() - 1)
-                    }
-                };
-                loc.insert(id, Loc::Buffer(out));
-                steps.push(Planned {
-                    node: id,
-                    inputs,
-                    out,
-                    scratch,
-                });
-            }
-        }
-    }
-    let end = steps.len();
-    let mut output_bufs = Vec::new();
-    for &o in graph.outputs() {
-        match loc.get(&o) {
-            Some(Loc::Buffer(b)) => {
-                bufs[*b].last = end;
-                output_bufs.push((o, *b));
-            }
-            _ => {
-                return Err(BackendError::Unsupported {
-                    node: graph.node(o).name.clone(),
-                    what: "an output that is a weight".into(),
-                })
-            }
-        }
-    }
-
-    // Elementwise ops write over their first operand when nothing reads it
-    // later: `alias[b]` is the buffer `b` shares.
-    let mut alias: Vec<usize> = (0..bufs.len()).collect();
-    for (s, step) in steps.iter().enumerate() {
-        let node = graph.node(step.node);
-        if !kernels::can_run_in_place(&node.op) {
-            continue;
-        }
-        let Some(Loc::Buffer(first)) = step.inputs.first().copied() else {
-            continue;
-        };
-        let root = find(&alias, first);
-        let same_shape = node
-            .inputs()
-            .iter()
-            .zip(&step.inputs)
-            .filter(|(_, l)| matches!(l, Loc::Buffer(b) if find(&alias, *b) == root))
-            .all(|(&i, _)| graph.node(i).ty.shape == node.ty.shape);
-        if bufs[root].last == s && bufs[root].len == bufs[step.out].len && same_shape {
-            alias[step.out] = root;
-            bufs[root].last = bufs[step.out].last;
-            bufs[step.out].len = 0;
-        }
-    }
-    // Only root buffers take space; merged ones get their root's offset.
-    let roots: Vec<usize> = (0..bufs.len()).filter(|&b| alias[b] == b).collect();
-    let placement = memory::place(&roots.iter().map(|&b| bufs[b]).collect::<Vec<_>>());
-    let mut offset = vec![0usize; bufs.len()];
-    for (i, &b) in roots.iter().enumerate() {
-        offset[b] = placement.offsets[i];
-    }
-    for b in 0..bufs.len() {
-        offset[b] = offset[find(&alias, b)];
-    }
+    let Plan {
+        steps,
+        offset,
+        input_bufs,
+        output_bufs,
+        placement,
+    } = plan(&graph)?;
     lap("plan", &mut phases);
 
     // Kernels.
     let statistics = stats::stats(&graph);
     let flops: HashMap<NodeId, u64> = statistics.layers.iter().map(|l| (l.id, l.flops)).collect();
-    let mut weight_bases: HashMap<NodeId, Base> = HashMap::new();
     let mut jit = Jit::new()?;
-    let mut operands = Vec::with_capacity(steps.len());
-    for step in &steps {
-        let node = graph.node(step.node);
-        let mut inputs = Vec::with_capacity(step.inputs.len());
-        let mut values = Vec::with_capacity(step.inputs.len());
-        for (&operand, l) in node.inputs().iter().zip(&step.inputs) {
-            let shape = graph.node(operand).ty.shape.clone();
-            match *l {
-                Loc::Buffer(b) => {
-                    inputs.push(Buf {
-                        base: Base::Arena(offset[b]),
-                        shape,
-                    });
-                    values.push(None);
-                }
-                Loc::Weight(w) => {
-                    let name = match &graph.node(w).op {
-                        Op::Weight(a) => a.name.clone(),
-                        _ => String::new(),
-                    };
-                    let data = weights.get(&name).map(|t| t.data()).ok_or_else(|| {
-                        BackendError::Codegen(format!("weight `{name}` has no tensor"))
-                    })?;
-                    // The weight set is kept alive with the code, and a
-                    // tensor's data does not move when the set does.
-                    let base = *weight_bases
-                        .entry(w)
-                        .or_insert_with(|| Base::Const(data.as_ptr() as usize));
-                    inputs.push(Buf { base, shape });
-                    values.push(Some(data));
-                }
-            }
-        }
-        let ops = Operands {
-            inputs,
-            values,
-            out: Buf {
-                base: Base::Arena(offset[step.out]),
-                shape: node.ty.shape.clone(),
-            },
-            scratch: step.scratch.map(|b| Base::Arena(offset[b])),
-            threads,
-        };
-        operands.push(ops);
-    }
+    let operands = steps
+        .iter()
+        .map(|step| operands(&graph, step, &offset, &weights, threads))
+        .collect::<Result<Vec<_>, _>>()?;
     // Kernels are built on all cores (packing weights is most of the work),
     // each with its own constants, merged afterwards.
     let built: Vec<Result<(Option<kernels::Kernel>, Consts), BackendError>> = steps
@@ -392,6 +234,205 @@ pub fn compile(
             const_bytes,
         },
         graph,
+    })
+}
+
+/// The buffers a step's kernel reads and writes: arena offsets for computed
+/// values, the weight set's own memory for weights (kept alive with the
+/// code; a tensor's data does not move when the set does).
+fn operands<'w>(
+    graph: &Graph,
+    step: &Planned,
+    offset: &[usize],
+    weights: &'w WeightSet,
+    threads: usize,
+) -> Result<Operands<'w>, BackendError> {
+    let node = graph.node(step.node);
+    let mut inputs = Vec::with_capacity(step.inputs.len());
+    let mut values = Vec::with_capacity(step.inputs.len());
+    for (&operand, l) in node.inputs().iter().zip(&step.inputs) {
+        let shape = graph.node(operand).ty.shape.clone();
+        match *l {
+            Loc::Buffer(b) => {
+                inputs.push(Buf {
+                    base: Base::Arena(offset[b]),
+                    shape,
+                });
+                values.push(None);
+            }
+            Loc::Weight(w) => {
+                let name = match &graph.node(w).op {
+                    Op::Weight(a) => a.name.as_str(),
+                    _ => "",
+                };
+                let data = weights.get(name).map(|t| t.data()).ok_or_else(|| {
+                    BackendError::Codegen(format!("weight `{name}` has no tensor"))
+                })?;
+                inputs.push(Buf {
+                    base: Base::Const(data.as_ptr() as usize),
+                    shape,
+                });
+                values.push(Some(data));
+            }
+        }
+    }
+    Ok(Operands {
+        inputs,
+        values,
+        out: Buf {
+            base: Base::Arena(offset[step.out]),
+            shape: node.ty.shape.clone(),
+        },
+        scratch: step.scratch.map(|b| Base::Arena(offset[b])),
+        threads,
+    })
+}
+
+/// Where every value lives and which steps run: the arena layout.
+struct Plan {
+    steps: Vec<Planned>,
+    /// Arena offset of each buffer, in floats.
+    offset: Vec<usize>,
+    /// `(node, buffer)` of each model input and output.
+    input_bufs: Vec<(NodeId, usize)>,
+    output_bufs: Vec<(NodeId, usize)>,
+    placement: memory::Placement,
+}
+
+/// Plans the arena: one buffer per computed value (views share their
+/// operand's), live from the step that writes it to the last that reads it;
+/// elementwise ops write over a first operand nothing reads later; then
+/// [`memory::place`] assigns offsets.
+fn plan(graph: &Graph) -> Result<Plan, BackendError> {
+    // Every value's buffer, and the steps.
+    let mut bufs: Vec<Interval> = Vec::new();
+    let mut loc: HashMap<NodeId, Loc> = HashMap::new();
+    let mut steps: Vec<Planned> = Vec::new();
+    let mut input_bufs = Vec::new();
+    for id in graph.topo_order() {
+        let node = graph.node(id);
+        match &node.op {
+            Op::Input(_) => {
+                bufs.push(Interval {
+                    len: node.ty.numel(),
+                    first: 0,
+                    last: 0,
+                });
+                loc.insert(id, Loc::Buffer(bufs.len() - 1));
+                input_bufs.push((id, bufs.len() - 1));
+            }
+            Op::Weight(_) => {
+                loc.insert(id, Loc::Weight(id));
+            }
+            op if kernels::is_view(op) => {
+                let source = node.inputs()[0];
+                let l = loc
+                    .get(&source)
+                    .copied()
+                    .ok_or_else(|| missing(graph, source))?;
+                loc.insert(id, l);
+            }
+            op => {
+                let s = steps.len();
+                let inputs = node
+                    .inputs()
+                    .iter()
+                    .map(|i| loc.get(i).copied().ok_or_else(|| missing(graph, *i)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                for l in &inputs {
+                    if let Loc::Buffer(b) = l {
+                        bufs[*b].last = bufs[*b].last.max(s);
+                    }
+                }
+                bufs.push(Interval {
+                    len: node.ty.numel(),
+                    first: s,
+                    last: s,
+                });
+                let out = bufs.len() - 1;
+                let types: Vec<&[usize]> = node
+                    .inputs()
+                    .iter()
+                    .map(|&i| graph.node(i).ty.shape.as_slice())
+                    .collect();
+                let scratch = match kernels::scratch_len(op, &types, &node.ty.shape) {
+                    0 => None,
+                    len => {
+                        bufs.push(Interval {
+                            len,
+                            first: s,
+                            last: s,
+                        });
+                        Some(bufs.len() - 1)
+                    }
+                };
+                loc.insert(id, Loc::Buffer(out));
+                steps.push(Planned {
+                    node: id,
+                    inputs,
+                    out,
+                    scratch,
+                });
+            }
+        }
+    }
+    let end = steps.len();
+    let mut output_bufs = Vec::new();
+    for &o in graph.outputs() {
+        match loc.get(&o) {
+            Some(Loc::Buffer(b)) => {
+                bufs[*b].last = end;
+                output_bufs.push((o, *b));
+            }
+            _ => {
+                return Err(BackendError::Unsupported {
+                    node: graph.node(o).name.clone(),
+                    what: "an output that is a weight".into(),
+                })
+            }
+        }
+    }
+
+    // Elementwise ops write over their first operand when nothing reads it
+    // later: `alias[b]` is the buffer `b` shares.
+    let mut alias: Vec<usize> = (0..bufs.len()).collect();
+    for (s, step) in steps.iter().enumerate() {
+        let node = graph.node(step.node);
+        if !kernels::can_run_in_place(&node.op) {
+            continue;
+        }
+        let Some(Loc::Buffer(first)) = step.inputs.first().copied() else {
+            continue;
+        };
+        let root = find(&alias, first);
+        let same_shape = node
+            .inputs()
+            .iter()
+            .zip(&step.inputs)
+            .filter(|(_, l)| matches!(l, Loc::Buffer(b) if find(&alias, *b) == root))
+            .all(|(&i, _)| graph.node(i).ty.shape == node.ty.shape);
+        if bufs[root].last == s && bufs[root].len == bufs[step.out].len && same_shape {
+            alias[step.out] = root;
+            bufs[root].last = bufs[step.out].last;
+            bufs[step.out].len = 0;
+        }
+    }
+    // Only root buffers take space; merged ones get their root's offset.
+    let roots: Vec<usize> = (0..bufs.len()).filter(|&b| alias[b] == b).collect();
+    let placement = memory::place(&roots.iter().map(|&b| bufs[b]).collect::<Vec<_>>());
+    let mut offset = vec![0usize; bufs.len()];
+    for (i, &b) in roots.iter().enumerate() {
+        offset[b] = placement.offsets[i];
+    }
+    for b in 0..bufs.len() {
+        offset[b] = offset[find(&alias, b)];
+    }
+    Ok(Plan {
+        steps,
+        offset,
+        input_bufs,
+        output_bufs,
+        placement,
     })
 }
 
