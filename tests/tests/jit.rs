@@ -188,3 +188,49 @@ proptest! {
         check(load_text("random.nn", &text), &text);
     }
 }
+
+/// The compiled `tanh` (a rational approximation) stays within a few ulp
+/// of the interpreter's `f32::tanh`, and `sigmoid` (computed through it as
+/// `(1 + tanh(x/2)) / 2`) within a few ulp of 0.5 absolute, over a range
+/// from the tiny to the saturated, NaN included.
+#[test]
+fn compiled_tanh_and_sigmoid_are_accurate() {
+    let graph = load_text(
+        "act.nn",
+        "model act {\n    input x: f32[1, 4003]\n    t = tanh(x)\n    s = sigmoid(x)\n    output t, s\n}\n",
+    );
+    let weights = seeded_weights(&graph, SEED).expect("weights");
+    let mut values: Vec<f32> = (0..4000)
+        .map(|i| -20.0 + 40.0 * i as f32 / 3999.0)
+        .collect();
+    values.extend([1e-7, -3e-5, f32::NAN]);
+    let x = Tensor::new(vec![1, 4003], values).expect("tensor");
+    let reference = run(&graph, &weights, std::slice::from_ref(&x)).expect("interpreter");
+    let compiled = compile(graph, weights, &Options { threads: 1 }).expect("compile");
+    let out = compiled
+        .executable
+        .run(&[x], &Pool::new(1).expect("pool"))
+        .expect("run");
+    for (name, r, o) in [
+        ("tanh", &reference[0], &out[0]),
+        ("sigmoid", &reference[1], &out[1]),
+    ] {
+        for (i, (a, b)) in r.data().iter().zip(o.data()).enumerate() {
+            if a.is_nan() {
+                assert!(b.is_nan(), "{name}: NaN in, {b} out");
+                continue;
+            }
+            let tol = if name == "tanh" {
+                // A few ulp of the result (of 0.25 on the grid near 0, where
+                // the grid's values are not tiny).
+                4.0 * f32::EPSILON * a.abs().max(if i >= 4000 { 0.0 } else { 0.25 })
+            } else {
+                4.0 * f32::EPSILON * 0.5
+            };
+            assert!(
+                (a - b).abs() <= tol.max(f32::MIN_POSITIVE),
+                "{name} at input {i}: {b} against {a}"
+            );
+        }
+    }
+}

@@ -73,29 +73,47 @@ impl Emit<'_> {
         self.b.ins().fmul(p, scale)
     }
 
-    /// `1 / (1 + exp(-x))` without overflow: with `e = exp(-|x|)`, `1/(1+e)`
-    /// for `x >= 0` and `e/(1+e)` otherwise.
-    pub fn sigmoid(&mut self, ty: Type, x: Value) -> Value {
-        let ax = self.b.ins().fabs(x);
-        let nx = self.b.ins().fneg(ax);
-        let e = self.exp(ty, nx);
-        let one = self.f(ty, 1.0);
-        let d = self.b.ins().fadd(one, e);
-        let r = self.b.ins().fdiv(one, d);
-        let er = self.b.ins().fmul(e, r);
-        let zero = self.f(ty, 0.0);
-        let ge = self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, x, zero);
-        self.select(ty, ge, r, er)
+    /// `tanh(x)` as a rational function (Eigen's float approximation, a few
+    /// ulp from the true value): `x * P(x^2) / Q(x^2)` on `x` clamped to
+    /// `[-7.9, 7.9]`, beyond which `tanh` rounds to `±1`. Half the work of
+    /// going through `exp`, which matters in recurrent gate maths.
+    pub fn tanh(&mut self, ty: Type, x: Value) -> Value {
+        let x = self.clamp(ty, x, -7.905_311, 7.905_311);
+        let x2 = self.b.ins().fmul(x, x);
+        let horner = |e: &mut Self, coeffs: &[f32]| {
+            let mut acc = e.f(ty, coeffs[0]);
+            for &c in &coeffs[1..] {
+                let c = e.f(ty, c);
+                acc = e.b.ins().fma(acc, x2, c);
+            }
+            acc
+        };
+        let p = horner(
+            self,
+            &[
+                -2.760_768_5e-16,
+                2.000_187_9e-13,
+                -8.604_672e-11,
+                5.122_297e-8,
+                1.485_722_4e-5,
+                6.372_619_3e-4,
+                4.893_524_6e-3,
+            ],
+        );
+        let p = self.b.ins().fmul(p, x);
+        let q = horner(
+            self,
+            &[1.198_258_4e-6, 1.185_347_1e-4, 2.268_434_6e-3, 4.893_525e-3],
+        );
+        self.b.ins().fdiv(p, q)
     }
 
-    /// `tanh(x) = 2*sigmoid(2x) - 1`.
-    pub fn tanh(&mut self, ty: Type, x: Value) -> Value {
-        let two = self.f(ty, 2.0);
-        let x2 = self.b.ins().fmul(x, two);
-        let s = self.sigmoid(ty, x2);
-        let s2 = self.b.ins().fmul(s, two);
-        let one = self.f(ty, 1.0);
-        self.b.ins().fsub(s2, one)
+    /// `1 / (1 + exp(-x)) = (1 + tanh(x/2)) / 2`.
+    pub fn sigmoid(&mut self, ty: Type, x: Value) -> Value {
+        let half = self.f(ty, 0.5);
+        let t = self.b.ins().fmul(x, half);
+        let t = self.tanh(ty, t);
+        self.b.ins().fma(t, half, half)
     }
 
     /// `min(max(x, lo), hi)`.
