@@ -15,11 +15,11 @@ mod cli;
 
 /// nnc: a neural-network compiler for CPU inference.
 ///
-/// Models are written in the `.nn` language (see docs/language.md). Without
-/// a weights file, weights are seeded deterministically, so every model runs
-/// out of the box.
+/// Models are written in the `.nn` language (see docs/language.md) or
+/// imported from ONNX. Without a weights file, weights are seeded
+/// deterministically, so every model runs out of the box.
 #[derive(Parser)]
-#[command(name = "nnc", version, about, long_about = None)]
+#[command(name = "nnc", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -56,11 +56,14 @@ enum Command {
     },
     /// List the optimisation passes in pipeline order.
     Passes,
-    /// Compile a model (passes, memory plan, JIT) and report each layer's
-    /// algorithm, fused epilogue, micro-kernel and FLOPs, the compile time
-    /// per phase and the arena size.
+    /// Compile a model and report each layer and the compile time.
+    ///
+    /// Runs the pass pipeline, the memory plan and the JIT, then prints each
+    /// layer's algorithm, fused epilogue, GEMM micro-kernel and FLOPs, the
+    /// compile time per phase, and the arena size next to the naive sum of
+    /// all intermediates and the liveness lower bound.
     Compile {
-        /// The model, a `.nn` file.
+        /// The model, a `.nn` or `.onnx` file.
         model: PathBuf,
         #[command(flatten)]
         weights: WeightArgs,
@@ -91,10 +94,13 @@ enum Command {
         #[arg(long, default_value_t = DEFAULT_SEED)]
         seed: u64,
     },
-    /// Time a compiled model: warm-up, then median, minimum and 90th
-    /// percentile latency over many runs, and the achieved GFLOP/s.
+    /// Time a compiled model's latency.
+    ///
+    /// Warm-up runs, then the median, minimum, 10th and 90th percentile
+    /// latency over many runs (with a progress bar), and the achieved
+    /// GFLOP/s; `--json` prints the same figures as one JSON object.
     Bench {
-        /// The model, a `.nn` file.
+        /// The model, a `.nn` or `.onnx` file.
         model: PathBuf,
         #[command(flatten)]
         weights: WeightArgs,
@@ -114,12 +120,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run a compiled model many times and print, per layer (with its
-    /// source line): time and share, FLOPs, bytes moved, arithmetic
-    /// intensity, GFLOP/s, GB/s, % of the FMA peak, and whether the
-    /// measured roofline makes it compute- or memory-bound.
+    /// Show where a compiled model's time goes, layer by layer.
+    ///
+    /// Runs the model many times and prints, per layer (with its source
+    /// line): median time and share, FLOPs, bytes moved, arithmetic
+    /// intensity, GFLOP/s, GB/s, % of the FMA peak, and whether a roofline
+    /// built from the measured FMA peak and memory bandwidth makes it
+    /// compute- or memory-bound.
     Profile {
-        /// The model, a `.nn` file.
+        /// The model, a `.nn` or `.onnx` file.
         model: PathBuf,
         #[command(flatten)]
         weights: WeightArgs,
