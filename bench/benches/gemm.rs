@@ -8,7 +8,6 @@
 
 #![allow(unsafe_code)]
 
-use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
@@ -47,85 +46,10 @@ fn median_secs(runs: usize, f: impl FnMut()) -> f64 {
     t[t.len() / 2]
 }
 
-/// Fastest of `runs` calls: the peak is what the core *can* do, so the
-/// best run (least disturbed by the neighbours on a shared machine) counts.
-fn min_secs(runs: usize, f: impl FnMut()) -> f64 {
-    times(runs, f)[0]
-}
-
-/// Peak FLOP/s of one core's FMA units: 12 independent accumulator chains
-/// (more than latency x throughput), `iters` rounds.
-#[cfg(target_arch = "x86_64")]
-mod peak {
-    use std::arch::x86_64::*;
-
-    #[target_feature(enable = "avx512f")]
-    pub fn avx512(iters: usize) -> f32 {
-        let x = _mm512_set1_ps(1.000_000_1);
-        let y = _mm512_set1_ps(0.999_999_9);
-        let mut acc = [_mm512_setzero_ps(); 12];
-        for _ in 0..iters {
-            for a in acc.iter_mut() {
-                *a = _mm512_fmadd_ps(x, *a, y);
-            }
-        }
-        let mut s = _mm512_setzero_ps();
-        for a in acc {
-            s = _mm512_add_ps(s, a);
-        }
-        _mm512_reduce_add_ps(s)
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub fn avx2(iters: usize) -> f32 {
-        let x = _mm256_set1_ps(1.000_000_1);
-        let y = _mm256_set1_ps(0.999_999_9);
-        let mut acc = [_mm256_setzero_ps(); 12];
-        for _ in 0..iters {
-            for a in acc.iter_mut() {
-                *a = _mm256_fmadd_ps(x, *a, y);
-            }
-        }
-        let mut s = _mm256_setzero_ps();
-        for a in acc {
-            s = _mm256_add_ps(s, a);
-        }
-        let mut out = [0.0f32; 8];
-        // SAFETY: `out` holds 8 floats.
-        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), s) };
-        out.iter().sum()
-    }
-}
-
-/// Measured peak GFLOP/s for 512-bit and 256-bit FMAs (0 if unavailable).
+/// Measured peak GFLOP/s for 512-bit and 256-bit FMAs (0 if unavailable),
+/// best of 30 runs, with the loop `nnc profile` uses for its roofline.
 fn fma_peaks() -> (f64, f64) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let iters = 2_000_000;
-        let zmm = if MicroKernel::Avx512.is_available() {
-            // SAFETY: AVX-512F is available.
-            let t = min_secs(30, || {
-                black_box(unsafe { peak::avx512(black_box(iters)) });
-            });
-            (iters * 12 * 16 * 2) as f64 / t / 1e9
-        } else {
-            0.0
-        };
-        let ymm = if MicroKernel::Avx2Fma.is_available() {
-            // SAFETY: AVX2 and FMA are available.
-            let t = min_secs(30, || {
-                black_box(unsafe { peak::avx2(black_box(iters)) });
-            });
-            (iters * 12 * 8 * 2) as f64 / t / 1e9
-        } else {
-            0.0
-        };
-        (zmm, ymm)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        (0.0, 0.0)
-    }
+    nnc_compiler::backend::roofline::fma_peaks(30)
 }
 
 struct Operands {

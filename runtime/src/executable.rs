@@ -140,6 +140,9 @@ pub struct Executable {
     arena_len: usize,
     inputs: Vec<Binding>,
     outputs: Vec<Binding>,
+    /// Whether any step splits across threads; if none does, a run never
+    /// leaves the calling thread (whose caches hold the last run's data).
+    uses_pool: bool,
     /// JIT code and constant data the kernels point into.
     _keep_alive: Box<dyn Any + Send + Sync>,
 }
@@ -171,8 +174,10 @@ impl Executable {
         outputs: Vec<Binding>,
         keep_alive: Box<dyn Any + Send + Sync>,
     ) -> Executable {
+        let uses_pool = steps.iter().any(|s| s.parallel && s.tasks > 1);
         Executable {
             steps,
+            uses_pool,
             arena_len,
             inputs,
             outputs,
@@ -285,7 +290,7 @@ impl Executable {
         // that sequences the steps also works on each one instead of
         // waiting for the others to wake it.
         match &pool.pool {
-            Some(p) if self.steps.iter().any(|s| s.parallel && s.tasks > 1) => p.install(steps),
+            Some(p) if self.uses_pool => p.install(steps),
             _ => steps(),
         }
         self.outputs

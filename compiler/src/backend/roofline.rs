@@ -67,29 +67,47 @@ mod x86 {
     }
 }
 
-/// One core's peak single-precision FMA throughput in GFLOP/s, with the
-/// widest vectors the CPU has (0 when it has no FMA instructions).
-pub fn fma_peak_gflops() -> f64 {
+/// One core's peak single-precision FMA throughput in GFLOP/s with 512-bit
+/// and with 256-bit vectors (0 for a width the CPU lacks), each the best of
+/// `runs` timed loops.
+pub fn fma_peaks(runs: usize) -> (f64, f64) {
     #[cfg(target_arch = "x86_64")]
     {
         let iters = 2_000_000;
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        let zmm = if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: AVX-512F is present (checked above).
-            let secs = best_of(5, || {
+            let secs = best_of(runs, || {
                 black_box(unsafe { x86::avx512(black_box(iters)) });
             });
-            return (iters * 12 * 16 * 2) as f64 / secs / 1e9;
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+            (iters * 12 * 16 * 2) as f64 / secs / 1e9
+        } else {
+            0.0
+        };
+        let ymm = if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: AVX2 and FMA are present (checked above).
-            let secs = best_of(5, || {
+            let secs = best_of(runs, || {
                 black_box(unsafe { x86::avx2(black_box(iters)) });
             });
-            return (iters * 12 * 8 * 2) as f64 / secs / 1e9;
-        }
+            (iters * 12 * 8 * 2) as f64 / secs / 1e9
+        } else {
+            0.0
+        };
+        (zmm, ymm)
     }
-    0.0
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = runs;
+        (0.0, 0.0)
+    }
+}
+
+/// One core's peak single-precision FMA throughput in GFLOP/s, with the
+/// better of the vector widths the CPU has (0 when it has no FMA).
+pub fn fma_peak_gflops() -> f64 {
+    let (zmm, ymm) = fma_peaks(5);
+    zmm.max(ymm)
 }
 
 /// Streaming read bandwidth from memory in GB/s: the best of a few sums

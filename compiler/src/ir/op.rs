@@ -636,50 +636,23 @@ impl Op {
         }
     }
 
-    /// The epilogue, mutable; see [`Op::epilogue`].
+    /// The epilogue, mutable. [`Op::epilogue`] is the exhaustive list of
+    /// ops that carry one; this follows it.
     pub fn epilogue_mut(&mut self) -> Option<&mut Epilogue> {
-        match self {
-            Op::Conv2d(a) | Op::DepthwiseConv2d(a) => Some(&mut a.epilogue),
-            Op::ConvTranspose2d(a) => Some(&mut a.epilogue),
-            Op::Linear(a) => Some(&mut a.epilogue),
-            Op::Gemm(a) => Some(&mut a.epilogue),
-            Op::Col2Im(a) => Some(&mut a.epilogue),
-            Op::SeparableConv2d(a) => Some(&mut a.epilogue),
-            Op::Input(_)
-            | Op::Weight(_)
-            | Op::BatchNorm(_)
-            | Op::GroupNorm(_)
-            | Op::LayerNorm(_)
-            | Op::InstanceNorm(_)
-            | Op::Relu
-            | Op::Relu6
-            | Op::LeakyRelu(_)
-            | Op::Sigmoid
-            | Op::Tanh
-            | Op::Clip(_)
-            | Op::MaxPool2d(_)
-            | Op::AvgPool2d(_)
-            | Op::GlobalAvgPool
-            | Op::Flatten(_)
-            | Op::Reshape(_)
-            | Op::Permute(_)
-            | Op::Select(_)
-            | Op::Add
-            | Op::Mul
-            | Op::Concat(_)
-            | Op::Softmax(_)
-            | Op::Dropout(_)
-            | Op::Identity
-            | Op::Rnn(_)
-            | Op::Lstm(_)
-            | Op::Elementwise(_)
-            | Op::Im2Col(_)
-            | Op::Sub
-            | Op::Div
-            | Op::MatMul
-            | Op::Pad(_)
-            | Op::Constant(_)
-            | Op::Gru(_) => None,
+        if let Op::Conv2d(a) | Op::DepthwiseConv2d(a) = self {
+            Some(&mut a.epilogue)
+        } else if let Op::ConvTranspose2d(a) = self {
+            Some(&mut a.epilogue)
+        } else if let Op::Linear(a) = self {
+            Some(&mut a.epilogue)
+        } else if let Op::Gemm(a) = self {
+            Some(&mut a.epilogue)
+        } else if let Op::Col2Im(a) = self {
+            Some(&mut a.epilogue)
+        } else if let Op::SeparableConv2d(a) = self {
+            Some(&mut a.epilogue)
+        } else {
+            None
         }
     }
 

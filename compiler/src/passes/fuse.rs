@@ -172,51 +172,13 @@ fn try_bias(
     let Some(constant) = weight_tensor(NAME, graph, weights, c)? else {
         return Ok(Candidate::Irrelevant);
     };
+    // The hosts whose bias is operand 2; the others keep theirs elsewhere
+    // (a residual add still works for them).
+    let Some(has_bias) = bias_flag(&mut graph.node_mut(p).op).map(|b| *b) else {
+        return Ok(Candidate::Irrelevant);
+    };
     let node = graph.node(p);
     let (x, kernel) = (node.inputs()[0], node.inputs()[1]);
-    let has_bias = match &node.op {
-        Op::Conv2d(a) | Op::DepthwiseConv2d(a) => a.bias,
-        Op::ConvTranspose2d(a) => a.bias,
-        Op::Linear(a) => a.bias,
-        Op::Gemm(a) => a.bias,
-        // The other hosts keep their bias elsewhere; a residual add works.
-        Op::Col2Im(_) | Op::SeparableConv2d(_) => return Ok(Candidate::Irrelevant),
-        Op::Input(_)
-        | Op::Weight(_)
-        | Op::BatchNorm(_)
-        | Op::GroupNorm(_)
-        | Op::LayerNorm(_)
-        | Op::InstanceNorm(_)
-        | Op::Relu
-        | Op::Relu6
-        | Op::LeakyRelu(_)
-        | Op::Sigmoid
-        | Op::Tanh
-        | Op::Clip(_)
-        | Op::MaxPool2d(_)
-        | Op::AvgPool2d(_)
-        | Op::GlobalAvgPool
-        | Op::Flatten(_)
-        | Op::Reshape(_)
-        | Op::Permute(_)
-        | Op::Select(_)
-        | Op::Add
-        | Op::Mul
-        | Op::Concat(_)
-        | Op::Softmax(_)
-        | Op::Dropout(_)
-        | Op::Identity
-        | Op::Rnn(_)
-        | Op::Lstm(_)
-        | Op::Elementwise(_)
-        | Op::Im2Col(_)
-        | Op::Sub
-        | Op::Div
-        | Op::MatMul
-        | Op::Pad(_)
-        | Op::Constant(_)
-        | Op::Gru(_) => return Ok(Candidate::Irrelevant),
-    };
     if node.op.epilogue().is_some_and(|e| !e.is_empty()) {
         return Ok(Candidate::Refused(format!(
             "not fused into {}: a bias must come before its {}",
@@ -271,15 +233,8 @@ fn try_bias(
             data,
         )?
     };
-    let op = &mut graph.node_mut(p).op;
-    if let Op::Conv2d(a) | Op::DepthwiseConv2d(a) = op {
-        a.bias = true;
-    } else if let Op::ConvTranspose2d(a) = op {
-        a.bias = true;
-    } else if let Op::Linear(a) = op {
-        a.bias = true;
-    } else if let Op::Gemm(a) = op {
-        a.bias = true;
+    if let Some(flag) = bias_flag(&mut graph.node_mut(p).op) {
+        *flag = true;
     }
     graph
         .set_inputs(p, vec![x, kernel, bias])
@@ -287,6 +242,23 @@ fn try_bias(
     graph.replace_all_uses(add, p).map_err(graph_err)?;
     graph.remove(add).map_err(graph_err)?;
     Ok(Candidate::Accepted(()))
+}
+
+/// The `bias` attribute of an op whose bias, when present, is operand 2
+/// (the weight is operand 1): conv2d, depthwise, conv_transpose2d, linear
+/// and gemm.
+fn bias_flag(op: &mut Op) -> Option<&mut bool> {
+    if let Op::Conv2d(a) | Op::DepthwiseConv2d(a) = op {
+        Some(&mut a.bias)
+    } else if let Op::ConvTranspose2d(a) = op {
+        Some(&mut a.bias)
+    } else if let Op::Linear(a) = op {
+        Some(&mut a.bias)
+    } else if let Op::Gemm(a) = op {
+        Some(&mut a.bias)
+    } else {
+        None
+    }
 }
 
 /// `add(P, r)` with `r` of the sum's exact type becomes P's residual.

@@ -58,8 +58,6 @@ pub type Body = Box<dyn FnOnce(&mut Emit) -> Result<(), BackendError> + Send>;
 /// The JIT module of one compiled model.
 pub struct Jit {
     module: JITModule,
-    ctx: Context,
-    fctx: FunctionBuilderContext,
     defined: usize,
     /// The same target without Cranelift's optimiser, for kernels that only
     /// move data, where it buys little and costs compile time.
@@ -158,11 +156,8 @@ impl Jit {
             host_isa("speed")?,
             default_libcall_names(),
         ));
-        let ctx = module.make_context();
         Ok(Jit {
             module,
-            ctx,
-            fctx: FunctionBuilderContext::new(),
             defined: 0,
             unoptimized: host_isa("none")?,
         })
@@ -175,26 +170,6 @@ impl Jit {
             sig.params.push(AbiParam::new(types::I64));
         }
         sig
-    }
-
-    /// Compiles one kernel whose body `body` emits.
-    pub fn kernel(&mut self, body: Body) -> Result<FuncId, BackendError> {
-        let sig = self.kernel_signature();
-        let name = format!("kernel{}", self.defined);
-        self.defined += 1;
-        let id = self
-            .module
-            .declare_function(&name, Linkage::Local, &sig)
-            .map_err(err)?;
-        self.ctx.func.signature = sig;
-        self.ctx.func.name = UserFuncName::user(0, id.as_u32());
-        let config = self.module.target_config();
-        build(&mut self.ctx, &mut self.fctx, config, body)?;
-        self.module
-            .define_function(id, &mut self.ctx)
-            .map_err(|e| BackendError::Codegen(format!("{e:?}")))?;
-        self.module.clear_context(&mut self.ctx);
-        Ok(id)
     }
 
     /// Compiles kernels on all cores (each function is built and compiled
@@ -267,7 +242,7 @@ impl Jit {
             .map(|&id| {
                 let ptr = self.module.get_finalized_function(id);
                 // SAFETY: every function of this module was built by
-                // `Jit::kernel` with the `KernelFn` signature under the
+                // `Jit::kernels` with the `KernelFn` signature under the
                 // platform's default calling convention.
                 unsafe { std::mem::transmute::<*const u8, KernelFn>(ptr) }
             })

@@ -6,7 +6,7 @@
 //! columns, then run the epilogue while the row is in cache.
 
 use super::elementwise::span;
-use super::im2col::valid;
+use super::im2col::{interior, valid, vector_end};
 use super::{Consts, Kernel, Operands};
 use crate::backend::jit::F32X4;
 use crate::backend::jit::{Base, Emit};
@@ -87,20 +87,17 @@ impl Depthwise {
     /// `lo..hi` whose every tap column exists: the interior, where no tap
     /// needs a bounds check.
     fn interior(self, oh: usize) -> ([usize; 2], [usize; 2]) {
-        let [kh, kw] = self.kernel;
-        let span = |count, len, axis: usize, taps| {
-            (0..taps).fold([0, count], |[lo, hi], k| {
-                let (a, b) = valid(
-                    count,
-                    len,
-                    self.stride[axis],
-                    k * self.dilation[axis],
-                    self.padding[axis],
-                );
-                [lo.max(a), hi.min(b)]
-            })
+        let axis = |i: usize, count, len| {
+            interior(
+                count,
+                len,
+                self.stride[i],
+                self.dilation[i],
+                self.padding[i],
+                self.kernel[i],
+            )
         };
-        (span(oh, self.h, 0, kh), span(self.ow, self.w, 1, kw))
+        (axis(0, oh, self.h), axis(1, self.ow, self.w))
     }
 
     /// Emits output row `oy` (an interior row: every tap row exists) of one
@@ -164,13 +161,7 @@ impl Depthwise {
         }
         // Interior columns, four at a time while every lane read (with the
         // odd lanes a stride-2 gather loads) lies inside the row.
-        let reads_fit = |o: usize| (o + 3) * sw + (kw - 1) * dw + sw - 1 < self.w + pw;
-        let mut vector_end = x0;
-        if sw <= 2 {
-            while vector_end + 4 <= x1 && reads_fit(vector_end) {
-                vector_end += 4;
-            }
-        }
+        let vector_end = vector_end(x0, x1, sw, (kw - 1) * dw, self.w, pw);
         let splat_taps: Vec<Value> = if vector_end > x0 {
             taps.iter().map(|&t| e.b.ins().splat(F32X4, t)).collect()
         } else {

@@ -33,6 +33,45 @@ pub(super) fn valid(
     (lo.min(hi), hi)
 }
 
+/// The outputs `lo..hi` in `0..count` every one of whose `taps` taps (at
+/// `k * dilation`, `k` in `0..taps`) reads a real input: the interior of a
+/// window op along one axis, where no tap needs a bounds check.
+pub(super) fn interior(
+    count: usize,
+    len: usize,
+    stride: usize,
+    dilation: usize,
+    pad: usize,
+    taps: usize,
+) -> [usize; 2] {
+    (0..taps).fold([0, count], |[lo, hi], k| {
+        let (a, b) = valid(count, len, stride, k * dilation, pad);
+        [lo.max(a), hi.min(b)]
+    })
+}
+
+/// The end of the output columns from `start` (before `end`) that run four
+/// at a time with [`Emit::load_strided4`]: whole chunks whose every lane
+/// read, up to `offset` past the chunk's first input column (plus the odd
+/// lanes a stride-2 gather loads), stays inside the `len` real columns of
+/// the row. `start` itself when `stride` is neither 1 nor 2.
+pub(super) fn vector_end(
+    start: usize,
+    end: usize,
+    stride: usize,
+    offset: usize,
+    len: usize,
+    pad: usize,
+) -> usize {
+    let mut at = start;
+    if stride <= 2 {
+        while at + 4 <= end && (at + 3) * stride + offset + stride - 1 < len + pad {
+            at += 4;
+        }
+    }
+    at
+}
+
 /// Stores zeros at `ptr[lo..hi]`.
 pub(super) fn zero_fill(
     e: &mut Emit,
@@ -102,14 +141,8 @@ pub fn build(a: &Im2ColAttrs, ops: Operands<'_>) -> Kernel {
                                 // Stride 2: four columns per gathered load
                                 // while its 8 reads stay inside the row.
                                 let s = a.stride[1];
-                                let first = kx * a.dilation[1];
-                                let mut vend = x0;
-                                while s == 2
-                                    && vend + 4 <= x1
-                                    && (vend + 3) * s + first + s - 1 < w + a.padding[1]
-                                {
-                                    vend += 4;
-                                }
+                                let vend =
+                                    vector_end(x0, x1, s, kx * a.dilation[1], w, a.padding[1]);
                                 let vector_end = e.i(vend);
                                 e.for_range(lo, vector_end, 4, |e, ox| {
                                     let j = e.b.ins().isub(ox, lo);

@@ -233,12 +233,6 @@ pub fn build(
         Op::Select(a) => copy::select(a, ops),
         Op::Concat(a) => copy::concat(a, ops),
         Op::Rnn(a) | Op::Lstm(a) => {
-            if let Some(what) = recurrent::unsupported(a) {
-                return Err(BackendError::Unsupported {
-                    node: node.name.clone(),
-                    what: format!("`{}` with {what}", node.op.name()),
-                });
-            }
             recurrent::build(a, matches!(node.op, Op::Lstm(_)), ops, consts)?
         }
         Op::Sub | Op::Div => elementwise::build(&node.op, ops, consts)?,
@@ -246,15 +240,7 @@ pub fn build(
         Op::MatMul => gemm::matmul(ops),
         // A constant is its weight operand.
         Op::Constant(_) => return Ok(None),
-        Op::Gru(a) => {
-            if let Some(what) = recurrent::unsupported(a) {
-                return Err(BackendError::Unsupported {
-                    node: node.name.clone(),
-                    what: format!("`gru` with {what}"),
-                });
-            }
-            recurrent::build_gru(a, ops, consts)?
-        }
+        Op::Gru(a) => recurrent::build_gru(a, ops, consts)?,
         // `lower-conv` rewrites every convolution; the backend runs only
         // after it.
         Op::Conv2d(_) | Op::ConvTranspose2d(_) => return Err(unlowered()),

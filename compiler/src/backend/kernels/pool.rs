@@ -5,7 +5,7 @@
 //! pooling multiplies by a compile-time table of `1/divisor` per output
 //! position, which encodes PyTorch's `count_include_pad` rule.
 
-use super::im2col::valid;
+use super::im2col::{interior, vector_end};
 use super::{Consts, Kernel, Operands};
 use crate::backend::jit::{Base, Emit, F32X4};
 use crate::backend::BackendError;
@@ -43,28 +43,24 @@ fn pool(
     let (src, dst) = (x.base, ops.out.base);
     let [kh, kw] = win.kernel;
     // The interior: output rows and columns whose every tap is real.
-    let span = |count, len, axis: usize, taps| {
-        (0..taps).fold([0, count], |[lo, hi]: [usize; 2], k| {
-            let (a, b) = valid(
-                count,
-                len,
-                win.stride[axis],
-                k * win.dilation[axis],
-                win.padding[axis],
-            );
-            [lo.max(a), hi.min(b)]
-        })
+    let axis = |i: usize, count, len, taps| {
+        interior(
+            count,
+            len,
+            win.stride[i],
+            win.dilation[i],
+            win.padding[i],
+            taps,
+        )
     };
-    let [y0, y1] = span(oh, h, 0, kh);
-    let [x0, x1] = span(ow, w, 1, kw);
+    let [y0, y1] = axis(0, oh, h, kh);
+    let [x0, x1] = axis(1, ow, w, kw);
     let (sw, dw, pw) = (win.stride[1], win.dilation[1], win.padding[1]);
-    // Vector chunks while every lane a (gathered) load reads is in the row.
-    let mut vector_end = x0;
-    if sw <= 2 && y0 < y1 {
-        while vector_end + 4 <= x1 && (vector_end + 3) * sw + (kw - 1) * dw + sw - 1 < w + pw {
-            vector_end += 4;
-        }
-    }
+    let vector_end = if y0 < y1 {
+        vector_end(x0, x1, sw, (kw - 1) * dw, w, pw)
+    } else {
+        x0
+    };
     let combine = move |e: &mut Emit, acc: Value, v: Value| {
         if is_max {
             e.b.ins().fmax(acc, v)

@@ -73,14 +73,6 @@ use crate::ir::{RecurrentAttrs, RecurrentOutput};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 
-/// What of `a` this kernel cannot run yet, if anything: nothing, as it runs
-/// every direction, with or without initial states and per-sample lengths,
-/// returning the sequence or the final states. Kept so the dispatch stays
-/// honest should a new attribute appear.
-pub fn unsupported(_a: &RecurrentAttrs) -> Option<String> {
-    None
-}
-
 /// Which recurrence the kernel runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cell {
