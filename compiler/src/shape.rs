@@ -134,7 +134,18 @@ pub fn weight_shapes(op: &Op, x: &TensorType) -> SResult<Vec<WeightSpec>> {
                 Vec::new()
             }
         }
-        Op::Im2Col(_) | Op::Elementwise(_) => Vec::new(),
+        Op::WinogradOutput(a) => {
+            if a.bias {
+                vec![spec(
+                    "bias",
+                    vec![a.out_channels],
+                    WeightRole::Bias { fan_in: 1 },
+                )]
+            } else {
+                Vec::new()
+            }
+        }
+        Op::Im2Col(_) | Op::Elementwise(_) | Op::WinogradInput(_) => Vec::new(),
         Op::ConvTranspose2d(a) => {
             require_rank("conv_transpose2d", x, 4, "[N, C, H, W]")?;
             check_groups("conv_transpose2d", x.shape[1], a.out_channels, a.groups)?;
@@ -338,6 +349,19 @@ fn recurrent_weights(
 
 /// The product of a weight's dims or of its fan-in factors, or an error when
 /// attributes as large as `kernel=4294967296` make it overflow.
+/// The input patch side `m + 2` of Winograd F(m x m, 3x3), if nnc has
+/// that transform.
+fn winograd_side(op: &str, m: usize) -> SResult<usize> {
+    crate::ir::winograd::Transform::of(m)
+        .map(|t| t.a())
+        .ok_or_else(|| {
+            ShapeError::new(
+                format!("`{op}` has no Winograd transform for tiles of {m}"),
+                "unknown tile",
+            )
+        })
+}
+
 fn product(op: &str, factors: &[usize]) -> SResult<usize> {
     factors
         .iter()
@@ -620,6 +644,46 @@ fn infer_unchecked(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
             )?;
             let rows = product("im2col", &[x.shape[1], a.kernel[0], a.kernel[1]])?;
             Ok(TensorType::f32(vec![x.shape[0], rows, h, w]))
+        }
+        Op::WinogradInput(a) => {
+            let x = unary(op, inputs)?;
+            require_rank("winograd_input", &x, 4, "[N, C, H, W]")?;
+            let side = winograd_side("winograd_input", a.tile)?;
+            let rows = product("winograd_input", &[side, side, x.shape[1]])?;
+            Ok(TensorType::f32(vec![
+                x.shape[0], rows, a.tiles[0], a.tiles[1],
+            ]))
+        }
+        Op::WinogradOutput(a) => {
+            check_weights(op, inputs)?;
+            let x = inputs[0];
+            require_rank("winograd_output", x, 4, "[N, a*a*out, TH, TW]")?;
+            let side = winograd_side("winograd_output", a.tile)?;
+            let rows = product("winograd_output", &[side, side, a.out_channels])?;
+            if x.shape[1] != rows {
+                return Err(ShapeError::new(
+                    format!("`winograd_output` needs {rows} rows (a*a*out) but its operand is {x}"),
+                    "mis-shaped operand",
+                ));
+            }
+            for i in 0..2 {
+                let covered = a.tile * x.shape[2 + i];
+                if a.output_size[i] > covered || a.output_size[i] + a.tile <= covered {
+                    return Err(ShapeError::new(
+                        format!(
+                            "`winograd_output` output size {:?} is not covered by the tiles of {x} exactly",
+                            a.output_size
+                        ),
+                        "bad output size",
+                    ));
+                }
+            }
+            Ok(TensorType::f32(vec![
+                x.shape[0],
+                a.out_channels,
+                a.output_size[0],
+                a.output_size[1],
+            ]))
         }
         Op::Gemm(a) => {
             check_weights(op, inputs)?;

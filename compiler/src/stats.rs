@@ -18,6 +18,7 @@
 //! all positions (global pooling, spatial norms, linear on a flattened map)
 //! have a global receptive field.
 
+use crate::ir::winograd::Transform;
 use crate::ir::{Conv2dAttrs, Epilogue, Graph, NodeId, Op, WeightRole};
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -186,6 +187,10 @@ fn receptive_field(op: &Op, input: ReceptiveField, rank: usize) -> ReceptiveFiel
             false,
         ),
         Op::Im2Col(a) => window(input, a.kernel, a.stride, a.dilation, false),
+        // Counted as the 3x3 convolution it starts; the tiles then map back
+        // to output positions one to one.
+        Op::WinogradInput(_) => window(input, [3, 3], [1, 1], [1, 1], false),
+        Op::WinogradOutput(_) => input,
         Op::ConvTranspose2d(a) => window(input, a.kernel, a.stride, a.dilation, true),
         Op::Col2Im(a) => window(input, a.kernel, a.stride, a.dilation, true),
         Op::MaxPool2d(a) => window(input, a.kernel, a.stride, a.dilation, false),
@@ -231,6 +236,10 @@ fn receptive_field(op: &Op, input: ReceptiveField, rank: usize) -> ReceptiveFiel
     }
 }
 
+fn nonzeros(matrix: &[f32]) -> u64 {
+    matrix.iter().filter(|&&v| v != 0.0).count() as u64
+}
+
 fn product(shape: &[usize]) -> u64 {
     shape.iter().map(|&d| d as u64).product()
 }
@@ -271,6 +280,19 @@ fn flops(op: &Op, x: &[usize], out: &[usize]) -> u64 {
             2 * n_out * k + epilogue_flops(a.bias, &a.epilogue, n_out)
         }
         Op::Im2Col(_) => 0,
+        // The additions of the transforms as the kernels do them: a
+        // product with a row of BT or AT of r nonzeros is r - 1 adds.
+        Op::WinogradInput(a) => Transform::of(a.tile).map_or(0, |t| {
+            let (side, adds) = (t.a() as u64, nonzeros(t.bt) - t.a() as u64);
+            // Rows then columns of each a x a patch.
+            n_out / (side * side) * 2 * side * adds
+        }),
+        Op::WinogradOutput(a) => Transform::of(a.tile).map_or(0, |t| {
+            let (side, m) = (t.a() as u64, t.m as u64);
+            let adds = nonzeros(t.at) - m;
+            product(x) / (side * side) * (side + m) * adds
+                + epilogue_flops(a.bias, &a.epilogue, n_out)
+        }),
         // The scatter adds every column element into the output.
         Op::Col2Im(a) => product(x) + epilogue_flops(a.bias, &a.epilogue, n_out),
         Op::Elementwise(a) => a.steps.len() as u64 * n_out,

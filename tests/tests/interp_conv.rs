@@ -4,8 +4,10 @@
 //! adjoint of conv).
 
 use nnc_compiler::interp::{self, InterpError};
+use nnc_compiler::ir::winograd::F2X3;
 use nnc_compiler::ir::{
     Col2ImAttrs, Conv2dAttrs, ConvTranspose2dAttrs, Epilogue, GemmAttrs, Im2ColAttrs,
+    WinogradInputAttrs, WinogradOutputAttrs,
 };
 use nnc_runtime::Tensor;
 use nnc_tests::{assert_close, random, tensor};
@@ -425,6 +427,48 @@ proptest! {
         let w2 = Tensor::new(vec![cout, k], wt.data().to_vec()).unwrap();
         let lowered = interp::gemm(&cols, &w2, b, &GemmAttrs {
             out_channels: cout, groups: c.groups, bias, epilogue: Epilogue::default(),
+        }).unwrap();
+        assert_close(&lowered, direct.shape(), direct.data(), 1e-5);
+    }
+
+    /// A 3x3 stride-1 `conv2d` is `winograd_input`, a `gemm` with one group
+    /// per transformed element (weight row `e*out + o` holding element `e`
+    /// of `G g G^T`), then `winograd_output`, as `lower-conv` rewrites it;
+    /// any padding, and sizes whose last tiles are clipped.
+    #[test]
+    fn conv2d_3x3_is_winograd(
+        (cin, cout, n) in (1usize..5, 1usize..5, 1usize..3),
+        (h, w, py, px) in (1usize..12, 1usize..12, 0usize..3, 0usize..3),
+        bias in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        prop_assume!(h + 2 * py >= 3 && w + 2 * px >= 3);
+        let c = Conf { kernel: [3, 3], stride: [1, 1], padding: [py, px], dilation: [1, 1], groups: 1 };
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let x = random(&[n, cin, h, w], &mut rng);
+        let wt = random(&[cout, cin, 3, 3], &mut rng);
+        let b = random(&[cout], &mut rng);
+        let b = bias.then_some(&b);
+        let direct = interp::conv2d(&x, &wt, b, &conv(cout, &c, bias)).unwrap();
+        let (oh, ow) = (direct.shape()[2], direct.shape()[3]);
+        let tiles = [oh.div_ceil(2), ow.div_ceil(2)];
+        let v = interp::winograd_input(&x, &WinogradInputAttrs { tile: 2, tiles, padding: [py, px] }).unwrap();
+        let mut u = vec![0.0; 16 * cout * cin];
+        let mut filter = [0.0; 16];
+        for o in 0..cout {
+            for ci in 0..cin {
+                F2X3.filter_into(&wt.data()[(o * cin + ci) * 9..][..9], &mut filter);
+                for (e, &value) in filter.iter().enumerate() {
+                    u[(e * cout + o) * cin + ci] = value;
+                }
+            }
+        }
+        let u = Tensor::new(vec![16 * cout, cin], u).unwrap();
+        let m = interp::gemm(&v, &u, None, &GemmAttrs {
+            out_channels: 16 * cout, groups: 16, bias: false, epilogue: Epilogue::default(),
+        }).unwrap();
+        let lowered = interp::winograd_output(&m, b, &WinogradOutputAttrs {
+            out_channels: cout, tile: 2, output_size: [oh, ow], bias, epilogue: Epilogue::default(),
         }).unwrap();
         assert_close(&lowered, direct.shape(), direct.data(), 1e-5);
     }

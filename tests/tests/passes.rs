@@ -766,20 +766,30 @@ fn resnet18_after_the_pipeline_has_no_batch_norm_and_no_standalone_relu() {
         .map(|n| format!("{} {:?}", n.name, n.notes))
         .collect();
     assert!(standalone.is_empty(), "{standalone:?}");
-    let epilogue = |want: &str| {
+    let gemm = |want: &str| {
         count(
             &graph,
             |op| matches!(op, Op::Gemm(a) if a.bias && a.epilogue.describe() == want),
         )
     };
+    let winograd = |want: &str| {
+        count(
+            &graph,
+            |op| matches!(op, Op::WinogradOutput(a) if a.bias && a.epilogue.describe() == want),
+        )
+    };
     // The stem and the first conv of each of the 8 blocks end in a ReLU;
     // each block's second conv in the shortcut add and a ReLU; the 3
-    // downsample convs in nothing.
-    assert_eq!(epilogue("relu"), 9, "{graph}");
-    assert_eq!(epilogue("add+relu"), 8, "{graph}");
-    assert_eq!(epilogue(""), 3, "{graph}");
-    // Every conv is 7x7, 3x3 or strided 1x1: all 20 need im2col.
-    assert_eq!(count(&graph, |op| matches!(op, Op::Im2Col(_))), 20);
+    // downsample convs in nothing. The 13 3x3 stride-1 convs (every conv2,
+    // and conv1 of the blocks that keep their size) run as Winograd; the
+    // stem, the 3 stride-2 3x3 convs and the 3 strided 1x1 downsamples
+    // need im2col.
+    assert_eq!(gemm("relu") + winograd("relu"), 9, "{graph}");
+    assert_eq!(winograd("relu"), 5, "{graph}");
+    assert_eq!(winograd("add+relu"), 8, "{graph}");
+    assert_eq!(gemm(""), 3, "{graph}");
+    assert_eq!(count(&graph, |op| matches!(op, Op::WinogradInput(_))), 13);
+    assert_eq!(count(&graph, |op| matches!(op, Op::Im2Col(_))), 7);
     assert_eq!(count(&graph, |op| matches!(op, Op::Conv2d(_))), 0);
     let fired: Vec<usize> = reports.iter().map(|(_, r)| r.fired).collect();
     // fold-bn 20; fuse 17 activations + 8 adds; lower-conv 20 convs.

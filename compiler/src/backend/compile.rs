@@ -464,6 +464,8 @@ fn algorithm(graph: &Graph, id: NodeId) -> String {
         let source = &graph.node(node.inputs()[0]).op;
         let kind = if matches!(source, Op::Im2Col(_)) {
             "im2col + gemm"
+        } else if matches!(source, Op::WinogradInput(_)) {
+            "winograd gemm"
         } else if graph
             .users(id)
             .iter()
@@ -480,6 +482,10 @@ fn algorithm(graph: &Graph, id: NodeId) -> String {
         "separable: dw tile + gemm".into()
     } else if matches!(node.op, Op::Col2Im(_)) {
         "col2im scatter-add".into()
+    } else if matches!(node.op, Op::WinogradInput(_)) {
+        "winograd input transform".into()
+    } else if matches!(node.op, Op::WinogradOutput(_)) {
+        "winograd output transform".into()
     } else if matches!(node.op, Op::Linear(_)) {
         "gemv per row".into()
     } else {

@@ -21,6 +21,7 @@ mod pool;
 mod recurrent;
 mod shape_ops;
 mod softmax;
+mod winograd;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -44,6 +45,7 @@ pub use pool::{avg_pool2d, global_avg_pool, max_pool2d};
 pub use recurrent::{gru, lstm, rnn};
 pub use shape_ops::{concat, flatten, permute, reshape, select};
 pub use softmax::softmax;
+pub use winograd::{winograd_input, winograd_output};
 
 /// Runs `graph` on `inputs` (one per graph input, in declaration order) and
 /// returns the graph outputs in order.
@@ -300,6 +302,15 @@ fn eval_node<'a>(
         Op::Col2Im(a) => {
             let (x, residual) = split_residual(node, x, 1 + usize::from(a.bias))?;
             let out = col2im(x[0], x.get(1).copied(), a);
+            owned(out.and_then(|out| epilogue(out, residual, &a.epilogue)))
+        }
+        Op::WinogradInput(a) => {
+            arity(node, x, 1)?;
+            owned(winograd_input(x[0], a))
+        }
+        Op::WinogradOutput(a) => {
+            let (x, residual) = split_residual(node, x, 1 + usize::from(a.bias))?;
+            let out = winograd_output(x[0], x.get(1).copied(), a);
             owned(out.and_then(|out| epilogue(out, residual, &a.epilogue)))
         }
         Op::SeparableConv2d(a) => {

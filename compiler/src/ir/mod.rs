@@ -4,6 +4,7 @@ pub mod dot;
 pub mod graph;
 pub mod op;
 pub mod print;
+pub mod winograd;
 
 pub use graph::{Graph, GraphError, Node, NodeId, SourceLoc, TensorType};
 pub use op::*;

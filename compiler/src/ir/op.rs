@@ -402,7 +402,9 @@ impl Activation {
             | Op::MatMul
             | Op::Pad(_)
             | Op::Constant(_)
-            | Op::Gru(_) => None,
+            | Op::Gru(_)
+            | Op::WinogradInput(_)
+            | Op::WinogradOutput(_) => None,
         }
     }
 
@@ -517,6 +519,37 @@ pub struct Col2ImAttrs {
     pub epilogue: Epilogue,
 }
 
+/// `winograd_input`: the input transform of Winograd's F(m x m, 3x3) (see
+/// [`crate::ir::winograd`]). Operand `x [N, C, H, W]`; output `[N, a*a*C,
+/// tiles[0], tiles[1]]` (`a = m + 2`) whose row `e*C + c` holds element `e`
+/// (row-major in the `a x a` tile) of `BT d BT^T`, `d` being the patch of
+/// channel `c` at `(m*ty - padding[0], m*tx - padding[1])`, zero outside
+/// `x`. Rows are grouped by element so that a `gemm` with `groups = a*a`
+/// is the per-element channel sum.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WinogradInputAttrs {
+    /// Outputs per tile side, `m`.
+    pub tile: usize,
+    /// Tiles down and across.
+    pub tiles: [usize; 2],
+    pub padding: [usize; 2],
+}
+
+/// `winograd_output`: the output transform of F(m x m, 3x3). Operand `[N,
+/// a*a*out, TH, TW]` (row `e*out + o`, as `gemm` makes it from
+/// `winograd_input` rows), optional `bias [out]`, then the epilogue's
+/// residual; output `[N, out, output_size]` where tile `(ty, tx)` fills
+/// the `m x m` block at `(m*ty, m*tx)` with `AT M AT^T`, clipped to
+/// `output_size`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WinogradOutputAttrs {
+    pub out_channels: usize,
+    pub tile: usize,
+    pub output_size: [usize; 2],
+    pub bias: bool,
+    pub epilogue: Epilogue,
+}
+
 /// `separable_conv2d`: a depthwise conv and the 1x1 pointwise conv that
 /// reads it, as one op whose kernel works tile by tile. Operands: `x`, the
 /// depthwise weight `[C_mid, 1, kh, kw]` and bias `[C_mid]` when
@@ -586,6 +619,8 @@ pub enum Op {
     Constant(ConstantAttrs),
     /// `gru`, PyTorch's gate order r, z, n (`G` = 3).
     Gru(RecurrentAttrs),
+    WinogradInput(WinogradInputAttrs),
+    WinogradOutput(WinogradOutputAttrs),
 }
 
 impl Op {
@@ -598,6 +633,7 @@ impl Op {
             Op::Gemm(a) => Some(&a.epilogue),
             Op::Col2Im(a) => Some(&a.epilogue),
             Op::SeparableConv2d(a) => Some(&a.epilogue),
+            Op::WinogradOutput(a) => Some(&a.epilogue),
             Op::Input(_)
             | Op::Weight(_)
             | Op::BatchNorm(_)
@@ -632,7 +668,8 @@ impl Op {
             | Op::MatMul
             | Op::Pad(_)
             | Op::Constant(_)
-            | Op::Gru(_) => None,
+            | Op::Gru(_)
+            | Op::WinogradInput(_) => None,
         }
     }
 
@@ -650,6 +687,8 @@ impl Op {
         } else if let Op::Col2Im(a) = self {
             Some(&mut a.epilogue)
         } else if let Op::SeparableConv2d(a) = self {
+            Some(&mut a.epilogue)
+        } else if let Op::WinogradOutput(a) = self {
             Some(&mut a.epilogue)
         } else {
             None
@@ -701,6 +740,8 @@ impl Op {
             Op::Pad(_) => "pad",
             Op::Constant(_) => "constant",
             Op::Gru(_) => "gru",
+            Op::WinogradInput(_) => "winograd_input",
+            Op::WinogradOutput(_) => "winograd_output",
         }
     }
 
@@ -903,6 +944,20 @@ impl Op {
                 with_epilogue(attrs, &a.epilogue)
             }
             Op::Constant(a) => vec![("shape", list(&a.shape))],
+            Op::WinogradInput(a) => vec![
+                ("tile", a.tile.to_string()),
+                ("tiles", pair(a.tiles)),
+                ("pad", pair(a.padding)),
+            ],
+            Op::WinogradOutput(a) => with_epilogue(
+                vec![
+                    ("out", a.out_channels.to_string()),
+                    ("tile", a.tile.to_string()),
+                    ("output_size", pair(a.output_size)),
+                    ("bias", a.bias.to_string()),
+                ],
+                &a.epilogue,
+            ),
         }
     }
 }

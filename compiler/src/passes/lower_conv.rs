@@ -6,6 +6,7 @@
 //! | 1x1, stride 1, no padding | `gemm` on the input itself (no im2col) |
 //! | depthwise (`groups = C_in > 1`, any channel multiplier) whose only user is a 1x1 stride-1 unpadded conv | one `separable_conv2d` |
 //! | other depthwise | `depthwise_conv2d` |
+//! | 3x3, stride 1, no dilation or groups, at least 16 channels in and out | `winograd_input` + `gemm` (16 groups) + `winograd_output`: Winograd F(2x2, 3x3) |
 //! | anything else (stride, padding, dilation, groups) | `im2col` + `gemm` (per group) |
 //! | `conv_transpose2d` | `gemm` to columns + `col2im` |
 //!
@@ -21,11 +22,13 @@
 //! change only by summation order (1e-5 relative).
 
 use super::{reshape_weight, reshape_weight_view, weight_tensor, PassError, PassReport};
+use crate::ir::winograd::{Transform, F2X3};
 use crate::ir::{
     Col2ImAttrs, Conv2dAttrs, ConvTranspose2dAttrs, Epilogue, GemmAttrs, Graph, Im2ColAttrs, Node,
-    NodeId, Op, SeparableConv2dAttrs, TensorType,
+    NodeId, Op, SeparableConv2dAttrs, TensorType, WinogradInputAttrs, WinogradOutputAttrs,
 };
 use nnc_runtime::WeightSet;
+use rayon::prelude::*;
 
 /// The registry and CLI name.
 pub const NAME: &str = "lower-conv";
@@ -133,6 +136,14 @@ fn lower_conv2d(
             }
         };
     }
+    let out = &graph.node(id).ty.shape;
+    if winograd_fits(&a, c_in, [out[2], out[3]]) {
+        lower_winograd(graph, weights, id, a, F2X3)?;
+        return Ok((
+            id,
+            format!("{window}: Winograd F(2x2, 3x3), 16 GEMMs on transformed tiles (2.25x fewer multiplies)"),
+        ));
+    }
     // Lay the weight out as the GEMM's [out, C/groups*kh*kw] operand.
     let k = c_in / a.groups.max(1) * a.kernel[0] * a.kernel[1];
     let old = graph.node(id).inputs()[1];
@@ -189,6 +200,120 @@ fn lower_conv2d(
     });
     graph.set_inputs(id, inputs).map_err(graph_err)?;
     Ok((id, note))
+}
+
+/// Whether conv `a` (with `c_in` input channels and an output of `size`)
+/// runs as Winograd F(2x2, 3x3): 3x3, stride 1, undilated, ungrouped,
+/// wide enough that its 16 GEMMs are efficient (the transforms cost about
+/// as much as im2col, so narrow layers gain nothing), and with at least 9
+/// tiles. Winograd's weights are 16/9 the size of the conv's, and a GEMM
+/// over few tiles is bound by reading them: on vgg_cifar's 4x4 maps (4
+/// tiles) Winograd took 1.14 ms where im2col took 0.64 ms, while ResNet's
+/// 7x7 maps (16 tiles) went from 2.7 to 1.6 ms.
+fn winograd_fits(a: &Conv2dAttrs, c_in: usize, size: [usize; 2]) -> bool {
+    a.kernel == [3, 3]
+        && a.stride == [1, 1]
+        && a.dilation == [1, 1]
+        && a.groups == 1
+        && c_in >= 16
+        && a.out_channels >= 16
+        && size[0].div_ceil(2) * size[1].div_ceil(2) >= 9
+}
+
+/// Rewrites conv `id` as `winograd_input` + a `gemm` with one group
+/// per transformed element + `winograd_output` (the conv node itself, which
+/// keeps the bias and epilogue).
+fn lower_winograd(
+    graph: &mut Graph,
+    weights: &mut WeightSet,
+    id: NodeId,
+    a: Conv2dAttrs,
+    t: Transform,
+) -> Result<(), PassError> {
+    let x = graph.node(id).inputs()[0];
+    let x_shape = graph.node(x).ty.shape.clone();
+    let (c_in, c_out, side) = (x_shape[1], a.out_channels, t.a());
+    // [out, C, 3, 3] -> [a*a*out, C]: row e*out + o is element e of
+    // G g G^T for filter (o, c).
+    // In parallel over output channels, each writing its slice of every
+    // element's row (ResNet-18 has a million filters).
+    let weight_node = graph.node(id).inputs()[1];
+    let w = weight_tensor(NAME, graph, weights, weight_node)?
+        .ok_or_else(|| PassError::MissingWeight {
+            pass: NAME,
+            name: graph.node(weight_node).name.clone(),
+        })?
+        .data();
+    let elements = side * side;
+    let mut u = vec![0.0f32; elements * c_out * c_in];
+    let mut per_channel: Vec<Vec<&mut [f32]>> = (0..c_out).map(|_| Vec::new()).collect();
+    for row in u.chunks_mut(c_out * c_in) {
+        for (slices, slice) in per_channel.iter_mut().zip(row.chunks_mut(c_in)) {
+            slices.push(slice);
+        }
+    }
+    per_channel
+        .into_par_iter()
+        .zip(w.par_chunks(c_in * 9))
+        .for_each(|(mut rows, w)| {
+            let mut filter = vec![0.0f32; elements];
+            for (c, g) in w.chunks_exact(9).enumerate() {
+                t.filter_into(g, &mut filter);
+                for (row, &v) in rows.iter_mut().zip(&filter) {
+                    row[c] = v;
+                }
+            }
+        });
+    let old = graph.node(id).inputs()[1];
+    let weight = reshape_weight(
+        NAME,
+        graph,
+        weights,
+        id,
+        old,
+        vec![side * side * c_out, c_in],
+        u,
+        "winograd",
+    )?;
+    let node = graph.node(id);
+    let (name, loc) = (node.name.clone(), node.loc);
+    let [oh, ow] = [node.ty.shape[2], node.ty.shape[3]];
+    let tiles = [oh.div_ceil(t.m), ow.div_ceil(t.m)];
+    let transformed = Node::new(
+        Op::WinogradInput(WinogradInputAttrs {
+            tile: t.m,
+            tiles,
+            padding: a.padding,
+        }),
+        vec![x],
+        TensorType::f32(vec![x_shape[0], side * side * c_in, tiles[0], tiles[1]]),
+        format!("{name}.winograd"),
+    )
+    .at(loc);
+    let transformed = graph.add(transformed).map_err(graph_err)?;
+    let products = Node::new(
+        Op::Gemm(GemmAttrs {
+            out_channels: side * side * c_out,
+            groups: side * side,
+            bias: false,
+            epilogue: Epilogue::default(),
+        }),
+        vec![transformed, weight],
+        TensorType::f32(vec![x_shape[0], side * side * c_out, tiles[0], tiles[1]]),
+        format!("{name}.gemm"),
+    )
+    .at(loc);
+    let products = graph.add(products).map_err(graph_err)?;
+    let mut inputs = vec![products];
+    inputs.extend_from_slice(&graph.node(id).inputs()[2..]);
+    graph.node_mut(id).op = Op::WinogradOutput(WinogradOutputAttrs {
+        out_channels: c_out,
+        tile: t.m,
+        output_size: [oh, ow],
+        bias: a.bias,
+        epilogue: a.epilogue,
+    });
+    graph.set_inputs(id, inputs).map_err(graph_err)
 }
 
 /// The 1x1 conv that a depthwise conv `dw` can be fused with, or why not.

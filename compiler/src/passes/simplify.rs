@@ -112,6 +112,7 @@ pub fn simplify(graph: &mut Graph, weights: &mut WeightSet) -> Result<PassReport
             | Op::DepthwiseConv2d(_)
             | Op::SeparableConv2d(_) => {}
             Op::Sub | Op::Div | Op::MatMul | Op::Pad(_) | Op::Constant(_) | Op::Gru(_) => {}
+            Op::WinogradInput(_) | Op::WinogradOutput(_) => {}
         }
     }
     Ok(report)

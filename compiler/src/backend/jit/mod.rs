@@ -460,6 +460,25 @@ impl Emit<'_> {
         self.b.ins().bitcast(F32X4, flags, v)
     }
 
+    /// The lanes of `a` and `b` alternated: `([a0, b0, a1, b1], [a2, b2,
+    /// a3, b3])`.
+    pub fn interleave(&mut self, a: Value, b: Value) -> (Value, Value) {
+        let flags = MemFlagsData::new().with_endianness(Endianness::Little);
+        let a = self.b.ins().bitcast(types::I8X16, flags, a);
+        let b = self.b.ins().bitcast(types::I8X16, flags, b);
+        // Lanes 0..4 are a's and 4..8 b's; each is four bytes.
+        let mut pick = |lanes: [u8; 4]| {
+            let bytes: Vec<u8> = lanes
+                .iter()
+                .flat_map(|&l| (0..4).map(move |k| 4 * l + k))
+                .collect();
+            let mask = self.b.func.dfg.immediates.push(bytes.into());
+            let v = self.b.ins().shuffle(a, b, mask);
+            self.b.ins().bitcast(F32X4, flags, v)
+        };
+        (pick([0, 4, 1, 5]), pick([2, 6, 3, 7]))
+    }
+
     /// Applies `f` to `n` contiguous elements at `ptr..`, four at a time
     /// with a scalar tail: `f(emit, ty, index)` gets the lane type and the
     /// element index of the first lane.

@@ -10,6 +10,7 @@ mod im2col;
 mod norm;
 mod pool;
 mod recurrent;
+mod winograd;
 
 use super::jit::Base;
 use super::native::{GemmTask, PanelGemm};
@@ -241,6 +242,8 @@ pub fn build(
         // A constant is its weight operand.
         Op::Constant(_) => return Ok(None),
         Op::Gru(a) => recurrent::build_gru(a, ops, consts)?,
+        Op::WinogradInput(a) => winograd::input(a, ops)?,
+        Op::WinogradOutput(a) => winograd::output(a, ops)?,
         // `lower-conv` rewrites every convolution; the backend runs only
         // after it.
         Op::Conv2d(_) | Op::ConvTranspose2d(_) => return Err(unlowered()),

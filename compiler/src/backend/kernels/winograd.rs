@@ -1,0 +1,296 @@
+//! The two transforms of a Winograd F(m x m, 3x3) convolution (see
+//! [`crate::ir::winograd`]); the products between them are the `gemm`
+//! kernel. Both work four tiles across at a time, one tile per lane, with
+//! the transform matrices unrolled into adds and subtracts of their
+//! constant entries.
+//!
+//! - `winograd_input`: one task per input channel plane. For four
+//!   neighbouring tiles each load gathers one patch element of all four
+//!   (stride m), `BT d BT^T` runs on the lanes, and each of the `a*a`
+//!   results is one 4-lane store into its own row. The task first copies
+//!   its plane, padded, into this thread's scratch memory, so no load
+//!   needs a bounds check; tiles left over at a row's end run one lane at
+//!   a time.
+//! - `winograd_output`: one task per output plane. Four tiles' `a*a`
+//!   elements are 4-lane loads; `AT M AT^T` plus the bias gives each tile
+//!   row's `m` outputs per lane, interleaved into contiguous stores. Tiles
+//!   that the output clips run one lane at a time and store only what
+//!   exists. The residual and activation follow in one pass over the
+//!   plane, which is still in L1.
+
+use super::depthwise::{epilogue_pass, load_bias};
+use super::elementwise::span;
+use super::im2col::zero_fill;
+use super::{Kernel, Operands};
+use crate::backend::jit::{Emit, F32X4, LANES};
+use crate::backend::native::nnc_scratch;
+use crate::backend::BackendError;
+use crate::ir::winograd::Transform;
+use crate::ir::{WinogradInputAttrs, WinogradOutputAttrs};
+use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
+
+fn transform(m: usize) -> Result<Transform, BackendError> {
+    Transform::of(m)
+        .ok_or_else(|| BackendError::Codegen(format!("no Winograd transform for tiles of {m}")))
+}
+
+/// `sum(coeffs[i] * values[i])` with the constant coefficients unrolled:
+/// zeros skipped, ±1 as an add or subtract.
+fn combine(e: &mut Emit, ty: Type, coeffs: &[f32], values: &[Value]) -> Value {
+    let mut acc: Option<Value> = None;
+    for (&c, &v) in coeffs.iter().zip(values) {
+        if c == 0.0 {
+            continue;
+        }
+        acc = Some(match acc {
+            None if c == 1.0 => v,
+            None if c == -1.0 => e.b.ins().fneg(v),
+            None => {
+                let k = e.f(ty, c);
+                e.b.ins().fmul(v, k)
+            }
+            Some(a) if c == 1.0 => e.b.ins().fadd(a, v),
+            Some(a) if c == -1.0 => e.b.ins().fsub(a, v),
+            Some(a) => {
+                let k = e.f(ty, c);
+                e.b.ins().fma(v, k, a)
+            }
+        });
+    }
+    acc.unwrap_or_else(|| e.f(ty, 0.0))
+}
+
+/// Element `ptr[0]` of four patches `stride` apart, or of one for a scalar
+/// `ty`.
+fn gather(e: &mut Emit, ty: Type, ptr: Value, stride: usize) -> Value {
+    if ty == types::F32 {
+        return e.load(types::F32, ptr, 0);
+    }
+    if stride <= 2 {
+        return e.load_strided4(ptr, stride);
+    }
+    let first = e.load(types::F32, ptr, 0);
+    let mut v = e.b.ins().splat(F32X4, first);
+    for lane in 1..LANES {
+        let x = e.load(types::F32, ptr, lane * stride);
+        v = e.b.ins().insertlane(v, x, lane as u8);
+    }
+    v
+}
+
+/// Floats a four-tile [`gather`] reads past the first tile's column.
+fn gather_reach(m: usize) -> usize {
+    if m <= 2 {
+        2 * LANES
+    } else {
+        (LANES - 1) * m + 1
+    }
+}
+
+/// `winograd_input`.
+pub fn input(a: &WinogradInputAttrs, ops: Operands<'_>) -> Result<Kernel, BackendError> {
+    let t = transform(a.tile)?;
+    let x = &ops.inputs[0];
+    let [n, c, h, w] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
+    let [th, tw] = a.tiles;
+    let [py, px] = a.padding;
+    let (m, side) = (t.m, t.a());
+    let elements = side * side;
+    // The padded plane: every tile's patch, and room for the last
+    // four-tile gather's reach. Input rows or columns past it are never
+    // read (the tiles end first).
+    let (hp, wp) = (
+        m * th + 2,
+        (m * tw + 2).max(m * tw.saturating_sub(LANES) + side - 1 + gather_reach(m)),
+    );
+    let (copy_h, copy_w) = (h.min(hp.saturating_sub(py)), w.min(wp.saturating_sub(px)));
+    let vector_tiles = tw / LANES * LANES;
+    let (src, dst) = (x.base, ops.out.base);
+    let row_stride = c * th * tw;
+    Ok(Kernel::jit(
+        n * c,
+        Box::new(move |e: &mut Emit| {
+            e.for_tasks(|e, task| {
+                let plane = e.mul_imm(task, h * w);
+                let src = e.addr(src, plane);
+                // This plane, padded, in this thread's scratch memory: a
+                // cheap copy (it stays in L1 or L2) that frees the
+                // transform from bounds checks.
+                let len = e.i(hp * wp);
+                let padded =
+                    e.call_native_ret(nnc_scratch as *const () as usize, &[len], types::I64);
+                zero_fill(e, padded, 0, py * wp)?;
+                zero_fill(e, padded, (py + copy_h) * wp, hp * wp)?;
+                e.for_n(0, copy_h, 1, |e, y| {
+                    let from = e.mul_imm(y, w);
+                    let from = e.addr_of(src, from);
+                    let to = e.mul_imm(y, wp);
+                    let to = e.add_imm(to, py * wp);
+                    let to = e.addr_of(padded, to);
+                    zero_fill(e, to, 0, px)?;
+                    zero_fill(e, to, px + copy_w, wp)?;
+                    let to = e.b.ins().iadd_imm_s(to, (4 * px) as i64);
+                    let (lo, hi) = (e.i(0), e.i(copy_w));
+                    span(e, lo, hi, |e, ty, i| {
+                        let p = e.addr_of(from, i);
+                        let v = e.load(ty, p, 0);
+                        let q = e.addr_of(to, i);
+                        e.store(v, q, 0);
+                        Ok(())
+                    })
+                })?;
+                // Row (b*a*a + 0)*C + ch of the output, for task b*C + ch.
+                let b = e.div_imm(task, c);
+                let ch = e.rem_imm(task, c);
+                let row = e.mul_imm(b, elements * c);
+                let row = e.add(row, ch);
+                let row = e.mul_imm(row, th * tw);
+                let dst = e.addr(dst, row);
+                let tile = |e: &mut Emit, ty: Type, ty_: Value, tx: Value| {
+                    let y0 = e.mul_imm(ty_, m * wp);
+                    let x0 = e.mul_imm(tx, m);
+                    let at = e.add(y0, x0);
+                    let corner = e.addr_of(padded, at);
+                    // Rows: t[r][j] = sum_s BT[j][s] d[r][s].
+                    let mut rows = Vec::with_capacity(side);
+                    for r in 0..side {
+                        let d: Vec<Value> = (0..side)
+                            .map(|s| {
+                                let p = e.b.ins().iadd_imm_s(corner, (4 * (r * wp + s)) as i64);
+                                gather(e, ty, p, m)
+                            })
+                            .collect();
+                        let row: Vec<Value> = (0..side)
+                            .map(|j| combine(e, ty, &t.bt[j * side..][..side], &d))
+                            .collect();
+                        rows.push(row);
+                    }
+                    // Columns: v[i][j] = sum_r BT[i][r] t[r][j].
+                    let out_at = e.mul_imm(ty_, tw);
+                    let out_at = e.add(out_at, tx);
+                    let out = e.addr_of(dst, out_at);
+                    for j in 0..side {
+                        let column: Vec<Value> = rows.iter().map(|row| row[j]).collect();
+                        for i in 0..side {
+                            let v = combine(e, ty, &t.bt[i * side..][..side], &column);
+                            e.store(v, out, (i * side + j) * row_stride);
+                        }
+                    }
+                    Ok(())
+                };
+                e.for_n(0, th, 1, |e, ty_| {
+                    e.for_n(0, vector_tiles, LANES, |e, tx| tile(e, F32X4, ty_, tx))?;
+                    e.for_n(vector_tiles, tw, 1, |e, tx| tile(e, types::F32, ty_, tx))
+                })
+            })
+        }),
+    ))
+}
+
+/// `winograd_output`.
+pub fn output(a: &WinogradOutputAttrs, ops: Operands<'_>) -> Result<Kernel, BackendError> {
+    let t = transform(a.tile)?;
+    let x = &ops.inputs[0];
+    let (n, th, tw) = (x.shape[0], x.shape[2], x.shape[3]);
+    let (m, side) = (t.m, t.a());
+    let elements = side * side;
+    let c_out = a.out_channels;
+    let [oh, ow] = a.output_size;
+    // Tiles whose m x m block lies wholly inside the output, and the
+    // four-tile groups among them (interleaved stores need m = 2).
+    let (full_rows, full_columns) = (oh / m, ow / m);
+    let vector_tiles = if m == 2 {
+        full_columns / LANES * LANES
+    } else {
+        0
+    };
+    let (src, dst) = (x.base, ops.out.base);
+    let bias = a.bias.then(|| ops.inputs[1].base);
+    let residual = a
+        .epilogue
+        .residual
+        .then(|| ops.inputs.last().map(|r| r.base))
+        .flatten();
+    let activation = a.epilogue.activation;
+    let row_stride = c_out * th * tw;
+    Ok(Kernel::jit(
+        n * c_out,
+        Box::new(move |e: &mut Emit| {
+            e.for_tasks(|e, task| {
+                let b = e.div_imm(task, c_out);
+                let o = e.rem_imm(task, c_out);
+                let row = e.mul_imm(b, elements * c_out);
+                let row = e.add(row, o);
+                let row = e.mul_imm(row, th * tw);
+                let src = e.addr(src, row);
+                let out_plane = e.mul_imm(task, oh * ow);
+                let dst = e.addr(dst, out_plane);
+                let shift = load_bias(e, bias, o);
+                let vshift = e.b.ins().splat(F32X4, shift);
+                // The tile at (ty, tx), of which `rows` x `cols` outputs
+                // exist.
+                let tile =
+                    |e: &mut Emit, ty: Type, ty_: Value, tx: Value, rows: usize, cols: usize| {
+                        let at = e.mul_imm(ty_, tw);
+                        let at = e.add(at, tx);
+                        let from = e.addr_of(src, at);
+                        let mt: Vec<Value> = (0..elements)
+                            .map(|i| e.load(ty, from, i * row_stride))
+                            .collect();
+                        let bias = if ty == types::F32 { shift } else { vshift };
+                        let y0 = e.mul_imm(ty_, m * ow);
+                        let x0 = e.mul_imm(tx, m);
+                        let corner = e.add(y0, x0);
+                        let corner = e.addr_of(dst, corner);
+                        for p in 0..rows {
+                            // s[j] = sum_i AT[p][i] M[i][j], then
+                            // y[q] = sum_j AT[q][j] s[j].
+                            let s: Vec<Value> = (0..side)
+                                .map(|j| {
+                                    let column: Vec<Value> =
+                                        (0..side).map(|i| mt[i * side + j]).collect();
+                                    combine(e, ty, &t.at[p * side..][..side], &column)
+                                })
+                                .collect();
+                            let y: Vec<Value> = (0..cols)
+                                .map(|q| {
+                                    let v = combine(e, ty, &t.at[q * side..][..side], &s);
+                                    e.b.ins().fadd(v, bias)
+                                })
+                                .collect();
+                            if ty == types::F32 {
+                                for (q, &v) in y.iter().enumerate() {
+                                    e.store(v, corner, p * ow + q);
+                                }
+                            } else {
+                                let (lo, hi) = e.interleave(y[0], y[1]);
+                                e.store(lo, corner, p * ow);
+                                e.store(hi, corner, p * ow + LANES);
+                            }
+                        }
+                        Ok(())
+                    };
+                let tile_row = |e: &mut Emit, ty_: Value, rows: usize| {
+                    e.for_n(0, vector_tiles, LANES, |e, tx| {
+                        tile(e, F32X4, ty_, tx, rows, m)
+                    })?;
+                    e.for_n(vector_tiles, full_columns, 1, |e, tx| {
+                        tile(e, types::F32, ty_, tx, rows, m)
+                    })?;
+                    if full_columns < tw {
+                        let tx = e.i(full_columns);
+                        tile(e, types::F32, ty_, tx, rows, ow - m * full_columns)?;
+                    }
+                    Ok(())
+                };
+                e.for_n(0, full_rows, 1, |e, ty_| tile_row(e, ty_, m))?;
+                if full_rows < th {
+                    let ty_ = e.i(full_rows);
+                    tile_row(e, ty_, oh - m * full_rows)?;
+                }
+                let res = residual.map(|r| e.addr(r, out_plane));
+                epilogue_pass(e, dst, res, activation, oh * ow)
+            })
+        }),
+    ))
+}
