@@ -4,7 +4,6 @@
 //! adjoint of conv).
 
 use nnc_compiler::interp::{self, InterpError};
-use nnc_compiler::ir::winograd::F2X3;
 use nnc_compiler::ir::{
     Col2ImAttrs, Conv2dAttrs, ConvTranspose2dAttrs, Epilogue, GemmAttrs, Im2ColAttrs,
     WinogradInputAttrs, WinogradOutputAttrs,
@@ -453,13 +452,20 @@ proptest! {
         let (oh, ow) = (direct.shape()[2], direct.shape()[3]);
         let tiles = [oh.div_ceil(2), ow.div_ceil(2)];
         let v = interp::winograd_input(&x, &WinogradInputAttrs { tile: 2, tiles, padding: [py, px] }).unwrap();
+        // Row e*out + o of the weight holds element e of G g G^T, with G
+        // from the F(2x2, 3x3) definition (rows g0, (g0+g1+g2)/2,
+        // (g0-g1+g2)/2, g2).
+        let side = |a: f32, b: f32, c: f32| [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c];
         let mut u = vec![0.0; 16 * cout * cin];
-        let mut filter = [0.0; 16];
         for o in 0..cout {
             for ci in 0..cin {
-                F2X3.filter_into(&wt.data()[(o * cin + ci) * 9..][..9], &mut filter);
-                for (e, &value) in filter.iter().enumerate() {
-                    u[(e * cout + o) * cin + ci] = value;
+                let g = &wt.data()[(o * cin + ci) * 9..][..9];
+                let columns: Vec<[f32; 4]> = (0..3).map(|j| side(g[j], g[3 + j], g[6 + j])).collect();
+                for i in 0..4 {
+                    let row = side(columns[0][i], columns[1][i], columns[2][i]);
+                    for (j, &value) in row.iter().enumerate() {
+                        u[((i * 4 + j) * cout + o) * cin + ci] = value;
+                    }
                 }
             }
         }

@@ -6,6 +6,7 @@
 //! and returns an `nnc_runtime::Executable` with a report of what it did.
 
 pub mod compile;
+pub mod depthwise_rows;
 pub mod gemm;
 pub mod jit;
 pub mod kernels;

@@ -112,7 +112,7 @@ pub fn micro_kernel() -> MicroKernel {
 }
 
 /// The native GEMM's form of an activation.
-fn native_activation(act: Option<Activation>) -> gemm::Activation {
+pub fn native_activation(act: Option<Activation>) -> gemm::Activation {
     match act {
         None => gemm::Activation::None,
         Some(Activation::Relu) => gemm::Activation::Relu,

@@ -15,6 +15,8 @@
 //! The entries of `BT` and `AT` are small integers, so the transforms are
 //! exact but for rounding; `G` holds halves, exact in binary.
 
+use rayon::prelude::*;
+
 /// The three matrices of F(m x m, 3x3), row-major.
 #[derive(Clone, Copy, Debug)]
 pub struct Transform {
@@ -39,42 +41,54 @@ impl Transform {
         (m == 2).then_some(F2X3)
     }
 
-    /// `G g G^T` for one 3x3 filter `g` (row-major) into `out` (`a*a`
-    /// values, row-major). Lowering transforms every filter of a model
-    /// (a million for ResNet-18), so F(2x2, 3x3)'s is unrolled.
-    pub fn filter_into(&self, g: &[f32], out: &mut [f32]) {
-        if self.m == 2 {
-            // G's rows are g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2;
-            // applied to the columns of g, then to the rows of the result.
-            let side = |a: f32, b: f32, c: f32| [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c];
-            let mut gg = [[0.0f32; 3]; 4];
-            for j in 0..3 {
-                let column = side(g[j], g[3 + j], g[6 + j]);
-                for i in 0..4 {
-                    gg[i][j] = column[i];
-                }
-            }
-            for i in 0..4 {
-                out[i * 4..][..4].copy_from_slice(&side(gg[i][0], gg[i][1], gg[i][2]));
-            }
-            return;
-        }
+    /// The transformed weights of a 3x3 conv: `w [out, C, 3, 3]` becomes
+    /// `[a*a*out, C]`, row `e*out + o` holding element `e` of `G g G^T` for
+    /// each filter `g = w[o, c]`. Element `e = (i, j)` is `sum over taps
+    /// (k, l) of G[i][k] G[j][l] g[k][l]`, so for each output channel the
+    /// taps are laid out as rows over `C` and each element is a few
+    /// vectorisable multiply-adds of them (lowering ResNet-18 transforms a
+    /// million filters). Output channels run in parallel.
+    pub fn filters(&self, w: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
         let a = self.a();
-        let mut gg = vec![0.0f64; a * 3];
-        for i in 0..a {
-            for j in 0..3 {
-                gg[i * 3 + j] = (0..3)
-                    .map(|k| f64::from(self.g[i * 3 + k]) * f64::from(g[k * 3 + j]))
-                    .sum();
+        // coefficients[e][tap], products of entries of G (exact for F(2x2,
+        // 3x3), whose G holds 0, ±1/2 and 1).
+        let coefficients: Vec<Vec<(usize, f32)>> = (0..a * a)
+            .map(|e| {
+                let (i, j) = (e / a, e % a);
+                (0..9)
+                    .map(|tap| (tap, self.g[i * 3 + tap / 3] * self.g[j * 3 + tap % 3]))
+                    .filter(|&(_, c)| c != 0.0)
+                    .collect()
+            })
+            .collect();
+        let mut u = vec![0.0f32; a * a * c_out * c_in];
+        // Each output channel's slice of every element's row.
+        let mut per_channel: Vec<Vec<&mut [f32]>> = (0..c_out).map(|_| Vec::new()).collect();
+        for row in u.chunks_mut((c_out * c_in).max(1)) {
+            for (slices, slice) in per_channel.iter_mut().zip(row.chunks_mut(c_in.max(1))) {
+                slices.push(slice);
             }
         }
-        for i in 0..a {
-            for j in 0..a {
-                out[i * a + j] = (0..3)
-                    .map(|k| gg[i * 3 + k] * f64::from(self.g[j * 3 + k]))
-                    .sum::<f64>() as f32;
-            }
-        }
+        per_channel
+            .into_par_iter()
+            .zip(w.par_chunks((c_in * 9).max(1)))
+            .for_each(|(mut rows, w)| {
+                // taps[tap][c] = w[c][tap].
+                let mut taps = vec![0.0f32; 9 * c_in];
+                for (c, g) in w.chunks_exact(9).enumerate() {
+                    for (tap, &v) in g.iter().enumerate() {
+                        taps[tap * c_in + c] = v;
+                    }
+                }
+                for (row, terms) in rows.iter_mut().zip(&coefficients) {
+                    for &(tap, coefficient) in terms {
+                        for (u, &g) in row.iter_mut().zip(&taps[tap * c_in..][..c_in]) {
+                            *u += coefficient * g;
+                        }
+                    }
+                }
+            });
+        u
     }
 }
 
@@ -107,17 +121,14 @@ mod tests {
     use super::*;
 
     /// One output tile through the transforms equals the direct 3x3
-    /// correlation of the patch, for an arbitrary patch and filter (which
-    /// also checks the unrolled filter transform against the definition's
-    /// arithmetic: a wrong entry changes the tile).
+    /// correlation of the patch, for an arbitrary patch and filter.
     #[test]
     fn one_tile_is_the_direct_convolution() {
         let t = F2X3;
         let a = t.a();
         let d: Vec<f32> = (0..a * a).map(|i| ((i * 7 % 11) as f32) - 5.0).collect();
         let g: Vec<f32> = (0..9).map(|i| ((i * 5 % 7) as f32) * 0.25 - 0.5).collect();
-        let mut u = vec![0.0f32; a * a];
-        t.filter_into(&g, &mut u);
+        let u = t.filters(&g, 1, 1);
         // V = BT d BT^T, then Y = AT (U ⊙ V) AT^T.
         let mat = |l: &[f32], r: &[f32], rows: usize, inner: usize, cols: usize| {
             let mut out = vec![0.0f32; rows * cols];

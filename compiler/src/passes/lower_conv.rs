@@ -28,7 +28,6 @@ use crate::ir::{
     NodeId, Op, SeparableConv2dAttrs, TensorType, WinogradInputAttrs, WinogradOutputAttrs,
 };
 use nnc_runtime::WeightSet;
-use rayon::prelude::*;
 
 /// The registry and CLI name.
 pub const NAME: &str = "lower-conv";
@@ -235,35 +234,14 @@ fn lower_winograd(
     let (c_in, c_out, side) = (x_shape[1], a.out_channels, t.a());
     // [out, C, 3, 3] -> [a*a*out, C]: row e*out + o is element e of
     // G g G^T for filter (o, c).
-    // In parallel over output channels, each writing its slice of every
-    // element's row (ResNet-18 has a million filters).
     let weight_node = graph.node(id).inputs()[1];
-    let w = weight_tensor(NAME, graph, weights, weight_node)?
-        .ok_or_else(|| PassError::MissingWeight {
+    let w = weight_tensor(NAME, graph, weights, weight_node)?.ok_or_else(|| {
+        PassError::MissingWeight {
             pass: NAME,
             name: graph.node(weight_node).name.clone(),
-        })?
-        .data();
-    let elements = side * side;
-    let mut u = vec![0.0f32; elements * c_out * c_in];
-    let mut per_channel: Vec<Vec<&mut [f32]>> = (0..c_out).map(|_| Vec::new()).collect();
-    for row in u.chunks_mut(c_out * c_in) {
-        for (slices, slice) in per_channel.iter_mut().zip(row.chunks_mut(c_in)) {
-            slices.push(slice);
         }
-    }
-    per_channel
-        .into_par_iter()
-        .zip(w.par_chunks(c_in * 9))
-        .for_each(|(mut rows, w)| {
-            let mut filter = vec![0.0f32; elements];
-            for (c, g) in w.chunks_exact(9).enumerate() {
-                t.filter_into(g, &mut filter);
-                for (row, &v) in rows.iter_mut().zip(&filter) {
-                    row[c] = v;
-                }
-            }
-        });
+    })?;
+    let u = t.filters(w.data(), c_out, c_in);
     let old = graph.node(id).inputs()[1];
     let weight = reshape_weight(
         NAME,

@@ -22,7 +22,7 @@ pub(crate) const NARROW_MAX: usize = 8;
 
 /// The activation in the form the vector code applies it.
 #[derive(Clone, Copy)]
-struct VecAct {
+pub(crate) struct VecAct {
     kind: u8,
     lo: __m512,
     hi: __m512,
@@ -30,7 +30,7 @@ struct VecAct {
 }
 
 #[target_feature(enable = "avx512f")]
-fn vec_act(act: Activation) -> VecAct {
+pub(crate) fn vec_act(act: Activation) -> VecAct {
     let zero = _mm512_setzero_ps();
     let (kind, lo, hi, slope) = match act {
         Activation::Relu => (1, zero, zero, zero),
@@ -50,7 +50,7 @@ fn vec_act(act: Activation) -> VecAct {
 
 #[target_feature(enable = "avx512f")]
 #[inline]
-fn apply_act(act: &VecAct, x: __m512) -> __m512 {
+pub(crate) fn apply_act(act: &VecAct, x: __m512) -> __m512 {
     match act.kind {
         1 => _mm512_max_ps(x, act.lo),
         2 => _mm512_min_ps(_mm512_max_ps(x, act.lo), act.hi),
@@ -102,7 +102,7 @@ fn exp(x: __m512) -> __m512 {
     _mm512_scalef_ps(p, n)
 }
 
-fn lane_mask(n: usize) -> __mmask16 {
+pub(crate) fn lane_mask(n: usize) -> __mmask16 {
     if n >= 16 {
         0xffff
     } else {

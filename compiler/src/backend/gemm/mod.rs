@@ -41,7 +41,7 @@
 #![allow(unsafe_code)]
 
 mod avx2;
-mod avx512;
+pub(crate) mod avx512;
 mod epilogue;
 mod pack;
 mod portable;

@@ -28,10 +28,7 @@ impl Emit<'_> {
         } else {
             types::I32X4
         };
-        let lo = self.f(ty, -87.0);
-        let hi = self.f(ty, 88.0);
-        let x = self.b.ins().fmax(x, lo);
-        let x = self.b.ins().fmin(x, hi);
+        let x = self.clamp(ty, x, -87.0, 88.0);
         let log2e = self.f(ty, std::f32::consts::LOG2_E);
         let t = self.b.ins().fmul(x, log2e);
         let n = self.b.ins().nearest(t);
@@ -116,21 +113,34 @@ impl Emit<'_> {
         self.b.ins().fma(t, half, half)
     }
 
-    /// `min(max(x, lo), hi)`.
-    pub fn clamp(&mut self, ty: Type, x: Value, lo: f32, hi: f32) -> Value {
+    /// `x < lo ? lo : x`: the interpreter's lower clamp (a NaN stays NaN,
+    /// -0 stays -0). Written as this compare-and-select so that Cranelift
+    /// lowers the vector form to one `maxps`; its `fmax` (which orders
+    /// -0 < +0) takes about eight instructions.
+    pub fn at_least(&mut self, ty: Type, x: Value, lo: f32) -> Value {
         let lo = self.f(ty, lo);
+        let below = self.b.ins().fcmp(FloatCC::LessThan, x, lo);
+        self.select(ty, below, lo, x)
+    }
+
+    /// `hi < x ? hi : x`: the upper clamp, one `minps` (see
+    /// [`Emit::at_least`]).
+    pub fn at_most(&mut self, ty: Type, x: Value, hi: f32) -> Value {
         let hi = self.f(ty, hi);
-        let x = self.b.ins().fmax(x, lo);
-        self.b.ins().fmin(x, hi)
+        let above = self.b.ins().fcmp(FloatCC::LessThan, hi, x);
+        self.select(ty, above, hi, x)
+    }
+
+    /// `min(max(x, lo), hi)` as the interpreter computes it.
+    pub fn clamp(&mut self, ty: Type, x: Value, lo: f32, hi: f32) -> Value {
+        let x = self.at_least(ty, x, lo);
+        self.at_most(ty, x, hi)
     }
 
     /// An activation, lane-wise.
     pub fn activation(&mut self, ty: Type, act: Activation, x: Value) -> Value {
         match act {
-            Activation::Relu => {
-                let zero = self.f(ty, 0.0);
-                self.b.ins().fmax(x, zero)
-            }
+            Activation::Relu => self.at_least(ty, x, 0.0),
             Activation::Relu6 => self.clamp(ty, x, 0.0, 6.0),
             Activation::Clip { min, max } => self.clamp(ty, x, min, max),
             Activation::LeakyRelu { negative_slope } => {

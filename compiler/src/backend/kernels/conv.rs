@@ -15,8 +15,12 @@ use super::elementwise::span;
 use super::gemm::constant;
 use super::im2col::valid;
 use super::{Consts, Kernel, Operands};
+use crate::backend::depthwise_rows::{nnc_depthwise_rows, DepthwiseRows};
+use crate::backend::gemm::MicroKernel;
 use crate::backend::jit::Emit;
-use crate::backend::native::{micro_kernel, nnc_gemm_panel, nnc_scratch, PanelGemm};
+use crate::backend::native::{
+    micro_kernel, native_activation, nnc_gemm_panel, nnc_scratch, PanelGemm,
+};
 use crate::backend::BackendError;
 use crate::ir::{Col2ImAttrs, Epilogue, SeparableConv2dAttrs};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
@@ -70,6 +74,21 @@ pub fn separable(
     let (src, dst) = (x.base, out.base);
     let dw_activation = dw.epilogue.activation;
     let taps = dw.kernel[0] * dw.kernel[1];
+    // With AVX-512 the depthwise rows are native code, 16 columns a vector
+    // (see depthwise_rows.rs); otherwise the JIT's 4-lane rows.
+    let native_rows = (micro_kernel() == MicroKernel::Avx512).then(|| {
+        consts.depthwise(DepthwiseRows {
+            h: geo.h,
+            w: geo.w,
+            ow,
+            kernel: dw.kernel,
+            stride: dw.stride,
+            padding: dw.padding,
+            dilation: dw.dilation,
+            activation: native_activation(dw_activation),
+            kernel_impl: MicroKernel::Avx512,
+        })
+    });
     let mut kernel = Kernel::jit(
         batch * blocks,
         Box::new(move |e: &mut Emit| {
@@ -89,9 +108,20 @@ pub fn separable(
                     let plane = e.add(plane, ic);
                     let plane = e.mul_imm(plane, geo.h * geo.w);
                     let src = e.addr(src, plane);
-                    let tap_values = load_taps(e, dw_weights, cm, taps);
                     let b = load_bias(e, dw_bias, cm);
                     let channel_row = e.mul_imm(cm, tile_cols);
+                    if let Some(spec) = native_rows {
+                        let dst = e.addr_of(tile, channel_row);
+                        let first_tap = e.mul_imm(cm, taps);
+                        let tap_values = e.addr(dw_weights, first_tap);
+                        let spec = e.i(spec);
+                        e.call_native(
+                            nnc_depthwise_rows as *const () as usize,
+                            &[spec, src, tap_values, b, dst, r0, r1],
+                        );
+                        return Ok(());
+                    }
+                    let tap_values = load_taps(e, dw_weights, cm, taps);
                     let out_row = |e: &mut Emit, oy: Value| {
                         let local = e.b.ins().isub(oy, r0);
                         let off = e.mul_imm(local, ow);

@@ -12,6 +12,7 @@ mod pool;
 mod recurrent;
 mod winograd;
 
+use super::depthwise_rows::DepthwiseRows;
 use super::jit::Base;
 use super::native::{GemmTask, PanelGemm};
 use super::BackendError;
@@ -47,6 +48,8 @@ pub struct Consts {
     gemms: Vec<Box<GemmTask>>,
     #[allow(clippy::vec_box)]
     panels: Vec<Box<PanelGemm>>,
+    #[allow(clippy::vec_box)]
+    depthwise: Vec<Box<DepthwiseRows>>,
 }
 
 // SAFETY: the raw pointers inside `GemmTask` (via `Base::Const`) point into
@@ -62,6 +65,7 @@ impl Consts {
         self.data.extend(other.data);
         self.gemms.extend(other.gemms);
         self.panels.extend(other.panels);
+        self.depthwise.extend(other.depthwise);
     }
 
     /// Keeps `values` alive and returns where they are.
@@ -85,6 +89,14 @@ impl Consts {
         let boxed = Box::new(spec);
         let address = &*boxed as *const PanelGemm as usize;
         self.panels.push(boxed);
+        address
+    }
+
+    /// Keeps a native depthwise geometry alive and returns its address.
+    pub fn depthwise(&mut self, spec: DepthwiseRows) -> usize {
+        let boxed = Box::new(spec);
+        let address = &*boxed as *const DepthwiseRows as usize;
+        self.depthwise.push(boxed);
         address
     }
 

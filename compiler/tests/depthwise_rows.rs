@@ -1,0 +1,247 @@
+//! The native depthwise rows (the separable kernel's depthwise half)
+//! against an f64 oracle written from the convolution's definition, for
+//! every implementation this CPU has: any kernel size, stride (1, 2 and a
+//! gathered 3), padding, dilation, row range and activation, with a
+//! sentinel around the output to catch stray stores.
+
+#![allow(unsafe_code)]
+
+use nnc_compiler::backend::depthwise_rows::{nnc_depthwise_rows, DepthwiseRows};
+use nnc_compiler::backend::gemm::{Activation, MicroKernel};
+use proptest::prelude::*;
+
+const SENTINEL: f32 = 12345.0;
+
+fn implementations() -> Vec<MicroKernel> {
+    [MicroKernel::Avx512, MicroKernel::Portable]
+        .into_iter()
+        .filter(|k| k.is_available())
+        .collect()
+}
+
+/// Deterministic values in [-1, 1).
+fn values(len: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// `out[oy, ox] = act(bias + sum taps[ky, kx] * x[oy*s - p + ky*d, ox*s -
+/// p + kx*d])` over taps inside `x`, in f64.
+fn oracle(s: &DepthwiseRows, x: &[f32], taps: &[f32], bias: f32, oy: usize, ox: usize) -> f64 {
+    let mut acc = f64::from(bias);
+    for ky in 0..s.kernel[0] {
+        for kx in 0..s.kernel[1] {
+            let iy = (oy * s.stride[0] + ky * s.dilation[0]) as i64 - s.padding[0] as i64;
+            let ix = (ox * s.stride[1] + kx * s.dilation[1]) as i64 - s.padding[1] as i64;
+            if (0..s.h as i64).contains(&iy) && (0..s.w as i64).contains(&ix) {
+                acc += f64::from(taps[ky * s.kernel[1] + kx])
+                    * f64::from(x[iy as usize * s.w + ix as usize]);
+            }
+        }
+    }
+    match s.activation {
+        Activation::None => acc,
+        Activation::Relu => acc.max(0.0),
+        Activation::Clip { min, max } => acc.max(f64::from(min)).min(f64::from(max)),
+        _ => unreachable!("the cases use piecewise-linear activations"),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check(
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+    [h, w]: [usize; 2],
+    activation: Activation,
+    rows: (usize, usize),
+    seed: u64,
+) {
+    let out_len = |len: usize, i: usize| {
+        (len + 2 * padding[i])
+            .checked_sub(dilation[i] * (kernel[i] - 1) + 1)
+            .map(|span| span / stride[i] + 1)
+    };
+    let (Some(oh), Some(ow)) = (out_len(h, 0), out_len(w, 1)) else {
+        return;
+    };
+    let (r0, r1) = (rows.0.min(oh), rows.1.min(oh).max(rows.0.min(oh)));
+    let x = values(h * w, seed);
+    let taps = values(kernel[0] * kernel[1], seed ^ 0x5555);
+    let bias = 0.25;
+    for kernel_impl in implementations() {
+        let s = DepthwiseRows {
+            h,
+            w,
+            ow,
+            kernel,
+            stride,
+            padding,
+            dilation,
+            activation,
+            kernel_impl,
+        };
+        // One sentinel row before and after the output rows.
+        let mut out = vec![SENTINEL; (r1 - r0 + 2) * ow];
+        unsafe {
+            nnc_depthwise_rows(
+                &s,
+                x.as_ptr(),
+                taps.as_ptr(),
+                bias,
+                out.as_mut_ptr().add(ow),
+                r0,
+                r1,
+            );
+        }
+        assert!(out[..ow]
+            .iter()
+            .chain(&out[(r1 - r0 + 1) * ow..])
+            .all(|&v| v == SENTINEL));
+        for oy in r0..r1 {
+            for ox in 0..ow {
+                let want = oracle(&s, &x, &taps, bias, oy, ox);
+                let got = out[(oy - r0 + 1) * ow + ox];
+                assert!(
+                    (f64::from(got) - want).abs() <= 1e-5 * want.abs().max(1.0),
+                    "{kernel_impl:?} {s:?} rows {r0}..{r1}: ({oy}, {ox}) is {got}, want {want}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn mobilenet_shapes() {
+    let relu6 = Activation::Clip { min: 0.0, max: 6.0 };
+    // 3x3 pad 1 at strides 1 and 2, on maps from 7 to 112 wide (chunks of
+    // 16 columns: partial, whole and several), whole maps and row blocks.
+    for size in [7, 14, 28, 56, 112] {
+        for stride in [1, 2] {
+            check(
+                [3, 3],
+                [stride, stride],
+                [1, 1],
+                [1, 1],
+                [size, size],
+                relu6,
+                (0, 9),
+                1,
+            );
+            check(
+                [3, 3],
+                [stride, stride],
+                [1, 1],
+                [1, 1],
+                [size, size],
+                relu6,
+                (3, 200),
+                2,
+            );
+        }
+    }
+}
+
+#[test]
+fn edges_of_the_geometry() {
+    // A map narrower than its padding, one output column, a 1x1 kernel,
+    // dilation, a stride the AVX-512 version gathers, a tall kernel that
+    // runs portably, and an empty row range.
+    check(
+        [3, 3],
+        [1, 1],
+        [2, 2],
+        [1, 1],
+        [1, 1],
+        Activation::None,
+        (0, 9),
+        3,
+    );
+    check(
+        [3, 3],
+        [2, 2],
+        [0, 0],
+        [1, 1],
+        [3, 3],
+        Activation::Relu,
+        (0, 9),
+        4,
+    );
+    check(
+        [1, 1],
+        [1, 1],
+        [0, 0],
+        [1, 1],
+        [5, 37],
+        Activation::None,
+        (0, 9),
+        5,
+    );
+    check(
+        [3, 3],
+        [1, 1],
+        [2, 2],
+        [2, 2],
+        [9, 33],
+        Activation::Relu,
+        (0, 9),
+        6,
+    );
+    check(
+        [3, 5],
+        [3, 3],
+        [1, 2],
+        [1, 1],
+        [20, 50],
+        Activation::None,
+        (0, 9),
+        7,
+    );
+    check(
+        [17, 1],
+        [1, 1],
+        [8, 0],
+        [1, 1],
+        [20, 5],
+        Activation::None,
+        (0, 20),
+        8,
+    );
+    check(
+        [3, 3],
+        [1, 1],
+        [1, 1],
+        [1, 1],
+        [8, 8],
+        Activation::None,
+        (4, 4),
+        9,
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn random_geometries(
+        (kh, kw) in (1usize..6, 1usize..6),
+        (sh, sw) in (1usize..4, 1usize..4),
+        (ph, pw) in (0usize..3, 0usize..3),
+        (dh, dw) in (1usize..3, 1usize..3),
+        (h, w) in (1usize..20, 1usize..70),
+        rows in (0usize..10, 0usize..25),
+        relu in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let act = if relu { Activation::Relu } else { Activation::None };
+        check([kh, kw], [sh, sw], [ph, pw], [dh, dw], [h, w], act, rows, seed);
+    }
+}
