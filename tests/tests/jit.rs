@@ -234,3 +234,41 @@ fn compiled_tanh_and_sigmoid_are_accurate() {
         }
     }
 }
+
+/// NaNs go where the interpreter puts them: max pooling keeps a NaN in a
+/// window (the compiled max is a `maxps` plus a NaN blend, not IEEE
+/// `fmax`), and relu and relu6 (compare-and-select, one instruction each)
+/// pass NaN through and clamp everything else exactly.
+#[test]
+fn compiled_max_pool_and_clamps_treat_nan_like_the_interpreter() {
+    let graph = load_text(
+        "nan.nn",
+        "model nan {\n    input x: f32[1, 2, 9, 11]\n    p = max_pool2d(x, kernel=3, stride=2, pad=1)\n    r = relu(x)\n    r6 = relu6(x)\n    output p, r, r6\n}\n",
+    );
+    let weights = seeded_weights(&graph, SEED).expect("weights");
+    let mut values: Vec<f32> = (0..198).map(|i| (i as f32 * 0.37).sin() * 8.0).collect();
+    for i in [0, 13, 57, 100, 120, 197] {
+        values[i] = f32::NAN;
+    }
+    let x = Tensor::new(vec![1, 2, 9, 11], values).expect("tensor");
+    let reference = run(&graph, &weights, std::slice::from_ref(&x)).expect("interpreter");
+    let compiled = compile(graph, weights, &Options { threads: 1 }).expect("compile");
+    let out = compiled
+        .executable
+        .run(&[x], &Pool::new(1).expect("pool"))
+        .expect("run");
+    let mut nans = 0;
+    for (r, o) in reference.iter().zip(&out) {
+        for (i, (a, b)) in r.data().iter().zip(o.data()).enumerate() {
+            if a.is_nan() {
+                nans += 1;
+                assert!(b.is_nan(), "output {i}: NaN expected, {b} found");
+            } else {
+                assert_eq!(a, b, "output {i}");
+            }
+        }
+    }
+    // Each NaN reaches the pooled outputs of its windows as well as the
+    // relu and relu6 outputs at its own position.
+    assert!(nans > 2 * 6, "only {nans} NaN outputs");
+}

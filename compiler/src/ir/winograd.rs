@@ -15,8 +15,6 @@
 //! The entries of `BT` and `AT` are small integers, so the transforms are
 //! exact but for rounding; `G` holds halves, exact in binary.
 
-use rayon::prelude::*;
-
 /// The three matrices of F(m x m, 3x3), row-major.
 #[derive(Clone, Copy, Debug)]
 pub struct Transform {
@@ -47,7 +45,8 @@ impl Transform {
     /// (k, l) of G[i][k] G[j][l] g[k][l]`, so for each output channel the
     /// taps are laid out as rows over `C` and each element is a few
     /// vectorisable multiply-adds of them (lowering ResNet-18 transforms a
-    /// million filters). Output channels run in parallel.
+    /// million filters). Serial: on two cores, both threads faulting in
+    /// the new pages made the parallel version two to three times slower.
     pub fn filters(&self, w: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
         let a = self.a();
         // coefficients[e][tap], products of entries of G (exact for F(2x2,
@@ -62,6 +61,7 @@ impl Transform {
             })
             .collect();
         let mut u = vec![0.0f32; a * a * c_out * c_in];
+        crate::backend::memory::advise_huge_pages(u.as_ptr().cast(), 4 * u.len());
         // Each output channel's slice of every element's row.
         let mut per_channel: Vec<Vec<&mut [f32]>> = (0..c_out).map(|_| Vec::new()).collect();
         for row in u.chunks_mut((c_out * c_in).max(1)) {
@@ -70,8 +70,8 @@ impl Transform {
             }
         }
         per_channel
-            .into_par_iter()
-            .zip(w.par_chunks((c_in * 9).max(1)))
+            .into_iter()
+            .zip(w.chunks((c_in * 9).max(1)))
             .for_each(|(mut rows, w)| {
                 // taps[tap][c] = w[c][tap].
                 let mut taps = vec![0.0f32; 9 * c_in];

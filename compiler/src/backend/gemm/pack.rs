@@ -28,11 +28,33 @@ impl AlignedBuf {
         AlignedBuf { lines: Vec::new() }
     }
 
-    /// A buffer of at least `len` zeroed floats.
+    /// A buffer of at least `len` zeroed floats, from zeroed (untouched)
+    /// pages the kernel may back with huge pages: packed weights are the
+    /// bulk of a model's memory, and faulting them in 4 KiB at a time was
+    /// a large part of compile time.
     pub(crate) fn zeroed(len: usize) -> AlignedBuf {
-        AlignedBuf {
-            lines: vec![Line([0.0; LINE]); len.div_ceil(LINE)],
+        let lines = len.div_ceil(LINE);
+        let Ok(layout) = std::alloc::Layout::array::<Line>(lines) else {
+            return AlignedBuf {
+                lines: vec![Line([0.0; LINE]); lines],
+            };
+        };
+        if layout.size() == 0 {
+            return AlignedBuf::new();
         }
+        // SAFETY: the layout is non-zero-sized; all-zero bits are a valid
+        // `Line`; the pointer comes from the global allocator with exactly
+        // the layout `Vec<Line>` uses for `lines` elements, so the Vec may
+        // own and free it.
+        let lines = unsafe {
+            let ptr = std::alloc::alloc_zeroed(layout).cast::<Line>();
+            if ptr.is_null() {
+                std::alloc::handle_alloc_error(layout);
+            }
+            crate::backend::memory::advise_huge_pages(ptr.cast(), layout.size());
+            Vec::from_raw_parts(ptr, lines, lines)
+        };
+        AlignedBuf { lines }
     }
 
     /// Grows the buffer to hold at least `len` floats; never shrinks, so a

@@ -131,6 +131,19 @@ impl Emit<'_> {
         self.select(ty, above, hi, x)
     }
 
+    /// The running maximum of max pooling: `v` when `v > acc` or `v` is
+    /// NaN, else `acc` (so a NaN, once in, stays). For vectors a `maxps`
+    /// and a blend, where Cranelift's `fmax` takes about eight instructions.
+    pub fn max_keeping_nan(&mut self, acc: Value, v: Value) -> Value {
+        let ty = self.b.func.dfg.value_type(acc);
+        // acc > v ? acc : v, which is v when either is NaN (one maxps)...
+        let below = self.b.ins().fcmp(FloatCC::LessThan, v, acc);
+        let max = self.select(ty, below, acc, v);
+        // ...except that a NaN already in acc wins.
+        let nan = self.b.ins().fcmp(FloatCC::Unordered, acc, acc);
+        self.select(ty, nan, acc, max)
+    }
+
     /// `min(max(x, lo), hi)` as the interpreter computes it.
     pub fn clamp(&mut self, ty: Type, x: Value, lo: f32, hi: f32) -> Value {
         let x = self.at_least(ty, x, lo);

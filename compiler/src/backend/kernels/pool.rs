@@ -63,7 +63,7 @@ fn pool(
     };
     let combine = move |e: &mut Emit, acc: Value, v: Value| {
         if is_max {
-            e.b.ins().fmax(acc, v)
+            e.max_keeping_nan(acc, v)
         } else {
             e.b.ins().fadd(acc, v)
         }
