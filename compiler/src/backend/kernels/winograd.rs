@@ -34,14 +34,22 @@ fn transform(m: usize) -> Result<Transform, BackendError> {
         .ok_or_else(|| BackendError::Codegen(format!("no Winograd transform for tiles of {m}")))
 }
 
-/// `sum(coeffs[i] * values[i])` with the constant coefficients unrolled:
-/// zeros skipped, ±1 as an add or subtract.
-fn combine(e: &mut Emit, ty: Type, coeffs: &[f32], values: &[Value]) -> Value {
+/// `sum(coeffs[i] * value(i))` with the constant coefficients unrolled:
+/// zeros skipped (their value is never made), ±1 as an add or subtract,
+/// and a +1 term first when there is one (so no negation is needed).
+fn combine(
+    e: &mut Emit,
+    ty: Type,
+    coeffs: &[f32],
+    mut value: impl FnMut(&mut Emit, usize) -> Value,
+) -> Value {
+    let mut order: Vec<usize> = (0..coeffs.len()).filter(|&i| coeffs[i] != 0.0).collect();
+    if let Some(plus) = order.iter().position(|&i| coeffs[i] == 1.0) {
+        order.swap(0, plus);
+    }
     let mut acc: Option<Value> = None;
-    for (&c, &v) in coeffs.iter().zip(values) {
-        if c == 0.0 {
-            continue;
-        }
+    for i in order {
+        let (c, v) = (coeffs[i], value(e, i));
         acc = Some(match acc {
             None if c == 1.0 => v,
             None if c == -1.0 => e.b.ins().fneg(v),
@@ -161,7 +169,7 @@ pub fn input(a: &WinogradInputAttrs, ops: Operands<'_>) -> Result<Kernel, Backen
                             })
                             .collect();
                         let row: Vec<Value> = (0..side)
-                            .map(|j| combine(e, ty, &t.bt[j * side..][..side], &d))
+                            .map(|j| combine(e, ty, &t.bt[j * side..][..side], |_, s| d[s]))
                             .collect();
                         rows.push(row);
                     }
@@ -172,7 +180,7 @@ pub fn input(a: &WinogradInputAttrs, ops: Operands<'_>) -> Result<Kernel, Backen
                     for j in 0..side {
                         let column: Vec<Value> = rows.iter().map(|row| row[j]).collect();
                         for i in 0..side {
-                            let v = combine(e, ty, &t.bt[i * side..][..side], &column);
+                            let v = combine(e, ty, &t.bt[i * side..][..side], |_, r| column[r]);
                             e.store(v, out, (i * side + j) * row_stride);
                         }
                     }
@@ -247,14 +255,14 @@ pub fn output(a: &WinogradOutputAttrs, ops: Operands<'_>) -> Result<Kernel, Back
                             // y[q] = sum_j AT[q][j] s[j].
                             let s: Vec<Value> = (0..side)
                                 .map(|j| {
-                                    let column: Vec<Value> =
-                                        (0..side).map(|i| mt[i * side + j]).collect();
-                                    combine(e, ty, &t.at[p * side..][..side], &column)
+                                    combine(e, ty, &t.at[p * side..][..side], |_, i| {
+                                        mt[i * side + j]
+                                    })
                                 })
                                 .collect();
                             let y: Vec<Value> = (0..cols)
                                 .map(|q| {
-                                    let v = combine(e, ty, &t.at[q * side..][..side], &s);
+                                    let v = combine(e, ty, &t.at[q * side..][..side], |_, j| s[j]);
                                     e.b.ins().fadd(v, bias)
                                 })
                                 .collect();
