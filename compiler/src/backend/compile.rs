@@ -203,9 +203,11 @@ pub fn compile(
             name: l.name.clone(),
             kernel,
             tasks,
-            // Below about a million FLOPs and bytes moved (some tens of
+            // Below a few hundred thousand FLOPs and bytes moved (some
             // microseconds), waking other threads costs more than it saves.
-            parallel: l.flops + l.bytes_read + l.bytes_written >= 1_000_000,
+            // (At a million, ResNet-18's last Winograd transforms, 0.1 ms
+            // each, ran on one thread.)
+            parallel: l.flops + l.bytes_read + l.bytes_written >= 400_000,
         })
         .collect();
     let const_bytes = consts.bytes();
