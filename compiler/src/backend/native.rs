@@ -51,7 +51,11 @@ impl GemmTask {
     /// threads while each stays large enough to be efficient.
     pub fn with_blocks(mut self, threads: usize) -> GemmTask {
         let threads = threads.max(1);
-        let want = 4 * threads;
+        // A few tasks per thread balance the load, but every task packs
+        // its own copy of B; when B is a few columns wide that packing is
+        // a large share of the work (vgg_cifar's 4x4 maps: 16 columns, K =
+        // 4608), so those split once per thread.
+        let want = if self.n <= 32 { threads } else { 4 * threads };
         let round = |v: usize, to: usize| v.div_ceil(to) * to;
         self.m_block = self.m.max(1);
         // Columns: the fewest blocks of at most 512, then more until every
