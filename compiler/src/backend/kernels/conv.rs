@@ -45,10 +45,11 @@ pub fn separable(
     let dw_bias = dw.bias.then(|| ops.inputs[2].base);
     let pw_index = 2 + usize::from(dw.bias);
     // Whole rows up to SEPARABLE_COLUMNS columns per task, but fewer rows
-    // when that leaves some thread without a task (small late-stage maps).
+    // when that leaves some thread without a task (small late-stage maps);
+    // on one thread, splitting only makes the pointwise GEMM narrower.
     let mut rows_per_task = (SEPARABLE_COLUMNS / ow.max(1)).clamp(1, oh.max(1));
     let threads = ops.threads.max(1);
-    if batch * oh.div_ceil(rows_per_task) < 2 * threads {
+    if threads > 1 && batch * oh.div_ceil(rows_per_task) < 2 * threads {
         rows_per_task = rows_per_task.min(oh.div_ceil((2 * threads).div_ceil(batch)).max(1));
     }
     let blocks = oh.div_ceil(rows_per_task);
