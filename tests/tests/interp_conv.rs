@@ -4,6 +4,7 @@
 //! adjoint of conv).
 
 use nnc_compiler::interp::{self, InterpError};
+use nnc_compiler::ir::winograd::{F2X3, F4X3};
 use nnc_compiler::ir::{
     Col2ImAttrs, Conv2dAttrs, ConvTranspose2dAttrs, Epilogue, GemmAttrs, Im2ColAttrs,
     WinogradInputAttrs, WinogradOutputAttrs,
@@ -432,16 +433,19 @@ proptest! {
 
     /// A 3x3 stride-1 `conv2d` is `winograd_input`, a `gemm` with one group
     /// per transformed element (weight row `e*out + o` holding element `e`
-    /// of `G g G^T`), then `winograd_output`, as `lower-conv` rewrites it;
-    /// any padding, and sizes whose last tiles are clipped.
+    /// of `G g G^T`), then `winograd_output`, as `lower-conv` rewrites it,
+    /// for F(2x2, 3x3) and F(4x4, 3x3); any padding, and sizes whose last
+    /// tiles are clipped.
     #[test]
     fn conv2d_3x3_is_winograd(
         (cin, cout, n) in (1usize..5, 1usize..5, 1usize..3),
-        (h, w, py, px) in (1usize..12, 1usize..12, 0usize..3, 0usize..3),
-        bias in any::<bool>(),
+        (h, w, py, px) in (1usize..14, 1usize..14, 0usize..3, 0usize..3),
+        (f4, bias) in (any::<bool>(), any::<bool>()),
         seed in any::<u64>(),
     ) {
         prop_assume!(h + 2 * py >= 3 && w + 2 * px >= 3);
+        let t = if f4 { F4X3 } else { F2X3 };
+        let (m, side) = (t.m, t.a());
         let c = Conf { kernel: [3, 3], stride: [1, 1], padding: [py, px], dilation: [1, 1], groups: 1 };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let x = random(&[n, cin, h, w], &mut rng);
@@ -450,31 +454,15 @@ proptest! {
         let b = bias.then_some(&b);
         let direct = interp::conv2d(&x, &wt, b, &conv(cout, &c, bias)).unwrap();
         let (oh, ow) = (direct.shape()[2], direct.shape()[3]);
-        let tiles = [oh.div_ceil(2), ow.div_ceil(2)];
-        let v = interp::winograd_input(&x, &WinogradInputAttrs { tile: 2, tiles, padding: [py, px] }).unwrap();
-        // Row e*out + o of the weight holds element e of G g G^T, with G
-        // from the F(2x2, 3x3) definition (rows g0, (g0+g1+g2)/2,
-        // (g0-g1+g2)/2, g2).
-        let side = |a: f32, b: f32, c: f32| [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c];
-        let mut u = vec![0.0; 16 * cout * cin];
-        for o in 0..cout {
-            for ci in 0..cin {
-                let g = &wt.data()[(o * cin + ci) * 9..][..9];
-                let columns: Vec<[f32; 4]> = (0..3).map(|j| side(g[j], g[3 + j], g[6 + j])).collect();
-                for i in 0..4 {
-                    let row = side(columns[0][i], columns[1][i], columns[2][i]);
-                    for (j, &value) in row.iter().enumerate() {
-                        u[((i * 4 + j) * cout + o) * cin + ci] = value;
-                    }
-                }
-            }
-        }
-        let u = Tensor::new(vec![16 * cout, cin], u).unwrap();
-        let m = interp::gemm(&v, &u, None, &GemmAttrs {
-            out_channels: 16 * cout, groups: 16, bias: false, epilogue: Epilogue::default(),
+        let tiles = [oh.div_ceil(m), ow.div_ceil(m)];
+        let v = interp::winograd_input(&x, &WinogradInputAttrs { tile: m, tiles, padding: [py, px] }).unwrap();
+        let groups = side * side;
+        let u = Tensor::new(vec![groups * cout, cin], t.filters(wt.data(), cout, cin)).unwrap();
+        let products = interp::gemm(&v, &u, None, &GemmAttrs {
+            out_channels: groups * cout, groups, bias: false, epilogue: Epilogue::default(),
         }).unwrap();
-        let lowered = interp::winograd_output(&m, b, &WinogradOutputAttrs {
-            out_channels: cout, tile: 2, output_size: [oh, ow], bias, epilogue: Epilogue::default(),
+        let lowered = interp::winograd_output(&products, b, &WinogradOutputAttrs {
+            out_channels: cout, tile: m, output_size: [oh, ow], bias, epilogue: Epilogue::default(),
         }).unwrap();
         assert_close(&lowered, direct.shape(), direct.data(), 1e-5);
     }

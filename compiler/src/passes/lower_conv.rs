@@ -6,7 +6,7 @@
 //! | 1x1, stride 1, no padding | `gemm` on the input itself (no im2col) |
 //! | depthwise (`groups = C_in > 1`, any channel multiplier) whose only user is a 1x1 stride-1 unpadded conv | one `separable_conv2d` |
 //! | other depthwise | `depthwise_conv2d` |
-//! | 3x3, stride 1, no dilation or groups, at least 16 channels in and out | `winograd_input` + `gemm` (16 groups) + `winograd_output`: Winograd F(2x2, 3x3) |
+//! | 3x3, stride 1, no dilation or groups, at least 16 channels in and out, at least 9 2x2 tiles | `winograd_input` + `gemm` (16 or 36 groups) + `winograd_output`: Winograd F(2x2, 3x3), or F(4x4, 3x3) from 49 4x4 tiles |
 //! | anything else (stride, padding, dilation, groups) | `im2col` + `gemm` (per group) |
 //! | `conv_transpose2d` | `gemm` to columns + `col2im` |
 //!
@@ -22,7 +22,7 @@
 //! change only by summation order (1e-5 relative).
 
 use super::{reshape_weight, reshape_weight_view, weight_tensor, PassError, PassReport};
-use crate::ir::winograd::{Transform, F2X3};
+use crate::ir::winograd::{Transform, F2X3, F4X3};
 use crate::ir::{
     Col2ImAttrs, Conv2dAttrs, ConvTranspose2dAttrs, Epilogue, GemmAttrs, Graph, Im2ColAttrs, Node,
     NodeId, Op, SeparableConv2dAttrs, TensorType, WinogradInputAttrs, WinogradOutputAttrs,
@@ -137,10 +137,16 @@ fn lower_conv2d(
     }
     let out = &graph.node(id).ty.shape;
     if winograd_fits(&a, c_in, [out[2], out[3]]) {
-        lower_winograd(graph, weights, id, a, F2X3)?;
+        let t = winograd_tile([out[2], out[3]]);
+        lower_winograd(graph, weights, id, a, t)?;
+        let (m, side) = (t.m, t.a());
         return Ok((
             id,
-            format!("{window}: Winograd F(2x2, 3x3), 16 GEMMs on transformed tiles (2.25x fewer multiplies)"),
+            format!(
+                "{window}: Winograd F({m}x{m}, 3x3), {} GEMMs on transformed tiles ({:.2}x fewer multiplies)",
+                side * side,
+                (9 * m * m) as f64 / (side * side) as f64
+            ),
         ));
     }
     // Lay the weight out as the GEMM's [out, C/groups*kh*kw] operand.
@@ -217,6 +223,16 @@ fn winograd_fits(a: &Conv2dAttrs, c_in: usize, size: [usize; 2]) -> bool {
         && c_in >= 16
         && a.out_channels >= 16
         && size[0].div_ceil(2) * size[1].div_ceil(2) >= 9
+}
+
+/// F(4x4, 3x3) on maps of at least 49 of its tiles (28x28 and up), whose
+/// GEMMs stay wide enough; F(2x2, 3x3) on smaller ones.
+fn winograd_tile(size: [usize; 2]) -> Transform {
+    if size[0].div_ceil(4) * size[1].div_ceil(4) >= 49 {
+        F4X3
+    } else {
+        F2X3
+    }
 }
 
 /// Rewrites conv `id` as `winograd_input` + a `gemm` with one group

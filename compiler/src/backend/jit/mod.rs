@@ -460,23 +460,40 @@ impl Emit<'_> {
         self.b.ins().bitcast(F32X4, flags, v)
     }
 
-    /// The lanes of `a` and `b` alternated: `([a0, b0, a1, b1], [a2, b2,
-    /// a3, b3])`.
-    pub fn interleave(&mut self, a: Value, b: Value) -> (Value, Value) {
+    /// Four lanes picked from `a` (lanes 0..4) and `b` (lanes 4..8).
+    pub fn shuffle_lanes(&mut self, a: Value, b: Value, lanes: [u8; 4]) -> Value {
         let flags = MemFlagsData::new().with_endianness(Endianness::Little);
         let a = self.b.ins().bitcast(types::I8X16, flags, a);
         let b = self.b.ins().bitcast(types::I8X16, flags, b);
-        // Lanes 0..4 are a's and 4..8 b's; each is four bytes.
-        let mut pick = |lanes: [u8; 4]| {
-            let bytes: Vec<u8> = lanes
-                .iter()
-                .flat_map(|&l| (0..4).map(move |k| 4 * l + k))
-                .collect();
-            let mask = self.b.func.dfg.immediates.push(bytes.into());
-            let v = self.b.ins().shuffle(a, b, mask);
-            self.b.ins().bitcast(F32X4, flags, v)
-        };
-        (pick([0, 4, 1, 5]), pick([2, 6, 3, 7]))
+        let bytes: Vec<u8> = lanes
+            .iter()
+            .flat_map(|&l| (0..4).map(move |k| 4 * l + k))
+            .collect();
+        let mask = self.b.func.dfg.immediates.push(bytes.into());
+        let v = self.b.ins().shuffle(a, b, mask);
+        self.b.ins().bitcast(F32X4, flags, v)
+    }
+
+    /// The lanes of `a` and `b` alternated: `([a0, b0, a1, b1], [a2, b2,
+    /// a3, b3])`.
+    pub fn interleave(&mut self, a: Value, b: Value) -> (Value, Value) {
+        (
+            self.shuffle_lanes(a, b, [0, 4, 1, 5]),
+            self.shuffle_lanes(a, b, [2, 6, 3, 7]),
+        )
+    }
+
+    /// The 4x4 transpose of rows `v`: lane `j` of result `i` is lane `i`
+    /// of `v[j]`.
+    pub fn transpose4(&mut self, v: [Value; 4]) -> [Value; 4] {
+        let (a, b) = self.interleave(v[0], v[1]);
+        let (c, d) = self.interleave(v[2], v[3]);
+        [
+            self.shuffle_lanes(a, c, [0, 1, 4, 5]),
+            self.shuffle_lanes(a, c, [2, 3, 6, 7]),
+            self.shuffle_lanes(b, d, [0, 1, 4, 5]),
+            self.shuffle_lanes(b, d, [2, 3, 6, 7]),
+        ]
     }
 
     /// Applies `f` to `n` contiguous elements at `ptr..`, four at a time

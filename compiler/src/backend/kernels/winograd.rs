@@ -13,7 +13,8 @@
 //!   a time.
 //! - `winograd_output`: one task per output plane. Four tiles' `a*a`
 //!   elements are 4-lane loads; `AT M AT^T` plus the bias gives each tile
-//!   row's `m` outputs per lane, interleaved into contiguous stores. Tiles
+//!   row's `m` outputs per lane, interleaved (m = 2) or transposed (m = 4)
+//!   into contiguous stores. Tiles
 //!   that the output clips run one lane at a time and store only what
 //!   exists. The residual and activation follow in one pass over the
 //!   plane, which is still in L1.
@@ -205,13 +206,9 @@ pub fn output(a: &WinogradOutputAttrs, ops: Operands<'_>) -> Result<Kernel, Back
     let c_out = a.out_channels;
     let [oh, ow] = a.output_size;
     // Tiles whose m x m block lies wholly inside the output, and the
-    // four-tile groups among them (interleaved stores need m = 2).
+    // four-tile groups among them.
     let (full_rows, full_columns) = (oh / m, ow / m);
-    let vector_tiles = if m == 2 {
-        full_columns / LANES * LANES
-    } else {
-        0
-    };
+    let vector_tiles = full_columns / LANES * LANES;
     let (src, dst) = (x.base, ops.out.base);
     let bias = a.bias.then(|| ops.inputs[1].base);
     let residual = a
@@ -270,10 +267,16 @@ pub fn output(a: &WinogradOutputAttrs, ops: Operands<'_>) -> Result<Kernel, Back
                                 for (q, &v) in y.iter().enumerate() {
                                     e.store(v, corner, p * ow + q);
                                 }
-                            } else {
+                            } else if m == 2 {
                                 let (lo, hi) = e.interleave(y[0], y[1]);
                                 e.store(lo, corner, p * ow);
                                 e.store(hi, corner, p * ow + LANES);
+                            } else {
+                                // m = 4: lane t of y[q] is column 4t + q.
+                                let rows = e.transpose4([y[0], y[1], y[2], y[3]]);
+                                for (k, v) in rows.into_iter().enumerate() {
+                                    e.store(v, corner, p * ow + LANES * k);
+                                }
                             }
                         }
                         Ok(())
