@@ -11,6 +11,7 @@ mod norm;
 mod pool;
 mod recurrent;
 
+use super::cell::PackedCell;
 use super::jit::Base;
 use super::native::{GemmTask, PanelGemm};
 use super::BackendError;
@@ -36,7 +37,8 @@ impl Buf {
 }
 
 /// Data the kernels point at, owned by the compiled model: weights in the
-/// layout their kernels read, and the native GEMM descriptors.
+/// layout their kernels read, the native GEMM descriptors and the packed
+/// recurrent cells.
 #[derive(Default)]
 pub struct Consts {
     data: Vec<Vec<f32>>,
@@ -46,6 +48,8 @@ pub struct Consts {
     gemms: Vec<Box<GemmTask>>,
     #[allow(clippy::vec_box)]
     panels: Vec<Box<PanelGemm>>,
+    #[allow(clippy::vec_box)]
+    cells: Vec<Box<PackedCell>>,
 }
 
 // SAFETY: the raw pointers inside `GemmTask` (via `Base::Const`) point into
@@ -61,6 +65,7 @@ impl Consts {
         self.data.extend(other.data);
         self.gemms.extend(other.gemms);
         self.panels.extend(other.panels);
+        self.cells.extend(other.cells);
     }
 
     /// Keeps `values` alive and returns where they are.
@@ -87,6 +92,15 @@ impl Consts {
         address
     }
 
+    /// Keeps a recurrent cell's packed weights alive and returns their
+    /// address.
+    pub fn cell(&mut self, cell: PackedCell) -> usize {
+        let boxed = Box::new(cell);
+        let address = &*boxed as *const PackedCell as usize;
+        self.cells.push(boxed);
+        address
+    }
+
     /// Bytes of constant data.
     pub fn bytes(&self) -> usize {
         4 * self.data.iter().map(Vec::len).sum::<usize>()
@@ -97,6 +111,7 @@ impl Consts {
                 .map(|a| a.m() * a.k())
                 .sum::<usize>()
             + self.panels.iter().map(|g| g.bytes()).sum::<usize>()
+            + self.cells.iter().map(|c| c.bytes()).sum::<usize>()
     }
 }
 

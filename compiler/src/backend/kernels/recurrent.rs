@@ -66,45 +66,23 @@
 
 use super::gemm::constant;
 use super::{Consts, Kernel, Operands};
+pub use crate::backend::cell::Cell;
+use crate::backend::cell::PackedCell;
 use crate::backend::jit::{Base, Emit};
-use crate::backend::native::{micro_kernel, nnc_gemm_task, pack, Epilogue, GemmTask};
+use crate::backend::native::{
+    micro_kernel, nnc_cell_step, nnc_gemm_task, pack, Epilogue, GemmTask,
+};
 use crate::backend::BackendError;
 use crate::ir::{RecurrentAttrs, RecurrentOutput};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 
-/// Which recurrence the kernel runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cell {
-    Rnn,
-    Lstm,
-    Gru,
-}
-
-impl Cell {
-    fn name(self) -> &'static str {
-        match self {
-            Cell::Rnn => "rnn",
-            Cell::Lstm => "lstm",
-            Cell::Gru => "gru",
-        }
-    }
-
-    /// Rows of pre-activations per hidden unit.
-    fn gates(self) -> usize {
-        match self {
-            Cell::Rnn => 1,
-            Cell::Lstm => 4,
-            Cell::Gru => 3,
-        }
-    }
-
-    fn of(lstm: bool) -> Cell {
-        if lstm {
-            Cell::Lstm
-        } else {
-            Cell::Rnn
-        }
+/// `rnn` or `lstm`.
+fn cell_of(lstm: bool) -> Cell {
+    if lstm {
+        Cell::Lstm
+    } else {
+        Cell::Rnn
     }
 }
 
@@ -115,7 +93,7 @@ pub fn build(
     ops: Operands<'_>,
     consts: &mut Consts,
 ) -> Result<Kernel, BackendError> {
-    build_cell(a, Cell::of(lstm), ops, consts)
+    build_cell(a, cell_of(lstm), ops, consts)
 }
 
 /// `gru`.
@@ -250,32 +228,44 @@ pub fn build_cell(
             m_block: rows,
             n_block: columns,
         };
-        let recurrent = GemmTask {
-            packed: pack(weight_hh, 1, rows, hidden)?,
-            m: rows,
-            k: hidden,
-            n: batch,
-            groups: 1,
-            products: 1,
-            b: regions.h,
-            b_stride: 0,
-            ldb: batch,
-            c: regions.product,
-            c_stride: 0,
-            ldc: batch,
-            epilogue: Epilogue {
-                bias: recurrent_bias,
-                residual: None,
-                activation: None,
-            },
-            m_block: rows,
-            n_block: batch,
+        let recurrent = if batch == 1 {
+            // One sample: the native cell step, product and gate maths
+            // fused.
+            let n_bias = recurrent_bias.as_ref().map(|z| &z[2 * hidden..]);
+            let packed = PackedCell::pack(micro_kernel(), cell, weight_hh, hidden, n_bias)
+                .ok_or_else(|| fail("cannot pack the recurrent weights".into()))?;
+            Recurrent::Cell(consts.cell(packed))
+        } else {
+            let task = GemmTask {
+                packed: pack(weight_hh, 1, rows, hidden)?,
+                m: rows,
+                k: hidden,
+                n: batch,
+                groups: 1,
+                products: 1,
+                b: regions.h,
+                b_stride: 0,
+                ldb: batch,
+                c: regions.product,
+                c_stride: 0,
+                ldc: batch,
+                epilogue: Epilogue {
+                    bias: recurrent_bias,
+                    residual: None,
+                    activation: None,
+                },
+                m_block: rows,
+                n_block: batch,
+            };
+            Recurrent::Gemm {
+                tasks: task.tasks(),
+                task: consts.gemm(task)?,
+            }
         };
         code.push(UnitCode {
             projection_tasks: projection.tasks(),
             projection: consts.gemm(projection)?,
-            recurrent_tasks: recurrent.tasks(),
-            recurrent: consts.gemm(recurrent)?,
+            recurrent,
             unit,
             dir,
             reverse: !suffix.is_empty(),
@@ -322,7 +312,7 @@ pub fn build_cell(
 
 /// Arena scratch the kernel needs.
 pub fn scratch_len(a: &RecurrentAttrs, lstm: bool, inputs: &[&[usize]], out: &[usize]) -> usize {
-    scratch_len_cell(a, Cell::of(lstm), inputs, out)
+    scratch_len_cell(a, cell_of(lstm), inputs, out)
 }
 
 /// Arena scratch the `gru` kernel needs.
@@ -392,6 +382,12 @@ impl Dims {
         self.cell.gates() * self.hidden
     }
 
+    /// Whether steps run [`nnc_cell_step`] (one sample) rather than a
+    /// GEMM and the JIT's gate pass.
+    fn native_step(&self) -> bool {
+        self.batch == 1
+    }
+
     /// Input features of layer `l`.
     fn features(&self, l: usize) -> usize {
         if l == 0 {
@@ -426,6 +422,8 @@ struct Regions {
     /// The `h` and `c` of the samples a step leaves alone.
     saved_h: Base,
     saved_c: Base,
+    /// The native cell step's copy of `h_{t-1}` (batch 1 only).
+    previous: Base,
     /// Floats in all.
     len: usize,
 }
@@ -444,7 +442,11 @@ impl Regions {
             features * d.columns(),
             d.rows() * d.columns(),
             d.rows() * d.columns(),
-            d.rows() * d.batch,
+            if d.native_step() {
+                0
+            } else {
+                d.rows() * d.batch
+            },
             d.hidden * d.batch,
             if d.cell == Cell::Lstm {
                 d.hidden * d.batch
@@ -458,14 +460,15 @@ impl Regions {
             } else {
                 0
             },
+            if d.native_step() { d.hidden } else { 0 },
         ];
-        let mut starts = [scratch; 9];
+        let mut starts = [scratch; 10];
         let mut len = 0;
         for (start, size) in starts.iter_mut().zip(sizes) {
             *start = scratch.offset(len);
             len += size;
         }
-        let [wide_input, wide_projection, projection, product, h, c, sequence, saved_h, saved_c] =
+        let [wide_input, wide_projection, projection, product, h, c, sequence, saved_h, saved_c, previous] =
             starts;
         Regions {
             wide_input,
@@ -477,18 +480,28 @@ impl Regions {
             sequence,
             saved_h,
             saved_c,
+            previous,
             len,
         }
     }
 }
 
-/// One layer and direction's GEMMs (addresses of descriptors the model
+/// How a step computes `W_hh h_{t-1}` (addresses of descriptors the model
+/// keeps alive).
+#[derive(Clone, Copy)]
+enum Recurrent {
+    /// A GEMM into the product region, then the JIT's gate pass.
+    Gemm { task: usize, tasks: usize },
+    /// Batch 1: [`nnc_cell_step`], which also runs the gate maths.
+    Cell(usize),
+}
+
+/// One layer and direction's products (addresses of descriptors the model
 /// keeps alive).
 struct UnitCode {
     projection: usize,
     projection_tasks: usize,
-    recurrent: usize,
-    recurrent_tasks: usize,
+    recurrent: Recurrent,
     /// Index in `h_n` order: `layer * D + dir`.
     unit: usize,
     dir: usize,
@@ -643,7 +656,7 @@ fn run_unit(
     // From zero states, step 0 of `rnn` and `lstm` skips the recurrent
     // product (`W_hh · 0`), so `Z` starts at zero and `h` needs no clearing.
     let skip_first = !d.initial_state && d.cell != Cell::Gru;
-    if skip_first {
+    if skip_first && !d.native_step() {
         zero(e, r.product, d.rows() * d.batch)?;
     }
     let width = d.dirs * d.hidden;
@@ -667,18 +680,26 @@ fn run_unit(
         } else {
             step
         };
-        if skip_first {
-            let later = e.b.ins().icmp_imm_u(IntCC::NotEqual, step, 0);
-            e.if_then(later, |e| {
-                call_gemm(e, unit.recurrent, unit.recurrent_tasks)
-            })?;
-        } else {
-            call_gemm(e, unit.recurrent, unit.recurrent_tasks)?;
-        }
         let dest = sequence_out.map(|(base, stride)| {
             let start = e.mul_imm(t, stride);
             e.addr(base, start)
         });
+        let recur = |e: &mut Emit| {
+            if skip_first {
+                let later = e.b.ins().icmp_imm_u(IntCC::NotEqual, step, 0);
+                e.b.ins().uextend(types::I64, later)
+            } else {
+                e.i(1)
+            }
+        };
+        match unit.recurrent {
+            Recurrent::Gemm { task, tasks } if skip_first => {
+                let later = e.b.ins().icmp_imm_u(IntCC::NotEqual, step, 0);
+                e.if_then(later, |e| call_gemm(e, task, tasks))?;
+            }
+            Recurrent::Gemm { task, tasks } => call_gemm(e, task, tasks)?,
+            Recurrent::Cell(_) => {}
+        }
         let direction_out = io.out.offset(unit.dir * d.hidden);
         // A sample past its length keeps its states and outputs zeros.
         let past = |e: &mut Emit, length: usize| {
@@ -689,7 +710,27 @@ fn run_unit(
             let c = past(e, length);
             e.if_then(c, |e| save_sample(e, &d, &r, b, true))?;
         }
-        gate_pass(e, &d, &r, t, dest)?;
+        match unit.recurrent {
+            Recurrent::Gemm { .. } => gate_pass(e, &d, &r, t, dest)?,
+            Recurrent::Cell(cell) => {
+                let start = e.mul_imm(t, d.rows());
+                let projection = e.addr(r.projection, start);
+                let out = match dest {
+                    Some(dest) => dest,
+                    None => e.i(0),
+                };
+                let args = [
+                    e.i(cell),
+                    projection,
+                    e.base(r.h),
+                    e.base(r.c),
+                    e.base(r.previous),
+                    out,
+                    recur(e),
+                ];
+                e.call_native(nnc_cell_step as *const () as usize, &args);
+            }
+        }
         for &(b, length) in &io.short {
             let c = past(e, length);
             e.if_then(c, |e| {

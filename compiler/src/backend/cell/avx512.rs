@@ -1,0 +1,144 @@
+//! The cell step with AVX-512F: `G x V` zmm accumulators per block of
+//! `16 * V` units, the gate maths on the accumulators, masked loads and
+//! stores for the last block.
+
+#![cfg(target_arch = "x86_64")]
+
+use std::arch::x86_64::*;
+
+use super::{Cell, Step, TANH_CLAMP, TANH_P, TANH_Q};
+
+/// The step.
+///
+/// # Safety
+/// As for [`super::PackedCell::step`], with `h_{t-1}` in `previous` when
+/// `recur`; the CPU must have AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn step(s: &Step) {
+    debug_assert_eq!(s.cell.width, if s.cell.cell == Cell::Rnn { 64 } else { 32 });
+    // SAFETY: forwarded.
+    unsafe {
+        match s.cell.cell {
+            Cell::Rnn => blocks::<1, 4>(s),
+            Cell::Lstm => blocks::<4, 2>(s),
+            Cell::Gru => blocks::<3, 2>(s),
+        }
+    }
+}
+
+/// The rational `tanh` of `jit/math.rs`; NaN stays NaN (`max` and `min`
+/// return their second operand when one is NaN).
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn tanh(x: __m512) -> __m512 {
+    let x = _mm512_max_ps(_mm512_set1_ps(-TANH_CLAMP), x);
+    let x = _mm512_min_ps(_mm512_set1_ps(TANH_CLAMP), x);
+    let x2 = _mm512_mul_ps(x, x);
+    let mut p = _mm512_set1_ps(TANH_P[0]);
+    for &c in &TANH_P[1..] {
+        p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(c));
+    }
+    let mut q = _mm512_set1_ps(TANH_Q[0]);
+    for &c in &TANH_Q[1..] {
+        q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(c));
+    }
+    _mm512_div_ps(_mm512_mul_ps(p, x), q)
+}
+
+/// `(1 + tanh(x / 2)) / 2`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn sigmoid(x: __m512) -> __m512 {
+    let half = _mm512_set1_ps(0.5);
+    _mm512_fmadd_ps(tanh(_mm512_mul_ps(x, half)), half, half)
+}
+
+/// The first `n` of 16 lanes.
+fn lanes(n: usize) -> __mmask16 {
+    if n >= 16 {
+        0xffff
+    } else {
+        ((1u32 << n) - 1) as __mmask16
+    }
+}
+
+/// Every block of `16 * V` units with `G` gates.
+#[target_feature(enable = "avx512f")]
+unsafe fn blocks<const G: usize, const V: usize>(s: &Step) {
+    let cell = s.cell;
+    let hidden = cell.hidden;
+    let width = 16 * V;
+    // SAFETY: block `j` of the packed weights holds `hidden` runs of `G *
+    // width` floats; the caller vouches for the step's pointers over
+    // `hidden` floats (`G * hidden` for `p`), and the masks keep every
+    // access to the block's `units`; the padded recurrent bias holds whole
+    // blocks.
+    unsafe {
+        for j in 0..hidden.div_ceil(width) {
+            let first = j * width;
+            let units = width.min(hidden - first);
+            let mut acc = [[_mm512_setzero_ps(); V]; G];
+            if s.recur {
+                let mut w = cell.weights.as_ptr().add(j * hidden * G * width);
+                for k in 0..hidden {
+                    let x = _mm512_set1_ps(*s.previous.add(k));
+                    for (g, acc) in acc.iter_mut().enumerate() {
+                        for (v, a) in acc.iter_mut().enumerate() {
+                            let wv = _mm512_load_ps(w.add((g * V + v) * 16));
+                            *a = _mm512_fmadd_ps(wv, x, *a);
+                        }
+                    }
+                    w = w.add(G * width);
+                }
+            }
+            // `v` picks one vector of every gate's accumulators.
+            #[allow(clippy::needless_range_loop)]
+            for v in 0..V {
+                let at = first + 16 * v;
+                let m = lanes(units.saturating_sub(16 * v));
+                if m == 0 {
+                    break;
+                }
+                let gate = |g: usize| {
+                    let p = _mm512_maskz_loadu_ps(m, s.p.add(g * hidden + at));
+                    _mm512_add_ps(p, acc[g][v])
+                };
+                let h_new = match cell.cell {
+                    Cell::Rnn => tanh(gate(0)),
+                    Cell::Lstm => {
+                        let i = sigmoid(gate(0));
+                        let f = sigmoid(gate(1));
+                        let g = tanh(gate(2));
+                        let o = sigmoid(gate(3));
+                        let c_at = s.c.add(at);
+                        let c = _mm512_maskz_loadu_ps(m, c_at);
+                        let c = _mm512_add_ps(_mm512_mul_ps(f, c), _mm512_mul_ps(i, g));
+                        _mm512_mask_storeu_ps(c_at, m, c);
+                        _mm512_mul_ps(o, tanh(c))
+                    }
+                    Cell::Gru => {
+                        let r = sigmoid(gate(0));
+                        let z = sigmoid(gate(1));
+                        let bias = _mm512_loadu_ps(cell.recurrent_bias.as_ptr().add(at));
+                        let p = _mm512_maskz_loadu_ps(m, s.p.add(2 * hidden + at));
+                        let product = _mm512_add_ps(acc[2][v], bias);
+                        let n = tanh(_mm512_fmadd_ps(r, product, p));
+                        let old = if s.recur {
+                            _mm512_maskz_loadu_ps(m, s.previous.add(at))
+                        } else {
+                            _mm512_setzero_ps()
+                        };
+                        // `(1 - z) * n + z * h_{t-1}`, as the reference
+                        // rounds it.
+                        let keep = _mm512_sub_ps(_mm512_set1_ps(1.0), z);
+                        _mm512_add_ps(_mm512_mul_ps(keep, n), _mm512_mul_ps(z, old))
+                    }
+                };
+                _mm512_mask_storeu_ps(s.h.add(at), m, h_new);
+                if !s.out.is_null() {
+                    _mm512_mask_storeu_ps(s.out.add(at), m, h_new);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The cell step in plain Rust, over fixed-size blocks that LLVM
+//! vectorises: the fallback on any target, and (compiled with `avx2,fma`
+//! enabled, multiply-adds fused) the AVX2 kernel.
+
+use super::{Cell, Step, TANH_CLAMP, TANH_P, TANH_Q};
+
+/// The step on any CPU.
+///
+/// # Safety
+/// As for [`super::PackedCell::step`], with `h_{t-1}` in `previous` when
+/// `recur`.
+pub(super) unsafe fn step(s: &Step) {
+    // SAFETY: forwarded.
+    unsafe { dispatch::<false>(s) }
+}
+
+/// The step with AVX2 and FMA.
+///
+/// # Safety
+/// As for [`step`]; the CPU must have AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn step_avx2(s: &Step) {
+    // SAFETY: forwarded.
+    unsafe { dispatch::<true>(s) }
+}
+
+/// Picks the monomorphised block loop for the cell; the widths are those
+/// of [`super::block_width`] for 8 lanes.
+#[inline(always)]
+unsafe fn dispatch<const FUSED: bool>(s: &Step) {
+    debug_assert_eq!(s.cell.width, if s.cell.cell == Cell::Rnn { 32 } else { 16 });
+    // SAFETY: forwarded.
+    unsafe {
+        match s.cell.cell {
+            Cell::Rnn => blocks::<1, 32, FUSED>(s),
+            Cell::Lstm => blocks::<4, 16, FUSED>(s),
+            Cell::Gru => blocks::<3, 16, FUSED>(s),
+        }
+    }
+}
+
+/// `a * b + c`, fused when the caller enabled FMA (without it `mul_add`
+/// is a library call).
+#[inline(always)]
+fn madd<const FUSED: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FUSED {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+/// The rational `tanh` of `jit/math.rs`; NaN stays NaN.
+#[inline(always)]
+fn tanh<const FUSED: bool>(x: f32) -> f32 {
+    let x = x.clamp(-TANH_CLAMP, TANH_CLAMP);
+    let x2 = x * x;
+    let mut p = TANH_P[0];
+    for &c in &TANH_P[1..] {
+        p = madd::<FUSED>(p, x2, c);
+    }
+    let mut q = TANH_Q[0];
+    for &c in &TANH_Q[1..] {
+        q = madd::<FUSED>(q, x2, c);
+    }
+    p * x / q
+}
+
+/// `(1 + tanh(x / 2)) / 2`.
+#[inline(always)]
+fn sigmoid<const FUSED: bool>(x: f32) -> f32 {
+    madd::<FUSED>(tanh::<FUSED>(x * 0.5), 0.5, 0.5)
+}
+
+/// Every block of `U` units with `G` gates.
+#[inline(always)]
+unsafe fn blocks<const G: usize, const U: usize, const FUSED: bool>(s: &Step) {
+    let cell = s.cell;
+    let hidden = cell.hidden;
+    // SAFETY: the packed weights hold `blocks * hidden * G * U` floats; the
+    // caller vouches for the step's pointers over `hidden` (and `G *
+    // hidden` for `p`) floats, and only the block's `units` are touched.
+    unsafe {
+        let weights = std::slice::from_raw_parts(cell.weights.as_ptr(), cell.weights.len());
+        let previous = std::slice::from_raw_parts(s.previous.cast_const(), hidden);
+        for j in 0..hidden.div_ceil(U) {
+            let (first, units) = (j * U, U.min(hidden - j * U));
+            let mut acc = [[0.0f32; U]; G];
+            if s.recur {
+                let block = &weights[j * hidden * G * U..(j + 1) * hidden * G * U];
+                for (row, &x) in block.chunks_exact(G * U).zip(previous) {
+                    for (g, acc) in acc.iter_mut().enumerate() {
+                        for (a, &w) in acc.iter_mut().zip(&row[g * U..(g + 1) * U]) {
+                            *a = madd::<FUSED>(w, x, *a);
+                        }
+                    }
+                }
+            }
+            // Whole blocks of inputs (zeros past `hidden`), so the gate
+            // maths runs over `U` lanes.
+            let load = |from: *const f32| {
+                let mut v = [0.0f32; U];
+                std::ptr::copy_nonoverlapping(from, v.as_mut_ptr(), units);
+                v
+            };
+            let mut gates = [[0.0f32; U]; G];
+            for (g, gate) in gates.iter_mut().enumerate() {
+                *gate = load(s.p.add(g * hidden + first));
+            }
+            let mut h_new = [0.0f32; U];
+            match cell.cell {
+                Cell::Rnn => {
+                    for u in 0..U {
+                        h_new[u] = tanh::<FUSED>(gates[0][u] + acc[0][u]);
+                    }
+                }
+                Cell::Lstm => {
+                    let mut c = load(s.c.add(first));
+                    for u in 0..U {
+                        let i = sigmoid::<FUSED>(gates[0][u] + acc[0][u]);
+                        let f = sigmoid::<FUSED>(gates[1][u] + acc[1][u]);
+                        let g = tanh::<FUSED>(gates[2][u] + acc[2][u]);
+                        let o = sigmoid::<FUSED>(gates[3][u] + acc[3][u]);
+                        c[u] = f * c[u] + i * g;
+                        h_new[u] = o * tanh::<FUSED>(c[u]);
+                    }
+                    std::ptr::copy_nonoverlapping(c.as_ptr(), s.c.add(first), units);
+                }
+                Cell::Gru => {
+                    let bias = load(cell.recurrent_bias.as_ptr().add(first));
+                    let old = if s.recur {
+                        load(s.previous.add(first))
+                    } else {
+                        [0.0; U]
+                    };
+                    for u in 0..U {
+                        let r = sigmoid::<FUSED>(gates[0][u] + acc[0][u]);
+                        let z = sigmoid::<FUSED>(gates[1][u] + acc[1][u]);
+                        let n = tanh::<FUSED>(gates[2][u] + r * (acc[2][u] + bias[u]));
+                        h_new[u] = (1.0 - z) * n + z * old[u];
+                    }
+                }
+            }
+            std::ptr::copy_nonoverlapping(h_new.as_ptr(), s.h.add(first), units);
+            if !s.out.is_null() {
+                std::ptr::copy_nonoverlapping(h_new.as_ptr(), s.out.add(first), units);
+            }
+        }
+    }
+}
