@@ -1,11 +1,12 @@
 //! The native recurrent cell step against an f64 oracle of the ONNX
 //! equations, for every kernel this CPU has: each cell, hidden sizes around
 //! the block widths, the first step from zero states, a second output, and
-//! a short sequence of steps through the `extern "C"` entry point.
+//! a short sequence of steps through the `extern "C"` entry point; and the
+//! transposition the batch-1 kernels regroup with.
 
 #![allow(unsafe_code, clippy::expect_used)]
 
-use nnc_compiler::backend::cell::{Cell, PackedCell};
+use nnc_compiler::backend::cell::{transpose, Cell, PackedCell};
 use nnc_compiler::backend::gemm::MicroKernel;
 use nnc_compiler::backend::native::nnc_cell_step;
 
@@ -210,4 +211,30 @@ fn short_weights_are_rejected() {
     let b = vec![0.0; 2];
     let w = vec![0.0; 3 * 3 * 3];
     assert!(PackedCell::pack(MicroKernel::Portable, Cell::Gru, &w, 3, Some(&b)).is_none());
+}
+
+#[test]
+fn transpose_matches_the_definition() {
+    let mut rng = Rng(7);
+    for rows in [1, 3, 8, 9, 16, 31, 32, 40] {
+        for cols in [1, 2, 7, 8, 15, 24, 64, 65] {
+            let from = rng.vec(rows * cols, 1.0);
+            let mut to = vec![f32::NAN; rows * cols + 1];
+            // SAFETY: `from` holds `rows * cols` floats, `to` more.
+            unsafe { transpose(from.as_ptr(), to.as_mut_ptr(), rows, cols) };
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(
+                        to[c * rows + r],
+                        from[r * cols + c],
+                        "{rows}x{cols} at ({r}, {c})"
+                    );
+                }
+            }
+            assert!(
+                to[rows * cols].is_nan(),
+                "{rows}x{cols}: wrote past the end"
+            );
+        }
+    }
 }

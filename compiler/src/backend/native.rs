@@ -7,7 +7,7 @@
 //! calls [`nnc_gemm_task`] for each. Task `t` is one block of one product,
 //! so tasks write disjoint output and run on any thread.
 
-use super::cell::PackedCell;
+use super::cell::{self, PackedCell};
 use super::gemm::{self, GemmEpilogue, MicroKernel, PackedA};
 use super::jit::Base;
 use super::BackendError;
@@ -267,6 +267,17 @@ pub unsafe extern "C" fn nnc_cell_step(
 ) {
     // SAFETY: as documented above; the compiled model owns the cell.
     unsafe { (*cell).step(p, h, c, previous, out, recur != 0) }
+}
+
+/// Writes the transpose of the row-major `[rows, cols]` matrix at `from`
+/// to `to`. Called by JIT code (batch-1 recurrent kernels).
+///
+/// # Safety
+/// As for [`cell::transpose`].
+#[allow(unsafe_code)]
+pub unsafe extern "C" fn nnc_transpose(from: *const f32, to: *mut f32, rows: usize, cols: usize) {
+    // SAFETY: as documented above.
+    unsafe { cell::transpose(from, to, rows, cols) }
 }
 
 thread_local! {

@@ -26,6 +26,9 @@
 
 mod avx512;
 mod portable;
+mod transpose;
+
+pub use transpose::transpose;
 
 use super::gemm::{AlignedBuf, MicroKernel};
 

@@ -70,7 +70,7 @@ pub use crate::backend::cell::Cell;
 use crate::backend::cell::PackedCell;
 use crate::backend::jit::{Base, Emit};
 use crate::backend::native::{
-    micro_kernel, nnc_cell_step, nnc_gemm_task, pack, Epilogue, GemmTask,
+    micro_kernel, nnc_cell_step, nnc_gemm_task, nnc_transpose, pack, Epilogue, GemmTask,
 };
 use crate::backend::BackendError;
 use crate::ir::{RecurrentAttrs, RecurrentOutput};
@@ -545,6 +545,11 @@ fn zero(e: &mut Emit, base: Base, len: usize) -> Result<(), BackendError> {
 /// Copies the caller's input into the wide layout `[in, seq * batch]`.
 fn gather_input(e: &mut Emit, d: &Dims, x: Base, wide: Base) -> Result<(), BackendError> {
     let d = *d;
+    if d.batch == 1 {
+        // Both caller layouts are `[seq, in]`.
+        transpose(e, x, wide, d.seq, d.input);
+        return Ok(());
+    }
     e.for_n(0, d.seq, 1, |e, t| {
         e.for_n(0, d.batch, 1, |e, b| {
             let row = d.caller_row(e, t, b);
@@ -584,6 +589,13 @@ fn regroup(
     direction: Direction,
 ) -> Result<(), BackendError> {
     let d = *d;
+    if d.batch == 1 {
+        match direction {
+            Direction::ToPerStep => transpose(e, wide, per_step, rows, d.seq),
+            Direction::ToWide => transpose(e, per_step, wide, d.seq, rows),
+        }
+        return Ok(());
+    }
     e.for_n(0, d.seq, 1, |e, t| {
         let column = e.mul_imm(t, d.batch);
         let wide_t = e.addr(wide, column);
@@ -600,6 +612,13 @@ fn regroup(
             }
         })
     })
+}
+
+/// Calls [`nnc_transpose`]: `to` becomes the transpose of `[rows, cols]`
+/// at `from`.
+fn transpose(e: &mut Emit, from: Base, to: Base, rows: usize, cols: usize) {
+    let args = [e.base(from), e.base(to), e.i(rows), e.i(cols)];
+    e.call_native(nnc_transpose as *const () as usize, &args);
 }
 
 /// Copies `len` contiguous floats; short runs (the batch, often 1) are
