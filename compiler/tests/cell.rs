@@ -1,8 +1,8 @@
 //! The native recurrent cell step against an f64 oracle of the ONNX
 //! equations, for every kernel this CPU has: each cell, hidden sizes around
-//! the block widths, the first step from zero states, a second output, and
-//! a short sequence of steps through the `extern "C"` entry point; and the
-//! transposition the batch-1 kernels regroup with.
+//! the block widths, the first step from zero states, a second output, both
+//! sweep orders, and a short sequence of steps through the `extern "C"`
+//! entry point; and the transposition the batch-1 kernels regroup with.
 
 #![allow(unsafe_code, clippy::expect_used)]
 
@@ -113,9 +113,10 @@ fn one_step_matches_the_oracle() {
                     .expect("the weights fit");
                 assert_eq!(packed.kernel(), kernel);
                 for recur in [true, false] {
-                    for with_out in [true, false] {
+                    for (with_out, backward) in [(true, false), (false, true), (true, true)] {
                         let what = format!(
-                            "{kernel:?} {} hidden={hidden} recur={recur} out={with_out}",
+                            "{kernel:?} {} hidden={hidden} recur={recur} out={with_out} \
+                             backward={backward}",
                             cell.name()
                         );
                         let p = rng.vec(cell.gates() * hidden, 1.5);
@@ -148,6 +149,7 @@ fn one_step_matches_the_oracle() {
                                 previous.as_mut_ptr(),
                                 out_ptr,
                                 recur,
+                                backward,
                             )
                         };
                         let (h_want, c_want) = case.reference(&p, &h_old, &c_old);
@@ -192,6 +194,7 @@ fn steps_through_the_entry_point_match_the_oracle() {
                         previous.as_mut_ptr(),
                         std::ptr::null_mut(),
                         1,
+                        step % 2,
                     )
                 };
                 let what = format!("{kernel:?} {} step {step}", cell.name());

@@ -249,7 +249,8 @@ pub unsafe extern "C" fn nnc_gemm_panel(
 }
 
 /// One recurrent step of a batch-1 `rnn`, `lstm` or `gru` (see
-/// [`PackedCell::step`]; `recur` is 0 for a first step from zero states).
+/// [`PackedCell::step`]; `recur` is 0 for a first step from zero states,
+/// `backward` alternates between 0 and 1 from step to step).
 /// Called by JIT code.
 ///
 /// # Safety
@@ -264,9 +265,10 @@ pub unsafe extern "C" fn nnc_cell_step(
     previous: *mut f32,
     out: *mut f32,
     recur: usize,
+    backward: usize,
 ) {
     // SAFETY: as documented above; the compiled model owns the cell.
-    unsafe { (*cell).step(p, h, c, previous, out, recur != 0) }
+    unsafe { (*cell).step(p, h, c, previous, out, recur != 0, backward != 0) }
 }
 
 /// Writes the transpose of the row-major `[rows, cols]` matrix at `from`

@@ -73,14 +73,18 @@ unsafe fn blocks<const G: usize, const V: usize>(s: &Step) {
     // `hidden` floats (`G * hidden` for `p`), and the masks keep every
     // access to the block's `units`; the padded recurrent bias holds whole
     // blocks.
+    let count = hidden.div_ceil(width);
     unsafe {
-        for j in 0..hidden.div_ceil(width) {
+        for jj in 0..count {
+            let j = if s.backward { count - 1 - jj } else { jj };
             let first = j * width;
             let units = width.min(hidden - first);
             let mut acc = [[_mm512_setzero_ps(); V]; G];
             if s.recur {
-                let mut w = cell.weights.as_ptr().add(j * hidden * G * width);
-                for k in 0..hidden {
+                let block = cell.weights.as_ptr().add(j * hidden * G * width);
+                for kk in 0..hidden {
+                    let k = if s.backward { hidden - 1 - kk } else { kk };
+                    let w = block.add(k * G * width);
                     let x = _mm512_set1_ps(*s.previous.add(k));
                     for (g, acc) in acc.iter_mut().enumerate() {
                         for (v, a) in acc.iter_mut().enumerate() {
@@ -88,7 +92,6 @@ unsafe fn blocks<const G: usize, const V: usize>(s: &Step) {
                             *a = _mm512_fmadd_ps(wv, x, *a);
                         }
                     }
-                    w = w.add(G * width);
                 }
             }
             // `v` picks one vector of every gate's accumulators.

@@ -84,17 +84,25 @@ unsafe fn blocks<const G: usize, const U: usize, const FUSED: bool>(s: &Step) {
     unsafe {
         let weights = std::slice::from_raw_parts(cell.weights.as_ptr(), cell.weights.len());
         let previous = std::slice::from_raw_parts(s.previous.cast_const(), hidden);
-        for j in 0..hidden.div_ceil(U) {
+        let count = hidden.div_ceil(U);
+        for jj in 0..count {
+            let j = if s.backward { count - 1 - jj } else { jj };
             let (first, units) = (j * U, U.min(hidden - j * U));
             let mut acc = [[0.0f32; U]; G];
+            let mut add = |row: &[f32], x: f32| {
+                for (g, acc) in acc.iter_mut().enumerate() {
+                    for (a, &w) in acc.iter_mut().zip(&row[g * U..(g + 1) * U]) {
+                        *a = madd::<FUSED>(w, x, *a);
+                    }
+                }
+            };
             if s.recur {
                 let block = &weights[j * hidden * G * U..(j + 1) * hidden * G * U];
-                for (row, &x) in block.chunks_exact(G * U).zip(previous) {
-                    for (g, acc) in acc.iter_mut().enumerate() {
-                        for (a, &w) in acc.iter_mut().zip(&row[g * U..(g + 1) * U]) {
-                            *a = madd::<FUSED>(w, x, *a);
-                        }
-                    }
+                let steps = block.chunks_exact(G * U).zip(previous);
+                if s.backward {
+                    steps.rev().for_each(|(row, &x)| add(row, x));
+                } else {
+                    steps.for_each(|(row, &x)| add(row, x));
                 }
             }
             // Whole blocks of inputs (zeros past `hidden`), so the gate

@@ -746,6 +746,7 @@ fn run_unit(
                     e.base(r.previous),
                     out,
                     recur(e),
+                    e.b.ins().band_imm_u(step, 1),
                 ];
                 e.call_native(nnc_cell_step as *const () as usize, &args);
             }
