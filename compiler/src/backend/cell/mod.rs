@@ -154,6 +154,7 @@ impl PackedCell {
     /// `lstm`, `c` for `hidden` reads and writes; `out` null or valid for
     /// `hidden` writes. `previous` must not overlap the others; `out` may
     /// not overlap `p`, `c` or `previous`.
+    #[allow(clippy::too_many_arguments)] // The flat form the JIT's entry point passes on.
     pub unsafe fn step(
         &self,
         p: *const f32,
