@@ -8,7 +8,11 @@
 //! `Z = W_hh h_{t-1}` (a native GEMM whose operands are fixed scratch
 //! buffers) and runs one vectorised pass of gate maths that updates `c` and
 //! `h` and writes `h` to the layer's output. A reverse direction runs the
-//! same loop with steps `seq - 1` down to 0.
+//! same loop with steps `seq - 1` down to 0. With one sample a step is
+//! instead one call of the native cell step ([`nnc_cell_step`]), which
+//! computes the product and the gate maths together from `W_hh` packed by
+//! hidden-unit blocks (see `backend/cell/`), and regrouping between the
+//! layouts below is a native transpose.
 //!
 //! The biases fold where the reference adds them: `rnn` and `lstm` add both
 //! to `P`; `gru` adds `b_ih` and the `r`, `z` rows of `b_hh` to `P`, and the
@@ -57,12 +61,13 @@
 //! | wide input | `[max(in, D * hidden), seq * batch]` | the projection's operand `X` |
 //! | wide projection | `[G * hidden, seq * batch]` | the projection's result |
 //! | projection | `[seq, G * hidden, batch]` | `P` of the current layer and direction, per step |
-//! | product | `[G * hidden, batch]` | `Z` of the current step |
+//! | product | `[G * hidden, batch]` | `Z` of the current step (batch above 1 only) |
 //! | h | `[hidden, batch]` | the hidden state |
 //! | c | `[hidden, batch]` | the cell state (`lstm` only) |
 //! | layer output | `[seq, D * hidden, batch]` | an intermediate layer's output (more than one layer only) |
 //! | saved h | `[hidden, batch]` | the `h` of samples past their length (with `lengths` only) |
 //! | saved c | `[hidden, batch]` | the `c` of samples past their length (`lstm` with `lengths` only) |
+//! | previous | `[hidden]` | the cell step's copy of `h_{t-1}` (batch 1 only) |
 
 use super::gemm::constant;
 use super::{Consts, Kernel, Operands};
