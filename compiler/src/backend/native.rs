@@ -7,7 +7,7 @@
 //! calls [`nnc_gemm_task`] for each. Task `t` is one block of one product,
 //! so tasks write disjoint output and run on any thread.
 
-use super::cell::{self, PackedCell};
+use super::cell::PackedCell;
 use super::gemm::{self, GemmEpilogue, MicroKernel, PackedA};
 use super::jit::Base;
 use super::BackendError;
@@ -248,38 +248,25 @@ pub unsafe extern "C" fn nnc_gemm_panel(
     unsafe { gemm::gemm(&spec.a, b, spec.ldb, c, spec.ldc, 0..spec.a.m(), 0..n, &epi) }
 }
 
-/// One recurrent step of a batch-1 `rnn`, `lstm` or `gru` (see
-/// [`PackedCell::step`]; `recur` is 0 for a first step from zero states,
-/// `backward` alternates between 0 and 1 from step to step).
-/// Called by JIT code.
+/// Step `i` of a batch-1 `rnn`, `lstm` or `gru` layer and direction (see
+/// [`PackedCell::step`]). Called by JIT code.
 ///
 /// # Safety
-/// `cell` points to a live [`PackedCell`] and the other pointers satisfy
+/// `cell` points to a live [`PackedCell`] and the other arguments satisfy
 /// [`PackedCell::step`].
-#[allow(unsafe_code)]
+#[allow(unsafe_code, clippy::too_many_arguments)]
 pub unsafe extern "C" fn nnc_cell_step(
     cell: *const PackedCell,
-    p: *const f32,
+    i: usize,
+    x: *const f32,
+    p: *mut f32,
     h: *mut f32,
     c: *mut f32,
     previous: *mut f32,
     out: *mut f32,
-    recur: usize,
-    backward: usize,
 ) {
     // SAFETY: as documented above; the compiled model owns the cell.
-    unsafe { (*cell).step(p, h, c, previous, out, recur != 0, backward != 0) }
-}
-
-/// Writes the transpose of the row-major `[rows, cols]` matrix at `from`
-/// to `to`. Called by JIT code (batch-1 recurrent kernels).
-///
-/// # Safety
-/// As for [`cell::transpose`].
-#[allow(unsafe_code)]
-pub unsafe extern "C" fn nnc_transpose(from: *const f32, to: *mut f32, rows: usize, cols: usize) {
-    // SAFETY: as documented above.
-    unsafe { cell::transpose(from, to, rows, cols) }
+    unsafe { (*cell).step(i, x, p, h, c, previous, out) }
 }
 
 thread_local! {

@@ -1,6 +1,6 @@
-//! Native recurrent cell steps for batch 1: the recurrent product
-//! `W_hh h_{t-1}` and the gate maths of `rnn`, `lstm` and `gru` in one pass,
-//! so the gate pre-activations never go to memory.
+//! Native recurrent cell steps for batch 1: the input projections, the
+//! recurrent product `W_hh h_{t-1}` and the gate maths of `rnn`, `lstm` and
+//! `gru` in one call per step, so gate pre-activations never go to memory.
 //!
 //! # Layout
 //! The hidden units are cut into blocks of `width` units (a few vectors).
@@ -13,22 +13,30 @@
 //! (from L2) per step. With the block's gates in registers, the cell update
 //! of its units follows at once.
 //!
+//! # Input projections
+//! `P_t = W_ih x_t + b` for every step is the other large product. It does
+//! not depend on the recurrence, so the steps compute it ahead in chunks of
+//! `CHUNK` (8) steps: step 0 computes chunk 0, and each step of chunk `c` a
+//! share of the panels (one vector of rows of `W_ih`, k-major) of chunk
+//! `c + 1`. Each panel is used for the eight steps of its chunk while its
+//! weights are in L1, and the AVX-512 kernel interleaves it with a block's
+//! recurrent product, which waits on L2 and leaves FMA slots free: the
+//! projections cost little more than the extra reads of `W_ih`.
+//!
 //! # Kernels
 //! As for the GEMM ([`MicroKernel::detect`]): AVX-512F intrinsics with
 //! 32-unit blocks (64 for `rnn`) and masked edges; for AVX2 + FMA and
 //! elsewhere, the same loops in plain Rust over 16-unit blocks (32 for
 //! `rnn`), which LLVM vectorises for the target features of the caller
-//! (the AVX2 entry point enables `avx2,fma`). `tanh` is the rational
-//! approximation of `jit/math.rs` (within 4 ulp) and `sigmoid(x) = (1 +
-//! tanh(x / 2)) / 2`, as in the JIT's gate maths.
+//! (the AVX2 entry point enables `avx2,fma`), with the projections not
+//! interleaved. `tanh` is the rational approximation of `jit/math.rs`
+//! (within 4 ulp) and `sigmoid(x) = (1 + tanh(x / 2)) / 2`, as in the JIT's
+//! gate maths.
 
 #![allow(unsafe_code)]
 
 mod avx512;
 mod portable;
-mod transpose;
-
-pub use transpose::transpose;
 
 use super::gemm::{AlignedBuf, MicroKernel};
 
@@ -63,32 +71,82 @@ impl Cell {
     }
 }
 
-/// `W_hh` of one layer and direction in the block layout of one kernel
-/// (see the module docs), with the `gru` recurrent bias. Immutable once
-/// built.
+/// The weights of one layer and direction, row-major, gate blocks in the
+/// op's order.
+#[derive(Clone, Copy, Debug)]
+pub struct CellWeights<'a> {
+    /// `W_ih [G * hidden, features]`.
+    pub input: &'a [f32],
+    /// `W_hh [G * hidden, hidden]`.
+    pub recurrent: &'a [f32],
+    /// The projection's bias, `G * hidden` values (both biases folded,
+    /// except `b_hh` of the `gru` `n` gate), or none.
+    pub bias: Option<&'a [f32]>,
+    /// `gru` only: `b_hh` of the `n` gate, `hidden` values.
+    pub recurrent_bias: Option<&'a [f32]>,
+}
+
+/// The steps a packed cell runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sequence {
+    pub steps: usize,
+    /// Step `i` is time `steps - 1 - i`.
+    pub reverse: bool,
+    /// `h_{-1}` is zero, so the first step skips the recurrent product.
+    pub zero_start: bool,
+}
+
+impl Sequence {
+    /// The time step of the `i`-th step.
+    fn time(&self, i: usize) -> usize {
+        if self.reverse {
+            self.steps - 1 - i
+        } else {
+            i
+        }
+    }
+}
+
+/// Steps per chunk of input projections: the projections of chunk `c + 1`
+/// are computed during the steps of chunk `c`.
+const CHUNK: usize = 8;
+
+/// One layer and direction, packed for one kernel (see the module docs):
+/// `W_hh` by blocks of hidden units, `W_ih` by panels of rows. Immutable
+/// once built.
 pub struct PackedCell {
     kernel: MicroKernel,
     cell: Cell,
     hidden: usize,
+    /// Input features.
+    features: usize,
+    sequence: Sequence,
     /// Units per block.
     width: usize,
     weights: AlignedBuf,
     /// `gru` only: `b_hh` of the `n` gate, padded to whole blocks; added to
     /// the product before the reset gate scales it.
     recurrent_bias: Vec<f32>,
+    /// Rows per panel of `W_ih`: one vector.
+    lanes: usize,
+    /// `W_ih` in panels of `lanes` rows, k-major: element `(row, k)` is at
+    /// `((row / lanes) * features + k) * lanes + row % lanes`.
+    input_weights: AlignedBuf,
+    /// The projection's bias, padded to whole panels.
+    bias: Vec<f32>,
 }
 
 impl PackedCell {
-    /// Packs row-major `w_hh [G * hidden, hidden]` (gate blocks in the
-    /// op's order) for `kernel`, or for [`MicroKernel::Portable`] if the CPU
-    /// lacks it. `recurrent_bias` (`gru` only; ignored otherwise) is the
-    /// `n` gate's `b_hh`, `hidden` values. `None` if a slice is too short.
+    /// Packs the weights of a cell with `hidden` units over `features`
+    /// inputs for `kernel`, or for [`MicroKernel::Portable`] if the CPU
+    /// lacks it. `None` if a slice is too short.
     pub fn pack(
         kernel: MicroKernel,
         cell: Cell,
-        w_hh: &[f32],
         hidden: usize,
-        recurrent_bias: Option<&[f32]>,
+        features: usize,
+        sequence: Sequence,
+        w: CellWeights<'_>,
     ) -> Option<PackedCell> {
         let kernel = if kernel.is_available() {
             kernel
@@ -96,8 +154,9 @@ impl PackedCell {
             MicroKernel::Portable
         };
         let gates = cell.gates();
+        let rows = gates * hidden;
         let width = block_width(kernel, cell);
-        let w_hh = w_hh.get(..gates * hidden * hidden)?;
+        let w_hh = w.recurrent.get(..rows * hidden)?;
         let blocks = hidden.div_ceil(width);
         let mut weights = AlignedBuf::zeroed(blocks * hidden * gates * width);
         let packed = weights.as_mut_slice();
@@ -112,19 +171,39 @@ impl PackedCell {
                 }
             }
         }
-        let mut padded = vec![0.0; blocks * width];
+        let mut recurrent_bias = vec![0.0; blocks * width];
         if cell == Cell::Gru {
-            if let Some(b) = recurrent_bias {
-                padded[..hidden].copy_from_slice(b.get(..hidden)?);
+            if let Some(b) = w.recurrent_bias {
+                recurrent_bias[..hidden].copy_from_slice(b.get(..hidden)?);
             }
+        }
+        let lanes = lanes(kernel);
+        let panels = rows.div_ceil(lanes);
+        let w_ih = w.input.get(..rows * features)?;
+        let mut input_weights = AlignedBuf::zeroed(panels * features * lanes);
+        let packed = input_weights.as_mut_slice();
+        for (row, weights) in w_ih.chunks_exact(features.max(1)).enumerate() {
+            let panel = row / lanes;
+            for (k, &v) in weights.iter().enumerate() {
+                packed[(panel * features + k) * lanes + row % lanes] = v;
+            }
+        }
+        let mut bias = vec![0.0; panels * lanes];
+        if let Some(b) = w.bias {
+            bias[..rows].copy_from_slice(b.get(..rows)?);
         }
         Some(PackedCell {
             kernel,
             cell,
             hidden,
+            features,
+            sequence,
             width,
             weights,
-            recurrent_bias: padded,
+            recurrent_bias,
+            lanes,
+            input_weights,
+            bias,
         })
     }
 
@@ -135,45 +214,59 @@ impl PackedCell {
 
     /// Bytes of packed weights.
     pub fn bytes(&self) -> usize {
-        4 * (self.weights.len() + self.recurrent_bias.len())
+        4 * (self.weights.len()
+            + self.recurrent_bias.len()
+            + self.input_weights.len()
+            + self.bias.len())
     }
 
-    /// One step for one sample. `p` holds the step's input projections with
-    /// both biases folded in (`G * hidden`, gate blocks in the op's order;
-    /// for `gru` without the `n` gate's `b_hh`); `h` (and `c`, `lstm` only)
-    /// hold `h_{t-1}` (`c_{t-1}`) and receive `h_t` (`c_t`); `previous` is
+    /// Step `i` (of `sequence.steps`, in order) for one sample, at time
+    /// `t` ([`Sequence::reverse`]). `x` is the layer's input, time `t` at
+    /// `x + t * features`; `p` is the input projections' working space,
+    /// `G * hidden` floats per time step (time `t` at `p + t * G * hidden`),
+    /// which the steps fill ahead of use: step 0 computes the first chunk
+    /// of steps, and each step a share of the next chunk, interleaved with
+    /// its own product (which is bound by streaming `W_hh` from L2 and
+    /// leaves the FMA units idle). `h` (and `c`, `lstm` only) hold
+    /// `h_{t-1}` (`c_{t-1}`) and receive `h_t` (`c_t`); `previous` is
     /// `hidden` floats of working space; `out`, unless null, also receives
-    /// `h_t`. With `recur == false`, `h_{t-1}` is taken as zero and `h` is
-    /// not read (the first step from a zero state). With `backward`, the
-    /// blocks and `k` are swept in reverse order: alternating it from step
-    /// to step, a step starts on the weights the previous one read last,
-    /// which are still in L1 (3-4% faster on the LSTM models).
+    /// `h_t`. Odd steps sweep the blocks and `k` backwards, so a step
+    /// starts on the weights the previous one read last, which are still
+    /// in L1 (3-4% faster on the LSTM models).
     ///
     /// # Safety
-    /// `p` must be valid for `G * hidden` reads; `h`, `previous` and, for
-    /// `lstm`, `c` for `hidden` reads and writes; `out` null or valid for
-    /// `hidden` writes. `previous` must not overlap the others; `out` may
-    /// not overlap `p`, `c` or `previous`.
+    /// Steps run in order, `i < steps`, on the same `p`; `x` must be valid
+    /// for `steps * features` reads and `p` for `steps * G * hidden` reads
+    /// and writes; `h`, `previous` and, for `lstm`, `c` for `hidden` reads
+    /// and writes; `out` null or valid for `hidden` writes. `x` and `out`
+    /// may overlap only where `out` is written after `x` was read (a later
+    /// layer's input never aliases its output); no other buffers overlap.
     #[allow(clippy::too_many_arguments)] // The flat form the JIT's entry point passes on.
     pub unsafe fn step(
         &self,
-        p: *const f32,
+        i: usize,
+        x: *const f32,
+        p: *mut f32,
         h: *mut f32,
         c: *mut f32,
         previous: *mut f32,
         out: *mut f32,
-        recur: bool,
-        backward: bool,
     ) {
+        let recur = i > 0 || !self.sequence.zero_start;
+        let t = self.sequence.time(i);
         let s = Step {
             cell: self,
+            x,
             p,
+            p_t: p.wrapping_add(t * self.cell.gates() * self.hidden),
             h,
             c,
             previous,
             out,
             recur,
-            backward,
+            backward: i % 2 == 1,
+            first: i == 0,
+            ahead: self.ahead(i),
         };
         if recur {
             // SAFETY: `h` and `previous` hold `hidden` floats and do not
@@ -194,30 +287,78 @@ impl PackedCell {
             }
         }
     }
+
+    /// Panels of `W_ih`.
+    fn panels(&self) -> usize {
+        (self.cell.gates() * self.hidden).div_ceil(self.lanes)
+    }
+
+    /// The projections step `i` computes for later steps: panels of chunk
+    /// `i / CHUNK + 1`, an equal share per step of chunk `i / CHUNK`.
+    fn ahead(&self, i: usize) -> Projections {
+        let chunk = i / CHUNK + 1;
+        if chunk * CHUNK >= self.sequence.steps {
+            return Projections {
+                chunk,
+                panels: 0..0,
+            };
+        }
+        let (panels, share) = (self.panels(), self.panels().div_ceil(CHUNK));
+        let start = (i % CHUNK * share).min(panels);
+        Projections {
+            chunk,
+            panels: start..(start + share).min(panels),
+        }
+    }
+
+    /// The time of each step of `chunk`, or `None` past the last step.
+    fn chunk_times(&self, chunk: usize) -> [Option<usize>; CHUNK] {
+        std::array::from_fn(|s| {
+            let i = chunk * CHUNK + s;
+            (i < self.sequence.steps).then(|| self.sequence.time(i))
+        })
+    }
+}
+
+/// Some panels of the input projections of one chunk of steps.
+#[derive(Clone, Debug)]
+struct Projections {
+    chunk: usize,
+    panels: std::ops::Range<usize>,
+}
+
+/// Floats per vector of the kernel.
+fn lanes(kernel: MicroKernel) -> usize {
+    match kernel {
+        MicroKernel::Avx512 => 16,
+        MicroKernel::Avx2Fma | MicroKernel::Portable => 8,
+    }
 }
 
 /// Units per block: enough vector accumulators (`G * width / lanes`, about
 /// eight) to hide the FMA latency.
 fn block_width(kernel: MicroKernel, cell: Cell) -> usize {
     let vectors = if cell == Cell::Rnn { 4 } else { 2 };
-    let lanes = match kernel {
-        MicroKernel::Avx512 => 16,
-        MicroKernel::Avx2Fma | MicroKernel::Portable => 8,
-    };
-    vectors * lanes
+    vectors * lanes(kernel)
 }
 
 /// One call's operands (see [`PackedCell::step`]); `h_{t-1}` is in
 /// `previous` when `recur`.
 struct Step<'a> {
     cell: &'a PackedCell,
-    p: *const f32,
+    x: *const f32,
+    /// All input projections, and those of this step.
+    p: *mut f32,
+    p_t: *const f32,
     h: *mut f32,
     c: *mut f32,
     previous: *mut f32,
     out: *mut f32,
     recur: bool,
     backward: bool,
+    /// Step 0 computes the first chunk's projections before its own gates.
+    first: bool,
+    ahead: Projections,
 }
 
 /// The numerator and denominator coefficients of the rational `tanh`

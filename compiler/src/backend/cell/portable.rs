@@ -1,6 +1,7 @@
 //! The cell step in plain Rust, over fixed-size blocks that LLVM
 //! vectorises: the fallback on any target, and (compiled with `avx2,fma`
-//! enabled, multiply-adds fused) the AVX2 kernel.
+//! enabled, multiply-adds fused) the AVX2 kernel. The input projections of
+//! later steps are computed before the step's own blocks, not interleaved.
 
 use super::{Cell, Step, TANH_CLAMP, TANH_P, TANH_Q};
 
@@ -73,11 +74,59 @@ fn sigmoid<const FUSED: bool>(x: f32) -> f32 {
     madd::<FUSED>(tanh::<FUSED>(x * 0.5), 0.5, 0.5)
 }
 
-/// Every block of `U` units with `G` gates.
+/// Rows per panel of `W_ih` ([`super::lanes`] of the portable kernels).
+const LANES: usize = 8;
+
+/// Panel `panel` of the input projections of the steps of `chunk`.
+///
+/// # Safety
+/// As for the step.
+#[inline(always)]
+unsafe fn project<const FUSED: bool>(s: &Step, panel: usize, chunk: usize) {
+    let cell = s.cell;
+    let (rows, features) = (cell.cell.gates() * cell.hidden, cell.features);
+    let row = panel * LANES;
+    let count = LANES.min(rows - row);
+    // SAFETY: the packed panels hold `features` runs of `LANES` floats and
+    // the bias whole panels; each step's input holds `features` floats and
+    // its projections `rows`, of which the panel writes `count`.
+    unsafe {
+        let weights = std::slice::from_raw_parts(
+            cell.input_weights.as_ptr().add(panel * features * LANES),
+            features * LANES,
+        );
+        for t in cell.chunk_times(chunk).into_iter().flatten() {
+            let x = std::slice::from_raw_parts(s.x.add(t * features), features);
+            let mut acc = [0.0f32; LANES];
+            acc.copy_from_slice(&cell.bias[row..row + LANES]);
+            for (w, &x) in weights.chunks_exact(LANES).zip(x) {
+                for (a, &w) in acc.iter_mut().zip(w) {
+                    *a = madd::<FUSED>(w, x, *a);
+                }
+            }
+            std::ptr::copy_nonoverlapping(acc.as_ptr(), s.p.add(t * rows + row), count);
+        }
+    }
+}
+
+/// Every block of `U` units with `G` gates, after this step's share of
+/// later input projections.
 #[inline(always)]
 unsafe fn blocks<const G: usize, const U: usize, const FUSED: bool>(s: &Step) {
     let cell = s.cell;
     let hidden = cell.hidden;
+    debug_assert_eq!(cell.lanes, LANES);
+    // SAFETY: forwarded.
+    unsafe {
+        if s.first {
+            for panel in 0..cell.panels() {
+                project::<FUSED>(s, panel, 0);
+            }
+        }
+        for panel in s.ahead.panels.clone() {
+            project::<FUSED>(s, panel, s.ahead.chunk);
+        }
+    }
     // SAFETY: the packed weights hold `blocks * hidden * G * U` floats; the
     // caller vouches for the step's pointers over `hidden` (and `G *
     // hidden` for `p`) floats, and only the block's `units` are touched.
@@ -114,7 +163,7 @@ unsafe fn blocks<const G: usize, const U: usize, const FUSED: bool>(s: &Step) {
             };
             let mut gates = [[0.0f32; U]; G];
             for (g, gate) in gates.iter_mut().enumerate() {
-                *gate = load(s.p.add(g * hidden + first));
+                *gate = load(s.p_t.add(g * hidden + first));
             }
             let mut h_new = [0.0f32; U];
             match cell.cell {

@@ -8,11 +8,16 @@
 //! `Z = W_hh h_{t-1}` (a native GEMM whose operands are fixed scratch
 //! buffers) and runs one vectorised pass of gate maths that updates `c` and
 //! `h` and writes `h` to the layer's output. A reverse direction runs the
-//! same loop with steps `seq - 1` down to 0. With one sample a step is
-//! instead one call of the native cell step ([`nnc_cell_step`]), which
-//! computes the product and the gate maths together from `W_hh` packed by
-//! hidden-unit blocks (see `backend/cell/`), and regrouping between the
-//! layouts below is a native transpose.
+//! same loop with steps `seq - 1` down to 0.
+//!
+//! With one sample there are no GEMMs and no regrouping: each step is one
+//! call of the native cell step ([`nnc_cell_step`], `backend/cell/`), which
+//! reads the input per step (the caller's, or a copy of the previous
+//! layer's output), computes the input projections a chunk of steps ahead
+//! into the projection region (their FMAs hide behind the recurrent
+//! product's wait on `W_hh`), and then the product and the gate maths.
+//! What follows describes the GEMM path of larger batches; the handling of
+//! states, outputs and lengths is the same for both.
 //!
 //! The biases fold where the reference adds them: `rnn` and `lstm` add both
 //! to `P`; `gru` adds `b_ih` and the `r`, `z` rows of `b_hh` to `P`, and the
@@ -58,8 +63,8 @@
 //!
 //! | region | shape | holds |
 //! |---|---|---|
-//! | wide input | `[max(in, D * hidden), seq * batch]` | the projection's operand `X` |
-//! | wide projection | `[G * hidden, seq * batch]` | the projection's result |
+//! | wide input | `[max(in, D * hidden), seq * batch]` | the projection's operand `X` (batch 1: a copy of the previous layer's output, `[seq, D * hidden]`) |
+//! | wide projection | `[G * hidden, seq * batch]` | the projection's result (batch above 1 only) |
 //! | projection | `[seq, G * hidden, batch]` | `P` of the current layer and direction, per step |
 //! | product | `[G * hidden, batch]` | `Z` of the current step (batch above 1 only) |
 //! | h | `[hidden, batch]` | the hidden state |
@@ -72,10 +77,10 @@
 use super::gemm::constant;
 use super::{Consts, Kernel, Operands};
 pub use crate::backend::cell::Cell;
-use crate::backend::cell::PackedCell;
+use crate::backend::cell::{CellWeights, PackedCell, Sequence};
 use crate::backend::jit::{Base, Emit};
 use crate::backend::native::{
-    micro_kernel, nnc_cell_step, nnc_gemm_task, nnc_transpose, pack, Epilogue, GemmTask,
+    micro_kernel, nnc_cell_step, nnc_gemm_task, pack, Epilogue, GemmTask,
 };
 use crate::backend::BackendError;
 use crate::ir::{RecurrentAttrs, RecurrentOutput};
@@ -211,36 +216,48 @@ pub fn build_cell(
         } else {
             (None, None)
         };
-        let columns = dims.columns();
-        let projection = GemmTask {
-            packed: pack(weight_ih, 1, rows, features)?,
-            m: rows,
-            k: features,
-            n: columns,
-            groups: 1,
-            products: 1,
-            b: regions.wide_input,
-            b_stride: 0,
-            ldb: columns,
-            c: regions.wide_projection,
-            c_stride: 0,
-            ldc: columns,
-            epilogue: Epilogue {
-                bias,
-                residual: None,
-                activation: None,
-            },
-            m_block: rows,
-            n_block: columns,
-        };
-        let recurrent = if batch == 1 {
-            // One sample: the native cell step, product and gate maths
-            // fused.
+        let recurrent = if dims.native_step() {
+            // One sample: the native cell step, the projections, product
+            // and gate maths fused.
             let n_bias = recurrent_bias.as_ref().map(|z| &z[2 * hidden..]);
-            let packed = PackedCell::pack(micro_kernel(), cell, weight_hh, hidden, n_bias)
-                .ok_or_else(|| fail("cannot pack the recurrent weights".into()))?;
+            let sequence = Sequence {
+                steps: dims.seq,
+                reverse: !suffix.is_empty(),
+                zero_start: dims.skip_first(),
+            };
+            let weights = CellWeights {
+                input: weight_ih,
+                recurrent: weight_hh,
+                bias: bias.as_deref(),
+                recurrent_bias: n_bias,
+            };
+            let packed =
+                PackedCell::pack(micro_kernel(), cell, hidden, features, sequence, weights)
+                    .ok_or_else(|| fail("cannot pack the weights".into()))?;
             Recurrent::Cell(consts.cell(packed))
         } else {
+            let columns = dims.columns();
+            let projection = GemmTask {
+                packed: pack(weight_ih, 1, rows, features)?,
+                m: rows,
+                k: features,
+                n: columns,
+                groups: 1,
+                products: 1,
+                b: regions.wide_input,
+                b_stride: 0,
+                ldb: columns,
+                c: regions.wide_projection,
+                c_stride: 0,
+                ldc: columns,
+                epilogue: Epilogue {
+                    bias,
+                    residual: None,
+                    activation: None,
+                },
+                m_block: rows,
+                n_block: columns,
+            };
             let task = GemmTask {
                 packed: pack(weight_hh, 1, rows, hidden)?,
                 m: rows,
@@ -263,13 +280,13 @@ pub fn build_cell(
                 n_block: batch,
             };
             Recurrent::Gemm {
+                projection_tasks: projection.tasks(),
+                projection: consts.gemm(projection)?,
                 tasks: task.tasks(),
                 task: consts.gemm(task)?,
             }
         };
         code.push(UnitCode {
-            projection_tasks: projection.tasks(),
-            projection: consts.gemm(projection)?,
             recurrent,
             unit,
             dir,
@@ -293,9 +310,18 @@ pub fn build_cell(
         micro_kernel: Some(micro_kernel().name().into()),
         body: Box::new(move |e: &mut Emit| {
             e.for_tasks(|e, _| {
-                gather_input(e, &dims, x_base, regions.wide_input)?;
+                if !dims.native_step() {
+                    gather_input(e, &dims, x_base, regions.wide_input)?;
+                }
                 for unit in &code {
-                    if unit.dir == 0 && unit.unit > 0 {
+                    if unit.dir == 0 && unit.unit > 0 && dims.native_step() {
+                        // The cell steps read the previous layer's output
+                        // per step, from a copy: this layer writes its own
+                        // output over the original.
+                        let len = dims.seq * dims.dirs * dims.hidden;
+                        let (from, to) = (e.base(regions.sequence), e.base(regions.wide_input));
+                        copy(e, from, to, len)?;
+                    } else if unit.dir == 0 && unit.unit > 0 {
                         // The previous layer left its output per step in
                         // the layer output region.
                         regroup(
@@ -307,7 +333,12 @@ pub fn build_cell(
                             Direction::ToWide,
                         )?;
                     }
-                    run_unit(e, &dims, &regions, unit, &io)?;
+                    let x = if unit.unit < dims.dirs {
+                        x_base
+                    } else {
+                        regions.wide_input
+                    };
+                    run_unit(e, &dims, &regions, unit, &io, x)?;
                 }
                 Ok(())
             })
@@ -393,6 +424,12 @@ impl Dims {
         self.batch == 1
     }
 
+    /// Whether step 0 skips the recurrent product: `rnn` and `lstm` from
+    /// zero states (`gru` reads `h_{t-1}` outside the product too).
+    fn skip_first(&self) -> bool {
+        !self.initial_state && self.cell != Cell::Gru
+    }
+
     /// Input features of layer `l`.
     fn features(&self, l: usize) -> usize {
         if l == 0 {
@@ -443,9 +480,17 @@ impl Regions {
         } else {
             (d.input, 0)
         };
+        // The cell steps read the first layer's input where the caller
+        // left it and a later layer's from a copy in the wide input, and
+        // compute the projections per step themselves.
+        let (wide_input, wide_projection) = if d.native_step() {
+            (sequence, 0)
+        } else {
+            (features * d.columns(), d.rows() * d.columns())
+        };
         let sizes = [
-            features * d.columns(),
-            d.rows() * d.columns(),
+            wide_input,
+            wide_projection,
             d.rows() * d.columns(),
             if d.native_step() {
                 0
@@ -491,21 +536,26 @@ impl Regions {
     }
 }
 
-/// How a step computes `W_hh h_{t-1}` (addresses of descriptors the model
+/// How a layer and direction computes (addresses of descriptors the model
 /// keeps alive).
 #[derive(Clone, Copy)]
 enum Recurrent {
-    /// A GEMM into the product region, then the JIT's gate pass.
-    Gemm { task: usize, tasks: usize },
-    /// Batch 1: [`nnc_cell_step`], which also runs the gate maths.
+    /// The projection GEMM of all steps into the wide projection, then per
+    /// step the recurrent GEMM into the product region and the JIT's gate
+    /// pass.
+    Gemm {
+        projection: usize,
+        projection_tasks: usize,
+        task: usize,
+        tasks: usize,
+    },
+    /// Batch 1: [`nnc_cell_step`] per step, which computes the
+    /// projections (ahead), the product and the gate maths.
     Cell(usize),
 }
 
-/// One layer and direction's products (addresses of descriptors the model
-/// keeps alive).
+/// One layer and direction.
 struct UnitCode {
-    projection: usize,
-    projection_tasks: usize,
     recurrent: Recurrent,
     /// Index in `h_n` order: `layer * D + dir`.
     unit: usize,
@@ -550,11 +600,6 @@ fn zero(e: &mut Emit, base: Base, len: usize) -> Result<(), BackendError> {
 /// Copies the caller's input into the wide layout `[in, seq * batch]`.
 fn gather_input(e: &mut Emit, d: &Dims, x: Base, wide: Base) -> Result<(), BackendError> {
     let d = *d;
-    if d.batch == 1 {
-        // Both caller layouts are `[seq, in]`.
-        transpose(e, x, wide, d.seq, d.input);
-        return Ok(());
-    }
     e.for_n(0, d.seq, 1, |e, t| {
         e.for_n(0, d.batch, 1, |e, b| {
             let row = d.caller_row(e, t, b);
@@ -594,13 +639,6 @@ fn regroup(
     direction: Direction,
 ) -> Result<(), BackendError> {
     let d = *d;
-    if d.batch == 1 {
-        match direction {
-            Direction::ToPerStep => transpose(e, wide, per_step, rows, d.seq),
-            Direction::ToWide => transpose(e, per_step, wide, d.seq, rows),
-        }
-        return Ok(());
-    }
     e.for_n(0, d.seq, 1, |e, t| {
         let column = e.mul_imm(t, d.batch);
         let wide_t = e.addr(wide, column);
@@ -617,13 +655,6 @@ fn regroup(
             }
         })
     })
-}
-
-/// Calls [`nnc_transpose`]: `to` becomes the transpose of `[rows, cols]`
-/// at `from`.
-fn transpose(e: &mut Emit, from: Base, to: Base, rows: usize, cols: usize) {
-    let args = [e.base(from), e.base(to), e.i(rows), e.i(cols)];
-    e.call_native(nnc_transpose as *const () as usize, &args);
 }
 
 /// Copies `len` contiguous floats; short runs (the batch, often 1) are
@@ -652,18 +683,26 @@ fn run_unit(
     r: &Regions,
     unit: &UnitCode,
     io: &Io,
+    x: Base,
 ) -> Result<(), BackendError> {
     let (d, r) = (*d, *r);
     let state = d.hidden * d.batch;
-    call_gemm(e, unit.projection, unit.projection_tasks)?;
-    regroup(
-        e,
-        &d,
-        d.rows(),
-        r.wide_projection,
-        r.projection,
-        Direction::ToPerStep,
-    )?;
+    if let Recurrent::Gemm {
+        projection,
+        projection_tasks,
+        ..
+    } = unit.recurrent
+    {
+        call_gemm(e, projection, projection_tasks)?;
+        regroup(
+            e,
+            &d,
+            d.rows(),
+            r.wide_projection,
+            r.projection,
+            Direction::ToPerStep,
+        )?;
+    }
     match io.h0 {
         Some(h0) => load_state(e, &d, h0, unit.unit, r.h)?,
         // `gru` reads `h_{t-1}` outside the product too, and a sample that
@@ -679,7 +718,7 @@ fn run_unit(
     }
     // From zero states, step 0 of `rnn` and `lstm` skips the recurrent
     // product (`W_hh · 0`), so `Z` starts at zero and `h` needs no clearing.
-    let skip_first = !d.initial_state && d.cell != Cell::Gru;
+    let skip_first = d.skip_first();
     if skip_first && !d.native_step() {
         zero(e, r.product, d.rows() * d.batch)?;
     }
@@ -708,20 +747,12 @@ fn run_unit(
             let start = e.mul_imm(t, stride);
             e.addr(base, start)
         });
-        let recur = |e: &mut Emit| {
-            if skip_first {
-                let later = e.b.ins().icmp_imm_u(IntCC::NotEqual, step, 0);
-                e.b.ins().uextend(types::I64, later)
-            } else {
-                e.i(1)
-            }
-        };
         match unit.recurrent {
-            Recurrent::Gemm { task, tasks } if skip_first => {
+            Recurrent::Gemm { task, tasks, .. } if skip_first => {
                 let later = e.b.ins().icmp_imm_u(IntCC::NotEqual, step, 0);
                 e.if_then(later, |e| call_gemm(e, task, tasks))?;
             }
-            Recurrent::Gemm { task, tasks } => call_gemm(e, task, tasks)?,
+            Recurrent::Gemm { task, tasks, .. } => call_gemm(e, task, tasks)?,
             Recurrent::Cell(_) => {}
         }
         let direction_out = io.out.offset(unit.dir * d.hidden);
@@ -737,21 +768,19 @@ fn run_unit(
         match unit.recurrent {
             Recurrent::Gemm { .. } => gate_pass(e, &d, &r, t, dest)?,
             Recurrent::Cell(cell) => {
-                let start = e.mul_imm(t, d.rows());
-                let projection = e.addr(r.projection, start);
                 let out = match dest {
                     Some(dest) => dest,
                     None => e.i(0),
                 };
                 let args = [
                     e.i(cell),
-                    projection,
+                    step,
+                    e.base(x),
+                    e.base(r.projection),
                     e.base(r.h),
                     e.base(r.c),
                     e.base(r.previous),
                     out,
-                    recur(e),
-                    e.b.ins().band_imm_u(step, 1),
                 ];
                 e.call_native(nnc_cell_step as *const () as usize, &args);
             }
