@@ -25,16 +25,16 @@
 //!
 //! # Kernels
 //! As for the GEMM ([`MicroKernel::detect`]): AVX-512F intrinsics with
-//! 32-unit blocks (64 for `rnn`) and masked edges; for AVX2 + FMA and
-//! elsewhere, the same loops in plain Rust over 16-unit blocks (32 for
-//! `rnn`), which LLVM vectorises for the target features of the caller
-//! (the AVX2 entry point enables `avx2,fma`), with the projections not
-//! interleaved. `tanh` is the rational approximation of `jit/math.rs`
-//! (within 4 ulp) and `sigmoid(x) = (1 + tanh(x / 2)) / 2`, as in the JIT's
-//! gate maths.
+//! 32-unit blocks (64 for `rnn`) and the projections interleaved; AVX2 +
+//! FMA intrinsics with 16-unit blocks (32 for `rnn`) and the projections
+//! before the blocks (16 registers leave no room to interleave); and plain
+//! Rust over the same blocks as AVX2 on other CPUs. `tanh` is the rational
+//! approximation of `jit/math.rs` (within 4 ulp) and `sigmoid(x) = (1 +
+//! tanh(x / 2)) / 2`, as in the JIT's gate maths.
 
 #![allow(unsafe_code)]
 
+mod avx2;
 mod avx512;
 mod portable;
 
@@ -280,7 +280,7 @@ impl PackedCell {
                 #[cfg(target_arch = "x86_64")]
                 MicroKernel::Avx512 => avx512::step(&s),
                 #[cfg(target_arch = "x86_64")]
-                MicroKernel::Avx2Fma => portable::step_avx2(&s),
+                MicroKernel::Avx2Fma => avx2::step(&s),
                 #[cfg(not(target_arch = "x86_64"))]
                 MicroKernel::Avx512 | MicroKernel::Avx2Fma => portable::step(&s),
                 MicroKernel::Portable => portable::step(&s),
