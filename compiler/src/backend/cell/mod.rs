@@ -212,6 +212,16 @@ impl PackedCell {
         self.kernel
     }
 
+    /// A short description of the kernel for `nnc compile` and `nnc
+    /// profile`, e.g. `"avx512 cell"`.
+    pub fn name(&self) -> &'static str {
+        match self.kernel {
+            MicroKernel::Avx512 => "avx512 cell",
+            MicroKernel::Avx2Fma => "avx2+fma cell",
+            MicroKernel::Portable => "portable cell",
+        }
+    }
+
     /// Bytes of packed weights.
     pub fn bytes(&self) -> usize {
         4 * (self.weights.len()

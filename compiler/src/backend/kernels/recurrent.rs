@@ -171,6 +171,8 @@ pub fn build_cell(
     let (rows, hidden, batch) = (dims.rows(), dims.hidden, dims.batch);
 
     let mut code = Vec::with_capacity(units);
+    // What `nnc compile` and `nnc profile` report as the micro-kernel.
+    let mut kernel_name = micro_kernel().name();
     for unit in 0..units {
         let (l, dir) = (unit / dims.dirs, unit % dims.dirs);
         let suffix = a.direction.suffixes()[dir];
@@ -234,6 +236,7 @@ pub fn build_cell(
             let packed =
                 PackedCell::pack(micro_kernel(), cell, hidden, features, sequence, weights)
                     .ok_or_else(|| fail("cannot pack the weights".into()))?;
+            kernel_name = packed.name();
             Recurrent::Cell(consts.cell(packed))
         } else {
             let columns = dims.columns();
@@ -307,7 +310,7 @@ pub fn build_cell(
     Ok(Kernel {
         optimize: true,
         tasks: 1,
-        micro_kernel: Some(micro_kernel().name().into()),
+        micro_kernel: Some(kernel_name.into()),
         body: Box::new(move |e: &mut Emit| {
             e.for_tasks(|e, _| {
                 if !dims.native_step() {
