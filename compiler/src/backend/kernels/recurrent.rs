@@ -679,7 +679,8 @@ fn copy(e: &mut Emit, from: Value, to: Value, len: usize) -> Result<(), BackendE
     })
 }
 
-/// One layer in one direction over the whole sequence.
+/// One layer in one direction over the whole sequence; the cell steps
+/// (batch 1) read the layer's input per step at `x`.
 fn run_unit(
     e: &mut Emit,
     d: &Dims,
