@@ -235,9 +235,9 @@ impl PackedCell {
     /// `x + t * features`; `p` is the input projections' working space,
     /// `G * hidden` floats per time step (time `t` at `p + t * G * hidden`),
     /// which the steps fill ahead of use: step 0 computes the first chunk
-    /// of steps, and each step a share of the next chunk, interleaved with
-    /// its own product (which is bound by streaming `W_hh` from L2 and
-    /// leaves the FMA units idle). `h` (and `c`, `lstm` only) hold
+    /// of steps, and each step a share of the next chunk (with AVX-512
+    /// interleaved with its own product, which is bound by streaming
+    /// `W_hh` from L2 and leaves the FMA units idle). `h` (and `c`, `lstm` only) hold
     /// `h_{t-1}` (`c_{t-1}`) and receive `h_t` (`c_t`); `previous` is
     /// `hidden` floats of working space; `out`, unless null, also receives
     /// `h_t`. Odd steps sweep the blocks and `k` backwards, so a step
@@ -248,9 +248,8 @@ impl PackedCell {
     /// Steps run in order, `i < steps`, on the same `p`; `x` must be valid
     /// for `steps * features` reads and `p` for `steps * G * hidden` reads
     /// and writes; `h`, `previous` and, for `lstm`, `c` for `hidden` reads
-    /// and writes; `out` null or valid for `hidden` writes. `x` and `out`
-    /// may overlap only where `out` is written after `x` was read (a later
-    /// layer's input never aliases its output); no other buffers overlap.
+    /// and writes; `out` null or valid for `hidden` writes. No two buffers
+    /// overlap (a later layer reads a copy of the previous layer's output).
     #[allow(clippy::too_many_arguments)] // The flat form the JIT's entry point passes on.
     pub unsafe fn step(
         &self,
