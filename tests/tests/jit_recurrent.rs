@@ -199,8 +199,14 @@ type Shape = (usize, usize, usize, usize, usize, bool, bool);
 
 /// Shapes every op is checked at:
 /// (seq, batch, input, hidden, layers, bias, batch_first).
-const SHAPES: [Shape; 10] = [
+const SHAPES: [Shape; 12] = [
     (5, 1, 3, 1, 1, true, false),
+    // One sample over several chunks of eight steps (the native cell step
+    // computes the input projections of a chunk during the one before),
+    // the last chunk partial; fewer and more input features than hidden
+    // units, and hidden sizes off the vector widths.
+    (19, 1, 5, 7, 2, true, false),
+    (18, 1, 40, 33, 1, false, true),
     (4, 1, 6, 5, 2, true, false),
     (6, 3, 5, 3, 2, false, true),
     (4, 3, 7, 13, 3, true, false),
@@ -243,8 +249,9 @@ fn check_directions(op: &'static str) {
 }
 
 /// Shapes the initial states and final-state outputs are checked at.
-const STATE_SHAPES: [Shape; 5] = [
+const STATE_SHAPES: [Shape; 6] = [
     (5, 1, 3, 4, 1, true, false),
+    (17, 1, 6, 20, 2, true, true),
     (4, 3, 5, 3, 2, true, true),
     (1, 3, 2, 5, 2, false, false),
     (6, 3, 4, 13, 2, true, false),
@@ -277,12 +284,13 @@ fn check_states(op: &'static str) {
 
 /// Per-sample lengths with every direction, state and output setting:
 /// (shape, lengths).
-const LENGTHS: [(Shape, &[usize]); 5] = [
+const LENGTHS: [(Shape, &[usize]); 6] = [
     ((5, 3, 3, 4, 1, true, false), &[5, 2, 3]),
     ((4, 3, 5, 3, 2, true, true), &[1, 4, 2]),
     ((6, 1, 2, 5, 2, false, false), &[4]),
     ((6, 3, 4, 13, 2, true, false), &[6, 6, 1]),
     ((3, 1, 6, 5, 1, false, true), &[3]),
+    ((21, 1, 3, 9, 2, true, false), &[13]),
 ];
 
 fn check_lengths(op: &'static str) {

@@ -2,9 +2,11 @@
 //!
 //! [`compile`] runs the pass pipeline, plans every value's place in the
 //! arena ([`memory`]), builds one kernel per op ([`kernels`]) as a
-//! Cranelift function ([`jit`]) that may call native code ([`native`]),
-//! and returns an `nnc_runtime::Executable` with a report of what it did.
+//! Cranelift function ([`jit`]) that may call native code ([`native`]:
+//! [`gemm`], [`cell`]), and returns an `nnc_runtime::Executable` with a
+//! report of what it did.
 
+pub mod cell;
 pub mod compile;
 pub mod depthwise_rows;
 pub mod gemm;

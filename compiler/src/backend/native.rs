@@ -1,11 +1,13 @@
 //! Native code the JIT kernels call: the GEMM behind every `gemm` and
-//! `linear` op (and the separable and recurrent kernels).
+//! `linear` op (and the separable and recurrent kernels), and the
+//! recurrent cell step.
 //!
 //! A [`GemmTask`] describes one op's matrix products completely, with its
 //! weights laid out at compile time; the JIT kernel loops over its tasks and
 //! calls [`nnc_gemm_task`] for each. Task `t` is one block of one product,
 //! so tasks write disjoint output and run on any thread.
 
+use super::cell::PackedCell;
 use super::gemm::{self, GemmEpilogue, MicroKernel, PackedA};
 use super::jit::Base;
 use super::BackendError;
@@ -248,6 +250,27 @@ pub unsafe extern "C" fn nnc_gemm_panel(
     };
     // SAFETY: as documented above.
     unsafe { gemm::gemm(&spec.a, b, spec.ldb, c, spec.ldc, 0..spec.a.m(), 0..n, &epi) }
+}
+
+/// Step `i` of a batch-1 `rnn`, `lstm` or `gru` layer and direction (see
+/// [`PackedCell::step`]). Called by JIT code.
+///
+/// # Safety
+/// `cell` points to a live [`PackedCell`] and the other arguments satisfy
+/// [`PackedCell::step`].
+#[allow(unsafe_code, clippy::too_many_arguments)]
+pub unsafe extern "C" fn nnc_cell_step(
+    cell: *const PackedCell,
+    i: usize,
+    x: *const f32,
+    p: *mut f32,
+    h: *mut f32,
+    c: *mut f32,
+    previous: *mut f32,
+    out: *mut f32,
+) {
+    // SAFETY: as documented above; the compiled model owns the cell.
+    unsafe { (*cell).step(i, x, p, h, c, previous, out) }
 }
 
 thread_local! {

@@ -50,7 +50,7 @@ use std::cell::RefCell;
 use std::ops::Range;
 
 use epilogue::{Tile, TileEpilogue};
-use pack::AlignedBuf;
+pub(crate) use pack::AlignedBuf;
 
 /// A GEMM micro-kernel: an instruction set and a register-tile shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,6 +12,7 @@ mod pool;
 mod recurrent;
 mod winograd;
 
+use super::cell::PackedCell;
 use super::depthwise_rows::DepthwiseRows;
 use super::jit::Base;
 use super::native::{GemmTask, PanelGemm};
@@ -38,7 +39,8 @@ impl Buf {
 }
 
 /// Data the kernels point at, owned by the compiled model: weights in the
-/// layout their kernels read, and the native GEMM descriptors.
+/// layout their kernels read, the native GEMM descriptors and the packed
+/// recurrent cells.
 #[derive(Default)]
 pub struct Consts {
     data: Vec<Vec<f32>>,
@@ -50,6 +52,8 @@ pub struct Consts {
     panels: Vec<Box<PanelGemm>>,
     #[allow(clippy::vec_box)]
     depthwise: Vec<Box<DepthwiseRows>>,
+    #[allow(clippy::vec_box)]
+    cells: Vec<Box<PackedCell>>,
 }
 
 // SAFETY: the raw pointers inside `GemmTask` (via `Base::Const`) point into
@@ -66,6 +70,7 @@ impl Consts {
         self.gemms.extend(other.gemms);
         self.panels.extend(other.panels);
         self.depthwise.extend(other.depthwise);
+        self.cells.extend(other.cells);
     }
 
     /// Keeps `values` alive and returns where they are.
@@ -100,6 +105,15 @@ impl Consts {
         address
     }
 
+    /// Keeps a recurrent cell's packed weights alive and returns their
+    /// address.
+    pub fn cell(&mut self, cell: PackedCell) -> usize {
+        let boxed = Box::new(cell);
+        let address = &*boxed as *const PackedCell as usize;
+        self.cells.push(boxed);
+        address
+    }
+
     /// Bytes of constant data.
     pub fn bytes(&self) -> usize {
         4 * self.data.iter().map(Vec::len).sum::<usize>()
@@ -110,6 +124,7 @@ impl Consts {
                 .map(|a| a.m() * a.k())
                 .sum::<usize>()
             + self.panels.iter().map(|g| g.bytes()).sum::<usize>()
+            + self.cells.iter().map(|c| c.bytes()).sum::<usize>()
     }
 }
 

@@ -10,6 +10,15 @@
 //! `h` and writes `h` to the layer's output. A reverse direction runs the
 //! same loop with steps `seq - 1` down to 0.
 //!
+//! With one sample there are no GEMMs and no regrouping: each step is one
+//! call of the native cell step ([`nnc_cell_step`], `backend/cell/`), which
+//! reads the input per step (the caller's, or a copy of the previous
+//! layer's output), computes the input projections a chunk of steps ahead
+//! into the projection region (their FMAs hide behind the recurrent
+//! product's wait on `W_hh`), and then the product and the gate maths.
+//! What follows describes the GEMM path of larger batches; the handling of
+//! states, outputs and lengths is the same for both.
+//!
 //! The biases fold where the reference adds them: `rnn` and `lstm` add both
 //! to `P`; `gru` adds `b_ih` and the `r`, `z` rows of `b_hh` to `P`, and the
 //! `n` rows of `b_hh` to `Z`, because its candidate gates only the recurrent
@@ -54,57 +63,36 @@
 //!
 //! | region | shape | holds |
 //! |---|---|---|
-//! | wide input | `[max(in, D * hidden), seq * batch]` | the projection's operand `X` |
-//! | wide projection | `[G * hidden, seq * batch]` | the projection's result |
+//! | wide input | `[max(in, D * hidden), seq * batch]` | the projection's operand `X` (batch 1: a copy of the previous layer's output, `[seq, D * hidden]`) |
+//! | wide projection | `[G * hidden, seq * batch]` | the projection's result (batch above 1 only) |
 //! | projection | `[seq, G * hidden, batch]` | `P` of the current layer and direction, per step |
-//! | product | `[G * hidden, batch]` | `Z` of the current step |
+//! | product | `[G * hidden, batch]` | `Z` of the current step (batch above 1 only) |
 //! | h | `[hidden, batch]` | the hidden state |
 //! | c | `[hidden, batch]` | the cell state (`lstm` only) |
 //! | layer output | `[seq, D * hidden, batch]` | an intermediate layer's output (more than one layer only) |
 //! | saved h | `[hidden, batch]` | the `h` of samples past their length (with `lengths` only) |
 //! | saved c | `[hidden, batch]` | the `c` of samples past their length (`lstm` with `lengths` only) |
+//! | previous | `[hidden]` | the cell step's copy of `h_{t-1}` (batch 1 only) |
 
 use super::gemm::constant;
 use super::{Consts, Kernel, Operands};
+pub use crate::backend::cell::Cell;
+use crate::backend::cell::{CellWeights, PackedCell, Sequence};
 use crate::backend::jit::{Base, Emit};
-use crate::backend::native::{micro_kernel, nnc_gemm_task, pack, Epilogue, GemmTask};
+use crate::backend::native::{
+    micro_kernel, nnc_cell_step, nnc_gemm_task, pack, Epilogue, GemmTask,
+};
 use crate::backend::BackendError;
 use crate::ir::{RecurrentAttrs, RecurrentOutput};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 
-/// Which recurrence the kernel runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cell {
-    Rnn,
-    Lstm,
-    Gru,
-}
-
-impl Cell {
-    fn name(self) -> &'static str {
-        match self {
-            Cell::Rnn => "rnn",
-            Cell::Lstm => "lstm",
-            Cell::Gru => "gru",
-        }
-    }
-
-    /// Rows of pre-activations per hidden unit.
-    fn gates(self) -> usize {
-        match self {
-            Cell::Rnn => 1,
-            Cell::Lstm => 4,
-            Cell::Gru => 3,
-        }
-    }
-
-    fn of(lstm: bool) -> Cell {
-        if lstm {
-            Cell::Lstm
-        } else {
-            Cell::Rnn
-        }
+/// `rnn` or `lstm`.
+fn cell_of(lstm: bool) -> Cell {
+    if lstm {
+        Cell::Lstm
+    } else {
+        Cell::Rnn
     }
 }
 
@@ -115,7 +103,7 @@ pub fn build(
     ops: Operands<'_>,
     consts: &mut Consts,
 ) -> Result<Kernel, BackendError> {
-    build_cell(a, Cell::of(lstm), ops, consts)
+    build_cell(a, cell_of(lstm), ops, consts)
 }
 
 /// `gru`.
@@ -183,6 +171,8 @@ pub fn build_cell(
     let (rows, hidden, batch) = (dims.rows(), dims.hidden, dims.batch);
 
     let mut code = Vec::with_capacity(units);
+    // What `nnc compile` and `nnc profile` report as the micro-kernel.
+    let mut kernel_name = micro_kernel().name();
     for unit in 0..units {
         let (l, dir) = (unit / dims.dirs, unit % dims.dirs);
         let suffix = a.direction.suffixes()[dir];
@@ -228,54 +218,79 @@ pub fn build_cell(
         } else {
             (None, None)
         };
-        let columns = dims.columns();
-        let projection = GemmTask {
-            packed: pack(weight_ih, 1, rows, features)?,
-            m: rows,
-            k: features,
-            n: columns,
-            groups: 1,
-            products: 1,
-            b: regions.wide_input,
-            b_stride: 0,
-            ldb: columns,
-            c: regions.wide_projection,
-            c_stride: 0,
-            ldc: columns,
-            epilogue: Epilogue {
-                bias,
-                residual: None,
-                activation: None,
-            },
-            m_block: rows,
-            n_block: columns,
-        };
-        let recurrent = GemmTask {
-            packed: pack(weight_hh, 1, rows, hidden)?,
-            m: rows,
-            k: hidden,
-            n: batch,
-            groups: 1,
-            products: 1,
-            b: regions.h,
-            b_stride: 0,
-            ldb: batch,
-            c: regions.product,
-            c_stride: 0,
-            ldc: batch,
-            epilogue: Epilogue {
-                bias: recurrent_bias,
-                residual: None,
-                activation: None,
-            },
-            m_block: rows,
-            n_block: batch,
+        let recurrent = if dims.native_step() {
+            // One sample: the native cell step, the projections, product
+            // and gate maths fused.
+            let n_bias = recurrent_bias.as_ref().map(|z| &z[2 * hidden..]);
+            let sequence = Sequence {
+                steps: dims.seq,
+                reverse: !suffix.is_empty(),
+                zero_start: dims.skip_first(),
+            };
+            let weights = CellWeights {
+                input: weight_ih,
+                recurrent: weight_hh,
+                bias: bias.as_deref(),
+                recurrent_bias: n_bias,
+            };
+            let packed =
+                PackedCell::pack(micro_kernel(), cell, hidden, features, sequence, weights)
+                    .ok_or_else(|| fail("cannot pack the weights".into()))?;
+            kernel_name = packed.name();
+            Recurrent::Cell(consts.cell(packed))
+        } else {
+            let columns = dims.columns();
+            let projection = GemmTask {
+                packed: pack(weight_ih, 1, rows, features)?,
+                m: rows,
+                k: features,
+                n: columns,
+                groups: 1,
+                products: 1,
+                b: regions.wide_input,
+                b_stride: 0,
+                ldb: columns,
+                c: regions.wide_projection,
+                c_stride: 0,
+                ldc: columns,
+                epilogue: Epilogue {
+                    bias,
+                    residual: None,
+                    activation: None,
+                },
+                m_block: rows,
+                n_block: columns,
+            };
+            let task = GemmTask {
+                packed: pack(weight_hh, 1, rows, hidden)?,
+                m: rows,
+                k: hidden,
+                n: batch,
+                groups: 1,
+                products: 1,
+                b: regions.h,
+                b_stride: 0,
+                ldb: batch,
+                c: regions.product,
+                c_stride: 0,
+                ldc: batch,
+                epilogue: Epilogue {
+                    bias: recurrent_bias,
+                    residual: None,
+                    activation: None,
+                },
+                m_block: rows,
+                n_block: batch,
+            };
+            Recurrent::Gemm {
+                projection_tasks: projection.tasks(),
+                projection: consts.gemm(projection)?,
+                tasks: task.tasks(),
+                task: consts.gemm(task)?,
+            }
         };
         code.push(UnitCode {
-            projection_tasks: projection.tasks(),
-            projection: consts.gemm(projection)?,
-            recurrent_tasks: recurrent.tasks(),
-            recurrent: consts.gemm(recurrent)?,
+            recurrent,
             unit,
             dir,
             reverse: !suffix.is_empty(),
@@ -295,12 +310,21 @@ pub fn build_cell(
     Ok(Kernel {
         optimize: true,
         tasks: 1,
-        micro_kernel: Some(micro_kernel().name().into()),
+        micro_kernel: Some(kernel_name.into()),
         body: Box::new(move |e: &mut Emit| {
             e.for_tasks(|e, _| {
-                gather_input(e, &dims, x_base, regions.wide_input)?;
+                if !dims.native_step() {
+                    gather_input(e, &dims, x_base, regions.wide_input)?;
+                }
                 for unit in &code {
-                    if unit.dir == 0 && unit.unit > 0 {
+                    if unit.dir == 0 && unit.unit > 0 && dims.native_step() {
+                        // The cell steps read the previous layer's output
+                        // per step, from a copy: this layer writes its own
+                        // output over the original.
+                        let len = dims.seq * dims.dirs * dims.hidden;
+                        let (from, to) = (e.base(regions.sequence), e.base(regions.wide_input));
+                        copy(e, from, to, len)?;
+                    } else if unit.dir == 0 && unit.unit > 0 {
                         // The previous layer left its output per step in
                         // the layer output region.
                         regroup(
@@ -312,7 +336,12 @@ pub fn build_cell(
                             Direction::ToWide,
                         )?;
                     }
-                    run_unit(e, &dims, &regions, unit, &io)?;
+                    let x = if unit.unit < dims.dirs {
+                        x_base
+                    } else {
+                        regions.wide_input
+                    };
+                    run_unit(e, &dims, &regions, unit, &io, x)?;
                 }
                 Ok(())
             })
@@ -322,7 +351,7 @@ pub fn build_cell(
 
 /// Arena scratch the kernel needs.
 pub fn scratch_len(a: &RecurrentAttrs, lstm: bool, inputs: &[&[usize]], out: &[usize]) -> usize {
-    scratch_len_cell(a, Cell::of(lstm), inputs, out)
+    scratch_len_cell(a, cell_of(lstm), inputs, out)
 }
 
 /// Arena scratch the `gru` kernel needs.
@@ -392,6 +421,18 @@ impl Dims {
         self.cell.gates() * self.hidden
     }
 
+    /// Whether steps run [`nnc_cell_step`] (one sample) rather than a
+    /// GEMM and the JIT's gate pass.
+    fn native_step(&self) -> bool {
+        self.batch == 1
+    }
+
+    /// Whether step 0 skips the recurrent product: `rnn` and `lstm` from
+    /// zero states (`gru` reads `h_{t-1}` outside the product too).
+    fn skip_first(&self) -> bool {
+        !self.initial_state && self.cell != Cell::Gru
+    }
+
     /// Input features of layer `l`.
     fn features(&self, l: usize) -> usize {
         if l == 0 {
@@ -426,6 +467,8 @@ struct Regions {
     /// The `h` and `c` of the samples a step leaves alone.
     saved_h: Base,
     saved_c: Base,
+    /// The native cell step's copy of `h_{t-1}` (batch 1 only).
+    previous: Base,
     /// Floats in all.
     len: usize,
 }
@@ -440,11 +483,23 @@ impl Regions {
         } else {
             (d.input, 0)
         };
+        // The cell steps read the first layer's input where the caller
+        // left it and a later layer's from a copy in the wide input, and
+        // compute the projections per step themselves.
+        let (wide_input, wide_projection) = if d.native_step() {
+            (sequence, 0)
+        } else {
+            (features * d.columns(), d.rows() * d.columns())
+        };
         let sizes = [
-            features * d.columns(),
+            wide_input,
+            wide_projection,
             d.rows() * d.columns(),
-            d.rows() * d.columns(),
-            d.rows() * d.batch,
+            if d.native_step() {
+                0
+            } else {
+                d.rows() * d.batch
+            },
             d.hidden * d.batch,
             if d.cell == Cell::Lstm {
                 d.hidden * d.batch
@@ -458,14 +513,15 @@ impl Regions {
             } else {
                 0
             },
+            if d.native_step() { d.hidden } else { 0 },
         ];
-        let mut starts = [scratch; 9];
+        let mut starts = [scratch; 10];
         let mut len = 0;
         for (start, size) in starts.iter_mut().zip(sizes) {
             *start = scratch.offset(len);
             len += size;
         }
-        let [wide_input, wide_projection, projection, product, h, c, sequence, saved_h, saved_c] =
+        let [wide_input, wide_projection, projection, product, h, c, sequence, saved_h, saved_c, previous] =
             starts;
         Regions {
             wide_input,
@@ -477,18 +533,33 @@ impl Regions {
             sequence,
             saved_h,
             saved_c,
+            previous,
             len,
         }
     }
 }
 
-/// One layer and direction's GEMMs (addresses of descriptors the model
+/// How a layer and direction computes (addresses of descriptors the model
 /// keeps alive).
+#[derive(Clone, Copy)]
+enum Recurrent {
+    /// The projection GEMM of all steps into the wide projection, then per
+    /// step the recurrent GEMM into the product region and the JIT's gate
+    /// pass.
+    Gemm {
+        projection: usize,
+        projection_tasks: usize,
+        task: usize,
+        tasks: usize,
+    },
+    /// Batch 1: [`nnc_cell_step`] per step, which computes the
+    /// projections (ahead), the product and the gate maths.
+    Cell(usize),
+}
+
+/// One layer and direction.
 struct UnitCode {
-    projection: usize,
-    projection_tasks: usize,
-    recurrent: usize,
-    recurrent_tasks: usize,
+    recurrent: Recurrent,
     /// Index in `h_n` order: `layer * D + dir`.
     unit: usize,
     dir: usize,
@@ -608,25 +679,34 @@ fn copy(e: &mut Emit, from: Value, to: Value, len: usize) -> Result<(), BackendE
     })
 }
 
-/// One layer in one direction over the whole sequence.
+/// One layer in one direction over the whole sequence; the cell steps
+/// (batch 1) read the layer's input per step at `x`.
 fn run_unit(
     e: &mut Emit,
     d: &Dims,
     r: &Regions,
     unit: &UnitCode,
     io: &Io,
+    x: Base,
 ) -> Result<(), BackendError> {
     let (d, r) = (*d, *r);
     let state = d.hidden * d.batch;
-    call_gemm(e, unit.projection, unit.projection_tasks)?;
-    regroup(
-        e,
-        &d,
-        d.rows(),
-        r.wide_projection,
-        r.projection,
-        Direction::ToPerStep,
-    )?;
+    if let Recurrent::Gemm {
+        projection,
+        projection_tasks,
+        ..
+    } = unit.recurrent
+    {
+        call_gemm(e, projection, projection_tasks)?;
+        regroup(
+            e,
+            &d,
+            d.rows(),
+            r.wide_projection,
+            r.projection,
+            Direction::ToPerStep,
+        )?;
+    }
     match io.h0 {
         Some(h0) => load_state(e, &d, h0, unit.unit, r.h)?,
         // `gru` reads `h_{t-1}` outside the product too, and a sample that
@@ -642,8 +722,8 @@ fn run_unit(
     }
     // From zero states, step 0 of `rnn` and `lstm` skips the recurrent
     // product (`W_hh · 0`), so `Z` starts at zero and `h` needs no clearing.
-    let skip_first = !d.initial_state && d.cell != Cell::Gru;
-    if skip_first {
+    let skip_first = d.skip_first();
+    if skip_first && !d.native_step() {
         zero(e, r.product, d.rows() * d.batch)?;
     }
     let width = d.dirs * d.hidden;
@@ -667,18 +747,18 @@ fn run_unit(
         } else {
             step
         };
-        if skip_first {
-            let later = e.b.ins().icmp_imm_u(IntCC::NotEqual, step, 0);
-            e.if_then(later, |e| {
-                call_gemm(e, unit.recurrent, unit.recurrent_tasks)
-            })?;
-        } else {
-            call_gemm(e, unit.recurrent, unit.recurrent_tasks)?;
-        }
         let dest = sequence_out.map(|(base, stride)| {
             let start = e.mul_imm(t, stride);
             e.addr(base, start)
         });
+        match unit.recurrent {
+            Recurrent::Gemm { task, tasks, .. } if skip_first => {
+                let later = e.b.ins().icmp_imm_u(IntCC::NotEqual, step, 0);
+                e.if_then(later, |e| call_gemm(e, task, tasks))?;
+            }
+            Recurrent::Gemm { task, tasks, .. } => call_gemm(e, task, tasks)?,
+            Recurrent::Cell(_) => {}
+        }
         let direction_out = io.out.offset(unit.dir * d.hidden);
         // A sample past its length keeps its states and outputs zeros.
         let past = |e: &mut Emit, length: usize| {
@@ -689,7 +769,26 @@ fn run_unit(
             let c = past(e, length);
             e.if_then(c, |e| save_sample(e, &d, &r, b, true))?;
         }
-        gate_pass(e, &d, &r, t, dest)?;
+        match unit.recurrent {
+            Recurrent::Gemm { .. } => gate_pass(e, &d, &r, t, dest)?,
+            Recurrent::Cell(cell) => {
+                let out = match dest {
+                    Some(dest) => dest,
+                    None => e.i(0),
+                };
+                let args = [
+                    e.i(cell),
+                    step,
+                    e.base(x),
+                    e.base(r.projection),
+                    e.base(r.h),
+                    e.base(r.c),
+                    e.base(r.previous),
+                    out,
+                ];
+                e.call_native(nnc_cell_step as *const () as usize, &args);
+            }
+        }
         for &(b, length) in &io.short {
             let c = past(e, length);
             e.if_then(c, |e| {

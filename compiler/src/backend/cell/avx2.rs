@@ -1,0 +1,190 @@
+//! The cell step with AVX2 and FMA: `G x V` ymm accumulators per block of
+//! `8 * V` units, the gate maths on the accumulators, masked loads and
+//! stores for the last block. The input projections (8-row panels, the
+//! `CHUNK` steps of a chunk side by side) run before the blocks: with 16
+//! ymm registers there is no room to interleave them.
+
+#![cfg(target_arch = "x86_64")]
+
+use std::arch::x86_64::*;
+
+use super::{Cell, Step, CHUNK, TANH_CLAMP, TANH_P, TANH_Q};
+
+/// The step.
+///
+/// # Safety
+/// As for [`super::PackedCell::step`], with `h_{t-1}` in `previous` when
+/// `recur`; the CPU must have AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn step(s: &Step) {
+    debug_assert_eq!(s.cell.width, if s.cell.cell == Cell::Rnn { 32 } else { 16 });
+    debug_assert_eq!(s.cell.lanes, 8);
+    // SAFETY: forwarded.
+    unsafe {
+        if s.first {
+            for panel in 0..s.cell.panels() {
+                project(s, panel, 0);
+            }
+        }
+        for panel in s.ahead.panels.clone() {
+            project(s, panel, s.ahead.chunk);
+        }
+        match s.cell.cell {
+            Cell::Rnn => blocks::<1, 4>(s),
+            Cell::Lstm => blocks::<4, 2>(s),
+            Cell::Gru => blocks::<3, 2>(s),
+        }
+    }
+}
+
+/// The rational `tanh` of `jit/math.rs`; NaN stays NaN (`max` and `min`
+/// return their second operand when one is NaN).
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn tanh(x: __m256) -> __m256 {
+    let x = _mm256_max_ps(_mm256_set1_ps(-TANH_CLAMP), x);
+    let x = _mm256_min_ps(_mm256_set1_ps(TANH_CLAMP), x);
+    let x2 = _mm256_mul_ps(x, x);
+    let mut p = _mm256_set1_ps(TANH_P[0]);
+    for &c in &TANH_P[1..] {
+        p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(c));
+    }
+    let mut q = _mm256_set1_ps(TANH_Q[0]);
+    for &c in &TANH_Q[1..] {
+        q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(c));
+    }
+    _mm256_div_ps(_mm256_mul_ps(p, x), q)
+}
+
+/// `(1 + tanh(x / 2)) / 2`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn sigmoid(x: __m256) -> __m256 {
+    let half = _mm256_set1_ps(0.5);
+    _mm256_fmadd_ps(tanh(_mm256_mul_ps(x, half)), half, half)
+}
+
+/// The first `n` of 8 lanes, as a mask for `maskload` and `maskstore`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn lanes(n: usize) -> __m256i {
+    let n = _mm256_set1_epi32(n.min(8) as i32);
+    _mm256_cmpgt_epi32(n, _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+}
+
+/// Panel `panel` of the input projections of the steps of `chunk`.
+///
+/// # Safety
+/// As for the step; the chunk has at least one step.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn project(s: &Step, panel: usize, chunk: usize) {
+    let cell = s.cell;
+    let (rows, features) = (cell.cell.gates() * cell.hidden, cell.features);
+    let row = panel * 8;
+    let times = cell.chunk_times(chunk);
+    let valid = times[0].unwrap_or(0);
+    let x = times.map(|t| s.x.wrapping_add(t.unwrap_or(valid) * features));
+    let mask = lanes(rows - row);
+    // SAFETY: the packed panel holds `features` runs of 8 floats and the
+    // bias whole panels; each input holds `features` floats; the mask keeps
+    // the stores to the panel's rows of each step's projections.
+    unsafe {
+        let weights = cell.input_weights.as_ptr().add(panel * features * 8);
+        let mut acc = [_mm256_loadu_ps(cell.bias.as_ptr().add(row)); CHUNK];
+        for k in 0..features {
+            let w = _mm256_loadu_ps(weights.add(k * 8));
+            for (a, x) in acc.iter_mut().zip(x) {
+                *a = _mm256_fmadd_ps(w, _mm256_set1_ps(*x.add(k)), *a);
+            }
+        }
+        for (&a, t) in acc.iter().zip(times) {
+            if let Some(t) = t {
+                _mm256_maskstore_ps(s.p.add(t * rows + row), mask, a);
+            }
+        }
+    }
+}
+
+/// Every block of `8 * V` units with `G` gates.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn blocks<const G: usize, const V: usize>(s: &Step) {
+    let cell = s.cell;
+    let hidden = cell.hidden;
+    let width = 8 * V;
+    let count = hidden.div_ceil(width);
+    // SAFETY: block `j` of the packed weights holds `hidden` runs of `G *
+    // width` floats; the caller vouches for the step's pointers over
+    // `hidden` floats (`G * hidden` for `p_t`), and the masks keep every
+    // access to the block's `units`; the padded recurrent bias holds whole
+    // blocks.
+    unsafe {
+        for jj in 0..count {
+            let j = if s.backward { count - 1 - jj } else { jj };
+            let first = j * width;
+            let units = width.min(hidden - first);
+            let mut acc = [[_mm256_setzero_ps(); V]; G];
+            if s.recur {
+                let block = cell.weights.as_ptr().add(j * hidden * G * width);
+                for kk in 0..hidden {
+                    let k = if s.backward { hidden - 1 - kk } else { kk };
+                    let w = block.add(k * G * width);
+                    let x = _mm256_set1_ps(*s.previous.add(k));
+                    for (g, acc) in acc.iter_mut().enumerate() {
+                        for (v, a) in acc.iter_mut().enumerate() {
+                            let wv = _mm256_loadu_ps(w.add((g * V + v) * 8));
+                            *a = _mm256_fmadd_ps(wv, x, *a);
+                        }
+                    }
+                }
+            }
+            // `v` picks one vector of every gate's accumulators.
+            #[allow(clippy::needless_range_loop)]
+            for v in 0..V {
+                let at = first + 8 * v;
+                if units <= 8 * v {
+                    break;
+                }
+                let m = lanes(units - 8 * v);
+                let gate = |g: usize| {
+                    let p = _mm256_maskload_ps(s.p_t.add(g * hidden + at), m);
+                    _mm256_add_ps(p, acc[g][v])
+                };
+                let h_new = match cell.cell {
+                    Cell::Rnn => tanh(gate(0)),
+                    Cell::Lstm => {
+                        let i = sigmoid(gate(0));
+                        let f = sigmoid(gate(1));
+                        let g = tanh(gate(2));
+                        let o = sigmoid(gate(3));
+                        let c_at = s.c.add(at);
+                        let c = _mm256_maskload_ps(c_at, m);
+                        let c = _mm256_add_ps(_mm256_mul_ps(f, c), _mm256_mul_ps(i, g));
+                        _mm256_maskstore_ps(c_at, m, c);
+                        _mm256_mul_ps(o, tanh(c))
+                    }
+                    Cell::Gru => {
+                        let r = sigmoid(gate(0));
+                        let z = sigmoid(gate(1));
+                        let bias = _mm256_loadu_ps(cell.recurrent_bias.as_ptr().add(at));
+                        let p = _mm256_maskload_ps(s.p_t.add(2 * hidden + at), m);
+                        let product = _mm256_add_ps(acc[2][v], bias);
+                        let n = tanh(_mm256_fmadd_ps(r, product, p));
+                        let old = if s.recur {
+                            _mm256_maskload_ps(s.previous.add(at), m)
+                        } else {
+                            _mm256_setzero_ps()
+                        };
+                        // `(1 - z) * n + z * h_{t-1}`, as the reference
+                        // rounds it.
+                        let keep = _mm256_sub_ps(_mm256_set1_ps(1.0), z);
+                        _mm256_add_ps(_mm256_mul_ps(keep, n), _mm256_mul_ps(z, old))
+                    }
+                };
+                _mm256_maskstore_ps(s.h.add(at), m, h_new);
+                if !s.out.is_null() {
+                    _mm256_maskstore_ps(s.out.add(at), m, h_new);
+                }
+            }
+        }
+    }
+}
