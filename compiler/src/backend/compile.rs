@@ -203,11 +203,12 @@ pub fn compile(
             name: l.name.clone(),
             kernel,
             tasks,
-            // Below a few hundred thousand FLOPs and bytes moved (some
-            // microseconds), waking other threads costs more than it saves.
-            // (At a million, ResNet-18's last Winograd transforms, 0.1 ms
-            // each, ran on one thread.)
-            parallel: l.flops + l.bytes_read + l.bytes_written >= 400_000,
+            // Below about 100K FLOPs and bytes moved (a few microseconds),
+            // waking other threads costs more than it saves. (At a million,
+            // ResNet-18's last Winograd transforms, 0.1 ms each, ran on one
+            // thread; 100K against 400K made vgg_cifar at 2 threads 5%
+            // faster and left the LSTMs as they were.)
+            parallel: l.flops + l.bytes_read + l.bytes_written >= 100_000,
         })
         .collect();
     let const_bytes = consts.bytes();
