@@ -52,6 +52,12 @@ pub fn separable(
     if threads > 1 && batch * oh.div_ceil(rows_per_task) < 2 * threads {
         rows_per_task = rows_per_task.min(oh.div_ceil((2 * threads).div_ceil(batch)).max(1));
     }
+    if threads > 1 {
+        // Whole rounds of tasks, so that no thread waits for the last one
+        // (a 56x56 map in blocks of 9 rows was 7 tasks on 2 threads).
+        let tasks = (batch * oh.div_ceil(rows_per_task)).next_multiple_of(threads);
+        rows_per_task = oh.div_ceil(tasks.div_ceil(batch)).max(1);
+    }
     let blocks = oh.div_ceil(rows_per_task);
     let tile_cols = rows_per_task * ow;
     let spec = consts.panel(PanelGemm::new(
