@@ -153,8 +153,8 @@ fn mobilenet_shapes() {
 #[test]
 fn edges_of_the_geometry() {
     // A map narrower than its padding, one output column, a 1x1 kernel,
-    // dilation, a stride the AVX-512 version gathers, a tall kernel that
-    // runs portably, and an empty row range.
+    // dilation, a stride the AVX-512 version gathers, a tall kernel, and
+    // an empty row range.
     check(
         [3, 3],
         [1, 1],

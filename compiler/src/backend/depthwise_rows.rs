@@ -16,10 +16,6 @@
 
 use super::gemm::{Activation, MicroKernel};
 
-/// Kernel heights the AVX-512 version takes (its tap rows live in a fixed
-/// array, so the run path does not allocate); taller kernels run portably.
-pub const MAX_KERNEL_ROWS: usize = 16;
-
 /// The geometry of one depthwise conv (one per compiled op, owned by the
 /// compiled model).
 #[derive(Clone, Debug)]
@@ -56,9 +52,7 @@ impl DepthwiseRows {
     ) {
         match self.kernel_impl {
             #[cfg(target_arch = "x86_64")]
-            MicroKernel::Avx512 if self.kernel[0] <= MAX_KERNEL_ROWS => {
-                avx512::rows(self, src, taps, bias, dst, r0, r1)
-            }
+            MicroKernel::Avx512 => avx512::rows(self, src, taps, bias, dst, r0, r1),
             _ => self.portable(src, taps, bias, dst, r0, r1),
         }
     }
@@ -162,44 +156,90 @@ mod avx512 {
         }
     }
 
-    /// `M` neighbouring 16-column chunks of one output row from `ox0`,
-    /// reading the padded tap rows `rows`: `M` independent accumulators,
-    /// so consecutive taps' FMAs overlap instead of waiting on each other.
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn chunks<const M: usize>(
-        s: &DepthwiseRows,
-        rows: &[*const f32],
+    /// The padded buffer of one call and the output it fills.
+    struct Rows<'a> {
+        s: &'a DepthwiseRows,
+        /// The padded input rows, `width` floats apart.
+        base: *const f32,
+        width: usize,
         taps: *const f32,
         bias: __m512,
-        act: &VecAct,
+        act: VecAct,
+        /// Output row `r0` (the buffer's first output row).
         out: *mut f32,
-        ox0: usize,
-    ) {
-        let [_, kw] = s.kernel;
-        let (sw, dw) = (s.stride[1], s.dilation[1]);
-        let mut acc = [bias; M];
-        for (ky, &row) in rows.iter().enumerate() {
+    }
+
+    /// `M` neighbouring 16-column chunks from `ox0` of `R` consecutive
+    /// output rows from `row` (counted from `r0`): `R * M` independent
+    /// accumulators, so that consecutive taps' FMAs overlap instead of
+    /// waiting on each other. One chain of nine dependent FMAs per chunk
+    /// was the bottleneck, worst on maps one chunk wide (14x14, 7x7),
+    /// which therefore take several rows at once.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn block<const R: usize, const M: usize>(b: &Rows<'_>, row: usize, ox0: usize) {
+        let s = b.s;
+        let [kh, kw] = s.kernel;
+        let (sh, dh, sw, dw) = (s.stride[0], s.dilation[0], s.stride[1], s.dilation[1]);
+        let mut acc = [[b.bias; M]; R];
+        for ky in 0..kh {
             for kx in 0..kw {
-                let tap = _mm512_set1_ps(*taps.add(ky * kw + kx));
-                for (c, acc) in acc.iter_mut().enumerate() {
-                    let at = row.add((ox0 + 16 * c) * sw + kx * dw);
-                    *acc = _mm512_fmadd_ps(tap, window(at, sw), *acc);
+                let tap = _mm512_set1_ps(*b.taps.add(ky * kw + kx));
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let input = b.base.add(((row + r) * sh + ky * dh) * b.width + kx * dw);
+                    for (c, acc) in acc.iter_mut().enumerate() {
+                        let at = input.add((ox0 + 16 * c) * sw);
+                        *acc = _mm512_fmadd_ps(tap, window(at, sw), *acc);
+                    }
                 }
             }
         }
-        for (c, &acc) in acc.iter().enumerate() {
-            let at = ox0 + 16 * c;
-            let n = (s.ow - at).min(16);
-            _mm512_mask_storeu_ps(out.add(at), lane_mask(n), apply_act(act, acc));
+        for (r, acc) in acc.iter().enumerate() {
+            let out = b.out.add((row + r) * s.ow);
+            for (c, &acc) in acc.iter().enumerate() {
+                let at = ox0 + 16 * c;
+                let n = (s.ow - at).min(16);
+                _mm512_mask_storeu_ps(out.add(at), lane_mask(n), apply_act(&b.act, acc));
+            }
+        }
+    }
+
+    /// Output rows `0..rows` (from `r0`) in blocks of `R` rows by `M`
+    /// chunks, the last rows and chunks in smaller blocks.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn sweep<const R: usize, const M: usize>(b: &Rows<'_>, rows: usize) {
+        let chunks = b.s.ow.div_ceil(16);
+        let mut row = 0;
+        while row + R <= rows {
+            let mut c = 0;
+            while c + M <= chunks {
+                block::<R, M>(b, row, 16 * c);
+                c += M;
+            }
+            while c < chunks {
+                block::<R, 1>(b, row, 16 * c);
+                c += 1;
+            }
+            row += R;
+        }
+        for row in row..rows {
+            let mut c = 0;
+            while c + M <= chunks {
+                block::<1, M>(b, row, 16 * c);
+                c += M;
+            }
+            while c < chunks {
+                block::<1, 1>(b, row, 16 * c);
+                c += 1;
+            }
         }
     }
 
     /// Copies the input rows output rows `r0..r1` read into a zero-padded
     /// buffer (padding rows and columns as zeros, room past the right edge
     /// for the last chunk's loads), so the loops need no bounds or masks,
-    /// then computes 64 columns at a time.
+    /// then computes them block by block.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn rows(
         s: &DepthwiseRows,
@@ -244,25 +284,21 @@ mod avx512 {
                     }
                 }
             }
-            let act = vec_act(s.activation);
-            let b = _mm512_set1_ps(bias);
-            let base = buffer.as_ptr();
-            let mut rows = [std::ptr::null::<f32>(); super::MAX_KERNEL_ROWS];
-            for oy in r0..r1 {
-                for (ky, row) in rows.iter_mut().enumerate().take(kh) {
-                    *row = base.add(((oy - r0) * sh + ky * dh) * width);
-                }
-                let out = dst.add((oy - r0) * s.ow);
-                let mut ox0 = 0;
-                while ox0 < s.ow {
-                    match (s.ow - ox0).div_ceil(16) {
-                        1 => chunks::<1>(s, &rows[..kh], taps, b, &act, out, ox0),
-                        2 => chunks::<2>(s, &rows[..kh], taps, b, &act, out, ox0),
-                        3 => chunks::<3>(s, &rows[..kh], taps, b, &act, out, ox0),
-                        _ => chunks::<4>(s, &rows[..kh], taps, b, &act, out, ox0),
-                    }
-                    ox0 += 64;
-                }
+            let b = Rows {
+                s,
+                base: buffer.as_ptr(),
+                width,
+                taps,
+                bias: _mm512_set1_ps(bias),
+                act: vec_act(s.activation),
+                out: dst,
+            };
+            // About four to six accumulators, whatever the map's width.
+            match s.ow.div_ceil(16) {
+                1 => sweep::<4, 1>(&b, r1 - r0),
+                2 => sweep::<2, 2>(&b, r1 - r0),
+                3 => sweep::<2, 3>(&b, r1 - r0),
+                _ => sweep::<1, 4>(&b, r1 - r0),
             }
         });
     }
