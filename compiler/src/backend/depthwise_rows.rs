@@ -205,34 +205,31 @@ mod avx512 {
     }
 
     /// Output rows `0..rows` (from `r0`) in blocks of `R` rows by `M`
-    /// chunks, the last rows and chunks in smaller blocks.
+    /// chunks; the last chunks of a row as one narrower block, the last
+    /// rows one at a time.
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn sweep<const R: usize, const M: usize>(b: &Rows<'_>, rows: usize) {
         let chunks = b.s.ow.div_ceil(16);
         let mut row = 0;
-        while row + R <= rows {
+        while row < rows {
+            let r = if row + R <= rows { R } else { 1 };
             let mut c = 0;
-            while c + M <= chunks {
-                block::<R, M>(b, row, 16 * c);
-                c += M;
-            }
             while c < chunks {
-                block::<R, 1>(b, row, 16 * c);
-                c += 1;
+                let m = (chunks - c).min(M);
+                match (r == R, m) {
+                    (true, m) if m == M => block::<R, M>(b, row, 16 * c),
+                    (true, 1) => block::<R, 1>(b, row, 16 * c),
+                    (true, 2) => block::<R, 2>(b, row, 16 * c),
+                    (true, _) => block::<R, 3>(b, row, 16 * c),
+                    (false, 1) => block::<1, 1>(b, row, 16 * c),
+                    (false, 2) => block::<1, 2>(b, row, 16 * c),
+                    (false, 3) => block::<1, 3>(b, row, 16 * c),
+                    (false, _) => block::<1, 4>(b, row, 16 * c),
+                }
+                c += m;
             }
-            row += R;
-        }
-        for row in row..rows {
-            let mut c = 0;
-            while c + M <= chunks {
-                block::<1, M>(b, row, 16 * c);
-                c += M;
-            }
-            while c < chunks {
-                block::<1, 1>(b, row, 16 * c);
-                c += 1;
-            }
+            row += r;
         }
     }
 
