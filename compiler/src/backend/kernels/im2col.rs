@@ -1,14 +1,15 @@
-//! `im2col`: one task per input channel plane, which writes the `kh*kw`
-//! column rows of that channel. The taps are unrolled, so each row's valid
-//! (unpadded) output range is a compile-time constant: rows and columns
-//! that read padding are zero-filled, the rest copied, four lanes at a time
-//! when the stride is 1.
+//! `im2col`: one task per input channel plane and kernel row, which
+//! writes the `kw` column rows of that channel and row. The taps are
+//! unrolled, so each row's valid (unpadded) output range is a compile-time
+//! constant: rows and columns that read padding are zero-filled, the rest
+//! copied, four lanes at a time when the stride is 1.
 
 use super::elementwise::span;
 use super::{Kernel, Operands};
 use crate::backend::jit::Emit;
 use crate::backend::BackendError;
 use crate::ir::Im2ColAttrs;
+use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 
 /// The output positions `o` in `0..count` whose input `o*stride + offset -
@@ -100,71 +101,80 @@ pub fn build(a: &Im2ColAttrs, ops: Operands<'_>) -> Kernel {
     let (src, dst) = (x.base, ops.out.base);
     let a = a.clone();
     Kernel::copy(
-        n * c,
+        n * c * kh,
         Box::new(move |e: &mut Emit| {
-            e.for_tasks(|e, t| {
+            e.for_tasks(|e, task| {
+                // Task (plane, ky): a stem conv has 3 input channels, too
+                // few tasks for the threads without the tap rows.
+                let t = e.div_imm(task, kh);
+                let task_ky = e.rem_imm(task, kh);
                 let plane = e.mul_imm(t, h * w);
                 let src = e.addr(src, plane);
                 let rows = e.mul_imm(t, kh * kw * oh * ow);
                 let dst = e.addr(dst, rows);
                 for ky in 0..kh {
-                    let (y0, y1) = valid(oh, h, a.stride[0], ky * a.dilation[0], a.padding[0]);
-                    for kx in 0..kw {
-                        let (x0, x1) = valid(ow, w, a.stride[1], kx * a.dilation[1], a.padding[1]);
-                        let row = e.add_imm(dst, 4 * (ky * kw + kx) * oh * ow);
-                        zero_fill(e, row, 0, y0 * ow)?;
-                        zero_fill(e, row, y1 * ow, oh * ow)?;
-                        let ix0 = x0 * a.stride[1] + kx * a.dilation[1] - a.padding[1];
-                        e.for_n(y0, y1, 1, |e, oy| {
-                            let iy = e.mul_imm(oy, a.stride[0]);
-                            let iy = e.add_imm(iy, ky * a.dilation[0]);
-                            let iy = e.sub_imm(iy, a.padding[0]);
-                            let in_row = e.mul_imm(iy, w);
-                            let in_row = e.add_imm(in_row, ix0);
-                            let from = e.addr_of(src, in_row);
-                            let out_row = e.mul_imm(oy, ow);
-                            let to = e.addr_of(row, out_row);
-                            zero_fill(e, to, 0, x0)?;
-                            zero_fill(e, to, x1, ow)?;
-                            let (lo, hi) = (e.i(x0), e.i(x1));
-                            if a.stride[1] == 1 {
-                                let base = e.i(x0);
-                                span(e, lo, hi, |e, ty, i| {
-                                    let j = e.b.ins().isub(i, base);
-                                    let p = e.addr_of(from, j);
-                                    let v = e.load(ty, p, 0);
-                                    let q = e.addr_of(to, i);
-                                    e.store(v, q, 0);
-                                    Ok(())
-                                })
-                            } else {
-                                // Stride 2: four columns per gathered load
-                                // while its 8 reads stay inside the row.
-                                let s = a.stride[1];
-                                let vend =
-                                    vector_end(x0, x1, s, kx * a.dilation[1], w, a.padding[1]);
-                                let vector_end = e.i(vend);
-                                e.for_range(lo, vector_end, 4, |e, ox| {
-                                    let j = e.b.ins().isub(ox, lo);
-                                    let j = e.mul_imm(j, s);
-                                    let p = e.addr_of(from, j);
-                                    let v = e.load_strided4(p, s);
-                                    let q = e.addr_of(to, ox);
-                                    e.store(v, q, 0);
-                                    Ok(())
-                                })?;
-                                e.for_range(vector_end, hi, 1, |e, ox| {
-                                    let j = e.b.ins().isub(ox, lo);
-                                    let j = e.mul_imm(j, a.stride[1]);
-                                    let p = e.addr_of(from, j);
-                                    let v = e.load(types::F32, p, 0);
-                                    let q = e.addr_of(to, ox);
-                                    e.store(v, q, 0);
-                                    Ok(())
-                                })
-                            }
-                        })?;
-                    }
+                    let this = e.b.ins().icmp_imm_u(IntCC::Equal, task_ky, ky as i64);
+                    e.if_then(this, |e| {
+                        let (y0, y1) = valid(oh, h, a.stride[0], ky * a.dilation[0], a.padding[0]);
+                        for kx in 0..kw {
+                            let (x0, x1) =
+                                valid(ow, w, a.stride[1], kx * a.dilation[1], a.padding[1]);
+                            let row = e.add_imm(dst, 4 * (ky * kw + kx) * oh * ow);
+                            zero_fill(e, row, 0, y0 * ow)?;
+                            zero_fill(e, row, y1 * ow, oh * ow)?;
+                            let ix0 = x0 * a.stride[1] + kx * a.dilation[1] - a.padding[1];
+                            e.for_n(y0, y1, 1, |e, oy| {
+                                let iy = e.mul_imm(oy, a.stride[0]);
+                                let iy = e.add_imm(iy, ky * a.dilation[0]);
+                                let iy = e.sub_imm(iy, a.padding[0]);
+                                let in_row = e.mul_imm(iy, w);
+                                let in_row = e.add_imm(in_row, ix0);
+                                let from = e.addr_of(src, in_row);
+                                let out_row = e.mul_imm(oy, ow);
+                                let to = e.addr_of(row, out_row);
+                                zero_fill(e, to, 0, x0)?;
+                                zero_fill(e, to, x1, ow)?;
+                                let (lo, hi) = (e.i(x0), e.i(x1));
+                                if a.stride[1] == 1 {
+                                    let base = e.i(x0);
+                                    span(e, lo, hi, |e, ty, i| {
+                                        let j = e.b.ins().isub(i, base);
+                                        let p = e.addr_of(from, j);
+                                        let v = e.load(ty, p, 0);
+                                        let q = e.addr_of(to, i);
+                                        e.store(v, q, 0);
+                                        Ok(())
+                                    })
+                                } else {
+                                    // Stride 2: four columns per gathered load
+                                    // while its 8 reads stay inside the row.
+                                    let s = a.stride[1];
+                                    let vend =
+                                        vector_end(x0, x1, s, kx * a.dilation[1], w, a.padding[1]);
+                                    let vector_end = e.i(vend);
+                                    e.for_range(lo, vector_end, 4, |e, ox| {
+                                        let j = e.b.ins().isub(ox, lo);
+                                        let j = e.mul_imm(j, s);
+                                        let p = e.addr_of(from, j);
+                                        let v = e.load_strided4(p, s);
+                                        let q = e.addr_of(to, ox);
+                                        e.store(v, q, 0);
+                                        Ok(())
+                                    })?;
+                                    e.for_range(vector_end, hi, 1, |e, ox| {
+                                        let j = e.b.ins().isub(ox, lo);
+                                        let j = e.mul_imm(j, a.stride[1]);
+                                        let p = e.addr_of(from, j);
+                                        let v = e.load(types::F32, p, 0);
+                                        let q = e.addr_of(to, ox);
+                                        e.store(v, q, 0);
+                                        Ok(())
+                                    })
+                                }
+                            })?;
+                        }
+                        Ok(())
+                    })?;
                 }
                 Ok(())
             })
