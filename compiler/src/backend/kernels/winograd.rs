@@ -14,10 +14,9 @@
 //! - `winograd_output`: one task per output plane. Four tiles' `a*a`
 //!   elements are 4-lane loads; `AT M AT^T` plus the bias gives each tile
 //!   row's `m` outputs per lane, interleaved (m = 2) or transposed (m = 4)
-//!   into contiguous stores. Tiles
-//!   that the output clips run one lane at a time and store only what
-//!   exists. The residual and activation follow in one pass over the
-//!   plane, which is still in L1.
+//!   into contiguous stores. Tiles that the output clips run one lane at a
+//!   time and store only what exists. The residual and activation follow
+//!   in one pass over the plane, which is still in L1.
 
 use super::depthwise::{epilogue_pass, load_bias};
 use super::elementwise::span;
@@ -87,13 +86,47 @@ fn gather(e: &mut Emit, ty: Type, ptr: Value, stride: usize) -> Value {
     v
 }
 
-/// Floats a four-tile [`gather`] reads past the first tile's column.
-fn gather_reach(m: usize) -> usize {
-    if m <= 2 {
-        2 * LANES
-    } else {
-        (LANES - 1) * m + 1
+/// Floats a four-tile group of patch rows reads from its first tile's
+/// first column: three vectors for F(2x2), five for F(4x4) (see
+/// [`patch_row`]).
+fn group_reach(m: usize, side: usize) -> usize {
+    match m {
+        2 => 3 * LANES,
+        4 => 5 * LANES,
+        _ => (LANES - 1) * m + side,
     }
+}
+
+/// Patch row elements `0..side` at `ptr` of four tiles `m` apart (of one
+/// for a scalar `ty`): element `s` of lane `t` is `ptr[m*t + s]`. For
+/// F(4x4) the 20 floats the group spans are five vector loads whose 4x4
+/// transposes are the six columns (two shuffle levels instead of 24
+/// scalar loads and inserts); for F(2x2) three loads and four shuffles
+/// (instead of four two-load gathers).
+fn patch_row(e: &mut Emit, ty: Type, ptr: Value, m: usize, side: usize) -> Vec<Value> {
+    if ty == F32X4 && m == 4 {
+        let v: Vec<Value> = (0..5).map(|k| e.load(F32X4, ptr, LANES * k)).collect();
+        let low = e.transpose4([v[0], v[1], v[2], v[3]]);
+        let high = e.transpose4([v[1], v[2], v[3], v[4]]);
+        return low.into_iter().chain(high).take(side).collect();
+    }
+    if ty == F32X4 && m == 2 {
+        // Columns 0..12: the even and odd lanes of the first eight are
+        // elements 0 and 1; elements 2 and 3 are those shifted by a lane,
+        // with the ninth and tenth columns coming in.
+        let v: Vec<Value> = (0..3).map(|k| e.load(F32X4, ptr, LANES * k)).collect();
+        let even = e.shuffle_lanes(v[0], v[1], [0, 2, 4, 6]);
+        let odd = e.shuffle_lanes(v[0], v[1], [1, 3, 5, 7]);
+        let two = e.shuffle_lanes(even, v[2], [1, 2, 3, 4]);
+        let three = e.shuffle_lanes(odd, v[2], [1, 2, 3, 5]);
+        return vec![even, odd, two, three];
+    }
+    (0..side)
+        .map(|s| {
+            let p = e.b.ins().iadd_imm_s(ptr, (4 * s) as i64);
+            gather(e, ty, p, m)
+        })
+        .collect()
 }
 
 /// `winograd_input`.
@@ -110,7 +143,7 @@ pub fn input(a: &WinogradInputAttrs, ops: Operands<'_>) -> Result<Kernel, Backen
     // read (the tiles end first).
     let (hp, wp) = (
         m * th + 2,
-        (m * tw + 2).max(m * tw.saturating_sub(LANES) + side - 1 + gather_reach(m)),
+        (m * tw + 2).max(m * tw.saturating_sub(LANES) + group_reach(m, side)),
     );
     let (copy_h, copy_w) = (h.min(hp.saturating_sub(py)), w.min(wp.saturating_sub(px)));
     let vector_tiles = tw / LANES * LANES;
@@ -163,12 +196,8 @@ pub fn input(a: &WinogradInputAttrs, ops: Operands<'_>) -> Result<Kernel, Backen
                     // Rows: t[r][j] = sum_s BT[j][s] d[r][s].
                     let mut rows = Vec::with_capacity(side);
                     for r in 0..side {
-                        let d: Vec<Value> = (0..side)
-                            .map(|s| {
-                                let p = e.b.ins().iadd_imm_s(corner, (4 * (r * wp + s)) as i64);
-                                gather(e, ty, p, m)
-                            })
-                            .collect();
+                        let start = e.b.ins().iadd_imm_s(corner, (4 * r * wp) as i64);
+                        let d = patch_row(e, ty, start, m, side);
                         let row: Vec<Value> = (0..side)
                             .map(|j| combine(e, ty, &t.bt[j * side..][..side], |_, s| d[s]))
                             .collect();
