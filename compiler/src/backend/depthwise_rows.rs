@@ -7,10 +7,10 @@
 //! compute-bound: running it twice doubled its time. Here each call copies
 //! the input rows it reads into a zero-padded buffer, so every load is a
 //! plain one (a stride-2 window is two loads and a permute, other strides
-//! gather), and four chunks of 16 columns accumulate side by side so that
-//! the taps' FMAs overlap.
-//! The portable version is the scalar definition, for CPUs without
-//! AVX-512 and as the tests' reference.
+//! gather), and blocks of up to four rows by four 16-column chunks
+//! accumulate side by side so that the taps' FMAs overlap. The portable
+//! version is the scalar definition, for CPUs without AVX-512 and as the
+//! tests' reference.
 
 #![allow(unsafe_code)]
 
