@@ -45,6 +45,16 @@ pub struct WeightSpec {
     pub role: WeightRole,
 }
 
+/// The weights of an op whose only weight is an optional per-channel bias
+/// (the second half of a lowered conv: `col2im`, `winograd_output`).
+fn bias_only(bias: bool, channels: usize) -> Vec<WeightSpec> {
+    if bias {
+        vec![spec("bias", vec![channels], WeightRole::Bias { fan_in: 1 })]
+    } else {
+        Vec::new()
+    }
+}
+
 fn spec(suffix: impl Into<String>, shape: Vec<usize>, role: WeightRole) -> WeightSpec {
     WeightSpec {
         suffix: suffix.into(),
@@ -123,28 +133,8 @@ pub fn weight_shapes(op: &Op, x: &TensorType) -> SResult<Vec<WeightSpec>> {
             }
             w
         }
-        Op::Col2Im(a) => {
-            if a.bias {
-                vec![spec(
-                    "bias",
-                    vec![a.out_channels],
-                    WeightRole::Bias { fan_in: 1 },
-                )]
-            } else {
-                Vec::new()
-            }
-        }
-        Op::WinogradOutput(a) => {
-            if a.bias {
-                vec![spec(
-                    "bias",
-                    vec![a.out_channels],
-                    WeightRole::Bias { fan_in: 1 },
-                )]
-            } else {
-                Vec::new()
-            }
-        }
+        Op::Col2Im(a) => bias_only(a.bias, a.out_channels),
+        Op::WinogradOutput(a) => bias_only(a.bias, a.out_channels),
         Op::Im2Col(_) | Op::Elementwise(_) | Op::WinogradInput(_) => Vec::new(),
         Op::ConvTranspose2d(a) => {
             require_rank("conv_transpose2d", x, 4, "[N, C, H, W]")?;

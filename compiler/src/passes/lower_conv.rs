@@ -90,15 +90,15 @@ fn describe(
 }
 
 /// The weight tensor of operand `index` of `id`, as data.
-fn weight_data(
+fn weight_data<'w>(
     graph: &Graph,
-    weights: &WeightSet,
+    weights: &'w WeightSet,
     id: NodeId,
     index: usize,
-) -> Result<Vec<f32>, PassError> {
+) -> Result<&'w [f32], PassError> {
     let w = graph.node(id).inputs()[index];
     weight_tensor(NAME, graph, weights, w)?
-        .map(|t| t.data().to_vec())
+        .map(|t| t.data())
         .ok_or_else(|| PassError::MissingWeight {
             pass: NAME,
             name: graph.node(w).name.clone(),
@@ -250,14 +250,7 @@ fn lower_winograd(
     let (c_in, c_out, side) = (x_shape[1], a.out_channels, t.a());
     // [out, C, 3, 3] -> [a*a*out, C]: row e*out + o is element e of
     // G g G^T for filter (o, c).
-    let weight_node = graph.node(id).inputs()[1];
-    let w = weight_tensor(NAME, graph, weights, weight_node)?.ok_or_else(|| {
-        PassError::MissingWeight {
-            pass: NAME,
-            name: graph.node(weight_node).name.clone(),
-        }
-    })?;
-    let u = t.filters(w.data(), c_out, c_in);
+    let u = t.filters(weight_data(graph, weights, id, 1)?, c_out, c_in);
     let old = graph.node(id).inputs()[1];
     let weight = reshape_weight(
         NAME,

@@ -440,24 +440,15 @@ impl Emit<'_> {
     }
 
     /// Four floats `ptr[0], ptr[stride], ptr[2*stride], ptr[3*stride]` for
-    /// a stride of 1 (one load) or 2 (two loads of 4 and a byte shuffle of
-    /// the even lanes; reads `ptr[0..8]`).
+    /// a stride of 1 (one load) or 2 (two loads of 4 and a shuffle of the
+    /// even lanes; reads `ptr[0..8]`).
     pub fn load_strided4(&mut self, ptr: Value, stride: usize) -> Value {
         if stride == 1 {
             return self.load(F32X4, ptr, 0);
         }
         let lo = self.load(F32X4, ptr, 0);
         let hi = self.load(F32X4, ptr, 4);
-        let flags = MemFlagsData::new().with_endianness(Endianness::Little);
-        let lo = self.b.ins().bitcast(types::I8X16, flags, lo);
-        let hi = self.b.ins().bitcast(types::I8X16, flags, hi);
-        let even = self.b.func.dfg.immediates.push(
-            [0u8, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27]
-                .to_vec()
-                .into(),
-        );
-        let v = self.b.ins().shuffle(lo, hi, even);
-        self.b.ins().bitcast(F32X4, flags, v)
+        self.shuffle_lanes(lo, hi, [0, 2, 4, 6])
     }
 
     /// Four lanes picked from `a` (lanes 0..4) and `b` (lanes 4..8).

@@ -4,9 +4,10 @@
 //! the transform matrices unrolled into adds and subtracts of their
 //! constant entries.
 //!
-//! - `winograd_input`: one task per input channel plane. For four
-//!   neighbouring tiles each load gathers one patch element of all four
-//!   (stride m), `BT d BT^T` runs on the lanes, and each of the `a*a`
+//! - `winograd_input`: one task per input channel plane. Four
+//!   neighbouring tiles' patch rows are loaded as whole vectors and
+//!   shuffled into one vector per patch column, `BT d BT^T` runs on the
+//!   lanes, and each of the `a*a`
 //!   results is one 4-lane store into its own row. The task first copies
 //!   its plane, padded, into this thread's scratch memory, so no load
 //!   needs a bounds check; tiles left over at a row's end run one lane at
@@ -68,32 +69,14 @@ fn combine(
     acc.unwrap_or_else(|| e.f(ty, 0.0))
 }
 
-/// Element `ptr[0]` of four patches `stride` apart, or of one for a scalar
-/// `ty`.
-fn gather(e: &mut Emit, ty: Type, ptr: Value, stride: usize) -> Value {
-    if ty == types::F32 {
-        return e.load(types::F32, ptr, 0);
-    }
-    if stride <= 2 {
-        return e.load_strided4(ptr, stride);
-    }
-    let first = e.load(types::F32, ptr, 0);
-    let mut v = e.b.ins().splat(F32X4, first);
-    for lane in 1..LANES {
-        let x = e.load(types::F32, ptr, lane * stride);
-        v = e.b.ins().insertlane(v, x, lane as u8);
-    }
-    v
-}
-
 /// Floats a four-tile group of patch rows reads from its first tile's
 /// first column: three vectors for F(2x2), five for F(4x4) (see
 /// [`patch_row`]).
-fn group_reach(m: usize, side: usize) -> usize {
-    match m {
-        2 => 3 * LANES,
-        4 => 5 * LANES,
-        _ => (LANES - 1) * m + side,
+fn group_reach(m: usize) -> usize {
+    if m == 2 {
+        3 * LANES
+    } else {
+        5 * LANES
     }
 }
 
@@ -102,16 +85,20 @@ fn group_reach(m: usize, side: usize) -> usize {
 /// F(4x4) the 20 floats the group spans are five vector loads whose 4x4
 /// transposes are the six columns (two shuffle levels instead of 24
 /// scalar loads and inserts); for F(2x2) three loads and four shuffles
-/// (instead of four two-load gathers).
+/// (instead of four two-load gathers). `m` is 2 or 4, the transforms
+/// [`Transform::of`] has.
 fn patch_row(e: &mut Emit, ty: Type, ptr: Value, m: usize, side: usize) -> Vec<Value> {
-    if ty == F32X4 && m == 4 {
+    if ty == types::F32 {
+        return (0..side).map(|s| e.load(ty, ptr, s)).collect();
+    }
+    if m == 4 {
         let v: Vec<Value> = (0..5).map(|k| e.load(F32X4, ptr, LANES * k)).collect();
         let low = e.transpose4([v[0], v[1], v[2], v[3]]);
         let high = e.transpose4([v[1], v[2], v[3], v[4]]);
         return low.into_iter().chain(high).take(side).collect();
     }
-    if ty == F32X4 && m == 2 {
-        // Columns 0..12: the even and odd lanes of the first eight are
+    {
+        // m = 2. Columns 0..12: the even and odd lanes of the first eight are
         // elements 0 and 1; elements 2 and 3 are those shifted by a lane,
         // with the ninth and tenth columns coming in.
         let v: Vec<Value> = (0..3).map(|k| e.load(F32X4, ptr, LANES * k)).collect();
@@ -119,14 +106,8 @@ fn patch_row(e: &mut Emit, ty: Type, ptr: Value, m: usize, side: usize) -> Vec<V
         let odd = e.shuffle_lanes(v[0], v[1], [1, 3, 5, 7]);
         let two = e.shuffle_lanes(even, v[2], [1, 2, 3, 4]);
         let three = e.shuffle_lanes(odd, v[2], [1, 2, 3, 5]);
-        return vec![even, odd, two, three];
+        vec![even, odd, two, three]
     }
-    (0..side)
-        .map(|s| {
-            let p = e.b.ins().iadd_imm_s(ptr, (4 * s) as i64);
-            gather(e, ty, p, m)
-        })
-        .collect()
 }
 
 /// `winograd_input`.
@@ -139,11 +120,11 @@ pub fn input(a: &WinogradInputAttrs, ops: Operands<'_>) -> Result<Kernel, Backen
     let (m, side) = (t.m, t.a());
     let elements = side * side;
     // The padded plane: every tile's patch, and room for the last
-    // four-tile gather's reach. Input rows or columns past it are never
+    // four-tile group's loads. Input rows or columns past it are never
     // read (the tiles end first).
     let (hp, wp) = (
         m * th + 2,
-        (m * tw + 2).max(m * tw.saturating_sub(LANES) + group_reach(m, side)),
+        (m * tw + 2).max(m * tw.saturating_sub(LANES) + group_reach(m)),
     );
     let (copy_h, copy_w) = (h.min(hp.saturating_sub(py)), w.min(wp.saturating_sub(px)));
     let vector_tiles = tw / LANES * LANES;
