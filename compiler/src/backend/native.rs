@@ -141,10 +141,7 @@ pub fn pack(a: &[f32], groups: usize, m: usize, k: usize) -> Result<Vec<PackedA>
             a.len()
         )));
     }
-    let kernel = micro_kernel();
-    Ok((0..groups)
-        .map(|g| PackedA::pack(kernel, &a[g * m * k..(g + 1) * m * k], m, k))
-        .collect())
+    Ok(PackedA::pack_groups(micro_kernel(), a, groups, m, k))
 }
 
 /// Does task `t` of `task`. Called by JIT code.

@@ -28,10 +28,12 @@ impl AlignedBuf {
         AlignedBuf { lines: Vec::new() }
     }
 
-    /// A buffer of at least `len` zeroed floats, from zeroed (untouched)
-    /// pages the kernel may back with huge pages: packed weights are the
-    /// bulk of a model's memory, and faulting them in 4 KiB at a time was
-    /// a large part of compile time.
+    /// A buffer of at least `len` zeroed floats whose pages the kernel may
+    /// back with huge pages: packed weights are the bulk of a model's
+    /// memory, and faulting them in 4 KiB at a time was a large part of
+    /// compile time. The advice must come before the first write, so this
+    /// allocates uninitialised memory, advises, then zeroes it
+    /// (`alloc_zeroed` at 64-byte alignment zeroes with a memset first).
     pub(crate) fn zeroed(len: usize) -> AlignedBuf {
         let lines = len.div_ceil(LINE);
         let Ok(layout) = std::alloc::Layout::array::<Line>(lines) else {
@@ -42,16 +44,18 @@ impl AlignedBuf {
         if layout.size() == 0 {
             return AlignedBuf::new();
         }
-        // SAFETY: the layout is non-zero-sized; all-zero bits are a valid
-        // `Line`; the pointer comes from the global allocator with exactly
-        // the layout `Vec<Line>` uses for `lines` elements, so the Vec may
-        // own and free it.
+        // SAFETY: the layout is non-zero-sized; every byte is zeroed before
+        // the Vec is made, and all-zero bits are a valid `Line`; the pointer
+        // comes from the global allocator with exactly the layout
+        // `Vec<Line>` uses for `lines` elements, so the Vec may own and free
+        // it.
         let lines = unsafe {
-            let ptr = std::alloc::alloc_zeroed(layout).cast::<Line>();
+            let ptr = std::alloc::alloc(layout).cast::<Line>();
             if ptr.is_null() {
                 std::alloc::handle_alloc_error(layout);
             }
             crate::backend::memory::advise_huge_pages(ptr.cast(), layout.size());
+            ptr.write_bytes(0, lines);
             Vec::from_raw_parts(ptr, lines, lines)
         };
         AlignedBuf { lines }
@@ -88,11 +92,10 @@ impl AlignedBuf {
     }
 }
 
-/// Packs row-major `a [m, k]` into `MR`-row panels (see the module docs).
-pub(crate) fn pack_a(a: &[f32], m: usize, k: usize, mr: usize) -> AlignedBuf {
-    let panels = m.div_ceil(mr);
-    let mut buf = AlignedBuf::zeroed(panels * mr * k);
-    let dst = buf.as_mut_slice();
+/// Packs row-major `a [m, k]` into `MR`-row panels (see the module docs)
+/// in `dst`, which holds [`packed_a_len`] zeroed floats: rows past `m` stay
+/// zero.
+pub(crate) fn pack_a(a: &[f32], m: usize, k: usize, mr: usize, dst: &mut [f32]) {
     for (row, src) in a.chunks_exact(k.max(1)).take(m).enumerate() {
         let panel = row / mr;
         let r = row % mr;
@@ -101,7 +104,11 @@ pub(crate) fn pack_a(a: &[f32], m: usize, k: usize, mr: usize) -> AlignedBuf {
             dst[base + kk * mr] = v;
         }
     }
-    buf
+}
+
+/// Floats `pack_a` writes for an `[m, k]` matrix: whole panels of `mr` rows.
+pub(crate) fn packed_a_len(m: usize, k: usize, mr: usize) -> usize {
+    m.div_ceil(mr) * mr * k
 }
 
 /// How many rows ahead of the copy `pack_b` prefetches B.
