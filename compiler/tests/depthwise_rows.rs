@@ -244,4 +244,21 @@ proptest! {
         let act = if relu { Activation::Relu } else { Activation::None };
         check([kh, kw], [sh, sw], [ph, pw], [dh, dw], [h, w], act, rows, seed);
     }
+
+    /// 3x3 at equal strides 1 or 2 without dilation, which the AVX-512
+    /// version reads in place with masked loads: any padding (up to wider
+    /// than the map), maps narrower and wider than a vector, row ranges
+    /// that end inside or past the map.
+    #[test]
+    fn direct_3x3_geometries(
+        stride in 1usize..3,
+        (ph, pw) in (0usize..4, 0usize..4),
+        (h, w) in (1usize..40, 1usize..80),
+        rows in (0usize..20, 0usize..45),
+        relu in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let act = if relu { Activation::Relu } else { Activation::None };
+        check([3, 3], [stride, stride], [ph, pw], [1, 1], [h, w], act, rows, seed);
+    }
 }
