@@ -223,7 +223,8 @@ impl PanelGemm {
     }
 }
 
-/// Computes `n` columns of a [`PanelGemm`]. Called by JIT code.
+/// Computes rows `m0..m1` (clamped to `m`), columns `0..n` of a
+/// [`PanelGemm`]. Called by JIT code.
 ///
 /// # Safety
 /// `spec` points to a live [`PanelGemm`]; `b` addresses `k` rows of `ldb`
@@ -236,6 +237,8 @@ pub unsafe extern "C" fn nnc_gemm_panel(
     c: *mut f32,
     residual: *const f32,
     n: usize,
+    m0: usize,
+    m1: usize,
 ) {
     // SAFETY: the caller passes a live spec (the compiled model owns it).
     let spec = unsafe { &*spec };
@@ -245,8 +248,8 @@ pub unsafe extern "C" fn nnc_gemm_panel(
         ldr: spec.ldc,
         activation: native_activation(spec.activation),
     };
-    // SAFETY: as documented above.
-    unsafe { gemm::gemm(&spec.a, b, spec.ldb, c, spec.ldc, 0..spec.a.m(), 0..n, &epi) }
+    // SAFETY: as documented above; `gemm` clamps the rows to `m`.
+    unsafe { gemm::gemm(&spec.a, b, spec.ldb, c, spec.ldc, m0..m1, 0..n, &epi) }
 }
 
 /// Step `i` of a batch-1 `rnn`, `lstm` or `gru` layer and direction (see

@@ -28,6 +28,10 @@ use cranelift_codegen::ir::{types, InstBuilder, Value};
 /// Columns of output per separable task (rows are whole).
 const SEPARABLE_COLUMNS: usize = 512;
 
+/// Maps of at most this many outputs split the pointwise output channels
+/// between threads instead of the rows.
+const SEPARABLE_SPLIT_CHANNELS: usize = 256;
+
 /// `separable_conv2d`.
 pub fn separable(
     a: &SeparableConv2dAttrs,
@@ -44,15 +48,27 @@ pub fn separable(
     let dw_weights = ops.inputs[1].base;
     let dw_bias = dw.bias.then(|| ops.inputs[2].base);
     let pw_index = 2 + usize::from(dw.bias);
+    let threads = ops.threads.max(1);
+    // Small maps on several threads: each task computes the whole
+    // depthwise tile and a share of the pointwise output channels. Splitting
+    // rows instead left each task's pointwise GEMM a few columns wide (a
+    // 7x7 map on 2 threads: 14 columns of the micro-kernel's 32), and the
+    // depthwise half, done once per task, is the cheap one there.
+    let channel_parts = if threads > 1 && oh * ow <= SEPARABLE_SPLIT_CHANNELS {
+        threads
+    } else {
+        1
+    };
     // Whole rows up to SEPARABLE_COLUMNS columns per task, but fewer rows
     // when that leaves some thread without a task (small late-stage maps);
     // on one thread, splitting only makes the pointwise GEMM narrower.
     let mut rows_per_task = (SEPARABLE_COLUMNS / ow.max(1)).clamp(1, oh.max(1));
-    let threads = ops.threads.max(1);
-    if threads > 1 && batch * oh.div_ceil(rows_per_task) < 2 * threads {
-        rows_per_task = rows_per_task.min(oh.div_ceil((2 * threads).div_ceil(batch)).max(1));
-    }
-    if threads > 1 {
+    if channel_parts > 1 {
+        rows_per_task = oh.max(1);
+    } else if threads > 1 {
+        if batch * oh.div_ceil(rows_per_task) < 2 * threads {
+            rows_per_task = rows_per_task.min(oh.div_ceil((2 * threads).div_ceil(batch)).max(1));
+        }
         // Whole rounds of tasks, so that no thread waits for the last one
         // (a 56x56 map in blocks of 9 rows was 7 tasks on 2 threads).
         let tasks = (batch * oh.div_ceil(rows_per_task)).next_multiple_of(threads);
@@ -96,10 +112,13 @@ pub fn separable(
             kernel_impl: MicroKernel::Avx512,
         })
     });
+    let channels_per_part = c_out.div_ceil(channel_parts);
     let mut kernel = Kernel::jit(
-        batch * blocks,
+        batch * blocks * channel_parts,
         Box::new(move |e: &mut Emit| {
             e.for_tasks(|e, t| {
+                let part = e.rem_imm(t, channel_parts);
+                let t = e.div_imm(t, channel_parts);
                 let n = e.div_imm(t, blocks);
                 let block = e.rem_imm(t, blocks);
                 let r0 = e.mul_imm(block, rows_per_task);
@@ -159,9 +178,11 @@ pub fn separable(
                 let rows = e.b.ins().isub(r1, r0);
                 let cols = e.mul_imm(rows, ow);
                 let spec = e.i(spec);
+                let m0 = e.mul_imm(part, channels_per_part);
+                let m1 = e.add_imm(m0, channels_per_part);
                 e.call_native(
                     nnc_gemm_panel as *const () as usize,
-                    &[spec, tile, c, r, cols],
+                    &[spec, tile, c, r, cols, m0, m1],
                 );
                 Ok(())
             })
