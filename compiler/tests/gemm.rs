@@ -1,14 +1,16 @@
 //! The native GEMM against a naive f64 triple-loop oracle, for every
 //! micro-kernel this CPU has: edge shapes, sub-ranges (thread splits),
-//! strided operands, every activation, bias and residual, the `extern "C"`
-//! entry point, and a property test over random small shapes.
+//! strided operands, every activation, bias and residual, B packed and read
+//! in place, the `extern "C"` entry point, and a property test over random
+//! small shapes.
 
 #![allow(unsafe_code)]
 
 use std::ops::Range;
 
 use nnc_compiler::backend::gemm::{
-    gemm, nnc_gemm, Activation, GemmCall, GemmEpilogue, MicroKernel, Operand, PackedA,
+    gemm, gemm_b_in_cache, nnc_gemm, Activation, GemmCall, GemmEpilogue, MicroKernel, Operand,
+    PackedA,
 };
 use proptest::prelude::*;
 
@@ -86,7 +88,9 @@ impl Case {
         }
     }
 
-    fn run(&self, kernel: MicroKernel, seed: u64) {
+    /// With `b_in_cache`, through [`gemm_b_in_cache`] (B's whole panels
+    /// read in place).
+    fn run(&self, kernel: MicroKernel, seed: u64, b_in_cache: bool) {
         let Case { m, n, k, .. } = *self;
         let (ldb, ldc) = (n + self.ldb_pad, n + self.ldc_pad);
         let mut rng = Rng(seed | 1);
@@ -124,8 +128,9 @@ impl Case {
         };
         for (rm, rn) in &self.blocks {
             // SAFETY: every operand covers the whole matrix it stands for.
+            let f = if b_in_cache { gemm_b_in_cache } else { gemm };
             unsafe {
-                gemm(
+                f(
                     &packed,
                     b.as_ptr(),
                     ldb,
@@ -179,10 +184,13 @@ impl Case {
 
     fn run_all(&self) {
         for (s, kernel) in kernels().into_iter().enumerate() {
-            self.run(
-                kernel,
-                0x9e37_79b9 + s as u64 * 7 + (self.m * 31 + self.n * 17 + self.k) as u64,
-            );
+            for b_in_cache in [false, true] {
+                self.run(
+                    kernel,
+                    0x9e37_79b9 + s as u64 * 7 + (self.m * 31 + self.n * 17 + self.k) as u64,
+                    b_in_cache,
+                );
+            }
         }
     }
 }
@@ -424,7 +432,7 @@ fn extern_entry_point_resolves_arena_and_absolute_operands() {
         case.bias = true;
         case.residual = true;
         case.activation = Activation::Relu;
-        case.run(kernel, 11);
+        case.run(kernel, 11, false);
     }
 }
 
@@ -479,6 +487,7 @@ proptest! {
         residual in any::<bool>(),
         act in 0usize..6,
         seed in any::<u64>(),
+        b_in_cache in any::<bool>(),
     ) {
         let mut case = Case::new(m, n, k);
         case.ldb_pad = ldb_pad;
@@ -489,7 +498,7 @@ proptest! {
         case.residual = residual;
         case.activation = ACTIVATIONS[act];
         for kernel in kernels() {
-            case.run(kernel, seed);
+            case.run(kernel, seed, b_in_cache);
         }
     }
 }

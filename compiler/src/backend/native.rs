@@ -249,7 +249,8 @@ pub unsafe extern "C" fn nnc_gemm_panel(
         activation: native_activation(spec.activation),
     };
     // SAFETY: as documented above; `gemm` clamps the rows to `m`.
-    unsafe { gemm::gemm(&spec.a, b, spec.ldb, c, spec.ldc, m0..m1, 0..n, &epi) }
+    // The tile was just written by the depthwise rows: B is in cache.
+    unsafe { gemm::gemm_b_in_cache(&spec.a, b, spec.ldb, c, spec.ldc, m0..m1, 0..n, &epi) }
 }
 
 /// Step `i` of a batch-1 `rnn`, `lstm` or `gru` layer and direction (see
