@@ -192,9 +192,14 @@ impl PackedA {
     /// # Panics
     /// If `a.len() < m * k`.
     pub fn pack(kernel: MicroKernel, a: &[f32], m: usize, k: usize) -> PackedA {
-        Self::pack_groups(kernel, a, 1, m, k)
-            .pop()
-            .expect("one group packs one matrix")
+        let (kernel, data, _) = Self::pack_into_one(kernel, a, 1, m, k);
+        PackedA {
+            kernel,
+            m,
+            k,
+            data,
+            offset: 0,
+        }
     }
 
     /// Packs `groups` consecutive row-major `[m, k]` matrices of `a` for
@@ -213,6 +218,26 @@ impl PackedA {
         m: usize,
         k: usize,
     ) -> Vec<PackedA> {
+        let (kernel, data, stride) = Self::pack_into_one(kernel, a, groups, m, k);
+        (0..groups)
+            .map(|g| PackedA {
+                kernel,
+                m,
+                k,
+                data: Arc::clone(&data),
+                offset: g * stride,
+            })
+            .collect()
+    }
+
+    /// The kernel packed for, the buffer, and the floats between groups.
+    fn pack_into_one(
+        kernel: MicroKernel,
+        a: &[f32],
+        groups: usize,
+        m: usize,
+        k: usize,
+    ) -> (MicroKernel, Arc<AlignedBuf>, usize) {
         let kernel = if kernel.is_available() {
             kernel
         } else {
@@ -231,16 +256,7 @@ impl PackedA {
                 &mut dst[g * stride..][..stride],
             );
         }
-        let data = Arc::new(data);
-        (0..groups)
-            .map(|g| PackedA {
-                kernel,
-                m,
-                k,
-                data: Arc::clone(&data),
-                offset: g * stride,
-            })
-            .collect()
+        (kernel, Arc::new(data), stride)
     }
 
     /// Rows of A (and of C).
