@@ -7,7 +7,8 @@
 //! compute-bound: running it twice doubled its time. Here 3x3 kernels at
 //! stride 1 or 2 (MobileNetV2's) read each window from the input rows in
 //! place, with load masks for the columns outside the row, in blocks of up
-//! to eight rows by one 16-column chunk (see `direct`). Other kernels copy
+//! to eight rows by one 16-column chunk (see `direct`; at stride 2 one
+//! pair of loads serves the three windows of a row). Other kernels copy
 //! the input rows each call reads into a zero-padded buffer, so every load
 //! is a plain one (a stride-2 window is two loads and a permute, other
 //! strides gather), and blocks of up to four rows by four 16-column chunks
@@ -439,6 +440,13 @@ mod avx512 {
             columns(s, chunk)
         };
         let even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+        let odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+        // At stride 2, whether column 32 from the first window's start lies
+        // inside the row (the last lane of the third window).
+        let last: __mmask16 = {
+            let column = columns[0].0 + 32;
+            (0..s.w as isize).contains(&column).into()
+        };
         let taps: [__m512; 9] = std::array::from_fn(|t| _mm512_set1_ps(*d.taps.add(t)));
         let mut acc = [_mm512_set1_ps(d.bias); R];
         for i in 0..(R - 1) * S + 3 {
@@ -447,19 +455,30 @@ mod avx512 {
                 continue;
             }
             let row = d.src.wrapping_offset(iy * s.w as isize);
-            let x: [__m512; 3] = std::array::from_fn(|kx| {
-                let (offset, low, high) = columns[kx];
+            let x: [__m512; 3] = if S == 1 {
+                std::array::from_fn(|kx| {
+                    let (offset, low, _) = columns[kx];
+                    _mm512_maskz_loadu_ps(low, row.wrapping_offset(offset))
+                })
+            } else {
+                // The three windows are the even lanes, the odd lanes and
+                // the even lanes one further of the same 33 columns: two
+                // loads, two permutes, and an align with the 33rd.
+                let (offset, low, high) = columns[0];
                 let at = row.wrapping_offset(offset);
-                if S == 1 {
-                    _mm512_maskz_loadu_ps(low, at)
-                } else {
-                    _mm512_permutex2var_ps(
-                        _mm512_maskz_loadu_ps(low, at),
-                        even,
-                        _mm512_maskz_loadu_ps(high, at.wrapping_add(16)),
-                    )
-                }
-            });
+                let (lo, hi) = (
+                    _mm512_maskz_loadu_ps(low, at),
+                    _mm512_maskz_loadu_ps(high, at.wrapping_add(16)),
+                );
+                let even_lanes = _mm512_permutex2var_ps(lo, even, hi);
+                let odd_lanes = _mm512_permutex2var_ps(lo, odd, hi);
+                let next = _mm512_maskz_loadu_ps(last, at.wrapping_add(32));
+                let shifted = _mm512_alignr_epi32::<1>(
+                    _mm512_castps_si512(next),
+                    _mm512_castps_si512(even_lanes),
+                );
+                [even_lanes, odd_lanes, _mm512_castsi512_ps(shifted)]
+            };
             for ky in 0..3 {
                 if i < ky || (i - ky) % S != 0 || (i - ky) / S >= R {
                     continue;
