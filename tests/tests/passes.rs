@@ -780,17 +780,25 @@ fn resnet18_after_the_pipeline_has_no_batch_norm_and_no_standalone_relu() {
     };
     // The stem and the first conv of each of the 8 blocks end in a ReLU;
     // each block's second conv in the shortcut add and a ReLU; the 3
-    // downsample convs in nothing. The 13 3x3 stride-1 convs (every conv2,
-    // and conv1 of the blocks that keep their size) run as Winograd; the
-    // stem, the 3 stride-2 3x3 convs and the 3 strided 1x1 downsamples
-    // need im2col.
-    assert_eq!(gemm("relu") + winograd("relu"), 9, "{graph}");
+    // downsample convs in nothing. The stem (3 input channels) stays a
+    // conv2d for the direct kernel; the 13 3x3 stride-1 convs (every
+    // conv2, and conv1 of the blocks that keep their size) run as
+    // Winograd; the 3 stride-2 3x3 convs and the 3 strided 1x1
+    // downsamples need im2col.
+    let direct = |want: &str| {
+        count(
+            &graph,
+            |op| matches!(op, Op::Conv2d(a) if a.bias && a.epilogue.describe() == want),
+        )
+    };
+    assert_eq!(direct("relu"), 1, "{graph}");
+    assert_eq!(gemm("relu") + winograd("relu"), 8, "{graph}");
     assert_eq!(winograd("relu"), 5, "{graph}");
     assert_eq!(winograd("add+relu"), 8, "{graph}");
     assert_eq!(gemm(""), 3, "{graph}");
     assert_eq!(count(&graph, |op| matches!(op, Op::WinogradInput(_))), 13);
-    assert_eq!(count(&graph, |op| matches!(op, Op::Im2Col(_))), 7);
-    assert_eq!(count(&graph, |op| matches!(op, Op::Conv2d(_))), 0);
+    assert_eq!(count(&graph, |op| matches!(op, Op::Im2Col(_))), 6);
+    assert_eq!(count(&graph, |op| matches!(op, Op::Conv2d(_))), 1);
     let fired: Vec<usize> = reports.iter().map(|(_, r)| r.fired).collect();
     // fold-bn 20; fuse 17 activations + 8 adds; lower-conv 20 convs.
     assert_eq!(fired, [0, 20, 0, 25, 20, 80], "{reports:?}");
@@ -812,7 +820,9 @@ fn mobilenet_v2_runs_every_depthwise_pointwise_pair_as_one_separable_op() {
         depthwise
     );
     assert_eq!(count(&graph, |op| matches!(op, Op::DepthwiseConv2d(_))), 0);
-    assert_eq!(count(&graph, |op| matches!(op, Op::Conv2d(_))), 0);
+    // Only the stem (3 input channels) stays a conv2d, for the direct
+    // kernel.
+    assert_eq!(count(&graph, |op| matches!(op, Op::Conv2d(_))), 1);
     // Each separable op carries its depthwise ReLU6; the 10 blocks with a
     // shortcut (stride 1, same width) end in the residual add.
     assert_eq!(

@@ -479,6 +479,8 @@ fn algorithm(graph: &Graph, id: NodeId) -> String {
             "gemm on the input (1x1)"
         };
         format!("{kind}{}", groups(a.groups))
+    } else if matches!(node.op, Op::Conv2d(_)) {
+        "direct (few input channels)".into()
     } else if matches!(node.op, Op::DepthwiseConv2d(_)) {
         "depthwise, direct".into()
     } else if matches!(node.op, Op::SeparableConv2d(_)) {

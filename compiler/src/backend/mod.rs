@@ -9,6 +9,7 @@
 pub mod cell;
 pub mod compile;
 pub mod depthwise_rows;
+pub mod direct_conv;
 pub mod gemm;
 pub mod jit;
 pub mod kernels;

@@ -106,7 +106,7 @@ pub const PASSES: &[Pass] = &[
     },
     Pass {
         name: lower_conv::NAME,
-        description: "choose each convolution's algorithm: gemm (1x1), depthwise, separable (depthwise + 1x1), winograd (3x3 stride 1), im2col + gemm, or gemm + col2im (transposed)",
+        description: "choose each convolution's algorithm: gemm (1x1), direct (few input channels), depthwise, separable (depthwise + 1x1), winograd (3x3 stride 1), im2col + gemm, or gemm + col2im (transposed)",
         run: lower_conv::lower_conv,
     },
     Pass {

@@ -6,6 +6,8 @@
 //!   applies the depthwise activation, and multiplies the tile by the
 //!   pointwise weight with the native GEMM, whose epilogue adds the bias and
 //!   the residual as it stores the output rows.
+//! - `conv2d` (few input channels, see `lower-conv`): the native direct
+//!   convolution, one task per block of output rows.
 //! - `col2im`: one task per output plane: the bias, then every column row
 //!   of the plane's channel scatter-added at its tap's offset, then the
 //!   epilogue.
@@ -16,13 +18,14 @@ use super::gemm::constant;
 use super::im2col::valid;
 use super::{Consts, Kernel, Operands};
 use crate::backend::depthwise_rows::{nnc_depthwise_rows, DepthwiseRows};
+use crate::backend::direct_conv::{nnc_direct_conv, DirectConv};
 use crate::backend::gemm::MicroKernel;
 use crate::backend::jit::Emit;
 use crate::backend::native::{
     micro_kernel, native_activation, nnc_gemm_panel, nnc_scratch, PanelGemm,
 };
 use crate::backend::BackendError;
-use crate::ir::{Col2ImAttrs, Epilogue, SeparableConv2dAttrs};
+use crate::ir::{Col2ImAttrs, Conv2dAttrs, Epilogue, SeparableConv2dAttrs};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 
 /// Columns of output per separable task (rows are whole). Longer runs of
@@ -192,6 +195,72 @@ pub fn separable(
         }),
     );
     kernel.micro_kernel = Some(micro_kernel().name().into());
+    Ok(kernel)
+}
+
+/// Output rows per direct-convolution task.
+const DIRECT_ROWS: usize = 8;
+
+/// Whether a `conv2d` runs as the direct convolution (the shapes
+/// `lower-conv` leaves as `conv2d`).
+pub fn direct_fits(a: &Conv2dAttrs) -> bool {
+    DirectConv::supports(a.stride, a.dilation, a.groups) && !a.epilogue.residual
+}
+
+/// `conv2d` with few input channels: the native direct convolution.
+pub fn direct(
+    a: &Conv2dAttrs,
+    ops: Operands<'_>,
+    consts: &mut Consts,
+) -> Result<Kernel, BackendError> {
+    let x = &ops.inputs[0];
+    let out = &ops.out;
+    let (batch, c_in, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
+    let (c_out, oh, ow) = (out.shape[1], out.shape[2], out.shape[3]);
+    let bias = if a.bias {
+        Some(constant(&ops, 2, "conv bias")?)
+    } else {
+        None
+    };
+    let conv = DirectConv::new(
+        [c_in, h, w],
+        [oh, ow],
+        a.kernel,
+        a.stride[0],
+        a.padding,
+        constant(&ops, 1, "conv weight")?,
+        bias,
+        native_activation(a.epilogue.activation),
+        micro_kernel(),
+    );
+    let tile = conv.tile_name();
+    let spec = consts.direct(conv);
+    let blocks = oh.div_ceil(DIRECT_ROWS);
+    let (src, dst) = (x.base, out.base);
+    let mut kernel = Kernel::jit(
+        batch * blocks,
+        Box::new(move |e: &mut Emit| {
+            e.for_tasks(|e, t| {
+                let n = e.div_imm(t, blocks);
+                let block = e.rem_imm(t, blocks);
+                let r0 = e.mul_imm(block, DIRECT_ROWS);
+                let r1 = e.add_imm(r0, DIRECT_ROWS);
+                let limit = e.i(oh);
+                let r1 = e.b.ins().umin(r1, limit);
+                let input = e.mul_imm(n, c_in * h * w);
+                let input = e.addr(src, input);
+                let output = e.mul_imm(n, c_out * oh * ow);
+                let output = e.addr(dst, output);
+                let spec = e.i(spec);
+                e.call_native(
+                    nnc_direct_conv as *const () as usize,
+                    &[spec, input, output, r0, r1],
+                );
+                Ok(())
+            })
+        }),
+    );
+    kernel.micro_kernel = Some(tile.into());
     Ok(kernel)
 }
 

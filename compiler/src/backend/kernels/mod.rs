@@ -14,6 +14,7 @@ mod winograd;
 
 use super::cell::PackedCell;
 use super::depthwise_rows::DepthwiseRows;
+use super::direct_conv::DirectConv;
 use super::jit::Base;
 use super::native::{GemmTask, PanelGemm};
 use super::BackendError;
@@ -53,6 +54,8 @@ pub struct Consts {
     #[allow(clippy::vec_box)]
     depthwise: Vec<Box<DepthwiseRows>>,
     #[allow(clippy::vec_box)]
+    direct: Vec<Box<DirectConv>>,
+    #[allow(clippy::vec_box)]
     cells: Vec<Box<PackedCell>>,
 }
 
@@ -70,6 +73,7 @@ impl Consts {
         self.gemms.extend(other.gemms);
         self.panels.extend(other.panels);
         self.depthwise.extend(other.depthwise);
+        self.direct.extend(other.direct);
         self.cells.extend(other.cells);
     }
 
@@ -105,6 +109,14 @@ impl Consts {
         address
     }
 
+    /// Keeps a direct convolution alive and returns its address.
+    pub fn direct(&mut self, conv: DirectConv) -> usize {
+        let boxed = Box::new(conv);
+        let address = &*boxed as *const DirectConv as usize;
+        self.direct.push(boxed);
+        address
+    }
+
     /// Keeps a recurrent cell's packed weights alive and returns their
     /// address.
     pub fn cell(&mut self, cell: PackedCell) -> usize {
@@ -125,6 +137,7 @@ impl Consts {
                 .sum::<usize>()
             + self.panels.iter().map(|g| g.bytes()).sum::<usize>()
             + self.cells.iter().map(|c| c.bytes()).sum::<usize>()
+            + self.direct.iter().map(|c| c.bytes()).sum::<usize>()
     }
 }
 
@@ -271,8 +284,10 @@ pub fn build(
         Op::Gru(a) => recurrent::build_gru(a, ops, consts)?,
         Op::WinogradInput(a) => winograd::input(a, ops)?,
         Op::WinogradOutput(a) => winograd::output(a, ops)?,
-        // `lower-conv` rewrites every convolution; the backend runs only
-        // after it.
+        // `lower-conv` leaves a `conv2d` only for the direct kernel (few
+        // input channels) and rewrites every other convolution; the
+        // backend runs only after it.
+        Op::Conv2d(a) if conv::direct_fits(a) => conv::direct(a, ops, consts)?,
         Op::Conv2d(_) | Op::ConvTranspose2d(_) => return Err(unlowered()),
     };
     Ok(Some(kernel))

@@ -1,0 +1,399 @@
+//! Native direct convolution for convs with few input channels (a
+//! network's stem: ResNet's 7x7 and MobileNetV2's 3x3 convs of the
+//! 3-channel image, both at stride 2).
+//!
+//! With 3 input channels im2col writes a column matrix as large as the
+//! image times the taps, and the GEMM on it has K = 27 or 147 and is bound
+//! by its stores. Here each task copies the input rows its output rows read
+//! into a zero-padded buffer, split by column phase at stride 2 (even
+//! columns, then odd), so that every tap's window of 16 output columns is
+//! one contiguous load. A tile of 16 output channels by 16 columns of one
+//! output row then accumulates every tap: the window is loaded once and
+//! each of the tap's 16 weights broadcast against it into its channel's
+//! accumulator. The weights are laid out per block of 16 output channels,
+//! tap-major, so a tap's 16 weights are one cache line.
+//!
+//! The AVX-512 version holds the 16 accumulators in zmm registers; the
+//! AVX2 version takes the tile as four 8x8 quarters; the portable version
+//! is the same loops in plain Rust, for other CPUs and as the tests'
+//! reference.
+
+#![allow(unsafe_code)]
+
+use super::gemm::{Activation, MicroKernel};
+use std::cell::RefCell;
+
+/// Output channels per block (and columns per chunk).
+const BLOCK: usize = 16;
+
+/// One direct convolution (owned by the compiled model).
+#[derive(Clone, Debug)]
+pub struct DirectConv {
+    c_in: usize,
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+    kernel: [usize; 2],
+    /// The same on both axes, 1 or 2.
+    stride: usize,
+    padding: [usize; 2],
+    out_channels: usize,
+    /// `[block][c][ky][kx][16]`, zero past `out_channels`.
+    weights: Vec<f32>,
+    /// Per output channel, zero past `out_channels` (all zero without a
+    /// bias).
+    bias: Vec<f32>,
+    activation: Activation,
+    kernel_impl: MicroKernel,
+}
+
+thread_local! {
+    /// The padded, phase-split input rows of one call (see [`DirectConv::run`]).
+    static ROWS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+impl DirectConv {
+    /// Whether a conv has the shape this kernel computes: no groups or
+    /// dilation, the same stride of 1 or 2 on both axes.
+    pub fn supports(stride: [usize; 2], dilation: [usize; 2], groups: usize) -> bool {
+        groups == 1 && dilation == [1, 1] && matches!(stride, [1, 1] | [2, 2])
+    }
+
+    /// The conv of `[c_in, h, w]` inputs by `weight [out, c_in, kh, kw]`
+    /// (row-major) and `bias [out]`, into `[out, oh, ow]` outputs.
+    ///
+    /// # Panics
+    /// If `weight` or `bias` is shorter than that.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        [c_in, h, w]: [usize; 3],
+        [oh, ow]: [usize; 2],
+        kernel: [usize; 2],
+        stride: usize,
+        padding: [usize; 2],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        activation: Activation,
+        kernel_impl: MicroKernel,
+    ) -> DirectConv {
+        let out_channels = weight.len() / (c_in * kernel[0] * kernel[1]).max(1);
+        let blocks = out_channels.div_ceil(BLOCK);
+        let taps = c_in * kernel[0] * kernel[1];
+        let mut weights = vec![0.0; blocks * taps * BLOCK];
+        for (o, row) in weight.chunks_exact(taps.max(1)).enumerate() {
+            for (t, &v) in row.iter().enumerate() {
+                weights[((o / BLOCK) * taps + t) * BLOCK + o % BLOCK] = v;
+            }
+        }
+        let mut padded_bias = vec![0.0; blocks * BLOCK];
+        if let Some(bias) = bias {
+            padded_bias[..out_channels].copy_from_slice(&bias[..out_channels]);
+        }
+        DirectConv {
+            c_in,
+            h,
+            w,
+            oh,
+            ow,
+            kernel,
+            stride,
+            padding,
+            out_channels,
+            weights,
+            bias: padded_bias,
+            activation,
+            kernel_impl: if kernel_impl.is_available() {
+                kernel_impl
+            } else {
+                MicroKernel::Portable
+            },
+        }
+    }
+
+    /// The implementation and its tile, as `nnc compile` shows it.
+    pub fn tile_name(&self) -> &'static str {
+        match self.kernel_impl {
+            MicroKernel::Avx512 => "avx512 16x16",
+            MicroKernel::Avx2Fma => "avx2+fma 8x8",
+            MicroKernel::Portable => "portable 16x16",
+        }
+    }
+
+    /// Bytes of weights and bias it holds.
+    pub fn bytes(&self) -> usize {
+        4 * (self.weights.len() + self.bias.len())
+    }
+
+    /// 16-column chunks of an output row.
+    fn chunks(&self) -> usize {
+        self.ow.div_ceil(BLOCK)
+    }
+
+    /// Floats in one phase of a padded row: every window of every chunk
+    /// lies inside it.
+    fn phase_len(&self) -> usize {
+        self.chunks() * BLOCK + (self.kernel[1] - 1) / self.stride
+    }
+
+    /// Computes output rows `r0..r1` (all channels) of one batch item into
+    /// `out` (`[out, oh, ow]`) from its input `x` (`[c_in, h, w]`).
+    ///
+    /// # Safety
+    /// `x` must hold `c_in * h * w` floats and `out` `out_channels * oh *
+    /// ow`; `r1 <= oh`.
+    pub unsafe fn run(&self, x: *const f32, out: *mut f32, r0: usize, r1: usize) {
+        if r0 >= r1 {
+            return;
+        }
+        ROWS.with(|rows| {
+            let mut rows = rows.borrow_mut();
+            // SAFETY: forwarded from the caller.
+            let input = unsafe { std::slice::from_raw_parts(x, self.c_in * self.h * self.w) };
+            let buffer = Rows::fill(self, input, r0, r1, &mut rows);
+            // SAFETY: the buffer holds every row and window the output rows
+            // read; `out` is the caller's.
+            unsafe {
+                match self.kernel_impl {
+                    #[cfg(target_arch = "x86_64")]
+                    MicroKernel::Avx512 => avx512::rows(self, &buffer, out, r0, r1),
+                    #[cfg(target_arch = "x86_64")]
+                    MicroKernel::Avx2Fma => avx2::rows(self, &buffer, out, r0, r1),
+                    _ => self.portable(&buffer, out, r0, r1),
+                }
+            }
+        });
+    }
+
+    /// Stores one 16-column chunk of output channel `o`, row `oy`: the
+    /// first `n` lanes of `values` after the activation.
+    ///
+    /// # Safety
+    /// `out` must be the output of a call of [`DirectConv::run`].
+    unsafe fn store(&self, out: *mut f32, o: usize, oy: usize, chunk: usize, values: &[f32]) {
+        let n = (self.ow - chunk * BLOCK).min(BLOCK);
+        // SAFETY: the row `oy` of channel `o` has `ow` columns from the
+        // chunk's first.
+        let dst = unsafe { out.add((o * self.oh + oy) * self.ow + chunk * BLOCK) };
+        for (l, &v) in values.iter().enumerate().take(n) {
+            // SAFETY: as above, `l < n`.
+            unsafe { *dst.add(l) = self.activation.apply(v) };
+        }
+    }
+
+    unsafe fn portable(&self, b: &Rows<'_>, out: *mut f32, r0: usize, r1: usize) {
+        let [kh, kw] = self.kernel;
+        let taps = self.c_in * kh * kw;
+        for oy in r0..r1 {
+            for block in 0..self.out_channels.div_ceil(BLOCK) {
+                let weights = &self.weights[block * taps * BLOCK..][..taps * BLOCK];
+                for chunk in 0..self.chunks() {
+                    let mut acc = [[0.0f32; BLOCK]; BLOCK];
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        *acc = [self.bias[block * BLOCK + r]; BLOCK];
+                    }
+                    for c in 0..self.c_in {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let window = b.window(c, oy - r0, ky, kx, chunk);
+                                let w = &weights[((c * kh + ky) * kw + kx) * BLOCK..][..BLOCK];
+                                for (acc, &w) in acc.iter_mut().zip(w) {
+                                    for (a, &x) in acc.iter_mut().zip(window) {
+                                        *a += w * x;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    let live = (self.out_channels - block * BLOCK).min(BLOCK);
+                    for (r, acc) in acc.iter().enumerate().take(live) {
+                        // SAFETY: forwarded from `run`.
+                        unsafe { self.store(out, block * BLOCK + r, oy, chunk, acc) };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The input rows of one call: `[c][j][phase][len]`, where row `j` is input
+/// row `r0 * stride - padding + j` and position `p` of phase `f` is padded
+/// column `p * stride + f` (input column `p * stride + f - padding`), zero
+/// outside the input.
+struct Rows<'a> {
+    data: &'a [f32],
+    rows: usize,
+    len: usize,
+    stride: usize,
+}
+
+impl<'a> Rows<'a> {
+    fn fill(s: &DirectConv, x: &[f32], r0: usize, r1: usize, buffer: &'a mut Vec<f32>) -> Self {
+        let (st, len) = (s.stride, s.phase_len());
+        let rows = (r1 - r0 - 1) * st + s.kernel[0];
+        let row_len = st * len;
+        buffer.clear();
+        buffer.resize(s.c_in * rows * row_len, 0.0);
+        for c in 0..s.c_in {
+            for j in 0..rows {
+                let Some(iy) = (r0 * st + j)
+                    .checked_sub(s.padding[0])
+                    .filter(|&iy| iy < s.h)
+                else {
+                    continue;
+                };
+                let src = &x[(c * s.h + iy) * s.w..][..s.w];
+                let dst = &mut buffer[(c * rows + j) * row_len..][..row_len];
+                if st == 1 {
+                    let n = s.w.min(len.saturating_sub(s.padding[1]));
+                    dst[s.padding[1]..][..n].copy_from_slice(&src[..n]);
+                } else {
+                    // Stride 2: even padded columns, then odd.
+                    let (even, odd) = dst.split_at_mut(len);
+                    for (ix, &v) in src.iter().enumerate() {
+                        let q = ix + s.padding[1];
+                        let phase = if q & 1 == 0 { &mut *even } else { &mut *odd };
+                        if let Some(slot) = phase.get_mut(q >> 1) {
+                            *slot = v;
+                        }
+                    }
+                }
+            }
+        }
+        Rows {
+            data: buffer,
+            rows,
+            len,
+            stride: st,
+        }
+    }
+
+    /// Where the window of tap `(c, ky, kx)` for output row `local` (from
+    /// `r0`) and chunk `chunk` starts: 16 consecutive floats.
+    fn start(&self, c: usize, local: usize, ky: usize, kx: usize, chunk: usize) -> usize {
+        let j = local * self.stride + ky;
+        ((c * self.rows + j) * self.stride + kx % self.stride) * self.len
+            + chunk * BLOCK
+            + kx / self.stride
+    }
+
+    fn window(&self, c: usize, local: usize, ky: usize, kx: usize, chunk: usize) -> &[f32] {
+        &self.data[self.start(c, local, ky, kx, chunk)..][..BLOCK]
+    }
+}
+
+/// Called by JIT code: [`DirectConv::run`] on the spec at `spec`.
+///
+/// # Safety
+/// As [`DirectConv::run`]; `spec` points to a live `DirectConv`.
+pub unsafe extern "C" fn nnc_direct_conv(
+    spec: *const DirectConv,
+    x: *const f32,
+    out: *mut f32,
+    r0: usize,
+    r1: usize,
+) {
+    // SAFETY: as documented above.
+    unsafe { (*spec).run(x, out, r0, r1) }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{DirectConv, Rows, BLOCK};
+    use crate::backend::gemm::avx512::{apply_act, lane_mask, vec_act};
+    use std::arch::x86_64::*;
+
+    /// 16 output channels by 16 columns per tile, one zmm accumulator per
+    /// channel; each weight is broadcast from memory into its FMA.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn rows(s: &DirectConv, b: &Rows<'_>, out: *mut f32, r0: usize, r1: usize) {
+        let [kh, kw] = s.kernel;
+        let taps = s.c_in * kh * kw;
+        let act = vec_act(s.activation);
+        let data = b.data.as_ptr();
+        for oy in r0..r1 {
+            for block in 0..s.out_channels.div_ceil(BLOCK) {
+                let weights = s.weights.as_ptr().add(block * taps * BLOCK);
+                let live = (s.out_channels - block * BLOCK).min(BLOCK);
+                for chunk in 0..s.chunks() {
+                    let mut acc: [__m512; BLOCK] =
+                        std::array::from_fn(|r| _mm512_set1_ps(s.bias[block * BLOCK + r]));
+                    for c in 0..s.c_in {
+                        for ky in 0..kh {
+                            let row = data.add(b.start(c, oy - r0, ky, 0, chunk));
+                            let w = weights.add((c * kh + ky) * kw * BLOCK);
+                            for kx in 0..kw {
+                                let at = (kx % b.stride) * b.len + kx / b.stride;
+                                let window = _mm512_loadu_ps(row.add(at));
+                                let w = w.add(kx * BLOCK);
+                                for (r, acc) in acc.iter_mut().enumerate() {
+                                    *acc = _mm512_fmadd_ps(_mm512_set1_ps(*w.add(r)), window, *acc);
+                                }
+                            }
+                        }
+                    }
+                    let mask = lane_mask(s.ow - chunk * BLOCK);
+                    for (r, &acc) in acc.iter().enumerate().take(live) {
+                        let o = block * BLOCK + r;
+                        let dst = out.add((o * s.oh + oy) * s.ow + chunk * BLOCK);
+                        _mm512_mask_storeu_ps(dst, mask, apply_act(&act, acc));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{DirectConv, Rows, BLOCK};
+    use std::arch::x86_64::*;
+
+    /// Each 16x16 tile as four 8x8 quarters (8 output channels by 8
+    /// columns), eight ymm accumulators each; the epilogue goes through
+    /// the portable store.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn rows(s: &DirectConv, b: &Rows<'_>, out: *mut f32, r0: usize, r1: usize) {
+        let [kh, kw] = s.kernel;
+        let taps = s.c_in * kh * kw;
+        let data = b.data.as_ptr();
+        for oy in r0..r1 {
+            for block in 0..s.out_channels.div_ceil(BLOCK) {
+                let weights = s.weights.as_ptr().add(block * taps * BLOCK);
+                let live = (s.out_channels - block * BLOCK).min(BLOCK);
+                for chunk in 0..s.chunks() {
+                    let mut tile = [[0.0f32; BLOCK]; BLOCK];
+                    for (half, lanes) in [(0, 0), (0, 8), (8, 0), (8, 8)] {
+                        let mut acc: [__m256; 8] = std::array::from_fn(|r| {
+                            _mm256_set1_ps(s.bias[block * BLOCK + half + r])
+                        });
+                        for c in 0..s.c_in {
+                            for ky in 0..kh {
+                                let row = data.add(b.start(c, oy - r0, ky, 0, chunk) + lanes);
+                                let w = weights.add((c * kh + ky) * kw * BLOCK + half);
+                                for kx in 0..kw {
+                                    let at = (kx % b.stride) * b.len + kx / b.stride;
+                                    let window = _mm256_loadu_ps(row.add(at));
+                                    let w = w.add(kx * BLOCK);
+                                    for (r, acc) in acc.iter_mut().enumerate() {
+                                        *acc = _mm256_fmadd_ps(
+                                            _mm256_set1_ps(*w.add(r)),
+                                            window,
+                                            *acc,
+                                        );
+                                    }
+                                }
+                            }
+                        }
+                        for (r, &acc) in acc.iter().enumerate() {
+                            _mm256_storeu_ps(tile[half + r][lanes..].as_mut_ptr(), acc);
+                        }
+                    }
+                    for (r, values) in tile.iter().enumerate().take(live) {
+                        s.store(out, block * BLOCK + r, oy, chunk, values);
+                    }
+                }
+            }
+        }
+    }
+}

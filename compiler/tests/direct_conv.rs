@@ -1,0 +1,187 @@
+//! The native direct convolution (few input channels) against an f64
+//! oracle written from the convolution's definition, for every
+//! implementation this CPU has: kernel sizes, strides 1 and 2, paddings
+//! wider than the kernel's reach, output channels that fill part of a
+//! block, row ranges, with and without bias, with a sentinel around the
+//! output rows to catch stray stores.
+
+#![allow(unsafe_code)]
+
+use nnc_compiler::backend::direct_conv::{nnc_direct_conv, DirectConv};
+use nnc_compiler::backend::gemm::{Activation, MicroKernel};
+use proptest::prelude::*;
+
+const SENTINEL: f32 = 12345.0;
+
+fn implementations() -> Vec<MicroKernel> {
+    MicroKernel::ALL
+        .into_iter()
+        .filter(|k| k.is_available())
+        .collect()
+}
+
+/// Deterministic values in [-1, 1).
+fn values(len: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// One convolution and the output rows to compute.
+#[derive(Clone, Debug)]
+struct Case {
+    c_in: usize,
+    size: [usize; 2],
+    out_channels: usize,
+    kernel: [usize; 2],
+    stride: usize,
+    padding: [usize; 2],
+    bias: bool,
+    activation: Activation,
+    rows: (usize, usize),
+    seed: u64,
+}
+
+impl Case {
+    fn check(&self) {
+        let [h, w] = self.size;
+        let [kh, kw] = self.kernel;
+        let out_len = |len: usize, pad: usize, k: usize| {
+            (len + 2 * pad)
+                .checked_sub(k)
+                .map(|span| span / self.stride + 1)
+        };
+        let (Some(oh), Some(ow)) = (
+            out_len(h, self.padding[0], kh),
+            out_len(w, self.padding[1], kw),
+        ) else {
+            return;
+        };
+        let (r0, r1) = (
+            self.rows.0.min(oh),
+            self.rows.1.min(oh).max(self.rows.0.min(oh)),
+        );
+        let x = values(self.c_in * h * w, self.seed);
+        let weight = values(self.out_channels * self.c_in * kh * kw, self.seed ^ 0x5555);
+        let bias = values(self.out_channels, self.seed ^ 0xaaaa);
+        for kernel_impl in implementations() {
+            let conv = DirectConv::new(
+                [self.c_in, h, w],
+                [oh, ow],
+                self.kernel,
+                self.stride,
+                self.padding,
+                &weight,
+                self.bias.then_some(&bias[..]),
+                self.activation,
+                kernel_impl,
+            );
+            let mut out = vec![SENTINEL; self.out_channels * oh * ow];
+            unsafe { nnc_direct_conv(&conv, x.as_ptr(), out.as_mut_ptr(), r0, r1) };
+            for o in 0..self.out_channels {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let got = out[(o * oh + oy) * ow + ox];
+                        if !(r0..r1).contains(&oy) {
+                            assert_eq!(
+                                got, SENTINEL,
+                                "{kernel_impl:?} {self:?}: ({o}, {oy}, {ox}) written"
+                            );
+                            continue;
+                        }
+                        let mut acc = if self.bias { f64::from(bias[o]) } else { 0.0 };
+                        for c in 0..self.c_in {
+                            for ky in 0..kh {
+                                for kx in 0..kw {
+                                    let iy =
+                                        (oy * self.stride + ky) as i64 - self.padding[0] as i64;
+                                    let ix =
+                                        (ox * self.stride + kx) as i64 - self.padding[1] as i64;
+                                    if (0..h as i64).contains(&iy) && (0..w as i64).contains(&ix) {
+                                        acc += f64::from(
+                                            weight[((o * self.c_in + c) * kh + ky) * kw + kx],
+                                        ) * f64::from(
+                                            x[(c * h + iy as usize) * w + ix as usize],
+                                        );
+                                    }
+                                }
+                            }
+                        }
+                        let want = match self.activation {
+                            Activation::Relu => acc.max(0.0),
+                            Activation::Clip { min, max } => {
+                                acc.max(f64::from(min)).min(f64::from(max))
+                            }
+                            _ => acc,
+                        };
+                        assert!(
+                            (f64::from(got) - want).abs() <= 1e-5 * want.abs().max(1.0),
+                            "{kernel_impl:?} {self:?}: ({o}, {oy}, {ox}) is {got}, want {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn network_stems() {
+    // ResNet's 7x7 and MobileNetV2's 3x3 stems at stride 2, on a smaller
+    // image (two 16-column chunks and a partial one), all rows and a block.
+    for (kernel, padding, out_channels) in [(7, 3, 64), (3, 1, 32)] {
+        for rows in [(0, 100), (3, 7)] {
+            Case {
+                c_in: 3,
+                size: [40, 90],
+                out_channels,
+                kernel: [kernel, kernel],
+                stride: 2,
+                padding: [padding, padding],
+                bias: true,
+                activation: Activation::Clip { min: 0.0, max: 6.0 },
+                rows,
+                seed: 1,
+            }
+            .check();
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn random_geometries(
+        c_in in 1usize..5,
+        (h, w) in (1usize..24, 1usize..60),
+        out_channels in 1usize..40,
+        (kh, kw) in (1usize..8, 1usize..8),
+        stride in 1usize..3,
+        (ph, pw) in (0usize..5, 0usize..5),
+        bias in any::<bool>(),
+        relu in any::<bool>(),
+        rows in (0usize..12, 0usize..30),
+        seed in any::<u64>(),
+    ) {
+        Case {
+            c_in,
+            size: [h, w],
+            out_channels,
+            kernel: [kh, kw],
+            stride,
+            padding: [ph, pw],
+            bias,
+            activation: if relu { Activation::Relu } else { Activation::None },
+            rows,
+            seed,
+        }
+        .check();
+    }
+}
