@@ -119,11 +119,21 @@ pub fn weight_shapes(op: &Op, x: &TensorType) -> SResult<Vec<WeightSpec>> {
             require_min_rank("gemm", x, 2)?;
             check_groups("gemm", x.shape[1], a.out_channels, a.groups)?;
             let fan_in = x.shape[1] / a.groups;
-            let mut w = vec![spec(
-                "weight",
-                vec![a.out_channels, fan_in],
-                WeightRole::Kernel { fan_in },
-            )];
+            let weight = if a.winograd.is_some() {
+                // The 3x3 conv weight whose transform the products use.
+                spec(
+                    "weight",
+                    vec![a.out_channels / a.groups, fan_in, 3, 3],
+                    WeightRole::Kernel { fan_in: 9 * fan_in },
+                )
+            } else {
+                spec(
+                    "weight",
+                    vec![a.out_channels, fan_in],
+                    WeightRole::Kernel { fan_in },
+                )
+            };
+            let mut w = vec![weight];
             if a.bias {
                 w.push(spec(
                     "bias",

@@ -502,3 +502,54 @@ proptest! {
         }
     }
 }
+
+/// `pack_winograd` transforms 3x3 filters while packing; its products must
+/// be exactly those of the transformed weights packed whole.
+#[test]
+fn winograd_weights_packed_while_transforming_match_the_transform(
+) -> Result<(), Box<dyn std::error::Error>> {
+    use nnc_compiler::backend::native::{pack, pack_winograd};
+    use nnc_compiler::ir::winograd::Transform;
+    let mut rng = Rng(77);
+    for (tile, c_out, c_in, n) in [(2, 24, 19, 37), (4, 17, 16, 50)] {
+        let t = Transform::of(tile).ok_or("no such transform")?;
+        let groups = t.a() * t.a();
+        let w = rng.vec(c_out * c_in * 9);
+        let b = rng.vec(c_in * n);
+        let whole = pack(&t.filters(&w, c_out, c_in), groups, c_out, c_in)?;
+        let streamed = pack_winograd(&w, tile, groups, c_out, c_in)?;
+        assert_eq!(whole.len(), groups);
+        assert_eq!(streamed.len(), groups);
+        for (a, b_packed) in whole.iter().zip(&streamed) {
+            let (mut c1, mut c2) = (vec![0.0f32; c_out * n], vec![0.0f32; c_out * n]);
+            // SAFETY: B is [c_in, n] and C [c_out, n].
+            unsafe {
+                gemm(
+                    a,
+                    b.as_ptr(),
+                    n,
+                    c1.as_mut_ptr(),
+                    n,
+                    0..c_out,
+                    0..n,
+                    &GemmEpilogue::NONE,
+                );
+                gemm(
+                    b_packed,
+                    b.as_ptr(),
+                    n,
+                    c2.as_mut_ptr(),
+                    n,
+                    0..c_out,
+                    0..n,
+                    &GemmEpilogue::NONE,
+                );
+            }
+            assert_eq!(c1, c2, "F({tile}x{tile}): the two packings differ");
+        }
+    }
+    // A weight too short, or a tile the transforms do not have, is an error.
+    assert!(pack_winograd(&[0.0; 10], 2, 16, 2, 1).is_err());
+    assert!(pack_winograd(&[0.0; 9], 3, 25, 1, 1).is_err());
+    Ok(())
+}

@@ -427,6 +427,7 @@ proptest! {
         let w2 = Tensor::new(vec![cout, k], wt.data().to_vec()).unwrap();
         let lowered = interp::gemm(&cols, &w2, b, &GemmAttrs {
             out_channels: cout, groups: c.groups, bias, epilogue: Epilogue::default(),
+            winograd: None,
         }).unwrap();
         assert_close(&lowered, direct.shape(), direct.data(), 1e-5);
     }
@@ -460,6 +461,7 @@ proptest! {
         let u = Tensor::new(vec![groups * cout, cin], t.filters(wt.data(), cout, cin)).unwrap();
         let products = interp::gemm(&v, &u, None, &GemmAttrs {
             out_channels: groups * cout, groups, bias: false, epilogue: Epilogue::default(),
+            winograd: None,
         }).unwrap();
         let lowered = interp::winograd_output(&products, b, &WinogradOutputAttrs {
             out_channels: cout, tile: m, output_size: [oh, ow], bias, epilogue: Epilogue::default(),
@@ -495,6 +497,7 @@ proptest! {
         let wt2 = Tensor::new(vec![c.groups * rows, cg], t).unwrap();
         let cols = interp::gemm(&x, &wt2, None, &GemmAttrs {
             out_channels: c.groups * rows, groups: c.groups, bias: false, epilogue: Epilogue::default(),
+            winograd: None,
         }).unwrap();
         let lowered = interp::col2im(&cols, Some(&b), &Col2ImAttrs {
             out_channels: cout, kernel: c.kernel, stride: c.stride, padding: c.padding,

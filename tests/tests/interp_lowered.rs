@@ -16,6 +16,7 @@ fn gemm_attrs(out: usize, groups: usize, bias: bool) -> GemmAttrs {
         groups,
         bias,
         epilogue: Epilogue::default(),
+        winograd: None,
     }
 }
 

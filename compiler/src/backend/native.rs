@@ -11,6 +11,7 @@ use super::cell::PackedCell;
 use super::gemm::{self, GemmEpilogue, MicroKernel, PackedA};
 use super::jit::Base;
 use super::BackendError;
+use crate::ir::winograd::Transform;
 use crate::ir::Activation;
 use std::ops::Range;
 
@@ -142,6 +143,43 @@ pub fn pack(a: &[f32], groups: usize, m: usize, k: usize) -> Result<Vec<PackedA>
         )));
     }
     Ok(PackedA::pack_groups(micro_kernel(), a, groups, m, k))
+}
+
+/// Packs the Winograd F(tile x tile, 3x3) transform of the 3x3 conv weight
+/// `w [m, k, 3, 3]` as `groups` (`a*a`) matrices `[m, k]`, group `e` holding
+/// element `e` of every filter's `G g G^T` (see `GemmAttrs::winograd`).
+/// Each output channel's filters are transformed into a row per element
+/// and packed at once, so the transformed weights never exist whole
+/// (ResNet-18's are 72 MB); an error if `w` is too short or `tile` is not
+/// a transform `ir::winograd` has.
+pub fn pack_winograd(
+    w: &[f32],
+    tile: usize,
+    groups: usize,
+    m: usize,
+    k: usize,
+) -> Result<Vec<PackedA>, BackendError> {
+    let transform = Transform::of(tile)
+        .filter(|t| t.a() * t.a() == groups)
+        .ok_or_else(|| {
+            BackendError::Codegen(format!(
+                "no Winograd F({tile}x{tile}, 3x3) in {groups} groups"
+            ))
+        })?;
+    if w.len() < m * k * 9 {
+        return Err(BackendError::Codegen(format!(
+            "a Winograd GEMM weight has {} elements, fewer than {m} x {k} x 3 x 3",
+            w.len()
+        )));
+    }
+    let filters = transform.filter_transform(k);
+    Ok(PackedA::pack_groups_with(
+        micro_kernel(),
+        groups,
+        m,
+        k,
+        |row, rows| filters.channel(&w[row * k * 9..][..k * 9], rows),
+    ))
 }
 
 /// Does task `t` of `task`. Called by JIT code.

@@ -14,6 +14,7 @@ use super::elementwise::{
     add, broadcast_shape, broadcast_to, clip, div, leaky_relu, mul, relu, relu6, sigmoid, sub, tanh,
 };
 use super::error::{operands, InterpError};
+use crate::ir::winograd::Transform;
 use crate::ir::{
     Activation, ClipAttrs, Col2ImAttrs, ElementwiseAttrs, ElementwiseStep, Epilogue, GemmAttrs,
     Im2ColAttrs, LeakyReluAttrs, SeparableConv2dAttrs,
@@ -136,6 +137,9 @@ pub fn gemm(
     a: &GemmAttrs,
 ) -> Result<Tensor, InterpError> {
     const OP: &str = "gemm";
+    if let Some(m) = a.winograd {
+        return winograd_gemm(x, weight, bias, a, m);
+    }
     let (k_total, spatial) = match *x.shape() {
         [_, k, ref rest @ ..] => (k, rest.iter().product::<usize>()),
         _ => return Err(operands(OP, "the input must have rank at least 2")),
@@ -175,6 +179,39 @@ pub fn gemm(
         }
     }
     Ok(out)
+}
+
+/// A `gemm` whose weight is a 3x3 conv weight `[M/groups, K, 3, 3]` and
+/// whose products use its Winograd F(mxm, 3x3) transform (see
+/// `GemmAttrs::winograd`): transforms it, then multiplies.
+fn winograd_gemm(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    a: &GemmAttrs,
+    m: usize,
+) -> Result<Tensor, InterpError> {
+    const OP: &str = "gemm";
+    let t = Transform::of(m).ok_or_else(|| operands(OP, format!("no Winograd F({m}x{m}, 3x3)")))?;
+    let groups = a.groups.max(1);
+    let (c_out, c_in) = (
+        a.out_channels / groups,
+        x.shape().get(1).copied().unwrap_or(0) / groups,
+    );
+    shape_is(OP, "weight", weight, &[c_out, c_in, 3, 3])?;
+    let u = Tensor::new(
+        vec![a.out_channels, c_in],
+        t.filters(weight.data(), c_out, c_in),
+    )?;
+    gemm(
+        x,
+        &u,
+        bias,
+        &GemmAttrs {
+            winograd: None,
+            ..a.clone()
+        },
+    )
 }
 
 /// `col2im`: `cols [N, out*kh*kw, H, W]`, optional `bias [out]`; output
@@ -250,6 +287,7 @@ pub fn separable_conv2d(
             groups: 1,
             bias: a.bias,
             epilogue: Epilogue::default(),
+            winograd: None,
         },
     )
 }

@@ -493,12 +493,21 @@ pub struct Im2ColAttrs {
 /// epilogue's residual. Output `[N, M, S...]` with
 /// `y[n, g*M/groups + m, s] = sum_k weight[g*M/groups + m, k] * x[n, g*K + k, s]`.
 /// A 1x1 conv is a gemm on its input; an im2col'd conv a gemm on the columns.
+///
+/// With `winograd: Some(m)` (a Winograd F(mxm, 3x3) conv's products, one
+/// group per transformed element) the weight operand is the conv's own 3x3
+/// weight `[M/groups, K, 3, 3]`, and the `[M, K]` weight above is its
+/// transform: row `e*M/groups + o` is element `e` of `G g G^T` for filter
+/// `(o, k)` (see `ir/winograd.rs`). The transform is computed where the
+/// weight is used (the backend transforms while packing) rather than
+/// stored: ResNet-18's transformed weights are 72 MB.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GemmAttrs {
     pub out_channels: usize,
     pub groups: usize,
     pub bias: bool,
     pub epilogue: Epilogue,
+    pub winograd: Option<usize>,
 }
 
 /// `col2im`: the scatter-add half of a transposed convolution. Operand
@@ -906,14 +915,17 @@ impl Op {
                 ("pad", pair(a.padding)),
                 ("dilation", pair(a.dilation)),
             ],
-            Op::Gemm(a) => with_epilogue(
-                vec![
+            Op::Gemm(a) => {
+                let mut attrs = vec![
                     ("out", a.out_channels.to_string()),
                     ("groups", a.groups.to_string()),
                     ("bias", a.bias.to_string()),
-                ],
-                &a.epilogue,
-            ),
+                ];
+                if let Some(m) = a.winograd {
+                    attrs.push(("weight", format!("winograd F({m}x{m}, 3x3)")));
+                }
+                with_epilogue(attrs, &a.epilogue)
+            }
             Op::Col2Im(a) => with_epilogue(
                 vec![
                     ("out", a.out_channels.to_string()),

@@ -45,54 +45,74 @@ impl Transform {
 
     /// The transformed weights of a 3x3 conv: `w [out, C, 3, 3]` becomes
     /// `[a*a*out, C]`, row `e*out + o` holding element `e` of `G g G^T` for
-    /// each filter `g = w[o, c]`. Element `e = (i, j)` is `sum over taps
-    /// (k, l) of G[i][k] G[j][l] g[k][l]`, so for each output channel the
-    /// taps are laid out as rows over `C` and each element is a few
-    /// vectorisable multiply-adds of them (lowering ResNet-18 transforms a
-    /// million filters). Serial: on two cores, both threads faulting in
-    /// the new pages made the parallel version two to three times slower.
+    /// each filter `g = w[o, c]` (see [`FilterTransform`]).
     pub fn filters(&self, w: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
         let a = self.a();
-        // coefficients[e][tap], products of entries of G (exact for F(2x2,
-        // 3x3), whose G holds 0, ±1/2 and 1).
-        let coefficients: Vec<Vec<(usize, f32)>> = (0..a * a)
-            .map(|e| {
-                let (i, j) = (e / a, e % a);
-                (0..9)
-                    .map(|tap| (tap, self.g[i * 3 + tap / 3] * self.g[j * 3 + tap % 3]))
-                    .filter(|&(_, c)| c != 0.0)
-                    .collect()
-            })
-            .collect();
+        let transform = self.filter_transform(c_in);
         let mut u = vec![0.0f32; a * a * c_out * c_in];
-        crate::backend::memory::advise_huge_pages(u.as_ptr().cast(), 4 * u.len());
-        // Each output channel's slice of every element's row.
-        let mut per_channel: Vec<Vec<&mut [f32]>> = (0..c_out).map(|_| Vec::new()).collect();
-        for row in u.chunks_mut((c_out * c_in).max(1)) {
-            for (slices, slice) in per_channel.iter_mut().zip(row.chunks_mut(c_in.max(1))) {
-                slices.push(slice);
+        let mut rows = vec![0.0f32; a * a * c_in];
+        for (o, w) in w.chunks_exact((9 * c_in).max(1)).take(c_out).enumerate() {
+            transform.channel(w, &mut rows);
+            for (e, row) in rows.chunks_exact(c_in.max(1)).enumerate() {
+                u[(e * c_out + o) * c_in..][..c_in].copy_from_slice(row);
             }
         }
-        per_channel
-            .into_iter()
-            .zip(w.chunks((c_in * 9).max(1)))
-            .for_each(|(mut rows, w)| {
-                // taps[tap][c] = w[c][tap].
-                let mut taps = vec![0.0f32; 9 * c_in];
-                for (c, g) in w.chunks_exact(9).enumerate() {
-                    for (tap, &v) in g.iter().enumerate() {
-                        taps[tap * c_in + c] = v;
-                    }
-                }
-                for (row, terms) in rows.iter_mut().zip(&coefficients) {
-                    for &(tap, coefficient) in terms {
-                        for (u, &g) in row.iter_mut().zip(&taps[tap * c_in..][..c_in]) {
-                            *u += coefficient * g;
-                        }
-                    }
-                }
-            });
         u
+    }
+
+    /// The filter transform of convs with `c_in` input channels, one output
+    /// channel at a time.
+    pub fn filter_transform(&self, c_in: usize) -> FilterTransform {
+        let a = self.a();
+        FilterTransform {
+            // coefficients[e][tap], products of entries of G (exact for
+            // F(2x2, 3x3), whose G holds 0, ±1/2 and 1).
+            coefficients: (0..a * a)
+                .map(|e| {
+                    let (i, j) = (e / a, e % a);
+                    (0..9)
+                        .map(|tap| (tap, self.g[i * 3 + tap / 3] * self.g[j * 3 + tap % 3]))
+                        .filter(|&(_, c)| c != 0.0)
+                        .collect()
+                })
+                .collect(),
+            c_in,
+            taps: std::cell::RefCell::new(vec![0.0; 9 * c_in]),
+        }
+    }
+}
+
+/// `G g G^T` for every input channel of one output channel's filters.
+/// Element `e = (i, j)` is `sum over taps (k, l) of G[i][k] G[j][l]
+/// g[k][l]`, so the taps are laid out as rows over the input channels and
+/// each element is a few vectorisable multiply-adds of them (ResNet-18 has
+/// a million filters to transform).
+pub struct FilterTransform {
+    coefficients: Vec<Vec<(usize, f32)>>,
+    c_in: usize,
+    /// `taps[tap][c]`, reused from channel to channel.
+    taps: std::cell::RefCell<Vec<f32>>,
+}
+
+impl FilterTransform {
+    /// Fills `rows` (`a*a` rows of `C`) with the transformed elements of
+    /// the filters `w [C, 3, 3]` of one output channel.
+    pub fn channel(&self, w: &[f32], rows: &mut [f32]) {
+        let c_in = self.c_in;
+        let mut taps = self.taps.borrow_mut();
+        for (c, g) in w.chunks_exact(9).take(c_in).enumerate() {
+            for (tap, &v) in g.iter().enumerate() {
+                taps[tap * c_in + c] = v;
+            }
+        }
+        for (row, terms) in rows.chunks_exact_mut(c_in.max(1)).zip(&self.coefficients) {
+            row.fill(0.0);
+            for &(tap, coefficient) in terms {
+                for (u, &g) in row.iter_mut().zip(&taps[tap * c_in..][..c_in]) {
+                    *u += coefficient * g;
+                }
+            }
+        }
     }
 }
 

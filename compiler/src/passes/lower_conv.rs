@@ -14,7 +14,12 @@
 //! Weights are laid out for the GEMM: a conv weight `[out, C/groups, kh,
 //! kw]` is the same data as `[out, C/groups*kh*kw]`, whose column order is
 //! `im2col`'s row order; a transposed-conv weight `[C_in, out/groups, kh,
-//! kw]` is transposed per group to `[out*kh*kw, C_in/groups]`. Fused
+//! kw]` is transposed per group to `[out*kh*kw, C_in/groups]`. A Winograd
+//! conv's `gemm` keeps the conv's own `[out, C, 3, 3]` weight and names the
+//! transform (`weight=winograd F(mxm, 3x3)`); the interpreter and the
+//! backend transform it where they use it (the backend while packing), so
+//! the transformed filters, 16/9 or 4 times the conv's, are never stored
+//! whole. Fused
 //! epilogues move with the op that produces the final value. The conv node
 //! keeps its name, location and users; an `im2col` or column `gemm` it
 //! needs is a new node named `<conv>.im2col` or `<conv>.gemm`.
@@ -146,7 +151,7 @@ fn lower_conv2d(
     let out = &graph.node(id).ty.shape;
     if winograd_fits(&a, c_in, [out[2], out[3]]) {
         let t = winograd_tile([out[2], out[3]]);
-        lower_winograd(graph, weights, id, a, t)?;
+        lower_winograd(graph, id, a, t)?;
         let (m, side) = (t.m, t.a());
         return Ok((
             id,
@@ -210,6 +215,7 @@ fn lower_conv2d(
         groups: a.groups,
         bias: a.bias,
         epilogue: a.epilogue,
+        winograd: None,
     });
     graph.set_inputs(id, inputs).map_err(graph_err)?;
     Ok((id, note))
@@ -264,7 +270,6 @@ fn winograd_tile(size: [usize; 2]) -> Transform {
 /// keeps the bias and epilogue).
 fn lower_winograd(
     graph: &mut Graph,
-    weights: &mut WeightSet,
     id: NodeId,
     a: Conv2dAttrs,
     t: Transform,
@@ -272,20 +277,9 @@ fn lower_winograd(
     let x = graph.node(id).inputs()[0];
     let x_shape = graph.node(x).ty.shape.clone();
     let (c_in, c_out, side) = (x_shape[1], a.out_channels, t.a());
-    // [out, C, 3, 3] -> [a*a*out, C]: row e*out + o is element e of
-    // G g G^T for filter (o, c).
-    let u = t.filters(weight_data(graph, weights, id, 1)?, c_out, c_in);
-    let old = graph.node(id).inputs()[1];
-    let weight = reshape_weight(
-        NAME,
-        graph,
-        weights,
-        id,
-        old,
-        vec![side * side * c_out, c_in],
-        u,
-        "winograd",
-    )?;
+    // The gemm takes the conv's own [out, C, 3, 3] weight; its transform
+    // is computed where it is used (see `GemmAttrs::winograd`).
+    let weight = graph.node(id).inputs()[1];
     let node = graph.node(id);
     let (name, loc) = (node.name.clone(), node.loc);
     let [oh, ow] = [node.ty.shape[2], node.ty.shape[3]];
@@ -308,6 +302,7 @@ fn lower_winograd(
             groups: side * side,
             bias: false,
             epilogue: Epilogue::default(),
+            winograd: Some(t.m),
         }),
         vec![transformed, weight],
         TensorType::f32(vec![x_shape[0], side * side * c_out, tiles[0], tiles[1]]),
@@ -440,6 +435,7 @@ fn lower_conv_transpose2d(
             groups,
             bias: false,
             epilogue: Epilogue::default(),
+            winograd: None,
         }),
         vec![x, weight],
         TensorType::f32(vec![x_shape[0], groups * rows, x_shape[2], x_shape[3]]),

@@ -192,7 +192,9 @@ impl PackedA {
     /// # Panics
     /// If `a.len() < m * k`.
     pub fn pack(kernel: MicroKernel, a: &[f32], m: usize, k: usize) -> PackedA {
-        let (kernel, data, _) = Self::pack_into_one(kernel, a, 1, m, k);
+        let (kernel, data, _) = Self::pack_into_one(kernel, 1, m, k, |r, row| {
+            row.copy_from_slice(&a[r * k..][..k]);
+        });
         PackedA {
             kernel,
             m,
@@ -218,7 +220,26 @@ impl PackedA {
         m: usize,
         k: usize,
     ) -> Vec<PackedA> {
-        let (kernel, data, stride) = Self::pack_into_one(kernel, a, groups, m, k);
+        Self::pack_groups_with(kernel, groups, m, k, |r, rows| {
+            for (g, row) in rows.chunks_exact_mut(k.max(1)).enumerate() {
+                row.copy_from_slice(&a[(g * m + r) * k..][..k]);
+            }
+        })
+    }
+
+    /// [`PackedA::pack_groups`] for matrices made a row at a time:
+    /// `fill(r, rows)` writes row `r` of every group into `rows` (`groups`
+    /// rows of `k`), which is packed at once, so the matrices never exist
+    /// unpacked (a Winograd conv's transformed filters, see
+    /// `native::pack_winograd`).
+    pub fn pack_groups_with(
+        kernel: MicroKernel,
+        groups: usize,
+        m: usize,
+        k: usize,
+        fill: impl FnMut(usize, &mut [f32]),
+    ) -> Vec<PackedA> {
+        let (kernel, data, stride) = Self::pack_into_one(kernel, groups, m, k, fill);
         (0..groups)
             .map(|g| PackedA {
                 kernel,
@@ -230,13 +251,14 @@ impl PackedA {
             .collect()
     }
 
-    /// The kernel packed for, the buffer, and the floats between groups.
+    /// Packs the rows `fill` makes; returns the kernel packed for, the
+    /// buffer, and the floats between groups.
     fn pack_into_one(
         kernel: MicroKernel,
-        a: &[f32],
         groups: usize,
         m: usize,
         k: usize,
+        mut fill: impl FnMut(usize, &mut [f32]),
     ) -> (MicroKernel, Arc<AlignedBuf>, usize) {
         let kernel = if kernel.is_available() {
             kernel
@@ -247,14 +269,12 @@ impl PackedA {
         let stride = pack::packed_a_len(m, k, mr).next_multiple_of(16);
         let mut data = AlignedBuf::zeroed(groups * stride);
         let dst = data.as_mut_slice();
-        for g in 0..groups {
-            pack::pack_a(
-                &a[g * m * k..][..m * k],
-                m,
-                k,
-                mr,
-                &mut dst[g * stride..][..stride],
-            );
+        let mut rows = vec![0.0f32; groups * k];
+        for r in 0..m {
+            fill(r, &mut rows);
+            for (g, row) in rows.chunks_exact(k.max(1)).enumerate().take(groups) {
+                pack::pack_a_row(row, r, k, mr, &mut dst[g * stride..][..stride]);
+            }
         }
         (kernel, Arc::new(data), stride)
     }

@@ -92,21 +92,17 @@ impl AlignedBuf {
     }
 }
 
-/// Packs row-major `a [m, k]` into `MR`-row panels (see the module docs)
-/// in `dst`, which holds [`packed_a_len`] zeroed floats: rows past `m` stay
-/// zero.
-pub(crate) fn pack_a(a: &[f32], m: usize, k: usize, mr: usize, dst: &mut [f32]) {
-    for (row, src) in a.chunks_exact(k.max(1)).take(m).enumerate() {
-        let panel = row / mr;
-        let r = row % mr;
-        let base = panel * mr * k + r;
-        for (kk, &v) in src.iter().enumerate().take(k) {
-            dst[base + kk * mr] = v;
-        }
+/// Packs row `r` of A (`row`, `k` floats) into `dst`, the matrix's `MR`-row
+/// panels (see the module docs), which holds [`packed_a_len`] zeroed floats:
+/// rows past `m` stay zero.
+pub(crate) fn pack_a_row(row: &[f32], r: usize, k: usize, mr: usize, dst: &mut [f32]) {
+    let base = r / mr * mr * k + r % mr;
+    for (kk, &v) in row.iter().enumerate().take(k) {
+        dst[base + kk * mr] = v;
     }
 }
 
-/// Floats `pack_a` writes for an `[m, k]` matrix: whole panels of `mr` rows.
+/// Floats of an `[m, k]` matrix packed in whole panels of `mr` rows.
 pub(crate) fn packed_a_len(m: usize, k: usize, mr: usize) -> usize {
     m.div_ceil(mr) * mr * k
 }

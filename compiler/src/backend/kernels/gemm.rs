@@ -5,7 +5,9 @@
 use super::elementwise::span;
 use super::{Consts, Kernel, Operands};
 use crate::backend::jit::Emit;
-use crate::backend::native::{micro_kernel, nnc_gemm_task, pack, Epilogue, GemmTask};
+use crate::backend::native::{
+    micro_kernel, nnc_gemm_task, pack, pack_winograd, Epilogue, GemmTask,
+};
 use crate::backend::BackendError;
 use crate::ir::{self, GemmAttrs, LinearAttrs};
 use cranelift_codegen::ir::{types, InstBuilder};
@@ -73,8 +75,13 @@ pub fn gemm(a: &GemmAttrs, ops: Operands<'_>, consts: &mut Consts) -> Result<Ker
     let spatial: usize = x.shape[2..].iter().product();
     let groups = a.groups.max(1);
     let (m, k) = (a.out_channels / groups, k_total / groups);
+    let weight = constant(&ops, 1, "gemm weight")?;
+    let packed = match a.winograd {
+        Some(tile) => pack_winograd(weight, tile, groups, m, k)?,
+        None => pack(weight, groups, m, k)?,
+    };
     let task = GemmTask {
-        packed: pack(constant(&ops, 1, "gemm weight")?, groups, m, k)?,
+        packed,
         m,
         k,
         n: spatial,
