@@ -207,9 +207,8 @@ impl PackedA {
     /// Packs `groups` consecutive row-major `[m, k]` matrices of `a` for
     /// `kernel` (or the portable kernel, as [`PackedA::pack`]) into one
     /// buffer. One allocation instead of one per group lets the kernel back
-    /// a Winograd GEMM's 16 or 36 groups with huge pages, where each
-    /// group alone is under 2 MiB (resnet18's compile spent ~10 ms faulting
-    /// them in 4 KiB at a time).
+    /// a Winograd GEMM's 16 or 36 groups with huge pages, where each group
+    /// alone is under 2 MiB (ResNet-18's layer4 groups are 1 MiB each).
     ///
     /// # Panics
     /// If `a.len() < groups * m * k`.
