@@ -11,27 +11,8 @@ use nnc_compiler::backend::cell::{Cell, CellWeights, PackedCell, Sequence};
 use nnc_compiler::backend::gemm::MicroKernel;
 use nnc_compiler::backend::native::nnc_cell_step;
 
-/// Deterministic pseudo-random floats in [-1, 1).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-    fn vec(&mut self, len: usize, scale: f32) -> Vec<f32> {
-        (0..len).map(|_| scale * self.next()).collect()
-    }
-}
-
-fn kernels() -> Vec<MicroKernel> {
-    MicroKernel::ALL
-        .into_iter()
-        .filter(|k| k.is_available())
-        .collect()
-}
+mod common;
+use common::{kernels, Rng};
 
 fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
@@ -60,10 +41,10 @@ impl Case {
             hidden,
             features,
             sequence,
-            w_ih: rng.vec(rows * features, 2.0 / (features as f32).sqrt()),
-            w_hh: rng.vec(rows * hidden, 2.0 / (hidden as f32).sqrt()),
-            bias: (hidden % 2 == 1).then(|| rng.vec(rows, 0.5)),
-            recurrent_bias: rng.vec(hidden, 0.5),
+            w_ih: rng.scaled(rows * features, 2.0 / (features as f32).sqrt()),
+            w_hh: rng.scaled(rows * hidden, 2.0 / (hidden as f32).sqrt()),
+            bias: (hidden % 2 == 1).then(|| rng.scaled(rows, 0.5)),
+            recurrent_bias: rng.scaled(hidden, 0.5),
         }
     }
 
@@ -141,10 +122,10 @@ impl Case {
             self.features,
             self.sequence
         );
-        let x = rng.vec(seq * self.features, 1.0);
+        let x = rng.scaled(seq * self.features, 1.0);
         // Everything the steps must write before they read starts as NaN.
         let mut p = vec![f32::NAN; seq * self.cell.gates() * n];
-        let (mut h, mut c) = (rng.vec(n, 1.0), rng.vec(n, 1.0));
+        let (mut h, mut c) = (rng.scaled(n, 1.0), rng.scaled(n, 1.0));
         if self.sequence.zero_start {
             h.fill(f32::NAN);
             c.fill(0.0);

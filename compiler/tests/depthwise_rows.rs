@@ -7,30 +7,13 @@
 #![allow(unsafe_code)]
 
 use nnc_compiler::backend::depthwise_rows::{nnc_depthwise_rows, DepthwiseRows};
-use nnc_compiler::backend::gemm::{Activation, MicroKernel};
+use nnc_compiler::backend::gemm::Activation;
 use proptest::prelude::*;
 
+mod common;
+use common::{kernels as implementations, values};
+
 const SENTINEL: f32 = 12345.0;
-
-fn implementations() -> Vec<MicroKernel> {
-    [MicroKernel::Avx512, MicroKernel::Portable]
-        .into_iter()
-        .filter(|k| k.is_available())
-        .collect()
-}
-
-/// Deterministic values in [-1, 1).
-fn values(len: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 /// `out[oy, ox] = act(bias + sum taps[ky, kx] * x[oy*s - p + ky*d, ox*s -
 /// p + kx*d])` over taps inside `x`, in f64.
@@ -78,9 +61,8 @@ fn check(
     let taps = values(kernel[0] * kernel[1], seed ^ 0x5555);
     let bias = 0.25;
     for kernel_impl in implementations() {
-        let s = DepthwiseRows {
-            h,
-            w,
+        let s = DepthwiseRows::new(
+            [h, w],
             ow,
             kernel,
             stride,
@@ -88,7 +70,7 @@ fn check(
             dilation,
             activation,
             kernel_impl,
-        };
+        );
         // One sentinel row before and after the output rows.
         let mut out = vec![SENTINEL; (r1 - r0 + 2) * ow];
         unsafe {

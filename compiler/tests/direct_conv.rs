@@ -8,30 +8,13 @@
 #![allow(unsafe_code)]
 
 use nnc_compiler::backend::direct_conv::{nnc_direct_conv, DirectConv};
-use nnc_compiler::backend::gemm::{Activation, MicroKernel};
+use nnc_compiler::backend::gemm::Activation;
 use proptest::prelude::*;
 
+mod common;
+use common::{kernels as implementations, values};
+
 const SENTINEL: f32 = 12345.0;
-
-fn implementations() -> Vec<MicroKernel> {
-    MicroKernel::ALL
-        .into_iter()
-        .filter(|k| k.is_available())
-        .collect()
-}
-
-/// Deterministic values in [-1, 1).
-fn values(len: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 /// One convolution and the output rows to compute.
 #[derive(Clone, Debug)]

@@ -14,27 +14,8 @@ use nnc_compiler::backend::gemm::{
 };
 use proptest::prelude::*;
 
-/// Deterministic pseudo-random floats in [-1, 1).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-    fn vec(&mut self, len: usize) -> Vec<f32> {
-        (0..len).map(|_| self.next()).collect()
-    }
-}
-
-fn kernels() -> Vec<MicroKernel> {
-    MicroKernel::ALL
-        .into_iter()
-        .filter(|k| k.is_available())
-        .collect()
-}
+mod common;
+use common::{kernels, Rng};
 
 const SENTINEL: f32 = 12345.0;
 

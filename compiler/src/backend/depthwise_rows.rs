@@ -35,9 +35,61 @@ pub struct DepthwiseRows {
     pub activation: Activation,
     /// `Avx512` or `Portable`.
     pub kernel_impl: MicroKernel,
+    /// The [`Columns`] of the first and the last 16-column chunk of output,
+    /// which most often reach past the row (3x3 kernels; computed once here
+    /// rather than for every channel).
+    edges: [Columns; 2],
 }
 
+/// Per tap column `kx` of a 3x3 kernel, for one 16-column chunk of output:
+/// the offset of lane 0's input column from the row's start, and which of
+/// the 32 source lanes from there lie inside the row (low and high 16), a
+/// run of set bits each.
+type Columns = [(isize, u16, u16); 3];
+
 impl DepthwiseRows {
+    /// The rows of a depthwise conv over `[h, w]` planes with output rows
+    /// `ow` long.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        [h, w]: [usize; 2],
+        ow: usize,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        dilation: [usize; 2],
+        activation: Activation,
+        kernel_impl: MicroKernel,
+    ) -> DepthwiseRows {
+        let mut rows = DepthwiseRows {
+            h,
+            w,
+            ow,
+            kernel,
+            stride,
+            padding,
+            dilation,
+            activation,
+            kernel_impl,
+            edges: [[(0, 0, 0); 3]; 2],
+        };
+        rows.edges = [rows.columns(0), rows.columns(ow.div_ceil(16).max(1) - 1)];
+        rows
+    }
+
+    /// The [`Columns`] of output chunk `chunk`.
+    fn columns(&self, chunk: usize) -> Columns {
+        std::array::from_fn(|kx| {
+            let offset = (16 * chunk * self.stride[1] + kx) as isize - self.padding[1] as isize;
+            let inside = |first: isize| {
+                let from = (-offset - first).clamp(0, 16);
+                let to = (self.w as isize - offset - first).clamp(from, 16);
+                (((1u32 << to) - 1) & !((1u32 << from) - 1)) as u16
+            };
+            (offset, inside(0), inside(16))
+        })
+    }
+
     /// Computes output rows `r0..r1` of one channel into `dst` (row stride
     /// `ow`, `dst` at row `r0`) from its input plane `src`, with `taps`
     /// (`kh*kw`, row-major) and `bias`.
@@ -330,32 +382,9 @@ mod avx512 {
         taps: *const f32,
         bias: f32,
         act: Activation,
-        /// The columns of the first and the last 16-column chunk of output
-        /// (see [`Columns`]), which most often reach past the row.
-        first: Columns,
-        last: Columns,
         /// Output row `r0`.
         out: *mut f32,
         r0: usize,
-    }
-
-    /// Per tap column `kx`, for one 16-column chunk of output: the offset
-    /// of lane 0's input column from the row's start, and which of the 32
-    /// source lanes from there lie inside the row (low and high 16), a run
-    /// of set bits each.
-    type Columns = [(isize, __mmask16, __mmask16); 3];
-
-    /// The [`Columns`] of output chunk `chunk`.
-    fn columns(s: &DepthwiseRows, chunk: usize) -> Columns {
-        std::array::from_fn(|kx| {
-            let offset = (16 * chunk * s.stride[1] + kx) as isize - s.padding[1] as isize;
-            let inside = |first: isize| {
-                let from = (-offset - first).clamp(0, 16);
-                let to = (s.w as isize - offset - first).clamp(from, 16);
-                (((1u32 << to) - 1) & !((1u32 << from) - 1)) as __mmask16
-            };
-            (offset, inside(0), inside(16))
-        })
     }
 
     /// 3x3 kernels at stride 1 or 2 (all of MobileNetV2's): reads each
@@ -381,8 +410,6 @@ mod avx512 {
         let d = Direct {
             s,
             src,
-            first: columns(s, 0),
-            last: columns(s, chunks - 1),
             taps,
             bias,
             act: s.activation,
@@ -430,14 +457,14 @@ mod avx512 {
         let s = d.s;
         let offset = (16 * chunk * S) as isize - s.padding[1] as isize;
         let columns = if chunk == 0 {
-            d.first
+            s.edges[0]
         } else if 16 * (chunk + 1) >= s.ow {
-            d.last
+            s.edges[1]
         } else if offset >= 0 && offset + 16 * S as isize + 2 <= s.w as isize {
             // Every column the chunk reads lies inside the row.
             std::array::from_fn(|kx| (offset + kx as isize, 0xffff, 0xffff))
         } else {
-            columns(s, chunk)
+            s.columns(chunk)
         };
         let even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
         let odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);

@@ -272,9 +272,13 @@ impl<'a> Rows<'a> {
     /// `r0`) and chunk `chunk` starts: 16 consecutive floats.
     fn start(&self, c: usize, local: usize, ky: usize, kx: usize, chunk: usize) -> usize {
         let j = local * self.stride + ky;
-        ((c * self.rows + j) * self.stride + kx % self.stride) * self.len
-            + chunk * BLOCK
-            + kx / self.stride
+        (c * self.rows + j) * self.stride * self.len + chunk * BLOCK + self.column(kx)
+    }
+
+    /// Where tap column `kx`'s window starts from that of tap column 0: in
+    /// its phase, `kx / stride` further.
+    fn column(&self, kx: usize) -> usize {
+        (kx % self.stride) * self.len + kx / self.stride
     }
 
     fn window(&self, c: usize, local: usize, ky: usize, kx: usize, chunk: usize) -> &[f32] {
@@ -323,8 +327,7 @@ mod avx512 {
                             let row = data.add(b.start(c, oy - r0, ky, 0, chunk));
                             let w = weights.add((c * kh + ky) * kw * BLOCK);
                             for kx in 0..kw {
-                                let at = (kx % b.stride) * b.len + kx / b.stride;
-                                let window = _mm512_loadu_ps(row.add(at));
+                                let window = _mm512_loadu_ps(row.add(b.column(kx)));
                                 let w = w.add(kx * BLOCK);
                                 for (r, acc) in acc.iter_mut().enumerate() {
                                     *acc = _mm512_fmadd_ps(_mm512_set1_ps(*w.add(r)), window, *acc);
@@ -372,8 +375,7 @@ mod avx2 {
                                 let row = data.add(b.start(c, oy - r0, ky, 0, chunk) + lanes);
                                 let w = weights.add((c * kh + ky) * kw * BLOCK + half);
                                 for kx in 0..kw {
-                                    let at = (kx % b.stride) * b.len + kx / b.stride;
-                                    let window = _mm256_loadu_ps(row.add(at));
+                                    let window = _mm256_loadu_ps(row.add(b.column(kx)));
                                     let w = w.add(kx * BLOCK);
                                     for (r, acc) in acc.iter_mut().enumerate() {
                                         *acc = _mm256_fmadd_ps(

@@ -53,6 +53,19 @@ pub struct Conv2dAttrs {
     pub epilogue: Epilogue,
 }
 
+impl Conv2dAttrs {
+    /// Whether the backend's direct convolution computes this window: no
+    /// groups, dilation or fused residual, and the same stride of 1 or 2 on
+    /// both axes. `lower-conv` leaves such a conv as `conv2d` when it has
+    /// few input channels.
+    pub fn direct_window(&self) -> bool {
+        self.groups == 1
+            && self.dilation == [1, 1]
+            && matches!(self.stride, [1, 1] | [2, 2])
+            && !self.epilogue.residual
+    }
+}
+
 /// `conv_transpose2d`. Inputs: `x [N, C_in, H, W]`, `weight [C_in, out/groups, kh, kw]`, optional `bias [out]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConvTranspose2dAttrs {

@@ -223,18 +223,13 @@ fn lower_conv2d(
 
 /// Whether conv `a` (with `c_in` input channels) stays a `conv2d` for the
 /// backend's direct convolution: a few input channels (a network's stem on
-/// the image), a window wider than 1x1, the same stride of 1 or 2 on both
-/// axes, no groups, dilation or residual. With 3 channels im2col's column
+/// the image), a window wider than 1x1 that the kernel computes
+/// ([`Conv2dAttrs::direct_window`]). With 3 channels im2col's column
 /// matrix is the image times the taps and its GEMM (K = 27 or 147) is
 /// bound by its stores: ResNet-18's 7x7 stem took 0.83 ms of im2col and
 /// 2.89 ms of GEMM, and about 2.3 ms direct.
 fn direct_fits(a: &Conv2dAttrs, c_in: usize) -> bool {
-    c_in <= 4
-        && a.groups == 1
-        && a.kernel != [1, 1]
-        && a.dilation == [1, 1]
-        && matches!(a.stride, [1, 1] | [2, 2])
-        && !a.epilogue.residual
+    c_in <= 4 && a.kernel != [1, 1] && a.direct_window()
 }
 
 /// Whether conv `a` (with `c_in` input channels and an output of `size`)

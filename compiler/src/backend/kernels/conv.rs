@@ -106,17 +106,16 @@ pub fn separable(
     // With AVX-512 the depthwise rows are native code, 16 columns a vector
     // (see depthwise_rows.rs); otherwise the JIT's 4-lane rows.
     let native_rows = (micro_kernel() == MicroKernel::Avx512).then(|| {
-        consts.depthwise(DepthwiseRows {
-            h: geo.h,
-            w: geo.w,
+        consts.depthwise(DepthwiseRows::new(
+            [geo.h, geo.w],
             ow,
-            kernel: dw.kernel,
-            stride: dw.stride,
-            padding: dw.padding,
-            dilation: dw.dilation,
-            activation: native_activation(dw_activation),
-            kernel_impl: MicroKernel::Avx512,
-        })
+            dw.kernel,
+            dw.stride,
+            dw.padding,
+            dw.dilation,
+            native_activation(dw_activation),
+            MicroKernel::Avx512,
+        ))
     });
     let channels_per_part = c_out.div_ceil(channel_parts);
     let mut kernel = Kernel::jit(
@@ -125,12 +124,7 @@ pub fn separable(
             e.for_tasks(|e, t| {
                 let part = e.rem_imm(t, channel_parts);
                 let t = e.div_imm(t, channel_parts);
-                let n = e.div_imm(t, blocks);
-                let block = e.rem_imm(t, blocks);
-                let r0 = e.mul_imm(block, rows_per_task);
-                let r1 = e.add_imm(r0, rows_per_task);
-                let limit = e.i(oh);
-                let r1 = e.b.ins().umin(r1, limit);
+                let (n, r0, r1) = row_block(e, t, blocks, rows_per_task, oh);
                 let len = e.i(c_mid * tile_cols);
                 let tile = e.call_native_ret(nnc_scratch as *const () as usize, &[len], types::I64);
                 // The depthwise rows r0..r1 of every channel into the tile.
@@ -198,14 +192,26 @@ pub fn separable(
     Ok(kernel)
 }
 
+/// Task `t`'s batch item and output rows `r0..r1` (clipped to `oh`) when
+/// each item's rows are cut into `blocks` blocks of `rows`.
+fn row_block(
+    e: &mut Emit,
+    t: Value,
+    blocks: usize,
+    rows: usize,
+    oh: usize,
+) -> (Value, Value, Value) {
+    let n = e.div_imm(t, blocks);
+    let block = e.rem_imm(t, blocks);
+    let r0 = e.mul_imm(block, rows);
+    let r1 = e.add_imm(r0, rows);
+    let limit = e.i(oh);
+    let r1 = e.b.ins().umin(r1, limit);
+    (n, r0, r1)
+}
+
 /// Output rows per direct-convolution task.
 const DIRECT_ROWS: usize = 8;
-
-/// Whether a `conv2d` runs as the direct convolution (the shapes
-/// `lower-conv` leaves as `conv2d`).
-pub fn direct_fits(a: &Conv2dAttrs) -> bool {
-    DirectConv::supports(a.stride, a.dilation, a.groups) && !a.epilogue.residual
-}
 
 /// `conv2d` with few input channels: the native direct convolution.
 pub fn direct(
@@ -241,12 +247,7 @@ pub fn direct(
         batch * blocks,
         Box::new(move |e: &mut Emit| {
             e.for_tasks(|e, t| {
-                let n = e.div_imm(t, blocks);
-                let block = e.rem_imm(t, blocks);
-                let r0 = e.mul_imm(block, DIRECT_ROWS);
-                let r1 = e.add_imm(r0, DIRECT_ROWS);
-                let limit = e.i(oh);
-                let r1 = e.b.ins().umin(r1, limit);
+                let (n, r0, r1) = row_block(e, t, blocks, DIRECT_ROWS, oh);
                 let input = e.mul_imm(n, c_in * h * w);
                 let input = e.addr(src, input);
                 let output = e.mul_imm(n, c_out * oh * ow);

@@ -287,7 +287,7 @@ pub fn build(
         // `lower-conv` leaves a `conv2d` only for the direct kernel (few
         // input channels) and rewrites every other convolution; the
         // backend runs only after it.
-        Op::Conv2d(a) if conv::direct_fits(a) => conv::direct(a, ops, consts)?,
+        Op::Conv2d(a) if a.direct_window() => conv::direct(a, ops, consts)?,
         Op::Conv2d(_) | Op::ConvTranspose2d(_) => return Err(unlowered()),
     };
     Ok(Some(kernel))
