@@ -54,12 +54,6 @@ thread_local! {
 }
 
 impl DirectConv {
-    /// Whether a conv has the shape this kernel computes: no groups or
-    /// dilation, the same stride of 1 or 2 on both axes.
-    pub fn supports(stride: [usize; 2], dilation: [usize; 2], groups: usize) -> bool {
-        groups == 1 && dilation == [1, 1] && matches!(stride, [1, 1] | [2, 2])
-    }
-
     /// The conv of `[c_in, h, w]` inputs by `weight [out, c_in, kh, kw]`
     /// (row-major) and `bias [out]`, into `[out, oh, ow]` outputs.
     ///
