@@ -16,6 +16,7 @@ pub mod kernels;
 pub mod memory;
 pub mod native;
 pub mod roofline;
+pub mod winograd;
 
 pub use compile::{compile, Compiled, LayerReport, Options, Report};
 

@@ -148,9 +148,9 @@ pub fn pack(a: &[f32], groups: usize, m: usize, k: usize) -> Result<Vec<PackedA>
 /// Packs the Winograd F(tile x tile, 3x3) transform of the 3x3 conv weight
 /// `w [m, k, 3, 3]` as `groups` (`a*a`) matrices `[m, k]`, group `e` holding
 /// element `e` of every filter's `G g G^T` (see `GemmAttrs::winograd`).
-/// Each output channel's filters are transformed into a row per element
-/// and packed at once, so the transformed weights never exist whole
-/// (ResNet-18's are 72 MB); an error if `w` is too short or `tile` is not
+/// A panel of output channels' filters is transformed straight into the
+/// packed layout, so the transformed weights never exist whole (ResNet-18's
+/// are 72 MB) and each packed line is written once; an error if `w` is too short or `tile` is not
 /// a transform `ir::winograd` has.
 pub fn pack_winograd(
     w: &[f32],
@@ -173,12 +173,16 @@ pub fn pack_winograd(
         )));
     }
     let filters = transform.filter_transform(k);
-    Ok(PackedA::pack_groups_with(
+    Ok(PackedA::pack_groups_by_panel(
         micro_kernel(),
         groups,
         m,
         k,
-        |row, rows| filters.channel(&w[row * k * 9..][..k * 9], rows),
+        |r0, rows, mr, dst, stride| {
+            filters.panel(&w[r0 * k * 9..][..rows * k * 9], rows, mr, dst, |e| {
+                e * stride + r0 * k
+            })
+        },
     ))
 }
 

@@ -219,26 +219,49 @@ impl PackedA {
         m: usize,
         k: usize,
     ) -> Vec<PackedA> {
-        Self::pack_groups_with(kernel, groups, m, k, |r, rows| {
+        let (kernel, data, stride) = Self::pack_into_one(kernel, groups, m, k, |r, rows| {
             for (g, row) in rows.chunks_exact_mut(k.max(1)).enumerate() {
                 row.copy_from_slice(&a[(g * m + r) * k..][..k]);
             }
-        })
+        });
+        Self::groups_of(kernel, data, stride, groups, m, k)
     }
 
-    /// [`PackedA::pack_groups`] for matrices made a row at a time:
-    /// `fill(r, rows)` writes row `r` of every group into `rows` (`groups`
-    /// rows of `k`), which is packed at once, so the matrices never exist
-    /// unpacked (a Winograd conv's transformed filters, see
-    /// `native::pack_winograd`).
-    pub fn pack_groups_with(
+    /// [`PackedA::pack_groups`] for matrices made a panel at a time, in
+    /// the micro-kernel's layout, so that they never exist unpacked (a
+    /// Winograd conv's transformed filters, see `native::pack_winograd`)
+    /// and every packed line is written once, in order. `fill(r0, rows,
+    /// mr, dst, stride)` writes rows `r0..r0 + rows` (`r0` a multiple of
+    /// `mr`, `rows <= mr`) of every group `g` as the `[k][mr]` block at
+    /// `dst[g * stride + r0 * k..]`, zero in the `mr - rows` rows past the
+    /// matrix.
+    pub fn pack_groups_by_panel(
         kernel: MicroKernel,
         groups: usize,
         m: usize,
         k: usize,
-        fill: impl FnMut(usize, &mut [f32]),
+        mut fill: impl FnMut(usize, usize, usize, &mut [f32], usize),
     ) -> Vec<PackedA> {
-        let (kernel, data, stride) = Self::pack_into_one(kernel, groups, m, k, fill);
+        let kernel = Self::usable(kernel);
+        let mr = kernel.geometry().mr;
+        let stride = pack::packed_a_len(m, k, mr).next_multiple_of(16);
+        let mut data = AlignedBuf::zeroed(groups * stride);
+        let dst = data.as_mut_slice();
+        for r0 in (0..m).step_by(mr) {
+            fill(r0, mr.min(m - r0), mr, dst, stride);
+        }
+        Self::groups_of(kernel, Arc::new(data), stride, groups, m, k)
+    }
+
+    /// The `groups` matrices packed `stride` floats apart in `data`.
+    fn groups_of(
+        kernel: MicroKernel,
+        data: Arc<AlignedBuf>,
+        stride: usize,
+        groups: usize,
+        m: usize,
+        k: usize,
+    ) -> Vec<PackedA> {
         (0..groups)
             .map(|g| PackedA {
                 kernel,
@@ -250,8 +273,18 @@ impl PackedA {
             .collect()
     }
 
-    /// Packs the rows `fill` makes; returns the kernel packed for, the
-    /// buffer, and the floats between groups.
+    /// `kernel` if this CPU has it, else the portable kernel.
+    fn usable(kernel: MicroKernel) -> MicroKernel {
+        if kernel.is_available() {
+            kernel
+        } else {
+            MicroKernel::Portable
+        }
+    }
+
+    /// Packs the rows `fill` makes: `fill(r, rows)` writes row `r` of every
+    /// group into `rows` (`groups` rows of `k`). Returns the kernel packed
+    /// for, the buffer, and the floats between groups.
     fn pack_into_one(
         kernel: MicroKernel,
         groups: usize,
@@ -259,11 +292,7 @@ impl PackedA {
         k: usize,
         mut fill: impl FnMut(usize, &mut [f32]),
     ) -> (MicroKernel, Arc<AlignedBuf>, usize) {
-        let kernel = if kernel.is_available() {
-            kernel
-        } else {
-            MicroKernel::Portable
-        };
+        let kernel = Self::usable(kernel);
         let mr = kernel.geometry().mr;
         let stride = pack::packed_a_len(m, k, mr).next_multiple_of(16);
         let mut data = AlignedBuf::zeroed(groups * stride);

@@ -19,6 +19,7 @@ use super::jit::Base;
 use super::native::{GemmTask, PanelGemm};
 use super::BackendError;
 use crate::ir::{Node, Op};
+use std::any::Any;
 
 /// A tensor the kernel reads or writes: where it lives and its shape.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,6 +58,8 @@ pub struct Consts {
     direct: Vec<Box<DirectConv>>,
     #[allow(clippy::vec_box)]
     cells: Vec<Box<PackedCell>>,
+    /// Other native kernels' descriptors (the Winograd transforms).
+    kept: Vec<Box<dyn Any + Send + Sync>>,
 }
 
 // SAFETY: the raw pointers inside `GemmTask` (via `Base::Const`) point into
@@ -75,6 +78,7 @@ impl Consts {
         self.depthwise.extend(other.depthwise);
         self.direct.extend(other.direct);
         self.cells.extend(other.cells);
+        self.kept.extend(other.kept);
     }
 
     /// Keeps `values` alive and returns where they are.
@@ -114,6 +118,14 @@ impl Consts {
         let boxed = Box::new(conv);
         let address = &*boxed as *const DirectConv as usize;
         self.direct.push(boxed);
+        address
+    }
+
+    /// Keeps a native kernel's descriptor alive and returns its address.
+    pub fn keep<T: Any + Send + Sync>(&mut self, spec: T) -> usize {
+        let boxed = Box::new(spec);
+        let address = &*boxed as *const T as usize;
+        self.kept.push(boxed);
         address
     }
 
@@ -282,8 +294,8 @@ pub fn build(
         // A constant is its weight operand.
         Op::Constant(_) => return Ok(None),
         Op::Gru(a) => recurrent::build_gru(a, ops, consts)?,
-        Op::WinogradInput(a) => winograd::input(a, ops)?,
-        Op::WinogradOutput(a) => winograd::output(a, ops)?,
+        Op::WinogradInput(a) => winograd::input(a, ops, consts)?,
+        Op::WinogradOutput(a) => winograd::output(a, ops, consts)?,
         // `lower-conv` leaves a `conv2d` only for the direct kernel (few
         // input channels) and rewrites every other convolution; the
         // backend runs only after it.

@@ -1,0 +1,907 @@
+//! Native Winograd transforms, the two ends of a Winograd F(m x m, 3x3)
+//! convolution (see [`crate::ir::winograd`]); the products between them
+//! are the `gemm` kernel.
+//!
+//! Both work on a vector of tiles at a time, one tile per lane, taken in
+//! the order the products lay them out (row-major over the whole plane,
+//! not one tile row at a time, so ResNet's 14- and 7-tile rows still fill
+//! 16 lanes):
+//!
+//! - [`WinogradInput`]: one task per input channel plane. The task copies
+//!   its plane, padded, into this thread's scratch memory; then each lane
+//!   gathers its tile's `a x a` patch from it, `BT d BT^T` runs on the
+//!   lanes, and each of the `a*a` results is one store into its own row.
+//! - [`WinogradOutput`]: one task per output plane. The `a*a` elements of
+//!   a vector of tiles are contiguous loads; `AT M AT^T` plus the bias
+//!   gives each tile's `m*m` outputs, stored one row of the tile-major
+//!   scratch per output position and then interleaved into the output
+//!   rows, clipped to the output; the residual and activation follow on
+//!   each row while it is in L1.
+//!
+//! The transforms are written once, generic over the [`Lanes`] they run
+//! on: AVX-512 (16 lanes), AVX2 (8) and plain `f32` (one lane, for other
+//! CPUs and as the tests' cross-check). The transform matrices are
+//! constants of each monomorphised copy, so after unrolling a zero entry
+//! costs nothing and ±1 is an add or subtract. These replaced Cranelift
+//! kernels whose unrolled 4-lane code took 2-4 ms each to compile (37 of
+//! ResNet-18's 53 ms of code generation).
+
+#![allow(unsafe_code)]
+
+use super::gemm::{Activation, MicroKernel};
+use super::BackendError;
+use crate::ir::winograd::Transform;
+use std::cell::RefCell;
+
+thread_local! {
+    /// One call's padded input plane or tile-major outputs.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Tiles are handled this many at a time, whatever the lanes (the most
+/// any [`Lanes`] has), so buffers are sized the same for every
+/// implementation.
+const GROUP: usize = 16;
+
+/// The input transform of one `winograd_input` op (owned by the compiled
+/// model).
+#[derive(Clone, Debug)]
+pub struct WinogradInput {
+    m: usize,
+    channels: usize,
+    h: usize,
+    w: usize,
+    padding: [usize; 2],
+    tiles: [usize; 2],
+    /// Padded plane height and width: every tile's patch lies inside.
+    hp: usize,
+    wp: usize,
+    /// Where each tile's patch starts in the padded plane, then copies of
+    /// the last up to a whole [`GROUP`].
+    starts: Vec<i32>,
+    kernel_impl: MicroKernel,
+}
+
+/// The output transform of one `winograd_output` op (owned by the
+/// compiled model).
+#[derive(Clone, Debug)]
+pub struct WinogradOutput {
+    m: usize,
+    channels: usize,
+    tiles: [usize; 2],
+    output_size: [usize; 2],
+    /// One per output channel (zero without a bias).
+    bias: Vec<f32>,
+    activation: Option<Activation>,
+    kernel_impl: MicroKernel,
+}
+
+fn transform(m: usize) -> Result<Transform, BackendError> {
+    Transform::of(m)
+        .ok_or_else(|| BackendError::Codegen(format!("no Winograd transform for tiles of {m}")))
+}
+
+fn usable(kernel_impl: MicroKernel) -> MicroKernel {
+    if kernel_impl.is_available() {
+        kernel_impl
+    } else {
+        MicroKernel::Portable
+    }
+}
+
+impl WinogradInput {
+    /// The transform of `[channels, h, w]` planes into `tiles` tiles of
+    /// `m x m` outputs, the patches starting `padding` before the plane.
+    pub fn new(
+        m: usize,
+        [channels, h, w]: [usize; 3],
+        tiles: [usize; 2],
+        padding: [usize; 2],
+        kernel_impl: MicroKernel,
+    ) -> Result<WinogradInput, BackendError> {
+        transform(m)?;
+        let [th, tw] = tiles;
+        let (hp, wp) = (m * th + 2, m * tw + 2);
+        if i32::try_from(hp * wp).is_err() {
+            return Err(BackendError::Codegen(format!(
+                "a Winograd input plane of {hp}x{wp} is too large to index"
+            )));
+        }
+        let count = th * tw;
+        let mut starts: Vec<i32> = (0..count)
+            .map(|k| ((k / tw.max(1)) * m * wp + (k % tw.max(1)) * m) as i32)
+            .collect();
+        let last = starts.last().copied().unwrap_or(0);
+        starts.resize(count.div_ceil(GROUP) * GROUP, last);
+        Ok(WinogradInput {
+            m,
+            channels,
+            h,
+            w,
+            padding,
+            tiles,
+            hp,
+            wp,
+            starts,
+            kernel_impl: usable(kernel_impl),
+        })
+    }
+
+    /// Transforms planes `begin..end` (plane `b * channels + c`) of `x`
+    /// (`[N, channels, h, w]`) into `out` (`[N, a*a*channels, th, tw]`).
+    ///
+    /// # Safety
+    /// `x` and `out` must hold every plane up to `end`.
+    pub unsafe fn run(&self, x: *const f32, out: *mut f32, begin: usize, end: usize) {
+        SCRATCH.with(|scratch| {
+            let mut padded = scratch.borrow_mut();
+            padded.clear();
+            padded.resize(self.hp * self.wp, 0.0);
+            for plane in begin..end {
+                // SAFETY: forwarded from the caller.
+                unsafe {
+                    let src =
+                        std::slice::from_raw_parts(x.add(plane * self.h * self.w), self.h * self.w);
+                    self.pad(src, &mut padded);
+                    let (b, c) = (plane / self.channels, plane % self.channels);
+                    let a = self.m + 2;
+                    let count = self.tiles[0] * self.tiles[1];
+                    let dst = out.add((b * a * a * self.channels + c) * count);
+                    self.transform(&padded, dst);
+                }
+            }
+        });
+    }
+
+    /// Copies `src` into the middle of `padded`, whose borders stay zero
+    /// (rows and columns of the plane past the last tile are not copied).
+    fn pad(&self, src: &[f32], padded: &mut [f32]) {
+        let [py, px] = self.padding;
+        let rows = self.h.min(self.hp.saturating_sub(py));
+        let cols = self.w.min(self.wp.saturating_sub(px));
+        for (y, row) in src.chunks_exact(self.w.max(1)).take(rows).enumerate() {
+            padded[(py + y) * self.wp + px..][..cols].copy_from_slice(&row[..cols]);
+        }
+    }
+
+    /// # Safety
+    /// `out` must hold the `a*a` rows of this plane's tiles, `channels *
+    /// th * tw` floats apart.
+    unsafe fn transform(&self, padded: &[f32], out: *mut f32) {
+        let p = padded.as_ptr();
+        // SAFETY: forwarded; every start plus the patch lies in `padded`.
+        unsafe {
+            match (self.kernel_impl, self.m) {
+                #[cfg(target_arch = "x86_64")]
+                (MicroKernel::Avx512, 2) => avx512::input::<F2>(self, p, out),
+                #[cfg(target_arch = "x86_64")]
+                (MicroKernel::Avx512, _) => avx512::input::<F4>(self, p, out),
+                #[cfg(target_arch = "x86_64")]
+                (MicroKernel::Avx2Fma, 2) => avx2::input::<F2>(self, p, out),
+                #[cfg(target_arch = "x86_64")]
+                (MicroKernel::Avx2Fma, _) => avx2::input::<F4>(self, p, out),
+                (_, 2) => input::<f32, F2>(self, p, out),
+                _ => input::<f32, F4>(self, p, out),
+            }
+        }
+    }
+}
+
+impl WinogradOutput {
+    /// The transform of tiles of `m x m` outputs, `tiles` per plane, into
+    /// `channels` planes of `output_size`, adding `bias` and then the
+    /// residual, if any, before the activation.
+    pub fn new(
+        m: usize,
+        channels: usize,
+        tiles: [usize; 2],
+        output_size: [usize; 2],
+        bias: Option<&[f32]>,
+        activation: Option<Activation>,
+        kernel_impl: MicroKernel,
+    ) -> Result<WinogradOutput, BackendError> {
+        transform(m)?;
+        if output_size[0] > m * tiles[0] || output_size[1] > m * tiles[1] {
+            return Err(BackendError::Codegen(format!(
+                "{}x{} tiles of {m} do not cover {}x{}",
+                tiles[0], tiles[1], output_size[0], output_size[1]
+            )));
+        }
+        let bias = match bias {
+            Some(b) if b.len() >= channels => b[..channels].to_vec(),
+            Some(b) => {
+                return Err(BackendError::Codegen(format!(
+                    "a Winograd output bias has {} values for {channels} channels",
+                    b.len()
+                )))
+            }
+            None => vec![0.0; channels],
+        };
+        Ok(WinogradOutput {
+            m,
+            channels,
+            tiles,
+            output_size,
+            bias,
+            activation,
+            kernel_impl: usable(kernel_impl),
+        })
+    }
+
+    /// Transforms planes `begin..end` (plane `b * channels + o`) of `x`
+    /// (`[N, a*a*channels, th, tw]`) into `out` (`[N, channels, oh, ow]`),
+    /// adding `residual` (laid out like `out`) unless it is null.
+    ///
+    /// # Safety
+    /// `x`, `out` and `residual` must hold every plane up to `end`; the
+    /// residual is `out` or does not overlap it.
+    pub unsafe fn run(
+        &self,
+        x: *const f32,
+        out: *mut f32,
+        residual: *const f32,
+        begin: usize,
+        end: usize,
+    ) {
+        let [th, tw] = self.tiles;
+        let [oh, ow] = self.output_size;
+        let (m, a, count) = (self.m, self.m + 2, th * tw);
+        let stride = count.div_ceil(GROUP) * GROUP;
+        SCRATCH.with(|scratch| {
+            let mut tiles = scratch.borrow_mut();
+            tiles.clear();
+            tiles.resize(m * m * stride, 0.0);
+            for plane in begin..end {
+                let (b, o) = (plane / self.channels, plane % self.channels);
+                // SAFETY: forwarded from the caller.
+                unsafe {
+                    let src = x.add((b * a * a * self.channels + o) * count);
+                    let dst = out.add(plane * oh * ow);
+                    let res = if residual.is_null() {
+                        residual
+                    } else {
+                        residual.add(plane * oh * ow)
+                    };
+                    let plane = Plane {
+                        src,
+                        bias: self.bias[o],
+                        tiles: tiles.as_mut_ptr(),
+                        stride,
+                        dst,
+                        res,
+                    };
+                    self.plane(&plane);
+                }
+            }
+        });
+    }
+
+    /// # Safety
+    /// As [`output`].
+    unsafe fn plane(&self, p: &Plane) {
+        // SAFETY: forwarded.
+        unsafe {
+            match (self.kernel_impl, self.m) {
+                #[cfg(target_arch = "x86_64")]
+                (MicroKernel::Avx512, 2) => avx512::output::<F2>(self, p),
+                #[cfg(target_arch = "x86_64")]
+                (MicroKernel::Avx512, _) => avx512::output::<F4>(self, p),
+                #[cfg(target_arch = "x86_64")]
+                (MicroKernel::Avx2Fma, 2) => avx2::output::<F2>(self, p),
+                #[cfg(target_arch = "x86_64")]
+                (MicroKernel::Avx2Fma, _) => avx2::output::<F4>(self, p),
+                (_, 2) => output::<f32, F2>(self, p),
+                _ => output::<f32, F4>(self, p),
+            }
+        }
+    }
+}
+
+/// One output plane's buffers.
+struct Plane {
+    /// The plane's `a*a` rows of tiles, `channels * th * tw` floats apart.
+    src: *const f32,
+    bias: f32,
+    /// `m*m` rows of `stride` floats of scratch (`th * tw` rounded up to
+    /// a whole [`GROUP`]).
+    tiles: *mut f32,
+    stride: usize,
+    /// The output plane, and the residual's (or null).
+    dst: *mut f32,
+    res: *const f32,
+}
+
+/// One of the transforms: its 1-D products written out, so that each
+/// monomorphised copy is straight-line code (a table-driven loop over the
+/// matrix entries was left rolled by the compiler, testing every entry at
+/// run time). `tests/winograd.rs` checks them against the matrices of
+/// [`crate::ir::winograd`].
+trait Tile {
+    const M: usize;
+    /// `M + 2`.
+    const A: usize;
+
+    /// `BT d` for a column `d` of `A` values.
+    ///
+    /// # Safety
+    /// `V`'s instruction set must be available.
+    unsafe fn bt<V: Lanes>(d: &[V; MAX_A]) -> [V; MAX_A];
+
+    /// `AT x` for a column `x` of `A` values: `M` values.
+    ///
+    /// # Safety
+    /// `V`'s instruction set must be available.
+    unsafe fn at<V: Lanes>(x: &[V; MAX_A]) -> [V; MAX_M];
+}
+
+/// F(2x2, 3x3), [`crate::ir::winograd::F2X3`].
+struct F2;
+/// F(4x4, 3x3), [`crate::ir::winograd::F4X3`].
+struct F4;
+
+impl Tile for F2 {
+    const M: usize = 2;
+    const A: usize = 4;
+
+    #[inline(always)]
+    unsafe fn bt<V: Lanes>(d: &[V; MAX_A]) -> [V; MAX_A] {
+        // SAFETY: the caller's.
+        unsafe {
+            let z = V::zero();
+            [
+                d[0].sub(d[2]),
+                d[1].add(d[2]),
+                d[2].sub(d[1]),
+                d[1].sub(d[3]),
+                z,
+                z,
+            ]
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn at<V: Lanes>(x: &[V; MAX_A]) -> [V; MAX_M] {
+        // SAFETY: the caller's.
+        unsafe {
+            let z = V::zero();
+            [x[0].add(x[1]).add(x[2]), x[1].sub(x[2]).sub(x[3]), z, z]
+        }
+    }
+}
+
+impl Tile for F4 {
+    const M: usize = 4;
+    const A: usize = 6;
+
+    #[inline(always)]
+    unsafe fn bt<V: Lanes>(d: &[V; MAX_A]) -> [V; MAX_A] {
+        // SAFETY: the caller's.
+        unsafe {
+            let [d0, d1, d2, d3, d4, d5] = *d;
+            [
+                d0.add(d4)
+                    .mul_add_to(d1, -1.5)
+                    .mul_add_to(d2, -2.0)
+                    .mul_add_to(d3, 1.5),
+                d1.add(d4).mul_add_to(d2, -2.5).mul_add_to(d3, 0.5),
+                d4.sub(d1).mul_add_to(d2, 0.5).mul_add_to(d3, 2.5),
+                d4.sub(d2).mul_add_to(d1, -2.0).mul_add_to(d3, 2.0),
+                d4.sub(d2).mul_add_to(d1, 0.5).mul_add_to(d3, -0.5),
+                d1.add(d5)
+                    .mul_add_to(d2, -1.5)
+                    .mul_add_to(d3, -2.0)
+                    .mul_add_to(d4, 1.5),
+            ]
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn at<V: Lanes>(x: &[V; MAX_A]) -> [V; MAX_M] {
+        // SAFETY: the caller's.
+        unsafe {
+            let [x0, x1, x2, x3, x4, x5] = *x;
+            [
+                x0.add(x1).add(x2).add(x3).add(x4),
+                x2.sub(x1).mul_add_to(x3, 0.5).mul_add_to(x4, -2.0),
+                x1.add(x2).mul_add_to(x3, 0.25).mul_add_to(x4, 4.0),
+                x2.sub(x1)
+                    .add(x5)
+                    .mul_add_to(x3, 0.125)
+                    .mul_add_to(x4, -8.0),
+            ]
+        }
+    }
+}
+
+/// The most `M` of any [`Tile`].
+const MAX_M: usize = 4;
+
+/// The most `A` of any [`Tile`].
+const MAX_A: usize = 6;
+
+/// A vector of `f32` lanes, one tile per lane.
+///
+/// # Safety
+/// The methods need their instruction set: call them only from code that
+/// has checked it (the `MicroKernel` dispatch).
+trait Lanes: Copy {
+    const N: usize;
+    type Index: Copy;
+    unsafe fn zero() -> Self;
+    unsafe fn splat(v: f32) -> Self;
+    /// `N` tile starts from `p`.
+    unsafe fn index(p: *const i32) -> Self::Index;
+    /// Lane `l` is `base[index[l]]`.
+    unsafe fn gather(base: *const f32, index: Self::Index) -> Self;
+    /// The first `live` lanes from `p`, zero past them.
+    unsafe fn load(p: *const f32, live: usize) -> Self;
+    /// A whole vector to `p`.
+    unsafe fn store(self, p: *mut f32);
+    /// The first `live` lanes to `p`.
+    unsafe fn store_live(self, p: *mut f32, live: usize);
+    unsafe fn add(self, b: Self) -> Self;
+    unsafe fn sub(self, b: Self) -> Self;
+    /// `self + x * c`.
+    unsafe fn mul_add_to(self, x: Self, c: f32) -> Self;
+    /// `max(self, lo)`, NaN staying NaN.
+    unsafe fn at_least(self, lo: f32) -> Self;
+    /// `min(self, hi)`, NaN staying NaN.
+    unsafe fn at_most(self, hi: f32) -> Self;
+    /// The lanes of `self` and `b` interleaved, `self` first: `2N`
+    /// values, the first `N` in the first vector.
+    unsafe fn zip(self, b: Self) -> (Self, Self);
+}
+
+impl Lanes for f32 {
+    const N: usize = 1;
+    type Index = i32;
+    #[inline(always)]
+    unsafe fn zero() -> f32 {
+        0.0
+    }
+    #[inline(always)]
+    unsafe fn splat(v: f32) -> f32 {
+        v
+    }
+    #[inline(always)]
+    unsafe fn index(p: *const i32) -> i32 {
+        // SAFETY: the caller's.
+        unsafe { *p }
+    }
+    #[inline(always)]
+    unsafe fn gather(base: *const f32, index: i32) -> f32 {
+        // SAFETY: the caller's.
+        unsafe { *base.offset(index as isize) }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32, live: usize) -> f32 {
+        if live == 0 {
+            0.0
+        } else {
+            // SAFETY: the caller's.
+            unsafe { *p }
+        }
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: the caller's.
+        unsafe { *p = self }
+    }
+    #[inline(always)]
+    unsafe fn store_live(self, p: *mut f32, live: usize) {
+        if live > 0 {
+            // SAFETY: the caller's.
+            unsafe { *p = self }
+        }
+    }
+    #[inline(always)]
+    unsafe fn add(self, b: f32) -> f32 {
+        self + b
+    }
+    #[inline(always)]
+    unsafe fn sub(self, b: f32) -> f32 {
+        self - b
+    }
+    #[inline(always)]
+    unsafe fn mul_add_to(self, x: f32, c: f32) -> f32 {
+        x * c + self
+    }
+    #[inline(always)]
+    unsafe fn at_least(self, lo: f32) -> f32 {
+        if self < lo {
+            lo
+        } else {
+            self
+        }
+    }
+    #[inline(always)]
+    unsafe fn at_most(self, hi: f32) -> f32 {
+        if self > hi {
+            hi
+        } else {
+            self
+        }
+    }
+    #[inline(always)]
+    unsafe fn zip(self, b: f32) -> (f32, f32) {
+        (self, b)
+    }
+}
+
+/// `BT d BT^T` for every tile of a padded plane.
+///
+/// # Safety
+/// `V`'s instruction set must be available; `padded` holds the padded
+/// plane and `out` this plane's `a*a` rows of tiles.
+#[inline(always)]
+unsafe fn input<V: Lanes, T: Tile>(s: &WinogradInput, padded: *const f32, out: *mut f32) {
+    let (a, wp) = (T::A, s.wp);
+    let count = s.tiles[0] * s.tiles[1];
+    let row_stride = s.channels * count;
+    let mut k0 = 0;
+    while k0 < count {
+        let live = (count - k0).min(V::N);
+        // SAFETY: the caller's; `starts` is padded to whole groups, and
+        // every start plus `(a - 1) * (wp + 1)` lies in the padded plane.
+        unsafe {
+            let index = V::index(s.starts.as_ptr().add(k0));
+            // Rows first: t[r] = BT d[r], then each column of t.
+            let mut t = [[V::zero(); MAX_A]; MAX_A];
+            for (r, t) in t.iter_mut().enumerate().take(a) {
+                let mut d = [V::zero(); MAX_A];
+                for (c, d) in d.iter_mut().enumerate().take(a) {
+                    *d = V::gather(padded.add(r * wp + c), index);
+                }
+                *t = T::bt(&d);
+            }
+            for j in 0..a {
+                let mut column = [V::zero(); MAX_A];
+                for (c, t) in column.iter_mut().zip(&t).take(a) {
+                    *c = t[j];
+                }
+                for (i, v) in T::bt(&column).iter().enumerate().take(a) {
+                    v.store_live(out.add((i * a + j) * row_stride + k0), live);
+                }
+            }
+        }
+        k0 += V::N;
+    }
+}
+
+/// `AT M AT^T + bias` for every tile of a plane into the tile-major
+/// scratch (row `p*m + q` holds output `(p, q)` of every tile), then those
+/// rows interleaved into the output rows, clipped, with the residual and
+/// the activation.
+///
+/// # Safety
+/// `V`'s instruction set must be available; the plane's pointers are as
+/// [`Plane`] documents.
+#[inline(always)]
+unsafe fn output<V: Lanes, T: Tile>(s: &WinogradOutput, p: &Plane) {
+    let (a, m) = (T::A, T::M);
+    let count = s.tiles[0] * s.tiles[1];
+    let row_stride = s.channels * count;
+    let mut k0 = 0;
+    while k0 < count {
+        let live = (count - k0).min(V::N);
+        // SAFETY: the caller's.
+        unsafe {
+            let shift = V::splat(p.bias);
+            // Columns first: s[.][j] = AT M[.][j], then each row of s.
+            let mut rows = [[V::zero(); MAX_A]; MAX_M];
+            for j in 0..a {
+                let mut column = [V::zero(); MAX_A];
+                for (i, c) in column.iter_mut().enumerate().take(a) {
+                    *c = V::load(p.src.add((i * a + j) * row_stride + k0), live);
+                }
+                for (row, v) in rows.iter_mut().zip(T::at(&column)).take(m) {
+                    row[j] = v;
+                }
+            }
+            for (i, row) in rows.iter().enumerate().take(m) {
+                for (q, y) in T::at(row).iter().enumerate().take(m) {
+                    y.add(shift).store(p.tiles.add((i * m + q) * p.stride + k0));
+                }
+            }
+        }
+        k0 += V::N;
+    }
+    // SAFETY: the caller's.
+    unsafe { interleave::<V, T>(s, p) }
+}
+
+/// The scratch rows into the output rows: output `(m*ty + i, m*tx + q)`
+/// is tile `(ty, tx)`'s `(i, q)`. `N` tiles' `m` values are interleaved
+/// in registers into `m*N` consecutive outputs, stored up to the output's
+/// edge.
+///
+/// # Safety
+/// As [`output`].
+#[inline(always)]
+unsafe fn interleave<V: Lanes, T: Tile>(s: &WinogradOutput, p: &Plane) {
+    let m = T::M;
+    let [th, tw] = s.tiles;
+    let [oh, ow] = s.output_size;
+    for ty in 0..th {
+        for i in 0..m.min(oh.saturating_sub(ty * m)) {
+            let oy = ty * m + i;
+            // SAFETY: row `oy < oh` of the plane, and the scratch rows of
+            // output row `i` of tile row `ty`; loads stop at the row's
+            // last tile and stores at the output row's end.
+            unsafe {
+                let row = p.dst.add(oy * ow);
+                let from = p.tiles.add(i * m * p.stride + ty * tw);
+                let mut tx = 0;
+                while tx < tw {
+                    let tiles = (tw - tx).min(V::N);
+                    let mut y = [V::zero(); MAX_M];
+                    for (q, y) in y.iter_mut().enumerate().take(m) {
+                        *y = V::load(from.add(q * p.stride + tx), tiles);
+                    }
+                    let out = if m == 2 {
+                        let (o0, o1) = y[0].zip(y[1]);
+                        [o0, o1, o0, o1]
+                    } else {
+                        let ((a0, a1), (b0, b1)) = (y[0].zip(y[2]), y[1].zip(y[3]));
+                        let ((o0, o1), (o2, o3)) = (a0.zip(b0), a1.zip(b1));
+                        [o0, o1, o2, o3]
+                    };
+                    let valid = ow - tx * m;
+                    for (k, &o) in out.iter().enumerate().take(m) {
+                        let at = oy * ow + tx * m + k * V::N;
+                        let live = valid.saturating_sub(k * V::N).min(V::N);
+                        let mut o = o;
+                        if !p.res.is_null() {
+                            o = o.add(V::load(p.res.add(at), live));
+                        }
+                        o = match s.activation {
+                            Some(Activation::Relu) => o.at_least(0.0),
+                            Some(Activation::Clip { min, max }) => o.at_least(min).at_most(max),
+                            _ => o,
+                        };
+                        o.store_live(p.dst.add(at), live);
+                    }
+                    tx += V::N;
+                }
+                match s.activation {
+                    None | Some(Activation::Relu | Activation::Clip { .. }) => {}
+                    Some(other) => {
+                        for o in std::slice::from_raw_parts_mut(row, ow) {
+                            *o = other.apply(*o);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{Lanes, Plane, Tile, WinogradInput, WinogradOutput};
+    use std::arch::x86_64::*;
+
+    #[inline(always)]
+    fn mask(live: usize) -> __mmask16 {
+        crate::backend::gemm::avx512::lane_mask(live)
+    }
+
+    impl Lanes for __m512 {
+        const N: usize = 16;
+        type Index = __m512i;
+        #[inline(always)]
+        unsafe fn zero() -> __m512 {
+            _mm512_setzero_ps()
+        }
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> __m512 {
+            _mm512_set1_ps(v)
+        }
+        #[inline(always)]
+        unsafe fn index(p: *const i32) -> __m512i {
+            // SAFETY: the caller's.
+            unsafe { _mm512_loadu_si512(p.cast()) }
+        }
+        #[inline(always)]
+        unsafe fn gather(base: *const f32, index: __m512i) -> __m512 {
+            // SAFETY: the caller's.
+            unsafe { _mm512_i32gather_ps::<4>(index, base) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32, live: usize) -> __m512 {
+            // SAFETY: the caller's; masked lanes are not read.
+            unsafe { _mm512_maskz_loadu_ps(mask(live), p) }
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            // SAFETY: the caller's.
+            unsafe { _mm512_storeu_ps(p, self) }
+        }
+        #[inline(always)]
+        unsafe fn store_live(self, p: *mut f32, live: usize) {
+            // SAFETY: the caller's; masked lanes are not written.
+            unsafe { _mm512_mask_storeu_ps(p, mask(live), self) }
+        }
+        #[inline(always)]
+        unsafe fn add(self, b: __m512) -> __m512 {
+            _mm512_add_ps(self, b)
+        }
+        #[inline(always)]
+        unsafe fn sub(self, b: __m512) -> __m512 {
+            _mm512_sub_ps(self, b)
+        }
+        #[inline(always)]
+        unsafe fn mul_add_to(self, x: __m512, c: f32) -> __m512 {
+            _mm512_fmadd_ps(x, _mm512_set1_ps(c), self)
+        }
+        #[inline(always)]
+        unsafe fn at_least(self, lo: f32) -> __m512 {
+            // maxps returns its second operand when either is NaN.
+            _mm512_max_ps(_mm512_set1_ps(lo), self)
+        }
+        #[inline(always)]
+        unsafe fn at_most(self, hi: f32) -> __m512 {
+            _mm512_min_ps(_mm512_set1_ps(hi), self)
+        }
+        #[inline(always)]
+        unsafe fn zip(self, b: __m512) -> (__m512, __m512) {
+            let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+            let hi =
+                _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+            (
+                _mm512_permutex2var_ps(self, lo, b),
+                _mm512_permutex2var_ps(self, hi, b),
+            )
+        }
+    }
+
+    /// # Safety
+    /// AVX-512F must be available; as [`super::input`].
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn input<T: Tile>(s: &WinogradInput, padded: *const f32, out: *mut f32) {
+        // SAFETY: forwarded.
+        unsafe { super::input::<__m512, T>(s, padded, out) }
+    }
+
+    /// # Safety
+    /// AVX-512F must be available; as [`super::output`].
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn output<T: Tile>(s: &WinogradOutput, p: &Plane) {
+        // SAFETY: forwarded.
+        unsafe { super::output::<__m512, T>(s, p) }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{Lanes, Plane, Tile, WinogradInput, WinogradOutput};
+    use std::arch::x86_64::*;
+
+    /// All ones in the first `live` lanes.
+    ///
+    /// # Safety
+    /// AVX2 must be available.
+    #[inline(always)]
+    unsafe fn mask(live: usize) -> __m256i {
+        // SAFETY: the caller's.
+        unsafe {
+            let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            _mm256_cmpgt_epi32(_mm256_set1_epi32(live.min(8) as i32), lanes)
+        }
+    }
+
+    impl Lanes for __m256 {
+        const N: usize = 8;
+        type Index = __m256i;
+        #[inline(always)]
+        unsafe fn zero() -> __m256 {
+            _mm256_setzero_ps()
+        }
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> __m256 {
+            _mm256_set1_ps(v)
+        }
+        #[inline(always)]
+        unsafe fn index(p: *const i32) -> __m256i {
+            // SAFETY: the caller's.
+            unsafe { _mm256_loadu_si256(p.cast()) }
+        }
+        #[inline(always)]
+        unsafe fn gather(base: *const f32, index: __m256i) -> __m256 {
+            // SAFETY: the caller's.
+            unsafe { _mm256_i32gather_ps::<4>(base, index) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32, live: usize) -> __m256 {
+            // SAFETY: the caller's; masked lanes are not read.
+            unsafe { _mm256_maskload_ps(p, mask(live)) }
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            // SAFETY: the caller's.
+            unsafe { _mm256_storeu_ps(p, self) }
+        }
+        #[inline(always)]
+        unsafe fn store_live(self, p: *mut f32, live: usize) {
+            // SAFETY: the caller's; masked lanes are not written.
+            unsafe { _mm256_maskstore_ps(p, mask(live), self) }
+        }
+        #[inline(always)]
+        unsafe fn add(self, b: __m256) -> __m256 {
+            _mm256_add_ps(self, b)
+        }
+        #[inline(always)]
+        unsafe fn sub(self, b: __m256) -> __m256 {
+            _mm256_sub_ps(self, b)
+        }
+        #[inline(always)]
+        unsafe fn mul_add_to(self, x: __m256, c: f32) -> __m256 {
+            _mm256_fmadd_ps(x, _mm256_set1_ps(c), self)
+        }
+        #[inline(always)]
+        unsafe fn at_least(self, lo: f32) -> __m256 {
+            // maxps returns its second operand when either is NaN.
+            _mm256_max_ps(_mm256_set1_ps(lo), self)
+        }
+        #[inline(always)]
+        unsafe fn at_most(self, hi: f32) -> __m256 {
+            _mm256_min_ps(_mm256_set1_ps(hi), self)
+        }
+        #[inline(always)]
+        unsafe fn zip(self, b: __m256) -> (__m256, __m256) {
+            // Within each 128-bit half, then the halves in order.
+            let (lo, hi) = (_mm256_unpacklo_ps(self, b), _mm256_unpackhi_ps(self, b));
+            (
+                _mm256_permute2f128_ps::<0x20>(lo, hi),
+                _mm256_permute2f128_ps::<0x31>(lo, hi),
+            )
+        }
+    }
+
+    /// # Safety
+    /// AVX2 and FMA must be available; as [`super::input`].
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn input<T: Tile>(s: &WinogradInput, padded: *const f32, out: *mut f32) {
+        // SAFETY: forwarded.
+        unsafe { super::input::<__m256, T>(s, padded, out) }
+    }
+
+    /// # Safety
+    /// AVX2 and FMA must be available; as [`super::output`].
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn output<T: Tile>(s: &WinogradOutput, p: &Plane) {
+        // SAFETY: forwarded.
+        unsafe { super::output::<__m256, T>(s, p) }
+    }
+}
+
+/// Called by JIT code: [`WinogradInput::run`] on the spec at `spec`.
+///
+/// # Safety
+/// As [`WinogradInput::run`]; `spec` points to a live `WinogradInput`.
+pub unsafe extern "C" fn nnc_winograd_input(
+    spec: *const WinogradInput,
+    x: *const f32,
+    out: *mut f32,
+    begin: usize,
+    end: usize,
+) {
+    // SAFETY: as documented above.
+    unsafe { (*spec).run(x, out, begin, end) }
+}
+
+/// Called by JIT code: [`WinogradOutput::run`] on the spec at `spec`.
+///
+/// # Safety
+/// As [`WinogradOutput::run`]; `spec` points to a live `WinogradOutput`.
+pub unsafe extern "C" fn nnc_winograd_output(
+    spec: *const WinogradOutput,
+    x: *const f32,
+    out: *mut f32,
+    residual: *const f32,
+    begin: usize,
+    end: usize,
+) {
+    // SAFETY: as documented above.
+    unsafe { (*spec).run(x, out, residual, begin, end) }
+}
