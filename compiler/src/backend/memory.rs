@@ -148,7 +148,7 @@ pub fn advise_huge_pages(ptr: *const u8, bytes: usize) {
         const HUGE: usize = 2 << 20;
         let start = (ptr as usize).next_multiple_of(HUGE);
         let end = (ptr as usize).saturating_add(bytes) / HUGE * HUGE;
-        if end > start && std::env::var_os("NNC_NO_HUGE").is_none() {
+        if end > start {
             // SAFETY: madvise only changes how the kernel backs pages this
             // process owns (the range lies inside the caller's allocation);
             // it never changes their contents.
