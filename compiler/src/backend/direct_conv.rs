@@ -242,15 +242,7 @@ impl<'a> Rows<'a> {
                     let n = s.w.min(len.saturating_sub(s.padding[1]));
                     dst[s.padding[1]..][..n].copy_from_slice(&src[..n]);
                 } else {
-                    // Stride 2: even padded columns, then odd.
-                    let (even, odd) = dst.split_at_mut(len);
-                    for (ix, &v) in src.iter().enumerate() {
-                        let q = ix + s.padding[1];
-                        let phase = if q & 1 == 0 { &mut *even } else { &mut *odd };
-                        if let Some(slot) = phase.get_mut(q >> 1) {
-                            *slot = v;
-                        }
-                    }
+                    split_phases(src, s.padding[1], dst.split_at_mut(len));
                 }
             }
         }
@@ -277,6 +269,37 @@ impl<'a> Rows<'a> {
 
     fn window(&self, c: usize, local: usize, ky: usize, kx: usize, chunk: usize) -> &[f32] {
         &self.data[self.start(c, local, ky, kx, chunk)..][..BLOCK]
+    }
+}
+
+/// Stride 2: writes input row `src`, shifted right by `padding`, as its
+/// even padded columns into `even` and its odd ones into `odd` (padded
+/// column `q` at `q / 2` of its phase), dropping what falls past them.
+/// Whole pairs of columns go at once, which the compiler turns into
+/// vector shuffles (a branch per column made the copy about a third of
+/// MobileNetV2's stem).
+fn split_phases(src: &[f32], padding: usize, (even, odd): (&mut [f32], &mut [f32])) {
+    // With odd padding the first column is odd; the rest start on an even
+    // padded column.
+    let (head, rest) = src.split_at((padding % 2).min(src.len()));
+    if let (Some(&v), Some(slot)) = (head.first(), odd.get_mut(padding / 2)) {
+        *slot = v;
+    }
+    let start = padding.div_ceil(2);
+    let pairs = rest.chunks_exact(2);
+    let tail = pairs.remainder();
+    let mut written = 0;
+    if let (Some(even), Some(odd)) = (even.get_mut(start..), odd.get_mut(start..)) {
+        for ((pair, e), o) in pairs.zip(even.iter_mut()).zip(odd.iter_mut()) {
+            *e = pair[0];
+            *o = pair[1];
+            written += 1;
+        }
+    }
+    if let (Some(&v), Some(slot)) = (tail.first(), even.get_mut(start + written)) {
+        if written == rest.len() / 2 {
+            *slot = v;
+        }
     }
 }
 
