@@ -89,7 +89,66 @@ impl FilterTransform {
     /// Transforms the filters `w [rows, C, 3, 3]` of a panel of `mr >=
     /// rows` output channels: element `e`'s `[C][mr]` block goes to
     /// `out[offset(e)..]`, zero in the `mr - rows` rows past the filters.
+    ///
+    /// # Panics
+    /// If `w` is shorter than `rows` filters or `rows > mr`.
     pub fn panel(
+        &self,
+        w: &[f32],
+        rows: usize,
+        mr: usize,
+        out: &mut [f32],
+        offset: impl Fn(usize) -> usize,
+    ) {
+        // The planes are long, plain multiply-adds: worth the widest
+        // vectors the CPU has. Every variant does the same IEEE operations
+        // in the same order (no fused multiply-adds), so the bits agree.
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F.
+                #[allow(unsafe_code)]
+                return unsafe { self.panel_avx512(w, rows, mr, out, offset) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2.
+                #[allow(unsafe_code)]
+                return unsafe { self.panel_avx2(w, rows, mr, out, offset) };
+            }
+        }
+        self.panel_body(w, rows, mr, out, offset)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn panel_avx512(
+        &self,
+        w: &[f32],
+        rows: usize,
+        mr: usize,
+        out: &mut [f32],
+        offset: impl Fn(usize) -> usize,
+    ) {
+        self.panel_body(w, rows, mr, out, offset)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    #[target_feature(enable = "avx2")]
+    unsafe fn panel_avx2(
+        &self,
+        w: &[f32],
+        rows: usize,
+        mr: usize,
+        out: &mut [f32],
+        offset: impl Fn(usize) -> usize,
+    ) {
+        self.panel_body(w, rows, mr, out, offset)
+    }
+
+    #[inline(always)]
+    fn panel_body(
         &self,
         w: &[f32],
         rows: usize,
@@ -103,10 +162,21 @@ impl FilterTransform {
         let (taps, partial) = &mut *scratch;
         taps.clear();
         taps.resize(9 * n, 0.0);
-        for (r, filters) in w.chunks_exact((9 * c_in).max(1)).take(rows).enumerate() {
-            for (c, g) in filters.chunks_exact(9).enumerate() {
-                for (tap, &v) in g.iter().enumerate() {
-                    taps[tap * n + c * mr + r] = v;
+        assert!(rows <= mr && w.len() >= rows * c_in * 9);
+        // taps[tap][c][r] = w[r][c][tap], a channel at a time: the rows'
+        // filters are read as `rows` sequential streams and each tap's
+        // `rows` values land in one line.
+        let (src, dst) = (w.as_ptr(), taps.as_mut_ptr());
+        for c in 0..c_in {
+            for r in 0..rows {
+                // SAFETY: `r < rows` and `c < c_in`, so the filter lies in
+                // `w` (asserted above) and `c * mr + r + 8 * n < 9 * n`.
+                #[allow(unsafe_code)]
+                unsafe {
+                    let (g, d) = (src.add((r * c_in + c) * 9), dst.add(c * mr + r));
+                    for tap in 0..9 {
+                        *d.add(tap * n) = *g.add(tap);
+                    }
                 }
             }
         }
@@ -132,6 +202,7 @@ impl FilterTransform {
 
 /// `dst = sum of coefficient * plane` over the terms, zero terms skipped,
 /// in order.
+#[inline(always)]
 fn combine<'a>(dst: &mut [f32], terms: impl Iterator<Item = (f32, &'a [f32])>) {
     let mut first = true;
     for (coefficient, plane) in terms {
