@@ -98,7 +98,39 @@ pub fn weight_shapes(op: &Op, x: &TensorType) -> SResult<Vec<WeightSpec>> {
         }
         Op::SeparableConv2d(a) => {
             let dw = &a.depthwise;
-            let mut w = conv_weights("separable_conv2d", dw, x)?;
+            let mut w = Vec::new();
+            let expanded;
+            let x = match &a.expand {
+                Some(e) => {
+                    let fan_in = channels("separable_conv2d")?;
+                    if fan_in != e.in_channels {
+                        return Err(ShapeError::new(
+                            format!(
+                                "`separable_conv2d` expands {} input channels, found {x}",
+                                e.in_channels
+                            ),
+                            "input channels",
+                        ));
+                    }
+                    // The depthwise conv reads the expansion's output, one
+                    // channel per group.
+                    let c = dw.groups;
+                    w.push(spec(
+                        "expand.weight",
+                        vec![c, fan_in],
+                        WeightRole::Kernel { fan_in },
+                    ));
+                    if e.bias {
+                        w.push(spec("expand.bias", vec![c], WeightRole::Bias { fan_in }));
+                    }
+                    let mut shape = x.shape.clone();
+                    shape[1] = c;
+                    expanded = TensorType::f32(shape);
+                    &expanded
+                }
+                None => x,
+            };
+            w.extend(conv_weights("separable_conv2d", dw, x)?);
             require_depthwise("separable_conv2d", dw, x)?;
             let fan_in = dw.out_channels;
             w.push(spec(

@@ -263,7 +263,24 @@ fn flops(op: &Op, x: &[usize], out: &[usize]) -> u64 {
         Op::SeparableConv2d(a) => {
             let dw = &a.depthwise;
             let n_mid = n_out / a.out_channels.max(1) as u64 * dw.out_channels as u64;
-            conv(dw, c_in, n_mid)
+            // With an expansion, the depthwise conv reads its `groups`
+            // channels, each computed from `c_in` at every input position.
+            let (expansion, dw_in) = match &a.expand {
+                Some(e) => {
+                    let n_expanded = product(x) / c_in.max(1) * dw.groups as u64;
+                    let act = Epilogue {
+                        residual: false,
+                        activation: e.activation,
+                    };
+                    (
+                        2 * n_expanded * c_in + epilogue_flops(e.bias, &act, n_expanded),
+                        dw.groups as u64,
+                    )
+                }
+                None => (0, c_in),
+            };
+            expansion
+                + conv(dw, dw_in, n_mid)
                 + 2 * n_out * dw.out_channels as u64
                 + epilogue_flops(a.bias, &a.epilogue, n_out)
         }

@@ -5,8 +5,8 @@
 
 use nnc_compiler::interp::{self, InterpError};
 use nnc_compiler::ir::{
-    Activation, Col2ImAttrs, Conv2dAttrs, ElementwiseAttrs, ElementwiseStep, Epilogue, GemmAttrs,
-    Im2ColAttrs, SeparableConv2dAttrs,
+    Activation, Col2ImAttrs, Conv2dAttrs, ElementwiseAttrs, ElementwiseStep, Epilogue, Expansion,
+    GemmAttrs, Im2ColAttrs, SeparableConv2dAttrs,
 };
 use nnc_tests::{assert_near, tensor};
 
@@ -173,6 +173,7 @@ fn separable_conv2d_is_depthwise_then_activation_then_pointwise() {
     let pw = tensor(&[1, 2], &[1., 1.]);
     let pb = tensor(&[1], &[0.25]);
     let a = SeparableConv2dAttrs {
+        expand: None,
         depthwise: Conv2dAttrs {
             out_channels: 2,
             kernel: [1, 1],
@@ -190,7 +191,48 @@ fn separable_conv2d_is_depthwise_then_activation_then_pointwise() {
         bias: true,
         epilogue: Epilogue::default(),
     };
-    let y = interp::separable_conv2d(&x, &dw, None, &pw, Some(&pb), &a).unwrap();
+    let y = interp::separable_conv2d(&x, &[&dw, &pw, &pb], &a).unwrap();
     // Depthwise: [2, 4] and [-3, -4] -> relu -> [2, 4], [0, 0].
     assert_near(&y, &[1, 1, 1, 2], &[2.25, 4.25]);
+    // A weight operand too many or too few is an error.
+    assert!(interp::separable_conv2d(&x, &[&dw, &pw], &a).is_err());
+    assert!(interp::separable_conv2d(&x, &[&dw, &pw, &pb, &pb], &a).is_err());
+}
+
+#[test]
+fn separable_conv2d_with_an_expansion_expands_first() {
+    // One input channel of a 1x2 image, [1, 3], expanded to two channels
+    // by weights 1 and -2 with bias 0.5 and ReLU6: [1.5, 3.5] and
+    // [0, 0] (from -1.5, -5.5). Then 1x1 depthwise taps 2 and 3 (no
+    // activation): [3, 7] and [0, 0]; pointwise weights 1 and 1: [3, 7].
+    let x = tensor(&[1, 1, 1, 2], &[1., 3.]);
+    let ew = tensor(&[2, 1], &[1., -2.]);
+    let eb = tensor(&[2], &[0.5, 0.5]);
+    let dw = tensor(&[2, 1, 1, 1], &[2., 3.]);
+    let pw = tensor(&[1, 2], &[1., 1.]);
+    let a = SeparableConv2dAttrs {
+        expand: Some(Expansion {
+            in_channels: 1,
+            bias: true,
+            activation: Some(Activation::Relu6),
+        }),
+        depthwise: Conv2dAttrs {
+            out_channels: 2,
+            kernel: [1, 1],
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+            groups: 2,
+            bias: false,
+            epilogue: Epilogue::default(),
+        },
+        out_channels: 1,
+        bias: false,
+        epilogue: Epilogue::default(),
+    };
+    assert_eq!(a.depthwise_operand(), 3);
+    let y = interp::separable_conv2d(&x, &[&ew, &eb, &dw, &pw], &a).unwrap();
+    assert_near(&y, &[1, 1, 1, 2], &[3.0, 7.0]);
+    // Without the expansion's bias operand the operands do not add up.
+    assert!(interp::separable_conv2d(&x, &[&ew, &dw, &pw], &a).is_err());
 }

@@ -4,7 +4,7 @@ use super::jit::{Base, Jit};
 use super::kernels::{self, Buf, Consts, Operands};
 use super::memory::{self, Interval};
 use super::BackendError;
-use crate::ir::{Graph, NodeId, Op, SourceLoc};
+use crate::ir::{Epilogue, Graph, NodeId, Op, SourceLoc};
 use crate::passes;
 use crate::stats;
 use nnc_runtime::{Binding, Executable, Step, WeightSet};
@@ -483,8 +483,12 @@ fn algorithm(graph: &Graph, id: NodeId) -> String {
         "direct (few input channels)".into()
     } else if matches!(node.op, Op::DepthwiseConv2d(_)) {
         "depthwise, direct".into()
-    } else if matches!(node.op, Op::SeparableConv2d(_)) {
-        "separable: dw tile + gemm".into()
+    } else if let Op::SeparableConv2d(a) = &node.op {
+        if a.expand.is_some() {
+            "separable: expansion + dw tile + gemm".into()
+        } else {
+            "separable: dw tile + gemm".into()
+        }
     } else if matches!(node.op, Op::Col2Im(_)) {
         "col2im scatter-add".into()
     } else if matches!(node.op, Op::WinogradInput(_)) {
@@ -501,14 +505,23 @@ fn algorithm(graph: &Graph, id: NodeId) -> String {
 /// The fused work of an op, as `nnc compile` prints it.
 fn epilogue(op: &Op) -> String {
     if let Op::SeparableConv2d(a) = op {
+        let expand = a.expand.as_ref().and_then(|e| e.activation).map(|act| {
+            Epilogue {
+                residual: false,
+                activation: Some(act),
+            }
+            .describe()
+        });
         let dw = a.depthwise.epilogue.describe();
-        let pw = a.epilogue.describe();
-        return match (dw.is_empty(), pw.is_empty()) {
-            (true, true) => String::new(),
-            (false, true) => format!("dw {dw}"),
-            (true, false) => pw,
-            (false, false) => format!("dw {dw}; {pw}"),
-        };
+        let parts: Vec<String> = [
+            expand.map(|e| format!("expand {e}")),
+            (!dw.is_empty()).then(|| format!("dw {dw}")),
+            Some(a.epilogue.describe()).filter(|pw| !pw.is_empty()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        return parts.join("; ");
     }
     op.epilogue().map(|e| e.describe()).unwrap_or_default()
 }

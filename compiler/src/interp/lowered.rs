@@ -265,19 +265,58 @@ pub fn col2im(
     Ok(out)
 }
 
-/// `separable_conv2d`: the depthwise conv with its activation, then the
-/// pointwise product as a `gemm`. The interpreter materialises the
-/// depthwise output; only compiled kernels work tile by tile.
+/// `separable_conv2d` of `x` with `weights`, its other operands in order
+/// (no residual): the expansion with its activation when there is one (a
+/// `gemm`), the depthwise conv with its activation, then the pointwise
+/// product as a `gemm`. The interpreter materialises the expanded input
+/// and the depthwise output; only compiled kernels work tile by tile.
 pub fn separable_conv2d(
     x: &Tensor,
-    dw_weight: &Tensor,
-    dw_bias: Option<&Tensor>,
-    pw_weight: &Tensor,
-    pw_bias: Option<&Tensor>,
+    weights: &[&Tensor],
     a: &SeparableConv2dAttrs,
 ) -> Result<Tensor, InterpError> {
-    let mid = conv2d(x, dw_weight, dw_bias, &a.depthwise)?;
-    let mid = epilogue(mid, None, &a.depthwise.epilogue)?;
+    const OP: &str = "separable_conv2d";
+    let dw = &a.depthwise;
+    let expected = a.depthwise_operand() - 1 + 2 + usize::from(dw.bias) + usize::from(a.bias);
+    if weights.len() != expected {
+        return Err(operands(
+            OP,
+            format!("{} weight operands, expected {expected}", weights.len()),
+        ));
+    }
+    let mut rest = weights.iter().copied();
+    let mut next = || rest.next().ok_or_else(|| operands(OP, "too few operands"));
+    let expanded;
+    let x = match &a.expand {
+        Some(e) => {
+            let weight = next()?;
+            let bias = if e.bias { Some(next()?) } else { None };
+            let out = gemm(
+                x,
+                weight,
+                bias,
+                &GemmAttrs {
+                    out_channels: dw.groups,
+                    groups: 1,
+                    bias: e.bias,
+                    epilogue: Epilogue::default(),
+                    winograd: None,
+                },
+            )?;
+            expanded = match e.activation {
+                Some(act) => activate(act, &out),
+                None => out,
+            };
+            &expanded
+        }
+        None => x,
+    };
+    let dw_weight = next()?;
+    let dw_bias = if dw.bias { Some(next()?) } else { None };
+    let mid = conv2d(x, dw_weight, dw_bias, dw)?;
+    let mid = epilogue(mid, None, &dw.epilogue)?;
+    let pw_weight = next()?;
+    let pw_bias = if a.bias { Some(next()?) } else { None };
     gemm(
         &mid,
         pw_weight,

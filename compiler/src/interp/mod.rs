@@ -314,16 +314,10 @@ fn eval_node<'a>(
             owned(out.and_then(|out| epilogue(out, residual, &a.epilogue)))
         }
         Op::SeparableConv2d(a) => {
-            let dw_operands = 2 + usize::from(a.depthwise.bias);
-            let (x, residual) = split_residual(node, x, dw_operands + 1 + usize::from(a.bias))?;
-            let out = separable_conv2d(
-                x[0],
-                x[1],
-                a.depthwise.bias.then(|| x[2]),
-                x[dw_operands],
-                x.get(dw_operands + 1).copied(),
-                a,
-            );
+            let own =
+                a.depthwise_operand() + 2 + usize::from(a.depthwise.bias) + usize::from(a.bias);
+            let (x, residual) = split_residual(node, x, own)?;
+            let out = separable_conv2d(x[0], &x[1..], a);
             owned(out.and_then(|out| epilogue(out, residual, &a.epilogue)))
         }
         Op::Sub => {

@@ -573,17 +573,39 @@ pub struct WinogradOutputAttrs {
 }
 
 /// `separable_conv2d`: a depthwise conv and the 1x1 pointwise conv that
-/// reads it, as one op whose kernel works tile by tile. Operands: `x`, the
+/// reads it, as one op whose kernel works tile by tile, optionally after
+/// the 1x1 conv that expands its input (`expand`). Operands: `x`; with
+/// `expand`, its weight `[C, in]` and bias `[C]` when `expand.bias`; the
 /// depthwise weight `[C_mid, 1, kh, kw]` and bias `[C_mid]` when
-/// `depthwise.bias`, the pointwise weight `[out, C_mid]`, its bias `[out]`
-/// when `bias`, then the pointwise epilogue's residual. The depthwise
+/// `depthwise.bias`; the pointwise weight `[out, C_mid]`, its bias `[out]`
+/// when `bias`; then the pointwise epilogue's residual. The depthwise
 /// epilogue holds at most an activation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SeparableConv2dAttrs {
+    pub expand: Option<Expansion>,
     pub depthwise: Conv2dAttrs,
     pub out_channels: usize,
     pub bias: bool,
     pub epilogue: Epilogue,
+}
+
+impl SeparableConv2dAttrs {
+    /// The index of the depthwise weight among the operands.
+    pub fn depthwise_operand(&self) -> usize {
+        1 + self.expand.as_ref().map_or(0, |e| 1 + usize::from(e.bias))
+    }
+}
+
+/// The 1x1 stride-1 conv a `separable_conv2d` starts with when it has one
+/// (the expansion of MobileNetV2's inverted residual blocks): `x [N, in,
+/// H, W]` becomes `act(weight · x + bias)` with the depthwise conv's `C`
+/// input channels. The kernel computes it a block of rows at a time, so it
+/// never exists whole.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Expansion {
+    pub in_channels: usize,
+    pub bias: bool,
+    pub activation: Option<Activation>,
 }
 
 /// The operators of the IR.
@@ -953,14 +975,26 @@ impl Op {
             ),
             Op::SeparableConv2d(a) => {
                 let dw = &a.depthwise;
-                let mut attrs = vec![
+                let mut attrs = Vec::new();
+                if let Some(e) = &a.expand {
+                    attrs.push(("expand_in", e.in_channels.to_string()));
+                    attrs.push(("expand_bias", e.bias.to_string()));
+                    if let Some(act) = e.activation {
+                        let epilogue = Epilogue {
+                            residual: false,
+                            activation: Some(act),
+                        };
+                        attrs.push(("expand_epilogue", epilogue.describe()));
+                    }
+                }
+                attrs.extend([
                     ("dw_out", dw.out_channels.to_string()),
                     ("kernel", pair(dw.kernel)),
                     ("stride", pair(dw.stride)),
                     ("pad", pair(dw.padding)),
                     ("dilation", pair(dw.dilation)),
                     ("dw_bias", dw.bias.to_string()),
-                ];
+                ]);
                 if !dw.epilogue.is_empty() {
                     attrs.push(("dw_epilogue", dw.epilogue.describe()));
                 }
