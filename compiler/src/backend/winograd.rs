@@ -13,10 +13,11 @@
 //!   lanes, and each of the `a*a` results is one store into its own row.
 //! - [`WinogradOutput`]: one task per output plane. The `a*a` elements of
 //!   a vector of tiles are contiguous loads; `AT M AT^T` plus the bias
-//!   gives each tile's `m*m` outputs, stored one row of the tile-major
-//!   scratch per output position and then interleaved into the output
-//!   rows, clipped to the output; the residual and activation follow on
-//!   each row while it is in L1.
+//!   gives each tile's `m*m` outputs, stored one row of a tile-major
+//!   scratch per output position. Then for each output row the tiles' `m`
+//!   values are interleaved in registers into consecutive outputs, the
+//!   residual added and relu or clip applied before a store masked at the
+//!   output's edge (other activations in a pass over the row).
 //!
 //! The transforms are written once, generic over the [`Lanes`] they run
 //! on: AVX-512 (16 lanes), AVX2 (8) and plain `f32` (one lane, for other
@@ -314,7 +315,7 @@ struct Plane {
 /// One of the transforms: its 1-D products written out, so that each
 /// monomorphised copy is straight-line code (a table-driven loop over the
 /// matrix entries was left rolled by the compiler, testing every entry at
-/// run time). `tests/winograd.rs` checks them against the matrices of
+/// run time). `compiler/tests/winograd.rs` checks them against the matrices of
 /// [`crate::ir::winograd`].
 trait Tile {
     const M: usize;

@@ -1,11 +1,13 @@
 //! Convolutions that are not a plain GEMM or a lone depthwise conv:
 //!
-//! - `separable_conv2d`: one task per block of output rows. The task
-//!   computes the depthwise output of those rows for every channel into
-//!   this thread's scratch tile (the whole depthwise output never exists),
-//!   applies the depthwise activation, and multiplies the tile by the
-//!   pointwise weight with the native GEMM, whose epilogue adds the bias and
-//!   the residual as it stores the output rows.
+//! - `separable_conv2d`: one task per block of output rows. With an
+//!   expansion, the task first computes the expanded input rows it reads
+//!   (all channels) with the native GEMM into this thread's scratch. It
+//!   computes the depthwise output of its rows for every channel into a
+//!   scratch tile (the whole depthwise output never exists), applies the
+//!   depthwise activation, and multiplies the tile by the pointwise weight
+//!   with the native GEMM, whose epilogue adds the bias and the residual as
+//!   it stores the output rows.
 //! - `conv2d` (few input channels, see `lower-conv`): the native direct
 //!   convolution, one task per block of output rows.
 //! - `col2im`: one task per output plane: the bias, then every column row
