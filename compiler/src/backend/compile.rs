@@ -118,7 +118,7 @@ pub fn compile(
         input_bufs,
         output_bufs,
         placement,
-    } = plan(&graph)?;
+    } = plan(&graph, threads)?;
     lap("plan", &mut phases);
 
     // Kernels.
@@ -151,6 +151,7 @@ pub fn compile(
             continue;
         };
         let node = graph.node(step.node);
+        let then = kernel.then;
         bodies.push((kernel.body, kernel.optimize));
         tasks.push(kernel.tasks);
         layers.push(LayerReport {
@@ -170,6 +171,26 @@ pub fn compile(
             shape: node.ty.shape.clone(),
             tasks: kernel.tasks,
         });
+        if let Some(then) = then {
+            // Its own step, named after the op: it reads the partial
+            // results and writes the op's output.
+            let parts = kernels::scratch_len(&node.op, &[], &node.ty.shape, threads) as u64;
+            bodies.push((then.body, then.optimize));
+            tasks.push(then.tasks);
+            layers.push(LayerReport {
+                name: format!("{}.sum", node.name),
+                loc: node.loc,
+                op: node.op.name(),
+                algorithm: "sum of the split product's parts".into(),
+                epilogue: node.op.epilogue().map(|e| e.describe()).unwrap_or_default(),
+                micro_kernel: String::new(),
+                flops: parts,
+                bytes_read: 4 * parts,
+                bytes_written: 4 * node.ty.numel() as u64,
+                shape: node.ty.shape.clone(),
+                tasks: then.tasks,
+            });
+        }
     }
     lap("kernels", &mut phases);
     let ids = jit.kernels(bodies)?;
@@ -306,7 +327,7 @@ struct Plan {
 /// operand's), live from the step that writes it to the last that reads it;
 /// elementwise ops write over a first operand nothing reads later; then
 /// [`memory::place`] assigns offsets.
-fn plan(graph: &Graph) -> Result<Plan, BackendError> {
+fn plan(graph: &Graph, threads: usize) -> Result<Plan, BackendError> {
     // Every value's buffer, and the steps.
     let mut bufs: Vec<Interval> = Vec::new();
     let mut loc: HashMap<NodeId, Loc> = HashMap::new();
@@ -358,7 +379,7 @@ fn plan(graph: &Graph) -> Result<Plan, BackendError> {
                     .iter()
                     .map(|&i| graph.node(i).ty.shape.as_slice())
                     .collect();
-                let scratch = match kernels::scratch_len(op, &types, &node.ty.shape) {
+                let scratch = match kernels::scratch_len(op, &types, &node.ty.shape, threads) {
                     0 => None,
                     len => {
                         bufs.push(Interval {

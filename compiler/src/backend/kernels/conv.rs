@@ -22,12 +22,13 @@ use super::{Consts, Kernel, Operands};
 use crate::backend::depthwise_rows::{nnc_depthwise_rows, DepthwiseRows};
 use crate::backend::direct_conv::{nnc_direct_conv, DirectConv};
 use crate::backend::gemm::MicroKernel;
-use crate::backend::jit::Emit;
+use crate::backend::jit::{Base, Emit, F32X4};
 use crate::backend::native::{
     micro_kernel, native_activation, nnc_gemm_panel, nnc_scratch, PanelGemm,
 };
 use crate::backend::BackendError;
-use crate::ir::{Col2ImAttrs, Conv2dAttrs, Epilogue, SeparableConv2dAttrs};
+use crate::ir::{Activation, Col2ImAttrs, Conv2dAttrs, Epilogue, SeparableConv2dAttrs};
+use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 
 /// Columns of output per separable task (rows are whole). Longer runs of
@@ -41,9 +42,46 @@ const SEPARABLE_COLUMNS: usize = 1024;
 /// MiB measured the same on MobileNetV2's features.2.
 const EXPANSION_TILE_BYTES: usize = 512 << 10;
 
-/// Maps of at most this many outputs split the pointwise output channels
-/// between threads instead of the rows.
+/// Maps of at most this many outputs split the depthwise channels between
+/// threads instead of the rows (see [`k_parts`]).
 const SEPARABLE_SPLIT_CHANNELS: usize = 256;
+
+/// How many parts a separable op's depthwise channels, and so its
+/// pointwise product's K, are split into: one per thread for small maps
+/// on several threads, else 1. Each task computes the depthwise rows of
+/// its channels and their share of the product for every output channel;
+/// a second step adds the parts with the bias, residual and activation.
+///
+/// Splitting rows instead left each task's pointwise GEMM a few columns
+/// wide (a 7x7 map on 2 threads: 14 columns of the micro-kernel's 32).
+/// Splitting the output channels made every task read every depthwise
+/// channel, half of them written by the other core's expansion: moving a
+/// layer's data between the cores was measured at about 28 us per layer
+/// on MobileNetV2 (every step on one thread, alternating: 10.3-11.0 ms;
+/// always the same: 8.5-8.6). A task of this split reads only the
+/// expanded channels its own core wrote, and the cores exchange only the
+/// much smaller partial outputs.
+fn k_parts(a: &SeparableConv2dAttrs, out: &[usize], threads: usize) -> usize {
+    let map = out.get(2..4).map_or(0, |s| s.iter().product::<usize>());
+    if threads > 1
+        && map <= SEPARABLE_SPLIT_CHANNELS
+        && a.expand.is_none()
+        && a.depthwise.groups >= 2 * threads
+    {
+        threads
+    } else {
+        1
+    }
+}
+
+/// Floats of arena scratch a separable op needs: its partial outputs when
+/// split by [`k_parts`].
+pub(super) fn scratch_len(a: &SeparableConv2dAttrs, out: &[usize], threads: usize) -> usize {
+    match k_parts(a, out, threads) {
+        1 => 0,
+        parts => parts * out.iter().product::<usize>(),
+    }
+}
 
 /// `separable_conv2d`.
 pub fn separable(
@@ -68,18 +106,7 @@ pub fn separable(
     // Input rows that output rows `r` (`r` of them) read.
     let input_rows =
         |r: usize| (r.max(1) - 1) * dw.stride[0] + (dw.kernel[0] - 1) * dw.dilation[0] + 1;
-    // Small maps on several threads: each task computes the whole
-    // depthwise tile and a share of the pointwise output channels. Splitting
-    // rows instead left each task's pointwise GEMM a few columns wide (a
-    // 7x7 map on 2 threads: 14 columns of the micro-kernel's 32), and the
-    // depthwise half, done once per task, is the cheap one there. (An
-    // expansion would be computed once per task too: those split rows.)
-    let channel_parts = if threads > 1 && oh * ow <= SEPARABLE_SPLIT_CHANNELS && a.expand.is_none()
-    {
-        threads
-    } else {
-        1
-    };
+    let parts = k_parts(a, &out.shape, threads);
     // Whole rows up to SEPARABLE_COLUMNS columns per task, but fewer rows
     // when that leaves some thread without a task (small late-stage maps);
     // on one thread, splitting only makes the pointwise GEMM narrower.
@@ -92,7 +119,7 @@ pub fn separable(
             rows_per_task -= 1;
         }
     }
-    if channel_parts > 1 {
+    if parts > 1 {
         rows_per_task = oh.max(1);
     } else if threads > 1 {
         if batch * oh.div_ceil(rows_per_task) < 2 * threads {
@@ -131,19 +158,24 @@ pub fn separable(
     };
     let (h, w, sy, py) = (geo.h, geo.w, dw.stride[0], dw.padding[0]);
     let reach = (dw.kernel[0] - 1) * dw.dilation[0] + 1;
-    let spec = consts.panel(PanelGemm::new(
-        constant(&ops, pw_index, "pointwise weight")?,
-        c_out,
-        c_mid,
-        tile_cols,
-        oh * ow,
-        if a.bias {
-            Some(constant(&ops, pw_index + 1, "pointwise bias")?.to_vec())
-        } else {
-            None
-        },
-        a.epilogue.activation,
-    )?);
+    // The whole pointwise product with its epilogue, unless split.
+    let spec = if parts == 1 {
+        consts.panel(PanelGemm::new(
+            constant(&ops, pw_index, "pointwise weight")?,
+            c_out,
+            c_mid,
+            tile_cols,
+            oh * ow,
+            if a.bias {
+                Some(constant(&ops, pw_index + 1, "pointwise bias")?.to_vec())
+            } else {
+                None
+            },
+            a.epilogue.activation,
+        )?)
+    } else {
+        0
+    };
     let residual = a
         .epilogue
         .residual
@@ -166,13 +198,50 @@ pub fn separable(
             MicroKernel::Avx512,
         ))
     });
-    let channels_per_part = c_out.div_ceil(channel_parts);
+    // Part `q` of a split: input channels ic0..ic1 (whole groups of the
+    // channel multiplier), pointwise weight columns cm0..cm1.
+    let part_channels = |q: usize| {
+        let (ic0, ic1) = (q * c_in / parts, (q + 1) * c_in / parts);
+        (ic0 * multiplier, ic1 * multiplier)
+    };
+    let map = oh * ow;
+    let split = if parts > 1 {
+        let weight = constant(&ops, pw_index, "pointwise weight")?;
+        let partials = ops.scratch.ok_or_else(|| {
+            BackendError::Codegen("a split separable op has no scratch space".into())
+        })?;
+        let specs = (0..parts)
+            .map(|q| {
+                let (cm0, cm1) = part_channels(q);
+                let columns: Vec<f32> = weight
+                    .chunks_exact(c_mid.max(1))
+                    .take(c_out)
+                    .flat_map(|row| &row[cm0..cm1])
+                    .copied()
+                    .collect();
+                Ok(consts.panel(PanelGemm::new(
+                    &columns,
+                    c_out,
+                    cm1 - cm0,
+                    tile_cols,
+                    map,
+                    None,
+                    None,
+                )?))
+            })
+            .collect::<Result<Vec<_>, BackendError>>()?;
+        Some((specs, partials))
+    } else {
+        None
+    };
+    let pw_bias = a.bias.then(|| ops.inputs[pw_index + 1].base);
+    let (pw_activation, split_for_sum) = (a.epilogue.activation, split.clone());
     let mut kernel = Kernel::jit(
-        batch * blocks * channel_parts,
+        batch * blocks * parts,
         Box::new(move |e: &mut Emit| {
             e.for_tasks(|e, t| {
-                let part = e.rem_imm(t, channel_parts);
-                let t = e.div_imm(t, channel_parts);
+                let part = e.rem_imm(t, parts);
+                let t = e.div_imm(t, parts);
                 let (n, r0, r1) = row_block(e, t, blocks, rows_per_task, oh);
                 let len = e.i(c_mid * tile_cols + expanded_len);
                 let tile = e.call_native_ret(nnc_scratch as *const () as usize, &[len], types::I64);
@@ -212,8 +281,19 @@ pub fn separable(
                     let back = e.b.ins().isub(zero, back);
                     e.addr_of(expanded, back)
                 });
-                // The depthwise rows r0..r1 of every channel into the tile.
-                e.for_n(0, c_mid, 1, |e, cm| {
+                // The depthwise rows r0..r1 of every channel (of this
+                // part's) into the tile.
+                let (cm0, cm1) = if parts > 1 {
+                    let ic0 = e.mul_imm(part, c_in);
+                    let ic0 = e.div_imm(ic0, parts);
+                    let ic1 = e.add_imm(part, 1);
+                    let ic1 = e.mul_imm(ic1, c_in);
+                    let ic1 = e.div_imm(ic1, parts);
+                    (e.mul_imm(ic0, multiplier), e.mul_imm(ic1, multiplier))
+                } else {
+                    (e.i(0), e.i(c_mid))
+                };
+                e.for_range(cm0, cm1, 1, |e, cm| {
                     let ic = e.div_imm(cm, multiplier.max(1));
                     let src = match expanded {
                         Some(origin) => {
@@ -228,7 +308,8 @@ pub fn separable(
                         }
                     };
                     let b = load_bias(e, dw_bias, cm);
-                    let channel_row = e.mul_imm(cm, tile_cols);
+                    let local = e.b.ins().isub(cm, cm0);
+                    let channel_row = e.mul_imm(local, tile_cols);
                     if let Some(spec) = native_rows {
                         let dst = e.addr_of(tile, channel_row);
                         let first_tap = e.mul_imm(cm, taps);
@@ -259,6 +340,26 @@ pub fn separable(
                         dw_activation,
                     )
                 })?;
+                if let Some((specs, partials)) = &split {
+                    // This part's product into its partial output.
+                    for (q, &spec) in specs.iter().enumerate() {
+                        let this = e.b.ins().icmp_imm_u(IntCC::Equal, part, q as i64);
+                        e.if_then(this, |e| {
+                            let at = e.mul_imm(n, parts);
+                            let at = e.add_imm(at, q);
+                            let at = e.mul_imm(at, c_out * map);
+                            let c = e.addr(*partials, at);
+                            let (spec, none, cols) = (e.i(spec), e.i(0), e.i(map));
+                            let (m0, m1) = (e.i(0), e.i(c_out));
+                            e.call_native(
+                                nnc_gemm_panel as *const () as usize,
+                                &[spec, tile, c, none, cols, m0, m1],
+                            );
+                            Ok(())
+                        })?;
+                    }
+                    return Ok(());
+                }
                 // out[n, :, r0..r1, :] = pointwise(tile) + bias + residual.
                 let start = e.mul_imm(n, c_out * oh * ow);
                 let first = e.mul_imm(r0, ow);
@@ -271,8 +372,7 @@ pub fn separable(
                 let rows = e.b.ins().isub(r1, r0);
                 let cols = e.mul_imm(rows, ow);
                 let spec = e.i(spec);
-                let m0 = e.mul_imm(part, channels_per_part);
-                let m1 = e.add_imm(m0, channels_per_part);
+                let (m0, m1) = (e.i(0), e.i(c_out));
                 e.call_native(
                     nnc_gemm_panel as *const () as usize,
                     &[spec, tile, c, r, cols, m0, m1],
@@ -282,7 +382,83 @@ pub fn separable(
         }),
     );
     kernel.micro_kernel = Some(micro_kernel().name().into());
+    if let Some((_, partials)) = split_for_sum {
+        kernel.then = Some(Box::new(sum_parts(
+            partials,
+            [batch, parts, c_out, map],
+            pw_bias,
+            residual,
+            pw_activation,
+            dst,
+        )));
+    }
     Ok(kernel)
+}
+
+/// The second step of a split separable op: `out[n, o] = act(sum over
+/// parts of partials[n, part, o] + bias[o] + residual[n, o])`, one task
+/// per item and share of the output channels.
+fn sum_parts(
+    partials: Base,
+    [batch, parts, c_out, map]: [usize; 4],
+    bias: Option<Base>,
+    residual: Option<Base>,
+    activation: Option<Activation>,
+    dst: Base,
+) -> Kernel {
+    let per_task = c_out.div_ceil(parts);
+    Kernel::jit(
+        batch * parts,
+        Box::new(move |e: &mut Emit| {
+            e.for_tasks(|e, t| {
+                let n = e.div_imm(t, parts);
+                let share = e.rem_imm(t, parts);
+                let o0 = e.mul_imm(share, per_task);
+                let o1 = e.add_imm(o0, per_task);
+                let limit = e.i(c_out);
+                let o1 = e.b.ins().umin(o1, limit);
+                e.for_range(o0, o1, 1, |e, o| {
+                    let b = load_bias(e, bias, o);
+                    let vb = e.b.ins().splat(F32X4, b);
+                    let plane = e.mul_imm(n, c_out);
+                    let plane = e.add(plane, o);
+                    let plane = e.mul_imm(plane, map);
+                    let out = e.addr(dst, plane);
+                    let res = residual.map(|r| e.addr(r, plane));
+                    // Part q's row of channel o.
+                    let mut rows = Vec::with_capacity(parts);
+                    for q in 0..parts {
+                        let at = e.mul_imm(n, parts);
+                        let at = e.add_imm(at, q);
+                        let at = e.mul_imm(at, c_out);
+                        let at = e.add(at, o);
+                        let at = e.mul_imm(at, map);
+                        rows.push(e.addr(partials, at));
+                    }
+                    let (lo, hi) = (e.i(0), e.i(map));
+                    span(e, lo, hi, |e, ty, i| {
+                        let mut v = if ty == F32X4 { vb } else { b };
+                        for &row in &rows {
+                            let p = e.addr_of(row, i);
+                            let x = e.load(ty, p, 0);
+                            v = e.b.ins().fadd(v, x);
+                        }
+                        if let Some(r) = res {
+                            let p = e.addr_of(r, i);
+                            let x = e.load(ty, p, 0);
+                            v = e.b.ins().fadd(v, x);
+                        }
+                        if let Some(act) = activation {
+                            v = e.activation(ty, act, v);
+                        }
+                        let p = e.addr_of(out, i);
+                        e.store(v, p, 0);
+                        Ok(())
+                    })
+                })
+            })
+        }),
+    )
 }
 
 /// Task `t`'s batch item and output rows `r0..r1` (clipped to `oh`) when

@@ -55,6 +55,7 @@ pub(super) fn kernel(task: GemmTask, consts: &mut Consts) -> Result<Kernel, Back
     Ok(Kernel {
         tasks,
         optimize: true,
+        then: None,
         micro_kernel: Some(micro_kernel().name().into()),
         body: Box::new(move |e: &mut Emit| {
             let f = nnc_gemm_task as *const () as usize;

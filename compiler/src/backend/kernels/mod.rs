@@ -165,6 +165,9 @@ pub struct Kernel {
     /// Whether Cranelift's optimiser should run: false for kernels that
     /// only move data.
     pub optimize: bool,
+    /// A second step that finishes the op once every task of this one is
+    /// done (the sum of a split separable product's partial results).
+    pub then: Option<Box<Kernel>>,
 }
 
 impl Kernel {
@@ -175,6 +178,7 @@ impl Kernel {
             body,
             micro_kernel: None,
             optimize: true,
+            then: None,
         }
     }
 
@@ -201,9 +205,11 @@ pub struct Operands<'a> {
 }
 
 /// Floats of arena scratch space the kernel of `op` needs, given its
-/// operands' and output's shapes.
-pub fn scratch_len(op: &Op, inputs: &[&[usize]], out: &[usize]) -> usize {
-    if let Op::Rnn(a) = op {
+/// operands' and output's shapes and the threads work is split for.
+pub fn scratch_len(op: &Op, inputs: &[&[usize]], out: &[usize], threads: usize) -> usize {
+    if let Op::SeparableConv2d(a) = op {
+        conv::scratch_len(a, out, threads)
+    } else if let Op::Rnn(a) = op {
         recurrent::scratch_len(a, false, inputs, out)
     } else if let Op::Lstm(a) = op {
         recurrent::scratch_len(a, true, inputs, out)

@@ -313,6 +313,7 @@ pub fn build_cell(
     let io = Io { out, h0, c0, short };
     Ok(Kernel {
         optimize: true,
+        then: None,
         tasks: 1,
         micro_kernel: Some(kernel_name.into()),
         body: Box::new(move |e: &mut Emit| {
