@@ -126,9 +126,17 @@ pub fn separable(
             rows_per_task = rows_per_task.min(oh.div_ceil((2 * threads).div_ceil(batch)).max(1));
         }
         // Whole rounds of tasks, so that no thread waits for the last one
-        // (a 56x56 map in blocks of 9 rows was 7 tasks on 2 threads).
+        // (a 56x56 map in blocks of 9 rows was 7 tasks on 2 threads), and
+        // of the block heights up to that, the one that leaves the busiest
+        // thread the fewest rows (the largest of those): features.2's 56
+        // rows in blocks of 5 were 11 blocks and a 1-row one, 30 rows for
+        // one thread and 26 for the other; blocks of 4 are 28 each.
         let tasks = (batch * oh.div_ceil(rows_per_task)).next_multiple_of(threads);
-        rows_per_task = oh.div_ceil(tasks.div_ceil(batch)).max(1);
+        let most = oh.div_ceil(tasks.div_ceil(batch)).max(1);
+        let busiest = |r: usize| (batch * oh.div_ceil(r)).div_ceil(threads) * r;
+        rows_per_task = (1..=most)
+            .min_by_key(|&r| (busiest(r), std::cmp::Reverse(r)))
+            .unwrap_or(1);
     }
     let blocks = oh.div_ceil(rows_per_task);
     let tile_cols = rows_per_task * ow;
