@@ -21,6 +21,9 @@ pub struct Figures {
     pub gflops: f64,
     pub gflop_per_s: f64,
     pub compile_ms: f64,
+    /// Every timed run's latency, sorted (for pooling several benchmarks'
+    /// runs, as `bench/compare_ort.py` does).
+    pub times_ms: Vec<f64>,
 }
 
 /// Runs `exe` `warmup` times, then at least `runs` times and for at least
@@ -111,6 +114,7 @@ pub fn command(
         gflops,
         gflop_per_s: gflops / (median / 1e3),
         compile_ms: compiled.report.total().as_secs_f64() * 1e3,
+        times_ms: times,
     };
     if json {
         println!("{}", serde_json::to_string(&figures)?);
