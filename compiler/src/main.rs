@@ -213,7 +213,10 @@ fn compile(m: &Model, weights: WeightSet, threads: usize) -> Result<backend::Com
     Ok(backend::compile(
         m.graph.clone(),
         weights,
-        &backend::Options { threads },
+        &backend::Options {
+            threads,
+            ..Default::default()
+        },
     )?)
 }
 

@@ -492,13 +492,16 @@ fn winograd_weights_packed_while_transforming_match_the_transform(
     use nnc_compiler::backend::native::{pack, pack_winograd};
     use nnc_compiler::ir::winograd::Transform;
     let mut rng = Rng(77);
-    for (tile, c_out, c_in, n) in [(2, 24, 19, 37), (4, 17, 16, 50)] {
+    for (kernel, (tile, c_out, c_in, n)) in kernels()
+        .into_iter()
+        .flat_map(|k| [(2, 24, 19, 37), (4, 17, 16, 50)].map(|case| (k, case)))
+    {
         let t = Transform::of(tile).ok_or("no such transform")?;
         let groups = t.a() * t.a();
         let w = rng.vec(c_out * c_in * 9);
         let b = rng.vec(c_in * n);
-        let whole = pack(&t.filters(&w, c_out, c_in), groups, c_out, c_in)?;
-        let streamed = pack_winograd(&w, tile, groups, c_out, c_in)?;
+        let whole = pack(kernel, &t.filters(&w, c_out, c_in), groups, c_out, c_in)?;
+        let streamed = pack_winograd(kernel, &w, tile, groups, c_out, c_in)?;
         assert_eq!(whole.len(), groups);
         assert_eq!(streamed.len(), groups);
         for (a, b_packed) in whole.iter().zip(&streamed) {
@@ -526,11 +529,15 @@ fn winograd_weights_packed_while_transforming_match_the_transform(
                     &GemmEpilogue::NONE,
                 );
             }
-            assert_eq!(c1, c2, "F({tile}x{tile}): the two packings differ");
+            assert_eq!(
+                c1, c2,
+                "{kernel:?} F({tile}x{tile}): the two packings differ"
+            );
         }
     }
     // A weight too short, or a tile the transforms do not have, is an error.
-    assert!(pack_winograd(&[0.0; 10], 2, 16, 2, 1).is_err());
-    assert!(pack_winograd(&[0.0; 9], 3, 25, 1, 1).is_err());
+    let kernel = MicroKernel::Portable;
+    assert!(pack_winograd(kernel, &[0.0; 10], 2, 16, 2, 1).is_err());
+    assert!(pack_winograd(kernel, &[0.0; 9], 3, 25, 1, 1).is_err());
     Ok(())
 }

@@ -9,6 +9,7 @@
 
 use std::path::Path;
 
+use nnc_compiler::backend::gemm::MicroKernel;
 use nnc_compiler::backend::{compile, Compiled, Options};
 use nnc_compiler::driver::compile_source;
 use nnc_compiler::interp::run;
@@ -64,12 +65,22 @@ fn relative_error(reference: &Tensor, found: &Tensor) -> f32 {
 /// Compiles `graph` and checks it against the interpreter at 1 and 2
 /// threads; returns the compiled model.
 fn check(graph: Graph, what: &str) -> Compiled {
+    check_with(graph, what, None)
+}
+
+/// [`check`] with the native kernels of `micro_kernel` (`None`: the best
+/// this CPU has).
+fn check_with(graph: Graph, what: &str, micro_kernel: Option<MicroKernel>) -> Compiled {
     let weights = seeded_weights(&graph, SEED).expect("seeded weights");
     let x = inputs(&graph);
     let reference =
         run(&graph, &weights, &x).unwrap_or_else(|e| panic!("{what}: interpreter: {e}"));
-    let compiled = compile(graph, weights, &Options { threads: 2 })
-        .unwrap_or_else(|e| panic!("{what}: compile: {e}"));
+    let options = Options {
+        threads: 2,
+        micro_kernel,
+    };
+    let compiled =
+        compile(graph, weights, &options).unwrap_or_else(|e| panic!("{what}: compile: {e}"));
     for threads in [1, 2] {
         let pool = Pool::new(threads).expect("pool");
         let out = compiled
@@ -116,6 +127,26 @@ fn edge_shape_cases_match_the_interpreter() {
     assert!(cases.len() >= 5, "{cases:?}");
     for path in cases {
         check(load(&path), &path.display().to_string());
+    }
+}
+
+/// The pass cases and edge shapes with every other instruction set this
+/// CPU has: the AVX2 and portable native kernels, and the JIT's own
+/// depthwise rows, which the separable kernel uses without AVX-512.
+#[test]
+fn every_micro_kernel_matches_the_interpreter() {
+    let root = nnc_tests::repo_root();
+    let mut cases = nnc_tests::nn_files(&root.join("tests/cases/passes"));
+    cases.extend(nnc_tests::nn_files(&root.join("tests/cases/jit")));
+    let others: Vec<MicroKernel> = MicroKernel::ALL
+        .into_iter()
+        .filter(|k| k.is_available() && *k != MicroKernel::detect())
+        .collect();
+    for kernel in others {
+        for path in &cases {
+            let what = format!("{} ({kernel:?})", path.display());
+            check_with(load(path), &what, Some(kernel));
+        }
     }
 }
 
@@ -206,7 +237,15 @@ fn compiled_tanh_and_sigmoid_are_accurate() {
     values.extend([1e-7, -3e-5, f32::NAN]);
     let x = Tensor::new(vec![1, 4003], values).expect("tensor");
     let reference = run(&graph, &weights, std::slice::from_ref(&x)).expect("interpreter");
-    let compiled = compile(graph, weights, &Options { threads: 1 }).expect("compile");
+    let compiled = compile(
+        graph,
+        weights,
+        &Options {
+            threads: 1,
+            ..Options::default()
+        },
+    )
+    .expect("compile");
     let out = compiled
         .executable
         .run(&[x], &Pool::new(1).expect("pool"))
@@ -252,7 +291,15 @@ fn compiled_max_pool_and_clamps_treat_nan_like_the_interpreter() {
     }
     let x = Tensor::new(vec![1, 2, 9, 11], values).expect("tensor");
     let reference = run(&graph, &weights, std::slice::from_ref(&x)).expect("interpreter");
-    let compiled = compile(graph, weights, &Options { threads: 1 }).expect("compile");
+    let compiled = compile(
+        graph,
+        weights,
+        &Options {
+            threads: 1,
+            ..Options::default()
+        },
+    )
+    .expect("compile");
     let out = compiled
         .executable
         .run(&[x], &Pool::new(1).expect("pool"))

@@ -63,8 +63,15 @@ fn check(what: &str, text: &str) {
         .collect();
     let reference =
         run(&graph, &weights, &x).unwrap_or_else(|e| panic!("{what}: interpreter: {e}"));
-    let compiled = compile(graph, weights, &Options { threads: 2 })
-        .unwrap_or_else(|e| panic!("{what}: compile: {e}"));
+    let compiled = compile(
+        graph,
+        weights,
+        &Options {
+            threads: 2,
+            ..Options::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{what}: compile: {e}"));
     for threads in [1, 2] {
         let pool = Pool::new(threads).expect("pool");
         let out = compiled

@@ -513,7 +513,14 @@ fn every_fixture_compiled_matches_onnx_runtime() {
         let weights = loaded.weights.expect("an imported model has weights");
         let inputs = numbered(&dir, "input");
         let expected = numbered(&dir, "output");
-        let compiled = match compile(loaded.model.graph, weights, &Options { threads: 2 }) {
+        let compiled = match compile(
+            loaded.model.graph,
+            weights,
+            &Options {
+                threads: 2,
+                ..Options::default()
+            },
+        ) {
             Ok(c) => c,
             Err(BackendError::Unsupported { node, what }) => {
                 unsupported.push(format!("{}: {node}: {what}", name(&dir)));

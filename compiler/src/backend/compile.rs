@@ -1,5 +1,6 @@
 //! The compile driver: passes, memory plan, kernels, link.
 
+use super::gemm::MicroKernel;
 use super::jit::{Base, Jit};
 use super::kernels::{self, Buf, Consts, Operands};
 use super::memory::{self, Interval};
@@ -18,6 +19,10 @@ pub struct Options {
     /// Threads the work is split for (0: one per core). The executable runs
     /// with any pool; this only sizes the tasks.
     pub threads: usize,
+    /// The native kernels' instruction set (`None`: the best this CPU
+    /// has). Tests use it to run every implementation; one the CPU lacks
+    /// is an error.
+    pub micro_kernel: Option<MicroKernel>,
 }
 
 /// One kernel of the compiled model, for `nnc compile`'s table.
@@ -106,6 +111,16 @@ pub fn compile(
     }
     lap("passes", &mut phases);
 
+    let kernel = match options.micro_kernel {
+        Some(k) if !k.is_available() => {
+            return Err(BackendError::Codegen(format!(
+                "this CPU cannot run the {} kernels",
+                k.name()
+            )))
+        }
+        Some(k) => k,
+        None => MicroKernel::detect(),
+    };
     let threads = if options.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
@@ -127,7 +142,7 @@ pub fn compile(
     let mut jit = Jit::new()?;
     let operands = steps
         .iter()
-        .map(|step| operands(&graph, step, &offset, &weights, threads))
+        .map(|step| operands(&graph, step, &offset, &weights, threads, kernel))
         .collect::<Result<Vec<_>, _>>()?;
     // Kernels are built on all cores (packing weights is most of the work),
     // each with its own constants, merged afterwards.
@@ -270,6 +285,7 @@ fn operands<'w>(
     offset: &[usize],
     weights: &'w WeightSet,
     threads: usize,
+    kernel: MicroKernel,
 ) -> Result<Operands<'w>, BackendError> {
     let node = graph.node(step.node);
     let mut inputs = Vec::with_capacity(step.inputs.len());
@@ -309,6 +325,7 @@ fn operands<'w>(
         },
         scratch: step.scratch.map(|b| Base::Arena(offset[b])),
         threads,
+        kernel,
     })
 }
 

@@ -113,11 +113,6 @@ fn ptr(base: Base, arena: *mut f32, index: usize) -> *mut f32 {
     }
 }
 
-/// The micro-kernel every GEMM of this process uses.
-pub fn micro_kernel() -> MicroKernel {
-    MicroKernel::detect()
-}
-
 /// The native GEMM's form of an activation.
 pub fn native_activation(act: Option<Activation>) -> gemm::Activation {
     match act {
@@ -133,16 +128,22 @@ pub fn native_activation(act: Option<Activation>) -> gemm::Activation {
     }
 }
 
-/// Packs row-major `a` as `groups` matrices `[m, k]` for the micro-kernel,
-/// once, at compile time; an error if it is too short.
-pub fn pack(a: &[f32], groups: usize, m: usize, k: usize) -> Result<Vec<PackedA>, BackendError> {
+/// Packs row-major `a` as `groups` matrices `[m, k]` for `kernel`, once, at
+/// compile time; an error if it is too short.
+pub fn pack(
+    kernel: MicroKernel,
+    a: &[f32],
+    groups: usize,
+    m: usize,
+    k: usize,
+) -> Result<Vec<PackedA>, BackendError> {
     if a.len() < groups * m * k {
         return Err(BackendError::Codegen(format!(
             "a GEMM weight has {} elements, fewer than {groups} x {m} x {k}",
             a.len()
         )));
     }
-    Ok(PackedA::pack_groups(micro_kernel(), a, groups, m, k))
+    Ok(PackedA::pack_groups(kernel, a, groups, m, k))
 }
 
 /// Packs the Winograd F(tile x tile, 3x3) transform of the 3x3 conv weight
@@ -153,6 +154,7 @@ pub fn pack(a: &[f32], groups: usize, m: usize, k: usize) -> Result<Vec<PackedA>
 /// are 72 MB) and each packed line is written once; an error if `w` is too short or `tile` is not
 /// a transform `ir::winograd` has.
 pub fn pack_winograd(
+    kernel: MicroKernel,
     w: &[f32],
     tile: usize,
     groups: usize,
@@ -174,7 +176,7 @@ pub fn pack_winograd(
     }
     let filters = transform.filter_transform(k);
     Ok(PackedA::pack_groups_by_panel(
-        micro_kernel(),
+        kernel,
         groups,
         m,
         k,
@@ -236,8 +238,10 @@ pub struct PanelGemm {
 }
 
 impl PanelGemm {
-    /// Packs row-major `a [m, k]`.
+    /// Packs row-major `a [m, k]` for `kernel`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
+        kernel: MicroKernel,
         a: &[f32],
         m: usize,
         k: usize,
@@ -246,7 +250,7 @@ impl PanelGemm {
         bias: Option<Vec<f32>>,
         activation: Option<Activation>,
     ) -> Result<PanelGemm, BackendError> {
-        let mut packed = pack(a, 1, m, k)?;
+        let mut packed = pack(kernel, a, 1, m, k)?;
         let a = packed
             .pop()
             .ok_or_else(|| BackendError::Codegen("empty GEMM".into()))?;

@@ -23,9 +23,7 @@ use crate::backend::depthwise_rows::{nnc_depthwise_rows, DepthwiseRows};
 use crate::backend::direct_conv::{nnc_direct_conv, DirectConv};
 use crate::backend::gemm::MicroKernel;
 use crate::backend::jit::{Base, Emit, F32X4};
-use crate::backend::native::{
-    micro_kernel, native_activation, nnc_gemm_panel, nnc_scratch, PanelGemm,
-};
+use crate::backend::native::{native_activation, nnc_gemm_panel, nnc_scratch, PanelGemm};
 use crate::backend::BackendError;
 use crate::ir::{Activation, Col2ImAttrs, Conv2dAttrs, Epilogue, SeparableConv2dAttrs};
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -93,6 +91,7 @@ pub fn separable(
     let x = &ops.inputs[0];
     let out = &ops.out;
     let geo = Depthwise::new(dw, &x.shape, &out.shape);
+    let isa = ops.kernel;
     // The depthwise conv's input channels: `x`'s, or the expansion's.
     let (batch, c_x, c_in) = (x.shape[0], x.shape[1], dw.groups.max(1));
     let (c_mid, c_out) = (dw.out_channels, a.out_channels);
@@ -145,6 +144,7 @@ pub fn separable(
     let expanded_cols = input_rows(rows_per_task).min(geo.h) * geo.w;
     let expansion = match &a.expand {
         Some(e) => Some(consts.panel(PanelGemm::new(
+            ops.kernel,
             constant(&ops, 1, "expansion weight")?,
             c_in,
             c_x,
@@ -169,6 +169,7 @@ pub fn separable(
     // The whole pointwise product with its epilogue, unless split.
     let spec = if parts == 1 {
         consts.panel(PanelGemm::new(
+            ops.kernel,
             constant(&ops, pw_index, "pointwise weight")?,
             c_out,
             c_mid,
@@ -194,7 +195,7 @@ pub fn separable(
     let taps = dw.kernel[0] * dw.kernel[1];
     // With AVX-512 the depthwise rows are native code, 16 columns a vector
     // (see depthwise_rows.rs); otherwise the JIT's 4-lane rows.
-    let native_rows = (micro_kernel() == MicroKernel::Avx512).then(|| {
+    let native_rows = (ops.kernel == MicroKernel::Avx512).then(|| {
         consts.depthwise(DepthwiseRows::new(
             [geo.h, geo.w],
             ow,
@@ -228,6 +229,7 @@ pub fn separable(
                     .copied()
                     .collect();
                 Ok(consts.panel(PanelGemm::new(
+                    ops.kernel,
                     &columns,
                     c_out,
                     cm1 - cm0,
@@ -389,7 +391,7 @@ pub fn separable(
             })
         }),
     );
-    kernel.micro_kernel = Some(micro_kernel().name().into());
+    kernel.micro_kernel = Some(isa.name().into());
     if let Some((_, partials)) = split_for_sum {
         kernel.then = Some(Box::new(sum_parts(
             partials,
@@ -514,7 +516,7 @@ pub fn direct(
         constant(&ops, 1, "conv weight")?,
         bias,
         native_activation(a.epilogue.activation),
-        micro_kernel(),
+        ops.kernel,
     );
     let tile = conv.tile_name();
     let spec = consts.direct(conv);

@@ -5,9 +5,7 @@
 use super::elementwise::span;
 use super::{Consts, Kernel, Operands};
 use crate::backend::jit::Emit;
-use crate::backend::native::{
-    micro_kernel, nnc_gemm_task, pack, pack_winograd, Epilogue, GemmTask,
-};
+use crate::backend::native::{nnc_gemm_task, pack, pack_winograd, Epilogue, GemmTask};
 use crate::backend::BackendError;
 use crate::ir::{self, GemmAttrs, LinearAttrs};
 use cranelift_codegen::ir::{types, InstBuilder};
@@ -51,12 +49,15 @@ pub(super) fn epilogue(
 /// The kernel that runs every task of `task`.
 pub(super) fn kernel(task: GemmTask, consts: &mut Consts) -> Result<Kernel, BackendError> {
     let tasks = task.tasks();
+    // The kernel the weights were packed for (the portable one if the CPU
+    // lacks the requested one).
+    let name = task.packed.first().map_or("", |a| a.kernel().name());
     let address = consts.gemm(task)?;
     Ok(Kernel {
         tasks,
         optimize: true,
         then: None,
-        micro_kernel: Some(micro_kernel().name().into()),
+        micro_kernel: Some(name.into()),
         body: Box::new(move |e: &mut Emit| {
             let f = nnc_gemm_task as *const () as usize;
             e.for_tasks(|e, t| {
@@ -78,8 +79,8 @@ pub fn gemm(a: &GemmAttrs, ops: Operands<'_>, consts: &mut Consts) -> Result<Ker
     let (m, k) = (a.out_channels / groups, k_total / groups);
     let weight = constant(&ops, 1, "gemm weight")?;
     let packed = match a.winograd {
-        Some(tile) => pack_winograd(weight, tile, groups, m, k)?,
-        None => pack(weight, groups, m, k)?,
+        Some(tile) => pack_winograd(ops.kernel, weight, tile, groups, m, k)?,
+        None => pack(ops.kernel, weight, groups, m, k)?,
     };
     let task = GemmTask {
         packed,
@@ -113,7 +114,7 @@ pub fn linear(
     let rows = x.len() / k.max(1);
     let m = a.out_features;
     let task = GemmTask {
-        packed: pack(constant(&ops, 1, "linear weight")?, 1, m, k)?,
+        packed: pack(ops.kernel, constant(&ops, 1, "linear weight")?, 1, m, k)?,
         m,
         k,
         n: 1,

@@ -15,6 +15,7 @@ mod winograd;
 use super::cell::PackedCell;
 use super::depthwise_rows::DepthwiseRows;
 use super::direct_conv::DirectConv;
+use super::gemm::MicroKernel;
 use super::jit::Base;
 use super::native::{GemmTask, PanelGemm};
 use super::BackendError;
@@ -202,6 +203,8 @@ pub struct Operands<'a> {
     /// Arena space only this kernel uses, of [`scratch_len`] floats.
     pub scratch: Option<Base>,
     pub threads: usize,
+    /// The native kernels' instruction set.
+    pub kernel: MicroKernel,
 }
 
 /// Floats of arena scratch space the kernel of `op` needs, given its

@@ -10,7 +10,7 @@
 use super::gemm::constant;
 use super::{Consts, Kernel, Operands};
 use crate::backend::jit::Emit;
-use crate::backend::native::{micro_kernel, native_activation};
+use crate::backend::native::native_activation;
 use crate::backend::winograd::{
     nnc_winograd_input, nnc_winograd_output, WinogradInput, WinogradOutput,
 };
@@ -25,7 +25,7 @@ pub fn input(
 ) -> Result<Kernel, BackendError> {
     let x = &ops.inputs[0];
     let [n, c, h, w] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
-    let spec = WinogradInput::new(a.tile, [c, h, w], a.tiles, a.padding, micro_kernel())?;
+    let spec = WinogradInput::new(a.tile, [c, h, w], a.tiles, a.padding, ops.kernel)?;
     let spec = consts.keep(spec);
     let (src, dst) = (x.base, ops.out.base);
     Ok(Kernel::jit(
@@ -67,7 +67,7 @@ pub fn output(
         a.output_size,
         bias,
         activation,
-        micro_kernel(),
+        ops.kernel,
     )?;
     let spec = consts.keep(spec);
     let residual = a

@@ -79,9 +79,7 @@ use super::{Consts, Kernel, Operands};
 pub use crate::backend::cell::Cell;
 use crate::backend::cell::{CellWeights, PackedCell, Sequence};
 use crate::backend::jit::{Base, Emit};
-use crate::backend::native::{
-    micro_kernel, nnc_cell_step, nnc_gemm_task, pack, Epilogue, GemmTask,
-};
+use crate::backend::native::{nnc_cell_step, nnc_gemm_task, pack, Epilogue, GemmTask};
 use crate::backend::BackendError;
 use crate::ir::{RecurrentAttrs, RecurrentOutput};
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -176,7 +174,8 @@ pub fn build_cell(
 
     let mut code = Vec::with_capacity(units);
     // What `nnc compile` and `nnc profile` report as the micro-kernel.
-    let mut kernel_name = micro_kernel().name();
+    let isa = ops.kernel;
+    let mut kernel_name = isa.name();
     for unit in 0..units {
         let (l, dir) = (unit / dims.dirs, unit % dims.dirs);
         let suffix = a.direction.suffixes()[dir];
@@ -237,15 +236,14 @@ pub fn build_cell(
                 bias: bias.as_deref(),
                 recurrent_bias: n_bias,
             };
-            let packed =
-                PackedCell::pack(micro_kernel(), cell, hidden, features, sequence, weights)
-                    .ok_or_else(|| fail("cannot pack the weights".into()))?;
+            let packed = PackedCell::pack(isa, cell, hidden, features, sequence, weights)
+                .ok_or_else(|| fail("cannot pack the weights".into()))?;
             kernel_name = packed.name();
             Recurrent::Cell(consts.cell(packed))
         } else {
             let columns = dims.columns();
             let projection = GemmTask {
-                packed: pack(weight_ih, 1, rows, features)?,
+                packed: pack(isa, weight_ih, 1, rows, features)?,
                 m: rows,
                 k: features,
                 n: columns,
@@ -266,7 +264,7 @@ pub fn build_cell(
                 n_block: columns,
             };
             let task = GemmTask {
-                packed: pack(weight_hh, 1, rows, hidden)?,
+                packed: pack(isa, weight_hh, 1, rows, hidden)?,
                 m: rows,
                 k: hidden,
                 n: batch,
