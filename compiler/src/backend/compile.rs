@@ -188,7 +188,8 @@ pub fn compile(
         });
         if let Some(then) = then {
             // Its own step, named after the op: it reads the partial
-            // results and writes the op's output.
+            // results (the op's scratch: parts x output floats, one add
+            // each) and writes the op's output.
             let parts = kernels::scratch_len(&node.op, &[], &node.ty.shape, threads) as u64;
             bodies.push((then.body, then.optimize));
             tasks.push(then.tasks);
