@@ -375,6 +375,34 @@ fn relu_and_clip_pass_nan_through() -> Result {
     Ok(())
 }
 
+/// With no channels the kernels' one task writes nothing.
+#[test]
+fn no_channels_write_nothing() -> Result {
+    for kernel_impl in implementations() {
+        let input = WinogradInput::new(2, [0, 4, 4], [2, 2], [1, 1], kernel_impl)?;
+        let output = WinogradOutput::new(2, 0, [2, 2], [4, 4], None, None, kernel_impl)?;
+        let x = [1.0f32; 16];
+        let mut out = [SENTINEL; 16];
+        // SAFETY: no plane is read or written.
+        unsafe {
+            nnc_winograd_input(&input, x.as_ptr(), out.as_mut_ptr(), 0, 1);
+            nnc_winograd_output(
+                &output,
+                x.as_ptr(),
+                out.as_mut_ptr(),
+                std::ptr::null(),
+                0,
+                1,
+            );
+        }
+        assert!(
+            out.iter().all(|&v| v == SENTINEL),
+            "{kernel_impl:?}: {out:?}"
+        );
+    }
+    Ok(())
+}
+
 #[test]
 fn a_bias_too_short_or_tiles_too_few_are_errors() {
     let short = WinogradOutput::new(

@@ -134,6 +134,10 @@ impl WinogradInput {
     /// # Safety
     /// `x` and `out` must hold every plane up to `end`.
     pub unsafe fn run(&self, x: *const f32, out: *mut f32, begin: usize, end: usize) {
+        if self.channels == 0 {
+            // No planes (the kernel still runs its one task).
+            return;
+        }
         SCRATCH.with(|scratch| {
             let mut padded = scratch.borrow_mut();
             padded.clear();
@@ -253,7 +257,11 @@ impl WinogradOutput {
             tiles.clear();
             tiles.resize(m * m * stride, 0.0);
             for plane in begin..end {
-                let (b, o) = (plane / self.channels, plane % self.channels);
+                let (b, o) = (plane / self.channels.max(1), plane % self.channels.max(1));
+                let Some(&bias) = self.bias.get(o) else {
+                    // No planes (the kernel still runs its one task).
+                    return;
+                };
                 // SAFETY: forwarded from the caller.
                 unsafe {
                     let src = x.add((b * a * a * self.channels + o) * count);
@@ -265,7 +273,7 @@ impl WinogradOutput {
                     };
                     let plane = Plane {
                         src,
-                        bias: self.bias[o],
+                        bias,
                         tiles: tiles.as_mut_ptr(),
                         stride,
                         dst,
