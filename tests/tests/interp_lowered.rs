@@ -164,6 +164,20 @@ fn epilogue_adds_the_residual_before_the_activation() {
     assert!(interp::epilogue(out, Some(&residual), &Epilogue::default()).is_err());
 }
 
+/// A 1x1 depthwise conv of `channels` channels without bias.
+fn depthwise_1x1(channels: usize, epilogue: Epilogue) -> Conv2dAttrs {
+    Conv2dAttrs {
+        out_channels: channels,
+        kernel: [1, 1],
+        stride: [1, 1],
+        padding: [0, 0],
+        dilation: [1, 1],
+        groups: channels,
+        bias: false,
+        epilogue,
+    }
+}
+
 #[test]
 fn separable_conv2d_is_depthwise_then_activation_then_pointwise() {
     // Two channels of a 1x2 image; 1x1 depthwise taps 2 and -1 with ReLU;
@@ -174,19 +188,13 @@ fn separable_conv2d_is_depthwise_then_activation_then_pointwise() {
     let pb = tensor(&[1], &[0.25]);
     let a = SeparableConv2dAttrs {
         expand: None,
-        depthwise: Conv2dAttrs {
-            out_channels: 2,
-            kernel: [1, 1],
-            stride: [1, 1],
-            padding: [0, 0],
-            dilation: [1, 1],
-            groups: 2,
-            bias: false,
-            epilogue: Epilogue {
+        depthwise: depthwise_1x1(
+            2,
+            Epilogue {
                 residual: false,
                 activation: Some(Activation::Relu),
             },
-        },
+        ),
         out_channels: 1,
         bias: true,
         epilogue: Epilogue::default(),
@@ -216,16 +224,7 @@ fn separable_conv2d_with_an_expansion_expands_first() {
             bias: true,
             activation: Some(Activation::Relu6),
         }),
-        depthwise: Conv2dAttrs {
-            out_channels: 2,
-            kernel: [1, 1],
-            stride: [1, 1],
-            padding: [0, 0],
-            dilation: [1, 1],
-            groups: 2,
-            bias: false,
-            epilogue: Epilogue::default(),
-        },
+        depthwise: depthwise_1x1(2, Epilogue::default()),
         out_channels: 1,
         bias: false,
         epilogue: Epilogue::default(),

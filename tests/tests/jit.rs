@@ -16,7 +16,7 @@ use nnc_compiler::interp::run;
 use nnc_compiler::ir::Graph;
 use nnc_compiler::weights::seeded_weights;
 use nnc_frontend::SourceFile;
-use nnc_runtime::{random_input, Pool, RunError, Tensor};
+use nnc_runtime::{random_input, Pool, RunError, Tensor, WeightSet};
 use nnc_tests::random_model::{layer, random_model};
 use proptest::prelude::*;
 
@@ -98,6 +98,19 @@ fn check_with(graph: Graph, what: &str, micro_kernel: Option<MicroKernel>) -> Co
         }
     }
     compiled
+}
+
+/// `graph`'s outputs for `x`, compiled for and run on one thread.
+fn run_on_one_thread(graph: Graph, weights: WeightSet, x: Tensor) -> Vec<Tensor> {
+    let options = Options {
+        threads: 1,
+        ..Options::default()
+    };
+    let compiled = compile(graph, weights, &options).expect("compile");
+    compiled
+        .executable
+        .run(&[x], &Pool::new(1).expect("pool"))
+        .expect("run")
 }
 
 #[test]
@@ -237,19 +250,7 @@ fn compiled_tanh_and_sigmoid_are_accurate() {
     values.extend([1e-7, -3e-5, f32::NAN]);
     let x = Tensor::new(vec![1, 4003], values).expect("tensor");
     let reference = run(&graph, &weights, std::slice::from_ref(&x)).expect("interpreter");
-    let compiled = compile(
-        graph,
-        weights,
-        &Options {
-            threads: 1,
-            ..Options::default()
-        },
-    )
-    .expect("compile");
-    let out = compiled
-        .executable
-        .run(&[x], &Pool::new(1).expect("pool"))
-        .expect("run");
+    let out = run_on_one_thread(graph, weights, x);
     for (name, r, o) in [
         ("tanh", &reference[0], &out[0]),
         ("sigmoid", &reference[1], &out[1]),
@@ -291,19 +292,7 @@ fn compiled_max_pool_and_clamps_treat_nan_like_the_interpreter() {
     }
     let x = Tensor::new(vec![1, 2, 9, 11], values).expect("tensor");
     let reference = run(&graph, &weights, std::slice::from_ref(&x)).expect("interpreter");
-    let compiled = compile(
-        graph,
-        weights,
-        &Options {
-            threads: 1,
-            ..Options::default()
-        },
-    )
-    .expect("compile");
-    let out = compiled
-        .executable
-        .run(&[x], &Pool::new(1).expect("pool"))
-        .expect("run");
+    let out = run_on_one_thread(graph, weights, x);
     let mut nans = 0;
     for (r, o) in reference.iter().zip(&out) {
         for (i, (a, b)) in r.data().iter().zip(o.data()).enumerate() {

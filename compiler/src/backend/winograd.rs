@@ -685,6 +685,30 @@ unsafe fn interleave<V: Lanes, T: Tile>(s: &WinogradOutput, p: &Plane) {
     }
 }
 
+/// The transforms compiled for one instruction set: `input` and `output`
+/// on `$lanes` with `$features` enabled, so that the generic code and the
+/// lanes' `#[inline(always)]` methods inline into them.
+#[cfg(target_arch = "x86_64")]
+macro_rules! entry_points {
+    ($lanes:ty, $features:literal) => {
+        /// # Safety
+        /// The instruction set must be available; as [`super::input`].
+        #[target_feature(enable = $features)]
+        pub(super) unsafe fn input<T: Tile>(s: &WinogradInput, padded: *const f32, out: *mut f32) {
+            // SAFETY: forwarded.
+            unsafe { super::input::<$lanes, T>(s, padded, out) }
+        }
+
+        /// # Safety
+        /// The instruction set must be available; as [`super::output`].
+        #[target_feature(enable = $features)]
+        pub(super) unsafe fn output<T: Tile>(s: &WinogradOutput, p: &Plane) {
+            // SAFETY: forwarded.
+            unsafe { super::output::<$lanes, T>(s, p) }
+        }
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::{Lanes, Plane, Tile, WinogradInput, WinogradOutput};
@@ -764,21 +788,7 @@ mod avx512 {
         }
     }
 
-    /// # Safety
-    /// AVX-512F must be available; as [`super::input`].
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn input<T: Tile>(s: &WinogradInput, padded: *const f32, out: *mut f32) {
-        // SAFETY: forwarded.
-        unsafe { super::input::<__m512, T>(s, padded, out) }
-    }
-
-    /// # Safety
-    /// AVX-512F must be available; as [`super::output`].
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn output<T: Tile>(s: &WinogradOutput, p: &Plane) {
-        // SAFETY: forwarded.
-        unsafe { super::output::<__m512, T>(s, p) }
-    }
+    entry_points!(__m512, "avx512f");
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -867,21 +877,7 @@ mod avx2 {
         }
     }
 
-    /// # Safety
-    /// AVX2 and FMA must be available; as [`super::input`].
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn input<T: Tile>(s: &WinogradInput, padded: *const f32, out: *mut f32) {
-        // SAFETY: forwarded.
-        unsafe { super::input::<__m256, T>(s, padded, out) }
-    }
-
-    /// # Safety
-    /// AVX2 and FMA must be available; as [`super::output`].
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn output<T: Tile>(s: &WinogradOutput, p: &Plane) {
-        // SAFETY: forwarded.
-        unsafe { super::output::<__m256, T>(s, p) }
-    }
+    entry_points!(__m256, "avx2,fma");
 }
 
 /// Called by JIT code: [`WinogradInput::run`] on the spec at `spec`.

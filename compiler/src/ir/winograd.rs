@@ -85,6 +85,25 @@ pub struct FilterTransform {
     scratch: std::cell::RefCell<(Vec<f32>, Vec<f32>)>,
 }
 
+/// `FilterTransform::panel_body` compiled with `$features` enabled.
+macro_rules! panel_with_features {
+    ($name:ident, $features:literal) => {
+        #[cfg(target_arch = "x86_64")]
+        #[allow(unsafe_code)]
+        #[target_feature(enable = $features)]
+        unsafe fn $name(
+            &self,
+            w: &[f32],
+            rows: usize,
+            mr: usize,
+            out: &mut [f32],
+            offset: impl Fn(usize) -> usize,
+        ) {
+            self.panel_body(w, rows, mr, out, offset)
+        }
+    };
+}
+
 impl FilterTransform {
     /// Transforms the filters `w [rows, C, 3, 3]` of a panel of `mr >=
     /// rows` output channels: element `e`'s `[C][mr]` block goes to
@@ -119,33 +138,8 @@ impl FilterTransform {
         self.panel_body(w, rows, mr, out, offset)
     }
 
-    #[cfg(target_arch = "x86_64")]
-    #[allow(unsafe_code)]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn panel_avx512(
-        &self,
-        w: &[f32],
-        rows: usize,
-        mr: usize,
-        out: &mut [f32],
-        offset: impl Fn(usize) -> usize,
-    ) {
-        self.panel_body(w, rows, mr, out, offset)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[allow(unsafe_code)]
-    #[target_feature(enable = "avx2")]
-    unsafe fn panel_avx2(
-        &self,
-        w: &[f32],
-        rows: usize,
-        mr: usize,
-        out: &mut [f32],
-        offset: impl Fn(usize) -> usize,
-    ) {
-        self.panel_body(w, rows, mr, out, offset)
-    }
+    panel_with_features!(panel_avx512, "avx512f");
+    panel_with_features!(panel_avx2, "avx2");
 
     #[inline(always)]
     fn panel_body(

@@ -245,7 +245,7 @@ pub fn separable(
         None
     };
     let pw_bias = a.bias.then(|| ops.inputs[pw_index + 1].base);
-    let (pw_activation, split_for_sum) = (a.epilogue.activation, split.clone());
+    let (pw_activation, sum_partials) = (a.epilogue.activation, split.as_ref().map(|(_, p)| *p));
     let mut kernel = Kernel::jit(
         batch * blocks * parts,
         Box::new(move |e: &mut Emit| {
@@ -355,9 +355,7 @@ pub fn separable(
                     for (q, &spec) in specs.iter().enumerate() {
                         let this = e.b.ins().icmp_imm_u(IntCC::Equal, part, q as i64);
                         e.if_then(this, |e| {
-                            let at = e.mul_imm(n, parts);
-                            let at = e.add_imm(at, q);
-                            let at = e.mul_imm(at, c_out * map);
+                            let at = partial_start(e, n, q, parts, c_out * map);
                             let c = e.addr(*partials, at);
                             let (spec, none, cols) = (e.i(spec), e.i(0), e.i(map));
                             let (m0, m1) = (e.i(0), e.i(c_out));
@@ -392,7 +390,7 @@ pub fn separable(
         }),
     );
     kernel.micro_kernel = Some(isa.name().into());
-    if let Some((_, partials)) = split_for_sum {
+    if let Some(partials) = sum_partials {
         kernel.then = Some(Box::new(sum_parts(
             partials,
             [batch, parts, c_out, map],
@@ -421,12 +419,16 @@ fn sum_parts(
         batch * parts,
         Box::new(move |e: &mut Emit| {
             e.for_tasks(|e, t| {
-                let n = e.div_imm(t, parts);
-                let share = e.rem_imm(t, parts);
-                let o0 = e.mul_imm(share, per_task);
-                let o1 = e.add_imm(o0, per_task);
-                let limit = e.i(c_out);
-                let o1 = e.b.ins().umin(o1, limit);
+                // Item n, output channels o0..o1: blocks of channels as
+                // `row_block` cuts rows.
+                let (n, o0, o1) = row_block(e, t, parts, per_task, c_out);
+                // Where each part's partial output of item n starts.
+                let starts: Vec<Value> = (0..parts)
+                    .map(|q| {
+                        let at = partial_start(e, n, q, parts, c_out * map);
+                        e.addr(partials, at)
+                    })
+                    .collect();
                 e.for_range(o0, o1, 1, |e, o| {
                     let b = load_bias(e, bias, o);
                     let vb = e.b.ins().splat(F32X4, b);
@@ -435,16 +437,9 @@ fn sum_parts(
                     let plane = e.mul_imm(plane, map);
                     let out = e.addr(dst, plane);
                     let res = residual.map(|r| e.addr(r, plane));
-                    // Part q's row of channel o.
-                    let mut rows = Vec::with_capacity(parts);
-                    for q in 0..parts {
-                        let at = e.mul_imm(n, parts);
-                        let at = e.add_imm(at, q);
-                        let at = e.mul_imm(at, c_out);
-                        let at = e.add(at, o);
-                        let at = e.mul_imm(at, map);
-                        rows.push(e.addr(partials, at));
-                    }
+                    // Each part's row of channel o.
+                    let row = e.mul_imm(o, map);
+                    let rows: Vec<Value> = starts.iter().map(|&p| e.addr_of(p, row)).collect();
                     let (lo, hi) = (e.i(0), e.i(map));
                     span(e, lo, hi, |e, ty, i| {
                         let mut v = if ty == F32X4 { vb } else { b };
@@ -469,6 +464,14 @@ fn sum_parts(
             })
         }),
     )
+}
+
+/// The index in the partial outputs (`[batch][parts][per_part]`) where item
+/// `n`'s part `q` starts.
+fn partial_start(e: &mut Emit, n: Value, q: usize, parts: usize, per_part: usize) -> Value {
+    let at = e.mul_imm(n, parts);
+    let at = e.add_imm(at, q);
+    e.mul_imm(at, per_part)
 }
 
 /// Task `t`'s batch item and output rows `r0..r1` (clipped to `oh`) when
