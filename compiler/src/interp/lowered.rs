@@ -277,7 +277,7 @@ pub fn separable_conv2d(
 ) -> Result<Tensor, InterpError> {
     const OP: &str = "separable_conv2d";
     let dw = &a.depthwise;
-    let expected = a.depthwise_operand() - 1 + 2 + usize::from(dw.bias) + usize::from(a.bias);
+    let expected = a.own_operands() - 1;
     if weights.len() != expected {
         return Err(operands(
             OP,

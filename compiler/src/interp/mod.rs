@@ -314,9 +314,7 @@ fn eval_node<'a>(
             owned(out.and_then(|out| epilogue(out, residual, &a.epilogue)))
         }
         Op::SeparableConv2d(a) => {
-            let own =
-                a.depthwise_operand() + 2 + usize::from(a.depthwise.bias) + usize::from(a.bias);
-            let (x, residual) = split_residual(node, x, own)?;
+            let (x, residual) = split_residual(node, x, a.own_operands())?;
             let out = separable_conv2d(x[0], &x[1..], a);
             owned(out.and_then(|out| epilogue(out, residual, &a.epilogue)))
         }

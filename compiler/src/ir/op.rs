@@ -594,6 +594,11 @@ impl SeparableConv2dAttrs {
     pub fn depthwise_operand(&self) -> usize {
         1 + self.expand.as_ref().map_or(0, |e| 1 + usize::from(e.bias))
     }
+
+    /// The operands before the epilogue's residual: `x` and the weights.
+    pub fn own_operands(&self) -> usize {
+        self.depthwise_operand() + 2 + usize::from(self.depthwise.bias) + usize::from(self.bias)
+    }
 }
 
 /// The 1x1 stride-1 conv a `separable_conv2d` starts with when it has one
