@@ -10,8 +10,8 @@
 //! runs; every run gets its own arena, so one executable can run on several
 //! threads at once.
 
+use crate::pool::{Pool, Session};
 use crate::{format_shape, Tensor, TensorError};
-use rayon::prelude::*;
 use std::any::Any;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -81,68 +81,12 @@ pub enum RunError {
     Threads(String),
 }
 
-/// A thread pool that runs the tasks of one kernel at a time.
-pub struct Pool {
-    pool: Option<rayon::ThreadPool>,
-    threads: usize,
-}
-
-impl Pool {
-    /// A pool of `threads` workers (0 means one per core). With one thread
-    /// every kernel runs on the caller's thread.
-    pub fn new(threads: usize) -> Result<Pool, RunError> {
-        let threads = if threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            threads
-        };
-        let pool = if threads > 1 {
-            Some(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .map_err(|e| RunError::Threads(e.to_string()))?,
-            )
-        } else {
-            None
-        };
-        Ok(Pool { pool, threads })
-    }
-
-    /// The number of threads kernels are split across.
-    pub fn threads(&self) -> usize {
-        self.threads
-    }
-}
-
-/// The arena pointer, shared by the tasks of one kernel call.
-#[derive(Clone, Copy)]
-struct ArenaPtr(*mut f32);
-
-impl ArenaPtr {
-    /// The pointer. Closures call this rather than read the field, so they
-    /// capture the whole (`Send`) wrapper.
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
-// SAFETY: the tasks of one kernel write disjoint parts of the arena (the
-// contract of `KernelFn`), and the arena outlives the scope that runs them.
-#[allow(unsafe_code)]
-unsafe impl Send for ArenaPtr {}
-#[allow(unsafe_code)]
-unsafe impl Sync for ArenaPtr {}
-
 /// A compiled model, ready to run.
 pub struct Executable {
     steps: Vec<Step>,
     arena_len: usize,
     inputs: Vec<Binding>,
     outputs: Vec<Binding>,
-    /// Whether any step splits across threads; if none does, a run never
-    /// leaves the calling thread (whose caches hold the last run's data).
-    uses_pool: bool,
     /// JIT code and constant data the kernels point into.
     _keep_alive: Box<dyn Any + Send + Sync>,
 }
@@ -174,10 +118,8 @@ impl Executable {
         outputs: Vec<Binding>,
         keep_alive: Box<dyn Any + Send + Sync>,
     ) -> Executable {
-        let uses_pool = steps.iter().any(|s| s.parallel && s.tasks > 1);
         Executable {
             steps,
-            uses_pool,
             arena_len,
             inputs,
             outputs,
@@ -272,27 +214,20 @@ impl Executable {
         for (binding, t) in self.inputs.iter().zip(inputs) {
             arena[binding.offset..binding.offset + binding.len()].copy_from_slice(t.data());
         }
-        let base = ArenaPtr(arena.as_mut_ptr());
+        let base = arena.as_mut_ptr();
         let start = Instant::now();
         if let Some(spans) = spans.as_deref_mut() {
             spans.clear();
         }
-        let mut steps = || {
-            for step in &self.steps {
-                let begin = start.elapsed();
-                self.run_step(step, base, pool);
-                if let Some(spans) = spans.as_deref_mut() {
-                    spans.push((begin, start.elapsed()));
-                }
+        let session = pool.session();
+        for step in &self.steps {
+            let begin = start.elapsed();
+            self.run_step(step, base, &session);
+            if let Some(spans) = spans.as_deref_mut() {
+                spans.push((begin, start.elapsed()));
             }
-        };
-        // The step loop itself runs on a worker of the pool, so the thread
-        // that sequences the steps also works on each one instead of
-        // waiting for the others to wake it.
-        match &pool.pool {
-            Some(p) if self.uses_pool => p.install(steps),
-            _ => steps(),
         }
+        drop(session);
         self.outputs
             .iter()
             .map(|b| {
@@ -306,28 +241,18 @@ impl Executable {
 
     /// Runs one step, splitting its tasks across the pool.
     #[allow(unsafe_code)]
-    fn run_step(&self, step: &Step, arena: ArenaPtr, pool: &Pool) {
+    fn run_step(&self, step: &Step, arena: *mut f32, session: &Session<'_>) {
         let tasks = step.tasks.max(1);
-        let call = |begin: usize, end: usize| {
-            // SAFETY: the arena has `arena_len` floats with the inputs
-            // filled in (checked in `run_in`), `begin..end` lies within
-            // `0..tasks`, and `Executable::new`'s caller guaranteed the
-            // kernel contract.
-            unsafe { (step.kernel)(arena.get(), begin, end) }
-        };
-        if pool.pool.is_some() && step.parallel && tasks > 1 {
-            // A few chunks per thread balance uneven tasks without paying
-            // for one job per task; this runs inside the pool (see
-            // `run_timed`), so the calling worker takes chunks too.
-            let chunks = tasks.min(pool.threads * 4);
-            (0..chunks).into_par_iter().for_each(|c| {
-                let (begin, end) = (tasks * c / chunks, tasks * (c + 1) / chunks);
-                if begin < end {
-                    call(begin, end);
-                }
-            });
-        } else {
-            call(0, tasks);
+        // SAFETY: the arena has `arena_len` floats with the inputs filled
+        // in (checked in `run_timed`), every range the pool passes lies
+        // within `0..tasks`, and `Executable::new`'s caller guaranteed the
+        // kernel contract (tasks write disjoint memory).
+        unsafe {
+            if step.parallel {
+                session.run(step.kernel, arena, tasks);
+            } else {
+                (step.kernel)(arena, 0, tasks);
+            }
         }
     }
 }

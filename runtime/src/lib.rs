@@ -10,13 +10,15 @@ pub mod error;
 pub mod executable;
 pub mod init;
 pub mod npy;
+mod pool;
 pub mod tensor;
 pub mod weights;
 
 pub use error::{IoError, NpyError, TensorError, WeightError};
-pub use executable::{Binding, Executable, KernelFn, Pool, RunError, Step};
+pub use executable::{Binding, Executable, KernelFn, RunError, Step};
 pub use init::{fnv1a64, random_input, seeded_uniform, DEFAULT_SEED};
 pub use npy::{read_npy, write_npy};
+pub use pool::Pool;
 pub use tensor::{checked_numel, format_shape, DType, Tensor};
 pub use weights::{
     check_weights, load_safetensors, load_safetensors_bytes, save_safetensors,
