@@ -327,7 +327,25 @@ fn operands<'w>(
         scratch: step.scratch.map(|b| Base::Arena(offset[b])),
         threads,
         kernel,
+        out_channel_parts: out_channel_parts(graph, step.node, threads),
     })
+}
+
+/// [`Operands::out_channel_parts`]: the channel parts of the node's only
+/// reader, if it reads the node as its (depthwise) input.
+fn out_channel_parts(graph: &Graph, id: NodeId, threads: usize) -> usize {
+    match graph.users(id).as_slice() {
+        [user] => {
+            let reader = graph.node(*user);
+            let inputs = reader.inputs();
+            if inputs.first() == Some(&id) && !inputs[1..].contains(&id) {
+                kernels::channel_parts(&reader.op, &reader.ty.shape, threads)
+            } else {
+                1
+            }
+        }
+        _ => 1,
+    }
 }
 
 /// Where every value lives and which steps run: the arena layout.

@@ -81,6 +81,27 @@ impl GemmTask {
         self
     }
 
+    /// Blocks for a product whose reader takes C's rows (channels) in
+    /// `parts` equal parts, part `q` on thread `q`: one row block per part,
+    /// so that a thread's tasks (a contiguous share, see the runtime's
+    /// `Pool`) write exactly the rows it will read; columns in blocks of at
+    /// most 512.
+    ///
+    /// MobileNetV2's 7x7 expansions (960 rows, 49 columns) at 2 threads:
+    /// 0.092-0.093 ms in eight blocks of 126 rows, 0.083-0.087 in two of
+    /// 480; the 14x14 ones (384 rows, blocks of 196 before) are unchanged.
+    pub fn with_row_parts(mut self, parts: usize) -> GemmTask {
+        self.m_block = self.m.div_ceil(parts.max(1)).max(1);
+        let blocks = self.n.div_ceil(512).max(1);
+        self.n_block = self
+            .n
+            .div_ceil(blocks)
+            .next_multiple_of(16)
+            .min(self.n)
+            .max(1);
+        self
+    }
+
     fn m_blocks(&self) -> usize {
         self.m.div_ceil(self.m_block.max(1))
     }

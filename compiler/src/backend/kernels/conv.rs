@@ -59,7 +59,7 @@ const SEPARABLE_SPLIT_CHANNELS: usize = 256;
 /// always the same: 8.5-8.6). A task of this split reads only the
 /// expanded channels its own core wrote, and the cores exchange only the
 /// much smaller partial outputs.
-fn k_parts(a: &SeparableConv2dAttrs, out: &[usize], threads: usize) -> usize {
+pub(super) fn k_parts(a: &SeparableConv2dAttrs, out: &[usize], threads: usize) -> usize {
     let map = out.get(2..4).map_or(0, |s| s.iter().product::<usize>());
     if threads > 1
         && map <= SEPARABLE_SPLIT_CHANNELS

@@ -98,8 +98,12 @@ pub fn gemm(a: &GemmAttrs, ops: Operands<'_>, consts: &mut Consts) -> Result<Ker
         epilogue: epilogue(&ops, a.bias, 2, &a.epilogue)?,
         m_block: m,
         n_block: spatial,
-    }
-    .with_blocks(ops.threads);
+    };
+    let task = if ops.out_channel_parts > 1 && batch * groups == 1 {
+        task.with_row_parts(ops.out_channel_parts)
+    } else {
+        task.with_blocks(ops.threads)
+    };
     kernel(task, consts)
 }
 

@@ -205,6 +205,21 @@ pub struct Operands<'a> {
     pub threads: usize,
     /// The native kernels' instruction set.
     pub kernel: MicroKernel,
+    /// When the only reader of the output takes its channels in this many
+    /// equal parts, part `q` on thread `q` (see [`channel_parts`]), the
+    /// kernel splits its own work by output channels the same way, so each
+    /// core writes the channels it will read; 1 otherwise.
+    pub out_channel_parts: usize,
+}
+
+/// How many equal parts of its depthwise input's channels `op`'s kernel
+/// splits across threads (part `q` on thread `q`), or 1 if it does not
+/// split by channels.
+pub fn channel_parts(op: &Op, out: &[usize], threads: usize) -> usize {
+    match op {
+        Op::SeparableConv2d(a) => conv::k_parts(a, out, threads),
+        _ => 1,
+    }
 }
 
 /// Floats of arena scratch space the kernel of `op` needs, given its
