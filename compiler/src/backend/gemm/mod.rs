@@ -580,14 +580,25 @@ impl Job<'_> {
                 }
             }
             let bp = buf.as_ptr();
+            // Runs of whole panels read the same way (in place, then
+            // packed), and the last panel if partial.
+            let whole = nc / nr;
+            let runs = [
+                (0, in_place.min(whole)),
+                (in_place.min(whole), whole),
+                (whole, panels),
+            ];
             for seg in self.segments() {
                 let a = seg.a.wrapping_add(pc * mr);
-                for p in 0..panels {
-                    let j = p * nr;
-                    let (b, b_stride) = if p < in_place {
-                        (b.wrapping_add(j), self.ldb)
+                for (p0, p1) in runs {
+                    if p0 >= p1 {
+                        continue;
+                    }
+                    let j = p0 * nr;
+                    let (b, b_stride, b_step) = if p0 < in_place {
+                        (b.wrapping_add(j), self.ldb, nr)
                     } else {
-                        (bp.wrapping_add((p - in_place) * nr * kc), nr)
+                        (bp.wrapping_add((p0 - in_place) * nr * kc), nr, nr * kc)
                     };
                     let t = self.tile(
                         a,
@@ -598,10 +609,10 @@ impl Job<'_> {
                         (jc + j, nr.min(nc - j)),
                         (first, last),
                     );
-                    // SAFETY: the tile lies inside the caller's block; its
-                    // B is a whole panel in place or a packed one, `nr`
-                    // wide and zero-padded.
-                    unsafe { run_tile(self.a.kernel, &t) };
+                    // SAFETY: the tiles lie inside the caller's block;
+                    // each B is a whole panel in place or a packed one,
+                    // `nr` wide and zero-padded.
+                    unsafe { run_tiles(self.a.kernel, &t, p1 - p0, b_step) };
                 }
             }
         }
@@ -683,6 +694,30 @@ unsafe fn run_tile(kernel: MicroKernel, t: &Tile) {
             #[cfg(not(target_arch = "x86_64"))]
             MicroKernel::Avx512 | MicroKernel::Avx2Fma => portable::tile(t),
             MicroKernel::Portable => portable::tile(t),
+        }
+    }
+}
+
+/// Runs `panels` tiles side by side for `kernel`: `t`, then each next one
+/// `nr` columns further right with its B `b_step` floats further on.
+///
+/// # Safety
+/// As for [`run_tile`], for every tile.
+unsafe fn run_tiles(kernel: MicroKernel, t: &Tile, panels: usize, b_step: usize) {
+    // SAFETY: forwarded.
+    unsafe {
+        match kernel {
+            #[cfg(target_arch = "x86_64")]
+            MicroKernel::Avx512 if t.cols == avx512::NR => avx512::tiles(t, panels, b_step),
+            _ => {
+                let mut t = *t;
+                let nr = t.cols;
+                for _ in 0..panels {
+                    run_tile(kernel, &t);
+                    t = t.columns(nr, nr);
+                    t.b = t.b.wrapping_sub(nr).wrapping_add(b_step);
+                }
+            }
         }
     }
 }
