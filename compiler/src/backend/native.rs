@@ -50,11 +50,12 @@ pub struct GemmTask {
 }
 
 impl GemmTask {
-    /// Chooses block sizes so that there are enough tasks to share between
-    /// threads while each stays large enough to be efficient.
+    /// Chooses block sizes: a single product splits once per thread (see
+    /// [`GemmTask::with_thread_shares`]); several (a batch, groups, the
+    /// Winograd products) into a few tasks per thread.
     pub fn with_blocks(mut self, threads: usize) -> GemmTask {
         let threads = threads.max(1);
-        if threads > 1 && self.products == 1 {
+        if self.products == 1 {
             return self.with_thread_shares(threads);
         }
         // A few tasks per thread balance the load, but every task packs
@@ -84,8 +85,8 @@ impl GemmTask {
         self
     }
 
-    /// One block per thread for a single product on several threads (the
-    /// pool gives thread `t` the `t`-th task): the rows in equal shares
+    /// One block per thread for a single product (the pool gives thread
+    /// `t` the `t`-th task; on one thread, the whole product): the rows in equal shares
     /// when A (the weights) is the larger operand, so that each core reads
     /// only its share of it (vgg_cifar's 8x8 maps stream 9.4 MB of weights
     /// for 64 columns: split by columns, both cores read all of it and the
@@ -94,11 +95,12 @@ impl GemmTask {
     /// of C is written by two cores and each core keeps its half of the map
     /// from one layer to the next, as the separable kernels split theirs.
     ///
-    /// More tasks than threads (the split [`GemmTask::with_blocks`] makes
-    /// on one thread) only balanced a pool that hands tasks out
-    /// dynamically, and every task packs its own B; with the static pool
-    /// they left threads 4-5% apart (a 28x28 map's 784 columns in nine
-    /// blocks of 96 were 384 against 400).
+    /// More tasks than threads (a few per thread, as for several products)
+    /// only balanced a pool that hands tasks out dynamically, and every
+    /// task packs its own B; with the static pool they left threads 4-5%
+    /// apart (a 28x28 map's 784 columns in nine blocks of 96 were 384
+    /// against 400). One task on one thread: MobileNetV2 7.21-7.67 ->
+    /// 7.12-7.46 ms.
     fn with_thread_shares(mut self, threads: usize) -> GemmTask {
         let (m, n) = (self.m.max(1), self.n.max(1));
         if m > n {
@@ -111,22 +113,13 @@ impl GemmTask {
 
     /// Blocks for a product whose reader takes C's rows (channels) in
     /// `parts` equal parts, part `q` on thread `q`: one row block per part,
-    /// so that a thread's tasks (a contiguous share, see the runtime's
-    /// `Pool`) write exactly the rows it will read; columns in blocks of at
-    /// most 512.
+    /// so that each thread writes exactly the rows it will read.
     ///
     /// MobileNetV2's 7x7 expansions (960 rows, 49 columns) at 2 threads:
     /// 0.092-0.093 ms in eight blocks of 126 rows, 0.083-0.087 in two of
     /// 480; the 14x14 ones (384 rows, blocks of 196 before) are unchanged.
     pub fn with_row_parts(mut self, parts: usize) -> GemmTask {
-        self.m_block = self.m.div_ceil(parts.max(1)).max(1);
-        let blocks = self.n.div_ceil(512).max(1);
-        self.n_block = self
-            .n
-            .div_ceil(blocks)
-            .next_multiple_of(16)
-            .min(self.n)
-            .max(1);
+        (self.m_block, self.n_block) = (self.m.div_ceil(parts.max(1)).max(1), self.n.max(1));
         self
     }
 
