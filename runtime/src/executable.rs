@@ -81,6 +81,26 @@ pub enum RunError {
     Threads(String),
 }
 
+/// The arena pointer, shared by the tasks of one kernel call.
+#[derive(Clone, Copy)]
+struct ArenaPtr(*mut f32);
+
+impl ArenaPtr {
+    /// The pointer. Closures call this rather than read the field, so they
+    /// capture the whole (`Sync`) wrapper.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+// SAFETY: the tasks of one kernel (or input copy) write disjoint parts of
+// the arena (the contract of `KernelFn`), and the arena outlives the run
+// that shares it.
+#[allow(unsafe_code)]
+unsafe impl Send for ArenaPtr {}
+#[allow(unsafe_code)]
+unsafe impl Sync for ArenaPtr {}
+
 /// A compiled model, ready to run.
 pub struct Executable {
     steps: Vec<Step>,
@@ -211,15 +231,15 @@ impl Executable {
         if arena.len() < self.arena_len {
             arena.resize(self.arena_len, 0.0);
         }
+        let base = ArenaPtr(arena.as_mut_ptr());
+        let session = pool.session();
         for (binding, t) in self.inputs.iter().zip(inputs) {
-            arena[binding.offset..binding.offset + binding.len()].copy_from_slice(t.data());
+            copy_input(&session, base, binding, t.data());
         }
-        let base = arena.as_mut_ptr();
         let start = Instant::now();
         if let Some(spans) = spans.as_deref_mut() {
             spans.clear();
         }
-        let session = pool.session();
         for step in &self.steps {
             let begin = start.elapsed();
             self.run_step(step, base, &session);
@@ -241,18 +261,51 @@ impl Executable {
 
     /// Runs one step, splitting its tasks across the pool.
     #[allow(unsafe_code)]
-    fn run_step(&self, step: &Step, arena: *mut f32, session: &Session<'_>) {
+    fn run_step(&self, step: &Step, arena: ArenaPtr, session: &Session<'_>) {
         let tasks = step.tasks.max(1);
         // SAFETY: the arena has `arena_len` floats with the inputs filled
         // in (checked in `run_timed`), every range the pool passes lies
         // within `0..tasks`, and `Executable::new`'s caller guaranteed the
         // kernel contract (tasks write disjoint memory).
-        unsafe {
-            if step.parallel {
-                session.run(step.kernel, arena, tasks);
-            } else {
-                (step.kernel)(arena, 0, tasks);
-            }
+        let task = |begin: usize, end: usize| unsafe { (step.kernel)(arena.get(), begin, end) };
+        if step.parallel {
+            session.run(tasks, &task);
+        } else {
+            task(0, tasks);
         }
     }
+}
+
+/// Copies a model input into the arena. Each thread copies the part the
+/// first layer's share of that thread will read (for an image, its rows
+/// of every plane, as convolutions split their output rows), so that the
+/// input does not have to move to the other core's cache afterwards.
+#[allow(unsafe_code)]
+fn copy_input(session: &Session<'_>, arena: ArenaPtr, binding: &Binding, data: &[f32]) {
+    let shape = &binding.shape;
+    // Rows of width `w` in `planes` planes of `h` rows.
+    let (h, w) = match shape.len() {
+        0 | 1 => (1, data.len()),
+        r => (shape[r - 2], shape[r - 1]),
+    };
+    let plane = h * w;
+    if plane == 0 {
+        return;
+    }
+    let dst = ArenaPtr(arena.get().wrapping_add(binding.offset));
+    session.run(h, &|begin, end| {
+        for (i, src) in data.chunks_exact(plane).enumerate() {
+            let rows = &src[begin * w..end * w];
+            // SAFETY: the binding lies inside the arena (`Executable::new`'s
+            // contract) and has `data.len()` floats (checked by
+            // `check_inputs`); tasks copy disjoint rows.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    rows.as_ptr(),
+                    dst.get().add(i * plane + begin * w),
+                    rows.len(),
+                );
+            }
+        }
+    });
 }

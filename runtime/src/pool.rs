@@ -22,7 +22,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::executable::{KernelFn, RunError};
+use crate::executable::RunError;
 
 /// How long a worker spins waiting for the next kernel before it sleeps.
 const SPIN: Duration = Duration::from_millis(1);
@@ -86,23 +86,15 @@ pub(crate) struct Session<'a> {
 }
 
 impl Session<'_> {
-    /// Calls `kernel(arena, begin, end)` over `0..tasks`, split into one
-    /// contiguous share per thread (thread `t` takes
-    /// `tasks * t / n .. tasks * (t + 1) / n`), and returns when all are
-    /// done. The calling thread takes the first share.
-    ///
-    /// # Safety
-    /// `kernel` must be callable with `arena` on any task range inside
-    /// `0..tasks`, from any thread, with different ranges at once.
-    #[allow(unsafe_code)]
-    pub(crate) unsafe fn run(&self, kernel: KernelFn, arena: *mut f32, tasks: usize) {
+    /// Calls `task(begin, end)` over `0..tasks`, split into one contiguous
+    /// share per thread (thread `t` takes `tasks * t / n .. tasks * (t + 1)
+    /// / n`), and returns when all are done. The calling thread takes the
+    /// first share. `task` must be safe to call with different ranges at
+    /// once from different threads.
+    pub(crate) fn run(&self, tasks: usize, task: &(dyn Fn(usize, usize) + Sync)) {
         match &self.workers {
-            Some((workers, _)) if tasks > 1 => {
-                // SAFETY: forwarded; `_run_lock` gives this run the workers.
-                unsafe { workers.run(kernel, arena, tasks) }
-            }
-            // SAFETY: forwarded.
-            _ => unsafe { kernel(arena, 0, tasks) },
+            Some((workers, _)) if tasks > 1 => workers.run(tasks, task),
+            _ => task(0, tasks),
         }
     }
 }
@@ -119,11 +111,11 @@ struct Workers {
 struct Shared {
     /// Counts published jobs; a worker runs a job when it sees a new value.
     epoch: AtomicU64,
-    /// The job: a `KernelFn` as an address, the arena, the task count.
-    /// Written before `epoch` is bumped (release) and read after a worker
-    /// sees the new epoch (acquire).
-    kernel: AtomicUsize,
-    arena: AtomicUsize,
+    /// The job: the address of a `&(dyn Fn(usize, usize) + Sync)` on the
+    /// publisher's stack, and the task count. Written before `epoch` is
+    /// bumped (release) and read after a worker sees the new epoch
+    /// (acquire); the publisher returns only when every worker is done.
+    job: AtomicUsize,
     tasks: AtomicUsize,
     /// Threads in the pool, the caller's included.
     threads: usize,
@@ -140,8 +132,7 @@ impl Workers {
     fn start(threads: usize) -> Result<Workers, RunError> {
         let shared = Arc::new(Shared {
             epoch: AtomicU64::new(0),
-            kernel: AtomicUsize::new(0),
-            arena: AtomicUsize::new(0),
+            job: AtomicUsize::new(0),
             tasks: AtomicUsize::new(0),
             threads,
             pending: AtomicUsize::new(0),
@@ -168,14 +159,13 @@ impl Workers {
     }
 
     /// Publishes the job, runs the caller's share, waits for the workers.
-    ///
-    /// # Safety
-    /// As [`Session::run`]; the caller holds `run_lock`.
-    #[allow(unsafe_code)]
-    unsafe fn run(&self, kernel: KernelFn, arena: *mut f32, tasks: usize) {
+    /// The caller holds `run_lock`.
+    fn run(&self, tasks: usize, task: &(dyn Fn(usize, usize) + Sync)) {
         let s = &*self.shared;
-        s.kernel.store(kernel as usize, Ordering::Relaxed);
-        s.arena.store(arena as usize, Ordering::Relaxed);
+        s.job.store(
+            &task as *const &(dyn Fn(usize, usize) + Sync) as usize,
+            Ordering::Relaxed,
+        );
         s.tasks.store(tasks, Ordering::Relaxed);
         s.pending.store(s.threads - 1, Ordering::Relaxed);
         // SeqCst pairs with the sleeper's SeqCst increment of `sleepers`
@@ -188,11 +178,10 @@ impl Workers {
         }
         let (begin, end) = s.share(0, tasks);
         if begin < end {
-            // SAFETY: the caller's contract.
-            unsafe { kernel(arena, begin, end) };
+            task(begin, end);
         }
-        // Acquire: the workers' writes to the arena happen before their
-        // release decrement.
+        // Acquire: the workers' writes happen before their release
+        // decrement. `task` (on this stack frame) must outlive their use.
         let mut spins = 0u32;
         while s.pending.load(Ordering::Acquire) > 0 {
             spins = spins.saturating_add(1);
@@ -239,17 +228,14 @@ impl Shared {
             let tasks = self.tasks.load(Ordering::Relaxed);
             let (begin, end) = self.share(index, tasks);
             if begin < end {
-                let arena = self.arena.load(Ordering::Relaxed) as *mut f32;
-                // SAFETY: `kernel` holds the `KernelFn` the publisher
-                // stored (`Workers::run`) before bumping the epoch we saw,
-                // and the publisher waits for `pending` before its caller's
-                // borrow of the arena ends. The job's contract is
-                // `Session::run`'s.
-                unsafe {
-                    let kernel: KernelFn =
-                        std::mem::transmute::<usize, KernelFn>(self.kernel.load(Ordering::Relaxed));
-                    kernel(arena, begin, end);
-                }
+                // SAFETY: `job` holds the address of the publisher's
+                // `&dyn Fn` (`Workers::run`), stored before the epoch we
+                // saw was bumped; the publisher waits for `pending` before
+                // that reference goes out of scope.
+                let task = unsafe {
+                    *(self.job.load(Ordering::Relaxed) as *const &(dyn Fn(usize, usize) + Sync))
+                };
+                task(begin, end);
             }
             self.pending.fetch_sub(1, Ordering::Release);
         }
@@ -296,24 +282,16 @@ impl Shared {
 mod tests {
     use super::*;
 
-    /// Adds one to `arena[t]` for every task `t` it is given.
-    #[allow(unsafe_code)]
-    unsafe extern "C" fn count(arena: *mut f32, begin: usize, end: usize) {
-        for t in begin..end {
-            // SAFETY: the tests pass an arena of at least `tasks` floats.
-            unsafe { *arena.add(t) += 1.0 };
-        }
-    }
-
-    /// Runs `count` over `tasks` tasks on `pool` and returns the arena.
-    #[allow(unsafe_code)]
-    fn counts(pool: &Pool, tasks: usize) -> Vec<f32> {
-        let mut arena = vec![0.0f32; tasks];
-        let session = pool.session();
-        // SAFETY: `count` touches only `arena[begin..end]`, and the shares
-        // are disjoint ranges inside `0..tasks`.
-        unsafe { session.run(count, arena.as_mut_ptr(), tasks) };
-        arena
+    /// Runs a job over `tasks` tasks on `pool` that counts how often each
+    /// task ran.
+    fn counts(pool: &Pool, tasks: usize) -> Vec<usize> {
+        let counts: Vec<AtomicUsize> = (0..tasks).map(|_| AtomicUsize::new(0)).collect();
+        pool.session().run(tasks, &|begin, end| {
+            for count in &counts[begin..end] {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        counts.into_iter().map(AtomicUsize::into_inner).collect()
     }
 
     #[test]
@@ -323,7 +301,7 @@ mod tests {
             for tasks in [1, 2, 3, 7, 64] {
                 assert_eq!(
                     counts(&pool, tasks),
-                    vec![1.0; tasks],
+                    vec![1; tasks],
                     "{threads} threads, {tasks} tasks"
                 );
             }
@@ -334,10 +312,10 @@ mod tests {
     #[test]
     fn sleeping_workers_wake_for_the_next_job() -> Result<(), RunError> {
         let pool = Pool::new(2)?;
-        assert_eq!(counts(&pool, 5), vec![1.0; 5]);
+        assert_eq!(counts(&pool, 5), vec![1; 5]);
         // Long enough for the worker to stop spinning and sleep.
         std::thread::sleep(SPIN * 20);
-        assert_eq!(counts(&pool, 5), vec![1.0; 5]);
+        assert_eq!(counts(&pool, 5), vec![1; 5]);
         Ok(())
     }
 
@@ -349,7 +327,7 @@ mod tests {
                 .map(|i| {
                     scope.spawn({
                         let pool = &pool;
-                        move || (0..50).all(|_| counts(pool, 9 + i) == vec![1.0; 9 + i])
+                        move || (0..50).all(|_| counts(pool, 9 + i) == vec![1; 9 + i])
                     })
                 })
                 .collect();
