@@ -26,11 +26,24 @@ const SHAPES: [(usize, usize, usize); 6] = [
     (1000, 1, 512),
 ];
 
-/// Sorted seconds of `runs` calls of `f` after one warm-up call.
+/// Bytes written between calls with `NNC_BENCH_COLD=1`: more than the
+/// L3, so every call starts with its operands in memory, as a model's
+/// weights are (each is read once per run).
+const COLD_BYTES: usize = 64 << 20;
+
+/// Sorted seconds of `runs` calls of `f` after one warm-up call; with
+/// `NNC_BENCH_COLD=1`, the caches flushed (untimed) before each call.
 fn times(runs: usize, mut f: impl FnMut()) -> Vec<f64> {
+    let mut flush = std::env::var_os("NNC_BENCH_COLD").map(|_| vec![0u8; COLD_BYTES]);
     f();
     let mut times: Vec<f64> = (0..runs)
-        .map(|_| {
+        .map(|i| {
+            if let Some(buffer) = flush.as_mut() {
+                for byte in buffer.iter_mut().step_by(64) {
+                    *byte = byte.wrapping_add(i as u8);
+                }
+                std::hint::black_box(&buffer);
+            }
             let t = Instant::now();
             f();
             t.elapsed().as_secs_f64()
