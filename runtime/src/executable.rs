@@ -276,6 +276,10 @@ impl Executable {
     }
 }
 
+/// Inputs of at least this many floats (256 KiB) are copied by every
+/// thread of the pool.
+const SPLIT_COPY_FLOATS: usize = 1 << 16;
+
 /// Copies a model input into the arena. Each thread copies the part the
 /// first layer's share of that thread will read (for an image, its rows
 /// of every plane, as convolutions split their output rows), so that the
@@ -292,8 +296,12 @@ fn copy_input(session: &Session<'_>, arena: ArenaPtr, binding: &Binding, data: &
     if plane == 0 {
         return;
     }
+    // A small input is copied by the caller alone: waking a sleeping
+    // worker costs more than the copy.
+    let tasks = if data.len() >= SPLIT_COPY_FLOATS { h } else { 1 };
     let dst = ArenaPtr(arena.get().wrapping_add(binding.offset));
-    session.run(h, &|begin, end| {
+    session.run(tasks, &|begin, end| {
+        let (begin, end) = (begin * h / tasks, end * h / tasks);
         for (i, src) in data.chunks_exact(plane).enumerate() {
             let rows = &src[begin * w..end * w];
             // SAFETY: the binding lies inside the arena (`Executable::new`'s

@@ -86,9 +86,9 @@ impl GemmTask {
     }
 
     /// One block per thread for a single product (the pool gives thread
-    /// `t` the `t`-th task; on one thread, the whole product): the rows in equal shares
-    /// when A (the weights) is the larger operand, so that each core reads
-    /// only its share of it (vgg_cifar's 8x8 maps stream 9.4 MB of weights
+    /// `t` the `t`-th task; on one thread, the whole product): the rows in
+    /// equal shares when A (the weights) is the larger operand, so that
+    /// each core reads only its share of it (vgg_cifar's 8x8 maps stream 9.4 MB of weights
     /// for 64 columns: split by columns, both cores read all of it and the
     /// model took 1.84-2.16 ms against 1.73-1.75 at 2 threads), else the
     /// columns in shares of whole 16-column vectors, so that no cache line
