@@ -298,7 +298,11 @@ fn copy_input(session: &Session<'_>, arena: ArenaPtr, binding: &Binding, data: &
     }
     // A small input is copied by the caller alone: waking a sleeping
     // worker costs more than the copy.
-    let tasks = if data.len() >= SPLIT_COPY_FLOATS { h } else { 1 };
+    let tasks = if data.len() >= SPLIT_COPY_FLOATS {
+        h
+    } else {
+        1
+    };
     let dst = ArenaPtr(arena.get().wrapping_add(binding.offset));
     session.run(tasks, &|begin, end| {
         let (begin, end) = (begin * h / tasks, end * h / tasks);
