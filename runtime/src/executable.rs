@@ -321,3 +321,68 @@ fn copy_input(session: &Session<'_>, arena: ArenaPtr, binding: &Binding, data: &
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Floats in the test model's input (and output): more than
+    /// `SPLIT_COPY_FLOATS`, so every thread copies a share of it.
+    const SHAPE: [usize; 4] = [1, 2, 300, 120];
+    const LEN: usize = 2 * 300 * 120;
+
+    /// Task `t` copies row `t` of the arena's first `LEN` floats (the
+    /// input) to the next `LEN` (the output), in 600 tasks of 120 floats.
+    #[allow(unsafe_code)]
+    unsafe extern "C" fn copy_rows(arena: *mut f32, begin: usize, end: usize) {
+        for t in begin..end {
+            // SAFETY: the test's arena has `2 * LEN` floats and `t < 600`.
+            unsafe {
+                std::ptr::copy_nonoverlapping(arena.add(t * 120), arena.add(LEN + t * 120), 120)
+            };
+        }
+    }
+
+    #[allow(unsafe_code)]
+    fn identity() -> Executable {
+        let binding = |name: &str, offset| Binding {
+            name: name.into(),
+            offset,
+            shape: SHAPE.to_vec(),
+        };
+        let step = Step {
+            name: "copy".into(),
+            kernel: copy_rows,
+            tasks: 600,
+            parallel: true,
+        };
+        // SAFETY: `copy_rows` touches only the arena's first `2 * LEN`
+        // floats, and its tasks write disjoint rows.
+        unsafe {
+            Executable::new(
+                vec![step],
+                2 * LEN,
+                vec![binding("x", 0)],
+                vec![binding("y", LEN)],
+                Box::new(()),
+            )
+        }
+    }
+
+    #[test]
+    fn a_large_input_reaches_the_arena_whole_on_any_number_of_threads() -> Result<(), RunError> {
+        assert!(LEN >= SPLIT_COPY_FLOATS);
+        let exe = identity();
+        let data: Vec<f32> = (0..LEN).map(|i| i as f32).collect();
+        let x = Tensor::new(SHAPE.to_vec(), data.clone())?;
+        for threads in 1..=3 {
+            let pool = Pool::new(threads)?;
+            let mut arena = vec![f32::NAN; 2 * LEN];
+            for _ in 0..3 {
+                let y = exe.run_in(&mut arena, std::slice::from_ref(&x), &pool)?;
+                assert_eq!(y[0].data(), data.as_slice(), "{threads} threads");
+            }
+        }
+        Ok(())
+    }
+}
