@@ -330,6 +330,7 @@ mod tests {
     /// `SPLIT_COPY_FLOATS`, so every thread copies a share of it.
     const SHAPE: [usize; 4] = [1, 2, 300, 120];
     const LEN: usize = 2 * 300 * 120;
+    const _: () = assert!(LEN >= SPLIT_COPY_FLOATS);
 
     /// Task `t` copies row `t` of the arena's first `LEN` floats (the
     /// input) to the next `LEN` (the output), in 600 tasks of 120 floats.
@@ -371,7 +372,6 @@ mod tests {
 
     #[test]
     fn a_large_input_reaches_the_arena_whole_on_any_number_of_threads() -> Result<(), RunError> {
-        assert!(LEN >= SPLIT_COPY_FLOATS);
         let exe = identity();
         let data: Vec<f32> = (0..LEN).map(|i| i as f32).collect();
         let x = Tensor::new(SHAPE.to_vec(), data.clone())?;
