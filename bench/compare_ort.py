@@ -148,8 +148,10 @@ def main():
                         default=["resnet18", "mobilenet_v2", "vgg_cifar", "lstm", "lstm2"])
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--seconds", type=float, default=3.0, help="timed seconds per engine")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="turns each engine takes, its runs pooled (default 3)")
+    parser.add_argument("--rounds", type=int, default=20,
+                        help="turns each engine takes, its runs pooled (default 20: on this "
+                             "shared machine, 6 turns left a burst of load on one engine often "
+                             "enough to move a ratio by 5%%)")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--work", help="where to keep the built models (default: a temp dir)")
     parser.add_argument("--json", help="also write the figures to this file")

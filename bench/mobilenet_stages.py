@@ -143,7 +143,7 @@ def main():
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=list(STAGES))
     parser.add_argument("--seconds", type=float, default=6.0, help="timed seconds per engine")
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=20, help="turns each engine takes")
     args = parser.parse_args()
     print(f"onnxruntime {ort.__version__}")
     print(f"{'stage':10s} {'threads':>7s} {'ORT':>9s} {'nnc':>9s} {'nnc/ORT':>8s} {'nnc-ORT':>9s}")
