@@ -708,7 +708,7 @@ unsafe fn run_tiles(kernel: MicroKernel, t: &Tile, panels: usize, b_step: usize)
     unsafe {
         match kernel {
             #[cfg(target_arch = "x86_64")]
-            MicroKernel::Avx512 if t.cols == avx512::NR => avx512::tiles(t, panels, b_step),
+            MicroKernel::Avx512 if t.cols == avx512::NR => avx512::tiles::<2>(t, panels, b_step),
             _ => {
                 let mut t = *t;
                 let nr = t.cols;

@@ -14,7 +14,7 @@
 //!   of the plane's channel scatter-added at its tap's offset, then the
 //!   epilogue.
 
-use super::depthwise::{epilogue_pass, fill, load_bias, load_taps, Depthwise};
+use super::depthwise::{epilogue_pass, fill, load_bias, load_taps, store_finished, Depthwise};
 use super::elementwise::span;
 use super::gemm::constant;
 use super::im2col::valid;
@@ -454,16 +454,7 @@ fn sum_parts(
                             let x = e.load(ty, p, 0);
                             v = e.b.ins().fadd(v, x);
                         }
-                        if let Some(r) = res {
-                            let p = e.addr_of(r, i);
-                            let x = e.load(ty, p, 0);
-                            v = e.b.ins().fadd(v, x);
-                        }
-                        if let Some(act) = activation {
-                            v = e.activation(ty, act, v);
-                        }
-                        let p = e.addr_of(out, i);
-                        e.store(v, p, 0);
+                        store_finished(e, ty, v, res, activation, out, i);
                         Ok(())
                     })
                 })

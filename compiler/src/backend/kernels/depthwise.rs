@@ -44,18 +44,35 @@ pub(super) fn epilogue_pass(
     let (lo, hi) = (e.i(0), e.i(len));
     span(e, lo, hi, |e, ty, i| {
         let p = e.addr_of(dst, i);
-        let mut v = e.load(ty, p, 0);
-        if let Some(r) = residual {
-            let q = e.addr_of(r, i);
-            let r = e.load(ty, q, 0);
-            v = e.b.ins().fadd(v, r);
-        }
-        if let Some(act) = activation {
-            v = e.activation(ty, act, v);
-        }
-        e.store(v, p, 0);
+        let v = e.load(ty, p, 0);
+        store_finished(e, ty, v, residual, activation, dst, i);
         Ok(())
     })
+}
+
+/// Stores `act(v + residual[at])` (each part if present) at `out[at]`, `ty`
+/// lanes wide: the last stage of a depthwise output element or of a split
+/// separable op's sum.
+pub(super) fn store_finished(
+    e: &mut Emit,
+    ty: Type,
+    v: Value,
+    residual: Option<Value>,
+    activation: Option<Activation>,
+    out: Value,
+    at: Value,
+) {
+    let mut v = v;
+    if let Some(r) = residual {
+        let q = e.addr_of(r, at);
+        let r = e.load(ty, q, 0);
+        v = e.b.ins().fadd(v, r);
+    }
+    if let Some(act) = activation {
+        v = e.activation(ty, act, v);
+    }
+    let q = e.addr_of(out, at);
+    e.store(v, q, 0);
 }
 
 /// The depthwise geometry shared by both kernels.
@@ -130,17 +147,7 @@ impl Depthwise {
             rows.push(e.addr_of(src, start));
         }
         let finish = |e: &mut Emit, ty: Type, acc: Value, ox: Value| {
-            let mut v = acc;
-            if let Some(r) = residual {
-                let q = e.addr_of(r, ox);
-                let r = e.load(ty, q, 0);
-                v = e.b.ins().fadd(v, r);
-            }
-            if let Some(act) = activation {
-                v = e.activation(ty, act, v);
-            }
-            let q = e.addr_of(row, ox);
-            e.store(v, q, 0);
+            store_finished(e, ty, acc, residual, activation, row, ox);
         };
         // Edge columns: constant positions, constant valid taps.
         let [x0, x1] = columns;
