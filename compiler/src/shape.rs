@@ -256,15 +256,10 @@ pub fn weight_shapes(op: &Op, x: &TensorType) -> SResult<Vec<WeightSpec>> {
         Op::Lstm(a) => recurrent_weights("lstm", a, 4, x)?,
         Op::Gru(a) => recurrent_weights("gru", a, 3, x)?,
         Op::Constant(a) => vec![spec("value", a.shape.clone(), WeightRole::Constant)],
-        Op::Sub | Op::Div | Op::MatMul | Op::Pad(_) => Vec::new(),
+        Op::MatMul | Op::Pad(_) => Vec::new(),
         Op::Input(_)
         | Op::Weight(_)
-        | Op::Relu
-        | Op::Relu6
-        | Op::LeakyRelu(_)
-        | Op::Sigmoid
-        | Op::Tanh
-        | Op::Clip(_)
+        | Op::Activation(_)
         | Op::MaxPool2d(_)
         | Op::AvgPool2d(_)
         | Op::GlobalAvgPool
@@ -272,8 +267,7 @@ pub fn weight_shapes(op: &Op, x: &TensorType) -> SResult<Vec<WeightSpec>> {
         | Op::Reshape(_)
         | Op::Permute(_)
         | Op::Select(_)
-        | Op::Add
-        | Op::Mul
+        | Op::Binary(_)
         | Op::Concat(_)
         | Op::Softmax(_)
         | Op::Dropout(_)
@@ -767,12 +761,8 @@ fn infer_unchecked(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
                 ));
             }
             for step in &a.steps {
-                if let ElementwiseStep::Add(i)
-                | ElementwiseStep::Mul(i)
-                | ElementwiseStep::Sub(i)
-                | ElementwiseStep::Div(i) = step
-                {
-                    if *i == 0 || *i >= inputs.len() {
+                if let Some(i) = step.operand() {
+                    if i == 0 || i >= inputs.len() {
                         return Err(ShapeError::new(
                             format!("`elementwise` step reads operand {i} of {}", inputs.len()),
                             "operand index out of range",
@@ -856,9 +846,7 @@ fn infer_unchecked(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
             }
             Ok(inputs[0].clone())
         }
-        Op::Relu | Op::Relu6 | Op::LeakyRelu(_) | Op::Sigmoid | Op::Tanh | Op::Clip(_) => {
-            unary(op, inputs)
-        }
+        Op::Activation(_) => unary(op, inputs),
         Op::Dropout(_) | Op::Identity | Op::Softmax(_) => {
             let ty = unary(op, inputs)?;
             if let Op::Softmax(a) = op {
@@ -998,7 +986,7 @@ fn infer_unchecked(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
             shape.remove(a.dim);
             Ok(TensorType::f32(shape))
         }
-        Op::Add | Op::Mul | Op::Sub | Op::Div => {
+        Op::Binary(_) => {
             if inputs.len() != 2 {
                 return Err(ShapeError::new(
                     format!("`{}` expects 2 operands, found {}", op.name(), inputs.len()),

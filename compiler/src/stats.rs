@@ -219,20 +219,14 @@ fn receptive_field(op: &Op, input: ReceptiveField, rank: usize) -> ReceptiveFiel
             }
         }
         Op::BatchNorm(_)
-        | Op::Relu
-        | Op::Relu6
-        | Op::LeakyRelu(_)
-        | Op::Sigmoid
-        | Op::Tanh
-        | Op::Clip(_)
-        | Op::Add
-        | Op::Mul
+        | Op::Activation(_)
+        | Op::Binary(_)
         | Op::Concat(_)
         | Op::Dropout(_)
         | Op::Identity
         | Op::Elementwise(_)
         | Op::Gemm(_) => input,
-        Op::Sub | Op::Div | Op::Pad(_) | Op::Constant(_) => input,
+        Op::Pad(_) | Op::Constant(_) => input,
     }
 }
 
@@ -315,14 +309,7 @@ fn flops(op: &Op, x: &[usize], out: &[usize]) -> u64 {
         Op::Elementwise(a) => a.steps.len() as u64 * n_out,
         Op::BatchNorm(_) => 2 * n_out,
         Op::GroupNorm(_) | Op::LayerNorm(_) | Op::InstanceNorm(_) => 5 * n_out,
-        Op::Relu
-        | Op::Relu6
-        | Op::LeakyRelu(_)
-        | Op::Sigmoid
-        | Op::Tanh
-        | Op::Clip(_)
-        | Op::Add
-        | Op::Mul => n_out,
+        Op::Activation(_) | Op::Binary(_) => n_out,
         Op::MaxPool2d(a) => n_out * (a.kernel[0] * a.kernel[1]) as u64,
         Op::AvgPool2d(a) => n_out * (a.kernel[0] * a.kernel[1]) as u64,
         Op::GlobalAvgPool => product(x),
@@ -339,7 +326,6 @@ fn flops(op: &Op, x: &[usize], out: &[usize]) -> u64 {
         | Op::Identity
         | Op::Pad(_)
         | Op::Constant(_) => 0,
-        Op::Sub | Op::Div => n_out,
         Op::MatMul => 2 * n_out * x.last().copied().unwrap_or(0) as u64,
         Op::Rnn(a) | Op::Lstm(a) | Op::Gru(a) => {
             let gates: u64 = match op {

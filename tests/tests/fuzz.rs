@@ -10,6 +10,7 @@
 //! what they found are kept as explicit regression tests at the end.
 
 use nnc_compiler::driver::compile_source;
+use nnc_compiler::lower::{self, op_names};
 use nnc_frontend::diagnostic::render_all;
 use nnc_frontend::lexer::{lex, TokenKind};
 use nnc_frontend::SourceFile;
@@ -49,65 +50,16 @@ fn config(cases: u32) -> Config {
     }
 }
 
-const OPS: &[&str] = &[
-    "conv2d",
-    "conv_transpose2d",
-    "batch_norm",
-    "group_norm",
-    "layer_norm",
-    "instance_norm",
-    "relu",
-    "relu6",
-    "leaky_relu",
-    "sigmoid",
-    "tanh",
-    "clip",
-    "max_pool2d",
-    "avg_pool2d",
-    "global_avg_pool",
-    "linear",
-    "flatten",
-    "reshape",
-    "permute",
-    "select",
-    "add",
-    "mul",
-    "concat",
-    "softmax",
-    "dropout",
-    "identity",
-    "rnn",
-    "lstm",
-];
-
-const ATTRIBUTES: &[&str] = &[
-    "out",
-    "kernel",
-    "stride",
-    "pad",
-    "dilation",
-    "groups",
-    "bias",
-    "output_padding",
-    "eps",
-    "affine",
-    "dims",
-    "negative_slope",
-    "min",
-    "max",
-    "ceil_mode",
-    "count_include_pad",
-    "start_dim",
-    "end_dim",
-    "shape",
-    "dim",
-    "index",
-    "p",
-    "mode",
-    "hidden",
-    "layers",
-    "batch_first",
-];
+/// Every attribute name of every op, from the compiler.
+fn attributes() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = lower::signatures()
+        .into_iter()
+        .flat_map(|s| s.required.into_iter().chain(s.optional))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
 
 const WORDS: &[&str] = &[
     "model", "block", "input", "output", "return", "int", "float", "bool", "str", "ints", "true",
@@ -141,8 +93,10 @@ const NUMBERS: &[&str] = &[
 ];
 
 fn vocabulary() -> Vec<&'static str> {
-    OPS.iter()
-        .chain(ATTRIBUTES)
+    op_names()
+        .collect::<Vec<_>>()
+        .iter()
+        .chain(&attributes())
         .chain(WORDS)
         .chain(PUNCTUATION)
         .chain(NUMBERS)
@@ -152,64 +106,17 @@ fn vocabulary() -> Vec<&'static str> {
 
 /// Each op with its tensor arity, required attributes and optional ones, so
 /// that generated calls usually get past attribute checking and reach shape
-/// inference.
-const SIGNATURES: &[(&str, usize, &[&str], &[&str])] = &[
-    (
-        "conv2d",
-        1,
-        &["out", "kernel"],
-        &["stride", "pad", "dilation", "groups", "bias"],
-    ),
-    (
-        "conv_transpose2d",
-        1,
-        &["out", "kernel"],
-        &[
-            "stride",
-            "pad",
-            "output_padding",
-            "dilation",
-            "groups",
-            "bias",
-        ],
-    ),
-    ("batch_norm", 1, &[], &["eps"]),
-    ("group_norm", 1, &["groups"], &["eps", "affine"]),
-    ("layer_norm", 1, &[], &["dims", "eps", "affine"]),
-    ("instance_norm", 1, &[], &["eps", "affine"]),
-    ("relu", 1, &[], &[]),
-    ("relu6", 1, &[], &[]),
-    ("leaky_relu", 1, &[], &["negative_slope"]),
-    ("sigmoid", 1, &[], &[]),
-    ("tanh", 1, &[], &[]),
-    ("clip", 1, &["min", "max"], &[]),
-    (
-        "max_pool2d",
-        1,
-        &["kernel"],
-        &["stride", "pad", "dilation", "ceil_mode"],
-    ),
-    (
-        "avg_pool2d",
-        1,
-        &["kernel"],
-        &["stride", "pad", "ceil_mode", "count_include_pad"],
-    ),
-    ("global_avg_pool", 1, &[], &[]),
-    ("linear", 1, &["out"], &["bias"]),
-    ("flatten", 1, &[], &["start_dim", "end_dim"]),
-    ("reshape", 1, &["shape"], &[]),
-    ("permute", 1, &["dims"], &[]),
-    ("select", 1, &["dim", "index"], &[]),
-    ("add", 2, &[], &[]),
-    ("mul", 2, &[], &[]),
-    ("concat", 2, &[], &["dim"]),
-    ("softmax", 1, &[], &["dim"]),
-    ("dropout", 1, &[], &["p", "mode"]),
-    ("identity", 1, &[], &[]),
-    ("rnn", 1, &["hidden"], &["layers", "bias", "batch_first"]),
-    ("lstm", 1, &["hidden"], &["layers", "bias", "batch_first"]),
-];
+/// inference. Read from the compiler, so a new op is fuzzed as soon as it
+/// exists.
+fn signatures() -> Vec<(&'static str, usize, Vec<&'static str>, Vec<&'static str>)> {
+    lower::signatures()
+        .into_iter()
+        .map(|s| {
+            let arity = s.tensors.1.map_or(2, |high| high.min(s.tensors.0.max(1)));
+            (s.name, arity, s.required, s.optional)
+        })
+        .collect()
+}
 
 /// An integer, mostly small, sometimes at the edges.
 fn int() -> impl Strategy<Value = i64> + Clone {
@@ -283,13 +190,14 @@ fn statement(index: usize) -> impl Strategy<Value = String> {
             format!("v{}", i - 1)
         }
     });
+    let signatures = signatures();
     let call = (
-        0..SIGNATURES.len(),
+        0..signatures.len(),
         any::<u64>(),
-        prop::option::weighted(0.05, prop::sample::select(ATTRIBUTES)),
+        prop::option::weighted(0.05, prop::sample::select(attributes())),
     )
         .prop_flat_map(move |(op, seed, stray)| {
-            let (name, arity, required, optional) = SIGNATURES[op];
+            let (name, arity, ref required, ref optional) = signatures[op];
             // Required attributes are usually present, optional ones sometimes;
             // the bits of `seed` decide, so that shrinking keeps the choice.
             let mut attrs: Vec<&'static str> = Vec::new();

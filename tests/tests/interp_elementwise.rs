@@ -1,9 +1,9 @@
-//! The reference interpreter's elementwise ops: activations, `clip`,
+//! The reference interpreter's elementwise ops: activations,
 //! `dropout` in both modes, `identity`, broadcasting `add` / `mul`, and
 //! `softmax`.
 
 use nnc_compiler::interp::{self, InterpError};
-use nnc_compiler::ir::{ClipAttrs, DropoutAttrs, DropoutMode, LeakyReluAttrs, SoftmaxAttrs};
+use nnc_compiler::ir::{Activation, BinaryOp, DropoutAttrs, DropoutMode, SoftmaxAttrs};
 use nnc_runtime::Tensor;
 use nnc_tests::{assert_near, tensor};
 use rand::{Rng, SeedableRng};
@@ -14,16 +14,24 @@ use rand_chacha::ChaCha8Rng;
 #[test]
 fn relu_and_relu6() {
     let x = tensor(&[2, 3], &[-2., -0.5, 0., 3., 6., 7.5]);
-    assert_near(&interp::relu(&x), &[2, 3], &[0., 0., 0., 3., 6., 7.5]);
-    assert_near(&interp::relu6(&x), &[2, 3], &[0., 0., 0., 3., 6., 6.]);
+    assert_near(
+        &interp::activation(&x, Activation::Relu),
+        &[2, 3],
+        &[0., 0., 0., 3., 6., 7.5],
+    );
+    assert_near(
+        &interp::activation(&x, Activation::Relu6),
+        &[2, 3],
+        &[0., 0., 0., 3., 6., 6.],
+    );
 }
 
 #[test]
 fn leaky_relu_scales_negatives_only() {
     let x = tensor(&[3], &[-2., 0., 5.]);
-    let y = interp::leaky_relu(
+    let y = interp::activation(
         &x,
-        &LeakyReluAttrs {
+        Activation::LeakyRelu {
             negative_slope: 0.1,
         },
     );
@@ -34,7 +42,7 @@ fn leaky_relu_scales_negatives_only() {
 fn sigmoid_values_and_saturation() {
     let ln3 = 3f32.ln();
     let x = tensor(&[5], &[0., ln3, -ln3, 100., -100.]);
-    let y = interp::sigmoid(&x);
+    let y = interp::activation(&x, Activation::Sigmoid);
     // sigmoid(ln 3) = 1 / (1 + 1/3) = 3/4.
     assert_near(&y, &[5], &[0.5, 0.75, 0.25, 1.0, 0.0]);
     assert!(y.data().iter().all(|v| v.is_finite()));
@@ -45,7 +53,7 @@ fn sigmoid_values_and_saturation() {
 #[test]
 fn tanh_values() {
     let ln2 = 2f32.ln();
-    let y = interp::tanh(&tensor(&[4], &[0., ln2, -ln2, 50.]));
+    let y = interp::activation(&tensor(&[4], &[0., ln2, -ln2, 50.]), Activation::Tanh);
     // tanh(ln 2) = (2 - 1/2) / (2 + 1/2) = 0.6.
     assert_near(&y, &[4], &[0., 0.6, -0.6, 1.]);
 }
@@ -53,28 +61,28 @@ fn tanh_values() {
 #[test]
 fn clip_bounds_both_sides() {
     let x = tensor(&[4], &[-3., 0.5, 2., 9.]);
-    let y = interp::clip(&x, &ClipAttrs { min: -1., max: 2. });
+    let y = interp::activation(&x, Activation::Clip { min: -1., max: 2. });
     assert_near(&y, &[4], &[-1., 0.5, 2., 2.]);
     // min > max: everything becomes max, as torch.clamp does.
-    let y = interp::clip(&x, &ClipAttrs { min: 5., max: 1. });
+    let y = interp::activation(&x, Activation::Clip { min: 5., max: 1. });
     assert_near(&y, &[4], &[1., 1., 1., 1.]);
 }
 
 #[test]
 fn activations_let_nan_through() {
     let x = tensor(&[1], &[f32::NAN]);
-    assert!(interp::relu(&x).data()[0].is_nan());
-    assert!(interp::relu6(&x).data()[0].is_nan());
-    assert!(interp::leaky_relu(
+    assert!(interp::activation(&x, Activation::Relu).data()[0].is_nan());
+    assert!(interp::activation(&x, Activation::Relu6).data()[0].is_nan());
+    assert!(interp::activation(
         &x,
-        &LeakyReluAttrs {
+        Activation::LeakyRelu {
             negative_slope: 0.1
         }
     )
     .data()[0]
         .is_nan());
-    assert!(interp::clip(&x, &ClipAttrs { min: 0., max: 1. }).data()[0].is_nan());
-    assert!(interp::sigmoid(&x).data()[0].is_nan());
+    assert!(interp::activation(&x, Activation::Clip { min: 0., max: 1. }).data()[0].is_nan());
+    assert!(interp::activation(&x, Activation::Sigmoid).data()[0].is_nan());
 }
 
 // ------------------------------------------------------------- dropout, identity
@@ -155,7 +163,7 @@ fn mul_broadcasts_both_operands() {
     let a = tensor(&[1, 2], &[2., 3.]);
     let b = tensor(&[2, 1], &[10., 100.]);
     assert_near(
-        &interp::mul(&a, &b).unwrap(),
+        &interp::binary(BinaryOp::Mul, &a, &b).unwrap(),
         &[2, 2],
         &[20., 30., 200., 300.],
     );
@@ -194,7 +202,11 @@ fn broadcasting_matches_explicit_indexing() {
             }
         }
     }
-    assert_near(&interp::mul(&c, &d).unwrap(), &[4, 1, 3, 2], &expected);
+    assert_near(
+        &interp::binary(BinaryOp::Mul, &c, &d).unwrap(),
+        &[4, 1, 3, 2],
+        &expected,
+    );
 }
 
 #[test]
@@ -205,7 +217,7 @@ fn incompatible_shapes_do_not_broadcast() {
     assert!(matches!(err, InterpError::Operands { .. }));
     assert!(err.to_string().contains("[2, 3]"), "{err}");
     let c = Tensor::zeros(vec![4, 3]).unwrap();
-    assert!(interp::mul(&a, &c).is_err());
+    assert!(interp::binary(BinaryOp::Mul, &a, &c).is_err());
     assert_eq!(
         interp::broadcast_shape(&[2, 1, 3], &[4, 1]),
         Some(vec![2, 4, 3])

@@ -5,8 +5,8 @@
 
 use nnc_compiler::interp::{self, InterpError};
 use nnc_compiler::ir::{
-    Activation, Col2ImAttrs, Conv2dAttrs, ElementwiseAttrs, ElementwiseStep, Epilogue, Expansion,
-    GemmAttrs, Im2ColAttrs, SeparableConv2dAttrs,
+    Activation, BinaryOp, Col2ImAttrs, Conv2dAttrs, ElementwiseAttrs, ElementwiseStep, Epilogue,
+    Expansion, GemmAttrs, Im2ColAttrs, SeparableConv2dAttrs,
 };
 use nnc_tests::{assert_near, tensor};
 
@@ -126,10 +126,10 @@ fn elementwise_runs_its_steps_in_order_with_broadcasting() {
     let y = tensor(&[2], &[10., 20.]);
     let a = ElementwiseAttrs {
         steps: vec![
-            ElementwiseStep::Mul(1),
-            ElementwiseStep::Add(2),
+            ElementwiseStep::Binary(BinaryOp::Mul, 1),
+            ElementwiseStep::Binary(BinaryOp::Add, 2),
             ElementwiseStep::Activation(Activation::Relu),
-            ElementwiseStep::Add(3),
+            ElementwiseStep::Binary(BinaryOp::Add, 3),
         ],
     };
     let out = interp::elementwise(&[&x, &s, &t, &y], &a).unwrap();
@@ -141,7 +141,7 @@ fn elementwise_runs_its_steps_in_order_with_broadcasting() {
 fn elementwise_rejects_a_step_that_reads_a_missing_operand() {
     let x = tensor(&[2], &[1., 2.]);
     let a = ElementwiseAttrs {
-        steps: vec![ElementwiseStep::Add(1)],
+        steps: vec![ElementwiseStep::Binary(BinaryOp::Add, 1)],
     };
     let err = interp::elementwise(&[&x], &a).unwrap_err();
     assert!(matches!(err, InterpError::Operands { .. }), "{err}");

@@ -5,8 +5,8 @@
 
 use nnc_compiler::interp::{self, InterpError};
 use nnc_compiler::ir::{
-    ConcatAttrs, Conv2dAttrs, Epilogue, Graph, InputAttrs, Node, NodeId, Op, TensorType,
-    WeightAttrs, WeightRole,
+    Activation, BinaryOp, ConcatAttrs, Conv2dAttrs, Epilogue, Graph, InputAttrs, Node, NodeId, Op,
+    TensorType, WeightAttrs, WeightRole,
 };
 use nnc_runtime::{Tensor, WeightSet};
 use nnc_tests::tensor;
@@ -67,8 +67,20 @@ fn net() -> Net {
         &[1, 1, 2, 2],
         "conv",
     );
-    let relu = node(&mut graph, Op::Relu, vec![conv], &[1, 1, 2, 2], "relu");
-    let sum = node(&mut graph, Op::Add, vec![conv, relu], &[1, 1, 2, 2], "sum");
+    let relu = node(
+        &mut graph,
+        Op::Activation(Activation::Relu),
+        vec![conv],
+        &[1, 1, 2, 2],
+        "relu",
+    );
+    let sum = node(
+        &mut graph,
+        Op::Binary(BinaryOp::Add),
+        vec![conv, relu],
+        &[1, 1, 2, 2],
+        "sum",
+    );
     graph.set_outputs(vec![sum, conv]);
     Net {
         graph,
@@ -119,7 +131,7 @@ fn inputs_bind_in_declaration_order_and_can_be_outputs() {
     let mut g = Graph::new("two");
     let a = input(&mut g, "a", &[2]);
     let b = input(&mut g, "b", &[1]);
-    let prod = node(&mut g, Op::Mul, vec![a, b], &[2], "prod");
+    let prod = node(&mut g, Op::Binary(BinaryOp::Mul), vec![a, b], &[2], "prod");
     let cat = node(
         &mut g,
         Op::Concat(ConcatAttrs { dim: 0 }),
@@ -225,7 +237,13 @@ fn weight_of_the_wrong_shape() {
 fn node_type_that_disagrees_with_the_computed_shape() {
     let mut g = Graph::new("bad");
     let x = input(&mut g, "x", &[2, 3]);
-    let r = node(&mut g, Op::Relu, vec![x], &[3, 2], "act");
+    let r = node(
+        &mut g,
+        Op::Activation(Activation::Relu),
+        vec![x],
+        &[3, 2],
+        "act",
+    );
     g.set_outputs(vec![r]);
     let err =
         interp::run(&g, &WeightSet::new(), &[Tensor::zeros(vec![2, 3]).unwrap()]).unwrap_err();
@@ -263,7 +281,7 @@ fn kernel_errors_name_the_node() {
     let mut g = Graph::new("bad");
     let a = input(&mut g, "a", &[2]);
     let b = input(&mut g, "b", &[3]);
-    let s = node(&mut g, Op::Add, vec![a, b], &[3], "total");
+    let s = node(&mut g, Op::Binary(BinaryOp::Add), vec![a, b], &[3], "total");
     g.set_outputs(vec![s]);
     let inputs = [
         Tensor::zeros(vec![2]).unwrap(),

@@ -571,3 +571,17 @@ fn every_fixture_compiled_matches_onnx_runtime() {
         "only {compiled_count} fixtures compiled"
     );
 }
+
+/// Every `.nn` op the importer's table says an ONNX op becomes is an op of
+/// the language, and every ONNX op is listed once.
+#[test]
+fn the_import_table_names_ops_of_the_language() {
+    let ops: Vec<&str> = nnc_compiler::lower::op_names().collect();
+    let mut seen = std::collections::HashSet::new();
+    for row in nnc_frontend::onnx::OPS {
+        assert!(seen.insert(row.onnx), "{} is listed twice", row.onnx);
+        for dsl in row.dsl {
+            assert!(ops.contains(dsl), "{} becomes `{dsl}`, not an op", row.onnx);
+        }
+    }
+}

@@ -18,7 +18,7 @@ use std::path::Path;
 use nnc_compiler::driver::compile_source;
 use nnc_compiler::interp::run;
 use nnc_compiler::ir::{
-    Activation, BatchNormAttrs, Conv2dAttrs, Epilogue, Graph, InputAttrs, Node, Op, TensorType,
+    BatchNormAttrs, BinaryOp, Conv2dAttrs, Epilogue, Graph, InputAttrs, Node, Op, TensorType,
     WeightAttrs, WeightRole,
 };
 use nnc_compiler::passes::{self, Pass, PassError, PassReport, PASSES};
@@ -609,7 +609,7 @@ fn fold_constants_evaluates_ops_on_weights_only() {
         .expect("add");
     let scaled = g
         .add(Node::new(
-            Op::Mul,
+            Op::Binary(BinaryOp::Mul),
             vec![x, flat],
             TensorType::f32(vec![2, 6]),
             "scaled",
@@ -638,7 +638,7 @@ fn fold_constants_folds_a_per_channel_scale_into_a_grouped_conv() {
     let s = weight(&mut g, "s", vec![4, 1, 1], WeightRole::NormWeight);
     let scaled = g
         .add(Node::new(
-            Op::Mul,
+            Op::Binary(BinaryOp::Mul),
             vec![x, s],
             TensorType::f32(vec![1, 4, 5, 5]),
             "scaled",
@@ -671,7 +671,11 @@ fn fold_constants_folds_a_per_channel_scale_into_a_grouped_conv() {
     g.set_outputs(vec![c]);
     let reports = check_hand_built(&mut g, &["fold-constants", "dce"], 1e-6);
     assert_eq!(reports[0].1.fired, 1);
-    assert_eq!(count(&g, |op| matches!(op, Op::Mul)), 0, "{g}");
+    assert_eq!(
+        count(&g, |op| matches!(op, Op::Binary(BinaryOp::Mul))),
+        0,
+        "{g}"
+    );
 }
 
 #[test]
@@ -762,7 +766,7 @@ fn resnet18_after_the_pipeline_has_no_batch_norm_and_no_standalone_relu() {
         .node_ids()
         .into_iter()
         .map(|id| graph.node(id))
-        .filter(|n| Activation::of(&n.op).is_some() || matches!(n.op, Op::Add))
+        .filter(|n| matches!(n.op, Op::Activation(_)) || matches!(n.op, Op::Binary(BinaryOp::Add)))
         .map(|n| format!("{} {:?}", n.name, n.notes))
         .collect();
     assert!(standalone.is_empty(), "{standalone:?}");
@@ -838,7 +842,7 @@ fn mobilenet_v2_runs_every_depthwise_pointwise_pair_as_one_separable_op() {
         10
     );
     assert_eq!(count(&graph, |op| matches!(op, Op::BatchNorm(_))), 0);
-    assert_eq!(count(&graph, |op| Activation::of(op).is_some()), 0);
+    assert_eq!(count(&graph, |op| matches!(op, Op::Activation(_))), 0);
 }
 
 /// `conv(bias=false) + c` and `c' + conv(bias=true)` with per-channel
@@ -898,17 +902,32 @@ fn bias_add_graph() -> Graph {
     let a = conv(&mut g, "a", x, false);
     let c = weight(&mut g, "c", vec![3, 1, 1]);
     let a_plus = g
-        .add(Node::new(Op::Add, vec![a, c], ty.clone(), "a_plus"))
+        .add(Node::new(
+            Op::Binary(BinaryOp::Add),
+            vec![a, c],
+            ty.clone(),
+            "a_plus",
+        ))
         .expect("add");
     let b = conv(&mut g, "b", a_plus, true);
     let c2 = weight(&mut g, "c2", vec![1, 3, 1, 1]);
     let b_plus = g
-        .add(Node::new(Op::Add, vec![c2, b], ty.clone(), "b_plus"))
+        .add(Node::new(
+            Op::Binary(BinaryOp::Add),
+            vec![c2, b],
+            ty.clone(),
+            "b_plus",
+        ))
         .expect("add");
     let d = conv(&mut g, "d", b_plus, true);
     let wide = weight(&mut g, "wide", vec![1, 1, 4]);
     let d_plus = g
-        .add(Node::new(Op::Add, vec![d, wide], ty, "d_plus"))
+        .add(Node::new(
+            Op::Binary(BinaryOp::Add),
+            vec![d, wide],
+            ty,
+            "d_plus",
+        ))
         .expect("add");
     g.set_outputs(vec![d_plus]);
     g
@@ -930,7 +949,11 @@ fn fuse_turns_a_per_channel_constant_add_into_the_bias() {
     // Two bias adds fused; the width-varying constant is neither a bias
     // nor a residual of the output's type, so its add stays, with a note.
     assert_eq!(reports[0].1.fired, 2, "{graph}");
-    assert_eq!(count(&graph, |op| matches!(op, Op::Add)), 1, "{graph}");
+    assert_eq!(
+        count(&graph, |op| matches!(op, Op::Binary(BinaryOp::Add))),
+        1,
+        "{graph}"
+    );
     assert_eq!(weights.get("a.bias").expect("a.bias").data(), &c[..]);
     let summed: Vec<f32> = b_bias.iter().zip(&c2).map(|(b, c)| b + c).collect();
     assert_eq!(weights.get("b.bias").expect("b.bias").data(), &summed[..]);

@@ -33,6 +33,10 @@ pub enum BackendError {
     /// A graph the backend cannot run yet.
     #[error("node `{node}`: {what} is not supported by the compiled backend")]
     Unsupported { node: String, what: String },
+    /// An epilogue activation the native micro-kernels lack (`fuse` asks
+    /// before fusing, so this is a compiler bug).
+    #[error("the native kernels have no `{0}` activation")]
+    NoNativeActivation(&'static str),
     /// Cranelift rejected a kernel: a compiler bug.
     #[error("code generation failed: {0}")]
     Codegen(String),

@@ -22,7 +22,7 @@ pub struct Epilogue {
     pub bias: Option<Vec<f32>>,
     /// Laid out like C.
     pub residual: Option<Base>,
-    pub activation: Option<Activation>,
+    pub activation: gemm::Activation,
 }
 
 /// `products` independent products `C_p [m, n] = A_g [m, k] · B_p [k, n]`,
@@ -155,18 +155,26 @@ fn ptr(base: Base, arena: *mut f32, index: usize) -> *mut f32 {
     }
 }
 
-/// The native GEMM's form of an activation.
-pub fn native_activation(act: Option<Activation>) -> gemm::Activation {
+/// The native kernels' form of an activation, if they have it. `fuse`
+/// asks this before it makes an activation an epilogue, so a producer never
+/// carries one that its micro-kernel would have to drop.
+pub fn lookup_native(act: Activation) -> Option<gemm::Activation> {
+    Some(match act {
+        Activation::Relu => gemm::Activation::Relu,
+        Activation::Relu6 => gemm::Activation::Clip { min: 0.0, max: 6.0 },
+        Activation::Clip { min, max } => gemm::Activation::Clip { min, max },
+        Activation::LeakyRelu { negative_slope } => gemm::Activation::LeakyRelu { negative_slope },
+        Activation::Sigmoid => gemm::Activation::Sigmoid,
+        Activation::Tanh => gemm::Activation::Tanh,
+    })
+}
+
+/// The native form of an epilogue's activation (`None`: no activation),
+/// or an error naming one the native kernels lack.
+pub fn native_activation(act: Option<Activation>) -> Result<gemm::Activation, BackendError> {
     match act {
-        None => gemm::Activation::None,
-        Some(Activation::Relu) => gemm::Activation::Relu,
-        Some(Activation::Relu6) => gemm::Activation::Clip { min: 0.0, max: 6.0 },
-        Some(Activation::Clip { min, max }) => gemm::Activation::Clip { min, max },
-        Some(Activation::LeakyRelu { negative_slope }) => {
-            gemm::Activation::LeakyRelu { negative_slope }
-        }
-        Some(Activation::Sigmoid) => gemm::Activation::Sigmoid,
-        Some(Activation::Tanh) => gemm::Activation::Tanh,
+        None => Ok(gemm::Activation::None),
+        Some(act) => lookup_native(act).ok_or(BackendError::NoNativeActivation(act.name())),
     }
 }
 
@@ -257,7 +265,7 @@ pub unsafe extern "C" fn nnc_gemm_task(task: *const GemmTask, arena: *mut f32, t
         bias,
         residual,
         ldr: task.ldc,
-        activation: native_activation(task.epilogue.activation),
+        activation: task.epilogue.activation,
     };
     let b = ptr(task.b, arena, p * task.b_stride);
     let c = ptr(task.c, arena, p * task.c_stride);
@@ -276,7 +284,7 @@ pub struct PanelGemm {
     pub ldb: usize,
     pub ldc: usize,
     pub bias: Option<Vec<f32>>,
-    pub activation: Option<Activation>,
+    pub activation: gemm::Activation,
 }
 
 impl PanelGemm {
@@ -301,7 +309,7 @@ impl PanelGemm {
             ldb,
             ldc,
             bias,
-            activation,
+            activation: native_activation(activation)?,
         })
     }
 
@@ -334,7 +342,7 @@ pub unsafe extern "C" fn nnc_gemm_panel(
         bias: spec.bias.as_ref().map_or(std::ptr::null(), |b| b.as_ptr()),
         residual,
         ldr: spec.ldc,
-        activation: native_activation(spec.activation),
+        activation: spec.activation,
     };
     // SAFETY: as documented above; `gemm` clamps the rows to `m`.
     // The tile was just written by the depthwise rows: B is in cache.

@@ -1,42 +1,43 @@
-//! Elementwise ops: activations, `clip`, `dropout`, `identity`, and `add` /
-//! `mul` with NumPy broadcasting.
+//! Elementwise ops: activations, `dropout`, `identity`, and the binary
+//! operations with NumPy broadcasting.
 //!
 //! Activations let NaN through, as PyTorch does.
 
 use nnc_runtime::{format_shape, Tensor};
 
 use super::error::{operands, InterpError};
-use crate::ir::{ClipAttrs, DropoutAttrs, DropoutMode, LeakyReluAttrs};
+use crate::ir::{Activation, BinaryOp, DropoutAttrs, DropoutMode};
 
-/// `relu`: `max(x, 0)`.
-pub fn relu(x: &Tensor) -> Tensor {
-    map(x, |v| if v < 0.0 { 0.0 } else { v })
+/// An activation, element by element (see [`activation_scalar`]).
+pub fn activation(x: &Tensor, act: Activation) -> Tensor {
+    map(x, |v| activation_scalar(act, v))
 }
 
-/// `relu6`: `min(max(x, 0), 6)`.
-pub fn relu6(x: &Tensor) -> Tensor {
-    map(x, |v| clamp(v, 0.0, 6.0))
-}
-
-/// `leaky_relu`: `x` if `x >= 0`, else `negative_slope * x`.
-pub fn leaky_relu(x: &Tensor, a: &LeakyReluAttrs) -> Tensor {
-    map(x, |v| if v >= 0.0 { v } else { a.negative_slope * v })
-}
-
-/// `sigmoid`: `1 / (1 + exp(-x))`, evaluated without overflow for large `|x|`.
-pub fn sigmoid(x: &Tensor) -> Tensor {
-    map(x, sigmoid_scalar)
-}
-
-/// `tanh`.
-pub fn tanh(x: &Tensor) -> Tensor {
-    map(x, f32::tanh)
-}
-
-/// `clip`: `min(max(x, min), max)`; when `min > max` every element becomes
-/// `max`, as in PyTorch's `clamp`.
-pub fn clip(x: &Tensor, a: &ClipAttrs) -> Tensor {
-    map(x, |v| clamp(v, a.min, a.max))
+/// One activation of one value, by its textbook definition. NaN passes
+/// through every activation, as in PyTorch.
+pub fn activation_scalar(act: Activation, v: f32) -> f32 {
+    match act {
+        Activation::Relu => {
+            if v < 0.0 {
+                0.0
+            } else {
+                v
+            }
+        }
+        Activation::Relu6 => clamp(v, 0.0, 6.0),
+        Activation::LeakyRelu { negative_slope } => {
+            if v >= 0.0 {
+                v
+            } else {
+                negative_slope * v
+            }
+        }
+        Activation::Sigmoid => sigmoid_scalar(v),
+        Activation::Tanh => v.tanh(),
+        // When `min > max` every element becomes `max`, as in PyTorch's
+        // `clamp`.
+        Activation::Clip { min, max } => clamp(v, min, max),
+    }
 }
 
 /// `dropout` at inference: the identity for inverted dropout, a scale by the
@@ -62,14 +63,25 @@ pub fn identity(x: &Tensor) -> Tensor {
     x.clone()
 }
 
-/// `add`: elementwise sum with NumPy broadcasting.
-pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor, InterpError> {
-    broadcast_binary("add", a, b, |p, q| p + q)
+/// A binary operation with NumPy broadcasting (IEEE division, so dividing
+/// by zero gives an infinity or NaN, as in PyTorch).
+pub fn binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor, InterpError> {
+    broadcast_binary(op.name(), a, b, |p, q| binary_scalar(op, p, q))
 }
 
-/// `mul`: elementwise product with NumPy broadcasting.
-pub fn mul(a: &Tensor, b: &Tensor) -> Result<Tensor, InterpError> {
-    broadcast_binary("mul", a, b, |p, q| p * q)
+/// One binary operation on one pair of values.
+pub fn binary_scalar(op: BinaryOp, p: f32, q: f32) -> f32 {
+    match op {
+        BinaryOp::Add => p + q,
+        BinaryOp::Sub => p - q,
+        BinaryOp::Mul => p * q,
+        BinaryOp::Div => p / q,
+    }
+}
+
+/// `add`: elementwise sum with NumPy broadcasting.
+pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor, InterpError> {
+    binary(BinaryOp::Add, a, b)
 }
 
 /// `x` broadcast to `shape` (which must be a broadcast of its shape).
@@ -90,17 +102,6 @@ pub(crate) fn broadcast_to(x: &Tensor, shape: &[usize]) -> Result<Tensor, Interp
         ));
     }
     Ok(out)
-}
-
-/// `sub`: elementwise difference with NumPy broadcasting.
-pub fn sub(a: &Tensor, b: &Tensor) -> Result<Tensor, InterpError> {
-    broadcast_binary("sub", a, b, |p, q| p - q)
-}
-
-/// `div`: elementwise quotient with NumPy broadcasting (IEEE division, so
-/// dividing by zero gives an infinity or NaN, as in PyTorch).
-pub fn div(a: &Tensor, b: &Tensor) -> Result<Tensor, InterpError> {
-    broadcast_binary("div", a, b, |p, q| p / q)
 }
 
 /// The NumPy broadcast of two shapes: aligned at the right, each pair of

@@ -10,28 +10,17 @@ use nnc_runtime::{format_shape, Tensor};
 
 use super::check::{dims4, positive_pair, presence, shape_is, valid_range, Window};
 use super::conv::conv2d;
-use super::elementwise::{
-    add, broadcast_shape, broadcast_to, clip, div, leaky_relu, mul, relu, relu6, sigmoid, sub, tanh,
-};
+use super::elementwise::{activation, add, binary, broadcast_shape, broadcast_to};
 use super::error::{operands, InterpError};
 use crate::ir::winograd::Transform;
 use crate::ir::{
-    Activation, ClipAttrs, Col2ImAttrs, ElementwiseAttrs, ElementwiseStep, Epilogue, GemmAttrs,
-    Im2ColAttrs, LeakyReluAttrs, SeparableConv2dAttrs,
+    Activation, Col2ImAttrs, ElementwiseAttrs, ElementwiseStep, Epilogue, GemmAttrs, Im2ColAttrs,
+    SeparableConv2dAttrs,
 };
 
 /// Applies an activation with the kernel of the op of the same name.
 pub fn activate(act: Activation, x: &Tensor) -> Tensor {
-    match act {
-        Activation::Relu => relu(x),
-        Activation::Relu6 => relu6(x),
-        Activation::LeakyRelu { negative_slope } => {
-            leaky_relu(x, &LeakyReluAttrs { negative_slope })
-        }
-        Activation::Sigmoid => sigmoid(x),
-        Activation::Tanh => tanh(x),
-        Activation::Clip { min, max } => clip(x, &ClipAttrs { min, max }),
-    }
+    activation(x, act)
 }
 
 /// Applies a fused epilogue to a producer's output: the residual add (the
@@ -57,7 +46,7 @@ pub fn epilogue(
 }
 
 /// `elementwise`: operand 0 broadcast to the output shape, then each step in
-/// order, with the same `add`, `mul` and activation kernels as the unfused
+/// order, with the same binary and activation kernels as the unfused
 /// ops.
 pub fn elementwise(x: &[&Tensor], a: &ElementwiseAttrs) -> Result<Tensor, InterpError> {
     const OP: &str = "elementwise";
@@ -86,10 +75,7 @@ pub fn elementwise(x: &[&Tensor], a: &ElementwiseAttrs) -> Result<Tensor, Interp
                 .ok_or_else(|| operands(OP, format!("a step reads operand {i} of {}", x.len())))
         };
         acc = match *step {
-            ElementwiseStep::Add(i) => add(&acc, operand(i)?)?,
-            ElementwiseStep::Mul(i) => mul(&acc, operand(i)?)?,
-            ElementwiseStep::Sub(i) => sub(&acc, operand(i)?)?,
-            ElementwiseStep::Div(i) => div(&acc, operand(i)?)?,
+            ElementwiseStep::Binary(op, i) => binary(op, &acc, operand(i)?)?,
             ElementwiseStep::Activation(act) => activate(act, &acc),
         };
     }

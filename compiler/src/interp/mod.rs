@@ -32,8 +32,7 @@ use crate::ir::{Graph, Node, NodeId, Op};
 
 pub use conv::{conv2d, conv_transpose2d};
 pub use elementwise::{
-    add, broadcast_shape, clip, div, dropout, identity, leaky_relu, mul, relu, relu6, sigmoid, sub,
-    tanh,
+    activation, activation_scalar, add, binary, binary_scalar, broadcast_shape, dropout, identity,
 };
 pub use error::InterpError;
 pub use linear::linear;
@@ -224,12 +223,7 @@ fn eval_node<'a>(
             arity(node, x, 1 + 2 * usize::from(a.affine))?;
             owned(instance_norm(x[0], x.get(1).copied(), x.get(2).copied(), a))
         }
-        Op::Relu => unary(node, x, relu),
-        Op::Relu6 => unary(node, x, relu6),
-        Op::LeakyRelu(a) => unary(node, x, |t| leaky_relu(t, a)),
-        Op::Sigmoid => unary(node, x, sigmoid),
-        Op::Tanh => unary(node, x, tanh),
-        Op::Clip(a) => unary(node, x, |t| clip(t, a)),
+        Op::Activation(a) => unary(node, x, |t| activation(t, *a)),
         Op::MaxPool2d(a) => {
             arity(node, x, 1)?;
             owned(max_pool2d(x[0], a))
@@ -263,13 +257,9 @@ fn eval_node<'a>(
             arity(node, x, 1)?;
             owned(select(x[0], a))
         }
-        Op::Add => {
+        Op::Binary(op) => {
             arity(node, x, 2)?;
-            owned(add(x[0], x[1]))
-        }
-        Op::Mul => {
-            arity(node, x, 2)?;
-            owned(mul(x[0], x[1]))
+            owned(binary(*op, x[0], x[1]))
         }
         Op::Concat(a) => owned(concat(x, a)),
         Op::Softmax(a) => {
@@ -317,14 +307,6 @@ fn eval_node<'a>(
             let (x, residual) = split_residual(node, x, a.own_operands())?;
             let out = separable_conv2d(x[0], &x[1..], a);
             owned(out.and_then(|out| epilogue(out, residual, &a.epilogue)))
-        }
-        Op::Sub => {
-            arity(node, x, 2)?;
-            owned(sub(x[0], x[1]))
-        }
-        Op::Div => {
-            arity(node, x, 2)?;
-            owned(div(x[0], x[1]))
         }
         Op::MatMul => {
             arity(node, x, 2)?;

@@ -1,10 +1,12 @@
 //! The intermediate representation: a graph of typed ops.
 
 pub mod dot;
+pub mod elementwise;
 pub mod graph;
 pub mod op;
 pub mod print;
 pub mod winograd;
 
+pub use elementwise::*;
 pub use graph::{Graph, GraphError, Node, NodeId, SourceLoc, TensorType};
 pub use op::*;

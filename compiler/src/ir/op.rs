@@ -4,6 +4,8 @@
 //! normalised, pairs expanded to `[h, w]`. Adding a variant must break every
 //! `match` that needs to handle it, so matches on `Op` never use `_ =>`.
 
+use super::elementwise::{Activation, BinaryOp, ElementwiseAttrs, Epilogue};
+
 /// Which parameter of its op a weight is; decides its seeded initialisation
 /// (see `crate::weights`) and how passes treat it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,19 +114,6 @@ pub struct LayerNormAttrs {
 pub struct InstanceNormAttrs {
     pub eps: f32,
     pub affine: bool,
-}
-
-/// `leaky_relu`: `x` if `x >= 0`, else `negative_slope * x`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LeakyReluAttrs {
-    pub negative_slope: f32,
-}
-
-/// `clip`: `min(max(x, min), max)`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ClipAttrs {
-    pub min: f32,
-    pub max: f32,
 }
 
 /// `max_pool2d`. Padding counts as `-inf`.
@@ -353,143 +342,6 @@ pub struct ConstantAttrs {
     pub shape: Vec<usize>,
 }
 
-/// An elementwise activation, as the last step of an [`Epilogue`] or a step
-/// of an [`ElementwiseAttrs`] chain. Each is exactly the op of the same name.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Activation {
-    Relu,
-    Relu6,
-    LeakyRelu { negative_slope: f32 },
-    Sigmoid,
-    Tanh,
-    Clip { min: f32, max: f32 },
-}
-
-impl Activation {
-    /// The activation an op computes, if it is one.
-    pub fn of(op: &Op) -> Option<Activation> {
-        match op {
-            Op::Relu => Some(Activation::Relu),
-            Op::Relu6 => Some(Activation::Relu6),
-            Op::LeakyRelu(a) => Some(Activation::LeakyRelu {
-                negative_slope: a.negative_slope,
-            }),
-            Op::Sigmoid => Some(Activation::Sigmoid),
-            Op::Tanh => Some(Activation::Tanh),
-            Op::Clip(a) => Some(Activation::Clip {
-                min: a.min,
-                max: a.max,
-            }),
-            Op::Input(_)
-            | Op::Weight(_)
-            | Op::Conv2d(_)
-            | Op::ConvTranspose2d(_)
-            | Op::BatchNorm(_)
-            | Op::GroupNorm(_)
-            | Op::LayerNorm(_)
-            | Op::InstanceNorm(_)
-            | Op::MaxPool2d(_)
-            | Op::AvgPool2d(_)
-            | Op::GlobalAvgPool
-            | Op::Linear(_)
-            | Op::Flatten(_)
-            | Op::Reshape(_)
-            | Op::Permute(_)
-            | Op::Select(_)
-            | Op::Add
-            | Op::Mul
-            | Op::Concat(_)
-            | Op::Softmax(_)
-            | Op::Dropout(_)
-            | Op::Identity
-            | Op::Rnn(_)
-            | Op::Lstm(_)
-            | Op::Elementwise(_)
-            | Op::Im2Col(_)
-            | Op::Gemm(_)
-            | Op::Col2Im(_)
-            | Op::DepthwiseConv2d(_)
-            | Op::SeparableConv2d(_)
-            | Op::Sub
-            | Op::Div
-            | Op::MatMul
-            | Op::Pad(_)
-            | Op::Constant(_)
-            | Op::Gru(_)
-            | Op::WinogradInput(_)
-            | Op::WinogradOutput(_) => None,
-        }
-    }
-
-    /// The printed form: the op name, with its attributes in parentheses.
-    pub fn describe(&self) -> String {
-        match self {
-            Activation::Relu => "relu".into(),
-            Activation::Relu6 => "relu6".into(),
-            Activation::LeakyRelu { negative_slope } => format!("leaky_relu({negative_slope:?})"),
-            Activation::Sigmoid => "sigmoid".into(),
-            Activation::Tanh => "tanh".into(),
-            Activation::Clip { min, max } => format!("clip({min:?}, {max:?})"),
-        }
-    }
-}
-
-/// Work fused onto the end of a producer (conv, linear, gemm, ...) by
-/// `fuse`, applied to each output element before it is stored:
-/// `y = activation(acc + residual)`, where `acc` already includes the bias.
-/// A residual is the producer's last operand and has the output's type.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Epilogue {
-    pub residual: bool,
-    pub activation: Option<Activation>,
-}
-
-impl Epilogue {
-    /// True when nothing is fused.
-    pub fn is_empty(&self) -> bool {
-        !self.residual && self.activation.is_none()
-    }
-
-    /// Operands the epilogue adds after the op's own (0 or 1).
-    pub fn operands(&self) -> usize {
-        usize::from(self.residual)
-    }
-
-    /// `add+relu`, `relu6`, `add`.
-    pub fn describe(&self) -> String {
-        let mut parts = Vec::new();
-        if self.residual {
-            parts.push("add".to_string());
-        }
-        if let Some(act) = &self.activation {
-            parts.push(act.describe());
-        }
-        parts.join("+")
-    }
-}
-
-/// One step of an elementwise chain.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum ElementwiseStep {
-    /// `acc = acc + operand[i]` (broadcast).
-    Add(usize),
-    /// `acc = acc * operand[i]` (broadcast).
-    Mul(usize),
-    /// `acc = acc - operand[i]` (broadcast).
-    Sub(usize),
-    /// `acc = acc / operand[i]` (broadcast).
-    Div(usize),
-    Activation(Activation),
-}
-
-/// `elementwise`: a chain of adds, muls and activations made one op by
-/// `fuse`. The accumulator starts as operand 0 broadcast to the output
-/// shape (the broadcast of all operands), and the steps run in order.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ElementwiseAttrs {
-    pub steps: Vec<ElementwiseStep>,
-}
-
 /// `im2col`: `x [N, C, H, W]` to the column matrix `[N, C*kh*kw, H_out,
 /// W_out]` of a convolution's input windows, row `(c*kh + ky)*kw + kx`;
 /// padding reads as zero. The rows of one conv group are contiguous.
@@ -624,12 +476,8 @@ pub enum Op {
     GroupNorm(GroupNormAttrs),
     LayerNorm(LayerNormAttrs),
     InstanceNorm(InstanceNormAttrs),
-    Relu,
-    Relu6,
-    LeakyRelu(LeakyReluAttrs),
-    Sigmoid,
-    Tanh,
-    Clip(ClipAttrs),
+    /// An elementwise activation (`relu`, `sigmoid`, ...).
+    Activation(Activation),
     MaxPool2d(MaxPool2dAttrs),
     AvgPool2d(AvgPool2dAttrs),
     /// Mean over `H, W`: `[N, C, H, W] -> [N, C, 1, 1]`.
@@ -639,10 +487,8 @@ pub enum Op {
     Reshape(ReshapeAttrs),
     Permute(PermuteAttrs),
     Select(SelectAttrs),
-    /// Elementwise sum with NumPy broadcasting.
-    Add,
-    /// Elementwise product with NumPy broadcasting.
-    Mul,
+    /// Elementwise arithmetic with NumPy broadcasting (`add`, `sub`, ...).
+    Binary(BinaryOp),
     Concat(ConcatAttrs),
     Softmax(SoftmaxAttrs),
     Dropout(DropoutAttrs),
@@ -657,10 +503,6 @@ pub enum Op {
     /// A conv with `groups = C_in` (any channel multiplier).
     DepthwiseConv2d(Conv2dAttrs),
     SeparableConv2d(SeparableConv2dAttrs),
-    /// Elementwise difference with NumPy broadcasting.
-    Sub,
-    /// Elementwise quotient with NumPy broadcasting.
-    Div,
     /// NumPy `matmul` of two operands of rank at least 2; the leading dims
     /// broadcast.
     MatMul,
@@ -689,12 +531,7 @@ impl Op {
             | Op::GroupNorm(_)
             | Op::LayerNorm(_)
             | Op::InstanceNorm(_)
-            | Op::Relu
-            | Op::Relu6
-            | Op::LeakyRelu(_)
-            | Op::Sigmoid
-            | Op::Tanh
-            | Op::Clip(_)
+            | Op::Activation(_)
             | Op::MaxPool2d(_)
             | Op::AvgPool2d(_)
             | Op::GlobalAvgPool
@@ -702,8 +539,7 @@ impl Op {
             | Op::Reshape(_)
             | Op::Permute(_)
             | Op::Select(_)
-            | Op::Add
-            | Op::Mul
+            | Op::Binary(_)
             | Op::Concat(_)
             | Op::Softmax(_)
             | Op::Dropout(_)
@@ -712,8 +548,6 @@ impl Op {
             | Op::Lstm(_)
             | Op::Elementwise(_)
             | Op::Im2Col(_)
-            | Op::Sub
-            | Op::Div
             | Op::MatMul
             | Op::Pad(_)
             | Op::Constant(_)
@@ -722,25 +556,44 @@ impl Op {
         }
     }
 
-    /// The epilogue, mutable. [`Op::epilogue`] is the exhaustive list of
-    /// ops that carry one; this follows it.
+    /// The epilogue, mutable.
     pub fn epilogue_mut(&mut self) -> Option<&mut Epilogue> {
-        if let Op::Conv2d(a) | Op::DepthwiseConv2d(a) = self {
-            Some(&mut a.epilogue)
-        } else if let Op::ConvTranspose2d(a) = self {
-            Some(&mut a.epilogue)
-        } else if let Op::Linear(a) = self {
-            Some(&mut a.epilogue)
-        } else if let Op::Gemm(a) = self {
-            Some(&mut a.epilogue)
-        } else if let Op::Col2Im(a) = self {
-            Some(&mut a.epilogue)
-        } else if let Op::SeparableConv2d(a) = self {
-            Some(&mut a.epilogue)
-        } else if let Op::WinogradOutput(a) = self {
-            Some(&mut a.epilogue)
-        } else {
-            None
+        match self {
+            Op::Conv2d(a) | Op::DepthwiseConv2d(a) => Some(&mut a.epilogue),
+            Op::ConvTranspose2d(a) => Some(&mut a.epilogue),
+            Op::Linear(a) => Some(&mut a.epilogue),
+            Op::Gemm(a) => Some(&mut a.epilogue),
+            Op::Col2Im(a) => Some(&mut a.epilogue),
+            Op::SeparableConv2d(a) => Some(&mut a.epilogue),
+            Op::WinogradOutput(a) => Some(&mut a.epilogue),
+            Op::Input(_)
+            | Op::Weight(_)
+            | Op::BatchNorm(_)
+            | Op::GroupNorm(_)
+            | Op::LayerNorm(_)
+            | Op::InstanceNorm(_)
+            | Op::Activation(_)
+            | Op::MaxPool2d(_)
+            | Op::AvgPool2d(_)
+            | Op::GlobalAvgPool
+            | Op::Flatten(_)
+            | Op::Reshape(_)
+            | Op::Permute(_)
+            | Op::Select(_)
+            | Op::Binary(_)
+            | Op::Concat(_)
+            | Op::Softmax(_)
+            | Op::Dropout(_)
+            | Op::Identity
+            | Op::Rnn(_)
+            | Op::Lstm(_)
+            | Op::Elementwise(_)
+            | Op::Im2Col(_)
+            | Op::MatMul
+            | Op::Pad(_)
+            | Op::Constant(_)
+            | Op::Gru(_)
+            | Op::WinogradInput(_) => None,
         }
     }
 
@@ -755,12 +608,7 @@ impl Op {
             Op::GroupNorm(_) => "group_norm",
             Op::LayerNorm(_) => "layer_norm",
             Op::InstanceNorm(_) => "instance_norm",
-            Op::Relu => "relu",
-            Op::Relu6 => "relu6",
-            Op::LeakyRelu(_) => "leaky_relu",
-            Op::Sigmoid => "sigmoid",
-            Op::Tanh => "tanh",
-            Op::Clip(_) => "clip",
+            Op::Activation(a) => a.name(),
             Op::MaxPool2d(_) => "max_pool2d",
             Op::AvgPool2d(_) => "avg_pool2d",
             Op::GlobalAvgPool => "global_avg_pool",
@@ -769,8 +617,7 @@ impl Op {
             Op::Reshape(_) => "reshape",
             Op::Permute(_) => "permute",
             Op::Select(_) => "select",
-            Op::Add => "add",
-            Op::Mul => "mul",
+            Op::Binary(b) => b.name(),
             Op::Concat(_) => "concat",
             Op::Softmax(_) => "softmax",
             Op::Dropout(_) => "dropout",
@@ -783,8 +630,6 @@ impl Op {
             Op::Col2Im(_) => "col2im",
             Op::DepthwiseConv2d(_) => "depthwise_conv2d",
             Op::SeparableConv2d(_) => "separable_conv2d",
-            Op::Sub => "sub",
-            Op::Div => "div",
             Op::MatMul => "matmul",
             Op::Pad(_) => "pad",
             Op::Constant(_) => "constant",
@@ -858,10 +703,12 @@ impl Op {
                 ("affine", a.affine.to_string()),
             ],
             Op::InstanceNorm(a) => vec![("eps", float(a.eps)), ("affine", a.affine.to_string())],
-            Op::Relu | Op::Relu6 | Op::Sigmoid | Op::Tanh | Op::GlobalAvgPool => vec![],
-            Op::Add | Op::Mul | Op::Identity => vec![],
-            Op::LeakyRelu(a) => vec![("negative_slope", float(a.negative_slope))],
-            Op::Clip(a) => vec![("min", float(a.min)), ("max", float(a.max))],
+            Op::GlobalAvgPool | Op::Binary(_) | Op::Identity => vec![],
+            Op::Activation(a) => a
+                .attributes()
+                .into_iter()
+                .map(|(name, value)| (name, float(value)))
+                .collect(),
             Op::MaxPool2d(a) => vec![
                 ("kernel", pair(a.kernel)),
                 ("stride", pair(a.stride)),
@@ -926,7 +773,7 @@ impl Op {
                 }
                 attrs
             }
-            Op::Sub | Op::Div | Op::MatMul => vec![],
+            Op::MatMul => vec![],
             Op::Pad(a) => vec![
                 ("pads", {
                     let items: Vec<String> = a.pads.iter().map(i64::to_string).collect();
@@ -936,17 +783,7 @@ impl Op {
                 ("value", float(a.value)),
             ],
             Op::Elementwise(a) => {
-                let steps: Vec<String> = a
-                    .steps
-                    .iter()
-                    .map(|s| match s {
-                        ElementwiseStep::Add(i) => format!("add(${i})"),
-                        ElementwiseStep::Mul(i) => format!("mul(${i})"),
-                        ElementwiseStep::Sub(i) => format!("sub(${i})"),
-                        ElementwiseStep::Div(i) => format!("div(${i})"),
-                        ElementwiseStep::Activation(act) => act.describe(),
-                    })
-                    .collect();
+                let steps: Vec<String> = a.steps.iter().map(|s| s.describe()).collect();
                 vec![("steps", format!("[{}]", steps.join(", ")))]
             }
             Op::Im2Col(a) => vec![

@@ -22,8 +22,9 @@ enum Arity {
     Between(usize, usize),
 }
 
-/// Every op of the language, with its tensor arity. The names here are the
-/// names users write; `build` below turns each into an `Op`.
+/// The ops of the language other than the elementwise classes
+/// ([`Activation`], [`BinaryOp`]), with their tensor arity. The names here
+/// are the names users write; `build` below turns each into an `Op`.
 const OPS: &[(&str, Arity)] = &[
     ("conv2d", Arity::Exactly(1)),
     ("conv_transpose2d", Arity::Exactly(1)),
@@ -31,12 +32,6 @@ const OPS: &[(&str, Arity)] = &[
     ("group_norm", Arity::Exactly(1)),
     ("layer_norm", Arity::Exactly(1)),
     ("instance_norm", Arity::Exactly(1)),
-    ("relu", Arity::Exactly(1)),
-    ("relu6", Arity::Exactly(1)),
-    ("leaky_relu", Arity::Exactly(1)),
-    ("sigmoid", Arity::Exactly(1)),
-    ("tanh", Arity::Exactly(1)),
-    ("clip", Arity::Exactly(1)),
     ("max_pool2d", Arity::Exactly(1)),
     ("avg_pool2d", Arity::Exactly(1)),
     ("global_avg_pool", Arity::Exactly(1)),
@@ -45,16 +40,12 @@ const OPS: &[(&str, Arity)] = &[
     ("reshape", Arity::Exactly(1)),
     ("permute", Arity::Exactly(1)),
     ("select", Arity::Exactly(1)),
-    ("add", Arity::Exactly(2)),
-    ("mul", Arity::Exactly(2)),
     ("concat", Arity::AtLeast(1)),
     ("softmax", Arity::Exactly(1)),
     ("dropout", Arity::Exactly(1)),
     ("identity", Arity::Exactly(1)),
     ("rnn", Arity::Between(1, 2)),
     ("lstm", Arity::Between(1, 3)),
-    ("sub", Arity::Exactly(2)),
-    ("div", Arity::Exactly(2)),
     ("matmul", Arity::Exactly(2)),
     ("pad", Arity::Exactly(1)),
     ("constant", Arity::Exactly(0)),
@@ -63,33 +54,90 @@ const OPS: &[(&str, Arity)] = &[
 
 /// The names of all ops, for "did you mean" suggestions.
 pub fn op_names() -> impl Iterator<Item = &'static str> {
-    OPS.iter().map(|(name, _)| *name)
+    OPS.iter()
+        .map(|(name, _)| *name)
+        .chain(Activation::ALL.iter().map(|a| a.name()))
+        .chain(BinaryOp::ALL.iter().map(|b| b.name()))
 }
 
 /// True if `name` is an op.
 pub fn is_op(name: &str) -> bool {
-    OPS.iter().any(|(n, _)| *n == name)
+    arity(name).is_some()
+}
+
+/// The tensor arity of the op `name`.
+fn arity(name: &str) -> Option<Arity> {
+    if Activation::from_name(name).is_some() {
+        Some(Arity::Exactly(1))
+    } else if BinaryOp::from_name(name).is_some() {
+        Some(Arity::Exactly(2))
+    } else {
+        OPS.iter().find(|(n, _)| *n == name).map(|(_, a)| *a)
+    }
+}
+
+/// What an op of the language takes, as its builder reads it: the tensor
+/// operands and the keyword attributes.
+#[derive(Clone, Debug)]
+pub struct Signature {
+    pub name: &'static str,
+    /// The fewest and the most tensor operands (`None`: no limit).
+    pub tensors: (usize, Option<usize>),
+    pub required: Vec<&'static str>,
+    pub optional: Vec<&'static str>,
+}
+
+/// The signature of every op, read off its builder by building it with no
+/// attributes on a 4-D input (the fuzz suite generates calls from these).
+pub fn signatures() -> Vec<Signature> {
+    let x = TensorType::f32(vec![1, 4, 8, 8]);
+    op_names()
+        .map(|name| {
+            let mut r = AttrReader::new(name, Span::default(), &[]);
+            let _ = build(name, &mut r, &[&x]);
+            let required = r.missing.clone();
+            let mut optional: Vec<&'static str> = r
+                .known
+                .iter()
+                .copied()
+                .filter(|k| !required.contains(k))
+                .collect();
+            optional.dedup();
+            let tensors = match arity(name) {
+                Some(Arity::Exactly(n)) => (n, Some(n)),
+                Some(Arity::AtLeast(n)) => (n, None),
+                Some(Arity::Between(low, high)) => (low, Some(high)),
+                None => (0, Some(0)),
+            };
+            Signature {
+                name,
+                tensors,
+                required,
+                optional,
+            }
+        })
+        .collect()
 }
 
 /// Checks the number of tensor operands of an op call.
 pub fn check_arity(name: &str, found: usize, span: Span) -> Result<(), Diagnostic> {
-    let Some((_, arity)) = OPS.iter().find(|(n, _)| *n == name) else {
+    let Some(arity) = arity(name) else {
         return Ok(());
     };
     let (ok, expected) = match arity {
         Arity::Exactly(n) => (
-            found == *n,
-            format!("{n} tensor argument{}", if *n == 1 { "" } else { "s" }),
+            found == n,
+            format!("{n} tensor argument{}", if n == 1 { "" } else { "s" }),
         ),
         Arity::AtLeast(n) => (
-            found >= *n,
+            found >= n,
             format!(
                 "at least {n} tensor argument{}",
-                if *n == 1 { "" } else { "s" }
+                if n == 1 { "" } else { "s" }
             ),
         ),
         Arity::Between(low, high) => (
-            (*low..=*high).contains(&found),
+            (low..=high).contains(&found),
             format!("{low} to {high} tensor arguments"),
         ),
     };
@@ -118,6 +166,8 @@ pub struct AttrReader<'a> {
     call_span: Span,
     args: &'a [KeywordArg],
     known: Vec<&'static str>,
+    /// Required attributes found missing.
+    missing: Vec<&'static str>,
     errors: Vec<Diagnostic>,
 }
 
@@ -129,6 +179,7 @@ impl<'a> AttrReader<'a> {
             call_span,
             args,
             known: Vec::new(),
+            missing: Vec::new(),
             errors: Vec::new(),
         }
     }
@@ -155,7 +206,8 @@ impl<'a> AttrReader<'a> {
         self.errors.push(d);
     }
 
-    fn missing(&mut self, name: &str, example: &str) {
+    fn missing(&mut self, name: &'static str, example: &str) {
+        self.missing.push(name);
         self.errors.push(
             Diagnostic::error(format!(
                 "missing required attribute `{name}` for `{}`",
@@ -390,6 +442,12 @@ fn dim_error(r: &mut AttrReader<'_>, name: &str, message: String, label: String)
 /// Builds the op `name` from its attributes; `xs` are the data operand types.
 /// Returns the op, or every attribute error found.
 pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<Op> {
+    if let Some(act) = Activation::from_name(name) {
+        return Some(Op::Activation(activation(act, r)));
+    }
+    if let Some(op) = BinaryOp::from_name(name) {
+        return Some(Op::Binary(op));
+    }
     let rank = xs.first().map_or(0, |x| x.rank());
     let resolve = |r: &mut AttrReader<'_>, attr: &'static str, value: i64, extra: usize| -> usize {
         match resolve_dim(name, value, rank + extra) {
@@ -439,29 +497,8 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
             eps: r.float("eps", 1e-5),
             affine: r.bool("affine", false),
         }),
-        "relu" => Op::Relu,
-        "relu6" => Op::Relu6,
-        "sigmoid" => Op::Sigmoid,
-        "tanh" => Op::Tanh,
         "identity" => Op::Identity,
         "global_avg_pool" => Op::GlobalAvgPool,
-        "add" => Op::Add,
-        "mul" => Op::Mul,
-        "leaky_relu" => Op::LeakyRelu(LeakyReluAttrs {
-            negative_slope: r.float("negative_slope", 0.01),
-        }),
-        "clip" => {
-            let min = r.required_float("min", "0.0");
-            let max = r.required_float("max", "6.0");
-            if min > max {
-                let span = r.span_of("max");
-                r.errors.push(
-                    Diagnostic::error(format!("`clip` max {max:?} is smaller than min {min:?}"))
-                        .with_primary(span, "smaller than `min`"),
-                );
-            }
-            Op::Clip(ClipAttrs { min, max })
-        }
         "max_pool2d" => {
             let kernel = r.pair("kernel", None, 1);
             Op::MaxPool2d(MaxPool2dAttrs {
@@ -639,8 +676,6 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
                 _ => Op::Gru(a),
             }
         }
-        "sub" => Op::Sub,
-        "div" => Op::Div,
         "matmul" => Op::MatMul,
         "pad" => {
             let pads = match r.ints("pads") {
@@ -683,9 +718,40 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
             };
             Op::Constant(ConstantAttrs { shape })
         }
-        _ => return None,
+        _ => {
+            // `is_op` accepted the name, so the table above lists it: a
+            // compiler bug, reported rather than dropped.
+            r.errors.push(
+                Diagnostic::error(format!("internal error: the op `{name}` has no builder"))
+                    .with_primary(r.call_span, "this op"),
+            );
+            return None;
+        }
     };
     Some(op)
+}
+
+/// `act` with the attributes written at the call (each defaulting to the
+/// value in [`Activation::ALL`]).
+fn activation(act: Activation, r: &mut AttrReader<'_>) -> Activation {
+    match act {
+        Activation::Relu | Activation::Relu6 | Activation::Sigmoid | Activation::Tanh => act,
+        Activation::LeakyRelu { negative_slope } => Activation::LeakyRelu {
+            negative_slope: r.float("negative_slope", negative_slope),
+        },
+        Activation::Clip { .. } => {
+            let min = r.required_float("min", "0.0");
+            let max = r.required_float("max", "6.0");
+            if min > max {
+                let span = r.span_of("max");
+                r.errors.push(
+                    Diagnostic::error(format!("`clip` max {max:?} is smaller than min {min:?}"))
+                        .with_primary(span, "smaller than `min`"),
+                );
+            }
+            Activation::Clip { min, max }
+        }
+    }
 }
 
 /// A reshape spec as written: `[1, 4, -1]`.
@@ -749,4 +815,42 @@ fn resolve_reshape(r: &mut AttrReader<'_>, spec: &[i64], numel: usize) -> Vec<us
     spec.iter()
         .map(|&d| if d == -1 { fill } else { d as usize })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every name the op table accepts has a builder: `build` reports a
+    /// name it has no arm for as an internal error instead of dropping it.
+    #[test]
+    fn every_op_name_has_a_builder() {
+        let x = TensorType::f32(vec![1, 4, 8, 8]);
+        for name in op_names() {
+            let mut r = AttrReader::new(name, Span::default(), &[]);
+            let built = build(name, &mut r, &[&x]);
+            let errors = r.finish();
+            assert!(
+                !errors.iter().any(|d| d.message.contains("has no builder")),
+                "`{name}` has no builder"
+            );
+            assert!(
+                built.is_some() || !errors.is_empty(),
+                "`{name}` built nothing and reported nothing"
+            );
+        }
+    }
+
+    /// The signatures list every op once, with the attributes its builder
+    /// reads: `conv2d` requires `out` and `kernel`.
+    #[test]
+    fn signatures_come_from_the_builders() {
+        let all = signatures();
+        assert_eq!(all.len(), op_names().count());
+        let conv = all.iter().find(|s| s.name == "conv2d");
+        let conv = conv.map(|s| (s.required.clone(), s.optional.contains(&"groups")));
+        assert_eq!(conv, Some((vec!["out", "kernel"], true)));
+        let relu = all.iter().find(|s| s.name == "relu").map(|s| s.tensors);
+        assert_eq!(relu, Some((1, Some(1))));
+    }
 }

@@ -22,7 +22,7 @@ use super::{
     add_weight, replace_weight, scale_weight, weight_tensor, Candidate, PassError, PassReport,
 };
 use crate::interp;
-use crate::ir::{Graph, Node, NodeId, Op, WeightRole};
+use crate::ir::{BinaryOp, Graph, Node, NodeId, Op, WeightRole};
 use nnc_runtime::WeightSet;
 use std::collections::HashMap;
 
@@ -62,7 +62,7 @@ pub fn fold_constants(graph: &mut Graph, weights: &mut WeightSet) -> Result<Pass
             graph.replace_all_uses(id, constant).map_err(graph_err)?;
             graph.remove(id).map_err(graph_err)?;
             report.fired += 1;
-        } else if matches!(node.op, Op::Mul) {
+        } else if matches!(node.op, Op::Binary(BinaryOp::Mul)) {
             match fold_scale_into_user(graph, weights, id)? {
                 Candidate::Accepted(()) => report.fired += 1,
                 Candidate::Refused(reason) => report.notes.push(format!(

@@ -25,7 +25,10 @@
 //! except where a constant add is summed into a bias first (1e-6 relative).
 
 use super::{add_weight, replace_weight, weight_tensor, Candidate, PassError, PassReport};
-use crate::ir::{Activation, ElementwiseAttrs, ElementwiseStep, Graph, NodeId, Op, WeightRole};
+use crate::backend::native::lookup_native;
+use crate::ir::{
+    Activation, BinaryOp, ElementwiseAttrs, ElementwiseStep, Graph, NodeId, Op, WeightRole,
+};
 use nnc_runtime::WeightSet;
 
 /// The registry and CLI name.
@@ -40,12 +43,10 @@ pub fn fuse(graph: &mut Graph, weights: &mut WeightSet) -> Result<PassReport, Pa
             continue;
         }
         let op = &graph.node(id).op;
-        let outcome = if matches!(op, Op::Add) {
-            fuse_add(graph, weights, id)?
-        } else if let Some(act) = Activation::of(op) {
-            fuse_activation(graph, id, act)?
-        } else {
-            continue;
+        let outcome = match *op {
+            Op::Binary(BinaryOp::Add) => fuse_add(graph, weights, id)?,
+            Op::Activation(act) => fuse_activation(graph, id, act)?,
+            _ => continue,
         };
         match outcome {
             Candidate::Accepted(()) => report.fired += 1,
@@ -106,6 +107,12 @@ fn fuse_activation(
         return Ok(Candidate::Refused(reason));
     }
     let name = graph.node(producer).name.clone();
+    if lookup_native(act).is_none() {
+        return Ok(Candidate::Refused(format!(
+            "not fused into {name}: the native kernels have no {}",
+            act.name()
+        )));
+    }
     let Some(epilogue) = graph.node_mut(producer).op.epilogue_mut() else {
         return Ok(Candidate::Irrelevant);
     };
@@ -304,26 +311,17 @@ fn try_residual(
 /// The chain step an op contributes, if it is an elementwise op a chain can
 /// hold. Binary steps get operand index 0 here; the caller fills it in.
 fn step_of(op: &Op) -> Option<ElementwiseStep> {
-    if matches!(op, Op::Add) {
-        Some(ElementwiseStep::Add(0))
-    } else if matches!(op, Op::Mul) {
-        Some(ElementwiseStep::Mul(0))
-    } else if matches!(op, Op::Sub) {
-        Some(ElementwiseStep::Sub(0))
-    } else if matches!(op, Op::Div) {
-        Some(ElementwiseStep::Div(0))
-    } else {
-        Activation::of(op).map(ElementwiseStep::Activation)
+    match *op {
+        Op::Binary(b) => Some(ElementwiseStep::Binary(b, 0)),
+        Op::Activation(act) => Some(ElementwiseStep::Activation(act)),
+        _ => None,
     }
 }
 
 /// `step` reading operand `index` (an activation reads none).
 fn with_operand(step: ElementwiseStep, index: usize) -> ElementwiseStep {
     match step {
-        ElementwiseStep::Add(_) => ElementwiseStep::Add(index),
-        ElementwiseStep::Mul(_) => ElementwiseStep::Mul(index),
-        ElementwiseStep::Sub(_) => ElementwiseStep::Sub(index),
-        ElementwiseStep::Div(_) => ElementwiseStep::Div(index),
+        ElementwiseStep::Binary(op, _) => ElementwiseStep::Binary(op, index),
         act @ ElementwiseStep::Activation(_) => act,
     }
 }
@@ -343,7 +341,10 @@ fn fuse_chains(graph: &mut Graph) -> Result<usize, PassError> {
         // chain) that only this op reads.
         let operands = graph.node(id).inputs().to_vec();
         // `acc - x` and `acc / x` continue only their first operand.
-        let ordered = matches!(step, ElementwiseStep::Sub(_) | ElementwiseStep::Div(_));
+        let ordered = match step {
+            ElementwiseStep::Binary(op, _) => !op.is_commutative(),
+            ElementwiseStep::Activation(_) => false,
+        };
         let Some(slot) = operands.iter().enumerate().position(|(slot, &o)| {
             let op = &graph.node(o).op;
             (step_of(op).is_some() || matches!(op, Op::Elementwise(_)))
@@ -362,10 +363,7 @@ fn fuse_chains(graph: &mut Graph) -> Result<usize, PassError> {
         let mut attrs = attrs.clone();
         let mut inputs = graph.node(chain).inputs().to_vec();
         let step = match step {
-            ElementwiseStep::Add(_)
-            | ElementwiseStep::Mul(_)
-            | ElementwiseStep::Sub(_)
-            | ElementwiseStep::Div(_) => {
+            ElementwiseStep::Binary(..) => {
                 let other = operands[1 - slot];
                 // Operand 0 is the accumulator's start, so an operand equal
                 // to it still needs a slot of its own.

@@ -16,7 +16,7 @@
 //! `f64`). The old batch-norm weights are left dead for `dce`.
 
 use super::{add_weight, bn_scale_shift, weight_tensor, PassError, PassReport};
-use crate::ir::{DropoutMode, Graph, Node, NodeId, Op, WeightRole};
+use crate::ir::{BinaryOp, DropoutMode, Graph, Node, NodeId, Op, WeightRole};
 use nnc_runtime::WeightSet;
 
 /// The registry and CLI name.
@@ -51,7 +51,7 @@ pub fn simplify(graph: &mut Graph, weights: &mut WeightSet) -> Result<PassReport
                     // The same f32 expression the interpreter multiplies by.
                     vec![1.0 - p],
                 )?;
-                graph.node_mut(id).op = Op::Mul;
+                graph.node_mut(id).op = Op::Binary(BinaryOp::Mul);
                 graph
                     .set_inputs(id, vec![operand, scale])
                     .map_err(graph_err)?;
@@ -85,12 +85,7 @@ pub fn simplify(graph: &mut Graph, weights: &mut WeightSet) -> Result<PassReport
             | Op::GroupNorm(_)
             | Op::LayerNorm(_)
             | Op::InstanceNorm(_)
-            | Op::Relu
-            | Op::Relu6
-            | Op::LeakyRelu(_)
-            | Op::Sigmoid
-            | Op::Tanh
-            | Op::Clip(_)
+            | Op::Activation(_)
             | Op::MaxPool2d(_)
             | Op::AvgPool2d(_)
             | Op::GlobalAvgPool
@@ -99,8 +94,7 @@ pub fn simplify(graph: &mut Graph, weights: &mut WeightSet) -> Result<PassReport
             | Op::Reshape(_)
             | Op::Permute(_)
             | Op::Select(_)
-            | Op::Add
-            | Op::Mul
+            | Op::Binary(_)
             | Op::Concat(_)
             | Op::Softmax(_)
             | Op::Rnn(_)
@@ -111,7 +105,7 @@ pub fn simplify(graph: &mut Graph, weights: &mut WeightSet) -> Result<PassReport
             | Op::Col2Im(_)
             | Op::DepthwiseConv2d(_)
             | Op::SeparableConv2d(_) => {}
-            Op::Sub | Op::Div | Op::MatMul | Op::Pad(_) | Op::Constant(_) | Op::Gru(_) => {}
+            Op::MatMul | Op::Pad(_) | Op::Constant(_) | Op::Gru(_) => {}
             Op::WinogradInput(_) | Op::WinogradOutput(_) => {}
         }
     }
@@ -168,9 +162,9 @@ fn bn_to_affine(
     )?;
     let graph_err = |source| PassError::Graph { pass: NAME, source };
     let mul = graph
-        .add(Node::new(Op::Mul, vec![x, scale], ty, name).at(loc))
+        .add(Node::new(Op::Binary(BinaryOp::Mul), vec![x, scale], ty, name).at(loc))
         .map_err(graph_err)?;
-    graph.node_mut(id).op = Op::Add;
+    graph.node_mut(id).op = Op::Binary(BinaryOp::Add);
     graph.set_inputs(id, vec![mul, shift]).map_err(graph_err)?;
     Ok(true)
 }

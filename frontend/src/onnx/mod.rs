@@ -27,7 +27,7 @@ pub mod proto;
 #[cfg(test)]
 mod tests;
 
-pub use convert::SUPPORTED;
+pub use convert::{lookup, supported, OnnxOp, OPS};
 pub use error::{ImportError, Unsupported};
 pub use model::{MAX_OPSET, MIN_OPSET};
 

@@ -18,42 +18,42 @@ pub(crate) const NR: usize = 16;
 /// How far ahead (in floats) the kernel prefetches packed A into L1.
 const A_PREFETCH: usize = 768;
 
+/// The activation in the form the vector code applies it: the activation
+/// and its parameters splatted once per kernel call.
 #[derive(Clone, Copy)]
 struct VecAct {
-    kind: u8,
+    act: Activation,
     lo: __m256,
     hi: __m256,
-    slope: __m256,
 }
 
 #[target_feature(enable = "avx2,fma")]
 fn vec_act(act: Activation) -> VecAct {
     let zero = _mm256_setzero_ps();
-    let (kind, lo, hi, slope) = match act {
-        Activation::Relu => (1, zero, zero, zero),
-        Activation::Clip { min, max } => (2, _mm256_set1_ps(min), _mm256_set1_ps(max), zero),
-        Activation::LeakyRelu { negative_slope } => (3, zero, zero, _mm256_set1_ps(negative_slope)),
-        Activation::None | Activation::Sigmoid | Activation::Tanh => (0, zero, zero, zero),
+    let (lo, hi) = match act {
+        Activation::None | Activation::Relu | Activation::Sigmoid | Activation::Tanh => {
+            (zero, zero)
+        }
+        Activation::Clip { min, max } => (_mm256_set1_ps(min), _mm256_set1_ps(max)),
+        Activation::LeakyRelu { negative_slope } => (_mm256_set1_ps(negative_slope), zero),
     };
-    VecAct {
-        kind,
-        lo,
-        hi,
-        slope,
-    }
+    VecAct { act, lo, hi }
 }
 
+/// Applies the piecewise-linear activations in registers; the others are
+/// applied to the stored tile by `finish_tile` (see
+/// [`Activation::is_piecewise_linear`]).
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 fn apply_act(act: &VecAct, x: __m256) -> __m256 {
-    match act.kind {
-        1 => _mm256_max_ps(x, act.lo),
-        2 => _mm256_min_ps(_mm256_max_ps(x, act.lo), act.hi),
-        3 => {
+    match act.act {
+        Activation::None | Activation::Sigmoid | Activation::Tanh => x,
+        Activation::Relu => _mm256_max_ps(x, _mm256_setzero_ps()),
+        Activation::Clip { .. } => _mm256_min_ps(_mm256_max_ps(x, act.lo), act.hi),
+        Activation::LeakyRelu { .. } => {
             let neg = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_setzero_ps());
-            _mm256_blendv_ps(x, _mm256_mul_ps(x, act.slope), neg)
+            _mm256_blendv_ps(x, _mm256_mul_ps(x, act.lo), neg)
         }
-        _ => x,
     }
 }
 

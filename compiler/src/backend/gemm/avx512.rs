@@ -20,51 +20,45 @@ pub(crate) const NR: usize = 32;
 /// narrow kernel.
 pub(crate) const NARROW_MAX: usize = 8;
 
-/// The activation in the form the vector code applies it.
+/// The activation in the form the vector code applies it: the activation
+/// and its parameters splatted once per kernel call.
 #[derive(Clone, Copy)]
 pub(crate) struct VecAct {
-    kind: u8,
+    act: Activation,
     lo: __m512,
     hi: __m512,
-    slope: __m512,
 }
 
 #[target_feature(enable = "avx512f")]
 pub(crate) fn vec_act(act: Activation) -> VecAct {
     let zero = _mm512_setzero_ps();
-    let (kind, lo, hi, slope) = match act {
-        Activation::Relu => (1, zero, zero, zero),
-        Activation::Clip { min, max } => (2, _mm512_set1_ps(min), _mm512_set1_ps(max), zero),
-        Activation::LeakyRelu { negative_slope } => (3, zero, zero, _mm512_set1_ps(negative_slope)),
-        Activation::Sigmoid => (4, zero, zero, zero),
-        Activation::Tanh => (5, zero, zero, zero),
-        Activation::None => (0, zero, zero, zero),
+    let (lo, hi) = match act {
+        Activation::None | Activation::Relu | Activation::Sigmoid | Activation::Tanh => {
+            (zero, zero)
+        }
+        Activation::Clip { min, max } => (_mm512_set1_ps(min), _mm512_set1_ps(max)),
+        Activation::LeakyRelu { negative_slope } => (_mm512_set1_ps(negative_slope), zero),
     };
-    VecAct {
-        kind,
-        lo,
-        hi,
-        slope,
-    }
+    VecAct { act, lo, hi }
 }
 
 #[target_feature(enable = "avx512f")]
 #[inline]
 pub(crate) fn apply_act(act: &VecAct, x: __m512) -> __m512 {
-    match act.kind {
-        1 => _mm512_max_ps(x, act.lo),
-        2 => _mm512_min_ps(_mm512_max_ps(x, act.lo), act.hi),
-        3 => {
+    match act.act {
+        Activation::None => x,
+        Activation::Relu => _mm512_max_ps(x, _mm512_setzero_ps()),
+        Activation::Clip { .. } => _mm512_min_ps(_mm512_max_ps(x, act.lo), act.hi),
+        Activation::LeakyRelu { .. } => {
             let neg = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_setzero_ps());
-            _mm512_mask_mul_ps(x, neg, x, act.slope)
+            _mm512_mask_mul_ps(x, neg, x, act.lo)
         }
-        4 => sigmoid(x),
+        Activation::Sigmoid => sigmoid(x),
         // tanh(x) = 2 sigmoid(2x) - 1: absolute error ~1e-7 near zero.
-        5 => {
+        Activation::Tanh => {
             let two = _mm512_set1_ps(2.0);
             _mm512_fmsub_ps(two, sigmoid(_mm512_mul_ps(two, x)), _mm512_set1_ps(1.0))
         }
-        _ => x,
     }
 }
 

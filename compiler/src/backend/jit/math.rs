@@ -3,7 +3,7 @@
 //! the activations of fused epilogues.
 
 use super::Emit;
-use crate::ir::Activation;
+use crate::ir::{Activation, BinaryOp};
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Type, Value};
 
@@ -165,6 +165,16 @@ impl Emit<'_> {
             }
             Activation::Sigmoid => self.sigmoid(ty, x),
             Activation::Tanh => self.tanh(ty, x),
+        }
+    }
+
+    /// A binary operation, lane-wise.
+    pub fn binary(&mut self, _ty: Type, op: BinaryOp, a: Value, b: Value) -> Value {
+        match op {
+            BinaryOp::Add => self.b.ins().fadd(a, b),
+            BinaryOp::Sub => self.b.ins().fsub(a, b),
+            BinaryOp::Mul => self.b.ins().fmul(a, b),
+            BinaryOp::Div => self.b.ins().fdiv(a, b),
         }
     }
 }

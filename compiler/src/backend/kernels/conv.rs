@@ -201,18 +201,20 @@ pub fn separable(
     let taps = dw.kernel[0] * dw.kernel[1];
     // With AVX-512 the depthwise rows are native code, 16 columns a vector
     // (see depthwise_rows.rs); otherwise the JIT's 4-lane rows.
-    let native_rows = (ops.kernel == MicroKernel::Avx512).then(|| {
-        consts.depthwise(DepthwiseRows::new(
+    let native_rows = if ops.kernel == MicroKernel::Avx512 {
+        Some(consts.depthwise(DepthwiseRows::new(
             [geo.h, geo.w],
             ow,
             dw.kernel,
             dw.stride,
             dw.padding,
             dw.dilation,
-            native_activation(dw_activation),
+            native_activation(dw_activation)?,
             MicroKernel::Avx512,
-        ))
-    });
+        )))
+    } else {
+        None
+    };
     // Part `q` of a split: input channels ic0..ic1 (whole groups of the
     // channel multiplier), pointwise weight columns cm0..cm1.
     let part_channels = |q: usize| {
@@ -515,7 +517,7 @@ pub fn direct(
         a.padding,
         constant(&ops, 1, "conv weight")?,
         bias,
-        native_activation(a.epilogue.activation),
+        native_activation(a.epilogue.activation)?,
         ops.kernel,
     );
     let tile = conv.tile_name();

@@ -11,7 +11,7 @@
 use super::{Buf, Consts, Kernel, Operands};
 use crate::backend::jit::{Base, Emit};
 use crate::backend::BackendError;
-use crate::ir::{Activation, ElementwiseStep, Op};
+use crate::ir::{BinaryOp, ElementwiseStep, Op};
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 
 /// Inner elements per task, so that big tensors split across threads.
@@ -21,10 +21,8 @@ const CHUNK: usize = 16 * 1024;
 pub fn build(op: &Op, ops: Operands<'_>, consts: &mut Consts) -> Result<Kernel, BackendError> {
     let mut inputs = ops.inputs.clone();
     let steps: Vec<ElementwiseStep> = match op {
-        Op::Add => vec![ElementwiseStep::Add(1)],
-        Op::Mul => vec![ElementwiseStep::Mul(1)],
-        Op::Sub => vec![ElementwiseStep::Sub(1)],
-        Op::Div => vec![ElementwiseStep::Div(1)],
+        Op::Binary(b) => vec![ElementwiseStep::Binary(*b, 1)],
+        Op::Activation(act) => vec![ElementwiseStep::Activation(*act)],
         Op::Elementwise(a) => a.steps.clone(),
         Op::Dropout(a) => {
             inputs.truncate(1);
@@ -32,7 +30,7 @@ pub fn build(op: &Op, ops: Operands<'_>, consts: &mut Consts) -> Result<Kernel, 
                 base: consts.add(vec![1.0 - a.p]),
                 shape: vec![1],
             });
-            vec![ElementwiseStep::Mul(1)]
+            vec![ElementwiseStep::Binary(BinaryOp::Mul, 1)]
         }
         Op::BatchNorm(a) => {
             let value = |i: usize| ops.values.get(i).copied().flatten().unwrap_or(&[]);
@@ -67,17 +65,17 @@ pub fn build(op: &Op, ops: Operands<'_>, consts: &mut Consts) -> Result<Kernel, 
                 base: consts.add(shift),
                 shape,
             });
-            vec![ElementwiseStep::Mul(1), ElementwiseStep::Add(2)]
+            vec![
+                ElementwiseStep::Binary(BinaryOp::Mul, 1),
+                ElementwiseStep::Binary(BinaryOp::Add, 2),
+            ]
         }
-        other => match Activation::of(other) {
-            Some(act) => vec![ElementwiseStep::Activation(act)],
-            None => {
-                return Err(BackendError::Codegen(format!(
-                    "`{}` is not elementwise",
-                    other.name()
-                )))
-            }
-        },
+        other => {
+            return Err(BackendError::Codegen(format!(
+                "`{}` is not elementwise",
+                other.name()
+            )))
+        }
     };
     Ok(chain(inputs, steps, ops.out))
 }
@@ -207,10 +205,7 @@ pub fn chain(inputs: Vec<Buf>, steps: Vec<ElementwiseStep>, out: Buf) -> Kernel 
                     let mut acc = values[0];
                     for step in &steps {
                         acc = match *step {
-                            ElementwiseStep::Add(j) => e.b.ins().fadd(acc, values[j]),
-                            ElementwiseStep::Mul(j) => e.b.ins().fmul(acc, values[j]),
-                            ElementwiseStep::Sub(j) => e.b.ins().fsub(acc, values[j]),
-                            ElementwiseStep::Div(j) => e.b.ins().fdiv(acc, values[j]),
+                            ElementwiseStep::Binary(op, j) => e.binary(ty, op, acc, values[j]),
                             ElementwiseStep::Activation(act) => e.activation(ty, act, acc),
                         };
                     }

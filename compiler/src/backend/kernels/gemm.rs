@@ -5,7 +5,9 @@
 use super::elementwise::span;
 use super::{Consts, Kernel, Operands};
 use crate::backend::jit::Emit;
-use crate::backend::native::{nnc_gemm_task, pack, pack_winograd, Epilogue, GemmTask};
+use crate::backend::native::{
+    native_activation, nnc_gemm_task, pack, pack_winograd, Epilogue, GemmTask,
+};
 use crate::backend::BackendError;
 use crate::ir::{self, GemmAttrs, LinearAttrs};
 use cranelift_codegen::ir::{types, InstBuilder};
@@ -42,7 +44,7 @@ pub(super) fn epilogue(
         } else {
             None
         },
-        activation: e.activation,
+        activation: native_activation(e.activation)?,
     })
 }
 

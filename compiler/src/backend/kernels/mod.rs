@@ -251,19 +251,7 @@ pub fn is_view(op: &Op) -> bool {
 pub fn can_run_in_place(op: &Op) -> bool {
     matches!(
         op,
-        Op::Relu
-            | Op::Relu6
-            | Op::LeakyRelu(_)
-            | Op::Sigmoid
-            | Op::Tanh
-            | Op::Clip(_)
-            | Op::Add
-            | Op::Sub
-            | Op::Mul
-            | Op::Div
-            | Op::Elementwise(_)
-            | Op::Dropout(_)
-            | Op::BatchNorm(_)
+        Op::Activation(_) | Op::Binary(_) | Op::Elementwise(_) | Op::Dropout(_) | Op::BatchNorm(_)
     )
 }
 
@@ -282,14 +270,8 @@ pub fn build(
             return Ok(None)
         }
         Op::Dropout(a) if a.mode == crate::ir::DropoutMode::Inverted => return Ok(None),
-        Op::Relu
-        | Op::Relu6
-        | Op::LeakyRelu(_)
-        | Op::Sigmoid
-        | Op::Tanh
-        | Op::Clip(_)
-        | Op::Add
-        | Op::Mul
+        Op::Activation(_)
+        | Op::Binary(_)
         | Op::Elementwise(_)
         | Op::Dropout(_)
         | Op::BatchNorm(_) => elementwise::build(&node.op, ops, consts)?,
@@ -312,7 +294,6 @@ pub fn build(
         Op::Rnn(a) | Op::Lstm(a) => {
             recurrent::build(a, matches!(node.op, Op::Lstm(_)), ops, consts)?
         }
-        Op::Sub | Op::Div => elementwise::build(&node.op, ops, consts)?,
         Op::Pad(a) => copy::pad(a, ops),
         Op::MatMul => gemm::matmul(ops),
         // A constant is its weight operand.

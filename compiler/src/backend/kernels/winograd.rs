@@ -56,10 +56,10 @@ pub fn output(
     } else {
         None
     };
-    let activation = a
-        .epilogue
-        .activation
-        .map(|act| native_activation(Some(act)));
+    let activation = match a.epilogue.activation {
+        Some(act) => Some(native_activation(Some(act))?),
+        None => None,
+    };
     let spec = WinogradOutput::new(
         a.tile,
         a.out_channels,

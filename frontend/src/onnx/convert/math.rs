@@ -1,4 +1,4 @@
-//! Activations, Clip, elementwise arithmetic, Gemm, MatMul, Softmax,
+//! One-to-one elementwise ops, Clip, binary arithmetic, Gemm, MatMul, Softmax,
 //! Dropout and Identity.
 
 use super::attrs::Attrs;
@@ -25,28 +25,22 @@ fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 }
 
 impl Converter<'_> {
-    pub(super) fn activation(&mut self, node: &NodeProto) -> Outputs {
+    /// An op of one operand that maps onto the `.nn` op `dsl`, with its
+    /// float attributes renamed (`(onnx, .nn, default)`).
+    pub(super) fn unary(
+        &mut self,
+        node: &NodeProto,
+        a: &mut Attrs<'_>,
+        dsl: &str,
+        renames: &[(&str, &'static str, f32)],
+    ) -> Outputs {
         let x = self.dynamic(node, 0)?;
-        let callee = match node.op_type() {
-            "Relu" => "relu",
-            "Sigmoid" => "sigmoid",
-            _ => "tanh",
-        };
+        let mut keywords = Vec::new();
+        for &(onnx, name, default) in renames {
+            keywords.push((name, emit::float(a.float(onnx, default)?)));
+        }
         let target = self.binding(node, None);
-        one(self.emit(target, callee, &[x.0], vec![], x.1))
-    }
-
-    pub(super) fn leaky_relu(&mut self, node: &NodeProto, a: &mut Attrs<'_>) -> Outputs {
-        let x = self.dynamic(node, 0)?;
-        let alpha = a.float("alpha", 0.01)?;
-        let target = self.binding(node, None);
-        one(self.emit(
-            target,
-            "leaky_relu",
-            &[x.0],
-            vec![("negative_slope", emit::float(alpha))],
-            x.1,
-        ))
+        one(self.emit(target, dsl, &[x.0], keywords, x.1))
     }
 
     /// Clip with bounds as constant inputs;
@@ -89,8 +83,9 @@ impl Converter<'_> {
         one(val)
     }
 
-    /// Add, Sub, Mul, Div: folded when both operands are constants.
-    pub(super) fn binary(&mut self, node: &NodeProto) -> Outputs {
+    /// An op of two operands with broadcasting that maps onto the `.nn` op
+    /// `dsl`: folded when both operands are constants.
+    pub(super) fn binary(&mut self, node: &NodeProto, dsl: &str) -> Outputs {
         // The bias add of a MatMul that became a `linear` with that bias.
         if let Some(matmul) = node.output.first().and_then(|o| self.absorbed_add.get(o)) {
             let v = self.values.get(matmul).cloned();
@@ -98,11 +93,12 @@ impl Converter<'_> {
         }
         let (l, r) = (self.arg(node, 0)?, self.arg(node, 1)?);
         if let (Some(Val::Const(p)), Some(Val::Const(q))) = (&l, &r) {
-            let folded = match node.op_type() {
-                "Add" => p.broadcast(q, |x, y| x + y, |x, y| x.checked_add(y)),
-                "Sub" => p.broadcast(q, |x, y| x - y, |x, y| x.checked_sub(y)),
-                "Mul" => p.broadcast(q, |x, y| x * y, |x, y| x.checked_mul(y)),
-                _ => p.broadcast(q, |x, y| x / y, |x, y| x.checked_div(y)),
+            let folded = match dsl {
+                "add" => p.broadcast(q, |x, y| x + y, |x, y| x.checked_add(y)),
+                "sub" => p.broadcast(q, |x, y| x - y, |x, y| x.checked_sub(y)),
+                "mul" => p.broadcast(q, |x, y| x * y, |x, y| x.checked_mul(y)),
+                "div" => p.broadcast(q, |x, y| x / y, |x, y| x.checked_div(y)),
+                other => return Err(format!("nnc cannot fold `{other}` of two constants")),
             };
             return constant_out(folded.ok_or(
                 "the constant operands do not broadcast, or the integer arithmetic fails",
@@ -112,9 +108,8 @@ impl Converter<'_> {
         let b = self.dynamic(node, 1)?;
         let shape = broadcast_dims(&a.1, &b.1)
             .ok_or_else(|| format!("shapes {:?} and {:?} do not broadcast", a.1, b.1))?;
-        let callee = node.op_type().to_ascii_lowercase();
         let target = self.binding(node, None);
-        one(self.emit(target, &callee, &[a.0, b.0], vec![], shape))
+        one(self.emit(target, dsl, &[a.0, b.0], vec![], shape))
     }
 
     /// Gemm `alpha * A' * B' + beta * C`. With a constant `B` it is a

@@ -16,6 +16,7 @@ mod math;
 mod norm;
 mod recurrent;
 mod shape_ops;
+mod table;
 
 use super::constant::{numel, Constant, Data};
 use super::emit::{self, Names};
@@ -27,6 +28,8 @@ use attrs::Attrs;
 use nnc_runtime::{Tensor, WeightSet};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
+use table::Conversion;
+pub use table::{lookup, supported, OnnxOp, OPS};
 
 /// An ONNX value during import.
 #[derive(Clone, Debug)]
@@ -78,50 +81,6 @@ pub struct Converted {
     pub weights: WeightSet,
     pub problems: Vec<Unsupported>,
 }
-
-/// The op types nnc imports.
-pub const SUPPORTED: &[&str] = &[
-    "Add",
-    "AveragePool",
-    "BatchNormalization",
-    "Cast",
-    "Clip",
-    "Concat",
-    "Constant",
-    "ConstantOfShape",
-    "Conv",
-    "ConvTranspose",
-    "Div",
-    "Dropout",
-    "Flatten",
-    "GRU",
-    "Gather",
-    "Gemm",
-    "GlobalAveragePool",
-    "GroupNormalization",
-    "Identity",
-    "InstanceNormalization",
-    "LSTM",
-    "LayerNormalization",
-    "LeakyRelu",
-    "MatMul",
-    "MaxPool",
-    "Mul",
-    "Pad",
-    "RNN",
-    "Relu",
-    "ReduceMean",
-    "Reshape",
-    "Shape",
-    "Sigmoid",
-    "Slice",
-    "Softmax",
-    "Squeeze",
-    "Sub",
-    "Tanh",
-    "Transpose",
-    "Unsqueeze",
-];
 
 impl<'g> Converter<'g> {
     pub fn new(opset: i64, data_dir: DataDir, dims: &'g BTreeMap<String, usize>) -> Converter<'g> {
@@ -285,7 +244,7 @@ impl<'g> Converter<'g> {
             );
             return poison(self);
         }
-        if !SUPPORTED.contains(&node.op_type()) {
+        if lookup(node.op_type()).is_none() {
             self.problem(
                 &label,
                 node.op_type(),
@@ -404,39 +363,14 @@ impl<'g> Converter<'g> {
     }
 
     fn dispatch(&mut self, node: &'g NodeProto, a: &mut Attrs<'g>) -> Outputs {
-        match node.op_type() {
-            "Conv" => self.window_1d(node, a, Self::conv),
-            "ConvTranspose" => self.window_1d(node, a, Self::conv_transpose),
-            "MaxPool" | "AveragePool" => self.window_1d(node, a, Self::pool),
-            "GlobalAveragePool" => self.window_1d(node, a, |c, node, _| c.global_avg_pool(node)),
-            "BatchNormalization" => self.batch_norm(node, a),
-            "InstanceNormalization" => self.instance_norm(node, a),
-            "GroupNormalization" => self.group_norm(node, a),
-            "LayerNormalization" => self.layer_norm(node, a),
-            "Relu" | "Sigmoid" | "Tanh" => self.activation(node),
-            "LeakyRelu" => self.leaky_relu(node, a),
-            "Clip" => self.clip(node),
-            "Add" | "Sub" | "Mul" | "Div" => self.binary(node),
-            "Gemm" => self.gemm(node, a),
-            "MatMul" => self.matmul(node),
-            "Softmax" => self.softmax(node, a),
-            "Dropout" => self.dropout(node, a),
-            "Identity" => self.identity(node),
-            "Concat" => self.concat(node, a),
-            "Flatten" => self.flatten(node, a),
-            "Reshape" => self.reshape(node, a),
-            "Squeeze" | "Unsqueeze" => self.squeeze(node, a),
-            "Transpose" => self.transpose(node, a),
-            "Shape" => self.shape(node, a),
-            "Gather" => self.gather(node, a),
-            "Constant" => self.constant_node(a),
-            "ConstantOfShape" => self.constant_of_shape(node, a),
-            "Cast" => self.cast(node, a),
-            "Pad" => self.pad(node, a),
-            "LSTM" | "RNN" | "GRU" => self.recurrent(node, a),
-            "Slice" => self.slice(node),
-            "ReduceMean" => self.reduce_mean(node, a),
-            other => Err(format!("nnc has no conversion for `{other}`")),
+        let Some(row) = lookup(node.op_type()) else {
+            return Err(format!("nnc has no conversion for `{}`", node.op_type()));
+        };
+        let dsl = row.dsl.first().copied().unwrap_or_default();
+        match row.conversion {
+            Conversion::Unary(renames) => self.unary(node, a, dsl, renames),
+            Conversion::Binary => self.binary(node, dsl),
+            Conversion::Custom(convert) => convert(self, node, a),
         }
     }
 

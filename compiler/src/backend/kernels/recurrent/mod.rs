@@ -78,6 +78,7 @@ use super::gemm::constant;
 use super::{Consts, Kernel, Operands};
 pub use crate::backend::cell::Cell;
 use crate::backend::cell::{CellWeights, PackedCell, Sequence};
+use crate::backend::gemm;
 use crate::backend::jit::{Base, Emit};
 use crate::backend::native::{nnc_cell_step, nnc_gemm_task, pack, Epilogue, GemmTask};
 use crate::backend::BackendError;
@@ -258,7 +259,7 @@ pub fn build_cell(
                 epilogue: Epilogue {
                     bias,
                     residual: None,
-                    activation: None,
+                    activation: gemm::Activation::None,
                 },
                 m_block: rows,
                 n_block: columns,
@@ -279,7 +280,7 @@ pub fn build_cell(
                 epilogue: Epilogue {
                     bias: recurrent_bias,
                     residual: None,
-                    activation: None,
+                    activation: gemm::Activation::None,
                 },
                 m_block: rows,
                 n_block: batch,

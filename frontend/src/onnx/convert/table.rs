@@ -1,0 +1,138 @@
+//! Every ONNX op nnc imports, in one table: its ONNX name, the `.nn` ops it
+//! becomes, and how it is converted. The table is the list of supported
+//! ops (`nnc import` names every node whose op is missing from it) and the
+//! dispatch; ops that map one to one onto an elementwise `.nn` op need no
+//! converter of their own, only a row.
+
+use super::attrs::Attrs;
+use super::{Converter, Outputs};
+use crate::onnx::proto::NodeProto;
+
+/// A converter: the node, its attributes (each one read is marked used), to
+/// one value per ONNX output.
+pub(super) type Convert = fn(&mut Converter<'_>, &NodeProto, &mut Attrs<'_>) -> Outputs;
+
+/// How a row's op is converted.
+#[derive(Clone, Copy)]
+pub(super) enum Conversion {
+    /// One operand to the row's single `.nn` op, with ONNX attributes
+    /// renamed: `(onnx name, .nn name, default)`.
+    Unary(&'static [(&'static str, &'static str, f32)]),
+    /// Two operands, NumPy broadcasting, to the row's single `.nn` op;
+    /// folded at import when both are constants.
+    Binary,
+    /// A converter of its own.
+    Custom(Convert),
+}
+
+/// One ONNX op.
+pub struct OnnxOp {
+    /// The ONNX `op_type`.
+    pub onnx: &'static str,
+    /// The `.nn` ops it may become (empty: only folded at import, as shape
+    /// arithmetic is).
+    pub dsl: &'static [&'static str],
+    pub(super) conversion: Conversion,
+}
+
+const fn unary(onnx: &'static str, dsl: &'static [&'static str]) -> OnnxOp {
+    OnnxOp {
+        onnx,
+        dsl,
+        conversion: Conversion::Unary(&[]),
+    }
+}
+
+const fn binary(onnx: &'static str, dsl: &'static [&'static str]) -> OnnxOp {
+    OnnxOp {
+        onnx,
+        dsl,
+        conversion: Conversion::Binary,
+    }
+}
+
+const fn custom(onnx: &'static str, dsl: &'static [&'static str], convert: Convert) -> OnnxOp {
+    OnnxOp {
+        onnx,
+        dsl,
+        conversion: Conversion::Custom(convert),
+    }
+}
+
+/// Every ONNX op nnc imports, in alphabetical order.
+pub const OPS: &[OnnxOp] = &[
+    binary("Add", &["add"]),
+    custom("AveragePool", &["avg_pool2d"], |c, n, a| {
+        c.window_1d(n, a, Converter::pool)
+    }),
+    custom("BatchNormalization", &["batch_norm"], |c, n, a| {
+        c.batch_norm(n, a)
+    }),
+    custom("Cast", &[], |c, n, a| c.cast(n, a)),
+    custom("Clip", &["clip", "relu6", "relu"], |c, n, _| c.clip(n)),
+    custom("Concat", &["concat"], |c, n, a| c.concat(n, a)),
+    custom("Constant", &[], |c, _, a| c.constant_node(a)),
+    custom("ConstantOfShape", &[], |c, n, a| c.constant_of_shape(n, a)),
+    custom("Conv", &["conv2d"], |c, n, a| {
+        c.window_1d(n, a, Converter::conv)
+    }),
+    custom("ConvTranspose", &["conv_transpose2d"], |c, n, a| {
+        c.window_1d(n, a, Converter::conv_transpose)
+    }),
+    binary("Div", &["div"]),
+    custom("Dropout", &["dropout"], |c, n, a| c.dropout(n, a)),
+    custom("Flatten", &["flatten"], |c, n, a| c.flatten(n, a)),
+    custom("GRU", &["gru"], |c, n, a| c.recurrent(n, a)),
+    custom("Gather", &["select"], |c, n, a| c.gather(n, a)),
+    custom("Gemm", &["linear", "matmul"], |c, n, a| c.gemm(n, a)),
+    custom("GlobalAveragePool", &["global_avg_pool"], |c, n, a| {
+        c.window_1d(n, a, |c, n, _| c.global_avg_pool(n))
+    }),
+    custom("GroupNormalization", &["group_norm"], |c, n, a| {
+        c.group_norm(n, a)
+    }),
+    custom("Identity", &["identity"], |c, n, _| c.identity(n)),
+    custom("InstanceNormalization", &["instance_norm"], |c, n, a| {
+        c.instance_norm(n, a)
+    }),
+    custom("LSTM", &["lstm"], |c, n, a| c.recurrent(n, a)),
+    custom("LayerNormalization", &["layer_norm"], |c, n, a| {
+        c.layer_norm(n, a)
+    }),
+    OnnxOp {
+        onnx: "LeakyRelu",
+        dsl: &["leaky_relu"],
+        conversion: Conversion::Unary(&[("alpha", "negative_slope", 0.01)]),
+    },
+    custom("MatMul", &["matmul", "linear"], |c, n, _| c.matmul(n)),
+    custom("MaxPool", &["max_pool2d"], |c, n, a| {
+        c.window_1d(n, a, Converter::pool)
+    }),
+    binary("Mul", &["mul"]),
+    custom("Pad", &["pad"], |c, n, a| c.pad(n, a)),
+    custom("RNN", &["rnn"], |c, n, a| c.recurrent(n, a)),
+    custom("ReduceMean", &["global_avg_pool", "reshape"], |c, n, a| {
+        c.reduce_mean(n, a)
+    }),
+    unary("Relu", &["relu"]),
+    custom("Reshape", &["reshape"], |c, n, a| c.reshape(n, a)),
+    custom("Shape", &[], |c, n, a| c.shape(n, a)),
+    unary("Sigmoid", &["sigmoid"]),
+    custom("Slice", &["select", "reshape"], |c, n, _| c.slice(n)),
+    custom("Softmax", &["softmax"], |c, n, a| c.softmax(n, a)),
+    custom("Squeeze", &["reshape"], |c, n, a| c.squeeze(n, a)),
+    binary("Sub", &["sub"]),
+    unary("Tanh", &["tanh"]),
+    custom("Transpose", &["permute"], |c, n, a| c.transpose(n, a)),
+    custom("Unsqueeze", &["reshape"], |c, n, a| c.squeeze(n, a)),
+];
+
+/// The row of an ONNX op type.
+pub fn lookup(op_type: &str) -> Option<&'static OnnxOp> {
+    OPS.iter().find(|op| op.onnx == op_type)
+}
+
+/// The ONNX op types nnc imports.
+pub fn supported() -> impl Iterator<Item = &'static str> {
+    OPS.iter().map(|op| op.onnx)
+}
