@@ -85,6 +85,58 @@ fn activations_let_nan_through() {
     assert!(interp::activation(&x, Activation::Sigmoid).data()[0].is_nan());
 }
 
+/// Each activation beyond the first six at points where its value is
+/// known in closed form.
+#[test]
+fn more_activations_at_known_points() {
+    let ln2 = 2f32.ln();
+    let ln3 = 3f32.ln();
+    let at = |act: Activation, xs: &[f32]| interp::activation(&tensor(&[xs.len()], xs), act);
+    // elu: alpha * (e^x - 1) below 0: e^(-ln 2) - 1 = -1/2.
+    let y = at(Activation::Elu { alpha: 0.5 }, &[-ln2, 2.0, 0.0]);
+    assert_near(&y, &[3], &[-0.25, 2.0, 0.0]);
+    // selu: scale * x above 0, scale * alpha * (e^x - 1) below.
+    let y = at(Activation::Selu, &[1.0, -ln2]);
+    assert_near(&y, &[2], &[1.050_701, -0.879_049_7]);
+    // celu(alpha=2): 2 * (e^(x/2) - 1) below 0.
+    let y = at(Activation::Celu { alpha: 2.0 }, &[-2.0 * ln2, 3.0]);
+    assert_near(&y, &[2], &[-1.0, 3.0]);
+    // softplus: ln(1 + e^x); ln 2 at 0, ln 4 at ln 3, no overflow at 100.
+    let y = at(Activation::Softplus, &[0.0, ln3, 100.0, -100.0]);
+    assert_near(&y, &[4], &[ln2, 4f32.ln(), 100.0, 0.0]);
+    assert!(y.data()[3] > 0.0);
+    let y = at(Activation::Softsign, &[3.0, -1.0]);
+    assert_near(&y, &[2], &[0.75, -0.5]);
+    // hardsigmoid with PyTorch's alpha = 1/6: relu6(x + 3) / 6.
+    let y = at(
+        Activation::Hardsigmoid {
+            alpha: 1.0 / 6.0,
+            beta: 0.5,
+        },
+        &[0.0, 3.0, -4.0, 1.5],
+    );
+    assert_near(&y, &[4], &[0.5, 1.0, 0.0, 0.75]);
+    let y = at(Activation::Hardswish, &[3.0, -3.0, 1.0, -1.0]);
+    assert_near(&y, &[4], &[3.0, 0.0, 4.0 / 6.0, -2.0 / 6.0]);
+    // silu(ln 3) = ln 3 * sigmoid(ln 3) = ln 3 * 3/4.
+    let y = at(Activation::Silu, &[ln3, 0.0]);
+    assert_near(&y, &[2], &[ln3 * 0.75, 0.0]);
+    // mish(ln 3) = ln 3 * tanh(ln 4) = ln 3 * 15/17.
+    let y = at(Activation::Mish, &[ln3]);
+    assert_near(&y, &[1], &[ln3 * 15.0 / 17.0]);
+    // gelu(±sqrt 2) = ±sqrt 2 / 2 * (1 ± erf(1)), erf(1) = 0.8427007929.
+    let s2 = 2f32.sqrt();
+    let y = at(Activation::Gelu { tanh: false }, &[s2, -s2, 0.0]);
+    assert_near(&y, &[3], &[1.302_986_2, -0.111_227_34, 0.0]);
+    // The tanh form at 1: 0.5 * (1 + tanh(sqrt(2/pi) * 1.044715)).
+    let y = at(Activation::Gelu { tanh: true }, &[1.0]);
+    assert_near(&y, &[1], &[0.841_192]);
+    for act in Activation::ALL {
+        let y = at(act, &[f32::NAN]);
+        assert!(y.data()[0].is_nan(), "{} of NaN", act.name());
+    }
+}
+
 // ------------------------------------------------------------- dropout, identity
 
 #[test]

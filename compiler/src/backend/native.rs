@@ -12,7 +12,7 @@ use super::gemm::{self, GemmEpilogue, MicroKernel, PackedA};
 use super::jit::Base;
 use super::BackendError;
 use crate::ir::winograd::Transform;
-use crate::ir::Activation;
+use crate::ir::{Activation, SELU_ALPHA, SELU_SCALE};
 use std::ops::Range;
 
 /// The epilogue of a product: `c = act(acc + bias[row] + residual)`.
@@ -166,6 +166,20 @@ pub fn lookup_native(act: Activation) -> Option<gemm::Activation> {
         Activation::LeakyRelu { negative_slope } => gemm::Activation::LeakyRelu { negative_slope },
         Activation::Sigmoid => gemm::Activation::Sigmoid,
         Activation::Tanh => gemm::Activation::Tanh,
+        Activation::Elu { alpha } => gemm::Activation::Elu { alpha, scale: 1.0 },
+        Activation::Selu => gemm::Activation::Elu {
+            alpha: SELU_ALPHA,
+            scale: SELU_SCALE,
+        },
+        Activation::Celu { alpha } => gemm::Activation::Celu { alpha },
+        Activation::Softplus => gemm::Activation::Softplus,
+        Activation::Softsign => gemm::Activation::Softsign,
+        Activation::Hardsigmoid { alpha, beta } => gemm::Activation::Hardsigmoid { alpha, beta },
+        Activation::Hardswish => gemm::Activation::Hardswish,
+        Activation::Silu => gemm::Activation::Silu,
+        Activation::Mish => gemm::Activation::Mish,
+        Activation::Gelu { tanh: false } => gemm::Activation::Gelu,
+        Activation::Gelu { tanh: true } => gemm::Activation::GeluTanh,
     })
 }
 

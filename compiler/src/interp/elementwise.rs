@@ -6,7 +6,7 @@
 use nnc_runtime::{format_shape, Tensor};
 
 use super::error::{operands, InterpError};
-use crate::ir::{Activation, BinaryOp, DropoutAttrs, DropoutMode};
+use crate::ir::{Activation, BinaryOp, DropoutAttrs, DropoutMode, SELU_ALPHA, SELU_SCALE};
 
 /// An activation, element by element (see [`activation_scalar`]).
 pub fn activation(x: &Tensor, act: Activation) -> Tensor {
@@ -37,7 +37,48 @@ pub fn activation_scalar(act: Activation, v: f32) -> f32 {
         // When `min > max` every element becomes `max`, as in PyTorch's
         // `clamp`.
         Activation::Clip { min, max } => clamp(v, min, max),
+        Activation::Elu { alpha } => elu(v, alpha),
+        Activation::Selu => SELU_SCALE * elu(v, SELU_ALPHA),
+        // `f64::max` and `min` drop a NaN operand.
+        Activation::Celu { .. } if v.is_nan() => v,
+        Activation::Celu { alpha } => {
+            let x = f64::from(v);
+            let a = f64::from(alpha);
+            (x.max(0.0) + (a * ((x / a).exp() - 1.0)).min(0.0)) as f32
+        }
+        Activation::Softplus => softplus(f64::from(v)) as f32,
+        Activation::Softsign => v / (1.0 + v.abs()),
+        Activation::Hardsigmoid { alpha, beta } => clamp(alpha * v + beta, 0.0, 1.0),
+        Activation::Hardswish => v * clamp(v + 3.0, 0.0, 6.0) / 6.0,
+        Activation::Silu => v * sigmoid_scalar(v),
+        Activation::Mish => {
+            let x = f64::from(v);
+            (x * softplus(x).tanh()) as f32
+        }
+        Activation::Gelu { tanh: false } => {
+            let x = f64::from(v);
+            (0.5 * x * (1.0 + libm::erf(x * std::f64::consts::FRAC_1_SQRT_2))) as f32
+        }
+        Activation::Gelu { tanh: true } => {
+            let x = f64::from(v);
+            let inner = (2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x);
+            (0.5 * x * (1.0 + inner.tanh())) as f32
+        }
     }
+}
+
+/// `x` if `x > 0`, else `alpha * (exp(x) - 1)`, in double precision.
+fn elu(v: f32, alpha: f32) -> f32 {
+    if v > 0.0 {
+        v
+    } else {
+        (f64::from(alpha) * f64::from(v).exp_m1()) as f32
+    }
+}
+
+/// `ln(1 + exp(x))` without overflow: `max(x, 0) + ln(1 + exp(-|x|))`.
+fn softplus(x: f64) -> f64 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
 }
 
 /// `dropout` at inference: the identity for inverted dropout, a scale by the

@@ -24,12 +24,49 @@ pub enum Activation {
         min: f32,
         max: f32,
     },
+    /// `x` if `x > 0`, else `alpha * (exp(x) - 1)`.
+    Elu {
+        alpha: f32,
+    },
+    /// `scale * elu(x)` with PyTorch's fixed `alpha` and `scale`
+    /// ([`SELU_ALPHA`], [`SELU_SCALE`]).
+    Selu,
+    /// `max(0, x) + min(0, alpha * (exp(x / alpha) - 1))`.
+    Celu {
+        alpha: f32,
+    },
+    /// `ln(1 + exp(x))`.
+    Softplus,
+    /// `x / (1 + |x|)`.
+    Softsign,
+    /// `max(0, min(1, alpha * x + beta))`; PyTorch's `hardsigmoid` has
+    /// `alpha = 1/6`, ONNX's `HardSigmoid` defaults to `0.2`.
+    Hardsigmoid {
+        alpha: f32,
+        beta: f32,
+    },
+    /// `x * relu6(x + 3) / 6`.
+    Hardswish,
+    /// `x * sigmoid(x)` (also called swish).
+    Silu,
+    /// `x * tanh(softplus(x))`.
+    Mish,
+    /// `x * Phi(x) = x/2 * (1 + erf(x / sqrt 2))`; with `tanh`, PyTorch's
+    /// `approximate="tanh"`: `x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))`.
+    Gelu {
+        tanh: bool,
+    },
 }
+
+/// SELU's `alpha` (Klambauer et al., 2017), as PyTorch and ONNX define it.
+pub const SELU_ALPHA: f32 = 1.673_263_2;
+/// SELU's `scale` (ONNX's `gamma`).
+pub const SELU_SCALE: f32 = 1.050_701;
 
 impl Activation {
     /// Every activation, with its attributes at their DSL defaults (for
     /// `clip`, `relu6`'s bounds).
-    pub const ALL: [Activation; 6] = [
+    pub const ALL: [Activation; 16] = [
         Activation::Relu,
         Activation::Relu6,
         Activation::LeakyRelu {
@@ -38,6 +75,19 @@ impl Activation {
         Activation::Sigmoid,
         Activation::Tanh,
         Activation::Clip { min: 0.0, max: 6.0 },
+        Activation::Elu { alpha: 1.0 },
+        Activation::Selu,
+        Activation::Celu { alpha: 1.0 },
+        Activation::Softplus,
+        Activation::Softsign,
+        Activation::Hardsigmoid {
+            alpha: 1.0 / 6.0,
+            beta: 0.5,
+        },
+        Activation::Hardswish,
+        Activation::Silu,
+        Activation::Mish,
+        Activation::Gelu { tanh: false },
     ];
 
     /// The name used in `.nn` files and IR dumps (PyTorch's).
@@ -49,6 +99,16 @@ impl Activation {
             Activation::Sigmoid => "sigmoid",
             Activation::Tanh => "tanh",
             Activation::Clip { .. } => "clip",
+            Activation::Elu { .. } => "elu",
+            Activation::Selu => "selu",
+            Activation::Celu { .. } => "celu",
+            Activation::Softplus => "softplus",
+            Activation::Softsign => "softsign",
+            Activation::Hardsigmoid { .. } => "hardsigmoid",
+            Activation::Hardswish => "hardswish",
+            Activation::Silu => "silu",
+            Activation::Mish => "mish",
+            Activation::Gelu { .. } => "gelu",
         }
     }
 
@@ -57,25 +117,39 @@ impl Activation {
         Activation::ALL.into_iter().find(|a| a.name() == name)
     }
 
-    /// Its attributes as `name=value` pairs, in the DSL's order.
-    pub fn attributes(self) -> Vec<(&'static str, f32)> {
+    /// Its attributes as `name=value` pairs in the DSL's spelling, in its
+    /// order; attributes at a default that changes nothing are left out
+    /// (`gelu` without `approximate`).
+    pub fn attributes(self) -> Vec<(&'static str, String)> {
+        let float = |v: f32| format!("{v:?}");
         match self {
-            Activation::Relu | Activation::Relu6 | Activation::Sigmoid | Activation::Tanh => {
-                vec![]
+            Activation::Relu
+            | Activation::Relu6
+            | Activation::Sigmoid
+            | Activation::Tanh
+            | Activation::Selu
+            | Activation::Softplus
+            | Activation::Softsign
+            | Activation::Hardswish
+            | Activation::Silu
+            | Activation::Mish
+            | Activation::Gelu { tanh: false } => vec![],
+            Activation::LeakyRelu { negative_slope } => {
+                vec![("negative_slope", float(negative_slope))]
             }
-            Activation::LeakyRelu { negative_slope } => vec![("negative_slope", negative_slope)],
-            Activation::Clip { min, max } => vec![("min", min), ("max", max)],
+            Activation::Clip { min, max } => vec![("min", float(min)), ("max", float(max))],
+            Activation::Elu { alpha } | Activation::Celu { alpha } => vec![("alpha", float(alpha))],
+            Activation::Hardsigmoid { alpha, beta } => {
+                vec![("alpha", float(alpha)), ("beta", float(beta))]
+            }
+            Activation::Gelu { tanh: true } => vec![("approximate", "\"tanh\"".to_string())],
         }
     }
 
     /// The printed form: the name, with its attribute values in
     /// parentheses (`leaky_relu(0.1)`).
     pub fn describe(self) -> String {
-        let values: Vec<String> = self
-            .attributes()
-            .iter()
-            .map(|(_, v)| format!("{v:?}"))
-            .collect();
+        let values: Vec<String> = self.attributes().into_iter().map(|(_, v)| v).collect();
         if values.is_empty() {
             self.name().to_string()
         } else {

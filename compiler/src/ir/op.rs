@@ -704,11 +704,7 @@ impl Op {
             ],
             Op::InstanceNorm(a) => vec![("eps", float(a.eps)), ("affine", a.affine.to_string())],
             Op::GlobalAvgPool | Op::Binary(_) | Op::Identity => vec![],
-            Op::Activation(a) => a
-                .attributes()
-                .into_iter()
-                .map(|(name, value)| (name, float(value)))
-                .collect(),
+            Op::Activation(a) => a.attributes(),
             Op::MaxPool2d(a) => vec![
                 ("kernel", pair(a.kernel)),
                 ("stride", pair(a.stride)),

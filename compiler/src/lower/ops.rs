@@ -735,7 +735,37 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
 /// value in [`Activation::ALL`]).
 fn activation(act: Activation, r: &mut AttrReader<'_>) -> Activation {
     match act {
-        Activation::Relu | Activation::Relu6 | Activation::Sigmoid | Activation::Tanh => act,
+        Activation::Relu
+        | Activation::Relu6
+        | Activation::Sigmoid
+        | Activation::Tanh
+        | Activation::Selu
+        | Activation::Softplus
+        | Activation::Softsign
+        | Activation::Hardswish
+        | Activation::Silu
+        | Activation::Mish => act,
+        Activation::Elu { alpha } => Activation::Elu {
+            alpha: r.float("alpha", alpha),
+        },
+        Activation::Celu { alpha } => {
+            let alpha = r.float("alpha", alpha);
+            if alpha == 0.0 {
+                let span = r.span_of("alpha");
+                r.errors.push(
+                    Diagnostic::error("`celu` alpha must not be 0")
+                        .with_primary(span, "divides the input"),
+                );
+            }
+            Activation::Celu { alpha }
+        }
+        Activation::Hardsigmoid { alpha, beta } => Activation::Hardsigmoid {
+            alpha: r.float("alpha", alpha),
+            beta: r.float("beta", beta),
+        },
+        Activation::Gelu { .. } => Activation::Gelu {
+            tanh: r.choice("approximate", &["none", "tanh"], "none") == "tanh",
+        },
         Activation::LeakyRelu { negative_slope } => Activation::LeakyRelu {
             negative_slope: r.float("negative_slope", negative_slope),
         },

@@ -31,11 +31,23 @@ struct VecAct {
 fn vec_act(act: Activation) -> VecAct {
     let zero = _mm256_setzero_ps();
     let (lo, hi) = match act {
-        Activation::None | Activation::Relu | Activation::Sigmoid | Activation::Tanh => {
-            (zero, zero)
-        }
         Activation::Clip { min, max } => (_mm256_set1_ps(min), _mm256_set1_ps(max)),
         Activation::LeakyRelu { negative_slope } => (_mm256_set1_ps(negative_slope), zero),
+        // Applied after the store, by `finish_tile`.
+        Activation::None
+        | Activation::Relu
+        | Activation::Sigmoid
+        | Activation::Tanh
+        | Activation::Elu { .. }
+        | Activation::Celu { .. }
+        | Activation::Softplus
+        | Activation::Softsign
+        | Activation::Hardsigmoid { .. }
+        | Activation::Hardswish
+        | Activation::Silu
+        | Activation::Mish
+        | Activation::Gelu
+        | Activation::GeluTanh => (zero, zero),
     };
     VecAct { act, lo, hi }
 }
@@ -47,7 +59,19 @@ fn vec_act(act: Activation) -> VecAct {
 #[inline]
 fn apply_act(act: &VecAct, x: __m256) -> __m256 {
     match act.act {
-        Activation::None | Activation::Sigmoid | Activation::Tanh => x,
+        Activation::None
+        | Activation::Sigmoid
+        | Activation::Tanh
+        | Activation::Elu { .. }
+        | Activation::Celu { .. }
+        | Activation::Softplus
+        | Activation::Softsign
+        | Activation::Hardsigmoid { .. }
+        | Activation::Hardswish
+        | Activation::Silu
+        | Activation::Mish
+        | Activation::Gelu
+        | Activation::GeluTanh => x,
         Activation::Relu => _mm256_max_ps(x, _mm256_setzero_ps()),
         Activation::Clip { .. } => _mm256_min_ps(_mm256_max_ps(x, act.lo), act.hi),
         Activation::LeakyRelu { .. } => {

@@ -33,11 +33,22 @@ pub(crate) struct VecAct {
 pub(crate) fn vec_act(act: Activation) -> VecAct {
     let zero = _mm512_setzero_ps();
     let (lo, hi) = match act {
-        Activation::None | Activation::Relu | Activation::Sigmoid | Activation::Tanh => {
-            (zero, zero)
-        }
+        Activation::None
+        | Activation::Relu
+        | Activation::Sigmoid
+        | Activation::Tanh
+        | Activation::Softplus
+        | Activation::Softsign
+        | Activation::Hardswish
+        | Activation::Silu
+        | Activation::Mish
+        | Activation::Gelu
+        | Activation::GeluTanh => (zero, zero),
         Activation::Clip { min, max } => (_mm512_set1_ps(min), _mm512_set1_ps(max)),
         Activation::LeakyRelu { negative_slope } => (_mm512_set1_ps(negative_slope), zero),
+        Activation::Elu { alpha, scale } => (_mm512_set1_ps(alpha), _mm512_set1_ps(scale)),
+        Activation::Celu { alpha } => (_mm512_set1_ps(alpha), _mm512_set1_ps(1.0 / alpha)),
+        Activation::Hardsigmoid { alpha, beta } => (_mm512_set1_ps(alpha), _mm512_set1_ps(beta)),
     };
     VecAct { act, lo, hi }
 }
@@ -54,12 +65,155 @@ pub(crate) fn apply_act(act: &VecAct, x: __m512) -> __m512 {
             _mm512_mask_mul_ps(x, neg, x, act.lo)
         }
         Activation::Sigmoid => sigmoid(x),
-        // tanh(x) = 2 sigmoid(2x) - 1: absolute error ~1e-7 near zero.
-        Activation::Tanh => {
-            let two = _mm512_set1_ps(2.0);
-            _mm512_fmsub_ps(two, sigmoid(_mm512_mul_ps(two, x)), _mm512_set1_ps(1.0))
+        Activation::Tanh => tanh(x),
+        Activation::Elu { .. } => {
+            // x > 0 ? x : alpha * expm1(x), times the scale.
+            let neg = _mm512_mul_ps(act.lo, exp_m1(x));
+            let pos = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, _mm512_setzero_ps());
+            _mm512_mul_ps(act.hi, _mm512_mask_blend_ps(pos, neg, x))
+        }
+        Activation::Celu { .. } => {
+            let neg = _mm512_mul_ps(act.lo, exp_m1(_mm512_mul_ps(x, act.hi)));
+            _mm512_add_ps(
+                _mm512_max_ps(x, _mm512_setzero_ps()),
+                _mm512_min_ps(neg, _mm512_setzero_ps()),
+            )
+        }
+        Activation::Softplus => softplus(x),
+        Activation::Softsign => {
+            let d = _mm512_add_ps(_mm512_abs_ps(x), _mm512_set1_ps(1.0));
+            _mm512_div_ps(x, d)
+        }
+        Activation::Hardsigmoid { .. } => unit_clamp(_mm512_fmadd_ps(x, act.lo, act.hi)),
+        Activation::Hardswish => {
+            let g = _mm512_fmadd_ps(x, _mm512_set1_ps(1.0 / 6.0), _mm512_set1_ps(0.5));
+            _mm512_mul_ps(x, unit_clamp(g))
+        }
+        Activation::Silu => _mm512_mul_ps(x, sigmoid(x)),
+        Activation::Mish => _mm512_mul_ps(x, tanh(softplus(x))),
+        Activation::Gelu => {
+            let e = erf(_mm512_mul_ps(
+                x,
+                _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2),
+            ));
+            half_x_one_plus(x, e)
+        }
+        Activation::GeluTanh => {
+            let x2 = _mm512_mul_ps(x, x);
+            let p = _mm512_fmadd_ps(x2, _mm512_set1_ps(0.044_715), _mm512_set1_ps(1.0));
+            let k = _mm512_set1_ps((2.0 / std::f32::consts::PI).sqrt());
+            half_x_one_plus(x, tanh(_mm512_mul_ps(_mm512_mul_ps(x, p), k)))
         }
     }
+}
+
+/// `min(max(x, 0), 1)`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn unit_clamp(x: __m512) -> __m512 {
+    _mm512_min_ps(_mm512_max_ps(x, _mm512_setzero_ps()), _mm512_set1_ps(1.0))
+}
+
+/// `x/2 * (1 + t)`, GELU's last step.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn half_x_one_plus(x: __m512, t: __m512) -> __m512 {
+    let h = _mm512_mul_ps(x, _mm512_set1_ps(0.5));
+    _mm512_fmadd_ps(h, t, h)
+}
+
+/// `tanh(x) = 2 sigmoid(2x) - 1`: absolute error ~1e-7 near zero.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn tanh(x: __m512) -> __m512 {
+    let two = _mm512_set1_ps(2.0);
+    _mm512_fmsub_ps(two, sigmoid(_mm512_mul_ps(two, x)), _mm512_set1_ps(1.0))
+}
+
+/// `exp(x) - 1`, with `x + x^2/2` where `|x| < 1e-3` and the subtraction
+/// would cancel.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn exp_m1(x: __m512) -> __m512 {
+    let em1 = _mm512_sub_ps(exp(x), _mm512_set1_ps(1.0));
+    let small = _mm512_fmadd_ps(_mm512_mul_ps(x, x), _mm512_set1_ps(0.5), x);
+    let tiny = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(_mm512_abs_ps(x), _mm512_set1_ps(1e-3));
+    _mm512_mask_blend_ps(tiny, em1, small)
+}
+
+/// `ln(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|))`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn softplus(x: __m512) -> __m512 {
+    let u = exp(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(x)));
+    _mm512_add_ps(_mm512_max_ps(x, _mm512_setzero_ps()), log1p_unit(u))
+}
+
+/// `ln(1 + u)` for `u` in `[0, 1]`: Cephes' `logf` polynomial on `w = 1 +
+/// u` (halved above `sqrt 2`), corrected by `u / (w - 1)` for the rounding
+/// of `w` (Goldberg's `log1p`), so small `u` keep their precision.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn log1p_unit(u: __m512) -> __m512 {
+    let one = _mm512_set1_ps(1.0);
+    let w = _mm512_add_ps(one, u);
+    let high = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(w, _mm512_set1_ps(std::f32::consts::SQRT_2));
+    let m = _mm512_mask_mul_ps(w, high, w, _mm512_set1_ps(0.5));
+    let e = _mm512_maskz_mov_ps(high, one);
+    let f = _mm512_sub_ps(m, one);
+    let z = _mm512_mul_ps(f, f);
+    let mut p = _mm512_set1_ps(7.037_683_6e-2);
+    for c in [
+        -1.151_461e-1,
+        1.167_699_9e-1,
+        -1.242_014_1e-1,
+        1.424_932_3e-1,
+        -1.666_805_8e-1,
+        2.000_071_4e-1,
+        -2.499_999_4e-1,
+        3.333_333e-1,
+    ] {
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(c));
+    }
+    let mut y = _mm512_mul_ps(_mm512_mul_ps(p, f), z);
+    y = _mm512_fmadd_ps(e, _mm512_set1_ps(-2.121_944_4e-4), y);
+    y = _mm512_fmadd_ps(z, _mm512_set1_ps(-0.5), y);
+    let log_w = _mm512_fmadd_ps(e, _mm512_set1_ps(0.693_359_4), _mm512_add_ps(f, y));
+    // log(w) * u / (w - 1), and u itself where w rounded to 1.
+    let rounded = _mm512_sub_ps(w, one);
+    let exact = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(rounded, _mm512_setzero_ps());
+    let corrected = _mm512_div_ps(_mm512_mul_ps(log_w, u), rounded);
+    _mm512_mask_blend_ps(exact, corrected, u)
+}
+
+/// `erf(x)` as Eigen's rational approximation: `x P(x^2) / Q(x^2)` on `x`
+/// clamped to `[-4, 4]`, a few ulp from the true value.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn erf(x: __m512) -> __m512 {
+    let x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-4.0)), _mm512_set1_ps(4.0));
+    let x2 = _mm512_mul_ps(x, x);
+    let mut p = _mm512_set1_ps(-2.726_142_3e-10);
+    for c in [
+        2.770_681_4e-8,
+        -2.101_024e-6,
+        -5.692_506_4e-5,
+        -7.349_906_3e-4,
+        -2.954_600_2e-3,
+        -1.609_603_3e-2,
+    ] {
+        p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(c));
+    }
+    let mut q = _mm512_set1_ps(-1.456_607_2e-5);
+    for c in [
+        -2.133_740_6e-4,
+        -1.682_827e-3,
+        -7.373_329_3e-3,
+        -1.426_473_9e-2,
+    ] {
+        q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(c));
+    }
+    _mm512_div_ps(_mm512_mul_ps(x, p), q)
 }
 
 /// `1 / (1 + exp(-x))`, with exp to about 2 ulp (see [`exp`]).

@@ -25,8 +25,27 @@ impl Activation {
                     x
                 }
             }
-            Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Activation::Sigmoid => sigmoid(x),
             Activation::Tanh => x.tanh(),
+            Activation::Elu { alpha, scale } => {
+                if x > 0.0 {
+                    scale * x
+                } else {
+                    scale * alpha * x.exp_m1()
+                }
+            }
+            Activation::Celu { alpha } => x.max(0.0) + (alpha * (x / alpha).exp_m1()).min(0.0),
+            Activation::Softplus => softplus(x),
+            Activation::Softsign => x / (1.0 + x.abs()),
+            Activation::Hardsigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
+            Activation::Hardswish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+            Activation::Silu => x * sigmoid(x),
+            Activation::Mish => x * softplus(x).tanh(),
+            Activation::Gelu => 0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2)),
+            Activation::GeluTanh => {
+                let inner = (2.0 / std::f32::consts::PI).sqrt() * x * (1.0 + 0.044_715 * x * x);
+                0.5 * x * (1.0 + inner.tanh())
+            }
         }
     }
 
@@ -40,9 +59,30 @@ impl Activation {
             | Activation::Relu
             | Activation::Clip { .. }
             | Activation::LeakyRelu { .. } => true,
-            Activation::Sigmoid | Activation::Tanh => false,
+            Activation::Sigmoid
+            | Activation::Tanh
+            | Activation::Elu { .. }
+            | Activation::Celu { .. }
+            | Activation::Softplus
+            | Activation::Softsign
+            | Activation::Hardsigmoid { .. }
+            | Activation::Hardswish
+            | Activation::Silu
+            | Activation::Mish
+            | Activation::Gelu
+            | Activation::GeluTanh => false,
         }
     }
+}
+
+/// `1 / (1 + exp(-x))`.
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// `ln(1 + exp(x))` without overflow.
+fn softplus(x: f32) -> f32 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
 }
 
 /// One tile's view of the epilogue, with pointers already offset to the

@@ -168,6 +168,35 @@ pub enum Activation {
     },
     Sigmoid,
     Tanh,
+    /// `x` if `x > 0`, else `alpha * (exp(x) - 1)`, times `scale` (SELU is
+    /// `Elu` with its own alpha and scale; ELU has scale 1).
+    Elu {
+        alpha: f32,
+        scale: f32,
+    },
+    /// `max(0, x) + min(0, alpha * (exp(x / alpha) - 1))`.
+    Celu {
+        alpha: f32,
+    },
+    /// `ln(1 + exp(x))`.
+    Softplus,
+    /// `x / (1 + |x|)`.
+    Softsign,
+    /// `max(0, min(1, alpha * x + beta))`.
+    Hardsigmoid {
+        alpha: f32,
+        beta: f32,
+    },
+    /// `x * max(0, min(1, x / 6 + 1/2))`.
+    Hardswish,
+    /// `x * sigmoid(x)`.
+    Silu,
+    /// `x * tanh(softplus(x))`.
+    Mish,
+    /// `x/2 * (1 + erf(x / sqrt 2))`.
+    Gelu,
+    /// `x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))`.
+    GeluTanh,
 }
 
 /// A row-major `[m, k]` matrix (weights) packed into the panel layout of

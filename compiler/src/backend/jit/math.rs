@@ -3,7 +3,7 @@
 //! the activations of fused epilogues.
 
 use super::Emit;
-use crate::ir::{Activation, BinaryOp};
+use crate::ir::{Activation, BinaryOp, SELU_ALPHA, SELU_SCALE};
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Type, Value};
 
@@ -165,7 +165,241 @@ impl Emit<'_> {
             }
             Activation::Sigmoid => self.sigmoid(ty, x),
             Activation::Tanh => self.tanh(ty, x),
+            Activation::Elu { alpha } => self.elu(ty, x, alpha),
+            Activation::Selu => {
+                let y = self.elu(ty, x, SELU_ALPHA);
+                let scale = self.f(ty, SELU_SCALE);
+                self.b.ins().fmul(y, scale)
+            }
+            Activation::Celu { alpha } => {
+                // max(0, x) + min(0, alpha * (exp(x / alpha) - 1)).
+                let inv = self.f(ty, 1.0 / alpha);
+                let scaled = self.b.ins().fmul(x, inv);
+                let e = self.exp_m1(ty, scaled);
+                let a = self.f(ty, alpha);
+                let neg = self.b.ins().fmul(e, a);
+                let neg = self.at_most(ty, neg, 0.0);
+                let pos = self.at_least(ty, x, 0.0);
+                self.b.ins().fadd(pos, neg)
+            }
+            Activation::Softplus => self.softplus(ty, x),
+            Activation::Softsign => {
+                let a = self.b.ins().fabs(x);
+                let one = self.f(ty, 1.0);
+                let d = self.b.ins().fadd(a, one);
+                self.b.ins().fdiv(x, d)
+            }
+            Activation::Hardsigmoid { alpha, beta } => {
+                let a = self.f(ty, alpha);
+                let b = self.f(ty, beta);
+                let y = self.b.ins().fma(x, a, b);
+                self.clamp(ty, y, 0.0, 1.0)
+            }
+            Activation::Hardswish => {
+                let sixth = self.f(ty, 1.0 / 6.0);
+                let half = self.f(ty, 0.5);
+                let g = self.b.ins().fma(x, sixth, half);
+                let g = self.clamp(ty, g, 0.0, 1.0);
+                self.b.ins().fmul(x, g)
+            }
+            Activation::Silu => {
+                let s = self.sigmoid(ty, x);
+                self.b.ins().fmul(x, s)
+            }
+            Activation::Mish => {
+                let sp = self.softplus(ty, x);
+                let t = self.tanh(ty, sp);
+                self.b.ins().fmul(x, t)
+            }
+            Activation::Gelu { tanh: false } => {
+                let c = self.f(ty, std::f32::consts::FRAC_1_SQRT_2);
+                let u = self.b.ins().fmul(x, c);
+                let e = self.erf(ty, u);
+                self.half_x_one_plus(ty, x, e)
+            }
+            Activation::Gelu { tanh: true } => {
+                let x2 = self.b.ins().fmul(x, x);
+                let c = self.f(ty, 0.044_715);
+                let one = self.f(ty, 1.0);
+                let p = self.b.ins().fma(x2, c, one);
+                let inner = self.b.ins().fmul(x, p);
+                let k = self.f(ty, (2.0 / std::f32::consts::PI).sqrt());
+                let inner = self.b.ins().fmul(inner, k);
+                let t = self.tanh(ty, inner);
+                self.half_x_one_plus(ty, x, t)
+            }
         }
+    }
+
+    /// `x/2 * (1 + t)`, GELU's last step.
+    fn half_x_one_plus(&mut self, ty: Type, x: Value, t: Value) -> Value {
+        let half = self.f(ty, 0.5);
+        let h = self.b.ins().fmul(x, half);
+        self.b.ins().fma(h, t, h)
+    }
+
+    /// `x` if `x > 0`, else `alpha * (exp(x) - 1)`.
+    fn elu(&mut self, ty: Type, x: Value, alpha: f32) -> Value {
+        let e = self.exp_m1(ty, x);
+        let a = self.f(ty, alpha);
+        let neg = self.b.ins().fmul(e, a);
+        let zero = self.f(ty, 0.0);
+        let pos = self.b.ins().fcmp(FloatCC::GreaterThan, x, zero);
+        self.select(ty, pos, x, neg)
+    }
+
+    /// `exp(x) - 1`, with `x + x^2/2` for tiny `|x|`, where the
+    /// subtraction would cancel every digit.
+    fn exp_m1(&mut self, ty: Type, x: Value) -> Value {
+        let e = self.exp(ty, x);
+        let one = self.f(ty, 1.0);
+        let em1 = self.b.ins().fsub(e, one);
+        let half = self.f(ty, 0.5);
+        let x2 = self.b.ins().fmul(x, x);
+        let small = self.b.ins().fma(x2, half, x);
+        let a = self.b.ins().fabs(x);
+        let limit = self.f(ty, 1e-3);
+        let tiny = self.b.ins().fcmp(FloatCC::LessThan, a, limit);
+        self.select(ty, tiny, small, em1)
+    }
+
+    /// `ln(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|))`, which never
+    /// overflows.
+    fn softplus(&mut self, ty: Type, x: Value) -> Value {
+        let a = self.b.ins().fabs(x);
+        let n = self.b.ins().fneg(a);
+        let e = self.exp(ty, n);
+        let one = self.f(ty, 1.0);
+        let w = self.b.ins().fadd(e, one);
+        let l = self.log(ty, w);
+        // log1p(e) = log(w) * e / (w - 1), and e where w rounded to 1
+        // (Goldberg), so a tiny e keeps its precision.
+        let rounded = self.b.ins().fsub(w, one);
+        let scaled = self.b.ins().fmul(l, e);
+        let corrected = self.b.ins().fdiv(scaled, rounded);
+        let zero = self.f(ty, 0.0);
+        let exact = self.b.ins().fcmp(FloatCC::Equal, rounded, zero);
+        let l = self.select(ty, exact, e, corrected);
+        let pos = self.at_least(ty, x, 0.0);
+        self.b.ins().fadd(pos, l)
+    }
+
+    /// `ln(x)` to a few ulp for positive normal `x` (Cephes' `logf`): `x =
+    /// m 2^e` with `m` in `[sqrt(1/2), sqrt 2)`, a degree-8 polynomial in
+    /// `m - 1`; `ln 0 = -inf`, and a negative or NaN `x` gives NaN.
+    pub fn log(&mut self, ty: Type, x: Value) -> Value {
+        let int_ty = if ty == types::F32 {
+            types::I32
+        } else {
+            types::I32X4
+        };
+        let splat_i = |e: &mut Self, v: i64| {
+            let c = e.b.ins().iconst(types::I32, v);
+            if ty == types::F32 {
+                c
+            } else {
+                e.b.ins().splat(int_ty, c)
+            }
+        };
+        let bits = self.b.ins().bitcast(int_ty, MemFlagsData::new(), x);
+        // The biased exponent, and the mantissa with exponent -1: [0.5, 1).
+        let exponent = self.b.ins().ushr_imm_u(bits, 23);
+        let ff = splat_i(self, 0xff);
+        let exponent = self.b.ins().band(exponent, ff);
+        let bias = splat_i(self, 126);
+        let exponent = self.b.ins().isub(exponent, bias);
+        let mask = splat_i(self, 0x807f_ffff);
+        let m = self.b.ins().band(bits, mask);
+        let half_bits = splat_i(self, 0x3f00_0000);
+        let m = self.b.ins().bor(m, half_bits);
+        let m = self.b.ins().bitcast(ty, MemFlagsData::new(), m);
+        let e = self.b.ins().fcvt_from_sint(ty, exponent);
+        // m < sqrt(1/2): use 2m - 1 and e - 1, else m - 1.
+        let sqrt_half = self.f(ty, std::f32::consts::FRAC_1_SQRT_2);
+        let low = self.b.ins().fcmp(FloatCC::LessThan, m, sqrt_half);
+        let one = self.f(ty, 1.0);
+        let e_minus = self.b.ins().fsub(e, one);
+        let e = self.select(ty, low, e_minus, e);
+        let m2 = self.b.ins().fadd(m, m);
+        let m = self.select(ty, low, m2, m);
+        let f = self.b.ins().fsub(m, one);
+        let z = self.b.ins().fmul(f, f);
+        let coeffs = [
+            7.037_683_6e-2,
+            -1.151_461e-1,
+            1.167_699_9e-1,
+            -1.242_014_1e-1,
+            1.424_932_3e-1,
+            -1.666_805_8e-1,
+            2.000_071_4e-1,
+            -2.499_999_4e-1,
+            3.333_333e-1,
+        ];
+        let mut p = self.f(ty, coeffs[0]);
+        for &c in &coeffs[1..] {
+            let c = self.f(ty, c);
+            p = self.b.ins().fma(p, f, c);
+        }
+        let p = self.b.ins().fmul(p, f);
+        let mut y = self.b.ins().fmul(p, z);
+        let c1 = self.f(ty, -2.121_944_4e-4);
+        y = self.b.ins().fma(e, c1, y);
+        let mhalf = self.f(ty, -0.5);
+        y = self.b.ins().fma(z, mhalf, y);
+        let mut r = self.b.ins().fadd(f, y);
+        let c2 = self.f(ty, 0.693_359_4);
+        r = self.b.ins().fma(e, c2, r);
+        // Zero, negative and NaN inputs, and infinity.
+        let zero = self.f(ty, 0.0);
+        let is_zero = self.b.ins().fcmp(FloatCC::Equal, x, zero);
+        let ninf = self.f(ty, f32::NEG_INFINITY);
+        let r = self.select(ty, is_zero, ninf, r);
+        let bad = self.b.ins().fcmp(FloatCC::UnorderedOrLessThan, x, zero);
+        let nan = self.f(ty, f32::NAN);
+        let r = self.select(ty, bad, nan, r);
+        let inf = self.f(ty, f32::INFINITY);
+        let is_inf = self.b.ins().fcmp(FloatCC::Equal, x, inf);
+        self.select(ty, is_inf, inf, r)
+    }
+
+    /// `erf(x)` as a rational function (Eigen's float approximation, a
+    /// few ulp): `x P(x^2) / Q(x^2)` on `x` clamped to `[-4, 4]`, beyond
+    /// which `erf` rounds to `±1`.
+    pub fn erf(&mut self, ty: Type, x: Value) -> Value {
+        let x = self.clamp(ty, x, -4.0, 4.0);
+        let x2 = self.b.ins().fmul(x, x);
+        let horner = |e: &mut Self, coeffs: &[f32]| {
+            let mut acc = e.f(ty, coeffs[0]);
+            for &c in &coeffs[1..] {
+                let c = e.f(ty, c);
+                acc = e.b.ins().fma(acc, x2, c);
+            }
+            acc
+        };
+        let p = horner(
+            self,
+            &[
+                -2.726_142_3e-10,
+                2.770_681_4e-8,
+                -2.101_024e-6,
+                -5.692_506_4e-5,
+                -7.349_906_3e-4,
+                -2.954_600_2e-3,
+                -1.609_603_3e-2,
+            ],
+        );
+        let p = self.b.ins().fmul(p, x);
+        let q = horner(
+            self,
+            &[
+                -1.456_607_2e-5,
+                -2.133_740_6e-4,
+                -1.682_827e-3,
+                -7.373_329_3e-3,
+                -1.426_473_9e-2,
+            ],
+        );
+        self.b.ins().fdiv(p, q)
     }
 
     /// A binary operation, lane-wise.

@@ -43,6 +43,36 @@ impl Converter<'_> {
         one(self.emit(target, dsl, &[x.0], keywords, x.1))
     }
 
+    /// Selu: `.nn`'s `selu` has PyTorch's fixed constants, which are
+    /// ONNX's defaults; other values are refused.
+    pub(super) fn selu(&mut self, node: &NodeProto, a: &mut Attrs<'_>) -> Outputs {
+        const ALPHA: f32 = 1.673_263_2;
+        const GAMMA: f32 = 1.050_701;
+        let alpha = a.float("alpha", ALPHA)?;
+        let gamma = a.float("gamma", GAMMA)?;
+        let close = |v: f32, w: f32| (v - w).abs() <= 1e-6 * w;
+        if !close(alpha, ALPHA) || !close(gamma, GAMMA) {
+            return Err(format!(
+                "Selu with alpha={alpha} and gamma={gamma}: nnc has only the standard \
+                 constants ({ALPHA}, {GAMMA})"
+            ));
+        }
+        self.unary(node, a, "selu", &[])
+    }
+
+    /// Gelu (opset 20), exact or with `approximate="tanh"`.
+    pub(super) fn gelu(&mut self, node: &NodeProto, a: &mut Attrs<'_>) -> Outputs {
+        let approximate = a.string("approximate", "none")?;
+        let x = self.dynamic(node, 0)?;
+        let keywords = match approximate.as_str() {
+            "none" => vec![],
+            "tanh" => vec![("approximate", emit::string("tanh"))],
+            other => return Err(format!("Gelu approximate=\"{other}\" is not supported")),
+        };
+        let target = self.binding(node, None);
+        one(self.emit(target, "gelu", &[x.0], keywords, x.1))
+    }
+
     /// Clip with bounds as constant inputs;
     /// `[0, 6]` is `relu6` and `[0, inf)` is `relu`. A missing bound is
     /// written as the largest finite float, since the language has no

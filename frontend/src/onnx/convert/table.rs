@@ -43,6 +43,18 @@ const fn unary(onnx: &'static str, dsl: &'static [&'static str]) -> OnnxOp {
     }
 }
 
+const fn renamed(
+    onnx: &'static str,
+    dsl: &'static [&'static str],
+    attrs: &'static [(&'static str, &'static str, f32)],
+) -> OnnxOp {
+    OnnxOp {
+        onnx,
+        dsl,
+        conversion: Conversion::Unary(attrs),
+    }
+}
+
 const fn binary(onnx: &'static str, dsl: &'static [&'static str]) -> OnnxOp {
     OnnxOp {
         onnx,
@@ -69,6 +81,7 @@ pub const OPS: &[OnnxOp] = &[
         c.batch_norm(n, a)
     }),
     custom("Cast", &[], |c, n, a| c.cast(n, a)),
+    renamed("Celu", &["celu"], &[("alpha", "alpha", 1.0)]),
     custom("Clip", &["clip", "relu6", "relu"], |c, n, _| c.clip(n)),
     custom("Concat", &["concat"], |c, n, a| c.concat(n, a)),
     custom("Constant", &[], |c, _, a| c.constant_node(a)),
@@ -81,8 +94,10 @@ pub const OPS: &[OnnxOp] = &[
     }),
     binary("Div", &["div"]),
     custom("Dropout", &["dropout"], |c, n, a| c.dropout(n, a)),
+    renamed("Elu", &["elu"], &[("alpha", "alpha", 1.0)]),
     custom("Flatten", &["flatten"], |c, n, a| c.flatten(n, a)),
     custom("GRU", &["gru"], |c, n, a| c.recurrent(n, a)),
+    custom("Gelu", &["gelu"], |c, n, a| c.gelu(n, a)),
     custom("Gather", &["select"], |c, n, a| c.gather(n, a)),
     custom("Gemm", &["linear", "matmul"], |c, n, a| c.gemm(n, a)),
     custom("GlobalAveragePool", &["global_avg_pool"], |c, n, a| {
@@ -91,6 +106,12 @@ pub const OPS: &[OnnxOp] = &[
     custom("GroupNormalization", &["group_norm"], |c, n, a| {
         c.group_norm(n, a)
     }),
+    renamed(
+        "HardSigmoid",
+        &["hardsigmoid"],
+        &[("alpha", "alpha", 0.2), ("beta", "beta", 0.5)],
+    ),
+    unary("HardSwish", &["hardswish"]),
     custom("Identity", &["identity"], |c, n, _| c.identity(n)),
     custom("InstanceNormalization", &["instance_norm"], |c, n, a| {
         c.instance_norm(n, a)
@@ -99,15 +120,16 @@ pub const OPS: &[OnnxOp] = &[
     custom("LayerNormalization", &["layer_norm"], |c, n, a| {
         c.layer_norm(n, a)
     }),
-    OnnxOp {
-        onnx: "LeakyRelu",
-        dsl: &["leaky_relu"],
-        conversion: Conversion::Unary(&[("alpha", "negative_slope", 0.01)]),
-    },
+    renamed(
+        "LeakyRelu",
+        &["leaky_relu"],
+        &[("alpha", "negative_slope", 0.01)],
+    ),
     custom("MatMul", &["matmul", "linear"], |c, n, _| c.matmul(n)),
     custom("MaxPool", &["max_pool2d"], |c, n, a| {
         c.window_1d(n, a, Converter::pool)
     }),
+    unary("Mish", &["mish"]),
     binary("Mul", &["mul"]),
     custom("Pad", &["pad"], |c, n, a| c.pad(n, a)),
     custom("RNN", &["rnn"], |c, n, a| c.recurrent(n, a)),
@@ -116,10 +138,13 @@ pub const OPS: &[OnnxOp] = &[
     }),
     unary("Relu", &["relu"]),
     custom("Reshape", &["reshape"], |c, n, a| c.reshape(n, a)),
+    custom("Selu", &["selu"], |c, n, a| c.selu(n, a)),
     custom("Shape", &[], |c, n, a| c.shape(n, a)),
     unary("Sigmoid", &["sigmoid"]),
     custom("Slice", &["select", "reshape"], |c, n, _| c.slice(n)),
     custom("Softmax", &["softmax"], |c, n, a| c.softmax(n, a)),
+    unary("Softplus", &["softplus"]),
+    unary("Softsign", &["softsign"]),
     custom("Squeeze", &["reshape"], |c, n, a| c.squeeze(n, a)),
     binary("Sub", &["sub"]),
     unary("Tanh", &["tanh"]),
