@@ -227,6 +227,42 @@ def operators():
         x[0], "", g.init("hi", np.array(0.25, np.float32))]))
     single("activation/clip_relu6", 11, [img], lambda g, x: g.relu6(g.node(
         "Mul", [x[0], g.init("k", np.array(8, np.float32))])))
+    # Inputs scaled by 4, so the exponential and saturating parts are reached.
+    wide = lambda g, x: g.node("Mul", [x[0], g.init("k", np.array(4, np.float32))])
+    for op in ["Softplus", "Softsign", "HardSwish", "Selu"]:
+        single(f"activation/{op.lower()}", 17, [img], lambda g, x, op=op: g.node(op, [wide(g, x)]))
+    single("activation/elu", 17, [img], lambda g, x: g.node("Elu", [wide(g, x)], alpha=0.7))
+    single("activation/celu", 17, [img], lambda g, x: g.node("Celu", [wide(g, x)], alpha=1.5))
+    single("activation/hardsigmoid", 17, [img], lambda g, x: g.node(
+        "HardSigmoid", [wide(g, x)], alpha=0.3, beta=0.4))
+    single("activation/hardsigmoid_default", 17, [img], lambda g, x: g.node("HardSigmoid", [wide(g, x)]))
+    single("activation/mish", 18, [img], lambda g, x: g.node("Mish", [wide(g, x)]))
+    single("activation/gelu", 20, [img], lambda g, x: g.node("Gelu", [wide(g, x)]))
+    single("activation/gelu_tanh", 20, [img], lambda g, x: g.node(
+        "Gelu", [wide(g, x)], approximate="tanh"))
+    single("activation/prelu_per_channel", 17, [img], lambda g, x: g.node(
+        "PRelu", [x[0], g.init("prelu.weight", g.rng.uniform(0, 0.5, [4, 1, 1]).astype(np.float32))]))
+    single("activation/prelu_shared", 16, [img], lambda g, x: g.node(
+        "PRelu", [x[0], g.init("slope", np.array([0.25], np.float32))]))
+    # Unary math.
+    for op in ["Exp", "Neg", "Abs", "Erf", "Reciprocal"]:
+        single(f"elementwise/{op.lower()}", 17, [img], lambda g, x, op=op: g.node(op, [x[0]]))
+    for op in ["Log", "Sqrt"]:
+        single(f"elementwise/{op.lower()}", 17, [img], lambda g, x, op=op: g.node(
+            op, [g.node("Abs", [x[0]])]))
+    for name, exponent in [("square", 2.0), ("cube", 3.0), ("inverse", -1.0)]:
+        single(f"elementwise/pow_{name}", 17, [img], lambda g, x, e=exponent: g.node(
+            "Pow", [x[0], g.init("e", np.array(e, np.float32))]))
+    single("elementwise/pow_fraction", 17, [img], lambda g, x: g.node(
+        "Pow", [g.node("Abs", [x[0]]), g.init("e", np.array(0.7, np.float32))]))
+    # Max, Min, Sum and Mean of one, two and three operands.
+    for op in ["Max", "Min"]:
+        single(f"elementwise/{op.lower()}_broadcast", 17, [img, [1, 4, 1, 9]],
+               lambda g, x, op=op: g.node(op, [x[0], x[1]]))
+    for op in ["Sum", "Max", "Min", "Mean"]:
+        single(f"elementwise/{op.lower()}_three", 17, [img, [4, 1, 1], img],
+               lambda g, x, op=op: g.node(op, [x[0], x[1], x[2]]))
+    single("elementwise/sum_one", 17, [img], lambda g, x: g.node("Relu", [g.node("Sum", [x[0]])]))
     # Pooling.
     single("pool/max_pad_stride", 22, [img], lambda g, x: g.node(
         "MaxPool", [x[0]], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]))
@@ -566,16 +602,16 @@ def errors():
     """A model with several nodes nnc rejects, for the every-node report."""
     g = Graph(5)
     x = g.input("x", [1, 4, 8, 8])
-    y = g.node("Erf", [x], name="erf_node")
+    y = g.node("Hardmax", [x], name="hardmax_node")
     z = g.node("Conv", [x, g.weight("w", [4, 4, 3, 3])], name="conv_wrap_pad", auto_pad="SAME_UPPER",
                kernel_shape=[3, 3])
     z = g.node("Pad", [z, g.init("p", np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64))],
                name="pad_wrap", mode="wrap")
     s = g.node("LSTM", [g.node("Reshape", [x, g.init("s", np.array([8, 4, 8], np.int64))])]
                + recurrent_weights(g, 4, 1, 3, 8), ["ly"], name="lstm_clip", hidden_size=3, clip=1.0)
-    # Downstream of the unsupported Erf: a MaxPool with an unsupported
+    # Downstream of the unsupported Hardmax: a MaxPool with an unsupported
     # attribute value, found through the shapes the model annotates.
-    y = g.node("MaxPool", [y], name="pool_after_erf", kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+    y = g.node("MaxPool", [y], name="pool_after_hardmax", kernel_shape=[3, 3], pads=[1, 1, 1, 1],
                storage_order=0, ceil_mode=1, strides=[2, 2], auto_pad="NOTSET", dilations=[1, 1])
     y = g.node("AveragePool", [y], name="avg_pool_dilated", kernel_shape=[2, 2],
                dilations=[2, 2])

@@ -256,10 +256,28 @@ pub fn weight_shapes(op: &Op, x: &TensorType) -> SResult<Vec<WeightSpec>> {
         Op::Lstm(a) => recurrent_weights("lstm", a, 4, x)?,
         Op::Gru(a) => recurrent_weights("gru", a, 3, x)?,
         Op::Constant(a) => vec![spec("value", a.shape.clone(), WeightRole::Constant)],
+        Op::Prelu(a) => {
+            // One slope per channel (dim 1), or one for every element.
+            if a.num_parameters != 1 {
+                let c = channels("prelu")?;
+                if a.num_parameters != c {
+                    return Err(ShapeError::new(
+                        format!(
+                            "`prelu` num_parameters={} does not match the {c} channels of {x}",
+                            a.num_parameters
+                        ),
+                        format!("expected 1 or {c}"),
+                    )
+                    .help("a prelu has one slope, or one per channel (dim 1)"));
+                }
+            }
+            vec![spec("weight", vec![a.num_parameters], WeightRole::Slope)]
+        }
         Op::MatMul | Op::Pad(_) => Vec::new(),
         Op::Input(_)
         | Op::Weight(_)
         | Op::Activation(_)
+        | Op::Unary(_)
         | Op::MaxPool2d(_)
         | Op::AvgPool2d(_)
         | Op::GlobalAvgPool
@@ -846,7 +864,15 @@ fn infer_unchecked(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
             }
             Ok(inputs[0].clone())
         }
-        Op::Activation(_) => unary(op, inputs),
+        Op::Activation(_) | Op::Unary(_) => unary(op, inputs),
+        // The slope's shape was checked with the weights.
+        Op::Prelu(_) => match inputs {
+            [x, _] => Ok((*x).clone()),
+            _ => Err(ShapeError::new(
+                format!("`prelu` expects 2 operands, found {}", inputs.len()),
+                "wrong number of operands",
+            )),
+        },
         Op::Dropout(_) | Op::Identity | Op::Softmax(_) => {
             let ty = unary(op, inputs)?;
             if let Op::Softmax(a) = op {

@@ -220,6 +220,8 @@ fn receptive_field(op: &Op, input: ReceptiveField, rank: usize) -> ReceptiveFiel
         }
         Op::BatchNorm(_)
         | Op::Activation(_)
+        | Op::Unary(_)
+        | Op::Prelu(_)
         | Op::Binary(_)
         | Op::Concat(_)
         | Op::Dropout(_)
@@ -309,7 +311,7 @@ fn flops(op: &Op, x: &[usize], out: &[usize]) -> u64 {
         Op::Elementwise(a) => a.steps.len() as u64 * n_out,
         Op::BatchNorm(_) => 2 * n_out,
         Op::GroupNorm(_) | Op::LayerNorm(_) | Op::InstanceNorm(_) => 5 * n_out,
-        Op::Activation(_) | Op::Binary(_) => n_out,
+        Op::Activation(_) | Op::Unary(_) | Op::Prelu(_) | Op::Binary(_) => n_out,
         Op::MaxPool2d(a) => n_out * (a.kernel[0] * a.kernel[1]) as u64,
         Op::AvgPool2d(a) => n_out * (a.kernel[0] * a.kernel[1]) as u64,
         Op::GlobalAvgPool => product(x),

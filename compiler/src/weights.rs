@@ -14,6 +14,7 @@
 //! | batch-norm running mean | `U(-0.5, 0.5)` |
 //! | batch-norm running variance | `U(0.5, 1.5)` |
 //! | `constant` value | `U(-1, 1)` |
+//! | `prelu` slope | `U(0, 0.5)` |
 //!
 //! BN statistics are deliberately not the trivial (0, 1, 1, 0), so tests
 //! that fold BN into convolutions exercise every term of the formula.
@@ -54,6 +55,7 @@ pub fn init_range(role: WeightRole) -> (f32, f32) {
         WeightRole::RunningMean => (-0.5, 0.5),
         WeightRole::RunningVar => (0.5, 1.5),
         WeightRole::Constant => (-1.0, 1.0),
+        WeightRole::Slope => (0.0, 0.5),
     }
 }
 

@@ -3,7 +3,9 @@
 //! `softmax`.
 
 use nnc_compiler::interp::{self, InterpError};
-use nnc_compiler::ir::{Activation, BinaryOp, DropoutAttrs, DropoutMode, SoftmaxAttrs};
+use nnc_compiler::ir::{
+    Activation, BinaryOp, DropoutAttrs, DropoutMode, SoftmaxAttrs, UnaryFunction,
+};
 use nnc_runtime::Tensor;
 use nnc_tests::{assert_near, tensor};
 use rand::{Rng, SeedableRng};
@@ -135,6 +137,53 @@ fn more_activations_at_known_points() {
         let y = at(act, &[f32::NAN]);
         assert!(y.data()[0].is_nan(), "{} of NaN", act.name());
     }
+}
+
+/// Unary math at known points, and the binary maximum and minimum, which
+/// propagate NaN as torch.maximum does.
+#[test]
+fn unary_math_and_binary_extremes() {
+    let at = |f: UnaryFunction, xs: &[f32]| interp::unary(&tensor(&[xs.len()], xs), f);
+    let ln2 = 2f32.ln();
+    assert_near(&at(UnaryFunction::Exp, &[0.0, ln2]), &[2], &[1.0, 2.0]);
+    let y = at(UnaryFunction::Log, &[1.0, 4.0]);
+    assert_near(&y, &[2], &[0.0, 2.0 * ln2]);
+    assert_eq!(at(UnaryFunction::Log, &[0.0]).data()[0], f32::NEG_INFINITY);
+    assert!(at(UnaryFunction::Log, &[-1.0]).data()[0].is_nan());
+    assert_near(&at(UnaryFunction::Sqrt, &[9.0, 0.25]), &[2], &[3.0, 0.5]);
+    assert_near(
+        &at(UnaryFunction::Reciprocal, &[4.0, -0.5]),
+        &[2],
+        &[0.25, -2.0],
+    );
+    assert_near(&at(UnaryFunction::Neg, &[3.0, -0.0]), &[2], &[-3.0, 0.0]);
+    assert_near(&at(UnaryFunction::Abs, &[-3.0, 2.0]), &[2], &[3.0, 2.0]);
+    // erf(1) = 0.8427007929, odd.
+    let y = at(UnaryFunction::Erf, &[1.0, -1.0, 0.0]);
+    assert_near(&y, &[3], &[0.842_700_8, -0.842_700_8, 0.0]);
+    let y = at(UnaryFunction::Pow { exponent: 3.0 }, &[-2.0, 0.5]);
+    assert_near(&y, &[2], &[-8.0, 0.125]);
+    let y = at(UnaryFunction::Pow { exponent: 0.5 }, &[16.0]);
+    assert_near(&y, &[1], &[4.0]);
+    let a = tensor(&[3], &[1.0, -2.0, f32::NAN]);
+    let b = tensor(&[3], &[0.5, 3.0, 0.0]);
+    let hi = interp::binary(BinaryOp::Maximum, &a, &b).unwrap();
+    let lo = interp::binary(BinaryOp::Minimum, &a, &b).unwrap();
+    assert_eq!(&hi.data()[..2], &[1.0, 3.0]);
+    assert_eq!(&lo.data()[..2], &[0.5, -2.0]);
+    assert!(hi.data()[2].is_nan() && lo.data()[2].is_nan());
+}
+
+/// `prelu` scales negatives by the slope of their channel (dim 1), or by
+/// one shared slope.
+#[test]
+fn prelu_slopes_per_channel_or_shared() {
+    let x = tensor(&[1, 2, 2], &[-2., 3., -4., 5.]);
+    let per_channel = interp::prelu(&x, &tensor(&[2], &[0.5, 0.25])).unwrap();
+    assert_near(&per_channel, &[1, 2, 2], &[-1., 3., -1., 5.]);
+    let shared = interp::prelu(&x, &tensor(&[1], &[0.1])).unwrap();
+    assert_near(&shared, &[1, 2, 2], &[-0.2, 3., -0.4, 5.]);
+    assert!(interp::prelu(&x, &tensor(&[3], &[0.1, 0.2, 0.3])).is_err());
 }
 
 // ------------------------------------------------------------- dropout, identity

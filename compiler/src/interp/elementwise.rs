@@ -6,7 +6,9 @@
 use nnc_runtime::{format_shape, Tensor};
 
 use super::error::{operands, InterpError};
-use crate::ir::{Activation, BinaryOp, DropoutAttrs, DropoutMode, SELU_ALPHA, SELU_SCALE};
+use crate::ir::{
+    Activation, BinaryOp, DropoutAttrs, DropoutMode, UnaryFunction, SELU_ALPHA, SELU_SCALE,
+};
 
 /// An activation, element by element (see [`activation_scalar`]).
 pub fn activation(x: &Tensor, act: Activation) -> Tensor {
@@ -67,6 +69,63 @@ pub fn activation_scalar(act: Activation, v: f32) -> f32 {
     }
 }
 
+/// `prelu`: `x` where `x >= 0`, else `weight[c] * x` for the channel `c`
+/// (dim 1) of each element; one weight applies to every element.
+pub fn prelu(x: &Tensor, weight: &Tensor) -> Result<Tensor, InterpError> {
+    let w = weight.data();
+    let channels = x.shape().get(1).copied().unwrap_or(1);
+    if w.len() != 1 && w.len() != channels {
+        return Err(operands(
+            "prelu",
+            format!(
+                "{} slopes for {} with {channels} channels",
+                w.len(),
+                format_shape(x.shape())
+            ),
+        ));
+    }
+    // Elements per channel: the product of the dims after the first two.
+    let plane: usize = x.shape().iter().skip(2).product();
+    let mut out = x.clone();
+    for (i, v) in out.data_mut().iter_mut().enumerate() {
+        let c = if w.len() == 1 {
+            0
+        } else {
+            i / plane % channels
+        };
+        *v = prelu_scalar(*v, w[c]);
+    }
+    Ok(out)
+}
+
+/// `x` where `x >= 0`, else `x * slope`.
+pub fn prelu_scalar(x: f32, slope: f32) -> f32 {
+    if x >= 0.0 {
+        x
+    } else {
+        x * slope
+    }
+}
+
+/// Unary math, element by element (see [`unary_scalar`]).
+pub fn unary(x: &Tensor, f: UnaryFunction) -> Tensor {
+    map(x, |v| unary_scalar(f, v))
+}
+
+/// One unary function of one value, by the library definitions.
+pub fn unary_scalar(f: UnaryFunction, v: f32) -> f32 {
+    match f {
+        UnaryFunction::Exp => v.exp(),
+        UnaryFunction::Log => v.ln(),
+        UnaryFunction::Sqrt => v.sqrt(),
+        UnaryFunction::Reciprocal => 1.0 / v,
+        UnaryFunction::Neg => -v,
+        UnaryFunction::Abs => v.abs(),
+        UnaryFunction::Erf => libm::erf(f64::from(v)) as f32,
+        UnaryFunction::Pow { exponent } => v.powf(exponent),
+    }
+}
+
 /// `x` if `x > 0`, else `alpha * (exp(x) - 1)`, in double precision.
 fn elu(v: f32, alpha: f32) -> f32 {
     if v > 0.0 {
@@ -117,6 +176,20 @@ pub fn binary_scalar(op: BinaryOp, p: f32, q: f32) -> f32 {
         BinaryOp::Sub => p - q,
         BinaryOp::Mul => p * q,
         BinaryOp::Div => p / q,
+        BinaryOp::Maximum => {
+            if p.is_nan() || q.is_nan() {
+                f32::NAN
+            } else {
+                p.max(q)
+            }
+        }
+        BinaryOp::Minimum => {
+            if p.is_nan() || q.is_nan() {
+                f32::NAN
+            } else {
+                p.min(q)
+            }
+        }
     }
 }
 

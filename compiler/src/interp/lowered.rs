@@ -10,7 +10,9 @@ use nnc_runtime::{format_shape, Tensor};
 
 use super::check::{dims4, positive_pair, presence, shape_is, valid_range, Window};
 use super::conv::conv2d;
-use super::elementwise::{activation, add, binary, broadcast_shape, broadcast_to};
+use super::elementwise::{
+    activation, add, binary, broadcast_shape, broadcast_to, prelu_scalar, unary,
+};
 use super::error::{operands, InterpError};
 use crate::ir::winograd::Transform;
 use crate::ir::{
@@ -76,6 +78,15 @@ pub fn elementwise(x: &[&Tensor], a: &ElementwiseAttrs) -> Result<Tensor, Interp
         };
         acc = match *step {
             ElementwiseStep::Binary(op, i) => binary(op, &acc, operand(i)?)?,
+            ElementwiseStep::Unary(f) => unary(&acc, f),
+            ElementwiseStep::Prelu(i) => {
+                let slope = broadcast_to(operand(i)?, acc.shape())?;
+                let mut out = acc.clone();
+                for (v, s) in out.data_mut().iter_mut().zip(slope.data()) {
+                    *v = prelu_scalar(*v, *s);
+                }
+                out
+            }
             ElementwiseStep::Activation(act) => activate(act, &acc),
         };
     }

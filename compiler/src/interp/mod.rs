@@ -33,6 +33,7 @@ use crate::ir::{Graph, Node, NodeId, Op};
 pub use conv::{conv2d, conv_transpose2d};
 pub use elementwise::{
     activation, activation_scalar, add, binary, binary_scalar, broadcast_shape, dropout, identity,
+    prelu, unary, unary_scalar,
 };
 pub use error::InterpError;
 pub use linear::linear;
@@ -223,7 +224,12 @@ fn eval_node<'a>(
             arity(node, x, 1 + 2 * usize::from(a.affine))?;
             owned(instance_norm(x[0], x.get(1).copied(), x.get(2).copied(), a))
         }
-        Op::Activation(a) => unary(node, x, |t| activation(t, *a)),
+        Op::Activation(a) => one_operand(node, x, |t| activation(t, *a)),
+        Op::Unary(f) => one_operand(node, x, |t| unary(t, *f)),
+        Op::Prelu(_) => {
+            arity(node, x, 2)?;
+            owned(prelu(x[0], x[1]))
+        }
         Op::MaxPool2d(a) => {
             arity(node, x, 1)?;
             owned(max_pool2d(x[0], a))
@@ -270,7 +276,7 @@ fn eval_node<'a>(
             arity(node, x, 1)?;
             owned(dropout(x[0], a))
         }
-        Op::Identity => unary(node, x, identity),
+        Op::Identity => one_operand(node, x, identity),
         Op::Rnn(a) => {
             arity(node, x, recurrent_operands(a, 1))?;
             owned(rnn(x[0], &x[1..], a))
@@ -316,7 +322,7 @@ fn eval_node<'a>(
             arity(node, x, 1)?;
             owned(pad(x[0], a))
         }
-        Op::Constant(_) => unary(node, x, identity),
+        Op::Constant(_) => one_operand(node, x, identity),
         Op::Gru(a) => {
             arity(node, x, recurrent_operands(a, 3))?;
             owned(gru(x[0], &x[1..], a))
@@ -363,7 +369,7 @@ fn arity(node: &Node, x: &[&Tensor], expected: usize) -> Result<(), InterpError>
 }
 
 /// Applies an infallible one-operand kernel.
-fn unary<'a>(
+fn one_operand<'a>(
     node: &Node,
     x: &[&Tensor],
     kernel: impl Fn(&Tensor) -> Tensor,

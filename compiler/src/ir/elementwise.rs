@@ -1,6 +1,6 @@
 //! The elementwise functions of the IR, each a closed class with one
 //! table: activations (which can also end a producer's [`Epilogue`]), unary
-//! math, binary arithmetic with broadcasting, and reductions.
+//! math, and binary arithmetic with broadcasting.
 //!
 //! Each class is one `Op` variant (`Op::Activation(Activation)`, ...), as
 //! naga's `Expression::Math { fun }`: adding a function to a class adds a
@@ -158,6 +158,83 @@ impl Activation {
     }
 }
 
+/// An elementwise function of one value (unary math): the op of the same
+/// name, or a step of an [`ElementwiseAttrs`] chain.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UnaryFunction {
+    Exp,
+    /// The natural logarithm; `log(0) = -inf`, NaN below 0.
+    Log,
+    Sqrt,
+    /// `1 / x`.
+    Reciprocal,
+    Neg,
+    Abs,
+    Erf,
+    /// `x ^ exponent` for a constant exponent (`powf`: NaN for a negative
+    /// `x` and a non-integer exponent).
+    Pow {
+        exponent: f32,
+    },
+}
+
+impl UnaryFunction {
+    /// Every function, with its attributes at their DSL defaults.
+    pub const ALL: [UnaryFunction; 8] = [
+        UnaryFunction::Exp,
+        UnaryFunction::Log,
+        UnaryFunction::Sqrt,
+        UnaryFunction::Reciprocal,
+        UnaryFunction::Neg,
+        UnaryFunction::Abs,
+        UnaryFunction::Erf,
+        UnaryFunction::Pow { exponent: 2.0 },
+    ];
+
+    /// The name used in `.nn` files and IR dumps (PyTorch's).
+    pub fn name(self) -> &'static str {
+        match self {
+            UnaryFunction::Exp => "exp",
+            UnaryFunction::Log => "log",
+            UnaryFunction::Sqrt => "sqrt",
+            UnaryFunction::Reciprocal => "reciprocal",
+            UnaryFunction::Neg => "neg",
+            UnaryFunction::Abs => "abs",
+            UnaryFunction::Erf => "erf",
+            UnaryFunction::Pow { .. } => "pow",
+        }
+    }
+
+    /// The function called `name`, with its default attributes.
+    pub fn from_name(name: &str) -> Option<UnaryFunction> {
+        UnaryFunction::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// Its attributes as `name=value` pairs in the DSL's spelling.
+    pub fn attributes(self) -> Vec<(&'static str, String)> {
+        match self {
+            UnaryFunction::Exp
+            | UnaryFunction::Log
+            | UnaryFunction::Sqrt
+            | UnaryFunction::Reciprocal
+            | UnaryFunction::Neg
+            | UnaryFunction::Abs
+            | UnaryFunction::Erf => vec![],
+            UnaryFunction::Pow { exponent } => vec![("exponent", format!("{exponent:?}"))],
+        }
+    }
+
+    /// The printed form: `exp`, `pow(3.0)`.
+    pub fn describe(self) -> String {
+        let values: Vec<String> = self.attributes().into_iter().map(|(_, v)| v).collect();
+        if values.is_empty() {
+            self.name().to_string()
+        } else {
+            format!("{}({})", self.name(), values.join(", "))
+        }
+    }
+}
+
 /// An elementwise binary operation with NumPy broadcasting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BinaryOp {
@@ -166,11 +243,22 @@ pub enum BinaryOp {
     Mul,
     /// IEEE division: dividing by zero gives an infinity or NaN.
     Div,
+    /// The larger of the two; NaN if either is NaN (`torch.maximum`).
+    Maximum,
+    /// The smaller of the two; NaN if either is NaN (`torch.minimum`).
+    Minimum,
 }
 
 impl BinaryOp {
     /// Every binary operation.
-    pub const ALL: [BinaryOp; 4] = [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div];
+    pub const ALL: [BinaryOp; 6] = [
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Div,
+        BinaryOp::Maximum,
+        BinaryOp::Minimum,
+    ];
 
     /// The name used in `.nn` files and IR dumps.
     pub fn name(self) -> &'static str {
@@ -179,6 +267,8 @@ impl BinaryOp {
             BinaryOp::Sub => "sub",
             BinaryOp::Mul => "mul",
             BinaryOp::Div => "div",
+            BinaryOp::Maximum => "maximum",
+            BinaryOp::Minimum => "minimum",
         }
     }
 
@@ -191,7 +281,7 @@ impl BinaryOp {
     /// either operand.
     pub fn is_commutative(self) -> bool {
         match self {
-            BinaryOp::Add | BinaryOp::Mul => true,
+            BinaryOp::Add | BinaryOp::Mul | BinaryOp::Maximum | BinaryOp::Minimum => true,
             BinaryOp::Sub | BinaryOp::Div => false,
         }
     }
@@ -237,14 +327,18 @@ pub enum ElementwiseStep {
     /// `acc = acc op operand[i]` (broadcast).
     Binary(BinaryOp, usize),
     Activation(Activation),
+    Unary(UnaryFunction),
+    /// `acc` where `acc >= 0`, else `acc * operand[i]` (the slope of a
+    /// `prelu`, broadcast).
+    Prelu(usize),
 }
 
 impl ElementwiseStep {
     /// The operand the step reads besides the accumulator, if any.
     pub fn operand(self) -> Option<usize> {
         match self {
-            ElementwiseStep::Binary(_, i) => Some(i),
-            ElementwiseStep::Activation(_) => None,
+            ElementwiseStep::Binary(_, i) | ElementwiseStep::Prelu(i) => Some(i),
+            ElementwiseStep::Activation(_) | ElementwiseStep::Unary(_) => None,
         }
     }
 
@@ -253,6 +347,8 @@ impl ElementwiseStep {
         match self {
             ElementwiseStep::Binary(op, i) => format!("{}(${i})", op.name()),
             ElementwiseStep::Activation(act) => act.describe(),
+            ElementwiseStep::Unary(f) => f.describe(),
+            ElementwiseStep::Prelu(i) => format!("prelu(${i})"),
         }
     }
 }

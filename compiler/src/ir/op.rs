@@ -4,7 +4,7 @@
 //! normalised, pairs expanded to `[h, w]`. Adding a variant must break every
 //! `match` that needs to handle it, so matches on `Op` never use `_ =>`.
 
-use super::elementwise::{Activation, BinaryOp, ElementwiseAttrs, Epilogue};
+use super::elementwise::{Activation, BinaryOp, ElementwiseAttrs, Epilogue, UnaryFunction};
 
 /// Which parameter of its op a weight is; decides its seeded initialisation
 /// (see `crate::weights`) and how passes treat it.
@@ -25,6 +25,8 @@ pub enum WeightRole {
     /// The value of a `constant` (an imported ONNX initializer that no op
     /// owns).
     Constant,
+    /// The negative slope of a `prelu`.
+    Slope,
 }
 
 /// `input name: dtype[shape]`.
@@ -114,6 +116,14 @@ pub struct LayerNormAttrs {
 pub struct InstanceNormAttrs {
     pub eps: f32,
     pub affine: bool,
+}
+
+/// `prelu`: `x` where `x >= 0`, else `weight[c] * x` for channel `c` (dim
+/// 1; every element shares `weight[0]` when `num_parameters` is 1).
+/// Inputs: `x`, `weight [num_parameters]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PreluAttrs {
+    pub num_parameters: usize,
 }
 
 /// `max_pool2d`. Padding counts as `-inf`.
@@ -478,6 +488,9 @@ pub enum Op {
     InstanceNorm(InstanceNormAttrs),
     /// An elementwise activation (`relu`, `sigmoid`, ...).
     Activation(Activation),
+    /// Elementwise unary math (`exp`, `sqrt`, ...).
+    Unary(UnaryFunction),
+    Prelu(PreluAttrs),
     MaxPool2d(MaxPool2dAttrs),
     AvgPool2d(AvgPool2dAttrs),
     /// Mean over `H, W`: `[N, C, H, W] -> [N, C, 1, 1]`.
@@ -532,6 +545,8 @@ impl Op {
             | Op::LayerNorm(_)
             | Op::InstanceNorm(_)
             | Op::Activation(_)
+            | Op::Unary(_)
+            | Op::Prelu(_)
             | Op::MaxPool2d(_)
             | Op::AvgPool2d(_)
             | Op::GlobalAvgPool
@@ -573,6 +588,8 @@ impl Op {
             | Op::LayerNorm(_)
             | Op::InstanceNorm(_)
             | Op::Activation(_)
+            | Op::Unary(_)
+            | Op::Prelu(_)
             | Op::MaxPool2d(_)
             | Op::AvgPool2d(_)
             | Op::GlobalAvgPool
@@ -609,6 +626,8 @@ impl Op {
             Op::LayerNorm(_) => "layer_norm",
             Op::InstanceNorm(_) => "instance_norm",
             Op::Activation(a) => a.name(),
+            Op::Unary(f) => f.name(),
+            Op::Prelu(_) => "prelu",
             Op::MaxPool2d(_) => "max_pool2d",
             Op::AvgPool2d(_) => "avg_pool2d",
             Op::GlobalAvgPool => "global_avg_pool",
@@ -705,6 +724,8 @@ impl Op {
             Op::InstanceNorm(a) => vec![("eps", float(a.eps)), ("affine", a.affine.to_string())],
             Op::GlobalAvgPool | Op::Binary(_) | Op::Identity => vec![],
             Op::Activation(a) => a.attributes(),
+            Op::Unary(f) => f.attributes(),
+            Op::Prelu(a) => vec![("num_parameters", a.num_parameters.to_string())],
             Op::MaxPool2d(a) => vec![
                 ("kernel", pair(a.kernel)),
                 ("stride", pair(a.stride)),

@@ -23,7 +23,8 @@ enum Arity {
 }
 
 /// The ops of the language other than the elementwise classes
-/// ([`Activation`], [`BinaryOp`]), with their tensor arity. The names here
+/// ([`Activation`], [`UnaryFunction`], [`BinaryOp`]), with their tensor
+/// arity. The names here
 /// are the names users write; `build` below turns each into an `Op`.
 const OPS: &[(&str, Arity)] = &[
     ("conv2d", Arity::Exactly(1)),
@@ -50,6 +51,7 @@ const OPS: &[(&str, Arity)] = &[
     ("pad", Arity::Exactly(1)),
     ("constant", Arity::Exactly(0)),
     ("gru", Arity::Between(1, 2)),
+    ("prelu", Arity::Exactly(1)),
 ];
 
 /// The names of all ops, for "did you mean" suggestions.
@@ -57,6 +59,7 @@ pub fn op_names() -> impl Iterator<Item = &'static str> {
     OPS.iter()
         .map(|(name, _)| *name)
         .chain(Activation::ALL.iter().map(|a| a.name()))
+        .chain(UnaryFunction::ALL.iter().map(|f| f.name()))
         .chain(BinaryOp::ALL.iter().map(|b| b.name()))
 }
 
@@ -67,7 +70,7 @@ pub fn is_op(name: &str) -> bool {
 
 /// The tensor arity of the op `name`.
 fn arity(name: &str) -> Option<Arity> {
-    if Activation::from_name(name).is_some() {
+    if Activation::from_name(name).is_some() || UnaryFunction::from_name(name).is_some() {
         Some(Arity::Exactly(1))
     } else if BinaryOp::from_name(name).is_some() {
         Some(Arity::Exactly(2))
@@ -445,6 +448,9 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
     if let Some(act) = Activation::from_name(name) {
         return Some(Op::Activation(activation(act, r)));
     }
+    if let Some(f) = UnaryFunction::from_name(name) {
+        return Some(Op::Unary(unary(f, r)));
+    }
     if let Some(op) = BinaryOp::from_name(name) {
         return Some(Op::Binary(op));
     }
@@ -698,6 +704,9 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
                 value: r.float("value", 0.0),
             })
         }
+        "prelu" => Op::Prelu(PreluAttrs {
+            num_parameters: r.count("num_parameters", 1, 1),
+        }),
         "constant" => {
             let shape = match r.ints("shape") {
                 Some(s) if s.iter().all(|&d| d >= 1) => s.iter().map(|&d| d as usize).collect(),
@@ -729,6 +738,22 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
         }
     };
     Some(op)
+}
+
+/// `f` with the attributes written at the call.
+fn unary(f: UnaryFunction, r: &mut AttrReader<'_>) -> UnaryFunction {
+    match f {
+        UnaryFunction::Exp
+        | UnaryFunction::Log
+        | UnaryFunction::Sqrt
+        | UnaryFunction::Reciprocal
+        | UnaryFunction::Neg
+        | UnaryFunction::Abs
+        | UnaryFunction::Erf => f,
+        UnaryFunction::Pow { .. } => UnaryFunction::Pow {
+            exponent: r.required_float("exponent", "2.0"),
+        },
+    }
 }
 
 /// `act` with the attributes written at the call (each defaulting to the

@@ -225,7 +225,8 @@ fn try_bias(
                 | WeightRole::NormBias
                 | WeightRole::RunningMean
                 | WeightRole::RunningVar
-                | WeightRole::Constant => 1,
+                | WeightRole::Constant
+                | WeightRole::Slope => 1,
             },
             _ => 1,
         };
@@ -314,6 +315,9 @@ fn step_of(op: &Op) -> Option<ElementwiseStep> {
     match *op {
         Op::Binary(b) => Some(ElementwiseStep::Binary(b, 0)),
         Op::Activation(act) => Some(ElementwiseStep::Activation(act)),
+        Op::Unary(f) => Some(ElementwiseStep::Unary(f)),
+        // A prelu's slope broadcasts along the channel dim, not NumPy's
+        // way, so it stays a kernel of its own.
         _ => None,
     }
 }
@@ -322,7 +326,8 @@ fn step_of(op: &Op) -> Option<ElementwiseStep> {
 fn with_operand(step: ElementwiseStep, index: usize) -> ElementwiseStep {
     match step {
         ElementwiseStep::Binary(op, _) => ElementwiseStep::Binary(op, index),
-        act @ ElementwiseStep::Activation(_) => act,
+        ElementwiseStep::Prelu(_) => ElementwiseStep::Prelu(index),
+        unary @ (ElementwiseStep::Activation(_) | ElementwiseStep::Unary(_)) => unary,
     }
 }
 
@@ -343,7 +348,8 @@ fn fuse_chains(graph: &mut Graph) -> Result<usize, PassError> {
         // `acc - x` and `acc / x` continue only their first operand.
         let ordered = match step {
             ElementwiseStep::Binary(op, _) => !op.is_commutative(),
-            ElementwiseStep::Activation(_) => false,
+            ElementwiseStep::Prelu(_) => true,
+            ElementwiseStep::Activation(_) | ElementwiseStep::Unary(_) => false,
         };
         let Some(slot) = operands.iter().enumerate().position(|(slot, &o)| {
             let op = &graph.node(o).op;
@@ -363,7 +369,7 @@ fn fuse_chains(graph: &mut Graph) -> Result<usize, PassError> {
         let mut attrs = attrs.clone();
         let mut inputs = graph.node(chain).inputs().to_vec();
         let step = match step {
-            ElementwiseStep::Binary(..) => {
+            ElementwiseStep::Binary(..) | ElementwiseStep::Prelu(_) => {
                 let other = operands[1 - slot];
                 // Operand 0 is the accumulator's start, so an operand equal
                 // to it still needs a slot of its own.
@@ -376,7 +382,7 @@ fn fuse_chains(graph: &mut Graph) -> Result<usize, PassError> {
                 };
                 with_operand(step, index)
             }
-            ElementwiseStep::Activation(act) => ElementwiseStep::Activation(act),
+            unary @ (ElementwiseStep::Activation(_) | ElementwiseStep::Unary(_)) => unary,
         };
         attrs.steps.push(step);
         let ty = graph.node(id).ty.clone();

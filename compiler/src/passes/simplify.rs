@@ -86,6 +86,8 @@ pub fn simplify(graph: &mut Graph, weights: &mut WeightSet) -> Result<PassReport
             | Op::LayerNorm(_)
             | Op::InstanceNorm(_)
             | Op::Activation(_)
+            | Op::Unary(_)
+            | Op::Prelu(_)
             | Op::MaxPool2d(_)
             | Op::AvgPool2d(_)
             | Op::GlobalAvgPool

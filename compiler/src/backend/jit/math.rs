@@ -3,7 +3,7 @@
 //! the activations of fused epilogues.
 
 use super::Emit;
-use crate::ir::{Activation, BinaryOp, SELU_ALPHA, SELU_SCALE};
+use crate::ir::{Activation, BinaryOp, UnaryFunction, SELU_ALPHA, SELU_SCALE};
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Type, Value};
 
@@ -403,12 +403,102 @@ impl Emit<'_> {
     }
 
     /// A binary operation, lane-wise.
-    pub fn binary(&mut self, _ty: Type, op: BinaryOp, a: Value, b: Value) -> Value {
+    pub fn binary(&mut self, op: BinaryOp, a: Value, b: Value) -> Value {
         match op {
             BinaryOp::Add => self.b.ins().fadd(a, b),
             BinaryOp::Sub => self.b.ins().fsub(a, b),
             BinaryOp::Mul => self.b.ins().fmul(a, b),
             BinaryOp::Div => self.b.ins().fdiv(a, b),
+            // Cranelift's fmax and fmin propagate NaN, as torch.maximum does.
+            BinaryOp::Maximum => self.b.ins().fmax(a, b),
+            BinaryOp::Minimum => self.b.ins().fmin(a, b),
         }
+    }
+
+    /// `a` where `a >= 0`, else `a * slope`.
+    pub fn prelu(&mut self, ty: Type, a: Value, slope: Value) -> Value {
+        let scaled = self.b.ins().fmul(a, slope);
+        let zero = self.f(ty, 0.0);
+        let ge = self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, a, zero);
+        self.select(ty, ge, a, scaled)
+    }
+
+    /// A unary function, lane-wise.
+    pub fn unary(&mut self, ty: Type, f: UnaryFunction, x: Value) -> Value {
+        match f {
+            UnaryFunction::Exp => self.exp_unclamped(ty, x),
+            UnaryFunction::Log => self.log(ty, x),
+            UnaryFunction::Sqrt => self.b.ins().sqrt(x),
+            UnaryFunction::Reciprocal => {
+                let one = self.f(ty, 1.0);
+                self.b.ins().fdiv(one, x)
+            }
+            UnaryFunction::Neg => self.b.ins().fneg(x),
+            UnaryFunction::Abs => self.b.ins().fabs(x),
+            UnaryFunction::Erf => self.erf(ty, x),
+            UnaryFunction::Pow { exponent } => self.pow(ty, x, exponent),
+        }
+    }
+
+    /// `exp(x)` with the IEEE results outside the polynomial's range: 0
+    /// below -104 (where even subnormals underflow), infinity above 88.7.
+    fn exp_unclamped(&mut self, ty: Type, x: Value) -> Value {
+        let e = self.exp(ty, x);
+        let lo = self.f(ty, -87.3);
+        let below = self.b.ins().fcmp(FloatCC::LessThan, x, lo);
+        // Between -104 and -87.3 the result is subnormal; flushing it to 0
+        // is within the tolerance of any use nnc has.
+        let zero = self.f(ty, 0.0);
+        let e = self.select(ty, below, zero, e);
+        let hi = self.f(ty, 88.72);
+        let above = self.b.ins().fcmp(FloatCC::GreaterThan, x, hi);
+        let inf = self.f(ty, f32::INFINITY);
+        self.select(ty, above, inf, e)
+    }
+
+    /// `x ^ c` for a constant `c`: repeated multiplication for an integer
+    /// `|c| <= 64` (exact for negative `x`), `sqrt` for 1/2, else
+    /// `exp(c ln x)`, which is NaN for a negative `x` as `powf` is.
+    fn pow(&mut self, ty: Type, x: Value, c: f32) -> Value {
+        if c == 0.5 {
+            return self.b.ins().sqrt(x);
+        }
+        if c.fract() == 0.0 && c.abs() <= 64.0 {
+            let mut n = c.abs() as u32;
+            let mut result: Option<Value> = None;
+            let mut base = x;
+            while n > 0 {
+                if n & 1 == 1 {
+                    result = Some(match result {
+                        Some(r) => self.b.ins().fmul(r, base),
+                        None => base,
+                    });
+                }
+                n >>= 1;
+                if n > 0 {
+                    base = self.b.ins().fmul(base, base);
+                }
+            }
+            let r = match result {
+                Some(r) => r,
+                None => self.f(ty, 1.0),
+            };
+            return if c < 0.0 {
+                let one = self.f(ty, 1.0);
+                self.b.ins().fdiv(one, r)
+            } else {
+                r
+            };
+        }
+        let l = self.log(ty, x);
+        let k = self.f(ty, c);
+        let t = self.b.ins().fmul(l, k);
+        let r = self.exp_unclamped(ty, t);
+        // 0^c: 0 for c > 0, infinity for c < 0 (ln 0 = -inf gives NaN
+        // through the clamped exp otherwise).
+        let zero = self.f(ty, 0.0);
+        let is_zero = self.b.ins().fcmp(FloatCC::Equal, x, zero);
+        let at_zero = self.f(ty, if c > 0.0 { 0.0 } else { f32::INFINITY });
+        self.select(ty, is_zero, at_zero, r)
     }
 }

@@ -23,6 +23,19 @@ pub fn build(op: &Op, ops: Operands<'_>, consts: &mut Consts) -> Result<Kernel, 
     let steps: Vec<ElementwiseStep> = match op {
         Op::Binary(b) => vec![ElementwiseStep::Binary(*b, 1)],
         Op::Activation(act) => vec![ElementwiseStep::Activation(*act)],
+        Op::Unary(f) => vec![ElementwiseStep::Unary(*f)],
+        Op::Prelu(_) => {
+            // The slope `[C]` (or `[1]`) broadcasts along dim 1: `[C, 1, ...]`.
+            let rank = inputs[0].shape.len();
+            if let Some(slope) = inputs.get_mut(1) {
+                let mut shape = slope.shape.clone();
+                if shape.len() == 1 && shape[0] > 1 {
+                    shape.extend(std::iter::repeat_n(1, rank.saturating_sub(2)));
+                }
+                slope.shape = shape;
+            }
+            vec![ElementwiseStep::Prelu(1)]
+        }
         Op::Elementwise(a) => a.steps.clone(),
         Op::Dropout(a) => {
             inputs.truncate(1);
@@ -205,8 +218,10 @@ pub fn chain(inputs: Vec<Buf>, steps: Vec<ElementwiseStep>, out: Buf) -> Kernel 
                     let mut acc = values[0];
                     for step in &steps {
                         acc = match *step {
-                            ElementwiseStep::Binary(op, j) => e.binary(ty, op, acc, values[j]),
+                            ElementwiseStep::Binary(op, j) => e.binary(op, acc, values[j]),
                             ElementwiseStep::Activation(act) => e.activation(ty, act, acc),
+                            ElementwiseStep::Unary(f) => e.unary(ty, f, acc),
+                            ElementwiseStep::Prelu(j) => e.prelu(ty, acc, values[j]),
                         };
                     }
                     let idx = e.add(out_off, i);

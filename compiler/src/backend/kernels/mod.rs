@@ -251,7 +251,13 @@ pub fn is_view(op: &Op) -> bool {
 pub fn can_run_in_place(op: &Op) -> bool {
     matches!(
         op,
-        Op::Activation(_) | Op::Binary(_) | Op::Elementwise(_) | Op::Dropout(_) | Op::BatchNorm(_)
+        Op::Activation(_)
+            | Op::Unary(_)
+            | Op::Prelu(_)
+            | Op::Binary(_)
+            | Op::Elementwise(_)
+            | Op::Dropout(_)
+            | Op::BatchNorm(_)
     )
 }
 
@@ -271,6 +277,8 @@ pub fn build(
         }
         Op::Dropout(a) if a.mode == crate::ir::DropoutMode::Inverted => return Ok(None),
         Op::Activation(_)
+        | Op::Unary(_)
+        | Op::Prelu(_)
         | Op::Binary(_)
         | Op::Elementwise(_)
         | Op::Dropout(_)

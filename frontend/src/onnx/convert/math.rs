@@ -43,6 +43,118 @@ impl Converter<'_> {
         one(self.emit(target, dsl, &[x.0], keywords, x.1))
     }
 
+    /// Sum, Max, Min and Mean of any number of operands with broadcasting:
+    /// a chain of the binary `.nn` op `dsl` (`add`, `maximum`, `minimum`),
+    /// then for Mean a `mul` by `1/n`.
+    pub(super) fn variadic(&mut self, node: &NodeProto, dsl: &str, mean: bool) -> Outputs {
+        let n = node.input.len();
+        if n == 0 {
+            return Err("it needs at least one input".into());
+        }
+        if n == 2 && !mean {
+            return self.binary(node, dsl);
+        }
+        let base = self.binding(node, None);
+        let mut acc = self.dynamic(node, 0)?;
+        for i in 1..n {
+            let x = self.dynamic(node, i)?;
+            let shape = broadcast_dims(&acc.1, &x.1)
+                .ok_or_else(|| format!("shapes {:?} and {:?} do not broadcast", acc.1, x.1))?;
+            let target = if i == n - 1 && !mean {
+                base.clone()
+            } else {
+                self.helper(&base, &format!("{dsl}{i}"))
+            };
+            self.emit(target.clone(), dsl, &[acc.0, x.0], vec![], shape.clone());
+            acc = (target, shape);
+        }
+        if mean {
+            let scale = Constant {
+                dims: vec![1],
+                data: Data::F32(vec![1.0 / n as f32]),
+            };
+            let name = format!("{base}.mean_scale");
+            let scale = self.materialize(&name, &scale);
+            return one(self.emit(base, "mul", &[acc.0, scale], vec![], acc.1));
+        }
+        if n == 1 {
+            return one(self.emit(base, "identity", &[acc.0], vec![], acc.1));
+        }
+        one(Val::Dyn {
+            path: acc.0,
+            shape: acc.1,
+        })
+    }
+
+    /// Pow with a constant scalar exponent: `pow(x, exponent=c)`; both
+    /// constant: folded.
+    pub(super) fn pow(&mut self, node: &NodeProto) -> Outputs {
+        if let (Some(Val::Const(p)), Some(Val::Const(q))) = (self.arg(node, 0)?, self.arg(node, 1)?)
+        {
+            let folded = p.broadcast(&q, f32::powf, |x, y| {
+                u32::try_from(y).ok().and_then(|y| x.checked_pow(y))
+            });
+            return constant_out(folded.ok_or("the constant operands do not broadcast")?);
+        }
+        let exponent = self.required_constant(node, 1, "the exponent")?;
+        let value = match exponent.data.to_f32().as_slice() {
+            [v] => *v,
+            _ => {
+                return Err(format!(
+                    "the exponent has shape {:?}; nnc raises to a constant scalar power",
+                    exponent.dims
+                ))
+            }
+        };
+        let x = self.dynamic(node, 0)?;
+        let target = self.binding(node, None);
+        one(self.emit(
+            target,
+            "pow",
+            &[x.0],
+            vec![("exponent", emit::float(value))],
+            x.1,
+        ))
+    }
+
+    /// PRelu with a constant slope of one value, or one per channel (dim
+    /// 1): `prelu(x, num_parameters=C)` owning the slope as its weight.
+    pub(super) fn prelu(&mut self, node: &NodeProto) -> Outputs {
+        let x = self.dynamic(node, 0)?;
+        let slope = self.required_constant(node, 1, "the slope")?;
+        let values = slope.data.to_f32();
+        let channels = x.1.get(1).copied().unwrap_or(1);
+        // Aligned at the right of x, the slope may vary only along dim 1.
+        let lead = x.1.len().checked_sub(slope.dims.len());
+        let per_channel = lead.is_some_and(|lead| {
+            slope
+                .dims
+                .iter()
+                .enumerate()
+                .all(|(i, &d)| d == 1 || (lead + i == 1 && d == channels))
+        });
+        if values.len() != 1 && !(per_channel && values.len() == channels) {
+            return Err(format!(
+                "the slope of shape {:?} is neither one value nor one per channel of {:?}",
+                slope.dims, x.1
+            ));
+        }
+        let owner = node
+            .input
+            .get(1)
+            .and_then(|n| owner_of(n))
+            .map(str::to_string);
+        let target = self.binding(node, owner.as_deref());
+        self.weight(&target, "weight", vec![values.len()], values.clone());
+        one(self.emit(
+            target,
+            "prelu",
+            &[x.0],
+            vec![("num_parameters", emit::int(values.len() as i64))],
+            x.1,
+        ))
+    }
+
     /// Selu: `.nn`'s `selu` has PyTorch's fixed constants, which are
     /// ONNX's defaults; other values are refused.
     pub(super) fn selu(&mut self, node: &NodeProto, a: &mut Attrs<'_>) -> Outputs {
@@ -128,6 +240,8 @@ impl Converter<'_> {
                 "sub" => p.broadcast(q, |x, y| x - y, |x, y| x.checked_sub(y)),
                 "mul" => p.broadcast(q, |x, y| x * y, |x, y| x.checked_mul(y)),
                 "div" => p.broadcast(q, |x, y| x / y, |x, y| x.checked_div(y)),
+                "maximum" => p.broadcast(q, f32::max, |x, y| Some(x.max(y))),
+                "minimum" => p.broadcast(q, f32::min, |x, y| Some(x.min(y))),
                 other => return Err(format!("nnc cannot fold `{other}` of two constants")),
             };
             return constant_out(folded.ok_or(

@@ -73,6 +73,7 @@ const fn custom(onnx: &'static str, dsl: &'static [&'static str], convert: Conve
 
 /// Every ONNX op nnc imports, in alphabetical order.
 pub const OPS: &[OnnxOp] = &[
+    unary("Abs", &["abs"]),
     binary("Add", &["add"]),
     custom("AveragePool", &["avg_pool2d"], |c, n, a| {
         c.window_1d(n, a, Converter::pool)
@@ -95,10 +96,12 @@ pub const OPS: &[OnnxOp] = &[
     binary("Div", &["div"]),
     custom("Dropout", &["dropout"], |c, n, a| c.dropout(n, a)),
     renamed("Elu", &["elu"], &[("alpha", "alpha", 1.0)]),
+    unary("Erf", &["erf"]),
+    unary("Exp", &["exp"]),
     custom("Flatten", &["flatten"], |c, n, a| c.flatten(n, a)),
     custom("GRU", &["gru"], |c, n, a| c.recurrent(n, a)),
-    custom("Gelu", &["gelu"], |c, n, a| c.gelu(n, a)),
     custom("Gather", &["select"], |c, n, a| c.gather(n, a)),
+    custom("Gelu", &["gelu"], |c, n, a| c.gelu(n, a)),
     custom("Gemm", &["linear", "matmul"], |c, n, a| c.gemm(n, a)),
     custom("GlobalAveragePool", &["global_avg_pool"], |c, n, a| {
         c.window_1d(n, a, |c, n, _| c.global_avg_pool(n))
@@ -125,14 +128,28 @@ pub const OPS: &[OnnxOp] = &[
         &["leaky_relu"],
         &[("alpha", "negative_slope", 0.01)],
     ),
+    unary("Log", &["log"]),
     custom("MatMul", &["matmul", "linear"], |c, n, _| c.matmul(n)),
+    custom("Max", &["maximum", "identity"], |c, n, _| {
+        c.variadic(n, "maximum", false)
+    }),
     custom("MaxPool", &["max_pool2d"], |c, n, a| {
         c.window_1d(n, a, Converter::pool)
     }),
+    custom("Mean", &["add", "mul", "identity"], |c, n, _| {
+        c.variadic(n, "add", true)
+    }),
+    custom("Min", &["minimum", "identity"], |c, n, _| {
+        c.variadic(n, "minimum", false)
+    }),
     unary("Mish", &["mish"]),
     binary("Mul", &["mul"]),
+    unary("Neg", &["neg"]),
+    custom("PRelu", &["prelu"], |c, n, _| c.prelu(n)),
     custom("Pad", &["pad"], |c, n, a| c.pad(n, a)),
+    custom("Pow", &["pow"], |c, n, _| c.pow(n)),
     custom("RNN", &["rnn"], |c, n, a| c.recurrent(n, a)),
+    unary("Reciprocal", &["reciprocal"]),
     custom("ReduceMean", &["global_avg_pool", "reshape"], |c, n, a| {
         c.reduce_mean(n, a)
     }),
@@ -145,8 +162,12 @@ pub const OPS: &[OnnxOp] = &[
     custom("Softmax", &["softmax"], |c, n, a| c.softmax(n, a)),
     unary("Softplus", &["softplus"]),
     unary("Softsign", &["softsign"]),
+    unary("Sqrt", &["sqrt"]),
     custom("Squeeze", &["reshape"], |c, n, a| c.squeeze(n, a)),
     binary("Sub", &["sub"]),
+    custom("Sum", &["add", "identity"], |c, n, _| {
+        c.variadic(n, "add", false)
+    }),
     unary("Tanh", &["tanh"]),
     custom("Transpose", &["permute"], |c, n, a| c.transpose(n, a)),
     custom("Unsqueeze", &["reshape"], |c, n, a| c.squeeze(n, a)),
