@@ -10,6 +10,12 @@
 //! channel `c` in group `g = c / (C_in/groups)` and column `j` of axis 1 feed
 //! output channel `g * out/groups + j`.
 //!
+//! A `mul` of such a producer by a per-channel constant (a weight that is 1
+//! along every dim but the channel dim 1) folds the same way, with `s` the
+//! constant and no shift: exporters write a batch norm's scale that way
+//! (Caffe2's Inception v2 and DenseNet-121 follow each folded batch norm
+//! with a `Mul` and an `Add` by constants; `fuse` makes the add a bias).
+//!
 //! Precondition: a verified graph whose weight nodes all have tensors in the
 //! weight set. A batch norm is folded only when its operand is the
 //! producer's output directly (never across another op), that output has no
@@ -24,23 +30,31 @@ use super::{
     add_weight, bn_scale_shift, replace_weight, rescale_weight, weight_tensor, Candidate,
     PassError, PassReport,
 };
-use crate::ir::{Graph, NodeId, Op, WeightAttrs, WeightRole};
+use crate::ir::{BinaryOp, Graph, NodeId, Op, WeightAttrs, WeightRole};
 use nnc_runtime::{Tensor, WeightSet};
 
 /// The registry and CLI name.
 pub const NAME: &str = "fold-bn";
 
-/// Folds every foldable batch norm; `fired` counts folded batch norms.
+/// Folds every foldable batch norm and per-channel scale; `fired` counts
+/// folded ops.
 pub fn fold_bn(graph: &mut Graph, weights: &mut WeightSet) -> Result<PassReport, PassError> {
     let mut report = PassReport::default();
     for id in graph.topo_order() {
-        let Op::BatchNorm(a) = &graph.node(id).op else {
+        if !graph.contains(id) {
             continue;
+        }
+        let candidate = match graph.node(id).op {
+            Op::BatchNorm(ref a) => {
+                let eps = a.eps;
+                batch_norm_affine(graph, weights, id, eps)?
+            }
+            Op::Binary(BinaryOp::Mul) => channel_scale(graph, weights, id)?,
+            _ => continue,
         };
-        let eps = a.eps;
-        match foldable(graph, weights, id)? {
-            Candidate::Accepted(producer) => {
-                fold(graph, weights, id, producer, eps)?;
+        match candidate {
+            Candidate::Accepted((producer, scale, shift)) => {
+                fold(graph, weights, id, producer, &scale, &shift)?;
                 report.fired += 1;
             }
             Candidate::Refused(reason) => report
@@ -53,19 +67,95 @@ pub fn fold_bn(graph: &mut Graph, weights: &mut WeightSet) -> Result<PassReport,
     Ok(report)
 }
 
-/// The producer to fold batch norm `bn` into, or why not.
-fn foldable(
+/// A producer to fold into, with the per-channel scale and shift.
+type Fold = (NodeId, Vec<f64>, Vec<f64>);
+
+/// The producer of batch norm `bn` and the norm's affine form, or why it
+/// cannot fold.
+fn batch_norm_affine(
     graph: &Graph,
     weights: &WeightSet,
     bn: NodeId,
-) -> Result<Candidate<NodeId>, PassError> {
+    eps: f32,
+) -> Result<Candidate<Fold>, PassError> {
     let producer = graph.node(bn).inputs()[0];
+    if let Candidate::Refused(reason) = foldable(graph, weights, bn, producer)? {
+        return Ok(Candidate::Refused(reason));
+    }
+    if !is_foldable_kind(&graph.node(producer).op) {
+        return Ok(Candidate::Irrelevant);
+    }
+    let mut params = Vec::with_capacity(4);
+    for &operand in &graph.node(bn).inputs()[1..] {
+        match weight_tensor(NAME, graph, weights, operand)? {
+            Some(t) => params.push(t.data()),
+            None => {
+                return Ok(Candidate::Refused(format!(
+                    "a parameter of {} is computed, not a weight",
+                    graph.node(bn).name
+                )))
+            }
+        }
+    }
+    let (scale, shift) = bn_scale_shift(params[0], params[1], params[2], params[3], eps);
+    Ok(Candidate::Accepted((producer, scale, shift)))
+}
+
+/// `mul(P, c)` (either order) with a constant `c` that varies only along
+/// P's channel dim 1: the producer and the scale, or why not.
+fn channel_scale(
+    graph: &Graph,
+    weights: &WeightSet,
+    mul: NodeId,
+) -> Result<Candidate<Fold>, PassError> {
+    let operands = graph.node(mul).inputs().to_vec();
+    for (p, c) in [(operands[0], operands[1]), (operands[1], operands[0])] {
+        if !is_foldable_kind(&graph.node(p).op) || graph.node(mul).ty != graph.node(p).ty {
+            continue;
+        }
+        let Some(constant) = weight_tensor(NAME, graph, weights, c)? else {
+            continue;
+        };
+        let out = &graph.node(p).ty.shape;
+        let channels = out.get(1).copied().unwrap_or(0);
+        let shape = constant.shape();
+        // Aligned at the right, `c` is 1 everywhere but dim 1.
+        let per_channel = out.len().checked_sub(shape.len()).is_some_and(|lead| {
+            shape
+                .iter()
+                .enumerate()
+                .all(|(i, &d)| d == 1 || (lead + i == 1 && d == channels))
+        });
+        if !per_channel {
+            continue;
+        }
+        if let Candidate::Refused(reason) = foldable(graph, weights, mul, p)? {
+            return Ok(Candidate::Refused(reason));
+        }
+        let values = constant.data();
+        let scale: Vec<f64> = (0..channels)
+            .map(|ch| f64::from(values[if values.len() == 1 { 0 } else { ch }]))
+            .collect();
+        return Ok(Candidate::Accepted((p, scale, vec![0.0; channels])));
+    }
+    Ok(Candidate::Irrelevant)
+}
+
+/// The producers whose weights can absorb a per-channel affine.
+fn is_foldable_kind(op: &Op) -> bool {
+    matches!(op, Op::Conv2d(_) | Op::ConvTranspose2d(_) | Op::Linear(_))
+}
+
+/// Whether `consumer` can fold into `producer`, or why not.
+fn foldable(
+    graph: &Graph,
+    weights: &WeightSet,
+    consumer: NodeId,
+    producer: NodeId,
+) -> Result<Candidate<()>, PassError> {
     let node = graph.node(producer);
     let kind = node.op.name();
-    if !matches!(
-        node.op,
-        Op::Conv2d(_) | Op::ConvTranspose2d(_) | Op::Linear(_)
-    ) {
+    if !is_foldable_kind(&node.op) {
         return Ok(Candidate::Irrelevant);
     }
     if matches!(node.op, Op::Linear(_)) && node.ty.rank() != 2 {
@@ -94,36 +184,29 @@ fn foldable(
             node.name
         )));
     }
-    for &operand in graph.node(bn).inputs()[1..]
-        .iter()
-        .chain(&node.inputs()[1..])
-    {
+    for &operand in &node.inputs()[1..] {
         if weight_tensor(NAME, graph, weights, operand)?.is_none() {
             return Ok(Candidate::Refused(format!(
                 "a parameter of {} or of its producer {kind} {} is computed, not a weight",
-                graph.node(bn).name,
+                graph.node(consumer).name,
                 node.name
             )));
         }
     }
-    Ok(Candidate::Accepted(producer))
+    Ok(Candidate::Accepted(()))
 }
 
-/// Rewrites `producer`'s weight and bias, points `bn`'s users at it and
-/// removes `bn`.
+/// Rewrites `producer`'s weight and bias for `y * scale + shift` per
+/// output channel, points `consumer`'s users at it and removes `consumer`.
 fn fold(
     graph: &mut Graph,
     weights: &mut WeightSet,
-    bn: NodeId,
+    consumer: NodeId,
     producer: NodeId,
-    eps: f32,
+    scale: &[f64],
+    shift: &[f64],
 ) -> Result<(), PassError> {
     let graph_err = |source| PassError::Graph { pass: NAME, source };
-    let params: Vec<&[f32]> = graph.node(bn).inputs()[1..]
-        .iter()
-        .map(|&p| weight_tensor(NAME, graph, weights, p).map(|t| t.map_or(&[][..], Tensor::data)))
-        .collect::<Result<_, _>>()?;
-    let (scale, shift) = bn_scale_shift(params[0], params[1], params[2], params[3], eps);
 
     let inputs = graph.node(producer).inputs().to_vec();
     let (kernel, bias) = (inputs[1], inputs.get(2).copied());
@@ -184,8 +267,10 @@ fn fold(
     graph
         .set_inputs(producer, vec![x, kernel, bias])
         .map_err(graph_err)?;
-    graph.replace_all_uses(bn, producer).map_err(graph_err)?;
-    graph.remove(bn).map_err(graph_err)?;
+    graph
+        .replace_all_uses(consumer, producer)
+        .map_err(graph_err)?;
+    graph.remove(consumer).map_err(graph_err)?;
     Ok(())
 }
 

@@ -214,13 +214,18 @@ fn weight_name(graph: &Graph, id: NodeId) -> Option<&str> {
     }
 }
 
-/// The tensor of weight node `id`, if `id` is a weight node.
+/// The tensor of weight node `id`, if `id` is a weight node or a
+/// `constant` (which is its weight operand's value).
 fn weight_tensor<'w>(
     pass: &'static str,
     graph: &Graph,
     weights: &'w WeightSet,
     id: NodeId,
 ) -> Result<Option<&'w Tensor>, PassError> {
+    let id = match graph.node(id).op {
+        Op::Constant(_) => graph.node(id).inputs().first().copied().unwrap_or(id),
+        _ => id,
+    };
     let Some(name) = weight_name(graph, id) else {
         return Ok(None);
     };
