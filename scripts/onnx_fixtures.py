@@ -244,6 +244,28 @@ def operators():
         "PRelu", [x[0], g.init("prelu.weight", g.rng.uniform(0, 0.5, [4, 1, 1]).astype(np.float32))]))
     single("activation/prelu_shared", 16, [img], lambda g, x: g.node(
         "PRelu", [x[0], g.init("slope", np.array([0.25], np.float32))]))
+    # Activations spelled out as exporters write them; `simplify` makes each
+    # one op (tests/tests/onnx.rs checks which).
+    def scalar(g, v):
+        return g.init(g.name("c"), np.array(v, np.float32))
+
+    single("patterns/silu", 17, [img], lambda g, x: g.node("Mul", [
+        wide(g, x), g.node("Sigmoid", ["mul_1_out0"])]))
+    single("patterns/hardswish_relu6", 13, [img], lambda g, x: g.node("Div", [g.node("Mul", [
+        wide(g, x), g.node("Clip", [g.node("Add", ["mul_1_out0", scalar(g, 3.0)]),
+                                    scalar(g, 0.0), scalar(g, 6.0)])]), scalar(g, 6.0)]))
+    single("patterns/hardswish_hardsigmoid", 13, [img], lambda g, x: g.node("Mul", [
+        wide(g, x), g.node("HardSigmoid", ["mul_1_out0"], alpha=1.0 / 6.0)]))
+    single("patterns/gelu_erf", 13, [img], lambda g, x: g.node("Mul", [g.node("Mul", [
+        wide(g, x), g.node("Add", [g.node("Erf", [g.node("Div", ["mul_1_out0", scalar(g, 1.4142135)])]),
+                                   scalar(g, 1.0)])]), scalar(g, 0.5)]))
+    single("patterns/gelu_tanh", 13, [img], lambda g, x: g.node("Mul", [
+        g.node("Mul", [wide(g, x), scalar(g, 0.5)]),
+        g.node("Add", [scalar(g, 1.0), g.node("Tanh", [g.node("Mul", [scalar(g, 0.7978845608), g.node(
+            "Add", ["mul_1_out0", g.node("Mul", [scalar(g, 0.044715), g.node(
+                "Pow", ["mul_1_out0", scalar(g, 3.0)])])])])])])]))
+    single("patterns/not_silu", 17, [img], lambda g, x: g.node("Mul", [
+        x[0], g.node("Sigmoid", [g.node("Add", [x[0], x[0]])])]))
     # Unary math.
     for op in ["Exp", "Neg", "Abs", "Erf", "Reciprocal"]:
         single(f"elementwise/{op.lower()}", 17, [img], lambda g, x, op=op: g.node(op, [x[0]]))

@@ -267,7 +267,7 @@ fn import_lists_every_unsupported_node() {
     let err = stderr(&o);
     assert!(err.contains("4 unsupported nodes"), "{err}");
     for node in [
-        "`erf_node` (Erf",
+        "`hardmax_node` (Hardmax",
         "`pad_wrap` (Pad",
         "`lstm_clip` (LSTM",
         "`avg_pool_dilated` (AveragePool",

@@ -588,3 +588,36 @@ fn the_import_table_names_ops_of_the_language() {
         }
     }
 }
+
+/// Activations that exporters write as several ops become one op in
+/// `simplify` (their values are checked with the other fixtures), and a
+/// look-alike that is not an activation stays as it is.
+#[test]
+fn spelled_out_activations_become_one_op() {
+    let cases = [
+        ("silu", Some("silu")),
+        ("hardswish_relu6", Some("hardswish")),
+        ("hardswish_hardsigmoid", Some("hardswish")),
+        ("gelu_erf", Some("gelu")),
+        ("gelu_tanh", Some("gelu")),
+        ("not_silu", None),
+    ];
+    for (case, expected) in cases {
+        let path = repo_root().join(format!("tests/cases/onnx/patterns/{case}/model.onnx"));
+        let loaded = load_any(&path).unwrap_or_else(|e| panic!("{e}"));
+        let (mut graph, mut weights) = (loaded.model.graph, loaded.weights.expect("weights"));
+        nnc_compiler::passes::run_pipeline(&mut graph, &mut weights, &["simplify", "dce"], true)
+            .expect("simplify");
+        let ops: Vec<&str> = graph
+            .node_ids()
+            .into_iter()
+            .map(|id| graph.node(id).op.name())
+            .filter(|name| !matches!(*name, "input" | "weight" | "constant"))
+            .collect();
+        match expected {
+            // The input scaling `mul`, then the activation alone.
+            Some(op) => assert_eq!(ops, ["mul", op], "{case}:\n{graph}"),
+            None => assert!(ops.contains(&"sigmoid"), "{case}:\n{graph}"),
+        }
+    }
+}

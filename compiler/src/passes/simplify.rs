@@ -10,11 +10,19 @@
 //!   `scale = gamma / sqrt(var + eps)` and `shift = beta - mean * scale`,
 //!   shaped `[C, 1, ...]` to broadcast over the dims after the channels.
 //!
+//! - An activation written out as several elementwise ops (`x *
+//!   sigmoid(x)` is `silu`; `x * relu6(x + 3) / 6` is `hardswish`; the erf
+//!   and tanh forms of GELU; see `spelled_out.rs` for how they are found)
+//!   becomes that one activation, with a note on the node.
+//!
 //! Precondition: a verified graph whose weight nodes all have tensors in the
 //! weight set. Preserves values exactly for dropout and identity, and within
 //! float rounding for the batch-norm affine (the interpreter computes it in
-//! `f64`). The old batch-norm weights are left dead for `dce`.
+//! `f64`), and within 1e-5 for a recognised activation (its one op rounds
+//! once where the spelled-out ops rounded at every step). The old
+//! batch-norm weights are left dead for `dce`.
 
+use super::spelled_out::recognise;
 use super::{add_weight, bn_scale_shift, weight_tensor, PassError, PassReport};
 use crate::ir::{BinaryOp, DropoutMode, Graph, Node, NodeId, Op, WeightRole};
 use nnc_runtime::WeightSet;
@@ -111,7 +119,54 @@ pub fn simplify(graph: &mut Graph, weights: &mut WeightSet) -> Result<PassReport
             Op::WinogradInput(_) | Op::WinogradOutput(_) => {}
         }
     }
+    report.fired += activations(graph, weights, &mut report.notes)?;
     Ok(report)
+}
+
+/// Replaces every spelled-out activation by the activation; returns how many
+/// ops were removed. Roots are tried outermost first, so the largest cone
+/// is found before a part of it.
+fn activations(
+    graph: &mut Graph,
+    weights: &WeightSet,
+    notes: &mut Vec<String>,
+) -> Result<usize, PassError> {
+    let graph_err = |source| PassError::Graph { pass: NAME, source };
+    let mut removed = 0;
+    for root in graph.topo_order().into_iter().rev() {
+        if !graph.contains(root) {
+            continue;
+        }
+        let Some(found) = recognise(NAME, graph, weights, root)? else {
+            continue;
+        };
+        // The cone's other nodes had no user outside it; once the root
+        // reads `x` directly they have none at all.
+        let cone: Vec<NodeId> = graph.node(root).inputs().to_vec();
+        let node = graph.node_mut(root);
+        node.op = Op::Activation(found.activation);
+        let note = format!(
+            "{} ops spelling out {} became one",
+            found.ops,
+            found.activation.describe()
+        );
+        node.note(NAME, &note);
+        notes.push(format!("{}: {note}", node.name));
+        graph.set_inputs(root, vec![found.x]).map_err(graph_err)?;
+        let mut dead = cone;
+        while let Some(id) = dead.pop() {
+            if id == found.x || !graph.contains(id) || !graph.users(id).is_empty() {
+                continue;
+            }
+            if graph.outputs().contains(&id) || matches!(graph.node(id).op, Op::Weight(_)) {
+                continue;
+            }
+            dead.extend(graph.node(id).inputs().iter().copied());
+            graph.remove(id).map_err(graph_err)?;
+        }
+        removed += found.ops - 1;
+    }
+    Ok(removed)
 }
 
 /// Rewrites batch norm `id` into `mul` (a new node) then `add` (the BN node
