@@ -308,3 +308,25 @@ fn compiled_max_pool_and_clamps_treat_nan_like_the_interpreter() {
     // relu and relu6 outputs at its own position.
     assert!(nans > 2 * 6, "only {nans} NaN outputs");
 }
+
+/// A concat whose operands are all written in place into its buffer has no
+/// kernel of its own; one that must copy (a model input, an operand used
+/// twice, slices that are not contiguous) keeps its copy. Values are
+/// checked against the interpreter as for every case.
+#[test]
+fn concats_of_operands_written_in_place_need_no_copy() {
+    let path = nnc_tests::repo_root().join("tests/cases/jit/concat_in_place.nn");
+    let compiled = check(load(&path), "concat_in_place");
+    let kernels: Vec<&str> = compiled
+        .report
+        .layers
+        .iter()
+        .map(|l| l.name.as_str())
+        .collect();
+    for gone in ["branches", "dense1", "dense2", "with_relu"] {
+        assert!(!kernels.contains(&gone), "{gone} copies: {kernels:?}");
+    }
+    for kept in ["with_input", "twice", "batch"] {
+        assert!(kernels.contains(&kept), "{kept} has no kernel: {kernels:?}");
+    }
+}

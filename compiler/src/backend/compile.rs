@@ -453,6 +453,9 @@ fn plan(graph: &Graph, threads: usize) -> Result<Plan, BackendError> {
         }
     }
 
+    let model_inputs: Vec<usize> = input_bufs.iter().map(|&(_, b)| b).collect();
+    let (parent, elided) = concat_in_place(graph, &steps, &mut bufs, &model_inputs);
+
     // Elementwise ops write over their first operand when nothing reads it
     // later: `alias[b]` is the buffer `b` shares.
     let mut alias: Vec<usize> = (0..bufs.len()).collect();
@@ -465,6 +468,12 @@ fn plan(graph: &Graph, threads: usize) -> Result<Plan, BackendError> {
             continue;
         };
         let root = find(&alias, first);
+        // A slice of a concat's buffer, or an op whose result is one, keeps
+        // its own place: writing over the operand would change the concat's
+        // value, and aliasing the result would move it out of the concat.
+        if parent[root].is_some() || parent[step.out].is_some() {
+            continue;
+        }
         let same_shape = node
             .inputs()
             .iter()
@@ -477,16 +486,31 @@ fn plan(graph: &Graph, threads: usize) -> Result<Plan, BackendError> {
             bufs[step.out].len = 0;
         }
     }
-    // Only root buffers take space; merged ones get their root's offset.
-    let roots: Vec<usize> = (0..bufs.len()).filter(|&b| alias[b] == b).collect();
+    // Only root buffers take space; merged ones get their root's offset,
+    // and a concat's slices their place in its buffer.
+    let roots: Vec<usize> = (0..bufs.len())
+        .filter(|&b| alias[b] == b && parent[b].is_none())
+        .collect();
     let placement = memory::place(&roots.iter().map(|&b| bufs[b]).collect::<Vec<_>>());
     let mut offset = vec![0usize; bufs.len()];
     for (i, &b) in roots.iter().enumerate() {
         offset[b] = placement.offsets[i];
     }
     for b in 0..bufs.len() {
-        offset[b] = offset[find(&alias, b)];
+        let mut at = find(&alias, b);
+        let mut delta = 0;
+        while let Some((p, d)) = parent[at] {
+            delta += d;
+            at = find(&alias, p);
+        }
+        offset[b] = offset[at] + delta;
     }
+    let steps = steps
+        .into_iter()
+        .enumerate()
+        .filter(|(s, _)| !elided.contains(s))
+        .map(|(_, step)| step)
+        .collect();
     Ok(Plan {
         steps,
         offset,
@@ -494,6 +518,62 @@ fn plan(graph: &Graph, threads: usize) -> Result<Plan, BackendError> {
         output_bufs,
         placement,
     })
+}
+
+/// Concatenation without copies: when every operand of a `concat` is a
+/// buffer its producer writes whole and nothing else claims, and the
+/// operands are contiguous slices of the result (every dim before the
+/// concat dim is 1), each producer writes straight into its slice of the
+/// concat's buffer and the concat step disappears. Returns, per buffer,
+/// the buffer it is a slice of and where (in floats), and the steps left
+/// out. A slice's lifetime joins its concat's; a concat can itself be a
+/// slice of a later one (DenseNet's blocks chain them).
+fn concat_in_place(
+    graph: &Graph,
+    steps: &[Planned],
+    bufs: &mut [Interval],
+    model_inputs: &[usize],
+) -> (Vec<Option<(usize, usize)>>, Vec<usize>) {
+    let mut parent: Vec<Option<(usize, usize)>> = vec![None; bufs.len()];
+    let mut elided = Vec::new();
+    for (s, step) in steps.iter().enumerate() {
+        let node = graph.node(step.node);
+        let Op::Concat(a) = &node.op else {
+            continue;
+        };
+        if node.ty.shape[..a.dim].iter().product::<usize>() != 1 {
+            continue;
+        }
+        let mut slices: Vec<(usize, usize)> = Vec::new();
+        let mut delta = 0;
+        for (&operand, l) in node.inputs().iter().zip(&step.inputs) {
+            let len = graph.node(operand).ty.numel();
+            let claimable = match *l {
+                Loc::Buffer(b) => (!model_inputs.contains(&b)
+                    && parent[b].is_none()
+                    && bufs[b].len == len
+                    && !slices.iter().any(|&(c, _)| c == b))
+                .then_some(b),
+                Loc::Weight(_) => None,
+            };
+            match claimable {
+                Some(b) => slices.push((b, delta)),
+                None => break,
+            }
+            delta += len;
+        }
+        if slices.len() != node.inputs().len() {
+            continue;
+        }
+        for (b, at) in slices {
+            parent[b] = Some((step.out, at));
+            bufs[step.out].first = bufs[step.out].first.min(bufs[b].first);
+            bufs[step.out].last = bufs[step.out].last.max(bufs[b].last);
+            bufs[b].len = 0;
+        }
+        elided.push(s);
+    }
+    (parent, elided)
 }
 
 fn find(alias: &[usize], mut b: usize) -> usize {
