@@ -415,8 +415,8 @@ impl<'g> Converter<'g> {
             "LayerNormalization" => self.layer_norm(node, a),
             "Relu" | "Sigmoid" | "Tanh" => self.activation(node),
             "LeakyRelu" => self.leaky_relu(node, a),
-            "Clip" => self.clip(node),
-            "Add" | "Sub" | "Mul" | "Div" => self.binary(node),
+            "Clip" => self.clip(node, a),
+            "Add" | "Sub" | "Mul" | "Div" => self.binary(node, a),
             "Gemm" => self.gemm(node, a),
             "MatMul" => self.matmul(node),
             "Softmax" => self.softmax(node, a),
@@ -434,7 +434,7 @@ impl<'g> Converter<'g> {
             "Cast" => self.cast(node, a),
             "Pad" => self.pad(node, a),
             "LSTM" | "RNN" | "GRU" => self.recurrent(node, a),
-            "Slice" => self.slice(node),
+            "Slice" => self.slice(node, a),
             "ReduceMean" => self.reduce_mean(node, a),
             other => Err(format!("nnc has no conversion for `{other}`")),
         }
@@ -458,13 +458,20 @@ impl<'g> Converter<'g> {
     /// Operand `i` as a binding (constants are written as `constant`s).
     fn dynamic(&mut self, node: &NodeProto, i: usize) -> Result<(String, Vec<usize>), String> {
         match self.arg(node, i)? {
-            Some(Val::Dyn { path, shape }) => Ok((path, shape)),
-            Some(Val::Const(c)) => {
-                let name = node.input[i].clone();
-                let path = self.materialize(&name, &c);
-                Ok((path, c.dims.clone()))
-            }
-            Some(Val::Poisoned) | None => Err(format!("input {i} is required")),
+            Some(v) => self
+                .bound(&node.input[i], v)
+                .ok_or_else(|| format!("input {i} is required")),
+            None => Err(format!("input {i} is required")),
+        }
+    }
+
+    /// A value as a binding: a constant is written as a `constant` named
+    /// after `onnx_name`; `None` for a poisoned value.
+    fn bound(&mut self, onnx_name: &str, v: Val) -> Option<(String, Vec<usize>)> {
+        match v {
+            Val::Dyn { path, shape } => Some((path, shape)),
+            Val::Const(c) => Some((self.materialize(onnx_name, &c), c.dims.clone())),
+            Val::Poisoned => None,
         }
     }
 
