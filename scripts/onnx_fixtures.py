@@ -485,6 +485,15 @@ def older_opsets():
     single("conv_transpose/output_shape_opset10", 10, [[1, 2, 4, 4]], lambda g, x: g.node(
         "ConvTranspose", [x[0], g.weight("w", [2, 3, 3, 3])], strides=[2, 2],
         output_shape=[8, 8]))
+    # Recurrent ops: opset 6 has `output_sequence` (whether Y is optional).
+    def lstm(**attrs):
+        return lambda g, x: g.node("LSTM", [x[0]] + recurrent_weights(g, 4, 1, 4, 3), ["y", "y_h"],
+                                   hidden_size=4, **attrs)
+    single("recurrent/lstm_opset6_output_sequence", 6, [[5, 2, 3]], lstm(output_sequence=1),
+           reference=(7, lstm()))
+    single("recurrent/gru_opset7", 7, [[5, 2, 3]], lambda g, x: g.node(
+        "GRU", [x[0]] + recurrent_weights(g, 3, 2, 4, 3), ["y", "y_h"], hidden_size=4,
+        direction="bidirectional", linear_before_reset=1))
     # Opset 6's broadcasting: B matches A's dims from `axis` (by default
     # its last dims), as a constant or a computed tensor.
     single("elementwise/add_opset6_broadcast_axis", 6, [img],
