@@ -4,12 +4,21 @@
 Run by hand (not by CI) after `pip install onnx onnxruntime numpy`:
 
     python3 scripts/onnx_fixtures.py
+    python3 scripts/onnx_fixtures.py --only shape/pad_opset10 norm/  # just these
 
 Every fixture is a directory with `model.onnx` (built with the onnx package,
 weights drawn from a seeded numpy generator), `input_<i>.npy` and the outputs
 ONNX Runtime computes, `output_<i>.npy`. The Rust suite tests/tests/onnx.rs
 imports each model and compares nnc's reference interpreter with those
 outputs. Models under `errors/` are not run: they hold nodes nnc rejects.
+
+Models at opset 6 cannot be run by ORT (it runs opsets from 7); the outputs
+stored for them are ORT's for the same model in its opset 7 form, built by
+hand from the same seed.
+
+`--only PREFIX...` remakes only the fixtures whose directory starts with a
+prefix and leaves the others untouched (a full run rewrites every fixture;
+unchanged models come out byte for byte the same).
 
 `--full DIR` instead writes full-size ResNet-18 and MobileNetV2 (torchvision
 layouts, random weights) with ORT outputs to DIR, outside the repository.
@@ -25,6 +34,13 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "cases", "onnx")
+
+# Directory prefixes given with `--only`; empty: every fixture.
+ONLY = []
+
+
+def selected(dirname):
+    return not ONLY or any(dirname.startswith(p) for p in ONLY)
 
 
 class Graph:
@@ -53,7 +69,8 @@ class Graph:
         return self.init(name, self.rng.uniform(-bound, bound, shape).astype(np.float32))
 
     def node(self, op, inputs, outputs=1, name=None, **attrs):
-        name = name or self.name(op.lower())
+        # An empty name leaves the node unnamed, as some exporters do.
+        name = self.name(op.lower()) if name is None else name
         if isinstance(outputs, int):
             outs = [f"{name}_out{i}" for i in range(outputs)]
         else:
@@ -64,10 +81,16 @@ class Graph:
     def output(self, value):
         self.outputs.append(helper.make_tensor_value_info(value, TensorProto.FLOAT, None))
 
-    def model(self, opset, name="model"):
-        graph = helper.make_graph(self.nodes, name, self.inputs, self.outputs, self.inits)
+    def model(self, opset, name="model", ir_version=None):
+        """The model; below IR version 4 (`ir_version=3`, as old exporters
+        wrote) every initializer is also listed as a graph input."""
+        inputs = list(self.inputs)
+        if ir_version is not None and ir_version < 4:
+            inputs += [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                       for t in self.inits]
+        graph = helper.make_graph(self.nodes, name, inputs, self.outputs, self.inits)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-        model.ir_version = 8 if opset <= 18 else 11
+        model.ir_version = ir_version or (8 if opset <= 18 else 11)
         # Output types are left to shape inference; the checker then
         # validates the graph with them.
         model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
@@ -112,8 +135,11 @@ class Graph:
                          name=f"/{prefix}/Gemm", transB=1)
 
 
-def save(dirname, model, inputs, external=False):
-    """Writes the model, its inputs and ORT's outputs."""
+def save(dirname, model, inputs, external=False, reference=None):
+    """Writes the model, its inputs and ORT's outputs (of `reference`, an
+    equivalent model, when ORT cannot run `model`)."""
+    if not selected(dirname):
+        return
     path = os.path.join(ROOT, dirname)
     shutil.rmtree(path, ignore_errors=True)
     os.makedirs(path)
@@ -125,7 +151,8 @@ def save(dirname, model, inputs, external=False):
         onnx.save_model(model, file)
     if inputs is None:
         return
-    session = ort.InferenceSession(file, providers=["CPUExecutionProvider"])
+    runnable = file if reference is None else reference.SerializeToString()
+    session = ort.InferenceSession(runnable, providers=["CPUExecutionProvider"])
     feeds = {i.name: x for i, x in zip(session.get_inputs(), inputs)}
     outputs = session.run(None, feeds)
     for i, x in enumerate(inputs):
@@ -138,16 +165,26 @@ def rand(rng, shape):
     return rng.uniform(-1, 1, shape).astype(np.float32)
 
 
-def single(name, opset, shapes, build, seed=0, external=False):
+def single(name, opset, shapes, build, seed=0, external=False, ir_version=None, reference=None):
     """A model of one op (plus what it needs): `build(g, inputs)` returns
-    the output value names."""
-    g = Graph(seed)
-    xs = [g.input(f"x{i}", s) for i, s in enumerate(shapes)]
-    outs = build(g, xs)
-    for o in outs if isinstance(outs, list) else [outs]:
-        g.output(o)
-    model = g.model(opset, name.replace("/", "_"))
-    save(name, model, [rand(g.rng, s) for s in shapes], external)
+    the output value names. `reference` is `(opset, build)` for a model ORT
+    can run in its place, built from the same seed (so drawing the same
+    weights in the same order)."""
+    if not selected(name):
+        return
+
+    def graph(opset, build):
+        g = Graph(seed)
+        xs = [g.input(f"x{i}", s) for i, s in enumerate(shapes)]
+        outs = build(g, xs)
+        for o in outs if isinstance(outs, list) else [outs]:
+            g.output(o)
+        return g, g.model(opset, name.replace("/", "_"), ir_version)
+
+    g, model = graph(opset, build)
+    inputs = [rand(g.rng, s) for s in shapes]
+    ref = graph(*reference)[1] if reference else None
+    save(name, model, inputs, external, ref)
 
 
 def operators():
@@ -407,6 +444,134 @@ def operators():
            external=True)
 
 
+def older_opsets():
+    """The forms of opsets 6 to 10 where they differ from opset 11's:
+    attributes that later became inputs, Softmax's flattening, Gemm's
+    required C, pooling attributes that did not exist yet, and opset 6's
+    legacy broadcasting and `is_test`. Opset 6 models are checked against
+    ORT's run of their opset 7 form (`reference`)."""
+    img = [1, 4, 9, 9]
+    # Pad: pads, value and mode are attributes before opset 11.
+    single("shape/pad_opset10_attributes", 10, [img], lambda g, x: g.node(
+        "Pad", [x[0]], pads=[0, 0, 1, 2, 0, 0, 2, 1], value=0.5))
+    single("shape/pad_opset9_reflect", 9, [img], lambda g, x: g.node(
+        "Pad", [x[0]], pads=[0, 0, 2, 1, 0, 0, 1, 3], mode="reflect"))
+    single("shape/pad_opset7_edge", 7, [img], lambda g, x: g.node(
+        "Pad", [x[0]], pads=[0, 1, 0, 2, 0, 0, 3, 0], mode="edge"))
+    # Slice: starts, ends and axes are attributes before opset 10.
+    single("shape/slice_opset9_attributes", 9, [img], lambda g, x: g.node("Reshape", [x[0], g.node(
+        "Concat", [g.node("Slice", [g.node("Shape", [x[0]])], starts=[0], ends=[1]),
+                   g.init("m", np.array([-1], np.int64)),
+                   g.node("Slice", [g.node("Shape", [x[0]])], axes=[0], starts=[-1], ends=[1000])],
+        axis=0)]))
+    # Clip: min and max are attributes before opset 11.
+    single("activation/clip_opset10_attributes", 10, [img], lambda g, x: g.node(
+        "Clip", [x[0]], min=-0.3, max=0.4))
+    single("activation/clip_opset9_min_only", 9, [img], lambda g, x: g.node(
+        "Clip", [x[0]], min=-0.2))
+    single("activation/clip_opset7_relu6", 7, [img], lambda g, x: g.node("Clip", [g.node(
+        "Mul", [x[0], g.init("k", np.array(8, np.float32))])], min=0.0, max=6.0))
+    # Dropout: the ratio attribute, and the mask output (unused).
+    single("dropout/opset10_ratio_attribute_mask", 10, [img], lambda g, x: g.node(
+        "Dropout", [x[0]], ["y", "mask"], ratio=0.3)[0])
+    single("dropout/opset7_default_ratio", 7, [img], lambda g, x: g.node("Dropout", [x[0]]))
+    single("dropout/opset6_is_test", 6, [img],
+           lambda g, x: g.node("Dropout", [x[0]], is_test=1, ratio=0.4),
+           reference=(7, lambda g, x: g.node("Dropout", [x[0]], ratio=0.4)))
+
+    # BatchNormalization: `spatial` until opset 8, `is_test` until 6; the
+    # opset 7 model is stored as IR version 3, its initializers listed as
+    # graph inputs.
+    def bn(g, x, **attrs):
+        return g.node("BatchNormalization", [
+            x[0], g.weight("s", [4], 1.5), g.weight("b", [4]), g.weight("m", [4]),
+            g.init("v", g.rng.uniform(0.5, 2, 4).astype(np.float32))], **attrs)
+    single("norm/batch_norm_opset7_spatial_ir3", 7, [img],
+           lambda g, x: bn(g, x, epsilon=1e-3, momentum=0.8, spatial=1), ir_version=3)
+    single("norm/batch_norm_opset9", 9, [img], lambda g, x: bn(g, x, epsilon=2e-5))
+    single("norm/batch_norm_opset6_is_test", 6, [img],
+           lambda g, x: bn(g, x, epsilon=1e-3, is_test=1, momentum=0.9),
+           reference=(7, lambda g, x: bn(g, x, epsilon=1e-3, momentum=0.9)))
+    # Squeeze, Unsqueeze, ReduceMean: axes attributes (non-negative before
+    # opset 11); Reshape and Flatten as in opset 11.
+    single("shape/squeeze_unsqueeze_opset9", 9, [[1, 4, 1, 9]], lambda g, x: g.node(
+        "Unsqueeze", [g.node("Squeeze", [x[0]], axes=[0, 2])], axes=[0, 3]))
+    single("shape/squeeze_all_opset7", 7, [[1, 4, 1, 9]], lambda g, x: g.node("Squeeze", [x[0]]))
+    single("shape/reshape_opset9", 9, [img], lambda g, x: g.node(
+        "Reshape", [x[0], g.init("s", np.array([0, -1, 9], np.int64))]))
+    single("shape/flatten_opset9_axis3", 9, [img], lambda g, x: g.node("Flatten", [x[0]], axis=3))
+    single("shape/concat_opset9", 9, [img, [1, 2, 9, 9]], lambda g, x: g.node(
+        "Concat", [x[0], x[1]], axis=1))
+    single("pool/reduce_mean_opset10_axes_attribute", 10, [img], lambda g, x: g.node(
+        "ReduceMean", [x[0]], axes=[3, 2], keepdims=0))
+    # Softmax before opset 13: the input is coerced to 2-D at `axis`
+    # (default 1), so it normalises over every dim from `axis` on.
+    single("softmax/opset9_axis2_of_rank4_flattens", 9, [[2, 3, 4, 5]], lambda g, x: g.node(
+        "Softmax", [x[0]], axis=2))
+    single("softmax/opset10_default_axis_of_rank4", 10, [[2, 3, 2, 2]], lambda g, x: g.node(
+        "Softmax", [x[0]]))
+    single("softmax/opset7_last_axis", 7, [[2, 3, 4]], lambda g, x: g.node(
+        "Softmax", [x[0]], axis=2))
+    # Gemm: C is required before opset 11; before opset 7 it broadcasts
+    # only with `broadcast=1`.
+    single("linear/gemm_opset9_vector_c", 9, [[3, 6]], lambda g, x: g.node(
+        "Gemm", [x[0], g.weight("fc.weight", [4, 6]), g.weight("fc.bias", [4])],
+        transB=1, alpha=0.5, beta=2.0))
+    single("linear/gemm_opset7_matrix_c_transa", 7, [[6, 3], [3, 4]], lambda g, x: g.node(
+        "Gemm", [x[0], g.weight("b", [6, 4]), x[1]], transA=1, beta=0.5))
+    single("linear/gemm_opset6_broadcast", 6, [[3, 6]],
+           lambda g, x: g.node("Gemm", [x[0], g.weight("w", [4, 6]), g.weight("c", [4])],
+                               transB=1, broadcast=1),
+           reference=(7, lambda g, x: g.node(
+               "Gemm", [x[0], g.weight("w", [4, 6]), g.weight("c", [4])], transB=1)))
+    # Pooling: no `ceil_mode` or `dilations` before opset 10, no
+    # `count_include_pad` before 7.
+    single("pool/max_opset9_pads_strides", 9, [img], lambda g, x: g.node(
+        "MaxPool", [x[0]], kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 1, 1]))
+    single("pool/max_opset10_ceil_dilations", 10, [img], lambda g, x: g.node(
+        "MaxPool", [x[0]], kernel_shape=[2, 2], strides=[2, 2], dilations=[2, 1], ceil_mode=1))
+    single("pool/avg_opset9_include_pad", 9, [img], lambda g, x: g.node(
+        "AveragePool", [x[0]], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+        count_include_pad=1))
+    single("pool/avg_opset7_exclude_pad_asymmetric", 7, [img], lambda g, x: g.node(
+        "AveragePool", [x[0]], kernel_shape=[3, 3], pads=[0, 0, 1, 1]))
+    single("pool/avg_opset10_ceil", 10, [img], lambda g, x: g.node(
+        "AveragePool", [x[0]], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1))
+    # ConvTranspose: opset 10's text splits odd padding for `output_shape`
+    # the other way round from opset 11's; ONNX Runtime (and nnc) use
+    # opset 11's rule at every opset.
+    single("conv_transpose/output_shape_opset10", 10, [[1, 2, 4, 4]], lambda g, x: g.node(
+        "ConvTranspose", [x[0], g.weight("w", [2, 3, 3, 3])], strides=[2, 2],
+        output_shape=[8, 8]))
+    # Recurrent ops: opset 6 has `output_sequence` (whether Y is optional).
+    def lstm(**attrs):
+        return lambda g, x: g.node("LSTM", [x[0]] + recurrent_weights(g, 4, 1, 4, 3), ["y", "y_h"],
+                                   hidden_size=4, **attrs)
+    single("recurrent/lstm_opset6_output_sequence", 6, [[5, 2, 3]], lstm(output_sequence=1),
+           reference=(7, lstm()))
+    single("recurrent/gru_opset7", 7, [[5, 2, 3]], lambda g, x: g.node(
+        "GRU", [x[0]] + recurrent_weights(g, 3, 2, 4, 3), ["y", "y_h"], hidden_size=4,
+        direction="bidirectional", linear_before_reset=1))
+    # Opset 6's broadcasting: B matches A's dims from `axis` (by default
+    # its last dims), as a constant or a computed tensor.
+    single("elementwise/add_opset6_broadcast_axis", 6, [img],
+           lambda g, x: g.node("Add", [x[0], g.weight("b", [4, 9])], broadcast=1, axis=1),
+           reference=(7, lambda g, x: g.node("Add", [x[0], g.node(
+               "Reshape", [g.weight("b", [4, 9]), g.init("s", np.array([4, 9, 1], np.int64))])])))
+    single("elementwise/sub_opset6_broadcast_axis0_inputs", 6, [[2, 3, 4], [2]],
+           lambda g, x: g.node("Sub", [x[0], x[1]], broadcast=1, axis=0),
+           reference=(7, lambda g, x: g.node("Sub", [x[0], g.node(
+               "Reshape", [x[1], g.init("s", np.array([2, 1, 1], np.int64))])])))
+    single("elementwise/mul_opset6_broadcast_suffix_inputs", 6, [img, [9, 9]],
+           lambda g, x: g.node("Mul", [x[0], x[1]], broadcast=1),
+           reference=(7, lambda g, x: g.node("Mul", [x[0], x[1]])))
+    single("elementwise/div_opset6_same_shape", 6, [img, img],
+           lambda g, x: g.node("Div", [x[0], g.node("Add", [
+               x[1], g.init("k", np.full(img, 2.0, np.float32))])]),
+           reference=(7, lambda g, x: g.node("Div", [x[0], g.node("Add", [
+               x[1], g.init("k", np.full(img, 2.0, np.float32))])])))
+
+
 def reshape_chain(g, x):
     """x.view(x.size(0), -1), as exporters write it."""
     shape = g.node("Shape", [x[0]])
@@ -491,7 +656,8 @@ def recurrent_fixtures():
     single("recurrent/lstm_cell_state_only", 14, x_seq, lstm("forward", 1, (2,)))
     # ONNX Runtime does not run layout=1 (batch-first) recurrent ops; that
     # fixture's reference is ORT's layout=0 run, transposed.
-    lstm_layout1(seq, batch, feat, hid)
+    if selected("recurrent/lstm_bidirectional_layout1"):
+        lstm_layout1(seq, batch, feat, hid)
     single("recurrent/lstm_bidirectional_states", 14, x_seq,
            lstm("bidirectional", 2, (0, 1), states=True))
 
@@ -602,6 +768,49 @@ def vgg_small():
     save("models/vgg_small", g.model(28, "vgg_small"), [rand(g.rng, [2, 3, 16, 16])])
 
 
+def caffe2_opset9():
+    """Caffe2-style at opset 9 and IR version 3, as the Model Zoo's classic
+    exports: initializers listed as graph inputs, unnamed nodes, BN followed
+    by a scale and bias unsqueezed from vectors, asymmetric pool pads, a
+    SqueezeNet fire module, a two-output Dropout, a Reshape to a constant
+    shape, and a Softmax that flattens its input from axis 1."""
+    g = Graph(8)
+    x = g.input("data_0", [1, 3, 24, 24])
+    r = g.rng
+
+    def op(op_type, inputs, outputs=1, **attrs):
+        outs = [g.name("r") for _ in range(outputs)]
+        return g.node(op_type, inputs, outs, name="", **attrs)
+
+    def conv(x, name, c_in, c_out, k, stride=1, pad=0):
+        return op("Conv", [x, g.weight(f"{name}_w_0", [c_out, c_in, k, k]),
+                           g.weight(f"{name}_b_0", [c_out], 0.1)],
+                  kernel_shape=[k, k], strides=[stride] * 2, pads=[pad] * 4)
+
+    y = conv(x, "conv1", 3, 8, 3, 2, 1)
+    y = op("BatchNormalization", [
+        y, g.init("conv1/bn_scale_0", r.uniform(0.5, 1.5, 8).astype(np.float32)),
+        g.init("conv1/bn_bias_0", r.uniform(-0.5, 0.5, 8).astype(np.float32)),
+        g.init("conv1/bn_mean_0", r.uniform(-0.5, 0.5, 8).astype(np.float32)),
+        g.init("conv1/bn_var_0", r.uniform(0.5, 1.5, 8).astype(np.float32))], epsilon=1e-5)
+    scale = op("Unsqueeze", [g.weight("conv1/bn_w_0", [8], 1.0)], axes=[1, 2])
+    shift = op("Unsqueeze", [g.weight("conv1/bn_b_0", [8], 0.5)], axes=[1, 2])
+    y = op("Relu", [op("Add", [op("Mul", [y, scale]), shift])])
+    y = op("MaxPool", [y], kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 1, 1])
+    s = op("Relu", [conv(y, "fire2/squeeze1x1", 8, 4, 1)])
+    e1 = op("Relu", [conv(s, "fire2/expand1x1", 4, 8, 1)])
+    e3 = op("Relu", [conv(s, "fire2/expand3x3", 4, 8, 3, pad=1)])
+    y = op("Concat", [e1, e3], axis=1)
+    y = op("AveragePool", [y], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    y = op("Dropout", [y], outputs=2, ratio=0.5)[0]
+    y = op("Reshape", [y, g.init("OC2_DUMMY_1", np.array([1, -1], np.int64))])
+    y = op("Gemm", [y, g.weight("fc_w_0", [10, 16 * 3 * 3]), g.weight("fc_b_0", [10], 0.1)],
+           transB=1)
+    g.output(g.node("Softmax", [y], ["prob_1"], name=""))
+    save("models/caffe2_opset9", g.model(9, "caffe2_opset9", ir_version=3),
+         [rand(g.rng, [1, 3, 24, 24])])
+
+
 def lstm_stack():
     """Two stacked LSTM layers (the second bidirectional), the last step to
     a linear classifier, as torch.onnx exports nn.LSTM."""
@@ -648,6 +857,35 @@ def errors():
     x = g.input("x", ["batch", 3, 4, 4])
     g.output(g.conv(x, "conv", 3, 2, 3, pad=1))
     save("errors/symbolic_batch", g.model(17, "symbolic_batch"), None)
+
+
+def older_opset_errors():
+    """An opset 6 model whose nodes use the legacy forms in ways nnc
+    rejects (and one Clip it accepts). Some nodes are invalid ONNX (the
+    checker rejects an attribute an op does not have yet, or a missing
+    required one), so the model is built without shape inference or the
+    checker."""
+    g = Graph(12)
+    x = g.input("x", [1, 4, 8, 8])
+    g.node("Dropout", [x], name="dropout_training")
+    g.node("BatchNormalization", [x] + [g.weight(f"bn.{p}", [4]) for p in "sbmv"],
+           name="bn_batch_statistics", is_test=0)
+    g.node("Add", [x, g.weight("c8", [8])], name="add_without_broadcast")
+    g.node("Add", [x, g.weight("c48", [4, 8])], name="add_axis_mismatch", broadcast=1, axis=2)
+    flat = g.node("Flatten", [x], name="flatten")
+    g.node("Gemm", [flat, g.weight("w", [256, 3]), g.weight("c3", [3])], name="gemm_without_broadcast")
+    g.node("MaxPool", [x], name="max_pool_ceil_mode", kernel_shape=[2, 2], ceil_mode=1)
+    g.node("AveragePool", [x], name="avg_pool_count_include_pad", kernel_shape=[2, 2],
+           count_include_pad=1)
+    g.node("Pad", [x], name="pad_without_pads")
+    g.node("Concat", [x, x], name="concat_without_axis")
+    g.node("Clip", [x], name="clip_attributes", min=-1.0, max=1.0)
+    for n in g.nodes:
+        g.output(n.output[0])
+    graph = helper.make_graph(g.nodes, "older_opsets", g.inputs, g.outputs, g.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 6)])
+    model.ir_version = 3
+    save("errors/older_opsets", model, None)
 
 
 def full_size(out_dir):
@@ -707,20 +945,26 @@ def full_size(out_dir):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", metavar="DIR", help="write full-size ResNet-18 and MobileNetV2 to DIR")
+    parser.add_argument("--only", metavar="PREFIX", nargs="+", default=[],
+                        help="remake only the fixtures whose directory starts with a prefix")
     args = parser.parse_args()
     if args.full:
         full_size(args.full)
         return
-    # Every fixture is remade; the README stays.
-    for entry in os.listdir(ROOT) if os.path.isdir(ROOT) else []:
+    ONLY.extend(args.only)
+    # Every fixture is remade (or every selected one); the README stays.
+    for entry in os.listdir(ROOT) if os.path.isdir(ROOT) and not ONLY else []:
         if os.path.isdir(os.path.join(ROOT, entry)):
             shutil.rmtree(os.path.join(ROOT, entry))
     operators()
+    older_opsets()
     resnet_small()
     mobilenet_small()
     vgg_small()
+    caffe2_opset9()
     lstm_stack()
     errors()
+    older_opset_errors()
     print(f"wrote fixtures to {os.path.normpath(ROOT)}")
 
 

@@ -273,6 +273,112 @@ fn every_unsupported_node_is_listed_at_once() {
 }
 
 #[test]
+fn legacy_forms_nnc_cannot_honour_are_listed() {
+    let path = repo_root().join("tests/cases/onnx/errors/older_opsets/model.onnx");
+    let err = import_file(&path).expect_err("the model has rejected nodes");
+    let ImportError::Unsupported { nodes, .. } = &err else {
+        panic!("expected unsupported nodes, got {err}");
+    };
+    let listed: Vec<&str> = nodes.iter().map(|n| n.node.as_str()).collect();
+    // Every node but the Flatten and the Clip with attribute bounds.
+    assert_eq!(
+        listed,
+        [
+            "dropout_training",
+            "bn_batch_statistics",
+            "add_without_broadcast",
+            "add_axis_mismatch",
+            "gemm_without_broadcast",
+            "max_pool_ceil_mode",
+            "avg_pool_count_include_pad",
+            "pad_without_pads",
+            "concat_without_axis",
+        ],
+        "{err}"
+    );
+    let text = err.to_string();
+    for line in [
+        "node `dropout_training` (Dropout, opset 6): is_test=0 (the default before opset 7) drops elements at random",
+        "node `bn_batch_statistics` (BatchNormalization, opset 6): is_test=0",
+        "node `add_without_broadcast` (Add, opset 6): A [1, 4, 8, 8] and B [8] differ, and `broadcast` is 0",
+        "node `add_axis_mismatch` (Add, opset 6): B [4, 8] does not match the dims of A [1, 4, 8, 8] from axis 2",
+        "node `gemm_without_broadcast` (Gemm, opset 6): C has shape [3], not the result's [1, 3]",
+        "node `max_pool_ceil_mode` (MaxPool, opset 6): attribute `ceil_mode` is not part of MaxPool before opset 10",
+        "node `avg_pool_count_include_pad` (AveragePool, opset 6): attribute `count_include_pad` is not part of AveragePool before opset 7",
+        "node `pad_without_pads` (Pad, opset 6): `pads` is required",
+        "node `concat_without_axis` (Concat, opset 6): `axis` is required",
+    ] {
+        assert!(text.contains(line), "`{line}` missing from:\n{text}");
+    }
+}
+
+/// A model of one Relu at `opset`.
+fn relu_model(opset: i64) -> Vec<u8> {
+    use nnc_frontend::onnx::proto::*;
+    use prost::Message;
+    let value = |name: &str| ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(tensor_proto::DataType::Float as i32),
+                shape: Some(TensorShapeProto {
+                    dim: vec![tensor_shape_proto::Dimension {
+                        value: Some(tensor_shape_proto::dimension::Value::DimValue(2)),
+                        ..Default::default()
+                    }],
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let relu = NodeProto {
+        input: vec!["x".into()],
+        output: vec!["y".into()],
+        op_type: Some("Relu".into()),
+        ..Default::default()
+    };
+    ModelProto {
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(opset),
+        }],
+        graph: Some(GraphProto {
+            node: vec![relu],
+            input: vec![value("x")],
+            output: vec![value("y")],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn opsets_outside_the_range_are_rejected_with_the_range() {
+    use nnc_frontend::onnx::{MAX_OPSET, MIN_OPSET};
+    let path = Path::new("relu.onnx");
+    for opset in [MIN_OPSET, 7, 10, MAX_OPSET] {
+        let imported = import_bytes(&relu_model(opset), path, None);
+        assert!(imported.is_ok(), "opset {opset}: {:?}", imported.err());
+    }
+    let old = import_bytes(&relu_model(MIN_OPSET - 1), path, None)
+        .expect_err("too old")
+        .to_string();
+    assert!(
+        old.contains("opset 5 is older than nnc imports (opsets 6 to 28); convert the model with `onnx.version_converter"),
+        "{old}"
+    );
+    let new = import_bytes(&relu_model(MAX_OPSET + 1), path, None)
+        .expect_err("too new")
+        .to_string();
+    assert!(
+        new.contains("opset 29 is newer than nnc imports (opsets 6 to 28)"),
+        "{new}"
+    );
+}
+
+#[test]
 fn bad_bytes_are_an_error_not_a_panic() {
     let path = Path::new("bad.onnx");
     for bytes in [&b""[..], b"not a model", &[0xff; 64], &[0x0a, 0x80]] {
@@ -339,6 +445,9 @@ fn corrupted_models_fail_cleanly() {
         "recurrent/lstm_bidirectional_states",
         "errors/unsupported_nodes",
         "conv1d/conv_transpose",
+        "models/caffe2_opset9",
+        "elementwise/sub_opset6_broadcast_axis0_inputs",
+        "errors/older_opsets",
     ];
     let rounds: usize = std::env::var("NNC_FUZZ_ROUNDS")
         .ok()

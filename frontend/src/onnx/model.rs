@@ -8,9 +8,13 @@ use prost::Message;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
 
-/// The oldest default-domain opset nnc imports. Older models differ in
-/// attribute-versus-input forms that nnc does not implement.
-pub const MIN_OPSET: i64 = 11;
+/// The oldest default-domain opset nnc imports. Opset 6 removed the
+/// `consumed_inputs` attributes of opset 1 and is the form of most legacy
+/// exports (PyTorch's and Caffe2's); older models also give Reshape's shape
+/// as an attribute, which nnc does not read. The converters branch on the
+/// opset where an op's older form differs (attributes that became inputs,
+/// legacy broadcasting, `is_test`).
+pub const MIN_OPSET: i64 = 6;
 
 /// The newest default-domain opset nnc imports: the newest the onnx
 /// package (1.23) writes. From opset 22 on, the ops nnc imports changed only
@@ -33,9 +37,14 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<(ModelProto, i64), ImportErro
         .find(|o| matches!(o.domain(), "" | "ai.onnx"))
         .map(|o| o.version())
         .ok_or_else(|| invalid("the model imports no default-domain (ai.onnx) opset".into()))?;
-    if !(MIN_OPSET..=MAX_OPSET).contains(&opset) {
+    if opset < MIN_OPSET {
         return Err(invalid(format!(
-            "opset {opset} is not supported; nnc imports opsets {MIN_OPSET} to {MAX_OPSET} (convert older models with onnx.version_converter)"
+            "opset {opset} is older than nnc imports (opsets {MIN_OPSET} to {MAX_OPSET}); convert the model with `onnx.version_converter.convert_version(model, {MIN_OPSET})` or newer"
+        )));
+    }
+    if opset > MAX_OPSET {
+        return Err(invalid(format!(
+            "opset {opset} is newer than nnc imports (opsets {MIN_OPSET} to {MAX_OPSET})"
         )));
     }
     if model.graph.is_none() {

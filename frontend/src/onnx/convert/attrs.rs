@@ -55,6 +55,24 @@ impl<'n> Attrs<'n> {
         }
     }
 
+    /// An int attribute that has no default (`None` when absent).
+    pub fn optional_int(&mut self, name: &str) -> Result<Option<i64>, String> {
+        if self.has(name) {
+            self.int(name, 0).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// A float attribute that has no default (`None` when absent).
+    pub fn optional_float(&mut self, name: &str) -> Result<Option<f32>, String> {
+        if self.has(name) {
+            self.float(name, 0.0).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
     pub fn float(&mut self, name: &str, default: f32) -> Result<f32, String> {
         match self.get(name) {
             None => Ok(default),

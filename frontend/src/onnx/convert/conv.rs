@@ -454,6 +454,26 @@ impl Converter<'_> {
 
     pub(super) fn pool(&mut self, node: &NodeProto, a: &mut Attrs<'_>) -> Outputs {
         let max = node.op_type() == "MaxPool";
+        // Attributes that later versions added, with the opset of each;
+        // before it the attribute is not part of the op (ONNX Runtime
+        // rejects it too) and the default holds.
+        let added: &[(&str, i64)] = if max {
+            &[("storage_order", 8), ("ceil_mode", 10), ("dilations", 10)]
+        } else {
+            &[
+                ("count_include_pad", 7),
+                ("ceil_mode", 10),
+                ("dilations", 19),
+            ]
+        };
+        for &(name, since) in added {
+            if self.opset < since && a.has(name) {
+                return Err(format!(
+                    "attribute `{name}` is not part of {} before opset {since}",
+                    node.op_type()
+                ));
+            }
+        }
         let x = self.dynamic(node, 0)?;
         let spatial = spatial_of(&x.1)?;
         let w = window(a, None, spatial)?;

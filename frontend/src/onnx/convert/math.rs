@@ -46,13 +46,19 @@ impl Converter<'_> {
     /// Sum, Max, Min and Mean of any number of operands with broadcasting:
     /// a chain of the binary `.nn` op `dsl` (`add`, `maximum`, `minimum`),
     /// then for Mean a `mul` by `1/n`.
-    pub(super) fn variadic(&mut self, node: &NodeProto, dsl: &str, mean: bool) -> Outputs {
+    pub(super) fn variadic(
+        &mut self,
+        node: &NodeProto,
+        a: &mut Attrs<'_>,
+        dsl: &str,
+        mean: bool,
+    ) -> Outputs {
         let n = node.input.len();
         if n == 0 {
             return Err("it needs at least one input".into());
         }
         if n == 2 && !mean {
-            return self.binary(node, dsl);
+            return self.binary(node, a, dsl);
         }
         let base = self.binding(node, None);
         let mut acc = self.dynamic(node, 0)?;
@@ -185,11 +191,11 @@ impl Converter<'_> {
         one(self.emit(target, "gelu", &[x.0], keywords, x.1))
     }
 
-    /// Clip with bounds as constant inputs;
-    /// `[0, 6]` is `relu6` and `[0, inf)` is `relu`. A missing bound is
-    /// written as the largest finite float, since the language has no
-    /// infinity.
-    pub(super) fn clip(&mut self, node: &NodeProto) -> Outputs {
+    /// Clip with bounds as constant inputs (from opset 11) or attributes
+    /// (before); `[0, 6]` is `relu6` and `[0, inf)` is `relu`. A missing
+    /// bound is written as the largest finite float, since the language has
+    /// no infinity.
+    pub(super) fn clip(&mut self, node: &NodeProto, a: &mut Attrs<'_>) -> Outputs {
         let x = self.dynamic(node, 0)?;
         let bound = |c: Option<Rc<Constant>>, what: &str| -> Result<Option<f32>, String> {
             match c {
@@ -201,9 +207,14 @@ impl Converter<'_> {
                 Some(_) => Err(format!("`{what}` must be a scalar")),
             }
         };
-        // From opset 11 (the oldest nnc imports) the bounds are inputs.
-        let min = bound(self.constant(node, 1, "the bound min")?, "min")?;
-        let max = bound(self.constant(node, 2, "the bound max")?, "max")?;
+        let (min, max) = if self.opset < 11 {
+            (a.optional_float("min")?, a.optional_float("max")?)
+        } else {
+            (
+                bound(self.constant(node, 1, "the bound min")?, "min")?,
+                bound(self.constant(node, 2, "the bound max")?, "max")?,
+            )
+        };
         let target = self.binding(node, None);
         let val = match (min, max) {
             (Some(lo), Some(hi)) if lo == 0.0 && hi == 6.0 => {
@@ -226,15 +237,37 @@ impl Converter<'_> {
     }
 
     /// An op of two operands with broadcasting that maps onto the `.nn` op
-    /// `dsl`: folded when both operands are constants.
-    pub(super) fn binary(&mut self, node: &NodeProto, dsl: &str) -> Outputs {
+    /// `dsl`: folded when both operands are constants. Before opset 7 only
+    /// B broadcasts, to A's shape (see `legacy_operand`).
+    pub(super) fn binary(&mut self, node: &NodeProto, a: &mut Attrs<'_>, dsl: &str) -> Outputs {
+        let legacy = if self.opset < 7 {
+            Some((a.int("broadcast", 0)? != 0, a.optional_int("axis")?))
+        } else {
+            None
+        };
         // The bias add of a MatMul that became a `linear` with that bias.
         if let Some(matmul) = node.output.first().and_then(|o| self.absorbed_add.get(o)) {
             let v = self.values.get(matmul).cloned();
+            if let (Some((broadcast, axis)), Some(Val::Dyn { shape, .. })) = (legacy, &v) {
+                // The bias is a vector of the last dim: legacy broadcasting
+                // agrees with NumPy's when it matches the last dims.
+                let last = shape.len() as i64 - 1;
+                if !broadcast || axis.is_some_and(|x| x != last && x != -1) {
+                    return Err(format!(
+                        "the bias [{}] does not broadcast to {shape:?} with `broadcast` {} and `axis` {axis:?}",
+                        shape.last().copied().unwrap_or(0),
+                        u8::from(broadcast)
+                    ));
+                }
+            }
             return Ok(vec![v]);
         }
-        let (l, r) = (self.arg(node, 0)?, self.arg(node, 1)?);
-        if let (Some(Val::Const(p)), Some(Val::Const(q))) = (&l, &r) {
+        let l = self.arg(node, 0)?.ok_or("A is required")?;
+        let mut r = self.arg(node, 1)?.ok_or("B is required")?;
+        if let Some((broadcast, axis)) = legacy {
+            r = self.legacy_operand(node, &l, r, broadcast, axis)?;
+        }
+        if let (Val::Const(p), Val::Const(q)) = (&l, &r) {
             let folded = match dsl {
                 "add" => p.broadcast(q, |x, y| x + y, |x, y| x.checked_add(y)),
                 "sub" => p.broadcast(q, |x, y| x - y, |x, y| x.checked_sub(y)),
@@ -248,23 +281,100 @@ impl Converter<'_> {
                 "the constant operands do not broadcast, or the integer arithmetic fails",
             )?);
         }
-        let a = self.dynamic(node, 0)?;
-        let b = self.dynamic(node, 1)?;
+        let a = self.bound(&node.input[0], l).ok_or("input 0 is required")?;
+        let b = self.bound(&node.input[1], r).ok_or("input 1 is required")?;
         let shape = broadcast_dims(&a.1, &b.1)
             .ok_or_else(|| format!("shapes {:?} and {:?} do not broadcast", a.1, b.1))?;
         let target = self.binding(node, None);
         one(self.emit(target, dsl, &[a.0, b.0], vec![], shape))
     }
 
+    /// B of an opset 6 Add, Sub, Mul or Div, reshaped so that NumPy
+    /// broadcasting gives the legacy result. Without `broadcast` the shapes
+    /// must be equal; with it, B has one element or its dims are A's from
+    /// `axis` on (by default A's last dims), and gains trailing unit dims.
+    /// A reshaped constant stays a constant only when A is one too (to be
+    /// folded); otherwise it is written as a `constant` of its own.
+    fn legacy_operand(
+        &mut self,
+        node: &NodeProto,
+        l: &Val,
+        r: Val,
+        broadcast: bool,
+        axis: Option<i64>,
+    ) -> Result<Val, String> {
+        let shape_of = |v: &Val| match v {
+            Val::Const(c) => Ok(c.dims.clone()),
+            Val::Dyn { shape, .. } => Ok(shape.clone()),
+            Val::Poisoned => Err("an operand is poisoned".to_string()),
+        };
+        let (a, b) = (shape_of(l)?, shape_of(&r)?);
+        if !broadcast {
+            return if a == b {
+                Ok(r)
+            } else {
+                Err(format!(
+                    "A {a:?} and B {b:?} differ, and `broadcast` is 0 (before opset 7 it must be 1 to broadcast)"
+                ))
+            };
+        }
+        let start = match axis {
+            _ if b.iter().product::<usize>() == 1 && b.len() <= a.len() => a.len() - b.len(),
+            Some(x) => super::axis(x, a.len(), "`axis`")?,
+            None => a
+                .len()
+                .checked_sub(b.len())
+                .ok_or_else(|| format!("B {b:?} has more dims than A {a:?}"))?,
+        };
+        let fits = start + b.len() <= a.len()
+            && b.iter()
+                .zip(&a[start..])
+                .all(|(&bd, &ad)| bd == ad || bd == 1);
+        if !fits {
+            return Err(format!(
+                "B {b:?} does not match the dims of A {a:?} from axis {start}"
+            ));
+        }
+        let mut dims = b.clone();
+        dims.resize(a.len() - start, 1);
+        if dims == b {
+            return Ok(r);
+        }
+        let name = format!("{}.broadcast", node.input[1]);
+        Ok(match r {
+            Val::Const(c) if matches!(l, Val::Const(_)) => Val::Const(Rc::new(c.reshaped(dims))),
+            Val::Const(c) => {
+                let path = self.materialize(&name, &c.reshaped(dims.clone()));
+                Val::Dyn { path, shape: dims }
+            }
+            Val::Dyn { path, .. } => {
+                let target = self.named(&name, "broadcast");
+                self.emit(
+                    target,
+                    "reshape",
+                    &[path],
+                    vec![("shape", dims_expr(&dims))],
+                    dims,
+                )
+            }
+            Val::Poisoned => return Err("B is poisoned".into()),
+        })
+    }
+
     /// Gemm `alpha * A' * B' + beta * C`. With a constant `B` it is a
     /// `linear` whose weight is `alpha * B'` (transposed to `[N, K]`) and
     /// whose bias is `beta * C` when `C` is a vector; otherwise a `matmul`
-    /// with scaling and addition around it.
+    /// with scaling and addition around it. Before opset 11 `C` is
+    /// required; before opset 7 it broadcasts only with `broadcast=1`.
     pub(super) fn gemm(&mut self, node: &NodeProto, a: &mut Attrs<'_>) -> Outputs {
         let alpha = a.float("alpha", 1.0)?;
         let beta = a.float("beta", 1.0)?;
         let trans_a = a.int("transA", 0)? != 0;
         let trans_b = a.int("transB", 0)? != 0;
+        let c_broadcasts = self.opset >= 7 || a.int("broadcast", 0)? != 0;
+        if self.opset < 11 && self.arg(node, 2)?.is_none() {
+            return Err("C is required before opset 11".into());
+        }
         let mut x = self.dynamic(node, 0)?;
         if x.1.len() != 2 {
             return Err(format!("A has shape {:?}; Gemm takes matrices", x.1));
@@ -284,6 +394,24 @@ impl Converter<'_> {
         }
         let (m, k) = (x.1[0], x.1[1]);
         let c = self.arg(node, 2)?;
+        if !c_broadcasts {
+            let dims = |v: &Option<Val>| match v {
+                Some(Val::Const(c)) => Some(c.dims.clone()),
+                Some(Val::Dyn { shape, .. }) => Some(shape.clone()),
+                _ => None,
+            };
+            let n =
+                dims(&self.arg(node, 1)?).and_then(|b| b.get(if trans_b { 0 } else { 1 }).copied());
+            let c_dims = dims(&c);
+            let result = n.map(|n| vec![m, n]);
+            if result.is_none() || c_dims != result {
+                return Err(format!(
+                    "C has shape {:?}, not the result's {:?}, and `broadcast` is 0 (before opset 7 it must be 1 to broadcast)",
+                    c_dims.unwrap_or_default(),
+                    result.unwrap_or_default()
+                ));
+            }
+        }
         if let Some(Val::Const(b)) = self.arg(node, 1)? {
             let [r0, r1] = b.dims[..] else {
                 return Err(format!("B has shape {:?}; Gemm takes matrices", b.dims));
@@ -594,10 +722,18 @@ impl Converter<'_> {
     }
 
     /// Dropout is the identity at inference; it is kept as `dropout` so the
-    /// model reads like its source. Its mask output is not computed.
+    /// model reads like its source. Its mask output is not computed. The
+    /// ratio is an attribute before opset 12; before opset 7, `is_test=1`
+    /// marks the inference form.
     pub(super) fn dropout(&mut self, node: &NodeProto, a: &mut Attrs<'_>) -> Outputs {
         let x = self.dynamic(node, 0)?;
         a.ignore("seed");
+        if self.opset < 7 && a.int("is_test", 0)? == 0 {
+            return Err(
+                "is_test=0 (the default before opset 7) drops elements at random; nnc imports inference graphs (is_test=1)"
+                    .into(),
+            );
+        }
         let ratio = if self.opset < 12 {
             a.float("ratio", 0.5)?
         } else {

@@ -369,7 +369,7 @@ impl<'g> Converter<'g> {
         let dsl = row.dsl.first().copied().unwrap_or_default();
         match row.conversion {
             Conversion::Unary(renames) => self.unary(node, a, dsl, renames),
-            Conversion::Binary => self.binary(node, dsl),
+            Conversion::Binary => self.binary(node, a, dsl),
             Conversion::Custom(convert) => convert(self, node, a),
         }
     }
@@ -392,13 +392,20 @@ impl<'g> Converter<'g> {
     /// Operand `i` as a binding (constants are written as `constant`s).
     fn dynamic(&mut self, node: &NodeProto, i: usize) -> Result<(String, Vec<usize>), String> {
         match self.arg(node, i)? {
-            Some(Val::Dyn { path, shape }) => Ok((path, shape)),
-            Some(Val::Const(c)) => {
-                let name = node.input[i].clone();
-                let path = self.materialize(&name, &c);
-                Ok((path, c.dims.clone()))
-            }
-            Some(Val::Poisoned) | None => Err(format!("input {i} is required")),
+            Some(v) => self
+                .bound(&node.input[i], v)
+                .ok_or_else(|| format!("input {i} is required")),
+            None => Err(format!("input {i} is required")),
+        }
+    }
+
+    /// A value as a binding: a constant is written as a `constant` named
+    /// after `onnx_name`; `None` for a poisoned value.
+    fn bound(&mut self, onnx_name: &str, v: Val) -> Option<(String, Vec<usize>)> {
+        match v {
+            Val::Dyn { path, shape } => Some((path, shape)),
+            Val::Const(c) => Some((self.materialize(onnx_name, &c), c.dims.clone())),
+            Val::Poisoned => None,
         }
     }
 

@@ -32,17 +32,26 @@ impl Converter<'_> {
         Ok(shape[1])
     }
 
+    /// BatchNormalization with its running statistics. The legacy
+    /// attributes: `is_test` (before opset 7) must be 1 and `spatial`
+    /// (before opset 9) must be 1, the forms that every later opset has.
     pub(super) fn batch_norm(&mut self, node: &NodeProto, a: &mut Attrs<'_>) -> Outputs {
         let x = self.dynamic(node, 0)?;
         let c = Self::channels(&x.1, 2)?;
         let eps = a.float("epsilon", 1e-5)?;
         a.ignore("momentum");
-        if a.int("training_mode", 0)? != 0 {
+        if self.opset >= 14 && a.int("training_mode", 0)? != 0 {
             return Err(
                 "training_mode=1 computes batch statistics; nnc imports inference graphs".into(),
             );
         }
-        if a.int("spatial", 1)? != 1 {
+        if self.opset < 7 && a.int("is_test", 0)? == 0 {
+            return Err(
+                "is_test=0 (the default before opset 7) computes batch statistics; nnc imports inference graphs (is_test=1)"
+                    .into(),
+            );
+        }
+        if self.opset < 9 && a.int("spatial", 1)? != 1 {
             return Err("spatial=0 (per-element statistics) is not supported".into());
         }
         let params = ["scale", "B", "input_mean", "input_var"];

@@ -76,6 +76,11 @@ impl Converter<'_> {
         }
         a.ignore("activation_alpha");
         a.ignore("activation_beta");
+        // Before opset 7, `output_sequence=0` only made Y optional; nnc
+        // computes Y when it is used either way.
+        if self.opset < 7 {
+            a.ignore("output_sequence");
+        }
         if a.has("clip") {
             return Err("cell clipping (`clip`) is not supported".into());
         }

@@ -190,7 +190,9 @@ impl Converter<'_> {
     pub(super) fn concat(&mut self, node: &NodeProto, a: &mut Attrs<'_>) -> Outputs {
         let n = node.input.len();
         let first = self.shape_of(node, 0)?;
-        let dim = axis(a.int("axis", 0)?, first.len(), "`axis`")?;
+        // Required from opset 4 on; only opset 1 had a default.
+        let raw = a.optional_int("axis")?.ok_or("`axis` is required")?;
+        let dim = axis(raw, first.len(), "`axis`")?;
         let values = (0..n)
             .map(|i| self.arg(node, i))
             .collect::<Result<Vec<_>, _>>()?;
@@ -363,7 +365,8 @@ impl Converter<'_> {
         }
     }
 
-    /// Pad with constant pads, value and (opset 18) axes.
+    /// Pad with constant pads, value and (opset 18) axes, given as inputs
+    /// from opset 11 and as the attributes `pads` and `value` before.
     pub(super) fn pad(&mut self, node: &NodeProto, a: &mut Attrs<'_>) -> Outputs {
         let (path, shape) = self.dynamic(node, 0)?;
         let rank = shape.len();
@@ -373,12 +376,17 @@ impl Converter<'_> {
                 "mode \"{mode}\" is not supported (constant, reflect, edge are)"
             ));
         }
-        // From opset 11 (the oldest nnc imports) pads and value are inputs.
-        let raw = int_list(&self.required_constant(node, 1, "the pads")?);
-        let value = self
-            .constant(node, 2, "the constant value")?
-            .and_then(|c| c.data.to_f32().first().copied())
-            .unwrap_or(0.0);
+        let (raw, value) = if self.opset < 11 {
+            let pads = a.ints("pads")?.ok_or("`pads` is required")?;
+            (pads, a.float("value", 0.0)?)
+        } else {
+            let pads = int_list(&self.required_constant(node, 1, "the pads")?);
+            let value = self
+                .constant(node, 2, "the constant value")?
+                .and_then(|c| c.data.to_f32().first().copied())
+                .unwrap_or(0.0);
+            (pads, value)
+        };
         if value.is_nan() {
             return Err("the constant value is NaN".into());
         }
@@ -421,8 +429,10 @@ impl Converter<'_> {
 
 impl Converter<'_> {
     /// Slice of a constant (shape arithmetic such as `x.shape[2:]`) is
-    /// folded; nnc has no slicing op for computed tensors.
-    pub(super) fn slice(&mut self, node: &NodeProto) -> Outputs {
+    /// folded; nnc has no slicing op for computed tensors. From opset 10
+    /// starts, ends, axes and steps are inputs; before, the first three are
+    /// attributes and the steps are 1.
+    pub(super) fn slice(&mut self, node: &NodeProto, a: &mut Attrs<'_>) -> Outputs {
         let data = match self.arg(node, 0)?.ok_or("the data is required")? {
             Val::Const(c) => c,
             _ => return Err(
@@ -431,19 +441,25 @@ impl Converter<'_> {
             ),
         };
         let rank = data.dims.len();
-        let starts = int_list(&self.required_constant(node, 1, "starts")?);
-        let ends = int_list(&self.required_constant(node, 2, "ends")?);
-        let axes = match self.constant(node, 3, "axes")? {
-            Some(c) => int_list(&c)
+        let (starts, ends, axes, steps) = if self.opset < 10 {
+            let starts = a.ints("starts")?.ok_or("`starts` is required")?;
+            let ends = a.ints("ends")?.ok_or("`ends` is required")?;
+            (starts, ends, a.ints("axes")?, None)
+        } else {
+            let starts = int_list(&self.required_constant(node, 1, "starts")?);
+            let ends = int_list(&self.required_constant(node, 2, "ends")?);
+            let axes = self.constant(node, 3, "axes")?.map(|c| int_list(&c));
+            let steps = self.constant(node, 4, "steps")?.map(|c| int_list(&c));
+            (starts, ends, axes, steps)
+        };
+        let axes = match axes {
+            Some(list) => list
                 .iter()
                 .map(|&a| axis(a, rank, "axis"))
                 .collect::<Result<Vec<_>, _>>()?,
             None => (0..starts.len()).collect(),
         };
-        let steps = match self.constant(node, 4, "steps")? {
-            Some(c) => int_list(&c),
-            None => vec![1; starts.len()],
-        };
+        let steps = steps.unwrap_or_else(|| vec![1; starts.len()]);
         if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
             return Err("starts, ends, axes and steps differ in length".into());
         }

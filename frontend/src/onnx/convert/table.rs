@@ -83,7 +83,7 @@ pub const OPS: &[OnnxOp] = &[
     }),
     custom("Cast", &[], |c, n, a| c.cast(n, a)),
     renamed("Celu", &["celu"], &[("alpha", "alpha", 1.0)]),
-    custom("Clip", &["clip", "relu6", "relu"], |c, n, _| c.clip(n)),
+    custom("Clip", &["clip", "relu6", "relu"], |c, n, a| c.clip(n, a)),
     custom("Concat", &["concat"], |c, n, a| c.concat(n, a)),
     custom("Constant", &[], |c, _, a| c.constant_node(a)),
     custom("ConstantOfShape", &[], |c, n, a| c.constant_of_shape(n, a)),
@@ -130,17 +130,17 @@ pub const OPS: &[OnnxOp] = &[
     ),
     unary("Log", &["log"]),
     custom("MatMul", &["matmul", "linear"], |c, n, _| c.matmul(n)),
-    custom("Max", &["maximum", "identity"], |c, n, _| {
-        c.variadic(n, "maximum", false)
+    custom("Max", &["maximum", "identity"], |c, n, a| {
+        c.variadic(n, a, "maximum", false)
     }),
     custom("MaxPool", &["max_pool2d"], |c, n, a| {
         c.window_1d(n, a, Converter::pool)
     }),
-    custom("Mean", &["add", "mul", "identity"], |c, n, _| {
-        c.variadic(n, "add", true)
+    custom("Mean", &["add", "mul", "identity"], |c, n, a| {
+        c.variadic(n, a, "add", true)
     }),
-    custom("Min", &["minimum", "identity"], |c, n, _| {
-        c.variadic(n, "minimum", false)
+    custom("Min", &["minimum", "identity"], |c, n, a| {
+        c.variadic(n, a, "minimum", false)
     }),
     unary("Mish", &["mish"]),
     binary("Mul", &["mul"]),
@@ -158,15 +158,15 @@ pub const OPS: &[OnnxOp] = &[
     custom("Selu", &["selu"], |c, n, a| c.selu(n, a)),
     custom("Shape", &[], |c, n, a| c.shape(n, a)),
     unary("Sigmoid", &["sigmoid"]),
-    custom("Slice", &["select", "reshape"], |c, n, _| c.slice(n)),
+    custom("Slice", &["select", "reshape"], |c, n, a| c.slice(n, a)),
     custom("Softmax", &["softmax"], |c, n, a| c.softmax(n, a)),
     unary("Softplus", &["softplus"]),
     unary("Softsign", &["softsign"]),
     unary("Sqrt", &["sqrt"]),
     custom("Squeeze", &["reshape"], |c, n, a| c.squeeze(n, a)),
     binary("Sub", &["sub"]),
-    custom("Sum", &["add", "identity"], |c, n, _| {
-        c.variadic(n, "add", false)
+    custom("Sum", &["add", "identity"], |c, n, a| {
+        c.variadic(n, a, "add", false)
     }),
     unary("Tanh", &["tanh"]),
     custom("Transpose", &["permute"], |c, n, a| c.transpose(n, a)),
