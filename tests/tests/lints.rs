@@ -13,11 +13,15 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use nnc_compiler::driver::{compile_source, load_any};
-use nnc_compiler::ir::Graph;
-use nnc_compiler::lint::{self, Level, Levels, LintError, LINTS};
+use nnc_compiler::interp;
+use nnc_compiler::ir::{Graph, Op};
+use nnc_compiler::lint::{self, gridding, Level, Levels, LintError, LINTS};
 use nnc_frontend::diagnostic::render_all;
 use nnc_frontend::{Diagnostic, Severity, SourceFile};
+use nnc_runtime::{Tensor, WeightSet};
+use nnc_tests::random_model::{layer, random_model};
 use nnc_tests::repo_root;
+use proptest::prelude::*;
 use std::path::Path;
 
 /// The codes a case says it must raise.
@@ -260,5 +264,119 @@ fn lint_ids_are_unique_and_prefixed() {
     for (l, id) in LINTS.iter().zip(&ids) {
         assert_eq!(id, &format!("nnc::{}", l.name));
         assert!(lint::find(id).is_some() && lint::find(l.name).is_some());
+    }
+}
+
+/// A model as `.nn` text, compiled, with every weight 1 (so no products
+/// cancel) and the given input.
+fn ones_model(text: &str, input: Tensor) -> (Graph, Vec<f32>) {
+    let source = SourceFile::new("oracle.nn", text.to_string());
+    let graph =
+        compile_source(&source).unwrap_or_else(|d| panic!("{}\n{text}", render_all(&d, &source)));
+    let mut weights = WeightSet::new();
+    for id in graph.node_ids() {
+        let node = graph.node(id);
+        if let Op::Weight(w) = &node.op {
+            let n = node.ty.numel();
+            weights.insert(
+                w.name.clone(),
+                Tensor::new(node.ty.shape.clone(), vec![1.0; n]).unwrap(),
+            );
+        }
+    }
+    let out = interp::run(&graph, &weights, &[input]).unwrap();
+    let data = out[0].data().to_vec();
+    (graph, data)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The interpreter as oracle for the gridding lint: a stack of 1-D
+    /// dilated convolutions with all-ones weights, applied to a one-hot
+    /// input at the centre, is zero exactly at the offsets the stack never
+    /// sees; the lint's sampling set has those holes, and it warns exactly
+    /// when there are some.
+    #[test]
+    fn gridding_holes_are_the_interpreters_zeros(
+        layers in prop::collection::vec((2usize..5, 1usize..5), 2..4),
+    ) {
+        let sampling = gridding::sample(&layers).unwrap();
+        let span = sampling.span;
+        let width = 2 * span - 1;
+        let mut text = format!("model m {{\n    input x: f32[1, 1, 1, {width}]\n");
+        let mut cur = "x".to_string();
+        for (i, (k, r)) in layers.iter().enumerate() {
+            text.push_str(&format!(
+                "    l{i} = conv2d({cur}, out=1, kernel=[1, {k}], dilation=[1, {r}], bias=false)\n"
+            ));
+            cur = format!("l{i}");
+        }
+        text.push_str(&format!("    output {cur}\n}}\n"));
+        let mut x = vec![0.0; width];
+        x[span - 1] = 1.0;
+        let (graph, y) = ones_model(&text, Tensor::new(vec![1, 1, 1, width], x).unwrap());
+        prop_assert_eq!(y.len(), span);
+        // y[o] sums x[o + offset] over the offsets reached, so it is
+        // nonzero exactly when offset span - 1 - o is reached.
+        let mut zeros: Vec<usize> = (0..span).filter(|&o| y[o] == 0.0).map(|o| span - 1 - o).collect();
+        zeros.sort_unstable();
+        prop_assert_eq!(&zeros, &sampling.holes, "{}", text);
+        let expected: Vec<&str> = if zeros.is_empty() { vec![] } else { vec!["nnc::gridding"] };
+        prop_assert_eq!(codes(&warnings(&graph)), expected, "{}", text);
+    }
+
+    /// The interpreter as oracle for the checkerboard lint: a 1-D
+    /// transposed convolution with all-ones weights on an all-ones input
+    /// gives each output the number of taps that reach it; away from the
+    /// borders those counts differ exactly when the lint warns.
+    #[test]
+    fn checkerboard_warns_where_the_interpreter_sees_uneven_overlap(
+        k in 1usize..7,
+        s in 1usize..4,
+        d in 1usize..3,
+    ) {
+        let width = 12;
+        let text = format!(
+            "model m {{\n    input x: f32[1, 1, 1, {width}]\n    up = conv_transpose2d(x, out=1, kernel=[1, {k}], stride=[1, {s}], dilation=[1, {d}], bias=false)\n    output up\n}}\n"
+        );
+        let (graph, y) = ones_model(&text, Tensor::new(vec![1, 1, 1, width], vec![1.0; width]).unwrap());
+        // Outputs every input reaches with all its taps: from the last
+        // tap of the first input to the first tap of the last.
+        let (first, last) = ((k - 1) * d, (width - 1) * s);
+        prop_assume!(last >= first + s);
+        let interior = &y[first..=last];
+        let uneven = interior.iter().any(|&v| v != interior[0]);
+        let expected: Vec<&str> = if uneven { vec!["nnc::checkerboard"] } else { vec![] };
+        prop_assert_eq!(codes(&warnings(&graph)), expected, "{}\n{:?}", text, y);
+    }
+
+    /// Random small models (the passes' generator): the lints never fail,
+    /// every warning has a code and a label inside the source, and models
+    /// without dilation or transposed convolutions get no gridding or
+    /// checkerboard warnings.
+    #[test]
+    fn lints_judge_random_models(
+        c in 1usize..5,
+        h in 3usize..10,
+        layers in prop::collection::vec(layer(), 1..12),
+    ) {
+        let text = random_model(c, h, &layers);
+        let source = SourceFile::new("random.nn", text.clone());
+        let graph = compile_source(&source)
+            .unwrap_or_else(|d| panic!("{}\n{text}", render_all(&d, &source)));
+        let found = warnings(&graph);
+        for d in &found {
+            prop_assert!(d.code.as_deref().is_some_and(|c| c.starts_with("nnc::")));
+            prop_assert!(d.labels.iter().all(|l| (l.span.end as usize) <= text.len()));
+            prop_assert!(d.labels.iter().filter(|l| l.primary).count() == 1);
+        }
+        let found = codes(&found);
+        if !text.contains("dilation=2") {
+            prop_assert!(!found.iter().any(|c| c == "nnc::gridding"), "{}", text);
+        }
+        if !text.contains("conv_transpose2d") {
+            prop_assert!(!found.iter().any(|c| c == "nnc::checkerboard"), "{}", text);
+        }
     }
 }

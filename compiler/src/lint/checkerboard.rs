@@ -116,9 +116,10 @@ fn fix(a: &ConvTranspose2dAttrs, uneven: &[bool; 2]) -> String {
         // The output size is (H - 1)*s + extent - 2*pad + output_padding
         // with extent = dilation*(kernel - 1) + 1; keep extent - 2*pad +
         // output_padding.
-        let target = (a.dilation[axis] * (a.kernel[axis] - 1)) as i64 - 2 * a.padding[axis] as i64
+        let target = (a.dilation[axis] * a.kernel[axis].saturating_sub(1)) as i64
+            - 2 * a.padding[axis] as i64
             + a.output_padding[axis] as i64;
-        let extent = (dilation[axis] * (kernel[axis] - 1)) as i64;
+        let extent = (dilation[axis] * kernel[axis].saturating_sub(1)) as i64;
         let limit = a.stride[axis].max(dilation[axis]) as i64;
         let found = (0..limit).find_map(|op| {
             let twice_pad = extent + op - target;

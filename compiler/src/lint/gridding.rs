@@ -132,21 +132,26 @@ fn leaves_chain(graph: &Graph, id: NodeId, below: &HashMap<NodeId, NodeId>) -> b
 }
 
 /// What the top of a chain sees along one axis.
-#[derive(Debug, PartialEq)]
-struct Sampling {
-    /// Pixels the window spans.
-    span: usize,
-    /// Offsets from the window's first pixel that no sum of taps reaches.
-    holes: Vec<usize>,
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sampling {
+    /// Pixels the window spans: `1 + sum((k_i - 1) * r_i)`.
+    pub span: usize,
+    /// Offsets from the window's first pixel that no sum of taps reaches,
+    /// ascending.
+    pub holes: Vec<usize>,
     /// The greatest common divisor of the rates.
-    common_factor: usize,
+    pub common_factor: usize,
     /// Every kernel is odd, so the set is symmetric about the centre.
-    centred: bool,
+    pub centred: bool,
 }
 
-/// The sampling set of layers `(kernel, rate)` along one axis; `None` when
-/// it is too wide to compute.
-fn sample(layers: &[(usize, usize)]) -> Option<Sampling> {
+/// The sampling set of a stack of layers `(kernel, rate)` along one axis,
+/// bottom first: the sums of one offset `t * r_i` (`t < k_i`) per layer.
+/// `None` when it is wider than 65,536 pixels or a kernel is empty.
+pub fn sample(layers: &[(usize, usize)]) -> Option<Sampling> {
+    if layers.iter().any(|&(k, _)| k == 0) {
+        return None;
+    }
     let span = 1 + layers
         .iter()
         .try_fold(0usize, |s, &(k, r)| s.checked_add((k - 1).checked_mul(r)?))?;
