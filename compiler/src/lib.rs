@@ -1,7 +1,7 @@
 //! The nnc compiler: the typed op graph (IR), AST-to-IR lowering with shape
-//! inference, the verifier, the IR printer, model statistics, the reference
-//! interpreter, the optimisation passes, the Cranelift backend, and the
-//! `nnc` binary.
+//! inference, the verifier, the IR printer, model statistics, lints, the
+//! reference interpreter, the optimisation passes, the Cranelift backend,
+//! and the `nnc` binary.
 //!
 //! Architecture invariant: this is the only crate that knows petgraph and
 //! Cranelift. It depends on `nnc-frontend` for syntax and
@@ -42,6 +42,7 @@ pub mod backend;
 pub mod driver;
 pub mod interp;
 pub mod ir;
+pub mod lint;
 pub mod lower;
 pub mod passes;
 pub mod shape;

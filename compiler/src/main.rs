@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
 use nnc_compiler::driver::{self, LoadError, Loaded, Model};
 use nnc_compiler::ir::Graph;
-use nnc_compiler::{backend, passes, stats, weights};
+use nnc_compiler::{backend, lint, passes, stats, weights};
 use nnc_runtime::{random_input, read_npy, Tensor, WeightSet, DEFAULT_SEED};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -28,9 +28,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Parse, lower, infer shapes and verify; print errors or a summary.
+    ///
+    /// Also checks the model against the design rules of the notes and
+    /// prints a warning, with a fix, where it breaks one (`nnc lints` lists
+    /// them); `compile`, `run` and `import` print the same warnings.
     Check {
         /// The model, a `.nn` or `.onnx` file.
         model: PathBuf,
+        #[command(flatten)]
+        lints: cli::lint::LintArgs,
     },
     /// Print the IR of a model, as lowered or after optimisation passes.
     DumpIr {
@@ -56,6 +62,9 @@ enum Command {
     },
     /// List the optimisation passes in pipeline order.
     Passes,
+    /// List the lints: the warnings `check`, `compile`, `run` and `import`
+    /// print, by the id that `--allow` and `--deny` take.
+    Lints,
     /// Compile a model and report each layer and the compile time.
     ///
     /// Runs the pass pipeline, the memory plan and the JIT, then prints each
@@ -67,6 +76,8 @@ enum Command {
         model: PathBuf,
         #[command(flatten)]
         weights: WeightArgs,
+        #[command(flatten)]
+        lints: cli::lint::LintArgs,
     },
     /// Run a model and print (or save) its outputs.
     Run {
@@ -93,6 +104,8 @@ enum Command {
         /// Seed for generated weights and inputs.
         #[arg(long, default_value_t = DEFAULT_SEED)]
         seed: u64,
+        #[command(flatten)]
+        lints: cli::lint::LintArgs,
     },
     /// Time a compiled model's latency.
     ///
@@ -162,6 +175,8 @@ enum Command {
         /// (repeatable); nnc compiles static shapes.
         #[arg(long = "dim", value_name = "NAME=SIZE", value_parser = cli::import::parse_dim)]
         dims: Vec<(String, usize)>,
+        #[command(flatten)]
+        lints: cli::lint::LintArgs,
     },
 }
 
@@ -231,14 +246,7 @@ fn main() -> ExitCode {
                 diagnostics,
             }) = e.downcast_ref::<LoadError>()
             {
-                // termcolor's `Auto` looks only at TERM and NO_COLOR; colour
-                // is also wrong when stderr is a file or a pipe.
-                let choice = if std::io::stderr().is_terminal() {
-                    ColorChoice::Auto
-                } else {
-                    ColorChoice::Never
-                };
-                let mut stderr = StandardStream::stderr(choice);
+                let mut stderr = StandardStream::stderr(stderr_color());
                 for d in diagnostics {
                     d.emit(source_file, &mut stderr);
                 }
@@ -253,6 +261,16 @@ fn main() -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Colour for diagnostics on stderr: termcolor's `Auto` looks only at TERM
+/// and NO_COLOR; colour is also wrong when stderr is a file or a pipe.
+fn stderr_color() -> ColorChoice {
+    if std::io::stderr().is_terminal() {
+        ColorChoice::Auto
+    } else {
+        ColorChoice::Never
     }
 }
 
@@ -281,8 +299,9 @@ fn load_with_weights(path: &Path) -> Result<Loaded> {
 
 fn execute(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Check { model } => {
+        Command::Check { model, lints } => {
             let m = load(&model)?;
+            cli::lint::report(&m, &lints)?;
             let s = stats::stats(&m.graph);
             println!(
                 "ok: model `{}`: {} -> {}, {} ops, {} parameters",
@@ -346,13 +365,23 @@ fn execute(cli: Cli) -> Result<()> {
                 println!("{:>2}. {:<16} {}", i + 1, pass.name, pass.description);
             }
         }
+        Command::Lints => {
+            for l in lint::LINTS {
+                println!("{:<31} {}", l.id(), l.description);
+            }
+        }
         Command::Stats { model } => {
             let m = load(&model)?;
             print!("{}", stats::render(&m.graph, &stats::stats(&m.graph)));
         }
-        Command::Compile { model, weights } => {
+        Command::Compile {
+            model,
+            weights,
+            lints,
+        } => {
             let start = std::time::Instant::now();
             let (m, w) = weights.model(&model)?;
+            cli::lint::report(&m, &lints)?;
             let loaded = start.elapsed();
             let compiled = compile(&m, w, 0)?;
             let total = start.elapsed();
@@ -390,13 +419,17 @@ fn execute(cli: Cli) -> Result<()> {
             inputs,
             outputs,
             seed,
-        } => cli::run::command(&model, interp, threads, weights, &inputs, &outputs, seed)?,
+            lints,
+        } => cli::run::command(
+            &model, interp, threads, weights, &inputs, &outputs, seed, &lints,
+        )?,
         Command::Import {
             model,
             output,
             weights,
             dims,
-        } => cli::import::command(&model, &output, weights, dims)?,
+            lints,
+        } => cli::import::command(&model, &output, weights, dims, &lints)?,
     }
     Ok(())
 }

@@ -32,6 +32,10 @@ pub struct Label {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Diagnostic {
     pub severity: Severity,
+    /// The identifier of the check that raised it, rendered in brackets
+    /// after the severity (`warning[nnc::gridding]`); lints have one,
+    /// errors none.
+    pub code: Option<String>,
     /// Lowercase, no trailing period, meaningful alone.
     pub message: String,
     pub labels: Vec<Label>,
@@ -44,6 +48,7 @@ impl Diagnostic {
     pub fn error(message: impl Into<String>) -> Diagnostic {
         Diagnostic {
             severity: Severity::Error,
+            code: None,
             message: message.into(),
             labels: Vec::new(),
             notes: Vec::new(),
@@ -56,6 +61,12 @@ impl Diagnostic {
             severity: Severity::Warning,
             ..Diagnostic::error(message)
         }
+    }
+
+    /// Sets the identifier shown after the severity.
+    pub fn with_code(mut self, code: impl Into<String>) -> Diagnostic {
+        self.code = Some(code.into());
+        self
     }
 
     /// Adds the primary label.
@@ -128,6 +139,10 @@ impl Diagnostic {
                 label.with_message(l.message.clone())
             })
             .collect();
+        let base = match &self.code {
+            Some(code) => base.with_code(code.clone()),
+            None => base,
+        };
         base.with_message(self.message.clone())
             .with_labels(labels)
             .with_notes(self.notes.clone())

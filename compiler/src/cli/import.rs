@@ -5,12 +5,14 @@ use nnc_compiler::{driver, stats};
 use std::path::{Path, PathBuf};
 
 /// `nnc import`: writes the `.nn` text and the weights, after checking that
-/// the text compiles.
+/// the text compiles (and printing its lint warnings; denied ones stop the
+/// import before anything is written).
 pub fn command(
     model: &Path,
     output: &Path,
     weights: Option<PathBuf>,
     dims: Vec<(String, usize)>,
+    lints: &crate::cli::lint::LintArgs,
 ) -> Result<()> {
     if !driver::is_onnx(model) {
         bail!("`{}` is not an `.onnx` file", model.display());
@@ -19,6 +21,7 @@ pub fn command(
         dims: dims.into_iter().collect(),
     };
     let loaded = driver::import(model, &options)?;
+    crate::cli::lint::report(&loaded.model, lints)?;
     let weights_path = weights.unwrap_or_else(|| output.with_extension("safetensors"));
     // A comment says where the model and its weights came from; the parser
     // skips it, so the text still reads back as the imported AST.

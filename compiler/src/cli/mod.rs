@@ -3,5 +3,6 @@
 pub mod bench;
 pub mod compile;
 pub mod import;
+pub mod lint;
 pub mod profile;
 pub mod run;

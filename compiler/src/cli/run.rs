@@ -7,7 +7,9 @@ use nnc_runtime::{write_npy, Pool, Tensor};
 use std::path::{Path, PathBuf};
 
 /// Runs `model` on `inputs` (`.npy` files, or seeded inputs) and prints a
-/// summary of each output, writing it to the matching `-o` file.
+/// summary of each output, writing it to the matching `-o` file; lint
+/// warnings come first.
+#[allow(clippy::too_many_arguments)]
 pub fn command(
     model: &Path,
     interp: bool,
@@ -16,9 +18,11 @@ pub fn command(
     inputs: &[PathBuf],
     outputs: &[PathBuf],
     seed: u64,
+    lints: &crate::cli::lint::LintArgs,
 ) -> Result<()> {
     let loaded = crate::load_with_weights(model)?;
     let m = loaded.model;
+    crate::cli::lint::report(&m, lints)?;
     let weights = match (weights, loaded.weights) {
         (Some(path), _) => crate::load_weights(&m.graph, &path)?,
         (None, Some(imported)) => imported,
