@@ -319,10 +319,8 @@ pub(crate) fn kind(op: &Op) -> Kind<'_> {
         Op::GlobalAvgPool => Kind::GlobalPool,
         Op::BatchNorm(_) => Kind::BatchNorm,
         Op::GroupNorm(_) | Op::LayerNorm(_) | Op::InstanceNorm(_) => Kind::Norm,
-        Op::Relu | Op::Relu6 | Op::LeakyRelu(_) | Op::Sigmoid | Op::Tanh | Op::Clip(_) => {
-            Kind::Activation
-        }
-        Op::Add | Op::Mul | Op::Sub | Op::Div | Op::Elementwise(_) => Kind::Arithmetic,
+        Op::Activation(_) | Op::Unary(_) | Op::Prelu(_) => Kind::Activation,
+        Op::Binary(_) | Op::Elementwise(_) => Kind::Arithmetic,
         Op::Dropout(a) => Kind::Dropout(a),
         Op::Identity => Kind::Identity,
         Op::Pad(a) => Kind::Pad(a),
