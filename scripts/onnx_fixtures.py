@@ -686,6 +686,18 @@ def recurrent_fixtures():
         "RNN", [x[0]] + recurrent_weights(g, 1, 1, hid, feat) + [g.init("lens", np.array([3, 5], np.int32))],
         ["y", "y_h"], hidden_size=hid, direction="reverse"))
     single("recurrent/gru_bidirectional", 14, x_seq, gru("bidirectional", 2))
+    # linear_before_reset=0 (ONNX's default, Keras's reset_after=False):
+    # batch 2, batch 1 (which nnc runs by GEMMs too), and reverse with an
+    # initial state and lengths.
+    single("recurrent/gru_reset_first", 14, x_seq, lambda g, x: g.node(
+        "GRU", [x[0]] + recurrent_weights(g, 3, 1, hid, feat), ["y"], hidden_size=hid))
+    single("recurrent/gru_reset_first_batch1", 14, [[seq, 1, feat]], lambda g, x: g.node(
+        "GRU", [x[0]] + recurrent_weights(g, 3, 2, hid, feat), ["y"], hidden_size=hid,
+        direction="bidirectional"))
+    single("recurrent/gru_reset_first_reverse_state_lengths", 14, x_seq, lambda g, x: g.node(
+        "GRU", [x[0]] + recurrent_weights(g, 3, 1, hid, feat)
+        + [g.init("lens", np.array([3, 5], np.int32)), g.weight("h0", [1, batch, hid], 1.0)],
+        ["y", "y_h"], hidden_size=hid, direction="reverse"))
 
 
 # ---------------------------------------------------------------- models

@@ -13,6 +13,7 @@ use rand_chacha::ChaCha8Rng;
 
 fn attrs(hidden: usize, direction: RnnDirection, initial_state: bool) -> RecurrentAttrs {
     RecurrentAttrs {
+        linear_before_reset: true,
         hidden,
         layers: 1,
         bias: true,

@@ -12,6 +12,7 @@ use rand_chacha::ChaCha8Rng;
 
 fn attrs(hidden: usize, layers: usize, bias: bool, batch_first: bool) -> RecurrentAttrs {
     RecurrentAttrs {
+        linear_before_reset: true,
         hidden,
         layers,
         bias,
@@ -319,5 +320,32 @@ fn recurrent_ops_reject_bad_operands() {
         )));
         // Zero layers.
         assert!(is_operand_error(kernel(&x, &[], &attrs(4, 0, true, false))));
+    }
+}
+
+// ------------------------------------------------------------- gru, reset first
+
+/// One step of a one-unit `gru` from `h0 = 0.5` with only `W_hn = 2` and
+/// `b_hn = 1` non-zero, so `r = z = 1/2`: with `linear_before_reset` the
+/// reset gate scales `W_hn h + b_hn` (`n = tanh(0.5 * 2)`), without it `h`
+/// before the product (`n = tanh(2 * 0.25 + 1)`).
+#[test]
+fn gru_reset_gate_before_or_after_the_product() {
+    let x = tensor(&[1, 1, 1], &[1.0]);
+    let h0 = tensor(&[1, 1, 1], &[0.5]);
+    let w_ih = tensor(&[3, 1], &[0.0, 0.0, 0.0]);
+    let w_hh = tensor(&[3, 1], &[0.0, 0.0, 2.0]);
+    let b_ih = tensor(&[3], &[0.0, 0.0, 0.0]);
+    let b_hh = tensor(&[3], &[0.0, 0.0, 1.0]);
+    let params = [&h0, &w_ih, &w_hh, &b_ih, &b_hh];
+    for (linear_before_reset, n) in [(true, 1.0f64.tanh()), (false, 1.5f64.tanh())] {
+        let a = RecurrentAttrs {
+            initial_state: true,
+            linear_before_reset,
+            ..attrs(1, 1, true, false)
+        };
+        let y = interp::gru(&x, &params, &a).expect("gru");
+        let expected = 0.5 * n + 0.5 * 0.5;
+        assert_close(&y, &[1, 1, 1], &[expected as f32], 1e-6);
     }
 }

@@ -33,7 +33,14 @@ pub fn lstm(x: &Tensor, params: &[&Tensor], a: &RecurrentAttrs) -> Result<Tensor
 /// `r = sigmoid(zi_r + zh_r)`, `z = sigmoid(zi_z + zh_z)`,
 /// `n = tanh(zi_n + r * zh_n)`, `h_t = (1 - z) * n + z * h_{t-1}`.
 pub fn gru(x: &Tensor, params: &[&Tensor], a: &RecurrentAttrs) -> Result<Tensor, InterpError> {
-    run_layers(Cell::Gru, x, params, a)
+    run_layers(
+        Cell::Gru {
+            linear_before_reset: a.linear_before_reset,
+        },
+        x,
+        params,
+        a,
+    )
 }
 
 /// Which recurrence a layer runs.
@@ -41,7 +48,11 @@ pub fn gru(x: &Tensor, params: &[&Tensor], a: &RecurrentAttrs) -> Result<Tensor,
 enum Cell {
     Rnn,
     Lstm,
-    Gru,
+    /// With `linear_before_reset`, the reset gate scales `W_hn h + b_hn`;
+    /// without, `h` before the product.
+    Gru {
+        linear_before_reset: bool,
+    },
 }
 
 impl Cell {
@@ -49,7 +60,7 @@ impl Cell {
         match self {
             Cell::Rnn => "rnn",
             Cell::Lstm => "lstm",
-            Cell::Gru => "gru",
+            Cell::Gru { .. } => "gru",
         }
     }
 
@@ -58,7 +69,7 @@ impl Cell {
         match self {
             Cell::Rnn => 1,
             Cell::Lstm => 4,
-            Cell::Gru => 3,
+            Cell::Gru { .. } => 3,
         }
     }
 }
@@ -301,12 +312,36 @@ fn run_layer(
                         h_b[j] = o_gate * c_b[j].tanh();
                     }
                 }
-                Cell::Gru => {
+                Cell::Gru {
+                    linear_before_reset: true,
+                } => {
                     for j in 0..hidden {
                         let r_gate = sigmoid_scalar(zi[j] + zh[j]);
                         let z_gate = sigmoid_scalar(zi[hidden + j] + zh[hidden + j]);
                         let n_gate = (zi[2 * hidden + j] + r_gate * zh[2 * hidden + j]).tanh();
                         h_b[j] = (1.0 - z_gate) * n_gate + z_gate * h_b[j];
+                    }
+                }
+                Cell::Gru {
+                    linear_before_reset: false,
+                } => {
+                    // `n = tanh(zi_n + W_hn (r * h) + b_hn)`: the product
+                    // of the `n` rows waits for the whole reset gate.
+                    let reset: Vec<f32> = (0..hidden)
+                        .map(|j| sigmoid_scalar(zi[j] + zh[j]) * h_b[j])
+                        .collect();
+                    let fresh: Vec<f32> = (0..hidden)
+                        .map(|j| {
+                            let row = 2 * hidden + j;
+                            let w_hn = &layer.weight_hh[row * hidden..][..hidden];
+                            let recurrent =
+                                dot(w_hn, &reset) + layer.bias_hh.map_or(0.0, |bias| bias[row]);
+                            (zi[row] + recurrent).tanh()
+                        })
+                        .collect();
+                    for j in 0..hidden {
+                        let z_gate = sigmoid_scalar(zi[hidden + j] + zh[hidden + j]);
+                        h_b[j] = (1.0 - z_gate) * fresh[j] + z_gate * h_b[j];
                     }
                 }
             }

@@ -242,6 +242,12 @@ pub struct RecurrentAttrs {
     pub lengths: Vec<usize>,
     /// What the op returns.
     pub output: RecurrentOutput,
+    /// `gru` only: whether the reset gate scales the recurrent product
+    /// (`n = tanh(W_in x + b_in + r * (W_hn h + b_hn))`, PyTorch's and
+    /// ONNX's `linear_before_reset=1`) or the state before it (`n =
+    /// tanh(W_in x + b_in + W_hn (r * h) + b_hn)`, ONNX's default and
+    /// Keras's `reset_after=False`).
+    pub linear_before_reset: bool,
 }
 
 /// The result of a recurrent op: the last layer's hidden state at every
@@ -787,6 +793,9 @@ impl Op {
                 }
                 if a.output != RecurrentOutput::Sequence {
                     attrs.push(("output", format!("{:?}", a.output.name())));
+                }
+                if !a.linear_before_reset {
+                    attrs.push(("linear_before_reset", "false".to_string()));
                 }
                 attrs
             }

@@ -666,7 +666,15 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
                 "c_n" => RecurrentOutput::CellState,
                 _ => RecurrentOutput::Sequence,
             };
+            // Only `gru` has the choice; the others read it for the
+            // unknown-attribute check alone when it is `gru`.
+            let linear_before_reset = if name == "gru" {
+                r.bool("linear_before_reset", true)
+            } else {
+                true
+            };
             let a = RecurrentAttrs {
+                linear_before_reset,
                 hidden,
                 layers,
                 bias: r.bool("bias", true),

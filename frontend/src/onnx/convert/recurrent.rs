@@ -87,9 +87,9 @@ impl Converter<'_> {
         if op == "LSTM" && a.int("input_forget", 0)? != 0 {
             return Err("input_forget=1 (coupled input and forget gates) is not supported".into());
         }
-        if op == "GRU" && a.int("linear_before_reset", 0)? == 0 {
-            return Err("linear_before_reset=0 is not supported; nnc's gru is PyTorch's (linear_before_reset=1)".into());
-        }
+        // ONNX's default resets `h` before the `n` rows' product; PyTorch's
+        // GRU (linear_before_reset=1) scales the product instead.
+        let reset_first = op == "GRU" && a.int("linear_before_reset", 0)? == 0;
         let batch_first = a.int("layout", 0)? != 0;
         let (x, xs) = self.dynamic(node, 0)?;
         let [d0, d1, features] = xs[..] else {
@@ -209,6 +209,9 @@ impl Converter<'_> {
         }
         if !lengths.is_empty() {
             kw.push(("lengths", emit::ints(lengths.iter().copied())));
+        }
+        if reset_first {
+            kw.push(("linear_before_reset", emit::boolean(false)));
         }
         let spec = RecurrentSpec {
             callee,

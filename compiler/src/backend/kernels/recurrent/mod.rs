@@ -264,9 +264,44 @@ pub fn build_cell(
                 m_block: rows,
                 n_block: columns,
             };
+            // Resetting first, the step's product covers the `r` and `z`
+            // rows only; the `n` rows multiply `r * h_{t-1}` afterwards.
+            let (product_rows, reset) = if dims.reset_first() {
+                let n_rows = &weight_hh[2 * hidden * hidden..];
+                let task = GemmTask {
+                    packed: pack(isa, n_rows, 1, hidden, hidden)?,
+                    m: hidden,
+                    k: hidden,
+                    n: batch,
+                    groups: 1,
+                    products: 1,
+                    b: regions.reset_h,
+                    b_stride: 0,
+                    ldb: batch,
+                    c: regions.product.offset(2 * hidden * batch),
+                    c_stride: 0,
+                    ldc: batch,
+                    epilogue: Epilogue {
+                        bias: recurrent_bias.as_ref().map(|z| z[2 * hidden..].to_vec()),
+                        residual: None,
+                        activation: gemm::Activation::None,
+                    },
+                    m_block: hidden,
+                    n_block: batch,
+                };
+                (2 * hidden, Some((task.tasks(), consts.gemm(task)?)))
+            } else {
+                (rows, None)
+            };
             let task = GemmTask {
-                packed: pack(isa, weight_hh, 1, rows, hidden)?,
-                m: rows,
+                packed: pack(
+                    isa,
+                    &weight_hh[..product_rows * hidden],
+                    1,
+                    product_rows,
+                    hidden,
+                )?,
+                m: product_rows,
                 k: hidden,
                 n: batch,
                 groups: 1,
@@ -278,11 +313,11 @@ pub fn build_cell(
                 c_stride: 0,
                 ldc: batch,
                 epilogue: Epilogue {
-                    bias: recurrent_bias,
+                    bias: recurrent_bias.filter(|_| reset.is_none()),
                     residual: None,
                     activation: gemm::Activation::None,
                 },
-                m_block: rows,
+                m_block: product_rows,
                 n_block: batch,
             };
             Recurrent::Gemm {
@@ -290,6 +325,7 @@ pub fn build_cell(
                 projection: consts.gemm(projection)?,
                 tasks: task.tasks(),
                 task: consts.gemm(task)?,
+                reset: reset.map(|(tasks, task)| (task, tasks)),
             }
         };
         code.push(UnitCode {
@@ -394,6 +430,8 @@ struct Dims {
     /// Whether some samples may stop early (`lengths` is given).
     masked: bool,
     output: RecurrentOutput,
+    /// `gru` only: see [`RecurrentAttrs::linear_before_reset`].
+    linear_before_reset: bool,
 }
 
 impl Dims {
@@ -412,6 +450,7 @@ impl Dims {
             initial_state: a.initial_state,
             masked: !a.lengths.is_empty(),
             output: a.output,
+            linear_before_reset: a.linear_before_reset,
         })
     }
 
@@ -426,9 +465,18 @@ impl Dims {
     }
 
     /// Whether steps run [`nnc_cell_step`] (one sample) rather than a
-    /// GEMM and the JIT's gate pass.
+    /// GEMM and the JIT's gate pass. The cell step computes a block's gates
+    /// from one product, so a `gru` whose reset gate comes before the `n`
+    /// rows' product (which then waits for every unit's reset gate) takes
+    /// the GEMM path at any batch.
     fn native_step(&self) -> bool {
-        self.batch == 1
+        self.batch == 1 && !self.reset_first()
+    }
+
+    /// A `gru` without `linear_before_reset`: each step multiplies the `r`
+    /// and `z` rows of `W_hh` by `h_{t-1}`, then the `n` rows by `r * h_{t-1}`.
+    fn reset_first(&self) -> bool {
+        self.cell == Cell::Gru && !self.linear_before_reset
     }
 
     /// Whether step 0 skips the recurrent product: `rnn` and `lstm` from
@@ -473,6 +521,8 @@ struct Regions {
     saved_c: Base,
     /// The native cell step's copy of `h_{t-1}` (batch 1 only).
     previous: Base,
+    /// `r * h_{t-1}`, the `n` rows' operand (`gru` resetting first only).
+    reset_h: Base,
     /// Floats in all.
     len: usize,
 }
@@ -518,14 +568,19 @@ impl Regions {
                 0
             },
             if d.native_step() { d.hidden } else { 0 },
+            if d.reset_first() {
+                d.hidden * d.batch
+            } else {
+                0
+            },
         ];
-        let mut starts = [scratch; 10];
+        let mut starts = [scratch; 11];
         let mut len = 0;
         for (start, size) in starts.iter_mut().zip(sizes) {
             *start = scratch.offset(len);
             len += size;
         }
-        let [wide_input, wide_projection, projection, product, h, c, sequence, saved_h, saved_c, previous] =
+        let [wide_input, wide_projection, projection, product, h, c, sequence, saved_h, saved_c, previous, reset_h] =
             starts;
         Regions {
             wide_input,
@@ -538,6 +593,7 @@ impl Regions {
             saved_h,
             saved_c,
             previous,
+            reset_h,
             len,
         }
     }
@@ -555,6 +611,9 @@ enum Recurrent {
         projection_tasks: usize,
         task: usize,
         tasks: usize,
+        /// A `gru` resetting first: the `n` rows' product of `r * h_{t-1}`
+        /// (task address and count), after the gate pass that computes `r`.
+        reset: Option<(usize, usize)>,
     },
     /// Batch 1: [`nnc_cell_step`] per step, which computes the
     /// projections (ahead), the product and the gate maths.

@@ -188,7 +188,15 @@ pub(super) fn run_unit(
                 let later = e.b.ins().icmp_imm_u(IntCC::NotEqual, step, 0);
                 e.if_then(later, |e| call_gemm(e, task, tasks))?;
             }
-            Recurrent::Gemm { task, tasks, .. } => call_gemm(e, task, tasks)?,
+            Recurrent::Gemm {
+                task, tasks, reset, ..
+            } => {
+                call_gemm(e, task, tasks)?;
+                if let Some((reset, reset_tasks)) = reset {
+                    reset_pass(e, &d, &r, t)?;
+                    call_gemm(e, reset, reset_tasks)?;
+                }
+            }
             Recurrent::Cell(_) => {}
         }
         let direction_out = io.out.offset(unit.dir * d.hidden);
@@ -257,6 +265,31 @@ pub(super) fn run_unit(
     }
 }
 
+/// The `n` rows' operand of a `gru` that resets first: `r * h_{t-1}` with
+/// `r = sigmoid(P_r + Z_r)`, over all `hidden * batch` states.
+fn reset_pass(e: &mut Emit, d: &Dims, r: &Regions, t: Value) -> Result<(), BackendError> {
+    let len = d.hidden * d.batch;
+    let start = e.mul_imm(t, d.rows() * d.batch);
+    let projection = e.addr(r.projection, start);
+    let product = e.base(r.product);
+    let h = e.base(r.h);
+    let reset_h = e.base(r.reset_h);
+    e.vectorized(len, |e, ty, q| {
+        let p = e.addr_of(projection, q);
+        let p = e.load(ty, p, 0);
+        let z = e.addr_of(product, q);
+        let z = e.load(ty, z, 0);
+        let pre = e.b.ins().fadd(p, z);
+        let gate = e.sigmoid(ty, pre);
+        let h_at = e.addr_of(h, q);
+        let h_old = e.load(ty, h_at, 0);
+        let v = e.b.ins().fmul(gate, h_old);
+        let at = e.addr_of(reset_h, q);
+        e.store(v, at, 0);
+        Ok(())
+    })
+}
+
 /// The cell update of step `t` over all `hidden * batch` states, four lanes
 /// at a time: reads `P_t` and `Z`, updates `c` and `h`, and also stores `h`
 /// at `dest` when given.
@@ -314,7 +347,12 @@ fn gate_pass(
                 let zg = gate(e, 1);
                 let zg = e.sigmoid(ty, zg);
                 let (p, z) = parts(e, 2);
-                let gated = e.b.ins().fmul(rg, z);
+                // Resetting first, `Z_n` already is `W_hn (r * h) + b_hn`.
+                let gated = if d.linear_before_reset {
+                    e.b.ins().fmul(rg, z)
+                } else {
+                    z
+                };
                 let n = e.b.ins().fadd(p, gated);
                 let n = e.tanh(ty, n);
                 // `(1 - z) * n + z * h_{t-1}`, as the reference rounds it.
