@@ -5,6 +5,7 @@
 //! `match` that needs to handle it, so matches on `Op` never use `_ =>`.
 
 use super::elementwise::{Activation, BinaryOp, ElementwiseAttrs, Epilogue};
+use super::indexing::Indexing;
 
 /// Which parameter of its op a weight is; decides its seeded initialisation
 /// (see `crate::weights`) and how passes treat it.
@@ -512,6 +513,8 @@ pub enum Op {
     Gru(RecurrentAttrs),
     WinogradInput(WinogradInputAttrs),
     WinogradOutput(WinogradOutputAttrs),
+    /// `slice`, `index_select`, `repeat`, `expand`.
+    Indexing(Indexing),
 }
 
 impl Op {
@@ -552,7 +555,8 @@ impl Op {
             | Op::Pad(_)
             | Op::Constant(_)
             | Op::Gru(_)
-            | Op::WinogradInput(_) => None,
+            | Op::WinogradInput(_)
+            | Op::Indexing(_) => None,
         }
     }
 
@@ -593,7 +597,8 @@ impl Op {
             | Op::Pad(_)
             | Op::Constant(_)
             | Op::Gru(_)
-            | Op::WinogradInput(_) => None,
+            | Op::WinogradInput(_)
+            | Op::Indexing(_) => None,
         }
     }
 
@@ -636,6 +641,7 @@ impl Op {
             Op::Gru(_) => "gru",
             Op::WinogradInput(_) => "winograd_input",
             Op::WinogradOutput(_) => "winograd_output",
+            Op::Indexing(a) => a.name(),
         }
     }
 
@@ -705,6 +711,7 @@ impl Op {
             Op::InstanceNorm(a) => vec![("eps", float(a.eps)), ("affine", a.affine.to_string())],
             Op::GlobalAvgPool | Op::Binary(_) | Op::Identity => vec![],
             Op::Activation(a) => a.attributes(),
+            Op::Indexing(a) => a.attributes(),
             Op::MaxPool2d(a) => vec![
                 ("kernel", pair(a.kernel)),
                 ("stride", pair(a.stride)),
