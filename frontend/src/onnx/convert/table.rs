@@ -95,10 +95,13 @@ pub const OPS: &[OnnxOp] = &[
     binary("Div", &["div"]),
     custom("Dropout", &["dropout"], |c, n, a| c.dropout(n, a)),
     renamed("Elu", &["elu"], &[("alpha", "alpha", 1.0)]),
+    custom("Expand", &["expand", "reshape"], |c, n, _| c.expand(n)),
     custom("Flatten", &["flatten"], |c, n, a| c.flatten(n, a)),
     custom("GRU", &["gru"], |c, n, a| c.recurrent(n, a)),
     custom("Gelu", &["gelu"], |c, n, a| c.gelu(n, a)),
-    custom("Gather", &["select"], |c, n, a| c.gather(n, a)),
+    custom("Gather", &["select", "index_select"], |c, n, a| {
+        c.gather(n, a)
+    }),
     custom("Gemm", &["linear", "matmul"], |c, n, a| c.gemm(n, a)),
     custom("GlobalAveragePool", &["global_avg_pool"], |c, n, a| {
         c.window_1d(n, a, |c, n, _| c.global_avg_pool(n))
@@ -141,13 +144,15 @@ pub const OPS: &[OnnxOp] = &[
     custom("Selu", &["selu"], |c, n, a| c.selu(n, a)),
     custom("Shape", &[], |c, n, a| c.shape(n, a)),
     unary("Sigmoid", &["sigmoid"]),
-    custom("Slice", &["select", "reshape"], |c, n, _| c.slice(n)),
+    custom("Slice", &["slice"], |c, n, _| c.slice(n)),
     custom("Softmax", &["softmax"], |c, n, a| c.softmax(n, a)),
     unary("Softplus", &["softplus"]),
     unary("Softsign", &["softsign"]),
+    custom("Split", &["slice"], |c, n, a| c.split(n, a)),
     custom("Squeeze", &["reshape"], |c, n, a| c.squeeze(n, a)),
     binary("Sub", &["sub"]),
     unary("Tanh", &["tanh"]),
+    custom("Tile", &["repeat"], |c, n, _| c.tile(n)),
     custom("Transpose", &["permute"], |c, n, a| c.transpose(n, a)),
     custom("Unsqueeze", &["reshape"], |c, n, a| c.squeeze(n, a)),
 ];
