@@ -8,13 +8,14 @@
 //!
 //! Each task writes one chunk of one output row (the last dim after
 //! merging): a contiguous copy, vectorised, when the row walks the input
-//! with step 1; one splatted value when it broadcasts; copies of the input
-//! row when it repeats, or of each run of consecutive indices of a short
-//! table; element by element otherwise.
+//! with step 1, and vector loads with their lanes reversed for step -1;
+//! one splatted value when it broadcasts; copies of the input row when it
+//! repeats, or of each run of consecutive indices of a short table;
+//! element by element otherwise.
 
 use super::elementwise::span;
 use super::{Consts, Kernel, Operands};
-use crate::backend::jit::Emit;
+use crate::backend::jit::{Emit, LANES};
 use crate::backend::BackendError;
 use crate::ir::Indexing;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
@@ -288,6 +289,23 @@ impl Row {
                     Ok(())
                 })
             }
+            // A reversed row (`torch.flip`): four elements ending at
+            // `-j` are one load, with the lanes then reversed.
+            Row::Affine(-1) => span(e, lo, hi, |e, ty, j| {
+                let back = e.b.ins().ineg(j);
+                let v = if ty == types::F32 {
+                    let p = e.addr_of(from, back);
+                    e.load(ty, p, 0)
+                } else {
+                    let first = e.sub_imm(back, LANES - 1);
+                    let p = e.addr_of(from, first);
+                    let v = e.load(ty, p, 0);
+                    e.shuffle_lanes(v, v, [3, 2, 1, 0])
+                };
+                let q = e.addr_of(to, j);
+                e.store(v, q, 0);
+                Ok(())
+            }),
             Row::Affine(step) => e.for_range(lo, hi, 1, |e, j| {
                 let k = e.b.ins().imul_imm_s(j, step);
                 let p = e.addr_of(from, k);
