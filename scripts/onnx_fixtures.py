@@ -428,6 +428,8 @@ def operators():
     single("shape/pad_axes_opset18", 18, [img], lambda g, x: g.node(
         "Pad", [x[0], g.init("p", np.array([1, 0, 2, 3], np.int64)), "",
                 g.init("a", np.array([1, 3], np.int64))]))
+    # Slice, Split, Gather, Tile and Expand of computed tensors.
+    indexing_fixtures()
     # Softmax and Dropout.
     single("softmax/opset11_axis1_flattens", 11, [[2, 3, 4]], lambda g, x: g.node(
         "Softmax", [x[0]], axis=1))
@@ -570,6 +572,57 @@ def older_opsets():
                x[1], g.init("k", np.full(img, 2.0, np.float32))])]),
            reference=(7, lambda g, x: g.node("Div", [x[0], g.node("Add", [
                x[1], g.init("k", np.full(img, 2.0, np.float32))])])))
+
+
+def indexing_fixtures():
+    """The indexing ops on computed tensors (the inputs, or a Relu of them)."""
+    i64 = lambda *v: np.array(v, np.int64)
+    big, small = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+
+    def slice_(g, x, starts, ends, axes=None, steps=None):
+        ins = [x, g.init(g.name("starts"), i64(*starts)), g.init(g.name("ends"), i64(*ends))]
+        if axes is not None:
+            ins.append(g.init(g.name("axes"), i64(*axes)))
+        if steps is not None:
+            ins.append(g.init(g.name("steps"), i64(*steps)))
+        return g.node("Slice", ins)
+
+    single("indexing/slice_computed", 13, [[2, 6, 9, 9]], lambda g, x: slice_(
+        g, g.relu(x[0]), [1, 2], [5, -1], axes=[1, 3]))
+    single("indexing/slice_default_axes_opset11", 11, [[5, 6, 7]], lambda g, x: slice_(
+        g, x[0], [1, -4], [big, 100]))
+    single("indexing/slice_steps", 13, [[2, 6, 9, 10]], lambda g, x: slice_(
+        g, x[0], [0, 1, 8], [big, 9, 0], axes=[1, 2, -1], steps=[2, 3, -2]))
+    single("indexing/slice_negative_steps", 13, [[3, 4, 5]], lambda g, x: slice_(
+        g, x[0], [-1, 3, -1], [-1000, 0, small], axes=[0, 2, 1], steps=[-1, -2, -1]))
+    single("indexing/slice_whole_axes", 13, [[2, 3, 4]], lambda g, x: g.relu(slice_(
+        g, x[0], [0, -100], [big, 3], axes=[2, 1])))
+    single("indexing/split_attribute_opset11", 11, [[2, 6, 5]], lambda g, x: g.node(
+        "Split", [x[0]], 3, axis=1, split=[1, 3, 2]))
+    single("indexing/split_input_opset13", 13, [[2, 3, 6]], lambda g, x: g.node(
+        "Split", [g.relu(x[0]), g.init("split", i64(2, 4))], 2, axis=-1))
+    single("indexing/split_equal_opset13", 13, [[2, 6, 5]], lambda g, x: g.node(
+        "Split", [x[0]], 3, axis=1))
+    single("indexing/split_num_outputs_opset18", 18, [[7, 3]], lambda g, x: g.node(
+        "Split", [x[0]], 3, num_outputs=3))
+    single("indexing/split_unused_output", 13, [[4, 6]], lambda g, x: (lambda parts: [
+        parts[0], g.relu(parts[2])])(g.node("Split", [x[0]], 3, axis=1)))
+    single("indexing/gather_rank1_axis0", 13, [[5, 3, 4]], lambda g, x: g.node(
+        "Gather", [x[0], g.init("i", i64(4, 0, -1, 0))], axis=0))
+    single("indexing/gather_rank1_axis2", 13, [[2, 3, 6]], lambda g, x: g.node(
+        "Gather", [g.relu(x[0]), g.init("i", i64(5, 1, 2))], axis=2))
+    single("indexing/gather_rank1_axis_minus1_long", 13, [[3, 40]], lambda g, x: g.node(
+        "Gather", [x[0], g.init("i", i64(*[(7 * k) % 40 for k in range(25)]))], axis=-1))
+    single("indexing/tile", 13, [[2, 3, 4]], lambda g, x: g.node(
+        "Tile", [x[0], g.init("r", i64(2, 1, 3))]))
+    single("indexing/tile_ones", 13, [[2, 3]], lambda g, x: g.relu(g.node(
+        "Tile", [x[0], g.init("r", i64(1, 1))])))
+    single("indexing/expand_both_ways", 13, [[3, 1, 5]], lambda g, x: g.node(
+        "Expand", [x[0], g.init("s", i64(2, 1, 4, 5))]))
+    single("indexing/expand_leading_ones", 13, [[4, 5]], lambda g, x: g.node(
+        "Expand", [x[0], g.init("s", i64(1, 1, 5))]))
+    single("indexing/expand_last_axis", 13, [[2, 3, 1]], lambda g, x: g.node(
+        "Expand", [x[0], g.init("s", i64(2, 3, 7))]))
 
 
 def reshape_chain(g, x):

@@ -5,6 +5,8 @@
 //! shapes follow from the data operand) and then [`infer`] on all operands;
 //! the verifier calls [`infer`] again on every node to check stored types.
 
+mod indexing;
+
 use crate::ir::*;
 use nnc_runtime::{checked_numel, format_shape};
 
@@ -273,7 +275,7 @@ pub fn weight_shapes(op: &Op, x: &TensorType) -> SResult<Vec<WeightSpec>> {
             }
             vec![spec("weight", vec![a.num_parameters], WeightRole::Slope)]
         }
-        Op::MatMul | Op::Pad(_) => Vec::new(),
+        Op::MatMul | Op::Pad(_) | Op::Indexing(_) => Vec::new(),
         Op::Input(_)
         | Op::Weight(_)
         | Op::Activation(_)
@@ -1121,6 +1123,7 @@ fn infer_unchecked(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
             let x = unary(op, inputs)?;
             infer_pad(a, &x)
         }
+        Op::Indexing(a) => indexing::infer(a, &unary(op, inputs)?),
         Op::Constant(a) => match inputs {
             [w] if w.shape == a.shape => Ok(TensorType::f32(a.shape.clone())),
             _ => Err(ShapeError::new(

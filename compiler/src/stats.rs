@@ -208,6 +208,7 @@ fn receptive_field(op: &Op, input: ReceptiveField, rank: usize) -> ReceptiveFiel
         | Op::Reshape(_)
         | Op::Permute(_)
         | Op::Select(_)
+        | Op::Indexing(_)
         | Op::Rnn(_)
         | Op::Lstm(_)
         | Op::Gru(_)
@@ -327,7 +328,8 @@ fn flops(op: &Op, x: &[usize], out: &[usize]) -> u64 {
         | Op::Concat(_)
         | Op::Identity
         | Op::Pad(_)
-        | Op::Constant(_) => 0,
+        | Op::Constant(_)
+        | Op::Indexing(_) => 0,
         Op::MatMul => 2 * n_out * x.last().copied().unwrap_or(0) as u64,
         Op::Rnn(a) | Op::Lstm(a) | Op::Gru(a) => {
             let gates: u64 = match op {

@@ -12,6 +12,7 @@ mod check;
 mod conv;
 mod elementwise;
 mod error;
+mod indexing;
 mod linear;
 mod lowered;
 mod matmul;
@@ -36,6 +37,7 @@ pub use elementwise::{
     prelu, unary, unary_scalar,
 };
 pub use error::InterpError;
+pub use indexing::{expand, index_select, indexing, repeat, slice};
 pub use linear::linear;
 pub use lowered::{activate, col2im, elementwise, epilogue, gemm, im2col, separable_conv2d};
 pub use matmul::matmul;
@@ -323,6 +325,10 @@ fn eval_node<'a>(
             owned(pad(x[0], a))
         }
         Op::Constant(_) => one_operand(node, x, identity),
+        Op::Indexing(a) => {
+            arity(node, x, 1)?;
+            owned(indexing(x[0], a))
+        }
         Op::Gru(a) => {
             arity(node, x, recurrent_operands(a, 3))?;
             owned(gru(x[0], &x[1..], a))

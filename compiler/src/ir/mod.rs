@@ -3,10 +3,12 @@
 pub mod dot;
 pub mod elementwise;
 pub mod graph;
+pub mod indexing;
 pub mod op;
 pub mod print;
 pub mod winograd;
 
 pub use elementwise::*;
 pub use graph::{Graph, GraphError, Node, NodeId, SourceLoc, TensorType};
+pub use indexing::*;
 pub use op::*;

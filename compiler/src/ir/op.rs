@@ -5,6 +5,7 @@
 //! `match` that needs to handle it, so matches on `Op` never use `_ =>`.
 
 use super::elementwise::{Activation, BinaryOp, ElementwiseAttrs, Epilogue, UnaryFunction};
+use super::indexing::Indexing;
 
 /// Which parameter of its op a weight is; decides its seeded initialisation
 /// (see `crate::weights`) and how passes treat it.
@@ -531,6 +532,8 @@ pub enum Op {
     Gru(RecurrentAttrs),
     WinogradInput(WinogradInputAttrs),
     WinogradOutput(WinogradOutputAttrs),
+    /// `slice`, `index_select`, `repeat`, `expand`.
+    Indexing(Indexing),
 }
 
 impl Op {
@@ -573,7 +576,8 @@ impl Op {
             | Op::Pad(_)
             | Op::Constant(_)
             | Op::Gru(_)
-            | Op::WinogradInput(_) => None,
+            | Op::WinogradInput(_)
+            | Op::Indexing(_) => None,
         }
     }
 
@@ -616,7 +620,8 @@ impl Op {
             | Op::Pad(_)
             | Op::Constant(_)
             | Op::Gru(_)
-            | Op::WinogradInput(_) => None,
+            | Op::WinogradInput(_)
+            | Op::Indexing(_) => None,
         }
     }
 
@@ -661,6 +666,7 @@ impl Op {
             Op::Gru(_) => "gru",
             Op::WinogradInput(_) => "winograd_input",
             Op::WinogradOutput(_) => "winograd_output",
+            Op::Indexing(a) => a.name(),
         }
     }
 
@@ -732,6 +738,7 @@ impl Op {
             Op::Activation(a) => a.attributes(),
             Op::Unary(f) => f.attributes(),
             Op::Prelu(a) => vec![("num_parameters", a.num_parameters.to_string())],
+            Op::Indexing(a) => a.attributes(),
             Op::MaxPool2d(a) => vec![
                 ("kernel", pair(a.kernel)),
                 ("stride", pair(a.stride)),

@@ -338,7 +338,8 @@ pub(crate) fn kind(op: &Op) -> Kind<'_> {
         | Op::Col2Im(_)
         | Op::SeparableConv2d(_)
         | Op::WinogradInput(_)
-        | Op::WinogradOutput(_) => Kind::Other,
+        | Op::WinogradOutput(_)
+        | Op::Indexing(_) => Kind::Other,
     }
 }
 

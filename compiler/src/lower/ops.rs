@@ -5,6 +5,8 @@
 //! so the reader also knows the full list of valid names when it reports an
 //! unknown one with a "did you mean".
 
+mod indexing;
+
 use super::value::{suggest, Value};
 use crate::ir::TensorType;
 use crate::ir::*;
@@ -22,9 +24,9 @@ enum Arity {
     Between(usize, usize),
 }
 
-/// The ops of the language other than the elementwise classes
-/// ([`Activation`], [`UnaryFunction`], [`BinaryOp`]), with their tensor
-/// arity. The names here
+/// The ops of the language other than the classes ([`Activation`],
+/// [`UnaryFunction`], [`BinaryOp`], [`Indexing`]), with their tensor arity.
+/// The names here
 /// are the names users write; `build` below turns each into an `Op`.
 const OPS: &[(&str, Arity)] = &[
     ("conv2d", Arity::Exactly(1)),
@@ -61,6 +63,7 @@ pub fn op_names() -> impl Iterator<Item = &'static str> {
         .chain(Activation::ALL.iter().map(|a| a.name()))
         .chain(UnaryFunction::ALL.iter().map(|f| f.name()))
         .chain(BinaryOp::ALL.iter().map(|b| b.name()))
+        .chain(Indexing::NAMES)
 }
 
 /// True if `name` is an op.
@@ -74,6 +77,8 @@ fn arity(name: &str) -> Option<Arity> {
         Some(Arity::Exactly(1))
     } else if BinaryOp::from_name(name).is_some() {
         Some(Arity::Exactly(2))
+    } else if Indexing::NAMES.contains(&name) {
+        Some(Arity::Exactly(1))
     } else {
         OPS.iter().find(|(n, _)| *n == name).map(|(_, a)| *a)
     }
@@ -453,6 +458,9 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
     }
     if let Some(op) = BinaryOp::from_name(name) {
         return Some(Op::Binary(op));
+    }
+    if Indexing::NAMES.contains(&name) {
+        return indexing::build(name, r, xs.first().copied()).map(Op::Indexing);
     }
     let rank = xs.first().map_or(0, |x| x.rank());
     let resolve = |r: &mut AttrReader<'_>, attr: &'static str, value: i64, extra: usize| -> usize {

@@ -9,6 +9,9 @@
 //!   per-channel affine `x * <bn>.scale + <bn>.shift`, with
 //!   `scale = gamma / sqrt(var + eps)` and `shift = beta - mean * scale`,
 //!   shaped `[C, 1, ...]` to broadcast over the dims after the channels.
+//! - An indexing op that keeps every element in its row-major place (a
+//!   slice of whole dims, repeats of 1, ...) is removed when it keeps the
+//!   shape too, and becomes a `reshape` (a view, no copy) otherwise.
 //!
 //! - An activation written out as several elementwise ops (`x *
 //!   sigmoid(x)` is `silu`; `x * relu6(x + 3) / 6` is `hardswish`; the erf
@@ -24,7 +27,7 @@
 
 use super::spelled_out::recognise;
 use super::{add_weight, bn_scale_shift, weight_tensor, PassError, PassReport};
-use crate::ir::{BinaryOp, DropoutMode, Graph, Node, NodeId, Op, WeightRole};
+use crate::ir::{BinaryOp, DropoutMode, Graph, Node, NodeId, Op, ReshapeAttrs, WeightRole};
 use nnc_runtime::WeightSet;
 
 /// The registry and CLI name.
@@ -63,6 +66,21 @@ pub fn simplify(graph: &mut Graph, weights: &mut WeightSet) -> Result<PassReport
                 graph
                     .set_inputs(id, vec![operand, scale])
                     .map_err(graph_err)?;
+                report.fired += 1;
+            }
+            Op::Indexing(a) => {
+                let operand = node.inputs()[0];
+                let input = &graph.node(operand).ty.shape;
+                if !a.keeps_order(input) {
+                    continue;
+                }
+                if *input == node.ty.shape {
+                    graph.replace_all_uses(id, operand).map_err(graph_err)?;
+                    graph.remove(id).map_err(graph_err)?;
+                } else {
+                    let shape = node.ty.shape.clone();
+                    graph.node_mut(id).op = Op::Reshape(ReshapeAttrs { shape });
+                }
                 report.fired += 1;
             }
             Op::BatchNorm(a) => {

@@ -345,6 +345,16 @@ impl Emit<'_> {
         self.b.ins().load(ty, flags(), ptr, (4 * elems) as i32)
     }
 
+    /// Loads entry `index` (an `i64` value) of a table of `i64`s at the
+    /// absolute address `table`: element offsets that no formula gives,
+    /// such as an `index_select`'s.
+    pub fn load_i64(&mut self, table: usize, index: Value) -> Value {
+        let start = self.b.ins().iconst(types::I64, table as i64);
+        let bytes = self.b.ins().imul_imm_s(index, 8);
+        let ptr = self.b.ins().iadd(start, bytes);
+        self.b.ins().load(types::I64, flags(), ptr, 0)
+    }
+
     /// Stores `v` at `ptr + 4 * elems`.
     pub fn store(&mut self, v: Value, ptr: Value, elems: usize) {
         self.b.ins().store(flags(), v, ptr, (4 * elems) as i32);

@@ -7,6 +7,7 @@ mod depthwise;
 mod elementwise;
 mod gemm;
 mod im2col;
+mod indexing;
 mod norm;
 mod pool;
 mod recurrent;
@@ -303,6 +304,7 @@ pub fn build(
             recurrent::build(a, matches!(node.op, Op::Lstm(_)), ops, consts)?
         }
         Op::Pad(a) => copy::pad(a, ops),
+        Op::Indexing(a) => indexing::build(a, ops, consts)?,
         Op::MatMul => gemm::matmul(ops),
         // A constant is its weight operand.
         Op::Constant(_) => return Ok(None),

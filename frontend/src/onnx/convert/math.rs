@@ -131,7 +131,14 @@ impl Converter<'_> {
         let values = slope.data.to_f32();
         let channels = x.1.get(1).copied().unwrap_or(1);
         // Aligned at the right of x, the slope may vary only along dim 1.
-        let lead = x.1.len().checked_sub(slope.dims.len());
+        // Before opset 7 a one-dim slope is per channel whatever x's rank
+        // (Caffe's convention, which PyTorch's opset 6 exports rely on).
+        let legacy = self.opset < 7 && slope.dims.len() == 1;
+        let lead = if legacy {
+            Some(1)
+        } else {
+            x.1.len().checked_sub(slope.dims.len())
+        };
         let per_channel = lead.is_some_and(|lead| {
             slope
                 .dims

@@ -12,6 +12,7 @@
 
 mod attrs;
 mod conv;
+mod indexing;
 mod math;
 mod norm;
 mod recurrent;

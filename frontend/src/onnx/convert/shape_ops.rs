@@ -1,6 +1,7 @@
 //! Shape ops (Reshape, Flatten, Squeeze, Unsqueeze, Transpose, Concat,
-//! Pad), and the ops of shape arithmetic that are folded at import (Shape,
-//! Gather, Constant, ConstantOfShape, Cast).
+//! Pad), the ops of shape arithmetic that are folded at import (Shape,
+//! Gather, Constant, ConstantOfShape, Cast), and the inputs of Slice (whose
+//! conversion, with Gather's of computed tensors, is in `indexing.rs`).
 
 use super::attrs::Attrs;
 use super::{axis, constant_out, int_list, one, Converter, Outputs, Val};
@@ -13,7 +14,7 @@ impl Converter<'_> {
     /// Gives operand 0 a new shape: folded for constants, no binding when
     /// the shape does not change, else a `reshape` (or `flatten` when that
     /// is what it is).
-    fn reshaped(&mut self, node: &NodeProto, dims: Vec<usize>) -> Outputs {
+    pub(super) fn reshaped(&mut self, node: &NodeProto, dims: Vec<usize>) -> Outputs {
         match self.arg(node, 0)?.ok_or("the input is required")? {
             Val::Const(c) => constant_out(c.reshaped(dims)),
             Val::Dyn { path, shape } if shape == dims => one(Val::Dyn { path, shape }),
@@ -37,7 +38,7 @@ impl Converter<'_> {
         }
     }
 
-    fn shape_of(&self, node: &NodeProto, i: usize) -> Result<Vec<usize>, String> {
+    pub(super) fn shape_of(&self, node: &NodeProto, i: usize) -> Result<Vec<usize>, String> {
         match self.arg(node, i)? {
             Some(Val::Const(c)) => Ok(c.dims.clone()),
             Some(Val::Dyn { shape, .. }) => Ok(shape),
@@ -251,7 +252,7 @@ impl Converter<'_> {
     }
 
     /// Gather of constants is folded; Gather of a computed tensor with one
-    /// constant index is `select`.
+    /// constant index is `select`, with a list of them `index_select`.
     pub(super) fn gather(&mut self, node: &NodeProto, a: &mut Attrs<'_>) -> Outputs {
         let data_shape = self.shape_of(node, 0)?;
         let dim = axis(a.int("axis", 0)?, data_shape.len(), "`axis`")?;
@@ -284,7 +285,12 @@ impl Converter<'_> {
                 ];
                 one(self.emit(target, "select", &[path], kw, out))
             }
-            _ => Err("Gather of a computed tensor is supported with one scalar index only".into()),
+            Val::Dyn { path, shape } if index.dims.len() == 1 => {
+                self.index_select(node, path, shape, dim, &positions)
+            }
+            _ => Err(
+                "Gather of a computed tensor is supported with indices of rank 0 or 1 only".into(),
+            ),
         }
     }
 
@@ -428,19 +434,10 @@ impl Converter<'_> {
 }
 
 impl Converter<'_> {
-    /// Slice of a constant (shape arithmetic such as `x.shape[2:]`) is
-    /// folded; nnc has no slicing op for computed tensors. From opset 10
-    /// starts, ends, axes and steps are inputs; before, the first three are
-    /// attributes and the steps are 1.
+    /// Slice: from opset 10 starts, ends, axes and steps are inputs;
+    /// before, the first three are attributes and the steps are 1.
+    /// [`Converter::sliced`] converts it.
     pub(super) fn slice(&mut self, node: &NodeProto, a: &mut Attrs<'_>) -> Outputs {
-        let data = match self.arg(node, 0)?.ok_or("the data is required")? {
-            Val::Const(c) => c,
-            _ => return Err(
-                "Slice of a computed tensor is not supported (only of constants, which are folded)"
-                    .into(),
-            ),
-        };
-        let rank = data.dims.len();
         let (starts, ends, axes, steps) = if self.opset < 10 {
             let starts = a.ints("starts")?.ok_or("`starts` is required")?;
             let ends = a.ints("ends")?.ok_or("`ends` is required")?;
@@ -452,63 +449,7 @@ impl Converter<'_> {
             let steps = self.constant(node, 4, "steps")?.map(|c| int_list(&c));
             (starts, ends, axes, steps)
         };
-        let axes = match axes {
-            Some(list) => list
-                .iter()
-                .map(|&a| axis(a, rank, "axis"))
-                .collect::<Result<Vec<_>, _>>()?,
-            None => (0..starts.len()).collect(),
-        };
-        let steps = steps.unwrap_or_else(|| vec![1; starts.len()]);
-        if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
-            return Err("starts, ends, axes and steps differ in length".into());
-        }
-        // Per dim, the indices kept, by ONNX's clamping rules.
-        let mut keep: Vec<Vec<usize>> = data.dims.iter().map(|&d| (0..d).collect()).collect();
-        for i in 0..starts.len() {
-            let (dim, step) = (data.dims[axes[i]] as i64, steps[i]);
-            if step == 0 {
-                return Err("a step of 0".into());
-            }
-            let clamp = |v: i64, lo: i64, hi: i64| (if v < 0 { v + dim } else { v }).clamp(lo, hi);
-            let mut picked = Vec::new();
-            if step > 0 {
-                let (mut j, end) = (clamp(starts[i], 0, dim), clamp(ends[i], 0, dim));
-                while j < end {
-                    picked.push(j as usize);
-                    j += step;
-                }
-            } else {
-                // An end below -dim clamps to -1: through index 0.
-                let (mut j, end) = (clamp(starts[i], 0, dim - 1), clamp(ends[i], -1, dim - 1));
-                while j > end {
-                    picked.push(j as usize);
-                    j += step;
-                }
-            }
-            keep[axes[i]] = picked;
-        }
-        let dims: Vec<usize> = keep.iter().map(Vec::len).collect();
-        let mut order = Vec::new();
-        let strides: Vec<usize> = (0..rank)
-            .map(|d| data.dims[d + 1..].iter().product())
-            .collect();
-        let count = numel(&dims)
-            .filter(|&n| n <= MAX_CONSTANT)
-            .ok_or("the slice is too large")?;
-        for flat in 0..count {
-            let (mut rest, mut offset) = (flat, 0);
-            for d in (0..rank).rev() {
-                offset += keep[d][rest % dims[d]] * strides[d];
-                rest /= dims[d];
-            }
-            order.push(offset);
-        }
-        let values = match &data.data {
-            Data::F32(v) => Data::F32(order.iter().map(|&i| v[i]).collect()),
-            Data::I64(v) => Data::I64(order.iter().map(|&i| v[i]).collect()),
-        };
-        constant_out(Constant { dims, data: values })
+        self.sliced(node, &starts, &ends, axes, steps)
     }
 
     /// ReduceMean over the two spatial dims of a rank-4 tensor is global

@@ -98,9 +98,12 @@ pub const OPS: &[OnnxOp] = &[
     renamed("Elu", &["elu"], &[("alpha", "alpha", 1.0)]),
     unary("Erf", &["erf"]),
     unary("Exp", &["exp"]),
+    custom("Expand", &["expand", "reshape"], |c, n, _| c.expand(n)),
     custom("Flatten", &["flatten"], |c, n, a| c.flatten(n, a)),
     custom("GRU", &["gru"], |c, n, a| c.recurrent(n, a)),
-    custom("Gather", &["select"], |c, n, a| c.gather(n, a)),
+    custom("Gather", &["select", "index_select"], |c, n, a| {
+        c.gather(n, a)
+    }),
     custom("Gelu", &["gelu"], |c, n, a| c.gelu(n, a)),
     custom("Gemm", &["linear", "matmul"], |c, n, a| c.gemm(n, a)),
     custom("GlobalAveragePool", &["global_avg_pool"], |c, n, a| {
@@ -158,10 +161,11 @@ pub const OPS: &[OnnxOp] = &[
     custom("Selu", &["selu"], |c, n, a| c.selu(n, a)),
     custom("Shape", &[], |c, n, a| c.shape(n, a)),
     unary("Sigmoid", &["sigmoid"]),
-    custom("Slice", &["select", "reshape"], |c, n, a| c.slice(n, a)),
+    custom("Slice", &["slice"], |c, n, a| c.slice(n, a)),
     custom("Softmax", &["softmax"], |c, n, a| c.softmax(n, a)),
     unary("Softplus", &["softplus"]),
     unary("Softsign", &["softsign"]),
+    custom("Split", &["slice"], |c, n, a| c.split(n, a)),
     unary("Sqrt", &["sqrt"]),
     custom("Squeeze", &["reshape"], |c, n, a| c.squeeze(n, a)),
     binary("Sub", &["sub"]),
@@ -169,6 +173,7 @@ pub const OPS: &[OnnxOp] = &[
         c.variadic(n, a, "add", false)
     }),
     unary("Tanh", &["tanh"]),
+    custom("Tile", &["repeat"], |c, n, _| c.tile(n)),
     custom("Transpose", &["permute"], |c, n, a| c.transpose(n, a)),
     custom("Unsqueeze", &["reshape"], |c, n, a| c.squeeze(n, a)),
 ];
