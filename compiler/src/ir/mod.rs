@@ -5,8 +5,10 @@ pub mod elementwise;
 pub mod graph;
 pub mod op;
 pub mod print;
+pub mod reduce;
 pub mod winograd;
 
 pub use elementwise::*;
 pub use graph::{Graph, GraphError, Node, NodeId, SourceLoc, TensorType};
 pub use op::*;
+pub use reduce::*;

@@ -7,9 +7,12 @@ mod depthwise;
 mod elementwise;
 mod gemm;
 mod im2col;
+mod lanes;
 mod norm;
 mod pool;
 mod recurrent;
+mod reduce;
+mod softmax;
 mod winograd;
 
 use super::cell::PackedCell;
@@ -287,7 +290,10 @@ pub fn build(
         Op::GroupNorm(_) | Op::LayerNorm(_) | Op::InstanceNorm(_) => {
             norm::build(&node.op, ops, consts)?
         }
-        Op::Softmax(a) => norm::softmax(a, ops),
+        Op::Softmax(a) => softmax::build(a, false, ops),
+        Op::LogSoftmax(a) => softmax::build(a, true, ops),
+        Op::Reduce(a) => reduce::build(a, ops),
+        Op::LocalResponseNorm(a) => norm::local_response_norm(a, ops),
         Op::Permute(a) => copy::permute(a, ops),
         Op::Select(a) => copy::select(a, ops),
         Op::Concat(a) => copy::concat(a, ops),
