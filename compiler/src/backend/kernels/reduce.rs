@@ -1,4 +1,5 @@
-//! `mean`, `sum`, `amax` and `amin` over any dims, and `global_max_pool`.
+//! `mean`, `sum`, `amax` and `amin` over any dims, `global_max_pool`, and
+//! `global_avg_pool` (the mean over `H, W`).
 //!
 //! The operand's dims are first simplified: size-1 dims dropped, runs of
 //! reduced dims and runs of kept dims merged, so `[N, C, H, W]` reduced
