@@ -625,6 +625,85 @@ def indexing_fixtures():
         "Expand", [x[0], g.init("s", i64(2, 3, 7))]))
 
 
+def reductions():
+    """ReduceMean, ReduceSum, ReduceMax and ReduceMin with axes as the
+    attribute and as an input, keepdims both ways, negative and absent
+    axes; GlobalMaxPool, LogSoftmax and LRN with odd and even sizes."""
+    x4 = [2, 3, 4, 5]
+
+    def axes(g, values):
+        return g.init(g.name("axes"), np.array(values, np.int64))
+
+    single("reduce/mean_opset17_attribute_keepdims", 17, [x4], lambda g, x: g.node(
+        "ReduceMean", [x[0]], axes=[1]))
+    single("reduce/mean_opset18_input_negative", 18, [x4], lambda g, x: g.node(
+        "ReduceMean", [x[0], axes(g, [-1, 1])], keepdims=0))
+    single("reduce/sum_opset11_attribute", 11, [x4], lambda g, x: g.node(
+        "ReduceSum", [x[0]], axes=[0, 2], keepdims=0))
+    single("reduce/sum_opset13_input_keepdims", 13, [x4], lambda g, x: g.node(
+        "ReduceSum", [x[0], axes(g, [-2])]))
+    single("reduce/sum_opset13_every_dim", 13, [x4], lambda g, x: g.node(
+        "ReduceSum", [x[0]], keepdims=0))
+    single("reduce/sum_opset13_noop_with_empty_axes", 13, [x4], lambda g, x: g.node(
+        "Relu", [g.node("ReduceSum", [x[0]], noop_with_empty_axes=1)]))
+    single("reduce/max_opset13_attribute_keepdims", 13, [x4], lambda g, x: g.node(
+        "ReduceMax", [x[0]], axes=[2, 3]))
+    single("reduce/max_opset18_input", 18, [x4], lambda g, x: g.node(
+        "ReduceMax", [x[0], axes(g, [0])], keepdims=0))
+    single("reduce/min_opset17_negative", 17, [x4], lambda g, x: g.node(
+        "ReduceMin", [x[0]], axes=[-1], keepdims=0))
+    single("reduce/min_opset20_input_keepdims", 20, [x4], lambda g, x: g.node(
+        "ReduceMin", [x[0], axes(g, [1, -1])]))
+    single("pool/global_max", 17, [[1, 4, 9, 9]], lambda g, x: g.node("GlobalMaxPool", [x[0]]))
+    single("pool/global_max_rank3", 17, [[2, 4, 11]], lambda g, x: g.node(
+        "GlobalMaxPool", [x[0]]))
+    single("softmax/log_softmax_opset11_axis1_flattens", 11, [[2, 3, 4]], lambda g, x: g.node(
+        "LogSoftmax", [x[0]], axis=1))
+    single("softmax/log_softmax_opset13_axis1", 13, [[2, 3, 4]], lambda g, x: g.node(
+        "LogSoftmax", [x[0]], axis=1))
+    single("softmax/log_softmax_default_axis", 17, [[2, 3, 4]], lambda g, x: g.node(
+        "LogSoftmax", [x[0]]))
+    single("norm/lrn_odd", 13, [[2, 7, 4, 5]], lambda g, x: g.node(
+        "LRN", [x[0]], size=5, alpha=0.5, beta=0.75, bias=2.0))
+    # ORT's LRN requires an odd size, so the even sizes are checked against
+    # the spec's formula in NumPy, itself checked here against ORT's odd one.
+    odd = os.path.join(ROOT, "norm/lrn_odd")
+    ort_odd = np.load(os.path.join(odd, "output_0.npy"))
+    ours = lrn_reference(np.load(os.path.join(odd, "input_0.npy")), 5, 0.5, 0.75, 2.0)
+    assert np.allclose(ours, ort_odd, rtol=1e-5, atol=1e-6), "lrn_reference disagrees with ORT"
+    single_numpy("norm/lrn_even", 13, [2, 7, 4, 5], lambda g, x: g.node(
+        "LRN", [x], size=4, alpha=1.0, beta=0.6, bias=1.0),
+        lambda x: lrn_reference(x, 4, 1.0, 0.6, 1.0))
+    single_numpy("norm/lrn_even_defaults_rank3", 11, [1, 5, 3], lambda g, x: g.node(
+        "LRN", [x], size=2), lambda x: lrn_reference(x, 2, 1e-4, 0.75, 1.0), scale=20)
+
+
+def lrn_reference(x, size, alpha, beta, bias):
+    """ONNX's LRN as its spec writes it, in float64: the window of channel
+    c is c - floor((size-1)/2) ..= c + ceil((size-1)/2). (ORT refuses even
+    sizes; onnx.reference's LRN loops over the batch, not the channels.)"""
+    c = x.shape[1]
+    before, after = (size - 1) // 2, size // 2
+    squares = np.zeros(x.shape, np.float64)
+    for ch in range(c):
+        lo, hi = max(0, ch - before), min(c - 1, ch + after)
+        squares[:, ch] = np.sum(x[:, lo:hi + 1].astype(np.float64) ** 2, axis=1)
+    return (x / (bias + alpha / size * squares) ** beta).astype(np.float32)
+
+
+def single_numpy(name, opset, shape, build, reference, scale=1):
+    """A model of one op on one input that ORT cannot run, with
+    `reference(input)` stored as its output; the input is drawn from
+    U(-scale, scale)."""
+    g = Graph(0)
+    g.output(build(g, g.input("x0", shape)))
+    model = g.model(opset, name.replace("/", "_"))
+    save(name, model, None)
+    x = rand(g.rng, shape) * np.float32(scale)
+    np.save(os.path.join(ROOT, name, "input_0.npy"), x)
+    np.save(os.path.join(ROOT, name, "output_0.npy"), reference(x))
+
+
 def reshape_chain(g, x):
     """x.view(x.size(0), -1), as exporters write it."""
     shape = g.node("Shape", [x[0]])
@@ -1023,6 +1102,7 @@ def main():
             shutil.rmtree(os.path.join(ROOT, entry))
     operators()
     older_opsets()
+    reductions()
     resnet_small()
     mobilenet_small()
     vgg_small()

@@ -290,6 +290,9 @@ pub fn weight_shapes(op: &Op, x: &TensorType) -> SResult<Vec<WeightSpec>> {
         | Op::Binary(_)
         | Op::Concat(_)
         | Op::Softmax(_)
+        | Op::LogSoftmax(_)
+        | Op::Reduce(_)
+        | Op::LocalResponseNorm(_)
         | Op::Dropout(_)
         | Op::Identity => Vec::new(),
     })
@@ -875,17 +878,51 @@ fn infer_unchecked(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
                 "wrong number of operands",
             )),
         },
-        Op::Dropout(_) | Op::Identity | Op::Softmax(_) => {
+        Op::Dropout(_) | Op::Identity => unary(op, inputs),
+        Op::Softmax(a) | Op::LogSoftmax(a) => {
             let ty = unary(op, inputs)?;
-            if let Op::Softmax(a) = op {
-                if a.dim >= ty.rank() {
-                    return Err(ShapeError::new(
-                        format!("`softmax` dim {} is out of range for {ty}", a.dim),
-                        "bad dim",
-                    ));
-                }
+            if a.dim >= ty.rank() {
+                return Err(ShapeError::new(
+                    format!("`{}` dim {} is out of range for {ty}", op.name(), a.dim),
+                    "bad dim",
+                ));
             }
             Ok(ty)
+        }
+        Op::Reduce(a) => {
+            let x = unary(op, inputs)?;
+            let sorted = a.dims.windows(2).all(|w| w[0] < w[1]);
+            if let Some(&bad) = a.dims.iter().find(|&&d| d >= x.rank()) {
+                return Err(ShapeError::new(
+                    format!("`{}` dim {bad} is out of range for {x}", op.name()),
+                    "bad dim",
+                ));
+            }
+            if !sorted {
+                return Err(ShapeError::new(
+                    format!(
+                        "`{}` dims {:?} are not sorted and distinct",
+                        op.name(),
+                        a.dims
+                    ),
+                    "bad dims",
+                ));
+            }
+            Ok(TensorType::f32(a.output_shape(&x.shape)))
+        }
+        Op::LocalResponseNorm(a) => {
+            let x = unary(op, inputs)?;
+            require_min_rank("local_response_norm", &x, 3)?;
+            if a.size == 0 || a.before >= a.size {
+                return Err(ShapeError::new(
+                    format!(
+                        "`local_response_norm` window of {} channels cannot start {} before the channel",
+                        a.size, a.before
+                    ),
+                    "bad window",
+                ));
+            }
+            Ok(x)
         }
         Op::MaxPool2d(a) => {
             let x = unary(op, inputs)?;

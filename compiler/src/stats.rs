@@ -19,7 +19,7 @@
 //! have a global receptive field.
 
 use crate::ir::winograd::Transform;
-use crate::ir::{Conv2dAttrs, Epilogue, Graph, NodeId, Op, WeightRole};
+use crate::ir::{Conv2dAttrs, Epilogue, Graph, NodeId, Op, Reduction, WeightRole};
 use std::collections::HashMap;
 use std::fmt::Write;
 
@@ -195,14 +195,21 @@ fn receptive_field(op: &Op, input: ReceptiveField, rank: usize) -> ReceptiveFiel
         Op::Col2Im(a) => window(input, a.kernel, a.stride, a.dilation, true),
         Op::MaxPool2d(a) => window(input, a.kernel, a.stride, a.dilation, false),
         Op::AvgPool2d(a) => window(input, a.kernel, a.stride, [1, 1], false),
+        // A reduction over the batch or the channels alone that keeps the
+        // dims leaves every position seeing what its input saw.
+        Op::Reduce(a) if a.keepdim && a.dims.iter().all(|&d| d < 2) => input,
+        // The channel window of each position is at that position.
+        Op::LocalResponseNorm(_) => input,
         // Ops that mix all positions, and ops after which the map is no
         // longer [N, C, H, W] (positions mixed or reinterpreted): the
         // dependence is global.
         Op::GlobalAvgPool
+        | Op::Reduce(_)
         | Op::GroupNorm(_)
         | Op::InstanceNorm(_)
         | Op::LayerNorm(_)
         | Op::Softmax(_)
+        | Op::LogSoftmax(_)
         | Op::Linear(_)
         | Op::Flatten(_)
         | Op::Reshape(_)
@@ -316,7 +323,21 @@ fn flops(op: &Op, x: &[usize], out: &[usize]) -> u64 {
         Op::MaxPool2d(a) => n_out * (a.kernel[0] * a.kernel[1]) as u64,
         Op::AvgPool2d(a) => n_out * (a.kernel[0] * a.kernel[1]) as u64,
         Op::GlobalAvgPool => product(x),
-        Op::Softmax(_) => 3 * n_out,
+        Op::Softmax(_) | Op::LogSoftmax(_) => 3 * n_out,
+        // One operation per input element, and the division of a mean.
+        Op::Reduce(a) => {
+            product(x)
+                + match a.function {
+                    Reduction::Mean => n_out,
+                    Reduction::Sum | Reduction::Max | Reduction::Min => 0,
+                }
+        }
+        // Per output: the window's squares and sums, the scale and shift,
+        // the power and the division.
+        Op::LocalResponseNorm(a) => (a.size as u64)
+            .saturating_mul(2)
+            .saturating_add(3)
+            .saturating_mul(n_out),
         Op::Dropout(a) => match a.mode {
             crate::ir::DropoutMode::Inverted => 0,
             crate::ir::DropoutMode::Classic => n_out,

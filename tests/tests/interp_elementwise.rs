@@ -1,6 +1,6 @@
 //! The reference interpreter's elementwise ops: activations,
-//! `dropout` in both modes, `identity`, broadcasting `add` / `mul`, and
-//! `softmax`.
+//! `dropout` in both modes, `identity`, broadcasting `add` / `mul`,
+//! `softmax` and `log_softmax`.
 
 use nnc_compiler::interp::{self, InterpError};
 use nnc_compiler::ir::{
@@ -382,4 +382,44 @@ fn softmax_middle_dim_sums_to_one() {
         }
     }
     assert!(interp::softmax(&x, &SoftmaxAttrs { dim: 3 }).is_err());
+}
+
+// ------------------------------------------------------------- log_softmax
+
+#[test]
+fn log_softmax_last_dim() {
+    let x = tensor(&[1, 3], &[1., 2., 3.]);
+    let y = interp::log_softmax(&x, &SoftmaxAttrs { dim: 1 }).unwrap();
+    let l = (1f64.exp() + 2f64.exp() + 3f64.exp()).ln();
+    let expected = [1. - l, 2. - l, 3. - l].map(|v| v as f32);
+    assert_near(&y, &[1, 3], &expected);
+}
+
+#[test]
+fn log_softmax_is_finite_where_softmax_underflows() {
+    // softmax gives exactly 0 for the first element (e^-1000 underflows),
+    // whose logarithm would be -inf; log_softmax keeps -1000.
+    let x = tensor(&[2], &[-1000., 0.]);
+    let y = interp::log_softmax(&x, &SoftmaxAttrs { dim: 0 }).unwrap();
+    assert_near(&y, &[2], &[-1000., 0.]);
+    // Large inputs: log(1 + e) from the max, exactly as from 0 and 1.
+    let x = tensor(&[2], &[1000., 1001.]);
+    let y = interp::log_softmax(&x, &SoftmaxAttrs { dim: 0 }).unwrap();
+    let l = (1. + 1f64.exp()).ln();
+    assert_near(&y, &[2], &[(-l) as f32, (1. - l) as f32]);
+}
+
+#[test]
+fn log_softmax_along_a_leading_dim() {
+    // Columns [1, 1] and [0, 2]: -ln 2 twice, then -ln(1 + e^2) and
+    // 2 - ln(1 + e^2).
+    let x = tensor(&[2, 2], &[1., 0., 1., 2.]);
+    let y = interp::log_softmax(&x, &SoftmaxAttrs { dim: 0 }).unwrap();
+    let (h, l) = (2f64.ln(), (1. + 2f64.exp()).ln());
+    assert_near(
+        &y,
+        &[2, 2],
+        &[(-h) as f32, (-l) as f32, (-h) as f32, (2. - l) as f32],
+    );
+    assert!(interp::log_softmax(&x, &SoftmaxAttrs { dim: 2 }).is_err());
 }

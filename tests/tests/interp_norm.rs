@@ -1,12 +1,15 @@
 //! The reference interpreter's norms: hand-computed `batch_norm`,
-//! `group_norm`, `layer_norm` and `instance_norm`, and the identities
+//! `group_norm`, `layer_norm`, `instance_norm` and `local_response_norm`
+//! (both window placements), and the identities
 //! `layer_norm == group_norm(groups=1)` and `instance_norm ==
 //! group_norm(groups=C)` on seeded random tensors.
 
 use nnc_compiler::interp::{self, InterpError};
-use nnc_compiler::ir::{BatchNormAttrs, GroupNormAttrs, InstanceNormAttrs, LayerNormAttrs};
+use nnc_compiler::ir::{
+    BatchNormAttrs, GroupNormAttrs, InstanceNormAttrs, LayerNormAttrs, LocalResponseNormAttrs,
+};
 use nnc_runtime::Tensor;
-use nnc_tests::{assert_close, tensor};
+use nnc_tests::{assert_close, assert_near, tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -356,4 +359,60 @@ fn batch_norm_matches_a_per_element_formula_on_random_data() {
         );
     }
     assert_close(&y, &[n, c, h, w], &expected, 1e-5);
+}
+
+// ---------------------------------------------------- local_response_norm
+
+fn lrn(size: usize, alpha: f32, beta: f32, k: f32, before: usize) -> LocalResponseNormAttrs {
+    LocalResponseNormAttrs {
+        size,
+        alpha,
+        beta,
+        k,
+        before,
+    }
+}
+
+#[test]
+fn local_response_norm_even_window_either_side() {
+    // Channels 1, 2, 3, 4 at one position; alpha = size makes the scale 1,
+    // and beta = 1, k = 1 leave y = x / (1 + sum of squares).
+    let x = tensor(&[1, 4, 1, 1], &[1., 2., 3., 4.]);
+    // PyTorch's window of 2 is the channel and the one before it.
+    let y = interp::local_response_norm(&x, &lrn(2, 2., 1., 1., 1)).unwrap();
+    assert_near(&y, &[1, 4, 1, 1], &[1. / 2., 2. / 6., 3. / 14., 4. / 26.]);
+    // ONNX's is the channel and the one after it.
+    let y = interp::local_response_norm(&x, &lrn(2, 2., 1., 1., 0)).unwrap();
+    assert_near(&y, &[1, 4, 1, 1], &[1. / 6., 2. / 14., 3. / 26., 4. / 17.]);
+}
+
+#[test]
+fn local_response_norm_per_position_on_rank_3() {
+    // [N=1, C=3, L=2]: channels [1, -1], [2, 0], [0, 3]; a window of 3
+    // centred on the channel, scale 1, k = 0, beta = 0.5: y = x / norm.
+    let x = tensor(&[1, 3, 2], &[1., -1., 2., 0., 0., 3.]);
+    let y = interp::local_response_norm(&x, &lrn(3, 3., 0.5, 0., 1)).unwrap();
+    let r5 = 5f32.sqrt();
+    // Position 0 sums 1+4, 1+4+0, 4+0; position 1 sums 1+0, 1+0+9, 0+9.
+    assert_near(&y, &[1, 3, 2], &[1. / r5, -1., 2. / r5, 0., 0., 1.]);
+}
+
+#[test]
+fn local_response_norm_defaults_and_a_window_wider_than_the_channels() {
+    // PyTorch's defaults on channels 3 and -4 (size 5 covers both):
+    // y = x / (1 + 1e-4 / 5 * 25)^0.75.
+    let x = tensor(&[1, 2, 1], &[3., -4.]);
+    let y = interp::local_response_norm(&x, &lrn(5, 1e-4, 0.75, 1., 2)).unwrap();
+    let d = (1.0f64 + 1e-4 / 5.0 * 25.0).powf(0.75);
+    assert_near(&y, &[1, 2, 1], &[(3. / d) as f32, (-4. / d) as f32]);
+}
+
+#[test]
+fn local_response_norm_rejects_bad_operands() {
+    let x = tensor(&[2, 3], &[0.; 6]);
+    let r = interp::local_response_norm(&x, &lrn(3, 1e-4, 0.75, 1., 1));
+    assert!(matches!(r, Err(InterpError::Operands { .. })), "{r:?}");
+    let x = tensor(&[1, 3, 1], &[0.; 3]);
+    let r = interp::local_response_norm(&x, &lrn(3, 1e-4, 0.75, 1., 3));
+    assert!(matches!(r, Err(InterpError::Operands { .. })), "{r:?}");
 }

@@ -4,8 +4,9 @@
 //! passes' generator are compiled and run on seeded weights and inputs at
 //! 1 and 2 threads; each output must agree with the interpreter's (on the
 //! unoptimised graph) within `1e-4 * max(1, max |reference|)`. Also: wrong
-//! inputs are errors, and threads sharing one compiled model get identical
-//! results.
+//! inputs are errors, threads sharing one compiled model get identical
+//! results, and NaN goes where the interpreter puts it through max pooling,
+//! the clamps and the reductions.
 
 use std::path::Path;
 
@@ -329,4 +330,44 @@ fn concats_of_operands_written_in_place_need_no_copy() {
     for kept in ["with_input", "twice", "batch"] {
         assert!(kernels.contains(&kept), "{kept} has no kernel: {kernels:?}");
     }
+}
+
+/// NaNs go where the interpreter puts them through the reductions, in both
+/// kernel shapes (rows folded by vector accumulators then across lanes, and
+/// blocks of columns) and in the vector body and scalar tails of each:
+/// `amax` and `amin` keep a NaN and are exact otherwise, infinities
+/// included; `sum` turns NaN wherever the interpreter's does.
+#[test]
+fn compiled_reductions_treat_nan_like_the_interpreter() {
+    let graph = load_text(
+        "nan.nn",
+        "model nan {\n    input x: f32[2, 3, 5, 7]\n    a = amax(x, dims=[2, 3])\n    b = amin(x, dims=[3])\n    c = amax(x, dims=[1])\n    d = amin(x, dims=[0, 2])\n    e = global_max_pool(x)\n    f = sum(x, dims=[1])\n    output a, b, c, d, e, f\n}\n",
+    );
+    let weights = seeded_weights(&graph, SEED).expect("weights");
+    let mut values: Vec<f32> = (0..210).map(|i| (i as f32 * 0.61).sin() * 4.0).collect();
+    for i in [3, 38, 70, 104, 139, 201] {
+        values[i] = f32::NAN;
+    }
+    for i in [12, 150] {
+        values[i] = f32::NEG_INFINITY;
+    }
+    values[88] = f32::INFINITY;
+    let x = Tensor::new(vec![2, 3, 5, 7], values).expect("tensor");
+    let reference = run(&graph, &weights, std::slice::from_ref(&x)).expect("interpreter");
+    let out = run_on_one_thread(graph, weights, x);
+    let mut nans = 0;
+    for (k, (r, o)) in reference.iter().zip(&out).enumerate() {
+        for (i, (a, b)) in r.data().iter().zip(o.data()).enumerate() {
+            if a.is_nan() {
+                nans += 1;
+                assert!(b.is_nan(), "output {k}[{i}]: NaN expected, {b} found");
+            } else if k == 5 {
+                let close = a == b || (a - b).abs() <= 1e-5 * a.abs().max(1.0);
+                assert!(close, "sum[{i}]: {b} against {a}");
+            } else {
+                assert_eq!(a, b, "output {k}[{i}]");
+            }
+        }
+    }
+    assert!(nans > 12, "only {nans} NaN outputs");
 }

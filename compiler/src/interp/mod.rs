@@ -20,6 +20,7 @@ mod norm;
 mod pad;
 mod pool;
 mod recurrent;
+mod reduce;
 mod shape_ops;
 mod softmax;
 mod winograd;
@@ -41,12 +42,13 @@ pub use indexing::{expand, index_select, indexing, repeat, slice};
 pub use linear::linear;
 pub use lowered::{activate, col2im, elementwise, epilogue, gemm, im2col, separable_conv2d};
 pub use matmul::matmul;
-pub use norm::{batch_norm, group_norm, instance_norm, layer_norm};
+pub use norm::{batch_norm, group_norm, instance_norm, layer_norm, local_response_norm};
 pub use pad::pad;
 pub use pool::{avg_pool2d, global_avg_pool, max_pool2d};
 pub use recurrent::{gru, lstm, rnn};
+pub use reduce::reduce;
 pub use shape_ops::{concat, flatten, permute, reshape, select};
-pub use softmax::softmax;
+pub use softmax::{log_softmax, softmax};
 pub use winograd::{winograd_input, winograd_output};
 
 /// Runs `graph` on `inputs` (one per graph input, in declaration order) and
@@ -273,6 +275,18 @@ fn eval_node<'a>(
         Op::Softmax(a) => {
             arity(node, x, 1)?;
             owned(softmax(x[0], a))
+        }
+        Op::LogSoftmax(a) => {
+            arity(node, x, 1)?;
+            owned(log_softmax(x[0], a))
+        }
+        Op::Reduce(a) => {
+            arity(node, x, 1)?;
+            owned(reduce(x[0], a))
+        }
+        Op::LocalResponseNorm(a) => {
+            arity(node, x, 1)?;
+            owned(local_response_norm(x[0], a))
         }
         Op::Dropout(a) => {
             arity(node, x, 1)?;

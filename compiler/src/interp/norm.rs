@@ -1,4 +1,5 @@
-//! `batch_norm`, `group_norm`, `layer_norm` and `instance_norm` (inference).
+//! `batch_norm`, `group_norm`, `layer_norm`, `instance_norm` (inference)
+//! and `local_response_norm`.
 //!
 //! The three statistics-computing norms share one helper that normalises a
 //! contiguous slice with its own mean and biased variance (divide by the
@@ -11,7 +12,9 @@ use nnc_runtime::{format_shape, Tensor};
 
 use super::check::{numel, presence, shape_is};
 use super::error::{operands, InterpError};
-use crate::ir::{BatchNormAttrs, GroupNormAttrs, InstanceNormAttrs, LayerNormAttrs};
+use crate::ir::{
+    BatchNormAttrs, GroupNormAttrs, InstanceNormAttrs, LayerNormAttrs, LocalResponseNormAttrs,
+};
 
 /// `batch_norm` with running statistics: per channel `c` (dim 1),
 /// `y = weight[c] * (x - mean[c]) / sqrt(var[c] + eps) + bias[c]`, for
@@ -152,6 +155,46 @@ pub fn instance_norm(
     }
     if let Some((w, b)) = affine {
         apply_channel_affine(out.data_mut(), w, b, c, inner);
+    }
+    Ok(out)
+}
+
+/// `local_response_norm` across the channels of `x [N, C, ...]`: each
+/// element is divided by `(k + alpha/size * s)^beta`, where `s` sums the
+/// squares of the elements at the same position in the channels
+/// `c - before ..= c - before + size - 1` that exist (the zero padding adds
+/// nothing, but still counts in `size`, as in PyTorch and ONNX).
+pub fn local_response_norm(x: &Tensor, a: &LocalResponseNormAttrs) -> Result<Tensor, InterpError> {
+    const OP: &str = "local_response_norm";
+    let c = channels(OP, x, 3)?;
+    if a.size == 0 || a.before >= a.size {
+        return Err(operands(
+            OP,
+            format!(
+                "a window of {} channels cannot start {} before the channel",
+                a.size, a.before
+            ),
+        ));
+    }
+    let inner = numel(&x.shape()[2..]);
+    let mut out = x.clone();
+    if inner == 0 {
+        return Ok(out);
+    }
+    let scale = f64::from(a.alpha) / a.size as f64;
+    for (sample, block) in out.data_mut().chunks_exact_mut(c * inner).enumerate() {
+        let input = &x.data()[sample * c * inner..][..c * inner];
+        for ch in 0..c {
+            let first = ch.saturating_sub(a.before);
+            let last = ch.saturating_add(a.size - 1 - a.before).min(c - 1);
+            for j in 0..inner {
+                let sum: f64 = (first..=last)
+                    .map(|i| f64::from(input[i * inner + j]).powi(2))
+                    .sum();
+                let divisor = (f64::from(a.k) + scale * sum).powf(f64::from(a.beta));
+                block[ch * inner + j] = (f64::from(input[ch * inner + j]) / divisor) as f32;
+            }
+        }
     }
     Ok(out)
 }

@@ -6,9 +6,11 @@ pub mod graph;
 pub mod indexing;
 pub mod op;
 pub mod print;
+pub mod reduce;
 pub mod winograd;
 
 pub use elementwise::*;
 pub use graph::{Graph, GraphError, Node, NodeId, SourceLoc, TensorType};
 pub use indexing::*;
 pub use op::*;
+pub use reduce::*;

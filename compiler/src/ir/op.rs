@@ -6,6 +6,7 @@
 
 use super::elementwise::{Activation, BinaryOp, ElementwiseAttrs, Epilogue, UnaryFunction};
 use super::indexing::Indexing;
+use super::reduce::ReduceAttrs;
 
 /// Which parameter of its op a weight is; decides its seeded initialisation
 /// (see `crate::weights`) and how passes treat it.
@@ -127,6 +128,22 @@ pub struct PreluAttrs {
     pub num_parameters: usize,
 }
 
+/// `local_response_norm` across channels (dim 1) of `x [N, C, ...]`:
+/// `y = x / (k + alpha/size * sum of x^2 over the window)^beta`, where the
+/// window of channel `c` is `c - before ..= c - before + size - 1`, clipped
+/// to the channels (zero padding). PyTorch's window has `before =
+/// size / 2`; ONNX's `LRN` has `(size - 1) / 2`, which differs for even
+/// sizes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LocalResponseNormAttrs {
+    pub size: usize,
+    pub alpha: f32,
+    pub beta: f32,
+    pub k: f32,
+    /// Channels of the window before the channel normalised, below `size`.
+    pub before: usize,
+}
+
 /// `max_pool2d`. Padding counts as `-inf`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MaxPool2dAttrs {
@@ -190,7 +207,7 @@ pub struct ConcatAttrs {
     pub dim: usize,
 }
 
-/// `softmax` along `dim`.
+/// `softmax` and `log_softmax` along `dim`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SoftmaxAttrs {
     pub dim: usize,
@@ -511,6 +528,11 @@ pub enum Op {
     Binary(BinaryOp),
     Concat(ConcatAttrs),
     Softmax(SoftmaxAttrs),
+    /// `log(softmax(x))`, computed as `x - max - log(sum(exp(x - max)))`.
+    LogSoftmax(SoftmaxAttrs),
+    /// `mean`, `sum`, `amax`, `amin` over some dims, and `global_max_pool`.
+    Reduce(ReduceAttrs),
+    LocalResponseNorm(LocalResponseNormAttrs),
     Dropout(DropoutAttrs),
     Identity,
     Rnn(RecurrentAttrs),
@@ -566,6 +588,9 @@ impl Op {
             | Op::Binary(_)
             | Op::Concat(_)
             | Op::Softmax(_)
+            | Op::LogSoftmax(_)
+            | Op::Reduce(_)
+            | Op::LocalResponseNorm(_)
             | Op::Dropout(_)
             | Op::Identity
             | Op::Rnn(_)
@@ -610,6 +635,9 @@ impl Op {
             | Op::Binary(_)
             | Op::Concat(_)
             | Op::Softmax(_)
+            | Op::LogSoftmax(_)
+            | Op::Reduce(_)
+            | Op::LocalResponseNorm(_)
             | Op::Dropout(_)
             | Op::Identity
             | Op::Rnn(_)
@@ -650,6 +678,9 @@ impl Op {
             Op::Binary(b) => b.name(),
             Op::Concat(_) => "concat",
             Op::Softmax(_) => "softmax",
+            Op::LogSoftmax(_) => "log_softmax",
+            Op::Reduce(a) => a.function.name(),
+            Op::LocalResponseNorm(_) => "local_response_norm",
             Op::Dropout(_) => "dropout",
             Op::Identity => "identity",
             Op::Rnn(_) => "rnn",
@@ -768,7 +799,15 @@ impl Op {
             Op::Permute(a) => vec![("dims", list(&a.dims))],
             Op::Select(a) => vec![("dim", a.dim.to_string()), ("index", a.index.to_string())],
             Op::Concat(a) => vec![("dim", a.dim.to_string())],
-            Op::Softmax(a) => vec![("dim", a.dim.to_string())],
+            Op::Softmax(a) | Op::LogSoftmax(a) => vec![("dim", a.dim.to_string())],
+            Op::Reduce(a) => vec![("dims", list(&a.dims)), ("keepdim", a.keepdim.to_string())],
+            Op::LocalResponseNorm(a) => vec![
+                ("size", a.size.to_string()),
+                ("alpha", float(a.alpha)),
+                ("beta", float(a.beta)),
+                ("k", float(a.k)),
+                ("before", a.before.to_string()),
+            ],
             Op::Dropout(a) => vec![
                 ("p", float(a.p)),
                 (

@@ -318,7 +318,9 @@ pub(crate) fn kind(op: &Op) -> Kind<'_> {
         Op::AvgPool2d(a) => Kind::AvgPool(a),
         Op::GlobalAvgPool => Kind::GlobalPool,
         Op::BatchNorm(_) => Kind::BatchNorm,
-        Op::GroupNorm(_) | Op::LayerNorm(_) | Op::InstanceNorm(_) => Kind::Norm,
+        Op::GroupNorm(_) | Op::LayerNorm(_) | Op::InstanceNorm(_) | Op::LocalResponseNorm(_) => {
+            Kind::Norm
+        }
         Op::Activation(_) | Op::Unary(_) | Op::Prelu(_) => Kind::Activation,
         Op::Binary(_) | Op::Elementwise(_) => Kind::Arithmetic,
         Op::Dropout(a) => Kind::Dropout(a),
@@ -339,7 +341,9 @@ pub(crate) fn kind(op: &Op) -> Kind<'_> {
         | Op::SeparableConv2d(_)
         | Op::WinogradInput(_)
         | Op::WinogradOutput(_)
-        | Op::Indexing(_) => Kind::Other,
+        | Op::Indexing(_)
+        | Op::LogSoftmax(_)
+        | Op::Reduce(_) => Kind::Other,
     }
 }
 

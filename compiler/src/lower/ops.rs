@@ -25,8 +25,8 @@ enum Arity {
 }
 
 /// The ops of the language other than the classes ([`Activation`],
-/// [`UnaryFunction`], [`BinaryOp`], [`Indexing`]), with their tensor arity.
-/// The names here
+/// [`UnaryFunction`], [`BinaryOp`], [`Indexing`], [`Reduction`]), with their
+/// tensor arity. The names here
 /// are the names users write; `build` below turns each into an `Op`.
 const OPS: &[(&str, Arity)] = &[
     ("conv2d", Arity::Exactly(1)),
@@ -38,6 +38,7 @@ const OPS: &[(&str, Arity)] = &[
     ("max_pool2d", Arity::Exactly(1)),
     ("avg_pool2d", Arity::Exactly(1)),
     ("global_avg_pool", Arity::Exactly(1)),
+    ("global_max_pool", Arity::Exactly(1)),
     ("linear", Arity::Exactly(1)),
     ("flatten", Arity::Exactly(1)),
     ("reshape", Arity::Exactly(1)),
@@ -45,6 +46,8 @@ const OPS: &[(&str, Arity)] = &[
     ("select", Arity::Exactly(1)),
     ("concat", Arity::AtLeast(1)),
     ("softmax", Arity::Exactly(1)),
+    ("log_softmax", Arity::Exactly(1)),
+    ("local_response_norm", Arity::Exactly(1)),
     ("dropout", Arity::Exactly(1)),
     ("identity", Arity::Exactly(1)),
     ("rnn", Arity::Between(1, 2)),
@@ -64,6 +67,7 @@ pub fn op_names() -> impl Iterator<Item = &'static str> {
         .chain(UnaryFunction::ALL.iter().map(|f| f.name()))
         .chain(BinaryOp::ALL.iter().map(|b| b.name()))
         .chain(Indexing::NAMES)
+        .chain(Reduction::ALL.iter().map(|r| r.name()))
 }
 
 /// True if `name` is an op.
@@ -73,7 +77,10 @@ pub fn is_op(name: &str) -> bool {
 
 /// The tensor arity of the op `name`.
 fn arity(name: &str) -> Option<Arity> {
-    if Activation::from_name(name).is_some() || UnaryFunction::from_name(name).is_some() {
+    if Activation::from_name(name).is_some()
+        || UnaryFunction::from_name(name).is_some()
+        || Reduction::from_name(name).is_some()
+    {
         Some(Arity::Exactly(1))
     } else if BinaryOp::from_name(name).is_some() {
         Some(Arity::Exactly(2))
@@ -463,6 +470,9 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
         return indexing::build(name, r, xs.first().copied()).map(Op::Indexing);
     }
     let rank = xs.first().map_or(0, |x| x.rank());
+    if let Some(function) = Reduction::from_name(name) {
+        return Some(Op::Reduce(reduce(function, r, rank)));
+    }
     let resolve = |r: &mut AttrReader<'_>, attr: &'static str, value: i64, extra: usize| -> usize {
         match resolve_dim(name, value, rank + extra) {
             Ok(d) => d,
@@ -513,6 +523,26 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
         }),
         "identity" => Op::Identity,
         "global_avg_pool" => Op::GlobalAvgPool,
+        // `amax` over `H, W`, so that it shares the reductions' kernel;
+        // the rank is checked here because the dims presume it.
+        "global_max_pool" => {
+            if let Some(x) = xs.first().filter(|x| x.rank() != 4) {
+                r.errors.push(
+                    Diagnostic::error(format!(
+                        "`global_max_pool` expects a rank-4 input [N, C, H, W], found {x}"
+                    ))
+                    .with_primary(r.call_span, format!("input has rank {}", x.rank()))
+                    .with_help(
+                        "`amax(x, dims=[...], keepdim=true)` takes the maximum over any dims",
+                    ),
+                );
+            }
+            Op::Reduce(ReduceAttrs {
+                function: Reduction::Max,
+                dims: vec![2, 3],
+                keepdim: true,
+            })
+        }
         "max_pool2d" => {
             let kernel = r.pair("kernel", None, 1);
             Op::MaxPool2d(MaxPool2dAttrs {
@@ -611,6 +641,33 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
             let dim = r.int("dim").unwrap_or(-1);
             Op::Softmax(SoftmaxAttrs {
                 dim: resolve(r, "dim", dim, 0),
+            })
+        }
+        "log_softmax" => {
+            let dim = r.int("dim").unwrap_or(-1);
+            Op::LogSoftmax(SoftmaxAttrs {
+                dim: resolve(r, "dim", dim, 0),
+            })
+        }
+        "local_response_norm" => {
+            let size = r.required_count("size", "5");
+            let before = r.count("before", size / 2, 0);
+            if before >= size {
+                let span = r.span_of("before");
+                r.errors.push(
+                    Diagnostic::error(format!(
+                        "`local_response_norm` window of {size} channels cannot start {before} before the channel"
+                    ))
+                    .with_primary(span, format!("must be below `size` ({size})"))
+                    .with_help("the window holds `before` channels, the channel itself, then `size - 1 - before` channels"),
+                );
+            }
+            Op::LocalResponseNorm(LocalResponseNormAttrs {
+                size,
+                alpha: r.float("alpha", 1e-4),
+                beta: r.float("beta", 0.75),
+                k: r.float("k", 1.0),
+                before: before.min(size - 1),
             })
         }
         "dropout" => {
@@ -822,6 +879,40 @@ fn activation(act: Activation, r: &mut AttrReader<'_>) -> Activation {
             }
             Activation::Clip { min, max }
         }
+    }
+}
+
+/// A reduction with the dims and `keepdim` written at the call; no
+/// `dims`, or an empty list, reduces every dim (as `torch.sum(x)` and
+/// `torch.amax(x, dim=())` do).
+fn reduce(function: Reduction, r: &mut AttrReader<'_>, rank: usize) -> ReduceAttrs {
+    let written = r.ints("dims").unwrap_or_default();
+    let mut dims = Vec::with_capacity(written.len());
+    for &d in &written {
+        match resolve_dim(function.name(), d, rank) {
+            Ok(d) if dims.contains(&d) => {
+                let span = r.span_of("dims");
+                r.errors.push(
+                    Diagnostic::error(format!(
+                        "dim {d} appears more than once in the `dims` of `{}`",
+                        function.name()
+                    ))
+                    .with_primary(span, format!("dim {d} is repeated"))
+                    .with_help("list each dim once; a negative dim counts from the end"),
+                );
+            }
+            Ok(d) => dims.push(d),
+            Err(e) => dim_error(r, "dims", e.message, e.label),
+        }
+    }
+    if written.is_empty() {
+        dims = (0..rank).collect();
+    }
+    dims.sort_unstable();
+    ReduceAttrs {
+        function,
+        dims,
+        keepdim: r.bool("keepdim", false),
     }
 }
 

@@ -144,6 +144,16 @@ impl Emit<'_> {
         self.select(ty, nan, acc, max)
     }
 
+    /// The running minimum, as [`Emit::max_keeping_nan`] keeps the
+    /// maximum: `v` when `v < acc` or `v` is NaN, and a NaN in `acc` stays.
+    pub fn min_keeping_nan(&mut self, acc: Value, v: Value) -> Value {
+        let ty = self.b.func.dfg.value_type(acc);
+        let above = self.b.ins().fcmp(FloatCC::LessThan, acc, v);
+        let min = self.select(ty, above, acc, v);
+        let nan = self.b.ins().fcmp(FloatCC::Unordered, acc, acc);
+        self.select(ty, nan, acc, min)
+    }
+
     /// `min(max(x, lo), hi)` as the interpreter computes it.
     pub fn clamp(&mut self, ty: Type, x: Value, lo: f32, hi: f32) -> Value {
         let x = self.at_least(ty, x, lo);

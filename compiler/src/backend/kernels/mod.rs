@@ -8,9 +8,12 @@ mod elementwise;
 mod gemm;
 mod im2col;
 mod indexing;
+mod lanes;
 mod norm;
 mod pool;
 mod recurrent;
+mod reduce;
+mod softmax;
 mod winograd;
 
 use super::cell::PackedCell;
@@ -20,7 +23,7 @@ use super::gemm::MicroKernel;
 use super::jit::Base;
 use super::native::{GemmTask, PanelGemm};
 use super::BackendError;
-use crate::ir::{Node, Op};
+use crate::ir::{Node, Op, ReduceAttrs, Reduction};
 use std::any::Any;
 
 /// A tensor the kernel reads or writes: where it lives and its shape.
@@ -292,11 +295,24 @@ pub fn build(
         Op::SeparableConv2d(a) => conv::separable(a, ops, consts)?,
         Op::MaxPool2d(a) => pool::max_pool(a, ops),
         Op::AvgPool2d(a) => pool::avg_pool(a, ops, consts),
-        Op::GlobalAvgPool => pool::global_avg_pool(ops),
+        // The reductions' row kernel, which keeps four accumulators in
+        // flight where this op's own kernel kept one: 1.2 to 2.6 times
+        // faster on [1, 1280, 7, 7], [8, 256, 14, 14] and [1, 64, 56, 56].
+        Op::GlobalAvgPool => reduce::build(
+            &ReduceAttrs {
+                function: Reduction::Mean,
+                dims: vec![2, 3],
+                keepdim: true,
+            },
+            ops,
+        ),
         Op::GroupNorm(_) | Op::LayerNorm(_) | Op::InstanceNorm(_) => {
             norm::build(&node.op, ops, consts)?
         }
-        Op::Softmax(a) => norm::softmax(a, ops),
+        Op::Softmax(a) => softmax::build(a, false, ops),
+        Op::LogSoftmax(a) => softmax::build(a, true, ops),
+        Op::Reduce(a) => reduce::build(a, ops),
+        Op::LocalResponseNorm(a) => norm::local_response_norm(a, ops),
         Op::Permute(a) => copy::permute(a, ops),
         Op::Select(a) => copy::select(a, ops),
         Op::Concat(a) => copy::concat(a, ops),

@@ -1,17 +1,19 @@
-//! `group_norm`, `layer_norm`, `instance_norm` and `softmax`.
+//! `group_norm`, `layer_norm`, `instance_norm` and `local_response_norm`.
 //!
-//! The norms share one kernel: each task normalises one row (a sample's
-//! group, a sample's normalised dims, or one channel plane) with its mean
-//! and biased variance, computed in two passes four lanes at a time, then
-//! applies the affine per channel or per element. `softmax` subtracts the
-//! row maximum before `exp`, as the interpreter does.
+//! The first three share one kernel: each task normalises one row (a
+//! sample's group, a sample's normalised dims, or one channel plane) with
+//! its mean and biased variance, computed in two passes four lanes at a
+//! time, then applies the affine per channel or per element.
+//! `local_response_norm` runs along the spatial positions, sixteen at a
+//! time, down the channels with a running sum of the window's squares.
 
 use super::elementwise::span;
 use super::gemm::constant;
+use super::lanes::{self, Columns};
 use super::{Consts, Kernel, Operands};
 use crate::backend::jit::{Base, Emit, F32X4};
 use crate::backend::BackendError;
-use crate::ir::{Op, SoftmaxAttrs};
+use crate::ir::{LocalResponseNormAttrs, Op};
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 
 /// The sum of the four lanes of `v`.
@@ -238,65 +240,122 @@ pub fn build(op: &Op, ops: Operands<'_>, consts: &mut Consts) -> Result<Kernel, 
     ))
 }
 
-/// `softmax` along `dim`: one task per (outer, inner) position, whose row
-/// of `len` elements has stride `inner`.
-pub fn softmax(a: &SoftmaxAttrs, ops: Operands<'_>) -> Kernel {
-    let shape = &ops.inputs[0].shape;
-    let outer: usize = shape[..a.dim].iter().product();
-    let len = shape[a.dim];
-    let inner: usize = shape[a.dim + 1..].iter().product();
-    let (src, dst) = (ops.inputs[0].base, ops.out.base);
+/// `local_response_norm`: one task per sample and block of sixteen
+/// spatial positions. Down the channels, each lane group keeps the sum of
+/// the squares in the window of the current channel: the channel entering
+/// the window is added and the one leaving it subtracted, so each step
+/// reads three values whatever the window's size. The loop over channels
+/// is cut where entering and leaving start and stop, so that no step
+/// tests whether its neighbours exist.
+pub fn local_response_norm(a: &LocalResponseNormAttrs, ops: Operands<'_>) -> Kernel {
+    let x = &ops.inputs[0];
+    let (n, c) = (x.shape[0], x.shape[1]);
+    let plane: usize = x.shape[2..].iter().product();
+    let blocks = lanes::blocks(plane);
+    let (src, dst) = (x.base, ops.out.base);
+    let a = a.clone();
     Kernel::jit(
-        outer * inner,
+        n * blocks,
         Box::new(move |e: &mut Emit| {
             e.for_tasks(|e, t| {
-                let o = e.div_imm(t, inner.max(1));
-                let j = e.rem_imm(t, inner.max(1));
-                let start = e.mul_imm(o, len * inner);
-                let start = e.add(start, j);
-                let from = e.addr(src, start);
-                let to = e.addr(dst, start);
-                let max = e.b.declare_var(types::F32);
-                let init = e.f(types::F32, f32::NEG_INFINITY);
-                e.b.def_var(max, init);
-                e.for_n(0, len, 1, |e, i| {
-                    let k = e.mul_imm(i, inner);
-                    let p = e.addr_of(from, k);
-                    let v = e.load(types::F32, p, 0);
-                    let m = e.b.use_var(max);
-                    let m = e.b.ins().fmax(m, v);
-                    e.b.def_var(max, m);
-                    Ok(())
-                })?;
-                let m = e.b.use_var(max);
-                let total = e.b.declare_var(types::F32);
-                let zero = e.f(types::F32, 0.0);
-                e.b.def_var(total, zero);
-                e.for_n(0, len, 1, |e, i| {
-                    let k = e.mul_imm(i, inner);
-                    let p = e.addr_of(from, k);
-                    let v = e.load(types::F32, p, 0);
-                    let d = e.b.ins().fsub(v, m);
-                    let x = e.exp(types::F32, d);
-                    let q = e.addr_of(to, k);
-                    e.store(x, q, 0);
-                    let s = e.b.use_var(total);
-                    let s = e.b.ins().fadd(s, x);
-                    e.b.def_var(total, s);
-                    Ok(())
-                })?;
-                let s = e.b.use_var(total);
-                let one = e.f(types::F32, 1.0);
-                let inv = e.b.ins().fdiv(one, s);
-                e.for_n(0, len, 1, |e, i| {
-                    let k = e.mul_imm(i, inner);
-                    let q = e.addr_of(to, k);
-                    let v = e.load(types::F32, q, 0);
-                    let v = e.b.ins().fmul(v, inv);
-                    e.store(v, q, 0);
-                    Ok(())
+                let sample = e.div_imm(t, blocks);
+                let b = e.rem_imm(t, blocks);
+                let start = e.mul_imm(sample, c * plane);
+                lanes::for_block(e, b, plane, |e, first, columns| {
+                    let start = e.add(start, first);
+                    let from = e.addr(src, start);
+                    let to = e.addr(dst, start);
+                    window_sums(e, &a, c, plane, columns, from, to)
                 })
             })
         }),
     )
+}
+
+/// The channel loop of `local_response_norm` over one block of columns,
+/// channel `i` of column `j` at `from + i*plane + j`.
+fn window_sums(
+    e: &mut Emit,
+    a: &LocalResponseNormAttrs,
+    c: usize,
+    plane: usize,
+    columns: Columns,
+    from: Value,
+    to: Value,
+) -> Result<(), BackendError> {
+    let parts = columns.lanes();
+    let after = a.size - 1 - a.before;
+    let sums = columns.accumulators(e, 0.0);
+    // The squares into (`+`) or out of (`-`) the window of channel `ch`.
+    let update = |e: &mut Emit, ch: Value, add: bool| {
+        let row = e.mul_imm(ch, plane);
+        let p = e.addr_of(from, row);
+        for (&(ty, offset), &var) in parts.iter().zip(&sums) {
+            let v = e.load(ty, p, offset);
+            let sq = e.b.ins().fmul(v, v);
+            let acc = e.b.use_var(var);
+            let acc = if add {
+                e.b.ins().fadd(acc, sq)
+            } else {
+                e.b.ins().fsub(acc, sq)
+            };
+            e.b.def_var(var, acc);
+        }
+    };
+    // Channel 0's window: channels 0..=after that exist.
+    e.for_n(0, (after + 1).min(c), 1, |e, ch| {
+        update(e, ch, true);
+        Ok(())
+    })?;
+    // Channel `ch + 1 + after` enters after channel `ch` while it exists;
+    // channel `ch - before` leaves once it is at least 0.
+    let enter_end = c.saturating_sub(1 + after);
+    let leave_start = a.before.min(c);
+    let mut cuts = [0, enter_end, leave_start, c];
+    cuts.sort_unstable();
+    let segments = cuts.iter().zip(&cuts[1..]).map(|(&lo, &hi)| (lo, hi));
+    for (lo, hi) in segments.filter(|(lo, hi)| lo < hi) {
+        let (enters, leaves) = (lo < enter_end, lo >= leave_start);
+        e.for_n(lo, hi, 1, |e, ch| {
+            let row = e.mul_imm(ch, plane);
+            let p = e.addr_of(from, row);
+            let q = e.addr_of(to, row);
+            for (&(ty, offset), &var) in parts.iter().zip(&sums) {
+                let v = e.load(ty, p, offset);
+                let sum = e.b.use_var(var);
+                let scale = e.f(ty, a.alpha / a.size as f32);
+                let k = e.f(ty, a.k);
+                let d = e.b.ins().fma(sum, scale, k);
+                let y = divide_by_power(e, ty, v, d, a.beta);
+                e.store(y, q, offset);
+            }
+            if enters {
+                let ch = e.add_imm(ch, 1 + after);
+                update(e, ch, true);
+            }
+            if leaves {
+                let ch = e.sub_imm(ch, a.before);
+                update(e, ch, false);
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+/// `v / d^beta`; for PyTorch's and ONNX's default `beta = 0.75` as
+/// `v / (sqrt(d) * sqrt(sqrt(d)))`, which is exact to a few ulp and
+/// cheaper than `exp(beta * log(d))`.
+fn divide_by_power(e: &mut Emit, ty: Type, v: Value, d: Value, beta: f32) -> Value {
+    if beta == 0.75 {
+        let r = e.b.ins().sqrt(d);
+        let r4 = e.b.ins().sqrt(r);
+        let p = e.b.ins().fmul(r, r4);
+        return e.b.ins().fdiv(v, p);
+    }
+    let l = e.log(ty, d);
+    let b = e.f(ty, -beta);
+    let t = e.b.ins().fmul(l, b);
+    let p = e.exp(ty, t);
+    e.b.ins().fmul(v, p)
 }

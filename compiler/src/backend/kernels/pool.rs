@@ -206,25 +206,3 @@ pub fn avg_pool(a: &AvgPool2dAttrs, ops: Operands<'_>, consts: &mut Consts) -> K
     };
     pool(&ops, win, 0.0, false, Some(table))
 }
-
-/// `global_avg_pool`: one task per plane, summed four lanes at a time.
-pub fn global_avg_pool(ops: Operands<'_>) -> Kernel {
-    let x = &ops.inputs[0];
-    let (planes, len) = (x.shape[0] * x.shape[1], x.shape[2] * x.shape[3]);
-    let (src, dst) = (x.base, ops.out.base);
-    Kernel::jit(
-        planes,
-        Box::new(move |e: &mut Emit| {
-            e.for_tasks(|e, t| {
-                let plane = e.mul_imm(t, len);
-                let src = e.addr(src, plane);
-                let sum = super::norm::sum(e, src, len)?;
-                let inv = e.f(types::F32, 1.0 / len.max(1) as f32);
-                let mean = e.b.ins().fmul(sum, inv);
-                let q = e.addr(dst, t);
-                e.store(mean, q, 0);
-                Ok::<(), BackendError>(())
-            })
-        }),
-    )
-}

@@ -1,5 +1,5 @@
-//! One-to-one elementwise ops, Clip, binary arithmetic, Gemm, MatMul, Softmax,
-//! Dropout and Identity.
+//! One-to-one elementwise ops, Clip, binary arithmetic, Gemm, MatMul,
+//! Softmax and LogSoftmax, Dropout and Identity.
 
 use super::attrs::Attrs;
 use super::{axis, constant_out, one, owner_of, Converter, Outputs, Val};
@@ -683,9 +683,10 @@ impl Converter<'_> {
         ))
     }
 
-    /// Softmax; before opset 13 it normalises over all dims from `axis` on
-    /// (flattened), which is a reshape around a softmax over one dim.
-    pub(super) fn softmax(&mut self, node: &NodeProto, a: &mut Attrs<'_>) -> Outputs {
+    /// Softmax and LogSoftmax, as the `.nn` op `dsl`. Before opset 13 they
+    /// normalise over all dims from `axis` on, flattened (the input coerced
+    /// to 2-D at `axis`), which is a reshape around the op over one dim.
+    pub(super) fn softmax(&mut self, node: &NodeProto, a: &mut Attrs<'_>, dsl: &str) -> Outputs {
         let x = self.dynamic(node, 0)?;
         let rank = x.1.len();
         let legacy = self.opset < 13;
@@ -694,7 +695,7 @@ impl Converter<'_> {
         if !legacy || dim + 1 == rank {
             return one(self.emit(
                 target,
-                "softmax",
+                dsl,
                 &[x.0],
                 vec![("dim", emit::int(dim as i64))],
                 x.1,
@@ -703,7 +704,7 @@ impl Converter<'_> {
         let rows: usize = x.1[..dim].iter().product();
         let cols: usize = x.1[dim..].iter().product();
         let flat = self.helper(&target, "flat");
-        let soft = self.helper(&target, "softmax");
+        let normalised = self.helper(&target, dsl);
         self.emit(
             flat.clone(),
             "reshape",
@@ -712,8 +713,8 @@ impl Converter<'_> {
             vec![rows, cols],
         );
         self.emit(
-            soft.clone(),
-            "softmax",
+            normalised.clone(),
+            dsl,
             &[flat],
             vec![("dim", emit::int(1))],
             vec![rows, cols],
@@ -722,7 +723,7 @@ impl Converter<'_> {
         one(self.emit(
             target,
             "reshape",
-            &[soft],
+            &[normalised],
             vec![("shape", emit::ints(dims))],
             x.1,
         ))

@@ -16,6 +16,7 @@ mod indexing;
 mod math;
 mod norm;
 mod recurrent;
+mod reduce;
 mod shape_ops;
 mod table;
 

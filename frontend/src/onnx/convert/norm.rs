@@ -1,5 +1,5 @@
-//! BatchNormalization, InstanceNormalization, GroupNormalization and
-//! LayerNormalization.
+//! BatchNormalization, InstanceNormalization, GroupNormalization,
+//! LayerNormalization and LRN.
 
 use super::attrs::Attrs;
 use super::{axis, one, owner_of, Converter, Outputs};
@@ -85,6 +85,30 @@ impl Converter<'_> {
         self.weight(&target, "bias", vec![c], bias);
         let kw = vec![("eps", emit::float(eps)), ("affine", emit::boolean(true))];
         one(self.emit(target, "instance_norm", &[x.0], kw, x.1))
+    }
+
+    /// LRN: `local_response_norm` with ONNX's window, which starts
+    /// `(size - 1) / 2` channels before the channel normalised; PyTorch's
+    /// (the `.nn` default) starts `size / 2` before, one more for even
+    /// sizes, so those are written with `before`.
+    pub(super) fn lrn(&mut self, node: &NodeProto, a: &mut Attrs<'_>) -> Outputs {
+        let x = self.dynamic(node, 0)?;
+        Self::channels(&x.1, 3)?;
+        let size = a.int("size", 0)?;
+        if size < 1 {
+            return Err(format!("`size` {size} is not a positive channel count"));
+        }
+        let mut kw = vec![
+            ("size", emit::int(size)),
+            ("alpha", emit::float(a.float("alpha", 1e-4)?)),
+            ("beta", emit::float(a.float("beta", 0.75)?)),
+            ("k", emit::float(a.float("bias", 1.0)?)),
+        ];
+        if size % 2 == 0 {
+            kw.push(("before", emit::int((size - 1) / 2)));
+        }
+        let target = self.binding(node, None);
+        one(self.emit(target, "local_response_norm", &[x.0], kw, x.1))
     }
 
     /// GroupNormalization: scale and bias are per group in opset 18 (each

@@ -451,35 +451,4 @@ impl Converter<'_> {
         };
         self.sliced(node, &starts, &ends, axes, steps)
     }
-
-    /// ReduceMean over the two spatial dims of a rank-4 tensor is global
-    /// average pooling (`x.mean([2, 3])` in PyTorch).
-    pub(super) fn reduce_mean(&mut self, node: &NodeProto, a: &mut Attrs<'_>) -> Outputs {
-        let (path, shape) = self.dynamic(node, 0)?;
-        let keep_dims = a.int("keepdims", 1)? != 0;
-        let axes = if self.opset < 18 {
-            a.ints("axes")?
-        } else {
-            a.ignore("noop_with_empty_axes");
-            self.constant(node, 1, "the axes")?.map(|c| int_list(&c))
-        };
-        let mut axes = axes
-            .ok_or("reducing over every dim is not supported")?
-            .iter()
-            .map(|&x| axis(x, shape.len(), "axis"))
-            .collect::<Result<Vec<_>, _>>()?;
-        axes.sort_unstable();
-        if shape.len() != 4 || axes != [2, 3] {
-            return Err(format!("ReduceMean over axes {axes:?} of {shape:?} is not supported (over [2, 3] of an NCHW tensor it is)"));
-        }
-        let pooled = vec![shape[0], shape[1], 1, 1];
-        let target = self.binding(node, None);
-        if keep_dims {
-            return one(self.emit(target, "global_avg_pool", &[path], vec![], pooled));
-        }
-        let pool = self.helper(&target, "pool");
-        self.emit(pool.clone(), "global_avg_pool", &[path], vec![], pooled);
-        let flat = vec![shape[0], shape[1]];
-        one(self.emit(target, "flatten", &[pool], vec![], flat))
-    }
 }

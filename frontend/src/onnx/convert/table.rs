@@ -109,6 +109,9 @@ pub const OPS: &[OnnxOp] = &[
     custom("GlobalAveragePool", &["global_avg_pool"], |c, n, a| {
         c.window_1d(n, a, |c, n, _| c.global_avg_pool(n))
     }),
+    custom("GlobalMaxPool", &["global_max_pool", "amax"], |c, n, _| {
+        c.global_max_pool(n)
+    }),
     custom("GroupNormalization", &["group_norm"], |c, n, a| {
         c.group_norm(n, a)
     }),
@@ -122,6 +125,7 @@ pub const OPS: &[OnnxOp] = &[
     custom("InstanceNormalization", &["instance_norm"], |c, n, a| {
         c.instance_norm(n, a)
     }),
+    custom("LRN", &["local_response_norm"], |c, n, a| c.lrn(n, a)),
     custom("LSTM", &["lstm"], |c, n, a| c.recurrent(n, a)),
     custom("LayerNormalization", &["layer_norm"], |c, n, a| {
         c.layer_norm(n, a)
@@ -132,6 +136,9 @@ pub const OPS: &[OnnxOp] = &[
         &[("alpha", "negative_slope", 0.01)],
     ),
     unary("Log", &["log"]),
+    custom("LogSoftmax", &["log_softmax", "reshape"], |c, n, a| {
+        c.softmax(n, a, "log_softmax")
+    }),
     custom("MatMul", &["matmul", "linear"], |c, n, _| c.matmul(n)),
     custom("Max", &["maximum", "identity"], |c, n, a| {
         c.variadic(n, a, "maximum", false)
@@ -153,16 +160,21 @@ pub const OPS: &[OnnxOp] = &[
     custom("Pow", &["pow"], |c, n, _| c.pow(n)),
     custom("RNN", &["rnn"], |c, n, a| c.recurrent(n, a)),
     unary("Reciprocal", &["reciprocal"]),
-    custom("ReduceMean", &["global_avg_pool", "reshape"], |c, n, a| {
-        c.reduce_mean(n, a)
+    custom("ReduceMax", &["amax"], |c, n, a| c.reduce(n, a, "amax", 18)),
+    custom("ReduceMean", &["mean"], |c, n, a| {
+        c.reduce(n, a, "mean", 18)
     }),
+    custom("ReduceMin", &["amin"], |c, n, a| c.reduce(n, a, "amin", 18)),
+    custom("ReduceSum", &["sum"], |c, n, a| c.reduce(n, a, "sum", 13)),
     unary("Relu", &["relu"]),
     custom("Reshape", &["reshape"], |c, n, a| c.reshape(n, a)),
     custom("Selu", &["selu"], |c, n, a| c.selu(n, a)),
     custom("Shape", &[], |c, n, a| c.shape(n, a)),
     unary("Sigmoid", &["sigmoid"]),
     custom("Slice", &["slice"], |c, n, a| c.slice(n, a)),
-    custom("Softmax", &["softmax"], |c, n, a| c.softmax(n, a)),
+    custom("Softmax", &["softmax", "reshape"], |c, n, a| {
+        c.softmax(n, a, "softmax")
+    }),
     unary("Softplus", &["softplus"]),
     unary("Softsign", &["softsign"]),
     custom("Split", &["slice"], |c, n, a| c.split(n, a)),
