@@ -12,6 +12,7 @@ mod check;
 mod conv;
 mod elementwise;
 mod error;
+mod interpolate;
 mod linear;
 mod lowered;
 mod matmul;
@@ -35,6 +36,7 @@ pub use elementwise::{
     activation, activation_scalar, add, binary, binary_scalar, broadcast_shape, dropout, identity,
 };
 pub use error::InterpError;
+pub use interpolate::interpolate;
 pub use linear::linear;
 pub use lowered::{activate, col2im, elementwise, epilogue, gemm, im2col, separable_conv2d};
 pub use matmul::matmul;
@@ -320,6 +322,10 @@ fn eval_node<'a>(
         Op::Gru(a) => {
             arity(node, x, recurrent_operands(a, 3))?;
             owned(gru(x[0], &x[1..], a))
+        }
+        Op::Interpolate(a) => {
+            arity(node, x, 1)?;
+            owned(interpolate(x[0], a))
         }
     }
 }

@@ -3,10 +3,12 @@
 pub mod dot;
 pub mod elementwise;
 pub mod graph;
+pub mod interpolate;
 pub mod op;
 pub mod print;
 pub mod winograd;
 
 pub use elementwise::*;
 pub use graph::{Graph, GraphError, Node, NodeId, SourceLoc, TensorType};
+pub use interpolate::{CoordinateTransform, InterpolateAttrs, InterpolateMode, NearestRounding};
 pub use op::*;

@@ -5,6 +5,7 @@
 //! `match` that needs to handle it, so matches on `Op` never use `_ =>`.
 
 use super::elementwise::{Activation, BinaryOp, ElementwiseAttrs, Epilogue};
+use super::interpolate::{InterpolateAttrs, InterpolateMode};
 
 /// Which parameter of its op a weight is; decides its seeded initialisation
 /// (see `crate::weights`) and how passes treat it.
@@ -512,6 +513,8 @@ pub enum Op {
     Gru(RecurrentAttrs),
     WinogradInput(WinogradInputAttrs),
     WinogradOutput(WinogradOutputAttrs),
+    /// Nearest or bilinear resizing of `[N, C, H, W]` to `[N, C, size]`.
+    Interpolate(InterpolateAttrs),
 }
 
 impl Op {
@@ -552,7 +555,8 @@ impl Op {
             | Op::Pad(_)
             | Op::Constant(_)
             | Op::Gru(_)
-            | Op::WinogradInput(_) => None,
+            | Op::WinogradInput(_)
+            | Op::Interpolate(_) => None,
         }
     }
 
@@ -593,7 +597,8 @@ impl Op {
             | Op::Pad(_)
             | Op::Constant(_)
             | Op::Gru(_)
-            | Op::WinogradInput(_) => None,
+            | Op::WinogradInput(_)
+            | Op::Interpolate(_) => None,
         }
     }
 
@@ -636,6 +641,7 @@ impl Op {
             Op::Gru(_) => "gru",
             Op::WinogradInput(_) => "winograd_input",
             Op::WinogradOutput(_) => "winograd_output",
+            Op::Interpolate(_) => "interpolate",
         }
     }
 
@@ -855,6 +861,21 @@ impl Op {
                 ],
                 &a.epilogue,
             ),
+            Op::Interpolate(a) => {
+                let mut attrs = vec![
+                    ("size", pair(a.size)),
+                    (
+                        "scale_factor",
+                        format!("[{}, {}]", float(a.scale[0]), float(a.scale[1])),
+                    ),
+                    ("mode", format!("{:?}", a.mode.name())),
+                    ("coordinate", format!("{:?}", a.coordinate.name())),
+                ];
+                if let InterpolateMode::Nearest(rounding) = a.mode {
+                    attrs.push(("nearest", format!("{:?}", rounding.name())));
+                }
+                attrs
+            }
         }
     }
 }

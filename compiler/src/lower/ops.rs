@@ -5,6 +5,8 @@
 //! so the reader also knows the full list of valid names when it reports an
 //! unknown one with a "did you mean".
 
+mod interpolate;
+
 use super::value::{suggest, Value};
 use crate::ir::TensorType;
 use crate::ir::*;
@@ -50,6 +52,7 @@ const OPS: &[(&str, Arity)] = &[
     ("pad", Arity::Exactly(1)),
     ("constant", Arity::Exactly(0)),
     ("gru", Arity::Between(1, 2)),
+    ("interpolate", Arity::Exactly(1)),
 ];
 
 /// The names of all ops, for "did you mean" suggestions.
@@ -677,6 +680,7 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
             }
         }
         "matmul" => Op::MatMul,
+        "interpolate" => interpolate::build(r, xs.first().copied()),
         "pad" => {
             let pads = match r.ints("pads") {
                 Some(p) => p,
