@@ -15,6 +15,7 @@ mod conv;
 mod math;
 mod norm;
 mod recurrent;
+mod resize;
 mod shape_ops;
 mod table;
 
