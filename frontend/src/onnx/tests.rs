@@ -119,7 +119,6 @@ fn resize_and_upsample_before_opset_11_convert() {
         let bytes = std::fs::read(root.join(name).join("model.onnx")).unwrap();
         let model = ModelProto::decode(bytes.as_slice()).unwrap();
         let opset = model.opset_import[0].version();
-        assert!(opset < super::MIN_OPSET, "{name} is opset {opset}");
         let dims = std::collections::BTreeMap::new();
         let graph = model.graph.as_ref().unwrap();
         let converted = Converter::new(opset, DataDir { dir: None }, &dims).run(graph);
