@@ -101,13 +101,13 @@ fn nearest(rounding: NearestRounding, x: f32, len: usize) -> u32 {
         NearestRounding::Ceil => x.ceil(),
     };
     // `as` saturates: negative coordinates read index 0.
-    (rounded.max(0.0) as u32).min(len as u32 - 1)
+    (rounded.max(0.0) as u32).min((len as u32).saturating_sub(1))
 }
 
 /// The two indices bilinear sampling reads at coordinate `x` of an axis
 /// of `len`, with their weights.
 fn linear(x: f32, len: usize) -> [(u32, f32); 2] {
-    let last = len as u32 - 1;
+    let last = (len as u32).saturating_sub(1);
     let x = x.max(0.0).min(last as f32);
     let low = (x as u32).min(last);
     let high = (low + 1).min(last);
