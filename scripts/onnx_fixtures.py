@@ -441,6 +441,7 @@ def operators():
         "Dropout", [x[0]], ratio=0.2))
     # Recurrent.
     recurrent_fixtures()
+    resize_fixtures()
     # A model whose weights live in an external data file.
     single("external_data/conv", 17, [img], lambda g, x: g.conv(x[0], "conv", 4, 3, 3, pad=1),
            external=True)
@@ -830,6 +831,101 @@ def recurrent_fixtures():
         "GRU", [x[0]] + recurrent_weights(g, 3, 1, hid, feat)
         + [g.init("lens", np.array([3, 5], np.int32)), g.weight("h0", [1, batch, hid], 1.0)],
         ["y", "y_h"], hidden_size=hid, direction="reverse"))
+
+
+def resize_fixtures():
+    """Resize in every coordinate transform nnc imports, nearest and linear,
+    by scales and by sizes, growing and shrinking; nearest roundings where
+    coordinates land on halves; opset 18's axes and keep_aspect_ratio_policy;
+    and Upsample (opsets 7 and 9) and Resize-10, which nnc reads once opsets
+    below 11 import (tests/tests/onnx.rs lists them)."""
+    shutil.rmtree(os.path.join(ROOT, "resize"), ignore_errors=True)
+    shape = [2, 3, 5, 7]
+
+    def resize(opset, scales=None, sizes=None, **attrs):
+        def build(g, x):
+            # roi and scales are required inputs before opset 13 (empty
+            # when unused), optional after.
+            empty = g.init(g.name("empty"), np.array([], np.float32)) if opset < 13 else ""
+            ins = [x[0], empty]
+            if scales is not None:
+                ins.append(g.init("scales", np.array(scales, np.float32)))
+            else:
+                ins += [empty, g.init("sizes", np.array(sizes, np.int64))]
+            return g.node("Resize", ins, **attrs)
+        return build
+
+    targets = {
+        "up_scales": dict(scales=[1, 1, 1.7, 2.5]),
+        "up_sizes": dict(sizes=[2, 3, 9, 16]),
+        "down_scales": dict(scales=[1, 1, 0.6, 0.45]),
+        "down_sizes": dict(sizes=[2, 3, 3, 4]),
+    }
+    # tf_half_pixel_for_nn was dropped from the spec at opset 13;
+    # half_pixel_symmetric came at 19.
+    coordinates = [("asymmetric", 13), ("half_pixel", 13), ("pytorch_half_pixel", 13),
+                   ("align_corners", 13), ("tf_half_pixel_for_nn", 11),
+                   ("half_pixel_symmetric", 19)]
+    for coordinate, opset in coordinates:
+        for mode in ["nearest", "linear"]:
+            for target, given in targets.items():
+                single(f"resize/{coordinate}_{mode}_{target}", opset, [shape],
+                       resize(opset, mode=mode, coordinate_transformation_mode=coordinate, **given))
+    # Asymmetric at scale 2 puts every other coordinate on a half.
+    for rounding in ["round_prefer_floor", "round_prefer_ceil", "floor", "ceil"]:
+        single(f"resize/nearest_{rounding}_halves", 13, [shape], resize(
+            13, scales=[1, 1, 2, 2], coordinate_transformation_mode="asymmetric",
+            nearest_mode=rounding))
+        single(f"resize/nearest_{rounding}_half_pixel_down", 13, [shape], resize(
+            13, scales=[1, 1, 0.6, 0.45], coordinate_transformation_mode="half_pixel",
+            nearest_mode=rounding))
+    single("resize/linear_mixed_up_down", 13, [shape], resize(
+        13, scales=[1, 1, 1.5, 0.6], mode="linear"))
+    for coordinate in ["pytorch_half_pixel", "align_corners", "half_pixel"]:
+        single(f"resize/linear_{coordinate}_to_one_pixel", 13, [shape], resize(
+            13, sizes=[2, 3, 1, 1], mode="linear", coordinate_transformation_mode=coordinate))
+    single("resize/nearest_defaults_opset11", 11, [shape], resize(11, sizes=[2, 3, 8, 10]))
+    single("resize/opset18_axes_scales", 18, [shape], resize(
+        18, scales=[2.0, 1.5], axes=[3, 2], mode="linear"))
+    single("resize/opset18_not_larger", 18, [shape], resize(
+        18, sizes=[8, 9], axes=[2, 3], keep_aspect_ratio_policy="not_larger", mode="linear"))
+    single("resize/opset18_not_smaller", 18, [shape], resize(
+        18, sizes=[8, 9], axes=[2, 3], keep_aspect_ratio_policy="not_smaller"))
+    # Opsets below 11: asymmetric, the old nearest rounding.
+    single("resize/upsample_opset9_nearest", 9, [shape], lambda g, x: g.node(
+        "Upsample", [x[0], g.init("scales", np.array([1, 1, 2, 3], np.float32))]))
+    single("resize/upsample_opset9_linear", 9, [shape], lambda g, x: g.node(
+        "Upsample", [x[0], g.init("scales", np.array([1, 1, 1.5, 2.5], np.float32))],
+        mode="linear"))
+    single("resize/upsample_opset7_attribute", 7, [shape], lambda g, x: g.node(
+        "Upsample", [x[0]], scales=[1.0, 1.0, 2.0, 1.5]))
+    single("resize/resize_opset10_nearest_down", 10, [shape], lambda g, x: g.node(
+        "Resize", [x[0], g.init("scales", np.array([1, 1, 0.6, 0.45], np.float32))]))
+    single("resize/resize_opset10_linear_up", 10, [shape], lambda g, x: g.node(
+        "Resize", [x[0], g.init("scales", np.array([1, 1, 1.7, 2.5], np.float32))],
+        mode="linear"))
+
+    # Forms nnc rejects, each with its reason.
+    g = Graph(8)
+    x = g.input("x", [1, 2, 4, 4])
+    twice = g.init("twice", np.array([1, 1, 2, 2], np.float32))
+    outs = [
+        g.node("Resize", [x, "", twice], name="resize_cubic", mode="cubic"),
+        g.node("Resize", [x, g.init("roi", np.array([0, 0, 0.1, 0.1, 1, 1, 0.9, 0.9], np.float32)),
+                          twice], name="resize_crop",
+               coordinate_transformation_mode="tf_crop_and_resize"),
+        g.node("Resize", [x, "", g.init("half", np.array([1, 1, 0.5, 0.5], np.float32))],
+               name="resize_antialias", mode="linear", antialias=1),
+        g.node("Resize", [x, "", twice], name="resize_exclude_outside", mode="linear",
+               exclude_outside=1),
+        g.node("Resize", [x, "", g.init("channels", np.array([1, 2, 1, 1], np.float32))],
+               name="resize_channels"),
+    ]
+    for out in outs:
+        g.output(out)
+    save("errors/unsupported_resize", g.model(19, "unsupported_resize"), None)
+
+
 
 
 # ---------------------------------------------------------------- models

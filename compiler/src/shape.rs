@@ -275,7 +275,7 @@ pub fn weight_shapes(op: &Op, x: &TensorType) -> SResult<Vec<WeightSpec>> {
             }
             vec![spec("weight", vec![a.num_parameters], WeightRole::Slope)]
         }
-        Op::MatMul | Op::Pad(_) | Op::Indexing(_) => Vec::new(),
+        Op::MatMul | Op::Pad(_) | Op::Indexing(_) | Op::Interpolate(_) => Vec::new(),
         Op::Input(_)
         | Op::Weight(_)
         | Op::Activation(_)
@@ -1156,6 +1156,10 @@ fn infer_unchecked(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
             }
         }
         Op::MatMul => infer_matmul(inputs),
+        Op::Interpolate(a) => {
+            let x = unary(op, inputs)?;
+            infer_interpolate(a, &x)
+        }
         Op::Pad(a) => {
             let x = unary(op, inputs)?;
             infer_pad(a, &x)
@@ -1222,6 +1226,27 @@ fn infer_matmul(inputs: &[&TensorType]) -> SResult<TensorType> {
     })?;
     shape.extend([m, n]);
     Ok(TensorType::f32(shape))
+}
+
+/// `interpolate`: `[N, C, H, W]` to `[N, C, size]`, with sizes of at least
+/// 1 and positive, finite scales.
+fn infer_interpolate(a: &InterpolateAttrs, x: &TensorType) -> SResult<TensorType> {
+    require_rank("interpolate", x, 4, "[N, C, H, W]")?;
+    if a.size.contains(&0) {
+        return Err(ShapeError::new(
+            format!("`interpolate` output size {:?} has a zero dim", a.size),
+            "empty output",
+        ));
+    }
+    if let Some(bad) = a.scale.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+        return Err(ShapeError::new(
+            format!("`interpolate` scale {bad:?} is not a positive number"),
+            "scales must be positive and finite",
+        ));
+    }
+    Ok(TensorType::f32(vec![
+        x.shape[0], x.shape[1], a.size[0], a.size[1],
+    ]))
 }
 
 /// `pad`: each dim grows by its two pads (shrinks for negative ones, which

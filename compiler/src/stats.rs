@@ -237,6 +237,30 @@ fn receptive_field(op: &Op, input: ReceptiveField, rank: usize) -> ReceptiveFiel
         | Op::Elementwise(_)
         | Op::Gemm(_) => input,
         Op::Pad(_) | Op::Constant(_) => input,
+        Op::Interpolate(a) => resampled(input, a),
+    }
+}
+
+/// The field after `interpolate`: each output reads one input pixel per
+/// axis (nearest) or two neighbours (bilinear), and output neighbours are
+/// `1/scale` input pixels apart.
+fn resampled(input: ReceptiveField, a: &crate::ir::InterpolateAttrs) -> ReceptiveField {
+    let taps = match a.mode {
+        crate::ir::InterpolateMode::Nearest(_) => 1.0,
+        crate::ir::InterpolateMode::Bilinear => 2.0,
+    };
+    match input {
+        ReceptiveField::None | ReceptiveField::Global => input,
+        ReceptiveField::Window {
+            mut size,
+            mut stride,
+        } => {
+            for i in 0..2 {
+                size[i] += (taps - 1.0) * stride[i];
+                stride[i] /= f64::from(a.scale[i]);
+            }
+            ReceptiveField::Window { size, stride }
+        }
     }
 }
 
@@ -352,6 +376,11 @@ fn flops(op: &Op, x: &[usize], out: &[usize]) -> u64 {
         | Op::Constant(_)
         | Op::Indexing(_) => 0,
         Op::MatMul => 2 * n_out * x.last().copied().unwrap_or(0) as u64,
+        // Four products and three sums per bilinear pixel; nearest copies.
+        Op::Interpolate(a) => match a.mode {
+            crate::ir::InterpolateMode::Nearest(_) => 0,
+            crate::ir::InterpolateMode::Bilinear => 7 * n_out,
+        },
         Op::Rnn(a) | Op::Lstm(a) | Op::Gru(a) => {
             let gates: u64 = match op {
                 Op::Lstm(_) => 4,

@@ -379,6 +379,22 @@ fn opsets_outside_the_range_are_rejected_with_the_range() {
 }
 
 #[test]
+fn every_unsupported_resize_names_its_reason() {
+    let path = repo_root().join("tests/cases/onnx/errors/unsupported_resize/model.onnx");
+    let err = import_file(&path).expect_err("every node is unsupported");
+    let text = err.to_string();
+    for expected in [
+        "node `resize_cubic` (Resize, opset 19): mode \"cubic\" is not supported",
+        "node `resize_crop` (Resize, opset 19): coordinate_transformation_mode \"tf_crop_and_resize\" is not supported",
+        "node `resize_antialias` (Resize, opset 19): antialias=1 is not supported",
+        "node `resize_exclude_outside` (Resize, opset 19): exclude_outside=1 is for cubic sampling",
+        "node `resize_channels` (Resize, opset 19): only H and W (the last two dims) can be resized; the scales change dim 1",
+    ] {
+        assert!(text.contains(expected), "`{expected}` missing from:\n{text}");
+    }
+}
+
+#[test]
 fn bad_bytes_are_an_error_not_a_panic() {
     let path = Path::new("bad.onnx");
     for bytes in [&b""[..], b"not a model", &[0xff; 64], &[0x0a, 0x80]] {
@@ -448,6 +464,8 @@ fn corrupted_models_fail_cleanly() {
         "models/caffe2_opset9",
         "elementwise/sub_opset6_broadcast_axis0_inputs",
         "errors/older_opsets",
+        "resize/opset18_not_larger",
+        "errors/unsupported_resize",
     ];
     let rounds: usize = std::env::var("NNC_FUZZ_ROUNDS")
         .ok()

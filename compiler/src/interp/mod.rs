@@ -13,6 +13,7 @@ mod conv;
 mod elementwise;
 mod error;
 mod indexing;
+mod interpolate;
 mod linear;
 mod lowered;
 mod matmul;
@@ -39,6 +40,7 @@ pub use elementwise::{
 };
 pub use error::InterpError;
 pub use indexing::{expand, index_select, indexing, repeat, slice};
+pub use interpolate::interpolate;
 pub use linear::linear;
 pub use lowered::{activate, col2im, elementwise, epilogue, gemm, im2col, separable_conv2d};
 pub use matmul::matmul;
@@ -346,6 +348,10 @@ fn eval_node<'a>(
         Op::Gru(a) => {
             arity(node, x, recurrent_operands(a, 3))?;
             owned(gru(x[0], &x[1..], a))
+        }
+        Op::Interpolate(a) => {
+            arity(node, x, 1)?;
+            owned(interpolate(x[0], a))
         }
     }
 }

@@ -6,6 +6,7 @@
 
 use super::elementwise::{Activation, BinaryOp, ElementwiseAttrs, Epilogue, UnaryFunction};
 use super::indexing::Indexing;
+use super::interpolate::{InterpolateAttrs, InterpolateMode};
 use super::reduce::ReduceAttrs;
 
 /// Which parameter of its op a weight is; decides its seeded initialisation
@@ -556,6 +557,8 @@ pub enum Op {
     WinogradOutput(WinogradOutputAttrs),
     /// `slice`, `index_select`, `repeat`, `expand`.
     Indexing(Indexing),
+    /// Nearest or bilinear resizing of `[N, C, H, W]` to `[N, C, size]`.
+    Interpolate(InterpolateAttrs),
 }
 
 impl Op {
@@ -602,7 +605,8 @@ impl Op {
             | Op::Constant(_)
             | Op::Gru(_)
             | Op::WinogradInput(_)
-            | Op::Indexing(_) => None,
+            | Op::Indexing(_)
+            | Op::Interpolate(_) => None,
         }
     }
 
@@ -649,7 +653,8 @@ impl Op {
             | Op::Constant(_)
             | Op::Gru(_)
             | Op::WinogradInput(_)
-            | Op::Indexing(_) => None,
+            | Op::Indexing(_)
+            | Op::Interpolate(_) => None,
         }
     }
 
@@ -698,6 +703,7 @@ impl Op {
             Op::WinogradInput(_) => "winograd_input",
             Op::WinogradOutput(_) => "winograd_output",
             Op::Indexing(a) => a.name(),
+            Op::Interpolate(_) => "interpolate",
         }
     }
 
@@ -931,6 +937,21 @@ impl Op {
                 ],
                 &a.epilogue,
             ),
+            Op::Interpolate(a) => {
+                let mut attrs = vec![
+                    ("size", pair(a.size)),
+                    (
+                        "scale_factor",
+                        format!("[{}, {}]", float(a.scale[0]), float(a.scale[1])),
+                    ),
+                    ("mode", format!("{:?}", a.mode.name())),
+                    ("coordinate", format!("{:?}", a.coordinate.name())),
+                ];
+                if let InterpolateMode::Nearest(rounding) = a.mode {
+                    attrs.push(("nearest", format!("{:?}", rounding.name())));
+                }
+                attrs
+            }
         }
     }
 }

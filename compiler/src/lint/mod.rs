@@ -343,7 +343,8 @@ pub(crate) fn kind(op: &Op) -> Kind<'_> {
         | Op::WinogradOutput(_)
         | Op::Indexing(_)
         | Op::LogSoftmax(_)
-        | Op::Reduce(_) => Kind::Other,
+        | Op::Reduce(_)
+        | Op::Interpolate(_) => Kind::Other,
     }
 }
 

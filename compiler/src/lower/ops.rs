@@ -6,6 +6,7 @@
 //! unknown one with a "did you mean".
 
 mod indexing;
+mod interpolate;
 
 use super::value::{suggest, Value};
 use crate::ir::TensorType;
@@ -57,6 +58,7 @@ const OPS: &[(&str, Arity)] = &[
     ("constant", Arity::Exactly(0)),
     ("gru", Arity::Between(1, 2)),
     ("prelu", Arity::Exactly(1)),
+    ("interpolate", Arity::Exactly(1)),
 ];
 
 /// The names of all ops, for "did you mean" suggestions.
@@ -756,6 +758,7 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
             }
         }
         "matmul" => Op::MatMul,
+        "interpolate" => interpolate::build(r, xs.first().copied()),
         "pad" => {
             let pads = match r.ints("pads") {
                 Some(p) => p,

@@ -136,7 +136,7 @@ pub fn simplify(graph: &mut Graph, weights: &mut WeightSet) -> Result<PassReport
             | Op::Col2Im(_)
             | Op::DepthwiseConv2d(_)
             | Op::SeparableConv2d(_) => {}
-            Op::MatMul | Op::Pad(_) | Op::Constant(_) | Op::Gru(_) => {}
+            Op::MatMul | Op::Pad(_) | Op::Constant(_) | Op::Gru(_) | Op::Interpolate(_) => {}
             Op::WinogradInput(_) | Op::WinogradOutput(_) => {}
         }
     }

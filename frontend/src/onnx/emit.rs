@@ -49,6 +49,15 @@ pub fn ints<I: IntoIterator<Item = i64>>(v: I) -> Expr {
     expr(ExprKind::List(v.into_iter().map(int).collect()))
 }
 
+/// A pair of float attributes, written as one float when both are equal.
+pub fn float_pair(p: [f32; 2]) -> Expr {
+    if p[0] == p[1] {
+        float(p[0])
+    } else {
+        expr(ExprKind::List(p.into_iter().map(float).collect()))
+    }
+}
+
 /// A pair attribute, written as one int when both are equal.
 pub fn pair(p: [usize; 2]) -> Expr {
     if p[0] == p[1] {

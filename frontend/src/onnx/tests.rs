@@ -78,3 +78,56 @@ fn floats_print_as_they_parse() {
     // The shortest decimal of f32::MAX reads back as f32::MAX.
     assert_eq!(v as f32, f32::MAX);
 }
+
+/// Upsample (opsets 7 and 9) and Resize-10, converted from the fixtures
+/// that ONNX Runtime ran (the opset check refuses them until opsets below
+/// 11 import; `tests/tests/onnx.rs` then compares their outputs). Each is
+/// asymmetric, rounds nearest coordinates down where the axis grows and up
+/// where it shrinks, and reads its scales from an attribute before opset 9.
+#[test]
+#[allow(clippy::unwrap_used)]
+fn resize_and_upsample_before_opset_11_convert() {
+    use super::convert::Converter;
+    use super::model::DataDir;
+    use super::proto::ModelProto;
+    use crate::printer::print_file;
+    use prost::Message;
+    let cases = [
+        (
+            "upsample_opset9_nearest",
+            "interpolate(x0, scale_factor=[2.0, 3.0])",
+        ),
+        (
+            "upsample_opset9_linear",
+            "interpolate(x0, scale_factor=[1.5, 2.5], mode=\"bilinear\", coordinate=\"asymmetric\")",
+        ),
+        (
+            "upsample_opset7_attribute",
+            "interpolate(x0, scale_factor=[2.0, 1.5])",
+        ),
+        (
+            "resize_opset10_nearest_down",
+            "interpolate(x0, scale_factor=[0.6, 0.45], nearest=\"ceil\")",
+        ),
+        (
+            "resize_opset10_linear_up",
+            "interpolate(x0, scale_factor=[1.7, 2.5], mode=\"bilinear\", coordinate=\"asymmetric\")",
+        ),
+    ];
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/cases/onnx/resize");
+    for (name, expected) in cases {
+        let bytes = std::fs::read(root.join(name).join("model.onnx")).unwrap();
+        let model = ModelProto::decode(bytes.as_slice()).unwrap();
+        let opset = model.opset_import[0].version();
+        let dims = std::collections::BTreeMap::new();
+        let graph = model.graph.as_ref().unwrap();
+        let converted = Converter::new(opset, DataDir { dir: None }, &dims).run(graph);
+        assert!(
+            converted.problems.is_empty(),
+            "{name}: {:?}",
+            converted.problems
+        );
+        let text = print_file(&super::emit::file("m", converted.body));
+        assert!(text.contains(expected), "{name}:\n{text}");
+    }
+}

@@ -8,6 +8,7 @@ mod elementwise;
 mod gemm;
 mod im2col;
 mod indexing;
+mod interpolate;
 mod lanes;
 mod norm;
 mod pool;
@@ -92,6 +93,13 @@ impl Consts {
         let base = Base::Const(values.as_ptr() as usize);
         self.data.push(values);
         base
+    }
+
+    /// Keeps a table of indices alive and returns where it is. They are
+    /// stored as the bit patterns of `f32`s, which kernels load as `i32`s
+    /// and never compute with as floats.
+    pub fn add_indices(&mut self, values: Vec<u32>) -> Base {
+        self.add(values.into_iter().map(f32::from_bits).collect())
     }
 
     /// Keeps a GEMM descriptor alive and returns its address.
@@ -327,6 +335,7 @@ pub fn build(
         Op::Gru(a) => recurrent::build_gru(a, ops, consts)?,
         Op::WinogradInput(a) => winograd::input(a, ops, consts)?,
         Op::WinogradOutput(a) => winograd::output(a, ops, consts)?,
+        Op::Interpolate(a) => interpolate::build(&node.name, a, ops, consts)?,
         // `lower-conv` leaves a `conv2d` only for the direct kernel (few
         // input channels) and rewrites every other convolution; the
         // backend runs only after it.

@@ -17,6 +17,7 @@ mod math;
 mod norm;
 mod recurrent;
 mod reduce;
+mod resize;
 mod shape_ops;
 mod table;
 

@@ -168,6 +168,7 @@ pub const OPS: &[OnnxOp] = &[
     custom("ReduceSum", &["sum"], |c, n, a| c.reduce(n, a, "sum", 13)),
     unary("Relu", &["relu"]),
     custom("Reshape", &["reshape"], |c, n, a| c.reshape(n, a)),
+    custom("Resize", &["interpolate"], |c, n, a| c.resize(n, a)),
     custom("Selu", &["selu"], |c, n, a| c.selu(n, a)),
     custom("Shape", &[], |c, n, a| c.shape(n, a)),
     unary("Sigmoid", &["sigmoid"]),
@@ -188,6 +189,7 @@ pub const OPS: &[OnnxOp] = &[
     custom("Tile", &["repeat"], |c, n, _| c.tile(n)),
     custom("Transpose", &["permute"], |c, n, a| c.transpose(n, a)),
     custom("Unsqueeze", &["reshape"], |c, n, a| c.squeeze(n, a)),
+    custom("Upsample", &["interpolate"], |c, n, a| c.upsample(n, a)),
 ];
 
 /// The row of an ONNX op type.
