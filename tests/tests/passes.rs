@@ -18,8 +18,8 @@ use std::path::Path;
 use nnc_compiler::driver::compile_source;
 use nnc_compiler::interp::run;
 use nnc_compiler::ir::{
-    BatchNormAttrs, BinaryOp, Conv2dAttrs, Epilogue, Graph, InputAttrs, Node, Op, TensorType,
-    WeightAttrs, WeightRole,
+    BatchNormAttrs, BinaryOp, Conv2dAttrs, Epilogue, Graph, InputAttrs, Node, Op, Padding,
+    TensorType, WeightAttrs, WeightRole,
 };
 use nnc_compiler::passes::{self, Pass, PassError, PassReport, PASSES};
 use nnc_compiler::weights::{expected_weights, seeded_weights};
@@ -352,7 +352,7 @@ fn shared_weight_graph() -> Graph {
         out_channels: 3,
         kernel: [1, 1],
         stride: [1, 1],
-        padding: [0, 0],
+        padding: Padding::ZERO,
         dilation: [1, 1],
         groups: 1,
         bias: false,
@@ -654,7 +654,7 @@ fn fold_constants_folds_a_per_channel_scale_into_a_grouped_conv() {
         out_channels: 6,
         kernel: [3, 3],
         stride: [1, 1],
-        padding: [1, 1],
+        padding: Padding::symmetric([1, 1]),
         dilation: [1, 1],
         groups: 2,
         bias: false,
@@ -891,7 +891,7 @@ fn bias_add_graph() -> Graph {
             out_channels: 3,
             kernel: [1, 1],
             stride: [1, 1],
-            padding: [0, 0],
+            padding: Padding::ZERO,
             dilation: [1, 1],
             groups: 1,
             bias,
