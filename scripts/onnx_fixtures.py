@@ -167,6 +167,19 @@ def operators():
     single("conv/valid_depthwise", 13, [img], lambda g, x: g.node(
         "Conv", [x[0], g.weight("w", [8, 1, 3, 3]), g.weight("b", [8])], group=4,
         auto_pad="VALID"))
+    # Pads that differ per side on the convs lower-conv gives other kernels
+    # than the direct one (the fixtures above have 4 input channels).
+    single("conv/asymmetric_pads_winograd", 17, [[1, 16, 8, 8]], lambda g, x: g.node(
+        "Conv", [x[0], g.weight("w", [16, 16, 3, 3]), g.weight("b", [16])], pads=[1, 0, 1, 2]))
+    single("conv/asymmetric_pads_im2col", 17, [[1, 6, 9, 8]], lambda g, x: g.node(
+        "Conv", [x[0], g.weight("w", [5, 6, 3, 2])], strides=[2, 1], pads=[2, 0, 0, 1]))
+    single("conv/same_upper_depthwise", 17, [[1, 8, 9, 9]], lambda g, x: g.node(
+        "Conv", [x[0], g.weight("w", [8, 1, 4, 4])], group=8, strides=[2, 2],
+        auto_pad="SAME_UPPER"))
+    single("conv/same_lower_separable", 17, [[1, 8, 9, 10]], lambda g, x: g.node(
+        "Conv", [g.node("Conv", [x[0], g.weight("dw", [8, 1, 3, 3])], group=8,
+                        strides=[2, 2], auto_pad="SAME_LOWER"),
+                 g.weight("pw", [6, 8, 1, 1])]))
     seq = [2, 4, 11]
     single("conv1d/conv_stride_dilation_group_pads", 17, [seq], lambda g, x: g.node(
         "Conv", [x[0], g.weight("conv.weight", [6, 2, 3]), g.weight("conv.bias", [6])],
@@ -295,6 +308,15 @@ def operators():
         ceil_mode=1))
     single("pool/avg_exclude_pad_ceil_large_pads", 17, [[1, 2, 7, 7]], lambda g, x: g.node(
         "AveragePool", [x[0]], kernel_shape=[3, 3], strides=[3, 3], pads=[2, 2, 2, 2], ceil_mode=1))
+    single("pool/max_same_lower", 17, [img], lambda g, x: g.node(
+        "MaxPool", [x[0]], kernel_shape=[3, 2], strides=[2, 2], auto_pad="SAME_LOWER"))
+    single("pool/avg_same_lower_exclude_pad", 17, [img], lambda g, x: g.node(
+        "AveragePool", [x[0]], kernel_shape=[2, 4], strides=[2, 1], auto_pad="SAME_LOWER"))
+    single("pool/max_asymmetric_pads", 17, [[1, 2, 6, 7]], lambda g, x: g.node(
+        "MaxPool", [x[0]], kernel_shape=[3, 3], strides=[2, 2], pads=[0, 1, 1, 0]))
+    single("pool/avg_asymmetric_include_pad", 17, [[1, 2, 6, 7]], lambda g, x: g.node(
+        "AveragePool", [x[0]], kernel_shape=[3, 2], strides=[1, 2], pads=[1, 0, 0, 1],
+        count_include_pad=1))
     single("pool/global_average", 17, [img], lambda g, x: g.node("GlobalAveragePool", [x[0]]))
     # Gemm and MatMul.
     single("linear/gemm_transb_alpha_beta", 17, [[3, 6]], lambda g, x: g.node(
