@@ -112,8 +112,10 @@ class Graph:
                          name=f"/{prefix}/Gemm", transB=1)
 
 
-def save(dirname, model, inputs, external=False):
-    """Writes the model, its inputs and ORT's outputs."""
+def save(dirname, model, inputs, external=False, optimize=True):
+    """Writes the model, its inputs and ORT's outputs (without ORT's graph
+    optimizations when not `optimize`: its Pad fusion must not decide the
+    outputs of the fixtures that test nnc's)."""
     path = os.path.join(ROOT, dirname)
     shutil.rmtree(path, ignore_errors=True)
     os.makedirs(path)
@@ -125,7 +127,10 @@ def save(dirname, model, inputs, external=False):
         onnx.save_model(model, file)
     if inputs is None:
         return
-    session = ort.InferenceSession(file, providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(file, options, providers=["CPUExecutionProvider"])
     feeds = {i.name: x for i, x in zip(session.get_inputs(), inputs)}
     outputs = session.run(None, feeds)
     for i, x in enumerate(inputs):
@@ -138,7 +143,7 @@ def rand(rng, shape):
     return rng.uniform(-1, 1, shape).astype(np.float32)
 
 
-def single(name, opset, shapes, build, seed=0, external=False):
+def single(name, opset, shapes, build, seed=0, external=False, optimize=True):
     """A model of one op (plus what it needs): `build(g, inputs)` returns
     the output value names."""
     g = Graph(seed)
@@ -147,7 +152,7 @@ def single(name, opset, shapes, build, seed=0, external=False):
     for o in outs if isinstance(outs, list) else [outs]:
         g.output(o)
     model = g.model(opset, name.replace("/", "_"))
-    save(name, model, [rand(g.rng, s) for s in shapes], external)
+    save(name, model, [rand(g.rng, s) for s in shapes], external, optimize)
 
 
 def operators():
@@ -318,6 +323,30 @@ def operators():
         "AveragePool", [x[0]], kernel_shape=[3, 2], strides=[1, 2], pads=[1, 0, 0, 1],
         count_include_pad=1))
     single("pool/global_average", 17, [img], lambda g, x: g.node("GlobalAveragePool", [x[0]]))
+    # A Pad before a window op, which `simplify` folds into the op's padding
+    # when exact (zeros before Conv and AveragePool, zeros after Relu before
+    # MaxPool) and keeps otherwise (the lowest float before MaxPool, as
+    # CoreML's converter writes it, on an input that may be negative).
+    def pad(g, x, pads, value=None):
+        inputs = [x, g.init(g.name("pads"), np.array(pads, np.int64))]
+        if value is not None:
+            inputs.append(g.init(g.name("value"), np.array(value, np.float32)))
+        return g.node("Pad", inputs)
+    single("pad_fold/conv", 17, [img], lambda g, x: g.node(
+        "Conv", [pad(g, x[0], [0, 0, 1, 0, 0, 0, 2, 1]), g.weight("w", [6, 4, 3, 3])],
+        pads=[1, 1, 1, 1]), optimize=False)
+    single("pad_fold/relu_max_pool", 17, [img], lambda g, x: g.node(
+        "MaxPool", [pad(g, g.relu(x[0]), [0, 0, 0, 0, 0, 0, 1, 1])], kernel_shape=[3, 3],
+        strides=[2, 2]), optimize=False)
+    single("pad_fold/avg_pool_exclude_pad", 17, [img], lambda g, x: g.node(
+        "AveragePool", [pad(g, x[0], [0, 0, 1, 1, 0, 0, 1, 1])], kernel_shape=[3, 3]),
+        optimize=False)
+    single("pad_fold/avg_pool_include_pad", 17, [img], lambda g, x: g.node(
+        "AveragePool", [pad(g, x[0], [0, 0, 0, 1, 0, 0, 1, 0])], kernel_shape=[3, 3],
+        strides=[2, 2], pads=[1, 0, 0, 1], count_include_pad=1), optimize=False)
+    single("pad_fold/max_pool_lowest_kept", 17, [img], lambda g, x: g.node(
+        "MaxPool", [pad(g, x[0], [0, 0, 1, 1, 0, 0, 1, 1], np.finfo(np.float32).min)],
+        kernel_shape=[3, 3], strides=[2, 2]), optimize=False)
     # Gemm and MatMul.
     single("linear/gemm_transb_alpha_beta", 17, [[3, 6]], lambda g, x: g.node(
         "Gemm", [x[0], g.weight("fc.weight", [4, 6]), g.weight("fc.bias", [4])],

@@ -406,6 +406,35 @@ fn asymmetric_pads_become_the_ops_own_padding() {
     }
 }
 
+/// A `Pad` of the spatial dims read only by a window op folds into the op
+/// in `simplify` when the values stay the same (`pad_fold/*`), and stays
+/// otherwise (`*_kept`); the other tests check the values against ONNX
+/// Runtime with and without the passes.
+#[test]
+fn pads_before_window_ops_fold_in_simplify() {
+    let dirs: Vec<PathBuf> = fixtures()
+        .into_iter()
+        .filter(|d| name(d).starts_with("pad_fold/"))
+        .collect();
+    assert!(dirs.len() >= 5, "{dirs:?}");
+    for dir in dirs {
+        let loaded = load_any(&dir.join("model.onnx")).unwrap_or_else(|e| panic!("{e}"));
+        let mut graph = loaded.model.graph;
+        let mut weights = loaded.weights.expect("weights");
+        let pads = |g: &nnc_compiler::ir::Graph| {
+            g.node_ids()
+                .into_iter()
+                .filter(|&id| matches!(g.node(id).op, nnc_compiler::ir::Op::Pad(_)))
+                .count()
+        };
+        assert_eq!(pads(&graph), 1, "{}:\n{graph}", name(&dir));
+        nnc_compiler::passes::run_pipeline(&mut graph, &mut weights, &["simplify"], true)
+            .unwrap_or_else(|e| panic!("{}: {e}", name(&dir)));
+        let kept = usize::from(name(&dir).ends_with("_kept"));
+        assert_eq!(pads(&graph), kept, "{}:\n{graph}", name(&dir));
+    }
+}
+
 /// The `.nn` text of the model families, for review: a change to naming or
 /// to the form of any converted op shows up as a snapshot diff.
 #[test]

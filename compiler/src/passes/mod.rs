@@ -86,7 +86,7 @@ pub enum PassError {
 pub const PASSES: &[Pass] = &[
     Pass {
         name: simplify::NAME,
-        description: "remove inverted dropout and identity; classic dropout becomes a scale; a batch_norm without a conv/linear producer becomes a per-channel affine",
+        description: "remove inverted dropout and identity; classic dropout becomes a scale; a batch_norm without a conv/linear producer becomes a per-channel affine; a pad before a conv or pool becomes its padding",
         run: simplify::simplify,
     },
     Pass {

@@ -9,15 +9,23 @@
 //!   per-channel affine `x * <bn>.scale + <bn>.shift`, with
 //!   `scale = gamma / sqrt(var + eps)` and `shift = beta - mean * scale`,
 //!   shaped `[C, 1, ...]` to broadcast over the dims after the channels.
+//! - A `pad` of the spatial dims read only by a `conv2d`, `max_pool2d` or
+//!   `avg_pool2d` becomes part of that op's padding when the values stay
+//!   the same (see `simplify/pad.rs`), with a note on the op; a `pad` that
+//!   stays says why in the report.
 //!
 //! Precondition: a verified graph whose weight nodes all have tensors in the
-//! weight set. Preserves values exactly for dropout and identity, and within
-//! float rounding for the batch-norm affine (the interpreter computes it in
-//! `f64`). The old batch-norm weights are left dead for `dce`.
+//! weight set. Preserves values exactly for dropout, identity and the pad
+//! folds, and within float rounding for the batch-norm affine (the
+//! interpreter computes it in `f64`). The old batch-norm weights are left
+//! dead for `dce`.
+
+mod pad;
 
 use super::{add_weight, bn_scale_shift, weight_tensor, PassError, PassReport};
 use crate::ir::{BinaryOp, DropoutMode, Graph, Node, NodeId, Op, WeightRole};
 use nnc_runtime::WeightSet;
+use pad::{fold_pad, Outcome, Window};
 
 /// The registry and CLI name.
 pub const NAME: &str = "simplify";
@@ -78,9 +86,20 @@ pub fn simplify(graph: &mut Graph, weights: &mut WeightSet) -> Result<PassReport
                     ));
                 }
             }
+            Op::Conv2d(a) => {
+                let window = Window::Conv2d(a.clone());
+                fold_into(graph, id, window, &mut report)?;
+            }
+            Op::MaxPool2d(a) => {
+                let window = Window::MaxPool2d(a.clone());
+                fold_into(graph, id, window, &mut report)?;
+            }
+            Op::AvgPool2d(a) => {
+                let window = Window::AvgPool2d(a.clone());
+                fold_into(graph, id, window, &mut report)?;
+            }
             Op::Input(_)
             | Op::Weight(_)
-            | Op::Conv2d(_)
             | Op::ConvTranspose2d(_)
             | Op::GroupNorm(_)
             | Op::LayerNorm(_)
@@ -88,8 +107,6 @@ pub fn simplify(graph: &mut Graph, weights: &mut WeightSet) -> Result<PassReport
             | Op::Activation(_)
             | Op::Unary(_)
             | Op::Prelu(_)
-            | Op::MaxPool2d(_)
-            | Op::AvgPool2d(_)
             | Op::GlobalAvgPool
             | Op::Linear(_)
             | Op::Flatten(_)
@@ -112,6 +129,21 @@ pub fn simplify(graph: &mut Graph, weights: &mut WeightSet) -> Result<PassReport
         }
     }
     Ok(report)
+}
+
+/// Folds the `pad` window op `id` reads into its padding, if exact.
+fn fold_into(
+    graph: &mut Graph,
+    id: NodeId,
+    window: Window,
+    report: &mut PassReport,
+) -> Result<(), PassError> {
+    match fold_pad(graph, id, window).map_err(|source| PassError::Graph { pass: NAME, source })? {
+        Outcome::NoPad => {}
+        Outcome::Folded => report.fired += 1,
+        Outcome::Kept(why) => report.notes.push(why),
+    }
+    Ok(())
 }
 
 /// Rewrites batch norm `id` into `mul` (a new node) then `add` (the BN node
