@@ -135,9 +135,11 @@ class Graph:
                          name=f"/{prefix}/Gemm", transB=1)
 
 
-def save(dirname, model, inputs, external=False, reference=None):
+def save(dirname, model, inputs, external=False, reference=None, optimize=True):
     """Writes the model, its inputs and ORT's outputs (of `reference`, an
-    equivalent model, when ORT cannot run `model`)."""
+    equivalent model, when ORT cannot run `model`; without ORT's graph
+    optimizations when not `optimize`: its Pad fusion must not decide the
+    outputs of the fixtures that test nnc's)."""
     if not selected(dirname):
         return
     path = os.path.join(ROOT, dirname)
@@ -152,7 +154,10 @@ def save(dirname, model, inputs, external=False, reference=None):
     if inputs is None:
         return
     runnable = file if reference is None else reference.SerializeToString()
-    session = ort.InferenceSession(runnable, providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(runnable, options, providers=["CPUExecutionProvider"])
     feeds = {i.name: x for i, x in zip(session.get_inputs(), inputs)}
     outputs = session.run(None, feeds)
     for i, x in enumerate(inputs):
@@ -165,7 +170,8 @@ def rand(rng, shape):
     return rng.uniform(-1, 1, shape).astype(np.float32)
 
 
-def single(name, opset, shapes, build, seed=0, external=False, ir_version=None, reference=None):
+def single(name, opset, shapes, build, seed=0, external=False, ir_version=None, reference=None,
+           optimize=True):
     """A model of one op (plus what it needs): `build(g, inputs)` returns
     the output value names. `reference` is `(opset, build)` for a model ORT
     can run in its place, built from the same seed (so drawing the same
@@ -184,7 +190,7 @@ def single(name, opset, shapes, build, seed=0, external=False, ir_version=None, 
     g, model = graph(opset, build)
     inputs = [rand(g.rng, s) for s in shapes]
     ref = graph(*reference)[1] if reference else None
-    save(name, model, inputs, external, ref)
+    save(name, model, inputs, external, ref, optimize)
 
 
 def operators():
@@ -204,6 +210,19 @@ def operators():
     single("conv/valid_depthwise", 13, [img], lambda g, x: g.node(
         "Conv", [x[0], g.weight("w", [8, 1, 3, 3]), g.weight("b", [8])], group=4,
         auto_pad="VALID"))
+    # Pads that differ per side on the convs lower-conv gives other kernels
+    # than the direct one (the fixtures above have 4 input channels).
+    single("conv/asymmetric_pads_winograd", 17, [[1, 16, 8, 8]], lambda g, x: g.node(
+        "Conv", [x[0], g.weight("w", [16, 16, 3, 3]), g.weight("b", [16])], pads=[1, 0, 1, 2]))
+    single("conv/asymmetric_pads_im2col", 17, [[1, 6, 9, 8]], lambda g, x: g.node(
+        "Conv", [x[0], g.weight("w", [5, 6, 3, 2])], strides=[2, 1], pads=[2, 0, 0, 1]))
+    single("conv/same_upper_depthwise", 17, [[1, 8, 9, 9]], lambda g, x: g.node(
+        "Conv", [x[0], g.weight("w", [8, 1, 4, 4])], group=8, strides=[2, 2],
+        auto_pad="SAME_UPPER"))
+    single("conv/same_lower_separable", 17, [[1, 8, 9, 10]], lambda g, x: g.node(
+        "Conv", [g.node("Conv", [x[0], g.weight("dw", [8, 1, 3, 3])], group=8,
+                        strides=[2, 2], auto_pad="SAME_LOWER"),
+                 g.weight("pw", [6, 8, 1, 1])]))
     seq = [2, 4, 11]
     single("conv1d/conv_stride_dilation_group_pads", 17, [seq], lambda g, x: g.node(
         "Conv", [x[0], g.weight("conv.weight", [6, 2, 3]), g.weight("conv.bias", [6])],
@@ -354,7 +373,40 @@ def operators():
         ceil_mode=1))
     single("pool/avg_exclude_pad_ceil_large_pads", 17, [[1, 2, 7, 7]], lambda g, x: g.node(
         "AveragePool", [x[0]], kernel_shape=[3, 3], strides=[3, 3], pads=[2, 2, 2, 2], ceil_mode=1))
+    single("pool/max_same_lower", 17, [img], lambda g, x: g.node(
+        "MaxPool", [x[0]], kernel_shape=[3, 2], strides=[2, 2], auto_pad="SAME_LOWER"))
+    single("pool/avg_same_lower_exclude_pad", 17, [img], lambda g, x: g.node(
+        "AveragePool", [x[0]], kernel_shape=[2, 4], strides=[2, 1], auto_pad="SAME_LOWER"))
+    single("pool/max_asymmetric_pads", 17, [[1, 2, 6, 7]], lambda g, x: g.node(
+        "MaxPool", [x[0]], kernel_shape=[3, 3], strides=[2, 2], pads=[0, 1, 1, 0]))
+    single("pool/avg_asymmetric_include_pad", 17, [[1, 2, 6, 7]], lambda g, x: g.node(
+        "AveragePool", [x[0]], kernel_shape=[3, 2], strides=[1, 2], pads=[1, 0, 0, 1],
+        count_include_pad=1))
     single("pool/global_average", 17, [img], lambda g, x: g.node("GlobalAveragePool", [x[0]]))
+    # A Pad before a window op, which `simplify` folds into the op's padding
+    # when exact (zeros before Conv and AveragePool, zeros after Relu before
+    # MaxPool) and keeps otherwise (the lowest float before MaxPool, as
+    # CoreML's converter writes it, on an input that may be negative).
+    def pad(g, x, pads, value=None):
+        inputs = [x, g.init(g.name("pads"), np.array(pads, np.int64))]
+        if value is not None:
+            inputs.append(g.init(g.name("value"), np.array(value, np.float32)))
+        return g.node("Pad", inputs)
+    single("pad_fold/conv", 17, [img], lambda g, x: g.node(
+        "Conv", [pad(g, x[0], [0, 0, 1, 0, 0, 0, 2, 1]), g.weight("w", [6, 4, 3, 3])],
+        pads=[1, 1, 1, 1]), optimize=False)
+    single("pad_fold/relu_max_pool", 17, [img], lambda g, x: g.node(
+        "MaxPool", [pad(g, g.relu(x[0]), [0, 0, 0, 0, 0, 0, 1, 1])], kernel_shape=[3, 3],
+        strides=[2, 2]), optimize=False)
+    single("pad_fold/avg_pool_exclude_pad", 17, [img], lambda g, x: g.node(
+        "AveragePool", [pad(g, x[0], [0, 0, 1, 1, 0, 0, 1, 1])], kernel_shape=[3, 3]),
+        optimize=False)
+    single("pad_fold/avg_pool_include_pad", 17, [img], lambda g, x: g.node(
+        "AveragePool", [pad(g, x[0], [0, 0, 0, 1, 0, 0, 1, 0])], kernel_shape=[3, 3],
+        strides=[2, 2], pads=[1, 0, 0, 1], count_include_pad=1), optimize=False)
+    single("pad_fold/max_pool_lowest_kept", 17, [img], lambda g, x: g.node(
+        "MaxPool", [pad(g, x[0], [0, 0, 1, 1, 0, 0, 1, 1], np.finfo(np.float32).min)],
+        kernel_shape=[3, 3], strides=[2, 2]), optimize=False)
     # Gemm and MatMul.
     single("linear/gemm_transb_alpha_beta", 17, [[3, 6]], lambda g, x: g.node(
         "Gemm", [x[0], g.weight("fc.weight", [4, 6]), g.weight("fc.bias", [4])],

@@ -448,19 +448,20 @@ fn check_groups(op: &str, c_in: usize, c_out: usize, groups: usize) -> SResult<(
 }
 
 /// Output size of a sliding window along one dim, by the conv formula
-/// `floor((in + 2*pad - dilation*(k-1) - 1) / stride) + 1`, or with
-/// `ceil` and PyTorch's rule that the last window must start inside the
-/// input or the left padding.
+/// `floor((in + begin + end - dilation*(k-1) - 1) / stride) + 1` (`begin`
+/// and `end` the padding before and after), or with `ceil` and the rule
+/// of PyTorch and ONNX that the last window must start inside the input or
+/// the padding before it.
 pub fn window_output(
     input: usize,
     kernel: usize,
     stride: usize,
-    pad: usize,
+    [begin, end]: [usize; 2],
     dilation: usize,
     ceil_mode: bool,
 ) -> Option<usize> {
     let span = dilation as i128 * (kernel as i128 - 1) + 1;
-    let numerator = input as i128 + 2 * pad as i128 - span;
+    let numerator = input as i128 + begin as i128 + end as i128 - span;
     if numerator < 0 || stride == 0 {
         return None;
     }
@@ -470,7 +471,7 @@ pub fn window_output(
     } else {
         numerator / stride + 1
     };
-    if ceil_mode && (out - 1) * stride >= input as i128 + pad as i128 {
+    if ceil_mode && (out - 1) * stride >= input as i128 + begin as i128 {
         out -= 1;
     }
     usize::try_from(out).ok().filter(|&o| o >= 1)
@@ -482,19 +483,24 @@ fn spatial(
     x: &TensorType,
     kernel: [usize; 2],
     stride: [usize; 2],
-    pad: [usize; 2],
+    pad: Padding,
     dilation: [usize; 2],
     ceil_mode: bool,
 ) -> SResult<[usize; 2]> {
     let mut out = [0; 2];
     for (i, axis) in ["height", "width"].iter().enumerate() {
         let input = x.shape[2 + i];
-        out[i] = window_output(input, kernel[i], stride[i], pad[i], dilation[i], ceil_mode).ok_or_else(|| {
+        let sides = [pad.begin[i], pad.end[i]];
+        out[i] = window_output(input, kernel[i], stride[i], sides, dilation[i], ceil_mode).ok_or_else(|| {
             let effective = dilation[i].saturating_mul(kernel[i].saturating_sub(1)).saturating_add(1);
+            let padded = if sides[0] == sides[1] {
+                format!("2*pad {}", sides[0])
+            } else {
+                format!("pads {} + {}", sides[0], sides[1])
+            };
             ShapeError::new(
                 format!(
-                    "`{op}` output {axis} would be less than 1: input {axis} {input} + 2*pad {} is smaller than the {}kernel extent {effective}",
-                    pad[i],
+                    "`{op}` output {axis} would be less than 1: input {axis} {input} + {padded} is smaller than the {}kernel extent {effective}",
                     if dilation[i] > 1 { "dilated " } else { "" }
                 ),
                 format!("input {x} is too small for this window"),
@@ -1178,13 +1184,15 @@ fn infer_unchecked(op: &Op, inputs: &[&TensorType]) -> SResult<TensorType> {
     }
 }
 
-fn check_pool_padding(op: &str, kernel: [usize; 2], pad: [usize; 2]) -> SResult<()> {
-    for i in 0..2 {
-        if pad[i] > kernel[i] / 2 {
+/// PyTorch's rule that a pool pads at most half its kernel, applied to
+/// each side, which guarantees that every window overlaps the input.
+fn check_pool_padding(op: &str, kernel: [usize; 2], pad: Padding) -> SResult<()> {
+    for (i, &k) in kernel.iter().enumerate() {
+        if pad.largest(i) > k / 2 {
             return Err(ShapeError::new(
                 format!(
-                    "`{op}` padding {} is more than half the kernel size {}",
-                    pad[i], kernel[i]
+                    "`{op}` padding {} is more than half the kernel size {k}",
+                    pad.largest(i)
                 ),
                 "padding too large",
             )

@@ -1,8 +1,9 @@
 //! The native depthwise rows (the separable kernel's depthwise half)
 //! against an f64 oracle written from the convolution's definition, for
 //! every implementation this CPU has: any kernel size, stride (1, 2 and a
-//! gathered 3), padding, dilation, row range and activation, with a
-//! sentinel around the output to catch stray stores.
+//! gathered 3), padding (different before and after the input in the
+//! random cases), dilation, row range and activation, with a sentinel
+//! around the output to catch stray stores.
 
 #![allow(unsafe_code)]
 
@@ -37,19 +38,38 @@ fn oracle(s: &DepthwiseRows, x: &[f32], taps: &[f32], bias: f32, oy: usize, ox: 
     }
 }
 
+/// [`check_sides`] with the same padding before and after the input.
 #[allow(clippy::too_many_arguments)]
 fn check(
     kernel: [usize; 2],
     stride: [usize; 2],
     padding: [usize; 2],
     dilation: [usize; 2],
+    size: [usize; 2],
+    activation: Activation,
+    rows: (usize, usize),
+    seed: u64,
+) {
+    let geometry = (kernel, stride, [padding, padding], dilation);
+    check_sides(geometry, size, activation, rows, seed);
+}
+
+/// The rows of a depthwise conv padded by `[top, left]` and `[bottom,
+/// right]` (which only decide the output width and height).
+fn check_sides(
+    (kernel, stride, [padding, padding_end], dilation): (
+        [usize; 2],
+        [usize; 2],
+        [[usize; 2]; 2],
+        [usize; 2],
+    ),
     [h, w]: [usize; 2],
     activation: Activation,
     rows: (usize, usize),
     seed: u64,
 ) {
     let out_len = |len: usize, i: usize| {
-        (len + 2 * padding[i])
+        (len + padding[i] + padding_end[i])
             .checked_sub(dilation[i] * (kernel[i] - 1) + 1)
             .map(|span| span / stride[i] + 1)
     };
@@ -217,6 +237,7 @@ proptest! {
         (kh, kw) in (1usize..6, 1usize..6),
         (sh, sw) in (1usize..4, 1usize..4),
         (ph, pw) in (0usize..3, 0usize..3),
+        (eh, ew) in (0usize..3, 0usize..3),
         (dh, dw) in (1usize..3, 1usize..3),
         (h, w) in (1usize..20, 1usize..70),
         rows in (0usize..10, 0usize..25),
@@ -224,7 +245,8 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let act = if relu { Activation::Relu } else { Activation::None };
-        check([kh, kw], [sh, sw], [ph, pw], [dh, dw], [h, w], act, rows, seed);
+        let geometry = ([kh, kw], [sh, sw], [[ph, pw], [eh, ew]], [dh, dw]);
+        check_sides(geometry, [h, w], act, rows, seed);
     }
 
     /// 3x3 at equal strides 1 or 2 without dilation, which the AVX-512
@@ -235,12 +257,14 @@ proptest! {
     fn direct_3x3_geometries(
         stride in 1usize..3,
         (ph, pw) in (0usize..4, 0usize..4),
+        (eh, ew) in (0usize..4, 0usize..4),
         (h, w) in (1usize..40, 1usize..80),
         rows in (0usize..20, 0usize..45),
         relu in any::<bool>(),
         seed in any::<u64>(),
     ) {
         let act = if relu { Activation::Relu } else { Activation::None };
-        check([3, 3], [stride, stride], [ph, pw], [1, 1], [h, w], act, rows, seed);
+        let geometry = ([3, 3], [stride, stride], [[ph, pw], [eh, ew]], [1, 1]);
+        check_sides(geometry, [h, w], act, rows, seed);
     }
 }

@@ -1,6 +1,7 @@
 //! The native direct convolution (few input channels) against an f64
 //! oracle written from the convolution's definition, for every
 //! implementation this CPU has: kernel sizes, strides 1 and 2, paddings
+//! (different before and after the input in the random cases)
 //! wider than the kernel's reach, output channels that fill part of a
 //! block, row ranges, with and without bias, with a sentinel around the
 //! output rows to catch stray stores.
@@ -24,7 +25,10 @@ struct Case {
     out_channels: usize,
     kernel: [usize; 2],
     stride: usize,
+    /// Top and left.
     padding: [usize; 2],
+    /// Bottom and right, which only decide the output size.
+    padding_end: [usize; 2],
     bias: bool,
     activation: Activation,
     rows: (usize, usize),
@@ -35,15 +39,12 @@ impl Case {
     fn check(&self) {
         let [h, w] = self.size;
         let [kh, kw] = self.kernel;
-        let out_len = |len: usize, pad: usize, k: usize| {
-            (len + 2 * pad)
+        let out_len = |len: usize, i: usize, k: usize| {
+            (len + self.padding[i] + self.padding_end[i])
                 .checked_sub(k)
                 .map(|span| span / self.stride + 1)
         };
-        let (Some(oh), Some(ow)) = (
-            out_len(h, self.padding[0], kh),
-            out_len(w, self.padding[1], kw),
-        ) else {
+        let (Some(oh), Some(ow)) = (out_len(h, 0, kh), out_len(w, 1, kw)) else {
             return;
         };
         let (r0, r1) = (
@@ -127,6 +128,7 @@ fn network_stems() {
                 kernel: [kernel, kernel],
                 stride: 2,
                 padding: [padding, padding],
+                padding_end: [padding, padding],
                 bias: true,
                 activation: Activation::Clip { min: 0.0, max: 6.0 },
                 rows,
@@ -148,6 +150,7 @@ proptest! {
         (kh, kw) in (1usize..8, 1usize..8),
         stride in 1usize..3,
         (ph, pw) in (0usize..5, 0usize..5),
+        (eh, ew) in (0usize..5, 0usize..5),
         bias in any::<bool>(),
         relu in any::<bool>(),
         rows in (0usize..12, 0usize..30),
@@ -160,6 +163,7 @@ proptest! {
             kernel: [kh, kw],
             stride,
             padding: [ph, pw],
+            padding_end: [eh, ew],
             bias,
             activation: if relu { Activation::Relu } else { Activation::None },
             rows,

@@ -4,7 +4,8 @@
 //! bias, residual and activation, both computed as plain matrix products;
 //! and the two with the element-wise products between them against the
 //! 3x3 convolution from its definition. Plane counts that leave lanes
-//! empty, clipped output tiles, paddings of 0 to 2, and task ranges that
+//! empty, clipped output tiles, paddings of 0 to 2 (also differing between
+//! the top or left and the bottom or right), and task ranges that
 //! skip planes (whose memory must stay untouched) are covered.
 
 #![allow(unsafe_code)]
@@ -43,7 +44,8 @@ fn two_sided(l: &[f32], x: &[f64], r: usize, k: usize) -> Vec<f64> {
 }
 
 /// One conv's geometry: `batch` items of `channels` planes of `size`,
-/// padded by `padding`, into tiles of `m`.
+/// padded by `padding` before (top, left) and `padding_end` after, into
+/// tiles of `m`; the transforms see only `padding` and the tiles.
 #[derive(Clone, Debug)]
 struct Case {
     m: usize,
@@ -51,6 +53,7 @@ struct Case {
     channels: usize,
     size: [usize; 2],
     padding: [usize; 2],
+    padding_end: [usize; 2],
     seed: u64,
 }
 
@@ -58,9 +61,9 @@ impl Case {
     /// The 3x3 conv's output size, if it has one.
     fn output_size(&self) -> Option<[usize; 2]> {
         let [h, w] = self.size;
-        let [py, px] = self.padding;
-        let oh = (h + 2 * py).checked_sub(2).filter(|&n| n > 0)?;
-        let ow = (w + 2 * px).checked_sub(2).filter(|&n| n > 0)?;
+        let ([py, px], [ey, ex]) = (self.padding, self.padding_end);
+        let oh = (h + py + ey).checked_sub(2).filter(|&n| n > 0)?;
+        let ow = (w + px + ex).checked_sub(2).filter(|&n| n > 0)?;
         Some([oh, ow])
     }
 
@@ -302,7 +305,12 @@ fn cases() -> Vec<Case> {
     let mut seed = 1;
     for m in [2, 4] {
         for size in [[1, 1], [3, 3], [4, 9], [7, 7], [13, 10], [28, 28], [9, 70]] {
-            for padding in [[0, 0], [1, 1], [2, 1]] {
+            for (padding, padding_end) in [
+                ([0, 0], [0, 0]),
+                ([1, 1], [1, 1]),
+                ([2, 1], [2, 1]),
+                ([0, 1], [2, 0]),
+            ] {
                 seed += 1;
                 cases.push(Case {
                     m,
@@ -310,6 +318,7 @@ fn cases() -> Vec<Case> {
                     channels: 3,
                     size,
                     padding,
+                    padding_end,
                     seed,
                 });
             }
@@ -430,9 +439,12 @@ proptest! {
         w in 1usize..40,
         py in 0usize..3,
         px in 0usize..3,
+        (ey, ex) in (0usize..3, 0usize..3),
         seed in any::<u64>(),
     ) {
-        let case = Case { m, batch: 1, channels, size: [h, w], padding: [py, px], seed };
+        let case = Case {
+            m, batch: 1, channels, size: [h, w], padding: [py, px], padding_end: [ey, ex], seed,
+        };
         let fail = |e: Box<dyn std::error::Error>| TestCaseError::fail(e.to_string());
         case.check_input((0, channels)).map_err(fail)?;
         case.check_output(Activation::Relu, true, (0, channels)).map_err(fail)?;

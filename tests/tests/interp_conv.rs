@@ -6,7 +6,7 @@
 use nnc_compiler::interp::{self, InterpError};
 use nnc_compiler::ir::winograd::{F2X3, F4X3};
 use nnc_compiler::ir::{
-    Col2ImAttrs, Conv2dAttrs, ConvTranspose2dAttrs, Epilogue, GemmAttrs, Im2ColAttrs,
+    Col2ImAttrs, Conv2dAttrs, ConvTranspose2dAttrs, Epilogue, GemmAttrs, Im2ColAttrs, Padding,
     WinogradInputAttrs, WinogradOutputAttrs,
 };
 use nnc_runtime::Tensor;
@@ -19,9 +19,22 @@ use rand_chacha::ChaCha8Rng;
 struct Conf {
     kernel: [usize; 2],
     stride: [usize; 2],
+    /// Top and left; both sides of each axis for `conv_transpose2d`.
     padding: [usize; 2],
+    /// Bottom and right, for `conv2d` only.
+    padding_end: [usize; 2],
     dilation: [usize; 2],
     groups: usize,
+}
+
+impl Conf {
+    /// The padding of `conv2d`: `padding` before, `padding_end` after.
+    fn sides(&self) -> Padding {
+        Padding {
+            begin: self.padding,
+            end: self.padding_end,
+        }
+    }
 }
 
 fn conv(out: usize, c: &Conf, bias: bool) -> Conv2dAttrs {
@@ -29,7 +42,7 @@ fn conv(out: usize, c: &Conf, bias: bool) -> Conv2dAttrs {
         out_channels: out,
         kernel: c.kernel,
         stride: c.stride,
-        padding: c.padding,
+        padding: c.sides(),
         dilation: c.dilation,
         groups: c.groups,
         bias,
@@ -56,6 +69,7 @@ fn simple(kernel: usize, stride: usize, padding: usize, dilation: usize, groups:
         kernel: [kernel; 2],
         stride: [stride; 2],
         padding: [padding; 2],
+        padding_end: [padding; 2],
         dilation: [dilation; 2],
         groups,
     }
@@ -105,11 +119,38 @@ fn conv2d_asymmetric_stride_and_padding() {
         kernel: [1, 2],
         stride: [1, 2],
         padding: [0, 1],
+        padding_end: [0, 1],
         dilation: [1, 1],
         groups: 1,
     };
     let y = interp::conv2d(&x, &w, None, &conv(1, &c, false)).unwrap();
     assert_close(&y, &[1, 1, 1, 2], &[5., 6.], 0.0);
+}
+
+#[test]
+fn conv2d_padding_that_differs_per_side() {
+    // pad=[top 1, left 0, bottom 0, right 1] on a 2x2 input, 2x2 kernel:
+    // the padded input is [[0, 0, 0], [1, 2, 0], [3, 4, 0]] and the output
+    // (2 + 1 - 2 + 1 = 2 each way) reads its four 2x2 windows.
+    let x = tensor(&[1, 1, 2, 2], &[1., 2., 3., 4.]);
+    let w = tensor(&[1, 1, 2, 2], &[1., 10., 100., 1000.]);
+    let c = Conf {
+        padding: [1, 0],
+        padding_end: [0, 1],
+        ..simple(2, 1, 0, 1, 1)
+    };
+    let y = interp::conv2d(&x, &w, None, &conv(1, &c, false)).unwrap();
+    // 100*1 + 1000*2, 100*2, 1 + 10*2 + 100*3 + 1000*4, 2 + 100*4.
+    assert_close(&y, &[1, 1, 2, 2], &[2100., 200., 4321., 402.], 0.0);
+    // The bottom and right padding decide the output size alone: 3 more
+    // rows below give 3 more output rows, reading only padding and row 1.
+    let c = Conf {
+        padding: [0, 0],
+        padding_end: [3, 0],
+        ..simple(2, 1, 0, 1, 1)
+    };
+    let y = interp::conv2d(&x, &w, None, &conv(1, &c, false)).unwrap();
+    assert_close(&y, &[1, 1, 4, 1], &[4321., 43., 0., 0.], 0.0);
 }
 
 #[test]
@@ -220,6 +261,7 @@ fn conv_transpose2d_dilation() {
         kernel: [1, 2],
         stride: [1, 1],
         padding: [0, 0],
+        padding_end: [0, 0],
         dilation: [1, 2],
         groups: 1,
     };
@@ -250,8 +292,9 @@ fn conv_transpose2d_groups_and_bias() {
 fn reference_conv(x: &Tensor, w: &Tensor, b: Option<&Tensor>, c: &Conf) -> (Vec<usize>, Vec<f32>) {
     let (n, cin, h, wd) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
     let (cout, cpg, kh, kw) = (w.shape()[0], w.shape()[1], w.shape()[2], w.shape()[3]);
-    let oh = (h + 2 * c.padding[0] - c.dilation[0] * (kh - 1) - 1) / c.stride[0] + 1;
-    let ow = (wd + 2 * c.padding[1] - c.dilation[1] * (kw - 1) - 1) / c.stride[1] + 1;
+    let oh = (h + c.padding[0] + c.padding_end[0] - c.dilation[0] * (kh - 1) - 1) / c.stride[0] + 1;
+    let ow =
+        (wd + c.padding[1] + c.padding_end[1] - c.dilation[1] * (kw - 1) - 1) / c.stride[1] + 1;
     let opg = cout / c.groups;
     let mut out = Vec::new();
     for bi in 0..n {
@@ -355,23 +398,27 @@ fn norm(a: &Tensor) -> f64 {
 }
 
 /// A random conv configuration (conf, input channels, output channels,
-/// batch, [h, w], data seed) whose output is at least 1x1.
+/// batch, [h, w], data seed) whose output is at least 1x1. Half of them
+/// pad `conv2d` differently after the input than before it.
 #[allow(clippy::type_complexity)]
 fn conf_strategy() -> impl Strategy<Value = (Conf, usize, usize, usize, [usize; 2], u64)> {
     let window = (1usize..4, 1usize..4, 1usize..3, 0usize..3);
     let channels = (1usize..4, 1usize..3, 1usize..3);
     let data = (1usize..10, 1usize..10, 1usize..3, any::<u64>());
-    (window.clone(), window, channels, data).prop_filter_map(
+    let ends = prop_oneof![Just(None), (0usize..4, 0usize..4).prop_map(Some)];
+    (window.clone(), window, channels, data, ends).prop_filter_map(
         "output must be at least 1x1",
-        |((kh, sh, dh, ph), (kw, sw, dw, pw), (groups, ipg, opg), (h, w, n, seed))| {
+        |((kh, sh, dh, ph), (kw, sw, dw, pw), (groups, ipg, opg), (h, w, n, seed), ends)| {
             let c = Conf {
                 kernel: [kh, kw],
                 stride: [sh, sw],
                 padding: [ph, pw],
+                padding_end: ends.map_or([ph, pw], |(eh, ew)| [eh, ew]),
                 dilation: [dh, dw],
                 groups,
             };
-            let fits = h + 2 * ph > dh * (kh - 1) && w + 2 * pw > dw * (kw - 1);
+            let [eh, ew] = c.padding_end;
+            let fits = h + ph + eh > dh * (kh - 1) && w + pw + ew > dw * (kw - 1);
             fits.then_some((c, groups * ipg, groups * opg, n, [h, w], seed))
         },
     )
@@ -421,7 +468,7 @@ proptest! {
         let b = bias.then_some(&b);
         let direct = interp::conv2d(&x, &wt, b, &conv(cout, &c, bias)).unwrap();
         let cols = interp::im2col(&x, &Im2ColAttrs {
-            kernel: c.kernel, stride: c.stride, padding: c.padding, dilation: c.dilation,
+            kernel: c.kernel, stride: c.stride, padding: c.sides(), dilation: c.dilation,
         }).unwrap();
         let k = cin / c.groups * c.kernel[0] * c.kernel[1];
         let w2 = Tensor::new(vec![cout, k], wt.data().to_vec()).unwrap();
@@ -435,19 +482,23 @@ proptest! {
     /// A 3x3 stride-1 `conv2d` is `winograd_input`, a `gemm` with one group
     /// per transformed element (weight row `e*out + o` holding element `e`
     /// of `G g G^T`), then `winograd_output`, as `lower-conv` rewrites it,
-    /// for F(2x2, 3x3) and F(4x4, 3x3); any padding, and sizes whose last
-    /// tiles are clipped.
+    /// for F(2x2, 3x3) and F(4x4, 3x3); any padding, on each side, and
+    /// sizes whose last tiles are clipped.
     #[test]
     fn conv2d_3x3_is_winograd(
         (cin, cout, n) in (1usize..5, 1usize..5, 1usize..3),
         (h, w, py, px) in (1usize..14, 1usize..14, 0usize..3, 0usize..3),
+        (ey, ex) in (0usize..3, 0usize..3),
         (f4, bias) in (any::<bool>(), any::<bool>()),
         seed in any::<u64>(),
     ) {
-        prop_assume!(h + 2 * py >= 3 && w + 2 * px >= 3);
+        prop_assume!(h + py + ey >= 3 && w + px + ex >= 3);
         let t = if f4 { F4X3 } else { F2X3 };
         let (m, side) = (t.m, t.a());
-        let c = Conf { kernel: [3, 3], stride: [1, 1], padding: [py, px], dilation: [1, 1], groups: 1 };
+        let c = Conf {
+            kernel: [3, 3], stride: [1, 1], padding: [py, px], padding_end: [ey, ex],
+            dilation: [1, 1], groups: 1,
+        };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let x = random(&[n, cin, h, w], &mut rng);
         let wt = random(&[cout, cin, 3, 3], &mut rng);
@@ -456,7 +507,7 @@ proptest! {
         let direct = interp::conv2d(&x, &wt, b, &conv(cout, &c, bias)).unwrap();
         let (oh, ow) = (direct.shape()[2], direct.shape()[3]);
         let tiles = [oh.div_ceil(m), ow.div_ceil(m)];
-        let v = interp::winograd_input(&x, &WinogradInputAttrs { tile: m, tiles, padding: [py, px] }).unwrap();
+        let v = interp::winograd_input(&x, &WinogradInputAttrs { tile: m, tiles, padding: c.sides() }).unwrap();
         let groups = side * side;
         let u = Tensor::new(vec![groups * cout, cin], t.filters(wt.data(), cout, cin)).unwrap();
         let products = interp::gemm(&v, &u, None, &GemmAttrs {
@@ -512,6 +563,9 @@ proptest! {
     /// `[in', out'/g, kh, kw]` with `in' = out` and `out' = in`.
     #[test]
     fn conv_transpose2d_is_the_adjoint_of_conv2d((c, cin, cout, n, [h, w], seed) in conf_strategy()) {
+        // The transposed conv pads both sides equally.
+        let c = Conf { padding_end: c.padding, ..c };
+        prop_assume!((0..2).all(|i| [h, w][i] + 2 * c.padding[i] > c.dilation[i] * (c.kernel[i] - 1)));
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let x = random(&[n, cin, h, w], &mut rng);
         let wt = random(&[cout, cin / c.groups, c.kernel[0], c.kernel[1]], &mut rng);

@@ -6,7 +6,7 @@
 use nnc_compiler::interp::{self, InterpError};
 use nnc_compiler::ir::{
     Activation, BinaryOp, Col2ImAttrs, Conv2dAttrs, ElementwiseAttrs, ElementwiseStep, Epilogue,
-    Expansion, GemmAttrs, Im2ColAttrs, SeparableConv2dAttrs,
+    Expansion, GemmAttrs, Im2ColAttrs, Padding, SeparableConv2dAttrs,
 };
 use nnc_tests::{assert_near, tensor};
 
@@ -27,7 +27,7 @@ fn im2col_lays_each_window_tap_out_as_a_row() {
     let a = Im2ColAttrs {
         kernel: [2, 2],
         stride: [1, 1],
-        padding: [0, 0],
+        padding: Padding::ZERO,
         dilation: [1, 1],
     };
     let cols = interp::im2col(&x, &a).unwrap();
@@ -49,7 +49,7 @@ fn im2col_reads_zero_in_the_padding_and_skips_with_stride() {
     let a = Im2ColAttrs {
         kernel: [3, 3],
         stride: [2, 2],
-        padding: [1, 1],
+        padding: Padding::symmetric([1, 1]),
         dilation: [1, 1],
     };
     let cols = interp::im2col(&x, &a).unwrap();
@@ -170,7 +170,7 @@ fn depthwise_1x1(channels: usize, epilogue: Epilogue) -> Conv2dAttrs {
         out_channels: channels,
         kernel: [1, 1],
         stride: [1, 1],
-        padding: [0, 0],
+        padding: Padding::ZERO,
         dilation: [1, 1],
         groups: channels,
         bias: false,

@@ -1,9 +1,10 @@
 //! The reference interpreter's pools: hand-computed `max_pool2d` (padding,
 //! dilation, `ceil_mode`, NaN), `avg_pool2d` (`count_include_pad` both ways,
-//! `ceil_mode` with PyTorch's divisor rule) and `global_avg_pool`.
+//! `ceil_mode` with PyTorch's divisor rule), both with padding that differs
+//! per side, and `global_avg_pool`.
 
 use nnc_compiler::interp::{self, InterpError};
-use nnc_compiler::ir::{AvgPool2dAttrs, MaxPool2dAttrs};
+use nnc_compiler::ir::{AvgPool2dAttrs, MaxPool2dAttrs, Padding};
 use nnc_runtime::Tensor;
 use nnc_tests::{assert_near, tensor};
 
@@ -16,7 +17,7 @@ fn max(kernel: usize, stride: usize, padding: usize, ceil_mode: bool) -> MaxPool
     MaxPool2dAttrs {
         kernel: [kernel; 2],
         stride: [stride; 2],
-        padding: [padding; 2],
+        padding: Padding::symmetric([padding; 2]),
         dilation: [1, 1],
         ceil_mode,
     }
@@ -32,7 +33,7 @@ fn avg(
     AvgPool2dAttrs {
         kernel: [kernel; 2],
         stride: [stride; 2],
-        padding: [padding; 2],
+        padding: Padding::symmetric([padding; 2]),
         ceil_mode,
         count_include_pad,
     }
@@ -86,12 +87,44 @@ fn max_pool_ceil_mode_drops_a_window_starting_in_the_padding() {
 }
 
 #[test]
+fn max_pool_padding_that_differs_per_side() {
+    // pad=[top 1, left 0, bottom 0, right 1], kernel 2, stride 2 on 3x3:
+    // H and W are floor((3 + 1 - 2) / 2) + 1 = 2. Rows {-1, 0}, {1, 2};
+    // columns {0, 1}, {2, 3}; -1 and 3 are padding, which never wins.
+    let x = tensor(
+        &[1, 1, 3, 3],
+        &[-1., -2., -3., -4., -5., -6., -7., -8., -9.],
+    );
+    let a = MaxPool2dAttrs {
+        padding: Padding::from_sides([1, 0, 0, 1]),
+        ..max(2, 2, 0, false)
+    };
+    let y = interp::max_pool2d(&x, &a).unwrap();
+    assert_near(&y, &[1, 1, 2, 2], &[-1., -3., -4., -6.]);
+}
+
+#[test]
+fn max_pool_ceil_mode_drops_a_window_starting_in_the_bottom_padding() {
+    // 4x4 grid, kernel 2, stride 2, ceil mode, pad=[0, 1, 1, 0]. H: ceil((4
+    // + 1 - 2) / 2) + 1 = 3 windows, but the third starts at row 4, in the
+    // bottom padding: 2 (rows {0, 1}, {2, 3}). W: ceil((4 + 1 - 2) / 2) +
+    // 1 = 3, the third starting at padded column 4 = input column 3, inside
+    // the input: columns {-1, 0}, {1, 2}, {3, 4}.
+    let a = MaxPool2dAttrs {
+        padding: Padding::from_sides([0, 1, 1, 0]),
+        ..max(2, 2, 0, true)
+    };
+    let y = interp::max_pool2d(&grid(4, 4), &a).unwrap();
+    assert_near(&y, &[1, 1, 2, 3], &[4., 6., 7., 12., 14., 15.]);
+}
+
+#[test]
 fn max_pool_dilation() {
     let x = tensor(&[1, 1, 1, 5], &[5., 1., 4., 2., 3.]);
     let a = MaxPool2dAttrs {
         kernel: [1, 2],
         stride: [1, 1],
-        padding: [0, 0],
+        padding: Padding::ZERO,
         dilation: [1, 2],
         ceil_mode: false,
     };
@@ -106,7 +139,7 @@ fn max_pool_propagates_nan() {
     let a = MaxPool2dAttrs {
         kernel: [1, 2],
         stride: [1, 2],
-        padding: [0, 0],
+        padding: Padding::ZERO,
         dilation: [1, 1],
         ceil_mode: false,
     };
@@ -196,6 +229,63 @@ fn avg_pool_ceil_mode_with_padding() {
 }
 
 #[test]
+fn avg_pool_padding_that_differs_per_side_with_ceil_mode() {
+    // 4x4 grid (0..16), kernel 2, stride 2, ceil mode, pad=[0, 1, 1, 0]:
+    // 2 rows of windows, {0, 1} and {2, 3}, each 2 tall in the padded
+    // input; 3 columns, {-1, 0}, {1, 2} and {3, 4}, clipped to the padded
+    // input (-1..4) as 2, 2 and 1 wide, with 1, 2 and 1 real columns.
+    // Sums: 0+4, 1+2+5+6, 3+7 in the first row of windows, and 8+12,
+    // 9+10+13+14, 11+15 in the second.
+    let sums = [4., 14., 10., 20., 46., 26.];
+    let include: Vec<f32> = sums
+        .iter()
+        .zip([4., 4., 2.].repeat(2))
+        .map(|(s, d)| s / d)
+        .collect();
+    let exclude: Vec<f32> = sums
+        .iter()
+        .zip([2., 4., 2.].repeat(2))
+        .map(|(s, d)| s / d)
+        .collect();
+    for (count_include_pad, expected) in [(true, include), (false, exclude)] {
+        let a = AvgPool2dAttrs {
+            padding: Padding::from_sides([0, 1, 1, 0]),
+            ..avg(2, 2, 0, true, count_include_pad)
+        };
+        let y = interp::avg_pool2d(&grid(4, 4), &a).unwrap();
+        assert_near(&y, &[1, 1, 2, 3], &expected);
+    }
+}
+
+#[test]
+fn avg_pool_divides_by_the_window_clipped_to_both_paddings() {
+    // One row of 3, kernel 3, stride 2, pad left 1 and right 0 with
+    // ceil mode: ceil((3 + 1 - 3) / 2) + 1 = 2 windows, starting at padded
+    // columns 0 and 2 (input columns -1 and 1). The padded input is 4 wide,
+    // so the second window (2..5) is clipped to 2 columns, both real.
+    let x = tensor(&[1, 1, 1, 3], &[3., 6., 9.]);
+    let a = AvgPool2dAttrs {
+        kernel: [1, 3],
+        stride: [1, 2],
+        padding: Padding::from_sides([0, 1, 0, 0]),
+        ceil_mode: true,
+        count_include_pad: true,
+    };
+    let y = interp::avg_pool2d(&x, &a).unwrap();
+    // (0 + 3 + 6) / 3 and (6 + 9) / 2.
+    assert_near(&y, &[1, 1, 1, 2], &[3., 7.5]);
+    let y = interp::avg_pool2d(
+        &x,
+        &AvgPool2dAttrs {
+            count_include_pad: false,
+            ..a
+        },
+    )
+    .unwrap();
+    assert_near(&y, &[1, 1, 1, 2], &[4.5, 7.5]);
+}
+
+#[test]
 fn global_avg_pool_means_each_plane() {
     let x = tensor(&[1, 2, 2, 2], &[1., 2., 3., 4., -1., 1., 5., 7.]);
     let y = interp::global_avg_pool(&x).unwrap();
@@ -212,10 +302,17 @@ fn pools_reject_bad_operands() {
     let x = grid(4, 4);
     let is_operand_error =
         |r: Result<Tensor, InterpError>| matches!(r, Err(InterpError::Operands { .. }));
-    // Padding larger than half the kernel.
+    // Padding larger than half the kernel, on any one side.
     assert!(is_operand_error(interp::max_pool2d(
         &x,
         &max(2, 2, 2, false)
+    )));
+    assert!(is_operand_error(interp::max_pool2d(
+        &x,
+        &MaxPool2dAttrs {
+            padding: Padding::from_sides([0, 0, 0, 2]),
+            ..max(3, 1, 0, false)
+        }
     )));
     assert!(is_operand_error(interp::avg_pool2d(
         &x,

@@ -6,7 +6,7 @@
 use nnc_compiler::interp::{self, InterpError};
 use nnc_compiler::ir::{
     Activation, BinaryOp, ConcatAttrs, Conv2dAttrs, Epilogue, Graph, InputAttrs, Node, NodeId, Op,
-    TensorType, WeightAttrs, WeightRole,
+    Padding, TensorType, WeightAttrs, WeightRole,
 };
 use nnc_runtime::{Tensor, WeightSet};
 use nnc_tests::tensor;
@@ -36,7 +36,7 @@ fn conv_attrs(bias: bool) -> Conv2dAttrs {
         out_channels: 1,
         kernel: [2, 2],
         stride: [1, 1],
-        padding: [0, 0],
+        padding: Padding::ZERO,
         dilation: [1, 1],
         groups: 1,
         bias,

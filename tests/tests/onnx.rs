@@ -494,6 +494,74 @@ fn corrupted_models_fail_cleanly() {
     }
 }
 
+/// Pads that differ per side, given or from `auto_pad=SAME_*`, become the
+/// window op's own `pad=[top, left, bottom, right]`: none of these imports
+/// a `pad` before its conv or pool. (A pool padding more than half its
+/// kernel on some side, as in `pool/avg_exclude_pad_asymmetric`, still
+/// goes into a `pad` before the pool.)
+#[test]
+fn asymmetric_pads_become_the_ops_own_padding() {
+    let root = repo_root().join("tests/cases/onnx");
+    for case in [
+        "conv/asymmetric_pads",
+        "conv/same_upper_even_kernel",
+        "conv/same_lower",
+        "conv/asymmetric_pads_winograd",
+        "conv/asymmetric_pads_im2col",
+        "conv/same_upper_depthwise",
+        "conv/same_lower_separable",
+        "pool/max_same_upper",
+        "pool/max_same_lower",
+        "pool/max_asymmetric_pads",
+        "pool/max_ceil_asymmetric_pads",
+        "pool/avg_same_upper_include_pad",
+        "pool/avg_same_lower_exclude_pad",
+        "pool/avg_asymmetric_include_pad",
+        "pool/avg_exclude_pad_same_upper_ceil",
+    ] {
+        let imported = import_file(&root.join(case).join("model.onnx"))
+            .unwrap_or_else(|e| panic!("{case}: {e}"));
+        let text = print_file(&imported.file);
+        assert!(
+            !text.contains(" = pad("),
+            "{case} imports with a pad:\n{text}"
+        );
+        assert!(
+            text.contains("pad=["),
+            "{case} has no asymmetric pad:\n{text}"
+        );
+    }
+}
+
+/// A `Pad` of the spatial dims read only by a window op folds into the op
+/// in `simplify` when the values stay the same (`pad_fold/*`), and stays
+/// otherwise (`*_kept`); the other tests check the values against ONNX
+/// Runtime with and without the passes.
+#[test]
+fn pads_before_window_ops_fold_in_simplify() {
+    let dirs: Vec<PathBuf> = fixtures()
+        .into_iter()
+        .filter(|d| name(d).starts_with("pad_fold/"))
+        .collect();
+    assert!(dirs.len() >= 5, "{dirs:?}");
+    for dir in dirs {
+        let loaded = load_any(&dir.join("model.onnx")).unwrap_or_else(|e| panic!("{e}"));
+        let mut graph = loaded.model.graph;
+        let mut weights = loaded.weights.expect("weights");
+        let pads = |g: &nnc_compiler::ir::Graph| {
+            g.node_ids()
+                .into_iter()
+                .filter(|&id| matches!(g.node(id).op, nnc_compiler::ir::Op::Pad(_)))
+                .count()
+        };
+        assert_eq!(pads(&graph), 1, "{}:\n{graph}", name(&dir));
+        nnc_compiler::passes::run_pipeline(&mut graph, &mut weights, &["simplify"], true)
+            .unwrap_or_else(|e| panic!("{}: {e}", name(&dir)));
+        let kept = usize::from(name(&dir).ends_with("_kept"));
+        assert_eq!(pads(&graph), kept, "{}:\n{graph}", name(&dir));
+    }
+}
+
 /// The `.nn` text of the model families, for review: a change to naming or
 /// to the form of any converted op shows up as a snapshot diff.
 #[test]

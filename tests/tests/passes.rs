@@ -18,8 +18,8 @@ use std::path::Path;
 use nnc_compiler::driver::compile_source;
 use nnc_compiler::interp::run;
 use nnc_compiler::ir::{
-    BatchNormAttrs, BinaryOp, Conv2dAttrs, Epilogue, Graph, InputAttrs, Node, Op, TensorType,
-    WeightAttrs, WeightRole,
+    BatchNormAttrs, BinaryOp, Conv2dAttrs, Epilogue, Graph, InputAttrs, Node, Op, Padding,
+    TensorType, WeightAttrs, WeightRole,
 };
 use nnc_compiler::passes::{self, Pass, PassError, PassReport, PASSES};
 use nnc_compiler::weights::{expected_weights, seeded_weights};
@@ -317,6 +317,49 @@ fn simplify_removes_every_dropout_and_identity() {
     }
 }
 
+/// A `pad` of `-inf` before a max pool folds into it whatever the input
+/// (the pool's own padding is `-inf`), and the values stay the same; the
+/// lowest finite float does not fold, as a window of `-inf` inputs would
+/// then give `-inf` instead of it. The `.nn` text has no infinity, so the
+/// value is set on the lowered graph; the input's first two rows are
+/// `-inf`, so the top windows see only the pad and `-inf`.
+#[test]
+fn simplify_folds_a_minus_infinity_pad_into_a_max_pool() {
+    let text = "model pad_max {
+    input x: f32[1, 2, 6, 7]
+    p = pad(x, pads=[0, 0, 1, 0, 0, 0, 0, 1], value=-1.0)
+    y = max_pool2d(p, kernel=[2, 3], stride=2, pad=[0, 1, 1, 0])
+    output y
+}
+";
+    for (value, folds) in [(f32::NEG_INFINITY, true), (f32::MIN, false)] {
+        let source = SourceFile::new("pad_max.nn", text.to_string());
+        let mut graph = compile_source(&source)
+            .unwrap_or_else(|d| panic!("{}", nnc_frontend::diagnostic::render_all(&d, &source)));
+        for id in graph.node_ids() {
+            if let Op::Pad(a) = &mut graph.node_mut(id).op {
+                a.value = value;
+            }
+        }
+        let mut weights = seeded_weights(&graph, SEED).expect("seeded weights");
+        let mut x = random_input(&[1, 2, 6, 7], SEED).expect("input");
+        for plane in x.data_mut().chunks_exact_mut(6 * 7) {
+            plane[..2 * 7].fill(f32::NEG_INFINITY);
+        }
+        let before = interpret(&graph, &weights, std::slice::from_ref(&x), "before");
+        passes::run_pipeline(&mut graph, &mut weights, &["simplify"], true)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let pads = count(&graph, |op| matches!(op, Op::Pad(_)));
+        assert_eq!(pads, usize::from(!folds), "{value}:\n{graph}");
+        let after = interpret(&graph, &weights, &[x], "after");
+        assert_eq!(before[0].data(), after[0].data(), "{value}");
+        assert!(
+            before[0].data().contains(&value),
+            "{value}: no window sees only the pad"
+        );
+    }
+}
+
 /// A graph in which two 1x1 convs read the same weight tensor and only the
 /// first is followed by a batch norm; the DSL gives every op its own
 /// weights, so it is built by hand.
@@ -352,7 +395,7 @@ fn shared_weight_graph() -> Graph {
         out_channels: 3,
         kernel: [1, 1],
         stride: [1, 1],
-        padding: [0, 0],
+        padding: Padding::ZERO,
         dilation: [1, 1],
         groups: 1,
         bias: false,
@@ -654,7 +697,7 @@ fn fold_constants_folds_a_per_channel_scale_into_a_grouped_conv() {
         out_channels: 6,
         kernel: [3, 3],
         stride: [1, 1],
-        padding: [1, 1],
+        padding: Padding::symmetric([1, 1]),
         dilation: [1, 1],
         groups: 2,
         bias: false,
@@ -891,7 +934,7 @@ fn bias_add_graph() -> Graph {
             out_channels: 3,
             kernel: [1, 1],
             stride: [1, 1],
-            padding: [0, 0],
+            padding: Padding::ZERO,
             dilation: [1, 1],
             groups: 1,
             bias,

@@ -101,6 +101,48 @@ fn pooling_output_size_with_ceil_mode() {
 }
 
 #[test]
+fn padding_that_differs_per_side() {
+    // pad=[top, left, bottom, right]:
+    // H: floor((7 + 0 + 2 - 3) / 2) + 1 = 4;  W: floor((9 + 1 + 0 - 3) / 2) + 1 = 4
+    assert_eq!(
+        shape(
+            &[("x", &[1, 3, 7, 9])],
+            "conv2d(x, out=4, kernel=3, stride=2, pad=[0, 1, 2, 0])"
+        ),
+        [1, 4, 4, 4]
+    );
+    // `[h, w]` and `[h, w, h, w]` are the same padding.
+    assert_eq!(
+        shape(
+            &[("x", &[1, 3, 7, 9])],
+            "conv2d(x, out=4, kernel=3, pad=[1, 2, 1, 2])"
+        ),
+        shape(
+            &[("x", &[1, 3, 7, 9])],
+            "conv2d(x, out=4, kernel=3, pad=[1, 2])"
+        )
+    );
+    // ceil mode, H: ceil((4 + 0 + 1 - 2) / 2) + 1 = 3, but window 3 starts at
+    // 2*2 = 4 >= 4 + 0 (in the bottom padding): 2.
+    // W: ceil((4 + 1 + 0 - 2) / 2) + 1 = 3, window 3 starts at 4 < 4 + 1: 3.
+    // (With the sides swapped the same sums give 3 and 2.)
+    assert_eq!(
+        shape(
+            &[("x", &[1, 1, 4, 4])],
+            "avg_pool2d(x, kernel=2, pad=[0, 1, 1, 0], ceil_mode=true)"
+        ),
+        [1, 1, 2, 3]
+    );
+    assert_eq!(
+        shape(
+            &[("x", &[1, 1, 4, 4])],
+            "max_pool2d(x, kernel=2, pad=[1, 0, 0, 1], ceil_mode=true)"
+        ),
+        [1, 1, 3, 2]
+    );
+}
+
+#[test]
 fn conv_transpose2d_output_size() {
     // (4 - 1)*2 - 2*1 + 1*(3 - 1) + 1 + 1 = 8
     assert_eq!(

@@ -30,6 +30,8 @@ pub struct DepthwiseRows {
     pub ow: usize,
     pub kernel: [usize; 2],
     pub stride: [usize; 2],
+    /// The padding before each axis, `[top, left]`; the padding after
+    /// (which may differ) only shows in the output size.
     pub padding: [usize; 2],
     pub dilation: [usize; 2],
     pub activation: Activation,

@@ -37,6 +37,8 @@ pub struct DirectConv {
     kernel: [usize; 2],
     /// The same on both axes, 1 or 2.
     stride: usize,
+    /// The padding before each axis, `[top, left]`; the padding after
+    /// (which may differ) is implied by `oh` and `ow`.
     padding: [usize; 2],
     out_channels: usize,
     /// `[block][c][ky][kx][16]`, zero past `out_channels`.
@@ -55,7 +57,9 @@ thread_local! {
 
 impl DirectConv {
     /// The conv of `[c_in, h, w]` inputs by `weight [out, c_in, kh, kw]`
-    /// (row-major) and `bias [out]`, into `[out, oh, ow]` outputs.
+    /// (row-major) and `bias [out]`, into `[out, oh, ow]` outputs, output
+    /// `(0, 0)`'s window starting `padding` (`[top, left]`) before the
+    /// input.
     ///
     /// # Panics
     /// If `weight` or `bias` is shorter than that.

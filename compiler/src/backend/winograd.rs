@@ -52,6 +52,8 @@ pub struct WinogradInput {
     channels: usize,
     h: usize,
     w: usize,
+    /// `[top, left]`: where tile `(0, 0)`'s patch starts before the plane
+    /// (the tiles cover any padding after it).
     padding: [usize; 2],
     tiles: [usize; 2],
     /// Padded plane height and width: every tile's patch lies inside.

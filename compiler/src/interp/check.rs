@@ -9,6 +9,7 @@ use std::ops::Range;
 use nnc_runtime::{format_shape, Tensor};
 
 use super::error::{operands, InterpError};
+use crate::ir::Padding;
 
 /// The four dims of a rank-4 operand, or an error naming the operand.
 pub(crate) fn dims4(op: &'static str, what: &str, t: &Tensor) -> Result<[usize; 4], InterpError> {
@@ -82,13 +83,16 @@ pub(crate) fn positive_pair(
     }
 }
 
-/// One axis of a sliding window: kernel extent, stride, zero padding on each
-/// side and dilation.
+/// One axis of a sliding window: kernel extent, stride, padding before
+/// and after the input, and dilation.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Window {
     pub kernel: usize,
     pub stride: usize,
+    /// Padding before the input: the offset of output 0's window.
     pub pad: usize,
+    /// Padding after the input.
+    pub pad_end: usize,
     pub dilation: usize,
 }
 
@@ -98,13 +102,14 @@ impl Window {
         i: usize,
         kernel: [usize; 2],
         stride: [usize; 2],
-        pad: [usize; 2],
+        pad: Padding,
         dilation: [usize; 2],
     ) -> Window {
         Window {
             kernel: kernel[i],
             stride: stride[i],
-            pad: pad[i],
+            pad: pad.begin[i],
+            pad_end: pad.end[i],
             dilation: dilation[i],
         }
     }
@@ -112,11 +117,11 @@ impl Window {
     /// Output length along this axis for an input of length `len`. This is
     /// written apart from `shape::window_output` on purpose: `run` compares
     /// every kernel's result with the type shape inference gave the node, so
-    /// the two computations check each other. The
-    /// PyTorch formula `floor((len + 2*pad - dilation*(kernel-1) - 1) /
-    /// stride) + 1`, or with `ceil` instead of `floor` when `ceil_mode`
-    /// (pooling), in which case a last window that would start inside the
-    /// right padding is dropped.
+    /// the two computations check each other. The PyTorch formula
+    /// `floor((len + pad + pad_end - dilation*(kernel-1) - 1) / stride) +
+    /// 1`, or with `ceil` instead of `floor` when `ceil_mode` (pooling), in
+    /// which case a last window that would start inside the padding after
+    /// the input is dropped (ONNX's rule too).
     pub(crate) fn out_len(
         self,
         op: &'static str,
@@ -133,7 +138,7 @@ impl Window {
             .ok_or_else(overflow)?;
         let padded = self
             .pad
-            .checked_mul(2)
+            .checked_add(self.pad_end)
             .and_then(|p| p.checked_add(len))
             .ok_or_else(overflow)?;
         if self.stride == 0 || padded < span {

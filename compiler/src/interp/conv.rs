@@ -11,7 +11,7 @@ use nnc_runtime::{format_shape, Tensor};
 
 use super::check::{dims4, positive_pair, presence, shape_is, valid_range, Window};
 use super::error::{operands, InterpError};
-use crate::ir::{Conv2dAttrs, ConvTranspose2dAttrs};
+use crate::ir::{Conv2dAttrs, ConvTranspose2dAttrs, Padding};
 
 /// `conv2d`: `x [N, C_in, H, W]`, `weight [out, C_in/groups, kh, kw]`,
 /// optional `bias [out]`, zero padding; output `[N, out, H_out, W_out]`.
@@ -146,8 +146,10 @@ pub fn conv_transpose2d(
     if let Some(b) = bias {
         shape_is(OP, "bias", b, &[c_out])?;
     }
-    let wy = Window::axis(0, a.kernel, a.stride, a.padding, a.dilation);
-    let wx = Window::axis(1, a.kernel, a.stride, a.padding, a.dilation);
+    // The transposed conv trims the same padding from both ends.
+    let padding = Padding::symmetric(a.padding);
+    let wy = Window::axis(0, a.kernel, a.stride, padding, a.dilation);
+    let wx = Window::axis(1, a.kernel, a.stride, padding, a.dilation);
     let oh = transposed_len("height", h, wy, a.output_padding[0])?;
     let ow = transposed_len("width", w, wx, a.output_padding[1])?;
 

@@ -1,15 +1,16 @@
 //! `max_pool2d`, `avg_pool2d` and `global_avg_pool` on `[N, C, H, W]`.
 //!
 //! Output sizes follow PyTorch, including `ceil_mode` (a last window that
-//! would start inside the right padding is dropped). Max pooling treats
+//! would start inside the padding after the input is dropped, as in ONNX
+//! when that padding differs from the padding before). Max pooling treats
 //! padding as `-inf` and propagates NaN; average pooling follows PyTorch's
-//! divisor rule for `count_include_pad`.
+//! divisor rule for `count_include_pad`, which ONNX shares.
 
 use nnc_runtime::Tensor;
 
 use super::check::{dims4, positive_pair, Window};
 use super::error::{operands, InterpError};
-use crate::ir::{AvgPool2dAttrs, MaxPool2dAttrs};
+use crate::ir::{AvgPool2dAttrs, MaxPool2dAttrs, Padding};
 
 /// `max_pool2d`: the maximum over each dilated window; padding never wins.
 pub fn max_pool2d(x: &Tensor, a: &MaxPool2dAttrs) -> Result<Tensor, InterpError> {
@@ -50,8 +51,9 @@ pub fn max_pool2d(x: &Tensor, a: &MaxPool2dAttrs) -> Result<Tensor, InterpError>
 }
 
 /// `avg_pool2d`. With `count_include_pad` the divisor is the window clipped
-/// to the padded input (`min(start + k, len + pad) - start` per axis, as in
-/// PyTorch); otherwise it is the number of real input elements in the window.
+/// to the padded input (`min(start + k, begin + len + end) - start` per
+/// axis in padded coordinates, as in PyTorch and ONNX); otherwise it is the
+/// number of real input elements in the window.
 pub fn avg_pool2d(x: &Tensor, a: &AvgPool2dAttrs) -> Result<Tensor, InterpError> {
     const OP: &str = "avg_pool2d";
     let [n, c, h, w] = dims4(OP, "input", x)?;
@@ -104,22 +106,22 @@ pub fn global_avg_pool(x: &Tensor) -> Result<Tensor, InterpError> {
 }
 
 /// Checks the attributes common to both pools: positive kernel and stride,
-/// and padding at most half the kernel (PyTorch's rule, which guarantees
-/// that every window overlaps the real input).
+/// and padding on each side at most half the kernel (PyTorch's rule, which
+/// guarantees that every window overlaps the real input).
 fn check_window(
     op: &'static str,
     kernel: [usize; 2],
     stride: [usize; 2],
-    padding: [usize; 2],
+    padding: Padding,
 ) -> Result<(), InterpError> {
     positive_pair(op, "kernel", kernel)?;
     positive_pair(op, "stride", stride)?;
-    if padding[0] > kernel[0] / 2 || padding[1] > kernel[1] / 2 {
+    if (0..2).any(|i| padding.largest(i) > kernel[i] / 2) {
         return Err(operands(
             op,
             format!(
-                "padding [{}, {}] must be at most half the kernel [{}, {}]",
-                padding[0], padding[1], kernel[0], kernel[1]
+                "padding {padding} must be at most half the kernel [{}, {}] on each side",
+                kernel[0], kernel[1]
             ),
         ));
     }
@@ -139,7 +141,7 @@ fn tap(o: usize, k: usize, win: Window, len: usize) -> Option<usize> {
 fn avg_extent(o: usize, win: Window, len: usize) -> (usize, usize, usize) {
     // Positions in padded coordinates, where the real input is pad..pad+len.
     let start = o * win.stride;
-    let end = (start + win.kernel).min(len + 2 * win.pad);
+    let end = (start + win.kernel).min(win.pad + len + win.pad_end);
     let padded = end - start;
     let real_start = start.max(win.pad) - win.pad;
     let real_end = (end.min(win.pad + len))

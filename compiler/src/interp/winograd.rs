@@ -38,14 +38,15 @@ fn two_sided(l: &[f32], x: &[f64], rt: &[f32], r: usize, k: usize, s: usize) -> 
 
 /// `winograd_input`: `x [N, C, H, W]` to `[N, a*a*C, TH, TW]`, row `e*C +
 /// c` holding element `e` of `BT d BT^T` for the patch `d` of channel `c`
-/// at `(m*ty - pad, m*tx - pad)`, zero outside `x`.
+/// at `(m*ty - top, m*tx - left)`, zero outside `x`.
 pub fn winograd_input(x: &Tensor, a: &WinogradInputAttrs) -> Result<Tensor, InterpError> {
     const OP: &str = "winograd_input";
     let t = transform(OP, a.tile)?;
     let [n, c, h, w] = dims4(OP, "input", x)?;
     let [th, tw] = a.tiles;
     let side = t.a();
-    let [py, px] = a.padding;
+    // The bottom and right padding are the tiles' reach past `x`.
+    let [py, px] = a.padding.begin;
     let mut out = Tensor::zeros(vec![n, side * side * c, th, tw])?;
     let xd = x.data();
     let od = out.data_mut();

@@ -1,12 +1,13 @@
 //! The closed set of operators and their typed attributes.
 //!
 //! Every attribute is stored resolved: defaults applied, negative dims
-//! normalised, pairs expanded to `[h, w]`. Adding a variant must break every
+//! normalised, pairs expanded to `[h, w]`, paddings to [`Padding`]. Adding a variant must break every
 //! `match` that needs to handle it, so matches on `Op` never use `_ =>`.
 
 use super::elementwise::{Activation, BinaryOp, ElementwiseAttrs, Epilogue, UnaryFunction};
 use super::indexing::Indexing;
 use super::interpolate::{InterpolateAttrs, InterpolateMode};
+use super::padding::Padding;
 use super::reduce::ReduceAttrs;
 
 /// Which parameter of its op a weight is; decides its seeded initialisation
@@ -52,7 +53,7 @@ pub struct Conv2dAttrs {
     pub out_channels: usize,
     pub kernel: [usize; 2],
     pub stride: [usize; 2],
-    pub padding: [usize; 2],
+    pub padding: Padding,
     pub dilation: [usize; 2],
     pub groups: usize,
     pub bias: bool,
@@ -145,25 +146,26 @@ pub struct LocalResponseNormAttrs {
     pub before: usize,
 }
 
-/// `max_pool2d`. Padding counts as `-inf`.
+/// `max_pool2d`. Padding counts as `-inf`; no side exceeds half the kernel.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MaxPool2dAttrs {
     pub kernel: [usize; 2],
     pub stride: [usize; 2],
-    pub padding: [usize; 2],
+    pub padding: Padding,
     pub dilation: [usize; 2],
     pub ceil_mode: bool,
 }
 
-/// `avg_pool2d`.
+/// `avg_pool2d`. No side of the padding exceeds half the kernel.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AvgPool2dAttrs {
     pub kernel: [usize; 2],
     pub stride: [usize; 2],
-    pub padding: [usize; 2],
+    pub padding: Padding,
     pub ceil_mode: bool,
-    /// Divide by the full window including zero padding (PyTorch's default);
-    /// otherwise by the number of input elements in the window.
+    /// Divide by the window clipped to the padded input, zero padding
+    /// included (PyTorch's default); otherwise by the number of input
+    /// elements in the window.
     pub count_include_pad: bool,
 }
 
@@ -384,7 +386,7 @@ pub struct ConstantAttrs {
 pub struct Im2ColAttrs {
     pub kernel: [usize; 2],
     pub stride: [usize; 2],
-    pub padding: [usize; 2],
+    pub padding: Padding,
     pub dilation: [usize; 2],
 }
 
@@ -432,16 +434,17 @@ pub struct Col2ImAttrs {
 /// [`crate::ir::winograd`]). Operand `x [N, C, H, W]`; output `[N, a*a*C,
 /// tiles[0], tiles[1]]` (`a = m + 2`) whose row `e*C + c` holds element `e`
 /// (row-major in the `a x a` tile) of `BT d BT^T`, `d` being the patch of
-/// channel `c` at `(m*ty - padding[0], m*tx - padding[1])`, zero outside
-/// `x`. Rows are grouped by element so that a `gemm` with `groups = a*a`
-/// is the per-element channel sum.
+/// channel `c` at `(m*ty - top, m*tx - left)` (`padding.begin`), zero
+/// outside `x`. Rows are grouped by element so that a `gemm` with `groups =
+/// a*a` is the per-element channel sum. `padding` is the conv's; its
+/// bottom and right sides are only what the tiles cover past `x`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WinogradInputAttrs {
     /// Outputs per tile side, `m`.
     pub tile: usize,
     /// Tiles down and across.
     pub tiles: [usize; 2],
-    pub padding: [usize; 2],
+    pub padding: Padding,
 }
 
 /// `winograd_output`: the output transform of F(m x m, 3x3). Operand `[N,
@@ -734,7 +737,7 @@ impl Op {
                     ("out", a.out_channels.to_string()),
                     ("kernel", pair(a.kernel)),
                     ("stride", pair(a.stride)),
-                    ("pad", pair(a.padding)),
+                    ("pad", a.padding.to_string()),
                     ("dilation", pair(a.dilation)),
                     ("groups", a.groups.to_string()),
                     ("bias", a.bias.to_string()),
@@ -779,14 +782,14 @@ impl Op {
             Op::MaxPool2d(a) => vec![
                 ("kernel", pair(a.kernel)),
                 ("stride", pair(a.stride)),
-                ("pad", pair(a.padding)),
+                ("pad", a.padding.to_string()),
                 ("dilation", pair(a.dilation)),
                 ("ceil_mode", a.ceil_mode.to_string()),
             ],
             Op::AvgPool2d(a) => vec![
                 ("kernel", pair(a.kernel)),
                 ("stride", pair(a.stride)),
-                ("pad", pair(a.padding)),
+                ("pad", a.padding.to_string()),
                 ("ceil_mode", a.ceil_mode.to_string()),
                 ("count_include_pad", a.count_include_pad.to_string()),
             ],
@@ -867,7 +870,7 @@ impl Op {
             Op::Im2Col(a) => vec![
                 ("kernel", pair(a.kernel)),
                 ("stride", pair(a.stride)),
-                ("pad", pair(a.padding)),
+                ("pad", a.padding.to_string()),
                 ("dilation", pair(a.dilation)),
             ],
             Op::Gemm(a) => {
@@ -911,7 +914,7 @@ impl Op {
                     ("dw_out", dw.out_channels.to_string()),
                     ("kernel", pair(dw.kernel)),
                     ("stride", pair(dw.stride)),
-                    ("pad", pair(dw.padding)),
+                    ("pad", dw.padding.to_string()),
                     ("dilation", pair(dw.dilation)),
                     ("dw_bias", dw.bias.to_string()),
                 ]);
@@ -926,7 +929,7 @@ impl Op {
             Op::WinogradInput(a) => vec![
                 ("tile", a.tile.to_string()),
                 ("tiles", pair(a.tiles)),
-                ("pad", pair(a.padding)),
+                ("pad", a.padding.to_string()),
             ],
             Op::WinogradOutput(a) => with_epilogue(
                 vec![

@@ -12,7 +12,7 @@
 //! only for the asymmetric part of ONNX pads, which no window op can carry.
 
 use super::{also_at, kind, pair, warning, Kind};
-use crate::ir::{Graph, PadMode};
+use crate::ir::{Graph, PadMode, Padding};
 use nnc_frontend::Diagnostic;
 
 /// The registry name.
@@ -63,12 +63,16 @@ pub fn explicit_pad(graph: &Graph) -> Vec<Diagnostic> {
         {
             continue;
         }
-        let total = |own: [usize; 2]| [own[0] + extra[0], own[1] + extra[1]];
+        // The suggestion keeps the op's padding symmetric, as this pad is.
+        let total = |own: Padding| [own.begin[0] + extra[0], own.begin[1] + extra[1]];
         let fits = |pad: [usize; 2], kernel: [usize; 2]| (0..2).all(|i| pad[i] <= kernel[i] / 2);
         let (fill, pad) = match kind(&user_node.op) {
-            Kind::Conv(c) if a.value == 0.0 => ("zeros", total(c.padding)),
+            Kind::Conv(c) if a.value == 0.0 && c.padding.is_symmetric() => {
+                ("zeros", total(c.padding))
+            }
             Kind::AvgPool(p)
                 if a.value == 0.0
+                    && p.padding.is_symmetric()
                     && p.count_include_pad
                     && !p.ceil_mode
                     && fits(total(p.padding), p.kernel) =>
@@ -76,7 +80,10 @@ pub fn explicit_pad(graph: &Graph) -> Vec<Diagnostic> {
                 ("zeros", total(p.padding))
             }
             Kind::MaxPool(p)
-                if a.value <= f32::MIN && !p.ceil_mode && fits(total(p.padding), p.kernel) =>
+                if a.value <= f32::MIN
+                    && p.padding.is_symmetric()
+                    && !p.ceil_mode
+                    && fits(total(p.padding), p.kernel) =>
             {
                 ("-inf", total(p.padding))
             }

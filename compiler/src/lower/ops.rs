@@ -321,6 +321,46 @@ impl<'a> AttrReader<'a> {
         }
     }
 
+    /// A padding attribute, zero by default: `1` (every side), `[h, w]`
+    /// (both sides of each axis) or `[top, left, bottom, right]`; no side
+    /// negative.
+    pub fn padding(&mut self, name: &'static str) -> Padding {
+        let Some(arg) = self.get(name) else {
+            return Padding::ZERO;
+        };
+        let sides = match &arg.value {
+            Value::Int(v) => Some(vec![*v; 4]),
+            Value::List(items) if matches!(items.len(), 2 | 4) => items
+                .iter()
+                .map(|v| match v {
+                    Value::Int(i) => Some(*i),
+                    _ => None,
+                })
+                .collect::<Option<Vec<i64>>>()
+                .map(|v| match v[..] {
+                    [h, w] => vec![h, w, h, w],
+                    _ => v,
+                }),
+            _ => None,
+        };
+        match sides {
+            None => {
+                self.type_error(
+                    arg,
+                    "an int, a list [h, w] or a list [top, left, bottom, right]",
+                );
+                Padding::ZERO
+            }
+            Some(v) if v.iter().any(|&p| p < 0) => {
+                self.range_error(arg, "at least 0");
+                Padding::ZERO
+            }
+            Some(v) => {
+                Padding::from_sides([v[0] as usize, v[1] as usize, v[2] as usize, v[3] as usize])
+            }
+        }
+    }
+
     /// A float attribute (ints are accepted) with a default.
     pub fn float(&mut self, name: &'static str, default: f32) -> f32 {
         self.optional_float(name).unwrap_or(default)
@@ -489,7 +529,7 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
             out_channels: r.required_count("out", "64"),
             kernel: r.pair("kernel", None, 1),
             stride: r.pair("stride", Some([1, 1]), 1),
-            padding: r.pair("pad", Some([0, 0]), 0),
+            padding: r.padding("pad"),
             dilation: r.pair("dilation", Some([1, 1]), 1),
             groups: r.count("groups", 1, 1),
             bias: r.bool("bias", true),
@@ -550,7 +590,7 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
             Op::MaxPool2d(MaxPool2dAttrs {
                 kernel,
                 stride: r.pair("stride", Some(kernel), 1),
-                padding: r.pair("pad", Some([0, 0]), 0),
+                padding: r.padding("pad"),
                 dilation: r.pair("dilation", Some([1, 1]), 1),
                 ceil_mode: r.bool("ceil_mode", false),
             })
@@ -560,7 +600,7 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
             Op::AvgPool2d(AvgPool2dAttrs {
                 kernel,
                 stride: r.pair("stride", Some(kernel), 1),
-                padding: r.pair("pad", Some([0, 0]), 0),
+                padding: r.padding("pad"),
                 ceil_mode: r.bool("ceil_mode", false),
                 count_include_pad: r.bool("count_include_pad", true),
             })

@@ -11,6 +11,12 @@
 //! | anything else (stride, padding, dilation, groups) | `im2col` + `gemm` (per group) |
 //! | `conv_transpose2d` | `gemm` to columns + `col2im` |
 //!
+//! Padding that differs per side (top, left, bottom, right) changes no
+//! choice but the 1x1 GEMM's, which needs none on any side: every kernel
+//! above places its windows by the top and left padding alone and takes
+//! the output size, which the bottom and right padding decide, from the
+//! output shape.
+//!
 //! Weights are laid out for the GEMM: a conv weight `[out, C/groups, kh,
 //! kw]` is the same data as `[out, C/groups*kh*kw]`, whose column order is
 //! `im2col`'s row order; a transposed-conv weight `[C_in, out/groups, kh,
@@ -31,7 +37,7 @@ use super::{reshape_weight, reshape_weight_view, weight_tensor, PassError, PassR
 use crate::ir::winograd::{Transform, F2X3, F4X3};
 use crate::ir::{
     Col2ImAttrs, Conv2dAttrs, ConvTranspose2dAttrs, Epilogue, Expansion, GemmAttrs, Graph,
-    Im2ColAttrs, Node, NodeId, Op, SeparableConv2dAttrs, TensorType, WinogradInputAttrs,
+    Im2ColAttrs, Node, NodeId, Op, Padding, SeparableConv2dAttrs, TensorType, WinogradInputAttrs,
     WinogradOutputAttrs,
 };
 use nnc_runtime::WeightSet;
@@ -69,13 +75,9 @@ fn graph_err(source: crate::ir::GraphError) -> PassError {
 }
 
 /// `3x3, stride 2, pad 1`: the window, with the attributes that differ
-/// from the defaults.
-fn describe(
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    pad: [usize; 2],
-    dilation: [usize; 2],
-) -> String {
+/// from the defaults (a padding that differs per side as `pad [top, left,
+/// bottom, right]`).
+fn describe(kernel: [usize; 2], stride: [usize; 2], pad: Padding, dilation: [usize; 2]) -> String {
     let pair = |p: [usize; 2]| {
         if p[0] == p[1] {
             p[0].to_string()
@@ -87,8 +89,10 @@ fn describe(
     if stride != [1, 1] {
         text += &format!(", stride {}", pair(stride));
     }
-    if pad != [0, 0] {
-        text += &format!(", pad {}", pair(pad));
+    if pad.is_symmetric() && !pad.is_zero() {
+        text += &format!(", pad {}", pair(pad.begin));
+    } else if !pad.is_symmetric() {
+        text += &format!(", pad {pad}");
     }
     if dilation != [1, 1] {
         text += &format!(", dilation {}", pair(dilation));
@@ -184,7 +188,7 @@ fn lower_conv2d(
     } else {
         (String::new(), "GEMM")
     };
-    let (source, note) = if a.kernel == [1, 1] && a.stride == [1, 1] && a.padding == [0, 0] {
+    let (source, note) = if a.kernel == [1, 1] && a.stride == [1, 1] && a.padding.is_zero() {
         (
             x,
             format!("1x1, stride 1, no padding{groups}: {gemm} on the input, no im2col"),
@@ -339,12 +343,16 @@ fn pointwise_user(graph: &Graph, dw: NodeId, a: &Conv2dAttrs) -> Result<NodeId, 
         Op::Conv2d(p)
             if p.kernel == [1, 1]
                 && p.stride == [1, 1]
-                && p.padding == [0, 0]
+                && p.padding.is_zero()
                 && p.groups == 1
                 && node.inputs()[0] == dw =>
         {
             Ok(pw)
         }
+        Op::Conv2d(p) if p.kernel == [1, 1] && !p.padding.is_zero() => Err(format!(
+            "its user {} is a 1x1 conv with padding {}, not a pointwise conv",
+            node.name, p.padding
+        )),
         op => Err(format!(
             "its user {} is a {}, not a 1x1 pointwise conv",
             node.name,
@@ -500,7 +508,12 @@ fn lower_conv_transpose2d(
         format!("{}.gemm", node.name),
     )
     .at(node.loc);
-    let window = describe(a.kernel, a.stride, a.padding, a.dilation);
+    let window = describe(
+        a.kernel,
+        a.stride,
+        Padding::symmetric(a.padding),
+        a.dilation,
+    );
     let cols = graph.add(cols).map_err(graph_err)?;
     let mut inputs = vec![cols];
     inputs.extend_from_slice(&graph.node(id).inputs()[2..]);

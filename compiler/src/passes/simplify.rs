@@ -12,23 +12,29 @@
 //! - An indexing op that keeps every element in its row-major place (a
 //!   slice of whole dims, repeats of 1, ...) is removed when it keeps the
 //!   shape too, and becomes a `reshape` (a view, no copy) otherwise.
-//!
 //! - An activation written out as several elementwise ops (`x *
 //!   sigmoid(x)` is `silu`; `x * relu6(x + 3) / 6` is `hardswish`; the erf
 //!   and tanh forms of GELU; see `spelled_out.rs` for how they are found)
 //!   becomes that one activation, with a note on the node.
+//! - A `pad` of the spatial dims read only by a `conv2d`, `max_pool2d` or
+//!   `avg_pool2d` becomes part of that op's padding when the values stay
+//!   the same (see `simplify/pad.rs`), with a note on the op; a `pad` that
+//!   stays says why in the report.
 //!
 //! Precondition: a verified graph whose weight nodes all have tensors in the
-//! weight set. Preserves values exactly for dropout and identity, and within
-//! float rounding for the batch-norm affine (the interpreter computes it in
-//! `f64`), and within 1e-5 for a recognised activation (its one op rounds
-//! once where the spelled-out ops rounded at every step). The old
-//! batch-norm weights are left dead for `dce`.
+//! weight set. Preserves values exactly for dropout, identity and the pad
+//! folds, within float rounding for the batch-norm affine (the interpreter
+//! computes it in `f64`), and within 1e-5 for a recognised activation (its
+//! one op rounds once where the spelled-out ops rounded at every step). The
+//! old batch-norm weights are left dead for `dce`.
+
+mod pad;
 
 use super::spelled_out::recognise;
 use super::{add_weight, bn_scale_shift, weight_tensor, PassError, PassReport};
 use crate::ir::{BinaryOp, DropoutMode, Graph, Node, NodeId, Op, ReshapeAttrs, WeightRole};
 use nnc_runtime::WeightSet;
+use pad::{fold_pad, Outcome, Window};
 
 /// The registry and CLI name.
 pub const NAME: &str = "simplify";
@@ -104,9 +110,20 @@ pub fn simplify(graph: &mut Graph, weights: &mut WeightSet) -> Result<PassReport
                     ));
                 }
             }
+            Op::Conv2d(a) => {
+                let window = Window::Conv2d(a.clone());
+                fold_into(graph, id, window, &mut report)?;
+            }
+            Op::MaxPool2d(a) => {
+                let window = Window::MaxPool2d(a.clone());
+                fold_into(graph, id, window, &mut report)?;
+            }
+            Op::AvgPool2d(a) => {
+                let window = Window::AvgPool2d(a.clone());
+                fold_into(graph, id, window, &mut report)?;
+            }
             Op::Input(_)
             | Op::Weight(_)
-            | Op::Conv2d(_)
             | Op::ConvTranspose2d(_)
             | Op::GroupNorm(_)
             | Op::LayerNorm(_)
@@ -114,8 +131,6 @@ pub fn simplify(graph: &mut Graph, weights: &mut WeightSet) -> Result<PassReport
             | Op::Activation(_)
             | Op::Unary(_)
             | Op::Prelu(_)
-            | Op::MaxPool2d(_)
-            | Op::AvgPool2d(_)
             | Op::GlobalAvgPool
             | Op::Linear(_)
             | Op::Flatten(_)
@@ -188,6 +203,21 @@ fn activations(
         removed += found.ops - 1;
     }
     Ok(removed)
+}
+
+/// Folds the `pad` window op `id` reads into its padding, if exact.
+fn fold_into(
+    graph: &mut Graph,
+    id: NodeId,
+    window: Window,
+    report: &mut PassReport,
+) -> Result<(), PassError> {
+    match fold_pad(graph, id, window).map_err(|source| PassError::Graph { pass: NAME, source })? {
+        Outcome::NoPad => {}
+        Outcome::Folded => report.fired += 1,
+        Outcome::Kept(why) => report.notes.push(why),
+    }
+    Ok(())
 }
 
 /// Rewrites batch norm `id` into `mul` (a new node) then `add` (the BN node

@@ -170,7 +170,9 @@ pub fn separable(
     } else {
         0
     };
-    let (h, w, sy, py) = (geo.h, geo.w, dw.stride[0], dw.padding[0]);
+    // The expanded rows a task needs start from the top padding; the
+    // bottom padding only clips them to the input.
+    let (h, w, sy, py) = (geo.h, geo.w, dw.stride[0], dw.padding.begin[0]);
     let reach = (dw.kernel[0] - 1) * dw.dilation[0] + 1;
     // The whole pointwise product with its epilogue, unless split.
     let spec = if parts == 1 {
@@ -207,7 +209,7 @@ pub fn separable(
             ow,
             dw.kernel,
             dw.stride,
-            dw.padding,
+            dw.padding.begin,
             dw.dilation,
             native_activation(dw_activation)?,
             MicroKernel::Avx512,
@@ -514,7 +516,7 @@ pub fn direct(
         [oh, ow],
         a.kernel,
         a.stride[0],
-        a.padding,
+        a.padding.begin,
         constant(&ops, 1, "conv weight")?,
         bias,
         native_activation(a.epilogue.activation)?,

@@ -83,6 +83,8 @@ pub(super) struct Depthwise {
     ow: usize,
     kernel: [usize; 2],
     stride: [usize; 2],
+    /// The padding before each axis, `[top, left]`: it places output 0's
+    /// window; the padding after is in the output shape.
     padding: [usize; 2],
     dilation: [usize; 2],
 }
@@ -95,7 +97,7 @@ impl Depthwise {
             ow: out_shape[3],
             kernel: a.kernel,
             stride: a.stride,
-            padding: a.padding,
+            padding: a.padding.begin,
             dilation: a.dilation,
         }
     }

@@ -2,7 +2,9 @@
 //! writes the `kw` column rows of that channel and row. The taps are
 //! unrolled, so each row's valid (unpadded) output range is a compile-time
 //! constant: rows and columns that read padding are zero-filled, the rest
-//! copied, four lanes at a time when the stride is 1.
+//! copied, four lanes at a time when the stride is 1. Only the padding
+//! before each axis (top, left) is read: it places output 0's window, and
+//! the output shape already accounts for the padding after.
 
 use super::elementwise::span;
 use super::{Kernel, Operands};
@@ -115,18 +117,23 @@ pub fn build(a: &Im2ColAttrs, ops: Operands<'_>) -> Kernel {
                 for ky in 0..kh {
                     let this = e.b.ins().icmp_imm_u(IntCC::Equal, task_ky, ky as i64);
                     e.if_then(this, |e| {
-                        let (y0, y1) = valid(oh, h, a.stride[0], ky * a.dilation[0], a.padding[0]);
+                        let (y0, y1) =
+                            valid(oh, h, a.stride[0], ky * a.dilation[0], a.padding.begin[0]);
                         for kx in 0..kw {
                             let (x0, x1) =
-                                valid(ow, w, a.stride[1], kx * a.dilation[1], a.padding[1]);
+                                valid(ow, w, a.stride[1], kx * a.dilation[1], a.padding.begin[1]);
                             let row = e.add_imm(dst, 4 * (ky * kw + kx) * oh * ow);
                             zero_fill(e, row, 0, y0 * ow)?;
                             zero_fill(e, row, y1 * ow, oh * ow)?;
-                            let ix0 = x0 * a.stride[1] + kx * a.dilation[1] - a.padding[1];
+                            // Saturating: with no valid column (a padding
+                            // before wider than the window reaches) it is
+                            // never read.
+                            let ix0 = (x0 * a.stride[1] + kx * a.dilation[1])
+                                .saturating_sub(a.padding.begin[1]);
                             e.for_n(y0, y1, 1, |e, oy| {
                                 let iy = e.mul_imm(oy, a.stride[0]);
                                 let iy = e.add_imm(iy, ky * a.dilation[0]);
-                                let iy = e.sub_imm(iy, a.padding[0]);
+                                let iy = e.sub_imm(iy, a.padding.begin[0]);
                                 let in_row = e.mul_imm(iy, w);
                                 let in_row = e.add_imm(in_row, ix0);
                                 let from = e.addr_of(src, in_row);
@@ -149,8 +156,14 @@ pub fn build(a: &Im2ColAttrs, ops: Operands<'_>) -> Kernel {
                                     // Stride 2: four columns per gathered load
                                     // while its 8 reads stay inside the row.
                                     let s = a.stride[1];
-                                    let vend =
-                                        vector_end(x0, x1, s, kx * a.dilation[1], w, a.padding[1]);
+                                    let vend = vector_end(
+                                        x0,
+                                        x1,
+                                        s,
+                                        kx * a.dilation[1],
+                                        w,
+                                        a.padding.begin[1],
+                                    );
                                     let vector_end = e.i(vend);
                                     e.for_range(lo, vector_end, 4, |e, ox| {
                                         let j = e.b.ins().isub(ox, lo);

@@ -3,13 +3,15 @@
 //! outside the input reads a clamped address and is replaced by the
 //! padding value (`-inf` for max, 0 for average) without a branch. Average
 //! pooling multiplies by a compile-time table of `1/divisor` per output
-//! position, which encodes PyTorch's `count_include_pad` rule.
+//! position, which encodes PyTorch's `count_include_pad` rule. Only the
+//! padding before each axis (top, left) places the windows; the padding
+//! after shows in the output shape and in the divisors.
 
 use super::im2col::{interior, vector_end};
 use super::{Consts, Kernel, Operands};
 use crate::backend::jit::{Base, Emit, F32X4};
 use crate::backend::BackendError;
-use crate::ir::{AvgPool2dAttrs, MaxPool2dAttrs};
+use crate::ir::{AvgPool2dAttrs, MaxPool2dAttrs, Padding};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 
@@ -18,6 +20,7 @@ use cranelift_codegen::ir::{types, InstBuilder, Value};
 struct Window {
     kernel: [usize; 2],
     stride: [usize; 2],
+    /// The padding before each axis, `[top, left]`.
     padding: [usize; 2],
     dilation: [usize; 2],
 }
@@ -162,7 +165,7 @@ pub fn max_pool(a: &MaxPool2dAttrs, ops: Operands<'_>) -> Kernel {
     let win = Window {
         kernel: a.kernel,
         stride: a.stride,
-        padding: a.padding,
+        padding: a.padding.begin,
         dilation: a.dilation,
     };
     pool(&ops, win, f32::NEG_INFINITY, true, None)
@@ -173,11 +176,13 @@ pub fn avg_pool(a: &AvgPool2dAttrs, ops: Operands<'_>, consts: &mut Consts) -> K
     let x = &ops.inputs[0];
     let (h, w) = (x.shape[2], x.shape[3]);
     let (oh, ow) = (ops.out.shape[2], ops.out.shape[3]);
-    // Per axis: the real extent and the extent clipped to the padded input.
+    // Per axis: the real extent and the extent clipped to the padded input,
+    // in padded coordinates (the input is p..p + len, then `after`).
+    let Padding { begin, end: after } = a.padding;
     let extent = |o: usize, axis: usize, len: usize| {
-        let (k, s, p) = (a.kernel[axis], a.stride[axis], a.padding[axis]);
+        let (k, s, p) = (a.kernel[axis], a.stride[axis], begin[axis]);
         let start = o * s;
-        let end = (start + k).min(len + 2 * p);
+        let end = (start + k).min(p + len + after[axis]);
         let real = end
             .min(p + len)
             .saturating_sub(p)
@@ -201,7 +206,7 @@ pub fn avg_pool(a: &AvgPool2dAttrs, ops: Operands<'_>, consts: &mut Consts) -> K
     let win = Window {
         kernel: a.kernel,
         stride: a.stride,
-        padding: a.padding,
+        padding: a.padding.begin,
         dilation: [1, 1],
     };
     pool(&ops, win, 0.0, false, Some(table))

@@ -25,7 +25,9 @@ pub fn input(
 ) -> Result<Kernel, BackendError> {
     let x = &ops.inputs[0];
     let [n, c, h, w] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
-    let spec = WinogradInput::new(a.tile, [c, h, w], a.tiles, a.padding, ops.kernel)?;
+    // The tiles reach past the input as far as the bottom and right
+    // padding; only the top and left place them.
+    let spec = WinogradInput::new(a.tile, [c, h, w], a.tiles, a.padding.begin, ops.kernel)?;
     let spec = consts.keep(spec);
     let (src, dst) = (x.base, ops.out.base);
     Ok(Kernel::jit(

@@ -1,10 +1,13 @@
 //! Conv, ConvTranspose, MaxPool, AveragePool and GlobalAveragePool.
 //!
-//! nnc's windows pad both sides of a dim equally. ONNX pads (explicit or
-//! from `auto_pad`) may differ per side; the surplus then goes into an
-//! explicit `pad` before the op, which is exact for convolutions, for max
-//! pooling (padding with the lowest float) and for average pooling that
-//! counts padding.
+//! ONNX pads (explicit or from `auto_pad`) may differ per side, and so may
+//! the padding of `conv2d` and the pools (`pad=[top, left, bottom, right]`),
+//! so they become the op's own. Only a pool padding more than half its
+//! kernel on some side, which nnc's pools reject as PyTorch does, goes into
+//! an explicit `pad` before the pool: exact for max pooling (padding with
+//! the lowest float), and for average pooling once each output is rescaled
+//! to the divisor ONNX uses. `conv_transpose2d` trims the same padding from
+//! both ends; the rest of ONNX's pads becomes output padding or a crop.
 
 use super::attrs::Attrs;
 use super::{one, owner_of, Converter, Outputs, Val};
@@ -168,6 +171,18 @@ fn exclude_pad_factor(
         .collect())
 }
 
+/// The `pad` argument of a window: `None` without padding, `[h, w]` (or
+/// one int) when each axis pads both sides equally, else `[top, left,
+/// bottom, right]`.
+fn padding_arg(w: &Window) -> Option<crate::ast::Expr> {
+    if w.begin == w.end {
+        (w.begin != [0, 0]).then(|| emit::pair(w.begin))
+    } else {
+        let sides = [w.begin[0], w.begin[1], w.end[0], w.end[1]];
+        Some(emit::ints(sides.map(|p| p as i64)))
+    }
+}
+
 fn spatial_of(shape: &[usize]) -> Result<[usize; 2], String> {
     match shape {
         [_, _, h, w] => Ok([*h, *w]),
@@ -178,38 +193,29 @@ fn spatial_of(shape: &[usize]) -> Result<[usize; 2], String> {
 }
 
 impl Converter<'_> {
-    /// Pads `x` explicitly by the part of the pads that is not symmetric
-    /// (or all of it when `all`), filling with `value`; returns the padded
-    /// binding, its shape, and the symmetric pad left for the op.
-    fn split_padding(
+    /// Pads `x` explicitly by all of the window's pads, filling with
+    /// `value`; returns the padded binding and its shape.
+    fn pad_explicitly(
         &mut self,
         base: &str,
         x: (String, Vec<usize>),
         w: &Window,
-        all: bool,
         value: f32,
-    ) -> ((String, Vec<usize>), [usize; 2]) {
-        let sym = if all {
-            [0, 0]
-        } else {
-            [w.begin[0].min(w.end[0]), w.begin[1].min(w.end[1])]
-        };
-        let extra_b = [w.begin[0] - sym[0], w.begin[1] - sym[1]];
-        let extra_e = [w.end[0] - sym[0], w.end[1] - sym[1]];
-        if extra_b == [0, 0] && extra_e == [0, 0] {
-            return (x, sym);
+    ) -> (String, Vec<usize>) {
+        if w.begin == [0, 0] && w.end == [0, 0] {
+            return x;
         }
         let (path, mut shape) = x;
-        let pads = [0, 0, extra_b[0], extra_b[1], 0, 0, extra_e[0], extra_e[1]];
-        shape[2] += extra_b[0] + extra_e[0];
-        shape[3] += extra_b[1] + extra_e[1];
+        let pads = [0, 0, w.begin[0], w.begin[1], 0, 0, w.end[0], w.end[1]];
+        shape[2] += w.begin[0] + w.end[0];
+        shape[3] += w.begin[1] + w.end[1];
         let mut kw = vec![("pads", emit::ints(pads.map(|p| p as i64)))];
         if value != 0.0 {
             kw.push(("value", emit::float(value)));
         }
         let target = self.helper(base, "pad");
         self.emit(target.clone(), "pad", &[path], kw, shape.clone());
-        ((target, shape), sym)
+        (target, shape)
     }
 
     pub(super) fn conv(&mut self, node: &NodeProto, a: &mut Attrs<'_>) -> Outputs {
@@ -233,28 +239,22 @@ impl Converter<'_> {
         }
         let owner = owner_of(node.input[1].as_str()).map(str::to_string);
         let target = self.binding(node, owner.as_deref());
-        let (x, pad) = self.split_padding(&target, x, &w, false, 0.0);
         let mut shape = vec![x.1[0], m, 0, 0];
-        let sym = Window {
-            begin: pad,
-            end: pad,
-            ..w
-        };
         for i in 0..2 {
-            shape[2 + i] = out_size(x.1[2 + i], &sym, i, false)?;
+            shape[2 + i] = out_size(spatial[i], &w, i, false)?;
         }
         let mut kw_args = vec![
             ("out", emit::int(m as i64)),
             ("kernel", emit::pair([kh, kw])),
         ];
-        if sym.stride != [1, 1] {
-            kw_args.push(("stride", emit::pair(sym.stride)));
+        if w.stride != [1, 1] {
+            kw_args.push(("stride", emit::pair(w.stride)));
         }
-        if pad != [0, 0] {
-            kw_args.push(("pad", emit::pair(pad)));
+        if let Some(pad) = padding_arg(&w) {
+            kw_args.push(("pad", pad));
         }
-        if sym.dilation != [1, 1] {
-            kw_args.push(("dilation", emit::pair(sym.dilation)));
+        if w.dilation != [1, 1] {
+            kw_args.push(("dilation", emit::pair(w.dilation)));
         }
         if groups != 1 {
             kw_args.push(("groups", emit::int(groups)));
@@ -490,51 +490,52 @@ impl Converter<'_> {
             return Err("average pooling with dilations is not supported".into());
         }
         let target = self.binding(node, None);
-        let symmetric = w.begin == w.end && (0..2).all(|i| w.begin[i] <= w.kernel[i] / 2);
         // The output size ONNX Runtime computes, with the pads as given.
         let mut expected = [0usize; 2];
         for (i, e) in expected.iter_mut().enumerate() {
             *e = out_size(spatial[i], &w, i, ceil)?;
         }
-        // Average pooling that excludes padding, with pads nnc cannot take:
-        // pool the zero-padded input counting the padding, then rescale
-        // each output by its window's area over its count of real
-        // elements, a constant of the output position.
-        let rescale = !symmetric && !max && !count_include_pad;
-        let (x, pad) = if symmetric {
-            (x, w.begin)
-        } else {
-            self.split_padding(&target, x, &w, true, if max { LOWEST } else { 0.0 })
-        };
-        let sym = Window {
-            begin: pad,
-            end: pad,
-            ..w
-        };
-        let mut shape = x.1.clone();
-        for i in 0..2 {
-            shape[2 + i] = out_size(x.1[2 + i], &sym, i, ceil)?;
+        let callee = if max { "max_pool2d" } else { "avg_pool2d" };
+        // nnc's pools share ONNX's output size (with ceil_mode, a last
+        // window starting in the end padding is dropped) and both of its
+        // divisors, but take at most half the kernel on each side.
+        let fits = (0..2).all(|i| w.begin[i].max(w.end[i]) <= w.kernel[i] / 2);
+        let mut kw_args = vec![("kernel", emit::pair(w.kernel))];
+        if w.stride != w.kernel {
+            kw_args.push(("stride", emit::pair(w.stride)));
         }
-        let mut kw_args = vec![("kernel", emit::pair(sym.kernel))];
-        if sym.stride != sym.kernel {
-            kw_args.push(("stride", emit::pair(sym.stride)));
+        if let Some(pad) = padding_arg(&w).filter(|_| fits) {
+            kw_args.push(("pad", pad));
         }
-        if pad != [0, 0] {
-            kw_args.push(("pad", emit::pair(pad)));
-        }
-        if max && sym.dilation != [1, 1] {
-            kw_args.push(("dilation", emit::pair(sym.dilation)));
+        if max && w.dilation != [1, 1] {
+            kw_args.push(("dilation", emit::pair(w.dilation)));
         }
         if ceil {
             kw_args.push(("ceil_mode", emit::boolean(true)));
         }
-        if !max && !count_include_pad && !rescale {
-            kw_args.push(("count_include_pad", emit::boolean(false)));
+        if fits {
+            if !max && !count_include_pad {
+                kw_args.push(("count_include_pad", emit::boolean(false)));
+            }
+            let out = vec![x.1[0], x.1[1], expected[0], expected[1]];
+            return one(self.emit(target, callee, &[x.0], kw_args, out));
         }
-        let callee = if max { "max_pool2d" } else { "avg_pool2d" };
-        // With explicit padding and ceil_mode, the rule that the last window
-        // starts inside the input or the left padding sees the right
-        // padding as input and may keep one more window; crop it.
+        // Pads past half the kernel: pool the explicitly padded input, then
+        // crop the windows that the padding, now input, lets ceil_mode keep.
+        // Average pooling that excludes padding counts the padding (zeros)
+        // and rescales each output by its window's area over its count of
+        // real elements, a constant of the output position.
+        let rescale = !max && !count_include_pad;
+        let x = self.pad_explicitly(&target, x, &w, if max { LOWEST } else { 0.0 });
+        let unpadded = Window {
+            begin: [0, 0],
+            end: [0, 0],
+            ..w
+        };
+        let mut shape = x.1.clone();
+        for i in 0..2 {
+            shape[2 + i] = out_size(x.1[2 + i], &unpadded, i, ceil)?;
+        }
         let crop = [
             shape[2] - expected[0].min(shape[2]),
             shape[3] - expected[1].min(shape[3]),
