@@ -371,3 +371,41 @@ fn compiled_reductions_treat_nan_like_the_interpreter() {
     }
     assert!(nans > 12, "only {nans} NaN outputs");
 }
+
+/// `pow(a, b)` of two tensors, compiled, at the points where C's `pow`
+/// has special cases: negative bases with odd, even and fractional
+/// exponents, zero bases, zero exponents (even of NaN).
+#[test]
+fn compiled_pow_of_two_tensors_follows_c() {
+    let graph = load_text(
+        "pow.nn",
+        "model pow {\n    input a: f32[9]\n    input b: f32[9]\n    p = pow(a, b)\n    output p\n}\n",
+    );
+    let a = Tensor::new(vec![9], vec![-2., -2., 0., 0., 3., f32::NAN, -1.5, 2., 0.]).expect("a");
+    let b = Tensor::new(vec![9], vec![3., 2., 2., -1., 0.5, 0., 0.5, -2., 0.]).expect("b");
+    let want = [
+        -8.,
+        4.,
+        0.,
+        f32::INFINITY,
+        3f32.sqrt(),
+        1.,
+        f32::NAN,
+        0.25,
+        1.,
+    ];
+    let weights = seeded_weights(&graph, SEED).expect("weights");
+    let reference = run(&graph, &weights, &[a.clone(), b.clone()]).expect("interpreter");
+    let compiled = compile(graph, weights, &Options::default()).expect("compile");
+    let out = compiled
+        .executable
+        .run(&[a, b], &Pool::new(1).expect("pool"))
+        .expect("run");
+    for (name, got) in [("interpreter", &reference[0]), ("compiled", &out[0])] {
+        for (i, (g, w)) in got.data().iter().zip(want).enumerate() {
+            let ok =
+                (g.is_nan() && w.is_nan()) || (g - w).abs() <= 1e-6 * w.abs().max(1.0) || g == &w;
+            assert!(ok, "{name}: pow element {i}: {g} against {w}");
+        }
+    }
+}

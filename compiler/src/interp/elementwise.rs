@@ -190,6 +190,7 @@ pub fn binary_scalar(op: BinaryOp, p: f32, q: f32) -> f32 {
                 p.min(q)
             }
         }
+        BinaryOp::Pow => p.powf(q),
     }
 }
 

@@ -247,17 +247,23 @@ pub enum BinaryOp {
     Maximum,
     /// The smaller of the two; NaN if either is NaN (`torch.minimum`).
     Minimum,
+    /// `a ^ b` as C's `pow`: a negative `a` with an integer `b` keeps the
+    /// sign of the odd powers, with any other `b` it is NaN. The `.nn`
+    /// name is shared with [`UnaryFunction::Pow`]; the call's tensor count
+    /// picks which.
+    Pow,
 }
 
 impl BinaryOp {
     /// Every binary operation.
-    pub const ALL: [BinaryOp; 6] = [
+    pub const ALL: [BinaryOp; 7] = [
         BinaryOp::Add,
         BinaryOp::Sub,
         BinaryOp::Mul,
         BinaryOp::Div,
         BinaryOp::Maximum,
         BinaryOp::Minimum,
+        BinaryOp::Pow,
     ];
 
     /// The name used in `.nn` files and IR dumps.
@@ -269,6 +275,7 @@ impl BinaryOp {
             BinaryOp::Div => "div",
             BinaryOp::Maximum => "maximum",
             BinaryOp::Minimum => "minimum",
+            BinaryOp::Pow => "pow",
         }
     }
 
@@ -282,7 +289,7 @@ impl BinaryOp {
     pub fn is_commutative(self) -> bool {
         match self {
             BinaryOp::Add | BinaryOp::Mul | BinaryOp::Maximum | BinaryOp::Minimum => true,
-            BinaryOp::Sub | BinaryOp::Div => false,
+            BinaryOp::Sub | BinaryOp::Div | BinaryOp::Pow => false,
         }
     }
 }

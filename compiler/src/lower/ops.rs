@@ -67,7 +67,13 @@ pub fn op_names() -> impl Iterator<Item = &'static str> {
         .map(|(name, _)| *name)
         .chain(Activation::ALL.iter().map(|a| a.name()))
         .chain(UnaryFunction::ALL.iter().map(|f| f.name()))
-        .chain(BinaryOp::ALL.iter().map(|b| b.name()))
+        .chain(
+            BinaryOp::ALL
+                .iter()
+                .map(|b| b.name())
+                // `pow` is both; list it once.
+                .filter(|name| UnaryFunction::from_name(name).is_none()),
+        )
         .chain(Indexing::NAMES)
         .chain(Reduction::ALL.iter().map(|r| r.name()))
 }
@@ -79,12 +85,16 @@ pub fn is_op(name: &str) -> bool {
 
 /// The tensor arity of the op `name`.
 fn arity(name: &str) -> Option<Arity> {
-    if Activation::from_name(name).is_some()
+    let unary = Activation::from_name(name).is_some()
         || UnaryFunction::from_name(name).is_some()
-        || Reduction::from_name(name).is_some()
-    {
+        || Reduction::from_name(name).is_some();
+    let binary = BinaryOp::from_name(name).is_some();
+    if unary && binary {
+        // `pow(x, exponent=2.0)` and `pow(a, b)`.
+        Some(Arity::Between(1, 2))
+    } else if unary {
         Some(Arity::Exactly(1))
-    } else if BinaryOp::from_name(name).is_some() {
+    } else if binary {
         Some(Arity::Exactly(2))
     } else if Indexing::NAMES.contains(&name) {
         Some(Arity::Exactly(1))
@@ -502,10 +512,12 @@ pub fn build(name: &str, r: &mut AttrReader<'_>, xs: &[&TensorType]) -> Option<O
     if let Some(act) = Activation::from_name(name) {
         return Some(Op::Activation(activation(act, r)));
     }
-    if let Some(f) = UnaryFunction::from_name(name) {
+    // A name of both classes (`pow`) is binary when it is given two tensors.
+    let binary = BinaryOp::from_name(name).filter(|_| xs.len() == 2);
+    if let Some(f) = UnaryFunction::from_name(name).filter(|_| binary.is_none()) {
         return Some(Op::Unary(unary(f, r)));
     }
-    if let Some(op) = BinaryOp::from_name(name) {
+    if let Some(op) = binary.or(BinaryOp::from_name(name)) {
         return Some(Op::Binary(op));
     }
     if Indexing::NAMES.contains(&name) {

@@ -266,8 +266,8 @@ fn read_external(t: &TensorProto, data_dir: &DataDir) -> Result<Vec<u8>, String>
     Ok(bytes)
 }
 
-/// The static shape of a graph input, which must be `float`; symbolic dims
-/// take their sizes from `dims`.
+/// The static shape of a graph input, which must be of a floating-point
+/// type (computed in float32); symbolic dims take their sizes from `dims`.
 pub fn input_shape(
     input: &super::proto::ValueInfoProto,
     dims: &std::collections::BTreeMap<String, usize>,
@@ -277,7 +277,16 @@ pub fn input_shape(
     let Some(Type::TensorType(t)) = input.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
         return Err("the input is not a tensor".into());
     };
-    if t.elem_type() != DataType::Float as i32 {
+    // nnc computes in float32: a double or half-precision input is read as
+    // float32 (as its initializers are converted at import). Integer
+    // inputs are refused: integer division and overflow would differ.
+    let float = [
+        DataType::Float,
+        DataType::Double,
+        DataType::Float16,
+        DataType::Bfloat16,
+    ];
+    if !float.iter().any(|&d| t.elem_type() == d as i32) {
         let name = DataType::try_from(t.elem_type())
             .map(|d| d.as_str_name())
             .unwrap_or("an unknown type");

@@ -413,7 +413,7 @@ impl Emit<'_> {
     }
 
     /// A binary operation, lane-wise.
-    pub fn binary(&mut self, op: BinaryOp, a: Value, b: Value) -> Value {
+    pub fn binary(&mut self, ty: Type, op: BinaryOp, a: Value, b: Value) -> Value {
         match op {
             BinaryOp::Add => self.b.ins().fadd(a, b),
             BinaryOp::Sub => self.b.ins().fsub(a, b),
@@ -422,7 +422,42 @@ impl Emit<'_> {
             // Cranelift's fmax and fmin propagate NaN, as torch.maximum does.
             BinaryOp::Maximum => self.b.ins().fmax(a, b),
             BinaryOp::Minimum => self.b.ins().fmin(a, b),
+            BinaryOp::Pow => self.pow_tensor(ty, a, b),
         }
+    }
+
+    /// `a ^ b` as C's `pow`, lane by lane: `exp(b ln |a|)`, negated for a
+    /// negative `a` and an odd integer `b`, NaN for a negative `a` and a
+    /// non-integer `b`; `a ^ 0 = 1` (NaN included), `0 ^ b` is 0 for a
+    /// positive `b` and infinity for a negative one.
+    fn pow_tensor(&mut self, ty: Type, a: Value, b: Value) -> Value {
+        let magnitude = self.b.ins().fabs(a);
+        let l = self.log(ty, magnitude);
+        let t = self.b.ins().fmul(b, l);
+        let r = self.exp_unclamped(ty, t);
+        let zero = self.f(ty, 0.0);
+        // Integer and odd exponents.
+        let whole = self.b.ins().floor(b);
+        let integer = self.b.ins().fcmp(FloatCC::Equal, whole, b);
+        let half = self.f(ty, 0.5);
+        let halved = self.b.ins().fmul(b, half);
+        let halved_whole = self.b.ins().floor(halved);
+        let even = self.b.ins().fcmp(FloatCC::Equal, halved_whole, halved);
+        let negative = self.b.ins().fcmp(FloatCC::LessThan, a, zero);
+        let minus_r = self.b.ins().fneg(r);
+        let odd_result = self.select(ty, even, r, minus_r);
+        let nan = self.f(ty, f32::NAN);
+        let negative_result = self.select(ty, integer, odd_result, nan);
+        let r = self.select(ty, negative, negative_result, r);
+        // Zero bases, then zero exponents (which win over everything).
+        let is_zero = self.b.ins().fcmp(FloatCC::Equal, a, zero);
+        let positive = self.b.ins().fcmp(FloatCC::GreaterThan, b, zero);
+        let inf = self.f(ty, f32::INFINITY);
+        let at_zero = self.select(ty, positive, zero, inf);
+        let r = self.select(ty, is_zero, at_zero, r);
+        let one = self.f(ty, 1.0);
+        let b_zero = self.b.ins().fcmp(FloatCC::Equal, b, zero);
+        self.select(ty, b_zero, one, r)
     }
 
     /// `a` where `a >= 0`, else `a * slope`.

@@ -218,7 +218,7 @@ pub fn chain(inputs: Vec<Buf>, steps: Vec<ElementwiseStep>, out: Buf) -> Kernel 
                     let mut acc = values[0];
                     for step in &steps {
                         acc = match *step {
-                            ElementwiseStep::Binary(op, j) => e.binary(op, acc, values[j]),
+                            ElementwiseStep::Binary(op, j) => e.binary(ty, op, acc, values[j]),
                             ElementwiseStep::Activation(act) => e.activation(ty, act, acc),
                             ElementwiseStep::Unary(f) => e.unary(ty, f, acc),
                             ElementwiseStep::Prelu(j) => e.prelu(ty, acc, values[j]),

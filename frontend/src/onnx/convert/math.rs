@@ -92,9 +92,9 @@ impl Converter<'_> {
         })
     }
 
-    /// Pow with a constant scalar exponent: `pow(x, exponent=c)`; both
-    /// constant: folded.
-    pub(super) fn pow(&mut self, node: &NodeProto) -> Outputs {
+    /// Pow: `pow(x, exponent=c)` for a constant scalar exponent, else
+    /// `pow(a, b)` with broadcasting; both constant: folded.
+    pub(super) fn pow(&mut self, node: &NodeProto, a: &mut Attrs<'_>) -> Outputs {
         if let (Some(Val::Const(p)), Some(Val::Const(q))) = (self.arg(node, 0)?, self.arg(node, 1)?)
         {
             let folded = p.broadcast(&q, f32::powf, |x, y| {
@@ -102,15 +102,18 @@ impl Converter<'_> {
             });
             return constant_out(folded.ok_or("the constant operands do not broadcast")?);
         }
-        let exponent = self.required_constant(node, 1, "the exponent")?;
-        let value = match exponent.data.to_f32().as_slice() {
-            [v] => *v,
-            _ => {
-                return Err(format!(
-                    "the exponent has shape {:?}; nnc raises to a constant scalar power",
-                    exponent.dims
-                ))
-            }
+        // A constant scalar exponent is the unary `pow`, which the compiled
+        // code specialises (repeated products for integers); any other
+        // exponent the elementwise `pow(a, b)`.
+        let value = match self.arg(node, 1)? {
+            Some(Val::Const(c)) => match c.data.to_f32().as_slice() {
+                [v] => Some(*v),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(value) = value else {
+            return self.binary(node, a, "pow");
         };
         let x = self.dynamic(node, 0)?;
         let target = self.binding(node, None);
@@ -282,6 +285,9 @@ impl Converter<'_> {
                 "div" => p.broadcast(q, |x, y| x / y, |x, y| x.checked_div(y)),
                 "maximum" => p.broadcast(q, f32::max, |x, y| Some(x.max(y))),
                 "minimum" => p.broadcast(q, f32::min, |x, y| Some(x.min(y))),
+                "pow" => p.broadcast(q, f32::powf, |x, y| {
+                    u32::try_from(y).ok().and_then(|y| x.checked_pow(y))
+                }),
                 other => return Err(format!("nnc cannot fold `{other}` of two constants")),
             };
             return constant_out(folded.ok_or(

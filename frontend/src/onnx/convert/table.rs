@@ -157,7 +157,7 @@ pub const OPS: &[OnnxOp] = &[
     unary("Neg", &["neg"]),
     custom("PRelu", &["prelu"], |c, n, _| c.prelu(n)),
     custom("Pad", &["pad"], |c, n, a| c.pad(n, a)),
-    custom("Pow", &["pow"], |c, n, _| c.pow(n)),
+    custom("Pow", &["pow"], |c, n, a| c.pow(n, a)),
     custom("RNN", &["rnn"], |c, n, a| c.recurrent(n, a)),
     unary("Reciprocal", &["reciprocal"]),
     custom("ReduceMax", &["amax"], |c, n, a| c.reduce(n, a, "amax", 18)),
