@@ -816,3 +816,25 @@ fn spelled_out_activations_become_one_op() {
         }
     }
 }
+
+/// docs/onnx.md's operator table names every ONNX op the importer's table
+/// has (in its first column), so the documentation cannot fall behind.
+#[test]
+fn the_op_table_in_the_docs_lists_every_supported_op() {
+    let doc = std::fs::read_to_string(repo_root().join("docs/onnx.md")).expect("docs/onnx.md");
+    let first_columns: Vec<&str> = doc
+        .lines()
+        .filter(|l| l.starts_with("| "))
+        .filter_map(|l| l.split('|').nth(1))
+        .collect();
+    let words: std::collections::HashSet<&str> = first_columns
+        .iter()
+        .flat_map(|c| c.split(|ch: char| !ch.is_ascii_alphanumeric()))
+        .collect();
+    let missing: Vec<&str> = nnc_frontend::onnx::OPS
+        .iter()
+        .map(|row| row.onnx)
+        .filter(|op| !words.contains(op))
+        .collect();
+    assert!(missing.is_empty(), "not in docs/onnx.md: {missing:?}");
+}
