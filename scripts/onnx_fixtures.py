@@ -1105,6 +1105,83 @@ def caffe2_opset9():
          [rand(g.rng, [1, 3, 24, 24])])
 
 
+def caffe2_classics():
+    """Small models in the shape of the Model Zoo's Caffe2 classics at opset
+    9 and IR version 3: an AlexNet-like stem with LRN, a GoogLeNet inception
+    module, a ResNet-50 bottleneck joined by Sum, and a ShuffleNet unit with
+    its channel shuffle (Reshape, Transpose, Reshape) and Sum."""
+    def builder(seed, shape):
+        g = Graph(seed)
+        x = g.input("data_0", shape)
+
+        def op(op_type, inputs, outputs=1, **attrs):
+            outs = [g.name("r") for _ in range(outputs)]
+            return g.node(op_type, inputs, outs, name="", **attrs)
+
+        def conv(x, name, c_in, c_out, k, stride=1, pad=0, group=1):
+            return op("Conv", [x, g.weight(f"{name}_w_0", [c_out, c_in // group, k, k]),
+                               g.weight(f"{name}_b_0", [c_out], 0.1)],
+                      kernel_shape=[k, k], strides=[stride] * 2, pads=[pad] * 4, group=group)
+
+        def bn(x, name, c):
+            r = g.rng
+            return op("BatchNormalization", [
+                x, g.init(f"{name}_s_0", r.uniform(0.5, 1.5, c).astype(np.float32)),
+                g.init(f"{name}_b_0", r.uniform(-0.5, 0.5, c).astype(np.float32)),
+                g.init(f"{name}_rm_0", r.uniform(-0.5, 0.5, c).astype(np.float32)),
+                g.init(f"{name}_riv_0", r.uniform(0.5, 1.5, c).astype(np.float32))],
+                epsilon=1e-5)
+
+        return g, x, op, conv, bn
+
+    g, x, op, conv, bn = builder(20, [1, 3, 35, 35])
+    y = op("Relu", [conv(x, "conv1", 3, 8, 11, 4, 2)])
+    y = op("LRN", [y], size=5, alpha=1e-4, beta=0.75, bias=1.0)
+    y = op("MaxPool", [y], kernel_shape=[3, 3], strides=[2, 2])
+    y = op("Relu", [conv(y, "conv2", 8, 12, 3, pad=1, group=2)])
+    y = op("LRN", [y], size=5, alpha=1e-4, beta=0.75, bias=1.0)
+    y = op("Dropout", [op("Reshape", [y, g.init("OC2_DUMMY_0", np.array([1, -1], np.int64))])],
+           outputs=2, ratio=0.5)[0]
+    y = op("Gemm", [y, g.weight("fc6_w_0", [10, 12 * 3 * 3]), g.weight("fc6_b_0", [10], 0.1)],
+           transB=1)
+    g.output(g.node("Softmax", [y], ["prob_1"], name=""))
+    save("models/caffe2_alexnet_lrn", g.model(9, "caffe2_alexnet_lrn", ir_version=3),
+         [rand(g.rng, [1, 3, 35, 35])])
+
+    g, x, op, conv, bn = builder(21, [1, 8, 12, 12])
+    b1 = op("Relu", [conv(x, "inception_3a/1x1", 8, 4, 1)])
+    b2 = op("Relu", [conv(op("Relu", [conv(x, "inception_3a/3x3_reduce", 8, 4, 1)]),
+                          "inception_3a/3x3", 4, 6, 3, pad=1)])
+    b3 = op("Relu", [conv(op("Relu", [conv(x, "inception_3a/5x5_reduce", 8, 2, 1)]),
+                          "inception_3a/5x5", 2, 3, 5, pad=2)])
+    b4 = op("Relu", [conv(op("MaxPool", [x], kernel_shape=[3, 3], strides=[1, 1], pads=[1] * 4),
+                          "inception_3a/pool_proj", 8, 3, 1)])
+    y = op("Concat", [b1, b2, b3, b4], axis=1)
+    g.output(op("AveragePool", [y], kernel_shape=[3, 3], strides=[2, 2]))
+    save("models/caffe2_inception_module", g.model(9, "caffe2_inception_module", ir_version=3),
+         [rand(g.rng, [1, 8, 12, 12])])
+
+    g, x, op, conv, bn = builder(22, [1, 8, 10, 10])
+    h = op("Relu", [bn(conv(x, "res2a_branch2a", 8, 4, 1), "res2a_branch2a_bn", 4)])
+    h = op("Relu", [bn(conv(h, "res2a_branch2b", 4, 4, 3, pad=1), "res2a_branch2b_bn", 4)])
+    h = bn(conv(h, "res2a_branch2c", 4, 16, 1), "res2a_branch2c_bn", 16)
+    s = bn(conv(x, "res2a_branch1", 8, 16, 1), "res2a_branch1_bn", 16)
+    g.output(op("Relu", [op("Sum", [h, s])]))
+    save("models/caffe2_resnet_bottleneck", g.model(9, "caffe2_resnet_bottleneck", ir_version=3),
+         [rand(g.rng, [1, 8, 10, 10])])
+
+    g, x, op, conv, bn = builder(23, [1, 12, 8, 8])
+    h = op("Relu", [bn(conv(x, "gconv1", 12, 6, 1, group=3), "gconv1_bn", 6)])
+    h = op("Reshape", [h, g.init("shuffle_in", np.array([1, 3, 2, 8, 8], np.int64))])
+    h = op("Transpose", [h], perm=[0, 2, 1, 3, 4])
+    h = op("Reshape", [h, g.init("shuffle_out", np.array([1, 6, 8, 8], np.int64))])
+    h = bn(conv(h, "dwconv", 6, 6, 3, pad=1, group=6), "dwconv_bn", 6)
+    h = bn(conv(h, "gconv2", 6, 12, 1, group=3), "gconv2_bn", 12)
+    g.output(op("Relu", [op("Sum", [h, x])]))
+    save("models/caffe2_shufflenet_unit", g.model(9, "caffe2_shufflenet_unit", ir_version=3),
+         [rand(g.rng, [1, 12, 8, 8])])
+
+
 def lstm_stack():
     """Two stacked LSTM layers (the second bidirectional), the last step to
     a linear classifier, as torch.onnx exports nn.LSTM."""
@@ -1257,6 +1334,7 @@ def main():
     mobilenet_small()
     vgg_small()
     caffe2_opset9()
+    caffe2_classics()
     lstm_stack()
     errors()
     older_opset_errors()
