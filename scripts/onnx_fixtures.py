@@ -320,6 +320,26 @@ def operators():
         g.node("Add", [scalar(g, 1.0), g.node("Tanh", [g.node("Mul", [scalar(g, 0.7978845608), g.node(
             "Add", ["mul_1_out0", g.node("Mul", [scalar(g, 0.044715), g.node(
                 "Pow", ["mul_1_out0", scalar(g, 3.0)])])])])])])]))
+    # Layer and instance norms spelled out as exporters before opset 17
+    # write nn.LayerNorm: ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div,
+    # then the scale and shift.
+    def spelled_norm(g, x, axes, reciprocal=False, square="Pow"):
+        m = g.node("ReduceMean", [x], axes=axes)
+        d = g.node("Sub", [x, m])
+        sq = (g.node("Pow", [d, scalar(g, 2.0)]) if square == "Pow"
+              else g.node("Mul", [d, d]))
+        v = g.node("ReduceMean", [sq], axes=axes)
+        s = g.node("Sqrt", [g.node("Add", [v, scalar(g, 1e-5)])])
+        if reciprocal:
+            return g.node("Mul", [d, g.node("Reciprocal", [s])])
+        return g.node("Div", [d, s])
+
+    single("patterns/layer_norm", 13, [[2, 5, 8]], lambda g, x: g.node("Add", [
+        g.node("Mul", [spelled_norm(g, x[0], [-1]), g.weight("ln.weight", [8], 1.0)]),
+        g.weight("ln.bias", [8])]))
+    single("patterns/instance_norm_reciprocal", 13, [img], lambda g, x: spelled_norm(
+        g, x[0], [2, 3], reciprocal=True, square="Mul"))
+    single("patterns/not_a_norm", 13, [img], lambda g, x: spelled_norm(g, x[0], [1, 3]))
     single("patterns/not_silu", 17, [img], lambda g, x: g.node("Mul", [
         x[0], g.node("Sigmoid", [g.node("Add", [x[0], x[0]])])]))
     # Unary math.

@@ -838,3 +838,33 @@ fn the_op_table_in_the_docs_lists_every_supported_op() {
         .collect();
     assert!(missing.is_empty(), "not in docs/onnx.md: {missing:?}");
 }
+
+/// Layer and instance norms that exporters write as reductions and
+/// arithmetic become one `layer_norm` in `simplify`, with the scale and
+/// shift after them as its weight and bias; reductions over dims that are
+/// not the last ones stay (values are checked with the other fixtures).
+#[test]
+fn spelled_out_norms_become_one_op() {
+    let cases = [
+        ("layer_norm", vec!["layer_norm"]),
+        ("instance_norm_reciprocal", vec!["layer_norm"]),
+        (
+            "not_a_norm",
+            vec!["mean", "sub", "pow", "mean", "add", "sqrt", "div"],
+        ),
+    ];
+    for (case, expected) in cases {
+        let path = repo_root().join(format!("tests/cases/onnx/patterns/{case}/model.onnx"));
+        let loaded = load_any(&path).unwrap_or_else(|e| panic!("{e}"));
+        let (mut graph, mut weights) = (loaded.model.graph, loaded.weights.expect("weights"));
+        nnc_compiler::passes::run_pipeline(&mut graph, &mut weights, &["simplify", "dce"], true)
+            .expect("simplify");
+        let ops: Vec<&str> = graph
+            .topo_order()
+            .into_iter()
+            .map(|id| graph.node(id).op.name())
+            .filter(|name| !matches!(*name, "input" | "weight" | "constant"))
+            .collect();
+        assert_eq!(ops, expected, "{case}:\n{graph}");
+    }
+}

@@ -15,7 +15,6 @@ pub mod fold_constants;
 pub mod fuse;
 pub mod lower_conv;
 pub mod simplify;
-mod spelled_out;
 
 use crate::interp::InterpError;
 use crate::ir::{Graph, GraphError, Node, NodeId, Op, TensorType, WeightAttrs, WeightRole};
@@ -87,7 +86,7 @@ pub enum PassError {
 pub const PASSES: &[Pass] = &[
     Pass {
         name: simplify::NAME,
-        description: "remove inverted dropout and identity; classic dropout becomes a scale; a batch_norm without a conv/linear producer becomes a per-channel affine; spelled-out activations (x * sigmoid(x), GELU, hardswish) become one op",
+        description: "remove inverted dropout and identity; classic dropout becomes a scale; a batch_norm without a conv/linear producer becomes a per-channel affine; spelled-out layer/instance norms and activations (x * sigmoid(x), GELU, hardswish) become one op",
         run: simplify::simplify,
     },
     Pass {

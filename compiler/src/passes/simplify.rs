@@ -16,6 +16,10 @@
 //!   sigmoid(x)` is `silu`; `x * relu6(x + 3) / 6` is `hardswish`; the erf
 //!   and tanh forms of GELU; see `spelled_out.rs` for how they are found)
 //!   becomes that one activation, with a note on the node.
+//! - A layer or instance norm written out as reductions and arithmetic
+//!   (`(x - mean) / sqrt(var + eps)` over the last dims; see `norm.rs`)
+//!   becomes a `layer_norm`, and a scale and shift by constants of the
+//!   normalised shape after it its weight and bias.
 //! - A `pad` of the spatial dims read only by a `conv2d`, `max_pool2d` or
 //!   `avg_pool2d` becomes part of that op's padding when the values stay
 //!   the same (see `simplify/pad.rs`), with a note on the op; a `pad` that
@@ -28,13 +32,17 @@
 //! one op rounds once where the spelled-out ops rounded at every step). The
 //! old batch-norm weights are left dead for `dce`.
 
+mod norm;
 mod pad;
+mod spelled_out;
 
-use super::spelled_out::recognise;
 use super::{add_weight, bn_scale_shift, weight_tensor, PassError, PassReport};
-use crate::ir::{BinaryOp, DropoutMode, Graph, Node, NodeId, Op, ReshapeAttrs, WeightRole};
+use crate::ir::{
+    BinaryOp, DropoutMode, Graph, LayerNormAttrs, Node, NodeId, Op, ReshapeAttrs, WeightRole,
+};
 use nnc_runtime::WeightSet;
 use pad::{fold_pad, Outcome, Window};
+use spelled_out::recognise;
 
 /// The registry and CLI name.
 pub const NAME: &str = "simplify";
@@ -155,8 +163,129 @@ pub fn simplify(graph: &mut Graph, weights: &mut WeightSet) -> Result<PassReport
             Op::WinogradInput(_) | Op::WinogradOutput(_) => {}
         }
     }
+    report.fired += norms(graph, weights, &mut report.notes)?;
     report.fired += activations(graph, weights, &mut report.notes)?;
     Ok(report)
+}
+
+/// Replaces every spelled-out layer or instance norm by a `layer_norm`;
+/// returns how many ops were removed.
+fn norms(
+    graph: &mut Graph,
+    weights: &mut WeightSet,
+    notes: &mut Vec<String>,
+) -> Result<usize, PassError> {
+    let graph_err = |source| PassError::Graph { pass: NAME, source };
+    let mut removed = 0;
+    for root in graph.topo_order() {
+        if !graph.contains(root) {
+            continue;
+        }
+        let Some(found) = norm::recognise(NAME, graph, weights, root)? else {
+            continue;
+        };
+        let note = format!(
+            "{} ops spelling out a layer norm over the last {} dims became one",
+            found.ops() + 1,
+            found.attrs.normalized_dims
+        );
+        removed += found.ops();
+        let node = graph.node_mut(root);
+        node.op = Op::LayerNorm(found.attrs);
+        node.note(NAME, &note);
+        notes.push(format!("{}: {note}", node.name));
+        graph.set_inputs(root, vec![found.x]).map_err(graph_err)?;
+        // Users before operands, so each has lost its last user when removed.
+        for id in found.dead {
+            graph.remove(id).map_err(graph_err)?;
+        }
+        removed += absorb_affine(graph, weights, root)?;
+    }
+    Ok(removed)
+}
+
+/// Makes the `mul` by a constant of the normalised shape that alone reads
+/// the (non-affine) layer norm `ln`, and the `add` of one that may follow,
+/// the norm's own weight and bias, as `nn.LayerNorm` has them; returns how
+/// many ops were absorbed.
+fn absorb_affine(
+    graph: &mut Graph,
+    weights: &mut WeightSet,
+    ln: NodeId,
+) -> Result<usize, PassError> {
+    let graph_err = |source| PassError::Graph { pass: NAME, source };
+    let Op::LayerNorm(attrs) = graph.node(ln).op.clone() else {
+        return Ok(0);
+    };
+    let shape = graph.node(ln).ty.shape.clone();
+    let normalized = shape[shape.len() - attrs.normalized_dims..].to_vec();
+    // The constant operand of a binary `op` that is `id`'s only user, when
+    // it has the normalised shape (with leading ones) and the result `id`'s.
+    let follower = |graph: &Graph, weights: &WeightSet, id: NodeId, op: BinaryOp| {
+        let [user] = graph.users(id)[..] else {
+            return Ok(None);
+        };
+        let node = graph.node(user);
+        if node.op != Op::Binary(op) || node.ty.shape != shape || graph.outputs().contains(&id) {
+            return Ok(None);
+        }
+        let &[a, b] = node.inputs() else {
+            return Ok(None);
+        };
+        let other = if a == id { b } else { a };
+        let Some(t) = weight_tensor(NAME, graph, weights, other)? else {
+            return Ok(None);
+        };
+        let lead = t.shape().len().saturating_sub(normalized.len());
+        let fits = t.shape()[lead..] == normalized[..] && t.shape()[..lead].iter().all(|&d| d == 1);
+        Ok::<_, PassError>(fits.then(|| (user, t.data().to_vec())))
+    };
+    let Some((mul, gamma)) = follower(graph, weights, ln, BinaryOp::Mul)? else {
+        return Ok(0);
+    };
+    let shift = follower(graph, weights, mul, BinaryOp::Add)?;
+    let name = graph.node(ln).name.clone();
+    let weight = add_weight(
+        NAME,
+        graph,
+        weights,
+        &format!("{name}.weight"),
+        WeightRole::NormWeight,
+        normalized.clone(),
+        gamma,
+    )?;
+    let (last, beta) = match shift {
+        Some((add, beta)) => (add, beta),
+        None => (mul, vec![0.0; normalized.iter().product()]),
+    };
+    let bias = add_weight(
+        NAME,
+        graph,
+        weights,
+        &format!("{name}.bias"),
+        WeightRole::NormBias,
+        normalized,
+        beta,
+    )?;
+    let x = graph.node(ln).inputs()[0];
+    graph.node_mut(ln).op = Op::LayerNorm(LayerNormAttrs {
+        affine: true,
+        ..attrs
+    });
+    graph
+        .set_inputs(ln, vec![x, weight, bias])
+        .map_err(graph_err)?;
+    graph.replace_all_uses(last, ln).map_err(graph_err)?;
+    let absorbed = if last == mul { 1 } else { 2 };
+    if last != mul {
+        graph.remove(last).map_err(graph_err)?;
+    }
+    graph.remove(mul).map_err(graph_err)?;
+    graph.node_mut(ln).note(
+        NAME,
+        "the scale and shift after it became its weight and bias",
+    );
+    Ok(absorbed)
 }
 
 /// Replaces every spelled-out activation by the activation; returns how many

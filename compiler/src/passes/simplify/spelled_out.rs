@@ -11,9 +11,9 @@
 //! (within `1e-5`, far below the gap between any two activations: exact
 //! and tanh GELU differ by up to 5e-4) is that activation.
 
-use super::{weight_tensor, PassError};
 use crate::interp::{activation_scalar, binary_scalar, unary_scalar};
 use crate::ir::{Activation, Graph, NodeId, Op};
+use crate::passes::{weight_tensor, PassError};
 use nnc_runtime::WeightSet;
 use std::collections::HashMap;
 
