@@ -10,6 +10,9 @@ use super::im2col::{interior, valid, vector_end};
 use super::{Consts, Kernel, Operands};
 use crate::backend::jit::F32X4;
 use crate::backend::jit::{Base, Emit};
+use crate::backend::depthwise_rows::{nnc_depthwise_rows, DepthwiseRows};
+use crate::backend::gemm::MicroKernel;
+use crate::backend::native::native_activation;
 use crate::backend::BackendError;
 use crate::ir::{Activation, Conv2dAttrs};
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -344,12 +347,71 @@ pub(super) fn load_bias(e: &mut Emit, bias: Option<Base>, c: Value) -> Value {
     }
 }
 
-/// `depthwise_conv2d`.
+/// A standalone depthwise conv on the native rows: task `(n, oc)` computes
+/// every row of output channel `oc` of sample `n` in one call.
+fn depthwise_native(
+    a: &Conv2dAttrs,
+    ops: Operands<'_>,
+    consts: &mut Consts,
+) -> Result<Kernel, BackendError> {
+    let x = &ops.inputs[0];
+    let out = &ops.out;
+    let (c_in, c_out) = (x.shape[1], out.shape[1]);
+    let multiplier = c_out / c_in.max(1);
+    let ([h, w], [oh, ow]) = ([x.shape[2], x.shape[3]], [out.shape[2], out.shape[3]]);
+    let (src, dst, weights) = (x.base, out.base, ops.inputs[1].base);
+    let bias = a.bias.then(|| ops.inputs[2].base);
+    let taps = a.kernel[0] * a.kernel[1];
+    let spec = consts.depthwise(DepthwiseRows::new(
+        [h, w],
+        ow,
+        a.kernel,
+        a.stride,
+        a.padding.begin,
+        a.dilation,
+        native_activation(a.epilogue.activation)?,
+        MicroKernel::Avx512,
+    ));
+    let mut kernel = Kernel::jit(
+        out.shape[0] * c_out,
+        Box::new(move |e: &mut Emit| {
+            e.for_tasks(|e, t| {
+                let oc = e.rem_imm(t, c_out);
+                let n = e.div_imm(t, c_out);
+                let ic = e.div_imm(oc, multiplier.max(1));
+                let plane = e.mul_imm(n, c_in);
+                let plane = e.add(plane, ic);
+                let plane = e.mul_imm(plane, h * w);
+                let src = e.addr(src, plane);
+                let out_plane = e.mul_imm(t, oh * ow);
+                let dst = e.addr(dst, out_plane);
+                let first_tap = e.mul_imm(oc, taps);
+                let tap_values = e.addr(weights, first_tap);
+                let b = load_bias(e, bias, oc);
+                let (spec, r0, r1) = (e.i(spec), e.i(0), e.i(oh));
+                e.call_native(
+                    nnc_depthwise_rows as *const () as usize,
+                    &[spec, src, tap_values, b, dst, r0, r1],
+                );
+                Ok(())
+            })
+        }),
+    );
+    kernel.micro_kernel = Some("avx512 depthwise rows".into());
+    Ok(kernel)
+}
+
+/// `depthwise_conv2d`. With AVX-512 and no residual, each channel's rows
+/// are the native depthwise rows the separable kernel uses (sixteen lanes;
+/// see `depthwise_rows.rs`); otherwise the JIT's four-lane rows.
 pub fn depthwise(
     a: &Conv2dAttrs,
     ops: Operands<'_>,
-    _consts: &mut Consts,
+    consts: &mut Consts,
 ) -> Result<Kernel, BackendError> {
+    if ops.kernel == MicroKernel::Avx512 && !a.epilogue.residual {
+        return depthwise_native(a, ops, consts);
+    }
     let x = &ops.inputs[0];
     let out = &ops.out;
     let geo = Depthwise::new(a, &x.shape, &out.shape);
