@@ -20,7 +20,6 @@ use crate::interp::InterpError;
 use crate::ir::{Graph, GraphError, Node, NodeId, Op, TensorType, WeightAttrs, WeightRole};
 use crate::verify::{verify, VerifyError};
 use nnc_runtime::{Tensor, TensorError, WeightSet};
-use std::collections::HashSet;
 
 /// A named graph transformation.
 pub struct Pass {
@@ -240,13 +239,12 @@ fn weight_tensor<'w>(
 
 /// `base`, or `base.1`, `base.2`, ... : the first name no weight node of the
 /// graph and no tensor of the weight set uses.
-fn fresh_weight_name(graph: &Graph, weights: &WeightSet, base: &str) -> String {
-    let taken: HashSet<&str> = graph
-        .node_ids()
-        .into_iter()
-        .filter_map(|id| weight_name(graph, id))
-        .collect();
-    let free = |name: &str| !taken.contains(name) && !weights.contains(name);
+fn fresh_weight_name(weights: &WeightSet, base: &str) -> String {
+    // Every weight node's tensor is in the weight set (the passes'
+    // precondition), so its names are all the names taken; looking them
+    // up, rather than collecting the graph's, keeps a pass that adds a
+    // weight per layer linear in the graph's size.
+    let free = |name: &str| !weights.contains(name);
     if free(base) {
         return base.to_string();
     }
@@ -268,7 +266,7 @@ fn add_weight(
     shape: Vec<usize>,
     data: Vec<f32>,
 ) -> Result<NodeId, PassError> {
-    let name = fresh_weight_name(graph, weights, base);
+    let name = fresh_weight_name(weights, base);
     let tensor =
         Tensor::new(shape.clone(), data).map_err(|source| PassError::Tensor { pass, source })?;
     let node = Node::new(

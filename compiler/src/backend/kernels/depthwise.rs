@@ -8,10 +8,10 @@
 use super::elementwise::span;
 use super::im2col::{interior, valid, vector_end};
 use super::{Consts, Kernel, Operands};
-use crate::backend::jit::F32X4;
-use crate::backend::jit::{Base, Emit};
 use crate::backend::depthwise_rows::{nnc_depthwise_rows, DepthwiseRows};
 use crate::backend::gemm::MicroKernel;
+use crate::backend::jit::F32X4;
+use crate::backend::jit::{Base, Emit};
 use crate::backend::native::native_activation;
 use crate::backend::BackendError;
 use crate::ir::{Activation, Conv2dAttrs};
