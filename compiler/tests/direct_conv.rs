@@ -20,7 +20,10 @@ const SENTINEL: f32 = 12345.0;
 /// One convolution and the output rows to compute.
 #[derive(Clone, Debug)]
 struct Case {
+    /// Input channels per group.
     c_in: usize,
+    /// Groups; output channels `out_channels / groups` per group.
+    groups: usize,
     size: [usize; 2],
     out_channels: usize,
     kernel: [usize; 2],
@@ -51,7 +54,9 @@ impl Case {
             self.rows.0.min(oh),
             self.rows.1.min(oh).max(self.rows.0.min(oh)),
         );
-        let x = values(self.c_in * h * w, self.seed);
+        let groups = self.groups;
+        let per_group = self.out_channels / groups;
+        let x = values(groups * self.c_in * h * w, self.seed);
         let weight = values(self.out_channels * self.c_in * kh * kw, self.seed ^ 0x5555);
         let bias = values(self.out_channels, self.seed ^ 0xaaaa);
         for kernel_impl in implementations() {
@@ -61,13 +66,18 @@ impl Case {
                 self.kernel,
                 self.stride,
                 self.padding,
+                groups,
                 &weight,
                 self.bias.then_some(&bias[..]),
                 self.activation,
                 kernel_impl,
             );
             let mut out = vec![SENTINEL; self.out_channels * oh * ow];
-            unsafe { nnc_direct_conv(&conv, x.as_ptr(), out.as_mut_ptr(), r0, r1) };
+            for g in 0..groups {
+                let input = x[g * self.c_in * h * w..].as_ptr();
+                let output = out[g * per_group * oh * ow..].as_mut_ptr();
+                unsafe { nnc_direct_conv(&conv, input, output, r0, r1, g) };
+            }
             for o in 0..self.out_channels {
                 for oy in 0..oh {
                     for ox in 0..ow {
@@ -91,7 +101,9 @@ impl Case {
                                         acc += f64::from(
                                             weight[((o * self.c_in + c) * kh + ky) * kw + kx],
                                         ) * f64::from(
-                                            x[(c * h + iy as usize) * w + ix as usize],
+                                            x[((o / per_group * self.c_in + c) * h + iy as usize)
+                                                * w
+                                                + ix as usize],
                                         );
                                     }
                                 }
@@ -115,6 +127,30 @@ impl Case {
     }
 }
 
+/// Grouped convs with 3x3 kernels as ResNeXt and RegNet have them: 4, 8,
+/// 16 and 32 channels per group (a group's output channels fill part of a
+/// block, one block, or two), strides 1 and 2.
+#[test]
+fn grouped_convs() {
+    for (c_in, groups, stride) in [(4, 8, 1), (8, 4, 2), (16, 3, 1), (32, 2, 2)] {
+        Case {
+            c_in,
+            groups,
+            size: [13, 21],
+            out_channels: groups * c_in,
+            kernel: [3, 3],
+            stride,
+            padding: [1, 1],
+            padding_end: [1, 1],
+            bias: true,
+            activation: Activation::Relu,
+            rows: (0, 100),
+            seed: 7,
+        }
+        .check();
+    }
+}
+
 #[test]
 fn network_stems() {
     // ResNet's 7x7 and MobileNetV2's 3x3 stems at stride 2, on a smaller
@@ -123,6 +159,7 @@ fn network_stems() {
         for rows in [(0, 100), (3, 7)] {
             Case {
                 c_in: 3,
+                groups: 1,
                 size: [40, 90],
                 out_channels,
                 kernel: [kernel, kernel],
@@ -145,8 +182,9 @@ proptest! {
     #[test]
     fn random_geometries(
         c_in in 1usize..5,
+        groups in 1usize..4,
         (h, w) in (1usize..24, 1usize..60),
-        out_channels in 1usize..40,
+        per_group in 1usize..40,
         (kh, kw) in (1usize..8, 1usize..8),
         stride in 1usize..3,
         (ph, pw) in (0usize..5, 0usize..5),
@@ -158,8 +196,9 @@ proptest! {
     ) {
         Case {
             c_in,
+            groups,
             size: [h, w],
-            out_channels,
+            out_channels: groups * per_group,
             kernel: [kh, kw],
             stride,
             padding: [ph, pw],

@@ -40,11 +40,14 @@ pub struct DirectConv {
     /// The padding before each axis, `[top, left]`; the padding after
     /// (which may differ) is implied by `oh` and `ow`.
     padding: [usize; 2],
+    /// Per group (the conv's output channels over its groups).
     out_channels: usize,
-    /// `[block][c][ky][kx][16]`, zero past `out_channels`.
+    /// Groups, each `c_in` input and `out_channels` output channels.
+    groups: usize,
+    /// `[group][block][c][ky][kx][16]`, zero past `out_channels`.
     weights: Vec<f32>,
-    /// Per output channel, zero past `out_channels` (all zero without a
-    /// bias).
+    /// Per group and output channel, zero past `out_channels` in each
+    /// group's blocks (all zero without a bias).
     bias: Vec<f32>,
     activation: Activation,
     kernel_impl: MicroKernel,
@@ -56,10 +59,11 @@ thread_local! {
 }
 
 impl DirectConv {
-    /// The conv of `[c_in, h, w]` inputs by `weight [out, c_in, kh, kw]`
-    /// (row-major) and `bias [out]`, into `[out, oh, ow]` outputs, output
-    /// `(0, 0)`'s window starting `padding` (`[top, left]`) before the
-    /// input.
+    /// The conv of `[groups * c_in, h, w]` inputs by `weight [out, c_in, kh,
+    /// kw]` (row-major; output channels `g * out/groups ..` read input
+    /// channels `g * c_in ..`) and `bias [out]`, into `[out, oh, ow]`
+    /// outputs, output `(0, 0)`'s window starting `padding` (`[top, left]`)
+    /// before the input.
     ///
     /// # Panics
     /// If `weight` or `bias` is shorter than that.
@@ -70,23 +74,29 @@ impl DirectConv {
         kernel: [usize; 2],
         stride: usize,
         padding: [usize; 2],
+        groups: usize,
         weight: &[f32],
         bias: Option<&[f32]>,
         activation: Activation,
         kernel_impl: MicroKernel,
     ) -> DirectConv {
-        let out_channels = weight.len() / (c_in * kernel[0] * kernel[1]).max(1);
-        let blocks = out_channels.div_ceil(BLOCK);
+        let groups = groups.max(1);
         let taps = c_in * kernel[0] * kernel[1];
-        let mut weights = vec![0.0; blocks * taps * BLOCK];
-        for (o, row) in weight.chunks_exact(taps.max(1)).enumerate() {
-            for (t, &v) in row.iter().enumerate() {
-                weights[((o / BLOCK) * taps + t) * BLOCK + o % BLOCK] = v;
+        let out_channels = weight.len() / (groups * taps).max(1);
+        let blocks = out_channels.div_ceil(BLOCK);
+        let mut weights = vec![0.0; groups * blocks * taps * BLOCK];
+        let mut padded_bias = vec![0.0; groups * blocks * BLOCK];
+        for g in 0..groups {
+            let own = &weight[g * out_channels * taps..][..out_channels * taps];
+            for (o, row) in own.chunks_exact(taps.max(1)).enumerate() {
+                for (t, &v) in row.iter().enumerate() {
+                    weights[((g * blocks + o / BLOCK) * taps + t) * BLOCK + o % BLOCK] = v;
+                }
             }
-        }
-        let mut padded_bias = vec![0.0; blocks * BLOCK];
-        if let Some(bias) = bias {
-            padded_bias[..out_channels].copy_from_slice(&bias[..out_channels]);
+            if let Some(bias) = bias {
+                padded_bias[g * blocks * BLOCK..][..out_channels]
+                    .copy_from_slice(&bias[g * out_channels..][..out_channels]);
+            }
         }
         DirectConv {
             c_in,
@@ -98,6 +108,7 @@ impl DirectConv {
             stride,
             padding,
             out_channels,
+            groups,
             weights,
             bias: padded_bias,
             activation,
@@ -134,16 +145,18 @@ impl DirectConv {
         self.chunks() * BLOCK + (self.kernel[1] - 1) / self.stride
     }
 
-    /// Computes output rows `r0..r1` (all channels) of one batch item into
-    /// `out` (`[out, oh, ow]`) from its input `x` (`[c_in, h, w]`).
+    /// Computes output rows `r0..r1` (all of the group's channels) of one
+    /// batch item and group `group` into `out` (the group's `[out/groups,
+    /// oh, ow]` planes) from its input `x` (the group's `[c_in, h, w]`).
     ///
     /// # Safety
     /// `x` must hold `c_in * h * w` floats and `out` `out_channels * oh *
-    /// ow`; `r1 <= oh`.
-    pub unsafe fn run(&self, x: *const f32, out: *mut f32, r0: usize, r1: usize) {
-        if r0 >= r1 {
+    /// ow`; `r1 <= oh`, `group < groups`.
+    pub unsafe fn run(&self, x: *const f32, out: *mut f32, r0: usize, r1: usize, group: usize) {
+        if r0 >= r1 || group >= self.groups {
             return;
         }
+        let first = group * self.out_channels.div_ceil(BLOCK);
         ROWS.with(|rows| {
             let mut rows = rows.borrow_mut();
             // SAFETY: forwarded from the caller.
@@ -154,10 +167,10 @@ impl DirectConv {
             unsafe {
                 match self.kernel_impl {
                     #[cfg(target_arch = "x86_64")]
-                    MicroKernel::Avx512 => avx512::rows(self, &buffer, out, r0, r1),
+                    MicroKernel::Avx512 => avx512::rows(self, &buffer, out, r0, r1, first),
                     #[cfg(target_arch = "x86_64")]
-                    MicroKernel::Avx2Fma => avx2::rows(self, &buffer, out, r0, r1),
-                    _ => self.portable(&buffer, out, r0, r1),
+                    MicroKernel::Avx2Fma => avx2::rows(self, &buffer, out, r0, r1, first),
+                    _ => self.portable(&buffer, out, r0, r1, first),
                 }
             }
         });
@@ -179,16 +192,17 @@ impl DirectConv {
         }
     }
 
-    unsafe fn portable(&self, b: &Rows<'_>, out: *mut f32, r0: usize, r1: usize) {
+    /// `first` is the group's first block of weights and biases.
+    unsafe fn portable(&self, b: &Rows<'_>, out: *mut f32, r0: usize, r1: usize, first: usize) {
         let [kh, kw] = self.kernel;
         let taps = self.c_in * kh * kw;
         for oy in r0..r1 {
             for block in 0..self.out_channels.div_ceil(BLOCK) {
-                let weights = &self.weights[block * taps * BLOCK..][..taps * BLOCK];
+                let weights = &self.weights[(first + block) * taps * BLOCK..][..taps * BLOCK];
                 for chunk in 0..self.chunks() {
                     let mut acc = [[0.0f32; BLOCK]; BLOCK];
                     for (r, acc) in acc.iter_mut().enumerate() {
-                        *acc = [self.bias[block * BLOCK + r]; BLOCK];
+                        *acc = [self.bias[(first + block) * BLOCK + r]; BLOCK];
                     }
                     for c in 0..self.c_in {
                         for ky in 0..kh {
@@ -317,9 +331,10 @@ pub unsafe extern "C" fn nnc_direct_conv(
     out: *mut f32,
     r0: usize,
     r1: usize,
+    group: usize,
 ) {
     // SAFETY: as documented above.
-    unsafe { (*spec).run(x, out, r0, r1) }
+    unsafe { (*spec).run(x, out, r0, r1, group) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -331,18 +346,26 @@ mod avx512 {
     /// 16 output channels by 16 columns per tile, one zmm accumulator per
     /// channel; each weight is broadcast from memory into its FMA.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn rows(s: &DirectConv, b: &Rows<'_>, out: *mut f32, r0: usize, r1: usize) {
+    pub(super) unsafe fn rows(
+        s: &DirectConv,
+        b: &Rows<'_>,
+        out: *mut f32,
+        r0: usize,
+        r1: usize,
+        first: usize,
+    ) {
         let [kh, kw] = s.kernel;
         let taps = s.c_in * kh * kw;
         let act = vec_act(s.activation);
         let data = b.data.as_ptr();
         for oy in r0..r1 {
             for block in 0..s.out_channels.div_ceil(BLOCK) {
-                let weights = s.weights.as_ptr().add(block * taps * BLOCK);
+                let weights = s.weights.as_ptr().add((first + block) * taps * BLOCK);
                 let live = (s.out_channels - block * BLOCK).min(BLOCK);
                 for chunk in 0..s.chunks() {
-                    let mut acc: [__m512; BLOCK] =
-                        std::array::from_fn(|r| _mm512_set1_ps(s.bias[block * BLOCK + r]));
+                    let mut acc: [__m512; BLOCK] = std::array::from_fn(|r| {
+                        _mm512_set1_ps(s.bias[(first + block) * BLOCK + r])
+                    });
                     for c in 0..s.c_in {
                         for ky in 0..kh {
                             let row = data.add(b.start(c, oy - r0, ky, 0, chunk));
@@ -377,19 +400,26 @@ mod avx2 {
     /// columns), eight ymm accumulators each; the epilogue goes through
     /// the portable store.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn rows(s: &DirectConv, b: &Rows<'_>, out: *mut f32, r0: usize, r1: usize) {
+    pub(super) unsafe fn rows(
+        s: &DirectConv,
+        b: &Rows<'_>,
+        out: *mut f32,
+        r0: usize,
+        r1: usize,
+        first: usize,
+    ) {
         let [kh, kw] = s.kernel;
         let taps = s.c_in * kh * kw;
         let data = b.data.as_ptr();
         for oy in r0..r1 {
             for block in 0..s.out_channels.div_ceil(BLOCK) {
-                let weights = s.weights.as_ptr().add(block * taps * BLOCK);
+                let weights = s.weights.as_ptr().add((first + block) * taps * BLOCK);
                 let live = (s.out_channels - block * BLOCK).min(BLOCK);
                 for chunk in 0..s.chunks() {
                     let mut tile = [[0.0f32; BLOCK]; BLOCK];
                     for (half, lanes) in [(0, 0), (0, 8), (8, 0), (8, 8)] {
                         let mut acc: [__m256; 8] = std::array::from_fn(|r| {
-                            _mm256_set1_ps(s.bias[block * BLOCK + half + r])
+                            _mm256_set1_ps(s.bias[(first + block) * BLOCK + half + r])
                         });
                         for c in 0..s.c_in {
                             for ky in 0..kh {

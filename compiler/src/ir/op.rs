@@ -63,14 +63,12 @@ pub struct Conv2dAttrs {
 
 impl Conv2dAttrs {
     /// Whether the backend's direct convolution computes this window: no
-    /// groups, dilation or fused residual, and the same stride of 1 or 2 on
-    /// both axes. `lower-conv` leaves such a conv as `conv2d` when it has
-    /// few input channels.
+    /// dilation or fused residual, and the same stride of 1 or 2 on both
+    /// axes (groups are computed one after another). `lower-conv` leaves
+    /// such a conv as `conv2d` when it has few input channels, or few per
+    /// group.
     pub fn direct_window(&self) -> bool {
-        self.groups == 1
-            && self.dilation == [1, 1]
-            && matches!(self.stride, [1, 1] | [2, 2])
-            && !self.epilogue.residual
+        self.dilation == [1, 1] && matches!(self.stride, [1, 1] | [2, 2]) && !self.epilogue.residual
     }
 }
 

@@ -506,17 +506,20 @@ pub fn direct(
     let out = &ops.out;
     let (batch, c_in, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
     let (c_out, oh, ow) = (out.shape[1], out.shape[2], out.shape[3]);
+    let groups = a.groups.max(1);
+    let (group_in, group_out) = (c_in / groups, c_out / groups);
     let bias = if a.bias {
         Some(constant(&ops, 2, "conv bias")?)
     } else {
         None
     };
     let conv = DirectConv::new(
-        [c_in, h, w],
+        [group_in, h, w],
         [oh, ow],
         a.kernel,
         a.stride[0],
         a.padding.begin,
+        groups,
         constant(&ops, 1, "conv weight")?,
         bias,
         native_activation(a.epilogue.activation)?,
@@ -527,18 +530,20 @@ pub fn direct(
     let blocks = oh.div_ceil(DIRECT_ROWS);
     let (src, dst) = (x.base, out.base);
     let mut kernel = Kernel::jit(
-        batch * blocks,
+        batch * groups * blocks,
         Box::new(move |e: &mut Emit| {
             e.for_tasks(|e, t| {
-                let (n, r0, r1) = row_block(e, t, blocks, DIRECT_ROWS, oh);
-                let input = e.mul_imm(n, c_in * h * w);
+                // Task t = ((n, group), row block): one group's planes.
+                let (ng, r0, r1) = row_block(e, t, blocks, DIRECT_ROWS, oh);
+                let group = e.rem_imm(ng, groups);
+                let input = e.mul_imm(ng, group_in * h * w);
                 let input = e.addr(src, input);
-                let output = e.mul_imm(n, c_out * oh * ow);
+                let output = e.mul_imm(ng, group_out * oh * ow);
                 let output = e.addr(dst, output);
                 let spec = e.i(spec);
                 e.call_native(
                     nnc_direct_conv as *const () as usize,
-                    &[spec, input, output, r0, r1],
+                    &[spec, input, output, r0, r1, group],
                 );
                 Ok(())
             })
