@@ -340,6 +340,15 @@ def operators():
     single("patterns/instance_norm_reciprocal", 13, [img], lambda g, x: spelled_norm(
         g, x[0], [2, 3], reciprocal=True, square="Mul"))
     single("patterns/not_a_norm", 13, [img], lambda g, x: spelled_norm(g, x[0], [1, 3]))
+    # nn.GroupNorm as PyTorch exports it before opset 18: a reshape to
+    # [N, G, -1], an InstanceNormalization with unit scale and zero bias, a
+    # reshape back, then the per-channel scale and shift.
+    single("patterns/group_norm", 13, [[2, 6, 5, 4]], lambda g, x: g.node("Add", [g.node("Mul", [
+        g.node("Reshape", [g.node("InstanceNormalization", [
+            g.node("Reshape", [x[0], g.init("grouped", np.array([2, 3, -1], np.int64))]),
+            g.init("ones", np.ones(3, np.float32)), g.init("zeros", np.zeros(3, np.float32))],
+            epsilon=1e-5), g.init("back", np.array([2, 6, 5, 4], np.int64))]),
+        g.weight("gn.weight", [6, 1, 1], 1.0)]), g.weight("gn.bias", [6, 1, 1])]))
     single("patterns/not_silu", 17, [img], lambda g, x: g.node("Mul", [
         x[0], g.node("Sigmoid", [g.node("Add", [x[0], x[0]])])]))
     # Unary math.

@@ -840,14 +840,17 @@ fn the_op_table_in_the_docs_lists_every_supported_op() {
 }
 
 /// Layer and instance norms that exporters write as reductions and
-/// arithmetic become one `layer_norm` in `simplify`, with the scale and
-/// shift after them as its weight and bias; reductions over dims that are
-/// not the last ones stay (values are checked with the other fixtures).
+/// arithmetic become one `layer_norm` in `simplify`, and a group norm
+/// written as reshape + instance norm + reshape one `group_norm`, each with
+/// the scale and shift after it as its weight and bias; reductions over
+/// dims that are not the last ones stay (values are checked with the other
+/// fixtures).
 #[test]
 fn spelled_out_norms_become_one_op() {
     let cases = [
         ("layer_norm", vec!["layer_norm"]),
         ("instance_norm_reciprocal", vec!["layer_norm"]),
+        ("group_norm", vec!["group_norm"]),
         (
             "not_a_norm",
             vec!["mean", "sub", "pow", "mean", "add", "sqrt", "div"],

@@ -18,8 +18,10 @@
 //!   becomes that one activation, with a note on the node.
 //! - A layer or instance norm written out as reductions and arithmetic
 //!   (`(x - mean) / sqrt(var + eps)` over the last dims; see `norm.rs`)
-//!   becomes a `layer_norm`, and a scale and shift by constants of the
-//!   normalised shape after it its weight and bias.
+//!   becomes a `layer_norm`, a group norm written as reshape to `[N, G,
+//!   -1]`, unit `instance_norm` and reshape back a `group_norm`, and a
+//!   scale and shift by constants after either (of the normalised shape,
+//!   or per channel) its weight and bias.
 //! - A `pad` of the spatial dims read only by a `conv2d`, `max_pool2d` or
 //!   `avg_pool2d` becomes part of that op's padding when the values stay
 //!   the same (see `simplify/pad.rs`), with a note on the op; a `pad` that
@@ -38,7 +40,7 @@ mod spelled_out;
 
 use super::{add_weight, bn_scale_shift, weight_tensor, PassError, PassReport};
 use crate::ir::{
-    BinaryOp, DropoutMode, Graph, LayerNormAttrs, Node, NodeId, Op, ReshapeAttrs, WeightRole,
+    BinaryOp, DropoutMode, Graph, GroupNormAttrs, Node, NodeId, Op, ReshapeAttrs, WeightRole,
 };
 use nnc_runtime::WeightSet;
 use pad::{fold_pad, Outcome, Window};
@@ -201,26 +203,64 @@ fn norms(
         }
         removed += absorb_affine(graph, weights, root)?;
     }
+    for root in graph.topo_order() {
+        if !graph.contains(root) {
+            continue;
+        }
+        let Some(found) = norm::recognise_group(NAME, graph, weights, root)? else {
+            continue;
+        };
+        let note = format!(
+            "a reshape, instance_norm and reshape spelling out a group norm over {} groups became one",
+            found.groups
+        );
+        let node = graph.node_mut(root);
+        node.op = Op::GroupNorm(GroupNormAttrs {
+            groups: found.groups,
+            eps: found.eps,
+            affine: false,
+        });
+        node.note(NAME, &note);
+        notes.push(format!("{}: {note}", node.name));
+        graph.set_inputs(root, vec![found.x]).map_err(graph_err)?;
+        removed += found.dead.len();
+        for id in found.dead {
+            graph.remove(id).map_err(graph_err)?;
+        }
+        removed += absorb_affine(graph, weights, root)?;
+    }
     Ok(removed)
 }
 
-/// Makes the `mul` by a constant of the normalised shape that alone reads
-/// the (non-affine) layer norm `ln`, and the `add` of one that may follow,
-/// the norm's own weight and bias, as `nn.LayerNorm` has them; returns how
-/// many ops were absorbed.
+/// Makes the `mul` by a constant that alone reads the (non-affine) norm
+/// `ln`, and the `add` of one that may follow, the norm's own weight and
+/// bias, as `nn.LayerNorm` and `nn.GroupNorm` have them: of the normalised
+/// shape for a `layer_norm`, one value per channel (`[C, 1, ...]`) for a
+/// `group_norm`. Returns how many ops were absorbed.
 fn absorb_affine(
     graph: &mut Graph,
     weights: &mut WeightSet,
     ln: NodeId,
 ) -> Result<usize, PassError> {
     let graph_err = |source| PassError::Graph { pass: NAME, source };
-    let Op::LayerNorm(attrs) = graph.node(ln).op.clone() else {
-        return Ok(0);
-    };
     let shape = graph.node(ln).ty.shape.clone();
-    let normalized = shape[shape.len() - attrs.normalized_dims..].to_vec();
+    // The parameters' shape as the norm owns them, and the constant's
+    // shape it accepts (aligned at the right, leading ones allowed).
+    let (normalized, accepted) = match &graph.node(ln).op {
+        Op::LayerNorm(a) if !a.affine => {
+            let n = shape[shape.len() - a.normalized_dims..].to_vec();
+            (n.clone(), n)
+        }
+        Op::GroupNorm(a) if !a.affine => {
+            let c = shape.get(1).copied().unwrap_or(0);
+            let mut per_channel = vec![c];
+            per_channel.resize(shape.len().saturating_sub(1), 1);
+            (vec![c], per_channel)
+        }
+        _ => return Ok(0),
+    };
     // The constant operand of a binary `op` that is `id`'s only user, when
-    // it has the normalised shape (with leading ones) and the result `id`'s.
+    // it has the accepted shape and the result `id`'s.
     let follower = |graph: &Graph, weights: &WeightSet, id: NodeId, op: BinaryOp| {
         let [user] = graph.users(id)[..] else {
             return Ok(None);
@@ -236,8 +276,8 @@ fn absorb_affine(
         let Some(t) = weight_tensor(NAME, graph, weights, other)? else {
             return Ok(None);
         };
-        let lead = t.shape().len().saturating_sub(normalized.len());
-        let fits = t.shape()[lead..] == normalized[..] && t.shape()[..lead].iter().all(|&d| d == 1);
+        let lead = t.shape().len().saturating_sub(accepted.len());
+        let fits = t.shape()[lead..] == accepted[..] && t.shape()[..lead].iter().all(|&d| d == 1);
         Ok::<_, PassError>(fits.then(|| (user, t.data().to_vec())))
     };
     let Some((mul, gamma)) = follower(graph, weights, ln, BinaryOp::Mul)? else {
@@ -268,10 +308,11 @@ fn absorb_affine(
         beta,
     )?;
     let x = graph.node(ln).inputs()[0];
-    graph.node_mut(ln).op = Op::LayerNorm(LayerNormAttrs {
-        affine: true,
-        ..attrs
-    });
+    match &mut graph.node_mut(ln).op {
+        Op::LayerNorm(a) => a.affine = true,
+        Op::GroupNorm(a) => a.affine = true,
+        _ => return Ok(0),
+    }
     graph
         .set_inputs(ln, vec![x, weight, bias])
         .map_err(graph_err)?;

@@ -134,3 +134,70 @@ fn is_mean(a: &ReduceAttrs) -> bool {
 fn op_of(graph: &Graph, id: NodeId) -> Option<(&Op, &[NodeId])> {
     graph.get(id).map(|n| (&n.op, n.inputs()))
 }
+
+/// A group norm that an exporter wrote as PyTorch does before opset 18:
+/// `reshape(x, [N, G, -1])`, an `instance_norm` whose weight is all ones
+/// and bias all zeros (or none), and a `reshape` back to `x`'s shape.
+pub struct GroupFound {
+    pub groups: usize,
+    pub eps: f32,
+    pub x: NodeId,
+    /// Users before their operands.
+    pub dead: Vec<NodeId>,
+}
+
+/// The group norm that the reshape `root` ends, if it is one.
+pub fn recognise_group(
+    pass: &'static str,
+    graph: &Graph,
+    weights: &WeightSet,
+    root: NodeId,
+) -> Result<Option<GroupFound>, PassError> {
+    let Some((Op::Reshape(_), &[norm])) = op_of(graph, root) else {
+        return Ok(None);
+    };
+    let Some((Op::InstanceNorm(a), operands)) = op_of(graph, norm) else {
+        return Ok(None);
+    };
+    let Some(&inner) = operands.first() else {
+        return Ok(None);
+    };
+    // The affine parameters, if any, change nothing.
+    if a.affine {
+        let [_, scale, shift] = operands else {
+            return Ok(None);
+        };
+        let is_all = |id: NodeId, v: f32| -> Result<bool, PassError> {
+            Ok(weight_tensor(pass, graph, weights, id)?
+                .is_some_and(|t| t.data().iter().all(|&x| x == v)))
+        };
+        if !is_all(*scale, 1.0)? || !is_all(*shift, 0.0)? {
+            return Ok(None);
+        }
+    }
+    let Some((Op::Reshape(_), &[x])) = op_of(graph, inner) else {
+        return Ok(None);
+    };
+    let (shape, grouped) = (&graph.node(x).ty.shape, &graph.node(inner).ty.shape);
+    let [n, groups, _] = grouped[..] else {
+        return Ok(None);
+    };
+    let channels = shape.get(1).copied().unwrap_or(0);
+    let fits = graph.node(root).ty.shape == *shape
+        && shape.len() >= 3
+        && shape[0] == n
+        && groups >= 1
+        && channels % groups == 0;
+    let single = [norm, inner]
+        .iter()
+        .all(|&id| graph.users(id).len() == 1 && !graph.outputs().contains(&id));
+    if !fits || !single {
+        return Ok(None);
+    }
+    Ok(Some(GroupFound {
+        groups,
+        eps: a.eps,
+        x,
+        dead: vec![norm, inner],
+    }))
+}
