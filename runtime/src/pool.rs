@@ -1,21 +1,31 @@
 //! The thread pool that runs a kernel's tasks: the calling thread and
-//! `threads - 1` workers, each always taking the same share of every
-//! kernel's tasks.
+//! `threads - 1` workers. Each thread first takes its own share of a
+//! kernel's tasks, the same share every time, then helps with the shares
+//! of threads that have fallen behind.
 //!
 //! Why not rayon: two things rayon cannot be told cost MobileNetV2 at two
 //! threads most of its gap to ONNX Runtime (see `bench/README.md`).
 //! - **Which core does which task.** Work stealing hands a task to
 //!   whichever thread is free, so a layer's rows often go to the core that
 //!   did not write the previous layer's rows, and moving a layer's data
-//!   between the cores costs about 28 µs. Here thread `t` always takes the
+//!   between the cores costs about 28 µs. Here thread `t` starts with the
 //!   `t`-th share of a kernel's tasks, so consecutive layers split the same
-//!   way find their input in their own core's cache.
+//!   way find their input in their own core's cache; on a quiet machine
+//!   every thread finishes its own share and little is taken.
 //! - **Waking a sleeping thread.** An idle rayon worker sleeps after a few
 //!   microseconds, and waking it in this VM takes tens of microseconds (an
-//!   idle virtual CPU has to be rescheduled by the host). Here workers spin
-//!   for [`SPIN`] after their last task before sleeping, which covers the
-//!   gap between steps and between back-to-back runs; they never spin
-//!   longer than that, so an idle pool costs no CPU.
+//!   idle virtual CPU has to be rescheduled by the host). Here workers wait
+//!   actively for [`SPIN`] after their last task before sleeping, which
+//!   covers the gap between steps and between back-to-back runs; they
+//!   never wait longer than that, so an idle pool costs no CPU.
+//!
+//! Under load (other processes, or more threads than cores) a thread can
+//! be descheduled at any moment for a whole time slice. Nothing here waits
+//! for a thread that has not started: a share is claimed in chunks, so the
+//! threads that are running take the rest of a descheduled thread's share,
+//! and a worker that arrives after every task of a step has been claimed
+//! skips the step. Waiting threads spin only for [`HOT`] and then yield
+//! their core, so a descheduled thread (or another process) can use it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -24,8 +34,22 @@ use std::time::{Duration, Instant};
 
 use crate::executable::RunError;
 
-/// How long a worker spins waiting for the next kernel before it sleeps.
+/// How long a worker waits actively for the next kernel before it sleeps.
 const SPIN: Duration = Duration::from_millis(1);
+
+/// How long a waiting thread spins before it starts yielding its core.
+/// Longer than the usual gap between two steps on a quiet machine, where
+/// yielding costs only a system call; on a loaded one, a core spun on is
+/// taken from a thread that could use it.
+const HOT: Duration = Duration::from_micros(20);
+
+/// Chunks a share is claimed in. More chunks leave more of a descheduled
+/// thread's share to the others; each chunk is one more call of the kernel.
+const CHUNKS: usize = 4;
+
+/// The most threads a pool can have (the width of the running-worker count
+/// in [`JobState`]).
+const MAX_THREADS: usize = RUNNING as usize;
 
 /// A pool of threads that runs the tasks of one kernel at a time.
 pub struct Pool {
@@ -45,12 +69,18 @@ impl std::fmt::Debug for Pool {
 impl Pool {
     /// A pool of `threads` threads, the caller's included (0 means one per
     /// core). With one thread every kernel runs on the caller's thread.
+    /// More threads than cores work, but only take turns on the cores.
     pub fn new(threads: usize) -> Result<Pool, RunError> {
         let threads = if threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
             threads
         };
+        if threads > MAX_THREADS {
+            return Err(RunError::Threads(format!(
+                "{threads} threads asked for, at most {MAX_THREADS} supported"
+            )));
+        }
         let workers = if threads > 1 {
             Some(Workers::start(threads)?)
         } else {
@@ -86,11 +116,12 @@ pub(crate) struct Session<'a> {
 }
 
 impl Session<'_> {
-    /// Calls `task(begin, end)` over `0..tasks`, split into one contiguous
-    /// share per thread (thread `t` takes `tasks * t / n .. tasks * (t + 1)
-    /// / n`), and returns when all are done. The calling thread takes the
-    /// first share. `task` must be safe to call with different ranges at
-    /// once from different threads.
+    /// Calls `task(begin, end)` over disjoint ranges covering `0..tasks`,
+    /// each task exactly once, and returns when all are done. Thread `t`
+    /// starts with its share `tasks * t / n .. tasks * (t + 1) / n` (the
+    /// calling thread is thread 0) and then takes what is left of the
+    /// others'. `task` must be safe to call with different ranges at once
+    /// from different threads.
     pub(crate) fn run(&self, tasks: usize, task: &(dyn Fn(usize, usize) + Sync)) {
         match &self.workers {
             Some((workers, _)) if tasks > 1 => workers.run(tasks, task),
@@ -107,20 +138,20 @@ struct Workers {
     run_lock: Mutex<()>,
 }
 
-/// The current job, published by bumping `epoch`.
+/// The current job and its progress.
 struct Shared {
-    /// Counts published jobs; a worker runs a job when it sees a new value.
-    epoch: AtomicU64,
+    /// Which job is current, whether workers may still join it, and how
+    /// many are running it.
+    state: JobState,
     /// The job: the address of a `&(dyn Fn(usize, usize) + Sync)` on the
-    /// publisher's stack, and the task count. Written before `epoch` is
-    /// bumped (release) and read after a worker sees the new epoch
-    /// (acquire); the publisher returns only when every worker is done.
+    /// publisher's stack, and the task count. Written before the job is
+    /// opened (release) and read by a worker after it joins (acquire); the
+    /// publisher returns only after closing the job and seeing every
+    /// worker that joined leave.
     job: AtomicUsize,
     tasks: AtomicUsize,
-    /// Threads in the pool, the caller's included.
-    threads: usize,
-    /// Workers still running the current job.
-    pending: AtomicUsize,
+    /// Where each thread's share of the current job stands.
+    shares: Shares,
     /// Workers asleep (or about to sleep) on `wake`.
     sleepers: AtomicUsize,
     lock: Mutex<()>,
@@ -131,11 +162,10 @@ struct Shared {
 impl Workers {
     fn start(threads: usize) -> Result<Workers, RunError> {
         let shared = Arc::new(Shared {
-            epoch: AtomicU64::new(0),
+            state: JobState::new(),
             job: AtomicUsize::new(0),
             tasks: AtomicUsize::new(0),
-            threads,
-            pending: AtomicUsize::new(0),
+            shares: Shares::new(threads),
             sleepers: AtomicUsize::new(0),
             lock: Mutex::new(()),
             wake: Condvar::new(),
@@ -158,8 +188,10 @@ impl Workers {
         Ok(workers)
     }
 
-    /// Publishes the job, runs the caller's share, waits for the workers.
-    /// The caller holds `run_lock`.
+    /// Publishes the job, runs the caller's share and whatever is left of
+    /// the others, then waits for the workers still running a chunk. The
+    /// caller holds `run_lock`, so the previous job is closed and has no
+    /// workers left.
     fn run(&self, tasks: usize, task: &(dyn Fn(usize, usize) + Sync)) {
         let s = &*self.shared;
         s.job.store(
@@ -167,31 +199,22 @@ impl Workers {
             Ordering::Relaxed,
         );
         s.tasks.store(tasks, Ordering::Relaxed);
-        s.pending.store(s.threads - 1, Ordering::Relaxed);
+        s.shares.reset(tasks);
         // SeqCst pairs with the sleeper's SeqCst increment of `sleepers`
-        // and load of `epoch`: either it sees the new epoch or we see it
+        // and load of the state: either it sees the new job or we see it
         // asleep and wake it.
-        s.epoch.fetch_add(1, Ordering::SeqCst);
+        s.state.open(s.state.current() + 1);
         if s.sleepers.load(Ordering::SeqCst) > 0 {
             let _guard = s.lock.lock().unwrap_or_else(|poison| poison.into_inner());
             s.wake.notify_all();
         }
-        let (begin, end) = s.share(0, tasks);
-        if begin < end {
-            task(begin, end);
-        }
-        // Acquire: the workers' writes happen before their release
-        // decrement. `task` (on this stack frame) must outlive their use.
-        let mut spins = 0u32;
-        while s.pending.load(Ordering::Acquire) > 0 {
-            spins = spins.saturating_add(1);
-            if spins < 1 << 16 {
-                std::hint::spin_loop();
-            } else {
-                // A worker was descheduled; let it have this core.
-                std::thread::yield_now();
-            }
-        }
+        s.shares.work(0, tasks, task);
+        // Every chunk is claimed: a worker arriving now has nothing to do,
+        // so it may not join (it would read `job` after we return).
+        s.state.close();
+        // Acquire: the workers' writes happen before they leave. `task` (on
+        // this stack frame) must outlive their use of it.
+        wait_until(|| s.state.running() == 0, None);
     }
 }
 
@@ -199,7 +222,7 @@ impl Drop for Workers {
     fn drop(&mut self) {
         let s = &*self.shared;
         s.stop.store(true, Ordering::SeqCst);
-        s.epoch.fetch_add(1, Ordering::SeqCst);
+        s.state.stop();
         {
             let _guard = s.lock.lock().unwrap_or_else(|poison| poison.into_inner());
             s.wake.notify_all();
@@ -211,12 +234,8 @@ impl Drop for Workers {
 }
 
 impl Shared {
-    /// Thread `t`'s share of `0..tasks`.
-    fn share(&self, t: usize, tasks: usize) -> (usize, usize) {
-        (tasks * t / self.threads, tasks * (t + 1) / self.threads)
-    }
-
-    /// A worker's loop: wait for a job, run its share, report, repeat.
+    /// A worker's loop: wait for a job, join it if it is still open, run
+    /// its share and then the rest, leave, repeat.
     #[allow(unsafe_code)]
     fn work(&self, index: usize) {
         let mut seen = 0;
@@ -225,47 +244,46 @@ impl Shared {
             if self.stop.load(Ordering::Acquire) {
                 return;
             }
-            let tasks = self.tasks.load(Ordering::Relaxed);
-            let (begin, end) = self.share(index, tasks);
-            if begin < end {
-                // SAFETY: `job` holds the address of the publisher's
-                // `&dyn Fn` (`Workers::run`), stored before the epoch we
-                // saw was bumped; the publisher waits for `pending` before
-                // that reference goes out of scope.
-                let task = unsafe {
-                    *(self.job.load(Ordering::Relaxed) as *const &(dyn Fn(usize, usize) + Sync))
-                };
-                task(begin, end);
+            if !self.state.join(seen) {
+                // Every task was claimed before we got here.
+                continue;
             }
-            self.pending.fetch_sub(1, Ordering::Release);
+            let tasks = self.tasks.load(Ordering::Relaxed);
+            // SAFETY: `job` holds the address of the publisher's `&dyn Fn`
+            // (`Workers::run`), stored before the job we joined was
+            // opened; the publisher waits for every worker that joined to
+            // leave before that reference goes out of scope.
+            let task = unsafe {
+                *(self.job.load(Ordering::Relaxed) as *const &(dyn Fn(usize, usize) + Sync))
+            };
+            self.shares.work(index, tasks, task);
+            self.state.leave();
         }
     }
 
-    /// Waits for an epoch other than `seen` and returns it: spins for
-    /// [`SPIN`], then sleeps.
+    /// Waits for a job other than `seen` and returns its number: spins,
+    /// then yields, for [`SPIN`] in all, then sleeps.
     fn wait(&self, seen: u64) -> u64 {
-        let start = Instant::now();
-        let mut spins = 0u32;
-        loop {
-            let epoch = self.epoch.load(Ordering::Acquire);
-            if epoch != seen {
-                return epoch;
-            }
-            std::hint::spin_loop();
-            spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(1024) && start.elapsed() > SPIN {
-                break;
-            }
+        let mut job = seen;
+        let published = wait_until(
+            || {
+                job = self.state.current();
+                job != seen
+            },
+            Some(SPIN),
+        );
+        if published {
+            return job;
         }
         let mut guard = self
             .lock
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         self.sleepers.fetch_add(1, Ordering::SeqCst);
-        let epoch = loop {
-            let epoch = self.epoch.load(Ordering::SeqCst);
-            if epoch != seen {
-                break epoch;
+        let job = loop {
+            let job = self.state.current_seq_cst();
+            if job != seen {
+                break job;
             }
             guard = self
                 .wake
@@ -274,67 +292,174 @@ impl Shared {
         };
         self.sleepers.fetch_sub(1, Ordering::SeqCst);
         drop(guard);
-        epoch
+        job
+    }
+}
+
+/// Waits until `done()` holds, or `limit` has passed; returns whether it
+/// holds. Spins for [`HOT`], then yields the core between checks: on a
+/// quiet machine a yield returns at once, on a loaded one it lets another
+/// thread run, perhaps the one being waited for.
+fn wait_until(mut done: impl FnMut() -> bool, limit: Option<Duration>) -> bool {
+    let start = Instant::now();
+    let mut spins = 0u32;
+    let mut hot = true;
+    loop {
+        if done() {
+            return true;
+        }
+        spins = spins.wrapping_add(1);
+        if hot {
+            std::hint::spin_loop();
+            // Reading the clock costs about as much as 30 spins.
+            if spins.is_multiple_of(64) && start.elapsed() > HOT {
+                hot = false;
+            }
+        } else {
+            std::thread::yield_now();
+            if limit.is_some_and(|limit| spins.is_multiple_of(16) && start.elapsed() > limit) {
+                return false;
+            }
+        }
+    }
+}
+
+/// The state of the current job in one word, so that joining can check
+/// the job and whether it is open in one atomic step: the job's number
+/// (bits 17 and up), whether it is closed to workers (bit 16), and how
+/// many workers are running it (bits 0-15).
+struct JobState(AtomicU64);
+
+/// The running-worker count's bits.
+const RUNNING: u64 = (1 << 16) - 1;
+const CLOSED: u64 = 1 << 16;
+const NUMBER_SHIFT: u32 = 17;
+
+impl JobState {
+    /// Job 0, which is closed: workers wait for job 1.
+    fn new() -> JobState {
+        JobState(AtomicU64::new(CLOSED))
+    }
+
+    /// The current job's number (acquire: its parameters are visible).
+    fn current(&self) -> u64 {
+        self.0.load(Ordering::Acquire) >> NUMBER_SHIFT
+    }
+
+    /// [`JobState::current`] in the single total order of SeqCst
+    /// operations, for the sleep handshake.
+    fn current_seq_cst(&self) -> u64 {
+        self.0.load(Ordering::SeqCst) >> NUMBER_SHIFT
+    }
+
+    /// Opens job `number` with no workers. Only the caller holding the run
+    /// lock opens and closes jobs, and only once the previous job is
+    /// closed with no workers left.
+    fn open(&self, number: u64) {
+        self.0.store(number << NUMBER_SHIFT, Ordering::SeqCst);
+    }
+
+    /// Joins job `number` if it is current and open; a joined worker must
+    /// [`JobState::leave`].
+    fn join(&self, number: u64) -> bool {
+        let mut word = self.0.load(Ordering::Acquire);
+        loop {
+            if word >> NUMBER_SHIFT != number || word & CLOSED != 0 {
+                return false;
+            }
+            // The count cannot overflow: at most `MAX_THREADS - 1` workers.
+            match self
+                .0
+                .compare_exchange_weak(word, word + 1, Ordering::Acquire, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(now) => word = now,
+            }
+        }
+    }
+
+    /// Leaves the joined job (release: the worker's writes are visible to
+    /// whoever sees it gone).
+    fn leave(&self) {
+        self.0.fetch_sub(1, Ordering::Release);
+    }
+
+    /// Closes the current job to workers that have not joined yet.
+    fn close(&self) {
+        self.0.fetch_or(CLOSED, Ordering::AcqRel);
+    }
+
+    /// Workers running the current job.
+    fn running(&self) -> u64 {
+        self.0.load(Ordering::Acquire) & RUNNING
+    }
+
+    /// Publishes a closed job that no worker joins, so that every worker
+    /// wakes and sees `stop`.
+    fn stop(&self) {
+        self.0.fetch_add(1 << NUMBER_SHIFT, Ordering::SeqCst);
+    }
+}
+
+/// Where each thread's share of the current job stands: the next task of
+/// share `t` not yet claimed by any thread.
+struct Shares(Box<[NextTask]>);
+
+/// One share's next unclaimed task, alone on its cache lines (the adjacent
+/// line prefetcher fetches pairs), since its owner claims from it often.
+#[repr(align(128))]
+struct NextTask(AtomicUsize);
+
+impl Shares {
+    fn new(threads: usize) -> Shares {
+        Shares(
+            (0..threads)
+                .map(|_| NextTask(AtomicUsize::new(0)))
+                .collect(),
+        )
+    }
+
+    /// Share `t` of `0..tasks`.
+    fn bounds(&self, t: usize, tasks: usize) -> (usize, usize) {
+        let n = self.0.len();
+        (tasks * t / n, tasks * (t + 1) / n)
+    }
+
+    /// Makes every share of `0..tasks` unclaimed. Published to the workers
+    /// by opening the job.
+    fn reset(&self, tasks: usize) {
+        for (t, next) in self.0.iter().enumerate() {
+            next.0.store(self.bounds(t, tasks).0, Ordering::Relaxed);
+        }
+    }
+
+    /// Claims the next chunk of share `t`, if any is left.
+    fn claim(&self, t: usize, tasks: usize) -> Option<(usize, usize)> {
+        let (begin, end) = self.bounds(t, tasks);
+        let next = &self.0.get(t)?.0;
+        // Reading first leaves an exhausted share's line unwritten, so the
+        // threads that check it do not take it from each other.
+        if next.load(Ordering::Relaxed) >= end {
+            return None;
+        }
+        let chunk = (end - begin).div_ceil(CHUNKS);
+        let first = next.fetch_add(chunk, Ordering::Relaxed);
+        (first < end).then(|| (first, (first + chunk).min(end)))
+    }
+
+    /// Thread `me`'s part of a job: its own share, then what is left of
+    /// the others', starting with the next thread's (so that thieves
+    /// spread out).
+    fn work(&self, me: usize, tasks: usize, task: &(dyn Fn(usize, usize) + Sync)) {
+        let n = self.0.len();
+        for k in 0..n {
+            let t = (me + k) % n;
+            while let Some((begin, end)) = self.claim(t, tasks) {
+                task(begin, end);
+            }
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Runs a job over `tasks` tasks on `pool` that counts how often each
-    /// task ran.
-    fn counts(pool: &Pool, tasks: usize) -> Vec<usize> {
-        let counts: Vec<AtomicUsize> = (0..tasks).map(|_| AtomicUsize::new(0)).collect();
-        pool.session().run(tasks, &|begin, end| {
-            for count in &counts[begin..end] {
-                count.fetch_add(1, Ordering::Relaxed);
-            }
-        });
-        counts.into_iter().map(AtomicUsize::into_inner).collect()
-    }
-
-    #[test]
-    fn every_task_runs_exactly_once() -> Result<(), RunError> {
-        for threads in 1..=3 {
-            let pool = Pool::new(threads)?;
-            for tasks in [1, 2, 3, 7, 64] {
-                assert_eq!(
-                    counts(&pool, tasks),
-                    vec![1; tasks],
-                    "{threads} threads, {tasks} tasks"
-                );
-            }
-        }
-        Ok(())
-    }
-
-    #[test]
-    fn sleeping_workers_wake_for_the_next_job() -> Result<(), RunError> {
-        let pool = Pool::new(2)?;
-        assert_eq!(counts(&pool, 5), vec![1; 5]);
-        // Long enough for the worker to stop spinning and sleep.
-        std::thread::sleep(SPIN * 20);
-        assert_eq!(counts(&pool, 5), vec![1; 5]);
-        Ok(())
-    }
-
-    #[test]
-    fn concurrent_runs_on_one_pool_take_turns() -> Result<(), RunError> {
-        let pool = Pool::new(2)?;
-        std::thread::scope(|scope| {
-            let runs: Vec<_> = (0..4)
-                .map(|i| {
-                    scope.spawn({
-                        let pool = &pool;
-                        move || (0..50).all(|_| counts(pool, 9 + i) == vec![1; 9 + i])
-                    })
-                })
-                .collect();
-            for run in runs {
-                assert_eq!(run.join().ok(), Some(true));
-            }
-        });
-        Ok(())
-    }
-}
+mod tests;
