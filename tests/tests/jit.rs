@@ -234,6 +234,48 @@ proptest! {
     }
 }
 
+/// A `max_pool2d` and an `avg_pool2d` of random geometry: every stride
+/// (the native rows have a path each for 1, 2 and more), dilations, pads
+/// differing per side, ceil mode, and maps from one column to several
+/// 16-lane chunks with a partial last one.
+fn random_pools() -> impl Strategy<Value = String> {
+    (
+        (1usize..3, 1usize..4, 1usize..14, 1usize..40),
+        ([1usize..5, 1..5], [1usize..4, 1..4], [1usize..3, 1..3]),
+        ([0usize..3, 0..3, 0..3, 0..3], any::<bool>(), any::<bool>()),
+    )
+        .prop_map(|((n, c, h, w), (k, s, d), (p, ceil, include_pad))| {
+            // PyTorch's rule: at most half the window on each side.
+            let pad = [p[0].min(k[0] / 2), p[1].min(k[1] / 2), p[2].min(k[0] / 2), p[3].min(k[1] / 2)];
+            let [kh, kw] = k;
+            let [sh, sw] = s;
+            let [dh, dw] = d;
+            let [pt, pl, pb, pr] = pad;
+            format!(
+                "model pools {{\n    input x: f32[{n}, {c}, {h}, {w}]\n    \
+                 m = max_pool2d(x, kernel=[{kh}, {kw}], stride=[{sh}, {sw}], pad=[{pt}, {pl}, {pb}, {pr}], dilation=[{dh}, {dw}], ceil_mode={ceil})\n    \
+                 a = avg_pool2d(x, kernel=[{kh}, {kw}], stride=[{sh}, {sw}], pad=[{pt}, {pl}, {pb}, {pr}], ceil_mode={ceil}, count_include_pad={include_pad})\n    \
+                 output m, a\n}}\n"
+            )
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Compiled pools of random geometry agree with the interpreter.
+    #[test]
+    fn random_pools_match_the_interpreter(text in random_pools()) {
+        let source = SourceFile::new("pools.nn", text.clone());
+        // Windows larger than the padded input have no output: skipped.
+        let graph = compile_source(&source);
+        prop_assume!(graph.is_ok());
+        if let Ok(graph) = graph {
+            check(graph, &text);
+        }
+    }
+}
+
 /// The compiled `tanh` (a rational approximation) stays within a few ulp
 /// of the interpreter's `f32::tanh`, and `sigmoid` (computed through it as
 /// `(1 + tanh(x/2)) / 2`) within a few ulp of 0.5 absolute, over a range

@@ -15,6 +15,7 @@ pub mod jit;
 pub mod kernels;
 pub mod memory;
 pub mod native;
+pub mod pool_rows;
 pub mod roofline;
 pub mod winograd;
 

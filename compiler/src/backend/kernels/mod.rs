@@ -301,7 +301,7 @@ pub fn build(
         Op::Col2Im(a) => conv::col2im(a, ops, consts)?,
         Op::DepthwiseConv2d(a) => depthwise::depthwise(a, ops, consts)?,
         Op::SeparableConv2d(a) => conv::separable(a, ops, consts)?,
-        Op::MaxPool2d(a) => pool::max_pool(a, ops),
+        Op::MaxPool2d(a) => pool::max_pool(a, ops, consts),
         Op::AvgPool2d(a) => pool::avg_pool(a, ops, consts),
         // The reductions' row kernel, which keeps four accumulators in
         // flight where this op's own kernel kept one: 1.2 to 2.6 times

@@ -1,4 +1,6 @@
-//! Pooling: one task per `[H, W]` plane, window taps unrolled. Interior
+//! Pooling: one task per `[H, W]` plane. With AVX-512 each plane is one
+//! call of the native pooling rows (sixteen lanes; see `pool_rows.rs`).
+//! Otherwise the JIT's four-lane code, window taps unrolled: Interior
 //! outputs run four at a time without bounds checks; elsewhere a tap
 //! outside the input reads a clamped address and is replaced by the
 //! padding value (`-inf` for max, 0 for average) without a branch. Average
@@ -9,7 +11,9 @@
 
 use super::im2col::{interior, vector_end};
 use super::{Consts, Kernel, Operands};
+use crate::backend::gemm::MicroKernel;
 use crate::backend::jit::{Base, Emit, F32X4};
+use crate::backend::pool_rows::{nnc_pool_rows, PoolKind, PoolRows};
 use crate::backend::BackendError;
 use crate::ir::{AvgPool2dAttrs, MaxPool2dAttrs, Padding};
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -39,7 +43,11 @@ fn pool(
     pad_value: f32,
     is_max: bool,
     inverse_divisors: Option<Base>,
+    consts: &mut Consts,
 ) -> Kernel {
+    if ops.kernel == MicroKernel::Avx512 {
+        return native(ops, win, is_max, inverse_divisors, consts);
+    }
     let x = &ops.inputs[0];
     let [n, c, h, w] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
     let (oh, ow) = (ops.out.shape[2], ops.out.shape[3]);
@@ -152,6 +160,54 @@ fn pool(
     )
 }
 
+/// One task per plane, each one call of the native pooling rows.
+fn native(
+    ops: &Operands<'_>,
+    win: Window,
+    is_max: bool,
+    inverse_divisors: Option<Base>,
+    consts: &mut Consts,
+) -> Kernel {
+    let x = &ops.inputs[0];
+    let [n, c, h, w] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
+    let (oh, ow) = (ops.out.shape[2], ops.out.shape[3]);
+    let (src, dst) = (x.base, ops.out.base);
+    let spec = consts.keep(PoolRows {
+        h,
+        w,
+        ow,
+        kernel: win.kernel,
+        stride: win.stride,
+        padding: win.padding,
+        dilation: win.dilation,
+        kind: if is_max { PoolKind::Max } else { PoolKind::Avg },
+        kernel_impl: MicroKernel::Avx512,
+    });
+    let mut kernel = Kernel::jit(
+        n * c,
+        Box::new(move |e: &mut Emit| {
+            e.for_tasks(|e, t| {
+                let plane = e.mul_imm(t, h * w);
+                let src = e.addr(src, plane);
+                let out = e.mul_imm(t, oh * ow);
+                let dst = e.addr(dst, out);
+                let inverse = match inverse_divisors {
+                    Some(table) => e.base(table),
+                    None => e.i(0),
+                };
+                let (spec, r0, r1) = (e.i(spec), e.i(0), e.i(oh));
+                e.call_native(
+                    nnc_pool_rows as *const () as usize,
+                    &[spec, src, inverse, dst, r0, r1],
+                );
+                Ok(())
+            })
+        }),
+    );
+    kernel.micro_kernel = Some("avx512 pool rows".into());
+    kernel
+}
+
 /// `o*stride + k*dilation - pad` along `axis`, wrapping below zero (so an
 /// unsigned compare with the length rejects it).
 fn tap(e: &mut Emit, o: Value, k: usize, win: Window, axis: usize) -> Value {
@@ -161,14 +217,14 @@ fn tap(e: &mut Emit, o: Value, k: usize, win: Window, axis: usize) -> Value {
 }
 
 /// `max_pool2d`.
-pub fn max_pool(a: &MaxPool2dAttrs, ops: Operands<'_>) -> Kernel {
+pub fn max_pool(a: &MaxPool2dAttrs, ops: Operands<'_>, consts: &mut Consts) -> Kernel {
     let win = Window {
         kernel: a.kernel,
         stride: a.stride,
         padding: a.padding.begin,
         dilation: a.dilation,
     };
-    pool(&ops, win, f32::NEG_INFINITY, true, None)
+    pool(&ops, win, f32::NEG_INFINITY, true, None, consts)
 }
 
 /// `avg_pool2d`, with the divisors of `interp::avg_pool2d`.
@@ -209,5 +265,5 @@ pub fn avg_pool(a: &AvgPool2dAttrs, ops: Operands<'_>, consts: &mut Consts) -> K
         padding: a.padding.begin,
         dilation: [1, 1],
     };
-    pool(&ops, win, 0.0, false, Some(table))
+    pool(&ops, win, 0.0, false, Some(table), consts)
 }
