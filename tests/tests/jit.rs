@@ -234,6 +234,36 @@ proptest! {
     }
 }
 
+/// `linear` over several rows is one product per block of output features
+/// with the rows as columns (transposed in and out); over one row, or with
+/// a residual fused in, a matrix-vector product per row. All agree with
+/// the interpreter: with and without bias, a fused activation, more blocks
+/// than threads, and row counts below and above the GEMM's narrow width.
+#[test]
+fn linear_over_many_rows_matches_the_interpreter() {
+    let text = "model rows {\n    input x: f32[5, 3, 40]\n    input y: f32[2, 33]\n    \
+        a = linear(x, out=70)\n    r = relu(a)\n    b = linear(x, out=9, bias=false)\n    \
+        c = linear(y, out=1500)\n    t = tanh(c)\n    \
+        d = linear(x, out=40)\n    e = add(d, x)\n    output r, b, t, e\n}\n";
+    let compiled = check(load_text("rows.nn", text), text);
+    let algorithm = |name: &str| {
+        compiled
+            .report
+            .layers
+            .iter()
+            .find(|l| l.name == name)
+            .map(|l| l.algorithm.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(algorithm("a"), "gemm over the rows");
+    assert_eq!(algorithm("c"), "gemm over the rows");
+    assert_eq!(
+        algorithm("d"),
+        "gemv per row",
+        "a fused residual keeps the per-row path"
+    );
+}
+
 /// A `max_pool2d` and an `avg_pool2d` of random geometry: every stride
 /// (the native rows have a path each for 1, 2 and more), dilations, pads
 /// differing per side, ceil mode, and maps from one column to several

@@ -632,8 +632,13 @@ fn algorithm(graph: &Graph, id: NodeId) -> String {
         "winograd input transform".into()
     } else if matches!(node.op, Op::WinogradOutput(_)) {
         "winograd output transform".into()
-    } else if matches!(node.op, Op::Linear(_)) {
-        "gemv per row".into()
+    } else if let Op::Linear(a) = &node.op {
+        let x = &graph.node(node.inputs()[0]).ty.shape;
+        if kernels::linear_over_rows(a, x) {
+            "gemm over the rows".into()
+        } else {
+            "gemv per row".into()
+        }
     } else {
         String::new()
     }

@@ -6,7 +6,8 @@ use super::elementwise::span;
 use super::{Consts, Kernel, Operands};
 use crate::backend::jit::Emit;
 use crate::backend::native::{
-    native_activation, nnc_gemm_task, pack, pack_winograd, Epilogue, GemmTask,
+    native_activation, nnc_gemm_task, nnc_linear_rows, pack, pack_winograd, Epilogue, GemmTask,
+    LinearRows,
 };
 use crate::backend::BackendError;
 use crate::ir::{self, GemmAttrs, LinearAttrs};
@@ -109,6 +110,15 @@ pub fn gemm(a: &GemmAttrs, ops: Operands<'_>, consts: &mut Consts) -> Result<Ker
     kernel(task, consts)
 }
 
+/// Whether a `linear` over `x` runs as one product over all its rows
+/// ([`LinearRows`]) rather than a matrix-vector product per row: with
+/// more than one row, unless a residual (laid out like the output, not
+/// like the transposed product) is fused in.
+pub fn linear_over_rows(a: &LinearAttrs, x: &[usize]) -> bool {
+    let k = x.last().copied().unwrap_or(1).max(1);
+    x.iter().product::<usize>() / k > 1 && !a.epilogue.residual
+}
+
 /// `linear`: each row of `x [..., in]` times `weight^T`.
 pub fn linear(
     a: &LinearAttrs,
@@ -119,6 +129,38 @@ pub fn linear(
     let k = x.shape.last().copied().unwrap_or(1);
     let rows = x.len() / k.max(1);
     let m = a.out_features;
+    if linear_over_rows(a, &x.shape) {
+        let bias = if a.bias {
+            Some(constant(&ops, 2, "bias")?)
+        } else {
+            None
+        };
+        let spec = LinearRows::new(
+            ops.kernel,
+            constant(&ops, 1, "linear weight")?,
+            bias,
+            a.epilogue.activation,
+            (m, k, rows),
+            ops.threads,
+            consts,
+        )?;
+        let tasks = spec.tasks();
+        let spec = consts.keep(spec);
+        let (src, dst) = (x.base, ops.out.base);
+        return Ok(Kernel {
+            tasks,
+            optimize: true,
+            then: None,
+            micro_kernel: Some(ops.kernel.name().into()),
+            body: Box::new(move |e: &mut Emit| {
+                e.for_tasks(|e, t| {
+                    let (spec, x, out) = (e.i(spec), e.base(src), e.base(dst));
+                    e.call_native(nnc_linear_rows as *const () as usize, &[spec, x, out, t]);
+                    Ok(())
+                })
+            }),
+        });
+    }
     let task = GemmTask {
         packed: pack(ops.kernel, constant(&ops, 1, "linear weight")?, 1, m, k)?,
         m,
