@@ -275,7 +275,9 @@ def gen_prelu(b, x):
     elif len(shape) >= 2 and r < 0.85:
         slope = [shape[1]] + [1] * (len(shape) - 2)
     else:
-        slope = broadcastable(b.rng, shape)
+        # Unidirectional: the slope has at most x's rank (ORT would give
+        # the result the slope's extra dims).
+        slope = broadcastable(b.rng, shape)[-len(shape):]
     return b.node("PRelu", [x, b.weight(slope)])
 
 
@@ -416,6 +418,8 @@ def gen_pool(op):
         x, shape = spatial_input(b, x)
         kernel = [int(b.rng.integers(1, 4)) for _ in shape[2:]]
         attrs = window_attrs(b, shape[2:], kernel, allow_dilation=(op == "MaxPool" and b.opset >= 10))
+        if op == "AveragePool" and b.opset >= 7 and b.rng.random() < 0.5:
+            attrs["count_include_pad"] = int(b.rng.integers(0, 2))
         if b.opset >= 10 and b.rng.random() < 0.4:
             attrs["ceil_mode"] = 1
             # A last window that starts past the input (and its left
@@ -431,8 +435,13 @@ def gen_pool(op):
                     out = -(-(shape[2 + i] + pads[i] + pads[i + n] - span) // strides[i]) + 1
                     if (out - 1) * strides[i] >= shape[2 + i] + pads[i]:
                         raise Skip("ceil_mode window past the input")
-        if op == "AveragePool" and b.opset >= 7 and b.rng.random() < 0.5:
-            attrs["count_include_pad"] = int(b.rng.integers(0, 2))
+                    # A last window that reaches past the padding: with
+                    # count_include_pad, ORT (MLAS) divides by the whole
+                    # kernel, its reference code and PyTorch by the window
+                    # clipped to the padded input, onnx.reference by neither.
+                    if (op == "AveragePool" and attrs.get("count_include_pad")
+                            and (out - 1) * strides[i] + span > shape[2 + i] + pads[i] + pads[i + n]):
+                        raise Skip("ceil_mode window past the padding")
         if op == "AveragePool" and b.opset >= 19 and b.rng.random() < 0.1:
             attrs["dilations"] = [2] * len(kernel)
         y = b.node(op, [x], **attrs)
