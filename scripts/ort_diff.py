@@ -425,7 +425,7 @@ def gen_pool(op):
             # A last window that starts past the input (and its left
             # padding) is ignored by the spec from opset 19, but ORT keeps
             # it and averages values from outside the window: ambiguous.
-            if "auto_pad" not in attrs:
+            if attrs.get("auto_pad", "NOTSET") == "NOTSET":
                 n = len(kernel)
                 pads = attrs.get("pads", [0] * 2 * n)
                 strides = attrs.get("strides", [1] * n)
