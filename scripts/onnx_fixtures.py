@@ -775,16 +775,17 @@ def lrn_reference(x, size, alpha, beta, bias):
     return (x / (bias + alpha / size * squares) ** beta).astype(np.float32)
 
 
-def single_numpy(name, opset, shape, build, reference, scale=1):
-    """A model of one op on one input that ORT cannot run, with
-    `reference(input)` stored as its output; the input is drawn from
-    U(-scale, scale)."""
+def single_numpy(name, opset, shape, build, reference, scale=1, offset=0.0):
+    """A model of one op on one input that ORT cannot run (or not
+    accurately), with `reference(input)` stored as its output; the input is
+    drawn from U(-scale, scale), plus `offset` (which `reference` adds
+    itself)."""
     g = Graph(0)
     g.output(build(g, g.input("x0", shape)))
     model = g.model(opset, name.replace("/", "_"))
     save(name, model, None)
     x = rand(g.rng, shape) * np.float32(scale)
-    np.save(os.path.join(ROOT, name, "input_0.npy"), x)
+    np.save(os.path.join(ROOT, name, "input_0.npy"), x + np.float32(offset))
     np.save(os.path.join(ROOT, name, "output_0.npy"), reference(x))
 
 
@@ -1012,6 +1013,78 @@ def resize_fixtures():
 
 
 # ---------------------------------------------------------------- models
+
+def diff_fixtures():
+    """Regression cases for the bugs `scripts/ort_diff.py` (differential
+    testing against ONNX Runtime) found, one directory each under `diff/`,
+    shrunk to the op and the shapes that showed the bug."""
+
+    def with_inputs(name, opset, inputs, build):
+        """A model on the given input arrays (unlike `single`'s uniform
+        ones): `build(g, names)` returns the output value name."""
+        if not selected(name):
+            return
+        g = Graph(0)
+        xs = [g.input(f"x{i}", list(x.shape)) for i, x in enumerate(inputs)]
+        g.output(build(g, xs))
+        save(name, g.model(opset, name.replace("/", "_")), inputs)
+
+    def scalar(g, v):
+        return g.init(g.name("c"), np.array(v, np.float32))
+
+    rng = np.random.default_rng(16)
+    # A scalar's PRelu with one slope: the compiled kernel gave the slope
+    # the shape [1], of higher rank than x, and indexed out of bounds.
+    with_inputs("diff/prelu_of_a_scalar", 17, [np.array(-0.75, np.float32)], lambda g, x: g.node(
+        "PRelu", [x[0], scalar(g, 0.25)]))
+    # Mean of scalars is a scalar: its 1/n scale must not add a dim.
+    with_inputs("diff/mean_of_scalars", 13, [rand(rng, []), rand(rng, []), rand(rng, [])],
+                lambda g, x: g.node("Mean", x))
+    # An exponent of one value but higher rank broadcasts the base to its
+    # rank: pow(a, b), not the unary pow.
+    with_inputs("diff/pow_exponent_of_higher_rank", 13, [rand(rng, [3]) + 2], lambda g, x: g.node(
+        "Pow", [x[0], g.init("e", np.array([[2.0]], np.float32))]))
+    # ONNX Runtime computes min(max(x, min), max): the max wins.
+    with_inputs("diff/clip_min_above_max", 13, [rand(rng, [2, 5])], lambda g, x: g.node(
+        "Clip", [x[0], scalar(g, 0.5), scalar(g, -0.5)]))
+
+    # A layer norm spelled out with an `eps` of higher rank than x: the
+    # result has an extra dim, so it is not x's layer norm.
+    def spelled_norm(g, x, eps):
+        m = g.node("ReduceMean", [x], axes=[-1])
+        d = g.node("Sub", [x, m])
+        v = g.node("ReduceMean", [g.node("Pow", [d, scalar(g, 2.0)])], axes=[-1])
+        return g.node("Div", [d, g.node("Sqrt", [g.node("Add", [v, eps])])])
+
+    with_inputs("diff/spelled_norm_eps_of_higher_rank", 13, [rand(rng, [2, 3, 8])],
+                lambda g, x: spelled_norm(g, x[0], g.init("eps", np.full([1, 1, 1, 1], 1e-5, np.float32))))
+    # Rows of a large constant offset plus small variations: with the mean
+    # in f32, `x - mean` rounds the variations away. ONNX Runtime loses
+    # digits here too (its LayerNormalization and GroupNormalization
+    # compute E[x^2] - E[x]^2 in f32, giving NaN), so the outputs are the
+    # definition in float64.
+    def normalised(x, rows):
+        r = x.astype(np.float64).reshape(rows, -1)
+        mean = r.mean(axis=1, keepdims=True)
+        var = ((r - mean) ** 2).mean(axis=1, keepdims=True)
+        return ((r - mean) / np.sqrt(var + 1e-5)).reshape(x.shape).astype(np.float32)
+
+    def ones(g, n):
+        return g.init(g.name("ones"), np.ones(n, np.float32))
+
+    def zeros(g, n):
+        return g.init(g.name("zeros"), np.zeros(n, np.float32))
+
+    big = np.float32(1000.0)
+    single_numpy("diff/layer_norm_large_offset", 17, [6, 64], lambda g, x: g.node(
+        "LayerNormalization", [x, ones(g, 64)], axis=-1, epsilon=1e-5),
+        lambda x: normalised(x + big, 6), scale=0.1, offset=big)
+    single_numpy("diff/instance_norm_large_offset", 17, [2, 3, 8, 8], lambda g, x: g.node(
+        "InstanceNormalization", [x, ones(g, 3), zeros(g, 3)], epsilon=1e-5),
+        lambda x: normalised(x + big, 6), scale=0.1, offset=big)
+    single_numpy("diff/group_norm_large_offset", 21, [2, 4, 6, 6], lambda g, x: g.node(
+        "GroupNormalization", [x, ones(g, 4), zeros(g, 4)], num_groups=2, epsilon=1e-5),
+        lambda x: normalised(x + big, 4), scale=0.1, offset=big)
 
 def resnet_small():
     """ResNet-style: stem, a basic block, a downsampling block with a 1x1
@@ -1352,9 +1425,10 @@ def main():
         full_size(args.full)
         return
     ONLY.extend(args.only)
-    # Every fixture is remade (or every selected one); the README stays.
+    # Every fixture is remade (or every selected one); the README stays, and
+    # so does `diff_sample/`, which scripts/ort_diff.py writes.
     for entry in os.listdir(ROOT) if os.path.isdir(ROOT) and not ONLY else []:
-        if os.path.isdir(os.path.join(ROOT, entry)):
+        if os.path.isdir(os.path.join(ROOT, entry)) and entry != "diff_sample":
             shutil.rmtree(os.path.join(ROOT, entry))
     operators()
     older_opsets()
@@ -1367,6 +1441,7 @@ def main():
     lstm_stack()
     errors()
     older_opset_errors()
+    diff_fixtures()
     print(f"wrote fixtures to {os.path.normpath(ROOT)}")
 
 

@@ -871,3 +871,30 @@ fn spelled_out_norms_become_one_op() {
         assert_eq!(ops, expected, "{case}:\n{graph}");
     }
 }
+
+/// The graphs of `scripts/ort_diff.py --emit-fixtures` (random chains of
+/// ops, ORT's outputs) and the regression cases of the bugs it found are
+/// fixtures like any other: the tests above run each through the
+/// interpreter and the compiled code against ONNX Runtime. This checks
+/// that they are there to be run.
+#[test]
+fn differential_samples_and_regressions_are_fixtures() {
+    let names: Vec<String> = fixtures().iter().map(|d| name(d)).collect();
+    let sample = names
+        .iter()
+        .filter(|n| n.starts_with("diff_sample/"))
+        .count();
+    assert!(sample >= 20, "only {sample} graphs in diff_sample/");
+    for case in [
+        "diff/clip_min_above_max",
+        "diff/group_norm_large_offset",
+        "diff/instance_norm_large_offset",
+        "diff/layer_norm_large_offset",
+        "diff/mean_of_scalars",
+        "diff/pow_exponent_of_higher_rank",
+        "diff/prelu_of_a_scalar",
+        "diff/spelled_norm_eps_of_higher_rank",
+    ] {
+        assert!(names.iter().any(|n| n == case), "no fixture {case}");
+    }
+}

@@ -25,11 +25,15 @@ pub fn build(op: &Op, ops: Operands<'_>, consts: &mut Consts) -> Result<Kernel, 
         Op::Activation(act) => vec![ElementwiseStep::Activation(*act)],
         Op::Unary(f) => vec![ElementwiseStep::Unary(*f)],
         Op::Prelu(_) => {
-            // The slope `[C]` (or `[1]`) broadcasts along dim 1: `[C, 1, ...]`.
+            // The slope `[C]` broadcasts along dim 1: `[C, 1, ...]`. One
+            // slope is a rank-0 operand, which broadcasts to any `x`, a
+            // scalar included (as `[1]` it would outrank a scalar `x`).
             let rank = inputs[0].shape.len();
             if let Some(slope) = inputs.get_mut(1) {
                 let mut shape = slope.shape.clone();
-                if shape.len() == 1 && shape[0] > 1 {
+                if shape.iter().product::<usize>() == 1 {
+                    shape.clear();
+                } else if shape.len() == 1 {
                     shape.extend(std::iter::repeat_n(1, rank.saturating_sub(2)));
                 }
                 slope.shape = shape;

@@ -2,8 +2,9 @@
 //!
 //! The first three share one kernel: each task normalises one row (a
 //! sample's group, a sample's normalised dims, or one channel plane) with
-//! its mean and biased variance, computed in two passes four lanes at a
-//! time, then applies the affine per channel or per element.
+//! its mean (a rough mean plus the mean difference from it, kept apart)
+//! and biased variance, computed in passes four lanes at a time, then
+//! applies the affine per channel or per element.
 //! `local_response_norm` runs along the spatial positions, sixteen at a
 //! time, down the channels with a running sum of the window's squares.
 
@@ -80,6 +81,23 @@ fn reduce(
 /// The sum of `len` contiguous floats at `ptr`.
 pub fn sum(e: &mut Emit, ptr: Value, len: usize) -> Result<Value, BackendError> {
     reduce(e, ptr, len, 0.0, true, &|_, _, x| x)
+}
+
+/// `v` as a value of type `ty` (a splat for vectors).
+fn splat_to(e: &mut Emit, ty: Type, v: Value) -> Value {
+    if ty == types::F32 {
+        v
+    } else {
+        e.b.ins().splat(ty, v)
+    }
+}
+
+/// `(x - rough) - offset`: `x` less the row's mean, kept as two parts.
+fn centred(e: &mut Emit, ty: Type, x: Value, rough: Value, offset: Value) -> Value {
+    let r = splat_to(e, ty, rough);
+    let o = splat_to(e, ty, offset);
+    let d = e.b.ins().fsub(x, r);
+    e.b.ins().fsub(d, o)
 }
 
 /// How a norm's affine parameters are indexed.
@@ -170,14 +188,19 @@ pub fn build(op: &Op, ops: Operands<'_>, consts: &mut Consts) -> Result<Kernel, 
                 let to = e.addr(dst, start);
                 let total = sum(e, from, len)?;
                 let inv_len = e.f(types::F32, 1.0 / len.max(1) as f32);
-                let mean = e.b.ins().fmul(total, inv_len);
+                let rough = e.b.ins().fmul(total, inv_len);
+                // The mean is kept as `rough + offset`, with `offset` the mean
+                // difference from the rough mean: on a row of a large constant
+                // plus small variations, `x - rough` is exact and the
+                // variations keep their digits, which `x - mean` in f32 would
+                // round away.
+                let offset = reduce(e, from, len, 0.0, true, &|e, ty, x| {
+                    let m = splat_to(e, ty, rough);
+                    e.b.ins().fsub(x, m)
+                })?;
+                let offset = e.b.ins().fmul(offset, inv_len);
                 let sq = reduce(e, from, len, 0.0, true, &|e, ty, x| {
-                    let m = if ty == types::F32 {
-                        mean
-                    } else {
-                        e.b.ins().splat(ty, mean)
-                    };
-                    let d = e.b.ins().fsub(x, m);
+                    let d = centred(e, ty, x, rough, offset);
                     e.b.ins().fmul(d, d)
                 })?;
                 let var = e.b.ins().fmul(sq, inv_len);
@@ -214,9 +237,8 @@ pub fn build(op: &Op, ops: Operands<'_>, consts: &mut Consts) -> Result<Kernel, 
                         };
                         let p = e.addr_of(from, j);
                         let x = e.load(ty, p, 0);
-                        let m = splat(e, mean);
                         let s = splat(e, inv_std);
-                        let d = e.b.ins().fsub(x, m);
+                        let d = centred(e, ty, x, rough, offset);
                         let mut y = e.b.ins().fmul(d, s);
                         if let Some((w, b)) = channel {
                             let (w, b) = (splat(e, w), splat(e, b));

@@ -90,7 +90,11 @@ pub fn recognise(
     if !squares {
         return Ok(None);
     }
-    // The normalised dims must be the last ones.
+    // The result has x's type (an `eps` of higher rank, for one, would
+    // broadcast it to more dims), and the normalised dims are the last ones.
+    if node.ty != graph.node(x).ty {
+        return Ok(None);
+    }
     let rank = graph.node(x).ty.rank();
     let k = mean.dims.len();
     if k == 0 || mean.dims != (rank - k..rank).collect::<Vec<_>>() {

@@ -75,8 +75,10 @@ impl Converter<'_> {
             acc = (target, shape);
         }
         if mean {
+            // Of the result's rank at most, so that it broadcasts to the
+            // result's shape (a scalar's included).
             let scale = Constant {
-                dims: vec![1],
+                dims: vec![1; acc.1.len().min(1)],
                 data: Data::F32(vec![1.0 / n as f32]),
             };
             let name = format!("{base}.mean_scale");
@@ -105,8 +107,14 @@ impl Converter<'_> {
         // A constant scalar exponent is the unary `pow`, which the compiled
         // code specialises (repeated products for integers); any other
         // exponent the elementwise `pow(a, b)`.
+        // An exponent of higher rank than the base adds dims to the result,
+        // which only the broadcasting form gives.
+        let base_rank = match self.arg(node, 0)? {
+            Some(Val::Dyn { shape, .. }) => shape.len(),
+            _ => 0,
+        };
         let value = match self.arg(node, 1)? {
-            Some(Val::Const(c)) => match c.data.to_f32().as_slice() {
+            Some(Val::Const(c)) if c.dims.len() <= base_rank => match c.data.to_f32().as_slice() {
                 [v] => Some(*v),
                 _ => None,
             },
@@ -232,8 +240,11 @@ impl Converter<'_> {
             }
             (Some(0.0), None) => self.emit(target, "relu", &[x.0], vec![], x.1),
             (lo, hi) => {
-                let lo = lo.unwrap_or(f32::MIN).max(f32::MIN);
                 let hi = hi.unwrap_or(f32::MAX).min(f32::MAX);
+                // ONNX Runtime computes `min(max(x, min), max)`: with
+                // `min > max` every element is `max`, which `clip` (whose
+                // bounds must be ordered) gives with both bounds at `max`.
+                let lo = lo.unwrap_or(f32::MIN).max(f32::MIN).min(hi);
                 self.emit(
                     target,
                     "clip",
