@@ -71,6 +71,9 @@ PROFILES = os.path.join(BENCH, "profiles", "suite")
 BEGIN = "<!-- suite:begin: written by bench/suite.py, replaced on every run -->"
 END = "<!-- suite:end -->"
 TOL = zoo_check.TOL
+# The Caffe2 exports carry an unused initializer that ORT warns about on
+# every session.
+ort.set_default_logger_severity(3)
 
 # Suite name -> file under onnx/backend/test/data/light/.
 ZOO = {
@@ -237,7 +240,7 @@ def nnc_version():
                                     text=True).stdout.strip()
     dirty = "+changes" if git("status", "--porcelain", "--", "compiler", "runtime",
                               "frontend") else ""
-    return f"{version} (commit {git('rev-parse', '--short', 'HEAD')}{dirty})"
+    return f"{version.removeprefix('nnc ')} (commit {git('rev-parse', '--short', 'HEAD')}{dirty})"
 
 
 def ms(f):
@@ -347,7 +350,7 @@ def main():
                              "recompiles nnc's model and recreates ORT's session, seconds for "
                              "VGG-19)")
     parser.add_argument("--runs", type=int, default=2, help="timed runs per turn at least")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed runs per turn")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs per turn")
     parser.add_argument("--profile-runs", type=int, default=20)
     parser.add_argument("--timeout", type=int, default=900, help="seconds per nnc command")
     parser.add_argument("--cache", help="where to keep the built models (default: "
