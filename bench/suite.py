@@ -370,6 +370,7 @@ def main():
     os.makedirs(args.cache, exist_ok=True)
 
     started = datetime.datetime.now(datetime.timezone.utc)
+    start_load = os.getloadavg()[0]
     header = (f"Measured {started:%Y-%m-%d %H:%M} UTC on {machine()}, ONNX Runtime "
               f"{ort.__version__}, nnc {nnc_version()}; `--seconds {args.seconds:g} --rounds "
               f"{args.rounds}`, times in ms, error relative to max(1, max \\|ORT\\|).")
@@ -383,7 +384,8 @@ def main():
                          "timing": {}, "top": []})
         if rows[-1]["problem"]:
             print(f"{name}: {rows[-1]['problem']}", flush=True)
-    block = header + (f" {args.note}" if args.note else "") + "\n\n" + table(rows, args)
+    load = f"Load average (1 min) {start_load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end."
+    block = header + f" {load}" + (f" {args.note}" if args.note else "") + "\n\n" + table(rows, args)
     print("\n" + block)
     if args.write:
         write_readme(block)
