@@ -106,13 +106,13 @@ def ort_session(path, threads):
                                 providers=["CPUExecutionProvider"])
 
 
-def time_ort(session, x, warmup, seconds):
+def time_ort(session, x, warmup, seconds, runs=10):
     feed = {session.get_inputs()[0].name: x}
     for _ in range(warmup):
         session.run(None, feed)
     times = []
     start = time.perf_counter()
-    while time.perf_counter() - start < seconds or len(times) < 10:
+    while time.perf_counter() - start < seconds or len(times) < runs:
         t = time.perf_counter()
         session.run(None, feed)
         times.append((time.perf_counter() - t) * 1e3)
