@@ -290,8 +290,42 @@ fn random_pools() -> impl Strategy<Value = String> {
         })
 }
 
+/// A `permute` of a random shape by a random permutation, followed by a
+/// relu so that the permute is not the model's output.
+fn random_permutes() -> impl Strategy<Value = String> {
+    prop::collection::vec(1usize..6, 1..6)
+        .prop_flat_map(|shape| {
+            let rank = shape.len();
+            (
+                Just(shape),
+                Just((0..rank).collect::<Vec<_>>()).prop_shuffle(),
+            )
+        })
+        .prop_map(|(shape, dims)| {
+            let list = |v: &[usize]| {
+                v.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            format!(
+                "model permutes {{\n    input x: f32[{}]\n    p = permute(x, dims=[{}])\n    \
+                 r = relu(p)\n    output r\n}}\n",
+                list(&shape),
+                list(&dims)
+            )
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Compiled permutes (dims merged, rows copied by vectors or gathered)
+    /// agree with the interpreter.
+    #[test]
+    fn random_permutes_match_the_interpreter(text in random_permutes()) {
+        check(load_text("permutes.nn", &text), &text);
+    }
 
     /// Compiled pools of random geometry agree with the interpreter.
     #[test]
