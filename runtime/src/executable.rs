@@ -10,6 +10,7 @@
 //! runs; every run gets its own arena, so one executable can run on several
 //! threads at once.
 
+use crate::limits::{try_zeroed, LimitError};
 use crate::pool::{Pool, Session};
 use crate::{format_shape, Tensor, TensorError};
 use std::any::Any;
@@ -79,6 +80,9 @@ pub enum RunError {
     Tensor(#[from] TensorError),
     #[error("cannot start a thread pool: {0}")]
     Threads(String),
+    /// The arena or an output could not be allocated.
+    #[error(transparent)]
+    Memory(#[from] LimitError),
 }
 
 /// The arena pointer, shared by the tasks of one kernel call.
@@ -195,14 +199,16 @@ impl Executable {
         Ok(())
     }
 
-    /// A zeroed arena for [`Executable::run_in`].
-    pub fn arena(&self) -> Vec<f32> {
-        vec![0.0; self.arena_len]
+    /// A zeroed arena for [`Executable::run_in`], or an error if the
+    /// allocator refuses it (never an abort).
+    pub fn arena(&self) -> Result<Vec<f32>, RunError> {
+        Ok(try_zeroed(self.arena_len, || "the arena".into())?)
     }
 
     /// Runs the model on `inputs`; validates them first.
     pub fn run(&self, inputs: &[Tensor], pool: &Pool) -> Result<Vec<Tensor>, RunError> {
-        let mut arena = self.arena();
+        self.check_inputs(inputs)?;
+        let mut arena = self.arena()?;
         self.run_in(&mut arena, inputs, pool)
     }
 
@@ -229,6 +235,12 @@ impl Executable {
     ) -> Result<Vec<Tensor>, RunError> {
         self.check_inputs(inputs)?;
         if arena.len() < self.arena_len {
+            arena
+                .try_reserve_exact(self.arena_len - arena.len())
+                .map_err(|_| LimitError::OutOfMemory {
+                    what: "the arena".into(),
+                    bytes: 4 * self.arena_len as u64,
+                })?;
             arena.resize(self.arena_len, 0.0);
         }
         let base = ArenaPtr(arena.as_mut_ptr());
