@@ -525,6 +525,14 @@ fn plan(graph: &Graph, threads: usize) -> Result<Plan, BackendError> {
         }
         offset[b] = offset[at] + delta;
     }
+    // Every kernel's operands are addressed from these offsets: in debug
+    // builds, check that each buffer lies inside the arena before any code
+    // is generated that writes it.
+    debug_assert!(
+        (0..bufs.len()).all(|b| offset[b] + bufs[b].len <= placement.arena_len),
+        "a buffer lies outside the arena of {} floats",
+        placement.arena_len
+    );
     let steps = steps
         .into_iter()
         .enumerate()
