@@ -7,7 +7,7 @@ use crate::lower::lower;
 use crate::verify::verify;
 use nnc_frontend::onnx::{self, ImportError};
 use nnc_frontend::{parse, print_file, Diagnostic, SourceFile, Span};
-use nnc_runtime::WeightSet;
+use nnc_runtime::{MemoryLimit, WeightSet};
 use std::path::Path;
 
 /// Why a model could not be loaded.
@@ -61,14 +61,34 @@ pub fn compile_source(source: &SourceFile) -> Result<Graph, Vec<Diagnostic>> {
     }
 }
 
-/// Reads and compiles a `.nn` file.
+/// [`compile_source`], then every value and the weights together checked
+/// against `limit` ([`crate::limits::check_graph`]).
+pub fn compile_source_within(
+    source: &SourceFile,
+    limit: MemoryLimit,
+) -> Result<Graph, Vec<Diagnostic>> {
+    let graph = compile_source(source)?;
+    let problems = crate::limits::check_graph(&graph, limit);
+    if problems.is_empty() {
+        Ok(graph)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Reads and compiles a `.nn` file within the machine's available memory.
 pub fn load(path: &Path) -> Result<Model, LoadError> {
+    load_within(path, MemoryLimit::default())
+}
+
+/// Reads and compiles a `.nn` file whose values and weights fit in `limit`.
+pub fn load_within(path: &Path, limit: MemoryLimit) -> Result<Model, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
         path: path.display().to_string(),
         source,
     })?;
     let source = SourceFile::new(path.display().to_string(), text);
-    match compile_source(&source) {
+    match compile_source_within(&source, limit) {
         Ok(graph) => Ok(Model { source, graph }),
         Err(diagnostics) => Err(LoadError::Diagnostics {
             source_file: source,
@@ -91,13 +111,20 @@ pub fn is_onnx(path: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
 }
 
-/// Reads and compiles a `.nn` file, or imports and compiles an `.onnx` file.
+/// Reads and compiles a `.nn` file, or imports and compiles an `.onnx` file,
+/// within the machine's available memory.
 pub fn load_any(path: &Path) -> Result<Loaded, LoadError> {
+    load_any_with(path, &onnx::Options::default())
+}
+
+/// [`load_any`] with the importer's options; `options.max_memory` limits
+/// a `.nn` model too.
+pub fn load_any_with(path: &Path, options: &onnx::Options) -> Result<Loaded, LoadError> {
     if is_onnx(path) {
-        import(path, &onnx::Options::default())
+        import(path, options)
     } else {
         Ok(Loaded {
-            model: load(path)?,
+            model: load_within(path, options.max_memory)?,
             weights: None,
         })
     }
@@ -109,7 +136,7 @@ pub fn import(path: &Path, options: &onnx::Options) -> Result<Loaded, LoadError>
     let imported = onnx::import_file_with(path, options)?;
     let text = print_file(&imported.file);
     let source = SourceFile::new(format!("{} (imported)", path.display()), text);
-    match compile_source(&source) {
+    match compile_source_within(&source, options.max_memory) {
         Ok(graph) => Ok(Loaded {
             model: Model { source, graph },
             weights: Some(imported.weights),

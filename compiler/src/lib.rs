@@ -24,7 +24,7 @@
 //! // `driver::load(path)` reads a file; diagnostics render with the source.
 //! let graph = driver::compile_source(&source)
 //!     .map_err(|d| nnc_frontend::diagnostic::render_all(&d, &source))?;
-//! // Seeded weights; `weights::load_weights(&graph, path)` reads safetensors.
+//! // Seeded weights; `weights::load_weights(&graph, path, limit)` reads safetensors.
 //! let w = weights::seeded_weights(&graph, 0)?;
 //! let compiled = backend::compile(graph, w, &backend::Options::default())?;
 //! let pool = Pool::new(0)?; // one thread per core
@@ -42,6 +42,7 @@ pub mod backend;
 pub mod driver;
 pub mod interp;
 pub mod ir;
+pub mod limits;
 pub mod lint;
 pub mod lower;
 pub mod passes;

@@ -6,7 +6,7 @@ use codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
 use nnc_compiler::driver::{self, LoadError, Loaded, Model};
 use nnc_compiler::ir::Graph;
 use nnc_compiler::{backend, lint, passes, stats, weights};
-use nnc_runtime::{random_input, read_npy, Tensor, WeightSet, DEFAULT_SEED};
+use nnc_runtime::{random_input, read_npy, MemoryLimit, Tensor, WeightSet, DEFAULT_SEED};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -35,6 +35,8 @@ enum Command {
     Check {
         /// The model, a `.nn` or `.onnx` file.
         model: PathBuf,
+        #[command(flatten)]
+        memory: MemoryArgs,
         #[command(flatten)]
         lints: cli::lint::LintArgs,
     },
@@ -104,6 +106,8 @@ enum Command {
         /// Seed for generated weights and inputs.
         #[arg(long, default_value_t = DEFAULT_SEED)]
         seed: u64,
+        #[command(flatten)]
+        memory: MemoryArgs,
         #[command(flatten)]
         lints: cli::lint::LintArgs,
     },
@@ -176,6 +180,8 @@ enum Command {
         #[arg(long = "dim", value_name = "NAME=SIZE", value_parser = cli::import::parse_dim)]
         dims: Vec<(String, usize)>,
         #[command(flatten)]
+        memory: MemoryArgs,
+        #[command(flatten)]
         lints: cli::lint::LintArgs,
     },
 }
@@ -207,15 +213,36 @@ pub(crate) struct WeightArgs {
     /// Seed for generated weights and inputs.
     #[arg(long, default_value_t = DEFAULT_SEED)]
     pub(crate) seed: u64,
+    #[command(flatten)]
+    pub(crate) memory: MemoryArgs,
+}
+
+/// The memory limit of commands that load or compile a model.
+#[derive(clap::Args)]
+pub(crate) struct MemoryArgs {
+    /// Refuse a model whose arena, weights or any one tensor needs more
+    /// memory than SIZE (`512M`, `2G`, `1.5GiB` or bytes; units are powers
+    /// of 1024). Default: the memory this machine has available (Linux:
+    /// `MemAvailable`, within the cgroup's `memory.max`).
+    #[arg(long, value_name = "SIZE", value_parser = MemoryLimit::parse)]
+    pub(crate) max_memory: Option<MemoryLimit>,
+}
+
+impl MemoryArgs {
+    /// `--max-memory`, or the machine's available memory.
+    pub(crate) fn limit(&self) -> MemoryLimit {
+        self.max_memory.unwrap_or_default()
+    }
 }
 
 impl WeightArgs {
     /// The model at `path` with its weights: `--weights` if given, else
     /// those an `.onnx` file carries, else seeded ones.
     pub(crate) fn model(&self, path: &Path) -> Result<(Model, WeightSet)> {
-        let loaded = load_with_weights(path)?;
+        let limit = self.memory.limit();
+        let loaded = load_with_weights(path, limit)?;
         let weights = match (&self.weights, loaded.weights) {
-            (Some(file), _) => load_weights(&loaded.model.graph, file)?,
+            (Some(file), _) => load_weights(&loaded.model.graph, file, limit)?,
             (None, Some(imported)) => imported,
             (None, None) => weights::seeded_weights(&loaded.model.graph, self.seed)?,
         };
@@ -223,13 +250,19 @@ impl WeightArgs {
     }
 }
 
-/// Compiles a loaded model for `threads` threads.
-fn compile(m: &Model, weights: WeightSet, threads: usize) -> Result<backend::Compiled> {
+/// Compiles a loaded model for `threads` threads within `limit`.
+fn compile(
+    m: &Model,
+    weights: WeightSet,
+    threads: usize,
+    limit: MemoryLimit,
+) -> Result<backend::Compiled> {
     Ok(backend::compile(
         m.graph.clone(),
         weights,
         &backend::Options {
             threads,
+            max_memory: limit,
             ..Default::default()
         },
     )?)
@@ -292,15 +325,24 @@ fn load(path: &Path) -> Result<Model> {
     Ok(driver::load_any(path)?.model)
 }
 
-/// Loads a model with the weights an `.onnx` file carries.
-fn load_with_weights(path: &Path) -> Result<Loaded> {
-    Ok(driver::load_any(path)?)
+/// Loads a model with the weights an `.onnx` file carries, refusing one
+/// that does not fit in `limit`.
+fn load_with_weights(path: &Path, limit: MemoryLimit) -> Result<Loaded> {
+    let options = nnc_frontend::onnx::Options {
+        max_memory: limit,
+        ..Default::default()
+    };
+    Ok(driver::load_any_with(path, &options)?)
 }
 
 fn execute(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Check { model, lints } => {
-            let m = load(&model)?;
+        Command::Check {
+            model,
+            memory,
+            lints,
+        } => {
+            let m = load_with_weights(&model, memory.limit())?.model;
             cli::lint::report(&m, &lints)?;
             let s = stats::stats(&m.graph);
             println!(
@@ -320,7 +362,7 @@ fn execute(cli: Cli) -> Result<()> {
             format,
             seed,
         } => {
-            let loaded = load_with_weights(&model)?;
+            let loaded = load_with_weights(&model, MemoryLimit::default())?;
             let m = loaded.model;
             let names: Vec<&str> = match (&pass, &passes) {
                 (Some(name), _) => {
@@ -383,7 +425,7 @@ fn execute(cli: Cli) -> Result<()> {
             let (m, w) = weights.model(&model)?;
             cli::lint::report(&m, &lints)?;
             let loaded = start.elapsed();
-            let compiled = compile(&m, w, 0)?;
+            let compiled = compile(&m, w, 0, weights.memory.limit())?;
             let total = start.elapsed();
             println!("compiled `{}`", m.graph.name);
             print!("{}", cli::compile::render(&compiled));
@@ -419,17 +461,27 @@ fn execute(cli: Cli) -> Result<()> {
             inputs,
             outputs,
             seed,
+            memory,
             lints,
         } => cli::run::command(
-            &model, interp, threads, weights, &inputs, &outputs, seed, &lints,
+            &model,
+            interp,
+            threads,
+            weights,
+            &inputs,
+            &outputs,
+            seed,
+            memory.limit(),
+            &lints,
         )?,
         Command::Import {
             model,
             output,
             weights,
             dims,
+            memory,
             lints,
-        } => cli::import::command(&model, &output, weights, dims, &lints)?,
+        } => cli::import::command(&model, &output, weights, dims, memory.limit(), &lints)?,
     }
     Ok(())
 }
@@ -450,8 +502,8 @@ fn types(graph: &Graph, ids: &[nnc_compiler::ir::NodeId]) -> String {
     format!("({})", list.join(", "))
 }
 
-fn load_weights(graph: &Graph, path: &Path) -> Result<WeightSet> {
-    weights::load_weights(graph, path)
+fn load_weights(graph: &Graph, path: &Path, limit: MemoryLimit) -> Result<WeightSet> {
+    weights::load_weights(graph, path, limit)
         .map_err(|errors| anyhow::anyhow!(weights::describe_load_errors(path, &errors)))
 }
 

@@ -21,7 +21,8 @@
 
 use crate::ir::{Graph, Op, WeightRole};
 use nnc_runtime::{
-    check_weights, load_safetensors, seeded_uniform, TensorError, WeightError, WeightSet,
+    check_weights, load_safetensors_within, seeded_uniform, MemoryLimit, TensorError, WeightError,
+    WeightSet,
 };
 use rayon::prelude::*;
 use std::path::Path;
@@ -93,8 +94,14 @@ pub fn seeded_weights(graph: &Graph, seed: u64) -> Result<WeightSet, TensorError
 
 /// Loads a safetensors file and checks it against the graph: every problem
 /// (missing, extra or mis-shaped tensors) is reported, not only the first.
-pub fn load_weights(graph: &Graph, path: &Path) -> Result<WeightSet, Vec<WeightError>> {
-    let weights = load_safetensors(path).map_err(|e| vec![e])?;
+/// A tensor, or all of them, larger than `limit` is refused before it is
+/// decoded.
+pub fn load_weights(
+    graph: &Graph,
+    path: &Path,
+    limit: MemoryLimit,
+) -> Result<WeightSet, Vec<WeightError>> {
+    let weights = load_safetensors_within(path, limit).map_err(|e| vec![e])?;
     let problems = check_weights(&expected_weights(graph), &weights);
     if problems.is_empty() {
         Ok(weights)

@@ -334,3 +334,39 @@ fn compile_bench_and_profile_report_the_compiled_model() {
     assert_eq!(events.len(), 2 * kernels, "{out}");
     assert_eq!(events[0]["ph"], "X");
 }
+
+#[test]
+fn max_memory_refuses_a_model_that_does_not_fit_and_names_the_tensor() {
+    // ResNet-18's input (588 KiB) fits in 1 MiB, its first convolution's
+    // output does not; the error comes before any weight is seeded.
+    let o = nnc(&["compile", "models/resnet18.nn", "--max-memory", "1M"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(
+            "error: value `conv1` of type f32[1, 64, 112, 112] needs 3.1 MiB (3211264 bytes), \
+             more than the memory limit of 1.0 MiB (1048576 bytes)"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("--max-memory SIZE"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    // LeNet-5 needs well under 1 MiB and still runs.
+    let o = nnc(&["run", "models/lenet5.nn", "--max-memory", "1M"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("output `fc3`: f32[1, 10]"),
+        "{}",
+        stdout(&o)
+    );
+
+    // A size that is not one is a usage error naming the problem.
+    let o = nnc(&["check", "models/lenet5.nn", "--max-memory", "12X"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("`12X` is not a memory size: the unit must be one of B, K, M, G or T"),
+        "{}",
+        stderr(&o)
+    );
+}

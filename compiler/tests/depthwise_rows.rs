@@ -93,6 +93,9 @@ fn check_sides(
         );
         // One sentinel row before and after the output rows.
         let mut out = vec![SENTINEL; (r1 - r0 + 2) * ow];
+        // SAFETY: `x` holds the whole `h x w` plane, `taps` `kh * kw`
+        // floats, and `out` the rows `r0..r1` between two sentinel rows;
+        // `kernel_impl` is one this CPU has.
         unsafe {
             nnc_depthwise_rows(
                 &s,

@@ -76,6 +76,8 @@ impl Case {
             for g in 0..groups {
                 let input = x[g * self.c_in * h * w..].as_ptr();
                 let output = out[g * per_group * oh * ow..].as_mut_ptr();
+                // SAFETY: `input` starts group `g`'s `c_in` planes of `x`
+                // and `output` the group's channels of `out`, both whole.
                 unsafe { nnc_direct_conv(&conv, input, output, r0, r1, g) };
             }
             for o in 0..self.out_channels {

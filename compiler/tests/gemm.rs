@@ -137,8 +137,8 @@ impl Case {
             activation: self.activation,
         };
         for (rm, rn) in &self.blocks {
-            // SAFETY: every operand covers the whole matrix it stands for.
             let f = if b_in_cache { gemm_b_in_cache } else { gemm };
+            // SAFETY: every operand covers the whole matrix it stands for.
             unsafe {
                 f(
                     &packed,

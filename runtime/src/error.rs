@@ -99,6 +99,9 @@ pub enum WeightError {
         expected: Vec<usize>,
         found: Vec<usize>,
     },
+    /// A tensor, or all of them, would take more memory than allowed.
+    #[error(transparent)]
+    Limit(#[from] crate::limits::LimitError),
     /// The safetensors encoder rejected the weights while saving.
     #[error("cannot encode the weights as safetensors: {reason}")]
     Encode { reason: String },

@@ -10,6 +10,7 @@
 //! runs; every run gets its own arena, so one executable can run on several
 //! threads at once.
 
+use crate::limits::{try_zeroed, LimitError};
 use crate::pool::{Pool, Session};
 use crate::{format_shape, Tensor, TensorError};
 use std::any::Any;
@@ -79,6 +80,9 @@ pub enum RunError {
     Tensor(#[from] TensorError),
     #[error("cannot start a thread pool: {0}")]
     Threads(String),
+    /// The arena or an output could not be allocated.
+    #[error(transparent)]
+    Memory(#[from] LimitError),
 }
 
 /// The arena pointer, shared by the tasks of one kernel call.
@@ -98,6 +102,8 @@ impl ArenaPtr {
 // that shares it.
 #[allow(unsafe_code)]
 unsafe impl Send for ArenaPtr {}
+// SAFETY: as for `Send`: sharing the pointer lets tasks on other threads
+// write their own disjoint parts of the arena, never the same floats.
 #[allow(unsafe_code)]
 unsafe impl Sync for ArenaPtr {}
 
@@ -138,6 +144,16 @@ impl Executable {
         outputs: Vec<Binding>,
         keep_alive: Box<dyn Any + Send + Sync>,
     ) -> Executable {
+        // The part of the contract the runtime can see: every input and
+        // output lies inside the arena (`copy_input` and the output copies
+        // rely on it).
+        debug_assert!(
+            inputs.iter().chain(&outputs).all(|b| b
+                .offset
+                .checked_add(b.len())
+                .is_some_and(|end| end <= arena_len)),
+            "a model input or output lies outside the arena of {arena_len} floats"
+        );
         Executable {
             steps,
             arena_len,
@@ -195,14 +211,16 @@ impl Executable {
         Ok(())
     }
 
-    /// A zeroed arena for [`Executable::run_in`].
-    pub fn arena(&self) -> Vec<f32> {
-        vec![0.0; self.arena_len]
+    /// A zeroed arena for [`Executable::run_in`], or an error if the
+    /// allocator refuses it (never an abort).
+    pub fn arena(&self) -> Result<Vec<f32>, RunError> {
+        Ok(try_zeroed(self.arena_len, || "the arena".into())?)
     }
 
     /// Runs the model on `inputs`; validates them first.
     pub fn run(&self, inputs: &[Tensor], pool: &Pool) -> Result<Vec<Tensor>, RunError> {
-        let mut arena = self.arena();
+        self.check_inputs(inputs)?;
+        let mut arena = self.arena()?;
         self.run_in(&mut arena, inputs, pool)
     }
 
@@ -229,6 +247,12 @@ impl Executable {
     ) -> Result<Vec<Tensor>, RunError> {
         self.check_inputs(inputs)?;
         if arena.len() < self.arena_len {
+            arena
+                .try_reserve_exact(self.arena_len - arena.len())
+                .map_err(|_| LimitError::OutOfMemory {
+                    what: "the arena".into(),
+                    bytes: 4 * self.arena_len as u64,
+                })?;
             arena.resize(self.arena_len, 0.0);
         }
         let base = ArenaPtr(arena.as_mut_ptr());
@@ -263,11 +287,18 @@ impl Executable {
     #[allow(unsafe_code)]
     fn run_step(&self, step: &Step, arena: ArenaPtr, session: &Session<'_>) {
         let tasks = step.tasks.max(1);
-        // SAFETY: the arena has `arena_len` floats with the inputs filled
-        // in (checked in `run_timed`), every range the pool passes lies
-        // within `0..tasks`, and `Executable::new`'s caller guaranteed the
-        // kernel contract (tasks write disjoint memory).
-        let task = |begin: usize, end: usize| unsafe { (step.kernel)(arena.get(), begin, end) };
+        let task = |begin: usize, end: usize| {
+            debug_assert!(
+                begin <= end && end <= tasks,
+                "tasks {begin}..{end} of {tasks}"
+            );
+            // SAFETY: the arena has `arena_len` floats with the inputs
+            // filled in (checked in `run_timed`), every range the pool
+            // passes lies within `0..tasks` (checked above in debug
+            // builds), and `Executable::new`'s caller guaranteed the kernel
+            // contract (tasks write disjoint memory).
+            unsafe { (step.kernel)(arena.get(), begin, end) }
+        };
         if step.parallel {
             session.run(tasks, &task);
         } else {
@@ -334,6 +365,9 @@ mod tests {
 
     /// Task `t` copies row `t` of the arena's first `LEN` floats (the
     /// input) to the next `LEN` (the output), in 600 tasks of 120 floats.
+    ///
+    /// # Safety
+    /// A [`KernelFn`]: `arena` has `2 * LEN` floats and `end <= 600`.
     #[allow(unsafe_code)]
     unsafe extern "C" fn copy_rows(arena: *mut f32, begin: usize, end: usize) {
         for t in begin..end {

@@ -9,6 +9,7 @@ mod convert;
 pub mod error;
 pub mod executable;
 pub mod init;
+pub mod limits;
 pub mod npy;
 mod pool;
 pub mod tensor;
@@ -17,10 +18,11 @@ pub mod weights;
 pub use error::{IoError, NpyError, TensorError, WeightError};
 pub use executable::{Binding, Executable, KernelFn, RunError, Step};
 pub use init::{fnv1a64, random_input, seeded_uniform, DEFAULT_SEED};
+pub use limits::{format_bytes, try_zeroed, LimitError, MemoryLimit};
 pub use npy::{read_npy, write_npy};
 pub use pool::Pool;
 pub use tensor::{checked_numel, format_shape, DType, Tensor};
 pub use weights::{
-    check_weights, load_safetensors, load_safetensors_bytes, save_safetensors,
-    to_safetensors_bytes, WeightSet,
+    check_weights, load_safetensors, load_safetensors_bytes, load_safetensors_bytes_within,
+    load_safetensors_within, save_safetensors, to_safetensors_bytes, WeightSet,
 };

@@ -27,6 +27,8 @@
 //! skips the step. Waiting threads spin only for [`HOT`] and then yield
 //! their core, so a descheduled thread (or another process) can use it.
 
+use std::any::Any;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -122,6 +124,10 @@ impl Session<'_> {
     /// calling thread is thread 0) and then takes what is left of the
     /// others'. `task` must be safe to call with different ranges at once
     /// from different threads.
+    ///
+    /// If `task` panics, on any thread, the panic is raised again here once
+    /// every thread has left the job (some tasks may not have run), and the
+    /// pool stays usable for the next job.
     pub(crate) fn run(&self, tasks: usize, task: &(dyn Fn(usize, usize) + Sync)) {
         match &self.workers {
             Some((workers, _)) if tasks > 1 => workers.run(tasks, task),
@@ -157,6 +163,9 @@ struct Shared {
     lock: Mutex<()>,
     wake: Condvar,
     stop: AtomicBool,
+    /// The first panic a worker caught in the current job's task, raised
+    /// again on the caller's thread when the job ends.
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
 }
 
 impl Workers {
@@ -170,6 +179,7 @@ impl Workers {
             lock: Mutex::new(()),
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
+            panic: Mutex::new(None),
         });
         let mut workers = Workers {
             shared: Arc::clone(&shared),
@@ -208,13 +218,28 @@ impl Workers {
             let _guard = s.lock.lock().unwrap_or_else(|poison| poison.into_inner());
             s.wake.notify_all();
         }
-        s.shares.work(0, tasks, task);
-        // Every chunk is claimed: a worker arriving now has nothing to do,
-        // so it may not join (it would read `job` after we return).
+        // A panic in the caller's share must not unwind past the wait
+        // below: workers may still be calling `task`, which lives on this
+        // stack frame.
+        let mine = catch_unwind(AssertUnwindSafe(|| s.shares.work(0, tasks, task)));
+        // Every chunk is claimed (or the caller gave up): a worker arriving
+        // now has nothing to do, so it may not join (it would read `job`
+        // after we return).
         s.state.close();
         // Acquire: the workers' writes happen before they leave. `task` (on
         // this stack frame) must outlive their use of it.
         wait_until(|| s.state.running() == 0, None);
+        let theirs = s
+            .panic
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .take();
+        if let Err(payload) = mine {
+            resume_unwind(payload);
+        }
+        if let Some(payload) = theirs {
+            resume_unwind(payload);
+        }
     }
 }
 
@@ -256,7 +281,18 @@ impl Shared {
             let task = unsafe {
                 *(self.job.load(Ordering::Relaxed) as *const &(dyn Fn(usize, usize) + Sync))
             };
-            self.shares.work(index, tasks, task);
+            // A panicking task must neither kill this worker (the pool would
+            // lose a thread) nor skip `leave` (the caller would wait for
+            // ever): the panic is handed to the caller instead.
+            if let Err(payload) =
+                catch_unwind(AssertUnwindSafe(|| self.shares.work(index, tasks, task)))
+            {
+                let mut first = self
+                    .panic
+                    .lock()
+                    .unwrap_or_else(|poison| poison.into_inner());
+                first.get_or_insert(payload);
+            }
             self.state.leave();
         }
     }

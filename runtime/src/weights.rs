@@ -15,6 +15,7 @@ use safetensors::{Dtype, SafeTensorError, SafeTensors};
 
 use crate::convert::{decode_le, FloatEncoding};
 use crate::error::{IoError, WeightError};
+use crate::limits::{tensor_bytes, MemoryLimit};
 use crate::tensor::Tensor;
 
 /// Named tensors, kept sorted by name so that iteration, saving and error
@@ -120,8 +121,15 @@ fn is_skipped(name: &str) -> bool {
             .is_some_and(|prefix| prefix.ends_with('.'))
 }
 
-/// Reads a safetensors file.
+/// Reads a safetensors file, within the machine's available memory.
 pub fn load_safetensors(path: &Path) -> Result<WeightSet, WeightError> {
+    load_safetensors_within(path, MemoryLimit::default())
+}
+
+/// Reads a safetensors file whose tensors, one by one and together, take
+/// at most `limit` once decoded to `f32`; a larger one is refused before
+/// it is decoded.
+pub fn load_safetensors_within(path: &Path, limit: MemoryLimit) -> Result<WeightSet, WeightError> {
     let io = |source| IoError {
         action: "read",
         path: path.to_path_buf(),
@@ -136,7 +144,7 @@ pub fn load_safetensors(path: &Path) -> Result<WeightSet, WeightError> {
     // (as for any program that maps its inputs).
     #[allow(unsafe_code)]
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
-    load_safetensors_bytes(&map, path)
+    load_safetensors_bytes_within(&map, path, limit)
 }
 
 /// Parses the bytes of a safetensors file; `path_for_messages` only names the
@@ -145,13 +153,40 @@ pub fn load_safetensors_bytes(
     bytes: &[u8],
     path_for_messages: &Path,
 ) -> Result<WeightSet, WeightError> {
+    load_safetensors_bytes_within(bytes, path_for_messages, MemoryLimit::default())
+}
+
+/// [`load_safetensors_bytes`] with the tensors' decoded sizes checked
+/// against `limit`, one by one and in total.
+pub fn load_safetensors_bytes_within(
+    bytes: &[u8],
+    path_for_messages: &Path,
+    limit: MemoryLimit,
+) -> Result<WeightSet, WeightError> {
     let path = path_for_messages;
     let file = SafeTensors::deserialize(bytes).map_err(|e| classify_parse_error(bytes, path, e))?;
     let mut weights = WeightSet::new();
-    for (name, view) in file.iter() {
+    let mut total: u128 = 0;
+    // In name order, so that the first error (and the running total's) is
+    // the same on every run: the header's order is a hash map's.
+    let mut views: Vec<_> = file.iter().collect();
+    views.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    for (name, view) in views {
         if is_skipped(name) {
             continue;
         }
+        let bytes = tensor_bytes(view.shape(), 4);
+        limit.check(
+            || {
+                format!(
+                    "tensor `{name}` of shape {}",
+                    crate::format_shape(view.shape())
+                )
+            },
+            bytes,
+        )?;
+        total = total.saturating_add(bytes);
+        limit.check(|| format!("the weights in `{}`", path.display()), total)?;
         let encoding =
             float_encoding(view.dtype()).ok_or_else(|| WeightError::UnsupportedDtype {
                 path: path.to_path_buf(),

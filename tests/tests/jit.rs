@@ -79,6 +79,7 @@ fn check_with(graph: Graph, what: &str, micro_kernel: Option<MicroKernel>) -> Co
     let options = Options {
         threads: 2,
         micro_kernel,
+        ..Options::default()
     };
     let compiled =
         compile(graph, weights, &options).unwrap_or_else(|e| panic!("{what}: compile: {e}"));

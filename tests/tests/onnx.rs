@@ -688,6 +688,7 @@ fn symbolic_dims_need_a_size() {
     assert!(err.contains("--dim batch=SIZE"), "{err}");
     let options = nnc_frontend::onnx::Options {
         dims: [("batch".to_string(), 3)].into_iter().collect(),
+        ..Default::default()
     };
     let imported = nnc_frontend::onnx::import_file_with(&path, &options).expect("imports");
     assert!(print_file(&imported.file).contains("input x: f32[3, 3, 4, 4]"));
@@ -897,4 +898,106 @@ fn differential_samples_and_regressions_are_fixtures() {
     ] {
         assert!(names.iter().any(|n| n == case), "no fixture {case}");
     }
+}
+
+/// A model whose output is `ConstantOfShape(shape) + x`, with `shape` an
+/// initializer, and an initializer `w` of `w_dims` added to it too.
+fn constant_of_shape_model(shape: &[i64], w_dims: &[i64]) -> Vec<u8> {
+    use nnc_frontend::onnx::proto::*;
+    use prost::Message;
+    let value = |name: &str, dims: &[i64]| ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(tensor_proto::DataType::Float as i32),
+                shape: Some(TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|&d| tensor_shape_proto::Dimension {
+                            value: Some(tensor_shape_proto::dimension::Value::DimValue(d)),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let node = |op: &str, inputs: &[&str], output: &str| NodeProto {
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        op_type: Some(op.into()),
+        name: Some(output.into()),
+        ..Default::default()
+    };
+    let count: i64 = w_dims.iter().product();
+    ModelProto {
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(17),
+        }],
+        graph: Some(GraphProto {
+            node: vec![
+                node("ConstantOfShape", &["shape"], "zeros"),
+                node("Add", &["x", "zeros"], "a"),
+                node("Add", &["a", "w"], "y"),
+            ],
+            initializer: vec![
+                TensorProto {
+                    name: Some("shape".into()),
+                    dims: vec![shape.len() as i64],
+                    data_type: Some(tensor_proto::DataType::Int64 as i32),
+                    int64_data: shape.to_vec(),
+                    ..Default::default()
+                },
+                TensorProto {
+                    name: Some("w".into()),
+                    dims: w_dims.to_vec(),
+                    data_type: Some(tensor_proto::DataType::Float as i32),
+                    float_data: vec![0.5; count as usize],
+                    ..Default::default()
+                },
+            ],
+            input: vec![value("x", &[1, 64])],
+            output: vec![value("y", &[1, 64])],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn constants_and_initializers_over_the_memory_limit_are_refused_before_they_are_built() {
+    use nnc_frontend::onnx::{import_bytes_with, Options};
+    use nnc_runtime::MemoryLimit;
+    let path = Path::new("limits.onnx");
+    let within = |bytes: u64| Options {
+        max_memory: MemoryLimit::from_bytes(bytes),
+        ..Default::default()
+    };
+    // Within the limit, the model imports.
+    let small = constant_of_shape_model(&[1, 64], &[1, 64]);
+    assert!(import_bytes_with(&small, path, None, &within(1024)).is_ok());
+
+    // A ConstantOfShape of 2^40 zeros would need 4 TiB.
+    let bomb = constant_of_shape_model(&[1 << 20, 1 << 20], &[1, 64]);
+    let err = import_bytes_with(&bomb, path, None, &within(1 << 30))
+        .expect_err("a 4 TiB constant is refused")
+        .to_string();
+    assert!(
+        err.contains("the constant of shape [1048576, 1048576] needs 4.0 TiB (4398046511104 bytes), more than the memory limit of 1.0 GiB"),
+        "{err}"
+    );
+
+    // An initializer over the limit is named with its shape.
+    let heavy = constant_of_shape_model(&[1, 64], &[64, 64]);
+    let err = import_bytes_with(&heavy, path, None, &within(1024))
+        .expect_err("a 16 KiB initializer is refused at 1 KiB")
+        .to_string();
+    assert!(
+        err.contains("tensor `w` of shape [64, 64] needs 16.0 KiB (16384 bytes), more than the memory limit of 1.0 KiB (1024 bytes)"),
+        "{err}"
+    );
 }

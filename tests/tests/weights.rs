@@ -6,7 +6,9 @@
 use nnc_compiler::driver::load;
 use nnc_compiler::ir::Graph;
 use nnc_compiler::weights::{describe_load_errors, load_weights, seeded_weights};
-use nnc_runtime::{random_input, save_safetensors, to_safetensors_bytes, Tensor, WeightSet};
+use nnc_runtime::{
+    random_input, save_safetensors, to_safetensors_bytes, MemoryLimit, Tensor, WeightSet,
+};
 use std::path::Path;
 
 fn lenet() -> Graph {
@@ -22,7 +24,7 @@ fn load_error(graph: &Graph, dir: &Path, file: &str, bytes: Option<&[u8]>) -> St
     if let Some(bytes) = bytes {
         std::fs::write(&path, bytes).expect("write");
     }
-    match load_weights(graph, &path) {
+    match load_weights(graph, &path, MemoryLimit::default()) {
         Ok(_) => panic!("loading {file} should fail"),
         Err(errors) => {
             describe_load_errors(&path, &errors).replace(&dir.display().to_string(), "<dir>")
@@ -37,7 +39,7 @@ fn saved_weights_load_back_and_give_identical_outputs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("lenet5.safetensors");
     save_safetensors(&path, &seeded).expect("save");
-    let loaded = load_weights(&graph, &path).expect("loads");
+    let loaded = load_weights(&graph, &path, MemoryLimit::default()).expect("loads");
     assert_eq!(loaded, seeded);
     let x = random_input(&[1, 1, 32, 32], 3).expect("input");
     let a = nnc_compiler::interp::run(&graph, &seeded, std::slice::from_ref(&x)).expect("runs");
@@ -59,7 +61,7 @@ fn pytorch_num_batches_tracked_is_ignored() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("w.safetensors");
     save_safetensors(&path, &weights).expect("save");
-    assert!(load_weights(&graph, &path).is_ok());
+    assert!(load_weights(&graph, &path, MemoryLimit::default()).is_ok());
 }
 
 #[test]

@@ -8,7 +8,7 @@ use super::BackendError;
 use crate::ir::{Epilogue, Graph, NodeId, Op, SourceLoc};
 use crate::passes;
 use crate::stats;
-use nnc_runtime::{Binding, Executable, Step, WeightSet};
+use nnc_runtime::{Binding, Executable, MemoryLimit, Step, WeightSet};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -23,6 +23,11 @@ pub struct Options {
     /// has). Tests use it to run every implementation; one the CPU lacks
     /// is an error.
     pub micro_kernel: Option<MicroKernel>,
+    /// The most memory the arena, the weights and the constants the
+    /// kernels pack from them may take together (default: the machine's
+    /// available memory). The arena and weights are checked before the
+    /// kernels are built, and everything again before the executable is.
+    pub max_memory: MemoryLimit,
 }
 
 /// One kernel of the compiled model, for `nnc compile`'s table.
@@ -134,6 +139,17 @@ pub fn compile(
         output_bufs,
         placement,
     } = plan(&graph, threads)?;
+    // The arena is allocated per run and the weights are already here,
+    // but both must fit beside each other before the kernels pack copies
+    // of the weights.
+    let limit = options.max_memory;
+    let arena_bytes = 4 * placement.arena_len as u128;
+    limit.check(|| "the arena".into(), arena_bytes)?;
+    let weight_bytes: u128 = weights.iter().map(|(_, t)| 4 * t.len() as u128).sum();
+    limit.check(
+        || "the arena with the weights".into(),
+        arena_bytes + weight_bytes,
+    )?;
     lap("plan", &mut phases);
 
     // Kernels.
@@ -249,6 +265,10 @@ pub fn compile(
         })
         .collect();
     let const_bytes = consts.bytes();
+    limit.check(
+        || "the arena with the weights and their packed copies".into(),
+        arena_bytes + weight_bytes + const_bytes as u128,
+    )?;
     // SAFETY: each kernel was generated for exactly this arena plan: it
     // reads and writes only the buffers placed above (inside `arena_len`)
     // and constants owned by `consts`, which the executable keeps alive
@@ -505,6 +525,14 @@ fn plan(graph: &Graph, threads: usize) -> Result<Plan, BackendError> {
         }
         offset[b] = offset[at] + delta;
     }
+    // Every kernel's operands are addressed from these offsets: in debug
+    // builds, check that each buffer lies inside the arena before any code
+    // is generated that writes it.
+    debug_assert!(
+        (0..bufs.len()).all(|b| offset[b] + bufs[b].len <= placement.arena_len),
+        "a buffer lies outside the arena of {} floats",
+        placement.arena_len
+    );
     let steps = steps
         .into_iter()
         .enumerate()

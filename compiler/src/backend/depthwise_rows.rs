@@ -122,6 +122,8 @@ impl DepthwiseRows {
             .filter(|&iy| iy < self.h)
     }
 
+    /// # Safety
+    /// As [`DepthwiseRows::run`] (less the instruction set).
     unsafe fn portable(
         &self,
         src: *const f32,
@@ -185,6 +187,9 @@ mod avx512 {
 
     /// Input columns `at[l * stride]` for the 16 lanes `l`, every one in
     /// the padded row.
+    ///
+    /// # Safety
+    /// AVX-512F must be available, and `at[0 .. 16 * stride]` readable.
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn window(at: *const f32, stride: usize) -> __m512 {
@@ -234,6 +239,10 @@ mod avx512 {
     /// waiting on each other. One chain of nine dependent FMAs per chunk
     /// was the bottleneck, worst on maps one chunk wide (14x14, 7x7),
     /// which therefore take several rows at once.
+    ///
+    /// # Safety
+    /// AVX-512F must be available; `b` was built by [`rows`] over its padded
+    /// copy, and rows `row .. row + R` lie in `b`'s output rows.
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn block<const R: usize, const M: usize>(b: &Rows<'_>, row: usize, ox0: usize) {
@@ -266,6 +275,9 @@ mod avx512 {
     /// Output rows `0..rows` (from `r0`) in blocks of `R` rows by `M`
     /// chunks; the last chunks of a row as one narrower block, the last
     /// rows one at a time.
+    ///
+    /// # Safety
+    /// As for [`block`], for output rows `0..rows`.
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn sweep<const R: usize, const M: usize>(b: &Rows<'_>, rows: usize) {
@@ -296,6 +308,9 @@ mod avx512 {
     /// buffer (padding rows and columns as zeros, room past the right edge
     /// for the last chunk's loads), so the loops need no bounds or masks,
     /// then computes them block by block.
+    ///
+    /// # Safety
+    /// As [`DepthwiseRows::run`], with AVX-512F available.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn rows(
         s: &DepthwiseRows,
@@ -398,6 +413,9 @@ mod avx512 {
     /// it. Against the padded copy this was 3.5x faster on 7x7 and 14x14
     /// maps, where the copy cost more than the taps and its stores stalled
     /// the loads that read them back right after.
+    ///
+    /// # Safety
+    /// As [`DepthwiseRows::run`], with AVX-512F available.
     #[target_feature(enable = "avx512f")]
     unsafe fn direct(
         s: &DepthwiseRows,
@@ -449,6 +467,11 @@ mod avx512 {
     /// path at stride `S` (1 or 2): input row `i` of the block (from
     /// `oy0 * S - padding`) adds tap row `ky` into output row
     /// `(i - ky) / S` when that divides.
+    ///
+    /// # Safety
+    /// AVX-512F must be available; `d` was built by [`direct`] from its
+    /// caller's valid pointers, and the block's output rows and chunk lie
+    /// inside them.
     #[target_feature(enable = "avx512f")]
     #[inline(never)]
     unsafe fn direct_block<const R: usize, const S: usize>(

@@ -153,6 +153,7 @@ impl DirectConv {
     /// `x` must hold `c_in * h * w` floats and `out` `out_channels * oh *
     /// ow`; `r1 <= oh`, `group < groups`.
     pub unsafe fn run(&self, x: *const f32, out: *mut f32, r0: usize, r1: usize, group: usize) {
+        debug_assert!(r1 <= self.oh, "output rows ..{r1} of {}", self.oh);
         if r0 >= r1 || group >= self.groups {
             return;
         }
@@ -193,6 +194,10 @@ impl DirectConv {
     }
 
     /// `first` is the group's first block of weights and biases.
+    ///
+    /// # Safety
+    /// As [`DirectConv::run`]: `b` reads the group's input, `out` is the
+    /// whole output and `r1 <= oh`.
     unsafe fn portable(&self, b: &Rows<'_>, out: *mut f32, r0: usize, r1: usize, first: usize) {
         let [kh, kw] = self.kernel;
         let taps = self.c_in * kh * kw;
@@ -345,6 +350,9 @@ mod avx512 {
 
     /// 16 output channels by 16 columns per tile, one zmm accumulator per
     /// channel; each weight is broadcast from memory into its FMA.
+    ///
+    /// # Safety
+    /// As [`DirectConv::run`], with AVX-512F available.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn rows(
         s: &DirectConv,
@@ -399,6 +407,9 @@ mod avx2 {
     /// Each 16x16 tile as four 8x8 quarters (8 output channels by 8
     /// columns), eight ymm accumulators each; the epilogue goes through
     /// the portable store.
+    ///
+    /// # Safety
+    /// As [`DirectConv::run`], with AVX2 and FMA available.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn rows(
         s: &DirectConv,

@@ -38,6 +38,10 @@ pub enum BackendError {
     /// before fusing, so this is a compiler bug).
     #[error("the native kernels have no `{0}` activation")]
     NoNativeActivation(&'static str),
+    /// The arena, the weights or the packed constants would take more
+    /// memory than allowed.
+    #[error(transparent)]
+    Memory(#[from] nnc_runtime::LimitError),
     /// Cranelift rejected a kernel: a compiler bug.
     #[error("code generation failed: {0}")]
     Codegen(String),

@@ -262,6 +262,7 @@ pub fn pack_winograd(
 pub unsafe extern "C" fn nnc_gemm_task(task: *const GemmTask, arena: *mut f32, t: usize) {
     // SAFETY: the caller passes a live task (the compiled model owns it).
     let task = unsafe { &*task };
+    debug_assert!(t < task.tasks(), "task {t} of {}", task.tasks());
     let (p, rows, cols) = task.block(t);
     let g = p % task.groups.max(1);
     let Some(a) = task.packed.get(g) else {

@@ -350,6 +350,8 @@ struct F2;
 /// F(4x4, 3x3), [`crate::ir::winograd::F4X3`].
 struct F4;
 
+// SAFETY (every method): the contract is [`Tile`]'s, `V`'s instruction
+// set available; the bodies only combine `V`s the caller passed in.
 impl Tile for F2 {
     const M: usize = 2;
     const A: usize = 4;
@@ -380,6 +382,8 @@ impl Tile for F2 {
     }
 }
 
+// SAFETY (every method): the contract is [`Tile`]'s, `V`'s instruction
+// set available; the bodies only combine `V`s the caller passed in.
 impl Tile for F4 {
     const M: usize = 4;
     const A: usize = 6;
@@ -434,7 +438,10 @@ const MAX_A: usize = 6;
 ///
 /// # Safety
 /// The methods need their instruction set: call them only from code that
-/// has checked it (the `MicroKernel` dispatch).
+/// has checked it (the `MicroKernel` dispatch). Methods that take pointers
+/// need them valid for what their docs say: `N` values (`index`, `store`),
+/// the first `live` (`load`, `store_live`), `base[index[l]]` for every
+/// lane (`gather`).
 trait Lanes: Copy {
     const N: usize;
     type Index: Copy;
@@ -463,6 +470,8 @@ trait Lanes: Copy {
     unsafe fn zip(self, b: Self) -> (Self, Self);
 }
 
+// SAFETY (every method): the contract is [`Lanes`]'s; one lane needs no
+// instruction set, and the pointer methods access one float, as documented.
 impl Lanes for f32 {
     const N: usize = 1;
     type Index = i32;
@@ -721,6 +730,9 @@ mod avx512 {
         crate::backend::gemm::avx512::lane_mask(live)
     }
 
+    // SAFETY (every method): the contract is [`Lanes`]'s: AVX-512F is
+    // available, and the pointer methods access only the lanes their docs
+    // name (masked loads and stores past `live`).
     impl Lanes for __m512 {
         const N: usize = 16;
         type Index = __m512i;
@@ -811,6 +823,9 @@ mod avx2 {
         }
     }
 
+    // SAFETY (every method): the contract is [`Lanes`]'s: AVX2 and FMA are
+    // available, and the pointer methods access only the lanes their docs
+    // name (masked loads and stores past `live`).
     impl Lanes for __m256 {
         const N: usize = 8;
         type Index = __m256i;

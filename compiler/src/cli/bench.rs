@@ -37,7 +37,7 @@ pub fn measure(
     runs: usize,
     min_time: Duration,
 ) -> Result<Vec<f64>> {
-    let mut arena = exe.arena();
+    let mut arena = exe.arena()?;
     for _ in 0..warmup {
         exe.run_in(&mut arena, inputs, pool)?;
     }
@@ -89,7 +89,7 @@ pub fn command(
 ) -> Result<()> {
     let (m, w) = weights.model(model)?;
     let inputs = crate::read_inputs(&m.graph, &[], weights.seed)?;
-    let compiled = crate::compile(&m, w, threads)?;
+    let compiled = crate::compile(&m, w, threads, weights.memory.limit())?;
     let pool = Pool::new(threads)?;
     let mut times = measure(
         &compiled.executable,

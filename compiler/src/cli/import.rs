@@ -12,6 +12,7 @@ pub fn command(
     output: &Path,
     weights: Option<PathBuf>,
     dims: Vec<(String, usize)>,
+    limit: nnc_runtime::MemoryLimit,
     lints: &crate::cli::lint::LintArgs,
 ) -> Result<()> {
     if !driver::is_onnx(model) {
@@ -19,6 +20,7 @@ pub fn command(
     }
     let options = nnc_frontend::onnx::Options {
         dims: dims.into_iter().collect(),
+        max_memory: limit,
     };
     let loaded = driver::import(model, &options)?;
     crate::cli::lint::report(&loaded.model, lints)?;

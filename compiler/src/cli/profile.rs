@@ -31,7 +31,7 @@ pub fn record(
     runs: usize,
 ) -> Result<Runs> {
     let exe = &compiled.executable;
-    let mut arena = exe.arena();
+    let mut arena = exe.arena()?;
     for _ in 0..warmup {
         exe.run_in(&mut arena, inputs, pool)?;
     }
@@ -208,7 +208,7 @@ pub fn command(
 ) -> Result<()> {
     let (m, w) = weights.model(model)?;
     let inputs = crate::read_inputs(&m.graph, &[], weights.seed)?;
-    let compiled = crate::compile(&m, w, threads)?;
+    let compiled = crate::compile(&m, w, threads, weights.memory.limit())?;
     let pool = Pool::new(threads)?;
     let recorded = record(&compiled, &inputs, &pool, 3, runs)?;
     println!("profile of `{}` ({} runs)", m.graph.name, recorded.len());

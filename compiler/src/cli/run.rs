@@ -18,13 +18,14 @@ pub fn command(
     inputs: &[PathBuf],
     outputs: &[PathBuf],
     seed: u64,
+    limit: nnc_runtime::MemoryLimit,
     lints: &crate::cli::lint::LintArgs,
 ) -> Result<()> {
-    let loaded = crate::load_with_weights(model)?;
+    let loaded = crate::load_with_weights(model, limit)?;
     let m = loaded.model;
     crate::cli::lint::report(&m, lints)?;
     let weights = match (weights, loaded.weights) {
-        (Some(path), _) => crate::load_weights(&m.graph, &path)?,
+        (Some(path), _) => crate::load_weights(&m.graph, &path, limit)?,
         (None, Some(imported)) => imported,
         (None, None) => weights::seeded_weights(&m.graph, seed)?,
     };
@@ -36,7 +37,7 @@ pub fn command(
             "the reference interpreter".to_string(),
         )
     } else {
-        let compiled = crate::compile(&m, weights, threads)?;
+        let compiled = crate::compile(&m, weights, threads, limit)?;
         let pool = Pool::new(threads)?;
         let compile_ms = start.elapsed().as_secs_f64() * 1e3;
         (

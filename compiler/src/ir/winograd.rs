@@ -88,6 +88,8 @@ pub struct FilterTransform {
 /// `FilterTransform::panel_body` compiled with `$features` enabled.
 macro_rules! panel_with_features {
     ($name:ident, $features:literal) => {
+        /// # Safety
+        /// The CPU must have `$features` (the caller checks it at run time).
         #[cfg(target_arch = "x86_64")]
         #[allow(unsafe_code)]
         #[target_feature(enable = $features)]

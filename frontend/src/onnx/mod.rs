@@ -33,7 +33,7 @@ pub use model::{MAX_OPSET, MIN_OPSET};
 
 use crate::ast;
 use model::DataDir;
-use nnc_runtime::WeightSet;
+use nnc_runtime::{MemoryLimit, WeightSet};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -52,6 +52,10 @@ pub struct Options {
     /// Sizes of symbolic input dims (`batch` in `f32[batch, 3, 224, 224]`),
     /// by name; nnc compiles static shapes, so every symbol needs one.
     pub dims: BTreeMap<String, usize>,
+    /// The most memory one initializer or folded constant, or all the
+    /// weights together, may take; larger ones are refused before they
+    /// are decoded. Default: the machine's available memory.
+    pub max_memory: MemoryLimit,
 }
 
 /// Imports an ONNX file; external data is read relative to its directory.
@@ -102,6 +106,7 @@ pub fn import_bytes_with(
     };
     let dir = DataDir {
         dir: data_dir.map(Path::to_path_buf),
+        limit: options.max_memory,
     };
     let converted = convert::Converter::new(opset, dir, &options.dims).run(graph);
     if !converted.problems.is_empty() {

@@ -4,6 +4,8 @@
 use super::constant::{Constant, Data};
 use super::error::ImportError;
 use super::proto::{tensor_proto::DataLocation, tensor_proto::DataType, ModelProto, TensorProto};
+use nnc_runtime::limits::tensor_bytes;
+use nnc_runtime::MemoryLimit;
 use prost::Message;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
@@ -53,10 +55,25 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<(ModelProto, i64), ImportErro
     Ok((model, opset))
 }
 
-/// Where the external data of a model's tensors is looked up: the model's
-/// directory, and only below it.
+/// Where the external data of a model's tensors is looked up (the model's
+/// directory, and only below it), and how much memory a decoded tensor or
+/// folded constant may take.
 pub struct DataDir {
     pub dir: Option<PathBuf>,
+    pub limit: MemoryLimit,
+}
+
+impl DataDir {
+    /// Checks that a constant of `dims` with elements of `width` bytes fits
+    /// in the memory limit; `what` names it in the error.
+    pub fn check(&self, what: &str, dims: &[usize], width: usize) -> Result<(), String> {
+        self.limit
+            .check(
+                || format!("{what} of shape {}", nnc_runtime::format_shape(dims)),
+                tensor_bytes(dims, width),
+            )
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// Converts a tensor to a constant: `float`, `double` and `float16` become
@@ -72,6 +89,13 @@ pub fn tensor_to_constant(t: &TensorProto, data_dir: &DataDir) -> Result<Constan
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .ok_or_else(|| format!("tensor `{name}` is too large"))?;
+    // Decoded, floats take 4 bytes and integers 8, whatever the file's
+    // width; checked before the data is read or decoded.
+    let decoded_width = match DataType::try_from(t.data_type.unwrap_or(0)) {
+        Ok(DataType::Float | DataType::Double | DataType::Float16 | DataType::Bfloat16) => 4,
+        _ => 8,
+    };
+    data_dir.check(&format!("tensor `{name}`"), &dims, decoded_width)?;
     let external;
     let raw: Option<&[u8]> = if t.data_location() == DataLocation::External {
         external = read_external(t, data_dir)?;

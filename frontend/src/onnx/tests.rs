@@ -121,7 +121,15 @@ fn resize_and_upsample_before_opset_11_convert() {
         let opset = model.opset_import[0].version();
         let dims = std::collections::BTreeMap::new();
         let graph = model.graph.as_ref().unwrap();
-        let converted = Converter::new(opset, DataDir { dir: None }, &dims).run(graph);
+        let converted = Converter::new(
+            opset,
+            DataDir {
+                dir: None,
+                limit: nnc_runtime::MemoryLimit::default(),
+            },
+            &dims,
+        )
+        .run(graph);
         assert!(
             converted.problems.is_empty(),
             "{name}: {:?}",

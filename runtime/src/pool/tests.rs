@@ -241,3 +241,66 @@ fn too_many_threads_is_an_error() {
         Err(RunError::Threads(_))
     ));
 }
+
+/// A job whose task panics at task `bad`, on whichever thread runs it.
+fn panicking_job(pool: &Pool, tasks: usize, bad: usize) -> std::thread::Result<()> {
+    catch_unwind(AssertUnwindSafe(|| {
+        pool.session().run(tasks, &|begin, end| {
+            if (begin..end).contains(&bad) {
+                #[allow(clippy::panic)]
+                {
+                    panic!("task {bad} fails on purpose");
+                }
+            }
+        })
+    }))
+}
+
+#[test]
+fn a_panicking_task_reaches_the_caller_and_leaves_the_pool_usable() -> Result<(), RunError> {
+    for threads in [1, 2, 3] {
+        let pool = Pool::new(threads)?;
+        for round in 0..30 {
+            // The first task is in the caller's own share, the last in the
+            // last worker's; either may run on any thread.
+            let bad = if round % 2 == 0 { 0 } else { 63 };
+            let result = panicking_job(&pool, 64, bad);
+            let message = result
+                .err()
+                .and_then(|p| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            assert_eq!(
+                message,
+                format!("task {bad} fails on purpose"),
+                "{threads} threads"
+            );
+            // The pool still runs every task once, and its workers are
+            // alive: they take part in the next job.
+            assert_eq!(counts(&pool, 100), vec![1; 100], "{threads} threads");
+            if threads > 1 {
+                assert!(a_worker_takes_part(&pool), "{threads} threads");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a worker runs a task of a job whose caller, in its first task,
+/// waits (up to [`DEADLOCK`]) for one to.
+fn a_worker_takes_part(pool: &Pool) -> bool {
+    let caller = std::thread::current().id();
+    let helped = AtomicBool::new(false);
+    let seen = AtomicBool::new(false);
+    pool.session().run(64, &|begin, end| {
+        if std::thread::current().id() != caller {
+            helped.store(true, Ordering::Release);
+        } else if begin == 0 && begin < end {
+            let start = Instant::now();
+            while !helped.load(Ordering::Acquire) && start.elapsed() < DEADLOCK {
+                std::thread::yield_now();
+            }
+            seen.store(helped.load(Ordering::Acquire), Ordering::Release);
+        }
+    });
+    seen.load(Ordering::Acquire)
+}

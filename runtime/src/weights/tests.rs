@@ -300,3 +300,28 @@ fn saving_into_a_missing_directory_is_an_io_error() {
     let error = save_safetensors(&file, &sample_weights()).unwrap_err();
     assert!(matches!(&error, WeightError::Io(e) if e.action == "write" && e.path == file));
 }
+
+#[test]
+fn tensors_over_the_memory_limit_are_refused_by_name_before_decoding() {
+    let mut weights = WeightSet::new();
+    weights.insert("a.weight", tensor(&[16, 16], &[0.5; 256]));
+    weights.insert("b.weight", tensor(&[16, 16], &[0.25; 256]));
+    let bytes = to_safetensors_bytes(&weights).unwrap();
+    let load =
+        |limit| load_safetensors_bytes_within(&bytes, &path(), MemoryLimit::from_bytes(limit));
+    // Exactly enough for both.
+    assert_eq!(load(2048).unwrap(), weights);
+    // One tensor is over the limit: it is named with its shape.
+    let err = load(1000).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "tensor `a.weight` of shape [16, 16] needs 1.0 KiB (1024 bytes), more than the memory \
+         limit of 1000 bytes; raise it with `--max-memory`"
+    );
+    // Each fits, the two together do not.
+    let err = load(2047).unwrap_err().to_string();
+    assert!(
+        err.starts_with("the weights in `model.safetensors` needs 2.0 KiB (2048 bytes)"),
+        "{err}"
+    );
+}

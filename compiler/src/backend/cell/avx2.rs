@@ -106,6 +106,11 @@ unsafe fn project(s: &Step, panel: usize, chunk: usize) {
 }
 
 /// Every block of `8 * V` units with `G` gates.
+///
+/// # Safety
+/// AVX2 and FMA must be available, and `s` must satisfy the contract of
+/// the cell step it comes from: its pointers cover `hidden` floats of
+/// state (`G * hidden` for `p_t`) and every time step of `x` and `p`.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn blocks<const G: usize, const V: usize>(s: &Step) {
     let cell = s.cell;

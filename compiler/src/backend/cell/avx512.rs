@@ -155,17 +155,22 @@ impl Panel {
 
 /// Every block of `16 * V` units with `G` gates, and this step's share of
 /// later input projections.
+///
+/// # Safety
+/// AVX-512F must be available, and `s` must satisfy the contract of the
+/// cell step it comes from: its pointers cover `hidden` floats of state
+/// (`G * hidden` for `p_t`) and every time step of `x` and `p`.
 #[target_feature(enable = "avx512f")]
 unsafe fn blocks<const G: usize, const V: usize>(s: &Step) {
     let cell = s.cell;
     let (hidden, features) = (cell.hidden, cell.features);
     let width = 16 * V;
+    let count = hidden.div_ceil(width);
     // SAFETY: block `j` of the packed weights holds `hidden` runs of `G *
     // width` floats; the caller vouches for the step's pointers over
     // `hidden` floats (`G * hidden` for `p_t`, all steps for `x` and `p`),
     // and the masks keep every access to the block's `units` (the panel's
     // rows); the padded biases hold whole blocks and panels.
-    let count = hidden.div_ceil(width);
     unsafe {
         if s.first {
             for panel in 0..cell.panels() {

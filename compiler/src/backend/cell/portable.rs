@@ -99,6 +99,11 @@ unsafe fn project(s: &Step, panel: usize, chunk: usize) {
 
 /// Every block of `U` units with `G` gates, after this step's share of
 /// later input projections.
+///
+/// # Safety
+/// `s` must satisfy the contract of the cell step it comes from: its
+/// pointers cover `hidden` floats of state (`G * hidden` for `p_t`) and
+/// every time step of `x` and `p`.
 #[inline(always)]
 unsafe fn blocks<const G: usize, const U: usize>(s: &Step) {
     let cell = s.cell;

@@ -122,6 +122,8 @@ pub(crate) unsafe fn tile(t: &Tile) {
     }
 }
 
+/// # Safety
+/// As for [`tile`].
 #[target_feature(enable = "avx2,fma")]
 unsafe fn by_rows<const NV: usize>(t: &Tile) {
     // SAFETY: forwarded from `tile`.
@@ -138,6 +140,8 @@ unsafe fn by_rows<const NV: usize>(t: &Tile) {
     }
 }
 
+/// # Safety
+/// As for [`tile`], with `t.rows == ROWS` and `t.cols <= 8 * NV`.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn kernel<const ROWS: usize, const NV: usize>(t: &Tile) {
     let mut acc = [[_mm256_setzero_ps(); NV]; ROWS];
@@ -226,6 +230,8 @@ pub(crate) unsafe fn narrow(t: &Tile) {
     }
 }
 
+/// # Safety
+/// As for [`narrow`], with `t.cols == NC`.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn narrow_n<const NC: usize, const U: usize>(t: &Tile) {
     let m = lane_mask(t.rows);

@@ -328,6 +328,8 @@ pub(crate) unsafe fn tiles<const NV: usize>(t: &Tile, panels: usize, b_step: usi
     }
 }
 
+/// # Safety
+/// As for [`tiles`], with `t.rows == ROWS`.
 #[target_feature(enable = "avx512f")]
 unsafe fn tile_row<const ROWS: usize, const NV: usize>(t: &Tile, panels: usize, b_step: usize) {
     let mut t = *t;
@@ -352,6 +354,9 @@ unsafe fn tile_row<const ROWS: usize, const NV: usize>(t: &Tile, panels: usize, 
 const A_PREFETCH: usize = 768;
 
 /// The register-blocked kernel: `ROWS x (16 * NV)` accumulators.
+///
+/// # Safety
+/// As for [`tile`], with `t.rows == ROWS` and `t.cols <= 16 * NV`.
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn kernel<const ROWS: usize, const NV: usize>(t: &Tile) {
@@ -429,6 +434,10 @@ unsafe fn kernel<const ROWS: usize, const NV: usize>(t: &Tile) {
 }
 
 /// One k step of the register tile: `acc[r] += a[r] * b[0 .. 16 * NV]`.
+///
+/// # Safety
+/// AVX-512F must be available; `a` must be readable for `ROWS` floats
+/// and `b` for `16 * NV`.
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn step<const ROWS: usize, const NV: usize>(
@@ -476,6 +485,8 @@ pub(crate) unsafe fn narrow(t: &Tile) {
     }
 }
 
+/// # Safety
+/// As for [`narrow`], with `t.cols == NC`.
 #[target_feature(enable = "avx512f")]
 unsafe fn narrow_n<const NC: usize, const U: usize>(t: &Tile) {
     let m = lane_mask(t.rows);

@@ -429,6 +429,8 @@ pub unsafe fn gemm_b_in_cache(
     unsafe { gemm_with(a, b, ldb, true, c, ldc, m_range, n_range, epi) }
 }
 
+/// # Safety
+/// As [`gemm`].
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_with(
     a: &PackedA,
@@ -562,6 +564,9 @@ impl Job<'_> {
     }
 
     /// Small N: the narrow kernel over unpacked B and the whole K.
+    ///
+    /// # Safety
+    /// The job's pointers satisfy [`gemm`]'s contract for columns `n0..n1`.
     unsafe fn narrow(&self, n0: usize, n1: usize) {
         for seg in self.segments() {
             let t = self.tile(
@@ -580,6 +585,9 @@ impl Job<'_> {
 
     /// The blocked path: pack `KC x NC` blocks of B (or, with
     /// `b_in_place`, only their partial last panel), sweep the A panels.
+    ///
+    /// # Safety
+    /// The job's pointers satisfy [`gemm`]'s contract for columns `n0..n1`.
     unsafe fn blocked(&self, n0: usize, n1: usize, buf: &mut AlignedBuf) {
         let Geometry { mr, nr, .. } = self.g;
         let blocks = Blocks::new(self.g, self.a.k, n0, n1);

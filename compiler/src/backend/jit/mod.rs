@@ -107,6 +107,8 @@ pub struct JitCode {
 // until `Drop`, which has `&mut self`.
 #[allow(unsafe_code)]
 unsafe impl Send for JitCode {}
+// SAFETY: as for `Send`: no method reads or writes the module through
+// `&JitCode`, so sharing it between threads shares nothing mutable.
 #[allow(unsafe_code)]
 unsafe impl Sync for JitCode {}
 

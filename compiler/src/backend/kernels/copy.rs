@@ -149,34 +149,6 @@ fn merged_permutation(shape: &[usize], dims: &[usize]) -> (Vec<usize>, Vec<usize
     (shape, perm)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::merged_permutation;
-
-    #[test]
-    fn neighbouring_dims_merge() {
-        // Channel shuffle: H and W stay together, N alone.
-        assert_eq!(
-            merged_permutation(&[1, 4, 6, 7, 9], &[0, 2, 1, 3, 4]),
-            (vec![1, 4, 6, 63], vec![0, 2, 1, 3])
-        );
-        // NCHW -> NHWC: C moves past the merged H, W.
-        assert_eq!(
-            merged_permutation(&[2, 3, 5, 7], &[0, 2, 3, 1]),
-            (vec![2, 3, 35], vec![0, 2, 1])
-        );
-        // The identity is one dim; a full reversal merges nothing.
-        assert_eq!(
-            merged_permutation(&[2, 3, 4], &[0, 1, 2]),
-            (vec![24], vec![0])
-        );
-        assert_eq!(
-            merged_permutation(&[2, 3, 4], &[2, 1, 0]),
-            (vec![2, 3, 4], vec![2, 1, 0])
-        );
-    }
-}
-
 /// `pad`: task `r` writes output row `r` (the last dim). Each output index
 /// maps to an input index per dim (mirrored for `reflect`, clamped for
 /// `edge`); for `constant`, positions outside the input read a clamped
@@ -254,4 +226,32 @@ pub fn pad(a: &PadAttrs, ops: Operands<'_>) -> Kernel {
             })
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merged_permutation;
+
+    #[test]
+    fn neighbouring_dims_merge() {
+        // Channel shuffle: H and W stay together, N alone.
+        assert_eq!(
+            merged_permutation(&[1, 4, 6, 7, 9], &[0, 2, 1, 3, 4]),
+            (vec![1, 4, 6, 63], vec![0, 2, 1, 3])
+        );
+        // NCHW -> NHWC: C moves past the merged H, W.
+        assert_eq!(
+            merged_permutation(&[2, 3, 5, 7], &[0, 2, 3, 1]),
+            (vec![2, 3, 35], vec![0, 2, 1])
+        );
+        // The identity is one dim; a full reversal merges nothing.
+        assert_eq!(
+            merged_permutation(&[2, 3, 4], &[0, 1, 2]),
+            (vec![24], vec![0])
+        );
+        assert_eq!(
+            merged_permutation(&[2, 3, 4], &[2, 1, 0]),
+            (vec![2, 3, 4], vec![2, 1, 0])
+        );
+    }
 }

@@ -73,6 +73,8 @@ pub struct Consts {
 // `data`, which is never mutated after compilation.
 #[allow(unsafe_code)]
 unsafe impl Send for Consts {}
+// SAFETY: as for `Send`: after compilation nothing mutates `Consts`, so
+// threads sharing it (kernels reading packed weights) only read.
 #[allow(unsafe_code)]
 unsafe impl Sync for Consts {}
 

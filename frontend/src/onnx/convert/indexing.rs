@@ -319,6 +319,12 @@ impl Converter<'_> {
             .ok_or("the tiled shape overflows")?;
         match data {
             Val::Const(c) => {
+                // The index lists below are as long as the result's dims:
+                // check its size before building them.
+                self.data_dir.check("the tiled constant", &out, 8)?;
+                numel(&out)
+                    .filter(|&n| n <= MAX_CONSTANT)
+                    .ok_or("the tiled constant is too large")?;
                 let picks: Vec<(usize, Vec<usize>)> = (0..shape.len())
                     .filter(|&d| out[d] != shape[d])
                     .map(|d| (d, (0..out[d]).map(|i| i % shape[d]).collect()))
@@ -357,6 +363,7 @@ impl Converter<'_> {
                 let lead = out.len() - shape.len();
                 let mut aligned = vec![1; lead];
                 aligned.extend_from_slice(&shape);
+                self.data_dir.check("the expanded constant", &out, 8)?;
                 numel(&out)
                     .filter(|&n| n <= MAX_CONSTANT)
                     .ok_or("the expanded constant is too large")?;

@@ -164,6 +164,7 @@ impl Converter<'_> {
                     let count = numel(&dims)
                         .filter(|&n| n <= MAX_CONSTANT)
                         .ok_or("the initial state is too large")?;
+                    self.data_dir.check("the initial state", &dims, 4)?;
                     let c = Constant {
                         dims,
                         data: Data::F32(vec![0.0; count]),

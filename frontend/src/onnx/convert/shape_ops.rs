@@ -330,11 +330,16 @@ impl Converter<'_> {
             .iter()
             .map(|&d| usize::try_from(d).map_err(|_| format!("negative size {d}")))
             .collect::<Result<Vec<usize>, String>>()?;
+        let value = a.tensor("value", &self.data_dir)?.map(|v| v.data);
+        let width = match value {
+            None | Some(Data::F32(_)) => 4,
+            Some(Data::I64(_)) => 8,
+        };
+        self.data_dir.check("the constant", &dims, width)?;
         let count = numel(&dims)
             .filter(|&n| n <= MAX_CONSTANT)
             .ok_or_else(|| format!("a constant of shape {dims:?} is too large"))?;
-        let value = a.tensor("value", &self.data_dir)?;
-        let data = match value.map(|v| v.data) {
+        let data = match value {
             None => Data::F32(vec![0.0; count]),
             Some(Data::F32(v)) => Data::F32(vec![v.first().copied().unwrap_or(0.0); count]),
             Some(Data::I64(v)) => Data::I64(vec![v.first().copied().unwrap_or(0); count]),
