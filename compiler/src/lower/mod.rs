@@ -10,7 +10,7 @@ mod blocks;
 mod ops;
 mod value;
 
-pub use ops::{is_op, op_names, signatures, Signature};
+pub use ops::{is_op, op_names, signatures, AttrKind, Signature};
 pub use value::Value;
 
 use crate::ir::*;
