@@ -599,13 +599,15 @@ fn integer_after_a_name_is_not_silently_dropped() {
 
 #[test]
 fn an_undefined_name_in_a_block_instantiated_many_times_is_fast() {
-    // Found by the `parse_nn` fuzz target: `return ub2nits.999` failed in
-    // each of 1000 instances, each time with a "did you mean" over the
-    // thousand `units` in scope, before the copies were dropped as repeats.
-    // Here 10000 instances over 10000 names: minutes before, now at once.
+    // Found by the `parse_nn` fuzz target: each of 1000 instances defined a
+    // thousand poisoned `units` and failed `return ub2nits.999` with a "did
+    // you mean" over them, before the copies were dropped as repeats. The
+    // names now count towards the binding limit. Here 10000 instances of
+    // 10000 names: most of a minute before, now at once.
     let text = "block unit(x) {\n    y = relu(x)\n    return y\n}\n\nblock stage(x) {\n    units.0..=9999 = u(itxn)\n    return ub2nits.999\n}\n\nmodel m {\n    input x: f32[1, 8]\n    stages.0..=9999 = stage(x)\n    output stages.9999\n}\n";
     let start = std::time::Instant::now();
     assert_error(text, "cannot find value `ub2nits.999` in this scope");
+    assert_error(text, "the model expands to more than 200000 bindings");
     let elapsed = start.elapsed();
     assert!(elapsed.as_secs() < 10, "took {elapsed:?}");
 }

@@ -511,6 +511,10 @@ impl<'a> Lowerer<'a> {
                     .unwrap_or_else(|names| names),
                 None => vec![local],
             };
+            // Each name counts as a binding: a block instantiated a thousand
+            // times, each defining a thousand names here, would otherwise
+            // pass the binding limit unnoticed (found by `parse_nn`).
+            self.bindings = self.bindings.saturating_add(names.len());
             for name in names {
                 self.define(scope, &name, binding.target.span, Slot::Poisoned);
             }
