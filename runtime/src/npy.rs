@@ -21,6 +21,10 @@ use crate::tensor::{checked_numel, Tensor};
 /// The six bytes every `.npy` file starts with.
 const MAGIC: &[u8] = b"\x93NUMPY";
 
+/// The deepest nesting of brackets a header may have; a float array's is 2
+/// (the dict and its shape tuple).
+const MAX_HEADER_NESTING: usize = 4;
+
 /// Reads a `.npy` file holding a float32 or float64 array.
 pub fn read_npy(path: &Path) -> Result<Tensor, NpyError> {
     let bytes = std::fs::read(path).map_err(|source| IoError {
@@ -43,6 +47,14 @@ pub fn read_npy_bytes(bytes: &[u8], path_for_messages: &Path) -> Result<Tensor, 
         return Err(not_npy(
             "it does not start with the magic string `\\x93NUMPY`".to_string(),
         ));
+    }
+    // npyz's header parser takes time exponential in the nesting of
+    // brackets (70 `{` ran for minutes); no header nnc reads nests deeper
+    // than a structured dtype's list of tuples of shapes inside the dict.
+    if header_nesting(bytes) > MAX_HEADER_NESTING {
+        return Err(not_npy(format!(
+            "the header nests brackets more than {MAX_HEADER_NESTING} deep"
+        )));
     }
     // Reading through a slice advances it, leaving the data section behind.
     let mut data = bytes;
@@ -90,6 +102,41 @@ pub fn read_npy_bytes(bytes: &[u8], path_for_messages: &Path) -> Result<Tensor, 
     }
     .map_err(|e| not_npy(format!("cannot decode the data: {e}")))?;
     Tensor::new(shape, values).map_err(|source| NpyError::InvalidShape { path, source })
+}
+
+/// The deepest nesting of `{`, `[` and `(` in the header of `bytes` (or in
+/// as much of it as there is), which start with the magic string. Brackets
+/// in quotes count too: npyz's parser may read a broken string differently.
+/// Version 1 has a 2-byte header length, later versions 4 bytes.
+fn header_nesting(bytes: &[u8]) -> usize {
+    let (start, len) = match bytes.get(MAGIC.len()) {
+        Some(1) => (
+            MAGIC.len() + 4,
+            bytes
+                .get(8..10)
+                .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize),
+        ),
+        _ => (
+            MAGIC.len() + 6,
+            bytes
+                .get(8..12)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize),
+        ),
+    };
+    let end = start.saturating_add(len.unwrap_or(0)).min(bytes.len());
+    let header = bytes.get(start..end).unwrap_or_default();
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    for &b in header {
+        match b {
+            b'{' | b'[' | b'(' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' | b')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Writes a tensor as a little-endian float32 (`<f4`) C-order `.npy` file.

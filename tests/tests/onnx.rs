@@ -408,6 +408,63 @@ fn bad_bytes_are_an_error_not_a_panic() {
     }
 }
 
+/// Found by the `onnx_import` fuzz target: a graph with no outputs
+/// imported as `output` with nothing after it, text that does not parse.
+#[test]
+fn a_graph_without_outputs_is_an_error() {
+    use nnc_frontend::onnx::proto::ModelProto;
+    use prost::Message;
+    let mut model = ModelProto::decode(relu_model(13).as_slice()).unwrap();
+    if let Some(graph) = model.graph.as_mut() {
+        graph.output.clear();
+    }
+    let err = import_bytes(&model.encode_to_vec(), Path::new("no_outputs.onnx"), None)
+        .expect_err("no outputs")
+        .to_string();
+    assert!(err.contains("the graph has no outputs"), "{err}");
+}
+
+/// Found by the `onnx_import` fuzz target: a `MatMul` node with no
+/// outputs indexed its first output and panicked.
+#[test]
+fn a_node_without_outputs_is_an_error() {
+    use nnc_frontend::onnx::proto::ModelProto;
+    use prost::Message;
+    let mut model = ModelProto::decode(relu_model(13).as_slice()).unwrap();
+    if let Some(graph) = model.graph.as_mut() {
+        graph.node[0].output.clear();
+        graph.node[0].op_type = Some("MatMul".into());
+        graph.node[0].input.push("x".into());
+    }
+    let err = import_bytes(&model.encode_to_vec(), Path::new("no_outputs.onnx"), None)
+        .expect_err("a node without outputs")
+        .to_string();
+    assert!(err.contains("the node has no outputs"), "{err}");
+}
+
+/// Found by the `onnx_import` fuzz target: a `Slice` without `axes` and
+/// with more starts than the data has dims indexed past its shape.
+#[test]
+fn a_slice_with_more_starts_than_dims_is_an_error() {
+    use nnc_frontend::onnx::proto::{attribute_proto::AttributeType, AttributeProto, ModelProto};
+    use prost::Message;
+    let ints = |name: &str, values: Vec<i64>| AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Ints as i32),
+        ints: values,
+        ..Default::default()
+    };
+    let mut model = ModelProto::decode(relu_model(9).as_slice()).unwrap();
+    if let Some(graph) = model.graph.as_mut() {
+        graph.node[0].op_type = Some("Slice".into());
+        graph.node[0].attribute = vec![ints("starts", vec![0, 0]), ints("ends", vec![1, 1])];
+    }
+    let err = import_bytes(&model.encode_to_vec(), Path::new("slice.onnx"), None)
+        .expect_err("two starts for a vector")
+        .to_string();
+    assert!(err.contains("2 starts for data of rank 1"), "{err}");
+}
+
 #[test]
 fn external_data_needs_the_model_directory() {
     let path = repo_root().join("tests/cases/onnx/external_data/conv/model.onnx");

@@ -75,6 +75,8 @@ impl<'a> Lowerer<'a> {
             Some(last) => match self.repetition_names(target, last) {
                 Ok(names) => Some(names),
                 Err(poisoned) => {
+                    // Counted as bindings, as in `lower_let`.
+                    self.bindings = self.bindings.saturating_add(poisoned.len());
                     for name in poisoned {
                         self.define(scope, &name, target.span, Slot::Poisoned);
                     }
@@ -83,7 +85,9 @@ impl<'a> Lowerer<'a> {
             },
         };
         let Some((tensors, attrs)) = self.bind_params(scope, block, call) else {
-            for name in names.unwrap_or_else(|| vec![target.dotted()]) {
+            let names = names.unwrap_or_else(|| vec![target.dotted()]);
+            self.bindings = self.bindings.saturating_add(names.len());
+            for name in names {
                 self.define(scope, &name, target.span, Slot::Poisoned);
             }
             return;

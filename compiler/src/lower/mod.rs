@@ -10,7 +10,7 @@ mod blocks;
 mod ops;
 mod value;
 
-pub use ops::{is_op, op_names, signatures, Signature};
+pub use ops::{is_op, op_names, signatures, AttrKind, Signature};
 pub use value::Value;
 
 use crate::ir::*;
@@ -33,6 +33,7 @@ pub fn lower(file: &ast::File, source: &SourceFile) -> Result<Graph, Vec<Diagnos
         bindings: 0,
         statement: Span::DUMMY,
         too_large: false,
+        too_many_errors: false,
     };
     lowerer.run(file);
     if lowerer.errors.is_empty() {
@@ -101,6 +102,8 @@ struct Lowerer<'a> {
     /// Set once the model has expanded past [`MAX_BINDINGS`]; lowering then
     /// stops quietly.
     too_large: bool,
+    /// Set once [`MAX_ERRORS`] errors are collected; lowering then stops.
+    too_many_errors: bool,
 }
 
 /// Instantiation depth past which we stop; recursion is rejected up front,
@@ -111,6 +114,12 @@ const MAX_BLOCK_DEPTH: usize = 64;
 /// block instance. Blocks calling blocks several times multiply, so without
 /// a bound a short file could take forever to lower.
 const MAX_BINDINGS: usize = 200_000;
+
+/// The most errors lowering collects before it stops. Each error may carry
+/// a "did you mean" over every name in scope, so a repetition of a failing
+/// statement costs the square of its length; past a few hundred errors the
+/// report helps nobody.
+const MAX_ERRORS: usize = 500;
 
 /// The most instances one repetition `name.A..=B` may make.
 const MAX_REPETITION: u64 = 10_000;
@@ -338,8 +347,18 @@ impl<'a> Lowerer<'a> {
             // The binding may be one that was never lowered.
             return Some(Slot::Poisoned);
         }
-        let mut d = Diagnostic::error(format!("cannot find value `{name}` in this scope"))
-            .with_primary(path.span, "not defined");
+        let message = format!("cannot find value `{name}` in this scope");
+        // Every instance of a block makes the same mistake at the same place
+        // and `instantiate` keeps only the first copy; skip building the
+        // others, whose "did you mean" over every name in scope is costly
+        // (a thousand instances of a scope of a thousand names took seconds).
+        let reported = |e: &Diagnostic| {
+            e.message == message && e.labels.first().is_some_and(|l| l.span == path.span)
+        };
+        if scope.in_block && self.errors.iter().any(reported) {
+            return None;
+        }
+        let mut d = Diagnostic::error(message).with_primary(path.span, "not defined");
         if let Some(s) = suggest(&name, scope.values.keys().map(String::as_str)) {
             d = d.with_help(format!("did you mean `{s}`?"));
         } else if scope.in_block {
@@ -357,6 +376,19 @@ impl<'a> Lowerer<'a> {
 
     fn lower_let(&mut self, scope: &mut Scope, binding: &'a ast::LetStmt) {
         let local = binding.target.dotted();
+        if self.errors.len() >= MAX_ERRORS {
+            if !self.too_many_errors {
+                self.too_many_errors = true;
+                self.errors.push(
+                    Diagnostic::error(format!(
+                        "too many errors; lowering stopped after {MAX_ERRORS}"
+                    ))
+                    .with_primary(self.statement, "stopped while lowering this statement")
+                    .with_help("fix the errors above and compile again"),
+                );
+            }
+            return;
+        }
         self.bindings += 1;
         if self.bindings > MAX_BINDINGS {
             if !self.too_large {
@@ -479,6 +511,10 @@ impl<'a> Lowerer<'a> {
                     .unwrap_or_else(|names| names),
                 None => vec![local],
             };
+            // Each name counts as a binding: a block instantiated a thousand
+            // times, each defining a thousand names here, would otherwise
+            // pass the binding limit unnoticed (found by `parse_nn`).
+            self.bindings = self.bindings.saturating_add(names.len());
             for name in names {
                 self.define(scope, &name, binding.target.span, Slot::Poisoned);
             }

@@ -13,6 +13,7 @@ use crate::ir::TensorType;
 use crate::ir::*;
 use crate::shape::resolve_dim;
 use nnc_frontend::{Diagnostic, Span};
+use std::collections::BTreeMap;
 
 /// The most stacked layers an `rnn` or `lstm` may have.
 const MAX_RECURRENT_LAYERS: usize = 1024;
@@ -112,6 +113,33 @@ pub struct Signature {
     pub tensors: (usize, Option<usize>),
     pub required: Vec<&'static str>,
     pub optional: Vec<&'static str>,
+    /// What each attribute (required or optional) takes, as its builder
+    /// reads it.
+    pub kinds: BTreeMap<&'static str, AttrKind>,
+}
+
+/// The values an attribute takes, by the [`AttrReader`] method that reads
+/// it; the fuzz targets draw attribute values from these.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AttrKind {
+    /// An int of any sign (a dim, an index, an offset).
+    Int,
+    /// An int of at least `min`.
+    Count { min: usize },
+    /// An int of at least `min`, or a list of two such ints.
+    Pair { min: usize },
+    /// An int, a list `[h, w]` or `[top, left, bottom, right]`, none negative.
+    Padding,
+    /// A number (an int is accepted).
+    Float,
+    /// `true` or `false`.
+    Bool,
+    /// One of these strings.
+    Choice(Vec<&'static str>),
+    /// A list of ints.
+    Ints,
+    /// A positive number or a list of two.
+    Scales,
 }
 
 /// The signature of every op, read off its builder by building it with no
@@ -123,6 +151,7 @@ pub fn signatures() -> Vec<Signature> {
             let mut r = AttrReader::new(name, Span::default(), &[]);
             let _ = build(name, &mut r, &[&x]);
             let required = r.missing.clone();
+            let kinds = r.kinds.iter().cloned().collect();
             let mut optional: Vec<&'static str> = r
                 .known
                 .iter()
@@ -141,6 +170,7 @@ pub fn signatures() -> Vec<Signature> {
                 tensors,
                 required,
                 optional,
+                kinds,
             }
         })
         .collect()
@@ -193,6 +223,8 @@ pub struct AttrReader<'a> {
     call_span: Span,
     args: &'a [KeywordArg],
     known: Vec<&'static str>,
+    /// What each attribute in `known` takes, in the order first asked for.
+    kinds: Vec<(&'static str, AttrKind)>,
     /// Required attributes found missing.
     missing: Vec<&'static str>,
     errors: Vec<Diagnostic>,
@@ -206,14 +238,25 @@ impl<'a> AttrReader<'a> {
             call_span,
             args,
             known: Vec::new(),
+            kinds: Vec::new(),
             missing: Vec::new(),
             errors: Vec::new(),
         }
     }
 
-    fn get(&mut self, name: &'static str) -> Option<&'a KeywordArg> {
-        self.known.push(name);
+    /// The argument `name`, if given; records that the op knows `name` and
+    /// what it takes.
+    fn get(&mut self, name: &'static str, kind: AttrKind) -> Option<&'a KeywordArg> {
+        self.know(name, kind);
         self.args.iter().find(|a| a.name == name)
+    }
+
+    /// Records that the op knows `name` and what it takes.
+    fn know(&mut self, name: &'static str, kind: AttrKind) {
+        self.known.push(name);
+        if !self.kinds.iter().any(|(n, _)| *n == name) {
+            self.kinds.push((name, kind));
+        }
     }
 
     fn type_error(&mut self, arg: &KeywordArg, expected: &str) {
@@ -257,7 +300,7 @@ impl<'a> AttrReader<'a> {
 
     /// An integer attribute, or `None` when absent or ill-typed.
     pub fn int(&mut self, name: &'static str) -> Option<i64> {
-        let arg = self.get(name)?;
+        let arg = self.get(name, AttrKind::Int)?;
         match arg.value {
             Value::Int(v) => Some(v),
             _ => {
@@ -269,7 +312,7 @@ impl<'a> AttrReader<'a> {
 
     /// A count attribute (at least `min`) with a default.
     pub fn count(&mut self, name: &'static str, default: usize, min: usize) -> usize {
-        match self.get(name) {
+        match self.get(name, AttrKind::Count { min }) {
             None => default,
             Some(arg) => match arg.value {
                 Value::Int(v) if v >= min as i64 => v as usize,
@@ -290,7 +333,7 @@ impl<'a> AttrReader<'a> {
         if self.args.iter().any(|a| a.name == name) {
             self.count(name, 1, 1)
         } else {
-            self.known.push(name);
+            self.know(name, AttrKind::Count { min: 1 });
             self.missing(name, example);
             1
         }
@@ -304,7 +347,7 @@ impl<'a> AttrReader<'a> {
         min: usize,
     ) -> [usize; 2] {
         let fallback = default.unwrap_or([1, 1]);
-        let Some(arg) = self.get(name) else {
+        let Some(arg) = self.get(name, AttrKind::Pair { min }) else {
             if default.is_none() {
                 self.missing(name, "3");
             }
@@ -335,7 +378,7 @@ impl<'a> AttrReader<'a> {
     /// (both sides of each axis) or `[top, left, bottom, right]`; no side
     /// negative.
     pub fn padding(&mut self, name: &'static str) -> Padding {
-        let Some(arg) = self.get(name) else {
+        let Some(arg) = self.get(name, AttrKind::Padding) else {
             return Padding::ZERO;
         };
         let sides = match &arg.value {
@@ -378,7 +421,7 @@ impl<'a> AttrReader<'a> {
 
     /// A float attribute (ints are accepted), `None` when absent.
     pub fn optional_float(&mut self, name: &'static str) -> Option<f32> {
-        let arg = self.get(name)?;
+        let arg = self.get(name, AttrKind::Float)?;
         match arg.value {
             Value::Float(v) => Some(v as f32),
             Value::Int(v) => Some(v as f32),
@@ -394,7 +437,7 @@ impl<'a> AttrReader<'a> {
         if self.args.iter().any(|a| a.name == name) {
             self.optional_float(name).unwrap_or(0.0)
         } else {
-            self.known.push(name);
+            self.know(name, AttrKind::Float);
             self.missing(name, example);
             0.0
         }
@@ -402,7 +445,7 @@ impl<'a> AttrReader<'a> {
 
     /// A bool attribute with a default.
     pub fn bool(&mut self, name: &'static str, default: bool) -> bool {
-        let Some(arg) = self.get(name) else {
+        let Some(arg) = self.get(name, AttrKind::Bool) else {
             return default;
         };
         match arg.value {
@@ -421,7 +464,7 @@ impl<'a> AttrReader<'a> {
         choices: &[&'static str],
         default: &'static str,
     ) -> &'static str {
-        let Some(arg) = self.get(name) else {
+        let Some(arg) = self.get(name, AttrKind::Choice(choices.to_vec())) else {
             return default;
         };
         match &arg.value {
@@ -448,7 +491,7 @@ impl<'a> AttrReader<'a> {
 
     /// A list-of-ints attribute, `None` when absent or ill-typed.
     pub fn ints(&mut self, name: &'static str) -> Option<Vec<i64>> {
-        let arg = self.get(name)?;
+        let arg = self.get(name, AttrKind::Ints)?;
         let list = match &arg.value {
             Value::List(items) => items
                 .iter()
@@ -1069,5 +1112,26 @@ mod tests {
         assert_eq!(conv, Some((vec!["out", "kernel"], true)));
         let relu = all.iter().find(|s| s.name == "relu").map(|s| s.tensors);
         assert_eq!(relu, Some((1, Some(1))));
+        // Each attribute's kind is the reader method's: `kernel` is a pair of
+        // at least 1, `pad` a padding, `dropout`'s `mode` one of two strings.
+        let kind = |op: &str, attr: &str| {
+            let s = all.iter().find(|s| s.name == op)?;
+            s.kinds.get(attr).cloned()
+        };
+        assert_eq!(kind("conv2d", "kernel"), Some(AttrKind::Pair { min: 1 }));
+        assert_eq!(kind("conv2d", "out"), Some(AttrKind::Count { min: 1 }));
+        assert_eq!(kind("conv2d", "pad"), Some(AttrKind::Padding));
+        assert_eq!(kind("conv2d", "bias"), Some(AttrKind::Bool));
+        assert_eq!(
+            kind("dropout", "mode"),
+            Some(AttrKind::Choice(vec!["inverted", "classic"]))
+        );
+        assert_eq!(kind("interpolate", "scale_factor"), Some(AttrKind::Scales));
+        // Every attribute listed has a kind.
+        for s in &all {
+            for name in s.required.iter().chain(&s.optional) {
+                assert!(s.kinds.contains_key(name), "`{}`: `{name}`", s.name);
+            }
+        }
     }
 }

@@ -49,8 +49,14 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<(ModelProto, i64), ImportErro
             "opset {opset} is newer than nnc imports (opsets {MIN_OPSET} to {MAX_OPSET})"
         )));
     }
-    if model.graph.is_none() {
-        return Err(invalid("the model has no graph".into()));
+    match &model.graph {
+        None => return Err(invalid("the model has no graph".into())),
+        // A model computes its outputs; without one there is nothing to
+        // compile (and `output` with no values is not `.nn`).
+        Some(graph) if graph.output.is_empty() => {
+            return Err(invalid("the graph has no outputs".into()))
+        }
+        Some(_) => {}
     }
     Ok((model, opset))
 }

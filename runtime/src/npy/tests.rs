@@ -181,6 +181,44 @@ fn other_files_are_not_npy() {
     assert!(matches!(error, NpyError::NotNpy { .. }), "{error:?}");
 }
 
+/// The padding after `dict` that aligns the data to 64 bytes.
+fn aligning(dict: &str) -> usize {
+    (64 - (10 + dict.len() + 1) % 64) % 64
+}
+
+/// Found by the `npy_read` fuzz target: npyz's header parser took minutes
+/// on a header with 70 nested `{`. Deep nesting is an error at once; the
+/// headers numpy writes, structured dtypes included, are not affected.
+#[test]
+fn deeply_nested_headers_are_rejected_quickly() {
+    let dict = format!(
+        "{{'descr': '<f4', 'fortran_order': {}False, 'shape': (2, 3), }}",
+        "{".repeat(70)
+    );
+    let start = std::time::Instant::now();
+    let error = read_npy_bytes(&npy_v1(&dict, aligning(&dict), &[]), &path()).unwrap_err();
+    assert!(
+        matches!(&error, NpyError::NotNpy { reason, .. } if reason.contains("nests brackets")),
+        "{error:?}"
+    );
+    assert!(start.elapsed().as_secs() < 1, "{:?}", start.elapsed());
+    // The fuzzer's second find: brackets after an unclosed quote count
+    // too. A structured dtype's header nests four deep (dict, list, tuple,
+    // shape), which is allowed (and then unsupported as a dtype).
+    let quoted = format!("{{'descr': '<f4', 'for\\'d)dscr': {}", "{".repeat(70));
+    let error = read_npy_bytes(&npy_v1(&quoted, aligning(&quoted), &[]), &path()).unwrap_err();
+    assert!(
+        matches!(&error, NpyError::NotNpy { reason, .. } if reason.contains("nests brackets")),
+        "{error:?}"
+    );
+    let record = "{'descr': [('a', '<f4', (2,))], 'fortran_order': False, 'shape': (1,), }";
+    let error = read_npy_bytes(&npy_v1(record, aligning(record), &[0; 8]), &path()).unwrap_err();
+    assert!(
+        matches!(error, NpyError::UnsupportedDtype { .. }),
+        "{error:?}"
+    );
+}
+
 #[test]
 fn missing_file_is_an_io_error() {
     let dir = tempfile::tempdir().unwrap();

@@ -109,8 +109,11 @@ struct Access {
 }
 
 /// Row-major strides of `shape` aligned to the right of a rank-`rank`
-/// output, with 0 on broadcast dims.
+/// output, with 0 on broadcast dims. An operand may have more dims than the
+/// output when the extra leading ones are 1 (a `prelu` slope `[1]` on a
+/// scalar, found by the `graph_diff` fuzz target); they are dropped.
 fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
+    let shape = &shape[shape.len().saturating_sub(out.len())..];
     let lead = out.len() - shape.len();
     let mut strides = vec![0; out.len()];
     let mut step = 1;

@@ -4,7 +4,7 @@
 //! bilinear `pytorch_half_pixel`, or `align_corners` with
 //! `align_corners=true`.
 
-use super::AttrReader;
+use super::{AttrKind, AttrReader};
 use crate::ir::interpolate::{length_ratio, scaled_length};
 use crate::ir::{
     CoordinateTransform, InterpolateAttrs, InterpolateMode, NearestRounding, Op, TensorType,
@@ -100,7 +100,7 @@ pub(super) fn build(r: &mut AttrReader<'_>, x: Option<&TensorType>) -> Op {
 
 /// `scale_factor`: a positive number for both axes or a list of two.
 fn scale_pair(r: &mut AttrReader<'_>) -> Option<[f32; 2]> {
-    let arg = r.get("scale_factor")?;
+    let arg = r.get("scale_factor", AttrKind::Scales)?;
     let number = |v: &Value| match v {
         Value::Float(f) => Some(*f as f32),
         Value::Int(i) => Some(*i as f32),

@@ -100,6 +100,12 @@ impl Converter<'_> {
                 .iter()
                 .map(|&a| axis(a, rank, "axis"))
                 .collect::<Result<Vec<_>, _>>()?,
+            // Without axes, the starts are for the first dims; found by the
+            // `onnx_import` fuzz target, more starts than dims indexed past
+            // the shape.
+            None if n > rank => {
+                return Err(format!("{n} starts for data of rank {rank}"));
+            }
             None => (0..n).collect(),
         };
         let steps = steps.unwrap_or_else(|| vec![1; n]);

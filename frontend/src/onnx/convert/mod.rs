@@ -255,6 +255,12 @@ impl<'g> Converter<'g> {
             );
             return poison(self);
         }
+        // Every op has an output; converters name their bindings after the
+        // first.
+        if node.output.is_empty() {
+            self.problem(&label, node.op_type(), "the node has no outputs".into());
+            return;
+        }
         // A node reading a poisoned value cannot be imported; it is still
         // checked, so that its own problems are listed too, when the model
         // annotates the shapes of those values (see `check_downstream`).

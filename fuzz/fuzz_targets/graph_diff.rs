@@ -1,0 +1,108 @@
+//! Differential: a valid random model from the fuzzer's bytes (see
+//! `nnc_fuzz::random_graph`), compiled with the JIT and run at 1 and 2
+//! threads, must agree with the reference interpreter on the unoptimised
+//! graph within `TOLERANCE * max(1, max |reference|)`, NaN where the
+//! interpreter has NaN. An error from compiling or running a model that the
+//! front end accepted is a crash too, except the backend's documented
+//! `Unsupported` (a constant as a model output).
+
+#![no_main]
+
+use arbitrary::Unstructured;
+use libfuzzer_sys::fuzz_target;
+use nnc_compiler::backend::{compile, BackendError, Options};
+use nnc_compiler::interp;
+use nnc_compiler::weights::seeded_weights;
+use nnc_fuzz::random_graph::random_graph;
+use nnc_runtime::{random_input, Pool, Tensor};
+
+/// As `tests/tests/jit.rs` (which uses 1e-4 on hand-made models), but a
+/// random chain of ops can compound rounding differences a little further.
+const TOLERANCE: f32 = 1e-3;
+
+const SEED: u64 = 11;
+
+fuzz_target!(|data: &[u8]| {
+    let mut u = Unstructured::new(data);
+    let Ok(Some(model)) = random_graph(&mut u) else {
+        return;
+    };
+    let (text, graph) = (model.text, model.graph);
+    // Panics inside the compiler do not know the model; reproducing a crash
+    // with `NNC_FUZZ_SHOW=1` prints it first.
+    if std::env::var_os("NNC_FUZZ_SHOW").is_some() {
+        eprintln!("{text}");
+    }
+    let weights = seeded_weights(&graph, SEED).unwrap_or_else(|e| panic!("weights: {e}\n{text}"));
+    let inputs: Vec<Tensor> = graph
+        .inputs()
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| {
+            random_input(&graph.node(id).ty.shape, SEED + i as u64)
+                .unwrap_or_else(|e| panic!("input: {e}\n{text}"))
+        })
+        .collect();
+    let reference = interp::run(&graph, &weights, &inputs)
+        .unwrap_or_else(|e| panic!("interpreter: {e}\n{text}"));
+    let options = Options {
+        threads: 2,
+        micro_kernel: None,
+    };
+    let compiled = match compile(graph, weights, &options) {
+        Ok(compiled) => compiled,
+        // A documented limit of the backend (a constant as an output) is a
+        // clean error; the others are compiler bugs.
+        Err(BackendError::Unsupported { .. }) => return,
+        Err(
+            e @ (BackendError::Pass(_)
+            | BackendError::NotLowered { .. }
+            | BackendError::NoNativeActivation(_)
+            | BackendError::Codegen(_)),
+        ) => panic!("compile: {e}\n{text}"),
+    };
+    for threads in [1, 2] {
+        let pool = Pool::new(threads).unwrap_or_else(|e| panic!("pool: {e}"));
+        let out = compiled
+            .executable
+            .run(&inputs, &pool)
+            .unwrap_or_else(|e| panic!("run at {threads} thread(s): {e}\n{text}"));
+        assert_eq!(out.len(), reference.len(), "output count\n{text}");
+        for (i, (r, o)) in reference.iter().zip(&out).enumerate() {
+            assert_eq!(r.shape(), o.shape(), "output {i}: shape\n{text}");
+            if let Some(at) = mismatch(r, o) {
+                panic!(
+                    "output {i} at {threads} thread(s) differs at element {at}: \
+                     interpreter {}, compiled {}\n{text}\ncompiled graph:\n{}",
+                    r.data()[at],
+                    o.data()[at],
+                    compiled.graph
+                );
+            }
+        }
+    }
+});
+
+/// The first element where `found` is not within tolerance of `reference`:
+/// finite values within `TOLERANCE * max(1, max finite |reference|)`,
+/// non-finite ones (NaN, infinities) equal in kind.
+fn mismatch(reference: &Tensor, found: &Tensor) -> Option<usize> {
+    let scale = reference
+        .data()
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(1.0f32, |m, v| m.max(v.abs()));
+    reference
+        .data()
+        .iter()
+        .zip(found.data())
+        .position(|(&a, &b)| {
+            if a.is_nan() || b.is_nan() {
+                a.is_nan() != b.is_nan()
+            } else if a.is_infinite() || b.is_infinite() {
+                a != b
+            } else {
+                (a - b).abs() > TOLERANCE * scale
+            }
+        })
+}
