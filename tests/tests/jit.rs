@@ -417,6 +417,47 @@ fn compiled_max_pool_and_clamps_treat_nan_like_the_interpreter() {
     assert!(nans > 2 * 6, "only {nans} NaN outputs");
 }
 
+/// A NaN or an infinity in one channel reaches only the compiled
+/// `local_response_norm` outputs whose windows hold it, as in the
+/// interpreter (a running window sum once carried it into every later
+/// channel), at the edges of the channel range and inside it.
+#[test]
+fn compiled_local_response_norm_keeps_nan_and_inf_in_their_windows() {
+    let graph = load_text(
+        "lrn.nn",
+        "model lrn {\n    input x: f32[1, 9, 3, 5]\n    \
+         a = local_response_norm(x, size=3)\n    \
+         b = local_response_norm(x, size=1)\n    \
+         c = local_response_norm(x, size=4, alpha=0.5, beta=0.6, k=2.0)\n    \
+         output a, b, c\n}\n",
+    );
+    let weights = seeded_weights(&graph, SEED).expect("weights");
+    let mut values: Vec<f32> = (0..135).map(|i| (i as f32 * 0.61).sin() * 3.0).collect();
+    // Channel 0 (an edge), channel 4 (inside) and channel 8 (the other edge).
+    values[2] = f32::NAN;
+    values[4 * 15 + 7] = f32::INFINITY;
+    values[8 * 15 + 1] = f32::NAN;
+    let x = Tensor::new(vec![1, 9, 3, 5], values).expect("tensor");
+    let reference = run(&graph, &weights, std::slice::from_ref(&x)).expect("interpreter");
+    let out = run_on_one_thread(graph, weights, x);
+    let mut finite = 0;
+    for (r, o) in reference.iter().zip(&out) {
+        for (i, (a, b)) in r.data().iter().zip(o.data()).enumerate() {
+            if a.is_nan() {
+                assert!(b.is_nan(), "output {i}: NaN expected, {b} found");
+            } else {
+                finite += 1;
+                assert!(
+                    (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+                    "output {i}: {b} against {a}"
+                );
+            }
+        }
+    }
+    // Most outputs see no NaN or infinity in their window.
+    assert!(finite > 3 * 100, "only {finite} finite outputs");
+}
+
 /// A concat whose operands are all written in place into its buffer has no
 /// kernel of its own; one that must copy (a model input, an operand used
 /// twice, slices that are not contiguous) keeps its copy. Values are

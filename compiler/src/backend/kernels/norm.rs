@@ -6,7 +6,7 @@
 //! and biased variance, computed in passes four lanes at a time, then
 //! applies the affine per channel or per element.
 //! `local_response_norm` runs along the spatial positions, sixteen at a
-//! time, down the channels with a running sum of the window's squares.
+//! time, down the channels, each window's sum of squares taken afresh.
 
 use super::elementwise::span;
 use super::gemm::constant;
@@ -15,6 +15,7 @@ use super::{Consts, Kernel, Operands};
 use crate::backend::jit::{Base, Emit, F32X4};
 use crate::backend::BackendError;
 use crate::ir::{LocalResponseNormAttrs, Op};
+use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 
 /// The sum of the four lanes of `v`.
@@ -295,7 +296,12 @@ pub fn local_response_norm(a: &LocalResponseNormAttrs, ops: Operands<'_>) -> Ker
 }
 
 /// The channel loop of `local_response_norm` over one block of columns,
-/// channel `i` of column `j` at `from + i*plane + j`.
+/// channel `i` of column `j` at `from + i*plane + j`. Each channel's window
+/// sum is taken afresh (`size` loads, from cache): a running sum, adding
+/// the channel that enters and subtracting the one that leaves, carried a
+/// NaN or an infinity in one channel into every later one, and lost digits
+/// to cancellation. Channels whose window reaches past either end are
+/// emitted one by one with the taps that exist; the others in one loop.
 fn window_sums(
     e: &mut Emit,
     a: &LocalResponseNormAttrs,
@@ -307,62 +313,42 @@ fn window_sums(
 ) -> Result<(), BackendError> {
     let parts = columns.lanes();
     let after = a.size - 1 - a.before;
-    let sums = columns.accumulators(e, 0.0);
-    // The squares into (`+`) or out of (`-`) the window of channel `ch`.
-    let update = |e: &mut Emit, ch: Value, add: bool| {
+    // Normalises channel `ch` from the squares of channels `ch + k -
+    // before` for the taps `k` in `taps`.
+    let channel = |e: &mut Emit, ch: Value, taps: std::ops::Range<usize>| {
         let row = e.mul_imm(ch, plane);
         let p = e.addr_of(from, row);
-        for (&(ty, offset), &var) in parts.iter().zip(&sums) {
+        let q = e.addr_of(to, row);
+        for &(ty, offset) in &parts {
+            let mut sum = e.f(ty, 0.0);
+            for k in taps.clone() {
+                let shift = (k as i64 - a.before as i64) * plane as i64;
+                let at = e.b.ins().iadd_imm_s(p, 4 * shift);
+                let v = e.load(ty, at, offset);
+                sum = e.b.ins().fma(v, v, sum);
+            }
             let v = e.load(ty, p, offset);
-            let sq = e.b.ins().fmul(v, v);
-            let acc = e.b.use_var(var);
-            let acc = if add {
-                e.b.ins().fadd(acc, sq)
-            } else {
-                e.b.ins().fsub(acc, sq)
-            };
-            e.b.def_var(var, acc);
+            let scale = e.f(ty, a.alpha / a.size as f32);
+            let k = e.f(ty, a.k);
+            let d = e.b.ins().fma(sum, scale, k);
+            let y = divide_by_power(e, ty, v, d, a.beta);
+            e.store(y, q, offset);
         }
     };
-    // Channel 0's window: channels 0..=after that exist.
-    e.for_n(0, (after + 1).min(c), 1, |e, ch| {
-        update(e, ch, true);
-        Ok(())
-    })?;
-    // Channel `ch + 1 + after` enters after channel `ch` while it exists;
-    // channel `ch - before` leaves once it is at least 0.
-    let enter_end = c.saturating_sub(1 + after);
-    let leave_start = a.before.min(c);
-    let mut cuts = [0, enter_end, leave_start, c];
-    cuts.sort_unstable();
-    let segments = cuts.iter().zip(&cuts[1..]).map(|(&lo, &hi)| (lo, hi));
-    for (lo, hi) in segments.filter(|(lo, hi)| lo < hi) {
-        let (enters, leaves) = (lo < enter_end, lo >= leave_start);
-        e.for_n(lo, hi, 1, |e, ch| {
-            let row = e.mul_imm(ch, plane);
-            let p = e.addr_of(from, row);
-            let q = e.addr_of(to, row);
-            for (&(ty, offset), &var) in parts.iter().zip(&sums) {
-                let v = e.load(ty, p, offset);
-                let sum = e.b.use_var(var);
-                let scale = e.f(ty, a.alpha / a.size as f32);
-                let k = e.f(ty, a.k);
-                let d = e.b.ins().fma(sum, scale, k);
-                let y = divide_by_power(e, ty, v, d, a.beta);
-                e.store(y, q, offset);
-            }
-            if enters {
-                let ch = e.add_imm(ch, 1 + after);
-                update(e, ch, true);
-            }
-            if leaves {
-                let ch = e.sub_imm(ch, a.before);
-                update(e, ch, false);
-            }
-            Ok(())
-        })?;
+    // Channels whose whole window exists.
+    let inner = a.before.min(c)..c.saturating_sub(after).max(a.before.min(c));
+    let edges = (0..inner.start).chain(inner.end..c);
+    for ch in edges {
+        // Taps `k` with `0 <= ch + k - before < c`.
+        let first = a.before.saturating_sub(ch);
+        let last = (c - 1 + a.before - ch).min(a.size - 1);
+        let at = e.i(ch);
+        channel(e, at, first..last + 1);
     }
-    Ok(())
+    e.for_n(inner.start, inner.end, 1, |e, ch| {
+        channel(e, ch, 0..a.size);
+        Ok(())
+    })
 }
 
 /// `v / d^beta`; for PyTorch's and ONNX's default `beta = 0.75` as
@@ -379,5 +365,19 @@ fn divide_by_power(e: &mut Emit, ty: Type, v: Value, d: Value, beta: f32) -> Val
     let b = e.f(ty, -beta);
     let t = e.b.ins().fmul(l, b);
     let p = e.exp(ty, t);
+    // The approximate log of +inf is finite; `inf^-beta` is 0 for
+    // `beta > 0` (so `v / inf^beta` is 0, or NaN for an infinite `v`, as
+    // in the interpreter).
+    let inf = e.f(ty, f32::INFINITY);
+    let infinite = e.b.ins().fcmp(FloatCC::Equal, d, inf);
+    let limit = e.f(
+        ty,
+        match beta.partial_cmp(&0.0) {
+            Some(std::cmp::Ordering::Greater) => 0.0,
+            Some(std::cmp::Ordering::Less) => f32::INFINITY,
+            _ => 1.0,
+        },
+    );
+    let p = e.select(ty, infinite, limit, p);
     e.b.ins().fmul(v, p)
 }
