@@ -417,6 +417,44 @@ fn compiled_max_pool_and_clamps_treat_nan_like_the_interpreter() {
     assert!(nans > 2 * 6, "only {nans} NaN outputs");
 }
 
+/// A NaN reaching a relu or relu6 fused into a convolution's GEMM epilogue
+/// stays NaN, as in the interpreter (the native epilogue's `maxps` once
+/// turned it into the bound).
+#[test]
+fn fused_relu_and_clamp_epilogues_keep_nan() {
+    let graph = load_text(
+        "nan_epilogue.nn",
+        "model nan_epilogue {\n    input x: f32[1, 8, 6, 6]\n    \
+         c = conv2d(x, out=16, kernel=1)\n    r = relu(c)\n    \
+         d = conv2d(x, out=16, kernel=1)\n    r6 = relu6(d)\n    \
+         e = conv2d(x, out=16, kernel=3, pad=1)\n    h = clip(e, min=0.5, max=0.5)\n    \
+         output r, r6, h\n}\n",
+    );
+    let weights = seeded_weights(&graph, SEED).expect("weights");
+    let mut values: Vec<f32> = (0..288).map(|i| (i as f32 * 0.29).cos()).collect();
+    for i in [0, 41, 77, 200] {
+        values[i] = f32::NAN;
+    }
+    let x = Tensor::new(vec![1, 8, 6, 6], values).expect("tensor");
+    let reference = run(&graph, &weights, std::slice::from_ref(&x)).expect("interpreter");
+    let out = run_on_one_thread(graph, weights, x);
+    let mut nans = 0;
+    for (r, o) in reference.iter().zip(&out) {
+        for (i, (a, b)) in r.data().iter().zip(o.data()).enumerate() {
+            if a.is_nan() {
+                nans += 1;
+                assert!(b.is_nan(), "output {i}: NaN expected, {b} found");
+            } else {
+                assert!(
+                    (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+                    "output {i}: {b} against {a}"
+                );
+            }
+        }
+    }
+    assert!(nans >= 3 * 16 * 4, "only {nans} NaN outputs");
+}
+
 /// A NaN or an infinity in one channel reaches only the compiled
 /// `local_response_norm` outputs whose windows hold it, as in the
 /// interpreter (a running window sum once carried it into every later

@@ -72,8 +72,10 @@ fn apply_act(act: &VecAct, x: __m256) -> __m256 {
         | Activation::Mish
         | Activation::Gelu
         | Activation::GeluTanh => x,
-        Activation::Relu => _mm256_max_ps(x, _mm256_setzero_ps()),
-        Activation::Clip { .. } => _mm256_min_ps(_mm256_max_ps(x, act.lo), act.hi),
+        // `maxps`/`minps` return their second operand when either is NaN:
+        // `x` second keeps a NaN, as the interpreter does.
+        Activation::Relu => _mm256_max_ps(_mm256_setzero_ps(), x),
+        Activation::Clip { .. } => _mm256_min_ps(act.hi, _mm256_max_ps(act.lo, x)),
         Activation::LeakyRelu { .. } => {
             let neg = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_setzero_ps());
             _mm256_blendv_ps(x, _mm256_mul_ps(x, act.lo), neg)

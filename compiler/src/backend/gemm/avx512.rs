@@ -58,8 +58,10 @@ pub(crate) fn vec_act(act: Activation) -> VecAct {
 pub(crate) fn apply_act(act: &VecAct, x: __m512) -> __m512 {
     match act.act {
         Activation::None => x,
-        Activation::Relu => _mm512_max_ps(x, _mm512_setzero_ps()),
-        Activation::Clip { .. } => _mm512_min_ps(_mm512_max_ps(x, act.lo), act.hi),
+        // `maxps`/`minps` return their second operand when either is NaN:
+        // `x` second keeps a NaN, as the interpreter does.
+        Activation::Relu => _mm512_max_ps(_mm512_setzero_ps(), x),
+        Activation::Clip { .. } => _mm512_min_ps(act.hi, _mm512_max_ps(act.lo, x)),
         Activation::LeakyRelu { .. } => {
             let neg = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_setzero_ps());
             _mm512_mask_mul_ps(x, neg, x, act.lo)

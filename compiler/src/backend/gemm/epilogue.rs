@@ -16,8 +16,24 @@ impl Activation {
     pub fn apply(self, x: f32) -> f32 {
         match self {
             Activation::None => x,
-            Activation::Relu => x.max(0.0),
-            Activation::Clip { min, max } => x.max(min).min(max),
+            // Comparisons rather than `f32::max`, which drops a NaN: NaN
+            // passes through, as in the interpreter.
+            Activation::Relu => {
+                if x < 0.0 {
+                    0.0
+                } else {
+                    x
+                }
+            }
+            Activation::Clip { min, max } => {
+                if x < min {
+                    min
+                } else if x > max {
+                    max
+                } else {
+                    x
+                }
+            }
             Activation::LeakyRelu { negative_slope } => {
                 if x < 0.0 {
                     x * negative_slope
