@@ -10,6 +10,7 @@
 //! runs; every run gets its own arena, so one executable can run on several
 //! threads at once.
 
+use crate::denormals::FlushDenormals;
 use crate::limits::{try_zeroed, LimitError};
 use crate::pool::{Pool, Session};
 use crate::{format_shape, Tensor, TensorError};
@@ -256,6 +257,9 @@ impl Executable {
             arena.resize(self.arena_len, 0.0);
         }
         let base = ArenaPtr(arena.as_mut_ptr());
+        // Denormals flushed on this thread for the run (the workers keep
+        // them flushed; see `denormals.rs`).
+        let _flush = FlushDenormals::on();
         let session = pool.session();
         for (binding, t) in self.inputs.iter().zip(inputs) {
             copy_input(&session, base, binding, t.data());

@@ -6,6 +6,7 @@
 //! Cranelift. The frontend and compiler depend on it, never the reverse.
 
 mod convert;
+pub mod denormals;
 pub mod error;
 pub mod executable;
 pub mod init;
@@ -15,6 +16,7 @@ mod pool;
 pub mod tensor;
 pub mod weights;
 
+pub use denormals::FlushDenormals;
 pub use error::{IoError, NpyError, TensorError, WeightError};
 pub use executable::{Binding, Executable, KernelFn, RunError, Step};
 pub use init::{fnv1a64, random_input, seeded_uniform, DEFAULT_SEED};

@@ -190,7 +190,12 @@ impl Workers {
             let shared = Arc::clone(&shared);
             let handle = std::thread::Builder::new()
                 .name(format!("nnc-worker-{index}"))
-                .spawn(move || shared.work(index))
+                .spawn(move || {
+                    // The workers run only nnc's kernels: denormals flushed
+                    // for their lifetime (see `denormals.rs`).
+                    let _flush = crate::denormals::FlushDenormals::on();
+                    shared.work(index)
+                })
                 .map_err(|e| RunError::Threads(e.to_string()))?;
             // On an early return, `Drop` stops the workers started so far.
             workers.handles.push(handle);
