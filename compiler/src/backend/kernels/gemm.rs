@@ -148,7 +148,7 @@ pub fn linear(
         let spec = consts.keep(spec);
         let (src, dst) = (x.base, ops.out.base);
         return Ok(Kernel {
-            tasks,
+            tasks: tasks.max(1),
             optimize: true,
             then: None,
             micro_kernel: Some(ops.kernel.name().into()),
