@@ -417,6 +417,28 @@ fn compiled_max_pool_and_clamps_treat_nan_like_the_interpreter() {
     assert!(nans > 2 * 6, "only {nans} NaN outputs");
 }
 
+/// Asserts that `out` has a NaN exactly where `reference` does and is
+/// within `1e-5` (relative to `max(1, |reference|)`) elsewhere; returns the
+/// counts of NaN and of other outputs.
+fn compare_keeping_nan(reference: &[Tensor], out: &[Tensor]) -> (usize, usize) {
+    let (mut nans, mut finite) = (0, 0);
+    for (r, o) in reference.iter().zip(out) {
+        for (i, (a, b)) in r.data().iter().zip(o.data()).enumerate() {
+            if a.is_nan() {
+                nans += 1;
+                assert!(b.is_nan(), "output {i}: NaN expected, {b} found");
+            } else {
+                finite += 1;
+                assert!(
+                    (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+                    "output {i}: {b} against {a}"
+                );
+            }
+        }
+    }
+    (nans, finite)
+}
+
 /// A NaN reaching a relu or relu6 fused into a convolution's GEMM epilogue
 /// stays NaN, as in the interpreter (the native epilogue's `maxps` once
 /// turned it into the bound).
@@ -438,20 +460,7 @@ fn fused_relu_and_clamp_epilogues_keep_nan() {
     let x = Tensor::new(vec![1, 8, 6, 6], values).expect("tensor");
     let reference = run(&graph, &weights, std::slice::from_ref(&x)).expect("interpreter");
     let out = run_on_one_thread(graph, weights, x);
-    let mut nans = 0;
-    for (r, o) in reference.iter().zip(&out) {
-        for (i, (a, b)) in r.data().iter().zip(o.data()).enumerate() {
-            if a.is_nan() {
-                nans += 1;
-                assert!(b.is_nan(), "output {i}: NaN expected, {b} found");
-            } else {
-                assert!(
-                    (a - b).abs() <= 1e-5 * a.abs().max(1.0),
-                    "output {i}: {b} against {a}"
-                );
-            }
-        }
-    }
+    let (nans, _) = compare_keeping_nan(&reference, &out);
     assert!(nans >= 3 * 16 * 4, "only {nans} NaN outputs");
 }
 
@@ -478,20 +487,7 @@ fn compiled_local_response_norm_keeps_nan_and_inf_in_their_windows() {
     let x = Tensor::new(vec![1, 9, 3, 5], values).expect("tensor");
     let reference = run(&graph, &weights, std::slice::from_ref(&x)).expect("interpreter");
     let out = run_on_one_thread(graph, weights, x);
-    let mut finite = 0;
-    for (r, o) in reference.iter().zip(&out) {
-        for (i, (a, b)) in r.data().iter().zip(o.data()).enumerate() {
-            if a.is_nan() {
-                assert!(b.is_nan(), "output {i}: NaN expected, {b} found");
-            } else {
-                finite += 1;
-                assert!(
-                    (a - b).abs() <= 1e-5 * a.abs().max(1.0),
-                    "output {i}: {b} against {a}"
-                );
-            }
-        }
-    }
+    let (_, finite) = compare_keeping_nan(&reference, &out);
     // Most outputs see no NaN or infinity in their window.
     assert!(finite > 3 * 100, "only {finite} finite outputs");
 }

@@ -175,7 +175,7 @@ pub unsafe extern "C" fn nnc_depthwise_rows(
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::DepthwiseRows;
-    use crate::backend::gemm::avx512::{apply_act, lane_mask, vec_act, VecAct};
+    use crate::backend::gemm::avx512::{apply_act, lane_mask, span, vec_act, window, VecAct};
     use crate::backend::gemm::Activation;
     use std::arch::x86_64::*;
     use std::cell::RefCell;
@@ -183,41 +183,6 @@ mod avx512 {
     thread_local! {
         /// The input rows of one call, zero-padded (see [`rows`]).
         static PADDED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    }
-
-    /// Input columns `at[l * stride]` for the 16 lanes `l`, every one in
-    /// the padded row.
-    ///
-    /// # Safety
-    /// AVX-512F must be available, and `at[0 .. 16 * stride]` readable.
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn window(at: *const f32, stride: usize) -> __m512 {
-        match stride {
-            1 => _mm512_loadu_ps(at),
-            2 => {
-                // The 32-column span as two vectors, then its even lanes.
-                let even =
-                    _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-                _mm512_permutex2var_ps(_mm512_loadu_ps(at), even, _mm512_loadu_ps(at.add(16)))
-            }
-            _ => {
-                let index = _mm512_mullo_epi32(
-                    _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                    _mm512_set1_epi32(stride as i32),
-                );
-                _mm512_i32gather_ps::<4>(index, at)
-            }
-        }
-    }
-
-    /// Columns one chunk's [`window`] reads from its first.
-    fn span(stride: usize) -> usize {
-        match stride {
-            1 => 16,
-            2 => 32,
-            s => 15 * s + 1,
-        }
     }
 
     /// The padded buffer of one call and the output it fills.

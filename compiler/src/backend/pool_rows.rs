@@ -93,6 +93,10 @@ impl PoolRows {
             .filter(|&i| i < len)
     }
 
+    /// The scalar definition, for CPUs without AVX-512.
+    ///
+    /// # Safety
+    /// As [`PoolRows::run`].
     unsafe fn portable(
         &self,
         src: *const f32,
@@ -155,7 +159,7 @@ pub unsafe extern "C" fn nnc_pool_rows(
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::{PoolKind, PoolRows};
-    use crate::backend::gemm::avx512::lane_mask;
+    use crate::backend::gemm::avx512::{lane_mask, span, window};
     use std::arch::x86_64::*;
     use std::cell::RefCell;
 
@@ -168,39 +172,11 @@ mod avx512 {
     /// band stays in L2 between its copy and its taps.
     const BAND_FLOATS: usize = 64 * 1024;
 
-    /// Input columns `at[l * stride]` for the 16 lanes `l`, every one in
-    /// the padded row.
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn window(at: *const f32, stride: usize) -> __m512 {
-        match stride {
-            1 => _mm512_loadu_ps(at),
-            2 => {
-                let even =
-                    _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-                _mm512_permutex2var_ps(_mm512_loadu_ps(at), even, _mm512_loadu_ps(at.add(16)))
-            }
-            _ => {
-                let index = _mm512_mullo_epi32(
-                    _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                    _mm512_set1_epi32(stride as i32),
-                );
-                _mm512_i32gather_ps::<4>(index, at)
-            }
-        }
-    }
-
-    /// Columns one chunk's [`window`] reads from its first.
-    fn span(stride: usize) -> usize {
-        match stride {
-            1 => 16,
-            2 => 32,
-            s => 15 * s + 1,
-        }
-    }
-
     /// Splits `r0..r1` into bands whose padded rows fit [`BAND_FLOATS`]
     /// and computes each.
+    ///
+    /// # Safety
+    /// As [`PoolRows::run`], with AVX-512F available.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn rows(
         s: &PoolRows,
@@ -255,6 +231,10 @@ mod avx512 {
     /// `pw` with the padding value around it, rows above or below the
     /// input all padding. Vector loops rather than memset/memcpy calls,
     /// which cost more than the copy on small maps.
+    ///
+    /// # Safety
+    /// AVX-512F; `src` holds the `h x w` plane and `base` `width * height`
+    /// floats.
     #[target_feature(enable = "avx512f")]
     unsafe fn copy_padded(
         s: &PoolRows,
@@ -291,6 +271,9 @@ mod avx512 {
     }
 
     /// Stores the padding value over `row[from..to]`.
+    ///
+    /// # Safety
+    /// AVX-512F; `row[from..to]` writable.
     #[target_feature(enable = "avx512f")]
     unsafe fn fill(row: *mut f32, from: usize, to: usize, pad: f32) {
         let pad = _mm512_set1_ps(pad);
@@ -301,6 +284,9 @@ mod avx512 {
 
     /// The maximum of one 16-column chunk's windows whose top-left taps
     /// start at `at`, a NaN tap making its lane NaN.
+    ///
+    /// # Safety
+    /// AVX-512F; every tap's [`window`] from `at` lies in the padded band.
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn max_window(
@@ -325,6 +311,9 @@ mod avx512 {
     }
 
     /// The sum of one 16-column chunk's windows from `at`.
+    ///
+    /// # Safety
+    /// As [`max_window`].
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn sum_window(

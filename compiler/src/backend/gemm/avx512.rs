@@ -252,6 +252,40 @@ fn exp(x: __m512) -> __m512 {
     _mm512_scalef_ps(p, n)
 }
 
+/// Input columns `at[l * stride]` for the 16 lanes `l`, every one in a
+/// padded row (the depthwise and pooling rows' taps).
+///
+/// # Safety
+/// AVX-512F must be available, and `at[0 .. 16 * stride]` readable.
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(crate) unsafe fn window(at: *const f32, stride: usize) -> __m512 {
+    match stride {
+        1 => _mm512_loadu_ps(at),
+        2 => {
+            // The 32-column span as two vectors, then its even lanes.
+            let even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+            _mm512_permutex2var_ps(_mm512_loadu_ps(at), even, _mm512_loadu_ps(at.add(16)))
+        }
+        _ => {
+            let index = _mm512_mullo_epi32(
+                _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                _mm512_set1_epi32(stride as i32),
+            );
+            _mm512_i32gather_ps::<4>(index, at)
+        }
+    }
+}
+
+/// Columns one chunk's [`window`] reads from its first.
+pub(crate) fn span(stride: usize) -> usize {
+    match stride {
+        1 => 16,
+        2 => 32,
+        s => 15 * s + 1,
+    }
+}
+
 pub(crate) fn lane_mask(n: usize) -> __mmask16 {
     if n >= 16 {
         0xffff
