@@ -405,8 +405,9 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     /// Each 16x16 tile as four 8x8 quarters (8 output channels by 8
-    /// columns), eight ymm accumulators each; the epilogue goes through
-    /// the portable store.
+    /// columns), eight ymm accumulators each, those outside the live
+    /// channels and columns skipped; the epilogue goes through the
+    /// portable store.
     ///
     /// # Safety
     /// As [`DirectConv::run`], with AVX2 and FMA available.
@@ -428,7 +429,13 @@ mod avx2 {
                 let live = (s.out_channels - block * BLOCK).min(BLOCK);
                 for chunk in 0..s.chunks() {
                     let mut tile = [[0.0f32; BLOCK]; BLOCK];
+                    let cols = s.ow - chunk * BLOCK;
+                    // Quarters with no live channel or column are skipped:
+                    // on a 7x7 map, the right half of every chunk.
                     for (half, lanes) in [(0, 0), (0, 8), (8, 0), (8, 8)] {
+                        if half >= live || lanes >= cols {
+                            continue;
+                        }
                         let mut acc: [__m256; 8] = std::array::from_fn(|r| {
                             _mm256_set1_ps(s.bias[(first + block) * BLOCK + half + r])
                         });
