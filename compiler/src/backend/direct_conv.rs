@@ -46,6 +46,10 @@ pub struct DirectConv {
     groups: usize,
     /// `[group][block][c][ky][kx][16]`, zero past `out_channels`.
     weights: Vec<f32>,
+    /// Per tap column `kx`, where its window starts in a padded row from
+    /// that of tap column 0 (see [`Rows::column`]): computed once here, as
+    /// the division by the stride cost more than the tap's eight FMAs.
+    columns: Vec<usize>,
     /// Per group and output channel, zero past `out_channels` in each
     /// group's blocks (all zero without a bias).
     bias: Vec<f32>,
@@ -98,7 +102,7 @@ impl DirectConv {
                     .copy_from_slice(&bias[g * out_channels..][..out_channels]);
             }
         }
-        DirectConv {
+        let mut conv = DirectConv {
             c_in,
             h,
             w,
@@ -110,6 +114,7 @@ impl DirectConv {
             out_channels,
             groups,
             weights,
+            columns: Vec::new(),
             bias: padded_bias,
             activation,
             kernel_impl: if kernel_impl.is_available() {
@@ -117,7 +122,12 @@ impl DirectConv {
             } else {
                 MicroKernel::Portable
             },
-        }
+        };
+        let len = conv.phase_len();
+        conv.columns = (0..kernel[1])
+            .map(|kx| (kx % conv.stride) * len + kx / conv.stride)
+            .collect();
+        conv
     }
 
     /// The implementation and its tile, as `nnc compile` shows it.
@@ -239,13 +249,14 @@ impl DirectConv {
 /// outside the input.
 struct Rows<'a> {
     data: &'a [f32],
+    columns: &'a [usize],
     rows: usize,
     len: usize,
     stride: usize,
 }
 
 impl<'a> Rows<'a> {
-    fn fill(s: &DirectConv, x: &[f32], r0: usize, r1: usize, buffer: &'a mut Vec<f32>) -> Self {
+    fn fill(s: &'a DirectConv, x: &[f32], r0: usize, r1: usize, buffer: &'a mut Vec<f32>) -> Self {
         let (st, len) = (s.stride, s.phase_len());
         let rows = (r1 - r0 - 1) * st + s.kernel[0];
         let row_len = st * len;
@@ -271,6 +282,7 @@ impl<'a> Rows<'a> {
         }
         Rows {
             data: buffer,
+            columns: &s.columns,
             rows,
             len,
             stride: st,
@@ -287,7 +299,7 @@ impl<'a> Rows<'a> {
     /// Where tap column `kx`'s window starts from that of tap column 0: in
     /// its phase, `kx / stride` further.
     fn column(&self, kx: usize) -> usize {
-        (kx % self.stride) * self.len + kx / self.stride
+        self.columns[kx]
     }
 
     fn window(&self, c: usize, local: usize, ky: usize, kx: usize, chunk: usize) -> &[f32] {
