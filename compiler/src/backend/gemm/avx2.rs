@@ -1,14 +1,16 @@
 //! AVX2+FMA micro-kernels: a 6x16 register tile (12 ymm accumulators, two
 //! ymm of B per k step, A broadcast from the packed panel), every row count
 //! 1..=6 and one- or two-vector widths monomorphised for the edges, masked
-//! loads and stores for partial vectors, and a narrow kernel vectorised
-//! along M for N < 8 and thin column tails.
+//! loads and stores for partial vectors, every activation applied in
+//! registers (`avx2_act.rs`), and a narrow kernel vectorised along M for
+//! N < 8 and thin column tails.
 
 #![cfg(target_arch = "x86_64")]
 
 use std::arch::x86_64::*;
 
-use super::epilogue::{finish_tile, store_scalar, Tile};
+use super::avx2_act::{apply_act, vec_act};
+use super::epilogue::{store_scalar, Tile};
 use super::Activation;
 
 /// Rows of A per panel (and per register tile).
@@ -17,71 +19,6 @@ pub(crate) const MR: usize = 6;
 pub(crate) const NR: usize = 16;
 /// How far ahead (in floats) the kernel prefetches packed A into L1.
 const A_PREFETCH: usize = 768;
-
-/// The activation in the form the vector code applies it: the activation
-/// and its parameters splatted once per kernel call.
-#[derive(Clone, Copy)]
-struct VecAct {
-    act: Activation,
-    lo: __m256,
-    hi: __m256,
-}
-
-#[target_feature(enable = "avx2,fma")]
-fn vec_act(act: Activation) -> VecAct {
-    let zero = _mm256_setzero_ps();
-    let (lo, hi) = match act {
-        Activation::Clip { min, max } => (_mm256_set1_ps(min), _mm256_set1_ps(max)),
-        Activation::LeakyRelu { negative_slope } => (_mm256_set1_ps(negative_slope), zero),
-        // Applied after the store, by `finish_tile`.
-        Activation::None
-        | Activation::Relu
-        | Activation::Sigmoid
-        | Activation::Tanh
-        | Activation::Elu { .. }
-        | Activation::Celu { .. }
-        | Activation::Softplus
-        | Activation::Softsign
-        | Activation::Hardsigmoid { .. }
-        | Activation::Hardswish
-        | Activation::Silu
-        | Activation::Mish
-        | Activation::Gelu
-        | Activation::GeluTanh => (zero, zero),
-    };
-    VecAct { act, lo, hi }
-}
-
-/// Applies the piecewise-linear activations in registers; the others are
-/// applied to the stored tile by `finish_tile` (see
-/// [`Activation::is_piecewise_linear`]).
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-fn apply_act(act: &VecAct, x: __m256) -> __m256 {
-    match act.act {
-        Activation::None
-        | Activation::Sigmoid
-        | Activation::Tanh
-        | Activation::Elu { .. }
-        | Activation::Celu { .. }
-        | Activation::Softplus
-        | Activation::Softsign
-        | Activation::Hardsigmoid { .. }
-        | Activation::Hardswish
-        | Activation::Silu
-        | Activation::Mish
-        | Activation::Gelu
-        | Activation::GeluTanh => x,
-        // `maxps`/`minps` return their second operand when either is NaN:
-        // `x` second keeps a NaN, as the interpreter does.
-        Activation::Relu => _mm256_max_ps(_mm256_setzero_ps(), x),
-        Activation::Clip { .. } => _mm256_min_ps(act.hi, _mm256_max_ps(act.lo, x)),
-        Activation::LeakyRelu { .. } => {
-            let neg = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_setzero_ps());
-            _mm256_blendv_ps(x, _mm256_mul_ps(x, act.lo), neg)
-        }
-    }
-}
 
 /// A lane mask with the first `n` (of 8) lanes set.
 #[target_feature(enable = "avx2,fma")]
@@ -111,12 +48,12 @@ pub(crate) unsafe fn tile(t: &Tile) {
     unsafe {
         if wide > 0 {
             let w = t.columns(0, wide);
+            // Every activation is applied in registers.
             if wide > 8 {
                 by_rows::<2>(&w);
             } else {
                 by_rows::<1>(&w);
             }
-            finish_tile(&w);
         }
         if wide < t.cols {
             narrow(&t.columns(wide, t.cols - wide));

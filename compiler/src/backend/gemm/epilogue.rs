@@ -64,31 +64,6 @@ impl Activation {
             }
         }
     }
-
-    /// Whether the AVX2 kernel applies this activation in registers; it
-    /// applies the transcendental ones per tile with [`finish_tile`] (the
-    /// AVX-512 kernel has a vector `exp` and applies all of them itself).
-    #[inline]
-    pub(crate) fn is_piecewise_linear(self) -> bool {
-        match self {
-            Activation::None
-            | Activation::Relu
-            | Activation::Clip { .. }
-            | Activation::LeakyRelu { .. } => true,
-            Activation::Sigmoid
-            | Activation::Tanh
-            | Activation::Elu { .. }
-            | Activation::Celu { .. }
-            | Activation::Softplus
-            | Activation::Softsign
-            | Activation::Hardsigmoid { .. }
-            | Activation::Hardswish
-            | Activation::Silu
-            | Activation::Mish
-            | Activation::Gelu
-            | Activation::GeluTanh => false,
-        }
-    }
 }
 
 /// `1 / (1 + exp(-x))`.
@@ -193,27 +168,6 @@ pub(crate) unsafe fn store_scalar(t: &Tile, acc: &[f32], stride: usize) {
                 }
                 *t.c.add(r * t.ldc + j) = x;
             }
-        }
-    }
-}
-
-/// Applies a transcendental activation to a tile the vector kernel has
-/// just stored (still in L1), when `t.last` and the activation is not one
-/// the kernel applied in registers.
-///
-/// # Safety
-/// The tile's C pointer must be valid for its `rows x cols` elements.
-#[inline]
-pub(crate) unsafe fn finish_tile(t: &Tile) {
-    if !t.last || t.epi.activation.is_piecewise_linear() {
-        return;
-    }
-    let act = t.epi.activation;
-    for r in 0..t.rows {
-        // SAFETY: row `r` of the tile holds `cols` valid floats.
-        let row = unsafe { std::slice::from_raw_parts_mut(t.c.add(r * t.ldc), t.cols) };
-        for x in row {
-            *x = act.apply(*x);
         }
     }
 }

@@ -43,6 +43,7 @@
 #![allow(unsafe_code)]
 
 mod avx2;
+mod avx2_act;
 pub(crate) mod avx512;
 mod epilogue;
 mod pack;
