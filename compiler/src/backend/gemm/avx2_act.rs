@@ -233,7 +233,10 @@ fn sigmoid(x: __m256) -> __m256 {
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 fn exp(x: __m256) -> __m256 {
-    let x = _mm256_min_ps(_mm256_set1_ps(88.0), _mm256_max_ps(_mm256_set1_ps(-87.0), x));
+    let x = _mm256_min_ps(
+        _mm256_set1_ps(88.0),
+        _mm256_max_ps(_mm256_set1_ps(-87.0), x),
+    );
     let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
         x,
         _mm256_set1_ps(std::f32::consts::LOG2_E),
@@ -271,21 +274,32 @@ mod tests {
             100.0,
         ]);
         xs.push(f32::NAN);
-        while xs.len() % 8 != 0 {
+        while !xs.len().is_multiple_of(8) {
             xs.push(0.5);
         }
         let acts = [
             Activation::None,
             Activation::Relu,
-            Activation::Clip { min: -1.0, max: 6.0 },
-            Activation::LeakyRelu { negative_slope: 0.1 },
+            Activation::Clip {
+                min: -1.0,
+                max: 6.0,
+            },
+            Activation::LeakyRelu {
+                negative_slope: 0.1,
+            },
             Activation::Sigmoid,
             Activation::Tanh,
-            Activation::Elu { alpha: 1.3, scale: 1.05 },
+            Activation::Elu {
+                alpha: 1.3,
+                scale: 1.05,
+            },
             Activation::Celu { alpha: 0.7 },
             Activation::Softplus,
             Activation::Softsign,
-            Activation::Hardsigmoid { alpha: 0.2, beta: 0.5 },
+            Activation::Hardsigmoid {
+                alpha: 0.2,
+                beta: 0.5,
+            },
             Activation::Hardswish,
             Activation::Silu,
             Activation::Mish,
