@@ -414,12 +414,13 @@ mod avx512 {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{DirectConv, Rows, BLOCK};
+    use crate::backend::gemm::avx2::lane_mask;
+    use crate::backend::gemm::avx2_act::{apply_act, vec_act};
     use std::arch::x86_64::*;
 
     /// Each 16x16 tile as four 8x8 quarters (8 output channels by 8
     /// columns), eight ymm accumulators each, those outside the live
-    /// channels and columns skipped; the epilogue goes through the
-    /// portable store.
+    /// channels and columns skipped.
     ///
     /// # Safety
     /// As [`DirectConv::run`], with AVX2 and FMA available.
@@ -435,12 +436,12 @@ mod avx2 {
         let [kh, kw] = s.kernel;
         let taps = s.c_in * kh * kw;
         let data = b.data.as_ptr();
+        let act = vec_act(s.activation);
         for oy in r0..r1 {
             for block in 0..s.out_channels.div_ceil(BLOCK) {
                 let weights = s.weights.as_ptr().add((first + block) * taps * BLOCK);
                 let live = (s.out_channels - block * BLOCK).min(BLOCK);
                 for chunk in 0..s.chunks() {
-                    let mut tile = [[0.0f32; BLOCK]; BLOCK];
                     let cols = s.ow - chunk * BLOCK;
                     // Quarters with no live channel or column are skipped:
                     // on a 7x7 map, the right half of every chunk.
@@ -468,12 +469,12 @@ mod avx2 {
                                 }
                             }
                         }
-                        for (r, &acc) in acc.iter().enumerate() {
-                            _mm256_storeu_ps(tile[half + r][lanes..].as_mut_ptr(), acc);
+                        let mask = lane_mask(cols - lanes);
+                        for (r, &acc) in acc.iter().enumerate().take(live - half) {
+                            let o = block * BLOCK + half + r;
+                            let dst = out.add((o * s.oh + oy) * s.ow + chunk * BLOCK + lanes);
+                            _mm256_maskstore_ps(dst, mask, apply_act(&act, acc));
                         }
-                    }
-                    for (r, values) in tile.iter().enumerate().take(live) {
-                        s.store(out, block * BLOCK + r, oy, chunk, values);
                     }
                 }
             }

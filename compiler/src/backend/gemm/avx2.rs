@@ -22,7 +22,7 @@ const A_PREFETCH: usize = 768;
 
 /// A lane mask with the first `n` (of 8) lanes set.
 #[target_feature(enable = "avx2,fma")]
-fn lane_mask(n: usize) -> __m256i {
+pub(crate) fn lane_mask(n: usize) -> __m256i {
     let n = n.min(8) as i32;
     _mm256_cmpgt_epi32(
         _mm256_set1_epi32(n),

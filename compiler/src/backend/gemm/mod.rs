@@ -42,8 +42,8 @@
 
 #![allow(unsafe_code)]
 
-mod avx2;
-mod avx2_act;
+pub(crate) mod avx2;
+pub(crate) mod avx2_act;
 pub(crate) mod avx512;
 mod epilogue;
 mod pack;
