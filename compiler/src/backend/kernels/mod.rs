@@ -243,11 +243,11 @@ pub fn scratch_len(op: &Op, inputs: &[&[usize]], out: &[usize], threads: usize) 
     if let Op::SeparableConv2d(a) = op {
         conv::scratch_len(a, out, threads)
     } else if let Op::Rnn(a) = op {
-        recurrent::scratch_len(a, false, inputs, out)
+        recurrent::scratch_len(a, false, inputs, out, threads)
     } else if let Op::Lstm(a) = op {
-        recurrent::scratch_len(a, true, inputs, out)
+        recurrent::scratch_len(a, true, inputs, out, threads)
     } else if let Op::Gru(a) = op {
-        recurrent::scratch_len_gru(a, inputs, out)
+        recurrent::scratch_len_gru(a, inputs, out, threads)
     } else {
         0
     }

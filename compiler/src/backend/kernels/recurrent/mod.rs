@@ -346,6 +346,25 @@ pub fn build_cell(
         .map(|(b, &l)| (b, l))
         .collect();
     let io = Io { out, h0, c0, short };
+    if dims.parallel_directions(ops.threads) {
+        let regions = [regions, regions.second_direction(&dims)];
+        let mut kernel = Kernel::jit(
+            dims.dirs,
+            Box::new(move |e: &mut Emit| {
+                e.for_tasks(|e, task| {
+                    for unit in &code {
+                        let mine = e.b.ins().icmp_imm_u(IntCC::Equal, task, unit.dir as i64);
+                        e.if_then(mine, |e| {
+                            run_unit(e, &dims, &regions[unit.dir], unit, &io, x_base)
+                        })?;
+                    }
+                    Ok(())
+                })
+            }),
+        );
+        kernel.micro_kernel = Some(kernel_name.into());
+        return Ok(kernel);
+    }
     Ok(Kernel {
         optimize: true,
         then: None,
@@ -390,13 +409,24 @@ pub fn build_cell(
 }
 
 /// Arena scratch the kernel needs.
-pub fn scratch_len(a: &RecurrentAttrs, lstm: bool, inputs: &[&[usize]], out: &[usize]) -> usize {
-    scratch_len_cell(a, cell_of(lstm), inputs, out)
+pub fn scratch_len(
+    a: &RecurrentAttrs,
+    lstm: bool,
+    inputs: &[&[usize]],
+    out: &[usize],
+    threads: usize,
+) -> usize {
+    scratch_len_cell(a, cell_of(lstm), inputs, out, threads)
 }
 
 /// Arena scratch the `gru` kernel needs.
-pub fn scratch_len_gru(a: &RecurrentAttrs, inputs: &[&[usize]], out: &[usize]) -> usize {
-    scratch_len_cell(a, Cell::Gru, inputs, out)
+pub fn scratch_len_gru(
+    a: &RecurrentAttrs,
+    inputs: &[&[usize]],
+    out: &[usize],
+    threads: usize,
+) -> usize {
+    scratch_len_cell(a, Cell::Gru, inputs, out, threads)
 }
 
 /// Arena scratch the kernel of `cell` needs.
@@ -405,11 +435,19 @@ pub fn scratch_len_cell(
     cell: Cell,
     inputs: &[&[usize]],
     _out: &[usize],
+    threads: usize,
 ) -> usize {
     inputs
         .first()
         .and_then(|x| Dims::of(a, cell, x))
-        .map_or(0, |d| Regions::of(&d, Base::Arena(0)).len)
+        .map_or(0, |d| {
+            let regions = Regions::of(&d, Base::Arena(0));
+            if d.parallel_directions(threads) {
+                regions.second_direction(&d).len
+            } else {
+                regions.len
+            }
+        })
 }
 
 /// The sizes the kernel is specialised for.
@@ -473,6 +511,16 @@ impl Dims {
         self.batch == 1 && !self.reset_first()
     }
 
+    /// Whether the two directions run at once, one task each: with the
+    /// native cell step, which keeps a direction's whole time loop on one
+    /// thread, a bidirectional layer otherwise leaves the second core idle
+    /// (CRNN's GRUs). One layer only (as ONNX has them): a later layer
+    /// reads both directions of the one before, which would need the
+    /// tasks to wait for each other.
+    fn parallel_directions(&self, threads: usize) -> bool {
+        self.native_step() && self.dirs == 2 && self.layers == 1 && !self.masked && threads > 1
+    }
+
     /// A `gru` without `linear_before_reset`: each step multiplies the `r`
     /// and `z` rows of `W_hh` by `h_{t-1}`, then the `n` rows by `r * h_{t-1}`.
     fn reset_first(&self) -> bool {
@@ -525,6 +573,9 @@ struct Regions {
     reset_h: Base,
     /// Floats in all.
     len: usize,
+    /// Just past the last region: where a second direction's own regions
+    /// go (see [`Regions::second_direction`]).
+    end: Base,
 }
 
 impl Regions {
@@ -595,6 +646,35 @@ impl Regions {
             previous,
             reset_h,
             len,
+            end: scratch.offset(len),
+        }
+    }
+
+    /// Floats of the regions each direction needs its own of when the two
+    /// directions run at once: the projections, `h`, `c` and the cell
+    /// step's `h_{t-1}`.
+    fn per_direction(d: &Dims) -> usize {
+        let c = if d.cell == Cell::Lstm { d.hidden } else { 0 };
+        d.rows() * d.columns() + d.hidden + c + d.hidden
+    }
+
+    /// The regions of the second direction when both run at once: its own
+    /// projections, `h`, `c` and `h_{t-1}` past [`Regions::end`], the
+    /// layers' input and output shared.
+    fn second_direction(&self, d: &Dims) -> Regions {
+        let projection = self.end;
+        let h = projection.offset(d.rows() * d.columns());
+        let c = h.offset(d.hidden);
+        let c_len = if d.cell == Cell::Lstm { d.hidden } else { 0 };
+        let previous = c.offset(c_len);
+        Regions {
+            projection,
+            h,
+            c,
+            previous,
+            len: self.len + Regions::per_direction(d),
+            end: previous.offset(d.hidden),
+            ..*self
         }
     }
 }
