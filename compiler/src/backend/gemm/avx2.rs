@@ -90,20 +90,31 @@ unsafe fn kernel<const ROWS: usize, const NV: usize>(t: &Tile) {
     } else {
         Activation::None
     });
-    let full = lane_mask(8);
-    let last_mask = lane_mask(t.cols - 8 * (NV - 1));
+    // Whole vectors load and store plainly: AMD's masked stores are
+    // microcoded (one per ~12 cycles on Zen 3), which on a 1x1 conv with
+    // a short K cost as much as the tile's FMAs.
+    let last_lanes = t.cols - 8 * (NV - 1);
+    let last_mask = lane_mask(last_lanes);
+    let whole = |v: usize| v + 1 < NV || last_lanes == 8;
     for (r, row) in acc.iter().enumerate() {
-        // SAFETY: row `r < rows` and the masked lanes `< cols` are inside
-        // the tile; masked-off lanes are neither read nor written.
+        // SAFETY: row `r < rows` and the lanes `< cols` are inside the
+        // tile; a partial vector's masked-off lanes are neither read nor
+        // written.
         unsafe {
             let c = t.c.add(r * t.ldc);
+            let load = |p: *const f32, v: usize| {
+                if whole(v) {
+                    _mm256_loadu_ps(p)
+                } else {
+                    _mm256_maskload_ps(p, last_mask)
+                }
+            };
             let bias = if t.first && !t.epi.bias.is_null() {
                 Some(_mm256_set1_ps(*t.epi.bias.add(r)))
             } else {
                 None
             };
             for (v, &x) in row.iter().enumerate() {
-                let m = if v + 1 == NV { last_mask } else { full };
                 let mut x = x;
                 if t.first {
                     if let Some(bias) = bias {
@@ -111,13 +122,17 @@ unsafe fn kernel<const ROWS: usize, const NV: usize>(t: &Tile) {
                     }
                     if !t.epi.residual.is_null() {
                         let res = t.epi.residual.add(r * t.epi.ldr + 8 * v);
-                        x = _mm256_add_ps(x, _mm256_maskload_ps(res, m));
+                        x = _mm256_add_ps(x, load(res, v));
                     }
                 } else {
-                    x = _mm256_add_ps(x, _mm256_maskload_ps(c.add(8 * v), m));
+                    x = _mm256_add_ps(x, load(c.add(8 * v), v));
                 }
                 x = apply_act(&act, x);
-                _mm256_maskstore_ps(c.add(8 * v), m, x);
+                if whole(v) {
+                    _mm256_storeu_ps(c.add(8 * v), x);
+                } else {
+                    _mm256_maskstore_ps(c.add(8 * v), last_mask, x);
+                }
             }
         }
     }
