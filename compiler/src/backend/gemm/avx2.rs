@@ -21,14 +21,14 @@ const A_PREFETCH: usize = 768;
 /// The activation in the form the vector code applies it: the activation
 /// and its parameters splatted once per kernel call.
 #[derive(Clone, Copy)]
-struct VecAct {
+pub(crate) struct VecAct {
     act: Activation,
     lo: __m256,
     hi: __m256,
 }
 
 #[target_feature(enable = "avx2,fma")]
-fn vec_act(act: Activation) -> VecAct {
+pub(crate) fn vec_act(act: Activation) -> VecAct {
     let zero = _mm256_setzero_ps();
     let (lo, hi) = match act {
         Activation::Clip { min, max } => (_mm256_set1_ps(min), _mm256_set1_ps(max)),
@@ -57,7 +57,7 @@ fn vec_act(act: Activation) -> VecAct {
 /// [`Activation::is_piecewise_linear`]).
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-fn apply_act(act: &VecAct, x: __m256) -> __m256 {
+pub(crate) fn apply_act(act: &VecAct, x: __m256) -> __m256 {
     match act.act {
         Activation::None
         | Activation::Sigmoid

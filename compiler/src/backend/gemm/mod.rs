@@ -42,7 +42,7 @@
 
 #![allow(unsafe_code)]
 
-mod avx2;
+pub(crate) mod avx2;
 pub(crate) mod avx512;
 mod epilogue;
 mod pack;
