@@ -12,9 +12,9 @@
 //! slow on AMD, so whole vectors use a plain store); a stride-2 window is
 //! one two-source permute on AVX-512 and a shuffle plus a cross-lane
 //! permute on AVX2; and the AVX-512 code applies every activation in
-//! registers, the AVX2 code only the piecewise-linear ones (the others in
-//! a scalar pass over the rows, as its GEMM does; see
-//! [`Lanes::activates`]).
+//! registers, the AVX2 code the piecewise-linear ones and sigmoid, tanh,
+//! silu and hardswish (the others in a scalar pass over the rows, as its
+//! GEMM does; see [`Lanes::activates`]).
 
 #![allow(unsafe_code)]
 
@@ -118,11 +118,15 @@ pub(crate) trait Lanes: Copy {
     type Mask: Copy;
     /// An activation with its parameters splatted.
     type Act: Copy;
+    /// Lanes seen to be NaN (max pooling).
+    type NanLanes: Copy;
 
     unsafe fn zero() -> Self;
     unsafe fn splat(v: f32) -> Self;
     /// `a * b + c`, fused.
     unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self;
+    unsafe fn add(self, b: Self) -> Self;
+    unsafe fn mul(self, b: Self) -> Self;
 
     /// `N` floats from `p`.
     unsafe fn load(p: *const f32) -> Self;
@@ -164,6 +168,13 @@ pub(crate) trait Lanes: Copy {
         last: Self::Mask,
     ) -> [Self; 3];
 
+    /// `v > acc ? v : acc`, so `acc` when `v` is NaN (`maxps` order).
+    unsafe fn max(v: Self, acc: Self) -> Self;
+    unsafe fn no_nan() -> Self::NanLanes;
+    /// `nan` and the lanes where `v` is NaN.
+    unsafe fn note_nan(nan: Self::NanLanes, v: Self) -> Self::NanLanes;
+    /// NaN in the lanes of `nan`, `self` elsewhere.
+    unsafe fn set_nan(self, nan: Self::NanLanes) -> Self;
 
     /// Whether [`Lanes::apply`] applies `act` in full; if not, it returns
     /// its input and the caller applies `act` to the stored values.
@@ -186,6 +197,7 @@ mod avx512 {
         const N: usize = 16;
         type Mask = __mmask16;
         type Act = VecAct;
+        type NanLanes = __mmask16;
 
         #[inline(always)]
         unsafe fn zero() -> __m512 {
@@ -198,6 +210,14 @@ mod avx512 {
         #[inline(always)]
         unsafe fn mul_add(a: __m512, b: __m512, c: __m512) -> __m512 {
             _mm512_fmadd_ps(a, b, c)
+        }
+        #[inline(always)]
+        unsafe fn add(self, b: __m512) -> __m512 {
+            _mm512_add_ps(self, b)
+        }
+        #[inline(always)]
+        unsafe fn mul(self, b: __m512) -> __m512 {
+            _mm512_mul_ps(self, b)
         }
         #[inline(always)]
         unsafe fn load(p: *const f32) -> __m512 {
@@ -261,6 +281,22 @@ mod avx512 {
             [even_lanes, odd_lanes, _mm512_castsi512_ps(shifted)]
         }
         #[inline(always)]
+        unsafe fn max(v: __m512, acc: __m512) -> __m512 {
+            _mm512_max_ps(v, acc)
+        }
+        #[inline(always)]
+        unsafe fn no_nan() -> __mmask16 {
+            0
+        }
+        #[inline(always)]
+        unsafe fn note_nan(nan: __mmask16, v: __m512) -> __mmask16 {
+            nan | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v)
+        }
+        #[inline(always)]
+        unsafe fn set_nan(self, nan: __mmask16) -> __m512 {
+            _mm512_mask_mov_ps(self, nan, _mm512_set1_ps(f32::NAN))
+        }
+        #[inline(always)]
         fn activates(_: Activation) -> bool {
             true
         }
@@ -278,6 +314,7 @@ mod avx512 {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::Lanes;
+    use crate::backend::cell::avx2::{sigmoid, tanh};
     use crate::backend::gemm::avx2::{apply_act, vec_act, VecAct};
     use crate::backend::gemm::Activation;
     use std::arch::x86_64::*;
@@ -290,6 +327,37 @@ mod avx2 {
     unsafe fn lane_mask(live: usize) -> __m256i {
         let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         _mm256_cmpgt_epi32(_mm256_set1_epi32(live.min(8) as i32), lanes)
+    }
+
+    /// An activation as the 8-lane code applies it: the piecewise-linear
+    /// ones as the AVX2 GEMM does, and the logistic ones MobileNetV3 and
+    /// EfficientNet put after their depthwise convs (`sigmoid`, `tanh`,
+    /// `silu`, `hardswish`) with the JIT's rational `tanh` (`cell::avx2`).
+    #[derive(Clone, Copy)]
+    pub(crate) struct Act {
+        act: Activation,
+        linear: VecAct,
+    }
+
+    /// Whether [`Act`] applies `act` in registers.
+    fn in_registers(act: Activation) -> bool {
+        match act {
+            Activation::Sigmoid | Activation::Tanh | Activation::Silu | Activation::Hardswish => {
+                true
+            }
+            Activation::None
+            | Activation::Relu
+            | Activation::Clip { .. }
+            | Activation::LeakyRelu { .. }
+            | Activation::Elu { .. }
+            | Activation::Celu { .. }
+            | Activation::Softplus
+            | Activation::Softsign
+            | Activation::Hardsigmoid { .. }
+            | Activation::Mish
+            | Activation::Gelu
+            | Activation::GeluTanh => act.is_piecewise_linear(),
+        }
     }
 
     /// Columns one 8-lane window reads from its first.
@@ -324,7 +392,8 @@ mod avx2 {
     impl Lanes for __m256 {
         const N: usize = 8;
         type Mask = __m256i;
-        type Act = VecAct;
+        type Act = Act;
+        type NanLanes = __m256;
 
         #[inline(always)]
         unsafe fn zero() -> __m256 {
@@ -337,6 +406,14 @@ mod avx2 {
         #[inline(always)]
         unsafe fn mul_add(a: __m256, b: __m256, c: __m256) -> __m256 {
             _mm256_fmadd_ps(a, b, c)
+        }
+        #[inline(always)]
+        unsafe fn add(self, b: __m256) -> __m256 {
+            _mm256_add_ps(self, b)
+        }
+        #[inline(always)]
+        unsafe fn mul(self, b: __m256) -> __m256 {
+            _mm256_mul_ps(self, b)
         }
         #[inline(always)]
         unsafe fn load(p: *const f32) -> __m256 {
@@ -416,16 +493,59 @@ mod avx2 {
             [even, odd, _mm256_blend_ps::<0b1000_0000>(down, next)]
         }
         #[inline(always)]
+        unsafe fn max(v: __m256, acc: __m256) -> __m256 {
+            _mm256_max_ps(v, acc)
+        }
+        #[inline(always)]
+        unsafe fn no_nan() -> __m256 {
+            _mm256_setzero_ps()
+        }
+        #[inline(always)]
+        unsafe fn note_nan(nan: __m256, v: __m256) -> __m256 {
+            _mm256_or_ps(nan, _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v))
+        }
+        #[inline(always)]
+        unsafe fn set_nan(self, nan: __m256) -> __m256 {
+            _mm256_blendv_ps(self, _mm256_set1_ps(f32::NAN), nan)
+        }
+        #[inline(always)]
         fn activates(act: Activation) -> bool {
-            act.is_piecewise_linear()
+            in_registers(act)
         }
         #[inline(always)]
-        unsafe fn act(act: Activation) -> VecAct {
-            vec_act(act)
+        unsafe fn act(act: Activation) -> Act {
+            Act {
+                act,
+                linear: vec_act(act),
+            }
         }
         #[inline(always)]
-        unsafe fn apply(act: &VecAct, x: __m256) -> __m256 {
-            apply_act(act, x)
+        unsafe fn apply(act: &Act, x: __m256) -> __m256 {
+            match act.act {
+                Activation::Sigmoid => sigmoid(x),
+                Activation::Tanh => tanh(x),
+                Activation::Silu => _mm256_mul_ps(x, sigmoid(x)),
+                Activation::Hardswish => {
+                    // `maxps`/`minps` return their second operand when
+                    // either is NaN: `g` second keeps a NaN.
+                    let g = _mm256_fmadd_ps(x, _mm256_set1_ps(1.0 / 6.0), _mm256_set1_ps(0.5));
+                    let g =
+                        _mm256_min_ps(_mm256_set1_ps(1.0), _mm256_max_ps(_mm256_setzero_ps(), g));
+                    _mm256_mul_ps(x, g)
+                }
+                Activation::None
+                | Activation::Relu
+                | Activation::Clip { .. }
+                | Activation::LeakyRelu { .. }
+                | Activation::Elu { .. }
+                | Activation::Celu { .. }
+                | Activation::Softplus
+                | Activation::Softsign
+                | Activation::Hardsigmoid { .. }
+                | Activation::Mish
+                | Activation::Gelu
+                | Activation::GeluTanh => apply_act(&act.linear, x),
+            }
         }
     }
 }

@@ -41,7 +41,7 @@ pub(super) unsafe fn step(s: &Step) {
 /// return their second operand when one is NaN).
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-fn tanh(x: __m256) -> __m256 {
+pub(crate) fn tanh(x: __m256) -> __m256 {
     let x = _mm256_max_ps(_mm256_set1_ps(-TANH_CLAMP), x);
     let x = _mm256_min_ps(_mm256_set1_ps(TANH_CLAMP), x);
     let x2 = _mm256_mul_ps(x, x);
@@ -59,7 +59,7 @@ fn tanh(x: __m256) -> __m256 {
 /// `(1 + tanh(x / 2)) / 2`.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-fn sigmoid(x: __m256) -> __m256 {
+pub(crate) fn sigmoid(x: __m256) -> __m256 {
     let half = _mm256_set1_ps(0.5);
     _mm256_fmadd_ps(tanh(_mm256_mul_ps(x, half)), half, half)
 }

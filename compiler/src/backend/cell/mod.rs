@@ -34,7 +34,7 @@
 
 #![allow(unsafe_code)]
 
-mod avx2;
+pub(crate) mod avx2;
 mod avx512;
 mod portable;
 
