@@ -2,8 +2,9 @@
 //! against an f64 oracle written from the convolution's definition, for
 //! every implementation this CPU has: any kernel size, stride (1, 2 and a
 //! gathered 3), padding (different before and after the input in the
-//! random cases), dilation, row range and activation, with a sentinel
-//! around the output to catch stray stores.
+//! random cases), dilation, row range and activation (every one, applied
+//! in registers or, for AVX2's transcendental ones, after the rows), with
+//! a sentinel around the output to catch stray stores.
 
 #![allow(unsafe_code)]
 
@@ -12,7 +13,7 @@ use nnc_compiler::backend::gemm::Activation;
 use proptest::prelude::*;
 
 mod common;
-use common::{kernels as implementations, values};
+use common::{act_f64, kernels as implementations, values, ACTIVATIONS};
 
 const SENTINEL: f32 = 12345.0;
 
@@ -30,12 +31,7 @@ fn oracle(s: &DepthwiseRows, x: &[f32], taps: &[f32], bias: f32, oy: usize, ox: 
             }
         }
     }
-    match s.activation {
-        Activation::None => acc,
-        Activation::Relu => acc.max(0.0),
-        Activation::Clip { min, max } => acc.max(f64::from(min)).min(f64::from(max)),
-        _ => unreachable!("the cases use piecewise-linear activations"),
-    }
+    act_f64(s.activation, acc)
 }
 
 /// [`check_sides`] with the same padding before and after the input.
@@ -230,6 +226,26 @@ fn edges_of_the_geometry() {
         (4, 4),
         9,
     );
+}
+
+#[test]
+fn every_activation() {
+    // The direct path at both strides and the padded path, each over a
+    // partial last chunk, on rows from the middle of the map.
+    for activation in ACTIVATIONS {
+        for (kernel, stride) in [([3, 3], 1), ([3, 3], 2), ([5, 5], 1)] {
+            check(
+                kernel,
+                [stride, stride],
+                [kernel[0] / 2; 2],
+                [1, 1],
+                [13, 21],
+                activation,
+                (2, 11),
+                10,
+            );
+        }
+    }
 }
 
 proptest! {

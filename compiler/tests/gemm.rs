@@ -15,55 +15,9 @@ use nnc_compiler::backend::gemm::{
 use proptest::prelude::*;
 
 mod common;
-use common::{kernels, Rng};
+use common::{act_f64, kernels, Rng, ACTIVATIONS};
 
 const SENTINEL: f32 = 12345.0;
-
-fn act_f64(act: Activation, x: f64) -> f64 {
-    match act {
-        Activation::None => x,
-        Activation::Relu => x.max(0.0),
-        Activation::Clip { min, max } => x.max(min as f64).min(max as f64),
-        Activation::LeakyRelu { negative_slope } => {
-            if x < 0.0 {
-                x * negative_slope as f64
-            } else {
-                x
-            }
-        }
-        Activation::Sigmoid => sigmoid(x),
-        Activation::Tanh => x.tanh(),
-        Activation::Elu { alpha, scale } => {
-            f64::from(scale)
-                * if x > 0.0 {
-                    x
-                } else {
-                    f64::from(alpha) * x.exp_m1()
-                }
-        }
-        Activation::Celu { alpha } => {
-            let a = f64::from(alpha);
-            x.max(0.0) + (a * (x / a).exp_m1()).min(0.0)
-        }
-        Activation::Softplus => (1.0 + x.exp()).ln(),
-        Activation::Softsign => x / (1.0 + x.abs()),
-        Activation::Hardsigmoid { alpha, beta } => {
-            (f64::from(alpha) * x + f64::from(beta)).clamp(0.0, 1.0)
-        }
-        Activation::Hardswish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
-        Activation::Silu => x * sigmoid(x),
-        Activation::Mish => x * (1.0 + x.exp()).ln().tanh(),
-        Activation::Gelu => 0.5 * x * (1.0 + libm::erf(x / 2f64.sqrt())),
-        Activation::GeluTanh => {
-            let inner = (2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3));
-            0.5 * x * (1.0 + inner.tanh())
-        }
-    }
-}
-
-fn sigmoid(x: f64) -> f64 {
-    1.0 / (1.0 + (-x).exp())
-}
 
 /// One test case: shapes, strides, the block of C to compute, epilogue.
 #[derive(Clone, Debug)]
@@ -204,40 +158,6 @@ impl Case {
         }
     }
 }
-
-const ACTIVATIONS: [Activation; 17] = [
-    Activation::None,
-    Activation::Relu,
-    Activation::Clip {
-        min: -0.25,
-        max: 0.5,
-    },
-    Activation::LeakyRelu {
-        negative_slope: 0.1,
-    },
-    Activation::Sigmoid,
-    Activation::Tanh,
-    Activation::Elu {
-        alpha: 0.7,
-        scale: 1.0,
-    },
-    Activation::Elu {
-        alpha: 1.673_263_2,
-        scale: 1.050_701,
-    },
-    Activation::Celu { alpha: 0.5 },
-    Activation::Softplus,
-    Activation::Softsign,
-    Activation::Hardsigmoid {
-        alpha: 0.2,
-        beta: 0.5,
-    },
-    Activation::Hardswish,
-    Activation::Silu,
-    Activation::Mish,
-    Activation::Gelu,
-    Activation::GeluTanh,
-];
 
 #[test]
 fn detect_picks_an_available_kernel() {

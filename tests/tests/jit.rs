@@ -147,7 +147,8 @@ fn edge_shape_cases_match_the_interpreter() {
 
 /// The pass cases and edge shapes with every other instruction set this
 /// CPU has: the AVX2 and portable native kernels, and the JIT's own
-/// depthwise rows, which the separable kernel uses without AVX-512.
+/// depthwise and pooling rows, which the kernels use without AVX-512 or
+/// AVX2.
 #[test]
 fn every_micro_kernel_matches_the_interpreter() {
     let root = nnc_tests::repo_root();

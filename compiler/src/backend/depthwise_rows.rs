@@ -1,20 +1,23 @@
 //! Native depthwise rows for the separable kernel: output rows `r0..r1` of
 //! one channel, `bias + sum of taps * input` with the depthwise
-//! activation, sixteen columns per AVX-512 vector.
+//! activation, sixteen columns per AVX-512 vector or eight per AVX2 one.
 //!
 //! The JIT's own depthwise code works four lanes at a time (Cranelift
 //! lowers 128-bit vectors), and on MobileNetV2 that depthwise half was
 //! compute-bound: running it twice doubled its time. Here 3x3 kernels at
 //! stride 1 or 2 (MobileNetV2's) read each window from the input rows in
 //! place, with load masks for the columns outside the row, in blocks of up
-//! to eight rows by one 16-column chunk (see `direct`; at stride 2 one
+//! to eight rows by one chunk of columns (see `direct`; at stride 2 one
 //! pair of loads serves the three windows of a row). Other kernels copy
 //! the input rows each call reads into a zero-padded buffer, so every load
 //! is a plain one (a stride-2 window is two loads and a permute, other
-//! strides gather), and blocks of up to four rows by four 16-column chunks
-//! accumulate side by side so that the taps' FMAs overlap. The portable
-//! version is the scalar definition, for CPUs without AVX-512 and as the
-//! tests' reference.
+//! strides gather), and blocks of up to four rows by four chunks
+//! accumulate side by side so that the taps' FMAs overlap.
+//!
+//! The vector code is written once over [`Lanes`](super::row_lanes::Lanes)
+//! and compiled for AVX-512 (16 lanes) and AVX2 + FMA (8 lanes), every
+//! activation applied in registers. The portable version is the scalar
+//! definition, for other CPUs and as the tests' reference.
 
 #![allow(unsafe_code)]
 
@@ -35,18 +38,19 @@ pub struct DepthwiseRows {
     pub padding: [usize; 2],
     pub dilation: [usize; 2],
     pub activation: Activation,
-    /// `Avx512` or `Portable`.
+    /// `Avx512`, `Avx2Fma` or `Portable`.
     pub kernel_impl: MicroKernel,
-    /// The [`Columns`] of the first and the last 16-column chunk of output,
+    /// The [`Columns`] of the first and the last chunk of output,
     /// which most often reach past the row (3x3 kernels; computed once here
     /// rather than for every channel).
     edges: [Columns; 2],
 }
 
-/// Per tap column `kx` of a 3x3 kernel, for one 16-column chunk of output:
-/// the offset of lane 0's input column from the row's start, and which of
-/// the 32 source lanes from there lie inside the row (low and high 16), a
-/// run of set bits each.
+/// Per tap column `kx` of a 3x3 kernel, for one chunk of output (one
+/// vector, [`DepthwiseRows::lanes`] columns): the offset of lane 0's input
+/// column from the row's start, and which of the two vectors' worth of
+/// source lanes from there lie inside the row (low and high vector), a run
+/// of set bits each.
 type Columns = [(isize, u16, u16); 3];
 
 impl DepthwiseRows {
@@ -75,20 +79,31 @@ impl DepthwiseRows {
             kernel_impl,
             edges: [[(0, 0, 0); 3]; 2],
         };
-        rows.edges = [rows.columns(0), rows.columns(ow.div_ceil(16).max(1) - 1)];
+        let last = ow.div_ceil(rows.lanes()).max(1) - 1;
+        rows.edges = [rows.columns(0), rows.columns(last)];
         rows
+    }
+
+    /// Columns per vector (and per chunk of output) of the vector code.
+    fn lanes(&self) -> usize {
+        match self.kernel_impl {
+            MicroKernel::Avx2Fma => 8,
+            MicroKernel::Avx512 | MicroKernel::Portable => 16,
+        }
     }
 
     /// The [`Columns`] of output chunk `chunk`.
     fn columns(&self, chunk: usize) -> Columns {
+        let n = self.lanes() as isize;
         std::array::from_fn(|kx| {
-            let offset = (16 * chunk * self.stride[1] + kx) as isize - self.padding[1] as isize;
+            let offset =
+                n * (chunk * self.stride[1]) as isize + kx as isize - self.padding[1] as isize;
             let inside = |first: isize| {
-                let from = (-offset - first).clamp(0, 16);
-                let to = (self.w as isize - offset - first).clamp(from, 16);
+                let from = (-offset - first).clamp(0, n);
+                let to = (self.w as isize - offset - first).clamp(from, n);
                 (((1u32 << to) - 1) & !((1u32 << from) - 1)) as u16
             };
-            (offset, inside(0), inside(16))
+            (offset, inside(0), inside(n))
         })
     }
 
@@ -108,10 +123,18 @@ impl DepthwiseRows {
         r0: usize,
         r1: usize,
     ) {
+        #[cfg(target_arch = "x86_64")]
+        use {std::arch::x86_64::*, vector::Kernels};
         match self.kernel_impl {
             #[cfg(target_arch = "x86_64")]
-            MicroKernel::Avx512 => avx512::rows(self, src, taps, bias, dst, r0, r1),
-            _ => self.portable(src, taps, bias, dst, r0, r1),
+            MicroKernel::Avx512 => __m512::rows(self, src, taps, bias, dst, r0, r1),
+            #[cfg(target_arch = "x86_64")]
+            MicroKernel::Avx2Fma => __m256::rows(self, src, taps, bias, dst, r0, r1),
+            #[cfg(not(target_arch = "x86_64"))]
+            MicroKernel::Avx512 | MicroKernel::Avx2Fma => {
+                self.portable(src, taps, bias, dst, r0, r1)
+            }
+            MicroKernel::Portable => self.portable(src, taps, bias, dst, r0, r1),
         }
     }
 
@@ -173,56 +196,117 @@ pub unsafe extern "C" fn nnc_depthwise_rows(
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use super::DepthwiseRows;
-    use crate::backend::gemm::avx512::{apply_act, lane_mask, span, vec_act, window, VecAct};
+mod vector {
+    use super::{Columns, DepthwiseRows};
     use crate::backend::gemm::Activation;
-    use std::arch::x86_64::*;
-    use std::cell::RefCell;
+    use crate::backend::row_lanes::{copy_padded, padded_buffer, Lanes};
+    use std::arch::x86_64::{__m256, __m512};
 
-    thread_local! {
-        /// The input rows of one call, zero-padded (see [`rows`]).
-        static PADDED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// The depthwise rows compiled for the instruction set of one
+    /// [`Lanes`]: the entry point and the direct path's blocks, which stay
+    /// out of line (sixteen of them).
+    pub(super) trait Kernels: Lanes {
+        /// # Safety
+        /// As [`DepthwiseRows::run`], with the lanes' instruction set
+        /// available.
+        unsafe fn rows(
+            s: &DepthwiseRows,
+            src: *const f32,
+            taps: *const f32,
+            bias: f32,
+            dst: *mut f32,
+            r0: usize,
+            r1: usize,
+        );
+
+        /// # Safety
+        /// As [`direct_block`].
+        unsafe fn direct_block<const R: usize, const S: usize>(
+            d: &Direct<'_>,
+            oy0: usize,
+            chunk: usize,
+        );
     }
 
+    /// [`Kernels`] for `$lanes`, compiled with `$features` so that the
+    /// generic code below and the lanes' `#[inline(always)]` methods
+    /// inline into them.
+    macro_rules! kernels {
+        ($lanes:ty, $features:literal) => {
+            // SAFETY (every method): the contract is [`Kernels`]'s (the
+            // instruction set checked by the caller), forwarded.
+            impl Kernels for $lanes {
+                #[target_feature(enable = $features)]
+                unsafe fn rows(
+                    s: &DepthwiseRows,
+                    src: *const f32,
+                    taps: *const f32,
+                    bias: f32,
+                    dst: *mut f32,
+                    r0: usize,
+                    r1: usize,
+                ) {
+                    rows::<$lanes>(s, src, taps, bias, dst, r0, r1)
+                }
+
+                #[target_feature(enable = $features)]
+                #[inline(never)]
+                unsafe fn direct_block<const R: usize, const S: usize>(
+                    d: &Direct<'_>,
+                    oy0: usize,
+                    chunk: usize,
+                ) {
+                    direct_block::<$lanes, R, S>(d, oy0, chunk)
+                }
+            }
+        };
+    }
+
+    kernels!(__m512, "avx512f");
+    kernels!(__m256, "avx2,fma");
+
     /// The padded buffer of one call and the output it fills.
-    struct Rows<'a> {
+    struct Rows<'a, V: Lanes> {
         s: &'a DepthwiseRows,
         /// The padded input rows, `width` floats apart.
         base: *const f32,
         width: usize,
         taps: *const f32,
-        bias: __m512,
-        act: VecAct,
+        bias: V,
+        act: V::Act,
         /// Output row `r0` (the buffer's first output row).
         out: *mut f32,
     }
 
-    /// `M` neighbouring 16-column chunks from `ox0` of `R` consecutive
-    /// output rows from `row` (counted from `r0`): `R * M` independent
-    /// accumulators, so that consecutive taps' FMAs overlap instead of
-    /// waiting on each other. One chain of nine dependent FMAs per chunk
-    /// was the bottleneck, worst on maps one chunk wide (14x14, 7x7),
-    /// which therefore take several rows at once.
+    /// `M` neighbouring chunks (of `V::N` columns) from `ox0` of `R`
+    /// consecutive output rows from `row` (counted from `r0`): `R * M`
+    /// independent accumulators, so that consecutive taps' FMAs overlap
+    /// instead of waiting on each other. One chain of nine dependent FMAs
+    /// per chunk was the bottleneck, worst on maps one chunk wide (14x14,
+    /// 7x7), which therefore take several rows at once.
     ///
     /// # Safety
-    /// AVX-512F must be available; `b` was built by [`rows`] over its padded
-    /// copy, and rows `row .. row + R` lie in `b`'s output rows.
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn block<const R: usize, const M: usize>(b: &Rows<'_>, row: usize, ox0: usize) {
+    /// `V`'s instruction set must be available; `b` was built by [`rows`]
+    /// over its padded copy, and rows `row .. row + R` lie in `b`'s output
+    /// rows.
+    #[inline(always)]
+    unsafe fn block<V: Lanes, const R: usize, const M: usize>(
+        b: &Rows<'_, V>,
+        row: usize,
+        ox0: usize,
+    ) {
         let s = b.s;
         let [kh, kw] = s.kernel;
         let (sh, dh, sw, dw) = (s.stride[0], s.dilation[0], s.stride[1], s.dilation[1]);
         let mut acc = [[b.bias; M]; R];
         for ky in 0..kh {
             for kx in 0..kw {
-                let tap = _mm512_set1_ps(*b.taps.add(ky * kw + kx));
+                let tap = V::splat(*b.taps.add(ky * kw + kx));
                 for (r, acc) in acc.iter_mut().enumerate() {
                     let input = b.base.add(((row + r) * sh + ky * dh) * b.width + kx * dw);
                     for (c, acc) in acc.iter_mut().enumerate() {
-                        let at = input.add((ox0 + 16 * c) * sw);
-                        *acc = _mm512_fmadd_ps(tap, window(at, sw), *acc);
+                        let at = input.add((ox0 + V::N * c) * sw);
+                        *acc = V::mul_add(tap, V::window(at, sw), *acc);
                     }
                 }
             }
@@ -230,9 +314,8 @@ mod avx512 {
         for (r, acc) in acc.iter().enumerate() {
             let out = b.out.add((row + r) * s.ow);
             for (c, &acc) in acc.iter().enumerate() {
-                let at = ox0 + 16 * c;
-                let n = (s.ow - at).min(16);
-                _mm512_mask_storeu_ps(out.add(at), lane_mask(n), apply_act(&b.act, acc));
+                let at = ox0 + V::N * c;
+                V::apply(&b.act, acc).store_live(out.add(at), s.ow - at);
             }
         }
     }
@@ -243,10 +326,10 @@ mod avx512 {
     ///
     /// # Safety
     /// As for [`block`], for output rows `0..rows`.
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn sweep<const R: usize, const M: usize>(b: &Rows<'_>, rows: usize) {
-        let chunks = b.s.ow.div_ceil(16);
+    #[inline(always)]
+    unsafe fn sweep<V: Lanes, const R: usize, const M: usize>(b: &Rows<'_, V>, rows: usize) {
+        let n = V::N;
+        let chunks = b.s.ow.div_ceil(n);
         let mut row = 0;
         while row < rows {
             let r = if row + R <= rows { R } else { 1 };
@@ -254,14 +337,14 @@ mod avx512 {
             while c < chunks {
                 let m = (chunks - c).min(M);
                 match (r == R, m) {
-                    (true, m) if m == M => block::<R, M>(b, row, 16 * c),
-                    (true, 1) => block::<R, 1>(b, row, 16 * c),
-                    (true, 2) => block::<R, 2>(b, row, 16 * c),
-                    (true, _) => block::<R, 3>(b, row, 16 * c),
-                    (false, 1) => block::<1, 1>(b, row, 16 * c),
-                    (false, 2) => block::<1, 2>(b, row, 16 * c),
-                    (false, 3) => block::<1, 3>(b, row, 16 * c),
-                    (false, _) => block::<1, 4>(b, row, 16 * c),
+                    (true, m) if m == M => block::<V, R, M>(b, row, n * c),
+                    (true, 1) => block::<V, R, 1>(b, row, n * c),
+                    (true, 2) => block::<V, R, 2>(b, row, n * c),
+                    (true, _) => block::<V, R, 3>(b, row, n * c),
+                    (false, 1) => block::<V, 1, 1>(b, row, n * c),
+                    (false, 2) => block::<V, 1, 2>(b, row, n * c),
+                    (false, 3) => block::<V, 1, 3>(b, row, n * c),
+                    (false, _) => block::<V, 1, 4>(b, row, n * c),
                 }
                 c += m;
             }
@@ -269,15 +352,16 @@ mod avx512 {
         }
     }
 
-    /// Copies the input rows output rows `r0..r1` read into a zero-padded
-    /// buffer (padding rows and columns as zeros, room past the right edge
-    /// for the last chunk's loads), so the loops need no bounds or masks,
-    /// then computes them block by block.
+    /// The direct path for 3x3 kernels at stride 1 or 2; otherwise copies
+    /// the input rows output rows `r0..r1` read into a zero-padded buffer
+    /// (padding rows and columns as zeros, room past the right edge for
+    /// the last chunk's loads), so the loops need no bounds or masks, then
+    /// computes them block by block.
     ///
     /// # Safety
-    /// As [`DepthwiseRows::run`], with AVX-512F available.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn rows(
+    /// As [`DepthwiseRows::run`], with `V`'s instruction set available.
+    #[inline(always)]
+    unsafe fn rows<V: Kernels>(
         s: &DepthwiseRows,
         src: *const f32,
         taps: *const f32,
@@ -290,74 +374,56 @@ mod avx512 {
             return;
         }
         if s.kernel == [3, 3] && s.dilation == [1, 1] && matches!(s.stride, [1, 1] | [2, 2]) {
-            return direct(s, src, taps, bias, dst, r0, r1);
+            direct::<V>(s, src, taps, bias, dst, r0, r1);
+        } else {
+            padded::<V>(s, src, taps, bias, dst, r0, r1);
         }
+    }
+
+    /// The padded path of [`rows`].
+    ///
+    /// # Safety
+    /// As [`rows`], with `r0 < r1`.
+    #[inline(always)]
+    unsafe fn padded<V: Lanes>(
+        s: &DepthwiseRows,
+        src: *const f32,
+        taps: *const f32,
+        bias: f32,
+        dst: *mut f32,
+        r0: usize,
+        r1: usize,
+    ) {
+        let n = V::N;
         let [kh, kw] = s.kernel;
         let (sh, dh) = (s.stride[0], s.dilation[0]);
         let (sw, dw, pw) = (s.stride[1], s.dilation[1], s.padding[1]);
-        let last_chunk = (s.ow - 1) / 16 * 16;
-        let width = (pw + s.w).max(last_chunk * sw + (kw - 1) * dw + span(sw));
+        let last_chunk = (s.ow - 1) / n * n;
+        let width = (pw + s.w).max(last_chunk * sw + (kw - 1) * dw + V::span(sw));
         let height = (r1 - r0 - 1) * sh + (kh - 1) * dh + 1;
-        PADDED.with(|buffer| {
-            let mut buffer = buffer.borrow_mut();
-            if buffer.len() < width * height {
-                buffer.resize(width * height, 0.0);
-            }
-            let top = (r0 * sh) as i64 - s.padding[0] as i64;
-            let zero = _mm512_setzero_ps();
-            let base = buffer.as_mut_ptr();
-            for j in 0..height {
-                // The row (if it exists) at column pw with zeros around it,
-                // or a row of zeros; vector loops rather than
-                // memset/memcpy calls, which cost more than the copy on
-                // 7x7 and 14x14 maps. Each column is written once.
-                let row = base.add(j * width);
-                let iy = top + j as i64;
-                if (0..s.h as i64).contains(&iy) {
-                    let from = src.add(iy as usize * s.w);
-                    for at in (0..pw).step_by(16) {
-                        _mm512_mask_storeu_ps(row.add(at), lane_mask(pw - at), zero);
-                    }
-                    let mut at = 0;
-                    while at + 16 <= s.w {
-                        _mm512_storeu_ps(row.add(pw + at), _mm512_loadu_ps(from.add(at)));
-                        at += 16;
-                    }
-                    if at < s.w {
-                        let mask = lane_mask(s.w - at);
-                        let v = _mm512_maskz_loadu_ps(mask, from.add(at));
-                        _mm512_mask_storeu_ps(row.add(pw + at), mask, v);
-                    }
-                    for at in (pw + s.w..width).step_by(16) {
-                        _mm512_mask_storeu_ps(row.add(at), lane_mask(width - at), zero);
-                    }
-                } else {
-                    for at in (0..width).step_by(16) {
-                        _mm512_mask_storeu_ps(row.add(at), lane_mask(width - at), zero);
-                    }
-                }
-            }
-            let b = Rows {
-                s,
-                base,
-                width,
-                taps,
-                bias: _mm512_set1_ps(bias),
-                act: vec_act(s.activation),
-                out: dst,
-            };
-            // About four to six accumulators, whatever the map's width.
-            match s.ow.div_ceil(16) {
-                1 => sweep::<4, 1>(&b, r1 - r0),
-                2 => sweep::<2, 2>(&b, r1 - r0),
-                3 => sweep::<2, 3>(&b, r1 - r0),
-                _ => sweep::<1, 4>(&b, r1 - r0),
-            }
-        });
+        let base = padded_buffer(width * height);
+        let top = (r0 * sh) as i64 - s.padding[0] as i64;
+        copy_padded::<V>(src, [s.h, s.w], top, pw, 0.0, base, height, width);
+        let b = Rows::<V> {
+            s,
+            base,
+            width,
+            taps,
+            bias: V::splat(bias),
+            act: V::act(s.activation),
+            out: dst,
+        };
+        // About four to six accumulators, whatever the map's width.
+        match s.ow.div_ceil(n) {
+            1 => sweep::<V, 4, 1>(&b, r1 - r0),
+            2 => sweep::<V, 2, 2>(&b, r1 - r0),
+            3 => sweep::<V, 2, 3>(&b, r1 - r0),
+            _ => sweep::<V, 1, 4>(&b, r1 - r0),
+        }
     }
 
     /// One call of the direct path.
-    struct Direct<'a> {
+    pub(super) struct Direct<'a> {
         s: &'a DepthwiseRows,
         src: *const f32,
         /// The nine taps.
@@ -373,16 +439,16 @@ mod avx512 {
     /// window from the input row in place, with a load mask that zeroes
     /// the columns outside the row (masked-off lanes are never read, so a
     /// window hanging over the row's ends is safe). Blocks of up to eight
-    /// output rows by one 16-column chunk accumulate side by side, and each
-    /// input row is loaded once per block for every output row that uses
-    /// it. Against the padded copy this was 3.5x faster on 7x7 and 14x14
-    /// maps, where the copy cost more than the taps and its stores stalled
-    /// the loads that read them back right after.
+    /// output rows by one chunk accumulate side by side, and each input
+    /// row is loaded once per block for every output row that uses it.
+    /// Against the padded copy this was 3.5x faster with AVX-512 on 7x7
+    /// and 14x14 maps, where the copy cost more than the taps and its
+    /// stores stalled the loads that read them back right after.
     ///
     /// # Safety
-    /// As [`DepthwiseRows::run`], with AVX-512F available.
-    #[target_feature(enable = "avx512f")]
-    unsafe fn direct(
+    /// As [`DepthwiseRows::run`], with `V`'s instruction set available.
+    #[inline(always)]
+    unsafe fn direct<V: Kernels>(
         s: &DepthwiseRows,
         src: *const f32,
         taps: *const f32,
@@ -391,7 +457,7 @@ mod avx512 {
         r0: usize,
         r1: usize,
     ) {
-        let chunks = s.ow.div_ceil(16);
+        let chunks = s.ow.div_ceil(V::N);
         let d = Direct {
             s,
             src,
@@ -406,95 +472,89 @@ mod avx512 {
             let rows = (r1 - row).min(8);
             for chunk in 0..chunks {
                 match (s.stride[0], rows) {
-                    (1, 8) => direct_block::<8, 1>(&d, row, chunk),
-                    (1, 7) => direct_block::<7, 1>(&d, row, chunk),
-                    (1, 6) => direct_block::<6, 1>(&d, row, chunk),
-                    (1, 5) => direct_block::<5, 1>(&d, row, chunk),
-                    (1, 4) => direct_block::<4, 1>(&d, row, chunk),
-                    (1, 3) => direct_block::<3, 1>(&d, row, chunk),
-                    (1, 2) => direct_block::<2, 1>(&d, row, chunk),
-                    (1, _) => direct_block::<1, 1>(&d, row, chunk),
-                    (_, 8) => direct_block::<8, 2>(&d, row, chunk),
-                    (_, 7) => direct_block::<7, 2>(&d, row, chunk),
-                    (_, 6) => direct_block::<6, 2>(&d, row, chunk),
-                    (_, 5) => direct_block::<5, 2>(&d, row, chunk),
-                    (_, 4) => direct_block::<4, 2>(&d, row, chunk),
-                    (_, 3) => direct_block::<3, 2>(&d, row, chunk),
-                    (_, 2) => direct_block::<2, 2>(&d, row, chunk),
-                    (_, _) => direct_block::<1, 2>(&d, row, chunk),
+                    (1, 8) => V::direct_block::<8, 1>(&d, row, chunk),
+                    (1, 7) => V::direct_block::<7, 1>(&d, row, chunk),
+                    (1, 6) => V::direct_block::<6, 1>(&d, row, chunk),
+                    (1, 5) => V::direct_block::<5, 1>(&d, row, chunk),
+                    (1, 4) => V::direct_block::<4, 1>(&d, row, chunk),
+                    (1, 3) => V::direct_block::<3, 1>(&d, row, chunk),
+                    (1, 2) => V::direct_block::<2, 1>(&d, row, chunk),
+                    (1, _) => V::direct_block::<1, 1>(&d, row, chunk),
+                    (_, 8) => V::direct_block::<8, 2>(&d, row, chunk),
+                    (_, 7) => V::direct_block::<7, 2>(&d, row, chunk),
+                    (_, 6) => V::direct_block::<6, 2>(&d, row, chunk),
+                    (_, 5) => V::direct_block::<5, 2>(&d, row, chunk),
+                    (_, 4) => V::direct_block::<4, 2>(&d, row, chunk),
+                    (_, 3) => V::direct_block::<3, 2>(&d, row, chunk),
+                    (_, 2) => V::direct_block::<2, 2>(&d, row, chunk),
+                    (_, _) => V::direct_block::<1, 2>(&d, row, chunk),
                 }
             }
             row += rows;
         }
     }
 
-    /// Output rows `oy0 .. oy0 + R`, 16-column chunk `chunk` of the direct
-    /// path at stride `S` (1 or 2): input row `i` of the block (from
-    /// `oy0 * S - padding`) adds tap row `ky` into output row
-    /// `(i - ky) / S` when that divides.
+    /// Output rows `oy0 .. oy0 + R`, chunk `chunk` of the direct path at
+    /// stride `S` (1 or 2): input row `i` of the block (from `oy0 * S -
+    /// padding`) adds tap row `ky` into output row `(i - ky) / S` when that
+    /// divides.
     ///
     /// # Safety
-    /// AVX-512F must be available; `d` was built by [`direct`] from its
-    /// caller's valid pointers, and the block's output rows and chunk lie
-    /// inside them.
-    #[target_feature(enable = "avx512f")]
-    #[inline(never)]
-    unsafe fn direct_block<const R: usize, const S: usize>(
+    /// `V`'s instruction set must be available; `d` was built by [`direct`]
+    /// from its caller's valid pointers, and the block's output rows and
+    /// chunk lie inside them.
+    #[inline(always)]
+    unsafe fn direct_block<V: Lanes, const R: usize, const S: usize>(
         d: &Direct<'_>,
         oy0: usize,
         chunk: usize,
     ) {
         let s = d.s;
-        let offset = (16 * chunk * S) as isize - s.padding[1] as isize;
-        let columns = if chunk == 0 {
+        let n = V::N;
+        let offset = (n * chunk * S) as isize - s.padding[1] as isize;
+        let columns: Columns = if chunk == 0 {
             s.edges[0]
-        } else if 16 * (chunk + 1) >= s.ow {
+        } else if n * (chunk + 1) >= s.ow {
             s.edges[1]
-        } else if offset >= 0 && offset + 16 * S as isize + 2 <= s.w as isize {
+        } else if offset >= 0 && offset + (n * S) as isize + 2 <= s.w as isize {
             // Every column the chunk reads lies inside the row.
-            std::array::from_fn(|kx| (offset + kx as isize, 0xffff, 0xffff))
+            let all = ((1u32 << n) - 1) as u16;
+            std::array::from_fn(|kx| (offset + kx as isize, all, all))
         } else {
             s.columns(chunk)
         };
-        let even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-        let odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
-        // At stride 2, whether column 32 from the first window's start lies
+        let mut low = [V::mask(0); 3];
+        let mut high = [V::mask(0); 3];
+        for kx in 0..3 {
+            low[kx] = V::mask(columns[kx].1);
+            high[kx] = V::mask(columns[kx].2);
+        }
+        // At stride 2, whether column 2N from the first window's start lies
         // inside the row (the last lane of the third window).
-        let last: __mmask16 = {
-            let column = columns[0].0 + 32;
-            (0..s.w as isize).contains(&column).into()
+        let last = {
+            let column = columns[0].0 + 2 * n as isize;
+            V::last_mask((0..s.w as isize).contains(&column))
         };
-        let taps: [__m512; 9] = std::array::from_fn(|t| _mm512_set1_ps(*d.taps.add(t)));
-        let mut acc = [_mm512_set1_ps(d.bias); R];
+        let mut taps = [V::zero(); 9];
+        for (t, tap) in taps.iter_mut().enumerate() {
+            *tap = V::splat(*d.taps.add(t));
+        }
+        let mut acc = [V::splat(d.bias); R];
         for i in 0..(R - 1) * S + 3 {
             let iy = (oy0 * S + i) as isize - s.padding[0] as isize;
             if !(0..s.h as isize).contains(&iy) {
                 continue;
             }
             let row = d.src.wrapping_offset(iy * s.w as isize);
-            let x: [__m512; 3] = if S == 1 {
-                std::array::from_fn(|kx| {
-                    let (offset, low, _) = columns[kx];
-                    _mm512_maskz_loadu_ps(low, row.wrapping_offset(offset))
-                })
+            let x: [V; 3] = if S == 1 {
+                let mut x = [V::zero(); 3];
+                for (kx, x) in x.iter_mut().enumerate() {
+                    *x = V::load_masked(row.wrapping_offset(columns[kx].0), low[kx]);
+                }
+                x
             } else {
-                // The three windows are the even lanes, the odd lanes and
-                // the even lanes one further of the same 33 columns: two
-                // loads, two permutes, and an align with the 33rd.
-                let (offset, low, high) = columns[0];
-                let at = row.wrapping_offset(offset);
-                let (lo, hi) = (
-                    _mm512_maskz_loadu_ps(low, at),
-                    _mm512_maskz_loadu_ps(high, at.wrapping_add(16)),
-                );
-                let even_lanes = _mm512_permutex2var_ps(lo, even, hi);
-                let odd_lanes = _mm512_permutex2var_ps(lo, odd, hi);
-                let next = _mm512_maskz_loadu_ps(last, at.wrapping_add(32));
-                let shifted = _mm512_alignr_epi32::<1>(
-                    _mm512_castps_si512(next),
-                    _mm512_castps_si512(even_lanes),
-                );
-                [even_lanes, odd_lanes, _mm512_castsi512_ps(shifted)]
+                let at = row.wrapping_offset(columns[0].0);
+                V::stride2_windows(at, low[0], high[0], last)
             };
             for ky in 0..3 {
                 if i < ky || (i - ky) % S != 0 || (i - ky) / S >= R {
@@ -502,16 +562,15 @@ mod avx512 {
                 }
                 let acc = &mut acc[(i - ky) / S];
                 for (kx, &x) in x.iter().enumerate() {
-                    *acc = _mm512_fmadd_ps(taps[ky * 3 + kx], x, *acc);
+                    *acc = V::mul_add(taps[ky * 3 + kx], x, *acc);
                 }
             }
         }
-        let ox0 = 16 * chunk;
-        let mask = lane_mask(s.ow - ox0);
-        let act = vec_act(d.act);
+        let ox0 = n * chunk;
+        let act = V::act(d.act);
         for (r, &acc) in acc.iter().enumerate() {
             let out = d.out.add((oy0 + r - d.r0) * s.ow + ox0);
-            _mm512_mask_storeu_ps(out, mask, apply_act(&act, acc));
+            V::apply(&act, acc).store_live(out, s.ow - ox0);
         }
     }
 }

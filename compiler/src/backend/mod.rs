@@ -17,6 +17,7 @@ pub mod memory;
 pub mod native;
 pub mod pool_rows;
 pub mod roofline;
+mod row_lanes;
 pub mod winograd;
 
 pub use compile::{compile, Compiled, LayerReport, Options, Report};

@@ -1,5 +1,6 @@
 //! Native pooling rows: output rows `r0..r1` of one `[H, W]` plane of a
-//! `max_pool2d` or `avg_pool2d`, sixteen columns per AVX-512 vector.
+//! `max_pool2d` or `avg_pool2d`, sixteen columns per AVX-512 vector or
+//! eight per AVX2 one.
 //!
 //! The JIT's own pooling works four lanes at a time (Cranelift lowers
 //! 128-bit vectors), and the pools of the Model Zoo's SqueezeNet and
@@ -9,10 +10,13 @@
 //! average, which is what padding contributes), with room past the right
 //! edge for the last chunk's loads; then every window is whole and every
 //! tap one load (a stride-2 tap is two loads and a permute, other strides
-//! gather). The portable version is the scalar definition, for CPUs
-//! without AVX-512.
+//! gather). The vector code is written once over
+//! [`Lanes`](super::row_lanes::Lanes), for AVX-512 and AVX2. The portable
+//! version is the scalar definition, for other CPUs and as the tests'
+//! reference.
 //!
-//! Max pooling keeps NaN as the interpreter does: `maxps` drops a NaN tap,
+//! Max pooling keeps NaN as the interpreter does: `maxps` drops a NaN tap
+//! (it returns its second operand, the accumulator, when either is NaN),
 //! so the taps' unordered lanes are collected in a mask and set to NaN at
 //! the end. Average pooling multiplies each sum by its position's entry of
 //! the compile-time `1/divisor` table (see `kernels/pool.rs`), which
@@ -55,7 +59,7 @@ pub struct PoolRows {
     pub padding: [usize; 2],
     pub dilation: [usize; 2],
     pub kind: PoolKind,
-    /// `Avx512` or `Portable`.
+    /// `Avx512`, `Avx2Fma` or `Portable`.
     pub kernel_impl: MicroKernel,
 }
 
@@ -77,10 +81,16 @@ impl PoolRows {
         r0: usize,
         r1: usize,
     ) {
+        #[cfg(target_arch = "x86_64")]
+        use {std::arch::x86_64::*, vector::Kernels};
         match self.kernel_impl {
             #[cfg(target_arch = "x86_64")]
-            MicroKernel::Avx512 => avx512::rows(self, src, inverse, dst, r0, r1),
-            _ => self.portable(src, inverse, dst, r0, r1),
+            MicroKernel::Avx512 => __m512::rows(self, src, inverse, dst, r0, r1),
+            #[cfg(target_arch = "x86_64")]
+            MicroKernel::Avx2Fma => __m256::rows(self, src, inverse, dst, r0, r1),
+            #[cfg(not(target_arch = "x86_64"))]
+            MicroKernel::Avx512 | MicroKernel::Avx2Fma => self.portable(src, inverse, dst, r0, r1),
+            MicroKernel::Portable => self.portable(src, inverse, dst, r0, r1),
         }
     }
 
@@ -93,7 +103,7 @@ impl PoolRows {
             .filter(|&i| i < len)
     }
 
-    /// The scalar definition, for CPUs without AVX-512.
+    /// The scalar definition, for CPUs without AVX-512 or AVX2.
     ///
     /// # Safety
     /// As [`PoolRows::run`].
@@ -157,28 +167,63 @@ pub unsafe extern "C" fn nnc_pool_rows(
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+mod vector {
     use super::{PoolKind, PoolRows};
-    use crate::backend::gemm::avx512::{lane_mask, span, window};
-    use std::arch::x86_64::*;
-    use std::cell::RefCell;
-
-    thread_local! {
-        /// The padded input rows of one band (see [`rows`]).
-        static PADDED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    }
+    use crate::backend::row_lanes::{copy_padded, padded_buffer, Lanes};
+    use std::arch::x86_64::{__m256, __m512};
 
     /// Most floats of padded input one band copies: 256 KiB, so that the
     /// band stays in L2 between its copy and its taps.
     const BAND_FLOATS: usize = 64 * 1024;
 
+    /// The pooling rows compiled for the instruction set of one [`Lanes`].
+    pub(super) trait Kernels: Lanes {
+        /// # Safety
+        /// As [`PoolRows::run`], with the lanes' instruction set available.
+        unsafe fn rows(
+            s: &PoolRows,
+            src: *const f32,
+            inverse: *const f32,
+            dst: *mut f32,
+            r0: usize,
+            r1: usize,
+        );
+    }
+
+    /// [`Kernels`] for `$lanes`, compiled with `$features` so that the
+    /// generic code below and the lanes' `#[inline(always)]` methods
+    /// inline into it.
+    macro_rules! kernels {
+        ($lanes:ty, $features:literal) => {
+            // SAFETY (every method): the contract is [`Kernels`]'s (the
+            // instruction set checked by the caller), forwarded.
+            impl Kernels for $lanes {
+                #[target_feature(enable = $features)]
+                unsafe fn rows(
+                    s: &PoolRows,
+                    src: *const f32,
+                    inverse: *const f32,
+                    dst: *mut f32,
+                    r0: usize,
+                    r1: usize,
+                ) {
+                    rows::<$lanes>(s, src, inverse, dst, r0, r1)
+                }
+            }
+        };
+    }
+
+    kernels!(__m512, "avx512f");
+    kernels!(__m256, "avx2,fma");
+
     /// Splits `r0..r1` into bands whose padded rows fit [`BAND_FLOATS`]
-    /// and computes each.
+    /// and computes each: its input rows copied into a buffer padded with
+    /// the pool's padding value, then every window read from there.
     ///
     /// # Safety
-    /// As [`PoolRows::run`], with AVX-512F available.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn rows(
+    /// As [`PoolRows::run`], with `V`'s instruction set available.
+    #[inline(always)]
+    unsafe fn rows<V: Lanes>(
         s: &PoolRows,
         src: *const f32,
         inverse: *const f32,
@@ -186,148 +231,86 @@ mod avx512 {
         r0: usize,
         r1: usize,
     ) {
+        let n = V::N;
         let [kh, kw] = s.kernel;
         let (sh, dh) = (s.stride[0], s.dilation[0]);
         let (sw, dw, pw) = (s.stride[1], s.dilation[1], s.padding[1]);
-        let last_chunk = s.ow.saturating_sub(1) / 16 * 16;
-        let width = (pw + s.w).max(last_chunk * sw + (kw - 1) * dw + span(sw));
+        let last_chunk = s.ow.saturating_sub(1) / n * n;
+        let width = (pw + s.w).max(last_chunk * sw + (kw - 1) * dw + V::span(sw));
         let band = (BAND_FLOATS / (width * sh).max(1)).max(1);
-        PADDED.with(|buffer| {
-            let mut buffer = buffer.borrow_mut();
-            let mut first = r0;
-            while first < r1 {
-                let last = (first + band).min(r1);
-                let height = (last - first - 1) * sh + (kh - 1) * dh + 1;
-                if buffer.len() < width * height {
-                    buffer.resize(width * height, 0.0);
+        let mut first = r0;
+        while first < r1 {
+            let last = (first + band).min(r1);
+            let height = (last - first - 1) * sh + (kh - 1) * dh + 1;
+            let base = padded_buffer(width * height);
+            let top = (first * sh) as i64 - s.padding[0] as i64;
+            let pad = s.kind.pad_value();
+            copy_padded::<V>(src, [s.h, s.w], top, pw, pad, base, height, width);
+            let out = dst.add((first - r0) * s.ow);
+            for oy in first..last {
+                let top = base.add((oy - first) * sh * width);
+                let out_row = out.add((oy - first) * s.ow);
+                let inverse_row = inverse.wrapping_add(oy * s.ow);
+                for ox in (0..s.ow).step_by(n) {
+                    let live = s.ow - ox;
+                    let at = top.add(ox * sw);
+                    let v = match s.kind {
+                        PoolKind::Max => max_window::<V>(at, width, s, kh, kw),
+                        PoolKind::Avg => sum_window::<V>(at, width, s, kh, kw)
+                            .mul(V::load_live(inverse_row.add(ox), live)),
+                    };
+                    v.store_live(out_row.add(ox), live);
                 }
-                let base = buffer.as_mut_ptr();
-                copy_padded(s, src, base, width, height, first);
-                let out = dst.add((first - r0) * s.ow);
-                for oy in first..last {
-                    let top = base.add((oy - first) * sh * width);
-                    let out_row = out.add((oy - first) * s.ow);
-                    let inverse_row = inverse.wrapping_add(oy * s.ow);
-                    for ox in (0..s.ow).step_by(16) {
-                        let mask = lane_mask(s.ow - ox);
-                        let at = top.add(ox * sw);
-                        let v = match s.kind {
-                            PoolKind::Max => max_window(at, width, s, kh, kw),
-                            PoolKind::Avg => {
-                                let sum = sum_window(at, width, s, kh, kw);
-                                _mm512_mul_ps(sum, _mm512_maskz_loadu_ps(mask, inverse_row.add(ox)))
-                            }
-                        };
-                        _mm512_mask_storeu_ps(out_row.add(ox), mask, v);
-                    }
-                }
-                first = last;
             }
-        });
-    }
-
-    /// Copies the input rows that output rows from `first` read into
-    /// `height` rows of `width` floats at `base`: each real row at column
-    /// `pw` with the padding value around it, rows above or below the
-    /// input all padding. Vector loops rather than memset/memcpy calls,
-    /// which cost more than the copy on small maps.
-    ///
-    /// # Safety
-    /// AVX-512F; `src` holds the `h x w` plane and `base` `width * height`
-    /// floats.
-    #[target_feature(enable = "avx512f")]
-    unsafe fn copy_padded(
-        s: &PoolRows,
-        src: *const f32,
-        base: *mut f32,
-        width: usize,
-        height: usize,
-        first: usize,
-    ) {
-        let pw = s.padding[1];
-        let pad = s.kind.pad_value();
-        let top = (first * s.stride[0]) as i64 - s.padding[0] as i64;
-        for j in 0..height {
-            let row = base.add(j * width);
-            let iy = top + j as i64;
-            if !(0..s.h as i64).contains(&iy) {
-                fill(row, 0, width, pad);
-                continue;
-            }
-            let from = src.add(iy as usize * s.w);
-            fill(row, 0, pw, pad);
-            let mut at = 0;
-            while at + 16 <= s.w {
-                _mm512_storeu_ps(row.add(pw + at), _mm512_loadu_ps(from.add(at)));
-                at += 16;
-            }
-            if at < s.w {
-                let mask = lane_mask(s.w - at);
-                let v = _mm512_maskz_loadu_ps(mask, from.add(at));
-                _mm512_mask_storeu_ps(row.add(pw + at), mask, v);
-            }
-            fill(row, pw + s.w, width, pad);
+            first = last;
         }
     }
 
-    /// Stores the padding value over `row[from..to]`.
+    /// The maximum of one chunk's windows whose top-left taps start at
+    /// `at`, a NaN tap making its lane NaN.
     ///
     /// # Safety
-    /// AVX-512F; `row[from..to]` writable.
-    #[target_feature(enable = "avx512f")]
-    unsafe fn fill(row: *mut f32, from: usize, to: usize, pad: f32) {
-        let pad = _mm512_set1_ps(pad);
-        for at in (from..to).step_by(16) {
-            _mm512_mask_storeu_ps(row.add(at), lane_mask(to - at), pad);
-        }
-    }
-
-    /// The maximum of one 16-column chunk's windows whose top-left taps
-    /// start at `at`, a NaN tap making its lane NaN.
-    ///
-    /// # Safety
-    /// AVX-512F; every tap's [`window`] from `at` lies in the padded band.
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn max_window(
+    /// `V`'s instruction set must be available; every tap's window from
+    /// `at` lies in the padded band.
+    #[inline(always)]
+    unsafe fn max_window<V: Lanes>(
         at: *const f32,
         width: usize,
         s: &PoolRows,
         kh: usize,
         kw: usize,
-    ) -> __m512 {
-        let mut acc = _mm512_set1_ps(f32::NEG_INFINITY);
-        let mut nan: __mmask16 = 0;
+    ) -> V {
+        let mut acc = V::splat(f32::NEG_INFINITY);
+        let mut nan = V::no_nan();
         for ky in 0..kh {
             let row = at.add(ky * s.dilation[0] * width);
             for kx in 0..kw {
-                let v = window(row.add(kx * s.dilation[1]), s.stride[1]);
-                nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
-                // `v > acc ? v : acc`: `acc` when `v` is NaN (masked above).
-                acc = _mm512_max_ps(v, acc);
+                let v = V::window(row.add(kx * s.dilation[1]), s.stride[1]);
+                nan = V::note_nan(nan, v);
+                // `v > acc ? v : acc`: `acc` when `v` is NaN (noted above).
+                acc = V::max(v, acc);
             }
         }
-        _mm512_mask_mov_ps(acc, nan, _mm512_set1_ps(f32::NAN))
+        acc.set_nan(nan)
     }
 
-    /// The sum of one 16-column chunk's windows from `at`.
+    /// The sum of one chunk's windows from `at`.
     ///
     /// # Safety
     /// As [`max_window`].
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn sum_window(
+    #[inline(always)]
+    unsafe fn sum_window<V: Lanes>(
         at: *const f32,
         width: usize,
         s: &PoolRows,
         kh: usize,
         kw: usize,
-    ) -> __m512 {
-        let mut acc = _mm512_setzero_ps();
+    ) -> V {
+        let mut acc = V::zero();
         for ky in 0..kh {
             let row = at.add(ky * s.dilation[0] * width);
             for kx in 0..kw {
-                acc = _mm512_add_ps(acc, window(row.add(kx * s.dilation[1]), s.stride[1]));
+                acc = acc.add(V::window(row.add(kx * s.dilation[1]), s.stride[1]));
             }
         }
         acc

@@ -21,9 +21,9 @@ use super::im2col::valid;
 use super::{Consts, Kernel, Operands};
 use crate::backend::depthwise_rows::{nnc_depthwise_rows, DepthwiseRows};
 use crate::backend::direct_conv::{nnc_direct_conv, DirectConv};
-use crate::backend::gemm::MicroKernel;
 use crate::backend::jit::{Base, Emit, F32X4};
 use crate::backend::native::{native_activation, nnc_gemm_panel, nnc_scratch, PanelGemm};
+use crate::backend::row_lanes::has_vector_rows;
 use crate::backend::BackendError;
 use crate::ir::{Activation, Col2ImAttrs, Conv2dAttrs, Epilogue, SeparableConv2dAttrs};
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -201,9 +201,10 @@ pub fn separable(
     let (src, dst) = (x.base, out.base);
     let dw_activation = dw.epilogue.activation;
     let taps = dw.kernel[0] * dw.kernel[1];
-    // With AVX-512 the depthwise rows are native code, 16 columns a vector
-    // (see depthwise_rows.rs); otherwise the JIT's 4-lane rows.
-    let native_rows = if ops.kernel == MicroKernel::Avx512 {
+    // With AVX-512 or AVX2 the depthwise rows are native code, 16 or 8
+    // columns a vector (see depthwise_rows.rs); otherwise the JIT's 4-lane
+    // rows.
+    let native_rows = if has_vector_rows(ops.kernel) {
         Some(consts.depthwise(DepthwiseRows::new(
             [geo.h, geo.w],
             ow,
@@ -212,7 +213,7 @@ pub fn separable(
             dw.padding.begin,
             dw.dilation,
             native_activation(dw_activation)?,
-            MicroKernel::Avx512,
+            ops.kernel,
         )))
     } else {
         None

@@ -13,6 +13,7 @@ use crate::backend::gemm::MicroKernel;
 use crate::backend::jit::F32X4;
 use crate::backend::jit::{Base, Emit};
 use crate::backend::native::native_activation;
+use crate::backend::row_lanes::has_vector_rows;
 use crate::backend::BackendError;
 use crate::ir::{Activation, Conv2dAttrs};
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -370,7 +371,7 @@ fn depthwise_native(
         a.padding.begin,
         a.dilation,
         native_activation(a.epilogue.activation)?,
-        MicroKernel::Avx512,
+        ops.kernel,
     ));
     let mut kernel = Kernel::jit(
         out.shape[0] * c_out,
@@ -397,19 +398,27 @@ fn depthwise_native(
             })
         }),
     );
-    kernel.micro_kernel = Some("avx512 depthwise rows".into());
+    kernel.micro_kernel = Some(
+        match ops.kernel {
+            MicroKernel::Avx512 => "avx512 depthwise rows",
+            MicroKernel::Avx2Fma => "avx2 depthwise rows",
+            MicroKernel::Portable => "portable depthwise rows",
+        }
+        .into(),
+    );
     Ok(kernel)
 }
 
-/// `depthwise_conv2d`. With AVX-512 and no residual, each channel's rows
-/// are the native depthwise rows the separable kernel uses (sixteen lanes;
-/// see `depthwise_rows.rs`); otherwise the JIT's four-lane rows.
+/// `depthwise_conv2d`. With AVX-512 or AVX2 and no residual, each
+/// channel's rows are the native depthwise rows the separable kernel uses
+/// (sixteen or eight lanes; see `depthwise_rows.rs`); otherwise the JIT's
+/// four-lane rows.
 pub fn depthwise(
     a: &Conv2dAttrs,
     ops: Operands<'_>,
     consts: &mut Consts,
 ) -> Result<Kernel, BackendError> {
-    if ops.kernel == MicroKernel::Avx512 && !a.epilogue.residual {
+    if has_vector_rows(ops.kernel) && !a.epilogue.residual {
         return depthwise_native(a, ops, consts);
     }
     let x = &ops.inputs[0];

@@ -1,5 +1,6 @@
-//! Pooling: one task per `[H, W]` plane. With AVX-512 each plane is one
-//! call of the native pooling rows (sixteen lanes; see `pool_rows.rs`).
+//! Pooling: one task per `[H, W]` plane. With AVX-512 or AVX2 each plane
+//! is one call of the native pooling rows (sixteen or eight lanes; see
+//! `pool_rows.rs`).
 //! Otherwise the JIT's four-lane code, window taps unrolled: Interior
 //! outputs run four at a time without bounds checks; elsewhere a tap
 //! outside the input reads a clamped address and is replaced by the
@@ -14,6 +15,7 @@ use super::{Consts, Kernel, Operands};
 use crate::backend::gemm::MicroKernel;
 use crate::backend::jit::{Base, Emit, F32X4};
 use crate::backend::pool_rows::{nnc_pool_rows, PoolKind, PoolRows};
+use crate::backend::row_lanes::has_vector_rows;
 use crate::backend::BackendError;
 use crate::ir::{AvgPool2dAttrs, MaxPool2dAttrs, Padding};
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -45,7 +47,7 @@ fn pool(
     inverse_divisors: Option<Base>,
     consts: &mut Consts,
 ) -> Kernel {
-    if ops.kernel == MicroKernel::Avx512 {
+    if has_vector_rows(ops.kernel) {
         return native(ops, win, is_max, inverse_divisors, consts);
     }
     let x = &ops.inputs[0];
@@ -181,7 +183,7 @@ fn native(
         padding: win.padding,
         dilation: win.dilation,
         kind: if is_max { PoolKind::Max } else { PoolKind::Avg },
-        kernel_impl: MicroKernel::Avx512,
+        kernel_impl: ops.kernel,
     });
     let mut kernel = Kernel::jit(
         n * c,
@@ -204,7 +206,14 @@ fn native(
             })
         }),
     );
-    kernel.micro_kernel = Some("avx512 pool rows".into());
+    kernel.micro_kernel = Some(
+        match ops.kernel {
+            MicroKernel::Avx512 => "avx512 pool rows",
+            MicroKernel::Avx2Fma => "avx2 pool rows",
+            MicroKernel::Portable => "portable pool rows",
+        }
+        .into(),
+    );
     kernel
 }
 
