@@ -29,7 +29,11 @@
 //! The sizes were tuned on AMD Zen 4 (1 MiB L2 per core) with
 //! `bench/benches/gemm.rs`: K blocks of 256 lost 10-20% on the convolution
 //! shapes to the extra passes over C, and keeping the `MR x KC` A slice in
-//! L1 mattered less than that.
+//! L1 mattered less than that. They hold on the other CPUs measured since:
+//! on an Intel Xeon (2 MiB L2) 384-column blocks were no faster than 192,
+//! and on AMD Zen 3 (512 KiB L2, AVX2: 91.7 GFLOP/s, 89% of its FMA peak,
+//! on 512^3) blocks of (K, N) = (768, 96), (512, 128), (384, 160) and
+//! (256, 256) were no faster than (768, 192) on any benchmark shape.
 //!
 //! # Threads
 //! [`gemm`] computes any `(m_range, n_range)` block of C; calls on disjoint
