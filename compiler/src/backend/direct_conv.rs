@@ -415,12 +415,14 @@ mod avx512 {
 mod avx2 {
     use super::{DirectConv, Rows, BLOCK};
     use crate::backend::gemm::avx2::lane_mask;
-    use crate::backend::gemm::avx2_act::{apply_act, vec_act};
+    use crate::backend::gemm::avx2_act::{apply_act, vec_act, VecAct};
     use std::arch::x86_64::*;
 
-    /// Each 16x16 tile as four 8x8 quarters (8 output channels by 8
-    /// columns), eight ymm accumulators each, those outside the live
-    /// channels and columns skipped.
+    /// Each 16x16 tile as three passes over its 16 columns (two ymm): output
+    /// channels 0-5, 6-11 and 12-15 of the block, 12 accumulators at most
+    /// (the 16 ymm registers hold them, the two windows and a broadcast
+    /// weight), passes past the live channels skipped and one ymm of
+    /// columns where the chunk has at most 8 live.
     ///
     /// # Safety
     /// As [`DirectConv::run`], with AVX2 and FMA available.
@@ -433,48 +435,127 @@ mod avx2 {
         r1: usize,
         first: usize,
     ) {
-        let [kh, kw] = s.kernel;
-        let taps = s.c_in * kh * kw;
-        let data = b.data.as_ptr();
+        let taps = s.c_in * s.kernel[0] * s.kernel[1];
         let act = vec_act(s.activation);
         for oy in r0..r1 {
             for block in 0..s.out_channels.div_ceil(BLOCK) {
-                let weights = s.weights.as_ptr().add((first + block) * taps * BLOCK);
                 let live = (s.out_channels - block * BLOCK).min(BLOCK);
                 for chunk in 0..s.chunks() {
-                    let cols = s.ow - chunk * BLOCK;
-                    // Quarters with no live channel or column are skipped:
-                    // on a 7x7 map, the right half of every chunk.
-                    for (half, lanes) in [(0, 0), (0, 8), (8, 0), (8, 8)] {
-                        if half >= live || lanes >= cols {
-                            continue;
+                    let cols = (s.ow - chunk * BLOCK).min(BLOCK);
+                    for (ch, n) in [(0, 6), (6, 6), (12, 4)] {
+                        if ch >= live {
+                            break;
                         }
-                        let mut acc: [__m256; 8] = std::array::from_fn(|r| {
-                            _mm256_set1_ps(s.bias[(first + block) * BLOCK + half + r])
-                        });
-                        for c in 0..s.c_in {
-                            for ky in 0..kh {
-                                let row = data.add(b.start(c, oy - r0, ky, 0, chunk) + lanes);
-                                let w = weights.add((c * kh + ky) * kw * BLOCK + half);
-                                for kx in 0..kw {
-                                    let window = _mm256_loadu_ps(row.add(b.column(kx)));
-                                    let w = w.add(kx * BLOCK);
-                                    for (r, acc) in acc.iter_mut().enumerate() {
-                                        *acc = _mm256_fmadd_ps(
-                                            _mm256_set1_ps(*w.add(r)),
-                                            window,
-                                            *acc,
-                                        );
-                                    }
-                                }
+                        let pass = Pass {
+                            weights: s.weights.as_ptr().add((first + block) * taps * BLOCK + ch),
+                            bias: s.bias.as_ptr().add((first + block) * BLOCK + ch),
+                            local: oy - r0,
+                            chunk,
+                        };
+                        let at = Store {
+                            channel: block * BLOCK + ch,
+                            channels: (live - ch).min(n),
+                            oy,
+                            chunk,
+                            cols,
+                        };
+                        match (n, cols > 8) {
+                            (6, true) => at.write(s, out, &act, pass.sums::<6, 2>(s, b)),
+                            (6, false) => at.write(s, out, &act, pass.sums::<6, 1>(s, b)),
+                            (_, true) => at.write(s, out, &act, pass.sums::<4, 2>(s, b)),
+                            (_, false) => at.write(s, out, &act, pass.sums::<4, 1>(s, b)),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One pass's inputs: the weights and bias from its first channel, the
+    /// output row (from `r0`) and the chunk.
+    struct Pass {
+        weights: *const f32,
+        bias: *const f32,
+        local: usize,
+        chunk: usize,
+    }
+
+    impl Pass {
+        /// `CH` channels by `8 * NV` columns summed over every tap. Never
+        /// inlined, so that only the loop's values are live in it (see the
+        /// AVX2 GEMM's `accumulate`: inlined, 12 sums spilled every step).
+        ///
+        /// # Safety
+        /// AVX2 and FMA must be available; the pass lies inside the conv
+        /// (`CH` channels from its first in the weights and bias, the
+        /// chunk's windows in `b`, which has room for 16 columns).
+        #[target_feature(enable = "avx2,fma")]
+        #[inline(never)]
+        unsafe fn sums<const CH: usize, const NV: usize>(
+            &self,
+            s: &DirectConv,
+            b: &Rows<'_>,
+        ) -> [[__m256; NV]; CH] {
+            let [kh, kw] = s.kernel;
+            let data = b.data.as_ptr();
+            let mut acc: [[__m256; NV]; CH] =
+                std::array::from_fn(|r| [_mm256_set1_ps(*self.bias.add(r)); NV]);
+            for c in 0..s.c_in {
+                for ky in 0..kh {
+                    let row = data.add(b.start(c, self.local, ky, 0, self.chunk));
+                    let w = self.weights.add((c * kh + ky) * kw * BLOCK);
+                    for kx in 0..kw {
+                        let at = row.add(b.column(kx));
+                        let window: [__m256; NV] =
+                            std::array::from_fn(|v| _mm256_loadu_ps(at.add(8 * v)));
+                        let w = w.add(kx * BLOCK);
+                        for (r, acc) in acc.iter_mut().enumerate() {
+                            let weight = _mm256_set1_ps(*w.add(r));
+                            for (a, &x) in acc.iter_mut().zip(&window) {
+                                *a = _mm256_fmadd_ps(weight, x, *a);
                             }
                         }
-                        let mask = lane_mask(cols - lanes);
-                        for (r, &acc) in acc.iter().enumerate().take(live - half) {
-                            let o = block * BLOCK + half + r;
-                            let dst = out.add((o * s.oh + oy) * s.ow + chunk * BLOCK + lanes);
-                            _mm256_maskstore_ps(dst, mask, apply_act(&act, acc));
-                        }
+                    }
+                }
+            }
+            acc
+        }
+    }
+
+    /// Where a pass's sums go: `channels` output channels from `channel`,
+    /// row `oy`, the first `cols` (at most 16) columns of chunk `chunk`.
+    struct Store {
+        channel: usize,
+        channels: usize,
+        oy: usize,
+        chunk: usize,
+        cols: usize,
+    }
+
+    impl Store {
+        /// Stores the sums with the activation: whole vectors plainly, a
+        /// partial one masked (AMD's masked stores are slow).
+        ///
+        /// # Safety
+        /// AVX2 and FMA must be available; `out` is the output of the call
+        /// of [`DirectConv::run`] and the store lies inside it.
+        #[target_feature(enable = "avx2,fma")]
+        #[inline]
+        unsafe fn write<const CH: usize, const NV: usize>(
+            &self,
+            s: &DirectConv,
+            out: *mut f32,
+            act: &VecAct,
+            acc: [[__m256; NV]; CH],
+        ) {
+            for (r, row) in acc.iter().enumerate().take(self.channels) {
+                let o = self.channel + r;
+                let dst = out.add((o * s.oh + self.oy) * s.ow + self.chunk * BLOCK);
+                for (v, &x) in row.iter().enumerate() {
+                    let (at, x) = (dst.add(8 * v), apply_act(act, x));
+                    match self.cols - 8 * v {
+                        8.. => _mm256_storeu_ps(at, x),
+                        lanes => _mm256_maskstore_ps(at, lane_mask(lanes), x),
                     }
                 }
             }

@@ -48,21 +48,53 @@ pub(crate) fn vec_act(act: Activation) -> VecAct {
     VecAct { act, lo, hi }
 }
 
-/// `act` applied to the eight lanes of `x`.
+/// `act` applied to the eight lanes of `x`: the piecewise-linear
+/// activations here, inlined into the kernels' epilogues (as one call per
+/// vector, the function the whole match makes cost more than a short-K
+/// tile's FMAs), the others in [`transcendental`].
+///
+/// # Safety
+/// AVX2 and FMA must be available.
+#[inline(always)]
+pub(crate) unsafe fn apply_act(act: &VecAct, x: __m256) -> __m256 {
+    // SAFETY: the caller's.
+    unsafe {
+        let zero = _mm256_setzero_ps();
+        match act.act {
+            Activation::None => x,
+            // `maxps`/`minps` return their second operand when either is
+            // NaN: `x` second keeps a NaN, as the interpreter does.
+            Activation::Relu => _mm256_max_ps(zero, x),
+            Activation::Clip { .. } => _mm256_min_ps(act.hi, _mm256_max_ps(act.lo, x)),
+            Activation::LeakyRelu { .. } => {
+                let neg = _mm256_cmp_ps::<_CMP_LT_OQ>(x, zero);
+                _mm256_blendv_ps(x, _mm256_mul_ps(x, act.lo), neg)
+            }
+            Activation::Sigmoid
+            | Activation::Tanh
+            | Activation::Elu { .. }
+            | Activation::Celu { .. }
+            | Activation::Softplus
+            | Activation::Softsign
+            | Activation::Hardsigmoid { .. }
+            | Activation::Hardswish
+            | Activation::Silu
+            | Activation::Mish
+            | Activation::Gelu
+            | Activation::GeluTanh => transcendental(act, x),
+        }
+    }
+}
+
+/// The activations [`apply_act`] does not inline.
 #[target_feature(enable = "avx2,fma")]
-#[inline]
-pub(crate) fn apply_act(act: &VecAct, x: __m256) -> __m256 {
+fn transcendental(act: &VecAct, x: __m256) -> __m256 {
     let zero = _mm256_setzero_ps();
     match act.act {
-        Activation::None => x,
-        // `maxps`/`minps` return their second operand when either is NaN:
-        // `x` second keeps a NaN, as the interpreter does.
-        Activation::Relu => _mm256_max_ps(zero, x),
-        Activation::Clip { .. } => _mm256_min_ps(act.hi, _mm256_max_ps(act.lo, x)),
-        Activation::LeakyRelu { .. } => {
-            let neg = _mm256_cmp_ps::<_CMP_LT_OQ>(x, zero);
-            _mm256_blendv_ps(x, _mm256_mul_ps(x, act.lo), neg)
-        }
+        Activation::None
+        | Activation::Relu
+        | Activation::Clip { .. }
+        | Activation::LeakyRelu { .. } => x,
         Activation::Sigmoid => sigmoid(x),
         Activation::Tanh => tanh(x),
         Activation::Elu { .. } => {
