@@ -14,7 +14,8 @@
 //! tap-major, so a tap's 16 weights are one cache line.
 //!
 //! The AVX-512 version holds the 16 accumulators in zmm registers; the
-//! AVX2 version takes the tile as four 8x8 quarters; the portable version
+//! AVX2 version takes the tile in three passes of 6, 6 and 4 channels by
+//! 16 columns (12 ymm accumulators at most); the portable version
 //! is the same loops in plain Rust, for other CPUs and as the tests'
 //! reference.
 
@@ -134,7 +135,7 @@ impl DirectConv {
     pub fn tile_name(&self) -> &'static str {
         match self.kernel_impl {
             MicroKernel::Avx512 => "avx512 16x16",
-            MicroKernel::Avx2Fma => "avx2+fma 8x8",
+            MicroKernel::Avx2Fma => "avx2+fma 6x16",
             MicroKernel::Portable => "portable 16x16",
         }
     }
