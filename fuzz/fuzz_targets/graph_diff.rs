@@ -15,6 +15,7 @@ use nnc_compiler::interp;
 use nnc_compiler::weights::seeded_weights;
 use nnc_fuzz::random_graph::random_graph;
 use nnc_runtime::{random_input, Pool, Tensor};
+use std::sync::OnceLock;
 
 /// As `tests/tests/jit.rs` (which uses 1e-4 on hand-made models), but a
 /// random chain of ops can compound rounding differences a little further.
@@ -45,11 +46,7 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     let reference = interp::run(&graph, &weights, &inputs)
         .unwrap_or_else(|e| panic!("interpreter: {e}\n{text}"));
-    let options = Options {
-        threads: 2,
-        micro_kernel: None,
-    };
-    let compiled = match compile(graph, weights, &options) {
+    let compiled = match compile(graph, weights, options()) {
         Ok(compiled) => compiled,
         // A documented limit of the backend (a constant as an output) is a
         // clean error; the others are compiler bugs.
@@ -58,14 +55,14 @@ fuzz_target!(|data: &[u8]| {
             e @ (BackendError::Pass(_)
             | BackendError::NotLowered { .. }
             | BackendError::NoNativeActivation(_)
+            | BackendError::Memory(_)
             | BackendError::Codegen(_)),
         ) => panic!("compile: {e}\n{text}"),
     };
-    for threads in [1, 2] {
-        let pool = Pool::new(threads).unwrap_or_else(|e| panic!("pool: {e}"));
+    for (threads, pool) in pools() {
         let out = compiled
             .executable
-            .run(&inputs, &pool)
+            .run(&inputs, pool)
             .unwrap_or_else(|e| panic!("run at {threads} thread(s): {e}\n{text}"));
         assert_eq!(out.len(), reference.len(), "output count\n{text}");
         for (i, (r, o)) in reference.iter().zip(&out).enumerate() {
@@ -82,6 +79,29 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// Tasks sized for 2 threads, under the machine's available memory read
+/// once (the models are far below it, so reading `/proc/meminfo` for each
+/// execution would only cost time; a model refused for its size is a bug).
+fn options() -> &'static Options {
+    static OPTIONS: OnceLock<Options> = OnceLock::new();
+    OPTIONS.get_or_init(|| Options {
+        threads: 2,
+        ..Options::default()
+    })
+}
+
+/// Pools of 1 and 2 threads, made once: starting and joining a worker
+/// thread for every execution cost more than many of the models' runs.
+/// A run leaves a pool as it found it, a refused one included
+/// (`tests/tests/concurrency.rs`).
+fn pools() -> [(usize, &'static Pool); 2] {
+    static POOLS: OnceLock<[Pool; 2]> = OnceLock::new();
+    let [one, two] = POOLS.get_or_init(|| {
+        [1, 2].map(|threads| Pool::new(threads).unwrap_or_else(|e| panic!("pool: {e}")))
+    });
+    [(1, one), (2, two)]
+}
 
 /// The first element where `found` is not within tolerance of `reference`:
 /// finite values within `TOLERANCE * max(1, max finite |reference|)`,

@@ -431,7 +431,7 @@ fn compare_keeping_nan(reference: &[Tensor], out: &[Tensor]) -> (usize, usize) {
             } else {
                 finite += 1;
                 assert!(
-                    (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+                    a == b || (a - b).abs() <= 1e-5 * a.abs().max(1.0),
                     "output {i}: {b} against {a}"
                 );
             }
@@ -491,6 +491,56 @@ fn compiled_local_response_norm_keeps_nan_and_inf_in_their_windows() {
     let (_, finite) = compare_keeping_nan(&reference, &out);
     // Most outputs see no NaN or infinity in their window.
     assert!(finite > 3 * 100, "only {finite} finite outputs");
+}
+
+/// The compiled `local_response_norm` raises `k + alpha/size * s` to
+/// `beta` as the interpreter's `powf` does where `exp(beta * log(...))`
+/// would be NaN or clamped: a negative base with an integer `beta` keeps
+/// its sign (odd) or loses it (even), with any other `beta` it is NaN;
+/// `0^0` is 1; `0^beta` and `inf^beta` are 0 or infinity; an infinite
+/// `beta` (`1e300` as f32) sends the power to 0, 1 or infinity. Model `a`
+/// is the `graph_diff` finding (`beta=-1.0, k=-1.0` gave NaN). Checked at
+/// a vector-only plane (8 positions) and one with a scalar tail (15), with
+/// one position zero in every channel and one infinity.
+#[test]
+fn compiled_local_response_norm_raises_to_beta_like_powf() {
+    for (h, w) in [(4, 2), (5, 3)] {
+        let graph = load_text(
+            "lrn_pow.nn",
+            &format!(
+                "model lrn_pow {{\n    input x: f32[1, 3, {h}, {w}]\n    \
+                 a = local_response_norm(x, size=2, before=0, alpha=-1.0, beta=-1.0, k=-1.0)\n    \
+                 b = local_response_norm(x, size=2, beta=0.0, k=0.0)\n    \
+                 c = local_response_norm(x, size=3, alpha=-1.0, beta=3.0, k=0.5)\n    \
+                 d = local_response_norm(x, size=3, alpha=-2.0, beta=2.0, k=0.1)\n    \
+                 e = local_response_norm(x, size=3, alpha=-2.0, beta=0.5, k=0.1)\n    \
+                 f = local_response_norm(x, size=2, alpha=1.0, beta=2.0, k=0.0)\n    \
+                 g = local_response_norm(x, size=2, alpha=-1.0, k=-1.0)\n    \
+                 i = local_response_norm(x, size=2, alpha=-1.0, beta=1e300, k=1.0)\n    \
+                 j = local_response_norm(x, size=2, alpha=1.0, beta=-1e300, k=0.5)\n    \
+                 output a, b, c, d, e, f, g, i, j\n}}\n"
+            ),
+        );
+        let weights = seeded_weights(&graph, SEED).expect("weights");
+        let plane = h * w;
+        let mut values: Vec<f32> = (0..3 * plane)
+            .map(|i| (i as f32 * 0.61).sin() * 3.0)
+            .collect();
+        for ch in 0..3 {
+            values[ch * plane + 1] = 0.0;
+        }
+        values[plane + plane - 1] = f32::INFINITY;
+        let x = Tensor::new(vec![1, 3, h, w], values).expect("tensor");
+        let reference = run(&graph, &weights, std::slice::from_ref(&x)).expect("interpreter");
+        let out = run_on_one_thread(graph, weights, x);
+        let (nans, finite) = compare_keeping_nan(&reference, &out);
+        // Model `e` is NaN wherever its base is negative; the rest mostly
+        // are not.
+        assert!(
+            nans > 0 && finite > 6 * 3 * plane,
+            "{nans} NaN, {finite} not"
+        );
+    }
 }
 
 /// A concat whose operands are all written in place into its buffer has no

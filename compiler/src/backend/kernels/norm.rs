@@ -264,12 +264,7 @@ pub fn build(op: &Op, ops: Operands<'_>, consts: &mut Consts) -> Result<Kernel, 
 }
 
 /// `local_response_norm`: one task per sample and block of sixteen
-/// spatial positions. Down the channels, each lane group keeps the sum of
-/// the squares in the window of the current channel: the channel entering
-/// the window is added and the one leaving it subtracted, so each step
-/// reads three values whatever the window's size. The loop over channels
-/// is cut where entering and leaving start and stop, so that no step
-/// tests whether its neighbours exist.
+/// spatial positions, down the channels (see [`window_sums`]).
 pub fn local_response_norm(a: &LocalResponseNormAttrs, ops: Operands<'_>) -> Kernel {
     let x = &ops.inputs[0];
     let (n, c) = (x.shape[0], x.shape[1]);
@@ -313,6 +308,9 @@ fn window_sums(
 ) -> Result<(), BackendError> {
     let parts = columns.lanes();
     let after = a.size - 1 - a.before;
+    // The sum of squares is +0 or more (or NaN), so `k + alpha/size * sum`
+    // is negative (or -0) only with a negative `k` or `alpha`.
+    let signed = a.k.is_sign_negative() || a.alpha.is_sign_negative();
     // Normalises channel `ch` from the squares of channels `ch + k -
     // before` for the taps `k` in `taps`.
     let channel = |e: &mut Emit, ch: Value, taps: std::ops::Range<usize>| {
@@ -331,7 +329,7 @@ fn window_sums(
             let scale = e.f(ty, a.alpha / a.size as f32);
             let k = e.f(ty, a.k);
             let d = e.b.ins().fma(sum, scale, k);
-            let y = divide_by_power(e, ty, v, d, a.beta);
+            let y = divide_by_power(e, ty, v, d, a.beta, signed);
             e.store(y, q, offset);
         }
     };
@@ -351,33 +349,88 @@ fn window_sums(
     })
 }
 
-/// `v / d^beta`; for PyTorch's and ONNX's default `beta = 0.75` as
-/// `v / (sqrt(d) * sqrt(sqrt(d)))`, which is exact to a few ulp and
-/// cheaper than `exp(beta * log(d))`.
-fn divide_by_power(e: &mut Emit, ty: Type, v: Value, d: Value, beta: f32) -> Value {
+/// `v / d^beta` with `powf`'s special cases, as in the interpreter: `d^0`
+/// is 1 for every `d` (0 and NaN too), `0^beta` and `inf^beta` are 0 or
+/// infinity by the sign of `beta`, a negative `d` gives NaN for a
+/// non-integer `beta` and keeps its sign for an odd one. `beta` is known
+/// when compiling, so each case costs only where it can arise; `signed`
+/// says whether `d` can be negative at all (a negative `k` or `alpha`).
+///
+/// For PyTorch's and ONNX's default `beta = 0.75` the power is
+/// `sqrt(d) * sqrt(sqrt(d))`, exact to a few ulp and cheaper than
+/// `exp(beta * log(d))`. Otherwise `v` is multiplied twice by `h = |d|^(-beta/2)`:
+/// halving the exponent keeps `exp`'s argument inside the range where it
+/// is exact (it clamps to `[-87, 88]`), and a power that only the product
+/// overflows or underflows does so in the product, as in the interpreter.
+fn divide_by_power(e: &mut Emit, ty: Type, v: Value, d: Value, beta: f32, signed: bool) -> Value {
+    if beta == 0.0 {
+        return v;
+    }
+    let inf = e.f(ty, f32::INFINITY);
     if beta == 0.75 {
         let r = e.b.ins().sqrt(d);
         let r4 = e.b.ins().sqrt(r);
-        let p = e.b.ins().fmul(r, r4);
+        let mut p = e.b.ins().fmul(r, r4);
+        if signed {
+            // `sqrt` gives `powf`'s NaN for a negative `d` and +0 for -0,
+            // but NaN for -inf, whose power is +inf.
+            let ninf = e.f(ty, f32::NEG_INFINITY);
+            let at_ninf = e.b.ins().fcmp(FloatCC::Equal, d, ninf);
+            p = e.select(ty, at_ninf, inf, p);
+        }
         return e.b.ins().fdiv(v, p);
     }
-    let l = e.log(ty, d);
-    let b = e.f(ty, -beta);
-    let t = e.b.ins().fmul(l, b);
-    let p = e.exp(ty, t);
-    // The approximate log of +inf is finite; `inf^-beta` is 0 for
-    // `beta > 0` (so `v / inf^beta` is 0, or NaN for an infinite `v`, as
-    // in the interpreter).
-    let inf = e.f(ty, f32::INFINITY);
-    let infinite = e.b.ins().fcmp(FloatCC::Equal, d, inf);
-    let limit = e.f(
-        ty,
-        match beta.partial_cmp(&0.0) {
-            Some(std::cmp::Ordering::Greater) => 0.0,
-            Some(std::cmp::Ordering::Less) => f32::INFINITY,
-            _ => 1.0,
-        },
-    );
-    let p = e.select(ty, infinite, limit, p);
-    e.b.ins().fmul(v, p)
+    let magnitude = if signed { e.b.ins().fabs(d) } else { d };
+    if beta.is_infinite() {
+        // `|d|^beta` is 1 at `|d| = 1` and NaN at NaN; otherwise 0 or
+        // infinity by which side of 1 `|d|` is on and the sign of `beta`.
+        let (below, above) = if beta > 0.0 {
+            (0.0, f32::INFINITY)
+        } else {
+            (f32::INFINITY, 0.0)
+        };
+        let one = e.f(ty, 1.0);
+        let (below, above) = (e.f(ty, below), e.f(ty, above));
+        let less = e.b.ins().fcmp(FloatCC::LessThan, magnitude, one);
+        let p = e.select(ty, less, below, above);
+        let unit = e.b.ins().fcmp(FloatCC::Equal, magnitude, one);
+        let p = e.select(ty, unit, one, p);
+        let nan = e.b.ins().fcmp(FloatCC::Unordered, d, d);
+        let p = e.select(ty, nan, d, p);
+        return e.b.ins().fdiv(v, p);
+    }
+    let integer = beta.fract() == 0.0;
+    // Every f32 of 2^24 and above is even.
+    let odd = integer && beta % 2.0 != 0.0;
+    // An integer power is taken of `|d|`, its sign put back below; any
+    // other of `d`, whose log is NaN where `d` is negative (-inf, whose
+    // power is not NaN, is among the limits below).
+    let base = if integer { magnitude } else { d };
+    let l = e.log(ty, base);
+    let half = e.f(ty, -beta / 2.0);
+    let t = e.b.ins().fmul(l, half);
+    let h = e.exp(ty, t);
+    // `exp` clamps its argument, so the log's infinities at `|d| = 0` and
+    // `|d| = inf` need their limits.
+    let (at_zero, at_inf) = if beta > 0.0 {
+        (f32::INFINITY, 0.0)
+    } else {
+        (0.0, f32::INFINITY)
+    };
+    let zero = e.f(ty, 0.0);
+    let is_zero = e.b.ins().fcmp(FloatCC::Equal, magnitude, zero);
+    let limit = e.f(ty, at_zero);
+    let h = e.select(ty, is_zero, limit, h);
+    let is_inf = e.b.ins().fcmp(FloatCC::Equal, magnitude, inf);
+    let limit = e.f(ty, at_inf);
+    let h = e.select(ty, is_inf, limit, h);
+    let y = e.b.ins().fmul(v, h);
+    let y = e.b.ins().fmul(y, h);
+    if odd && signed {
+        // `h` is not negative, so `d`'s sign bit flips the product's.
+        let sign_bit = e.f(ty, -0.0);
+        let sign = e.b.ins().band(d, sign_bit);
+        return e.b.ins().bxor(y, sign);
+    }
+    y
 }
