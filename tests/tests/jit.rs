@@ -431,7 +431,7 @@ fn compare_keeping_nan(reference: &[Tensor], out: &[Tensor]) -> (usize, usize) {
             } else {
                 finite += 1;
                 assert!(
-                    a == b || (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+                    a == b || (a.is_finite() && (a - b).abs() <= 1e-5 * a.abs().max(1.0)),
                     "output {i}: {b} against {a}"
                 );
             }
@@ -541,6 +541,29 @@ fn compiled_local_response_norm_raises_to_beta_like_powf() {
             "{nans} NaN, {finite} not"
         );
     }
+}
+
+/// Signed zeros survive to a reciprocal as in the interpreter: `elu` with
+/// `alpha=0` gives `-0` for a negative input and `elu` keeps `-0` (`expm1`),
+/// so `1 / elu(elu(x, alpha=0))` is `-inf` there. Found by `graph_diff`:
+/// `simplify` took the two `elu`s for a `relu` (`+0`, so `+inf`), and the
+/// compiled `expm1` turned `-0` into `+0`.
+#[test]
+fn compiled_elu_keeps_negative_zero_for_a_reciprocal() {
+    let graph = load_text(
+        "elu_zero.nn",
+        "model elu_zero {\n    input x: f32[2, 1, 1, 3]\n    \
+         a = elu(x, alpha=0.0)\n    \
+         b = elu(a, alpha=1)\n    \
+         c = reciprocal(b)\n    \
+         output c\n}\n",
+    );
+    let weights = seeded_weights(&graph, SEED).expect("weights");
+    let x = Tensor::new(vec![2, 1, 1, 3], vec![-1.0, 0.5, -0.0, 0.0, -3.0, 2.0]).expect("tensor");
+    let reference = run(&graph, &weights, std::slice::from_ref(&x)).expect("interpreter");
+    assert_eq!(reference[0].data()[0], f32::NEG_INFINITY);
+    let out = run_on_one_thread(graph, weights, x);
+    compare_keeping_nan(&reference, &out);
 }
 
 /// A concat whose operands are all written in place into its buffer has no

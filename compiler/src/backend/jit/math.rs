@@ -258,15 +258,16 @@ impl Emit<'_> {
         self.select(ty, pos, x, neg)
     }
 
-    /// `exp(x) - 1`, with `x + x^2/2` for tiny `|x|`, where the
-    /// subtraction would cancel every digit.
+    /// `exp(x) - 1`, with `x (1 + x/2)` for tiny `|x|`, where the
+    /// subtraction would cancel every digit. Written as a product so that
+    /// `-0` gives `-0`, as `expm1` does (`x + x^2/2` gives `+0`).
     fn exp_m1(&mut self, ty: Type, x: Value) -> Value {
         let e = self.exp(ty, x);
         let one = self.f(ty, 1.0);
         let em1 = self.b.ins().fsub(e, one);
         let half = self.f(ty, 0.5);
-        let x2 = self.b.ins().fmul(x, x);
-        let small = self.b.ins().fma(x2, half, x);
+        let factor = self.b.ins().fma(x, half, one);
+        let small = self.b.ins().fmul(x, factor);
         let a = self.b.ins().fabs(x);
         let limit = self.f(ty, 1e-3);
         let tiny = self.b.ins().fcmp(FloatCC::LessThan, a, limit);

@@ -9,7 +9,8 @@
 //! one tensor `x` and scalar constants, is run on probe values and compared
 //! with every activation. A function that agrees with one at every probe
 //! (within `1e-5`, far below the gap between any two activations: exact
-//! and tanh GELU differ by up to 5e-4) is that activation.
+//! and tanh GELU differ by up to 5e-4; zeros of the same sign) is that
+//! activation.
 
 use crate::interp::{activation_scalar, binary_scalar, unary_scalar};
 use crate::ir::{Activation, Graph, NodeId, Op};
@@ -105,7 +106,12 @@ pub fn recognise(
     let matched = candidates().into_iter().find(|act| {
         probes.iter().zip(&values).all(|(&p, &v)| {
             let want = activation_scalar(*act, p);
-            (v - want).abs() <= 1e-5 * want.abs().max(1.0)
+            // A zero of the other sign is not the same function: a later
+            // reciprocal or division turns it into the other infinity
+            // (`elu(elu(x, alpha=0))` is `-0` where `relu` is `+0`).
+            let zeros_agree =
+                v != 0.0 || want != 0.0 || v.is_sign_negative() == want.is_sign_negative();
+            zeros_agree && (v - want).abs() <= 1e-5 * want.abs().max(1.0)
         })
     });
     Ok(matched.map(|activation| Found {
