@@ -132,13 +132,18 @@ fn tanh(x: __m512) -> __m512 {
     _mm512_fmsub_ps(two, sigmoid(_mm512_mul_ps(two, x)), _mm512_set1_ps(1.0))
 }
 
-/// `exp(x) - 1`, with `x + x^2/2` where `|x| < 1e-3` and the subtraction
+/// `exp(x) - 1`, with `x (1 + x/2)` where `|x| < 1e-3` and the subtraction
 /// would cancel.
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn exp_m1(x: __m512) -> __m512 {
     let em1 = _mm512_sub_ps(exp(x), _mm512_set1_ps(1.0));
-    let small = _mm512_fmadd_ps(_mm512_mul_ps(x, x), _mm512_set1_ps(0.5), x);
+    // `x (1 + x/2)` rather than `x + x^2/2`: a product keeps `-0`, as
+    // `expm1` does (the JIT's `exp_m1` is the same).
+    let small = _mm512_mul_ps(
+        x,
+        _mm512_fmadd_ps(x, _mm512_set1_ps(0.5), _mm512_set1_ps(1.0)),
+    );
     let tiny = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(_mm512_abs_ps(x), _mm512_set1_ps(1e-3));
     _mm512_mask_blend_ps(tiny, em1, small)
 }

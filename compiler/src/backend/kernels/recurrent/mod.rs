@@ -650,30 +650,23 @@ impl Regions {
         }
     }
 
-    /// Floats of the regions each direction needs its own of when the two
-    /// directions run at once: the projections, `h`, `c` and the cell
-    /// step's `h_{t-1}`.
-    fn per_direction(d: &Dims) -> usize {
-        let c = if d.cell == Cell::Lstm { d.hidden } else { 0 };
-        d.rows() * d.columns() + d.hidden + c + d.hidden
-    }
-
     /// The regions of the second direction when both run at once: its own
-    /// projections, `h`, `c` and `h_{t-1}` past [`Regions::end`], the
-    /// layers' input and output shared.
+    /// projections, `h`, `c` and the cell step's `h_{t-1}` past
+    /// [`Regions::end`], the layers' input and output shared.
     fn second_direction(&self, d: &Dims) -> Regions {
         let projection = self.end;
         let h = projection.offset(d.rows() * d.columns());
         let c = h.offset(d.hidden);
         let c_len = if d.cell == Cell::Lstm { d.hidden } else { 0 };
         let previous = c.offset(c_len);
+        let own = d.rows() * d.columns() + d.hidden + c_len + d.hidden;
         Regions {
             projection,
             h,
             c,
             previous,
-            len: self.len + Regions::per_direction(d),
-            end: previous.offset(d.hidden),
+            len: self.len + own,
+            end: self.end.offset(own),
             ..*self
         }
     }
