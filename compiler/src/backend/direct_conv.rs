@@ -482,16 +482,17 @@ mod avx2 {
     }
 
     impl Pass {
-        /// `CH` channels by `8 * NV` columns summed over every tap. Never
-        /// inlined, so that only the loop's values are live in it (see the
-        /// AVX2 GEMM's `accumulate`: inlined, 12 sums spilled every step).
+        /// `CH` channels by `8 * NV` columns summed over every tap. At most
+        /// 12 sums, two windows and a broadcast weight: 15 of the 16 ymm
+        /// registers, and the release build's loop keeps them all there
+        /// (no stack traffic in its disassembly; compare the AVX2 GEMM's
+        /// `accumulate`, whose inlined loop spilled).
         ///
         /// # Safety
         /// AVX2 and FMA must be available; the pass lies inside the conv
         /// (`CH` channels from its first in the weights and bias, the
         /// chunk's windows in `b`, which has room for 16 columns).
         #[target_feature(enable = "avx2,fma")]
-        #[inline(never)]
         unsafe fn sums<const CH: usize, const NV: usize>(
             &self,
             s: &DirectConv,
