@@ -10,7 +10,9 @@
 # `weights_safetensors`. Crashes are written to fuzz/artifacts/<target>/;
 # reproduce one with `cargo fuzz run --sanitizer none <target> <file>`.
 # Everything runs under `nice -n 19`. Extra libFuzzer flags can be passed
-# in FUZZ_FLAGS (e.g. FUZZ_FLAGS=-jobs=2).
+# in FUZZ_FLAGS (e.g. FUZZ_FLAGS=-jobs=2), and cargo-fuzz build flags in
+# FUZZ_BUILD_FLAGS (e.g. FUZZ_BUILD_FLAGS=--no-trace-compares: graph_diff
+# spends about half its time in the comparison callbacks).
 set -euo pipefail
 
 seconds=${1:-60}
@@ -56,7 +58,8 @@ for t in "${targets[@]}"; do
 done
 
 # Build once for all targets, so that the time below is fuzzing time.
-nice -n 19 cargo fuzz build --sanitizer none
+# shellcheck disable=SC2086
+nice -n 19 cargo fuzz build --sanitizer none ${FUZZ_BUILD_FLAGS:-}
 
 mkdir -p logs
 printf '%-22s %12s %10s %8s\n' target executions "execs/s" crashes
@@ -75,7 +78,7 @@ for t in "${targets[@]}"; do
     fi
     # libFuzzer stops at the first crash and saves it under artifacts/.
     # shellcheck disable=SC2086
-    nice -n 19 cargo fuzz run --sanitizer none "$t" "corpus/$t" -- \
+    nice -n 19 cargo fuzz run --sanitizer none ${FUZZ_BUILD_FLAGS:-} "$t" "corpus/$t" -- \
         -max_total_time="$seconds" -timeout="$timeout" -print_final_stats=1 \
         -artifact_prefix="artifacts/$t/" "${extra[@]}" ${FUZZ_FLAGS:-} >"$log" 2>&1 || true
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -n 1)

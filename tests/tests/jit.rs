@@ -566,6 +566,27 @@ fn compiled_elu_keeps_negative_zero_for_a_reciprocal() {
     compare_keeping_nan(&reference, &out);
 }
 
+/// `celu` with a negative alpha takes `exp` of `x / alpha > 0`, which
+/// overflows for `x` below `88.7 * alpha`: the result is `-inf`, as in the
+/// interpreter, not the `-1.7e38` of an `exp` clamped at 88. Found by
+/// `graph_diff` (after a reciprocal of a small input).
+#[test]
+fn compiled_celu_with_a_negative_alpha_overflows_to_minus_infinity() {
+    let graph = load_text(
+        "celu_overflow.nn",
+        "model celu_overflow {\n    input x: f32[1, 1, 1, 4]\n    \
+         v = celu(x, alpha=-1.0)\n    \
+         output v\n}\n",
+    );
+    let weights = seeded_weights(&graph, SEED).expect("weights");
+    let x = Tensor::new(vec![1, 1, 1, 4], vec![-100.0, -50.0, 2.0, -1e30]).expect("tensor");
+    let reference = run(&graph, &weights, std::slice::from_ref(&x)).expect("interpreter");
+    assert_eq!(reference[0].data()[0], f32::NEG_INFINITY);
+    assert_eq!(reference[0].data()[3], f32::NEG_INFINITY);
+    let out = run_on_one_thread(graph, weights, x);
+    compare_keeping_nan(&reference, &out);
+}
+
 /// A concat whose operands are all written in place into its buffer has no
 /// kernel of its own; one that must copy (a model input, an operand used
 /// twice, slices that are not contiguous) keeps its copy. Values are

@@ -145,8 +145,15 @@ fn exp_m1(x: __m512) -> __m512 {
         _mm512_fmadd_ps(x, _mm512_set1_ps(0.5), _mm512_set1_ps(1.0)),
     );
     let tiny = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(_mm512_abs_ps(x), _mm512_set1_ps(1e-3));
-    _mm512_mask_blend_ps(tiny, em1, small)
+    let em1 = _mm512_mask_blend_ps(tiny, em1, small);
+    // `exp` clamps at 88; `expm1` overflows to infinity past ln(MAX)
+    // (`celu` with a negative alpha reaches it).
+    let over = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, _mm512_set1_ps(OVERFLOW));
+    _mm512_mask_blend_ps(over, em1, _mm512_set1_ps(f32::INFINITY))
 }
+
+/// Where `exp` overflows: `ln(f32::MAX)`, rounded down.
+const OVERFLOW: f32 = 88.72;
 
 /// `ln(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|))`.
 #[target_feature(enable = "avx512f")]

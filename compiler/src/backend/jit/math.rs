@@ -262,7 +262,10 @@ impl Emit<'_> {
     /// subtraction would cancel every digit. Written as a product so that
     /// `-0` gives `-0`, as `expm1` does (`x + x^2/2` gives `+0`).
     fn exp_m1(&mut self, ty: Type, x: Value) -> Value {
-        let e = self.exp(ty, x);
+        // Unclamped: `celu` with a negative alpha takes `exp` of large
+        // positive values, where `expm1` is infinite (the clamped `exp`
+        // stopped at 1.7e38).
+        let e = self.exp_unclamped(ty, x);
         let one = self.f(ty, 1.0);
         let em1 = self.b.ins().fsub(e, one);
         let half = self.f(ty, 0.5);
