@@ -12,6 +12,7 @@ pub mod executable;
 pub mod init;
 pub mod limits;
 pub mod npy;
+pub mod phases;
 mod pool;
 pub mod tensor;
 pub mod weights;
@@ -22,6 +23,7 @@ pub use executable::{Binding, Executable, KernelFn, RunError, Step};
 pub use init::{fnv1a64, random_input, seeded_uniform, DEFAULT_SEED};
 pub use limits::{format_bytes, try_zeroed, LimitError, MemoryLimit};
 pub use npy::{read_npy, write_npy};
+pub use phases::Phases;
 pub use pool::Pool;
 pub use tensor::{checked_numel, format_shape, DType, Tensor};
 pub use weights::{

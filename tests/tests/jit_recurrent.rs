@@ -13,7 +13,7 @@
 //! compiled and run at 1 and 2 threads, and must agree with the interpreter
 //! within `1e-4 * max(1, max |reference|)`.
 
-use nnc_compiler::backend::{compile, Options};
+use nnc_compiler::backend::{compile, Options, Report};
 use nnc_compiler::driver::compile_source;
 use nnc_compiler::interp::run;
 use nnc_compiler::ir::Graph;
@@ -50,9 +50,10 @@ fn relative_error(reference: &Tensor, found: &Tensor) -> f32 {
     err / scale
 }
 
-/// Compiles `text` and checks every output against the interpreter at 1
-/// and 2 threads.
-fn check(what: &str, text: &str) {
+/// Compiles `text` for 2 threads and checks every output against the
+/// interpreter on pools of 1 and 2 threads; returns what `nnc compile`
+/// would report.
+fn check(what: &str, text: &str) -> Report {
     let graph = load(what, text);
     let weights = seeded_weights(&graph, SEED).expect("seeded weights");
     let x: Vec<Tensor> = graph
@@ -87,6 +88,7 @@ fn check(what: &str, text: &str) {
             );
         }
     }
+    compiled.report
 }
 
 /// One recurrent op over an input of `seq` steps of `batch` samples with
@@ -180,7 +182,7 @@ impl Case {
         )
     }
 
-    fn check(&self) {
+    fn check(&self) -> Report {
         let text = self.source();
         let what = format!(
             "{} seq={} batch={} input={} hidden={} layers={} bias={} batch_first={} direction={} states={} output={} lengths={:?}",
@@ -197,7 +199,7 @@ impl Case {
             self.output,
             self.lengths
         );
-        check(&what, &text);
+        check(&what, &text)
     }
 }
 
@@ -360,6 +362,34 @@ fn gru_matches_the_interpreter() {
     check_directions("gru");
     check_states("gru");
     check_lengths("gru");
+}
+
+/// A layer whose `W_hh` reaches 1 MiB runs each step in two parts, one
+/// per thread, which wait for each other between steps (a first step
+/// clears their shared state): every cell, forward and reverse, hidden
+/// sizes off the block width, several chunks of input projections with a
+/// partial last one. `check` also runs the two parts on a pool of one
+/// thread, where the first task does every part.
+#[test]
+fn steps_split_across_threads_match_the_interpreter() {
+    let cases = [
+        ("lstm", 264, "forward", true),
+        ("lstm", 256, "reverse", false),
+        ("gru", 300, "forward", true),
+        ("gru", 296, "reverse", true),
+        ("rnn", 520, "forward", true),
+    ];
+    for (op, hidden, direction, bias) in cases {
+        let case = Case {
+            direction,
+            ..Case::forward(op, (19, 1, 40, hidden, 1, bias, false))
+        };
+        let report = case.check();
+        assert!(
+            report.layers.iter().any(|l| l.name.ends_with(".init")),
+            "{op} hidden={hidden}: the steps were not split"
+        );
+    }
 }
 
 /// Two recurrent ops in a row and ops after them: each kernel has its own

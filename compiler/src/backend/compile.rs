@@ -182,7 +182,25 @@ pub fn compile(
             continue;
         };
         let node = graph.node(step.node);
-        let then = kernel.then;
+        let (before, then) = (kernel.before, kernel.then);
+        if let Some(before) = before {
+            // Its own step, before the op's: it only clears scratch.
+            bodies.push((before.body, before.optimize));
+            tasks.push(before.tasks);
+            layers.push(LayerReport {
+                name: format!("{}.init", node.name),
+                loc: node.loc,
+                op: node.op.name(),
+                algorithm: "clears the op's scratch".into(),
+                epilogue: String::new(),
+                micro_kernel: String::new(),
+                flops: 0,
+                bytes_read: 0,
+                bytes_written: 0,
+                shape: node.ty.shape.clone(),
+                tasks: before.tasks,
+            });
+        }
         bodies.push((kernel.body, kernel.optimize));
         tasks.push(kernel.tasks);
         layers.push(LayerReport {

@@ -13,6 +13,7 @@ use super::jit::Base;
 use super::BackendError;
 use crate::ir::winograd::Transform;
 use crate::ir::{Activation, SELU_ALPHA, SELU_SCALE};
+use nnc_runtime::Phases;
 use std::ops::Range;
 
 /// The epilogue of a product: `c = act(acc + bias[row] + residual)`.
@@ -507,6 +508,37 @@ pub unsafe extern "C" fn nnc_cell_step(
 ) {
     // SAFETY: as documented above; the compiled model owns the cell.
     unsafe { (*cell).step(i, x, p, h, c, previous, out) }
+}
+
+/// Part `part` of a batch-1 layer and direction whose steps are split
+/// across the kernel's `parts` tasks (see [`PackedCell::run_part`]); the
+/// phases' state is the `Phases::words(parts)` floats at `sync`, zeroed by
+/// the step before. Called by JIT code, once per task.
+///
+/// # Safety
+/// `cell` points to a live [`PackedCell`]; `sync` to that state, 4-byte
+/// aligned, shared by exactly the `parts` tasks of this kernel in this
+/// run; the other arguments satisfy [`PackedCell::run_part`].
+#[allow(unsafe_code, clippy::too_many_arguments)]
+pub unsafe extern "C" fn nnc_cell_part(
+    cell: *const PackedCell,
+    sync: *mut f32,
+    part: usize,
+    parts: usize,
+    x: *const f32,
+    p: *mut f32,
+    h0: *mut f32,
+    h1: *mut f32,
+    c: *mut f32,
+    out: *mut f32,
+    out_stride: usize,
+) {
+    // SAFETY: as documented above; the compiled model owns the cell and
+    // the run owns the arena the state lives in.
+    unsafe {
+        let phases = Phases::from_ptr(sync.cast::<u32>(), parts);
+        (*cell).run_part(&phases, part, x, p, [h0, h1], c, out, out_stride)
+    }
 }
 
 thread_local! {

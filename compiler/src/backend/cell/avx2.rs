@@ -116,15 +116,13 @@ unsafe fn blocks<const G: usize, const V: usize>(s: &Step) {
     let cell = s.cell;
     let hidden = cell.hidden;
     let width = 8 * V;
-    let count = hidden.div_ceil(width);
     // SAFETY: block `j` of the packed weights holds `hidden` runs of `G *
     // width` floats; the caller vouches for the step's pointers over
     // `hidden` floats (`G * hidden` for `p_t`), and the masks keep every
     // access to the block's `units`; the padded recurrent bias holds whole
     // blocks.
     unsafe {
-        for jj in 0..count {
-            let j = if s.backward { count - 1 - jj } else { jj };
+        for j in s.block_order() {
             let first = j * width;
             let units = width.min(hidden - first);
             let mut acc = [[_mm256_setzero_ps(); V]; G];

@@ -165,7 +165,6 @@ unsafe fn blocks<const G: usize, const V: usize>(s: &Step) {
     let cell = s.cell;
     let (hidden, features) = (cell.hidden, cell.features);
     let width = 16 * V;
-    let count = hidden.div_ceil(width);
     // SAFETY: block `j` of the packed weights holds `hidden` runs of `G *
     // width` floats; the caller vouches for the step's pointers over
     // `hidden` floats (`G * hidden` for `p_t`, all steps for `x` and `p`),
@@ -178,8 +177,7 @@ unsafe fn blocks<const G: usize, const V: usize>(s: &Step) {
             }
         }
         let mut ahead = s.ahead.panels.clone();
-        for jj in 0..count {
-            let j = if s.backward { count - 1 - jj } else { jj };
+        for j in s.block_order() {
             let first = j * width;
             let units = width.min(hidden - first);
             let mut acc = [[_mm512_setzero_ps(); V]; G];

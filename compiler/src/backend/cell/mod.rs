@@ -39,6 +39,7 @@ mod avx512;
 mod portable;
 
 use super::gemm::{AlignedBuf, MicroKernel};
+use nnc_runtime::Phases;
 
 /// Which recurrence a cell runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -276,25 +277,133 @@ impl PackedCell {
             backward: i % 2 == 1,
             first: i == 0,
             ahead: self.ahead(i),
+            blocks: 0..self.blocks(),
         };
         if recur {
             // SAFETY: `h` and `previous` hold `hidden` floats and do not
             // overlap.
             unsafe { std::ptr::copy_nonoverlapping(h, previous, self.hidden) };
         }
-        // SAFETY: the kernel is available (checked when packing) and the
-        // pointers are valid as documented.
+        // SAFETY: the pointers are valid as documented.
+        unsafe { self.dispatch(&s) }
+    }
+
+    /// Runs part `part` of `parts` of every step of the sequence, as task
+    /// `part` of a kernel with `parts` tasks: each part computes an equal
+    /// share of the blocks of hidden units (so each core streams its share
+    /// of `W_hh`, which on the language models does not fit one core's L2)
+    /// and of the input projections. `phases` synchronises the parts: the
+    /// projections of the first chunk are phase 0, step `i` is phase `i +
+    /// 1` (see [`Phases`]). `h_{t-1}` and `h_t` alternate between `h[0]`
+    /// and `h[1]`: step `i` reads `h[i % 2]` and writes its units of `h[(i
+    /// + 1) % 2]`, which no part reads in that phase. `out` receives `h_t`
+    /// of time `t` at `out + t * out_stride`.
+    ///
+    /// # Safety
+    /// As for [`PackedCell::step`], for every step, with `h[0]` (zero, or
+    /// `h_{-1}` unless the sequence starts from zero) and `h[1]` in place
+    /// of `h` and `previous`, `c` zero (or `c_{-1}`), `out` valid for
+    /// every step's `hidden` floats, and `phases` shared by exactly the
+    /// `parts` tasks of one run.
+    #[allow(clippy::too_many_arguments)] // The flat form the JIT's entry point passes on.
+    pub unsafe fn run_part(
+        &self,
+        phases: &Phases<'_>,
+        part: usize,
+        x: *const f32,
+        p: *mut f32,
+        h: [*mut f32; 2],
+        c: *mut f32,
+        out: *mut f32,
+        out_stride: usize,
+    ) {
+        let parts = phases.parts();
+        let share = |range: std::ops::Range<usize>, q: usize| {
+            let n = range.len();
+            range.start + q * n / parts..range.start + (q + 1) * n / parts
+        };
+        let blocks = self.blocks();
+        phases.run(part, self.sequence.steps + 1, |q, phase| {
+            let s = match phase.checked_sub(1) {
+                // The first chunk's projections, shared out as the later
+                // chunks' are.
+                None => Step {
+                    cell: self,
+                    x,
+                    p,
+                    p_t: p,
+                    h: h[0],
+                    c,
+                    previous: h[0],
+                    out: std::ptr::null_mut(),
+                    recur: false,
+                    backward: false,
+                    first: false,
+                    ahead: Projections {
+                        chunk: 0,
+                        panels: share(0..self.panels(), q),
+                    },
+                    blocks: 0..0,
+                },
+                Some(i) => {
+                    let t = self.sequence.time(i);
+                    let ahead = self.ahead(i);
+                    Step {
+                        cell: self,
+                        x,
+                        p,
+                        p_t: p.wrapping_add(t * self.cell.gates() * self.hidden),
+                        h: h[(i + 1) % 2],
+                        c,
+                        previous: h[i % 2],
+                        out: out.wrapping_add(t * out_stride),
+                        recur: i > 0 || !self.sequence.zero_start,
+                        backward: i % 2 == 1,
+                        first: false,
+                        ahead: Projections {
+                            chunk: ahead.chunk,
+                            panels: share(ahead.panels, q),
+                        },
+                        blocks: share(0..blocks, q),
+                    }
+                }
+            };
+            // SAFETY: the caller vouches for the pointers; the phases keep
+            // every part of a step after the whole step before it, so each
+            // part reads a complete `h_{t-1}` and projections, and the
+            // parts of one phase write disjoint units and panels.
+            unsafe { self.dispatch(&s) }
+        });
+    }
+
+    /// Runs `s` on the kernel the cell was packed for.
+    ///
+    /// # Safety
+    /// As for [`PackedCell::step`]; the kernel is available (checked when
+    /// packing).
+    unsafe fn dispatch(&self, s: &Step) {
+        // SAFETY: per the caller.
         unsafe {
             match self.kernel {
                 #[cfg(target_arch = "x86_64")]
-                MicroKernel::Avx512 => avx512::step(&s),
+                MicroKernel::Avx512 => avx512::step(s),
                 #[cfg(target_arch = "x86_64")]
-                MicroKernel::Avx2Fma => avx2::step(&s),
+                MicroKernel::Avx2Fma => avx2::step(s),
                 #[cfg(not(target_arch = "x86_64"))]
-                MicroKernel::Avx512 | MicroKernel::Avx2Fma => portable::step(&s),
-                MicroKernel::Portable => portable::step(&s),
+                MicroKernel::Avx512 | MicroKernel::Avx2Fma => portable::step(s),
+                MicroKernel::Portable => portable::step(s),
             }
         }
+    }
+
+    /// Blocks of hidden units.
+    fn blocks(&self) -> usize {
+        self.hidden.div_ceil(self.width)
+    }
+
+    /// Bytes of `W_hh` as packed: what each step streams.
+    pub fn recurrent_bytes(&self) -> usize {
+        4 * self.weights.len()
     }
 
     /// Panels of `W_ih`.
@@ -368,6 +477,23 @@ struct Step<'a> {
     /// Step 0 computes the first chunk's projections before its own gates.
     first: bool,
     ahead: Projections,
+    /// The blocks of hidden units to compute (all, unless the step is
+    /// split across threads).
+    blocks: std::ops::Range<usize>,
+}
+
+impl Step<'_> {
+    /// The blocks, in this step's sweep order.
+    fn block_order(&self) -> impl Iterator<Item = usize> {
+        let (blocks, backward) = (self.blocks.clone(), self.backward);
+        (0..blocks.len()).map(move |i| {
+            if backward {
+                blocks.end - 1 - i
+            } else {
+                blocks.start + i
+            }
+        })
+    }
 }
 
 /// The numerator and denominator coefficients of the rational `tanh`

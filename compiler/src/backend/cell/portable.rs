@@ -126,9 +126,7 @@ unsafe fn blocks<const G: usize, const U: usize>(s: &Step) {
     unsafe {
         let weights = std::slice::from_raw_parts(cell.weights.as_ptr(), cell.weights.len());
         let previous = std::slice::from_raw_parts(s.previous.cast_const(), hidden);
-        let count = hidden.div_ceil(U);
-        for jj in 0..count {
-            let j = if s.backward { count - 1 - jj } else { jj };
+        for j in s.block_order() {
             let (first, units) = (j * U, U.min(hidden - j * U));
             let mut acc = [[0.0f32; U]; G];
             if s.recur {

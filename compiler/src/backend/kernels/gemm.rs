@@ -60,6 +60,7 @@ pub(super) fn kernel(task: GemmTask, consts: &mut Consts) -> Result<Kernel, Back
         tasks,
         optimize: true,
         then: None,
+        before: None,
         micro_kernel: Some(name.into()),
         body: Box::new(move |e: &mut Emit| {
             let f = nnc_gemm_task as *const () as usize;
@@ -151,6 +152,7 @@ pub fn linear(
             tasks: tasks.max(1),
             optimize: true,
             then: None,
+            before: None,
             micro_kernel: Some(ops.kernel.name().into()),
             body: Box::new(move |e: &mut Emit| {
                 e.for_tasks(|e, t| {

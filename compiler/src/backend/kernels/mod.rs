@@ -184,6 +184,9 @@ pub struct Kernel {
     /// A second step that finishes the op once every task of this one is
     /// done (the sum of a split separable product's partial results).
     pub then: Option<Box<Kernel>>,
+    /// A step that prepares this one's scratch before any of its tasks
+    /// starts (the state a recurrent layer's split steps synchronise on).
+    pub before: Option<Box<Kernel>>,
 }
 
 impl Kernel {
@@ -195,6 +198,7 @@ impl Kernel {
             micro_kernel: None,
             optimize: true,
             then: None,
+            before: None,
         }
     }
 

@@ -18,7 +18,7 @@ fn call_gemm(e: &mut Emit, task: usize, tasks: usize) -> Result<(), BackendError
 }
 
 /// Stores zeros over `len` floats at `base`.
-fn zero(e: &mut Emit, base: Base, len: usize) -> Result<(), BackendError> {
+pub(super) fn zero(e: &mut Emit, base: Base, len: usize) -> Result<(), BackendError> {
     e.vectorized(len, |e, ty, i| {
         let p = e.addr(base, i);
         let z = e.f(ty, 0.0);
