@@ -566,6 +566,29 @@ fn compiled_elu_keeps_negative_zero_for_a_reciprocal() {
     compare_keeping_nan(&reference, &out);
 }
 
+/// A NaN reaching a `celu` fused into a GEMM's epilogue stays NaN, as in
+/// the interpreter: the native epilogue's `max(x, 0) + min(neg, 0)` took
+/// the zeros. Found by `graph_diff` (a NaN from `sqrt` of a negative input
+/// through a strided 1x1 conv). Both the vector stores (16 columns) and
+/// the narrow tail's scalar ones (3) are covered.
+#[test]
+fn compiled_celu_epilogue_keeps_nan() {
+    let graph = load_text(
+        "celu_nan.nn",
+        "model celu_nan {\n    input x: f32[1, 4, 8, 38]\n    \
+         s = sqrt(x)\n    \
+         c = conv2d(s, out=3, kernel=1, stride=2, bias=false)\n    \
+         v = celu(c, alpha=0.5)\n    \
+         output v\n}\n",
+    );
+    let weights = seeded_weights(&graph, SEED).expect("weights");
+    let x = random_input(&[1, 4, 8, 38], SEED).expect("input");
+    let reference = run(&graph, &weights, std::slice::from_ref(&x)).expect("interpreter");
+    let out = run_on_one_thread(graph, weights, x);
+    let (nans, finite) = compare_keeping_nan(&reference, &out);
+    assert!(nans > 0 && finite > 0, "{nans} NaN and {finite} other outputs");
+}
+
 /// `celu` with a negative alpha takes `exp` of `x / alpha > 0`, which
 /// overflows for `x` below `88.7 * alpha`: the result is `-inf`, as in the
 /// interpreter, not the `-1.7e38` of an `exp` clamped at 88. Found by

@@ -105,9 +105,9 @@ fn transcendental(act: &VecAct, x: __m256) -> __m256 {
         }
         Activation::Celu { .. } => {
             let neg = _mm256_mul_ps(act.lo, exp_m1(_mm256_mul_ps(x, act.hi)));
-            // `x` and `neg` first: NaN gives 0 + 0, as the scalar
-            // definition (`f32::max` and `min` drop a NaN).
-            _mm256_add_ps(_mm256_max_ps(x, zero), _mm256_min_ps(neg, zero))
+            // Zero first: `max` and `min` return their second operand when
+            // one is NaN, so NaN stays NaN, as in the interpreter.
+            _mm256_add_ps(_mm256_max_ps(zero, x), _mm256_min_ps(zero, neg))
         }
         Activation::Softplus => softplus(x),
         Activation::Softsign => {

@@ -76,9 +76,11 @@ pub(crate) fn apply_act(act: &VecAct, x: __m512) -> __m512 {
         }
         Activation::Celu { .. } => {
             let neg = _mm512_mul_ps(act.lo, exp_m1(_mm512_mul_ps(x, act.hi)));
+            // Zero first: `max` and `min` return their second operand when
+            // one is NaN, so NaN stays NaN, as in the interpreter.
             _mm512_add_ps(
-                _mm512_max_ps(x, _mm512_setzero_ps()),
-                _mm512_min_ps(neg, _mm512_setzero_ps()),
+                _mm512_max_ps(_mm512_setzero_ps(), x),
+                _mm512_min_ps(_mm512_setzero_ps(), neg),
             )
         }
         Activation::Softplus => softplus(x),

@@ -50,6 +50,9 @@ impl Activation {
                     scale * alpha * x.exp_m1()
                 }
             }
+            // `f32::max` and `min` drop a NaN operand; the interpreter
+            // keeps it.
+            Activation::Celu { .. } if x.is_nan() => x,
             Activation::Celu { alpha } => x.max(0.0) + (alpha * (x / alpha).exp_m1()).min(0.0),
             Activation::Softplus => softplus(x),
             Activation::Softsign => x / (1.0 + x.abs()),
