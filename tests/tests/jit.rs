@@ -586,7 +586,10 @@ fn compiled_celu_epilogue_keeps_nan() {
     let reference = run(&graph, &weights, std::slice::from_ref(&x)).expect("interpreter");
     let out = run_on_one_thread(graph, weights, x);
     let (nans, finite) = compare_keeping_nan(&reference, &out);
-    assert!(nans > 0 && finite > 0, "{nans} NaN and {finite} other outputs");
+    assert!(
+        nans > 0 && finite > 0,
+        "{nans} NaN and {finite} other outputs"
+    );
 }
 
 /// `celu` with a negative alpha takes `exp` of `x / alpha > 0`, which
