@@ -566,6 +566,95 @@ fn compiled_elu_keeps_negative_zero_for_a_reciprocal() {
     compare_keeping_nan(&reference, &out);
 }
 
+/// Every activation at the edges of `f32` (infinities, NaN, ±1e30, where
+/// `exp` overflows or underflows, tiny values) as the interpreter computes
+/// it: standalone (the JIT's code) and fused into a 1x1 conv's GEMM
+/// epilogue (the native code: 16 columns as vectors, 4 as the narrow
+/// tail). The vector `tanh` was `2 sigmoid(2x) - 1`, whose 1e-7 residue
+/// near 0 made `mish(-1e30)` 6e22; `gelu(-1e30)` scaled the residue of a
+/// clamped `erf`; `silu(-inf)` gave `-inf` for NaN.
+#[test]
+fn activations_at_the_edges_match_the_interpreter() {
+    let edges = [
+        f32::NEG_INFINITY,
+        f32::INFINITY,
+        f32::NAN,
+        -1e30,
+        1e30,
+        -100.0,
+        100.0,
+        -88.5,
+        88.5,
+        -20.0,
+        20.0,
+        -1e-30,
+        0.0,
+        -0.0,
+        1e-5,
+        3.0,
+        -3.0,
+        0.5,
+        -7.95,
+        7.95,
+    ];
+    let acts = [
+        "relu(c)",
+        "relu6(c)",
+        "leaky_relu(c, negative_slope=0.1)",
+        "sigmoid(c)",
+        "tanh(c)",
+        "clip(c, min=-1.0, max=6.0)",
+        "elu(c, alpha=1.3)",
+        "selu(c)",
+        "celu(c, alpha=0.7)",
+        "celu(c, alpha=-0.5)",
+        "softplus(c)",
+        "softsign(c)",
+        "hardsigmoid(c, alpha=0.2, beta=0.5)",
+        "hardswish(c)",
+        "silu(c)",
+        "mish(c)",
+        "gelu(c)",
+        "gelu(c, approximate=\"tanh\")",
+    ];
+    for act in acts {
+        let standalone = act.replace("(c", "(x");
+        let text = format!(
+            "model edges {{\n    input x: f32[1, 1, 1, 20]\n    \
+             c = conv2d(x, out=1, kernel=1, bias=false)\n    \
+             fused = {act}\n    \
+             alone = {standalone}\n    \
+             output fused, alone\n}}\n"
+        );
+        let graph = load_text("edges.nn", &text);
+        let weights = seeded_weights(&graph, SEED).expect("weights");
+        let x = Tensor::new(vec![1, 1, 1, 20], edges.to_vec()).expect("tensor");
+        let reference = run(&graph, &weights, std::slice::from_ref(&x)).expect("interpreter");
+        let compiled = compile(graph, weights, &Options::default()).expect("compile");
+        assert!(
+            compiled.graph.to_string().contains(&format!(
+                "epilogue={}",
+                act.split('(').next().unwrap_or(act)
+            )),
+            "{act} is not fused into the conv:\n{}",
+            compiled.graph
+        );
+        let pool = Pool::new(1).expect("pool");
+        let out = compiled
+            .executable
+            .run(std::slice::from_ref(&x), &pool)
+            .expect("run");
+        for (i, (r, o)) in reference.iter().zip(&out).enumerate() {
+            for (j, (a, b)) in r.data().iter().zip(o.data()).enumerate() {
+                let same = (a.is_nan() && b.is_nan())
+                    || a == b
+                    || (a.is_finite() && (a - b).abs() <= 1e-5 * a.abs().max(1.0));
+                assert!(same, "{act}, output {i}, element {j}: {b} against {a}");
+            }
+        }
+    }
+}
+
 /// A NaN reaching a `celu` fused into a GEMM's epilogue stays NaN, as in
 /// the interpreter: the native epilogue's `max(x, 0) + min(neg, 0)` took
 /// the zeros. Found by `graph_diff` (a NaN from `sqrt` of a negative input

@@ -176,6 +176,15 @@ pub(crate) trait Lanes: Copy {
 
     unsafe fn act(act: Activation) -> Self::Act;
     unsafe fn apply(act: &Self::Act, x: Self) -> Self;
+    /// [`Lanes::apply`] to every vector of `xs`; AVX2 makes one call of
+    /// its transcendental activations for all of them (see
+    /// `avx2_act::apply_act_all`).
+    #[inline(always)]
+    unsafe fn apply_all(act: &Self::Act, xs: &mut [Self]) {
+        for x in xs {
+            *x = Self::apply(act, *x);
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -305,7 +314,7 @@ mod avx512 {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::Lanes;
-    use crate::backend::gemm::avx2_act::{apply_act, vec_act, VecAct};
+    use crate::backend::gemm::avx2_act::{apply_act, apply_act_all, vec_act, VecAct};
     use crate::backend::gemm::Activation;
     use std::arch::x86_64::*;
 
@@ -474,6 +483,10 @@ mod avx2 {
         #[inline(always)]
         unsafe fn apply(act: &VecAct, x: __m256) -> __m256 {
             apply_act(act, x)
+        }
+        #[inline(always)]
+        unsafe fn apply_all(act: &VecAct, xs: &mut [__m256]) {
+            apply_act_all(act, xs)
         }
     }
 }

@@ -9,7 +9,7 @@
 
 use std::arch::x86_64::*;
 
-use super::avx2_act::{apply_act, vec_act};
+use super::avx2_act::{apply_act_all, vec_act};
 use super::epilogue::{store_scalar, Tile};
 use super::Activation;
 
@@ -96,10 +96,11 @@ unsafe fn kernel<const ROWS: usize, const NV: usize>(t: &Tile) {
     let last_lanes = t.cols - 8 * (NV - 1);
     let last_mask = lane_mask(last_lanes);
     let whole = |v: usize| v + 1 < NV || last_lanes == 8;
-    for (r, row) in acc.iter().enumerate() {
-        // SAFETY: row `r < rows` and the lanes `< cols` are inside the
-        // tile; a partial vector's masked-off lanes are neither read nor
-        // written.
+    let mut acc = acc;
+    // SAFETY (both loops): row `r < rows` and the lanes `< cols` are
+    // inside the tile; a partial vector's masked-off lanes are neither read
+    // nor written.
+    for (r, row) in acc.iter_mut().enumerate() {
         unsafe {
             let c = t.c.add(r * t.ldc);
             let load = |p: *const f32, v: usize| {
@@ -114,20 +115,28 @@ unsafe fn kernel<const ROWS: usize, const NV: usize>(t: &Tile) {
             } else {
                 None
             };
-            for (v, &x) in row.iter().enumerate() {
-                let mut x = x;
+            for (v, x) in row.iter_mut().enumerate() {
                 if t.first {
                     if let Some(bias) = bias {
-                        x = _mm256_add_ps(x, bias);
+                        *x = _mm256_add_ps(*x, bias);
                     }
                     if !t.epi.residual.is_null() {
                         let res = t.epi.residual.add(r * t.epi.ldr + 8 * v);
-                        x = _mm256_add_ps(x, load(res, v));
+                        *x = _mm256_add_ps(*x, load(res, v));
                     }
                 } else {
-                    x = _mm256_add_ps(x, load(c.add(8 * v), v));
+                    *x = _mm256_add_ps(*x, load(c.add(8 * v), v));
                 }
-                x = apply_act(&act, x);
+            }
+        }
+    }
+    // SAFETY: AVX2 and FMA are available (this function's features).
+    unsafe { apply_act_all(&act, acc.as_flattened_mut()) };
+    for (r, row) in acc.iter().enumerate() {
+        // SAFETY: as above.
+        unsafe {
+            let c = t.c.add(r * t.ldc);
+            for (v, &x) in row.iter().enumerate() {
                 if whole(v) {
                     _mm256_storeu_ps(c.add(8 * v), x);
                 } else {

@@ -11,6 +11,7 @@ use std::arch::x86_64::*;
 
 use super::epilogue::{store_scalar, Tile};
 use super::Activation;
+use crate::backend::cell::{TANH_CLAMP, TANH_P, TANH_Q};
 
 /// Rows of A per panel (and per register tile).
 pub(crate) const MR: usize = 14;
@@ -96,11 +97,16 @@ pub(crate) fn apply_act(act: &VecAct, x: __m512) -> __m512 {
         Activation::Silu => _mm512_mul_ps(x, sigmoid(x)),
         Activation::Mish => _mm512_mul_ps(x, tanh(softplus(x))),
         Activation::Gelu => {
-            let e = erf(_mm512_mul_ps(
-                x,
-                _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2),
-            ));
-            half_x_one_plus(x, e)
+            let u = _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
+            // `1 + erf(u)` is 0 where `erf` clamps (below -4 it is under
+            // 2e-8): `x (1 + erf)` then vanishes, as in the interpreter,
+            // instead of scaling a huge `x` by the approximation's residue.
+            let one_plus = _mm512_add_ps(_mm512_set1_ps(1.0), erf(u));
+            let kept = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(u, _mm512_set1_ps(-4.0));
+            _mm512_mul_ps(
+                _mm512_mul_ps(x, _mm512_set1_ps(0.5)),
+                _mm512_maskz_mov_ps(kept, one_plus),
+            )
         }
         Activation::GeluTanh => {
             let x2 = _mm512_mul_ps(x, x);
@@ -126,12 +132,33 @@ fn half_x_one_plus(x: __m512, t: __m512) -> __m512 {
     _mm512_fmadd_ps(h, t, h)
 }
 
-/// `tanh(x) = 2 sigmoid(2x) - 1`: absolute error ~1e-7 near zero.
+/// The rational `tanh` of `jit/math.rs` and the cell steps (within 4 ulp),
+/// exactly ±1 beyond the clamp. `2 sigmoid(2x) - 1` was 1e-7 off near zero
+/// in absolute terms, which `mish(-1e30) = x tanh(softplus(x))` turned into
+/// 6e22 (found on AVX2, whose kernels share these approximations). NaN
+/// stays NaN.
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn tanh(x: __m512) -> __m512 {
-    let two = _mm512_set1_ps(2.0);
-    _mm512_fmsub_ps(two, sigmoid(_mm512_mul_ps(two, x)), _mm512_set1_ps(1.0))
+    let saturated = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(_mm512_abs_ps(x), _mm512_set1_ps(TANH_CLAMP));
+    let one = _mm512_castsi512_ps(_mm512_or_si512(
+        _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(i32::MIN)),
+        _mm512_castps_si512(_mm512_set1_ps(1.0)),
+    ));
+    let c = _mm512_min_ps(
+        _mm512_set1_ps(TANH_CLAMP),
+        _mm512_max_ps(_mm512_set1_ps(-TANH_CLAMP), x),
+    );
+    let x2 = _mm512_mul_ps(c, c);
+    let mut p = _mm512_set1_ps(TANH_P[0]);
+    for &k in &TANH_P[1..] {
+        p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(k));
+    }
+    let mut q = _mm512_set1_ps(TANH_Q[0]);
+    for &k in &TANH_Q[1..] {
+        q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(k));
+    }
+    _mm512_mask_blend_ps(saturated, _mm512_div_ps(_mm512_mul_ps(p, c), q), one)
 }
 
 /// `exp(x) - 1`, with `x (1 + x/2)` where `|x| < 1e-3` and the subtraction
@@ -238,7 +265,11 @@ fn erf(x: __m512) -> __m512 {
 fn sigmoid(x: __m512) -> __m512 {
     let one = _mm512_set1_ps(1.0);
     let e = exp(_mm512_sub_ps(_mm512_setzero_ps(), x));
-    _mm512_div_ps(one, _mm512_add_ps(one, e))
+    let s = _mm512_div_ps(one, _mm512_add_ps(one, e));
+    // Exactly 0 where `exp(-x)` overflows, as `1 / (1 + inf)`: so that
+    // `silu(-inf)` is `-inf * 0 = NaN`, as in the interpreter.
+    let kept = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(x, _mm512_set1_ps(-OVERFLOW));
+    _mm512_maskz_mov_ps(kept, s)
 }
 
 /// `exp(x)`: `x = n ln2 + r` with `|r| <= ln2 / 2` (ln2 split in two for
@@ -248,6 +279,7 @@ fn sigmoid(x: __m512) -> __m512 {
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn exp(x: __m512) -> __m512 {
+    let x_in = x;
     let x = _mm512_min_ps(
         _mm512_max_ps(x, _mm512_set1_ps(-87.0)),
         _mm512_set1_ps(88.0),
@@ -263,7 +295,11 @@ fn exp(x: __m512) -> __m512 {
     for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
         p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
     }
-    _mm512_scalef_ps(p, n)
+    // 0 below the clamp (the true value is at most subnormal there), so
+    // that `exp(-inf)` is 0 and products with it (`x * sigmoid(x)`,
+    // `x * tanh(softplus(x))`) vanish as in the interpreter.
+    let kept = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(x_in, _mm512_set1_ps(-87.0));
+    _mm512_maskz_mov_ps(kept, _mm512_scalef_ps(p, n))
 }
 
 /// Input columns `at[l * stride]` for the 16 lanes `l`, every one in a

@@ -75,6 +75,19 @@ impl Emit<'_> {
     /// `[-7.9, 7.9]`, beyond which `tanh` rounds to `±1`. Half the work of
     /// going through `exp`, which matters in recurrent gate maths.
     pub fn tanh(&mut self, ty: Type, x: Value) -> Value {
+        // Beyond the clamp, exactly ±1: the quotient gives 1 - 6e-8 there,
+        // which `gelu_tanh(-1e30) = x (1 + tanh(...)) / 2` would scale up.
+        let magnitude = self.b.ins().fabs(x);
+        let limit = self.f(ty, 7.905_311);
+        let saturated = self
+            .b
+            .ins()
+            .fcmp(FloatCC::GreaterThanOrEqual, magnitude, limit);
+        // `copysign(1, x)` by bits: Cranelift has no vector `fcopysign`.
+        let sign_bit = self.f(ty, -0.0);
+        let sign = self.b.ins().band(x, sign_bit);
+        let one = self.f(ty, 1.0);
+        let unit = self.b.ins().bor(sign, one);
         let x = self.clamp(ty, x, -7.905_311, 7.905_311);
         let x2 = self.b.ins().fmul(x, x);
         let horner = |e: &mut Self, coeffs: &[f32]| {
@@ -102,7 +115,8 @@ impl Emit<'_> {
             self,
             &[1.198_258_4e-6, 1.185_347_1e-4, 2.268_434_6e-3, 4.893_525e-3],
         );
-        self.b.ins().fdiv(p, q)
+        let t = self.b.ins().fdiv(p, q);
+        self.select(ty, saturated, unit, t)
     }
 
     /// `1 / (1 + exp(-x)) = (1 + tanh(x/2)) / 2`.
@@ -110,7 +124,13 @@ impl Emit<'_> {
         let half = self.f(ty, 0.5);
         let t = self.b.ins().fmul(x, half);
         let t = self.tanh(ty, t);
-        self.b.ins().fma(t, half, half)
+        let s = self.b.ins().fma(t, half, half);
+        // Exactly 0 where `exp(-x)` overflows, as `1 / (1 + inf)`: so that
+        // `silu(-inf)` is `-inf * 0 = NaN`, as in the interpreter.
+        let lo = self.f(ty, -88.72);
+        let under = self.b.ins().fcmp(FloatCC::LessThan, x, lo);
+        let zero = self.f(ty, 0.0);
+        self.select(ty, under, zero, s)
     }
 
     /// `x < lo ? lo : x`: the interpreter's lower clamp (a NaN stays NaN,
@@ -225,7 +245,19 @@ impl Emit<'_> {
                 let c = self.f(ty, std::f32::consts::FRAC_1_SQRT_2);
                 let u = self.b.ins().fmul(x, c);
                 let e = self.erf(ty, u);
-                self.half_x_one_plus(ty, x, e)
+                // `1 + erf(u)` is 0 where `erf` clamps (below -4 it is
+                // under 2e-8): `x (1 + erf)` then vanishes, as in the
+                // interpreter, instead of scaling a huge `x` by the
+                // approximation's residue.
+                let one = self.f(ty, 1.0);
+                let one_plus = self.b.ins().fadd(one, e);
+                let lo = self.f(ty, -4.0);
+                let clamped = self.b.ins().fcmp(FloatCC::LessThan, u, lo);
+                let zero = self.f(ty, 0.0);
+                let one_plus = self.select(ty, clamped, zero, one_plus);
+                let half = self.f(ty, 0.5);
+                let h = self.b.ins().fmul(x, half);
+                self.b.ins().fmul(h, one_plus)
             }
             Activation::Gelu { tanh: true } => {
                 let x2 = self.b.ins().fmul(x, x);
