@@ -8,6 +8,7 @@
 
 pub mod cell;
 pub mod compile;
+pub mod depthwise_blocked;
 pub mod depthwise_rows;
 pub mod direct_conv;
 pub mod gemm;

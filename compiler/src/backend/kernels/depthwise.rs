@@ -6,8 +6,11 @@
 //! columns, then run the epilogue while the row is in cache.
 
 use super::elementwise::span;
+use super::gemm::constant;
 use super::im2col::{interior, valid, vector_end};
 use super::{Consts, Kernel, Operands};
+#[cfg(target_arch = "x86_64")]
+use crate::backend::depthwise_blocked::{nnc_depthwise_blocked, DepthwiseBlocked, LANES};
 use crate::backend::depthwise_rows::{nnc_depthwise_rows, DepthwiseRows};
 use crate::backend::gemm::MicroKernel;
 use crate::backend::jit::F32X4;
@@ -18,6 +21,14 @@ use crate::backend::BackendError;
 use crate::ir::{Activation, Conv2dAttrs};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
+
+/// Output maps of at most this many pixels take the channel-blocked
+/// kernel (AVX2). On EfficientNet-B0 at one thread (AMD Zen 3) it took the
+/// 7x7 and 14x14 layers from 0.46 to 0.18 ms and 0.50 to 0.37, and a 56x56
+/// to 28x28 one from 0.55 to 0.35; the 56x56 and 112x112 outputs were
+/// 10-30% slower than the per-channel rows (their interleaved copies
+/// outgrow L1 and L2).
+const BLOCKED_MAX_PIXELS: usize = 28 * 28;
 
 /// Fills `len` floats at `ptr` with `value`.
 pub(super) fn fill(e: &mut Emit, ptr: Value, len: usize, value: Value) -> Result<(), BackendError> {
@@ -348,6 +359,68 @@ pub(super) fn load_bias(e: &mut Emit, bias: Option<Base>, c: Value) -> Value {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+/// A standalone depthwise conv eight channels at a time (AVX2, one input
+/// channel per output channel; see `depthwise_blocked.rs`): task `(n, b)`
+/// computes channel block `b` of sample `n` in one call.
+fn depthwise_blocked(
+    a: &Conv2dAttrs,
+    ops: Operands<'_>,
+    consts: &mut Consts,
+) -> Result<Kernel, BackendError> {
+    let x = &ops.inputs[0];
+    let out = &ops.out;
+    let channels = x.shape[1];
+    let ([h, w], [oh, ow]) = ([x.shape[2], x.shape[3]], [out.shape[2], out.shape[3]]);
+    let weights = constant(&ops, 1, "depthwise weight")?;
+    let bias = if a.bias {
+        Some(constant(&ops, 2, "depthwise bias")?)
+    } else {
+        None
+    };
+    let spec = DepthwiseBlocked::new(
+        [h, w],
+        [oh, ow],
+        a.kernel,
+        a.stride,
+        a.padding.begin,
+        a.dilation,
+        channels,
+        weights,
+        bias,
+        native_activation(a.epilogue.activation)?,
+    )
+    .ok_or_else(|| BackendError::Codegen("depthwise weights shorter than the conv".into()))?;
+    let blocks = spec.blocks();
+    let spec = consts.keep(spec);
+    let (src, dst) = (x.base, out.base);
+    let mut kernel = Kernel::jit(
+        out.shape[0] * blocks,
+        Box::new(move |e: &mut Emit| {
+            e.for_tasks(|e, t| {
+                let b = e.rem_imm(t, blocks);
+                let n = e.div_imm(t, blocks);
+                // Channel `b * LANES` of sample `n`.
+                let c0 = e.mul_imm(b, LANES);
+                let plane = e.mul_imm(n, channels);
+                let plane = e.add(plane, c0);
+                let in_plane = e.mul_imm(plane, h * w);
+                let out_plane = e.mul_imm(plane, oh * ow);
+                let src = e.addr(src, in_plane);
+                let dst = e.addr(dst, out_plane);
+                let spec = e.i(spec);
+                e.call_native(
+                    nnc_depthwise_blocked as *const () as usize,
+                    &[spec, src, dst, b],
+                );
+                Ok(())
+            })
+        }),
+    );
+    kernel.micro_kernel = Some("avx2 depthwise, 8 channels".into());
+    Ok(kernel)
+}
+
 /// A standalone depthwise conv on the native rows: task `(n, oc)` computes
 /// every row of output channel `oc` of sample `n` in one call.
 fn depthwise_native(
@@ -418,6 +491,14 @@ pub fn depthwise(
     ops: Operands<'_>,
     consts: &mut Consts,
 ) -> Result<Kernel, BackendError> {
+    #[cfg(target_arch = "x86_64")]
+    if DepthwiseBlocked::available(ops.kernel)
+        && !a.epilogue.residual
+        && ops.out.shape[1] == ops.inputs[0].shape[1]
+        && ops.out.shape[2] * ops.out.shape[3] <= BLOCKED_MAX_PIXELS
+    {
+        return depthwise_blocked(a, ops, consts);
+    }
     if has_vector_rows(ops.kernel) && !a.epilogue.residual {
         return depthwise_native(a, ops, consts);
     }
