@@ -655,6 +655,28 @@ fn activations_at_the_edges_match_the_interpreter() {
     }
 }
 
+/// `exp` up to the largest finite result: between 88 and ln(f32::MAX) it
+/// gave e^88 (its argument was clamped at 88 so that 2^n stayed a normal
+/// float); now 2^n is two factors. Found by `graph_diff` (`exp(exp(x))`).
+#[test]
+fn compiled_exp_reaches_the_largest_float() {
+    let graph = load_text(
+        "exp_top.nn",
+        "model exp_top {\n    input x: f32[1, 1, 1, 12]\n    \
+         y = exp(x)\n    \
+         output y\n}\n",
+    );
+    let weights = seeded_weights(&graph, SEED).expect("weights");
+    let values = vec![
+        88.0, 88.03, 88.5, 88.7, 88.722, 88.73, 100.0, -87.2, -100.0, 0.0, 1.0, -1.0,
+    ];
+    let x = Tensor::new(vec![1, 1, 1, 12], values).expect("tensor");
+    let reference = run(&graph, &weights, std::slice::from_ref(&x)).expect("interpreter");
+    assert!(reference[0].data()[4].is_finite() && reference[0].data()[4] > 3.3e38);
+    let out = run_on_one_thread(graph, weights, x);
+    compare_keeping_nan(&reference, &out);
+}
+
 /// A NaN reaching a `celu` fused into a GEMM's epilogue stays NaN, as in
 /// the interpreter: the native epilogue's `max(x, 0) + min(neg, 0)` took
 /// the zeros. Found by `graph_diff` (a NaN from `sqrt` of a negative input

@@ -7,6 +7,10 @@ use crate::ir::{Activation, BinaryOp, UnaryFunction, SELU_ALPHA, SELU_SCALE};
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Type, Value};
 
+/// The largest `x` whose `exp` is finite in f32 (`ln(f32::MAX)` = 88.7228391,
+/// rounded down).
+const EXP_MAX: f32 = 88.722_83;
+
 impl Emit<'_> {
     /// `c ? a : b` lane-wise, where `c` is the result of an `fcmp` on
     /// values of type `ty`.
@@ -19,16 +23,17 @@ impl Emit<'_> {
         }
     }
 
-    /// `exp(x)` to about 1 ulp for `x` in [-87, 88] (Cephes' `expf`): `x =
-    /// n*ln2 + r` with `|r| <= ln2/2`, a degree-6 polynomial for `e^r`, and
-    /// `2^n` built in the exponent bits.
+    /// `exp(x)` to about 1 ulp for `x` in [-87, ln(f32::MAX)] (Cephes'
+    /// `expf`): `x = n*ln2 + r` with `|r| <= ln2/2`, a degree-6 polynomial
+    /// for `e^r`, and `2^n` built in the exponent bits of two factors
+    /// (`n` reaches 128 near the top, one past the largest exponent).
     pub fn exp(&mut self, ty: Type, x: Value) -> Value {
         let int_ty = if ty == types::F32 {
             types::I32
         } else {
             types::I32X4
         };
-        let x = self.clamp(ty, x, -87.0, 88.0);
+        let x = self.clamp(ty, x, -87.0, EXP_MAX);
         let log2e = self.f(ty, std::f32::consts::LOG2_E);
         let t = self.b.ins().fmul(x, log2e);
         let n = self.b.ins().nearest(t);
@@ -64,10 +69,18 @@ impl Emit<'_> {
             let s = self.b.ins().iconst(types::I32, 127);
             self.b.ins().splat(int_ty, s)
         };
-        let e = self.b.ins().iadd(n, bias);
-        let e = self.b.ins().ishl_imm_s(e, 23);
-        let scale = self.b.ins().bitcast(ty, MemFlagsData::new(), e);
-        self.b.ins().fmul(p, scale)
+        // 2^n = 2^(n/2) 2^(n - n/2), each factor a normal float for n in
+        // [-126, 128].
+        let half = self.b.ins().sshr_imm(n, 1);
+        let rest = self.b.ins().isub(n, half);
+        let mut e = p;
+        for k in [half, rest] {
+            let k = self.b.ins().iadd(k, bias);
+            let k = self.b.ins().ishl_imm_s(k, 23);
+            let scale = self.b.ins().bitcast(ty, MemFlagsData::new(), k);
+            e = self.b.ins().fmul(e, scale);
+        }
+        e
     }
 
     /// `tanh(x)` as a rational function (Eigen's float approximation, a few
@@ -531,7 +544,7 @@ impl Emit<'_> {
         // is within the tolerance of any use nnc has.
         let zero = self.f(ty, 0.0);
         let e = self.select(ty, below, zero, e);
-        let hi = self.f(ty, 88.72);
+        let hi = self.f(ty, EXP_MAX);
         let above = self.b.ins().fcmp(FloatCC::GreaterThan, x, hi);
         let inf = self.f(ty, f32::INFINITY);
         self.select(ty, above, inf, e)
