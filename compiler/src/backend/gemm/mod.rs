@@ -751,6 +751,8 @@ unsafe fn run_tiles(kernel: MicroKernel, t: &Tile, panels: usize, b_step: usize)
         match kernel {
             #[cfg(target_arch = "x86_64")]
             MicroKernel::Avx512 if t.cols == avx512::NR => avx512::tiles::<2>(t, panels, b_step),
+            #[cfg(target_arch = "x86_64")]
+            MicroKernel::Avx2Fma if t.cols == avx2::NR => avx2::tiles(t, panels, b_step),
             _ => {
                 let mut t = *t;
                 let nr = t.cols;

@@ -71,7 +71,7 @@ impl Emit<'_> {
         };
         // 2^n = 2^(n/2) 2^(n - n/2), each factor a normal float for n in
         // [-126, 128].
-        let half = self.b.ins().sshr_imm(n, 1);
+        let half = self.b.ins().sshr_imm_s(n, 1);
         let rest = self.b.ins().isub(n, half);
         let mut e = p;
         for k in [half, rest] {
