@@ -655,6 +655,26 @@ fn activations_at_the_edges_match_the_interpreter() {
     }
 }
 
+/// `pad` of a rank-0 value (no pads) copies it: the kernel took the last
+/// dim of a shape that has none and overflowed while compiling. Found by
+/// `graph_diff`.
+#[test]
+fn compiled_pad_of_a_scalar_is_the_scalar() {
+    let graph = load_text(
+        "pad_scalar.nn",
+        "model pad_scalar {\n    input x: f32[4]\n    \
+         s = select(x, dim=-1, index=2)\n    \
+         y = pad(s, pads=[], mode=\"constant\", value=0.5)\n    \
+         output y\n}\n",
+    );
+    let weights = seeded_weights(&graph, SEED).expect("weights");
+    let x = Tensor::new(vec![4], vec![1.0, 2.0, 3.0, 4.0]).expect("tensor");
+    let reference = run(&graph, &weights, std::slice::from_ref(&x)).expect("interpreter");
+    assert_eq!(reference[0].data(), &[3.0]);
+    let out = run_on_one_thread(graph, weights, x);
+    assert_eq!(out[0].data(), &[3.0]);
+}
+
 /// `exp` up to the largest finite result: between 88 and ln(f32::MAX) it
 /// gave e^88 (its argument was clamped at 88 so that 2^n stayed a normal
 /// float); now 2^n is two factors. Found by `graph_diff` (`exp(exp(x))`).

@@ -210,6 +210,12 @@ pub fn pad(a: &PadAttrs, ops: Operands<'_>) -> Kernel {
                 let from = e.addr(src, start);
                 let at = e.mul_imm(r, row);
                 let to = e.addr(dst, at);
+                if rank == 0 {
+                    // A scalar has nothing to pad: the value itself.
+                    let v = e.load(types::F32, from, 0);
+                    e.store(v, to, 0);
+                    return Ok(());
+                }
                 e.for_n(0, row, 1, |e, j| {
                     let (i, inside) = map(e, j, rank - 1);
                     let p = e.addr_of(from, i);
