@@ -366,23 +366,25 @@ fn gru_matches_the_interpreter() {
 
 /// A layer whose `W_hh` reaches 128 KiB runs each step in two parts, one
 /// per thread (on a machine with two cores or more), which wait for each
-/// other between steps (a first step
-/// clears their shared state): every cell, forward and reverse, hidden
-/// sizes off the block width, several chunks of input projections with a
-/// partial last one. `check` also runs the two parts on a pool of one
-/// thread, where the first task does every part.
+/// other between steps (a first step clears their shared state and sets
+/// the initial states): every cell, forward and reverse, with and without
+/// initial states, hidden sizes off the block width, several chunks of
+/// input projections with a partial last one. `check` also runs the two
+/// parts on a pool of one thread, where the first task does every part.
 #[test]
 fn steps_split_across_threads_match_the_interpreter() {
+    // (op, hidden, direction, bias, initial states)
     let cases = [
-        ("lstm", 264, "forward", true),
-        ("lstm", 256, "reverse", false),
-        ("gru", 300, "forward", true),
-        ("gru", 296, "reverse", true),
-        ("rnn", 520, "forward", true),
+        ("lstm", 264, "forward", true, false),
+        ("lstm", 256, "reverse", false, true),
+        ("gru", 300, "forward", true, true),
+        ("gru", 296, "reverse", true, false),
+        ("rnn", 520, "forward", true, true),
     ];
-    for (op, hidden, direction, bias) in cases {
+    for (op, hidden, direction, bias, states) in cases {
         let case = Case {
             direction,
+            states,
             ..Case::forward(op, (19, 1, 40, hidden, 1, bias, false))
         };
         let report = case.check();

@@ -16,8 +16,8 @@
 //! layer's output), computes the input projections a chunk of steps ahead
 //! into the projection region (their FMAs hide behind the recurrent
 //! product's wait on `W_hh`), and then the product and the gate maths.
-//! On several threads, such a layer (one layer and direction, from zero
-//! states, returning the sequence) instead runs each step in one part per
+//! On several threads, such a layer (one layer and direction, returning
+//! the sequence) instead runs each step in one part per
 //! thread, each part a share of the hidden units (and of `W_hh`'s rows),
 //! the parts of a step waiting for the whole step before it
 //! ([`Dims::row_parts`], `PackedCell::run_part`).
@@ -96,7 +96,7 @@ use nnc_runtime::Phases;
 
 mod time_loop;
 
-use time_loop::{copy, gather_input, regroup, run_unit, zero, Direction};
+use time_loop::{copy, gather_input, load_state, regroup, run_unit, zero, Direction};
 
 /// `W_hh` bytes from which a layer's steps are split across threads (see
 /// [`Dims::row_parts`]). At 2 threads on an AMD EPYC (Zen 3), an LSTM with
@@ -375,7 +375,7 @@ pub fn build_cell(
             cell,
             parts,
             x_base,
-            out,
+            &io,
             kernel_name,
         ));
     }
@@ -444,18 +444,20 @@ pub fn build_cell(
 
 /// The kernel of a layer whose steps are split across `parts` tasks by
 /// hidden units ([`Dims::row_parts`], [`nnc_cell_part`]): a first step
-/// clears the phases' state and the states (`h_{-1}` for `gru`, `c` for
-/// `lstm`), then each task runs its part of every step.
+/// clears the phases' state and sets the states (`h_{-1}` and, for
+/// `lstm`, `c`: the initial states or zeros), then each task runs its
+/// part of every step.
 fn split_steps(
     d: &Dims,
     r: &Regions,
     cell: usize,
     parts: usize,
     x: Base,
-    out: Base,
+    io: &Io,
     kernel_name: &str,
 ) -> Kernel {
     let (d, r, sync) = (*d, *r, r.end);
+    let (out, h0, c0) = (io.out, io.h0, io.c0);
     let mut kernel = Kernel::jit(
         parts,
         Box::new(move |e: &mut Emit| {
@@ -484,9 +486,15 @@ fn split_steps(
         Box::new(move |e: &mut Emit| {
             e.for_tasks(|e, _| {
                 zero(e, sync, Phases::words(parts))?;
-                zero(e, r.h, d.hidden)?;
+                match h0 {
+                    Some(h0) => load_state(e, &d, h0, 0, r.h)?,
+                    None => zero(e, r.h, d.hidden)?,
+                }
                 if d.cell == Cell::Lstm {
-                    zero(e, r.c, d.hidden)?;
+                    match c0 {
+                        Some(c0) => load_state(e, &d, c0, 0, r.c)?,
+                        None => zero(e, r.c, d.hidden)?,
+                    }
                 }
                 Ok(())
             })
@@ -614,9 +622,9 @@ impl Dims {
     /// direction of one sample whose `W_hh` is large enough that a step's
     /// product outweighs the tasks waiting for each other at its end (a
     /// microsecond or two), else 1. Each core then streams its share of
-    /// `W_hh`, from its own L2 where the share fits. The layer starts from
-    /// zero states and returns the sequence (what exported language
-    /// models do; the other cases are not split yet).
+    /// `W_hh`, from its own L2 where the share fits. The layer returns the
+    /// sequence (what exported language models do; final-state outputs
+    /// are not split yet).
     fn row_parts(&self, threads: usize) -> usize {
         let recurrent_bytes = 4 * self.rows() * self.hidden;
         if threads > 1
@@ -624,7 +632,6 @@ impl Dims {
             && self.dirs == 1
             && self.layers == 1
             && !self.masked
-            && !self.initial_state
             && self.output == RecurrentOutput::Sequence
             && recurrent_bytes >= SPLIT_RECURRENT_BYTES
         {

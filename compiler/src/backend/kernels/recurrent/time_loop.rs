@@ -446,7 +446,7 @@ fn scatter_output(
 
 /// Copies slot `unit` of a state tensor `[layers * D, batch, hidden]` at
 /// `states` into the state block `[hidden, batch]` at `to`.
-fn load_state(
+pub(super) fn load_state(
     e: &mut Emit,
     d: &Dims,
     states: Base,
