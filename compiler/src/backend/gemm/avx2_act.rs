@@ -15,6 +15,7 @@ use std::arch::x86_64::*;
 
 use super::Activation;
 use crate::backend::cell::{TANH_CLAMP, TANH_P, TANH_Q};
+use crate::backend::jit::math::EXPM1_TAYLOR;
 
 /// The activation in the form the vector code applies it: the activation
 /// and its parameters splatted once per kernel call.
@@ -265,14 +266,15 @@ fn tanh(x: __m256) -> __m256 {
 #[inline]
 fn exp_m1(x: __m256) -> __m256 {
     let em1 = _mm256_sub_ps(exp(x), _mm256_set1_ps(1.0));
-    // `x (1 + x/2)` rather than `x + x^2/2`: a product keeps `-0`, as
-    // `expm1` does (the JIT's `exp_m1` is the same).
-    let small = _mm256_mul_ps(
-        x,
-        _mm256_fmadd_ps(x, _mm256_set1_ps(0.5), _mm256_set1_ps(1.0)),
-    );
-    let tiny = _mm256_cmp_ps::<_CMP_LT_OQ>(abs(x), _mm256_set1_ps(1e-3));
-    let em1 = _mm256_blendv_ps(em1, small, tiny);
+    // The Taylor series near 0, where the subtraction cancels digits (as
+    // the JIT's `exp_m1`); a product keeps `-0`, as `expm1` does.
+    let mut factor = _mm256_set1_ps(EXPM1_TAYLOR[0]);
+    for &c in &EXPM1_TAYLOR[1..] {
+        factor = _mm256_fmadd_ps(factor, x, _mm256_set1_ps(c));
+    }
+    let small = _mm256_mul_ps(x, factor);
+    let near_zero = _mm256_cmp_ps::<_CMP_LT_OQ>(abs(x), _mm256_set1_ps(0.5));
+    let em1 = _mm256_blendv_ps(em1, small, near_zero);
     // `exp` clamps at 88; `expm1` overflows to infinity past ln(MAX)
     // (`celu` with a negative alpha reaches it).
     let over = _mm256_cmp_ps::<_CMP_GT_OQ>(x, _mm256_set1_ps(OVERFLOW));

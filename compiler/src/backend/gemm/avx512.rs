@@ -12,6 +12,7 @@ use std::arch::x86_64::*;
 use super::epilogue::{store_scalar, Tile};
 use super::Activation;
 use crate::backend::cell::{TANH_CLAMP, TANH_P, TANH_Q};
+use crate::backend::jit::math::EXPM1_TAYLOR;
 
 /// Rows of A per panel (and per register tile).
 pub(crate) const MR: usize = 14;
@@ -167,14 +168,15 @@ fn tanh(x: __m512) -> __m512 {
 #[inline]
 fn exp_m1(x: __m512) -> __m512 {
     let em1 = _mm512_sub_ps(exp(x), _mm512_set1_ps(1.0));
-    // `x (1 + x/2)` rather than `x + x^2/2`: a product keeps `-0`, as
-    // `expm1` does (the JIT's `exp_m1` is the same).
-    let small = _mm512_mul_ps(
-        x,
-        _mm512_fmadd_ps(x, _mm512_set1_ps(0.5), _mm512_set1_ps(1.0)),
-    );
-    let tiny = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(_mm512_abs_ps(x), _mm512_set1_ps(1e-3));
-    let em1 = _mm512_mask_blend_ps(tiny, em1, small);
+    // The Taylor series near 0, where the subtraction cancels digits (as
+    // the JIT's `exp_m1`); a product keeps `-0`, as `expm1` does.
+    let mut factor = _mm512_set1_ps(EXPM1_TAYLOR[0]);
+    for &c in &EXPM1_TAYLOR[1..] {
+        factor = _mm512_fmadd_ps(factor, x, _mm512_set1_ps(c));
+    }
+    let small = _mm512_mul_ps(x, factor);
+    let near_zero = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(_mm512_abs_ps(x), _mm512_set1_ps(0.5));
+    let em1 = _mm512_mask_blend_ps(near_zero, em1, small);
     // `exp` clamps at 88; `expm1` overflows to infinity past ln(MAX)
     // (`celu` with a negative alpha reaches it).
     let over = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, _mm512_set1_ps(OVERFLOW));

@@ -8,7 +8,7 @@
 //! offsets are immediates, and constants (weights) are absolute addresses
 //! of data the compiled model keeps alive.
 
-mod math;
+pub(crate) mod math;
 
 use super::BackendError;
 use cranelift_codegen::control::ControlPlane;
