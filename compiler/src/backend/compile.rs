@@ -184,14 +184,14 @@ pub fn compile(
         let node = graph.node(step.node);
         let (before, then) = (kernel.before, kernel.then);
         if let Some(before) = before {
-            // Its own step, before the op's: it only clears scratch.
+            // Its own step, before the op's: it prepares the op's scratch.
             bodies.push((before.body, before.optimize));
             tasks.push(before.tasks);
             layers.push(LayerReport {
                 name: format!("{}.init", node.name),
                 loc: node.loc,
                 op: node.op.name(),
-                algorithm: "clears the op's scratch".into(),
+                algorithm: "prepares the op's scratch".into(),
                 epilogue: String::new(),
                 micro_kernel: String::new(),
                 flops: 0,

@@ -401,11 +401,6 @@ impl PackedCell {
         self.hidden.div_ceil(self.width)
     }
 
-    /// Bytes of `W_hh` as packed: what each step streams.
-    pub fn recurrent_bytes(&self) -> usize {
-        4 * self.weights.len()
-    }
-
     /// Panels of `W_ih`.
     fn panels(&self) -> usize {
         (self.cell.gates() * self.hidden).div_ceil(self.lanes)
