@@ -5,9 +5,11 @@
 //! a tile and applied a transcendental activation one float at a time
 //! with libm: EfficientNet-B0's expansion convs (SiLU) ran at 3 GFLOP/s.
 //!
-//! Unlike the AVX-512 versions, the clamps put `x` second in `max` and
+//! As in the AVX-512 versions, the clamps put `x` second in `max` and
 //! `min` (which return their second operand when one is NaN), so a NaN
-//! input gives NaN, as the interpreter does.
+//! input gives NaN, as the interpreter does; `tests/tests/jit.rs`
+//! (`activations_at_the_edges_match_the_interpreter`) checks both kinds
+//! at infinities, NaN and the ends of `exp`'s range.
 
 #![cfg(target_arch = "x86_64")]
 
@@ -260,8 +262,8 @@ fn tanh(x: __m256) -> __m256 {
     _mm256_blendv_ps(_mm256_div_ps(_mm256_mul_ps(p, x), q), one, saturated)
 }
 
-/// `exp(x) - 1`, with `x (1 + x/2)` where `|x| < 1e-3` and the subtraction
-/// would cancel.
+/// `exp(x) - 1`, by its Taylor series where `|x| < 1/2` and the
+/// subtraction would cancel digits.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 fn exp_m1(x: __m256) -> __m256 {

@@ -122,7 +122,9 @@ pub(crate) fn apply_act(act: &VecAct, x: __m512) -> __m512 {
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn unit_clamp(x: __m512) -> __m512 {
-    _mm512_min_ps(_mm512_max_ps(x, _mm512_setzero_ps()), _mm512_set1_ps(1.0))
+    // `x` second in `max` and `min`, which return their second operand
+    // when one is NaN: a NaN stays NaN, as in the interpreter.
+    _mm512_min_ps(_mm512_set1_ps(1.0), _mm512_max_ps(_mm512_setzero_ps(), x))
 }
 
 /// `x/2 * (1 + t)`, GELU's last step.
@@ -162,8 +164,8 @@ fn tanh(x: __m512) -> __m512 {
     _mm512_mask_blend_ps(saturated, _mm512_div_ps(_mm512_mul_ps(p, c), q), one)
 }
 
-/// `exp(x) - 1`, with `x (1 + x/2)` where `|x| < 1e-3` and the subtraction
-/// would cancel.
+/// `exp(x) - 1`, by its Taylor series where `|x| < 1/2` and the
+/// subtraction would cancel digits.
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn exp_m1(x: __m512) -> __m512 {
@@ -191,7 +193,7 @@ const OVERFLOW: f32 = 88.72;
 #[inline]
 fn softplus(x: __m512) -> __m512 {
     let u = exp(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(x)));
-    _mm512_add_ps(_mm512_max_ps(x, _mm512_setzero_ps()), log1p_unit(u))
+    _mm512_add_ps(_mm512_max_ps(_mm512_setzero_ps(), x), log1p_unit(u))
 }
 
 /// `ln(1 + u)` for `u` in `[0, 1]`: Cephes' `logf` polynomial on `w = 1 +
@@ -236,7 +238,7 @@ fn log1p_unit(u: __m512) -> __m512 {
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn erf(x: __m512) -> __m512 {
-    let x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-4.0)), _mm512_set1_ps(4.0));
+    let x = _mm512_min_ps(_mm512_set1_ps(4.0), _mm512_max_ps(_mm512_set1_ps(-4.0), x));
     let x2 = _mm512_mul_ps(x, x);
     let mut p = _mm512_set1_ps(-2.726_142_3e-10);
     for c in [
@@ -277,14 +279,16 @@ fn sigmoid(x: __m512) -> __m512 {
 /// `exp(x)`: `x = n ln2 + r` with `|r| <= ln2 / 2` (ln2 split in two for
 /// an exact reduction), a degree-6 Taylor polynomial for `exp(r)` (error
 /// below 2e-7 relative on that interval), scaled by `2^n` with `scalef`.
-/// Inputs are clamped to where the result is finite and non-zero.
+/// Inputs are clamped to where the result is finite and non-zero; below
+/// the clamp the result is 0, and NaN stays NaN.
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn exp(x: __m512) -> __m512 {
     let x_in = x;
+    // `x` second in `max` and `min`: a NaN stays NaN.
     let x = _mm512_min_ps(
-        _mm512_max_ps(x, _mm512_set1_ps(-87.0)),
         _mm512_set1_ps(88.0),
+        _mm512_max_ps(_mm512_set1_ps(-87.0), x),
     );
     let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
         _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
