@@ -8,7 +8,8 @@
 
 use std::arch::x86_64::*;
 
-use super::{Cell, Step, CHUNK, TANH_CLAMP, TANH_P, TANH_Q};
+use super::{Cell, Step, CHUNK};
+use crate::backend::gemm::avx2_act::tanh_quotient;
 
 /// The step.
 ///
@@ -33,23 +34,11 @@ pub(super) unsafe fn step(s: &Step) {
     }
 }
 
-/// The rational `tanh` of `jit/math.rs`; NaN stays NaN (`max` and `min`
-/// return their second operand when one is NaN).
+/// The rational `tanh` of `jit/math.rs` (see `avx2_act::tanh_quotient`).
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 fn tanh(x: __m256) -> __m256 {
-    let x = _mm256_max_ps(_mm256_set1_ps(-TANH_CLAMP), x);
-    let x = _mm256_min_ps(_mm256_set1_ps(TANH_CLAMP), x);
-    let x2 = _mm256_mul_ps(x, x);
-    let mut p = _mm256_set1_ps(TANH_P[0]);
-    for &c in &TANH_P[1..] {
-        p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(c));
-    }
-    let mut q = _mm256_set1_ps(TANH_Q[0]);
-    for &c in &TANH_Q[1..] {
-        q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(c));
-    }
-    _mm256_div_ps(_mm256_mul_ps(p, x), q)
+    tanh_quotient(x)
 }
 
 /// `(1 + tanh(x / 2)) / 2`.

@@ -237,17 +237,27 @@ fn half_x_one_plus(x: __m256, t: __m256) -> __m256 {
 }
 
 /// The rational `tanh` of `jit/math.rs` and the cell steps (within 4 ulp,
-/// exactly ±1 at the clamp). `2 sigmoid(2x) - 1` was 1e-7 off near zero
-/// in absolute terms, which `mish(-1e30) = x tanh(softplus(x))` turned
-/// into 6e22. NaN stays NaN.
+/// exactly ±1 beyond the clamp). `2 sigmoid(2x) - 1` was 1e-7 off near
+/// zero in absolute terms, which `mish(-1e30) = x tanh(softplus(x))`
+/// turned into 6e22. NaN stays NaN.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 fn tanh(x: __m256) -> __m256 {
-    // Beyond the clamp, exactly ±1 (the polynomial gives 1 - 6e-8 there,
+    // Beyond the clamp, exactly ±1 (the quotient gives 1 - 6e-8 there,
     // which `gelu_tanh(-1e30) = x (1 + tanh(...)) / 2` would scale up).
     let sign = _mm256_and_ps(x, _mm256_set1_ps(-0.0));
     let saturated = _mm256_cmp_ps::<_CMP_GE_OQ>(abs(x), _mm256_set1_ps(TANH_CLAMP));
     let one = _mm256_or_ps(sign, _mm256_set1_ps(1.0));
+    _mm256_blendv_ps(tanh_quotient(x), one, saturated)
+}
+
+/// `x P(x^2) / Q(x^2)` on `x` clamped to `±TANH_CLAMP`: the rational
+/// `tanh` without the exact saturation (the recurrent cells' gates, where
+/// `1 - 6e-8` is as good as 1). NaN stays NaN (`max` and `min` return
+/// their second operand when one is NaN).
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(crate) fn tanh_quotient(x: __m256) -> __m256 {
     let x = _mm256_max_ps(_mm256_set1_ps(-TANH_CLAMP), x);
     let x = _mm256_min_ps(_mm256_set1_ps(TANH_CLAMP), x);
     let x2 = _mm256_mul_ps(x, x);
@@ -259,7 +269,7 @@ fn tanh(x: __m256) -> __m256 {
     for &c in &TANH_Q[1..] {
         q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(c));
     }
-    _mm256_blendv_ps(_mm256_div_ps(_mm256_mul_ps(p, x), q), one, saturated)
+    _mm256_div_ps(_mm256_mul_ps(p, x), q)
 }
 
 /// `exp(x) - 1`, by its Taylor series where `|x| < 1/2` and the
