@@ -359,10 +359,10 @@ pub(super) fn load_bias(e: &mut Emit, bias: Option<Base>, c: Value) -> Value {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
 /// A standalone depthwise conv eight channels at a time (AVX2, one input
 /// channel per output channel; see `depthwise_blocked.rs`): task `(n, b)`
 /// computes channel block `b` of sample `n` in one call.
+#[cfg(target_arch = "x86_64")]
 fn depthwise_blocked(
     a: &Conv2dAttrs,
     ops: Operands<'_>,
