@@ -78,6 +78,11 @@ enum Command {
         model: PathBuf,
         #[command(flatten)]
         weights: WeightArgs,
+        /// Threads the kernels are split for, as `run` would use them (0:
+        /// one per core); some layers change algorithm with it (a recurrent
+        /// layer's steps are split across threads).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
         #[command(flatten)]
         lints: cli::lint::LintArgs,
     },
@@ -419,13 +424,14 @@ fn execute(cli: Cli) -> Result<()> {
         Command::Compile {
             model,
             weights,
+            threads,
             lints,
         } => {
             let start = std::time::Instant::now();
             let (m, w) = weights.model(&model)?;
             cli::lint::report(&m, &lints)?;
             let loaded = start.elapsed();
-            let compiled = compile(&m, w, 0, weights.memory.limit())?;
+            let compiled = compile(&m, w, threads, weights.memory.limit())?;
             let total = start.elapsed();
             println!("compiled `{}`", m.graph.name);
             print!("{}", cli::compile::render(&compiled));

@@ -284,6 +284,24 @@ fn import_lists_every_unsupported_node() {
     );
 }
 
+/// `compile --threads` compiles for that many threads: the LSTM's steps
+/// are split across two (its `.init` step clears their shared state) and
+/// not at one. With one core the steps are never split.
+#[test]
+fn compile_reports_the_layers_for_the_threads_asked() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for (threads, split) in [("1", false), ("2", cores > 1)] {
+        let o = nnc(&["compile", "models/lstm_seq.nn", "--threads", threads]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let out = stdout(&o);
+        assert_eq!(
+            out.contains("lstm.init"),
+            split,
+            "--threads {threads}:\n{out}"
+        );
+    }
+}
+
 #[test]
 fn compile_bench_and_profile_report_the_compiled_model() {
     let o = nnc(&["compile", "models/lenet5.nn"]);
