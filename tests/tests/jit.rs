@@ -655,6 +655,39 @@ fn activations_at_the_edges_match_the_interpreter() {
     }
 }
 
+/// A norm of values whose squares overflow f32 (beyond about 1.8e19 from
+/// the mean) normalises them as the interpreter does (it sums in f64):
+/// the compiled sum of squares was infinite, every output 0. Found by
+/// `graph_diff` (`local_response_norm` with `k=0, beta=6` before a
+/// `group_norm`). Rows of ordinary values beside them keep the usual path.
+#[test]
+fn compiled_norms_of_huge_values_match_the_interpreter() {
+    let graph = load_text(
+        "norm_huge.nn",
+        "model norm_huge {\n    input x: f32[2, 4, 2, 2]\n    \
+         g = group_norm(x, groups=2, affine=false)\n    \
+         l = layer_norm(x, affine=false)\n    \
+         i = instance_norm(x)\n    \
+         output g, l, i\n}\n",
+    );
+    let weights = seeded_weights(&graph, SEED).expect("weights");
+    let mut values: Vec<f32> = (0..32).map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.3).collect();
+    for (i, v) in values.iter_mut().take(16).enumerate() {
+        *v = ((i * 5 % 7) as f32 - 3.0) * 4e20;
+    }
+    let x = Tensor::new(vec![2, 4, 2, 2], values).expect("tensor");
+    let reference = run(&graph, &weights, std::slice::from_ref(&x)).expect("interpreter");
+    let out = run_on_one_thread(graph, weights, x);
+    for (r, o) in reference.iter().zip(&out) {
+        for (i, (a, b)) in r.data().iter().zip(o.data()).enumerate() {
+            assert!(
+                a.is_finite() && (a - b).abs() <= 1e-4 * a.abs().max(1.0),
+                "element {i}: {b} against {a}"
+            );
+        }
+    }
+}
+
 /// `expm1` near 0 to a few ulp: `x - celu(x, alpha=6)` is about `-x^2/12`
 /// for small `x`, all cancellation, and the compiled `exp(x) - 1` (5e-5
 /// off at 0.002) made its reciprocal 0.5% wrong. Found by `graph_diff`.

@@ -210,6 +210,38 @@ pub fn build(op: &Op, ops: Operands<'_>, consts: &mut Consts) -> Result<Kernel, 
                 let std = e.b.ins().sqrt(var);
                 let one = e.f(types::F32, 1.0);
                 let inv_std = e.b.ins().fdiv(one, std);
+                let inv_std_var = e.b.declare_var(types::F32);
+                e.b.def_var(inv_std_var, inv_std);
+                // Values beyond about 1.8e19 from the mean overflow their
+                // squares (the interpreter sums in f64): then, and only
+                // then, sum the squares of the centred values over the
+                // largest one and scale back after the square root.
+                let inf = e.f(types::F32, f32::INFINITY);
+                let overflowed = e.b.ins().fcmp(FloatCC::Equal, sq, inf);
+                e.if_then(overflowed, |e| {
+                    let big = reduce(e, from, len, 0.0, false, &|e, ty, x| {
+                        let d = centred(e, ty, x, rough, offset);
+                        e.b.ins().fabs(d)
+                    })?;
+                    let one = e.f(types::F32, 1.0);
+                    let scale = e.b.ins().fdiv(one, big);
+                    let sq = reduce(e, from, len, 0.0, true, &|e, ty, x| {
+                        let d = centred(e, ty, x, rough, offset);
+                        let s = splat_to(e, ty, scale);
+                        let d = e.b.ins().fmul(d, s);
+                        e.b.ins().fmul(d, d)
+                    })?;
+                    let var = e.b.ins().fmul(sq, inv_len);
+                    let eps = e.b.ins().fmul(eps, scale);
+                    let eps = e.b.ins().fmul(eps, scale);
+                    let var = e.b.ins().fadd(var, eps);
+                    let std = e.b.ins().sqrt(var);
+                    let std = e.b.ins().fmul(std, big);
+                    let inv_std = e.b.ins().fdiv(one, std);
+                    e.b.def_var(inv_std_var, inv_std);
+                    Ok(())
+                })?;
+                let inv_std = e.b.use_var(inv_std_var);
                 for blk in 0..blocks {
                     // Per-channel affine parameters, loaded once per block.
                     let channel = match affine {
