@@ -714,6 +714,27 @@ fn compiled_expm1_is_accurate_near_zero() {
     }
 }
 
+/// A classic `dropout` of a rank-0 value scales it by a scalar weight:
+/// `simplify` made its `1 - p` a `[1]` tensor, so the `mul` it became
+/// broadcast to `[1]` against the node's `[]` and the verifier refused
+/// the graph. Found by `graph_diff`.
+#[test]
+fn compiled_classic_dropout_of_a_scalar_is_a_scalar() {
+    let graph = load_text(
+        "dropout_scalar.nn",
+        "model dropout_scalar {\n    input x: f32[3, 5, 5]\n    \
+         m = mean(x, keepdim=false)\n    \
+         y = dropout(m, p=0.25, mode=\"classic\")\n    \
+         output y\n}\n",
+    );
+    let weights = seeded_weights(&graph, SEED).expect("weights");
+    let x = random_input(&[3, 5, 5], SEED).expect("input");
+    let reference = run(&graph, &weights, std::slice::from_ref(&x)).expect("interpreter");
+    let out = run_on_one_thread(graph, weights, x);
+    assert_eq!(out[0].shape(), reference[0].shape());
+    compare_keeping_nan(&reference, &out);
+}
+
 /// `pad` of a rank-0 value (no pads) copies it: the kernel took the last
 /// dim of a shape that has none and overflowed while compiling. Found by
 /// `graph_diff`.

@@ -68,13 +68,16 @@ pub fn simplify(graph: &mut Graph, weights: &mut WeightSet) -> Result<PassReport
             }
             Op::Dropout(a) => {
                 let (p, operand, name) = (a.p, node.inputs()[0], node.name.clone());
+                // A scalar for a rank-0 operand: `[1]` would broadcast it
+                // to `[1]`, not the node's type.
+                let shape = if node.ty.rank() == 0 { vec![] } else { vec![1] };
                 let scale = add_weight(
                     NAME,
                     graph,
                     weights,
                     &format!("{name}.scale"),
                     WeightRole::NormWeight,
-                    vec![1],
+                    shape,
                     // The same f32 expression the interpreter multiplies by.
                     vec![1.0 - p],
                 )?;
