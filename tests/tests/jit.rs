@@ -714,6 +714,29 @@ fn compiled_expm1_is_accurate_near_zero() {
     }
 }
 
+/// The compiled `erf` is exactly `±1` where f32's rounds to it (from
+/// about 3.92): `1 - 6e-8` from the rational approximation made
+/// `1 / log(erf(x))` `-6e6` where the interpreter has `inf`. Found by
+/// `graph_diff`.
+#[test]
+fn compiled_erf_saturates_exactly() {
+    let graph = load_text(
+        "erf_one.nn",
+        "model erf_one {\n    input x: f32[1, 1, 1, 6]\n    \
+         e = erf(x)\n    \
+         l = log(e)\n    \
+         y = reciprocal(l)\n    \
+         output e, y\n}\n",
+    );
+    let weights = seeded_weights(&graph, SEED).expect("weights");
+    let x = Tensor::new(vec![1, 1, 1, 6], vec![3.95, 4.0, 4.5, 7.0, 100.0, -5.0]).expect("tensor");
+    let reference = run(&graph, &weights, std::slice::from_ref(&x)).expect("interpreter");
+    assert_eq!(&reference[0].data()[..5], &[1.0; 5]);
+    let out = run_on_one_thread(graph, weights, x);
+    assert_eq!(out[0].data(), reference[0].data());
+    assert_eq!(&out[1].data()[..5], &reference[1].data()[..5]);
+}
+
 /// A classic `dropout` of a rank-0 value scales it by a scalar weight:
 /// `simplify` made its `1 - p` a `[1]` tensor, so the `mul` it became
 /// broadcast to `[1]` against the node's `[]` and the verifier refused

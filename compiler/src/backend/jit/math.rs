@@ -438,9 +438,23 @@ impl Emit<'_> {
     }
 
     /// `erf(x)` as a rational function (Eigen's float approximation, a
-    /// few ulp): `x P(x^2) / Q(x^2)` on `x` clamped to `[-4, 4]`, beyond
-    /// which `erf` rounds to `±1`.
+    /// few ulp): `x P(x^2) / Q(x^2)` on `x` clamped to `[-4, 4]`, and
+    /// exactly `±1` from 3.92 on, where f32's `erf` rounds to it (the
+    /// quotient gave `1 - 6e-8`, which a `log` and a `reciprocal` after it
+    /// turned into `-6e6` for the interpreter's `inf`; found by
+    /// `graph_diff`).
     pub fn erf(&mut self, ty: Type, x: Value) -> Value {
+        let magnitude = self.b.ins().fabs(x);
+        let limit = self.f(ty, 3.92);
+        let saturated = self
+            .b
+            .ins()
+            .fcmp(FloatCC::GreaterThanOrEqual, magnitude, limit);
+        // `copysign(1, x)` by bits: Cranelift has no vector `fcopysign`.
+        let sign_bit = self.f(ty, -0.0);
+        let sign = self.b.ins().band(x, sign_bit);
+        let one = self.f(ty, 1.0);
+        let unit = self.b.ins().bor(sign, one);
         let x = self.clamp(ty, x, -4.0, 4.0);
         let x2 = self.b.ins().fmul(x, x);
         let horner = |e: &mut Self, coeffs: &[f32]| {
@@ -474,7 +488,8 @@ impl Emit<'_> {
                 -1.426_473_9e-2,
             ],
         );
-        self.b.ins().fdiv(p, q)
+        let r = self.b.ins().fdiv(p, q);
+        self.select(ty, saturated, unit, r)
     }
 
     /// A binary operation, lane-wise.
