@@ -99,19 +99,7 @@ impl Emit<'_> {
     /// `[-7.9, 7.9]`, beyond which `tanh` rounds to `±1`. Half the work of
     /// going through `exp`, which matters in recurrent gate maths.
     pub fn tanh(&mut self, ty: Type, x: Value) -> Value {
-        // Beyond the clamp, exactly ±1: the quotient gives 1 - 6e-8 there,
-        // which `gelu_tanh(-1e30) = x (1 + tanh(...)) / 2` would scale up.
-        let magnitude = self.b.ins().fabs(x);
-        let limit = self.f(ty, 7.905_311);
-        let saturated = self
-            .b
-            .ins()
-            .fcmp(FloatCC::GreaterThanOrEqual, magnitude, limit);
-        // `copysign(1, x)` by bits: Cranelift has no vector `fcopysign`.
-        let sign_bit = self.f(ty, -0.0);
-        let sign = self.b.ins().band(x, sign_bit);
-        let one = self.f(ty, 1.0);
-        let unit = self.b.ins().bor(sign, one);
+        let input = x;
         let x = self.clamp(ty, x, -7.905_311, 7.905_311);
         let x2 = self.b.ins().fmul(x, x);
         let horner = |e: &mut Self, coeffs: &[f32]| {
@@ -140,7 +128,26 @@ impl Emit<'_> {
             &[1.198_258_4e-6, 1.185_347_1e-4, 2.268_434_6e-3, 4.893_525e-3],
         );
         let t = self.b.ins().fdiv(p, q);
-        self.select(ty, saturated, unit, t)
+        // Beyond the clamp, exactly ±1: the quotient gives 1 - 6e-8 there,
+        // which `gelu_tanh(-1e30) = x (1 + tanh(...)) / 2` would scale up.
+        self.saturate(ty, input, 7.905_311, t)
+    }
+
+    /// `r`, but `±1` with the sign of `x` where `|x| >= limit` (NaN keeps
+    /// `r`): where f32's `tanh` or `erf` rounds to `±1`.
+    fn saturate(&mut self, ty: Type, x: Value, limit: f32, r: Value) -> Value {
+        let magnitude = self.b.ins().fabs(x);
+        let limit = self.f(ty, limit);
+        let saturated = self
+            .b
+            .ins()
+            .fcmp(FloatCC::GreaterThanOrEqual, magnitude, limit);
+        // `copysign(1, x)` by bits: Cranelift has no vector `fcopysign`.
+        let sign_bit = self.f(ty, -0.0);
+        let sign = self.b.ins().band(x, sign_bit);
+        let one = self.f(ty, 1.0);
+        let unit = self.b.ins().bor(sign, one);
+        self.select(ty, saturated, unit, r)
     }
 
     /// `1 / (1 + exp(-x)) = (1 + tanh(x/2)) / 2`.
@@ -444,17 +451,7 @@ impl Emit<'_> {
     /// turned into `-6e6` for the interpreter's `inf`; found by
     /// `graph_diff`).
     pub fn erf(&mut self, ty: Type, x: Value) -> Value {
-        let magnitude = self.b.ins().fabs(x);
-        let limit = self.f(ty, 3.92);
-        let saturated = self
-            .b
-            .ins()
-            .fcmp(FloatCC::GreaterThanOrEqual, magnitude, limit);
-        // `copysign(1, x)` by bits: Cranelift has no vector `fcopysign`.
-        let sign_bit = self.f(ty, -0.0);
-        let sign = self.b.ins().band(x, sign_bit);
-        let one = self.f(ty, 1.0);
-        let unit = self.b.ins().bor(sign, one);
+        let input = x;
         let x = self.clamp(ty, x, -4.0, 4.0);
         let x2 = self.b.ins().fmul(x, x);
         let horner = |e: &mut Self, coeffs: &[f32]| {
@@ -489,7 +486,7 @@ impl Emit<'_> {
             ],
         );
         let r = self.b.ins().fdiv(p, q);
-        self.select(ty, saturated, unit, r)
+        self.saturate(ty, input, 3.92, r)
     }
 
     /// A binary operation, lane-wise.
