@@ -737,6 +737,83 @@ fn compiled_erf_saturates_exactly() {
     assert_eq!(&out[1].data()[..5], &reference[1].data()[..5]);
 }
 
+/// GELU (exact) in its negative tail to a few ulp of its conditioning,
+/// standalone and fused into a conv: `1 + erf(u)` cancelled below
+/// `u = -2.5` and was 0 below -4, so `1 / gelu(x)` was `-inf` where the
+/// interpreter had `-1.4e7`. Found by `graph_diff`. The interpreter's own
+/// values are checked against `0.5 x erfc(-x / sqrt 2)` from Python's
+/// `math.erfc`.
+#[test]
+fn compiled_gelu_is_accurate_in_its_negative_tail() {
+    let hand = [
+        (-3.0, -0.004_049_694_094_890_287_f64),
+        (-5.0, -1.433_257_859_395_973_1e-6),
+        (-8.0, -4.976_768_459_417_455_5e-15),
+        (-10.0, -7.619_853_024_160_593e-23),
+        (-13.0, -7.952_313_719_414_897e-38),
+    ];
+    let one = load_text(
+        "gelu_one.nn",
+        "model gelu_one {\n    input x: f32[5]\n    y = gelu(x)\n    output y\n}\n",
+    );
+    let x = Tensor::new(vec![5], hand.iter().map(|&(v, _)| v).collect()).expect("tensor");
+    let no_weights = seeded_weights(&one, SEED).expect("weights");
+    let values = run(&one, &no_weights, &[x]).expect("interpreter");
+    for (&(v, want), &got) in hand.iter().zip(values[0].data()) {
+        let got = f64::from(got);
+        assert!(
+            (got - want).abs() <= 1e-6 * want.abs(),
+            "interpreter gelu({v}) = {got}, want {want}"
+        );
+    }
+
+    let graph = load_text(
+        "gelu_tail.nn",
+        "model gelu_tail {\n    input x: f32[1, 1, 1, 64]\n    \
+         input z: f32[1, 1, 1, 64]\n    \
+         c = conv2d(z, out=1, kernel=1, bias=false)\n    \
+         fused = gelu(c)\n    \
+         alone = gelu(x)\n    \
+         r = reciprocal(alone)\n    \
+         output fused, alone, r\n}\n",
+    );
+    let weights = seeded_weights(&graph, SEED).expect("weights");
+    let w = weights.get("c.weight").expect("c.weight").data()[0];
+    // `z = x / w`, so that the conv's output runs over about the same
+    // values as `x`: -20 to 3.
+    let xs: Vec<f32> = (0..64).map(|i| -20.0 + i as f32 * 0.37).collect();
+    let zs: Vec<f32> = xs.iter().map(|&x| x / w).collect();
+    let inputs = [
+        Tensor::new(vec![1, 1, 1, 64], xs.clone()).expect("tensor"),
+        Tensor::new(vec![1, 1, 1, 64], zs).expect("tensor"),
+    ];
+    let reference = run(&graph, &weights, &inputs).expect("interpreter");
+    let options = Options {
+        threads: 1,
+        ..Options::default()
+    };
+    let compiled = compile(graph, weights, &options).expect("compile");
+    assert!(compiled.graph.to_string().contains("epilogue=gelu"));
+    let out = compiled
+        .executable
+        .run(&inputs, &Pool::new(1).expect("pool"))
+        .expect("run");
+    for (i, (r, o)) in reference.iter().zip(&out).enumerate() {
+        for (j, (a, b)) in r.data().iter().zip(o.data()).enumerate() {
+            // The tail's relative condition number is about `x^2`: an input
+            // rounded by half an ulp moves the output by `x^2` half-ulps.
+            let x = f64::from(xs[j]);
+            let tolerance = 4e-6 * (x * x).max(1.0) * f64::from(a.abs());
+            // nnc's threads flush subnormal results to (signed) zero.
+            let floor = f64::from(f32::MIN_POSITIVE);
+            let same = a == b
+                || (f64::from(*a) - f64::from(*b)).abs() <= tolerance.max(floor)
+                    && a.is_sign_negative() == b.is_sign_negative();
+            assert!(same, "output {i}, element {j} (x = {x}): {b} against {a}");
+        }
+    }
+}
+
 /// A classic `dropout` of a rank-0 value scales it by a scalar weight:
 /// `simplify` made its `1 - p` a `[1]` tensor, so the `mul` it became
 /// broadcast to `[1]` against the node's `[]` and the verifier refused

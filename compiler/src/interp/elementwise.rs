@@ -58,8 +58,10 @@ pub fn activation_scalar(act: Activation, v: f32) -> f32 {
             (x * softplus(x).tanh()) as f32
         }
         Activation::Gelu { tanh: false } => {
+            // `1 + erf(u) = erfc(-u)`: the sum cancels in the negative
+            // tail (below `u = -5.9` it is 0 even in f64), `erfc` does not.
             let x = f64::from(v);
-            (0.5 * x * (1.0 + libm::erf(x * std::f64::consts::FRAC_1_SQRT_2))) as f32
+            (0.5 * x * libm::erfc(-x * std::f64::consts::FRAC_1_SQRT_2)) as f32
         }
         Activation::Gelu { tanh: true } => {
             let x = f64::from(v);

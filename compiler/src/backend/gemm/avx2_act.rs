@@ -17,7 +17,7 @@ use std::arch::x86_64::*;
 
 use super::Activation;
 use crate::backend::cell::{TANH_CLAMP, TANH_P, TANH_Q};
-use crate::backend::jit::math::EXPM1_TAYLOR;
+use crate::backend::jit::math::{ERFC_TAIL, EXPM1_TAYLOR, GELU_TAIL_END};
 
 /// The activation in the form the vector code applies it: the activation
 /// and its parameters splatted once per kernel call.
@@ -194,18 +194,7 @@ fn transcendental(act: &VecAct, x: __m256) -> __m256 {
         }
         Activation::Silu => _mm256_mul_ps(x, sigmoid(x)),
         Activation::Mish => _mm256_mul_ps(x, tanh(softplus(x))),
-        Activation::Gelu => {
-            let u = _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
-            // `1 + erf(u)` is 0 where `erf` clamps (below -4 it is under
-            // 2e-8): `x (1 + erf)` then vanishes, as in the interpreter,
-            // instead of scaling a huge `x` by the approximation's residue.
-            let one_plus = _mm256_add_ps(_mm256_set1_ps(1.0), erf(u));
-            let one_plus = _mm256_andnot_ps(
-                _mm256_cmp_ps::<_CMP_LT_OQ>(u, _mm256_set1_ps(-4.0)),
-                one_plus,
-            );
-            _mm256_mul_ps(_mm256_mul_ps(x, _mm256_set1_ps(0.5)), one_plus)
-        }
+        Activation::Gelu => gelu(x),
         Activation::GeluTanh => {
             let x2 = _mm256_mul_ps(x, x);
             let p = _mm256_fmadd_ps(x2, _mm256_set1_ps(0.044_715), _mm256_set1_ps(1.0));
@@ -340,33 +329,32 @@ fn log1p_unit(u: __m256) -> __m256 {
     _mm256_blendv_ps(corrected, u, exact)
 }
 
-/// `erf(x)` as Eigen's rational approximation on `x` clamped to `[-4, 4]`.
+/// `x (1 + erf(x / sqrt 2)) / 2` through `erfc`, as `jit/math.rs`'s (see
+/// [`ERFC_TAIL`]). NaN stays NaN.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-fn erf(x: __m256) -> __m256 {
-    let x = _mm256_min_ps(_mm256_set1_ps(4.0), _mm256_max_ps(_mm256_set1_ps(-4.0), x));
-    let x2 = _mm256_mul_ps(x, x);
-    let mut p = _mm256_set1_ps(-2.726_142_3e-10);
-    for c in [
-        2.770_681_4e-8,
-        -2.101_024e-6,
-        -5.692_506_4e-5,
-        -7.349_906_3e-4,
-        -2.954_600_2e-3,
-        -1.609_603_3e-2,
-    ] {
-        p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(c));
+fn gelu(x: __m256) -> __m256 {
+    let one = _mm256_set1_ps(1.0);
+    let half = _mm256_set1_ps(0.5);
+    let xa = _mm256_min_ps(_mm256_set1_ps(GELU_TAIL_END), abs(x));
+    let a = _mm256_mul_ps(xa, _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
+    let t = _mm256_div_ps(one, _mm256_fmadd_ps(a, half, one));
+    let mut p = _mm256_set1_ps(ERFC_TAIL[0]);
+    for &k in &ERFC_TAIL[1..] {
+        p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(k));
     }
-    let mut q = _mm256_set1_ps(-1.456_607_2e-5);
-    for c in [
-        -2.133_740_6e-4,
-        -1.682_827e-3,
-        -7.373_329_3e-3,
-        -1.426_473_9e-2,
-    ] {
-        q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(c));
-    }
-    _mm256_div_ps(_mm256_mul_ps(x, p), q)
+    // -a^2 + p, the square exact inside the fused multiply-add.
+    let e = exp(_mm256_mul_ps(_mm256_fnmadd_ps(a, a, p), half));
+    // `m = (t/2 e) e`, with `x` multiplied in before the last factor so
+    // that no partial product underflows before the result does.
+    let k = _mm256_mul_ps(_mm256_mul_ps(t, half), e);
+    let neg = _mm256_mul_ps(_mm256_mul_ps(x, k), e);
+    let pos = _mm256_fnmadd_ps(_mm256_mul_ps(xa, k), e, x);
+    _mm256_blendv_ps(
+        neg,
+        pos,
+        _mm256_cmp_ps::<_CMP_GT_OQ>(x, _mm256_setzero_ps()),
+    )
 }
 
 /// `1 / (1 + exp(-x))`.
@@ -564,7 +552,6 @@ mod tests {
                         assert_eq!(got, want, "{act:?}({x})");
                         continue;
                     }
-                    // 1e-5: GELU far out (erf clamped at 4) is 6e-6 from 0.
                     if matches!(act, Activation::Elu { .. }) && want == 0.0 {
                         // elu(-0) is -0: a reciprocal after it gives -inf.
                         assert_eq!(

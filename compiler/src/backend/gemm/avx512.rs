@@ -12,7 +12,7 @@ use std::arch::x86_64::*;
 use super::epilogue::{store_scalar, Tile};
 use super::Activation;
 use crate::backend::cell::{TANH_CLAMP, TANH_P, TANH_Q};
-use crate::backend::jit::math::EXPM1_TAYLOR;
+use crate::backend::jit::math::{ERFC_TAIL, EXPM1_TAYLOR, GELU_TAIL_END};
 
 /// Rows of A per panel (and per register tile).
 pub(crate) const MR: usize = 14;
@@ -97,18 +97,7 @@ pub(crate) fn apply_act(act: &VecAct, x: __m512) -> __m512 {
         }
         Activation::Silu => _mm512_mul_ps(x, sigmoid(x)),
         Activation::Mish => _mm512_mul_ps(x, tanh(softplus(x))),
-        Activation::Gelu => {
-            let u = _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
-            // `1 + erf(u)` is 0 where `erf` clamps (below -4 it is under
-            // 2e-8): `x (1 + erf)` then vanishes, as in the interpreter,
-            // instead of scaling a huge `x` by the approximation's residue.
-            let one_plus = _mm512_add_ps(_mm512_set1_ps(1.0), erf(u));
-            let kept = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(u, _mm512_set1_ps(-4.0));
-            _mm512_mul_ps(
-                _mm512_mul_ps(x, _mm512_set1_ps(0.5)),
-                _mm512_maskz_mov_ps(kept, one_plus),
-            )
-        }
+        Activation::Gelu => gelu(x),
         Activation::GeluTanh => {
             let x2 = _mm512_mul_ps(x, x);
             let p = _mm512_fmadd_ps(x2, _mm512_set1_ps(0.044_715), _mm512_set1_ps(1.0));
@@ -233,34 +222,32 @@ fn log1p_unit(u: __m512) -> __m512 {
     _mm512_mask_blend_ps(exact, corrected, u)
 }
 
-/// `erf(x)` as Eigen's rational approximation: `x P(x^2) / Q(x^2)` on `x`
-/// clamped to `[-4, 4]`, a few ulp from the true value.
+/// `x (1 + erf(x / sqrt 2)) / 2` through `erfc`, as `jit/math.rs`'s (see
+/// [`ERFC_TAIL`]). NaN stays NaN.
 #[target_feature(enable = "avx512f")]
 #[inline]
-fn erf(x: __m512) -> __m512 {
-    let x = _mm512_min_ps(_mm512_set1_ps(4.0), _mm512_max_ps(_mm512_set1_ps(-4.0), x));
-    let x2 = _mm512_mul_ps(x, x);
-    let mut p = _mm512_set1_ps(-2.726_142_3e-10);
-    for c in [
-        2.770_681_4e-8,
-        -2.101_024e-6,
-        -5.692_506_4e-5,
-        -7.349_906_3e-4,
-        -2.954_600_2e-3,
-        -1.609_603_3e-2,
-    ] {
-        p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(c));
+fn gelu(x: __m512) -> __m512 {
+    let one = _mm512_set1_ps(1.0);
+    let half = _mm512_set1_ps(0.5);
+    let xa = _mm512_min_ps(_mm512_set1_ps(GELU_TAIL_END), _mm512_abs_ps(x));
+    let a = _mm512_mul_ps(xa, _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
+    let t = _mm512_div_ps(one, _mm512_fmadd_ps(a, half, one));
+    let mut p = _mm512_set1_ps(ERFC_TAIL[0]);
+    for &k in &ERFC_TAIL[1..] {
+        p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(k));
     }
-    let mut q = _mm512_set1_ps(-1.456_607_2e-5);
-    for c in [
-        -2.133_740_6e-4,
-        -1.682_827e-3,
-        -7.373_329_3e-3,
-        -1.426_473_9e-2,
-    ] {
-        q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(c));
-    }
-    _mm512_div_ps(_mm512_mul_ps(x, p), q)
+    // -a^2 + p, the square exact inside the fused multiply-add.
+    let e = exp(_mm512_mul_ps(_mm512_fnmadd_ps(a, a, p), half));
+    // `m = (t/2 e) e`, with `x` multiplied in before the last factor so
+    // that no partial product underflows before the result does.
+    let k = _mm512_mul_ps(_mm512_mul_ps(t, half), e);
+    let neg = _mm512_mul_ps(_mm512_mul_ps(x, k), e);
+    let pos = _mm512_fnmadd_ps(_mm512_mul_ps(xa, k), e, x);
+    _mm512_mask_blend_ps(
+        _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, _mm512_setzero_ps()),
+        neg,
+        pos,
+    )
 }
 
 /// `1 / (1 + exp(-x))`, with exp to about 2 ulp (see [`exp`]).

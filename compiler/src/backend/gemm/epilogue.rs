@@ -60,7 +60,8 @@ impl Activation {
             Activation::Hardswish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
             Activation::Silu => x * sigmoid(x),
             Activation::Mish => x * softplus(x).tanh(),
-            Activation::Gelu => 0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2)),
+            // `erfc(-u)` for `1 + erf(u)`, which cancels in the negative tail.
+            Activation::Gelu => 0.5 * x * libm::erfcf(-x * std::f32::consts::FRAC_1_SQRT_2),
             Activation::GeluTanh => {
                 let inner = (2.0 / std::f32::consts::PI).sqrt() * x * (1.0 + 0.044_715 * x * x);
                 0.5 * x * (1.0 + inner.tanh())

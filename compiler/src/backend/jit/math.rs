@@ -7,6 +7,33 @@ use crate::ir::{Activation, BinaryOp, UnaryFunction, SELU_ALPHA, SELU_SCALE};
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Type, Value};
 
+/// GELU's tail, `m(x) = erfc(|x| / sqrt 2) / 2`, from which `gelu(x)` is
+/// `x m` for `x <= 0` and `x - |x| m` above: Numerical Recipes' `erfcc`,
+/// `erfc(a) = t exp(-a^2 + ERFC_TAIL(t))` with `t = 1 / (1 + a/2)` (within
+/// 1.2e-7 relative for every `a >= 0`), these coefficients being the
+/// polynomial's, highest power first. `x (1 + erf(u)) / 2` cancelled in the
+/// negative tail (a few percent off below `u = -2.5`, 0 below -4, which a
+/// `reciprocal` after it made `-inf` for `-1.4e7`; found by `graph_diff`).
+/// The vector versions take `exp` of half the exponent and multiply by it
+/// twice, so that `x m` reaches the smallest normal float (below it the
+/// runtime flushes to 0) instead of stopping where `exp` flushes.
+pub(crate) const ERFC_TAIL: [f32; 10] = [
+    0.170_872_77,
+    -0.822_152_23,
+    1.488_515_9,
+    -1.135_204,
+    0.278_868_07,
+    -0.186_288_06,
+    0.096_784_18,
+    0.374_091_96,
+    1.000_023_7,
+    -1.265_512_2,
+];
+
+/// `|x|` beyond which GELU's `m(x)` is 0 in f32 (`erfc(14)` is 1e-87): the
+/// tail is computed on `min(|x|, GELU_TAIL_END)` so that `t` stays finite.
+pub(crate) const GELU_TAIL_END: f32 = 19.8;
+
 /// `expm1(x) / x = 1 + x/2! + ... + x^6/7!`, highest power first.
 pub(crate) const EXPM1_TAYLOR: [f32; 7] = [
     1.0 / 5040.0,
@@ -272,24 +299,7 @@ impl Emit<'_> {
                 let t = self.tanh(ty, sp);
                 self.b.ins().fmul(x, t)
             }
-            Activation::Gelu { tanh: false } => {
-                let c = self.f(ty, std::f32::consts::FRAC_1_SQRT_2);
-                let u = self.b.ins().fmul(x, c);
-                let e = self.erf(ty, u);
-                // `1 + erf(u)` is 0 where `erf` clamps (below -4 it is
-                // under 2e-8): `x (1 + erf)` then vanishes, as in the
-                // interpreter, instead of scaling a huge `x` by the
-                // approximation's residue.
-                let one = self.f(ty, 1.0);
-                let one_plus = self.b.ins().fadd(one, e);
-                let lo = self.f(ty, -4.0);
-                let clamped = self.b.ins().fcmp(FloatCC::LessThan, u, lo);
-                let zero = self.f(ty, 0.0);
-                let one_plus = self.select(ty, clamped, zero, one_plus);
-                let half = self.f(ty, 0.5);
-                let h = self.b.ins().fmul(x, half);
-                self.b.ins().fmul(h, one_plus)
-            }
+            Activation::Gelu { tanh: false } => self.gelu(ty, x),
             Activation::Gelu { tanh: true } => {
                 let x2 = self.b.ins().fmul(x, x);
                 let c = self.f(ty, 0.044_715);
@@ -302,6 +312,40 @@ impl Emit<'_> {
                 self.half_x_one_plus(ty, x, t)
             }
         }
+    }
+
+    /// `x (1 + erf(x / sqrt 2)) / 2` through `erfc` (see [`ERFC_TAIL`]).
+    fn gelu(&mut self, ty: Type, x: Value) -> Value {
+        let magnitude = self.b.ins().fabs(x);
+        let xa = self.at_most(ty, magnitude, GELU_TAIL_END);
+        let c = self.f(ty, std::f32::consts::FRAC_1_SQRT_2);
+        let a = self.b.ins().fmul(xa, c);
+        let one = self.f(ty, 1.0);
+        let half = self.f(ty, 0.5);
+        let d = self.b.ins().fma(a, half, one);
+        let t = self.b.ins().fdiv(one, d);
+        let mut p = self.f(ty, ERFC_TAIL[0]);
+        for &k in &ERFC_TAIL[1..] {
+            let k = self.f(ty, k);
+            p = self.b.ins().fma(p, t, k);
+        }
+        // -a^2 + p, the square exact inside the fused multiply-add.
+        let minus_a = self.b.ins().fneg(a);
+        let exponent = self.b.ins().fma(minus_a, a, p);
+        let exponent = self.b.ins().fmul(exponent, half);
+        let e = self.exp(ty, exponent);
+        // `m = (t/2 e) e`, with `x` multiplied in before the last factor so
+        // that no partial product underflows before the result does.
+        let k = self.b.ins().fmul(t, half);
+        let k = self.b.ins().fmul(k, e);
+        let neg = self.b.ins().fmul(x, k);
+        let neg = self.b.ins().fmul(neg, e);
+        let minus_xa = self.b.ins().fneg(xa);
+        let minus_xa_k = self.b.ins().fmul(minus_xa, k);
+        let pos = self.b.ins().fma(minus_xa_k, e, x);
+        let zero = self.f(ty, 0.0);
+        let positive = self.b.ins().fcmp(FloatCC::GreaterThan, x, zero);
+        self.select(ty, positive, pos, neg)
     }
 
     /// `x/2 * (1 + t)`, GELU's last step.
