@@ -21,8 +21,8 @@
 
 use crate::ir::{Graph, Op, WeightRole};
 use nnc_runtime::{
-    check_weights, load_safetensors_within, seeded_uniform, MemoryLimit, TensorError, WeightError,
-    WeightSet,
+    check_weights, checked_numel, load_safetensors_within, seeded_uniform, seeded_uniform_part,
+    MemoryLimit, Tensor, TensorError, WeightError, WeightSet,
 };
 use rayon::prelude::*;
 use std::path::Path;
@@ -60,6 +60,9 @@ pub fn init_range(role: WeightRole) -> (f32, f32) {
     }
 }
 
+/// Elements of a seeded tensor drawn by one task.
+const SEED_PART: usize = 1 << 16;
+
 /// Weights for every `weight` node of the graph, seeded as documented above.
 pub fn seeded_weights(graph: &Graph, seed: u64) -> Result<WeightSet, TensorError> {
     // Each tensor depends only on its name, shape and the seed, so they are
@@ -79,10 +82,26 @@ pub fn seeded_weights(graph: &Graph, seed: u64) -> Result<WeightSet, TensorError
         .par_iter()
         .map(|(w, shape)| {
             let (low, high) = init_range(w.role);
-            Ok((
-                w.name.clone(),
-                seeded_uniform(&w.name, shape, low, high, seed)?,
-            ))
+            let count = checked_numel(shape).ok_or_else(|| TensorError::Overflow {
+                shape: shape.to_vec(),
+            })?;
+            if count <= SEED_PART {
+                let tensor = seeded_uniform(&w.name, shape, low, high, seed)?;
+                return Ok((w.name.clone(), tensor));
+            }
+            // A few large tensors hold most of a model's weights (resnet18's
+            // last convs): they are drawn in parts, on all cores.
+            let mut data: Vec<f32> = Vec::with_capacity(count);
+            // 2 MiB pages: with 4 KiB ones, faulting in resnet18's 47 MB of
+            // seeded weights took more time than drawing them.
+            crate::backend::memory::advise_huge_pages(data.as_ptr().cast(), 4 * count);
+            data.resize(count, 0.0);
+            data.par_chunks_mut(SEED_PART)
+                .enumerate()
+                .try_for_each(|(i, part)| {
+                    seeded_uniform_part(&w.name, low, high, seed, i * SEED_PART, part)
+                })?;
+            Ok((w.name.clone(), Tensor::new(shape.to_vec(), data)?))
         })
         .collect::<Result<Vec<_>, TensorError>>()?;
     let mut weights = WeightSet::new();

@@ -28,6 +28,12 @@
 //!    many units in the last place as needed for no draw to reach `high`.
 //!    Every value therefore lies in `[low, high)`.
 //!
+//! Each draw takes exactly one `u32`, so draw `i` is made from word `i` of
+//! the generator's stream: [`seeded_uniform_part`] draws any run of a
+//! tensor's elements on its own (seeking the stream with ChaCha's
+//! `set_word_pos`), which lets large tensors be drawn on several threads
+//! with the same values.
+//!
 //! Because the elements are consecutive draws of one stream, the values
 //! depend on the shape only through the element count: a tensor of shape
 //! `[2, 3]` holds the same six values as one of shape `[6]`, and a larger
@@ -78,6 +84,30 @@ pub fn seeded_uniform(
     uniform(shape, low, high, seed ^ fnv1a64(name.as_bytes()))
 }
 
+/// Elements `start .. start + out.len()` of the tensor [`seeded_uniform`]
+/// gives for `name`, `low`, `high` and `seed` (of any shape with at least
+/// that many elements), written to `out`: a part of a large tensor, drawn
+/// on its own so that parts can be drawn on several threads.
+///
+/// Fails if `low` or `high` is not finite or if `low >= high`.
+pub fn seeded_uniform_part(
+    name: &str,
+    low: f32,
+    high: f32,
+    seed: u64,
+    start: usize,
+    out: &mut [f32],
+) -> Result<(), TensorError> {
+    let distribution = distribution(low, high)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ fnv1a64(name.as_bytes()));
+    // One word per draw (see the module documentation).
+    rng.set_word_pos(start as u128);
+    for v in out {
+        *v = distribution.sample(&mut rng);
+    }
+    Ok(())
+}
+
 /// An input tensor of values drawn uniformly from `[-1, 1)` by a generator
 /// seeded with `seed`, as the module documentation specifies.
 pub fn random_input(shape: &[usize], seed: u64) -> Result<Tensor, TensorError> {
@@ -92,19 +122,25 @@ fn uniform(
     high: f32,
     generator_seed: u64,
 ) -> Result<Tensor, TensorError> {
-    let invalid_range = TensorError::InvalidRange { low, high };
-    // `Uniform::new` checks finiteness only in debug builds, so check here to
-    // behave the same in every build.
-    if !(low.is_finite() && high.is_finite()) {
-        return Err(invalid_range);
-    }
-    let distribution = Uniform::new(low, high).map_err(|_| invalid_range)?;
+    let distribution = distribution(low, high)?;
     let count = checked_numel(shape).ok_or_else(|| TensorError::Overflow {
         shape: shape.to_vec(),
     })?;
     let mut rng = ChaCha8Rng::seed_from_u64(generator_seed);
     let data = (0..count).map(|_| distribution.sample(&mut rng)).collect();
     Tensor::new(shape.to_vec(), data)
+}
+
+/// `Uniform::new(low, high)`, refused for a range that is empty or not
+/// finite.
+fn distribution(low: f32, high: f32) -> Result<Uniform<f32>, TensorError> {
+    let invalid_range = TensorError::InvalidRange { low, high };
+    // `Uniform::new` checks finiteness only in debug builds, so check here to
+    // behave the same in every build.
+    if !(low.is_finite() && high.is_finite()) {
+        return Err(invalid_range);
+    }
+    Uniform::new(low, high).map_err(|_| invalid_range)
 }
 
 #[cfg(test)]
@@ -175,6 +211,18 @@ mod tests {
         let longer = seeded_uniform("w", &[8], -1.0, 1.0, 3).unwrap();
         assert_eq!(flat.data(), matrix.data());
         assert_eq!(flat.data(), &longer.data()[..6]);
+    }
+
+    #[test]
+    fn parts_are_the_whole_tensors_elements() {
+        let whole = seeded_uniform("layer4.0.conv1.weight", &[1000], -0.5, 0.25, 9).unwrap();
+        for (start, len) in [(0, 1000), (0, 7), (1, 16), (15, 17), (16, 16), (333, 667)] {
+            let mut part = vec![0.0; len];
+            seeded_uniform_part("layer4.0.conv1.weight", -0.5, 0.25, 9, start, &mut part).unwrap();
+            assert_eq!(part, &whole.data()[start..start + len], "from {start}");
+        }
+        let mut part = [0.0; 4];
+        assert!(seeded_uniform_part("w", 1.0, f32::NAN, 0, 0, &mut part).is_err());
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub mod weights;
 pub use denormals::FlushDenormals;
 pub use error::{IoError, NpyError, TensorError, WeightError};
 pub use executable::{Binding, Executable, KernelFn, RunError, Step};
-pub use init::{fnv1a64, random_input, seeded_uniform, DEFAULT_SEED};
+pub use init::{fnv1a64, random_input, seeded_uniform, seeded_uniform_part, DEFAULT_SEED};
 pub use limits::{format_bytes, try_zeroed, LimitError, MemoryLimit};
 pub use npy::{read_npy, write_npy};
 pub use phases::Phases;

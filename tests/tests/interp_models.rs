@@ -74,3 +74,23 @@ fn runs_are_deterministic_and_depend_on_the_seed() {
     assert_eq!(a, b);
     assert_ne!(a, c);
 }
+
+/// Seeded weights larger than one drawing task (drawn in parts on all
+/// cores) hold exactly the values of the one stream the documentation
+/// specifies (`seeded_uniform`, a single sequential generator).
+#[test]
+fn large_seeded_weights_are_the_sequential_stream() {
+    let text = "model big {\n    input x: f32[1, 300, 4, 4]\n    \
+                y = conv2d(x, out=300, kernel=3, pad=1)\n    \
+                output y\n}\n";
+    let source = nnc_frontend::SourceFile::new("big.nn", text.to_string());
+    let graph = nnc_compiler::driver::compile_source(&source).expect("compile");
+    let weights = seeded_weights(&graph, 5).expect("weights");
+    let kernel = weights.get("y.weight").expect("y.weight");
+    assert_eq!(kernel.shape(), [300, 300, 3, 3]);
+    let bound = 1.0 / (300.0f32 * 9.0).sqrt();
+    let sequential =
+        nnc_runtime::seeded_uniform("y.weight", kernel.shape(), -bound, bound, 5).expect("draw");
+    assert!(kernel.len() > 10 * (1 << 16));
+    assert_eq!(kernel.data(), sequential.data());
+}
