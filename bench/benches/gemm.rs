@@ -26,6 +26,28 @@ const SHAPES: [(usize, usize, usize); 6] = [
     (1000, 1, 512),
 ];
 
+/// The shapes to time: [`SHAPES`], or those of `NNC_BENCH_SHAPES`
+/// (`MxNxK`, comma-separated: `384x49x384,160x196x160` for a layer's
+/// GEMM that `nnc profile` shows as slow).
+fn shapes() -> Vec<(usize, usize, usize)> {
+    let Ok(list) = std::env::var("NNC_BENCH_SHAPES") else {
+        return SHAPES.to_vec();
+    };
+    list.split(',')
+        .map(|shape| {
+            let dims: Vec<usize> = shape
+                .trim()
+                .split('x')
+                .map(|d| d.parse().unwrap_or(0))
+                .collect();
+            match dims[..] {
+                [m, n, k] if m > 0 && n > 0 && k > 0 => (m, n, k),
+                _ => panic!("NNC_BENCH_SHAPES: `{shape}` is not MxNxK (three positive sizes)"),
+            }
+        })
+        .collect()
+}
+
 /// Bytes written between calls with `NNC_BENCH_COLD=1`: more than the
 /// L3, so every call starts with its operands in memory, as a model's
 /// weights are (each is read once per run).
@@ -168,7 +190,7 @@ fn summary(zmm_peak: f64, ymm_peak: f64) {
         "shape (M,N,K)", "implementation", "median", "%zmm", "%ymm", "best", "%zmm"
     );
     let pct = |g: f64, p: f64| if p > 0.0 { 100.0 * g / p } else { 0.0 };
-    for shape @ (m, n, k) in SHAPES {
+    for shape @ (m, n, k) in shapes() {
         let flops = 2.0 * (m * n * k) as f64;
         let mut o = operands(m, n, k);
         let mut rows: Vec<(String, (f64, f64))> = Vec::new();
@@ -212,7 +234,7 @@ fn criterion_benches(c: &mut Criterion) {
         .sample_size(20)
         .measurement_time(Duration::from_secs(2))
         .warm_up_time(Duration::from_millis(500));
-    for shape @ (m, n, k) in SHAPES {
+    for shape @ (m, n, k) in shapes() {
         let mut o = operands(m, n, k);
         group.throughput(Throughput::Elements(2 * (m * n * k) as u64));
         let kernel = MicroKernel::detect();

@@ -566,6 +566,38 @@ fn compiled_elu_keeps_negative_zero_for_a_reciprocal() {
     compare_keeping_nan(&reference, &out);
 }
 
+/// `clip(x, min=1e-5, max=6)` after an op is not `relu6`: `simplify`
+/// compared the two on its probes within an absolute 1e-5 and made the
+/// clip a `relu6`, so `sqrt` of it was 0 instead of 0.0032 for every
+/// negative `x` (through `gelu`, 0 against 0.0016). Found by `graph_diff`.
+#[test]
+fn a_clip_just_above_zero_is_not_relu6() {
+    let graph = load_text(
+        "clip_small.nn",
+        "model clip_small {\n    input x: f32[1, 1, 1, 4]\n    \
+         a = minimum(x, x)\n    \
+         b = clip(a, min=1e-5, max=6.0)\n    \
+         c = sqrt(b)\n    \
+         output c\n}\n",
+    );
+    let weights = seeded_weights(&graph, SEED).expect("weights");
+    let x = Tensor::new(vec![1, 1, 1, 4], vec![-1.0, 0.0, 4.0, 5.0]).expect("tensor");
+    let reference = run(&graph, &weights, std::slice::from_ref(&x)).expect("interpreter");
+    let floor = 1e-5f32.sqrt();
+    assert_eq!(reference[0].data(), [floor, floor, 2.0, 5f32.sqrt()]);
+    let compiled = compile(graph, weights, &Options::default()).expect("compile");
+    assert!(
+        !compiled.graph.to_string().contains("relu6"),
+        "{}",
+        compiled.graph
+    );
+    let out = compiled
+        .executable
+        .run(std::slice::from_ref(&x), &Pool::new(1).expect("pool"))
+        .expect("run");
+    compare_keeping_nan(&reference, &out);
+}
+
 /// Every activation at the edges of `f32` (infinities, NaN, ±1e30, where
 /// `exp` overflows or underflows, tiny values) as the interpreter computes
 /// it: standalone (the JIT's code) and fused into a 1x1 conv's GEMM

@@ -8,9 +8,9 @@
 //! whose intermediate values have no other user, computing a function of
 //! one tensor `x` and scalar constants, is run on probe values and compared
 //! with every activation. A function that agrees with one at every probe
-//! (within `1e-5`, far below the gap between any two activations: exact
-//! and tanh GELU differ by up to 5e-4; zeros of the same sign) is that
-//! activation.
+//! (within `1e-5` relative to the value or to the probe where that is
+//! below 1, far below the gap between any two activations: exact and tanh
+//! GELU differ by up to 5e-4; zeros of the same sign) is that activation.
 
 use crate::interp::{activation_scalar, binary_scalar, unary_scalar};
 use crate::ir::{Activation, Graph, NodeId, Op};
@@ -111,7 +111,13 @@ pub fn recognise(
             // (`elu(elu(x, alpha=0))` is `-0` where `relu` is `+0`).
             let zeros_agree =
                 v != 0.0 || want != 0.0 || v.is_sign_negative() == want.is_sign_negative();
-            zeros_agree && (v - want).abs() <= 1e-5 * want.abs().max(1.0)
+            // Within 1e-5 of the value, or of `|p|` where that is smaller
+            // than 1: a look-alike that differs by a constant near 0
+            // (`clip(x, min=1e-5, max=6)` against `relu6`, 1e-5 apart for
+            // every negative `x`) is another function, which an absolute
+            // 1e-5 let through.
+            let scale = want.abs().max(p.abs().min(1.0));
+            zeros_agree && (v - want).abs() <= 1e-5 * scale
         })
     });
     Ok(matched.map(|activation| Found {
