@@ -153,6 +153,38 @@ fn grouped_convs() {
     }
 }
 
+/// Outputs at most 8 columns wide (one ymm of a chunk): the 7x7 maps of
+/// RegNet's and ResNeXt's last stage (16 and 32 channels per group),
+/// narrower ones, odd row counts and ranges, and stride 2 onto them.
+#[test]
+fn narrow_outputs() {
+    for (c_in, groups, size, stride) in [
+        (16, 3, [7, 7], 1),
+        (32, 2, [7, 7], 1),
+        (16, 2, [14, 14], 2),
+        (3, 1, [5, 8], 1),
+        (2, 2, [6, 3], 1),
+    ] {
+        for rows in [(0, 100), (1, 6), (2, 3), (0, 1)] {
+            Case {
+                c_in,
+                groups,
+                size,
+                out_channels: groups * c_in,
+                kernel: [3, 3],
+                stride,
+                padding: [1, 1],
+                padding_end: [1, 1],
+                bias: true,
+                activation: Activation::Relu,
+                rows,
+                seed: 3,
+            }
+            .check();
+        }
+    }
+}
+
 #[test]
 fn network_stems() {
     // ResNet's 7x7 and MobileNetV2's 3x3 stems at stride 2, on a smaller

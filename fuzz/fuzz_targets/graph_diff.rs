@@ -181,12 +181,18 @@ fn mismatch(reference: &Tensor, found: &Tensor, noise: &Tensor, cancelled: bool)
 }
 
 /// How close to 0, relative to its operands' largest magnitude, an `add`
-/// or `sub` result must come to count as cancelled: a few thousand ulp.
+/// or `sub` result must come to count as cancelled (or a norm's group
+/// spread): a few thousand ulp.
 const CANCELLED: f32 = 1e-5;
 
 /// For each output of `graph`, whether it depends on an `add` or `sub`
 /// with an element that cancelled to within [`CANCELLED`] of its operands
-/// in the reference `values` (0 included).
+/// in the reference `values` (0 included), or on a layer, group or
+/// instance norm of a group of values equal to within that, whose `x -
+/// mean` is all cancellation: `log(layer_norm(x))` of a row of
+/// `sigmoid(0)`s is `-inf` in the interpreter, where the mean is exactly
+/// the values, and NaN compiled, where the sigmoid's last ulp makes it
+/// differ from them.
 fn cancelled_outputs(graph: &Graph, values: &HashMap<NodeId, Tensor>) -> Vec<bool> {
     let magnitude = |t: &Tensor| {
         t.data()
@@ -196,16 +202,33 @@ fn cancelled_outputs(graph: &Graph, values: &HashMap<NodeId, Tensor>) -> Vec<boo
     };
     let cancels = |id: NodeId| {
         let node = graph.node(id);
-        if !matches!(node.op, Op::Binary(BinaryOp::Add | BinaryOp::Sub)) {
-            return false;
+        match &node.op {
+            Op::Binary(BinaryOp::Add | BinaryOp::Sub) => {
+                let operands = node.inputs().iter().map(|o| magnitude(&values[o]));
+                let scale = operands.fold(0.0f32, f32::max);
+                scale > 0.0
+                    && values[&id]
+                        .data()
+                        .iter()
+                        .any(|v| v.abs() <= CANCELLED * scale)
+            }
+            // A group of (nearly) equal values normalises to `(x - mean) /
+            // sqrt(eps)`, all cancellation: 0 in the interpreter, a few
+            // ulp of `x` times `1 / sqrt(eps)` compiled.
+            Op::LayerNorm(_) | Op::GroupNorm(_) | Op::InstanceNorm(_) => {
+                let x = &values[&node.inputs()[0]];
+                let scale = magnitude(x);
+                x.data().chunks(norm_group(&node.op, x).max(1)).any(|run| {
+                    let (lo, hi) = run
+                        .iter()
+                        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                            (lo.min(v), hi.max(v))
+                        });
+                    hi - lo <= CANCELLED * scale
+                })
+            }
+            _ => false,
         }
-        let operands = node.inputs().iter().map(|o| magnitude(&values[o]));
-        let scale = operands.fold(0.0f32, f32::max);
-        scale > 0.0
-            && values[&id]
-                .data()
-                .iter()
-                .any(|v| v.abs() <= CANCELLED * scale)
     };
     graph
         .outputs()
@@ -225,4 +248,21 @@ fn cancelled_outputs(graph: &Graph, values: &HashMap<NodeId, Tensor>) -> Vec<boo
             false
         })
         .collect()
+}
+
+/// The elements of each group a norm `op` normalises together in its
+/// input `x`: consecutive runs of this length.
+fn norm_group(op: &Op, x: &Tensor) -> usize {
+    match op {
+        Op::LayerNorm(a) => {
+            let first = x.shape().len().saturating_sub(a.normalized_dims);
+            x.shape()[first..].iter().product()
+        }
+        Op::GroupNorm(a) => {
+            let samples = x.shape().first().copied().unwrap_or(1);
+            x.len() / (samples * a.groups).max(1)
+        }
+        // Instance norm: each sample's channel.
+        _ => x.shape().iter().skip(2).product(),
+    }
 }
