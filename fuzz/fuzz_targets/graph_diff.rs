@@ -187,6 +187,11 @@ fn mismatch(reference: &Tensor, found: &Tensor, noise: &Tensor, cancelled: bool)
 /// spread): a few thousand ulp.
 const CANCELLED: f32 = 1e-5;
 
+/// Magnitudes that may come from a subnormal intermediate (which nnc's
+/// threads flush to zero) scaled back up: `f32::MIN_POSITIVE` (1.2e-38)
+/// times a factor up to about 2^27.
+const TINY: f32 = 1e-30;
+
 /// For each output of `graph`, whether it depends on an `add` or `sub`
 /// with an element that cancelled to within [`CANCELLED`] of its operands
 /// in the reference `values` (0 included), or on a layer, group or
@@ -194,8 +199,8 @@ const CANCELLED: f32 = 1e-5;
 /// mean` is all cancellation: `log(layer_norm(x))` of a row of
 /// `sigmoid(0)`s is `-inf` in the interpreter, where the mean is exactly
 /// the values, and NaN compiled, where the sigmoid's last ulp makes it
-/// differ from them; or on a value with a subnormal element, which the
-/// compiled code flushes to zero.
+/// differ from them; or on a value with an element below [`TINY`] in
+/// magnitude, which the compiled code may flush to zero.
 fn cancelled_outputs(graph: &Graph, values: &HashMap<NodeId, Tensor>) -> Vec<bool> {
     let magnitude = |t: &Tensor| {
         t.data()
@@ -205,9 +210,15 @@ fn cancelled_outputs(graph: &Graph, values: &HashMap<NodeId, Tensor>) -> Vec<boo
     };
     let cancels = |id: NodeId| {
         let node = graph.node(id);
-        // nnc's threads flush subnormal results to (signed) zero: `log` of
-        // a negative subnormal is NaN, of the `-0` it becomes `-inf`.
-        if values[&id].data().iter().any(|v| v.is_subnormal()) {
+        // nnc's threads flush subnormal results to (signed) zero, also
+        // inside a kernel: `silu(-90) = -90 sigmoid(-90)` is -7e-38 in the
+        // interpreter and -0 compiled, the sigmoid (8e-40) flushed; `log`
+        // of the one is NaN, of the other `-inf`.
+        if values[&id]
+            .data()
+            .iter()
+            .any(|v| *v != 0.0 && v.abs() < TINY)
+        {
             return true;
         }
         match &node.op {
