@@ -566,6 +566,40 @@ fn compiled_elu_keeps_negative_zero_for_a_reciprocal() {
     compare_keeping_nan(&reference, &out);
 }
 
+/// `sigmoid` and `silu` keep their relative accuracy in the negative
+/// tail, standalone (the JIT's code): `(1 + tanh(x/2)) / 2` was exactly 0
+/// from about -16 on, so `reciprocal(silu(-57))` was `-inf` where the
+/// interpreter has `-1.3e23`. Found by `graph_diff` (as `log(silu(1/x))`).
+#[test]
+fn compiled_sigmoid_keeps_its_negative_tail() {
+    let graph = load_text(
+        "sigmoid_tail.nn",
+        "model sigmoid_tail {\n    input x: f32[1, 1, 1, 12]\n    \
+         s = sigmoid(x)\n    \
+         q = silu(x)\n    \
+         r = reciprocal(q)\n    \
+         output s, r\n}\n",
+    );
+    let weights = seeded_weights(&graph, SEED).expect("weights");
+    let values = vec![
+        -0.5, -3.0, -9.0, -16.5, -20.0, -33.3, -57.27, -70.0, -80.0, -86.0, 0.0, 5.0,
+    ];
+    let x = Tensor::new(vec![1, 1, 1, 12], values.clone()).expect("tensor");
+    let reference = run(&graph, &weights, std::slice::from_ref(&x)).expect("interpreter");
+    // By hand (Python, f64): 1 / (1 + exp(57.27)) = 1.3426253e-25.
+    assert!((reference[0].data()[6] / 1.342_625_3e-25 - 1.0).abs() < 1e-6);
+    let out = run_on_one_thread(graph, weights, x);
+    for (i, (r, o)) in reference.iter().zip(&out).enumerate() {
+        for (j, (a, b)) in r.data().iter().zip(o.data()).enumerate() {
+            assert!(
+                a == b || (a - b).abs() <= 1e-5 * a.abs(),
+                "output {i}, x = {}: {b} against {a}",
+                values[j]
+            );
+        }
+    }
+}
+
 /// `clip(x, min=1e-5, max=6)` after an op is not `relu6`: `simplify`
 /// compared the two on its probes within an absolute 1e-5 and made the
 /// clip a `relu6`, so `sqrt` of it was 0 instead of 0.0032 for every

@@ -177,17 +177,27 @@ impl Emit<'_> {
         self.select(ty, saturated, unit, r)
     }
 
-    /// `1 / (1 + exp(-x)) = (1 + tanh(x/2)) / 2`.
+    /// `1 / (1 + exp(-x))`, as `r = 1 / (1 + e)` with `e = exp(-|x|)` for
+    /// `x >= 0` and `e r` below: a few ulp relative on both sides. The
+    /// negative tail is where `silu` and a `log` or `reciprocal` after it
+    /// need it (`(1 + tanh(x/2)) / 2`, used before, was exactly 0 from
+    /// about -16 on, so `log(silu(-57))` was `-inf` for NaN; found by
+    /// `graph_diff`).
     pub fn sigmoid(&mut self, ty: Type, x: Value) -> Value {
-        let half = self.f(ty, 0.5);
-        let t = self.b.ins().fmul(x, half);
-        let t = self.tanh(ty, t);
-        let s = self.b.ins().fma(t, half, half);
+        let magnitude = self.b.ins().fabs(x);
+        let minus = self.b.ins().fneg(magnitude);
+        let e = self.exp(ty, minus);
+        let one = self.f(ty, 1.0);
+        let d = self.b.ins().fadd(one, e);
+        let r = self.b.ins().fdiv(one, d);
+        let er = self.b.ins().fmul(e, r);
+        let zero = self.f(ty, 0.0);
+        let positive = self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, x, zero);
+        let s = self.select(ty, positive, r, er);
         // Exactly 0 where `exp(-x)` overflows, as `1 / (1 + inf)`: so that
         // `silu(-inf)` is `-inf * 0 = NaN`, as in the interpreter.
         let lo = self.f(ty, -88.72);
         let under = self.b.ins().fcmp(FloatCC::LessThan, x, lo);
-        let zero = self.f(ty, 0.0);
         self.select(ty, under, zero, s)
     }
 
