@@ -754,6 +754,40 @@ fn compiled_norms_of_huge_values_match_the_interpreter() {
     }
 }
 
+/// `local_response_norm` of channels beyond about 1.8e19, whose f32 sum
+/// of squares overflows: computed in f64 like the interpreter's (it was
+/// `x / inf^beta = 0`: 0 for 245 after an LRN with `alpha=-1, beta=6,
+/// k=0` made values near 1e20). Found by `graph_diff`. The vector lanes
+/// and the scalar tail, `beta` 0.75 (the square-root path) and 0.5, and
+/// columns of ordinary values beside them.
+#[test]
+fn compiled_local_response_norm_of_huge_values_matches_the_interpreter() {
+    for beta in ["0.75", "0.5"] {
+        let graph = load_text(
+            "lrn_huge.nn",
+            &format!(
+                "model lrn_huge {{\n    input x: f32[1, 4, 2, 3]\n    \
+                 y = local_response_norm(x, size=3, beta={beta}, k=0.5)\n    \
+                 output y\n}}\n"
+            ),
+        );
+        let weights = seeded_weights(&graph, SEED).expect("weights");
+        let mut values: Vec<f32> = (0..24).map(|i| (i % 7) as f32 * 0.3 - 0.9).collect();
+        for i in [1, 4, 5, 13, 23] {
+            values[i] = if i % 2 == 0 { 4e20 } else { -3e21 };
+        }
+        let x = Tensor::new(vec![1, 4, 2, 3], values).expect("tensor");
+        let reference = run(&graph, &weights, std::slice::from_ref(&x)).expect("interpreter");
+        let out = run_on_one_thread(graph, weights, x);
+        for (i, (a, b)) in reference[0].data().iter().zip(out[0].data()).enumerate() {
+            assert!(
+                a.is_finite() && (a == b || (a - b).abs() <= 1e-5 * a.abs()),
+                "beta {beta}, element {i}: {b} against {a}"
+            );
+        }
+    }
+}
+
 /// `expm1` near 0 to a few ulp: `x - celu(x, alpha=6)` is about `-x^2/12`
 /// for small `x`, all cancellation, and the compiled `exp(x) - 1` (5e-5
 /// off at 0.002) made its reciprocal 0.5% wrong. Found by `graph_diff`.

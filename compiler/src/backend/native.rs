@@ -1,6 +1,6 @@
 //! Native code the JIT kernels call: the GEMM behind every `gemm` and
-//! `linear` op (and the separable and recurrent kernels), and the
-//! recurrent cell step.
+//! `linear` op (and the separable and recurrent kernels), the recurrent
+//! cell step, and `local_response_norm`'s exact path.
 //!
 //! A [`GemmTask`] describes one op's matrix products completely, with its
 //! weights laid out at compile time; the JIT kernel loops over its tasks and
@@ -12,7 +12,7 @@ use super::gemm::{self, GemmEpilogue, MicroKernel, PackedA};
 use super::jit::Base;
 use super::BackendError;
 use crate::ir::winograd::Transform;
-use crate::ir::{Activation, SELU_ALPHA, SELU_SCALE};
+use crate::ir::{Activation, LocalResponseNormAttrs, SELU_ALPHA, SELU_SCALE};
 use nnc_runtime::Phases;
 use std::ops::Range;
 
@@ -558,4 +558,39 @@ pub extern "C" fn nnc_scratch(len: usize) -> *mut f32 {
         }
         s.as_mut_ptr()
     })
+}
+
+/// One output of `local_response_norm` as the interpreter computes it, in
+/// f64 ([`LocalResponseNormAttrs::normalise`]): the compiled kernel's path
+/// for a column whose f32 sum of squares overflowed.
+///
+/// # Safety
+/// `x` points at an element of channel `ch` of `channels`, whose channel
+/// `i` is `(i - ch) * plane` floats away; `before < size`.
+#[allow(unsafe_code, clippy::too_many_arguments)] // A scalar C signature.
+pub unsafe extern "C" fn nnc_lrn_exact(
+    x: *const f32,
+    ch: usize,
+    plane: usize,
+    channels: usize,
+    size: usize,
+    before: usize,
+    alpha: f32,
+    beta: f32,
+    k: f32,
+) -> f32 {
+    let attrs = LocalResponseNormAttrs {
+        size,
+        alpha,
+        beta,
+        k,
+        before,
+    };
+    let first = ch.saturating_sub(before);
+    let last = (ch + size - 1 - before).min(channels - 1);
+    // SAFETY: channels `first..=last` exist; each is `(i - ch) * plane`
+    // floats from `x` (the caller's contract).
+    let at = |i: usize| unsafe { *x.wrapping_sub(ch * plane).add(i * plane) };
+    let sum: f64 = (first..=last).map(|i| f64::from(at(i)).powi(2)).sum();
+    attrs.normalise(at(ch), sum)
 }

@@ -181,7 +181,6 @@ pub fn local_response_norm(x: &Tensor, a: &LocalResponseNormAttrs) -> Result<Ten
     if inner == 0 {
         return Ok(out);
     }
-    let scale = f64::from(a.alpha) / a.size as f64;
     for (sample, block) in out.data_mut().chunks_exact_mut(c * inner).enumerate() {
         let input = &x.data()[sample * c * inner..][..c * inner];
         for ch in 0..c {
@@ -191,8 +190,7 @@ pub fn local_response_norm(x: &Tensor, a: &LocalResponseNormAttrs) -> Result<Ten
                 let sum: f64 = (first..=last)
                     .map(|i| f64::from(input[i * inner + j]).powi(2))
                     .sum();
-                let divisor = (f64::from(a.k) + scale * sum).powf(f64::from(a.beta));
-                block[ch * inner + j] = (f64::from(input[ch * inner + j]) / divisor) as f32;
+                block[ch * inner + j] = a.normalise(input[ch * inner + j], sum);
             }
         }
     }

@@ -144,6 +144,17 @@ pub struct LocalResponseNormAttrs {
     pub before: usize,
 }
 
+impl LocalResponseNormAttrs {
+    /// One output, `v / (k + alpha/size * sum)^beta` for the window's sum
+    /// of squares `sum`, in f64: the interpreter's, and the compiled
+    /// kernel's where its f32 sum overflows.
+    pub fn normalise(&self, v: f32, sum: f64) -> f32 {
+        let scale = f64::from(self.alpha) / self.size as f64;
+        let divisor = (f64::from(self.k) + scale * sum).powf(f64::from(self.beta));
+        (f64::from(v) / divisor) as f32
+    }
+}
+
 /// `max_pool2d`. Padding counts as `-inf`; no side exceeds half the kernel.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MaxPool2dAttrs {

@@ -13,6 +13,7 @@ use super::gemm::constant;
 use super::lanes::{self, Columns};
 use super::{Consts, Kernel, Operands};
 use crate::backend::jit::{Base, Emit, F32X4};
+use crate::backend::native::nnc_lrn_exact;
 use crate::backend::BackendError;
 use crate::ir::{LocalResponseNormAttrs, Op};
 use cranelift_codegen::ir::condcodes::FloatCC;
@@ -363,6 +364,7 @@ fn window_sums(
             let d = e.b.ins().fma(sum, scale, k);
             let y = divide_by_power(e, ty, v, d, a.beta, signed);
             e.store(y, q, offset);
+            exact_where_overflowed(e, ty, sum, (p, q, offset), (ch, plane, c), a);
         }
     };
     // Channels whose whole window exists.
@@ -379,6 +381,51 @@ fn window_sums(
         channel(e, ch, 0..a.size);
         Ok(())
     })
+}
+
+/// Where a lane's f32 sum of squares overflowed (channels beyond about
+/// 1.8e19; `y` was then divided into 0 or NaN), recomputes its column in
+/// f64 as the interpreter does ([`nnc_lrn_exact`]), lane by lane. A branch
+/// that is not taken on ordinary values. `(p, q, offset)` are the
+/// channel's input and output rows and the lanes' first column.
+fn exact_where_overflowed(
+    e: &mut Emit,
+    ty: Type,
+    sum: Value,
+    (p, q, offset): (Value, Value, usize),
+    (ch, plane, c): (Value, usize, usize),
+    a: &LocalResponseNormAttrs,
+) {
+    let inf = e.f(ty, f32::INFINITY);
+    let overflowed = e.b.ins().fcmp(FloatCC::Equal, sum, inf);
+    let any = if ty.is_vector() {
+        e.b.ins().vany_true(overflowed)
+    } else {
+        overflowed
+    };
+    let then = e.b.create_block();
+    let done = e.b.create_block();
+    e.b.ins().brif(any, then, &[], done, &[]);
+    e.b.set_cold_block(then);
+    e.b.switch_to_block(then);
+    for lane in 0..ty.lane_count() as usize {
+        let at = e.b.ins().iadd_imm_s(p, 4 * (offset + lane) as i64);
+        let args = [
+            at,
+            ch,
+            e.i(plane),
+            e.i(c),
+            e.i(a.size),
+            e.i(a.before),
+            e.f(types::F32, a.alpha),
+            e.f(types::F32, a.beta),
+            e.f(types::F32, a.k),
+        ];
+        let y = e.call_native_ret(nnc_lrn_exact as *const () as usize, &args, types::F32);
+        e.store(y, q, offset + lane);
+    }
+    e.b.ins().jump(done, &[]);
+    e.b.switch_to_block(done);
 }
 
 /// `v / d^beta` with `powf`'s special cases, as in the interpreter: `d^0`
