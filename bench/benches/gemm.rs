@@ -42,7 +42,10 @@ fn shapes() -> Vec<(usize, usize, usize)> {
                 .collect();
             match dims[..] {
                 [m, n, k] if m > 0 && n > 0 && k > 0 => (m, n, k),
-                _ => panic!("NNC_BENCH_SHAPES: `{shape}` is not MxNxK (three positive sizes)"),
+                _ => {
+                    eprintln!("NNC_BENCH_SHAPES: `{shape}` is not MxNxK (three positive sizes)");
+                    std::process::exit(2)
+                }
             }
         })
         .collect()
