@@ -280,7 +280,7 @@ fn reset_pass(e: &mut Emit, d: &Dims, r: &Regions, t: Value) -> Result<(), Backe
         let z = e.addr_of(product, q);
         let z = e.load(ty, z, 0);
         let pre = e.b.ins().fadd(p, z);
-        let gate = e.sigmoid(ty, pre);
+        let gate = e.gate_sigmoid(ty, pre);
         let h_at = e.addr_of(h, q);
         let h_old = e.load(ty, h_at, 0);
         let v = e.b.ins().fmul(gate, h_old);
@@ -325,13 +325,13 @@ fn gate_pass(
         let h_new = match cell {
             Cell::Lstm => {
                 let i = gate(e, 0);
-                let i = e.sigmoid(ty, i);
+                let i = e.gate_sigmoid(ty, i);
                 let f = gate(e, 1);
-                let f = e.sigmoid(ty, f);
+                let f = e.gate_sigmoid(ty, f);
                 let g = gate(e, 2);
                 let g = e.tanh(ty, g);
                 let o = gate(e, 3);
-                let o = e.sigmoid(ty, o);
+                let o = e.gate_sigmoid(ty, o);
                 let c_at = e.addr_of(c, q);
                 let c_old = e.load(ty, c_at, 0);
                 let kept = e.b.ins().fmul(f, c_old);
@@ -343,9 +343,9 @@ fn gate_pass(
             }
             Cell::Gru => {
                 let rg = gate(e, 0);
-                let rg = e.sigmoid(ty, rg);
+                let rg = e.gate_sigmoid(ty, rg);
                 let zg = gate(e, 1);
-                let zg = e.sigmoid(ty, zg);
+                let zg = e.gate_sigmoid(ty, zg);
                 let (p, z) = parts(e, 2);
                 // Resetting first, `Z_n` already is `W_hn (r * h) + b_hn`.
                 let gated = if d.linear_before_reset {
