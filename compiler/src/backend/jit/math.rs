@@ -65,12 +65,17 @@ impl Emit<'_> {
     /// `expf`): `x = n*ln2 + r` with `|r| <= ln2/2`, a degree-6 polynomial
     /// for `e^r`, and `2^n` built in the exponent bits of two factors
     /// (`n` reaches 128 near the top, one past the largest exponent).
+    /// Below -87 it is 0, as the AVX2 and AVX-512 versions are (the true
+    /// value is at most 1.6e-38 there, about what nnc's threads flush):
+    /// clamped to `exp(-87)` instead, `silu(-90)` was `-1.5e-36` for the
+    /// interpreter's `-7e-38`, 20 times it.
     pub fn exp(&mut self, ty: Type, x: Value) -> Value {
         let int_ty = if ty == types::F32 {
             types::I32
         } else {
             types::I32X4
         };
+        let input = x;
         let x = self.clamp(ty, x, -87.0, EXP_MAX);
         let log2e = self.f(ty, std::f32::consts::LOG2_E);
         let t = self.b.ins().fmul(x, log2e);
@@ -118,7 +123,10 @@ impl Emit<'_> {
             let scale = self.b.ins().bitcast(ty, MemFlagsData::new(), k);
             e = self.b.ins().fmul(e, scale);
         }
-        e
+        let lo = self.f(ty, -87.0);
+        let below = self.b.ins().fcmp(FloatCC::LessThan, input, lo);
+        let zero = self.f(ty, 0.0);
+        self.select(ty, below, zero, e)
     }
 
     /// `tanh(x)` as a rational function (Eigen's float approximation, a few
