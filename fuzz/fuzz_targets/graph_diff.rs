@@ -201,6 +201,10 @@ enum Fragile {
 /// spread): a few thousand ulp.
 const CANCELLED: f32 = 1e-5;
 
+/// Input magnitudes (or non-finite values) from which a recurrent layer's
+/// gates may saturate.
+const SATURATING: f32 = 4.0;
+
 /// Magnitudes that may come from a subnormal intermediate (which nnc's
 /// threads flush to zero) scaled back up: `f32::MIN_POSITIVE` (1.2e-38)
 /// times a factor up to about 2^27.
@@ -214,7 +218,8 @@ const TINY: f32 = 1e-30;
 /// mean` is all cancellation: `log(layer_norm(x))` of a row of
 /// `sigmoid(0)`s is `-inf` in the interpreter, where the mean is exactly
 /// the values, and NaN compiled, where the sigmoid's last ulp makes it
-/// differ from them); [`Fragile::Tiny`] behind a value with an element
+/// differ from them), or behind a recurrent layer with an input beyond
+/// [`SATURATING`]; [`Fragile::Tiny`] behind a value with an element
 /// below [`TINY`] in magnitude, which the compiled code may flush to zero
 /// (`silu(-90)` is `-7e-38` in the interpreter, `-0` compiled).
 fn fragile_outputs(graph: &Graph, values: &HashMap<NodeId, Tensor>) -> Vec<Fragile> {
@@ -249,6 +254,14 @@ fn fragile_outputs(graph: &Graph, values: &HashMap<NodeId, Tensor>) -> Vec<Fragi
                     hi - lo <= CANCELLED * scale
                 })
             }
+            // Large inputs saturate the gates: the interpreter's f64 `1 - z`
+            // is 0 or `e^-x` where the compiled f32 one is a multiple of
+            // 2^-24 (a GRU's `h_n` on an input of `inf`: 0 against 2.4e-7,
+            // and a `reciprocal` after it).
+            Op::Rnn(_) | Op::Lstm(_) | Op::Gru(_) => values[&node.inputs()[0]]
+                .data()
+                .iter()
+                .any(|v| !(v.abs() <= SATURATING)),
             _ => false,
         };
         if cancelled {
