@@ -600,6 +600,44 @@ fn compiled_sigmoid_keeps_its_negative_tail() {
     }
 }
 
+/// `pow` by a constant at `powf`'s special values: `(-inf)^0.1` is +inf
+/// (it was NaN through `ln`, so `pow(log(0), 0.1)` was NaN for inf; found
+/// by `graph_diff`), `(-inf)^-0.3` is +0, and the square root's `(-0)^0.5`
+/// is +0 and `(-inf)^0.5` +inf (`sqrt` gives -0 and NaN).
+#[test]
+fn compiled_pow_by_a_constant_follows_powf_at_the_edges() {
+    for exponent in ["0.1", "0.5", "-0.3", "-0.5", "3.0", "-2.0"] {
+        let graph = load_text(
+            "pow_edges.nn",
+            &format!(
+                "model pow_edges {{\n    input x: f32[1, 1, 1, 8]\n    \
+                 y = pow(x, exponent={exponent})\n    \
+                 output y\n}}\n"
+            ),
+        );
+        let weights = seeded_weights(&graph, SEED).expect("weights");
+        let values = vec![
+            f32::NEG_INFINITY,
+            -0.0,
+            0.0,
+            f32::INFINITY,
+            2.0,
+            -2.0,
+            0.3,
+            f32::NAN,
+        ];
+        let x = Tensor::new(vec![1, 1, 1, 8], values.clone()).expect("tensor");
+        let reference = run(&graph, &weights, std::slice::from_ref(&x)).expect("interpreter");
+        let out = run_on_one_thread(graph, weights, x);
+        for ((v, a), b) in values.iter().zip(reference[0].data()).zip(out[0].data()) {
+            let same = (a.is_nan() && b.is_nan())
+                || (a == b && a.is_sign_negative() == b.is_sign_negative())
+                || (a.is_finite() && *a != 0.0 && (a - b).abs() <= 1e-6 * a.abs());
+            assert!(same, "pow({v}, {exponent}) = {b}, want {a}");
+        }
+    }
+}
+
 /// `clip(x, min=1e-5, max=6)` after an op is not `relu6`: `simplify`
 /// compared the two on its probes within an absolute 1e-5 and made the
 /// clip a `relu6`, so `sqrt` of it was 0 instead of 0.0032 for every

@@ -655,8 +655,16 @@ impl Emit<'_> {
     /// `|c| <= 64` (exact for negative `x`), `sqrt` for 1/2, else
     /// `exp(c ln x)`, which is NaN for a negative `x` as `powf` is.
     fn pow(&mut self, ty: Type, x: Value, c: f32) -> Value {
+        let ninf = self.f(ty, f32::NEG_INFINITY);
+        let at_ninf = self.b.ins().fcmp(FloatCC::Equal, x, ninf);
         if c == 0.5 {
-            return self.b.ins().sqrt(x);
+            // `powf(-0, 0.5)` is +0 and `powf(-inf, 0.5)` +inf, where `sqrt`
+            // gives -0 and NaN; adding +0 turns only -0 into +0.
+            let r = self.b.ins().sqrt(x);
+            let zero = self.f(ty, 0.0);
+            let r = self.b.ins().fadd(r, zero);
+            let inf = self.f(ty, f32::INFINITY);
+            return self.select(ty, at_ninf, inf, r);
         }
         if c.fract() == 0.0 && c.abs() <= 64.0 {
             let mut n = c.abs() as u32;
@@ -694,6 +702,11 @@ impl Emit<'_> {
         let zero = self.f(ty, 0.0);
         let is_zero = self.b.ins().fcmp(FloatCC::Equal, x, zero);
         let at_zero = self.f(ty, if c > 0.0 { 0.0 } else { f32::INFINITY });
-        self.select(ty, is_zero, at_zero, r)
+        let r = self.select(ty, is_zero, at_zero, r);
+        // (-inf)^c, which `ln` makes NaN: +inf for c > 0 and +0 below, as
+        // `powf` has it for every `c` that is not an odd integer (the
+        // integers took the branch above).
+        let limit = self.f(ty, if c > 0.0 { f32::INFINITY } else { 0.0 });
+        self.select(ty, at_ninf, limit, r)
     }
 }
