@@ -241,16 +241,13 @@ unsafe fn accumulate<const ROWS: usize, const NV: usize>(
 pub(crate) unsafe fn narrow(t: &Tile) {
     // SAFETY: forwarded.
     unsafe {
-        // At least eight independent sums (columns x steps in flight), so
-        // that the FMA latency does not bound the k loop: with one step,
-        // 4 columns' chains ran a 512x4x4608 product at 26 GFLOP/s.
         match t.cols {
-            1 => narrow_n::<1, 8>(t),
-            2 => narrow_n::<2, 4>(t),
-            3 => narrow_n::<3, 3>(t),
-            4 => narrow_n::<4, 2>(t),
-            5 => narrow_n::<5, 2>(t),
-            6 => narrow_n::<6, 2>(t),
+            1 => narrow_n::<1, 4>(t),
+            2 => narrow_n::<2, 2>(t),
+            3 => narrow_n::<3, 2>(t),
+            4 => narrow_n::<4, 1>(t),
+            5 => narrow_n::<5, 1>(t),
+            6 => narrow_n::<6, 1>(t),
             7 => narrow_n::<7, 1>(t),
             8 => narrow_n::<8, 1>(t),
             _ => {}
