@@ -21,8 +21,8 @@
 
 use crate::ir::{Graph, Op, WeightRole};
 use nnc_runtime::{
-    check_weights, checked_numel, load_safetensors_within, seeded_uniform, seeded_uniform_part,
-    MemoryLimit, Tensor, TensorError, WeightError, WeightSet,
+    check_weights, checked_numel, load_safetensors_within, seeded_uniform_part, MemoryLimit,
+    Tensor, TensorError, WeightError, WeightSet,
 };
 use rayon::prelude::*;
 use std::path::Path;
@@ -85,10 +85,6 @@ pub fn seeded_weights(graph: &Graph, seed: u64) -> Result<WeightSet, TensorError
             let count = checked_numel(shape).ok_or_else(|| TensorError::Overflow {
                 shape: shape.to_vec(),
             })?;
-            if count <= SEED_PART {
-                let tensor = seeded_uniform(&w.name, shape, low, high, seed)?;
-                return Ok((w.name.clone(), tensor));
-            }
             // A few large tensors hold most of a model's weights (resnet18's
             // last convs): they are drawn in parts, on all cores.
             let mut data: Vec<f32> = Vec::with_capacity(count);

@@ -98,14 +98,7 @@ pub fn seeded_uniform_part(
     start: usize,
     out: &mut [f32],
 ) -> Result<(), TensorError> {
-    let distribution = distribution(low, high)?;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ fnv1a64(name.as_bytes()));
-    // One word per draw (see the module documentation).
-    rng.set_word_pos(start as u128);
-    for v in out {
-        *v = distribution.sample(&mut rng);
-    }
-    Ok(())
+    draw(low, high, seed ^ fnv1a64(name.as_bytes()), start, out)
 }
 
 /// An input tensor of values drawn uniformly from `[-1, 1)` by a generator
@@ -122,13 +115,31 @@ fn uniform(
     high: f32,
     generator_seed: u64,
 ) -> Result<Tensor, TensorError> {
-    let distribution = distribution(low, high)?;
     let count = checked_numel(shape).ok_or_else(|| TensorError::Overflow {
         shape: shape.to_vec(),
     })?;
-    let mut rng = ChaCha8Rng::seed_from_u64(generator_seed);
-    let data = (0..count).map(|_| distribution.sample(&mut rng)).collect();
+    let mut data = vec![0.0; count];
+    draw(low, high, generator_seed, 0, &mut data)?;
     Tensor::new(shape.to_vec(), data)
+}
+
+/// Draws `start .. start + out.len()` of `Uniform::new(low, high)` from
+/// `ChaCha8Rng::seed_from_u64(generator_seed)` into `out`.
+fn draw(
+    low: f32,
+    high: f32,
+    generator_seed: u64,
+    start: usize,
+    out: &mut [f32],
+) -> Result<(), TensorError> {
+    let distribution = distribution(low, high)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(generator_seed);
+    // One word per draw (see the module documentation).
+    rng.set_word_pos(start as u128);
+    for v in out {
+        *v = distribution.sample(&mut rng);
+    }
+    Ok(())
 }
 
 /// `Uniform::new(low, high)`, refused for a range that is empty or not

@@ -212,12 +212,9 @@ impl Emit<'_> {
         let er = self.b.ins().fmul(e, r);
         let zero = self.f(ty, 0.0);
         let positive = self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, x, zero);
-        let s = self.select(ty, positive, r, er);
-        // Exactly 0 where `exp(-x)` overflows, as `1 / (1 + inf)`: so that
-        // `silu(-inf)` is `-inf * 0 = NaN`, as in the interpreter.
-        let lo = self.f(ty, -88.72);
-        let under = self.b.ins().fcmp(FloatCC::LessThan, x, lo);
-        self.select(ty, under, zero, s)
+        // Below -87 `exp` is exactly 0, so `e r` is too: `silu(-inf)` is
+        // `-inf * 0 = NaN`, as in the interpreter.
+        self.select(ty, positive, r, er)
     }
 
     /// `x < lo ? lo : x`: the interpreter's lower clamp (a NaN stays NaN,

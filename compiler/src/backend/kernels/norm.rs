@@ -408,19 +408,20 @@ fn exact_where_overflowed(
     e.b.ins().brif(any, then, &[], done, &[]);
     e.b.set_cold_block(then);
     e.b.switch_to_block(then);
+    let rest = [
+        ch,
+        e.i(plane),
+        e.i(c),
+        e.i(a.size),
+        e.i(a.before),
+        e.f(types::F32, a.alpha),
+        e.f(types::F32, a.beta),
+        e.f(types::F32, a.k),
+    ];
     for lane in 0..ty.lane_count() as usize {
         let at = e.b.ins().iadd_imm_s(p, 4 * (offset + lane) as i64);
-        let args = [
-            at,
-            ch,
-            e.i(plane),
-            e.i(c),
-            e.i(a.size),
-            e.i(a.before),
-            e.f(types::F32, a.alpha),
-            e.f(types::F32, a.beta),
-            e.f(types::F32, a.k),
-        ];
+        let mut args = vec![at];
+        args.extend(rest);
         let y = e.call_native_ret(nnc_lrn_exact as *const () as usize, &args, types::F32);
         e.store(y, q, offset + lane);
     }
