@@ -7,7 +7,7 @@ A comment counts when it is on the line itself or directly above it (through
 attributes, comments and the start of a statement such as `let x =`). An
 `unsafe fn` in a trait or impl block whose header has a `SAFETY (every
 method)` comment or a `# Safety` doc is covered by it: the trait's contract
-(e.g. `Lanes` in compiler/src/backend/winograd.rs) is stated once.
+(e.g. `Lanes` in runtime/src/kernels/winograd/mod.rs) is stated once.
 
 Run from anywhere: `python3 scripts/safety_audit.py`.
 """

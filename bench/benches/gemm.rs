@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use nnc_compiler::backend::gemm::{gemm, GemmEpilogue, MicroKernel, PackedA};
+use nnc_runtime::kernels::gemm::{gemm, GemmEpilogue, MicroKernel, PackedA};
 
 /// `(M, N, K)`: 512³, then conv layers as im2col GEMMs (ResNet-ish:
 /// 56x56x64 3x3, 28x28x128 3x3, 7x7x512 3x3), then the GEMVs of an LSTM

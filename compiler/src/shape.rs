@@ -401,7 +401,7 @@ fn recurrent_weights(
 /// The input patch side `m + 2` of Winograd F(m x m, 3x3), if nnc has
 /// that transform.
 fn winograd_side(op: &str, m: usize) -> SResult<usize> {
-    crate::ir::winograd::Transform::of(m)
+    nnc_runtime::kernels::winograd::Transform::of(m)
         .map(|t| t.a())
         .ok_or_else(|| {
             ShapeError::new(

@@ -18,8 +18,8 @@
 //! all positions (global pooling, spatial norms, linear on a flattened map)
 //! have a global receptive field.
 
-use crate::ir::winograd::Transform;
 use crate::ir::{Conv2dAttrs, Epilogue, Graph, NodeId, Op, Reduction, WeightRole};
+use nnc_runtime::kernels::winograd::Transform;
 use std::collections::HashMap;
 use std::fmt::Write;
 

@@ -90,7 +90,7 @@ pub fn seeded_weights(graph: &Graph, seed: u64) -> Result<WeightSet, TensorError
             let mut data: Vec<f32> = Vec::with_capacity(count);
             // 2 MiB pages: with 4 KiB ones, faulting in resnet18's 47 MB of
             // seeded weights took more time than drawing them.
-            crate::backend::memory::advise_huge_pages(data.as_ptr().cast(), 4 * count);
+            nnc_runtime::pages::advise_huge_pages(data.as_ptr().cast(), 4 * count);
             data.resize(count, 0.0);
             data.par_chunks_mut(SEED_PART)
                 .enumerate()

@@ -1,5 +1,7 @@
-//! The nnc runtime: tensors, dtypes, weights files (safetensors), `.npy` I/O
-//! and deterministic weight initialisation.
+//! The nnc runtime: everything a compiled model needs to run. Tensors,
+//! dtypes, weights files (safetensors), `.npy` I/O and deterministic weight
+//! initialisation; the `Executable` contract, its arena and thread pool;
+//! and the native kernels the compiled code calls ([`kernels`]).
 //!
 //! Architecture invariant: this crate is the leaf of nnc. It depends on no
 //! other nnc crate and knows nothing of the DSL, the IR, petgraph or
@@ -10,8 +12,10 @@ pub mod denormals;
 pub mod error;
 pub mod executable;
 pub mod init;
+pub mod kernels;
 pub mod limits;
 pub mod npy;
+pub mod pages;
 pub mod phases;
 mod pool;
 pub mod tensor;

@@ -4,11 +4,11 @@
 //! adjoint of conv).
 
 use nnc_compiler::interp::{self, InterpError};
-use nnc_compiler::ir::winograd::{F2X3, F4X3};
 use nnc_compiler::ir::{
     Col2ImAttrs, Conv2dAttrs, ConvTranspose2dAttrs, Epilogue, GemmAttrs, Im2ColAttrs, Padding,
     WinogradInputAttrs, WinogradOutputAttrs,
 };
+use nnc_runtime::kernels::winograd::{F2X3, F4X3};
 use nnc_runtime::Tensor;
 use nnc_tests::{assert_close, random, tensor};
 use proptest::prelude::*;

@@ -10,13 +10,13 @@
 
 use std::path::Path;
 
-use nnc_compiler::backend::gemm::MicroKernel;
 use nnc_compiler::backend::{compile, Compiled, Options};
 use nnc_compiler::driver::compile_source;
 use nnc_compiler::interp::run;
 use nnc_compiler::ir::Graph;
 use nnc_compiler::weights::seeded_weights;
 use nnc_frontend::SourceFile;
+use nnc_runtime::kernels::gemm::MicroKernel;
 use nnc_runtime::{random_input, Pool, RunError, Tensor, WeightSet};
 use nnc_tests::random_model::{layer, random_model};
 use proptest::prelude::*;

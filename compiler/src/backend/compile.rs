@@ -1,13 +1,14 @@
 //! The compile driver: passes, memory plan, kernels, link.
 
-use super::gemm::MicroKernel;
-use super::jit::{Base, Jit};
+use super::jit::Jit;
 use super::kernels::{self, Buf, Consts, Operands};
 use super::memory::{self, Interval};
 use super::BackendError;
 use crate::ir::{Epilogue, Graph, NodeId, Op, SourceLoc};
 use crate::passes;
 use crate::stats;
+use nnc_runtime::kernels::gemm::MicroKernel;
+use nnc_runtime::kernels::Base;
 use nnc_runtime::{Binding, Executable, MemoryLimit, Step, WeightSet};
 use rayon::prelude::*;
 use std::collections::HashMap;

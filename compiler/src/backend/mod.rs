@@ -2,24 +2,17 @@
 //!
 //! [`compile`] runs the pass pipeline, plans every value's place in the
 //! arena ([`memory`]), builds one kernel per op ([`kernels`]) as a
-//! Cranelift function ([`jit`]) that may call native code ([`native`]:
-//! [`gemm`], [`cell`]), and returns an `nnc_runtime::Executable` with a
-//! report of what it did.
+//! Cranelift function ([`jit`]) that may call the runtime's native kernels
+//! (`nnc_runtime::kernels`: the GEMM, the recurrent cells, the depthwise,
+//! direct and Winograd convolutions), and returns an
+//! `nnc_runtime::Executable` with a report of what it did.
 
-pub mod cell;
+pub mod activation;
 pub mod compile;
-pub mod depthwise_blocked;
-pub mod depthwise_rows;
-pub mod direct_conv;
-pub mod gemm;
 pub mod jit;
 pub mod kernels;
 pub mod memory;
-pub mod native;
-pub mod pool_rows;
 pub mod roofline;
-mod row_lanes;
-pub mod winograd;
 
 pub use compile::{compile, Compiled, LayerReport, Options, Report};
 
@@ -44,6 +37,9 @@ pub enum BackendError {
     /// memory than allowed.
     #[error(transparent)]
     Memory(#[from] nnc_runtime::LimitError),
+    /// A native kernel's descriptor could not be built: a compiler bug.
+    #[error("building a native kernel: {0}")]
+    Kernel(#[from] nnc_runtime::kernels::KernelError),
     /// Cranelift rejected a kernel: a compiler bug.
     #[error("code generation failed: {0}")]
     Codegen(String),

@@ -14,11 +14,11 @@ use super::elementwise::{
     activation, add, binary, broadcast_shape, broadcast_to, prelu_scalar, unary,
 };
 use super::error::{operands, InterpError};
-use crate::ir::winograd::Transform;
 use crate::ir::{
     Activation, Col2ImAttrs, ElementwiseAttrs, ElementwiseStep, Epilogue, GemmAttrs, Im2ColAttrs,
     SeparableConv2dAttrs,
 };
+use nnc_runtime::kernels::winograd::Transform;
 
 /// Applies an activation with the kernel of the op of the same name.
 pub fn activate(act: Activation, x: &Tensor) -> Tensor {

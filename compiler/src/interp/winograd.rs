@@ -8,8 +8,8 @@ use nnc_runtime::Tensor;
 
 use super::check::{dims4, presence, shape_is};
 use super::error::{operands, InterpError};
-use crate::ir::winograd::Transform;
 use crate::ir::{WinogradInputAttrs, WinogradOutputAttrs};
+use nnc_runtime::kernels::winograd::Transform;
 
 fn transform(op: &'static str, m: usize) -> Result<Transform, InterpError> {
     Transform::of(m).ok_or_else(|| operands(op, format!("no Winograd transform for tiles of {m}")))

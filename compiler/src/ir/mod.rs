@@ -9,7 +9,6 @@ pub mod op;
 pub mod padding;
 pub mod print;
 pub mod reduce;
-pub mod winograd;
 
 pub use elementwise::*;
 pub use graph::{Graph, GraphError, Node, NodeId, SourceLoc, TensorType};

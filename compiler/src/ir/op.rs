@@ -149,9 +149,7 @@ impl LocalResponseNormAttrs {
     /// of squares `sum`, in f64: the interpreter's, and the compiled
     /// kernel's where its f32 sum overflows.
     pub fn normalise(&self, v: f32, sum: f64) -> f32 {
-        let scale = f64::from(self.alpha) / self.size as f64;
-        let divisor = (f64::from(self.k) + scale * sum).powf(f64::from(self.beta));
-        (f64::from(v) / divisor) as f32
+        nnc_runtime::kernels::tasks::lrn_normalise(v, sum, self.size, self.alpha, self.beta, self.k)
     }
 }
 
@@ -409,7 +407,7 @@ pub struct Im2ColAttrs {
 /// group per transformed element) the weight operand is the conv's own 3x3
 /// weight `[M/groups, K, 3, 3]`, and the `[M, K]` weight above is its
 /// transform: row `e*M/groups + o` is element `e` of `G g G^T` for filter
-/// `(o, k)` (see `ir/winograd.rs`). The transform is computed where the
+/// `(o, k)` (see `nnc_runtime::kernels::winograd::transform`). The transform is computed where the
 /// weight is used (the backend transforms while packing) rather than
 /// stored: ResNet-18's transformed weights are 72 MB.
 #[derive(Clone, Debug, PartialEq)]
@@ -440,7 +438,7 @@ pub struct Col2ImAttrs {
 }
 
 /// `winograd_input`: the input transform of Winograd's F(m x m, 3x3) (see
-/// [`crate::ir::winograd`]). Operand `x [N, C, H, W]`; output `[N, a*a*C,
+/// [`nnc_runtime::kernels::winograd`]). Operand `x [N, C, H, W]`; output `[N, a*a*C,
 /// tiles[0], tiles[1]]` (`a = m + 2`) whose row `e*C + c` holds element `e`
 /// (row-major in the `a x a` tile) of `BT d BT^T`, `d` being the patch of
 /// channel `c` at `(m*ty - top, m*tx - left)` (`padding.begin`), zero

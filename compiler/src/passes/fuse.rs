@@ -25,7 +25,7 @@
 //! except where a constant add is summed into a bias first (1e-6 relative).
 
 use super::{add_weight, replace_weight, weight_tensor, Candidate, PassError, PassReport};
-use crate::backend::native::lookup_native;
+use crate::backend::activation::lookup_native;
 use crate::ir::{
     Activation, BinaryOp, ElementwiseAttrs, ElementwiseStep, Graph, NodeId, Op, WeightRole,
 };

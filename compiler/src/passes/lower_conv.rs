@@ -34,12 +34,12 @@
 //! change only by summation order (1e-5 relative).
 
 use super::{reshape_weight, reshape_weight_view, weight_tensor, PassError, PassReport};
-use crate::ir::winograd::{Transform, F2X3, F4X3};
 use crate::ir::{
     Col2ImAttrs, Conv2dAttrs, ConvTranspose2dAttrs, Epilogue, Expansion, GemmAttrs, Graph,
     Im2ColAttrs, Node, NodeId, Op, Padding, SeparableConv2dAttrs, TensorType, WinogradInputAttrs,
     WinogradOutputAttrs,
 };
+use nnc_runtime::kernels::winograd::{Transform, F2X3, F4X3};
 use nnc_runtime::WeightSet;
 
 /// The registry and CLI name.

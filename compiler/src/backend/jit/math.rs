@@ -6,44 +6,9 @@ use super::Emit;
 use crate::ir::{Activation, BinaryOp, UnaryFunction, SELU_ALPHA, SELU_SCALE};
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Type, Value};
-
-/// GELU's tail, `m(x) = erfc(|x| / sqrt 2) / 2`, from which `gelu(x)` is
-/// `x m` for `x <= 0` and `x - |x| m` above: Numerical Recipes' `erfcc`,
-/// `erfc(a) = t exp(-a^2 + ERFC_TAIL(t))` with `t = 1 / (1 + a/2)` (within
-/// 1.2e-7 relative for every `a >= 0`), these coefficients being the
-/// polynomial's, highest power first. `x (1 + erf(u)) / 2` cancelled in the
-/// negative tail (a few percent off below `u = -2.5`, 0 below -4, which a
-/// `reciprocal` after it made `-inf` for `-1.4e7`; found by `graph_diff`).
-/// The vector versions take `exp` of half the exponent and multiply by it
-/// twice, so that `x m` reaches the smallest normal float (below it the
-/// runtime flushes to 0) instead of stopping where `exp` flushes.
-pub(crate) const ERFC_TAIL: [f32; 10] = [
-    0.170_872_77,
-    -0.822_152_23,
-    1.488_515_9,
-    -1.135_204,
-    0.278_868_07,
-    -0.186_288_06,
-    0.096_784_18,
-    0.374_091_96,
-    1.000_023_7,
-    -1.265_512_2,
-];
-
-/// `|x|` beyond which GELU's `m(x)` is 0 in f32 (`erfc(14)` is 1e-87): the
-/// tail is computed on `min(|x|, GELU_TAIL_END)` so that `t` stays finite.
-pub(crate) const GELU_TAIL_END: f32 = 19.8;
-
-/// `expm1(x) / x = 1 + x/2! + ... + x^6/7!`, highest power first.
-pub(crate) const EXPM1_TAYLOR: [f32; 7] = [
-    1.0 / 5040.0,
-    1.0 / 720.0,
-    1.0 / 120.0,
-    1.0 / 24.0,
-    1.0 / 6.0,
-    0.5,
-    1.0,
-];
+use nnc_runtime::kernels::math::{
+    ERFC_TAIL, EXPM1_TAYLOR, GELU_TAIL_END, TANH_CLAMP, TANH_P, TANH_Q,
+};
 
 /// The largest `x` whose `exp` is finite in f32 (`ln(f32::MAX)` = 88.7228391,
 /// rounded down).
@@ -135,7 +100,7 @@ impl Emit<'_> {
     /// going through `exp`, which matters in recurrent gate maths.
     pub fn tanh(&mut self, ty: Type, x: Value) -> Value {
         let input = x;
-        let x = self.clamp(ty, x, -7.905_311, 7.905_311);
+        let x = self.clamp(ty, x, -TANH_CLAMP, TANH_CLAMP);
         let x2 = self.b.ins().fmul(x, x);
         let horner = |e: &mut Self, coeffs: &[f32]| {
             let mut acc = e.f(ty, coeffs[0]);
@@ -145,27 +110,13 @@ impl Emit<'_> {
             }
             acc
         };
-        let p = horner(
-            self,
-            &[
-                -2.760_768_5e-16,
-                2.000_188e-13,
-                -8.604_672e-11,
-                5.122_297e-8,
-                1.485_722_4e-5,
-                6.372_619_3e-4,
-                4.893_524_6e-3,
-            ],
-        );
+        let p = horner(self, &TANH_P);
         let p = self.b.ins().fmul(p, x);
-        let q = horner(
-            self,
-            &[1.198_258_4e-6, 1.185_347_1e-4, 2.268_434_6e-3, 4.893_525e-3],
-        );
+        let q = horner(self, &TANH_Q);
         let t = self.b.ins().fdiv(p, q);
         // Beyond the clamp, exactly ±1: the quotient gives 1 - 6e-8 there,
         // which `gelu_tanh(-1e30) = x (1 + tanh(...)) / 2` would scale up.
-        self.saturate(ty, input, 7.905_311, t)
+        self.saturate(ty, input, TANH_CLAMP, t)
     }
 
     /// `r`, but `±1` with the sign of `x` where `|x| >= limit` (NaN keeps

@@ -6,7 +6,10 @@
 //! Every kernel has the signature of `nnc_runtime::KernelFn`:
 //! `(arena: *mut f32, begin: usize, end: usize)`. Shapes, strides and
 //! offsets are immediates, and constants (weights) are absolute addresses
-//! of data the compiled model keeps alive.
+//! of data the compiled model keeps alive. Calls into the runtime's native
+//! kernels name the function by its symbol
+//! (`nnc_runtime::kernels::entry`); the module declares every entry point
+//! first, so entry point `i` is function `i` of every module.
 
 pub(crate) mod math;
 
@@ -14,15 +17,17 @@ use super::BackendError;
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
-    types, AbiParam, BlockArg, Endianness, InstBuilder, MemFlagsData, Signature, Type,
-    UserFuncName, Value,
+    types, AbiParam, BlockArg, Endianness, ExtFuncData, ExternalName, InstBuilder, MemFlagsData,
+    Signature, Type, UserExternalName, UserFuncName, Value,
 };
-use cranelift_codegen::isa::{OwnedTargetIsa, TargetFrontendConfig};
+use cranelift_codegen::isa::{CallConv, OwnedTargetIsa, TargetFrontendConfig};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, FuncId, Linkage, Module, ModuleReloc};
+use nnc_runtime::kernels::entry::{Abi, EntryPoint, ENTRY_POINTS};
+use nnc_runtime::kernels::Base;
 use nnc_runtime::KernelFn;
 use rayon::prelude::*;
 
@@ -32,25 +37,6 @@ pub const LANES: usize = 4;
 
 /// The vector type kernels compute in.
 pub const F32X4: Type = types::F32X4;
-
-/// Where a buffer lives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Base {
-    /// At this offset (in floats) of the arena.
-    Arena(usize),
-    /// At this absolute address (constant data the model keeps alive).
-    Const(usize),
-}
-
-impl Base {
-    /// The same buffer `elems` floats further on.
-    pub fn offset(self, elems: usize) -> Base {
-        match self {
-            Base::Arena(o) => Base::Arena(o + elems),
-            Base::Const(p) => Base::Const(p + 4 * elems),
-        }
-    }
-}
 
 /// The emitter of one kernel body.
 pub type Body = Box<dyn FnOnce(&mut Emit) -> Result<(), BackendError> + Send>;
@@ -151,13 +137,51 @@ fn host_isa(opt_level: &str) -> Result<OwnedTargetIsa, BackendError> {
         .map_err(err)
 }
 
+/// The Cranelift signature of a native entry point.
+fn entry_signature(entry: &EntryPoint, call_conv: CallConv) -> Signature {
+    let ty = |abi: Abi| match abi {
+        Abi::Ptr | Abi::Usize => types::I64,
+        Abi::F32 => types::F32,
+    };
+    let mut sig = Signature::new(call_conv);
+    sig.params
+        .extend(entry.params.iter().map(|&a| AbiParam::new(ty(a))));
+    sig.returns
+        .extend(entry.result.map(|a| AbiParam::new(ty(a))));
+    sig
+}
+
+/// Declares every entry point as an imported function, in
+/// [`ENTRY_POINTS`] order, before anything else: entry point `i` is then
+/// function `i` of the module, which is how kernels built on other threads
+/// (without the module) name it.
+fn declare_entry_points(module: &mut impl Module) -> Result<(), BackendError> {
+    let call_conv = module.isa().default_call_conv();
+    for (i, entry) in ENTRY_POINTS.iter().enumerate() {
+        let sig = entry_signature(entry, call_conv);
+        let id = module
+            .declare_function(entry.symbol, Linkage::Import, &sig)
+            .map_err(err)?;
+        if id.as_u32() as usize != i {
+            return Err(BackendError::Codegen(format!(
+                "entry point `{}` was declared as function {} of the module, not {i}",
+                entry.symbol,
+                id.as_u32()
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Jit {
     /// A JIT for the host CPU.
     pub fn new() -> Result<Jit, BackendError> {
-        let module = JITModule::new(JITBuilder::with_isa(
-            host_isa("speed")?,
-            default_libcall_names(),
-        ));
+        let mut builder = JITBuilder::with_isa(host_isa("speed")?, default_libcall_names());
+        for entry in ENTRY_POINTS {
+            builder.symbol(entry.symbol, entry.address() as *const u8);
+        }
+        let mut module = JITModule::new(builder);
+        declare_entry_points(&mut module)?;
         Ok(Jit {
             module,
             defined: 0,
@@ -407,32 +431,47 @@ impl Emit<'_> {
         self.for_range(begin, end, 1, body)
     }
 
-    /// Calls native code at address `f` with the C calling convention;
-    /// arguments are `i64`/pointer or `f32` values.
-    pub fn call_native(&mut self, f: usize, args: &[Value]) {
-        let mut sig = Signature::new(self.b.func.signature.call_conv);
-        for &a in args {
-            let ty = self.b.func.dfg.value_type(a);
-            sig.params.push(AbiParam::new(ty));
+    /// Calls the native entry point `entry` with `args` and returns its
+    /// result, if it has one. The arguments must match the declared
+    /// parameters in number and class (integer or pointer, or `f32`): a
+    /// mismatch is a compiler bug, reported instead of compiled.
+    pub fn call(
+        &mut self,
+        entry: &EntryPoint,
+        args: &[Value],
+    ) -> Result<Option<Value>, BackendError> {
+        let sig = entry_signature(entry, self.b.func.signature.call_conv);
+        let given: Vec<Type> = args
+            .iter()
+            .map(|&a| self.b.func.dfg.value_type(a))
+            .collect();
+        let wanted: Vec<Type> = sig.params.iter().map(|p| p.value_type).collect();
+        if given != wanted {
+            return Err(BackendError::Codegen(format!(
+                "a call of `{}` passes {given:?}; it takes {wanted:?}",
+                entry.symbol
+            )));
         }
-        let sig = self.b.import_signature(sig);
-        let callee = self.b.ins().iconst(types::I64, f as i64);
-        self.b.ins().call_indirect(sig, callee, args);
+        let index = u32::try_from(entry.index()).map_err(err)?;
+        let name = self
+            .b
+            .func
+            .declare_imported_user_function(UserExternalName::new(0, index));
+        let signature = self.b.import_signature(sig);
+        let callee = self.b.import_function(ExtFuncData {
+            name: ExternalName::user(name),
+            signature,
+            colocated: false,
+            patchable: false,
+        });
+        let call = self.b.ins().call(callee, args);
+        Ok(self.b.inst_results(call).first().copied())
     }
 
-    /// Calls native code like [`Emit::call_native`] and returns its one
-    /// result, of type `ret`.
-    pub fn call_native_ret(&mut self, f: usize, args: &[Value], ret: Type) -> Value {
-        let mut sig = Signature::new(self.b.func.signature.call_conv);
-        for &a in args {
-            let ty = self.b.func.dfg.value_type(a);
-            sig.params.push(AbiParam::new(ty));
-        }
-        sig.returns.push(AbiParam::new(ret));
-        let sig = self.b.import_signature(sig);
-        let callee = self.b.ins().iconst(types::I64, f as i64);
-        let call = self.b.ins().call_indirect(sig, callee, args);
-        self.b.inst_results(call)[0]
+    /// [`Emit::call`] of an entry point that returns a value.
+    pub fn call_ret(&mut self, entry: &EntryPoint, args: &[Value]) -> Result<Value, BackendError> {
+        self.call(entry, args)?
+            .ok_or_else(|| BackendError::Codegen(format!("`{}` returns nothing", entry.symbol)))
     }
 
     /// `if cond { body }`, where `cond` is an `icmp` result.

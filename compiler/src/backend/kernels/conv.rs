@@ -19,15 +19,18 @@ use super::elementwise::span;
 use super::gemm::constant;
 use super::im2col::valid;
 use super::{Consts, Kernel, Operands};
-use crate::backend::depthwise_rows::{nnc_depthwise_rows, DepthwiseRows};
-use crate::backend::direct_conv::{nnc_direct_conv, DirectConv};
-use crate::backend::jit::{Base, Emit, F32X4};
-use crate::backend::native::{native_activation, nnc_gemm_panel, nnc_scratch, PanelGemm};
-use crate::backend::row_lanes::has_vector_rows;
+use crate::backend::activation::native_activation;
+use crate::backend::jit::{Emit, F32X4};
 use crate::backend::BackendError;
 use crate::ir::{Activation, Col2ImAttrs, Conv2dAttrs, Epilogue, SeparableConv2dAttrs};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
+use nnc_runtime::kernels::depthwise_rows::DepthwiseRows;
+use nnc_runtime::kernels::direct_conv::DirectConv;
+use nnc_runtime::kernels::entry;
+use nnc_runtime::kernels::has_vector_rows;
+use nnc_runtime::kernels::tasks::PanelGemm;
+use nnc_runtime::kernels::Base;
 
 /// Columns of output per separable task (rows are whole). Longer runs of
 /// each input channel's rows read faster: MobileNetV2 at one thread took
@@ -161,7 +164,7 @@ pub fn separable(
             } else {
                 None
             },
-            e.activation,
+            native_activation(e.activation)?,
         )?)),
         None => None,
     };
@@ -188,7 +191,7 @@ pub fn separable(
             } else {
                 None
             },
-            a.epilogue.activation,
+            native_activation(a.epilogue.activation)?,
         )?)
     } else {
         0
@@ -247,7 +250,7 @@ pub fn separable(
                     tile_cols,
                     map,
                     None,
-                    None,
+                    nnc_runtime::kernels::gemm::Activation::None,
                 )?))
             })
             .collect::<Result<Vec<_>, BackendError>>()?;
@@ -265,13 +268,13 @@ pub fn separable(
                 let t = e.div_imm(t, parts);
                 let (n, r0, r1) = row_block(e, t, blocks, rows_per_task, oh);
                 let len = e.i(c_mid * tile_cols + expanded_len);
-                let tile = e.call_native_ret(nnc_scratch as *const () as usize, &[len], types::I64);
+                let tile = e.call_ret(&entry::SCRATCH, &[len])?;
                 // With an expansion, input rows lo..hi (those output rows
                 // r0..r1 read, clipped to the input) of every expanded
                 // channel into the scratch after the tile; channel `ic`'s
                 // row `iy` at `expanded + ic * expanded_cols + (iy - lo) *
                 // w`.
-                let expanded = expansion.map(|spec| {
+                let expanded = expansion.map(|spec| -> Result<Value, BackendError> {
                     let expanded = e.b.ins().iadd_imm_s(tile, (4 * c_mid * tile_cols) as i64);
                     let first = e.mul_imm(r0, sy);
                     let padding = e.i(py);
@@ -292,16 +295,14 @@ pub fn separable(
                     let b = e.addr(src, start);
                     let (spec, none) = (e.i(spec), e.i(0));
                     let (m0, m1) = (e.i(0), e.i(c_in));
-                    e.call_native(
-                        nnc_gemm_panel as *const () as usize,
-                        &[spec, b, expanded, none, cols, m0, m1],
-                    );
+                    e.call(&entry::GEMM_PANEL, &[spec, b, expanded, none, cols, m0, m1])?;
                     // Where row 0 of channel 0 would be.
                     let back = e.mul_imm(lo, w);
                     let zero = e.i(0);
                     let back = e.b.ins().isub(zero, back);
-                    e.addr_of(expanded, back)
+                    Ok(e.addr_of(expanded, back))
                 });
+                let expanded = expanded.transpose()?;
                 // The depthwise rows r0..r1 of every channel (of this
                 // part's) into the tile.
                 let (cm0, cm1) = if parts > 1 {
@@ -336,10 +337,10 @@ pub fn separable(
                         let first_tap = e.mul_imm(cm, taps);
                         let tap_values = e.addr(dw_weights, first_tap);
                         let spec = e.i(spec);
-                        e.call_native(
-                            nnc_depthwise_rows as *const () as usize,
+                        e.call(
+                            &entry::DEPTHWISE_ROWS,
                             &[spec, src, tap_values, b, dst, r0, r1],
-                        );
+                        )?;
                         return Ok(());
                     }
                     let tap_values = load_taps(e, dw_weights, cm, taps);
@@ -370,10 +371,7 @@ pub fn separable(
                             let c = e.addr(*partials, at);
                             let (spec, none, cols) = (e.i(spec), e.i(0), e.i(map));
                             let (m0, m1) = (e.i(0), e.i(c_out));
-                            e.call_native(
-                                nnc_gemm_panel as *const () as usize,
-                                &[spec, tile, c, none, cols, m0, m1],
-                            );
+                            e.call(&entry::GEMM_PANEL, &[spec, tile, c, none, cols, m0, m1])?;
                             Ok(())
                         })?;
                     }
@@ -392,10 +390,7 @@ pub fn separable(
                 let cols = e.mul_imm(rows, ow);
                 let spec = e.i(spec);
                 let (m0, m1) = (e.i(0), e.i(c_out));
-                e.call_native(
-                    nnc_gemm_panel as *const () as usize,
-                    &[spec, tile, c, r, cols, m0, m1],
-                );
+                e.call(&entry::GEMM_PANEL, &[spec, tile, c, r, cols, m0, m1])?;
                 Ok(())
             })
         }),
@@ -542,10 +537,7 @@ pub fn direct(
                 let output = e.mul_imm(ng, group_out * oh * ow);
                 let output = e.addr(dst, output);
                 let spec = e.i(spec);
-                e.call_native(
-                    nnc_direct_conv as *const () as usize,
-                    &[spec, input, output, r0, r1, group],
-                );
+                e.call(&entry::DIRECT_CONV, &[spec, input, output, r0, r1, group])?;
                 Ok(())
             })
         }),

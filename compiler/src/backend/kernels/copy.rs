@@ -4,11 +4,12 @@
 
 use super::elementwise::span;
 use super::{Buf, Kernel, Operands};
-use crate::backend::jit::{Base, Emit};
+use crate::backend::jit::Emit;
 use crate::backend::BackendError;
 use crate::ir::{ConcatAttrs, PadAttrs, PadMode, PermuteAttrs, SelectAttrs};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
+use nnc_runtime::kernels::Base;
 
 /// Copies `len` floats from `from` to `to`.
 fn copy(e: &mut Emit, from: Value, to: Value, len: usize) -> Result<(), BackendError> {

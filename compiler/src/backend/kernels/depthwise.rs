@@ -9,18 +9,20 @@ use super::elementwise::span;
 use super::gemm::constant;
 use super::im2col::{interior, valid, vector_end};
 use super::{Consts, Kernel, Operands};
-#[cfg(target_arch = "x86_64")]
-use crate::backend::depthwise_blocked::{nnc_depthwise_blocked, DepthwiseBlocked, LANES};
-use crate::backend::depthwise_rows::{nnc_depthwise_rows, DepthwiseRows};
-use crate::backend::gemm::MicroKernel;
+use crate::backend::activation::native_activation;
+use crate::backend::jit::Emit;
 use crate::backend::jit::F32X4;
-use crate::backend::jit::{Base, Emit};
-use crate::backend::native::native_activation;
-use crate::backend::row_lanes::has_vector_rows;
 use crate::backend::BackendError;
 use crate::ir::{Activation, Conv2dAttrs};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
+use nnc_runtime::kernels::depthwise_blocked::{DepthwiseBlocked, LANES};
+use nnc_runtime::kernels::depthwise_rows::DepthwiseRows;
+#[cfg(target_arch = "x86_64")]
+use nnc_runtime::kernels::entry;
+use nnc_runtime::kernels::gemm::MicroKernel;
+use nnc_runtime::kernels::has_vector_rows;
+use nnc_runtime::kernels::Base;
 
 /// Output maps of at most this many pixels take the channel-blocked
 /// kernel (AVX2). On EfficientNet-B0 at one thread (AMD Zen 3) it took the
@@ -409,10 +411,7 @@ fn depthwise_blocked(
                 let src = e.addr(src, in_plane);
                 let dst = e.addr(dst, out_plane);
                 let spec = e.i(spec);
-                e.call_native(
-                    nnc_depthwise_blocked as *const () as usize,
-                    &[spec, src, dst, b],
-                );
+                e.call(&entry::DEPTHWISE_BLOCKED, &[spec, src, dst, b])?;
                 Ok(())
             })
         }),
@@ -463,10 +462,10 @@ fn depthwise_native(
                 let tap_values = e.addr(weights, first_tap);
                 let b = load_bias(e, bias, oc);
                 let (spec, r0, r1) = (e.i(spec), e.i(0), e.i(oh));
-                e.call_native(
-                    nnc_depthwise_rows as *const () as usize,
+                e.call(
+                    &entry::DEPTHWISE_ROWS,
                     &[spec, src, tap_values, b, dst, r0, r1],
-                );
+                )?;
                 Ok(())
             })
         }),

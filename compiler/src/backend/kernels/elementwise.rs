@@ -9,10 +9,11 @@
 //! one outer index and one chunk of the inner part.
 
 use super::{Buf, Consts, Kernel, Operands};
-use crate::backend::jit::{Base, Emit};
+use crate::backend::jit::Emit;
 use crate::backend::BackendError;
 use crate::ir::{BinaryOp, ElementwiseStep, Op};
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
+use nnc_runtime::kernels::Base;
 
 /// Inner elements per task, so that big tensors split across threads.
 const CHUNK: usize = 16 * 1024;

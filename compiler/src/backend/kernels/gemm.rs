@@ -1,17 +1,16 @@
 //! `gemm`, `linear` and `matmul`. The first two are a JIT loop over the op's GEMM tasks, each a call
-//! into the native GEMM (`backend::native`) with the weights laid out at
+//! into the native GEMM (`nnc_runtime::kernels::tasks`) with the weights laid out at
 //! compile time and the epilogue applied as each block is stored.
 
 use super::elementwise::span;
 use super::{Consts, Kernel, Operands};
+use crate::backend::activation::native_activation;
 use crate::backend::jit::Emit;
-use crate::backend::native::{
-    native_activation, nnc_gemm_task, nnc_linear_rows, pack, pack_winograd, Epilogue, GemmTask,
-    LinearRows,
-};
 use crate::backend::BackendError;
 use crate::ir::{self, GemmAttrs, LinearAttrs};
 use cranelift_codegen::ir::{types, InstBuilder};
+use nnc_runtime::kernels::entry;
+use nnc_runtime::kernels::tasks::{pack, pack_winograd, Epilogue, GemmTask, LinearRows};
 
 /// The constant values of operand `i`, or an error naming it.
 pub(super) fn constant<'a>(
@@ -63,11 +62,10 @@ pub(super) fn kernel(task: GemmTask, consts: &mut Consts) -> Result<Kernel, Back
         before: None,
         micro_kernel: Some(name.into()),
         body: Box::new(move |e: &mut Emit| {
-            let f = nnc_gemm_task as *const () as usize;
             e.for_tasks(|e, t| {
                 let task = e.i(address);
                 let arena = e.arena;
-                e.call_native(f, &[task, arena, t]);
+                e.call(&entry::GEMM_TASK, &[task, arena, t])?;
                 Ok(())
             })
         }),
@@ -140,10 +138,9 @@ pub fn linear(
             ops.kernel,
             constant(&ops, 1, "linear weight")?,
             bias,
-            a.epilogue.activation,
+            native_activation(a.epilogue.activation)?,
             (m, k, rows),
             ops.threads,
-            consts,
         )?;
         let tasks = spec.tasks();
         let spec = consts.keep(spec);
@@ -157,7 +154,7 @@ pub fn linear(
             body: Box::new(move |e: &mut Emit| {
                 e.for_tasks(|e, t| {
                     let (spec, x, out) = (e.i(spec), e.base(src), e.base(dst));
-                    e.call_native(nnc_linear_rows as *const () as usize, &[spec, x, out, t]);
+                    e.call(&entry::LINEAR_ROWS, &[spec, x, out, t])?;
                     Ok(())
                 })
             }),

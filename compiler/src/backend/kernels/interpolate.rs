@@ -12,10 +12,11 @@
 //! four pixels and interleaves them with themselves.
 
 use super::{Consts, Kernel, Operands};
-use crate::backend::jit::{Base, Emit, F32X4, LANES};
+use crate::backend::jit::{Emit, F32X4, LANES};
 use crate::backend::BackendError;
 use crate::ir::{InterpolateAttrs, InterpolateMode, NearestRounding};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
+use nnc_runtime::kernels::Base;
 
 /// The kernel of `interpolate` on node `node`.
 pub fn build(

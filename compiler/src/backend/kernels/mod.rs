@@ -18,14 +18,14 @@ mod reduce;
 mod softmax;
 mod winograd;
 
-use super::cell::PackedCell;
-use super::depthwise_rows::DepthwiseRows;
-use super::direct_conv::DirectConv;
-use super::gemm::MicroKernel;
-use super::jit::Base;
-use super::native::{GemmTask, PanelGemm};
 use super::BackendError;
 use crate::ir::{Node, Op, ReduceAttrs, Reduction};
+use nnc_runtime::kernels::cell::PackedCell;
+use nnc_runtime::kernels::depthwise_rows::DepthwiseRows;
+use nnc_runtime::kernels::direct_conv::DirectConv;
+use nnc_runtime::kernels::gemm::MicroKernel;
+use nnc_runtime::kernels::tasks::{GemmTask, PanelGemm};
+use nnc_runtime::kernels::Base;
 use std::any::Any;
 
 /// A tensor the kernel reads or writes: where it lives and its shape.

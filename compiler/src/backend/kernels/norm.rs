@@ -12,12 +12,13 @@ use super::elementwise::span;
 use super::gemm::constant;
 use super::lanes::{self, Columns};
 use super::{Consts, Kernel, Operands};
-use crate::backend::jit::{Base, Emit, F32X4};
-use crate::backend::native::nnc_lrn_exact;
+use crate::backend::jit::{Emit, F32X4};
 use crate::backend::BackendError;
 use crate::ir::{LocalResponseNormAttrs, Op};
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
+use nnc_runtime::kernels::entry;
+use nnc_runtime::kernels::Base;
 
 /// The sum of the four lanes of `v`.
 fn horizontal(e: &mut Emit, v: Value, add: bool) -> Value {
@@ -346,27 +347,29 @@ fn window_sums(
     let signed = a.k.is_sign_negative() || a.alpha.is_sign_negative();
     // Normalises channel `ch` from the squares of channels `ch + k -
     // before` for the taps `k` in `taps`.
-    let channel = |e: &mut Emit, ch: Value, taps: std::ops::Range<usize>| {
-        let row = e.mul_imm(ch, plane);
-        let p = e.addr_of(from, row);
-        let q = e.addr_of(to, row);
-        for &(ty, offset) in &parts {
-            let mut sum = e.f(ty, 0.0);
-            for k in taps.clone() {
-                let shift = (k as i64 - a.before as i64) * plane as i64;
-                let at = e.b.ins().iadd_imm_s(p, 4 * shift);
-                let v = e.load(ty, at, offset);
-                sum = e.b.ins().fma(v, v, sum);
+    let channel =
+        |e: &mut Emit, ch: Value, taps: std::ops::Range<usize>| -> Result<(), BackendError> {
+            let row = e.mul_imm(ch, plane);
+            let p = e.addr_of(from, row);
+            let q = e.addr_of(to, row);
+            for &(ty, offset) in &parts {
+                let mut sum = e.f(ty, 0.0);
+                for k in taps.clone() {
+                    let shift = (k as i64 - a.before as i64) * plane as i64;
+                    let at = e.b.ins().iadd_imm_s(p, 4 * shift);
+                    let v = e.load(ty, at, offset);
+                    sum = e.b.ins().fma(v, v, sum);
+                }
+                let v = e.load(ty, p, offset);
+                let scale = e.f(ty, a.alpha / a.size as f32);
+                let k = e.f(ty, a.k);
+                let d = e.b.ins().fma(sum, scale, k);
+                let y = divide_by_power(e, ty, v, d, a.beta, signed);
+                e.store(y, q, offset);
+                exact_where_overflowed(e, ty, sum, (p, q, offset), (ch, plane, c), a)?;
             }
-            let v = e.load(ty, p, offset);
-            let scale = e.f(ty, a.alpha / a.size as f32);
-            let k = e.f(ty, a.k);
-            let d = e.b.ins().fma(sum, scale, k);
-            let y = divide_by_power(e, ty, v, d, a.beta, signed);
-            e.store(y, q, offset);
-            exact_where_overflowed(e, ty, sum, (p, q, offset), (ch, plane, c), a);
-        }
-    };
+            Ok(())
+        };
     // Channels whose whole window exists.
     let inner = a.before.min(c)..c.saturating_sub(after).max(a.before.min(c));
     let edges = (0..inner.start).chain(inner.end..c);
@@ -375,17 +378,14 @@ fn window_sums(
         let first = a.before.saturating_sub(ch);
         let last = (c - 1 + a.before - ch).min(a.size - 1);
         let at = e.i(ch);
-        channel(e, at, first..last + 1);
+        channel(e, at, first..last + 1)?;
     }
-    e.for_n(inner.start, inner.end, 1, |e, ch| {
-        channel(e, ch, 0..a.size);
-        Ok(())
-    })
+    e.for_n(inner.start, inner.end, 1, |e, ch| channel(e, ch, 0..a.size))
 }
 
 /// Where a lane's f32 sum of squares overflowed (channels beyond about
 /// 1.8e19; `y` was then divided into 0 or NaN), recomputes its column in
-/// f64 as the interpreter does ([`nnc_lrn_exact`]), lane by lane. A branch
+/// f64 as the interpreter does (`nnc_lrn_exact`), lane by lane. A branch
 /// that is not taken on ordinary values. `(p, q, offset)` are the
 /// channel's input and output rows and the lanes' first column.
 fn exact_where_overflowed(
@@ -395,7 +395,7 @@ fn exact_where_overflowed(
     (p, q, offset): (Value, Value, usize),
     (ch, plane, c): (Value, usize, usize),
     a: &LocalResponseNormAttrs,
-) {
+) -> Result<(), BackendError> {
     let inf = e.f(ty, f32::INFINITY);
     let overflowed = e.b.ins().fcmp(FloatCC::Equal, sum, inf);
     let any = if ty.is_vector() {
@@ -422,11 +422,12 @@ fn exact_where_overflowed(
         let at = e.b.ins().iadd_imm_s(p, 4 * (offset + lane) as i64);
         let mut args = vec![at];
         args.extend(rest);
-        let y = e.call_native_ret(nnc_lrn_exact as *const () as usize, &args, types::F32);
+        let y = e.call_ret(&entry::LRN_EXACT, &args)?;
         e.store(y, q, offset + lane);
     }
     e.b.ins().jump(done, &[]);
     e.b.switch_to_block(done);
+    Ok(())
 }
 
 /// `v / d^beta` with `powf`'s special cases, as in the interpreter: `d^0`

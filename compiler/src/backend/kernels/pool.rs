@@ -12,14 +12,16 @@
 
 use super::im2col::{interior, vector_end};
 use super::{Consts, Kernel, Operands};
-use crate::backend::gemm::MicroKernel;
-use crate::backend::jit::{Base, Emit, F32X4};
-use crate::backend::pool_rows::{nnc_pool_rows, PoolKind, PoolRows};
-use crate::backend::row_lanes::has_vector_rows;
+use crate::backend::jit::{Emit, F32X4};
 use crate::backend::BackendError;
 use crate::ir::{AvgPool2dAttrs, MaxPool2dAttrs, Padding};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
+use nnc_runtime::kernels::entry;
+use nnc_runtime::kernels::gemm::MicroKernel;
+use nnc_runtime::kernels::has_vector_rows;
+use nnc_runtime::kernels::pool_rows::{PoolKind, PoolRows};
+use nnc_runtime::kernels::Base;
 
 /// Geometry of one pooling window.
 #[derive(Clone, Copy)]
@@ -203,10 +205,7 @@ fn native(
                     None => e.i(0),
                 };
                 let (spec, r0, r1) = (e.i(spec), e.i(0), e.i(oh));
-                e.call_native(
-                    nnc_pool_rows as *const () as usize,
-                    &[spec, src, inverse, dst, r0, r1],
-                );
+                e.call(&entry::POOL_ROWS, &[spec, src, inverse, dst, r0, r1])?;
                 Ok(())
             })
         }),

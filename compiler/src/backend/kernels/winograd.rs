@@ -1,5 +1,5 @@
 //! The two transforms of a Winograd F(m x m, 3x3) convolution (see
-//! [`crate::ir::winograd`]); the products between them are the `gemm`
+//! [`nnc_runtime::kernels::winograd`]); the products between them are the `gemm`
 //! kernel. Both are native code (`backend::winograd`); the kernel hands
 //! its range of planes to it in one call.
 //!
@@ -9,13 +9,12 @@
 
 use super::gemm::constant;
 use super::{Consts, Kernel, Operands};
+use crate::backend::activation::native_activation;
 use crate::backend::jit::Emit;
-use crate::backend::native::native_activation;
-use crate::backend::winograd::{
-    nnc_winograd_input, nnc_winograd_output, WinogradInput, WinogradOutput,
-};
 use crate::backend::BackendError;
 use crate::ir::{WinogradInputAttrs, WinogradOutputAttrs};
+use nnc_runtime::kernels::entry;
+use nnc_runtime::kernels::winograd::{WinogradInput, WinogradOutput};
 
 /// `winograd_input`.
 pub fn input(
@@ -36,10 +35,7 @@ pub fn input(
             let spec = e.i(spec);
             let (src, dst) = (e.base(src), e.base(dst));
             let (begin, end) = (e.begin, e.end);
-            e.call_native(
-                nnc_winograd_input as *const () as usize,
-                &[spec, src, dst, begin, end],
-            );
+            e.call(&entry::WINOGRAD_INPUT, &[spec, src, dst, begin, end])?;
             Ok(())
         }),
     ))
@@ -88,10 +84,10 @@ pub fn output(
                 None => e.i(0),
             };
             let (begin, end) = (e.begin, e.end);
-            e.call_native(
-                nnc_winograd_output as *const () as usize,
+            e.call(
+                &entry::WINOGRAD_OUTPUT,
                 &[spec, src, dst, residual, begin, end],
-            );
+            )?;
             Ok(())
         }),
     ))

@@ -11,7 +11,7 @@
 //! same loop with steps `seq - 1` down to 0.
 //!
 //! With one sample there are no GEMMs and no regrouping: each step is one
-//! call of the native cell step ([`nnc_cell_step`], `backend/cell/`), which
+//! call of the native cell step (`nnc_cell_step`, `nnc_runtime::kernels::cell`), which
 //! reads the input per step (the caller's, or a copy of the previous
 //! layer's output), computes the input projections a chunk of steps ahead
 //! into the projection region (their FMAs hide behind the recurrent
@@ -81,17 +81,17 @@
 
 use super::gemm::constant;
 use super::{Consts, Kernel, Operands};
-pub use crate::backend::cell::Cell;
-use crate::backend::cell::{CellWeights, PackedCell, Sequence};
-use crate::backend::gemm;
-use crate::backend::jit::{Base, Emit};
-use crate::backend::native::{
-    nnc_cell_part, nnc_cell_step, nnc_gemm_task, pack, Epilogue, GemmTask,
-};
+use crate::backend::jit::Emit;
 use crate::backend::BackendError;
 use crate::ir::{RecurrentAttrs, RecurrentOutput};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
+pub use nnc_runtime::kernels::cell::Cell;
+use nnc_runtime::kernels::cell::{CellWeights, PackedCell, Sequence};
+use nnc_runtime::kernels::entry;
+use nnc_runtime::kernels::gemm;
+use nnc_runtime::kernels::tasks::{pack, Epilogue, GemmTask};
+use nnc_runtime::kernels::Base;
 use nnc_runtime::Phases;
 
 mod time_loop;
@@ -475,7 +475,7 @@ fn split_steps(
                     e.base(out),
                     e.i(d.hidden),
                 ];
-                e.call_native(nnc_cell_part as *const () as usize, &args);
+                e.call(&entry::CELL_PART, &args)?;
                 Ok(())
             })
         }),

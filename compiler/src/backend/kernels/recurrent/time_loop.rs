@@ -8,11 +8,10 @@ use super::*;
 
 /// Runs every task of the GEMM at `task` in order.
 fn call_gemm(e: &mut Emit, task: usize, tasks: usize) -> Result<(), BackendError> {
-    let f = nnc_gemm_task as *const () as usize;
     e.for_n(0, tasks, 1, |e, t| {
         let task = e.i(task);
         let arena = e.arena;
-        e.call_native(f, &[task, arena, t]);
+        e.call(&entry::GEMM_TASK, &[task, arena, t])?;
         Ok(())
     })
 }
@@ -226,7 +225,7 @@ pub(super) fn run_unit(
                     e.base(r.previous),
                     out,
                 ];
-                e.call_native(nnc_cell_step as *const () as usize, &args);
+                e.call(&entry::CELL_STEP, &args)?;
             }
         }
         for &(b, length) in &io.short {

@@ -339,7 +339,7 @@ fn split_phases(src: &[f32], padding: usize, (even, odd): (&mut [f32], &mut [f32
     }
 }
 
-/// Called by JIT code: [`DirectConv::run`] on the spec at `spec`.
+/// Called by compiled code: [`DirectConv::run`] on the spec at `spec`.
 ///
 /// # Safety
 /// As [`DirectConv::run`]; `spec` points to a live `DirectConv`.
@@ -358,7 +358,7 @@ pub unsafe extern "C" fn nnc_direct_conv(
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::{DirectConv, Rows, BLOCK};
-    use crate::backend::gemm::avx512::{apply_act, lane_mask, vec_act};
+    use crate::kernels::gemm::avx512::{apply_act, lane_mask, vec_act};
     use std::arch::x86_64::*;
 
     /// 16 output channels by 16 columns per tile, one zmm accumulator per
@@ -415,8 +415,8 @@ mod avx512 {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{DirectConv, Rows, BLOCK};
-    use crate::backend::gemm::avx2::lane_mask;
-    use crate::backend::gemm::avx2_act::{apply_act, vec_act, VecAct};
+    use crate::kernels::gemm::avx2::lane_mask;
+    use crate::kernels::gemm::avx2_act::{apply_act, vec_act, VecAct};
     use std::arch::x86_64::*;
 
     /// Each 16x16 tile as three passes over its 16 columns (two ymm): output

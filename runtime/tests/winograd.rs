@@ -10,11 +10,11 @@
 
 #![allow(unsafe_code)]
 
-use nnc_compiler::backend::gemm::{Activation, MicroKernel};
-use nnc_compiler::backend::winograd::{
+use nnc_runtime::kernels::gemm::{Activation, MicroKernel};
+use nnc_runtime::kernels::winograd::Transform;
+use nnc_runtime::kernels::winograd::{
     nnc_winograd_input, nnc_winograd_output, WinogradInput, WinogradOutput,
 };
-use nnc_compiler::ir::winograd::Transform;
 use proptest::prelude::*;
 
 mod common;

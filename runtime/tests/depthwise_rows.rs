@@ -8,8 +8,8 @@
 
 #![allow(unsafe_code)]
 
-use nnc_compiler::backend::depthwise_rows::{nnc_depthwise_rows, DepthwiseRows};
-use nnc_compiler::backend::gemm::Activation;
+use nnc_runtime::kernels::depthwise_rows::{nnc_depthwise_rows, DepthwiseRows};
+use nnc_runtime::kernels::gemm::Activation;
 use proptest::prelude::*;
 
 mod common;

@@ -2,7 +2,7 @@
 //! micro-kernels this CPU can run. Each test file uses its own subset.
 #![allow(dead_code)]
 
-use nnc_compiler::backend::gemm::{Activation, MicroKernel};
+use nnc_runtime::kernels::gemm::{Activation, MicroKernel};
 
 /// Deterministic pseudo-random floats in [-1, 1) (xorshift64).
 pub struct Rng(pub u64);

@@ -7,7 +7,7 @@
 
 #![allow(unsafe_code)]
 
-use nnc_compiler::backend::pool_rows::{nnc_pool_rows, PoolKind, PoolRows};
+use nnc_runtime::kernels::pool_rows::{nnc_pool_rows, PoolKind, PoolRows};
 use proptest::prelude::*;
 
 mod common;

@@ -8,10 +8,11 @@
 
 use std::ops::Range;
 
-use nnc_compiler::backend::gemm::{
-    gemm, gemm_b_in_cache, nnc_gemm, Activation, GemmCall, GemmEpilogue, MicroKernel, Operand,
-    PackedA,
+use nnc_runtime::kernels::gemm::{
+    gemm, gemm_b_in_cache, Activation, GemmEpilogue, MicroKernel, PackedA,
 };
+use nnc_runtime::kernels::tasks::{nnc_gemm_task, Epilogue, GemmTask};
+use nnc_runtime::kernels::Base;
 use proptest::prelude::*;
 
 mod common;
@@ -328,26 +329,16 @@ fn extern_entry_point_resolves_arena_and_absolute_operands() {
     let mut rng = Rng(7);
     let a = rng.vec(m * k);
     let bias = rng.vec(m);
+    // B outside the arena (a constant), C and the residual inside it.
+    let b = rng.vec(k * n);
     for kernel in kernels() {
         let packed = PackedA::pack(kernel, &a, m, k);
-        // Arena: [pad 3][B k*n][C m*n][residual m*n].
-        let (b_off, c_off) = (3, 3 + k * n);
-        let r_off = c_off + m * n;
+        // Arena: [pad 3][C m*n][residual m*n].
+        let (c_off, r_off) = (3, 3 + m * n);
         let mut arena = vec![0.0f32; r_off + m * n];
         for x in &mut arena {
             *x = rng.next();
         }
-        let call = GemmCall {
-            a: &packed,
-            b: Operand::Arena(b_off),
-            ldb: n,
-            c: Operand::Arena(c_off),
-            ldc: n,
-            bias: Operand::Absolute(bias.as_ptr()),
-            residual: Operand::Arena(r_off),
-            ldr: n,
-            activation: Activation::Relu,
-        };
         let want = {
             let mut c = vec![0.0f32; m * n];
             let epi = GemmEpilogue {
@@ -357,24 +348,35 @@ fn extern_entry_point_resolves_arena_and_absolute_operands() {
                 activation: Activation::Relu,
             };
             // SAFETY: operands cover their matrices.
-            unsafe {
-                gemm(
-                    &packed,
-                    arena[b_off..].as_ptr(),
-                    n,
-                    c.as_mut_ptr(),
-                    n,
-                    0..m,
-                    0..n,
-                    &epi,
-                )
-            };
+            unsafe { gemm(&packed, b.as_ptr(), n, c.as_mut_ptr(), n, 0..m, 0..n, &epi) };
             c
         };
-        // SAFETY: the call's operands lie inside `arena` and `bias`.
+        let task = GemmTask {
+            packed: vec![PackedA::pack(kernel, &a, m, k)],
+            m,
+            k,
+            n,
+            groups: 1,
+            products: 1,
+            b: Base::Const(b.as_ptr() as usize),
+            b_stride: 0,
+            ldb: n,
+            c: Base::Arena(c_off),
+            c_stride: 0,
+            ldc: n,
+            epilogue: Epilogue {
+                bias: Some(bias.clone()),
+                residual: Some(Base::Arena(r_off)),
+                activation: Activation::Relu,
+            },
+            m_block: 10,
+            n_block: n,
+        };
+        assert_eq!(task.tasks(), 2);
+        // SAFETY: the task's operands lie inside `arena` and `b`.
         unsafe {
-            nnc_gemm(&call, arena.as_mut_ptr(), 0, 10, 0, n);
-            nnc_gemm(&call, arena.as_mut_ptr(), 10, m, 0, n);
+            nnc_gemm_task(&task, arena.as_mut_ptr(), 0);
+            nnc_gemm_task(&task, arena.as_mut_ptr(), 1);
         }
         assert_eq!(&arena[c_off..c_off + m * n], &want[..]);
         // And against the oracle, through the same epilogue.
@@ -458,8 +460,8 @@ proptest! {
 #[test]
 fn winograd_weights_packed_while_transforming_match_the_transform(
 ) -> Result<(), Box<dyn std::error::Error>> {
-    use nnc_compiler::backend::native::{pack, pack_winograd};
-    use nnc_compiler::ir::winograd::Transform;
+    use nnc_runtime::kernels::tasks::{pack, pack_winograd};
+    use nnc_runtime::kernels::winograd::Transform;
     let mut rng = Rng(77);
     for (kernel, (tile, c_out, c_in, n)) in kernels()
         .into_iter()

@@ -11,8 +11,8 @@ use std::arch::x86_64::*;
 
 use super::epilogue::{store_scalar, Tile};
 use super::Activation;
-use crate::backend::cell::{TANH_CLAMP, TANH_P, TANH_Q};
-use crate::backend::jit::math::{ERFC_TAIL, EXPM1_TAYLOR, GELU_TAIL_END};
+use crate::kernels::math::{ERFC_TAIL, EXPM1_TAYLOR, GELU_TAIL_END};
+use crate::kernels::math::{TANH_CLAMP, TANH_P, TANH_Q};
 
 /// Rows of A per panel (and per register tile).
 pub(crate) const MR: usize = 14;

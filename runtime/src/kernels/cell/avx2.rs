@@ -9,7 +9,7 @@
 use std::arch::x86_64::*;
 
 use super::{Cell, Step, CHUNK};
-use crate::backend::gemm::avx2_act::tanh_quotient;
+use crate::kernels::gemm::avx2_act::tanh_quotient;
 
 /// The step.
 ///

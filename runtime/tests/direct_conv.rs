@@ -8,8 +8,8 @@
 
 #![allow(unsafe_code)]
 
-use nnc_compiler::backend::direct_conv::{nnc_direct_conv, DirectConv};
-use nnc_compiler::backend::gemm::Activation;
+use nnc_runtime::kernels::direct_conv::{nnc_direct_conv, DirectConv};
+use nnc_runtime::kernels::gemm::Activation;
 use proptest::prelude::*;
 
 mod common;

@@ -8,8 +8,8 @@
 
 #![allow(unsafe_code)]
 
-use nnc_compiler::backend::depthwise_blocked::{nnc_depthwise_blocked, DepthwiseBlocked, LANES};
-use nnc_compiler::backend::gemm::{Activation, MicroKernel};
+use nnc_runtime::kernels::depthwise_blocked::{nnc_depthwise_blocked, DepthwiseBlocked, LANES};
+use nnc_runtime::kernels::gemm::{Activation, MicroKernel};
 use proptest::prelude::*;
 
 mod common;

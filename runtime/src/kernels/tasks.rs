@@ -8,12 +8,10 @@
 //! so tasks write disjoint output and run on any thread.
 
 use super::cell::PackedCell;
-use super::gemm::{self, GemmEpilogue, MicroKernel, PackedA};
-use super::jit::Base;
-use super::BackendError;
-use crate::ir::winograd::Transform;
-use crate::ir::{Activation, LocalResponseNormAttrs, SELU_ALPHA, SELU_SCALE};
-use nnc_runtime::Phases;
+use super::gemm::{self, Activation, GemmEpilogue, MicroKernel, PackedA};
+use super::winograd::Transform;
+use super::{Base, KernelError};
+use crate::Phases;
 use std::ops::Range;
 
 /// The epilogue of a product: `c = act(acc + bias[row] + residual)`.
@@ -23,7 +21,7 @@ pub struct Epilogue {
     pub bias: Option<Vec<f32>>,
     /// Laid out like C.
     pub residual: Option<Base>,
-    pub activation: gemm::Activation,
+    pub activation: Activation,
 }
 
 /// `products` independent products `C_p [m, n] = A_g [m, k] · B_p [k, n]`,
@@ -148,51 +146,6 @@ impl GemmTask {
     }
 }
 
-/// The address of element `index` of a buffer.
-fn ptr(base: Base, arena: *mut f32, index: usize) -> *mut f32 {
-    match base {
-        Base::Arena(o) => arena.wrapping_add(o + index),
-        Base::Const(p) => (p as *mut f32).wrapping_add(index),
-    }
-}
-
-/// The native kernels' form of an activation, if they have it. `fuse`
-/// asks this before it makes an activation an epilogue, so a producer never
-/// carries one that its micro-kernel would have to drop.
-pub fn lookup_native(act: Activation) -> Option<gemm::Activation> {
-    Some(match act {
-        Activation::Relu => gemm::Activation::Relu,
-        Activation::Relu6 => gemm::Activation::Clip { min: 0.0, max: 6.0 },
-        Activation::Clip { min, max } => gemm::Activation::Clip { min, max },
-        Activation::LeakyRelu { negative_slope } => gemm::Activation::LeakyRelu { negative_slope },
-        Activation::Sigmoid => gemm::Activation::Sigmoid,
-        Activation::Tanh => gemm::Activation::Tanh,
-        Activation::Elu { alpha } => gemm::Activation::Elu { alpha, scale: 1.0 },
-        Activation::Selu => gemm::Activation::Elu {
-            alpha: SELU_ALPHA,
-            scale: SELU_SCALE,
-        },
-        Activation::Celu { alpha } => gemm::Activation::Celu { alpha },
-        Activation::Softplus => gemm::Activation::Softplus,
-        Activation::Softsign => gemm::Activation::Softsign,
-        Activation::Hardsigmoid { alpha, beta } => gemm::Activation::Hardsigmoid { alpha, beta },
-        Activation::Hardswish => gemm::Activation::Hardswish,
-        Activation::Silu => gemm::Activation::Silu,
-        Activation::Mish => gemm::Activation::Mish,
-        Activation::Gelu { tanh: false } => gemm::Activation::Gelu,
-        Activation::Gelu { tanh: true } => gemm::Activation::GeluTanh,
-    })
-}
-
-/// The native form of an epilogue's activation (`None`: no activation),
-/// or an error naming one the native kernels lack.
-pub fn native_activation(act: Option<Activation>) -> Result<gemm::Activation, BackendError> {
-    match act {
-        None => Ok(gemm::Activation::None),
-        Some(act) => lookup_native(act).ok_or(BackendError::NoNativeActivation(act.name())),
-    }
-}
-
 /// Packs row-major `a` as `groups` matrices `[m, k]` for `kernel`, once, at
 /// compile time; an error if it is too short.
 pub fn pack(
@@ -201,12 +154,13 @@ pub fn pack(
     groups: usize,
     m: usize,
     k: usize,
-) -> Result<Vec<PackedA>, BackendError> {
+) -> Result<Vec<PackedA>, KernelError> {
     if a.len() < groups * m * k {
-        return Err(BackendError::Codegen(format!(
-            "a GEMM weight has {} elements, fewer than {groups} x {m} x {k}",
-            a.len()
-        )));
+        return Err(KernelError::TooShort {
+            what: "a GEMM weight",
+            len: a.len(),
+            need: format!("{groups} x {m} x {k}"),
+        });
     }
     Ok(PackedA::pack_groups(kernel, a, groups, m, k))
 }
@@ -217,7 +171,7 @@ pub fn pack(
 /// A panel of output channels' filters is transformed straight into the
 /// packed layout, so the transformed weights never exist whole (ResNet-18's
 /// are 72 MB) and each packed line is written once; an error if `w` is too short or `tile` is not
-/// a transform `ir::winograd` has.
+/// a transform [`Transform::of`] has.
 pub fn pack_winograd(
     kernel: MicroKernel,
     w: &[f32],
@@ -225,19 +179,20 @@ pub fn pack_winograd(
     groups: usize,
     m: usize,
     k: usize,
-) -> Result<Vec<PackedA>, BackendError> {
+) -> Result<Vec<PackedA>, KernelError> {
     let transform = Transform::of(tile)
         .filter(|t| t.a() * t.a() == groups)
         .ok_or_else(|| {
-            BackendError::Codegen(format!(
+            KernelError::Unsupported(format!(
                 "no Winograd F({tile}x{tile}, 3x3) in {groups} groups"
             ))
         })?;
     if w.len() < m * k * 9 {
-        return Err(BackendError::Codegen(format!(
-            "a Winograd GEMM weight has {} elements, fewer than {m} x {k} x 3 x 3",
-            w.len()
-        )));
+        return Err(KernelError::TooShort {
+            what: "a Winograd GEMM weight",
+            len: w.len(),
+            need: format!("{m} x {k} x 3 x 3"),
+        });
     }
     let filters = transform.filter_transform(k);
     Ok(PackedA::pack_groups_by_panel(
@@ -253,7 +208,7 @@ pub fn pack_winograd(
     ))
 }
 
-/// Does task `t` of `task`. Called by JIT code.
+/// Does task `t` of `task`. Called by compiled code.
 ///
 /// # Safety
 /// `task` points to a live [`GemmTask`] whose buffers lie inside
@@ -275,7 +230,7 @@ pub unsafe extern "C" fn nnc_gemm_task(task: *const GemmTask, arena: *mut f32, t
         .as_ref()
         .map_or(std::ptr::null(), |b| b[g * task.m..].as_ptr());
     let residual = task.epilogue.residual.map_or(std::ptr::null(), |r| {
-        ptr(r, arena, p * task.c_stride) as *const f32
+        r.address(arena, p * task.c_stride) as *const f32
     });
     let epi = GemmEpilogue {
         bias,
@@ -283,8 +238,8 @@ pub unsafe extern "C" fn nnc_gemm_task(task: *const GemmTask, arena: *mut f32, t
         ldr: task.ldc,
         activation: task.epilogue.activation,
     };
-    let b = ptr(task.b, arena, p * task.b_stride);
-    let c = ptr(task.c, arena, p * task.c_stride);
+    let b = task.b.address(arena, p * task.b_stride);
+    let c = task.c.address(arena, p * task.c_stride);
     // SAFETY: the planner placed B, C and the residual so that product `p`
     // with these strides lies inside their buffers; the bias has `m` rows
     // per group.
@@ -300,7 +255,7 @@ pub struct PanelGemm {
     pub ldb: usize,
     pub ldc: usize,
     pub bias: Option<Vec<f32>>,
-    pub activation: gemm::Activation,
+    pub activation: Activation,
 }
 
 impl PanelGemm {
@@ -314,18 +269,18 @@ impl PanelGemm {
         ldb: usize,
         ldc: usize,
         bias: Option<Vec<f32>>,
-        activation: Option<Activation>,
-    ) -> Result<PanelGemm, BackendError> {
+        activation: Activation,
+    ) -> Result<PanelGemm, KernelError> {
         let mut packed = pack(kernel, a, 1, m, k)?;
         let a = packed
             .pop()
-            .ok_or_else(|| BackendError::Codegen("empty GEMM".into()))?;
+            .ok_or_else(|| KernelError::Unsupported("an empty GEMM".into()))?;
         Ok(PanelGemm {
             a,
             ldb,
             ldc,
             bias,
-            activation: native_activation(activation)?,
+            activation,
         })
     }
 
@@ -336,7 +291,7 @@ impl PanelGemm {
 }
 
 /// Computes rows `m0..m1` (clamped to `m`), columns `0..n` of a
-/// [`PanelGemm`]. Called by JIT code.
+/// [`PanelGemm`]. Called by compiled code.
 ///
 /// # Safety
 /// `spec` points to a live [`PanelGemm`]; `b` addresses `k` rows of `ldb`
@@ -374,9 +329,8 @@ pub unsafe extern "C" fn nnc_gemm_panel(
 /// weights by it with B in cache, and transposes its `[block, rows]` result
 /// into its columns of the output.
 pub struct LinearRows {
-    /// Addresses of the blocks' [`PanelGemm`]s (kept by the compiled
-    /// model's constants), block `b` holding weight rows `b * block ..`.
-    blocks: Vec<usize>,
+    /// The blocks' products, block `b` holding weight rows `b * block ..`.
+    blocks: Vec<PanelGemm>,
     block: usize,
     m: usize,
     k: usize,
@@ -389,22 +343,28 @@ impl LinearRows {
     const BLOCK_FLOATS: usize = 64 * 1024;
 
     /// Packs `w [m, k]` (with `bias [m]`) in blocks of output features, at
-    /// least one per thread, each one a [`PanelGemm`] kept in `consts`.
-    #[allow(clippy::too_many_arguments)]
+    /// least one per thread, each one a [`PanelGemm`].
     pub fn new(
         kernel: MicroKernel,
         w: &[f32],
         bias: Option<&[f32]>,
-        activation: Option<Activation>,
+        activation: Activation,
         (m, k, rows): (usize, usize, usize),
         threads: usize,
-        consts: &mut super::kernels::Consts,
-    ) -> Result<LinearRows, BackendError> {
-        if w.len() < m * k || bias.is_some_and(|b| b.len() < m) {
-            return Err(BackendError::Codegen(format!(
-                "a linear weight has {} elements, fewer than {m} x {k}",
-                w.len()
-            )));
+    ) -> Result<LinearRows, KernelError> {
+        if w.len() < m * k {
+            return Err(KernelError::TooShort {
+                what: "a linear weight",
+                len: w.len(),
+                need: format!("{m} x {k}"),
+            });
+        }
+        if bias.is_some_and(|b| b.len() < m) {
+            return Err(KernelError::TooShort {
+                what: "a linear bias",
+                len: bias.map_or(0, <[f32]>::len),
+                need: format!("{m}"),
+            });
         }
         let count = (m * rows)
             .div_ceil(Self::BLOCK_FLOATS)
@@ -424,7 +384,7 @@ impl LinearRows {
                 bias.map(|b| b[m0..m0 + rows_here].to_vec()),
                 activation,
             )?;
-            blocks.push(consts.panel(spec));
+            blocks.push(spec);
         }
         Ok(LinearRows {
             blocks,
@@ -441,7 +401,7 @@ impl LinearRows {
     }
 }
 
-/// Does task `t` of a [`LinearRows`]. Called by JIT code.
+/// Does task `t` of a [`LinearRows`]. Called by compiled code.
 ///
 /// # Safety
 /// `spec` points to a live [`LinearRows`] whose blocks are still kept,
@@ -455,7 +415,7 @@ pub unsafe extern "C" fn nnc_linear_rows(
 ) {
     // SAFETY: the caller passes a live spec (the compiled model owns it).
     let s = unsafe { &*spec };
-    let Some(&panel) = s.blocks.get(t) else {
+    let Some(panel) = s.blocks.get(t) else {
         return;
     };
     let (k, rows) = (s.k, s.rows);
@@ -471,15 +431,7 @@ pub unsafe extern "C" fn nnc_linear_rows(
                 *xt.add(kk * rows + j) = *x.add(j * k + kk);
             }
         }
-        nnc_gemm_panel(
-            panel as *const PanelGemm,
-            xt,
-            ct,
-            std::ptr::null(),
-            rows,
-            0,
-            here,
-        );
+        nnc_gemm_panel(panel, xt, ct, std::ptr::null(), rows, 0, here);
         for j in 0..rows {
             let to = out.add(j * s.m + m0);
             for i in 0..here {
@@ -490,7 +442,7 @@ pub unsafe extern "C" fn nnc_linear_rows(
 }
 
 /// Step `i` of a batch-1 `rnn`, `lstm` or `gru` layer and direction (see
-/// [`PackedCell::step`]). Called by JIT code.
+/// [`PackedCell::step`]). Called by compiled code.
 ///
 /// # Safety
 /// `cell` points to a live [`PackedCell`] and the other arguments satisfy
@@ -513,7 +465,7 @@ pub unsafe extern "C" fn nnc_cell_step(
 /// Part `part` of a batch-1 layer and direction whose steps are split
 /// across the kernel's `parts` tasks (see [`PackedCell::run_part`]); the
 /// phases' state is the `Phases::words(parts)` floats at `sync`, zeroed by
-/// the step before. Called by JIT code, once per task.
+/// the step before. Called by compiled code, once per task.
 ///
 /// # Safety
 /// `cell` points to a live [`PackedCell`]; `sync` to that state, 4-byte
@@ -549,7 +501,7 @@ thread_local! {
 }
 
 /// A pointer to at least `len` floats of this thread's scratch memory,
-/// valid until the next call on the same thread. Called by JIT code.
+/// valid until the next call on the same thread. Called by compiled code.
 pub extern "C" fn nnc_scratch(len: usize) -> *mut f32 {
     SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
@@ -560,9 +512,18 @@ pub extern "C" fn nnc_scratch(len: usize) -> *mut f32 {
     })
 }
 
+/// One output of `local_response_norm`, `v / (k + alpha/size * sum)^beta`
+/// for the window's sum of squares `sum`, in f64: the reference
+/// interpreter's, and the compiled kernel's where its f32 sum overflows.
+pub fn lrn_normalise(v: f32, sum: f64, size: usize, alpha: f32, beta: f32, k: f32) -> f32 {
+    let scale = f64::from(alpha) / size as f64;
+    let divisor = (f64::from(k) + scale * sum).powf(f64::from(beta));
+    (f64::from(v) / divisor) as f32
+}
+
 /// One output of `local_response_norm` as the interpreter computes it, in
-/// f64 ([`LocalResponseNormAttrs::normalise`]): the compiled kernel's path
-/// for a column whose f32 sum of squares overflowed.
+/// f64 ([`lrn_normalise`]): the compiled kernel's path for a column whose
+/// f32 sum of squares overflowed.
 ///
 /// # Safety
 /// `x` points at an element of channel `ch` of `channels`, whose channel
@@ -579,18 +540,11 @@ pub unsafe extern "C" fn nnc_lrn_exact(
     beta: f32,
     k: f32,
 ) -> f32 {
-    let attrs = LocalResponseNormAttrs {
-        size,
-        alpha,
-        beta,
-        k,
-        before,
-    };
     let first = ch.saturating_sub(before);
     let last = (ch + size - 1 - before).min(channels - 1);
     // SAFETY: channels `first..=last` exist; each is `(i - ch) * plane`
     // floats from `x` (the caller's contract).
     let at = |i: usize| unsafe { *x.wrapping_sub(ch * plane).add(i * plane) };
     let sum: f64 = (first..=last).map(|i| f64::from(at(i)).powi(2)).sum();
-    attrs.normalise(at(ch), sum)
+    lrn_normalise(at(ch), sum, size, alpha, beta, k)
 }

@@ -22,7 +22,7 @@ use {super::gemm::Activation, std::cell::RefCell};
 
 /// Whether `kernel` has vector depthwise and pooling rows (the kernels
 /// choose the JIT's own four-lane code otherwise).
-pub(crate) fn has_vector_rows(kernel: MicroKernel) -> bool {
+pub fn has_vector_rows(kernel: MicroKernel) -> bool {
     match kernel {
         MicroKernel::Avx512 | MicroKernel::Avx2Fma => true,
         MicroKernel::Portable => false,
@@ -190,8 +190,8 @@ pub(crate) trait Lanes: Copy {
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::Lanes;
-    use crate::backend::gemm::avx512::{apply_act, lane_mask, span, vec_act, window, VecAct};
-    use crate::backend::gemm::Activation;
+    use crate::kernels::gemm::avx512::{apply_act, lane_mask, span, vec_act, window, VecAct};
+    use crate::kernels::gemm::Activation;
     use std::arch::x86_64::*;
 
     // SAFETY (every method): the contract is [`Lanes`]'s: AVX-512F is
@@ -314,8 +314,8 @@ mod avx512 {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::Lanes;
-    use crate::backend::gemm::avx2_act::{apply_act, apply_act_all, vec_act, VecAct};
-    use crate::backend::gemm::Activation;
+    use crate::kernels::gemm::avx2_act::{apply_act, apply_act_all, vec_act, VecAct};
+    use crate::kernels::gemm::Activation;
     use std::arch::x86_64::*;
 
     /// All ones in the first `live` lanes.

@@ -1,6 +1,6 @@
 //! Native Winograd transforms, the two ends of a Winograd F(m x m, 3x3)
-//! convolution (see [`crate::ir::winograd`]); the products between them
-//! are the `gemm` kernel.
+//! convolution (see [`transform`]); the products between them are the
+//! `gemm` kernel.
 //!
 //! Both work on a vector of tiles at a time, one tile per lane, taken in
 //! the order the products lay them out (row-major over the whole plane,
@@ -29,9 +29,12 @@
 
 #![allow(unsafe_code)]
 
+pub mod transform;
+
+pub use transform::{FilterTransform, Transform, F2X3, F4X3};
+
 use super::gemm::{Activation, MicroKernel};
-use super::BackendError;
-use crate::ir::winograd::Transform;
+use super::KernelError;
 use std::cell::RefCell;
 
 thread_local! {
@@ -79,9 +82,9 @@ pub struct WinogradOutput {
     kernel_impl: MicroKernel,
 }
 
-fn transform(m: usize) -> Result<Transform, BackendError> {
+fn transform(m: usize) -> Result<Transform, KernelError> {
     Transform::of(m)
-        .ok_or_else(|| BackendError::Codegen(format!("no Winograd transform for tiles of {m}")))
+        .ok_or_else(|| KernelError::Unsupported(format!("no Winograd transform for tiles of {m}")))
 }
 
 fn usable(kernel_impl: MicroKernel) -> MicroKernel {
@@ -101,12 +104,12 @@ impl WinogradInput {
         tiles: [usize; 2],
         padding: [usize; 2],
         kernel_impl: MicroKernel,
-    ) -> Result<WinogradInput, BackendError> {
+    ) -> Result<WinogradInput, KernelError> {
         transform(m)?;
         let [th, tw] = tiles;
         let (hp, wp) = (m * th + 2, m * tw + 2);
         if i32::try_from(hp * wp).is_err() {
-            return Err(BackendError::Codegen(format!(
+            return Err(KernelError::Unsupported(format!(
                 "a Winograd input plane of {hp}x{wp} is too large to index"
             )));
         }
@@ -206,10 +209,10 @@ impl WinogradOutput {
         bias: Option<&[f32]>,
         activation: Option<Activation>,
         kernel_impl: MicroKernel,
-    ) -> Result<WinogradOutput, BackendError> {
+    ) -> Result<WinogradOutput, KernelError> {
         transform(m)?;
         if output_size[0] > m * tiles[0] || output_size[1] > m * tiles[1] {
-            return Err(BackendError::Codegen(format!(
+            return Err(KernelError::Unsupported(format!(
                 "{}x{} tiles of {m} do not cover {}x{}",
                 tiles[0], tiles[1], output_size[0], output_size[1]
             )));
@@ -217,7 +220,7 @@ impl WinogradOutput {
         let bias = match bias {
             Some(b) if b.len() >= channels => b[..channels].to_vec(),
             Some(b) => {
-                return Err(BackendError::Codegen(format!(
+                return Err(KernelError::Unsupported(format!(
                     "a Winograd output bias has {} values for {channels} channels",
                     b.len()
                 )))
@@ -325,8 +328,8 @@ struct Plane {
 /// One of the transforms: its 1-D products written out, so that each
 /// monomorphised copy is straight-line code (a table-driven loop over the
 /// matrix entries was left rolled by the compiler, testing every entry at
-/// run time). `compiler/tests/winograd.rs` checks them against the matrices of
-/// [`crate::ir::winograd`].
+/// run time). `runtime/tests/winograd.rs` checks them against the matrices of
+/// [`transform`].
 trait Tile {
     const M: usize;
     /// `M + 2`.
@@ -345,9 +348,9 @@ trait Tile {
     unsafe fn at<V: Lanes>(x: &[V; MAX_A]) -> [V; MAX_M];
 }
 
-/// F(2x2, 3x3), [`crate::ir::winograd::F2X3`].
+/// F(2x2, 3x3), [`F2X3`].
 struct F2;
-/// F(4x4, 3x3), [`crate::ir::winograd::F4X3`].
+/// F(4x4, 3x3), [`F4X3`].
 struct F4;
 
 // SAFETY (every method): the contract is [`Tile`]'s, `V`'s instruction
@@ -727,7 +730,7 @@ mod avx512 {
 
     #[inline(always)]
     fn mask(live: usize) -> __mmask16 {
-        crate::backend::gemm::avx512::lane_mask(live)
+        crate::kernels::gemm::avx512::lane_mask(live)
     }
 
     // SAFETY (every method): the contract is [`Lanes`]'s: AVX-512F is
@@ -897,7 +900,7 @@ mod avx2 {
     entry_points!(__m256, "avx2,fma");
 }
 
-/// Called by JIT code: [`WinogradInput::run`] on the spec at `spec`.
+/// Called by compiled code: [`WinogradInput::run`] on the spec at `spec`.
 ///
 /// # Safety
 /// As [`WinogradInput::run`]; `spec` points to a live `WinogradInput`.
@@ -912,7 +915,7 @@ pub unsafe extern "C" fn nnc_winograd_input(
     unsafe { (*spec).run(x, out, begin, end) }
 }
 
-/// Called by JIT code: [`WinogradOutput::run`] on the spec at `spec`.
+/// Called by compiled code: [`WinogradOutput::run`] on the spec at `spec`.
 ///
 /// # Safety
 /// As [`WinogradOutput::run`]; `spec` points to a live `WinogradOutput`.

@@ -3,7 +3,8 @@
 //! input projections of later steps are computed before the step's own
 //! blocks.
 
-use super::{Cell, Step, CHUNK, TANH_CLAMP, TANH_P, TANH_Q};
+use super::{Cell, Step, CHUNK};
+use crate::kernels::math::{TANH_CLAMP, TANH_P, TANH_Q};
 
 /// The step on any CPU; the block widths are those of
 /// [`super::block_width`] for 8 lanes.

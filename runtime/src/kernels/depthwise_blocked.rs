@@ -127,7 +127,7 @@ impl DepthwiseBlocked {
     }
 }
 
-/// Called by JIT code: [`DepthwiseBlocked::run`].
+/// Called by compiled code: [`DepthwiseBlocked::run`].
 ///
 /// # Safety
 /// As [`DepthwiseBlocked::run`]; `spec` points to a live
@@ -146,7 +146,7 @@ pub unsafe extern "C" fn nnc_depthwise_blocked(
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{DepthwiseBlocked, LANES};
-    use crate::backend::gemm::avx2_act::{apply_act_all, vec_act};
+    use crate::kernels::gemm::avx2_act::{apply_act_all, vec_act};
     use std::arch::x86_64::*;
     use std::cell::RefCell;
 
@@ -289,7 +289,7 @@ mod avx2 {
         taps: &[f32],
         offsets: &[usize],
         bias: __m256,
-        act: &crate::backend::gemm::avx2_act::VecAct,
+        act: &crate::kernels::gemm::avx2_act::VecAct,
         input: &[__m256],
         output: &mut [__m256],
         at: [usize; P],

@@ -10,7 +10,7 @@
 //!
 //! All three compute the same sums; they differ only in rounding (FMA or
 //! not, the K blocks, the split accumulators of the narrow kernels), and
-//! `compiler/tests/gemm.rs` holds each to an f64 reference.
+//! `runtime/tests/gemm.rs` holds each to an f64 reference.
 //!
 //! # Blocking
 //! For each block of `NC` columns of C and each block of at most `KC` steps
@@ -39,10 +39,10 @@
 //! [`gemm`] computes any `(m_range, n_range)` block of C; calls on disjoint
 //! blocks may run concurrently (each thread packs B into its own buffer).
 //!
-//! # Calling from JIT code
-//! [`nnc_gemm`] is a plain `extern "C"` function taking a pointer to a
-//! [`GemmCall`] (built by Rust and owned by the compiled model), the arena
-//! base, and the block of C to compute.
+//! # Calling from compiled code
+//! Compiled kernels reach these products through the descriptors of
+//! [`tasks`](super::tasks) (`nnc_gemm_task`, `nnc_gemm_panel`), which own
+//! the packed weights and resolve arena offsets per run.
 
 #![allow(unsafe_code)]
 
@@ -802,101 +802,5 @@ fn with_pack_buffer(f: impl FnOnce(&mut AlignedBuf)) {
     });
     if let Some(f) = f {
         f(&mut AlignedBuf::new());
-    }
-}
-
-/// Where an operand of a [`GemmCall`] lives.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Operand {
-    /// Not present (bias and residual only).
-    Absent,
-    /// This many floats past the arena base given to [`nnc_gemm`].
-    Arena(usize),
-    /// A fixed address outside the arena, such as the model's constants;
-    /// it must outlive every call.
-    Absolute(*const f32),
-}
-
-impl Operand {
-    fn resolve(self, arena: *mut f32) -> *mut f32 {
-        match self {
-            Operand::Absent => std::ptr::null_mut(),
-            Operand::Arena(offset) => arena.wrapping_add(offset),
-            Operand::Absolute(ptr) => ptr.cast_mut(),
-        }
-    }
-}
-
-/// Everything about one GEMM except the arena base and the block of C,
-/// which [`nnc_gemm`] takes as arguments. Built by Rust at compile time and
-/// owned by the compiled model, which bakes its address into JIT code.
-/// Operands in the arena are offsets, so one compiled model can run on
-/// several arenas (threads) at once.
-#[repr(C)]
-#[derive(Debug)]
-pub struct GemmCall {
-    /// The packed weights, owned by the compiled model.
-    pub a: *const PackedA,
-    /// B, row-major `[k, n]` at row stride `ldb`.
-    pub b: Operand,
-    pub ldb: usize,
-    /// C, row-major `[m, n]` at row stride `ldc`.
-    pub c: Operand,
-    pub ldc: usize,
-    /// One value per row of C, or [`Operand::Absent`].
-    pub bias: Operand,
-    /// Added to C before the activation, row stride `ldr`, or absent.
-    pub residual: Operand,
-    pub ldr: usize,
-    pub activation: Activation,
-}
-
-// SAFETY: a `GemmCall` is immutable plain data; the memory its pointers
-// name is owned by the compiled model, which outlives every call, and is
-// only read through them (C is written through the arena passed per call).
-unsafe impl Send for GemmCall {}
-// SAFETY: as above; shared references only read the fields.
-unsafe impl Sync for GemmCall {}
-
-/// The entry point for JIT code: computes rows `m0..m1`, columns `n0..n1`
-/// of `call`'s C, resolving arena operands against `arena`. The JIT splits
-/// work across threads by calling this on disjoint blocks. Register it with
-/// the JIT by address (`nnc_gemm as *const u8`).
-///
-/// # Safety
-/// `call` must point to a valid [`GemmCall`] whose operands, resolved
-/// against `arena`, satisfy the contract of [`gemm`] for this block.
-pub unsafe extern "C" fn nnc_gemm(
-    call: *const GemmCall,
-    arena: *mut f32,
-    m0: usize,
-    m1: usize,
-    n0: usize,
-    n1: usize,
-) {
-    // SAFETY: the caller guarantees `call` and its `PackedA` are valid.
-    let (call, a) = unsafe {
-        let call = &*call;
-        (call, &*call.a)
-    };
-    let epi = GemmEpilogue {
-        bias: call.bias.resolve(arena),
-        residual: call.residual.resolve(arena),
-        ldr: call.ldr,
-        activation: call.activation,
-    };
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        gemm(
-            a,
-            call.b.resolve(arena),
-            call.ldb,
-            call.c.resolve(arena),
-            call.ldc,
-            m0..m1,
-            n0..n1,
-            &epi,
-        );
     }
 }

@@ -179,7 +179,7 @@ impl DepthwiseRows {
     }
 }
 
-/// Called by JIT code: [`DepthwiseRows::run`] on the spec at `spec`.
+/// Called by compiled code: [`DepthwiseRows::run`] on the spec at `spec`.
 ///
 /// # Safety
 /// As [`DepthwiseRows::run`]; `spec` points to a live `DepthwiseRows`.
@@ -198,8 +198,8 @@ pub unsafe extern "C" fn nnc_depthwise_rows(
 #[cfg(target_arch = "x86_64")]
 mod vector {
     use super::{Columns, DepthwiseRows};
-    use crate::backend::gemm::Activation;
-    use crate::backend::row_lanes::{copy_padded, padded_buffer, Lanes};
+    use crate::kernels::gemm::Activation;
+    use crate::kernels::row_lanes::{copy_padded, padded_buffer, Lanes};
     use std::arch::x86_64::{__m256, __m512};
 
     /// The depthwise rows compiled for the instruction set of one

@@ -8,7 +8,8 @@
 
 use std::arch::x86_64::*;
 
-use super::{Cell, Step, CHUNK, TANH_CLAMP, TANH_P, TANH_Q};
+use super::{Cell, Step, CHUNK};
+use crate::kernels::math::{TANH_CLAMP, TANH_P, TANH_Q};
 
 /// The step.
 ///

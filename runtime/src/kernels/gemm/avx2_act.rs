@@ -16,8 +16,8 @@
 use std::arch::x86_64::*;
 
 use super::Activation;
-use crate::backend::cell::{TANH_CLAMP, TANH_P, TANH_Q};
-use crate::backend::jit::math::{ERFC_TAIL, EXPM1_TAYLOR, GELU_TAIL_END};
+use crate::kernels::math::{ERFC_TAIL, EXPM1_TAYLOR, GELU_TAIL_END};
+use crate::kernels::math::{TANH_CLAMP, TANH_P, TANH_Q};
 
 /// The activation in the form the vector code applies it: the activation
 /// and its parameters splatted once per kernel call.

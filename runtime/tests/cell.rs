@@ -7,9 +7,9 @@
 
 #![allow(unsafe_code, clippy::expect_used)]
 
-use nnc_compiler::backend::cell::{Cell, CellWeights, PackedCell, Sequence};
-use nnc_compiler::backend::gemm::MicroKernel;
-use nnc_compiler::backend::native::nnc_cell_step;
+use nnc_runtime::kernels::cell::{Cell, CellWeights, PackedCell, Sequence};
+use nnc_runtime::kernels::gemm::MicroKernel;
+use nnc_runtime::kernels::tasks::nnc_cell_step;
 
 mod common;
 use common::{kernels, Rng};

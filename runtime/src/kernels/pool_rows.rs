@@ -149,7 +149,7 @@ impl PoolRows {
     }
 }
 
-/// Called by JIT code: [`PoolRows::run`] on the spec at `spec`.
+/// Called by compiled code: [`PoolRows::run`] on the spec at `spec`.
 ///
 /// # Safety
 /// As [`PoolRows::run`]; `spec` points to a live `PoolRows`.
@@ -169,7 +169,7 @@ pub unsafe extern "C" fn nnc_pool_rows(
 #[cfg(target_arch = "x86_64")]
 mod vector {
     use super::{PoolKind, PoolRows};
-    use crate::backend::row_lanes::{copy_padded, padded_buffer, Lanes};
+    use crate::kernels::row_lanes::{copy_padded, padded_buffer, Lanes};
     use std::arch::x86_64::{__m256, __m512};
 
     /// Most floats of padded input one band copies: 256 KiB, so that the

@@ -54,7 +54,7 @@ impl AlignedBuf {
             if ptr.is_null() {
                 std::alloc::handle_alloc_error(layout);
             }
-            crate::backend::memory::advise_huge_pages(ptr.cast(), layout.size());
+            crate::pages::advise_huge_pages(ptr.cast(), layout.size());
             ptr.write_bytes(0, lines);
             Vec::from_raw_parts(ptr, lines, lines)
         };

@@ -39,7 +39,7 @@ mod avx512;
 mod portable;
 
 use super::gemm::{AlignedBuf, MicroKernel};
-use nnc_runtime::Phases;
+use crate::Phases;
 
 /// Which recurrence a cell runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -490,18 +490,3 @@ impl Step<'_> {
         })
     }
 }
-
-/// The numerator and denominator coefficients of the rational `tanh`
-/// (highest power first, in `x^2`), and where it clamps: the same as
-/// `jit/math.rs`.
-pub(crate) const TANH_P: [f32; 7] = [
-    -2.760_768_5e-16,
-    2.000_188e-13,
-    -8.604_672e-11,
-    5.122_297e-8,
-    1.485_722_4e-5,
-    6.372_619_3e-4,
-    4.893_524_6e-3,
-];
-pub(crate) const TANH_Q: [f32; 4] = [1.198_258_4e-6, 1.185_347_1e-4, 2.268_434_6e-3, 4.893_525e-3];
-pub(crate) const TANH_CLAMP: f32 = 7.905_311;
