@@ -77,6 +77,14 @@ pub enum RunError {
         expected: usize,
         found: usize,
     },
+    #[error("the model has {expected} output{}, found {found} output buffers", if *.expected == 1 { "" } else { "s" })]
+    OutputCount { expected: usize, found: usize },
+    #[error("output `{name}` has {expected} elements, but its buffer has {found}")]
+    OutputLength {
+        name: String,
+        expected: usize,
+        found: usize,
+    },
     #[error(transparent)]
     Tensor(#[from] TensorError),
     #[error("cannot start a thread pool: {0}")]
@@ -244,9 +252,80 @@ impl Executable {
         arena: &mut Vec<f32>,
         inputs: &[Tensor],
         pool: &Pool,
-        mut spans: Option<&mut Vec<(Duration, Duration)>>,
+        spans: Option<&mut Vec<(Duration, Duration)>>,
     ) -> Result<Vec<Tensor>, RunError> {
         self.check_inputs(inputs)?;
+        let data: Vec<&[f32]> = inputs.iter().map(Tensor::data).collect();
+        self.execute(arena, &data, pool, spans)?;
+        self.outputs
+            .iter()
+            .map(|b| {
+                Ok(Tensor::new(
+                    b.shape.clone(),
+                    arena[b.offset..b.offset + b.len()].to_vec(),
+                )?)
+            })
+            .collect()
+    }
+
+    /// Runs the model on inputs and outputs given as bare slices (the C
+    /// API's), in a caller-provided arena: each input must have exactly
+    /// its binding's element count, and each output slice receives its
+    /// output.
+    pub fn run_slices(
+        &self,
+        arena: &mut Vec<f32>,
+        inputs: &[&[f32]],
+        outputs: &mut [&mut [f32]],
+        pool: &Pool,
+    ) -> Result<(), RunError> {
+        if inputs.len() != self.inputs.len() {
+            return Err(RunError::InputCount {
+                expected: self.inputs.len(),
+                found: inputs.len(),
+            });
+        }
+        if outputs.len() != self.outputs.len() {
+            return Err(RunError::OutputCount {
+                expected: self.outputs.len(),
+                found: outputs.len(),
+            });
+        }
+        for (b, data) in self.inputs.iter().zip(inputs) {
+            if data.len() != b.len() {
+                return Err(RunError::InputLength {
+                    name: b.name.clone(),
+                    shape: b.shape.clone(),
+                    expected: b.len(),
+                    found: data.len(),
+                });
+            }
+        }
+        for (b, out) in self.outputs.iter().zip(outputs.iter()) {
+            if out.len() != b.len() {
+                return Err(RunError::OutputLength {
+                    name: b.name.clone(),
+                    expected: b.len(),
+                    found: out.len(),
+                });
+            }
+        }
+        self.execute(arena, inputs, pool, None)?;
+        for (b, out) in self.outputs.iter().zip(outputs.iter_mut()) {
+            out.copy_from_slice(&arena[b.offset..b.offset + b.len()]);
+        }
+        Ok(())
+    }
+
+    /// Copies `inputs` (each exactly its binding's length: checked by the
+    /// callers) into the arena, growing it if needed, and runs every step.
+    fn execute(
+        &self,
+        arena: &mut Vec<f32>,
+        inputs: &[&[f32]],
+        pool: &Pool,
+        mut spans: Option<&mut Vec<(Duration, Duration)>>,
+    ) -> Result<(), RunError> {
         if arena.len() < self.arena_len {
             arena
                 .try_reserve_exact(self.arena_len - arena.len())
@@ -261,8 +340,8 @@ impl Executable {
         // them flushed; see `denormals.rs`).
         let _flush = FlushDenormals::on();
         let session = pool.session();
-        for (binding, t) in self.inputs.iter().zip(inputs) {
-            copy_input(&session, base, binding, t.data());
+        for (binding, data) in self.inputs.iter().zip(inputs) {
+            copy_input(&session, base, binding, data);
         }
         let start = Instant::now();
         if let Some(spans) = spans.as_deref_mut() {
@@ -275,16 +354,7 @@ impl Executable {
                 spans.push((begin, start.elapsed()));
             }
         }
-        drop(session);
-        self.outputs
-            .iter()
-            .map(|b| {
-                Ok(Tensor::new(
-                    b.shape.clone(),
-                    arena[b.offset..b.offset + b.len()].to_vec(),
-                )?)
-            })
-            .collect()
+        Ok(())
     }
 
     /// Runs one step, splitting its tasks across the pool.
@@ -297,7 +367,7 @@ impl Executable {
                 "tasks {begin}..{end} of {tasks}"
             );
             // SAFETY: the arena has `arena_len` floats with the inputs
-            // filled in (checked in `run_timed`), every range the pool
+            // filled in (checked by `execute`'s callers), every range the pool
             // passes lies within `0..tasks` (checked above in debug
             // builds), and `Executable::new`'s caller guaranteed the kernel
             // contract (tasks write disjoint memory).
@@ -345,7 +415,7 @@ fn copy_input(session: &Session<'_>, arena: ArenaPtr, binding: &Binding, data: &
             let rows = &src[begin * w..end * w];
             // SAFETY: the binding lies inside the arena (`Executable::new`'s
             // contract) and has `data.len()` floats (checked by
-            // `check_inputs`); tasks copy disjoint rows.
+            // `execute`'s callers); tasks copy disjoint rows.
             unsafe {
                 std::ptr::copy_nonoverlapping(
                     rows.as_ptr(),
@@ -406,6 +476,32 @@ mod tests {
                 Box::new(()),
             )
         }
+    }
+
+    #[test]
+    fn slices_of_the_wrong_length_or_count_are_refused_before_running() -> Result<(), RunError> {
+        let exe = identity();
+        let pool = Pool::new(1)?;
+        let mut arena = Vec::new();
+        let x: Vec<f32> = (0..LEN).map(|i| i as f32).collect();
+        let mut y = vec![0.0; LEN];
+        let short = &x[..LEN - 1];
+        let err = exe.run_slices(&mut arena, &[short], &mut [&mut y], &pool);
+        assert!(matches!(err, Err(RunError::InputLength { found, .. }) if found == LEN - 1));
+        let err = exe.run_slices(&mut arena, &[&x], &mut [], &pool);
+        assert_eq!(
+            err,
+            Err(RunError::OutputCount {
+                expected: 1,
+                found: 0
+            })
+        );
+        let err = exe.run_slices(&mut arena, &[&x], &mut [&mut y[..3]], &pool);
+        assert!(matches!(err, Err(RunError::OutputLength { found: 3, .. })));
+        assert!(arena.is_empty(), "nothing ran");
+        exe.run_slices(&mut arena, &[&x], &mut [&mut y], &pool)?;
+        assert_eq!(y, x);
+        Ok(())
     }
 
     #[test]
