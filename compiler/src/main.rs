@@ -83,6 +83,24 @@ enum Command {
         /// layer's steps are split across threads).
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        /// What to produce: `report` (the table above, nothing written) or
+        /// `bundle` (into `-o DIR`: an object file with the kernels and
+        /// weights, `libnnc_runtime.a` and `nnc.h`, for C programs; see
+        /// docs/bundles.md).
+        #[arg(long, value_enum, default_value = "report")]
+        emit: cli::bundle::Emit,
+        /// The directory a bundle is written to (created if missing).
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_name = "DIR",
+            required_if_eq("emit", "bundle")
+        )]
+        output: Option<PathBuf>,
+        /// The bundle's open function is PREFIX_model_open: distinct
+        /// prefixes let several models link into one program.
+        #[arg(long, value_name = "PREFIX", default_value = "nnc")]
+        prefix: String,
         #[command(flatten)]
         lints: cli::lint::LintArgs,
     },
@@ -425,11 +443,17 @@ fn execute(cli: Cli) -> Result<()> {
             model,
             weights,
             threads,
+            emit,
+            output,
+            prefix,
             lints,
         } => {
             let start = std::time::Instant::now();
             let (m, w) = weights.model(&model)?;
             cli::lint::report(&m, &lints)?;
+            if let (cli::bundle::Emit::Bundle, Some(dir)) = (emit, &output) {
+                return cli::bundle::command(&m, w, threads, weights.memory.limit(), dir, &prefix);
+            }
             let loaded = start.elapsed();
             let compiled = compile(&m, w, threads, weights.memory.limit())?;
             let total = start.elapsed();

@@ -20,6 +20,9 @@ use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+/// `nnc.h`, the header of the C API.
+pub const HEADER: &str = include_str!("../include/nnc.h");
+
 /// What an `nnc_model *` points to.
 pub struct Model {
     executable: Executable,

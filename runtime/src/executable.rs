@@ -39,7 +39,7 @@ pub struct Step {
 }
 
 /// Where a model input or output lives in the arena.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Binding {
     pub name: String,
     /// Offset in floats.

@@ -7,6 +7,7 @@
 //! other nnc crate and knows nothing of the DSL, the IR, petgraph or
 //! Cranelift. The frontend and compiler depend on it, never the reverse.
 
+pub mod bundle;
 pub mod capi;
 mod convert;
 pub mod denormals;

@@ -6,13 +6,20 @@
  * compiles MODEL with libnnc (WEIGHTS `-`: the model's own or seeded
  * weights), reads input i as raw little-endian float32 from IN_i and
  * writes output i to OUT_i the same way. Built with -DNNC_BUNDLE it opens
- * the bundle linked into it instead, and takes no MODEL or WEIGHTS:
+ * the bundle linked into it instead (with NNC_OPEN, nnc_model_open unless
+ * defined otherwise, e.g. -DNNC_OPEN=lenet5_model_open for a bundle made
+ * with --prefix lenet5), and takes no MODEL or WEIGHTS:
  *
  *   nnc_run THREADS IN_1 .. IN_n OUT_1 .. OUT_m
  *
  * Prints each input's and output's shape; exits 0 on success, 2 if the
  * model cannot be opened, 3 if a run fails, 1 on a usage or I/O error. */
 #include "nnc.h"
+
+#ifndef NNC_OPEN
+#define NNC_OPEN nnc_model_open
+#endif
+nnc_model *NNC_OPEN(int threads);
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,7 +66,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s THREADS IN.. OUT..\n", argv[0]);
         return 1;
     }
-    nnc_model *m = nnc_model_open(atoi(argv[1]));
+    nnc_model *m = NNC_OPEN(atoi(argv[1]));
 #else
     const int first = 4;
     if (argc < first) {

@@ -96,12 +96,120 @@ struct Planned {
     scratch: Option<usize>,
 }
 
+/// A model lowered to kernels, ready for code generation: what the JIT
+/// and an ahead-of-time bundle share.
+pub(super) struct Lowered {
+    pub graph: Graph,
+    pub weights: WeightSet,
+    /// Each step's kernel body and whether to optimise it.
+    pub bodies: Vec<(super::jit::Body, bool)>,
+    pub layers: Vec<LayerReport>,
+    /// Each step's task count.
+    pub tasks: Vec<usize>,
+    pub consts: Consts,
+    pub inputs: Vec<Binding>,
+    pub outputs: Vec<Binding>,
+    pub placement: memory::Placement,
+    pub phases: Vec<(&'static str, Duration)>,
+    /// Bytes of the arena and the weights, checked against the limit.
+    pub arena_bytes: u128,
+    pub weight_bytes: u128,
+    /// The native kernels' instruction set.
+    pub micro_kernel: MicroKernel,
+}
+
 /// Runs the pass pipeline on `graph` and compiles it.
 pub fn compile(
+    graph: Graph,
+    weights: WeightSet,
+    options: &Options,
+) -> Result<Compiled, BackendError> {
+    let mut clock = Instant::now();
+    let Lowered {
+        graph,
+        weights,
+        bodies,
+        layers,
+        tasks,
+        consts,
+        inputs,
+        outputs,
+        placement,
+        mut phases,
+        arena_bytes,
+        weight_bytes,
+        micro_kernel: _,
+    } = lower(graph, weights, options)?;
+    let limit = options.max_memory;
+    let mut lap = |name: &'static str, phases: &mut Vec<(&'static str, Duration)>| {
+        let now = Instant::now();
+        phases.push((name, now - clock));
+        clock = now;
+    };
+    let mut jit = Jit::new()?;
+    let ids = jit.kernels(bodies)?;
+    lap("codegen", &mut phases);
+    let (code, entries) = jit.finish(&ids)?;
+    lap("link", &mut phases);
+    let steps: Vec<Step> = layers
+        .iter()
+        .zip(entries)
+        .zip(&tasks)
+        .map(|((l, kernel), &tasks)| Step {
+            name: l.name.clone(),
+            kernel,
+            tasks,
+            parallel: is_parallel(l),
+        })
+        .collect();
+    let const_bytes = consts.bytes();
+    limit.check(
+        || "the arena with the weights and their packed copies".into(),
+        arena_bytes + weight_bytes + const_bytes as u128,
+    )?;
+    // SAFETY: each kernel was generated for exactly this arena plan: it
+    // reads and writes only the buffers placed above (inside `arena_len`)
+    // and constants owned by `consts`, which the executable keeps alive
+    // with the code; tasks of one kernel write disjoint output blocks.
+    #[allow(unsafe_code)]
+    let executable = unsafe {
+        Executable::new(
+            steps,
+            placement.arena_len,
+            inputs,
+            outputs,
+            Box::new((code, consts, weights)),
+        )
+    };
+    Ok(Compiled {
+        executable,
+        report: Report {
+            layers,
+            phases,
+            arena_len: placement.arena_len,
+            naive_len: placement.naive_len,
+            lower_bound: placement.lower_bound,
+            const_bytes,
+        },
+        graph,
+    })
+}
+
+/// Whether a step is worth handing to other threads: below about 100K
+/// FLOPs and bytes moved (a few microseconds), waking them costs more than
+/// it saves. (At a million, ResNet-18's last Winograd transforms, 0.1 ms
+/// each, ran on one thread; 100K against 400K made vgg_cifar at 2 threads
+/// 5% faster and left the LSTMs as they were.)
+pub(super) fn is_parallel(l: &LayerReport) -> bool {
+    l.flops + l.bytes_read + l.bytes_written >= 100_000
+}
+
+/// Runs the pass pipeline, plans the arena and builds every kernel.
+pub(super) fn lower(
     mut graph: Graph,
     mut weights: WeightSet,
     options: &Options,
-) -> Result<Compiled, BackendError> {
+) -> Result<Lowered, BackendError> {
     let mut phases = Vec::new();
     let mut clock = Instant::now();
     let mut lap = |name: &'static str, phases: &mut Vec<(&'static str, Duration)>| {
@@ -156,7 +264,6 @@ pub fn compile(
     // Kernels.
     let statistics = stats::stats(&graph);
     let flops: HashMap<NodeId, u64> = statistics.layers.iter().map(|l| (l.id, l.flops)).collect();
-    let mut jit = Jit::new()?;
     let operands = steps
         .iter()
         .map(|step| operands(&graph, step, &offset, &weights, threads, kernel))
@@ -244,11 +351,6 @@ pub fn compile(
         }
     }
     lap("kernels", &mut phases);
-    let ids = jit.kernels(bodies)?;
-    lap("codegen", &mut phases);
-    let (code, entries) = jit.finish(&ids)?;
-    lap("link", &mut phases);
-
     let binding = |(id, b): &(NodeId, usize)| {
         let node = graph.node(*id);
         Binding {
@@ -267,52 +369,20 @@ pub fn compile(
         .map(binding)
         .collect();
     let outputs: Vec<Binding> = output_bufs.iter().map(binding).collect();
-    let steps: Vec<Step> = layers
-        .iter()
-        .zip(entries)
-        .zip(&tasks)
-        .map(|((l, kernel), &tasks)| Step {
-            name: l.name.clone(),
-            kernel,
-            tasks,
-            // Below about 100K FLOPs and bytes moved (a few microseconds),
-            // waking other threads costs more than it saves. (At a million,
-            // ResNet-18's last Winograd transforms, 0.1 ms each, ran on one
-            // thread; 100K against 400K made vgg_cifar at 2 threads 5%
-            // faster and left the LSTMs as they were.)
-            parallel: l.flops + l.bytes_read + l.bytes_written >= 100_000,
-        })
-        .collect();
-    let const_bytes = consts.bytes();
-    limit.check(
-        || "the arena with the weights and their packed copies".into(),
-        arena_bytes + weight_bytes + const_bytes as u128,
-    )?;
-    // SAFETY: each kernel was generated for exactly this arena plan: it
-    // reads and writes only the buffers placed above (inside `arena_len`)
-    // and constants owned by `consts`, which the executable keeps alive
-    // with the code; tasks of one kernel write disjoint output blocks.
-    #[allow(unsafe_code)]
-    let executable = unsafe {
-        Executable::new(
-            steps,
-            placement.arena_len,
-            inputs,
-            outputs,
-            Box::new((code, consts, weights)),
-        )
-    };
-    Ok(Compiled {
-        executable,
-        report: Report {
-            layers,
-            phases,
-            arena_len: placement.arena_len,
-            naive_len: placement.naive_len,
-            lower_bound: placement.lower_bound,
-            const_bytes,
-        },
+    Ok(Lowered {
         graph,
+        weights,
+        bodies,
+        layers,
+        tasks,
+        consts,
+        inputs,
+        outputs,
+        placement,
+        phases,
+        arena_bytes,
+        weight_bytes,
+        micro_kernel: kernel,
     })
 }
 

@@ -8,6 +8,7 @@
 //! `nnc_runtime::Executable` with a report of what it did.
 
 pub mod activation;
+pub mod bundle;
 pub mod compile;
 pub mod jit;
 pub mod kernels;

@@ -1,6 +1,7 @@
 //! Subcommands of the `nnc` binary that need more than a few lines.
 
 pub mod bench;
+pub mod bundle;
 pub mod compile;
 pub mod import;
 pub mod lint;

@@ -22,6 +22,7 @@ pub const LANES: usize = 8;
 
 /// A depthwise convolution (one input channel per output channel) packed
 /// for blocks of [`LANES`] channels.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct DepthwiseBlocked {
     /// Input plane `[h, w]` and output plane `[oh, ow]`.
     h: usize,
@@ -133,6 +134,7 @@ impl DepthwiseBlocked {
 /// As [`DepthwiseBlocked::run`]; `spec` points to a live
 /// `DepthwiseBlocked`.
 #[cfg(target_arch = "x86_64")]
+#[no_mangle]
 pub unsafe extern "C" fn nnc_depthwise_blocked(
     spec: *const DepthwiseBlocked,
     src: *const f32,

@@ -25,7 +25,7 @@ use super::gemm::{Activation, MicroKernel};
 
 /// The geometry of one depthwise conv (one per compiled op, owned by the
 /// compiled model).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct DepthwiseRows {
     /// Input plane `[h, w]`, output row length `ow`.
     pub h: usize,
@@ -183,6 +183,7 @@ impl DepthwiseRows {
 ///
 /// # Safety
 /// As [`DepthwiseRows::run`]; `spec` points to a live `DepthwiseRows`.
+#[no_mangle]
 pub unsafe extern "C" fn nnc_depthwise_rows(
     spec: *const DepthwiseRows,
     src: *const f32,

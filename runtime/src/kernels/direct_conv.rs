@@ -28,7 +28,7 @@ use std::cell::RefCell;
 const BLOCK: usize = 16;
 
 /// One direct convolution (owned by the compiled model).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct DirectConv {
     c_in: usize,
     h: usize,
@@ -343,6 +343,7 @@ fn split_phases(src: &[f32], padding: usize, (even, odd): (&mut [f32], &mut [f32
 ///
 /// # Safety
 /// As [`DirectConv::run`]; `spec` points to a live `DirectConv`.
+#[no_mangle]
 pub unsafe extern "C" fn nnc_direct_conv(
     spec: *const DirectConv,
     x: *const f32,

@@ -1,5 +1,6 @@
 //! Every `extern "C"` function compiled code calls, declared once with its
-//! parameter list as data.
+//! parameter list as data: the native kernels' entry points, and the
+//! runtime function an ahead-of-time bundle's `nnc_model_open` calls.
 //!
 //! The code generator builds each call's signature from these declarations
 //! and checks the call site's arguments against them, so a wrong argument
@@ -20,6 +21,9 @@ use super::tasks::{
     nnc_scratch, GemmTask, LinearRows, PanelGemm,
 };
 use super::winograd::{nnc_winograd_input, nnc_winograd_output, WinogradInput, WinogradOutput};
+use crate::bundle::nnc_bundle_open;
+use crate::capi::Model;
+use crate::KernelFn;
 
 /// How a parameter or result passes through the C ABI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +34,8 @@ pub enum Abi {
     Usize,
     /// An `f32` (`float`).
     F32,
+    /// An `i32` (`int`).
+    I32,
 }
 
 /// The [`Abi`] class of a Rust parameter type.
@@ -51,6 +57,10 @@ impl AbiType for usize {
 
 impl AbiType for f32 {
     const ABI: Abi = Abi::F32;
+}
+
+impl AbiType for i32 {
+    const ABI: Abi = Abi::I32;
 }
 
 /// One function compiled code may call.
@@ -148,4 +158,9 @@ entry_points! {
     WINOGRAD_OUTPUT = nnc_winograd_output(
         *const WinogradOutput, *const f32, *mut f32, *const f32, usize, usize
     );
+    /// `(image, image_len, kernels, n_kernels, table, slots, threads) ->
+    /// model`: a bundle's `nnc_model_open` (not called by kernels).
+    BUNDLE_OPEN = nnc_bundle_open(
+        *const u8, usize, *const KernelFn, usize, *mut usize, usize, i32
+    ) -> *mut Model;
 }

@@ -27,7 +27,7 @@
 use super::gemm::MicroKernel;
 
 /// Which reduction a window takes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PoolKind {
     Max,
     /// The sum, times the position's inverse divisor.
@@ -46,7 +46,7 @@ impl PoolKind {
 
 /// The geometry of one pooling op (one per compiled op, owned by the
 /// compiled model).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct PoolRows {
     /// Input plane `[h, w]`, output row length `ow`.
     pub h: usize,
@@ -153,6 +153,7 @@ impl PoolRows {
 ///
 /// # Safety
 /// As [`PoolRows::run`]; `spec` points to a live `PoolRows`.
+#[no_mangle]
 pub unsafe extern "C" fn nnc_pool_rows(
     spec: *const PoolRows,
     src: *const f32,

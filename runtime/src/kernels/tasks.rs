@@ -15,7 +15,7 @@ use crate::Phases;
 use std::ops::Range;
 
 /// The epilogue of a product: `c = act(acc + bias[row] + residual)`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Epilogue {
     /// One value per row of each group's C: `[groups * m]`.
     pub bias: Option<Vec<f32>>,
@@ -28,6 +28,7 @@ pub struct Epilogue {
 /// where product `p = (batch, group)` uses weight group `g = p % groups`,
 /// `B_p` starts at `b + p * b_stride` (row stride `ldb`) and `C_p` at
 /// `c + p * c_stride` (row stride `ldc`); the residual is laid out like C.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct GemmTask {
     /// The weights: one packed `[m, k]` matrix per group (see [`pack`]).
     pub packed: Vec<PackedA>,
@@ -215,6 +216,7 @@ pub fn pack_winograd(
 /// `arena` (which has the compiled model's arena size) or its constants,
 /// and `t < task.tasks()`.
 #[allow(unsafe_code)]
+#[no_mangle]
 pub unsafe extern "C" fn nnc_gemm_task(task: *const GemmTask, arena: *mut f32, t: usize) {
     // SAFETY: the caller passes a live task (the compiled model owns it).
     let task = unsafe { &*task };
@@ -250,6 +252,7 @@ pub unsafe extern "C" fn nnc_gemm_task(task: *const GemmTask, arena: *mut f32, t
 /// (the separable kernel multiplies a depthwise tile it just computed):
 /// `C [m, n] = act(A [m, k] · B [k, n] + bias + residual)` with row strides
 /// `ldb` and `ldc` (the residual laid out like C).
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct PanelGemm {
     pub a: PackedA,
     pub ldb: usize,
@@ -298,6 +301,7 @@ impl PanelGemm {
 /// floats, `c` (and `residual` unless null) `m` rows of `ldc` floats, each
 /// with at least `n` columns; the residual is C or does not overlap it.
 #[allow(unsafe_code)]
+#[no_mangle]
 pub unsafe extern "C" fn nnc_gemm_panel(
     spec: *const PanelGemm,
     b: *const f32,
@@ -328,6 +332,7 @@ pub unsafe extern "C" fn nnc_gemm_panel(
 /// thread's scratch (a few KB to a few hundred), multiplies its block's
 /// weights by it with B in cache, and transposes its `[block, rows]` result
 /// into its columns of the output.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct LinearRows {
     /// The blocks' products, block `b` holding weight rows `b * block ..`.
     blocks: Vec<PanelGemm>,
@@ -399,6 +404,11 @@ impl LinearRows {
     pub fn tasks(&self) -> usize {
         self.blocks.len()
     }
+
+    /// Bytes of packed weights.
+    pub fn bytes(&self) -> usize {
+        self.blocks.iter().map(PanelGemm::bytes).sum()
+    }
 }
 
 /// Does task `t` of a [`LinearRows`]. Called by compiled code.
@@ -407,6 +417,7 @@ impl LinearRows {
 /// `spec` points to a live [`LinearRows`] whose blocks are still kept,
 /// `x` holds `rows * k` floats, `out` `rows * m`, and `t < spec.tasks()`.
 #[allow(unsafe_code)]
+#[no_mangle]
 pub unsafe extern "C" fn nnc_linear_rows(
     spec: *const LinearRows,
     x: *const f32,
@@ -448,6 +459,7 @@ pub unsafe extern "C" fn nnc_linear_rows(
 /// `cell` points to a live [`PackedCell`] and the other arguments satisfy
 /// [`PackedCell::step`].
 #[allow(unsafe_code, clippy::too_many_arguments)]
+#[no_mangle]
 pub unsafe extern "C" fn nnc_cell_step(
     cell: *const PackedCell,
     i: usize,
@@ -472,6 +484,7 @@ pub unsafe extern "C" fn nnc_cell_step(
 /// aligned, shared by exactly the `parts` tasks of this kernel in this
 /// run; the other arguments satisfy [`PackedCell::run_part`].
 #[allow(unsafe_code, clippy::too_many_arguments)]
+#[no_mangle]
 pub unsafe extern "C" fn nnc_cell_part(
     cell: *const PackedCell,
     sync: *mut f32,
@@ -502,6 +515,8 @@ thread_local! {
 
 /// A pointer to at least `len` floats of this thread's scratch memory,
 /// valid until the next call on the same thread. Called by compiled code.
+#[allow(unsafe_code)] // `no_mangle`: bundles link it by name.
+#[no_mangle]
 pub extern "C" fn nnc_scratch(len: usize) -> *mut f32 {
     SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
@@ -529,6 +544,7 @@ pub fn lrn_normalise(v: f32, sum: f64, size: usize, alpha: f32, beta: f32, k: f3
 /// `x` points at an element of channel `ch` of `channels`, whose channel
 /// `i` is `(i - ch) * plane` floats away; `before < size`.
 #[allow(unsafe_code, clippy::too_many_arguments)] // A scalar C signature.
+#[no_mangle]
 pub unsafe extern "C" fn nnc_lrn_exact(
     x: *const f32,
     ch: usize,

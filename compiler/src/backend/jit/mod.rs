@@ -16,20 +16,25 @@ pub(crate) mod math;
 use super::BackendError;
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::immediates::Imm64;
 use cranelift_codegen::ir::{
-    types, AbiParam, BlockArg, Endianness, ExtFuncData, ExternalName, InstBuilder, MemFlagsData,
-    Signature, Type, UserExternalName, UserFuncName, Value,
+    types, AbiParam, BlockArg, Endianness, ExtFuncData, ExternalName, GlobalValue, GlobalValueData,
+    InstBuilder, MemFlagsData, Signature, Type, UserExternalName, UserFuncName, Value,
 };
 use cranelift_codegen::isa::{CallConv, OwnedTargetIsa, TargetFrontendConfig};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_module::{default_libcall_names, FuncId, Linkage, Module, ModuleReloc};
+use cranelift_module::{default_libcall_names, DataId, FuncId, Linkage, Module, ModuleReloc};
+use cranelift_object::{ObjectBuilder, ObjectModule};
+use nnc_runtime::kernels::constants::ConstMap;
 use nnc_runtime::kernels::entry::{Abi, EntryPoint, ENTRY_POINTS};
 use nnc_runtime::kernels::Base;
 use nnc_runtime::KernelFn;
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// `f32` lanes per vector: Cranelift's x86-64 backend lowers 128-bit
 /// vectors.
@@ -41,13 +46,45 @@ pub const F32X4: Type = types::F32X4;
 /// The emitter of one kernel body.
 pub type Body = Box<dyn FnOnce(&mut Emit) -> Result<(), BackendError> + Send>;
 
-/// The JIT module of one compiled model.
-pub struct Jit {
-    module: JITModule,
+/// The code generator of one compiled model: a JIT module (the default),
+/// or an object file's for an ahead-of-time bundle (`bundle.rs`).
+pub struct Jit<M: Module = JITModule> {
+    pub(super) module: M,
     defined: usize,
     /// The same target without Cranelift's optimiser, for kernels that only
     /// move data, where it buys little and costs compile time.
     unoptimized: OwnedTargetIsa,
+    /// How kernels reach constants when they cannot hold their addresses
+    /// (a bundle's), else `None`.
+    table: Option<ConstTable>,
+}
+
+/// How a bundle's kernels reach constants: each constant's address is
+/// slot [`ConstMap::locate`] of a table (a data object of the bundle) that
+/// the runtime fills when the bundle is opened.
+pub struct ConstTable {
+    pub map: Arc<ConstMap>,
+    pub data: DataId,
+    /// The slots some kernel loads, marked while kernels are compiled.
+    used: Vec<AtomicBool>,
+}
+
+impl ConstTable {
+    /// A table of `slots` slots, located by `map`, in data object `data`.
+    pub fn new(map: Arc<ConstMap>, data: DataId, slots: usize) -> ConstTable {
+        ConstTable {
+            map,
+            data,
+            used: (0..slots).map(|_| AtomicBool::new(false)).collect(),
+        }
+    }
+
+    /// Whether some kernel loads slot `slot`.
+    pub fn is_used(&self, slot: usize) -> bool {
+        self.used
+            .get(slot)
+            .is_some_and(|u| u.load(Ordering::Relaxed))
+    }
 }
 
 /// One function's machine code, compiled off the main thread.
@@ -63,6 +100,7 @@ fn build(
     fctx: &mut FunctionBuilderContext,
     config: TargetFrontendConfig,
     body: Body,
+    table: Option<&ConstTable>,
 ) -> Result<(), BackendError> {
     let mut b = FunctionBuilder::new(&mut ctx.func, fctx);
     let entry = b.create_block();
@@ -74,8 +112,14 @@ fn build(
         arena: params[0],
         begin: params[1],
         end: params[2],
+        table,
+        table_base: None,
+        error: None,
     };
     body(&mut e)?;
+    if let Some(error) = e.error {
+        return Err(error);
+    }
     e.b.ins().return_(&[]);
     e.b.seal_all_blocks();
     e.b.finalize(config);
@@ -114,9 +158,9 @@ fn err(e: impl std::fmt::Display) -> BackendError {
 }
 
 /// The host ISA with Cranelift's optimiser at `opt_level` (`speed` or
-/// `none`). Cranelift's IR verifier runs in debug builds (and so in tests);
+/// `none`), position-independent for an object file (`pic`). Cranelift's IR verifier runs in debug builds (and so in tests);
 /// release builds skip it, which saves a fifth of the compile time.
-fn host_isa(opt_level: &str) -> Result<OwnedTargetIsa, BackendError> {
+fn host_isa(opt_level: &str, pic: bool) -> Result<OwnedTargetIsa, BackendError> {
     let mut flags = settings::builder();
     flags.set("opt_level", opt_level).map_err(err)?;
     flags
@@ -129,7 +173,9 @@ fn host_isa(opt_level: &str) -> Result<OwnedTargetIsa, BackendError> {
             },
         )
         .map_err(err)?;
-    flags.set("is_pic", "false").map_err(err)?;
+    flags
+        .set("is_pic", if pic { "true" } else { "false" })
+        .map_err(err)?;
     flags.set("use_colocated_libcalls", "false").map_err(err)?;
     cranelift_native::builder()
         .map_err(err)?
@@ -138,10 +184,11 @@ fn host_isa(opt_level: &str) -> Result<OwnedTargetIsa, BackendError> {
 }
 
 /// The Cranelift signature of a native entry point.
-fn entry_signature(entry: &EntryPoint, call_conv: CallConv) -> Signature {
+pub(super) fn entry_signature(entry: &EntryPoint, call_conv: CallConv) -> Signature {
     let ty = |abi: Abi| match abi {
         Abi::Ptr | Abi::Usize => types::I64,
         Abi::F32 => types::F32,
+        Abi::I32 => types::I32,
     };
     let mut sig = Signature::new(call_conv);
     sig.params
@@ -176,7 +223,7 @@ fn declare_entry_points(module: &mut impl Module) -> Result<(), BackendError> {
 impl Jit {
     /// A JIT for the host CPU.
     pub fn new() -> Result<Jit, BackendError> {
-        let mut builder = JITBuilder::with_isa(host_isa("speed")?, default_libcall_names());
+        let mut builder = JITBuilder::with_isa(host_isa("speed", false)?, default_libcall_names());
         for entry in ENTRY_POINTS {
             builder.symbol(entry.symbol, entry.address() as *const u8);
         }
@@ -185,10 +232,45 @@ impl Jit {
         Ok(Jit {
             module,
             defined: 0,
-            unoptimized: host_isa("none")?,
+            unoptimized: host_isa("none", false)?,
+            table: None,
+        })
+    }
+}
+
+impl Jit<ObjectModule> {
+    /// An object file named `name` for the host CPU (its instruction set,
+    /// as the JIT's), with position-independent code so that it links
+    /// into any executable.
+    pub fn object(name: &str) -> Result<Jit<ObjectModule>, BackendError> {
+        let builder = ObjectBuilder::new(host_isa("speed", true)?, name, default_libcall_names())
+            .map_err(err)?;
+        let mut module = ObjectModule::new(builder);
+        declare_entry_points(&mut module)?;
+        Ok(Jit {
+            module,
+            defined: 0,
+            unoptimized: host_isa("none", true)?,
+            table: None,
         })
     }
 
+    /// Makes kernels load constants through `table`.
+    pub fn set_table(&mut self, table: ConstTable) {
+        self.table = Some(table);
+    }
+
+    pub fn table(&self) -> Option<&ConstTable> {
+        self.table.as_ref()
+    }
+
+    /// The object file's bytes.
+    pub fn emit(self) -> Result<Vec<u8>, BackendError> {
+        self.module.finish().emit().map_err(err)
+    }
+}
+
+impl<M: Module> Jit<M> {
     /// The kernel signature `(arena, begin, end)`.
     fn kernel_signature(&self) -> Signature {
         let mut sig = self.module.make_signature();
@@ -215,6 +297,7 @@ impl Jit {
         }
         let isa = self.module.isa();
         let unoptimized = &*self.unoptimized;
+        let table = self.table.as_ref();
         let config = self.module.target_config();
         let min_align = (isa.function_alignment().minimum as u64).max(isa.symbol_alignment());
         let compiled: Vec<Result<Compiled, BackendError>> = bodies
@@ -226,7 +309,7 @@ impl Jit {
                 ctx.func.signature = sig.clone();
                 ctx.func.name = UserFuncName::user(0, id.as_u32());
                 let mut fctx = FunctionBuilderContext::new();
-                build(&mut ctx, &mut fctx, config, body)?;
+                build(&mut ctx, &mut fctx, config, body, table)?;
                 let alignment = ctx
                     .compile(isa, &mut ControlPlane::default())
                     .map_err(|e| BackendError::Codegen(format!("{:?}", e.inner)))?
@@ -258,7 +341,9 @@ impl Jit {
         }
         Ok(ids)
     }
+}
 
+impl Jit {
     /// Links every kernel; returns the code and each kernel's entry point.
     #[allow(unsafe_code)]
     pub fn finish(mut self, ids: &[FuncId]) -> Result<(JitCode, Vec<KernelFn>), BackendError> {
@@ -291,7 +376,20 @@ pub struct Emit<'a> {
     pub begin: Value,
     /// One past the last task to do.
     pub end: Value,
+    /// A bundle's table of constants' addresses, if this is a bundle's
+    /// kernel (see [`ConstTable`]).
+    table: Option<&'a ConstTable>,
+    /// The table's address, once loaded in this function.
+    table_base: Option<GlobalValue>,
+    /// The first constant that could not be located (a compiler bug),
+    /// reported when the body is done.
+    error: Option<BackendError>,
 }
+
+/// The address of a constant a kernel passes to native code: a
+/// descriptor or a table (from `kernels::Consts`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConstPtr(pub usize);
 
 /// Memory accesses of kernels: never trapping (the planner sized every
 /// buffer) but only 4-byte aligned, so vectors load unaligned.
@@ -349,8 +447,55 @@ impl Emit<'_> {
     pub fn base(&mut self, base: Base) -> Value {
         match base {
             Base::Arena(o) => self.b.ins().iadd_imm_s(self.arena, 4 * o as i64),
-            Base::Const(p) => self.b.ins().iconst(types::I64, p as i64),
+            Base::Const(p) => self.constant(p),
         }
+    }
+
+    /// The address of the constant `p` as an `i64`.
+    pub fn ptr(&mut self, p: ConstPtr) -> Value {
+        self.constant(p.0)
+    }
+
+    /// The address `address` of (or inside) a constant: an immediate in
+    /// JIT code; in a bundle's, loaded from the constant's slot of the
+    /// table plus the offset.
+    fn constant(&mut self, address: usize) -> Value {
+        let Some(table) = self.table else {
+            return self.b.ins().iconst(types::I64, address as i64);
+        };
+        let Some((slot, offset)) = table.map.locate(address) else {
+            self.error.get_or_insert(BackendError::Codegen(format!(
+                "a kernel uses the address {address:#x}, which is not one of the model's constants"
+            )));
+            return self.b.ins().iconst(types::I64, 0);
+        };
+        if let Some(used) = table.used.get(slot as usize) {
+            used.store(true, Ordering::Relaxed);
+        }
+        let gv = match self.table_base {
+            Some(gv) => gv,
+            None => {
+                let name = self
+                    .b
+                    .func
+                    .declare_imported_user_function(UserExternalName::new(1, table.data.as_u32()));
+                let gv = self.b.create_global_value(GlobalValueData::Symbol {
+                    name: ExternalName::user(name),
+                    offset: Imm64::new(0),
+                    colocated: true,
+                    tls: false,
+                });
+                self.table_base = Some(gv);
+                gv
+            }
+        };
+        let slots = self.b.ins().symbol_value(types::I64, gv);
+        let flags = MemFlagsData::trusted().with_readonly();
+        let start = self
+            .b
+            .ins()
+            .load(types::I64, flags, slots, (8 * slot) as i32);
+        self.b.ins().iadd_imm_s(start, offset as i64)
     }
 
     /// The address of element `index` (an `i64` value) of a buffer.
@@ -374,8 +519,8 @@ impl Emit<'_> {
     /// Loads entry `index` (an `i64` value) of a table of `i64`s at the
     /// absolute address `table`: element offsets that no formula gives,
     /// such as an `index_select`'s.
-    pub fn load_i64(&mut self, table: usize, index: Value) -> Value {
-        let start = self.b.ins().iconst(types::I64, table as i64);
+    pub fn load_i64(&mut self, table: ConstPtr, index: Value) -> Value {
+        let start = self.ptr(table);
         let bytes = self.b.ins().imul_imm_s(index, 8);
         let ptr = self.b.ins().iadd(start, bytes);
         self.b.ins().load(types::I64, flags(), ptr, 0)

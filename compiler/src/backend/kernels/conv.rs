@@ -152,7 +152,7 @@ pub fn separable(
     // `expanded_cols` columns of scratch per channel after the tile.
     let expanded_cols = input_rows(rows_per_task).min(geo.h) * geo.w;
     let expansion = match &a.expand {
-        Some(e) => Some(consts.panel(PanelGemm::new(
+        Some(e) => Some(consts.keep(PanelGemm::new(
             ops.kernel,
             constant(&ops, 1, "expansion weight")?,
             c_in,
@@ -179,7 +179,7 @@ pub fn separable(
     let reach = (dw.kernel[0] - 1) * dw.dilation[0] + 1;
     // The whole pointwise product with its epilogue, unless split.
     let spec = if parts == 1 {
-        consts.panel(PanelGemm::new(
+        Some(consts.keep(PanelGemm::new(
             ops.kernel,
             constant(&ops, pw_index, "pointwise weight")?,
             c_out,
@@ -192,9 +192,9 @@ pub fn separable(
                 None
             },
             native_activation(a.epilogue.activation)?,
-        )?)
+        )?))
     } else {
-        0
+        None
     };
     let residual = a
         .epilogue
@@ -208,7 +208,7 @@ pub fn separable(
     // columns a vector (see depthwise_rows.rs); otherwise the JIT's 4-lane
     // rows.
     let native_rows = if has_vector_rows(ops.kernel) {
-        Some(consts.depthwise(DepthwiseRows::new(
+        Some(consts.keep(DepthwiseRows::new(
             [geo.h, geo.w],
             ow,
             dw.kernel,
@@ -242,7 +242,7 @@ pub fn separable(
                     .flat_map(|row| &row[cm0..cm1])
                     .copied()
                     .collect();
-                Ok(consts.panel(PanelGemm::new(
+                Ok(consts.keep(PanelGemm::new(
                     ops.kernel,
                     &columns,
                     c_out,
@@ -293,7 +293,7 @@ pub fn separable(
                     let first_row = e.mul_imm(lo, w);
                     let start = e.add(item, first_row);
                     let b = e.addr(src, start);
-                    let (spec, none) = (e.i(spec), e.i(0));
+                    let (spec, none) = (e.ptr(spec), e.i(0));
                     let (m0, m1) = (e.i(0), e.i(c_in));
                     e.call(&entry::GEMM_PANEL, &[spec, b, expanded, none, cols, m0, m1])?;
                     // Where row 0 of channel 0 would be.
@@ -336,7 +336,7 @@ pub fn separable(
                         let dst = e.addr_of(tile, channel_row);
                         let first_tap = e.mul_imm(cm, taps);
                         let tap_values = e.addr(dw_weights, first_tap);
-                        let spec = e.i(spec);
+                        let spec = e.ptr(spec);
                         e.call(
                             &entry::DEPTHWISE_ROWS,
                             &[spec, src, tap_values, b, dst, r0, r1],
@@ -369,7 +369,7 @@ pub fn separable(
                         e.if_then(this, |e| {
                             let at = partial_start(e, n, q, parts, c_out * map);
                             let c = e.addr(*partials, at);
-                            let (spec, none, cols) = (e.i(spec), e.i(0), e.i(map));
+                            let (spec, none, cols) = (e.ptr(spec), e.i(0), e.i(map));
                             let (m0, m1) = (e.i(0), e.i(c_out));
                             e.call(&entry::GEMM_PANEL, &[spec, tile, c, none, cols, m0, m1])?;
                             Ok(())
@@ -388,7 +388,10 @@ pub fn separable(
                 };
                 let rows = e.b.ins().isub(r1, r0);
                 let cols = e.mul_imm(rows, ow);
-                let spec = e.i(spec);
+                let spec = spec.ok_or_else(|| {
+                    BackendError::Codegen("a split separable conv has no whole product".into())
+                })?;
+                let spec = e.ptr(spec);
                 let (m0, m1) = (e.i(0), e.i(c_out));
                 e.call(&entry::GEMM_PANEL, &[spec, tile, c, r, cols, m0, m1])?;
                 Ok(())
@@ -522,7 +525,7 @@ pub fn direct(
         ops.kernel,
     );
     let tile = conv.tile_name();
-    let spec = consts.direct(conv);
+    let spec = consts.keep(conv);
     let blocks = oh.div_ceil(DIRECT_ROWS);
     let (src, dst) = (x.base, out.base);
     let mut kernel = Kernel::jit(
@@ -536,7 +539,7 @@ pub fn direct(
                 let input = e.addr(src, input);
                 let output = e.mul_imm(ng, group_out * oh * ow);
                 let output = e.addr(dst, output);
-                let spec = e.i(spec);
+                let spec = e.ptr(spec);
                 e.call(&entry::DIRECT_CONV, &[spec, input, output, r0, r1, group])?;
                 Ok(())
             })

@@ -410,7 +410,7 @@ fn depthwise_blocked(
                 let out_plane = e.mul_imm(plane, oh * ow);
                 let src = e.addr(src, in_plane);
                 let dst = e.addr(dst, out_plane);
-                let spec = e.i(spec);
+                let spec = e.ptr(spec);
                 e.call(&entry::DEPTHWISE_BLOCKED, &[spec, src, dst, b])?;
                 Ok(())
             })
@@ -435,7 +435,7 @@ fn depthwise_native(
     let (src, dst, weights) = (x.base, out.base, ops.inputs[1].base);
     let bias = a.bias.then(|| ops.inputs[2].base);
     let taps = a.kernel[0] * a.kernel[1];
-    let spec = consts.depthwise(DepthwiseRows::new(
+    let spec = consts.keep(DepthwiseRows::new(
         [h, w],
         ow,
         a.kernel,
@@ -461,7 +461,7 @@ fn depthwise_native(
                 let first_tap = e.mul_imm(oc, taps);
                 let tap_values = e.addr(weights, first_tap);
                 let b = load_bias(e, bias, oc);
-                let (spec, r0, r1) = (e.i(spec), e.i(0), e.i(oh));
+                let (spec, r0, r1) = (e.ptr(spec), e.i(0), e.i(oh));
                 e.call(
                     &entry::DEPTHWISE_ROWS,
                     &[spec, src, tap_values, b, dst, r0, r1],

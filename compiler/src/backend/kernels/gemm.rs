@@ -54,7 +54,7 @@ pub(super) fn kernel(task: GemmTask, consts: &mut Consts) -> Result<Kernel, Back
     // The kernel the weights were packed for (the portable one if the CPU
     // lacks the requested one).
     let name = task.packed.first().map_or("", |a| a.kernel().name());
-    let address = consts.gemm(task)?;
+    let address = consts.keep(task);
     Ok(Kernel {
         tasks,
         optimize: true,
@@ -63,7 +63,7 @@ pub(super) fn kernel(task: GemmTask, consts: &mut Consts) -> Result<Kernel, Back
         micro_kernel: Some(name.into()),
         body: Box::new(move |e: &mut Emit| {
             e.for_tasks(|e, t| {
-                let task = e.i(address);
+                let task = e.ptr(address);
                 let arena = e.arena;
                 e.call(&entry::GEMM_TASK, &[task, arena, t])?;
                 Ok(())
@@ -153,7 +153,7 @@ pub fn linear(
             micro_kernel: Some(ops.kernel.name().into()),
             body: Box::new(move |e: &mut Emit| {
                 e.for_tasks(|e, t| {
-                    let (spec, x, out) = (e.i(spec), e.base(src), e.base(dst));
+                    let (spec, x, out) = (e.ptr(spec), e.base(src), e.base(dst));
                     e.call(&entry::LINEAR_ROWS, &[spec, x, out, t])?;
                     Ok(())
                 })

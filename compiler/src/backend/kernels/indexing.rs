@@ -14,7 +14,7 @@
 //! element by element otherwise.
 
 use super::elementwise::span;
-use super::{Consts, Kernel, Operands};
+use super::{ConstPtr, Consts, Kernel, Operands};
 use crate::backend::jit::{Emit, LANES};
 use crate::backend::BackendError;
 use crate::ir::Indexing;
@@ -144,19 +144,14 @@ pub fn build(a: &Indexing, ops: Operands<'_>, consts: &mut Consts) -> Result<Ker
     let (mut base, terms) = terms(a, &input.shape, &out);
     let mut dims = merge(&mut base, &out, terms);
     let (row, last) = dims.pop().unwrap_or((1, Term::Affine(0)));
-    // Tables of outer dims are read at run time: keep them alive, by
-    // address. A `Vec`'s buffer stays put when the `Vec` moves.
+    // Tables of outer dims are read at run time: keep them alive.
     let outer: Vec<(usize, Outer)> = dims
         .into_iter()
         .map(|(size, term)| {
             let outer = match term {
                 Term::Affine(step) => Outer::Affine(step),
                 Term::Modulo { n, stride } => Outer::Modulo { n, stride },
-                Term::Table(t) => {
-                    let address = t.as_ptr() as usize;
-                    consts.keep(t);
-                    Outer::Table(address)
-                }
+                Term::Table(t) => Outer::Table(consts.add_offsets(t)),
             };
             (size, outer)
         })
@@ -198,7 +193,7 @@ enum Outer {
         stride: usize,
     },
     /// The address of the table of offsets.
-    Table(usize),
+    Table(ConstPtr),
 }
 
 /// The input offset of the first element of output row `r`.
@@ -235,7 +230,7 @@ enum Row {
     /// elements.
     Runs(Vec<(usize, i64, usize)>),
     /// Element `j` at the offset in entry `j` of the table at this address.
-    Table(usize),
+    Table(ConstPtr),
 }
 
 impl Row {
@@ -254,9 +249,7 @@ impl Row {
                 if runs.len() <= MAX_RUNS {
                     Row::Runs(runs)
                 } else {
-                    let address = t.as_ptr() as usize;
-                    consts.keep(t);
-                    Row::Table(address)
+                    Row::Table(consts.add_offsets(t))
                 }
             }
         }

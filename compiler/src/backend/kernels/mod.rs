@@ -20,13 +20,9 @@ mod winograd;
 
 use super::BackendError;
 use crate::ir::{Node, Op, ReduceAttrs, Reduction};
-use nnc_runtime::kernels::cell::PackedCell;
-use nnc_runtime::kernels::depthwise_rows::DepthwiseRows;
-use nnc_runtime::kernels::direct_conv::DirectConv;
+use nnc_runtime::kernels::constants::{Constant, Constants};
 use nnc_runtime::kernels::gemm::MicroKernel;
-use nnc_runtime::kernels::tasks::{GemmTask, PanelGemm};
 use nnc_runtime::kernels::Base;
-use std::any::Any;
 
 /// A tensor the kernel reads or writes: where it lives and its shape.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,54 +44,20 @@ impl Buf {
 }
 
 /// Data the kernels point at, owned by the compiled model: weights in the
-/// layout their kernels read, the native GEMM descriptors and the packed
-/// recurrent cells.
+/// layout their kernels read, index tables and the native kernels'
+/// descriptors (`nnc_runtime::kernels::constants`).
 #[derive(Default)]
-pub struct Consts {
-    data: Vec<Vec<f32>>,
-    /// Boxed so that a task's address (baked into code) survives the Vec
-    /// growing.
-    #[allow(clippy::vec_box)]
-    gemms: Vec<Box<GemmTask>>,
-    #[allow(clippy::vec_box)]
-    panels: Vec<Box<PanelGemm>>,
-    #[allow(clippy::vec_box)]
-    depthwise: Vec<Box<DepthwiseRows>>,
-    #[allow(clippy::vec_box)]
-    direct: Vec<Box<DirectConv>>,
-    #[allow(clippy::vec_box)]
-    cells: Vec<Box<PackedCell>>,
-    /// Other native kernels' descriptors (the Winograd transforms).
-    kept: Vec<Box<dyn Any + Send + Sync>>,
-}
-
-// SAFETY: the raw pointers inside `GemmTask` (via `Base::Const`) point into
-// `data`, which is never mutated after compilation.
-#[allow(unsafe_code)]
-unsafe impl Send for Consts {}
-// SAFETY: as for `Send`: after compilation nothing mutates `Consts`, so
-// threads sharing it (kernels reading packed weights) only read.
-#[allow(unsafe_code)]
-unsafe impl Sync for Consts {}
+pub struct Consts(Constants);
 
 impl Consts {
-    /// Takes over `other`'s data (whose addresses do not change).
+    /// Takes over `other`'s constants (whose addresses do not change).
     pub fn merge(&mut self, other: Consts) {
-        self.data.extend(other.data);
-        self.gemms.extend(other.gemms);
-        self.panels.extend(other.panels);
-        self.depthwise.extend(other.depthwise);
-        self.direct.extend(other.direct);
-        self.cells.extend(other.cells);
-        self.kept.extend(other.kept);
+        self.0.merge(other.0);
     }
 
     /// Keeps `values` alive and returns where they are.
     pub fn add(&mut self, values: Vec<f32>) -> Base {
-        // A Vec's heap buffer does not move when the Vec itself does.
-        let base = Base::Const(values.as_ptr() as usize);
-        self.data.push(values);
-        base
+        Base::Const(self.0.add(Constant::Floats(values)))
     }
 
     /// Keeps a table of indices alive and returns where it is. They are
@@ -105,71 +67,29 @@ impl Consts {
         self.add(values.into_iter().map(f32::from_bits).collect())
     }
 
-    /// Keeps a GEMM descriptor alive and returns its address.
-    pub fn gemm(&mut self, task: GemmTask) -> Result<usize, BackendError> {
-        let boxed = Box::new(task);
-        let address = &*boxed as *const GemmTask as usize;
-        self.gemms.push(boxed);
-        Ok(address)
+    /// Keeps a table of element offsets alive and returns where it is.
+    pub fn add_offsets(&mut self, values: Vec<i64>) -> ConstPtr {
+        ConstPtr(self.0.add(Constant::Offsets(values)))
     }
 
-    /// Keeps a run-time-addressed GEMM alive and returns its address.
-    pub fn panel(&mut self, spec: PanelGemm) -> usize {
-        let boxed = Box::new(spec);
-        let address = &*boxed as *const PanelGemm as usize;
-        self.panels.push(boxed);
-        address
-    }
-
-    /// Keeps a native depthwise geometry alive and returns its address.
-    pub fn depthwise(&mut self, spec: DepthwiseRows) -> usize {
-        let boxed = Box::new(spec);
-        let address = &*boxed as *const DepthwiseRows as usize;
-        self.depthwise.push(boxed);
-        address
-    }
-
-    /// Keeps a direct convolution alive and returns its address.
-    pub fn direct(&mut self, conv: DirectConv) -> usize {
-        let boxed = Box::new(conv);
-        let address = &*boxed as *const DirectConv as usize;
-        self.direct.push(boxed);
-        address
-    }
-
-    /// Keeps a native kernel's descriptor alive and returns its address.
-    pub fn keep<T: Any + Send + Sync>(&mut self, spec: T) -> usize {
-        let boxed = Box::new(spec);
-        let address = &*boxed as *const T as usize;
-        self.kept.push(boxed);
-        address
-    }
-
-    /// Keeps a recurrent cell's packed weights alive and returns their
-    /// address.
-    pub fn cell(&mut self, cell: PackedCell) -> usize {
-        let boxed = Box::new(cell);
-        let address = &*boxed as *const PackedCell as usize;
-        self.cells.push(boxed);
-        address
+    /// Keeps a native kernel's descriptor alive and returns the address
+    /// its kernel is called with.
+    pub fn keep(&mut self, descriptor: impl Into<Constant>) -> ConstPtr {
+        ConstPtr(self.0.add(descriptor))
     }
 
     /// Bytes of constant data.
     pub fn bytes(&self) -> usize {
-        4 * self.data.iter().map(Vec::len).sum::<usize>()
-            + 4 * self
-                .gemms
-                .iter()
-                .flat_map(|g| &g.packed)
-                .map(|a| a.m() * a.k())
-                .sum::<usize>()
-            + self.panels.iter().map(|g| g.bytes()).sum::<usize>()
-            + self.cells.iter().map(|c| c.bytes()).sum::<usize>()
-            + self.direct.iter().map(|c| c.bytes()).sum::<usize>()
+        self.0.bytes()
+    }
+
+    /// The constants, for the executable or a bundle to keep.
+    pub fn into_constants(self) -> Constants {
+        self.0
     }
 }
 
-pub use super::jit::Body;
+pub use super::jit::{Body, ConstPtr};
 
 /// A kernel to compile: its task count, the code, and what `nnc compile`
 /// reports about it.

@@ -204,7 +204,7 @@ fn native(
                     Some(table) => e.base(table),
                     None => e.i(0),
                 };
-                let (spec, r0, r1) = (e.i(spec), e.i(0), e.i(oh));
+                let (spec, r0, r1) = (e.ptr(spec), e.i(0), e.i(oh));
                 e.call(&entry::POOL_ROWS, &[spec, src, inverse, dst, r0, r1])?;
                 Ok(())
             })

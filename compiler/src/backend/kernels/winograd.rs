@@ -32,7 +32,7 @@ pub fn input(
     Ok(Kernel::jit(
         n * c,
         Box::new(move |e: &mut Emit| {
-            let spec = e.i(spec);
+            let spec = e.ptr(spec);
             let (src, dst) = (e.base(src), e.base(dst));
             let (begin, end) = (e.begin, e.end);
             e.call(&entry::WINOGRAD_INPUT, &[spec, src, dst, begin, end])?;
@@ -77,7 +77,7 @@ pub fn output(
     Ok(Kernel::jit(
         n * a.out_channels,
         Box::new(move |e: &mut Emit| {
-            let spec = e.i(spec);
+            let spec = e.ptr(spec);
             let (src, dst) = (e.base(src), e.base(dst));
             let residual = match residual {
                 Some(r) => e.base(r),

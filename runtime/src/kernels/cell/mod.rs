@@ -42,7 +42,7 @@ use super::gemm::{AlignedBuf, MicroKernel};
 use crate::Phases;
 
 /// Which recurrence a cell runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Cell {
     /// `h = tanh(P + W_hh h)`.
     Rnn,
@@ -88,7 +88,7 @@ pub struct CellWeights<'a> {
 }
 
 /// The steps a packed cell runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Sequence {
     pub steps: usize,
     /// Step `i` is time `steps - 1 - i`.
@@ -115,6 +115,7 @@ const CHUNK: usize = 8;
 /// One layer and direction, packed for one kernel (see the module docs):
 /// `W_hh` by blocks of hidden units, `W_ih` by panels of rows. Immutable
 /// once built.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct PackedCell {
     kernel: MicroKernel,
     cell: Cell,

@@ -61,7 +61,7 @@ use epilogue::{Tile, TileEpilogue};
 pub(crate) use pack::AlignedBuf;
 
 /// A GEMM micro-kernel: an instruction set and a register-tile shape.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MicroKernel {
     /// AVX-512F, 14x32 tile.
     Avx512,
@@ -159,7 +159,7 @@ impl MicroKernel {
 
 /// The activation applied last in the epilogue.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Activation {
     None,
     Relu,
@@ -354,6 +354,65 @@ impl PackedA {
     /// The kernel this matrix was packed for, which [`gemm`] will use.
     pub fn kernel(&self) -> MicroKernel {
         self.kernel
+    }
+}
+
+/// What an ahead-of-time bundle's image holds of a [`PackedA`]: its own
+/// panels only (the groups of one packing share a buffer; each is saved
+/// and loaded on its own).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedPackedA {
+    kernel: MicroKernel,
+    m: usize,
+    k: usize,
+    data: AlignedBuf,
+}
+
+impl serde::Serialize for PackedA {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let len = pack::packed_a_len(self.m, self.k, self.kernel.geometry().mr);
+        let mut data = AlignedBuf::zeroed(len);
+        // SAFETY: the packing's buffer holds this matrix's `len` floats
+        // from `offset` (`pack_into_one`'s stride is at least that).
+        let mine = unsafe { std::slice::from_raw_parts(self.data.as_ptr().add(self.offset), len) };
+        data.as_mut_slice()[..len].copy_from_slice(mine);
+        SavedPackedA {
+            kernel: self.kernel,
+            m: self.m,
+            k: self.k,
+            data,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PackedA {
+    /// Refuses a matrix packed for a micro-kernel this CPU lacks (its GEMM
+    /// would run instructions the CPU does not have) or too short for its
+    /// shape.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<PackedA, D::Error> {
+        use serde::de::Error;
+        let saved = SavedPackedA::deserialize(d)?;
+        if !saved.kernel.is_available() {
+            return Err(D::Error::custom(format!(
+                "weights packed for the {} micro-kernel, which this CPU lacks",
+                saved.kernel.name()
+            )));
+        }
+        let need = saved
+            .m
+            .checked_mul(saved.k)
+            .map(|_| pack::packed_a_len(saved.m, saved.k, saved.kernel.geometry().mr));
+        if need.is_none_or(|need| saved.data.len() < need) {
+            return Err(D::Error::custom("packed weights shorter than their shape"));
+        }
+        Ok(PackedA {
+            kernel: saved.kernel,
+            m: saved.m,
+            k: saved.k,
+            data: Arc::new(saved.data),
+            offset: 0,
+        })
     }
 }
 

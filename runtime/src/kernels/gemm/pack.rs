@@ -170,3 +170,23 @@ pub(crate) fn prefetch(p: *const f32, len: usize) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (p, len);
 }
+
+/// Saved (in an ahead-of-time bundle's image) as its floats' bytes.
+impl serde::Serialize for AlignedBuf {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let len = self.len();
+        // SAFETY: `Line` is `repr(C)` around `[f32; 16]`: `len` contiguous,
+        // initialised floats, borrowed while `self` is.
+        let floats = unsafe { std::slice::from_raw_parts(self.as_ptr(), len) };
+        crate::kernels::constants::float_bytes::serialize(floats, s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for AlignedBuf {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<AlignedBuf, D::Error> {
+        let bytes = <&[u8]>::deserialize(d)?;
+        let mut buf = AlignedBuf::zeroed(bytes.len() / 4);
+        crate::kernels::constants::float_bytes::copy_into(bytes, buf.as_mut_slice());
+        Ok(buf)
+    }
+}

@@ -49,7 +49,7 @@ const GROUP: usize = 16;
 
 /// The input transform of one `winograd_input` op (owned by the compiled
 /// model).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct WinogradInput {
     m: usize,
     channels: usize,
@@ -70,7 +70,7 @@ pub struct WinogradInput {
 
 /// The output transform of one `winograd_output` op (owned by the
 /// compiled model).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct WinogradOutput {
     m: usize,
     channels: usize,
@@ -904,6 +904,7 @@ mod avx2 {
 ///
 /// # Safety
 /// As [`WinogradInput::run`]; `spec` points to a live `WinogradInput`.
+#[no_mangle]
 pub unsafe extern "C" fn nnc_winograd_input(
     spec: *const WinogradInput,
     x: *const f32,
@@ -919,6 +920,7 @@ pub unsafe extern "C" fn nnc_winograd_input(
 ///
 /// # Safety
 /// As [`WinogradOutput::run`]; `spec` points to a live `WinogradOutput`.
+#[no_mangle]
 pub unsafe extern "C" fn nnc_winograd_output(
     spec: *const WinogradOutput,
     x: *const f32,

@@ -80,7 +80,7 @@
 //! | previous | `[hidden]` | the cell step's copy of `h_{t-1}` (batch 1 only) |
 
 use super::gemm::constant;
-use super::{Consts, Kernel, Operands};
+use super::{ConstPtr, Consts, Kernel, Operands};
 use crate::backend::jit::Emit;
 use crate::backend::BackendError;
 use crate::ir::{RecurrentAttrs, RecurrentOutput};
@@ -254,7 +254,7 @@ pub fn build_cell(
             let packed = PackedCell::pack(isa, cell, hidden, features, sequence, weights)
                 .ok_or_else(|| fail("cannot pack the weights".into()))?;
             kernel_name = packed.name();
-            Recurrent::Cell(consts.cell(packed))
+            Recurrent::Cell(consts.keep(packed))
         } else {
             let columns = dims.columns();
             let projection = GemmTask {
@@ -303,7 +303,7 @@ pub fn build_cell(
                     m_block: hidden,
                     n_block: batch,
                 };
-                (2 * hidden, Some((task.tasks(), consts.gemm(task)?)))
+                (2 * hidden, Some((task.tasks(), consts.keep(task))))
             } else {
                 (rows, None)
             };
@@ -336,9 +336,9 @@ pub fn build_cell(
             };
             Recurrent::Gemm {
                 projection_tasks: projection.tasks(),
-                projection: consts.gemm(projection)?,
+                projection: consts.keep(projection),
                 tasks: task.tasks(),
-                task: consts.gemm(task)?,
+                task: consts.keep(task),
                 reset: reset.map(|(tasks, task)| (task, tasks)),
             }
         };
@@ -450,7 +450,7 @@ pub fn build_cell(
 fn split_steps(
     d: &Dims,
     r: &Regions,
-    cell: usize,
+    cell: ConstPtr,
     parts: usize,
     x: Base,
     io: &Io,
@@ -463,7 +463,7 @@ fn split_steps(
         Box::new(move |e: &mut Emit| {
             e.for_tasks(|e, task| {
                 let args = [
-                    e.i(cell),
+                    e.ptr(cell),
                     e.base(sync),
                     task,
                     e.i(parts),
@@ -808,17 +808,17 @@ enum Recurrent {
     /// step the recurrent GEMM into the product region and the JIT's gate
     /// pass.
     Gemm {
-        projection: usize,
+        projection: ConstPtr,
         projection_tasks: usize,
-        task: usize,
+        task: ConstPtr,
         tasks: usize,
         /// A `gru` resetting first: the `n` rows' product of `r * h_{t-1}`
         /// (task address and count), after the gate pass that computes `r`.
-        reset: Option<(usize, usize)>,
+        reset: Option<(ConstPtr, usize)>,
     },
     /// Batch 1: [`nnc_cell_step`] per step, which computes the
     /// projections (ahead), the product and the gate maths.
-    Cell(usize),
+    Cell(ConstPtr),
 }
 
 /// One layer and direction.

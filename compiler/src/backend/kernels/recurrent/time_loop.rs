@@ -7,9 +7,9 @@
 use super::*;
 
 /// Runs every task of the GEMM at `task` in order.
-fn call_gemm(e: &mut Emit, task: usize, tasks: usize) -> Result<(), BackendError> {
+fn call_gemm(e: &mut Emit, task: ConstPtr, tasks: usize) -> Result<(), BackendError> {
     e.for_n(0, tasks, 1, |e, t| {
-        let task = e.i(task);
+        let task = e.ptr(task);
         let arena = e.arena;
         e.call(&entry::GEMM_TASK, &[task, arena, t])?;
         Ok(())
@@ -216,7 +216,7 @@ pub(super) fn run_unit(
                     None => e.i(0),
                 };
                 let args = [
-                    e.i(cell),
+                    e.ptr(cell),
                     step,
                     e.base(x),
                     e.base(r.projection),
