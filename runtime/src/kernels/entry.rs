@@ -103,6 +103,9 @@ macro_rules! entry_points {
                 result: entry_points!(@result $($r)?),
                 address: {
                     fn address() -> usize {
+                        // SAFETY: nothing is called: this only names the
+                        // function's pointer type (its contract is the
+                        // function's own `# Safety`).
                         let f: unsafe extern "C" fn($($p),*) $(-> $r)? = $f;
                         f as usize
                     }
