@@ -190,6 +190,24 @@ fn an_lstm_seq_bundle_matches_the_interpreter() {
 }
 
 #[test]
+fn every_other_bundled_model_matches_the_interpreter() {
+    let covered = ["lenet5", "mobilenet_v2", "lstm_seq"];
+    let mut checked = 0;
+    for entry in std::fs::read_dir(root().join("models")).expect("models/") {
+        let path = entry.expect("a model file").path();
+        let Some(model) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        if path.extension().is_some_and(|e| e == "nn") && !covered.contains(&model) {
+            check_model(model, 2, 2);
+            checked += 1;
+        }
+    }
+    // resnet18, vgg_cifar, lstm2 and all_ops at least.
+    assert!(checked >= 4, "only {checked} models checked");
+}
+
+#[test]
 fn two_bundles_link_into_one_program_and_share_nothing_but_the_runtime() {
     let tmp = tempfile::tempdir().expect("a temporary directory");
     let (first, second) = (tmp.path().join("first"), tmp.path().join("second"));
