@@ -7,24 +7,14 @@
 // A failed expectation in a test is a test failure, not a library panic.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-use nnc_compiler::driver::load;
-use nnc_compiler::interp::run;
-use nnc_compiler::weights::seeded_weights;
-use nnc_runtime::{random_input, Tensor, DEFAULT_SEED};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the workspace root")
-        .to_path_buf()
-}
-
-fn model_path(model: &str) -> PathBuf {
-    root().join("models").join(format!("{model}.nn"))
-}
+#[path = "../../tests/c/harness.rs"]
+mod harness;
+use harness::{
+    assert_close, model_path, read_floats, reference, root, run_and_compare, write_floats,
+};
 
 fn output_of(cmd: &mut Command, what: &str) -> Output {
     let out = cmd
@@ -77,53 +67,6 @@ fn link(program: &str, dirs: &[&Path], defines: &[String], exe: &Path) {
     output_of(&mut cc, &format!("cc {program}.c"));
 }
 
-fn write_floats(path: &Path, data: &[f32]) {
-    let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-    std::fs::write(path, bytes).expect("writable input file");
-}
-
-fn read_floats(path: &Path) -> Vec<f32> {
-    std::fs::read(path)
-        .expect("the program wrote its output")
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
-
-/// The model's seeded inputs and the interpreter's outputs with the
-/// weights `nnc compile` seeds.
-fn reference(model: &str) -> (Vec<Tensor>, Vec<Tensor>) {
-    let graph = load(&model_path(model)).expect("the model loads").graph;
-    let weights = seeded_weights(&graph, DEFAULT_SEED).expect("seeded weights");
-    let inputs: Vec<Tensor> = graph
-        .inputs()
-        .iter()
-        .enumerate()
-        .map(|(i, &id)| random_input(&graph.node(id).ty.shape, 3 + i as u64).expect("input"))
-        .collect();
-    let outputs = run(&graph, &weights, &inputs).expect("the interpreter runs");
-    (inputs, outputs)
-}
-
-/// Within `1e-4 * max(1, max |reference|)`, the JIT tests' tolerance.
-fn assert_close(want: &Tensor, got: &[f32], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.data().iter().fold(1.0f32, |m, v| m.max(v.abs()));
-    let err = want
-        .data()
-        .iter()
-        .zip(got)
-        .map(|(a, b)| (a - b).abs())
-        .fold(
-            0.0f32,
-            |m, e| if e.is_nan() { f32::INFINITY } else { m.max(e) },
-        );
-    assert!(
-        err <= 1e-4 * scale,
-        "{what}: off the interpreter by {err} (scale {scale})"
-    );
-}
-
 /// Bundles `model`, links `nnc_run.c` with it, runs it at `threads` and
 /// compares every output with the interpreter's.
 fn check_model(model: &str, compile_threads: usize, threads: usize) {
@@ -144,34 +87,7 @@ fn check_model(model: &str, compile_threads: usize, threads: usize) {
         ],
         &exe,
     );
-    let (inputs, outputs) = reference(model);
-    let mut args = vec![threads.to_string()];
-    for (i, t) in inputs.iter().enumerate() {
-        let file = tmp.path().join(format!("in{i}.bin"));
-        write_floats(&file, t.data());
-        args.push(file.display().to_string());
-    }
-    let files: Vec<PathBuf> = (0..outputs.len())
-        .map(|i| tmp.path().join(format!("out{i}.bin")))
-        .collect();
-    args.extend(files.iter().map(|p| p.display().to_string()));
-    let out = output_of(
-        Command::new(&exe).args(&args),
-        &format!("the {model} bundle"),
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    for (i, (want, file)) in outputs.iter().zip(&files).enumerate() {
-        let dims: Vec<String> = want.shape().iter().map(usize::to_string).collect();
-        assert!(
-            stdout.contains(&format!("output {i}: {}\n", dims.join("x"))),
-            "{stdout}"
-        );
-        assert_close(
-            want,
-            &read_floats(file),
-            &format!("{model} output {i} at {threads} threads"),
-        );
-    }
+    run_and_compare(&exe, &[threads.to_string()], model, tmp.path());
 }
 
 #[test]

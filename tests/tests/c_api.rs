@@ -7,17 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use nnc_compiler::driver::load;
-use nnc_compiler::interp::run;
-use nnc_compiler::weights::seeded_weights;
-use nnc_runtime::{random_input, Tensor, DEFAULT_SEED};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the workspace root")
-        .to_path_buf()
-}
+#[path = "../c/harness.rs"]
+mod harness;
+use harness::{model_path, root, run_and_compare};
 
 /// The directory holding `libnnc.so`, which cargo builds beside this test's
 /// dependencies (`target/<profile>/deps`) or uplifts one level up.
@@ -55,83 +47,17 @@ fn build_c(name: &str, dir: &Path) -> PathBuf {
     exe
 }
 
-fn write_floats(path: &Path, data: &[f32]) {
-    let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-    std::fs::write(path, bytes).expect("writable input file");
-}
-
-fn read_floats(path: &Path) -> Vec<f32> {
-    std::fs::read(path)
-        .expect("the C program wrote its output")
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
-
 /// Runs `models/<model>.nn` through libnnc from C at `threads` threads
-/// and checks every output against the interpreter's, within `1e-4 *
-/// max(1, max |reference|)` (the tolerance of the JIT's own tests).
+/// and checks every output against the interpreter's.
 fn check_model(model: &str, threads: usize) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let exe = build_c("nnc_run", dir.path());
-    let path = root().join("models").join(format!("{model}.nn"));
-    let graph = load(&path).expect("the model loads").graph;
-    let weights = seeded_weights(&graph, DEFAULT_SEED).expect("seeded weights");
-    let inputs: Vec<Tensor> = graph
-        .inputs()
-        .iter()
-        .enumerate()
-        .map(|(i, &id)| random_input(&graph.node(id).ty.shape, 5 + i as u64).expect("input"))
-        .collect();
-    let reference = run(&graph, &weights, &inputs).expect("the interpreter runs");
-    let mut args = vec![
-        path.display().to_string(),
-        "-".to_string(),
+    let leading = [
+        model_path(model).display().to_string(),
+        "-".into(),
         threads.to_string(),
     ];
-    for (i, t) in inputs.iter().enumerate() {
-        let file = dir.path().join(format!("in{i}.bin"));
-        write_floats(&file, t.data());
-        args.push(file.display().to_string());
-    }
-    let outputs: Vec<PathBuf> = (0..reference.len())
-        .map(|i| dir.path().join(format!("out{i}.bin")))
-        .collect();
-    args.extend(outputs.iter().map(|p| p.display().to_string()));
-    let out = Command::new(&exe)
-        .args(&args)
-        .output()
-        .expect("nnc_run runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{model}: nnc_run failed ({}):\n{stdout}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for (i, (want, file)) in reference.iter().zip(&outputs).enumerate() {
-        let dims: Vec<String> = want.shape().iter().map(usize::to_string).collect();
-        assert!(
-            stdout.contains(&format!("output {i}: {}\n", dims.join("x"))),
-            "{model}: output {i}'s shape is not {dims:?}:\n{stdout}"
-        );
-        let got = read_floats(file);
-        assert_eq!(got.len(), want.len(), "{model}: output {i}'s length");
-        let scale = want.data().iter().fold(1.0f32, |m, v| m.max(v.abs()));
-        let err = want
-            .data()
-            .iter()
-            .zip(&got)
-            .map(|(a, b)| (a - b).abs())
-            .fold(
-                0.0f32,
-                |m, e| if e.is_nan() { f32::INFINITY } else { m.max(e) },
-            );
-        assert!(
-            err <= 1e-4 * scale,
-            "{model} at {threads} threads: output {i} differs from the interpreter by {err} (scale {scale})"
-        );
-    }
+    run_and_compare(&exe, &leading, model, dir.path());
 }
 
 #[test]
