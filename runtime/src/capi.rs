@@ -78,9 +78,12 @@ impl Model {
         if (inputs.is_null() && n_in > 0) || (outputs.is_null() && n_out > 0) {
             return Err("the input or output array is NULL".into());
         }
-        let pointers = |i: usize, p: *const f32, what: &str| {
+        // A slice needs a non-NULL, aligned pointer.
+        let checked = |i: usize, p: *const f32, what: &str| {
             if p.is_null() {
                 Err(format!("{what} {i} is NULL"))
+            } else if !p.is_aligned() {
+                Err(format!("{what} {i} is not aligned to a float"))
             } else {
                 Ok(p)
             }
@@ -89,7 +92,7 @@ impl Model {
         for (i, b) in self.executable.inputs().iter().enumerate() {
             // SAFETY: `inputs` is not NULL and has one pointer per model
             // input (the caller's promise).
-            let p = pointers(i, unsafe { *inputs.add(i) }, "input")?;
+            let p = checked(i, unsafe { *inputs.add(i) }, "input")?;
             // SAFETY: input `i` points to `nnc_model_input_len(m, i)`
             // floats (the caller's promise).
             ins.push(unsafe { std::slice::from_raw_parts(p, b.len()) });
@@ -97,7 +100,7 @@ impl Model {
         let mut outs = Vec::with_capacity(n_out);
         for (i, b) in self.executable.outputs().iter().enumerate() {
             // SAFETY: as for the inputs.
-            let p = pointers(i, unsafe { *outputs.add(i) }, "output")?;
+            let p = checked(i, unsafe { *outputs.add(i) }, "output")?;
             // SAFETY: output `i` points to `nnc_model_output_len(m, i)`
             // writable floats that no input overlaps (the caller's
             // promise).

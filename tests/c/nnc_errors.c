@@ -65,6 +65,9 @@ int main(int argc, char **argv) {
     ok &= check(nnc_model_run(m, no_input, outputs) == -1 && says("input 0 is NULL"),
                 "a NULL input pointer");
     ok &= check(nnc_model_run(m, inputs, NULL) == -1 && says("NULL"), "a NULL output array");
+    const float *misaligned[1] = {(const float *)((const char *)buffer + 1)};
+    ok &= check(nnc_model_run(m, misaligned, outputs) == -1 && says("aligned"),
+                "a misaligned input pointer");
     ok &= check(nnc_model_run(m, inputs, outputs) == 0, "a valid run after the errors");
     nnc_model_close(m);
     return ok ? 0 : 1;

@@ -55,10 +55,7 @@ pub fn compile_bundle(
     prefix: &str,
 ) -> Result<Bundle, BackendError> {
     if !valid_prefix(prefix) {
-        return Err(BackendError::Unsupported {
-            node: prefix.into(),
-            what: "a symbol prefix that is not a C identifier".into(),
-        });
+        return Err(BackendError::BadPrefix(prefix.into()));
     }
     let Lowered {
         weights,

@@ -38,6 +38,9 @@ pub enum BackendError {
     /// memory than allowed.
     #[error(transparent)]
     Memory(#[from] nnc_runtime::LimitError),
+    /// A bundle's `--prefix` that cannot start a C symbol.
+    #[error("`{0}` cannot prefix a C symbol: use ASCII letters, digits and `_`, not starting with a digit")]
+    BadPrefix(String),
     /// A native kernel's descriptor could not be built: a compiler bug.
     #[error("building a native kernel: {0}")]
     Kernel(#[from] nnc_runtime::kernels::KernelError),
