@@ -60,26 +60,41 @@ pub struct Header {
 /// `(slot, constant)`, floats before the descriptors that point into them.
 /// Saved by the compiler with [`constants::saving`] in effect, so that the
 /// addresses inside descriptors become slots.
+///
+/// Layout: the header's length (8 bytes), the header, the constants'
+/// length, the constants, then from the next multiple of 64 bytes the blob
+/// of their large arrays ([`constants::blob`]), which opening the bundle
+/// borrows in place (the object file aligns the image to 64 bytes).
 pub fn encode(header: &Header, constants: &[(u32, &Constant)]) -> Result<Vec<u8>, String> {
     let head = postcard::to_allocvec(header).map_err(|e| e.to_string())?;
-    let mut image = (head.len() as u64).to_le_bytes().to_vec();
-    image.extend_from_slice(&head);
-    let body = postcard::to_allocvec(constants).map_err(|e| e.to_string())?;
-    image.extend_from_slice(&body);
+    let (body, blob) = constants::blob::collect(|| postcard::to_allocvec(constants));
+    let body = body.map_err(|e| e.to_string())?;
+    let mut image = Vec::with_capacity(16 + head.len() + body.len() + 64 + blob.len());
+    for part in [&head, &body] {
+        image.extend_from_slice(&(part.len() as u64).to_le_bytes());
+        image.extend_from_slice(part);
+    }
+    image.resize(image.len().next_multiple_of(constants::blob::ALIGN), 0);
+    image.extend_from_slice(&blob);
     Ok(image)
 }
 
-/// Splits an image into its header and its constants' bytes.
-fn decode_header(image: &[u8]) -> Result<(Header, &[u8]), String> {
+/// One length-prefixed part of an image, and the rest.
+fn part(image: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, rest) = image.split_first_chunk::<8>()?;
+    let len = usize::try_from(u64::from_le_bytes(*len)).ok()?;
+    (len <= rest.len()).then(|| rest.split_at(len))
+}
+
+/// Splits an image into its header, its constants' bytes and its blob.
+fn decode_header(image: &'static [u8]) -> Result<(Header, &'static [u8], &'static [u8]), String> {
     let corrupt = || "the bundle's image is corrupt".to_string();
-    let (len, rest) = image.split_first_chunk::<8>().ok_or_else(corrupt)?;
-    let len = usize::try_from(u64::from_le_bytes(*len)).map_err(|_| corrupt())?;
-    if len > rest.len() {
-        return Err(corrupt());
-    }
-    let (head, body) = rest.split_at(len);
+    let (head, rest) = part(image).ok_or_else(corrupt)?;
+    let (body, _) = part(rest).ok_or_else(corrupt)?;
+    let blob_start = (16 + head.len() + body.len()).next_multiple_of(constants::blob::ALIGN);
+    let blob = image.get(blob_start..).unwrap_or_default();
     let header: Header = postcard::from_bytes(head).map_err(|_| corrupt())?;
-    Ok((header, body))
+    Ok((header, body, blob))
 }
 
 /// The constants `(slot, constant)` of an image, in order, each slot's
@@ -178,7 +193,8 @@ fn check_cpu(header: &Header) -> Result<(), String> {
 static OPEN: Mutex<Vec<(usize, Weak<Constants>)>> = Mutex::new(Vec::new());
 
 /// The loaded constants of the bundle whose table is at `table`: those
-/// of an open handle, or `body` loaded now, with the table filled.
+/// of an open handle, or `body` (with its arrays in `blob`) loaded now,
+/// with the table filled.
 ///
 /// # Safety
 /// `table` holds `slots` writable `usize`s that only bundle kernels read.
@@ -186,6 +202,7 @@ unsafe fn constants_for(
     table: *mut usize,
     slots: usize,
     body: &[u8],
+    blob: &'static [u8],
 ) -> Result<Arc<Constants>, String> {
     let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
     open.retain(|(_, w)| w.strong_count() > 0);
@@ -196,7 +213,7 @@ unsafe fn constants_for(
     {
         return Ok(c);
     }
-    let loaded = postcard::from_bytes::<Loading>(body);
+    let loaded = constants::blob::loading(blob, || postcard::from_bytes::<Loading>(body));
     constants::done_loading();
     let Loading(items) = loaded.map_err(|e| format!("the bundle's constants are corrupt: {e}"))?;
     let mut filled = Vec::with_capacity(items.len());
@@ -244,9 +261,11 @@ pub unsafe extern "C" fn nnc_bundle_open(
         }
         let threads = usize::try_from(threads)
             .map_err(|_| format!("threads must be 0 (one per core) or more, not {threads}"))?;
-        // SAFETY: the image is the bundle's, `image_len` bytes.
-        let image = unsafe { std::slice::from_raw_parts(image, image_len) };
-        let (header, body) = decode_header(image)?;
+        // SAFETY: the image is the bundle's, `image_len` bytes of its
+        // read-only data, which live as long as the program (bundles are
+        // linked statically).
+        let image: &'static [u8] = unsafe { std::slice::from_raw_parts(image, image_len) };
+        let (header, body, blob) = decode_header(image)?;
         if header.format != FORMAT {
             return Err(format!(
                 "the bundle was made by {}, but this runtime is {FORMAT}; link the libnnc_runtime.a made with it",
@@ -258,7 +277,7 @@ pub unsafe extern "C" fn nnc_bundle_open(
         }
         check_cpu(&header)?;
         // SAFETY: `table` is the bundle's (the caller's promise).
-        let constants = unsafe { constants_for(table, slots, body) }?;
+        let constants = unsafe { constants_for(table, slots, body, blob) }?;
         // SAFETY: `kernels` holds `n_kernels` functions (the caller's
         // promise).
         let kernels = unsafe { std::slice::from_raw_parts(kernels, n_kernels) };
@@ -308,5 +327,93 @@ pub unsafe extern "C" fn nnc_bundle_open(
             );
             std::ptr::null_mut()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::constants::ConstMap;
+    use crate::kernels::gemm::{Activation, PackedA};
+    use crate::kernels::tasks::{Epilogue, GemmTask};
+    use crate::kernels::Base;
+
+    /// A product whose weights (`m x k`, values `i`) are packed, reading
+    /// its B from a floats constant.
+    fn model(m: usize, k: usize) -> (Constant, Constant) {
+        let b = Constant::Floats(vec![0.5; k * 4]);
+        let weights: Vec<f32> = (0..m * k).map(|i| i as f32).collect();
+        let gemm = Constant::Gemm(GemmTask {
+            packed: vec![PackedA::pack(MicroKernel::detect(), &weights, m, k)],
+            m,
+            k,
+            n: 4,
+            groups: 1,
+            products: 1,
+            b: Base::Const(b.address()),
+            b_stride: 0,
+            ldb: 4,
+            c: Base::Arena(0),
+            c_stride: 0,
+            ldc: 4,
+            epilogue: Epilogue {
+                bias: None,
+                residual: None,
+                activation: Activation::None,
+            },
+            m_block: m,
+            n_block: 4,
+        });
+        (b, gemm)
+    }
+
+    #[test]
+    fn packed_weights_load_in_place_and_addresses_become_the_loaded_ones() -> Result<(), String> {
+        let (b, gemm) = model(37, 29);
+        let map = Arc::new(ConstMap::new([b.span(), gemm.span()]));
+        let header = Header {
+            format: FORMAT.into(),
+            features: Vec::new(),
+            micro_kernel: MicroKernel::detect(),
+            steps: Vec::new(),
+            arena_len: 16,
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            slots: 2,
+        };
+        let image = constants::saving(map, || encode(&header, &[(0, &b), (1, &gemm)]))?;
+        // The image in static, 64-byte aligned memory, as in an object file.
+        #[repr(C, align(64))]
+        #[derive(Clone, Copy)]
+        struct Line([u8; 64]);
+        let lines = image.len().div_ceil(64);
+        let storage: &'static mut [Line] = Vec::leak(vec![Line([0; 64]); lines]);
+        // SAFETY: `lines * 64` bytes, written once here.
+        let bytes: &'static mut [u8] = unsafe {
+            std::slice::from_raw_parts_mut(storage.as_mut_ptr().cast::<u8>(), lines * 64)
+        };
+        bytes[..image.len()].copy_from_slice(&image);
+        let (decoded, body, blob) = decode_header(&bytes[..image.len()])?;
+        assert_eq!(decoded.slots, 2);
+        let loaded = constants::blob::loading(blob, || postcard::from_bytes::<Loading>(body));
+        constants::done_loading();
+        let Loading(items) = loaded.map_err(|e| e.to_string())?;
+        let [(0, b), (1, gemm)] = items.as_slice() else {
+            return Err(format!("two constants in order, not {}", items.len()));
+        };
+        let (Constant::Floats(floats), Constant::Gemm(task)) = (&**b, &**gemm) else {
+            return Err("the constants' kinds changed".into());
+        };
+        // B's address is the loaded floats', not the saved ones'.
+        assert_eq!(task.b, Base::Const(floats.as_ptr() as usize));
+        // The packed weights are read where they lie in the image.
+        let image_range = bytes.as_ptr_range();
+        let packed = task.packed[0].as_ptr().cast::<u8>();
+        assert!(
+            image_range.contains(&packed),
+            "the packed weights were copied"
+        );
+        assert_eq!((task.packed[0].m(), task.packed[0].k()), (37, 29));
+        Ok(())
     }
 }

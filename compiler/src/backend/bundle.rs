@@ -156,7 +156,9 @@ pub fn compile_bundle(
         .map_err(err)?;
     let mut desc = DataDescription::new();
     desc.define(image.into_boxed_slice());
-    desc.set_align(16);
+    // The runtime borrows the image's blob of packed weights in place, in
+    // 64-byte lines.
+    desc.set_align(nnc_runtime::kernels::constants::blob::ALIGN as u64);
     module.define_data(image_id, &desc).map_err(err)?;
     let kernels_id = module
         .declare_data("nnc_bundle_kernels", Linkage::Local, false, false)

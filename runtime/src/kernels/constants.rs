@@ -297,20 +297,25 @@ impl<'de> Deserialize<'de> for Base {
 /// `f32`s saved as one byte string: copied in one go rather than float by
 /// float.
 pub mod float_bytes {
-    /// Saves `v` as its little-endian bytes.
-    pub fn serialize<S: serde::Serializer>(v: &[f32], s: S) -> Result<S::Ok, S::Error> {
+    /// `v`'s little-endian bytes: borrowed on a little-endian machine.
+    pub fn as_bytes(v: &[f32]) -> std::borrow::Cow<'_, [u8]> {
         #[cfg(target_endian = "little")]
         {
             // SAFETY: `f32` has no padding and `u8` no alignment; the bytes
             // are borrowed while `v` is.
-            let bytes = unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), 4 * v.len()) };
-            s.serialize_bytes(bytes)
+            std::borrow::Cow::Borrowed(unsafe {
+                std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), 4 * v.len())
+            })
         }
         #[cfg(not(target_endian = "little"))]
         {
-            let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
-            s.serialize_bytes(&bytes)
+            std::borrow::Cow::Owned(v.iter().flat_map(|f| f.to_le_bytes()).collect())
         }
+    }
+
+    /// Saves `v` as its little-endian bytes.
+    pub fn serialize<S: serde::Serializer>(v: &[f32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&as_bytes(v))
     }
 
     /// Loads what [`serialize`] saved.
@@ -325,6 +330,111 @@ pub mod float_bytes {
     pub fn copy_into(bytes: &[u8], dst: &mut [f32]) {
         for (d, b) in dst.iter_mut().zip(bytes.chunks_exact(4)) {
             *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+    }
+}
+
+/// Large float arrays of a bundle's image (packed weights), kept apart
+/// from the rest and aligned to 64 bytes, so that opening the bundle
+/// borrows them where they lie in its read-only data instead of copying.
+pub mod blob {
+    use serde::{Deserialize, Serialize};
+    use std::cell::{Cell, RefCell};
+
+    /// Bytes between arrays' starts are a multiple of this.
+    pub const ALIGN: usize = 64;
+
+    /// How an array is saved: its place in the blob, or (outside a
+    /// bundle's saving) its bytes.
+    #[derive(Serialize, Deserialize)]
+    enum Saved<'a> {
+        Place { offset: u64, floats: u64 },
+        Inline(#[serde(borrow)] &'a [u8]),
+    }
+
+    thread_local! {
+        /// While a bundle is saved: the blob so far.
+        static SAVING: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+        /// While a bundle is opened: its image's blob.
+        static LOADING: Cell<Option<&'static [u8]>> = const { Cell::new(None) };
+    }
+
+    /// Runs `f` (which saves constants), collecting their arrays into a
+    /// blob; returns `f`'s result and the blob.
+    pub fn collect<T>(f: impl FnOnce() -> T) -> (T, Vec<u8>) {
+        SAVING.with(|s| *s.borrow_mut() = Some(Vec::new()));
+        let result = f();
+        let blob = SAVING.with(|s| s.borrow_mut().take()).unwrap_or_default();
+        (result, blob)
+    }
+
+    /// Runs `f` (which loads constants) with `blob` the image's blob.
+    pub fn loading<T>(blob: &'static [u8], f: impl FnOnce() -> T) -> T {
+        LOADING.with(|l| l.set(Some(blob)));
+        let result = f();
+        LOADING.with(|l| l.set(None));
+        result
+    }
+
+    /// Saves `floats`: into the blob being collected, else inline.
+    pub fn save<S: serde::Serializer>(floats: &[f32], s: S) -> Result<S::Ok, S::Error> {
+        let bytes = super::float_bytes::as_bytes(floats);
+        let place = SAVING.with(|b| {
+            let mut b = b.borrow_mut();
+            let blob = b.as_mut()?;
+            blob.resize(blob.len().next_multiple_of(ALIGN), 0);
+            let offset = blob.len() as u64;
+            blob.extend_from_slice(&bytes);
+            Some(offset)
+        });
+        match place {
+            Some(offset) => Saved::Place {
+                offset,
+                floats: floats.len() as u64,
+            },
+            None => Saved::Inline(&bytes),
+        }
+        .serialize(s)
+    }
+
+    /// What [`load`] found: floats in place in the image (64-byte aligned,
+    /// static), or a copy.
+    pub enum Loaded {
+        InPlace(&'static [f32]),
+        Copied(Vec<f32>),
+    }
+
+    /// Loads what [`save`] saved.
+    pub fn load<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Loaded, D::Error> {
+        use serde::de::Error;
+        match Saved::deserialize(d)? {
+            Saved::Inline(bytes) => {
+                let mut v = vec![0.0; bytes.len() / 4];
+                super::float_bytes::copy_into(bytes, &mut v);
+                Ok(Loaded::Copied(v))
+            }
+            Saved::Place { offset, floats } => {
+                let blob = LOADING
+                    .with(Cell::get)
+                    .ok_or_else(|| D::Error::custom("weights in a blob, but no blob is loaded"))?;
+                let (offset, floats) = (offset as usize, floats as usize);
+                let bytes = floats
+                    .checked_mul(4)
+                    .and_then(|n| blob.get(offset..offset.checked_add(n)?))
+                    .ok_or_else(|| D::Error::custom("weights beyond the image's blob"))?;
+                if bytes.as_ptr().align_offset(ALIGN) == 0 && cfg!(target_endian = "little") {
+                    // SAFETY: the bytes are static, 64-byte aligned (so
+                    // aligned for `f32`), `4 * floats` long, and any bits
+                    // are a valid `f32`.
+                    let v =
+                        unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<f32>(), floats) };
+                    Ok(Loaded::InPlace(v))
+                } else {
+                    let mut v = vec![0.0; floats];
+                    super::float_bytes::copy_into(bytes, &mut v);
+                    Ok(Loaded::Copied(v))
+                }
+            }
         }
     }
 }

@@ -355,6 +355,11 @@ impl PackedA {
     pub fn kernel(&self) -> MicroKernel {
         self.kernel
     }
+
+    /// Where the packed panels start.
+    pub fn as_ptr(&self) -> *const f32 {
+        self.data.as_ptr().wrapping_add(self.offset)
+    }
 }
 
 /// What an ahead-of-time bundle's image holds of a [`PackedA`]: its own

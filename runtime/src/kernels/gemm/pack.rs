@@ -17,15 +17,26 @@ struct Line([f32; 16]);
 
 const LINE: usize = 16;
 
-/// A zero-initialised, 64-byte aligned buffer of `f32` that only grows.
+/// A zero-initialised, 64-byte aligned buffer of `f32` that only grows:
+/// owned, or the read-only weights of an ahead-of-time bundle's image,
+/// borrowed in place (copied on the first write, which packed weights
+/// never see).
 pub(crate) struct AlignedBuf {
-    lines: Vec<Line>,
+    lines: Lines,
+}
+
+enum Lines {
+    Owned(Vec<Line>),
+    /// Static data of the program (a bundle's image).
+    Static(&'static [Line]),
 }
 
 impl AlignedBuf {
     /// An empty buffer (no allocation).
     pub(crate) const fn new() -> AlignedBuf {
-        AlignedBuf { lines: Vec::new() }
+        AlignedBuf {
+            lines: Lines::Owned(Vec::new()),
+        }
     }
 
     /// A buffer of at least `len` zeroed floats whose pages the kernel may
@@ -38,7 +49,7 @@ impl AlignedBuf {
         let lines = len.div_ceil(LINE);
         let Ok(layout) = std::alloc::Layout::array::<Line>(lines) else {
             return AlignedBuf {
-                lines: vec![Line([0.0; LINE]); lines],
+                lines: Lines::Owned(vec![Line([0.0; LINE]); lines]),
             };
         };
         if layout.size() == 0 {
@@ -58,29 +69,49 @@ impl AlignedBuf {
             ptr.write_bytes(0, lines);
             Vec::from_raw_parts(ptr, lines, lines)
         };
-        AlignedBuf { lines }
+        AlignedBuf {
+            lines: Lines::Owned(lines),
+        }
+    }
+
+    /// The buffer's lines, owned from now on (a borrowed buffer is copied).
+    fn owned(&mut self) -> &mut Vec<Line> {
+        if let Lines::Static(lines) = self.lines {
+            self.lines = Lines::Owned(lines.to_vec());
+        }
+        match &mut self.lines {
+            Lines::Owned(lines) => lines,
+            Lines::Static(_) => unreachable!("made owned above"),
+        }
+    }
+
+    fn lines(&self) -> &[Line] {
+        match &self.lines {
+            Lines::Owned(lines) => lines,
+            Lines::Static(lines) => lines,
+        }
     }
 
     /// Grows the buffer to hold at least `len` floats; never shrinks, so a
     /// reused buffer stops allocating once it has seen the largest block.
     pub(crate) fn reserve_floats(&mut self, len: usize) {
         let lines = len.div_ceil(LINE);
-        if self.lines.len() < lines {
-            self.lines.resize(lines, Line([0.0; LINE]));
+        if self.lines().len() < lines {
+            self.owned().resize(lines, Line([0.0; LINE]));
         }
     }
 
     /// Number of floats the buffer holds.
     pub(crate) fn len(&self) -> usize {
-        self.lines.len() * LINE
+        self.lines().len() * LINE
     }
 
     pub(crate) fn as_ptr(&self) -> *const f32 {
-        self.lines.as_ptr().cast()
+        self.lines().as_ptr().cast()
     }
 
     pub(crate) fn as_mut_ptr(&mut self) -> *mut f32 {
-        self.lines.as_mut_ptr().cast()
+        self.owned().as_mut_ptr().cast()
     }
 
     pub(crate) fn as_mut_slice(&mut self) -> &mut [f32] {
@@ -89,6 +120,12 @@ impl AlignedBuf {
         // storage is `len` contiguous, initialised floats that we borrow
         // mutably for the lifetime of `&mut self`.
         unsafe { std::slice::from_raw_parts_mut(self.as_mut_ptr(), len) }
+    }
+
+    /// The floats, read-only.
+    pub(crate) fn as_slice(&self) -> &[f32] {
+        // SAFETY: as for `as_mut_slice`, shared.
+        unsafe { std::slice::from_raw_parts(self.as_ptr(), self.len()) }
     }
 }
 
@@ -171,22 +208,36 @@ pub(crate) fn prefetch(p: *const f32, len: usize) {
     let _ = (p, len);
 }
 
-/// Saved (in an ahead-of-time bundle's image) as its floats' bytes.
+/// Saved in an ahead-of-time bundle's image as a place in its blob of
+/// aligned floats (see `constants::blob`), so that loading borrows it.
 impl serde::Serialize for AlignedBuf {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let len = self.len();
-        // SAFETY: `Line` is `repr(C)` around `[f32; 16]`: `len` contiguous,
-        // initialised floats, borrowed while `self` is.
-        let floats = unsafe { std::slice::from_raw_parts(self.as_ptr(), len) };
-        crate::kernels::constants::float_bytes::serialize(floats, s)
+        crate::kernels::constants::blob::save(self.as_slice(), s)
     }
 }
 
 impl<'de> serde::Deserialize<'de> for AlignedBuf {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<AlignedBuf, D::Error> {
-        let bytes = <&[u8]>::deserialize(d)?;
-        let mut buf = AlignedBuf::zeroed(bytes.len() / 4);
-        crate::kernels::constants::float_bytes::copy_into(bytes, buf.as_mut_slice());
-        Ok(buf)
+        use crate::kernels::constants::blob::{load, Loaded};
+        let copy = |floats: &[f32]| {
+            let mut buf = AlignedBuf::zeroed(floats.len());
+            buf.as_mut_slice()[..floats.len()].copy_from_slice(floats);
+            buf
+        };
+        Ok(match load(d)? {
+            Loaded::InPlace(floats) if floats.len() % LINE == 0 => {
+                // SAFETY: `Line` is `repr(C, align(64))` around 16 floats;
+                // the floats are static, 64-byte aligned and a whole number
+                // of lines.
+                let lines = unsafe {
+                    std::slice::from_raw_parts(floats.as_ptr().cast::<Line>(), floats.len() / LINE)
+                };
+                AlignedBuf {
+                    lines: Lines::Static(lines),
+                }
+            }
+            Loaded::InPlace(floats) => copy(floats),
+            Loaded::Copied(floats) => copy(&floats),
+        })
     }
 }
