@@ -15,7 +15,7 @@ by the bundle's README line, and then, `--rounds` times, alternating:
   --runs` (the JIT), same threads.
 Prints a Markdown table of medians (p10-p90 over all runs for latency)
 and the CPU's name; on a shared machine compare the ratios within one
-run.
+run, and the p10 ratio (the least disturbed runs) as well as the median's.
 """
 
 import argparse
@@ -107,13 +107,14 @@ def main():
             print(f"{model.stem}: done", file=sys.stderr)
     print(f"CPU: {cpu_name()}; {args.threads} thread(s); {args.rounds} rounds, "
           f"{args.runs} runs per latency sample; load average {os.getloadavg()[0]:.2f}\n")
-    print("| model | bundle object | start to first result: bundle / `nnc run` | latency: bundle | JIT | bundle/JIT |")
+    print("| model | bundle object | start to first result: bundle / `nnc run` | latency: bundle | JIT | bundle/JIT: median (p10) |")
     print("|---|---|---|---|---|---|")
     for name, size, fb, fj, lb, lj in rows:
         mb, mj = statistics.median(lb), statistics.median(lj)
         print(f"| {name} | {size / 2**20:.1f} MiB | {statistics.median(fb):.0f} / "
               f"{statistics.median(fj):.0f} ms | {mb:.3f} ms ({quantile(lb, .1):.3f}-{quantile(lb, .9):.3f}) "
-              f"| {mj:.3f} ms ({quantile(lj, .1):.3f}-{quantile(lj, .9):.3f}) | {mb / mj:.3f} |")
+              f"| {mj:.3f} ms ({quantile(lj, .1):.3f}-{quantile(lj, .9):.3f}) | {mb / mj:.3f} "
+              f"({quantile(lb, .1) / quantile(lj, .1):.3f}) |")
 
 
 if __name__ == "__main__":

@@ -490,7 +490,10 @@ impl Emit<'_> {
             }
         };
         let slots = self.b.ins().symbol_value(types::I64, gv);
-        let flags = MemFlagsData::trusted().with_readonly();
+        // Filled before any kernel runs and never written while one does:
+        // a pure load, which Cranelift may merge with others of the slot
+        // and hoist out of loops.
+        let flags = MemFlagsData::trusted().with_readonly().with_can_move();
         let start = self
             .b
             .ins()
