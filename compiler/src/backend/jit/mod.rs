@@ -158,8 +158,9 @@ fn err(e: impl std::fmt::Display) -> BackendError {
 }
 
 /// The host ISA with Cranelift's optimiser at `opt_level` (`speed` or
-/// `none`), position-independent for an object file (`pic`). Cranelift's IR verifier runs in debug builds (and so in tests);
-/// release builds skip it, which saves a fifth of the compile time.
+/// `none`), position-independent for an object file (`pic`). Cranelift's
+/// IR verifier runs in debug builds (and so in tests); release builds skip
+/// it, which saves a fifth of the compile time.
 fn host_isa(opt_level: &str, pic: bool) -> Result<OwnedTargetIsa, BackendError> {
     let mut flags = settings::builder();
     flags.set("opt_level", opt_level).map_err(err)?;
