@@ -255,6 +255,9 @@ pub(crate) unsafe fn narrow(t: &Tile) {
     }
 }
 
+/// How many steps of K ahead the narrow kernel prefetches A.
+const NARROW_AHEAD: usize = 64;
+
 /// # Safety
 /// As for [`narrow`], with `t.cols == NC`.
 #[target_feature(enable = "avx2,fma")]
@@ -267,6 +270,9 @@ unsafe fn narrow_n<const NC: usize, const U: usize>(t: &Tile) {
     // B element `(kk, j)` for `kk < kc`, `j < cols` is valid.
     unsafe {
         while kk + U <= t.kc {
+            // A streams from memory when the weights outgrow the caches
+            // (vgg_cifar's 512-channel layers on 2x2 maps): fetch ahead.
+            _mm_prefetch::<_MM_HINT_T0>(t.a.wrapping_add((kk + NARROW_AHEAD) * MR).cast());
             for (u, accu) in acc.iter_mut().enumerate() {
                 let av = _mm256_maskload_ps(t.a.add((kk + u) * MR), m);
                 let b = t.b.add((kk + u) * bs);
