@@ -255,8 +255,13 @@ pub(crate) unsafe fn narrow(t: &Tile) {
     }
 }
 
-/// How many steps of K ahead the narrow kernel prefetches A.
-const NARROW_AHEAD: usize = 64;
+/// How far ahead (in floats) the narrow kernel prefetches A: 64 steps of K.
+/// Its few FMAs per weight left it waiting on memory when the weights
+/// stream (vgg_cifar's 512-channel layers on 2x2 maps, classifiers): with
+/// the caches flushed, 512x4x4608 went from 12 to 31-34 GFLOP/s (AMD
+/// Zen 3), and 768 floats ahead (the tile kernel's) gave 25 (best 35 in
+/// both).
+const NARROW_PREFETCH: usize = 384;
 
 /// # Safety
 /// As for [`narrow`], with `t.cols == NC`.
@@ -270,10 +275,12 @@ unsafe fn narrow_n<const NC: usize, const U: usize>(t: &Tile) {
     // B element `(kk, j)` for `kk < kc`, `j < cols` is valid.
     unsafe {
         while kk + U <= t.kc {
-            // A streams from memory when the weights outgrow the caches
-            // (vgg_cifar's 512-channel layers on 2x2 maps): fetch ahead.
-            _mm_prefetch::<_MM_HINT_T0>(t.a.wrapping_add((kk + NARROW_AHEAD) * MR).cast());
             for (u, accu) in acc.iter_mut().enumerate() {
+                // A streams from memory when the weights outgrow the
+                // caches (vgg_cifar's 512-channel layers on 2x2 maps).
+                _mm_prefetch::<_MM_HINT_T0>(
+                    t.a.wrapping_add((kk + u) * MR + NARROW_PREFETCH).cast(),
+                );
                 let av = _mm256_maskload_ps(t.a.add((kk + u) * MR), m);
                 let b = t.b.add((kk + u) * bs);
                 for (j, x) in accu.iter_mut().enumerate() {

@@ -577,6 +577,9 @@ unsafe fn narrow_n<const NC: usize, const U: usize>(t: &Tile) {
     unsafe {
         while kk + U <= t.kc {
             for (u, accu) in acc.iter_mut().enumerate() {
+                // As in the AVX2 narrow kernel (see its
+                // `NARROW_PREFETCH`; not yet measured with AVX-512).
+                _mm_prefetch::<_MM_HINT_T0>(t.a.wrapping_add((kk + u) * MR + 384).cast());
                 let av = _mm512_maskz_loadu_ps(m, t.a.add((kk + u) * MR));
                 let b = t.b.add((kk + u) * bs);
                 for (j, x) in accu.iter_mut().enumerate() {
