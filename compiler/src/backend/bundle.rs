@@ -67,11 +67,19 @@ pub fn compile_bundle(
         outputs,
         placement,
         micro_kernel,
+        arena_bytes,
+        weight_bytes,
         ..
     } = lower(graph, weights, options)?;
     let mut jit = Jit::object(&format!("{prefix}_model"))?;
     let err = |e: cranelift_module::ModuleError| BackendError::Codegen(e.to_string());
 
+    // As `compile` checks before it makes an executable; the image then
+    // holds a copy of what the kernels use.
+    options.max_memory.check(
+        || "the arena with the weights and their packed copies".into(),
+        arena_bytes + weight_bytes + consts.bytes() as u128,
+    )?;
     // Slots: the kernels' own constants, then the weights they read in
     // place.
     let consts = consts.into_constants();
