@@ -12,7 +12,7 @@
 //! symbol, which hands all three to the runtime's `nnc_bundle_open`.
 
 use super::compile::{is_parallel, lower, LayerReport, Lowered, Options};
-use super::jit::{entry_signature, ConstTable, Jit};
+use super::jit::{entry_signature, Codegen, ConstTable};
 use super::BackendError;
 use crate::ir::Graph;
 use cranelift_codegen::ir::{types, AbiParam, InstBuilder, UserFuncName};
@@ -71,7 +71,7 @@ pub fn compile_bundle(
         weight_bytes,
         ..
     } = lower(graph, weights, options)?;
-    let mut jit = Jit::object(&format!("{prefix}_model"))?;
+    let mut code = Codegen::object(&format!("{prefix}_model"))?;
     let err = |e: cranelift_module::ModuleError| BackendError::Codegen(e.to_string());
 
     // As `compile` checks before it makes an executable; the image then
@@ -91,18 +91,18 @@ pub fn compile_bundle(
     );
     let map = Arc::new(ConstMap::new(spans));
     let slots = consts.len() + weight_data.len();
-    let table = jit
+    let table = code
         .module
         .declare_data("nnc_bundle_consts", Linkage::Local, true, false)
         .map_err(err)?;
-    jit.set_table(ConstTable::new(map.clone(), table, slots));
-    let ids = jit.kernels(bodies)?;
+    code.set_table(ConstTable::new(map.clone(), table, slots));
+    let ids = code.kernels(bodies)?;
 
     // The constants to save: those some kernel loads, and those their
     // descriptors point into; floats first, so that a descriptor's
     // addresses are known when it is loaded.
     let items: Vec<&Constant> = consts.iter().collect();
-    let table_ref = jit
+    let table_ref = code
         .table()
         .ok_or_else(|| BackendError::Codegen("no table".into()))?;
     let mut used: Vec<bool> = (0..slots).map(|s| table_ref.is_used(s)).collect();
@@ -137,7 +137,7 @@ pub fn compile_bundle(
 
     let header = Header {
         format: FORMAT.into(),
-        features: cpu_features(&jit.module),
+        features: cpu_features(&code.module),
         micro_kernel,
         steps: layers
             .iter()
@@ -157,7 +157,7 @@ pub fn compile_bundle(
         .map_err(|e| BackendError::Codegen(format!("saving the bundle's constants: {e}")))?;
     let image_bytes = image.len();
 
-    let module = &mut jit.module;
+    let module = &mut code.module;
     define_zeroed(module, table, 8 * slots.max(1))?;
     let image_id = module
         .declare_data("nnc_bundle_image", Linkage::Local, false, false)
@@ -190,7 +190,7 @@ pub fn compile_bundle(
         ],
     )?;
     Ok(Bundle {
-        object: jit.emit()?,
+        object: code.emit()?,
         open_symbol,
         layers,
         image_bytes,

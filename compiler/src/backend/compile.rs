@@ -1,6 +1,6 @@
 //! The compile driver: passes, memory plan, kernels, link.
 
-use super::jit::Jit;
+use super::jit::Codegen;
 use super::kernels::{self, Buf, Consts, Operands};
 use super::memory::{self, Interval};
 use super::BackendError;
@@ -146,7 +146,7 @@ pub fn compile(
         phases.push((name, now - clock));
         clock = now;
     };
-    let mut jit = Jit::new()?;
+    let mut jit = Codegen::jit()?;
     let ids = jit.kernels(bodies)?;
     lap("codegen", &mut phases);
     let (code, entries) = jit.finish(&ids)?;

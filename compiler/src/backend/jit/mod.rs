@@ -46,9 +46,10 @@ pub const F32X4: Type = types::F32X4;
 /// The emitter of one kernel body.
 pub type Body = Box<dyn FnOnce(&mut Emit) -> Result<(), BackendError> + Send>;
 
-/// The code generator of one compiled model: a JIT module (the default),
-/// or an object file's for an ahead-of-time bundle (`bundle.rs`).
-pub struct Jit<M: Module = JITModule> {
+/// The code generator of one compiled model: into a JIT module (the
+/// default, [`Codegen::jit`]), or into an object file for an ahead-of-time
+/// bundle ([`Codegen::object`], used by `bundle.rs`).
+pub struct Codegen<M: Module = JITModule> {
     pub(super) module: M,
     defined: usize,
     /// The same target without Cranelift's optimiser, for kernels that only
@@ -221,16 +222,16 @@ fn declare_entry_points(module: &mut impl Module) -> Result<(), BackendError> {
     Ok(())
 }
 
-impl Jit {
+impl Codegen {
     /// A JIT for the host CPU.
-    pub fn new() -> Result<Jit, BackendError> {
+    pub fn jit() -> Result<Codegen, BackendError> {
         let mut builder = JITBuilder::with_isa(host_isa("speed", false)?, default_libcall_names());
         for entry in ENTRY_POINTS {
             builder.symbol(entry.symbol, entry.address() as *const u8);
         }
         let mut module = JITModule::new(builder);
         declare_entry_points(&mut module)?;
-        Ok(Jit {
+        Ok(Codegen {
             module,
             defined: 0,
             unoptimized: host_isa("none", false)?,
@@ -239,16 +240,16 @@ impl Jit {
     }
 }
 
-impl Jit<ObjectModule> {
+impl Codegen<ObjectModule> {
     /// An object file named `name` for the host CPU (its instruction set,
     /// as the JIT's), with position-independent code so that it links
     /// into any executable.
-    pub fn object(name: &str) -> Result<Jit<ObjectModule>, BackendError> {
+    pub fn object(name: &str) -> Result<Codegen<ObjectModule>, BackendError> {
         let builder = ObjectBuilder::new(host_isa("speed", true)?, name, default_libcall_names())
             .map_err(err)?;
         let mut module = ObjectModule::new(builder);
         declare_entry_points(&mut module)?;
-        Ok(Jit {
+        Ok(Codegen {
             module,
             defined: 0,
             unoptimized: host_isa("none", true)?,
@@ -271,7 +272,7 @@ impl Jit<ObjectModule> {
     }
 }
 
-impl<M: Module> Jit<M> {
+impl<M: Module> Codegen<M> {
     /// The kernel signature `(arena, begin, end)`.
     fn kernel_signature(&self) -> Signature {
         let mut sig = self.module.make_signature();
@@ -344,7 +345,7 @@ impl<M: Module> Jit<M> {
     }
 }
 
-impl Jit {
+impl Codegen {
     /// Links every kernel; returns the code and each kernel's entry point.
     #[allow(unsafe_code)]
     pub fn finish(mut self, ids: &[FuncId]) -> Result<(JitCode, Vec<KernelFn>), BackendError> {
@@ -354,7 +355,7 @@ impl Jit {
             .map(|&id| {
                 let ptr = self.module.get_finalized_function(id);
                 // SAFETY: every function of this module was built by
-                // `Jit::kernels` with the `KernelFn` signature under the
+                // `Codegen::kernels` with the `KernelFn` signature under the
                 // platform's default calling convention.
                 unsafe { std::mem::transmute::<*const u8, KernelFn>(ptr) }
             })
