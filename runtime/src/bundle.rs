@@ -367,20 +367,53 @@ mod tests {
         (b, gemm)
     }
 
-    #[test]
-    fn packed_weights_load_in_place_and_addresses_become_the_loaded_ones() -> Result<(), String> {
-        let (b, gemm) = model(37, 29);
-        let map = Arc::new(ConstMap::new([b.span(), gemm.span()]));
-        let header = Header {
+    fn header(features: &[&str]) -> Header {
+        Header {
             format: FORMAT.into(),
-            features: Vec::new(),
+            features: features.iter().map(|f| f.to_string()).collect(),
             micro_kernel: MicroKernel::detect(),
             steps: Vec::new(),
             arena_len: 16,
             inputs: Vec::new(),
             outputs: Vec::new(),
             slots: 2,
-        };
+        }
+    }
+
+    #[test]
+    fn a_bundle_for_a_cpu_feature_this_one_lacks_is_refused_naming_it() {
+        // One this runtime cannot check at all.
+        let err = check_cpu(&header(&["warp_drive"]))
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("warp_drive"), "{err}");
+        // Every known feature this CPU lacks.
+        let known = [
+            "avx2",
+            "fma",
+            "avx512f",
+            "avx512vl",
+            "avx512vbmi",
+            "avx512bitalg",
+            "avxvnni",
+        ];
+        for f in known {
+            match has_feature(f) {
+                Ok(false) => {
+                    let err = check_cpu(&header(&["sse42", f])).err().unwrap_or_default();
+                    assert!(err.contains(f) && !err.contains("sse42"), "{err}");
+                }
+                Ok(true) => assert_eq!(check_cpu(&header(&[f])), Ok(())),
+                Err(e) => assert!(e.is_empty(), "`{f}` cannot be checked: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn packed_weights_load_in_place_and_addresses_become_the_loaded_ones() -> Result<(), String> {
+        let (b, gemm) = model(37, 29);
+        let map = Arc::new(ConstMap::new([b.span(), gemm.span()]));
+        let header = header(&[]);
         let image = constants::saving(map, || encode(&header, &[(0, &b), (1, &gemm)]))?;
         // The image in static, 64-byte aligned memory, as in an object file.
         #[repr(C, align(64))]
