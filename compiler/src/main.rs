@@ -448,11 +448,15 @@ fn execute(cli: Cli) -> Result<()> {
             prefix,
             lints,
         } => {
+            if emit == cli::bundle::Emit::Report && output.is_some() {
+                bail!("`-o` names where a bundle goes: add `--emit=bundle`, or drop `-o` for the report");
+            }
             let start = std::time::Instant::now();
             let (m, w) = weights.model(&model)?;
             cli::lint::report(&m, &lints)?;
             if let (cli::bundle::Emit::Bundle, Some(dir)) = (emit, &output) {
-                return cli::bundle::command(&m, w, threads, weights.memory.limit(), dir, &prefix);
+                let limit = weights.memory.limit();
+                return cli::bundle::command(&m, w, threads, limit, dir, &prefix);
             }
             let loaded = start.elapsed();
             let compiled = compile(&m, w, threads, weights.memory.limit())?;

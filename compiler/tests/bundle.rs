@@ -166,6 +166,20 @@ fn a_prefix_that_is_not_a_c_identifier_is_refused() {
 }
 
 #[test]
+fn an_output_directory_without_a_bundle_is_an_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_nnc"))
+        .arg("compile")
+        .arg(model_path("lenet5"))
+        .args(["-o", "somewhere"])
+        .output()
+        .expect("nnc runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("--emit=bundle"), "{stderr}");
+    assert!(!Path::new("somewhere").exists(), "nothing is written");
+}
+
+#[test]
 fn a_bundle_needs_an_output_directory() {
     let out = Command::new(env!("CARGO_BIN_EXE_nnc"))
         .arg("compile")
