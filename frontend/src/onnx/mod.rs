@@ -34,6 +34,7 @@ pub use model::{MAX_OPSET, MIN_OPSET};
 use crate::ast;
 use model::DataDir;
 use nnc_runtime::{MemoryLimit, WeightSet};
+use prost::bytes::{Buf, Bytes};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -65,10 +66,21 @@ pub fn import_file(path: &Path) -> Result<Imported, ImportError> {
 
 /// [`import_file`] with options.
 pub fn import_file_with(path: &Path, options: &Options) -> Result<Imported, ImportError> {
-    let bytes = std::fs::read(path).map_err(|source| ImportError::Io {
+    let io = |source| ImportError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    // Mapped rather than read: the tensors' raw data is decoded as slices
+    // of the map (`raw_data` is a `Bytes`), so the weights are not copied
+    // into a buffer as large as the file and again into the message.
+    // SAFETY: the map is read-only; it lives as long as the decoded message
+    // (which holds slices of it) and is dropped once the weights are
+    // converted to owned tensors. Another process truncating the file
+    // meanwhile is outside what nnc can guard against (as for any program
+    // that maps its inputs).
+    #[allow(unsafe_code)]
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
     let dir = path.parent().map(|p| {
         if p.as_os_str().is_empty() {
             Path::new(".")
@@ -76,7 +88,7 @@ pub fn import_file_with(path: &Path, options: &Options) -> Result<Imported, Impo
             p
         }
     });
-    import_bytes_with(&bytes, path, dir, options)
+    import_buf(Bytes::from_owner(map), path, dir, options)
 }
 
 /// Imports an ONNX model from its bytes. `path` names it in errors and, for
@@ -93,6 +105,17 @@ pub fn import_bytes(
 /// [`import_bytes`] with options.
 pub fn import_bytes_with(
     bytes: &[u8],
+    path: &Path,
+    data_dir: Option<&Path>,
+    options: &Options,
+) -> Result<Imported, ImportError> {
+    import_buf(bytes, path, data_dir, options)
+}
+
+/// Imports a model from a buffer: decoding from a [`Bytes`] keeps the
+/// tensors' raw data as slices of it; from a `&[u8]` it is copied.
+fn import_buf(
+    bytes: impl Buf,
     path: &Path,
     data_dir: Option<&Path>,
     options: &Options,

@@ -11,6 +11,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(out)?;
     prost_build::Config::new()
         .out_dir(out)
+        // Decoded from a mapped file, a tensor's raw data is a slice of the
+        // map, not a copy (frontend/src/onnx/mod.rs).
+        .bytes([".onnx.TensorProto.raw_data"])
         .compile_protos(&[proto], &[include])?;
     Ok(())
 }

@@ -262,7 +262,9 @@ impl Converter<'_> {
         if bias.is_none() {
             kw_args.push(("bias", emit::boolean(false)));
         }
-        self.weight(&target, "weight", weight.dims.clone(), weight.data.to_f32());
+        let dims = weight.dims.clone();
+        let values = self.take_f32(weight);
+        self.weight(&target, "weight", dims, values);
         if let Some(b) = bias {
             if b.dims != [m] {
                 return Err(format!("the bias has shape {:?}, not [{m}]", b.dims));
@@ -412,7 +414,9 @@ impl Converter<'_> {
         if bias.is_none() {
             kw_args.push(("bias", emit::boolean(false)));
         }
-        self.weight(&target, "weight", weight.dims.clone(), weight.data.to_f32());
+        let dims = weight.dims.clone();
+        let values = self.take_f32(weight);
+        self.weight(&target, "weight", dims, values);
         if let Some(b) = bias {
             if b.dims != [m] {
                 return Err(format!("the bias has shape {:?}, not [{m}]", b.dims));
@@ -629,7 +633,7 @@ impl Converter<'_> {
             node.input[0].clone(),
             self.values.insert(node.input[0].clone(), x),
         ));
-        if let Some(Some(Val::Const(w))) = node.input.get(1).map(|i| self.values.get(i).cloned()) {
+        if let Some(Some(Val::Const(w))) = node.input.get(1).map(|i| self.value(i)) {
             let mut dims = w.dims.clone();
             if dims.len() == 3 {
                 dims.insert(2, 1);

@@ -268,7 +268,7 @@ impl Converter<'_> {
         };
         // The bias add of a MatMul that became a `linear` with that bias.
         if let Some(matmul) = node.output.first().and_then(|o| self.absorbed_add.get(o)) {
-            let v = self.values.get(matmul).cloned();
+            let v = self.value(matmul);
             if let (Some((broadcast, axis)), Some(Val::Dyn { shape, .. })) = (legacy, &v) {
                 // The bias is a vector of the last dim: legacy broadcasting
                 // agrees with NumPy's when it matches the last dims.
@@ -445,7 +445,7 @@ impl Converter<'_> {
                 return Err(format!("A' is [{m}, {k}] but B' is [{bk}, {n}]"));
             }
             // nnc's linear weight is [out, in] = B' transposed.
-            let data = b.data.to_f32();
+            let data = self.take_f32(b);
             let mut weight = if trans_b {
                 data
             } else {
@@ -633,7 +633,7 @@ impl Converter<'_> {
                     transpose(&c.data.to_f32(), k, n),
                 );
                 let mut kw = vec![("out", emit::int(n as i64))];
-                match bias.and_then(|name| match self.values.get(&name) {
+                match bias.and_then(|name| match self.value(&name) {
                     Some(Val::Const(c)) => Some(c.data.to_f32()),
                     _ => None,
                 }) {

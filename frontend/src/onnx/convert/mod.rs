@@ -25,10 +25,12 @@ use super::constant::{numel, Constant, Data};
 use super::emit::{self, Names};
 use super::error::Unsupported;
 use super::model::DataDir;
-use super::proto::{GraphProto, NodeProto};
+use super::proto::tensor_proto::DataLocation;
+use super::proto::{GraphProto, NodeProto, TensorProto};
 use crate::ast::{Expr, Stmt};
 use attrs::Attrs;
 use nnc_runtime::{Tensor, WeightSet};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 use table::Conversion;
@@ -60,6 +62,13 @@ pub struct Converter<'g> {
     dims: &'g BTreeMap<String, usize>,
     pub data_dir: DataDir,
     values: HashMap<String, Val>,
+    /// Inline initializers, checked but not decoded: a node that reads one
+    /// decodes it ([`Converter::value`]), so a weight is decoded straight
+    /// from the file's bytes into the tensor the model keeps, once.
+    initializers: HashMap<&'g str, &'g TensorProto>,
+    /// Initializers decoded for the node being converted (a converter may
+    /// read an operand more than once); cleared after each node.
+    decoded: RefCell<HashMap<String, Rc<Constant>>>,
     body: Vec<Stmt>,
     weights: WeightSet,
     names: Names,
@@ -92,6 +101,8 @@ impl<'g> Converter<'g> {
             dims,
             data_dir,
             values: HashMap::new(),
+            initializers: HashMap::new(),
+            decoded: RefCell::default(),
             body: Vec::new(),
             weights: WeightSet::new(),
             names: Names::default(),
@@ -117,17 +128,28 @@ impl<'g> Converter<'g> {
             }
         }
         for init in &graph.initializer {
-            match super::model::tensor_to_constant(init, &self.data_dir) {
-                Ok(c) => {
+            // External data is read now (one small read per tensor); inline
+            // data is checked now and decoded where a node reads it.
+            let checked = if init.data_location() == DataLocation::External {
+                super::model::tensor_to_constant(init, &self.data_dir).map(|c| {
                     self.values
                         .insert(init.name().to_string(), Val::Const(Rc::new(c)));
-                }
-                Err(why) => self.problem(init.name(), "initializer", why),
+                })
+            } else {
+                super::model::check_inline_tensor(init, &self.data_dir).map(|()| {
+                    self.values.remove(init.name());
+                    self.initializers.insert(init.name(), init);
+                })
+            };
+            if let Err(why) = checked {
+                self.problem(init.name(), "initializer", why);
             }
         }
         self.find_linear_biases(graph);
         for input in &graph.input {
-            if self.values.contains_key(input.name()) {
+            if self.values.contains_key(input.name())
+                || self.initializers.contains_key(input.name())
+            {
                 continue; // An initializer listed as an input (IR version < 4).
             }
             let shape = super::model::input_shape(input, self.dims).and_then(|s| match numel(&s) {
@@ -149,10 +171,11 @@ impl<'g> Converter<'g> {
         }
         for node in &graph.node {
             self.node(node);
+            self.decoded.get_mut().clear();
         }
         let mut outputs = Vec::new();
         for out in &graph.output {
-            match self.values.get(out.name()).cloned() {
+            match self.value(out.name()) {
                 Some(Val::Dyn { path, .. }) => outputs.push(path),
                 Some(Val::Const(c)) => outputs.push(self.materialize(out.name(), &c)),
                 Some(Val::Poisoned) => {}
@@ -185,8 +208,8 @@ impl<'g> Converter<'g> {
         for name in graph.output.iter().map(|o| o.name()) {
             *uses.entry(name).or_default() += 1;
         }
-        let weight_cols = |name: &str| match self.values.get(name) {
-            Some(Val::Const(c)) if c.dims.len() == 2 => Some(c.dims[1]),
+        let weight_cols = |name: &str| match self.const_dims(name)?[..] {
+            [_, cols] => Some(cols),
             _ => None,
         };
         let matmuls: HashMap<&str, usize> = graph
@@ -205,7 +228,7 @@ impl<'g> Converter<'g> {
                 let Some(&cols) = matmuls.get(add.input[m].as_str()) else {
                     continue;
                 };
-                let bias_fits = matches!(self.values.get(&add.input[b]), Some(Val::Const(c)) if c.dims == [cols]);
+                let bias_fits = self.const_dims(&add.input[b]) == Some(vec![cols]);
                 if bias_fits && !self.matmul_bias.contains_key(&add.input[m]) {
                     self.matmul_bias
                         .insert(add.input[m].clone(), add.input[b].clone());
@@ -267,7 +290,7 @@ impl<'g> Converter<'g> {
         let poisoned: Vec<&String> = node
             .input
             .iter()
-            .filter(|i| matches!(self.values.get(*i), Some(Val::Poisoned)))
+            .filter(|i| matches!(self.value(i), Some(Val::Poisoned)))
             .collect();
         if !poisoned.is_empty() {
             if let Err(why) = self.check_downstream(node, &poisoned) {
@@ -390,11 +413,51 @@ impl<'g> Converter<'g> {
         match node.input.get(i).map(String::as_str) {
             None | Some("") => Ok(None),
             Some(name) => self
-                .values
-                .get(name)
-                .cloned()
+                .value(name)
                 .map(Some)
                 .ok_or_else(|| format!("input `{name}` is not defined before this node")),
+        }
+    }
+
+    /// The value named `name`, decoding an initializer on its first read
+    /// by the current node. An initializer decodes without error: it was
+    /// checked when the graph was read.
+    fn value(&self, name: &str) -> Option<Val> {
+        if let Some(v) = self.values.get(name) {
+            return Some(v.clone());
+        }
+        let init = self.initializers.get(name)?;
+        let mut decoded = self.decoded.borrow_mut();
+        if let Some(c) = decoded.get(name) {
+            return Some(Val::Const(c.clone()));
+        }
+        let c = Rc::new(super::model::tensor_to_constant(init, &self.data_dir).ok()?);
+        decoded.insert(name.to_string(), c.clone());
+        Some(Val::Const(c))
+    }
+
+    /// The dims of a constant, without decoding an initializer.
+    fn const_dims(&self, name: &str) -> Option<Vec<usize>> {
+        match (self.values.get(name), self.initializers.get(name)) {
+            (Some(Val::Const(c)), _) => Some(c.dims.clone()),
+            (None, Some(init)) => init.dims.iter().map(|&d| usize::try_from(d).ok()).collect(),
+            _ => None,
+        }
+    }
+
+    /// A constant's values as `f32`, moved out rather than copied when
+    /// nothing else holds the constant: a weight read once is decoded into
+    /// the tensor the model keeps without a second copy.
+    fn take_f32(&self, c: Rc<Constant>) -> Vec<f32> {
+        self.decoded
+            .borrow_mut()
+            .retain(|_, cached| !Rc::ptr_eq(cached, &c));
+        match Rc::try_unwrap(c) {
+            Ok(Constant {
+                data: Data::F32(v), ..
+            }) => v,
+            Ok(c) => c.data.to_f32(),
+            Err(c) => c.data.to_f32(),
         }
     }
 
