@@ -105,3 +105,44 @@ fn a_model_at_exactly_its_limit_runs_and_one_byte_less_is_refused() {
         Ok(_) => panic!("compiled one byte under the memory it needs"),
     }
 }
+
+/// A compiled model keeps only the weights its kernels read in place (here
+/// MobileNetV2's depthwise taps); those it reads as packed copies (every
+/// GEMM's) are freed once the code is built, and it still computes what
+/// the interpreter does.
+#[test]
+fn weights_read_only_as_packed_copies_are_freed() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../models/mobilenet_v2.nn"
+    ))
+    .unwrap_or_else(|e| panic!("mobilenet_v2: {e}"));
+    let source = SourceFile::new("mobilenet_v2.nn", text);
+    let graph = compile_source_within(&source, MemoryLimit::unlimited())
+        .unwrap_or_else(|d| panic!("{}", render_all(&d, &source)));
+    let w = weights::seeded_weights(&graph, 0).unwrap_or_else(|e| panic!("{e}"));
+    let weight_bytes: usize = w.iter().map(|(_, t)| 4 * t.len()).sum();
+    let x = random_input(&[1, 3, 224, 224], 3).unwrap_or_else(|e| panic!("{e}"));
+    let want = interp::run(&graph, &w, std::slice::from_ref(&x)).unwrap_or_else(|e| panic!("{e}"));
+    for threads in [1, 2] {
+        let options = backend::Options {
+            threads,
+            ..Default::default()
+        };
+        let compiled =
+            backend::compile(graph.clone(), w.clone(), &options).unwrap_or_else(|e| panic!("{e}"));
+        let kept = compiled.report.kept_weight_bytes;
+        assert!(
+            kept > 0 && kept < weight_bytes / 20,
+            "kept {kept} of {weight_bytes} bytes of weights"
+        );
+        let pool = Pool::new(threads).unwrap_or_else(|e| panic!("{e}"));
+        let got = compiled
+            .executable
+            .run(std::slice::from_ref(&x), &pool)
+            .unwrap_or_else(|e| panic!("{e}"));
+        for (g, r) in got[0].data().iter().zip(want[0].data()) {
+            assert!((g - r).abs() <= 1e-4 * (1.0 + r.abs()), "{g} vs {r}");
+        }
+    }
+}

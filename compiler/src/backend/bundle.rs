@@ -95,7 +95,7 @@ pub fn compile_bundle(
         .module
         .declare_data("nnc_bundle_consts", Linkage::Local, true, false)
         .map_err(err)?;
-    code.set_table(ConstTable::new(map.clone(), table, slots));
+    code.set_table(ConstTable::new(map.clone(), Some(table), slots));
     let ids = code.kernels(bodies)?;
 
     // The constants to save: those some kernel loads, and those their
@@ -105,19 +105,8 @@ pub fn compile_bundle(
     let table_ref = code
         .table()
         .ok_or_else(|| BackendError::Codegen("no table".into()))?;
-    let mut used: Vec<bool> = (0..slots).map(|s| table_ref.is_used(s)).collect();
-    for (slot, c) in items.iter().enumerate() {
-        if used[slot] {
-            for address in c.references() {
-                let (s, _) = map.locate(address).ok_or_else(|| {
-                    BackendError::Codegen(format!(
-                        "a descriptor points at {address:#x}, outside the constants"
-                    ))
-                })?;
-                used[s as usize] = true;
-            }
-        }
-    }
+    let used =
+        table_ref.needed(|slot| items.get(slot).map_or_else(Vec::new, |c| c.references()))?;
     let weight_copies: Vec<(u32, Constant)> = weight_data
         .iter()
         .enumerate()

@@ -1,17 +1,19 @@
 //! The compile driver: passes, memory plan, kernels, link.
 
-use super::jit::Codegen;
+use super::jit::{Codegen, ConstTable};
 use super::kernels::{self, Buf, Consts, Operands};
 use super::memory::{self, Interval};
 use super::BackendError;
 use crate::ir::{Epilogue, Graph, NodeId, Op, SourceLoc};
 use crate::passes;
 use crate::stats;
+use nnc_runtime::kernels::constants::{ConstMap, Constant};
 use nnc_runtime::kernels::gemm::MicroKernel;
 use nnc_runtime::kernels::Base;
 use nnc_runtime::{Binding, Executable, MemoryLimit, Step, WeightSet};
 use rayon::prelude::*;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Compile-time choices.
@@ -63,8 +65,12 @@ pub struct Report {
     pub arena_len: usize,
     pub naive_len: usize,
     pub lower_bound: usize,
-    /// Bytes of weights and other constants the kernels read.
+    /// Bytes of packed weights and other constants the kernels read.
     pub const_bytes: usize,
+    /// Bytes of the model's weights that the kernels read in place and the
+    /// compiled model keeps; the others were packed (into `const_bytes`)
+    /// and freed.
+    pub kept_weight_bytes: usize,
 }
 
 impl Report {
@@ -124,7 +130,6 @@ pub fn compile(
     weights: WeightSet,
     options: &Options,
 ) -> Result<Compiled, BackendError> {
-    let mut clock = Instant::now();
     let Lowered {
         graph,
         weights,
@@ -140,6 +145,8 @@ pub fn compile(
         weight_bytes,
         micro_kernel: _,
     } = lower(graph, weights, options)?;
+    // `lower` timed its own phases; these start where it ended.
+    let mut clock = Instant::now();
     let limit = options.max_memory;
     let mut lap = |name: &'static str, phases: &mut Vec<(&'static str, Duration)>| {
         let now = Instant::now();
@@ -147,7 +154,8 @@ pub fn compile(
         clock = now;
     };
     let mut jit = Codegen::jit()?;
-    let ids = jit.kernels(bodies)?;
+    let mut weights = weights;
+    let ids = codegen_freeing_packed(&mut jit, bodies, &consts, &mut weights)?;
     lap("codegen", &mut phases);
     let (code, entries) = jit.finish(&ids)?;
     lap("link", &mut phases);
@@ -163,10 +171,13 @@ pub fn compile(
         })
         .collect();
     let const_bytes = consts.bytes();
+    // While compiling, the weights and their packed copies exist together
+    // (the weights no kernel reads were dropped only now).
     limit.check(
         || "the arena with the weights and their packed copies".into(),
         arena_bytes + weight_bytes + const_bytes as u128,
     )?;
+    let kept_weight_bytes = weights.iter().map(|(_, t)| 4 * t.len()).sum();
     // SAFETY: each kernel was generated for exactly this arena plan: it
     // reads and writes only the buffers placed above (inside `arena_len`)
     // and constants owned by `consts`, which the executable keeps alive
@@ -190,9 +201,53 @@ pub fn compile(
             naive_len: placement.naive_len,
             lower_bound: placement.lower_bound,
             const_bytes,
+            kept_weight_bytes,
         },
         graph,
     })
+}
+
+/// Compiles the kernels and drops from `weights` every weight no kernel
+/// reads in place: most are read as packed copies among `consts`, and
+/// keeping the originals too would hold a model's weights twice while it
+/// runs. Which ones the code reads is learnt as it is generated (the
+/// addresses it holds, and those the descriptors it holds point into), as
+/// a bundle learns which constants to save.
+fn codegen_freeing_packed(
+    jit: &mut Codegen,
+    bodies: Vec<(super::jit::Body, bool)>,
+    consts: &Consts,
+    weights: &mut WeightSet,
+) -> Result<Vec<cranelift_module::FuncId>, BackendError> {
+    let items: Vec<&Constant> = consts.constants().iter().collect();
+    let spans = items.iter().map(|c| c.span()).chain(
+        weights
+            .iter()
+            .map(|(_, t)| (t.data().as_ptr() as usize, 4 * t.len())),
+    );
+    let map = Arc::new(ConstMap::new(spans));
+    let slots = items.len() + weights.len();
+    jit.set_table(ConstTable::new(map, None, slots));
+    let ids = jit.kernels(bodies)?;
+    let table = jit
+        .table()
+        .ok_or_else(|| BackendError::Codegen("no table".into()))?;
+    let needed = table.needed(|slot| items.get(slot).map_or_else(Vec::new, |c| c.references()))?;
+    let unread: Vec<String> = weights
+        .names()
+        .enumerate()
+        .filter(|&(i, _)| !needed[items.len() + i])
+        .map(|(_, name)| name.to_string())
+        .collect();
+    for name in unread {
+        let freed = weights.remove(&name);
+        // Debug builds (the tests) poison what they free, so that a kernel
+        // still reading it computes NaNs instead of stale values.
+        if let Some(mut t) = freed.filter(|_| cfg!(debug_assertions)) {
+            t.data_mut().fill(f32::NAN);
+        }
+    }
+    Ok(ids)
 }
 
 /// Whether a step is worth handing to other threads: below about 100K

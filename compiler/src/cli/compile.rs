@@ -85,11 +85,12 @@ pub fn render(compiled: &Compiled) -> String {
     );
     let _ = writeln!(
         out,
-        "arena: {} (naive sum of intermediates {}, liveness lower bound {}); constants {}",
+        "arena: {} (naive sum of intermediates {}, liveness lower bound {}); constants {} (packed weights and tables) and {} of weights read in place",
         mib(r.arena_len),
         mib(r.naive_len),
         mib(r.lower_bound),
-        mib(r.const_bytes / 4)
+        mib(r.const_bytes / 4),
+        mib(r.kept_weight_bytes / 4)
     );
     out
 }

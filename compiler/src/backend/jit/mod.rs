@@ -56,23 +56,28 @@ pub struct Codegen<M: Module = JITModule> {
     /// move data, where it buys little and costs compile time.
     unoptimized: OwnedTargetIsa,
     /// How kernels reach constants when they cannot hold their addresses
-    /// (a bundle's), else `None`.
+    /// (a bundle's), or where JIT code marks which it uses.
     table: Option<ConstTable>,
 }
 
-/// How a bundle's kernels reach constants: each constant's address is
-/// slot [`ConstMap::locate`] of a table (a data object of the bundle) that
-/// the runtime fills when the bundle is opened.
+/// Which constants the kernels use and, in a bundle, how they reach them:
+/// each constant's address is slot [`ConstMap::locate`] of a table (a data
+/// object of the bundle) that the runtime fills when the bundle is opened.
+/// JIT code holds addresses as immediates (no data object) and uses the
+/// table only to learn which constants it reads, so that the compiled
+/// model keeps those and frees the rest (weights whose packed copies the
+/// kernels read instead).
 pub struct ConstTable {
     pub map: Arc<ConstMap>,
-    pub data: DataId,
+    /// The bundle's table of addresses; `None` for JIT code.
+    pub data: Option<DataId>,
     /// The slots some kernel loads, marked while kernels are compiled.
     used: Vec<AtomicBool>,
 }
 
 impl ConstTable {
     /// A table of `slots` slots, located by `map`, in data object `data`.
-    pub fn new(map: Arc<ConstMap>, data: DataId, slots: usize) -> ConstTable {
+    pub fn new(map: Arc<ConstMap>, data: Option<DataId>, slots: usize) -> ConstTable {
         ConstTable {
             map,
             data,
@@ -85,6 +90,30 @@ impl ConstTable {
         self.used
             .get(slot)
             .is_some_and(|u| u.load(Ordering::Relaxed))
+    }
+
+    /// Every slot that the code needs: those some kernel loads and, through
+    /// them, those their descriptors point into (`references(slot)` lists
+    /// the addresses slot `slot`'s constant holds), to any depth.
+    pub fn needed(
+        &self,
+        references: impl Fn(usize) -> Vec<usize>,
+    ) -> Result<Vec<bool>, BackendError> {
+        let mut needed: Vec<bool> = (0..self.used.len()).map(|s| self.is_used(s)).collect();
+        let mut work: Vec<usize> = (0..needed.len()).filter(|&s| needed[s]).collect();
+        while let Some(slot) = work.pop() {
+            for address in references(slot) {
+                let (s, _) = self.map.locate(address).ok_or_else(|| {
+                    BackendError::Codegen(format!(
+                        "a descriptor points at {address:#x}, outside the constants"
+                    ))
+                })?;
+                if !std::mem::replace(&mut needed[s as usize], true) {
+                    work.push(s as usize);
+                }
+            }
+        }
+        Ok(needed)
     }
 }
 
@@ -257,7 +286,15 @@ impl Codegen<ObjectModule> {
         })
     }
 
-    /// Makes kernels load constants through `table`.
+    /// The object file's bytes.
+    pub fn emit(self) -> Result<Vec<u8>, BackendError> {
+        self.module.finish().emit().map_err(err)
+    }
+}
+
+impl<M: Module> Codegen<M> {
+    /// Makes kernels reach constants through `table` (a bundle's) or mark
+    /// there which they use (JIT code).
     pub fn set_table(&mut self, table: ConstTable) {
         self.table = Some(table);
     }
@@ -266,13 +303,6 @@ impl Codegen<ObjectModule> {
         self.table.as_ref()
     }
 
-    /// The object file's bytes.
-    pub fn emit(self) -> Result<Vec<u8>, BackendError> {
-        self.module.finish().emit().map_err(err)
-    }
-}
-
-impl<M: Module> Codegen<M> {
     /// The kernel signature `(arena, begin, end)`.
     fn kernel_signature(&self) -> Signature {
         let mut sig = self.module.make_signature();
@@ -465,22 +495,26 @@ impl Emit<'_> {
         let Some(table) = self.table else {
             return self.b.ins().iconst(types::I64, address as i64);
         };
-        let Some((slot, offset)) = table.map.locate(address) else {
+        let located = table.map.locate(address);
+        if let Some(used) = located.and_then(|(slot, _)| table.used.get(slot as usize)) {
+            used.store(true, Ordering::Relaxed);
+        }
+        let Some(data) = table.data else {
+            return self.b.ins().iconst(types::I64, address as i64);
+        };
+        let Some((slot, offset)) = located else {
             self.error.get_or_insert(BackendError::Codegen(format!(
                 "a kernel uses the address {address:#x}, which is not one of the model's constants"
             )));
             return self.b.ins().iconst(types::I64, 0);
         };
-        if let Some(used) = table.used.get(slot as usize) {
-            used.store(true, Ordering::Relaxed);
-        }
         let gv = match self.table_base {
             Some(gv) => gv,
             None => {
                 let name = self
                     .b
                     .func
-                    .declare_imported_user_function(UserExternalName::new(1, table.data.as_u32()));
+                    .declare_imported_user_function(UserExternalName::new(1, data.as_u32()));
                 let gv = self.b.create_global_value(GlobalValueData::Symbol {
                     name: ExternalName::user(name),
                     offset: Imm64::new(0),

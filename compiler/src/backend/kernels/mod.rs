@@ -83,6 +83,10 @@ impl Consts {
         self.0.bytes()
     }
 
+    pub fn constants(&self) -> &Constants {
+        &self.0
+    }
+
     /// The constants, for the executable or a bundle to keep.
     pub fn into_constants(self) -> Constants {
         self.0
