@@ -191,6 +191,64 @@ fn windows_past_the_input() {
     }
 }
 
+#[test]
+fn loads_past_the_row_end_leave_the_stored_lanes_alone() {
+    // A last, partial chunk is read in place when its live windows lie in
+    // the row: its loads run on into the next row, whose infinities and
+    // NaNs must reach only lanes that are not stored.
+    let specials = [f32::INFINITY; 24];
+    let nans = [f32::NAN; 6];
+    // Padding after the row (ceil mode's) puts the last live window
+    // partly past the row's end: that one must take the padded copy.
+    for w in [17, 18, 19, 21, 33, 35, 37, 49] {
+        for right in [0, 1, 2] {
+            for seed in 0..12 {
+                for kind in [PoolKind::Max, PoolKind::Avg] {
+                    let sides = [[0, 0], [0, right]];
+                    let inf = if kind == PoolKind::Max {
+                        &specials[..]
+                    } else {
+                        &specials[..0]
+                    };
+                    check(
+                        ([3, 3], [2, 2], sides, [1, 1]),
+                        [9, w],
+                        kind,
+                        (0, 9),
+                        inf,
+                        seed,
+                    );
+                    check(
+                        ([3, 3], [1, 1], sides, [1, 1]),
+                        [9, w],
+                        kind,
+                        (0, 9),
+                        inf,
+                        seed,
+                    );
+                    check(
+                        ([2, 2], [2, 2], sides, [1, 1]),
+                        [9, w],
+                        kind,
+                        (0, 9),
+                        inf,
+                        seed,
+                    );
+                }
+                let sides = [[0, 0], [0, right]];
+                check(
+                    ([3, 3], [2, 2], sides, [1, 1]),
+                    [9, w],
+                    PoolKind::Max,
+                    (0, 9),
+                    &nans,
+                    seed,
+                );
+            }
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 

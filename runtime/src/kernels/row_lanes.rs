@@ -101,6 +101,61 @@ pub(crate) unsafe fn copy_padded<V: Lanes>(
     }
 }
 
+/// Copies the `height x width` window of the `h x w` plane at `src` whose
+/// top-left element is plane position (`top`, `left`) into `base`, with
+/// `pad` where the window lies outside the plane.
+///
+/// # Safety
+/// `V`'s instruction set must be available; `src` holds the plane and
+/// `base` `height * width` floats.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn copy_window<V: Lanes>(
+    src: *const f32,
+    [h, w]: [usize; 2],
+    top: i64,
+    left: i64,
+    pad: f32,
+    base: *mut f32,
+    height: usize,
+    width: usize,
+) {
+    let n = V::N;
+    let fill = V::splat(pad);
+    // The window's columns that lie inside the plane: `c0..c1`.
+    let c0 = (-left).clamp(0, width as i64) as usize;
+    let c1 = (w as i64 - left).clamp(c0 as i64, width as i64) as usize;
+    for j in 0..height {
+        let row = base.add(j * width);
+        let iy = top + j as i64;
+        let (from, to) = if (0..h as i64).contains(&iy) {
+            (c0, c1)
+        } else {
+            (width, width)
+        };
+        for at in (0..from).step_by(n) {
+            fill.store_live(row.add(at), from - at);
+        }
+        // Column `c` of the window is `line[c]`, read only for `c` in
+        // `from..to` (inside the plane's row `iy`).
+        let line = src
+            .wrapping_offset(iy as isize * w as isize)
+            .wrapping_offset(left as isize);
+        let mut c = from;
+        while c + n <= to {
+            V::load(line.wrapping_add(c)).store(row.add(c));
+            c += n;
+        }
+        if c < to {
+            V::load_live(line.wrapping_add(c), to - c).store_live(row.add(c), to - c);
+        }
+        for at in (to.max(from)..width).step_by(n) {
+            fill.store_live(row.add(at), width - at);
+        }
+    }
+}
+
 /// One vector of `N` floats and what the row kernels do with it.
 ///
 /// # Safety
@@ -166,6 +221,15 @@ pub(crate) trait Lanes: Copy {
         last: Self::Mask,
     ) -> [Self; 3];
 
+    /// Column `2N` of the row at `at` in the lane where
+    /// [`Lanes::split_stride2`] takes it; reads no column past `2N`.
+    unsafe fn load_column_2n(at: *const f32) -> Self;
+    /// [`Lanes::stride2_windows`] of columns already loaded: `lo` holds
+    /// columns `0..N`, `hi` `N..2N`, and `next` column `2N` as
+    /// [`Lanes::load_column_2n`] loads it (or any lane-wise function of
+    /// such vectors, such as the maximum over rows).
+    unsafe fn split_stride2(lo: Self, hi: Self, next: Self) -> [Self; 3];
+
     /// `v > acc ? v : acc`, so `acc` when `v` is NaN (`maxps` order).
     unsafe fn max(v: Self, acc: Self) -> Self;
     unsafe fn no_nan() -> Self::NanLanes;
@@ -173,6 +237,8 @@ pub(crate) trait Lanes: Copy {
     unsafe fn note_nan(nan: Self::NanLanes, v: Self) -> Self::NanLanes;
     /// NaN in the lanes of `nan`, `self` elsewhere.
     unsafe fn set_nan(self, nan: Self::NanLanes) -> Self;
+    /// Whether any lane of `nan` is set.
+    unsafe fn any_nan(nan: Self::NanLanes) -> bool;
 
     unsafe fn act(act: Activation) -> Self::Act;
     unsafe fn apply(act: &Self::Act, x: Self) -> Self;
@@ -269,15 +335,24 @@ mod avx512 {
             // The three windows are the even lanes, the odd lanes and the
             // even lanes one further of the same 33 columns: two loads, two
             // permutes, and an align with the 33rd.
-            let even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-            let odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
             let (lo, hi) = (
                 _mm512_maskz_loadu_ps(low, at),
                 _mm512_maskz_loadu_ps(high, at.wrapping_add(16)),
             );
+            let next = _mm512_maskz_loadu_ps(last, at.wrapping_add(32));
+            Self::split_stride2(lo, hi, next)
+        }
+        #[inline(always)]
+        unsafe fn load_column_2n(at: *const f32) -> __m512 {
+            // Lane 0.
+            _mm512_maskz_loadu_ps(1, at.wrapping_add(32))
+        }
+        #[inline(always)]
+        unsafe fn split_stride2(lo: __m512, hi: __m512, next: __m512) -> [__m512; 3] {
+            let even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+            let odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
             let even_lanes = _mm512_permutex2var_ps(lo, even, hi);
             let odd_lanes = _mm512_permutex2var_ps(lo, odd, hi);
-            let next = _mm512_maskz_loadu_ps(last, at.wrapping_add(32));
             let shifted = _mm512_alignr_epi32::<1>(
                 _mm512_castps_si512(next),
                 _mm512_castps_si512(even_lanes),
@@ -299,6 +374,10 @@ mod avx512 {
         #[inline(always)]
         unsafe fn set_nan(self, nan: __mmask16) -> __m512 {
             _mm512_mask_mov_ps(self, nan, _mm512_set1_ps(f32::NAN))
+        }
+        #[inline(always)]
+        unsafe fn any_nan(nan: __mmask16) -> bool {
+            nan != 0
         }
         #[inline(always)]
         unsafe fn act(act: Activation) -> VecAct {
@@ -454,9 +533,18 @@ mod avx2 {
                 _mm256_maskload_ps(at, low),
                 _mm256_maskload_ps(at.wrapping_add(8), high),
             );
+            let next = _mm256_maskload_ps(at.wrapping_add(9), last);
+            Self::split_stride2(lo, hi, next)
+        }
+        #[inline(always)]
+        unsafe fn load_column_2n(at: *const f32) -> __m256 {
+            // Columns 9..=16: column 16 in lane 7.
+            _mm256_loadu_ps(at.wrapping_add(9))
+        }
+        #[inline(always)]
+        unsafe fn split_stride2(lo: __m256, hi: __m256, next: __m256) -> [__m256; 3] {
             let even = deinterleave::<true>(lo, hi);
             let odd = deinterleave::<false>(lo, hi);
-            let next = _mm256_maskload_ps(at.wrapping_add(9), last);
             let down = _mm256_permutevar8x32_ps(even, _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 7));
             [even, odd, _mm256_blend_ps::<0b1000_0000>(down, next)]
         }
@@ -475,6 +563,10 @@ mod avx2 {
         #[inline(always)]
         unsafe fn set_nan(self, nan: __m256) -> __m256 {
             _mm256_blendv_ps(self, _mm256_set1_ps(f32::NAN), nan)
+        }
+        #[inline(always)]
+        unsafe fn any_nan(nan: __m256) -> bool {
+            _mm256_movemask_ps(nan) != 0
         }
         #[inline(always)]
         unsafe fn act(act: Activation) -> VecAct {
