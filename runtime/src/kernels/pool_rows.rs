@@ -237,14 +237,21 @@ mod vector {
         r0: usize,
         r1: usize,
     ) {
-        // The commonest pool (ResNet's, SqueezeNet's, GoogLeNet's) has its
-        // own path: see `max_3x3_s2`.
-        let three_by_three_s2 = s.kernel == [3, 3] && s.stride == [2, 2] && s.dilation == [1, 1];
-        match (few_patches::<V>(s), three_by_three_s2) {
-            (true, true) => rows_in_place::<V, true>(s, src, inverse, dst, r0, r1),
-            (true, false) => rows_in_place::<V, false>(s, src, inverse, dst, r0, r1),
-            (false, true) => banded_rows::<V, true>(s, src, inverse, dst, r0, r1),
-            (false, false) => banded_rows::<V, false>(s, src, inverse, dst, r0, r1),
+        // The commonest pools, 3x3 at stride 2 (ResNet's, SqueezeNet's,
+        // GoogLeNet's) and at stride 1 (Inception's), have their own paths
+        // with the taps unrolled: see `max_3x3_s2` and `max_3x3_s1`.
+        let shape = match (s.kernel, s.stride, s.dilation) {
+            ([3, 3], [1, 1], [1, 1]) => THREE_S1,
+            ([3, 3], [2, 2], [1, 1]) => THREE_S2,
+            _ => ANY,
+        };
+        match (few_patches::<V>(s), shape) {
+            (true, THREE_S1) => rows_in_place::<V, THREE_S1>(s, src, inverse, dst, r0, r1),
+            (true, THREE_S2) => rows_in_place::<V, THREE_S2>(s, src, inverse, dst, r0, r1),
+            (true, _) => rows_in_place::<V, ANY>(s, src, inverse, dst, r0, r1),
+            (false, THREE_S1) => banded_rows::<V, THREE_S1>(s, src, inverse, dst, r0, r1),
+            (false, THREE_S2) => banded_rows::<V, THREE_S2>(s, src, inverse, dst, r0, r1),
+            (false, _) => banded_rows::<V, ANY>(s, src, inverse, dst, r0, r1),
         }
     }
 
@@ -278,7 +285,7 @@ mod vector {
     /// # Safety
     /// As [`PoolRows::run`], with `V`'s instruction set available.
     #[inline(always)]
-    unsafe fn rows_in_place<V: Lanes, const S2: bool>(
+    unsafe fn rows_in_place<V: Lanes, const SHAPE: u8>(
         s: &PoolRows,
         src: *const f32,
         inverse: *const f32,
@@ -318,8 +325,8 @@ mod vector {
                     copy_window::<V>(src, [s.h, s.w], top, left, pad, patch, height, reach);
                     (patch.cast_const(), reach)
                 };
-                chunk::<V, S2>(s, at, width, inverse_row.wrapping_add(ox), live)
-                    .store_live(out_row.add(ox), live);
+                let v = chunk::<V, SHAPE>(s, at, width, inverse_row.wrapping_add(ox), live);
+                store::<V>(v, out_row.add(ox), live, (r1 - oy) * s.ow - ox);
             }
         }
     }
@@ -331,7 +338,7 @@ mod vector {
     /// # Safety
     /// As [`PoolRows::run`], with `V`'s instruction set available.
     #[inline(always)]
-    unsafe fn banded_rows<V: Lanes, const S2: bool>(
+    unsafe fn banded_rows<V: Lanes, const SHAPE: u8>(
         s: &PoolRows,
         src: *const f32,
         inverse: *const f32,
@@ -362,23 +369,40 @@ mod vector {
                 for ox in (0..s.ow).step_by(n) {
                     let live = s.ow - ox;
                     let inverse = inverse_row.wrapping_add(ox);
-                    chunk::<V, S2>(s, top.add(ox * sw), width, inverse, live)
-                        .store_live(out_row.add(ox), live);
+                    let v = chunk::<V, SHAPE>(s, top.add(ox * sw), width, inverse, live);
+                    store::<V>(v, out_row.add(ox), live, (r1 - oy) * s.ow - ox);
                 }
             }
             first = last;
         }
     }
 
+    /// Stores a chunk's `live` outputs at `at`, where `room` floats up to
+    /// the end of the call's rows follow. A partial chunk is stored whole
+    /// when there is room: what spills into the next rows is written over
+    /// later, and masked stores cost several times a plain one on AMD (the
+    /// last chunk of every row of a 13x13 map is partial).
+    ///
+    /// # Safety
+    /// `at` holds `room` floats, at least `live`.
+    #[inline(always)]
+    unsafe fn store<V: Lanes>(v: V, at: *mut f32, live: usize, room: usize) {
+        if room >= V::N {
+            v.store(at);
+        } else {
+            v.store_live(at, live);
+        }
+    }
+
     /// One chunk of outputs whose windows start at `at` (rows `width`
     /// apart); `inverse` is the chunk's entries of the average's table.
-    /// `S2`: the pool is 3x3 at stride 2 without dilation.
+    /// `SHAPE`: [`THREE_S1`], [`THREE_S2`] or [`ANY`].
     ///
     /// # Safety
     /// Every tap's window from `at` is readable; for `Avg`, `inverse`
     /// holds `live` floats.
     #[inline(always)]
-    unsafe fn chunk<V: Lanes, const S2: bool>(
+    unsafe fn chunk<V: Lanes, const SHAPE: u8>(
         s: &PoolRows,
         at: *const f32,
         width: usize,
@@ -386,12 +410,56 @@ mod vector {
         live: usize,
     ) -> V {
         let [kh, kw] = s.kernel;
-        match s.kind {
-            PoolKind::Max if S2 => max_3x3_s2::<V>(at, width, s),
-            PoolKind::Max => max_window::<V>(at, width, s, kh, kw),
-            PoolKind::Avg if S2 => sum_3x3_s2::<V>(at, width).mul(V::load_live(inverse, live)),
-            PoolKind::Avg => sum_window::<V>(at, width, s, kh, kw).mul(V::load_live(inverse, live)),
+        let v = match (s.kind, SHAPE) {
+            (PoolKind::Max, THREE_S1) => return max_3x3_s1::<V>(at, width),
+            (PoolKind::Max, THREE_S2) => return max_3x3_s2::<V>(at, width, s),
+            (PoolKind::Max, _) => return max_window::<V>(at, width, s, kh, kw),
+            (PoolKind::Avg, THREE_S1) => sum_3x3_s1::<V>(at, width),
+            (PoolKind::Avg, THREE_S2) => sum_3x3_s2::<V>(at, width),
+            (PoolKind::Avg, _) => sum_window::<V>(at, width, s, kh, kw),
+        };
+        v.mul(V::load_live(inverse, live))
+    }
+
+    /// Pool shapes with paths of their own (a const parameter).
+    const ANY: u8 = 0;
+    /// 3x3 at stride 1, no dilation.
+    const THREE_S1: u8 = 1;
+    /// 3x3 at stride 2, no dilation.
+    const THREE_S2: u8 = 2;
+
+    /// [`max_window`] for a 3x3 window at stride 1, unrolled: each row's
+    /// three taps, then the rows (chains of two, not nine).
+    ///
+    /// # Safety
+    /// As [`max_window`].
+    #[inline(always)]
+    unsafe fn max_3x3_s1<V: Lanes>(at: *const f32, width: usize) -> V {
+        let mut nan = V::no_nan();
+        let mut rows = [V::zero(); 3];
+        for (r, m) in rows.iter_mut().enumerate() {
+            let row = at.add(r * width);
+            let [a, b, c] = [V::load(row), V::load(row.add(1)), V::load(row.add(2))];
+            nan = V::note_nan(V::note_nan(V::note_nan(nan, a), b), c);
+            *m = V::max(c, V::max(b, a));
         }
+        V::max(rows[2], V::max(rows[1], rows[0])).set_nan(nan)
+    }
+
+    /// [`sum_window`] for a 3x3 window at stride 1, as [`max_3x3_s1`].
+    ///
+    /// # Safety
+    /// As [`max_window`].
+    #[inline(always)]
+    unsafe fn sum_3x3_s1<V: Lanes>(at: *const f32, width: usize) -> V {
+        let mut rows = [V::zero(); 3];
+        for (r, sum) in rows.iter_mut().enumerate() {
+            let row = at.add(r * width);
+            *sum = V::load(row)
+                .add(V::load(row.add(1)))
+                .add(V::load(row.add(2)));
+        }
+        rows[0].add(rows[1]).add(rows[2])
     }
 
     /// The maximum of one chunk's windows whose top-left taps start at
@@ -487,12 +555,17 @@ mod vector {
         kh: usize,
         kw: usize,
     ) -> V {
+        // Each row's taps summed on their own, then the rows: a chain of
+        // `kw + kh` additions rather than `kw * kh` (their latency, not
+        // the loads, bounded the average pools).
         let mut acc = V::zero();
         for ky in 0..kh {
             let row = at.add(ky * s.dilation[0] * width);
-            for kx in 0..kw {
-                acc = acc.add(V::window(row.add(kx * s.dilation[1]), s.stride[1]));
+            let mut sum = V::window(row, s.stride[1]);
+            for kx in 1..kw {
+                sum = sum.add(V::window(row.add(kx * s.dilation[1]), s.stride[1]));
             }
+            acc = acc.add(sum);
         }
         acc
     }

@@ -35,18 +35,62 @@ thread_local! {
     static PADDED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Floats past the `len` a caller of [`padded_buffer`] asks for, which
+/// [`copy_padded`] and [`copy_window`] may write: a whole vector's worth.
+#[cfg(target_arch = "x86_64")]
+const SLACK: usize = 16;
+
 /// This thread's buffer for padded input rows, grown to at least `len`
-/// floats. The pointer stays valid until the next call on this thread
-/// (the row kernels call neither themselves nor each other).
+/// floats (and [`SLACK`] more). The pointer stays valid until the next
+/// call on this thread (the row kernels call neither themselves nor each
+/// other).
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn padded_buffer(len: usize) -> *mut f32 {
     PADDED.with(|buffer| {
         let mut buffer = buffer.borrow_mut();
-        if buffer.len() < len {
-            buffer.resize(len, 0.0);
+        if buffer.len() < len + SLACK {
+            buffer.resize(len + SLACK, 0.0);
         }
         buffer.as_mut_ptr()
     })
+}
+
+/// Writes row `row` (`width` floats at `base`) of a padded copy: `pad` in
+/// columns `..from` and `to..`, the plane's row `line` in `from..to`
+/// (column `c` is `line[c]`). Every store is a whole vector, as masked
+/// stores cost several times a plain one on AMD: the stores past `to` or
+/// the row's end write into the next row (written after this one) or the
+/// buffer's [`SLACK`], and the data's last vector is a masked load (which
+/// reads only the row) stored whole, then covered by the padding after.
+///
+/// # Safety
+/// `V`'s instruction set must be available; `line[from..to]` is readable;
+/// `base` holds `width` floats and [`SLACK`] more, or rows after this one
+/// that are written later.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn write_padded_row<V: Lanes>(
+    row: *mut f32,
+    width: usize,
+    line: *const f32,
+    (from, to): (usize, usize),
+    fill: V,
+) {
+    let n = V::N;
+    for at in (0..from).step_by(n) {
+        fill.store(row.add(at));
+    }
+    let mut c = from;
+    while c + n <= to {
+        V::load(line.wrapping_add(c)).store(row.add(c));
+        c += n;
+    }
+    if c < to {
+        V::load_live(line.wrapping_add(c), to - c).store(row.add(c));
+    }
+    for at in (to..width).step_by(n) {
+        fill.store(row.add(at));
+    }
 }
 
 /// Copies input rows `top .. top + height` of the `h x w` plane at `src`
@@ -58,7 +102,8 @@ pub(crate) fn padded_buffer(len: usize) -> *mut f32 {
 ///
 /// # Safety
 /// `V`'s instruction set must be available; `src` holds the plane,
-/// `base` `height * width` floats, and `left + w <= width`.
+/// `base` `height * width` floats and [`SLACK`] more (a
+/// [`padded_buffer`]), and `left + w <= width`.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -72,32 +117,17 @@ pub(crate) unsafe fn copy_padded<V: Lanes>(
     height: usize,
     width: usize,
 ) {
-    let n = V::N;
     let fill = V::splat(pad);
     for j in 0..height {
         let row = base.add(j * width);
         let iy = top + j as i64;
         if !(0..h as i64).contains(&iy) {
-            for at in (0..width).step_by(n) {
-                fill.store_live(row.add(at), width - at);
-            }
+            write_padded_row(row, width, src, (width, width), fill);
             continue;
         }
-        let from = src.add(iy as usize * w);
-        for at in (0..left).step_by(n) {
-            fill.store_live(row.add(at), left - at);
-        }
-        let mut at = 0;
-        while at + n <= w {
-            V::load(from.add(at)).store(row.add(left + at));
-            at += n;
-        }
-        if at < w {
-            V::load_live(from.add(at), w - at).store_live(row.add(left + at), w - at);
-        }
-        for at in (left + w..width).step_by(n) {
-            fill.store_live(row.add(at), width - at);
-        }
+        // Column `c` of the copy is the plane row's column `c - left`.
+        let line = src.add(iy as usize * w).wrapping_sub(left);
+        write_padded_row(row, width, line, (left, left + w), fill);
     }
 }
 
@@ -107,7 +137,8 @@ pub(crate) unsafe fn copy_padded<V: Lanes>(
 ///
 /// # Safety
 /// `V`'s instruction set must be available; `src` holds the plane and
-/// `base` `height * width` floats.
+/// `base` `height * width` floats and [`SLACK`] more (a
+/// [`padded_buffer`]).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -121,7 +152,6 @@ pub(crate) unsafe fn copy_window<V: Lanes>(
     height: usize,
     width: usize,
 ) {
-    let n = V::N;
     let fill = V::splat(pad);
     // The window's columns that lie inside the plane: `c0..c1`.
     let c0 = (-left).clamp(0, width as i64) as usize;
@@ -129,30 +159,17 @@ pub(crate) unsafe fn copy_window<V: Lanes>(
     for j in 0..height {
         let row = base.add(j * width);
         let iy = top + j as i64;
-        let (from, to) = if (0..h as i64).contains(&iy) {
+        let inside = if (0..h as i64).contains(&iy) {
             (c0, c1)
         } else {
             (width, width)
         };
-        for at in (0..from).step_by(n) {
-            fill.store_live(row.add(at), from - at);
-        }
         // Column `c` of the window is `line[c]`, read only for `c` in
-        // `from..to` (inside the plane's row `iy`).
+        // `c0..c1` of a row inside the plane.
         let line = src
             .wrapping_offset(iy as isize * w as isize)
             .wrapping_offset(left as isize);
-        let mut c = from;
-        while c + n <= to {
-            V::load(line.wrapping_add(c)).store(row.add(c));
-            c += n;
-        }
-        if c < to {
-            V::load_live(line.wrapping_add(c), to - c).store_live(row.add(c), to - c);
-        }
-        for at in (to.max(from)..width).step_by(n) {
-            fill.store_live(row.add(at), width - at);
-        }
+        write_padded_row(row, width, line, inside, fill);
     }
 }
 
