@@ -57,6 +57,25 @@ fn lanes(n: usize) -> __m256i {
     _mm256_cmpgt_epi32(n, _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 }
 
+/// Stores the first `n` lanes of `x` at `p`: a plain store when all eight
+/// are (a masked store costs several times a plain one on AMD, and every
+/// store of the projections and the states went through one).
+///
+/// # Safety
+/// AVX2 must be available; `p` holds `n.min(8)` floats.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn store_first(p: *mut f32, n: usize, x: __m256) {
+    // SAFETY: the caller's; masked lanes are not written.
+    unsafe {
+        if n >= 8 {
+            _mm256_storeu_ps(p, x);
+        } else {
+            _mm256_maskstore_ps(p, lanes(n), x);
+        }
+    }
+}
+
 /// Panels `panels` of the input projections of the steps of `chunk`, two
 /// at a time where it can. Three (12 sums, 3 vectors of weights and a
 /// broadcast: every ymm register) kept a sum on the stack: CRNN took 23
@@ -112,10 +131,9 @@ unsafe fn project<const P: usize>(s: &Step, panel: usize, chunk: usize) {
             let acc = accumulate::<P>(weights, x, features, bias);
             for (q, acc) in acc.iter().enumerate() {
                 let row = (panel + q) * 8;
-                let mask = lanes(rows - row);
                 for (&a, t) in acc.iter().zip(&times[half * HALF..]) {
                     if let Some(t) = *t {
-                        _mm256_maskstore_ps(s.p.add(t * rows + row), mask, a);
+                        store_first(s.p.add(t * rows + row), rows - row, a);
                     }
                 }
             }
@@ -215,7 +233,7 @@ unsafe fn blocks<const G: usize, const V: usize>(s: &Step) {
                         let c_at = s.c.add(at);
                         let c = _mm256_maskload_ps(c_at, m);
                         let c = _mm256_add_ps(_mm256_mul_ps(f, c), _mm256_mul_ps(i, g));
-                        _mm256_maskstore_ps(c_at, m, c);
+                        store_first(c_at, units - 8 * v, c);
                         _mm256_mul_ps(o, tanh(c))
                     }
                     Cell::Gru => {
@@ -236,9 +254,9 @@ unsafe fn blocks<const G: usize, const V: usize>(s: &Step) {
                         _mm256_add_ps(_mm256_mul_ps(keep, n), _mm256_mul_ps(z, old))
                     }
                 };
-                _mm256_maskstore_ps(s.h.add(at), m, h_new);
+                store_first(s.h.add(at), units - 8 * v, h_new);
                 if !s.out.is_null() {
-                    _mm256_maskstore_ps(s.out.add(at), m, h_new);
+                    store_first(s.out.add(at), units - 8 * v, h_new);
                 }
             }
         }
