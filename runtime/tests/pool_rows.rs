@@ -210,30 +210,10 @@ fn loads_past_the_row_end_leave_the_stored_lanes_alone() {
                     } else {
                         &specials[..0]
                     };
-                    check(
-                        ([3, 3], [2, 2], sides, [1, 1]),
-                        [9, w],
-                        kind,
-                        (0, 9),
-                        inf,
-                        seed,
-                    );
-                    check(
-                        ([3, 3], [1, 1], sides, [1, 1]),
-                        [9, w],
-                        kind,
-                        (0, 9),
-                        inf,
-                        seed,
-                    );
-                    check(
-                        ([2, 2], [2, 2], sides, [1, 1]),
-                        [9, w],
-                        kind,
-                        (0, 9),
-                        inf,
-                        seed,
-                    );
+                    for (kernel, stride) in [([3, 3], [2, 2]), ([3, 3], [1, 1]), ([2, 2], [2, 2])] {
+                        let geometry = (kernel, stride, sides, [1, 1]);
+                        check(geometry, [9, w], kind, (0, 9), inf, seed);
+                    }
                 }
                 let sides = [[0, 0], [0, right]];
                 check(
