@@ -1058,3 +1058,62 @@ fn constants_and_initializers_over_the_memory_limit_are_refused_before_they_are_
         "{err}"
     );
 }
+
+/// Initializers are checked when the graph is read and decoded only where a
+/// node reads them: a malformed one is reported even when no node uses it,
+/// each problem named, and a well-formed unused one costs nothing.
+#[test]
+fn malformed_initializers_are_reported_though_no_node_reads_them() {
+    use nnc_frontend::onnx::proto::*;
+    use prost::Message;
+    let mut model = ModelProto::decode(&relu_model(13)[..]).expect("decodes");
+    let tensor =
+        |name: &str, dims: Vec<i64>, data_type: tensor_proto::DataType, raw: Vec<u8>| TensorProto {
+            name: Some(name.into()),
+            dims,
+            data_type: Some(data_type as i32),
+            raw_data: Some(raw.into()),
+            ..Default::default()
+        };
+    let graph = model.graph.as_mut().expect("has a graph");
+    graph.initializer = vec![
+        tensor(
+            "short",
+            vec![2, 3],
+            tensor_proto::DataType::Float,
+            vec![0; 20],
+        ),
+        tensor("ragged", vec![2], tensor_proto::DataType::Float, vec![0; 7]),
+        tensor("strings", vec![1], tensor_proto::DataType::String, vec![]),
+        tensor("fine", vec![2], tensor_proto::DataType::Float, vec![0; 8]),
+    ];
+    let bytes = model.encode_to_vec();
+    let err = import_bytes(&bytes, Path::new("bad.onnx"), None)
+        .expect_err("malformed initializers")
+        .to_string();
+    for line in [
+        "tensor `short` has 5 values for dims [2, 3] (6 elements)",
+        "tensor `ragged` has 7 raw bytes, not a multiple of its element size 4",
+        "tensor `strings` has element type STRING, which nnc does not read",
+    ] {
+        assert!(err.contains(line), "`{line}` missing from:\n{err}");
+    }
+    assert!(!err.contains("`fine`"), "{err}");
+}
+
+/// A file is mapped and its tensors' raw data decoded from the map; the
+/// result is the same as importing the file's bytes.
+#[test]
+fn a_mapped_file_imports_as_its_bytes_do() {
+    let mut weights = 0;
+    for dir in fixtures() {
+        let path = dir.join("model.onnx");
+        let from_file = import_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let bytes = std::fs::read(&path).expect("readable");
+        let from_bytes = import_bytes(&bytes, &path, Some(&dir)).expect("imports");
+        assert_eq!(from_file.file, from_bytes.file, "{}", path.display());
+        assert_eq!(from_file.weights, from_bytes.weights, "{}", path.display());
+        weights += from_file.weights.len();
+    }
+    assert!(weights > 0, "the fixtures have weights");
+}

@@ -290,7 +290,8 @@ impl<'g> Converter<'g> {
         let poisoned: Vec<&String> = node
             .input
             .iter()
-            .filter(|i| matches!(self.value(i), Some(Val::Poisoned)))
+            // (An initializer is never poisoned: no need to decode one.)
+            .filter(|i| matches!(self.values.get(*i), Some(Val::Poisoned)))
             .collect();
         if !poisoned.is_empty() {
             if let Err(why) = self.check_downstream(node, &poisoned) {
