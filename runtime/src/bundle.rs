@@ -127,9 +127,10 @@ impl<'de> Deserialize<'de> for Loading {
     }
 }
 
-/// Whether this CPU has the feature Cranelift calls `name`; an error for a
-/// feature this runtime does not know how to check.
-fn has_feature(name: &str) -> Result<bool, String> {
+/// Whether this CPU has the feature Cranelift calls `name` (its ISA flag
+/// `has_<name>`); an error for a feature this runtime does not know how to
+/// check. The compiler's tests hold this list to Cranelift's.
+pub fn has_feature(name: &str) -> Result<bool, String> {
     #[cfg(target_arch = "x86_64")]
     {
         Ok(match name {
@@ -151,7 +152,8 @@ fn has_feature(name: &str) -> Result<bool, String> {
             "avx512vl" => is_x86_feature_detected!("avx512vl"),
             "avx512bitalg" => is_x86_feature_detected!("avx512bitalg"),
             "avx512vbmi" => is_x86_feature_detected!("avx512vbmi"),
-            "avxvnni" => is_x86_feature_detected!("avxvnni"),
+            "avx512vnni" => is_x86_feature_detected!("avx512vnni"),
+            "avx_vnni" => is_x86_feature_detected!("avxvnni"),
             other => {
                 return Err(format!(
                     "the bundle needs the CPU feature `{other}`, which this runtime cannot check"
@@ -395,7 +397,8 @@ mod tests {
             "avx512vl",
             "avx512vbmi",
             "avx512bitalg",
-            "avxvnni",
+            "avx_vnni",
+            "avx512vnni",
         ];
         for f in known {
             match has_feature(f) {

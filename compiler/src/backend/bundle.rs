@@ -12,7 +12,7 @@
 //! symbol, which hands all three to the runtime's `nnc_bundle_open`.
 
 use super::compile::{is_parallel, lower, LayerReport, Lowered, Options};
-use super::jit::{entry_signature, Codegen, ConstTable};
+use super::jit::{entry_signature, Codegen, TableKernels};
 use super::BackendError;
 use crate::ir::Graph;
 use cranelift_codegen::ir::{types, AbiParam, InstBuilder, UserFuncName};
@@ -21,10 +21,9 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{DataDescription, DataId, FuncId, Linkage, Module};
 use cranelift_object::ObjectModule;
 use nnc_runtime::bundle::{self, Header, SavedStep, FORMAT};
-use nnc_runtime::kernels::constants::{self, ConstMap, Constant};
+use nnc_runtime::kernels::constants::{self, Constant};
 use nnc_runtime::kernels::entry::BUNDLE_OPEN;
 use nnc_runtime::WeightSet;
-use std::sync::Arc;
 
 /// A compiled bundle.
 pub struct Bundle {
@@ -83,30 +82,21 @@ pub fn compile_bundle(
     // Slots: the kernels' own constants, then the weights they read in
     // place.
     let consts = consts.into_constants();
+    let items: Vec<&Constant> = consts.iter().collect();
     let weight_data: Vec<&[f32]> = weights.iter().map(|(_, t)| t.data()).collect();
-    let spans = consts.iter().map(Constant::span).chain(
-        weight_data
-            .iter()
-            .map(|w| (w.as_ptr() as usize, 4 * w.len())),
-    );
-    let map = Arc::new(ConstMap::new(spans));
-    let slots = consts.len() + weight_data.len();
     let table = code
         .module
         .declare_data("nnc_bundle_consts", Linkage::Local, true, false)
         .map_err(err)?;
-    code.set_table(ConstTable::new(map.clone(), Some(table), slots));
-    let ids = code.kernels(bodies)?;
-
     // The constants to save: those some kernel loads, and those their
     // descriptors point into; floats first, so that a descriptor's
     // addresses are known when it is loaded.
-    let items: Vec<&Constant> = consts.iter().collect();
-    let table_ref = code
-        .table()
-        .ok_or_else(|| BackendError::Codegen("no table".into()))?;
-    let used =
-        table_ref.needed(|slot| items.get(slot).map_or_else(Vec::new, |c| c.references()))?;
+    let TableKernels {
+        ids,
+        map,
+        needed: used,
+    } = code.kernels_over(bodies, &items, &weight_data, Some(table))?;
+    let slots = used.len();
     let weight_copies: Vec<(u32, Constant)> = weight_data
         .iter()
         .enumerate()
@@ -261,4 +251,30 @@ fn define_open(
     b.finalize(config);
     module.define_function(id, &mut ctx).map_err(err)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use cranelift_codegen::settings;
+
+    /// Every ISA flag Cranelift may set for an x86-64 host, set or not
+    /// on this one, is a feature the runtime can check before it runs a
+    /// bundle: otherwise a bundle compiled on a CPU with that feature
+    /// cannot be opened anywhere (a Zen 5 sets `has_avx_vnni`).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_runtime_checks_every_feature_cranelift_may_use() -> Result<(), String> {
+        let isa = cranelift_native::builder()?
+            .finish(settings::Flags::new(settings::builder()))
+            .map_err(|e| e.to_string())?;
+        let flags = isa.isa_flags();
+        assert!(flags.len() > 10, "{} flags", flags.len());
+        let unknown: Vec<String> = flags
+            .iter()
+            .filter_map(|f| f.name.strip_prefix("has_"))
+            .filter_map(|name| nnc_runtime::bundle::has_feature(name).err())
+            .collect();
+        assert!(unknown.is_empty(), "{unknown:#?}");
+        Ok(())
+    }
 }

@@ -1,19 +1,18 @@
 //! The compile driver: passes, memory plan, kernels, link.
 
-use super::jit::{Codegen, ConstTable};
+use super::jit::{Codegen, TableKernels};
 use super::kernels::{self, Buf, Consts, Operands};
 use super::memory::{self, Interval};
 use super::BackendError;
 use crate::ir::{Epilogue, Graph, NodeId, Op, SourceLoc};
 use crate::passes;
 use crate::stats;
-use nnc_runtime::kernels::constants::{ConstMap, Constant};
+use nnc_runtime::kernels::constants::Constant;
 use nnc_runtime::kernels::gemm::MicroKernel;
 use nnc_runtime::kernels::Base;
 use nnc_runtime::{Binding, Executable, MemoryLimit, Step, WeightSet};
 use rayon::prelude::*;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Compile-time choices.
@@ -220,19 +219,8 @@ fn codegen_freeing_packed(
     weights: &mut WeightSet,
 ) -> Result<Vec<cranelift_module::FuncId>, BackendError> {
     let items: Vec<&Constant> = consts.constants().iter().collect();
-    let spans = items.iter().map(|c| c.span()).chain(
-        weights
-            .iter()
-            .map(|(_, t)| (t.data().as_ptr() as usize, 4 * t.len())),
-    );
-    let map = Arc::new(ConstMap::new(spans));
-    let slots = items.len() + weights.len();
-    jit.set_table(ConstTable::new(map, None, slots));
-    let ids = jit.kernels(bodies)?;
-    let table = jit
-        .table()
-        .ok_or_else(|| BackendError::Codegen("no table".into()))?;
-    let needed = table.needed(|slot| items.get(slot).map_or_else(Vec::new, |c| c.references()))?;
+    let weight_data: Vec<&[f32]> = weights.iter().map(|(_, t)| t.data()).collect();
+    let TableKernels { ids, needed, .. } = jit.kernels_over(bodies, &items, &weight_data, None)?;
     let unread: Vec<String> = weights
         .names()
         .enumerate()

@@ -28,7 +28,7 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, DataId, FuncId, Linkage, Module, ModuleReloc};
 use cranelift_object::{ObjectBuilder, ObjectModule};
-use nnc_runtime::kernels::constants::ConstMap;
+use nnc_runtime::kernels::constants::{ConstMap, Constant};
 use nnc_runtime::kernels::entry::{Abi, EntryPoint, ENTRY_POINTS};
 use nnc_runtime::kernels::Base;
 use nnc_runtime::KernelFn;
@@ -292,15 +292,50 @@ impl Codegen<ObjectModule> {
     }
 }
 
-impl<M: Module> Codegen<M> {
-    /// Makes kernels reach constants through `table` (a bundle's) or mark
-    /// there which they use (JIT code).
-    pub fn set_table(&mut self, table: ConstTable) {
-        self.table = Some(table);
-    }
+/// Kernels compiled over a constant table, by [`Codegen::kernels_over`].
+pub struct TableKernels {
+    pub ids: Vec<FuncId>,
+    /// The table's slots: the constants, then the weights.
+    pub map: Arc<ConstMap>,
+    /// Per slot, whether some kernel reads it.
+    pub needed: Vec<bool>,
+}
 
-    pub fn table(&self) -> Option<&ConstTable> {
-        self.table.as_ref()
+impl<M: Module> Codegen<M> {
+    /// Compiles kernels as [`Codegen::kernels`] does, reaching constants
+    /// through a [`ConstTable`] whose slots are `constants`, then
+    /// `weights`: with `data` (a bundle's table object) each address is
+    /// loaded from the table; without (JIT code) addresses stay immediates
+    /// and the table only records which slots the code uses. Returns the
+    /// functions, the map of slots, and which slots the code needs: those
+    /// a kernel loads and, through them, those their descriptors point
+    /// into.
+    pub fn kernels_over(
+        &mut self,
+        bodies: Vec<(Body, bool)>,
+        constants: &[&Constant],
+        weights: &[&[f32]],
+        data: Option<DataId>,
+    ) -> Result<TableKernels, BackendError> {
+        let spans = constants
+            .iter()
+            .map(|c| c.span())
+            .chain(weights.iter().map(|w| (w.as_ptr() as usize, 4 * w.len())));
+        let map = Arc::new(ConstMap::new(spans));
+        let slots = constants.len() + weights.len();
+        self.table = Some(ConstTable::new(map.clone(), data, slots));
+        let ids = self.kernels(bodies)?;
+        let table = self
+            .table
+            .as_ref()
+            .ok_or_else(|| BackendError::Codegen("no table".into()))?;
+        let references = |slot: usize| {
+            constants
+                .get(slot)
+                .map_or_else(Vec::new, |c| c.references())
+        };
+        let needed = table.needed(references)?;
+        Ok(TableKernels { ids, map, needed })
     }
 
     /// The kernel signature `(arena, begin, end)`.
