@@ -517,7 +517,11 @@ proptest! {
         let lowered = interp::winograd_output(&products, b, &WinogradOutputAttrs {
             out_channels: cout, tile: m, output_size: [oh, ow], bias, epilogue: Epilogue::default(),
         }).unwrap();
-        assert_close(&lowered, direct.shape(), direct.data(), 1e-5);
+        // F(4x4, 3x3)'s transforms multiply by up to 8 and subtract terms of
+        // that size, so its rounding error is several times F(2x2, 3x3)'s
+        // (one seed of cin 4 erred by 1.15e-5 on an output of 0.06).
+        let tol = if f4 { 4e-5 } else { 1e-5 };
+        assert_close(&lowered, direct.shape(), direct.data(), tol);
     }
 
     /// `conv_transpose2d` is a grouped `gemm` with each group's weight
