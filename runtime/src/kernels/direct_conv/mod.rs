@@ -13,18 +13,23 @@
 //! accumulator. The weights are laid out per block of 16 output channels,
 //! tap-major, so a tap's 16 weights are one cache line.
 //!
-//! The AVX-512 version holds the 16 accumulators in zmm registers; the
-//! AVX2 version takes the tile in three passes of 6, 6 and 4 channels by
-//! 16 columns (12 ymm accumulators at most); the portable version
-//! is the same loops in plain Rust, for other CPUs and as the tests'
-//! reference.
+//! The AVX-512 version (`flat.rs`) lays the rows out so that its vectors
+//! span output rows, and blocks as many channels as a group has (4, 8 or
+//! 16); the AVX2 version takes the tile in three passes of 6, 6 and 4
+//! channels by 16 columns (12 ymm accumulators at most); the portable
+//! version is the same loops in plain Rust, for other CPUs and as the
+//! tests' reference.
 
 #![allow(unsafe_code)]
 
 use super::gemm::{Activation, MicroKernel};
 use std::cell::RefCell;
 
-/// Output channels per block (and columns per chunk).
+#[cfg(target_arch = "x86_64")]
+mod flat;
+
+/// Output channels per block (but see [`DirectConv::cb`]) and columns per
+/// chunk.
 const BLOCK: usize = 16;
 
 /// One direct convolution (owned by the compiled model).
@@ -45,7 +50,11 @@ pub struct DirectConv {
     out_channels: usize,
     /// Groups, each `c_in` input and `out_channels` output channels.
     groups: usize,
-    /// `[group][block][c][ky][kx][16]`, zero past `out_channels`.
+    /// Output channels per block: 16, or for the AVX-512 kernel the
+    /// group's channels rounded up to 4 or 8 where it has that few (its
+    /// tiles hold 16 accumulators either way).
+    cb: usize,
+    /// `[group][block][c][ky][kx][cb]`, zero past `out_channels`.
     weights: Vec<f32>,
     /// Per tap column `kx`, where its window starts in a padded row from
     /// that of tap column 0 (see [`Rows::column`]): computed once here, as
@@ -86,20 +95,30 @@ impl DirectConv {
         kernel_impl: MicroKernel,
     ) -> DirectConv {
         let groups = groups.max(1);
+        let kernel_impl = if kernel_impl.is_available() {
+            kernel_impl
+        } else {
+            MicroKernel::Portable
+        };
         let taps = c_in * kernel[0] * kernel[1];
         let out_channels = weight.len() / (groups * taps).max(1);
-        let blocks = out_channels.div_ceil(BLOCK);
-        let mut weights = vec![0.0; groups * blocks * taps * BLOCK];
-        let mut padded_bias = vec![0.0; groups * blocks * BLOCK];
+        let cb = match (kernel_impl, out_channels) {
+            (MicroKernel::Avx512, ..=4) => 4,
+            (MicroKernel::Avx512, ..=8) => 8,
+            _ => BLOCK,
+        };
+        let blocks = out_channels.div_ceil(cb);
+        let mut weights = vec![0.0; groups * blocks * taps * cb];
+        let mut padded_bias = vec![0.0; groups * blocks * cb];
         for g in 0..groups {
             let own = &weight[g * out_channels * taps..][..out_channels * taps];
             for (o, row) in own.chunks_exact(taps.max(1)).enumerate() {
                 for (t, &v) in row.iter().enumerate() {
-                    weights[((g * blocks + o / BLOCK) * taps + t) * BLOCK + o % BLOCK] = v;
+                    weights[((g * blocks + o / cb) * taps + t) * cb + o % cb] = v;
                 }
             }
             if let Some(bias) = bias {
-                padded_bias[g * blocks * BLOCK..][..out_channels]
+                padded_bias[g * blocks * cb..][..out_channels]
                     .copy_from_slice(&bias[g * out_channels..][..out_channels]);
             }
         }
@@ -114,15 +133,12 @@ impl DirectConv {
             padding,
             out_channels,
             groups,
+            cb,
             weights,
             columns: Vec::new(),
             bias: padded_bias,
             activation,
-            kernel_impl: if kernel_impl.is_available() {
-                kernel_impl
-            } else {
-                MicroKernel::Portable
-            },
+            kernel_impl,
         };
         let len = conv.phase_len();
         conv.columns = (0..kernel[1])
@@ -168,18 +184,26 @@ impl DirectConv {
         if r0 >= r1 || group >= self.groups {
             return;
         }
-        let first = group * self.out_channels.div_ceil(BLOCK);
+        let first = group * self.out_channels.div_ceil(self.cb);
+        // SAFETY: forwarded from the caller.
+        let input = unsafe { std::slice::from_raw_parts(x, self.c_in * self.h * self.w) };
+        #[cfg(target_arch = "x86_64")]
+        if self.kernel_impl == MicroKernel::Avx512 {
+            // SAFETY: forwarded from the caller.
+            unsafe { flat::run(self, input, out, r0, r1, first) };
+            return;
+        }
+        debug_assert_eq!(
+            self.cb, BLOCK,
+            "only the AVX-512 kernel blocks fewer channels"
+        );
         ROWS.with(|rows| {
             let mut rows = rows.borrow_mut();
-            // SAFETY: forwarded from the caller.
-            let input = unsafe { std::slice::from_raw_parts(x, self.c_in * self.h * self.w) };
             let buffer = Rows::fill(self, input, r0, r1, &mut rows);
             // SAFETY: the buffer holds every row and window the output rows
             // read; `out` is the caller's.
             unsafe {
                 match self.kernel_impl {
-                    #[cfg(target_arch = "x86_64")]
-                    MicroKernel::Avx512 => avx512::rows(self, &buffer, out, r0, r1, first),
                     #[cfg(target_arch = "x86_64")]
                     MicroKernel::Avx2Fma => avx2::rows(self, &buffer, out, r0, r1, first),
                     _ => self.portable(&buffer, out, r0, r1, first),
@@ -354,63 +378,6 @@ pub unsafe extern "C" fn nnc_direct_conv(
 ) {
     // SAFETY: as documented above.
     unsafe { (*spec).run(x, out, r0, r1, group) }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use super::{DirectConv, Rows, BLOCK};
-    use crate::kernels::gemm::avx512::{apply_act, lane_mask, vec_act};
-    use std::arch::x86_64::*;
-
-    /// 16 output channels by 16 columns per tile, one zmm accumulator per
-    /// channel; each weight is broadcast from memory into its FMA.
-    ///
-    /// # Safety
-    /// As [`DirectConv::run`], with AVX-512F available.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn rows(
-        s: &DirectConv,
-        b: &Rows<'_>,
-        out: *mut f32,
-        r0: usize,
-        r1: usize,
-        first: usize,
-    ) {
-        let [kh, kw] = s.kernel;
-        let taps = s.c_in * kh * kw;
-        let act = vec_act(s.activation);
-        let data = b.data.as_ptr();
-        for oy in r0..r1 {
-            for block in 0..s.out_channels.div_ceil(BLOCK) {
-                let weights = s.weights.as_ptr().add((first + block) * taps * BLOCK);
-                let live = (s.out_channels - block * BLOCK).min(BLOCK);
-                for chunk in 0..s.chunks() {
-                    let mut acc: [__m512; BLOCK] = std::array::from_fn(|r| {
-                        _mm512_set1_ps(s.bias[(first + block) * BLOCK + r])
-                    });
-                    for c in 0..s.c_in {
-                        for ky in 0..kh {
-                            let row = data.add(b.start(c, oy - r0, ky, 0, chunk));
-                            let w = weights.add((c * kh + ky) * kw * BLOCK);
-                            for kx in 0..kw {
-                                let window = _mm512_loadu_ps(row.add(b.column(kx)));
-                                let w = w.add(kx * BLOCK);
-                                for (r, acc) in acc.iter_mut().enumerate() {
-                                    *acc = _mm512_fmadd_ps(_mm512_set1_ps(*w.add(r)), window, *acc);
-                                }
-                            }
-                        }
-                    }
-                    let mask = lane_mask(s.ow - chunk * BLOCK);
-                    for (r, &acc) in acc.iter().enumerate().take(live) {
-                        let o = block * BLOCK + r;
-                        let dst = out.add((o * s.oh + oy) * s.ow + chunk * BLOCK);
-                        _mm512_mask_storeu_ps(dst, mask, apply_act(&act, acc));
-                    }
-                }
-            }
-        }
-    }
 }
 
 #[cfg(target_arch = "x86_64")]
