@@ -48,9 +48,13 @@ pub struct DepthwiseBlocked {
 }
 
 impl DepthwiseBlocked {
-    /// Whether the CPU runs this kernel (it is AVX2 code).
+    /// Whether the CPU runs this kernel (it is AVX2 code) for a model
+    /// compiled for `kernel` (AVX2 or AVX-512; the compiler decides where
+    /// it pays on each).
     pub fn available(kernel: MicroKernel) -> bool {
-        kernel == MicroKernel::Avx2Fma && kernel.is_available()
+        matches!(kernel, MicroKernel::Avx2Fma | MicroKernel::Avx512)
+            && MicroKernel::Avx2Fma.is_available()
+            && kernel.is_available()
     }
 
     /// Packs `weights` (`[channels, kh * kw]`) and `bias` for a conv of an
