@@ -14,8 +14,8 @@
 //! tap-major, so a tap's 16 weights are one cache line.
 //!
 //! The AVX-512 version (`flat.rs`) lays the rows out so that its vectors
-//! span output rows, and blocks as many channels as a group has (4, 8 or
-//! 16); the AVX2 version takes the tile in three passes of 6, 6 and 4
+//! span output rows, and blocks 8 channels (4 where a group has that
+//! few); the AVX2 version takes the tile in three passes of 6, 6 and 4
 //! channels by 16 columns (12 ymm accumulators at most); the portable
 //! version is the same loops in plain Rust, for other CPUs and as the
 //! tests' reference.
@@ -50,9 +50,8 @@ pub struct DirectConv {
     out_channels: usize,
     /// Groups, each `c_in` input and `out_channels` output channels.
     groups: usize,
-    /// Output channels per block: 16, or for the AVX-512 kernel the
-    /// group's channels rounded up to 4 or 8 where it has that few (its
-    /// tiles hold 16 accumulators either way).
+    /// Output channels per block: 16, or for the AVX-512 kernel 8, or 4
+    /// where a group has that few (see `flat.rs`).
     cb: usize,
     /// `[group][block][c][ky][kx][cb]`, zero past `out_channels`.
     weights: Vec<f32>,
@@ -104,7 +103,7 @@ impl DirectConv {
         let out_channels = weight.len() / (groups * taps).max(1);
         let cb = match (kernel_impl, out_channels) {
             (MicroKernel::Avx512, ..=4) => 4,
-            (MicroKernel::Avx512, ..=8) => 8,
+            (MicroKernel::Avx512, _) => 8,
             _ => BLOCK,
         };
         let blocks = out_channels.div_ceil(cb);
