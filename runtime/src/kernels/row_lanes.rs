@@ -402,7 +402,8 @@ mod avx512 {
         }
         #[inline(always)]
         unsafe fn apply(act: &VecAct, x: __m512) -> __m512 {
-            apply_act(act, x)
+            // SAFETY: the caller's (AVX-512F).
+            unsafe { apply_act(act, x) }
         }
     }
 }

@@ -320,7 +320,8 @@ impl Task<'_> {
             let whole = vector.live & vector.live.wrapping_add(1) == 0;
             for (r, row) in acc.iter().enumerate().take(live) {
                 let o = block * CB + r;
-                let mut x = apply_act(&act, row[v]);
+                // SAFETY: AVX-512F, as here.
+                let mut x = unsafe { apply_act(&act, row[v]) };
                 if !whole {
                     x = _mm512_maskz_compress_ps(vector.live, x);
                 }
