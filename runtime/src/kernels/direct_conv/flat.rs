@@ -25,7 +25,7 @@
 
 #![allow(unsafe_code)]
 
-use super::{split_phases, DirectConv};
+use super::{input_rows, split_phases, DirectConv};
 use crate::kernels::gemm::avx512::{apply_act, lane_mask, vec_act};
 use std::arch::x86_64::*;
 use std::cell::RefCell;
@@ -97,27 +97,17 @@ fn fill(s: &DirectConv, x: &[f32], r0: usize, r1: usize, l: Layout, planes: &mut
     let st = s.stride;
     planes.clear();
     planes.resize(s.c_in * st * st * l.plane + SLACK, 0.0);
-    let rows = (r1 - r0 - 1) * st + s.kernel[0];
-    for c in 0..s.c_in {
-        for j in 0..rows {
-            let Some(iy) = (r0 * st + j)
-                .checked_sub(s.padding[0])
-                .filter(|&iy| iy < s.h)
-            else {
-                continue;
-            };
-            let src = &x[(c * s.h + iy) * s.w..][..s.w];
-            let at = l.plane(st, c, j % st, 0) + (j / st) * l.span;
-            if st == 1 {
-                if let Some(dst) = planes[at..at + l.span].get_mut(s.padding[1]..) {
-                    let n = s.w.min(dst.len());
-                    dst[..n].copy_from_slice(&src[..n]);
-                }
-            } else {
-                // Column phase 1's plane follows phase 0's.
-                let (even, odd) = planes[at..].split_at_mut(l.plane);
-                split_phases(src, s.padding[1], (&mut even[..l.span], &mut odd[..l.span]));
+    for (c, j, src) in input_rows(s, x, r0, r1) {
+        let at = l.plane(st, c, j % st, 0) + (j / st) * l.span;
+        if st == 1 {
+            if let Some(dst) = planes[at..at + l.span].get_mut(s.padding[1]..) {
+                let n = s.w.min(dst.len());
+                dst[..n].copy_from_slice(&src[..n]);
             }
+        } else {
+            // Column phase 1's plane follows phase 0's.
+            let (even, odd) = planes[at..].split_at_mut(l.plane);
+            split_phases(src, s.padding[1], (&mut even[..l.span], &mut odd[..l.span]));
         }
     }
 }

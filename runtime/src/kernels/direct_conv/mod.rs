@@ -286,22 +286,13 @@ impl<'a> Rows<'a> {
         let row_len = st * len;
         buffer.clear();
         buffer.resize(s.c_in * rows * row_len, 0.0);
-        for c in 0..s.c_in {
-            for j in 0..rows {
-                let Some(iy) = (r0 * st + j)
-                    .checked_sub(s.padding[0])
-                    .filter(|&iy| iy < s.h)
-                else {
-                    continue;
-                };
-                let src = &x[(c * s.h + iy) * s.w..][..s.w];
-                let dst = &mut buffer[(c * rows + j) * row_len..][..row_len];
-                if st == 1 {
-                    let n = s.w.min(len.saturating_sub(s.padding[1]));
-                    dst[s.padding[1]..][..n].copy_from_slice(&src[..n]);
-                } else {
-                    split_phases(src, s.padding[1], dst.split_at_mut(len));
-                }
+        for (c, j, src) in input_rows(s, x, r0, r1) {
+            let dst = &mut buffer[(c * rows + j) * row_len..][..row_len];
+            if st == 1 {
+                let n = s.w.min(len.saturating_sub(s.padding[1]));
+                dst[s.padding[1]..][..n].copy_from_slice(&src[..n]);
+            } else {
+                split_phases(src, s.padding[1], dst.split_at_mut(len));
             }
         }
         Rows {
@@ -329,6 +320,25 @@ impl<'a> Rows<'a> {
     fn window(&self, c: usize, local: usize, ky: usize, kx: usize, chunk: usize) -> &[f32] {
         &self.data[self.start(c, local, ky, kx, chunk)..][..BLOCK]
     }
+}
+
+/// The input rows output rows `r0..r1` read that exist (not padding), as
+/// `(channel, j, row)`, `j` counted from the first row read (`r0 * stride
+/// - padding` above the input).
+fn input_rows<'x>(
+    s: &DirectConv,
+    x: &'x [f32],
+    r0: usize,
+    r1: usize,
+) -> impl Iterator<Item = (usize, usize, &'x [f32])> {
+    let rows = (r1 - r0 - 1) * s.stride + s.kernel[0];
+    let (h, w, top, first) = (s.h, s.w, s.padding[0], r0 * s.stride);
+    (0..s.c_in).flat_map(move |c| {
+        (0..rows).filter_map(move |j| {
+            let iy = (first + j).checked_sub(top).filter(|&iy| iy < h)?;
+            Some((c, j, &x[(c * h + iy) * w..][..w]))
+        })
+    })
 }
 
 /// Stride 2: writes input row `src`, shifted right by `padding`, as its
