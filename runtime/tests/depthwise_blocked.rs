@@ -1,14 +1,14 @@
-//! The channel-blocked depthwise kernel (AVX2) against an f64 oracle
+//! The channel-blocked depthwise kernel (AVX2 and AVX-512) against an f64 oracle
 //! written from the convolution's definition: any kernel size, stride,
 //! padding (different before and after), dilation, map size (narrower and
 //! wider than a vector, so both the transposed and the scalar columns of
-//! the copies), channel count (whole and partial blocks of eight) and
+//! the copies), channel count (whole and partial blocks of 8 and 16) and
 //! activation, with sentinels around the block's output planes to catch
 //! stray stores. On a CPU without AVX2 there is nothing to check.
 
 #![allow(unsafe_code)]
 
-use nnc_runtime::kernels::depthwise_blocked::{nnc_depthwise_blocked, DepthwiseBlocked, LANES};
+use nnc_runtime::kernels::depthwise_blocked::{nnc_depthwise_blocked, DepthwiseBlocked};
 use nnc_runtime::kernels::gemm::{Activation, MicroKernel};
 use proptest::prelude::*;
 
@@ -21,11 +21,24 @@ const SENTINEL: f32 = 12345.0;
 /// dilation.
 type Geometry = ([usize; 2], [usize; 2], [[usize; 2]; 2], [usize; 2]);
 
-/// Every block of a depthwise conv of `channels` planes of `[h, w]`.
+/// Every block of a depthwise conv of `channels` planes of `[h, w]`, in
+/// blocks of 8 (AVX2) and of 16 (AVX-512) channels, as this CPU can run.
 fn check(geometry: Geometry, [h, w]: [usize; 2], channels: usize, act: Activation, seed: u64) {
-    if !DepthwiseBlocked::available(MicroKernel::Avx2Fma) {
-        return;
+    for micro_kernel in [MicroKernel::Avx2Fma, MicroKernel::Avx512] {
+        if DepthwiseBlocked::available(micro_kernel) {
+            check_with(micro_kernel, geometry, [h, w], channels, act, seed);
+        }
     }
+}
+
+fn check_with(
+    micro_kernel: MicroKernel,
+    geometry: Geometry,
+    [h, w]: [usize; 2],
+    channels: usize,
+    act: Activation,
+    seed: u64,
+) {
     let (kernel, stride, [before, after], dilation) = geometry;
     let out_len = |len: usize, i: usize| {
         (len + before[i] + after[i])
@@ -50,6 +63,7 @@ fn check(geometry: Geometry, [h, w]: [usize; 2], channels: usize, act: Activatio
         &weights,
         Some(&bias),
         act,
+        micro_kernel,
     );
     assert!(spec.is_some(), "the weights are long enough");
     let Some(spec) = spec else { return };
@@ -57,7 +71,7 @@ fn check(geometry: Geometry, [h, w]: [usize; 2], channels: usize, act: Activatio
     // A sentinel plane before and after the output.
     let mut out = vec![SENTINEL; (channels + 2) * plane];
     for block in 0..spec.blocks() {
-        let c0 = block * LANES;
+        let c0 = block * spec.lanes();
         // SAFETY: AVX2 is available; the input holds every plane from
         // `c0` on, the output room for them between the sentinels.
         unsafe {
@@ -69,7 +83,15 @@ fn check(geometry: Geometry, [h, w]: [usize; 2], channels: usize, act: Activatio
             );
         }
     }
-    let what = format!("{geometry:?} [{h}, {w}] x {channels} {act:?}");
+    assert_eq!(
+        spec.lanes(),
+        if micro_kernel == MicroKernel::Avx512 {
+            16
+        } else {
+            8
+        }
+    );
+    let what = format!("{micro_kernel:?} {geometry:?} [{h}, {w}] x {channels} {act:?}");
     assert!(
         out[..plane]
             .iter()

@@ -1,10 +1,11 @@
-//! Depthwise convolution eight channels at a time, for AVX2: one call
-//! computes a block of eight channels (fewer for the last block) of one
-//! sample. The block's input planes are transposed into a zero-padded
-//! buffer with the eight channels of each pixel side by side (one ymm), so
-//! that every tap of every output pixel is one FMA of a vector of eight
-//! channels' taps by a vector load, whatever the stride, dilation or map
-//! width; the outputs are transposed back into the eight planes.
+//! Depthwise convolution a block of channels at a time: one call computes
+//! a block of eight channels with AVX2 or sixteen with AVX-512 (fewer for
+//! the last block) of one sample. The block's input planes are transposed
+//! into a zero-padded buffer with the block's channels of each pixel side
+//! by side (one vector), so that every tap of every output pixel is one
+//! FMA of a vector of the channels' taps by a vector load, whatever the
+//! stride, dilation or map width; the outputs are transposed back into the
+//! planes (eight channels at a time, both halves of a zmm pixel).
 //!
 //! The per-channel rows (`depthwise_rows.rs`) vectorise along a row, which
 //! on the small maps of MobileNet and EfficientNet's last stages (7x7,
@@ -17,11 +18,11 @@
 
 use super::gemm::{Activation, MicroKernel};
 
-/// Channels per block: one ymm.
-pub const LANES: usize = 8;
+/// Channels per 8x8 transpose, and per block with AVX2 (one ymm).
+const LANES: usize = 8;
 
 /// A depthwise convolution (one input channel per output channel) packed
-/// for blocks of [`LANES`] channels.
+/// for blocks of [`DepthwiseBlocked::lanes`] channels.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct DepthwiseBlocked {
     /// Input plane `[h, w]` and output plane `[oh, ow]`.
@@ -36,21 +37,22 @@ pub struct DepthwiseBlocked {
     dilation: [usize; 2],
     channels: usize,
     activation: Activation,
+    /// Channels per block: 8 (AVX2) or 16 (AVX-512).
+    lanes: usize,
     /// The padded buffer's rows and columns: every input the output
     /// reads, from the padding before the plane on.
     rows: usize,
     cols: usize,
-    /// Block `b`'s tap `t` for its eight channels at `(b * taps + t) *
-    /// LANES`, zero past the last channel.
+    /// Block `b`'s tap `t` for its channels at `(b * taps + t) * lanes`,
+    /// zero past the last channel.
     taps: Vec<f32>,
     /// The bias of every channel, zero-padded to whole blocks.
     bias: Vec<f32>,
 }
 
 impl DepthwiseBlocked {
-    /// Whether the CPU runs this kernel (it is AVX2 code) for a model
-    /// compiled for `kernel` (AVX2 or AVX-512; the compiler decides where
-    /// it pays on each).
+    /// Whether the CPU runs this kernel for a model compiled for `kernel`
+    /// (AVX2 or AVX-512; the compiler decides where it pays on each).
     pub fn available(kernel: MicroKernel) -> bool {
         matches!(kernel, MicroKernel::Avx2Fma | MicroKernel::Avx512)
             && MicroKernel::Avx2Fma.is_available()
@@ -58,7 +60,8 @@ impl DepthwiseBlocked {
     }
 
     /// Packs `weights` (`[channels, kh * kw]`) and `bias` for a conv of an
-    /// `[h, w]` plane into an `[oh, ow]` one; `None` if a slice is short.
+    /// `[h, w]` plane into an `[oh, ow]` one, in blocks of 16 channels for
+    /// `kernel` AVX-512, else 8; `None` if a slice is short.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         [h, w]: [usize; 2],
@@ -71,18 +74,24 @@ impl DepthwiseBlocked {
         weights: &[f32],
         bias: Option<&[f32]>,
         activation: Activation,
+        micro_kernel: MicroKernel,
     ) -> Option<DepthwiseBlocked> {
+        let lanes = if micro_kernel == MicroKernel::Avx512 && micro_kernel.is_available() {
+            2 * LANES
+        } else {
+            LANES
+        };
         let taps = kernel[0] * kernel[1];
         let weights = weights.get(..channels * taps)?;
-        let blocks = channels.div_ceil(LANES);
-        let mut packed = vec![0.0; blocks * taps * LANES];
+        let blocks = channels.div_ceil(lanes);
+        let mut packed = vec![0.0; blocks * taps * lanes];
         for (c, row) in weights.chunks_exact(taps.max(1)).enumerate() {
-            let (b, lane) = (c / LANES, c % LANES);
+            let (b, lane) = (c / lanes, c % lanes);
             for (t, &v) in row.iter().enumerate() {
-                packed[(b * taps + t) * LANES + lane] = v;
+                packed[(b * taps + t) * lanes + lane] = v;
             }
         }
-        let mut padded_bias = vec![0.0; blocks * LANES];
+        let mut padded_bias = vec![0.0; blocks * lanes];
         if let Some(bias) = bias {
             padded_bias[..channels].copy_from_slice(bias.get(..channels)?);
         }
@@ -99,6 +108,7 @@ impl DepthwiseBlocked {
             dilation,
             channels,
             activation,
+            lanes,
             rows: reach(0, oh).max(padding[0] + h),
             cols: reach(1, ow).max(padding[1] + w),
             taps: packed,
@@ -108,7 +118,12 @@ impl DepthwiseBlocked {
 
     /// Blocks of channels.
     pub fn blocks(&self) -> usize {
-        self.channels.div_ceil(LANES)
+        self.channels.div_ceil(self.lanes)
+    }
+
+    /// Channels per block.
+    pub fn lanes(&self) -> usize {
+        self.lanes
     }
 
     /// Bytes of packed taps and bias.
@@ -127,8 +142,15 @@ impl DepthwiseBlocked {
     /// written).
     #[cfg(target_arch = "x86_64")]
     pub unsafe fn run(&self, src: *const f32, dst: *mut f32, block: usize) {
-        // SAFETY: per the caller.
-        unsafe { avx2::run(self, src, dst, block) }
+        // SAFETY: per the caller; `lanes` is 16 only where AVX-512 is
+        // available.
+        unsafe {
+            if self.lanes == 2 * LANES {
+                avx512::run(self, src, dst, block)
+            } else {
+                avx2::run(self, src, dst, block)
+            }
+        }
     }
 }
 
@@ -181,25 +203,32 @@ mod avx2 {
             // SAFETY: the buffers hold `padded` and `outputs` pixels; the
             // caller vouches for `src` and `dst` over `live` planes.
             unsafe {
-                gather(s, src, live, input);
+                input.fill(_mm256_setzero_ps());
+                gather(s, src, live, input.as_mut_ptr().cast(), LANES);
                 convolve(s, block, input, &mut output[..outputs]);
-                scatter(output.as_ptr().cast(), outputs, dst, live);
+                scatter(output.as_ptr().cast(), LANES, outputs, dst, live);
             }
         });
     }
 
-    /// The padded buffer: zeros, then the `live` input planes at `src`
-    /// transposed in, channel `c` of pixel `(y, x)` at lane `c` of
-    /// `input[(y + top) * cols + x + left]`.
+    /// The `live <= 8` input planes at `src` transposed into the zeroed
+    /// padded buffer at `out` (pixels `stride` floats apart): channel `c`
+    /// of pixel `(y, x)` at float `c` of pixel `(y + top) * cols + x +
+    /// left`.
     ///
     /// # Safety
-    /// `src` holds `live` planes of `h * w` floats.
+    /// `src` holds `live` planes of `h * w` floats; `out` the padded
+    /// buffer's pixels, each `stride >= 8` floats from its first.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn gather(s: &DepthwiseBlocked, src: *const f32, live: usize, input: &mut [__m256]) {
-        input.fill(_mm256_setzero_ps());
+    pub(super) unsafe fn gather(
+        s: &DepthwiseBlocked,
+        src: *const f32,
+        live: usize,
+        out: *mut f32,
+        stride: usize,
+    ) {
         let (h, w) = (s.h, s.w);
         let plane = h * w;
-        let out = input.as_mut_ptr().cast::<f32>();
         for y in 0..h {
             let row = (y + s.padding[0]) * s.cols + s.padding[1];
             let mut x = 0;
@@ -214,13 +243,13 @@ mod avx2 {
                     }
                     let v = transpose(v);
                     for (j, v) in v.iter().enumerate() {
-                        _mm256_storeu_ps(out.add((row + x + j) * LANES), *v);
+                        _mm256_storeu_ps(out.add((row + x + j) * stride), *v);
                     }
                     x += 8;
                 }
                 for x in x..w {
                     for c in 0..live {
-                        *out.add((row + x) * LANES + c) = *src.add(c * plane + y * w + x);
+                        *out.add((row + x) * stride + c) = *src.add(c * plane + y * w + x);
                     }
                 }
             }
@@ -315,20 +344,27 @@ mod avx2 {
         output.copy_from_slice(&acc);
     }
 
-    /// The `live` output planes at `dst` from the interleaved `output`
-    /// (`pixels` of them).
+    /// The `live <= 8` output planes at `dst` from the interleaved
+    /// `output` (`pixels` of them, `stride` floats apart, the planes'
+    /// values first).
     ///
     /// # Safety
-    /// `output` holds `pixels * 8` floats, `dst` `live` planes of
+    /// `output` holds `pixels * stride` floats, `dst` `live` planes of
     /// `pixels`.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn scatter(output: *const f32, pixels: usize, dst: *mut f32, live: usize) {
+    pub(super) unsafe fn scatter(
+        output: *const f32,
+        stride: usize,
+        pixels: usize,
+        dst: *mut f32,
+        live: usize,
+    ) {
         let mut p = 0;
         // SAFETY: per the caller.
         unsafe {
             while p + 8 <= pixels {
                 let v: [__m256; 8] =
-                    std::array::from_fn(|j| _mm256_loadu_ps(output.add((p + j) * LANES)));
+                    std::array::from_fn(|j| _mm256_loadu_ps(output.add((p + j) * stride)));
                 let v = transpose(v);
                 for (c, v) in v.iter().enumerate().take(live) {
                     _mm256_storeu_ps(dst.add(c * pixels + p), *v);
@@ -337,7 +373,7 @@ mod avx2 {
             }
             for p in p..pixels {
                 for c in 0..live {
-                    *dst.add(c * pixels + p) = *output.add(p * LANES + c);
+                    *dst.add(c * pixels + p) = *output.add(p * stride + c);
                 }
             }
         }
@@ -374,5 +410,138 @@ mod avx2 {
             _mm256_permute2f128_ps::<0x31>(u2, u6),
             _mm256_permute2f128_ps::<0x31>(u3, u7),
         ]
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{avx2, DepthwiseBlocked, LANES};
+    use crate::kernels::gemm::avx512::{apply_act, vec_act, VecAct};
+    use std::arch::x86_64::*;
+    use std::cell::RefCell;
+
+    thread_local! {
+        /// The padded interleaved input and the interleaved output of one
+        /// call; grows, never shrinks.
+        static BUFFER: RefCell<Vec<__m512>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Output pixels computed side by side (see the AVX2 kernel's).
+    const PIXELS: usize = 8;
+
+    /// Sixteen channels per pixel: the copies in and out are the AVX2
+    /// kernel's 8x8 transposes, once per half of each zmm.
+    ///
+    /// # Safety
+    /// As [`DepthwiseBlocked::run`], with AVX-512F (and so AVX2 and FMA)
+    /// available.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn run(s: &DepthwiseBlocked, src: *const f32, dst: *mut f32, block: usize) {
+        let live = (s.channels - block * s.lanes).min(s.lanes);
+        let (padded, outputs) = (s.rows * s.cols, s.oh * s.ow);
+        let (plane, out_plane) = (s.h * s.w, outputs);
+        BUFFER.with(|buffer| {
+            let mut buffer = buffer.borrow_mut();
+            if buffer.len() < padded + outputs {
+                buffer.resize(padded + outputs, _mm512_setzero_ps());
+            }
+            let (input, output) = buffer.split_at_mut(padded);
+            let halves = [(0, live.min(LANES)), (LANES, live.saturating_sub(LANES))];
+            // SAFETY: the buffers hold `padded` and `outputs` pixels of 16
+            // floats; the caller vouches for `src` and `dst` over `live`
+            // planes, which the halves split.
+            unsafe {
+                input.fill(_mm512_setzero_ps());
+                let into = input.as_mut_ptr().cast::<f32>();
+                for (c0, n) in halves.into_iter().filter(|&(_, n)| n > 0) {
+                    avx2::gather(s, src.add(c0 * plane), n, into.add(c0), 2 * LANES);
+                }
+                convolve(s, block, input, &mut output[..outputs]);
+                let from = output.as_ptr().cast::<f32>();
+                for (c0, n) in halves.into_iter().filter(|&(_, n)| n > 0) {
+                    let to = dst.add(c0 * out_plane);
+                    avx2::scatter(from.add(c0), 2 * LANES, outputs, to, n);
+                }
+            }
+        });
+    }
+
+    /// Every output pixel of the block into `output` (interleaved), the
+    /// activation applied, in runs of [`PIXELS`] across rows.
+    ///
+    /// # Safety
+    /// `input` is the block's padded buffer.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn convolve(
+        s: &DepthwiseBlocked,
+        block: usize,
+        input: &[__m512],
+        output: &mut [__m512],
+    ) {
+        let [kh, kw] = s.kernel;
+        let lanes = s.lanes;
+        let taps = &s.taps[block * kh * kw * lanes..(block + 1) * kh * kw * lanes];
+        // SAFETY: the bias holds whole blocks.
+        let bias = unsafe { _mm512_loadu_ps(s.bias.as_ptr().add(block * lanes)) };
+        let act = vec_act(s.activation);
+        let offsets: Vec<usize> = (0..kh * kw)
+            .map(|t| (t / kw) * s.dilation[0] * s.cols + (t % kw) * s.dilation[1])
+            .collect();
+        let first = |q: usize| (q / s.ow) * s.stride[0] * s.cols + (q % s.ow) * s.stride[1];
+        let pixels = s.oh * s.ow;
+        let mut q = 0;
+        // SAFETY: every pixel a tap reads lies in the padded buffer (its
+        // size covers the output's reach).
+        unsafe {
+            while q + PIXELS <= pixels {
+                let at: [usize; PIXELS] = std::array::from_fn(|i| first(q + i));
+                let out = &mut output[q..q + PIXELS];
+                run_of(taps, &offsets, bias, &act, input, out, at);
+                q += PIXELS;
+            }
+            while q < pixels {
+                run_of(
+                    taps,
+                    &offsets,
+                    bias,
+                    &act,
+                    input,
+                    &mut output[q..q + 1],
+                    [first(q)],
+                );
+                q += 1;
+            }
+        }
+    }
+
+    /// `P` output pixels whose first input pixels are at `at`.
+    ///
+    /// # Safety
+    /// As [`convolve`]: `at[i] + offsets[t]` lies in `input`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn run_of<const P: usize>(
+        taps: &[f32],
+        offsets: &[usize],
+        bias: __m512,
+        act: &VecAct,
+        input: &[__m512],
+        output: &mut [__m512],
+        at: [usize; P],
+    ) {
+        let mut acc = [bias; P];
+        let input = input.as_ptr();
+        // SAFETY: per the caller; the taps hold `offsets.len()` vectors.
+        unsafe {
+            for (t, &offset) in offsets.iter().enumerate() {
+                let tap = _mm512_loadu_ps(taps.as_ptr().add(t * 2 * LANES));
+                for (acc, &at) in acc.iter_mut().zip(&at) {
+                    *acc = _mm512_fmadd_ps(tap, *input.add(at + offset), *acc);
+                }
+            }
+            for (o, a) in output.iter_mut().zip(acc) {
+                *o = apply_act(act, a);
+            }
+        }
     }
 }

@@ -16,7 +16,7 @@ use crate::backend::BackendError;
 use crate::ir::{Activation, Conv2dAttrs};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
-use nnc_runtime::kernels::depthwise_blocked::{DepthwiseBlocked, LANES};
+use nnc_runtime::kernels::depthwise_blocked::DepthwiseBlocked;
 use nnc_runtime::kernels::depthwise_rows::DepthwiseRows;
 #[cfg(target_arch = "x86_64")]
 use nnc_runtime::kernels::entry;
@@ -32,18 +32,18 @@ use nnc_runtime::kernels::Base;
 /// outgrow L1 and L2).
 const BLOCKED_MAX_PIXELS: usize = 28 * 28;
 
-/// Whether the channel-blocked kernel (eight channels per ymm) beats the
-/// per-channel rows for an `[oh, ow]` output. With AVX2, on maps up to
-/// [`BLOCKED_MAX_PIXELS`]. With AVX-512 the rows are 16 lanes wide and
-/// read 3x3 windows in place, so only where a row fills at most half a
-/// vector and the kernel is not 3x3 (AMD EPYC Zen 5, one thread: 5x5 on
-/// 7x7 maps 0.088 -> 0.045 ms per layer on MobileNetV3-Small and 0.21 ->
-/// 0.11 on EfficientNet-B0; 3x3 on 14x14 maps went 0.045 -> 0.097 and on
-/// 7x7 0.056 -> 0.070, and 5x5 on 14x14 about 4% slower).
+/// Whether the channel-blocked kernel beats the per-channel rows for an
+/// `[oh, ow]` output: on maps up to [`BLOCKED_MAX_PIXELS`], and with
+/// AVX-512 (16 channels per zmm) only for kernels other than 3x3, whose
+/// 16-lane rows read the windows in place. AMD EPYC Zen 5, one thread,
+/// per layer, rows -> blocked: 5x5 on 7x7 maps 0.106 -> 0.075 ms and on
+/// 14x14 0.174 -> 0.139 (EfficientNet-B0), 0.064 -> 0.046 (MobileNetV3-
+/// Small); 3x3 on 14x14 0.036 -> 0.068 and on 7x7 0.045 -> 0.050.
 fn blocked_beats_rows(a: &Conv2dAttrs, kernel: MicroKernel, [oh, ow]: [usize; 2]) -> bool {
+    let small = oh * ow <= BLOCKED_MAX_PIXELS;
     match kernel {
-        MicroKernel::Avx512 => a.kernel != [3, 3] && ow <= 8,
-        _ => oh * ow <= BLOCKED_MAX_PIXELS,
+        MicroKernel::Avx512 => small && a.kernel != [3, 3],
+        _ => small,
     }
 }
 
@@ -406,9 +406,10 @@ fn depthwise_blocked(
         weights,
         bias,
         native_activation(a.epilogue.activation)?,
+        ops.kernel,
     )
     .ok_or_else(|| BackendError::Codegen("depthwise weights shorter than the conv".into()))?;
-    let blocks = spec.blocks();
+    let (blocks, lanes) = (spec.blocks(), spec.lanes());
     let spec = consts.keep(spec);
     let (src, dst) = (x.base, out.base);
     let mut kernel = Kernel::jit(
@@ -417,8 +418,8 @@ fn depthwise_blocked(
             e.for_tasks(|e, t| {
                 let b = e.rem_imm(t, blocks);
                 let n = e.div_imm(t, blocks);
-                // Channel `b * LANES` of sample `n`.
-                let c0 = e.mul_imm(b, LANES);
+                // Channel `b * lanes` of sample `n`.
+                let c0 = e.mul_imm(b, lanes);
                 let plane = e.mul_imm(n, channels);
                 let plane = e.add(plane, c0);
                 let in_plane = e.mul_imm(plane, h * w);
@@ -431,7 +432,10 @@ fn depthwise_blocked(
             })
         }),
     );
-    kernel.micro_kernel = Some("avx2 depthwise, 8 channels".into());
+    kernel.micro_kernel = Some(match lanes {
+        16 => "avx512 depthwise, 16 channels".into(),
+        _ => "avx2 depthwise, 8 channels".into(),
+    });
     Ok(kernel)
 }
 
