@@ -113,8 +113,9 @@ fn fill(s: &DirectConv, x: &[f32], r0: usize, r1: usize, l: Layout, planes: &mut
 }
 
 /// Per tap `(c, ky, kx)`, in the weights' order, where its window for flat
-/// position 0 starts. Computed once per call: a division by the stride
-/// per tap cost more than the tap's FMAs.
+/// position 0 starts. Computed here, once per geometry (see [`Scratch`]):
+/// a division by the stride per tap in the FMA loop cost more than the
+/// tap's FMAs.
 fn taps(s: &DirectConv, l: Layout, out: &mut Vec<usize>) {
     let st = s.stride;
     let [kh, kw] = s.kernel;
