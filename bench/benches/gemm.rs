@@ -57,9 +57,11 @@ fn shapes() -> Vec<(usize, usize, usize)> {
 const COLD_BYTES: usize = 64 << 20;
 
 /// Sorted seconds of `runs` calls of `f` after one warm-up call; with
-/// `NNC_BENCH_COLD=1`, the caches flushed (untimed) before each call.
+/// `NNC_BENCH_COLD` set (to anything but empty or `0`), the caches
+/// flushed (untimed) before each call.
 fn times(runs: usize, mut f: impl FnMut()) -> Vec<f64> {
-    let mut flush = std::env::var_os("NNC_BENCH_COLD").map(|_| vec![0u8; COLD_BYTES]);
+    let cold = std::env::var("NNC_BENCH_COLD").is_ok_and(|v| !v.is_empty() && v != "0");
+    let mut flush = cold.then(|| vec![0u8; COLD_BYTES]);
     f();
     let mut times: Vec<f64> = (0..runs)
         .map(|i| {
