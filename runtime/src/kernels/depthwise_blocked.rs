@@ -17,6 +17,8 @@
 #![allow(unsafe_code)]
 
 use super::gemm::{Activation, MicroKernel};
+#[cfg(target_arch = "x86_64")]
+use super::row_lanes::Lanes;
 
 /// Channels per 8x8 transpose, and per block with AVX2 (one ymm).
 const LANES: usize = 8;
@@ -43,6 +45,9 @@ pub struct DepthwiseBlocked {
     /// reads, from the padding before the plane on.
     rows: usize,
     cols: usize,
+    /// Each tap's offset (in pixels of the padded buffer) from an output
+    /// pixel's first input pixel.
+    offsets: Vec<usize>,
     /// Block `b`'s tap `t` for its channels at `(b * taps + t) * lanes`,
     /// zero past the last channel.
     taps: Vec<f32>,
@@ -97,6 +102,10 @@ impl DepthwiseBlocked {
         }
         let reach =
             |i: usize, out: usize| (out.max(1) - 1) * stride[i] + (kernel[i] - 1) * dilation[i] + 1;
+        let cols = reach(1, ow).max(padding[1] + w);
+        let offsets = (0..taps)
+            .map(|t| (t / kernel[1]) * dilation[0] * cols + (t % kernel[1]) * dilation[1])
+            .collect();
         Some(DepthwiseBlocked {
             h,
             w,
@@ -110,7 +119,8 @@ impl DepthwiseBlocked {
             activation,
             lanes,
             rows: reach(0, oh).max(padding[0] + h),
-            cols: reach(1, ow).max(padding[1] + w),
+            cols,
+            offsets,
             taps: packed,
             bias: padded_bias,
         })
@@ -171,10 +181,86 @@ pub unsafe extern "C" fn nnc_depthwise_blocked(
     unsafe { (*spec).run(src, dst, block) }
 }
 
+/// Output pixels computed side by side: eight sums hide the FMA latency
+/// (two units, four cycles each).
+const PIXELS: usize = 8;
+
+/// Every output pixel of block `block` into `output` (interleaved), the
+/// activation applied, for vectors `V` of the block's channels (AVX2 or
+/// AVX-512, inlined into each). Pixels go in runs of [`PIXELS`] in
+/// row-major order, across rows: a 7x7 map would leave a run per row one
+/// pixel short of eight, and one pixel at a time is a chain of dependent
+/// FMAs (a 5x5 conv on 7x7 maps took twice as long that way).
+///
+/// # Safety
+/// `V`'s instruction set must be available and `V::N == s.lanes`; `input`
+/// is the block's padded buffer.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn convolve<V: Lanes>(s: &DepthwiseBlocked, block: usize, input: &[V], output: &mut [V]) {
+    let taps = s.taps[block * s.offsets.len() * V::N..].as_ptr();
+    let first = |q: usize| (q / s.ow) * s.stride[0] * s.cols + (q % s.ow) * s.stride[1];
+    let pixels = s.oh * s.ow;
+    let mut q = 0;
+    // SAFETY: the bias holds whole blocks; every pixel a tap reads lies in
+    // the padded buffer (its size covers the output's reach).
+    unsafe {
+        let bias = V::load(s.bias.as_ptr().add(block * V::N));
+        let act = V::act(s.activation);
+        while q + PIXELS <= pixels {
+            let at: [usize; PIXELS] = std::array::from_fn(|i| first(q + i));
+            run_of(s, taps, bias, &act, input, &mut output[q..q + PIXELS], at);
+            q += PIXELS;
+        }
+        while q < pixels {
+            run_of(
+                s,
+                taps,
+                bias,
+                &act,
+                input,
+                &mut output[q..q + 1],
+                [first(q)],
+            );
+            q += 1;
+        }
+    }
+}
+
+/// `P` output pixels whose first input pixels are at `at`.
+///
+/// # Safety
+/// As [`convolve`]: `at[i] + offsets[t]` lies in `input`; `taps` holds the
+/// block's tap vectors.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn run_of<V: Lanes, const P: usize>(
+    s: &DepthwiseBlocked,
+    taps: *const f32,
+    bias: V,
+    act: &V::Act,
+    input: &[V],
+    output: &mut [V],
+    at: [usize; P],
+) {
+    let mut acc = [bias; P];
+    let input = input.as_ptr();
+    // SAFETY: per the caller.
+    unsafe {
+        for (t, &offset) in s.offsets.iter().enumerate() {
+            let tap = V::load(taps.add(t * V::N));
+            for (acc, &at) in acc.iter_mut().zip(&at) {
+                *acc = V::mul_add(tap, *input.add(at + offset), *acc);
+            }
+        }
+        V::apply_all(act, &mut acc);
+    }
+    output.copy_from_slice(&acc);
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{DepthwiseBlocked, LANES};
-    use crate::kernels::gemm::avx2_act::{apply_act_all, vec_act};
     use std::arch::x86_64::*;
     use std::cell::RefCell;
 
@@ -183,10 +269,6 @@ mod avx2 {
         /// call; grows, never shrinks.
         static BUFFER: RefCell<Vec<__m256>> = const { RefCell::new(Vec::new()) };
     }
-
-    /// Output pixels computed side by side: eight sums hide the FMA
-    /// latency (two units, four cycles each).
-    const PIXELS: usize = 8;
 
     /// # Safety
     /// As [`DepthwiseBlocked::run`].
@@ -205,7 +287,7 @@ mod avx2 {
             unsafe {
                 input.fill(_mm256_setzero_ps());
                 gather(s, src, live, input.as_mut_ptr().cast(), LANES);
-                convolve(s, block, input, &mut output[..outputs]);
+                super::convolve(s, block, input, &mut output[..outputs]);
                 scatter(output.as_ptr().cast(), LANES, outputs, dst, live);
             }
         });
@@ -254,94 +336,6 @@ mod avx2 {
                 }
             }
         }
-    }
-
-    /// Every output pixel of the block into `output` (interleaved), the
-    /// activation applied. Pixels go in runs of [`PIXELS`] in row-major
-    /// order, across rows: a 7x7 map would leave a run per row one pixel
-    /// short of eight, and one pixel at a time is a chain of dependent
-    /// FMAs (a 5x5 conv on 7x7 maps took twice as long that way).
-    ///
-    /// # Safety
-    /// `input` is the block's padded buffer.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn convolve(
-        s: &DepthwiseBlocked,
-        block: usize,
-        input: &[__m256],
-        output: &mut [__m256],
-    ) {
-        let [kh, kw] = s.kernel;
-        let taps = &s.taps[block * kh * kw * LANES..(block + 1) * kh * kw * LANES];
-        // SAFETY: the bias holds whole blocks.
-        let bias = unsafe { _mm256_loadu_ps(s.bias.as_ptr().add(block * LANES)) };
-        let act = vec_act(s.activation);
-        // Each tap's offset from an output pixel's first input pixel.
-        let offsets: Vec<usize> = (0..kh * kw)
-            .map(|t| (t / kw) * s.dilation[0] * s.cols + (t % kw) * s.dilation[1])
-            .collect();
-        let first = |q: usize| (q / s.ow) * s.stride[0] * s.cols + (q % s.ow) * s.stride[1];
-        let pixels = s.oh * s.ow;
-        let mut q = 0;
-        // SAFETY: every pixel a tap reads lies in the padded buffer (its
-        // size covers the output's reach).
-        unsafe {
-            while q + PIXELS <= pixels {
-                let at: [usize; PIXELS] = std::array::from_fn(|i| first(q + i));
-                run_of(
-                    taps,
-                    &offsets,
-                    bias,
-                    &act,
-                    input,
-                    &mut output[q..q + PIXELS],
-                    at,
-                );
-                q += PIXELS;
-            }
-            while q < pixels {
-                run_of(
-                    taps,
-                    &offsets,
-                    bias,
-                    &act,
-                    input,
-                    &mut output[q..q + 1],
-                    [first(q)],
-                );
-                q += 1;
-            }
-        }
-    }
-
-    /// `P` output pixels whose first input pixels are at `at`.
-    ///
-    /// # Safety
-    /// As [`convolve`]: `at[i] + offsets[t]` lies in `input`.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn run_of<const P: usize>(
-        taps: &[f32],
-        offsets: &[usize],
-        bias: __m256,
-        act: &crate::kernels::gemm::avx2_act::VecAct,
-        input: &[__m256],
-        output: &mut [__m256],
-        at: [usize; P],
-    ) {
-        let mut acc = [bias; P];
-        let input = input.as_ptr();
-        // SAFETY: per the caller; the taps hold `offsets.len()` vectors.
-        unsafe {
-            for (t, &offset) in offsets.iter().enumerate() {
-                let tap = _mm256_loadu_ps(taps.as_ptr().add(t * LANES));
-                for (acc, &at) in acc.iter_mut().zip(&at) {
-                    *acc = _mm256_fmadd_ps(tap, *input.add(at + offset), *acc);
-                }
-            }
-            apply_act_all(act, &mut acc);
-        }
-        output.copy_from_slice(&acc);
     }
 
     /// The `live <= 8` output planes at `dst` from the interleaved
@@ -416,7 +410,6 @@ mod avx2 {
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::{avx2, DepthwiseBlocked, LANES};
-    use crate::kernels::gemm::avx512::{apply_act, vec_act, VecAct};
     use std::arch::x86_64::*;
     use std::cell::RefCell;
 
@@ -425,9 +418,6 @@ mod avx512 {
         /// call; grows, never shrinks.
         static BUFFER: RefCell<Vec<__m512>> = const { RefCell::new(Vec::new()) };
     }
-
-    /// Output pixels computed side by side (see the AVX2 kernel's).
-    const PIXELS: usize = 8;
 
     /// Sixteen channels per pixel: the copies in and out are the AVX2
     /// kernel's 8x8 transposes, once per half of each zmm.
@@ -456,7 +446,7 @@ mod avx512 {
                 for (c0, n) in halves.into_iter().filter(|&(_, n)| n > 0) {
                     avx2::gather(s, src.add(c0 * plane), n, into.add(c0), 2 * LANES);
                 }
-                convolve(s, block, input, &mut output[..outputs]);
+                super::convolve(s, block, input, &mut output[..outputs]);
                 let from = output.as_ptr().cast::<f32>();
                 for (c0, n) in halves.into_iter().filter(|&(_, n)| n > 0) {
                     let to = dst.add(c0 * out_plane);
@@ -464,84 +454,5 @@ mod avx512 {
                 }
             }
         });
-    }
-
-    /// Every output pixel of the block into `output` (interleaved), the
-    /// activation applied, in runs of [`PIXELS`] across rows.
-    ///
-    /// # Safety
-    /// `input` is the block's padded buffer.
-    #[target_feature(enable = "avx512f")]
-    unsafe fn convolve(
-        s: &DepthwiseBlocked,
-        block: usize,
-        input: &[__m512],
-        output: &mut [__m512],
-    ) {
-        let [kh, kw] = s.kernel;
-        let lanes = s.lanes;
-        let taps = &s.taps[block * kh * kw * lanes..(block + 1) * kh * kw * lanes];
-        // SAFETY: the bias holds whole blocks.
-        let bias = unsafe { _mm512_loadu_ps(s.bias.as_ptr().add(block * lanes)) };
-        let act = vec_act(s.activation);
-        let offsets: Vec<usize> = (0..kh * kw)
-            .map(|t| (t / kw) * s.dilation[0] * s.cols + (t % kw) * s.dilation[1])
-            .collect();
-        let first = |q: usize| (q / s.ow) * s.stride[0] * s.cols + (q % s.ow) * s.stride[1];
-        let pixels = s.oh * s.ow;
-        let mut q = 0;
-        // SAFETY: every pixel a tap reads lies in the padded buffer (its
-        // size covers the output's reach).
-        unsafe {
-            while q + PIXELS <= pixels {
-                let at: [usize; PIXELS] = std::array::from_fn(|i| first(q + i));
-                let out = &mut output[q..q + PIXELS];
-                run_of(taps, &offsets, bias, &act, input, out, at);
-                q += PIXELS;
-            }
-            while q < pixels {
-                run_of(
-                    taps,
-                    &offsets,
-                    bias,
-                    &act,
-                    input,
-                    &mut output[q..q + 1],
-                    [first(q)],
-                );
-                q += 1;
-            }
-        }
-    }
-
-    /// `P` output pixels whose first input pixels are at `at`.
-    ///
-    /// # Safety
-    /// As [`convolve`]: `at[i] + offsets[t]` lies in `input`.
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn run_of<const P: usize>(
-        taps: &[f32],
-        offsets: &[usize],
-        bias: __m512,
-        act: &VecAct,
-        input: &[__m512],
-        output: &mut [__m512],
-        at: [usize; P],
-    ) {
-        let mut acc = [bias; P];
-        let input = input.as_ptr();
-        // SAFETY: per the caller; the taps hold `offsets.len()` vectors.
-        unsafe {
-            for (t, &offset) in offsets.iter().enumerate() {
-                let tap = _mm512_loadu_ps(taps.as_ptr().add(t * 2 * LANES));
-                for (acc, &at) in acc.iter_mut().zip(&at) {
-                    *acc = _mm512_fmadd_ps(tap, *input.add(at + offset), *acc);
-                }
-            }
-            for (o, a) in output.iter_mut().zip(acc) {
-                *o = apply_act(act, a);
-            }
-        }
     }
 }

@@ -200,7 +200,7 @@ pub unsafe extern "C" fn nnc_depthwise_rows(
 mod vector {
     use super::{Columns, DepthwiseRows};
     use crate::kernels::gemm::Activation;
-    use crate::kernels::row_lanes::{copy_padded, padded_buffer, Lanes};
+    use crate::kernels::row_lanes::{copy_window, padded_buffer, padded_width, Lanes};
     use std::arch::x86_64::{__m256, __m512};
 
     /// The depthwise rows compiled for the instruction set of one
@@ -402,12 +402,11 @@ mod vector {
         let [kh, kw] = s.kernel;
         let (sh, dh) = (s.stride[0], s.dilation[0]);
         let (sw, dw, pw) = (s.stride[1], s.dilation[1], s.padding[1]);
-        let last_chunk = (s.ow - 1) / n * n;
-        let width = (pw + s.w).max(last_chunk * sw + (kw - 1) * dw + V::span(sw));
+        let width = padded_width::<V>(s.ow, s.w, [kw, sw, dw, pw]);
         let height = (r1 - r0 - 1) * sh + (kh - 1) * dh + 1;
         let base = padded_buffer(width * height);
         let top = (r0 * sh) as i64 - s.padding[0] as i64;
-        copy_padded::<V>(src, [s.h, s.w], top, pw, 0.0, base, height, width);
+        copy_window::<V>(src, [s.h, s.w], top, -(pw as i64), 0.0, base, height, width);
         let b = Rows::<V> {
             s,
             base,

@@ -175,7 +175,7 @@ pub unsafe extern "C" fn nnc_pool_rows(
 #[cfg(target_arch = "x86_64")]
 mod vector {
     use super::{PoolKind, PoolRows};
-    use crate::kernels::row_lanes::{copy_padded, copy_window, padded_buffer, Lanes};
+    use crate::kernels::row_lanes::{copy_window, padded_buffer, padded_width, Lanes};
     use std::arch::x86_64::{__m256, __m512};
 
     /// The pooling rows compiled for the instruction set of one [`Lanes`].
@@ -350,8 +350,7 @@ mod vector {
         let [kh, kw] = s.kernel;
         let (sh, dh) = (s.stride[0], s.dilation[0]);
         let (sw, dw, pw) = (s.stride[1], s.dilation[1], s.padding[1]);
-        let last_chunk = s.ow.saturating_sub(1) / n * n;
-        let width = (pw + s.w).max(last_chunk * sw + (kw - 1) * dw + V::span(sw));
+        let width = padded_width::<V>(s.ow, s.w, [kw, sw, dw, pw]);
         let band = (BAND_FLOATS / (width * sh).max(1)).max(1);
         let mut first = r0;
         while first < r1 {
@@ -360,7 +359,7 @@ mod vector {
             let base = padded_buffer(width * height);
             let top = (first * sh) as i64 - s.padding[0] as i64;
             let pad = s.kind.pad_value();
-            copy_padded::<V>(src, [s.h, s.w], top, pw, pad, base, height, width);
+            copy_window::<V>(src, [s.h, s.w], top, -(pw as i64), pad, base, height, width);
             let out = dst.add((first - r0) * s.ow);
             for oy in first..last {
                 let top = base.add((oy - first) * sh * width);

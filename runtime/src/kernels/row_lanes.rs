@@ -36,7 +36,7 @@ thread_local! {
 }
 
 /// Floats past the `len` a caller of [`padded_buffer`] asks for, which
-/// [`copy_padded`] and [`copy_window`] may write: a whole vector's worth.
+/// [`copy_window`] may write: a whole vector's worth.
 #[cfg(target_arch = "x86_64")]
 const SLACK: usize = 16;
 
@@ -93,42 +93,15 @@ unsafe fn write_padded_row<V: Lanes>(
     }
 }
 
-/// Copies input rows `top .. top + height` of the `h x w` plane at `src`
-/// into `height` rows of `width` floats at `base`: each row of the plane
-/// at column `left` with `pad` around it, rows above or below the plane
-/// all `pad`. Each column is written once, by vector loops rather than
-/// memset/memcpy calls, which cost more than the copy on 7x7 and 14x14
-/// maps.
-///
-/// # Safety
-/// `V`'s instruction set must be available; `src` holds the plane,
-/// `base` `height * width` floats and [`SLACK`] more (a
-/// [`padded_buffer`]), and `left + w <= width`.
+/// Floats per row of the padded copy a row kernel reads for an output
+/// `ow` wide: the padding before (`pw`) and the plane's `w` columns, or
+/// as far as the last chunk of `V::N` outputs reaches with `kw` taps
+/// `dw` apart at stride `sw`, whichever is more.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn copy_padded<V: Lanes>(
-    src: *const f32,
-    [h, w]: [usize; 2],
-    top: i64,
-    left: usize,
-    pad: f32,
-    base: *mut f32,
-    height: usize,
-    width: usize,
-) {
-    let fill = V::splat(pad);
-    for j in 0..height {
-        let row = base.add(j * width);
-        let iy = top + j as i64;
-        if !(0..h as i64).contains(&iy) {
-            write_padded_row(row, width, src, (width, width), fill);
-            continue;
-        }
-        // Column `c` of the copy is the plane row's column `c - left`.
-        let line = src.add(iy as usize * w).wrapping_sub(left);
-        write_padded_row(row, width, line, (left, left + w), fill);
-    }
+pub(crate) fn padded_width<V: Lanes>(ow: usize, w: usize, [kw, sw, dw, pw]: [usize; 4]) -> usize {
+    let last_chunk = ow.saturating_sub(1) / V::N * V::N;
+    (pw + w).max(last_chunk * sw + (kw - 1) * dw + V::span(sw))
 }
 
 /// Copies the `height x width` window of the `h x w` plane at `src` whose
