@@ -1,7 +1,8 @@
 //! The native GEMM path, single-threaded: measures the core's FMA peak with
 //! a loop of independent FMAs, then times nnc's `gemm` on 512³ and three
 //! im2col convolution shapes and prints GFLOP/s and % of peak next to the
-//! `gemm` and `matrixmultiply` crates on the same shapes; finally hands the
+//! `gemm` and `matrixmultiply` crates on the same shapes (and, for shapes
+//! with one column, the in-place `gemv` of large `linear`s); finally hands the
 //! same work to criterion for its statistics.
 //!
 //! `cargo bench -p nnc-bench --bench gemm` (see `bench/README.md`).
@@ -11,7 +12,8 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use nnc_runtime::kernels::gemm::{gemm, GemmEpilogue, MicroKernel, PackedA};
+use nnc_runtime::kernels::gemm::{gemm, Activation, GemmEpilogue, MicroKernel, PackedA};
+use nnc_runtime::kernels::gemv::Gemv;
 
 /// `(M, N, K)`: 512³, then conv layers as im2col GEMMs (ResNet-ish:
 /// 56x56x64 3x3, 28x28x128 3x3, 7x7x512 3x3), then the GEMVs of an LSTM
@@ -128,6 +130,19 @@ fn nnc(packed: &PackedA, o: &mut Operands, n: usize) {
     }
 }
 
+fn gemv(spec: &Gemv, o: &mut Operands) {
+    // SAFETY: A is `m x k`, B (x) `k` floats and C `m`; no residual.
+    unsafe {
+        spec.run(
+            o.a.as_ptr(),
+            o.b.as_ptr(),
+            o.c.as_mut_ptr(),
+            std::ptr::null(),
+            0,
+        )
+    };
+}
+
 fn matrixmultiply(o: &mut Operands, (m, n, k): (usize, usize, usize)) {
     // SAFETY: dense row-major operands of the stated shapes.
     unsafe {
@@ -209,6 +224,15 @@ fn summary(zmm_peak: f64, ymm_peak: f64) {
                 format!("nnc {}", kernel.name()),
                 gflops(flops, || nnc(&packed, &mut o, n)),
             ));
+            // A batch-1 `linear`'s own kernel, reading A in place (it
+            // refuses only a short bias; there is none).
+            let gemv_spec = Gemv::new(kernel, (m, k, 1), None, Activation::None, 1);
+            if let (1, Ok(spec)) = (n, gemv_spec) {
+                rows.push((
+                    format!("gemv {}", kernel.name()),
+                    gflops(flops, || gemv(&spec, &mut o)),
+                ));
+            }
         }
         rows.push((
             "gemm crate".into(),

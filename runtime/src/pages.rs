@@ -24,3 +24,55 @@ pub fn advise_huge_pages(ptr: *const u8, bytes: usize) {
     #[cfg(not(target_os = "linux"))]
     let _ = (ptr, bytes);
 }
+
+/// Drops the whole pages inside `bytes` at `ptr` from this process's
+/// resident memory (`MADV_DONTNEED`), leaving them in the page cache: an
+/// ONNX file's weights, once decoded, would otherwise be counted twice
+/// while the model loads (the mapped file and the decoded copy; VGG-19
+/// peaked at 1.1 GB for 548 MiB of weights). A no-op outside Linux.
+///
+/// # Safety
+/// The range must lie inside a live read-only `MAP_SHARED` mapping of a
+/// file (such as `memmap2::Mmap`): reading a dropped page again faults it
+/// back in from the file, unchanged. On private or anonymous memory it
+/// would zero the pages.
+#[allow(unsafe_code)]
+pub unsafe fn release_file_pages(ptr: *const u8, bytes: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        const PAGE: usize = 4096;
+        let start = (ptr as usize).next_multiple_of(PAGE);
+        let end = (ptr as usize).saturating_add(bytes) / PAGE * PAGE;
+        if end > start {
+            // SAFETY: whole pages inside the caller's file mapping (see
+            // above); the advice is only a hint, its result is not needed.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (ptr, bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    /// Released pages of a file mapping read back unchanged (they fault in
+    /// again from the file), and the bytes around them are untouched.
+    #[test]
+    #[allow(unsafe_code)]
+    fn released_file_pages_read_back_unchanged() -> std::io::Result<()> {
+        let bytes: Vec<u8> = (0..5 * 4096 + 123).map(|i| (i * 7 % 251) as u8).collect();
+        let mut file = tempfile::tempfile()?;
+        file.write_all(&bytes)?;
+        // SAFETY: a read-only map of a file no one else changes.
+        let map = unsafe { memmap2::Mmap::map(&file) }?;
+        assert_eq!(&map[..], &bytes[..]);
+        // SAFETY: the range lies inside the live read-only file mapping.
+        unsafe { super::release_file_pages(map.as_ptr().add(100), 3 * 4096 + 500) };
+        assert_eq!(&map[..], &bytes[..]);
+        Ok(())
+    }
+}

@@ -266,6 +266,36 @@ fn linear_over_many_rows_matches_the_interpreter() {
     );
 }
 
+/// A `linear` with 16 MiB of weights or more, over single rows, reads its
+/// weight in place (the compiled model keeps it instead of a packed copy),
+/// with and without a fused residual over two rows, and agrees with the
+/// interpreter; a smaller one is packed as before.
+#[test]
+fn large_linear_weights_are_read_in_place() {
+    let text = "model big {\n    input x: f32[2, 2048]\n    input z: f32[1, 4096]\n    \
+        d = linear(x, out=2048)\n    e = add(d, x)\n    \
+        f = linear(z, out=1024)\n    g = relu(f)\n    h = linear(g, out=10)\n    \
+        output e, h\n}\n";
+    let compiled = check(load_text("big.nn", text), text);
+    let algorithm = |name: &str| {
+        compiled
+            .report
+            .layers
+            .iter()
+            .find(|l| l.name == name)
+            .map(|l| l.algorithm.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(algorithm("d"), "gemv per row, in place");
+    assert_eq!(algorithm("f"), "gemv per row, in place");
+    assert_eq!(algorithm("h"), "gemv per row");
+    assert_eq!(
+        compiled.report.kept_weight_bytes,
+        4 * (2048 * 2048 + 4096 * 1024),
+        "the two large weights, and nothing else, are kept"
+    );
+}
+
 /// A `max_pool2d` and an `avg_pool2d` of random geometry: every stride
 /// (the native rows have a path each for 1, 2 and more), dilations, pads
 /// differing per side, ceil mode, and maps from one column to several

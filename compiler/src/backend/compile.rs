@@ -794,8 +794,11 @@ fn algorithm(graph: &Graph, id: NodeId) -> String {
         "winograd output transform".into()
     } else if let Op::Linear(a) = &node.op {
         let x = &graph.node(node.inputs()[0]).ty.shape;
+        let k = x.last().copied().unwrap_or(1);
         if kernels::linear_over_rows(a, x) {
             "gemm over the rows".into()
+        } else if kernels::gemv_in_place(a.out_features, k) {
+            "gemv per row, in place".into()
         } else {
             "gemv per row".into()
         }

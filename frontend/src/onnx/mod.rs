@@ -88,7 +88,8 @@ pub fn import_file_with(path: &Path, options: &Options) -> Result<Imported, Impo
             p
         }
     });
-    import_buf(Bytes::from_owner(map), path, dir, options)
+    let bytes = Bytes::from_owner(map);
+    import_buf(bytes.clone(), path, dir, options, Some(bytes))
 }
 
 /// Imports an ONNX model from its bytes. `path` names it in errors and, for
@@ -109,16 +110,19 @@ pub fn import_bytes_with(
     data_dir: Option<&Path>,
     options: &Options,
 ) -> Result<Imported, ImportError> {
-    import_buf(bytes, path, data_dir, options)
+    import_buf(bytes, path, data_dir, options, None)
 }
 
 /// Imports a model from a buffer: decoding from a [`Bytes`] keeps the
 /// tensors' raw data as slices of it; from a `&[u8]` it is copied.
+/// `mapped` is the buffer again when it maps the model file, so that the
+/// pages of each weight can be given back once it is decoded.
 fn import_buf(
     bytes: impl Buf,
     path: &Path,
     data_dir: Option<&Path>,
     options: &Options,
+    mapped: Option<Bytes>,
 ) -> Result<Imported, ImportError> {
     let (model, opset) = model::decode(bytes, path)?;
     let Some(graph) = model.graph.as_ref() else {
@@ -130,6 +134,7 @@ fn import_buf(
     let dir = DataDir {
         dir: data_dir.map(Path::to_path_buf),
         limit: options.max_memory,
+        mapped,
     };
     let converted = convert::Converter::new(opset, dir, &options.dims).run(graph);
     if !converted.problems.is_empty() {

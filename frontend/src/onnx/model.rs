@@ -6,6 +6,7 @@ use super::error::ImportError;
 use super::proto::{tensor_proto::DataLocation, tensor_proto::DataType, ModelProto, TensorProto};
 use nnc_runtime::limits::tensor_bytes;
 use nnc_runtime::MemoryLimit;
+use prost::bytes::Bytes;
 use prost::Message;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
@@ -70,6 +71,9 @@ pub fn decode(
 pub struct DataDir {
     pub dir: Option<PathBuf>,
     pub limit: MemoryLimit,
+    /// The model file's read-only mapping, when it was mapped (held here
+    /// so that it outlives every release of its pages).
+    pub mapped: Option<Bytes>,
 }
 
 impl DataDir {
@@ -82,6 +86,24 @@ impl DataDir {
                 tensor_bytes(dims, width),
             )
             .map_err(|e| e.to_string())
+    }
+
+    /// Gives back the memory of `raw`, a tensor's bytes that were just
+    /// decoded, if they lie in the model file's mapping: the decoded copy
+    /// is what the compiler reads from now on.
+    fn release(&self, raw: &[u8]) {
+        let Some(map) = &self.mapped else {
+            return;
+        };
+        let range = map.as_ptr_range();
+        if range.start <= raw.as_ptr() && raw.as_ptr_range().end <= range.end {
+            // SAFETY: `raw` lies inside `map`, a live read-only shared
+            // mapping of the model file (`import_file_with`).
+            #[allow(unsafe_code)]
+            unsafe {
+                nnc_runtime::pages::release_file_pages(raw.as_ptr(), raw.len())
+            }
+        }
     }
 }
 
@@ -186,7 +208,13 @@ pub fn tensor_to_constant(t: &TensorProto, data_dir: &DataDir) -> Result<Constan
                 // page faults took longer than decoding them).
                 let mut v: Vec<f32> = Vec::with_capacity(count);
                 nnc_runtime::pages::advise_huge_pages(v.as_ptr().cast(), 4 * count);
-                v.extend(le_chunks::<4>(b, name)?.map(f32::from_le_bytes));
+                // In parts, each part's mapped pages given back as soon
+                // as it is decoded, so that a large tensor is not resident
+                // twice (VGG-19's first `linear` weight is 392 MiB).
+                for part in b.chunks(8 << 20) {
+                    v.extend(le_chunks::<4>(part, name)?.map(f32::from_le_bytes));
+                    data_dir.release(part);
+                }
                 v
             }
             None => t.float_data.clone(),

@@ -126,6 +126,7 @@ fn resize_and_upsample_before_opset_11_convert() {
             DataDir {
                 dir: None,
                 limit: nnc_runtime::MemoryLimit::default(),
+                mapped: None,
             },
             &dims,
         )

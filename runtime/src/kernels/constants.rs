@@ -16,6 +16,7 @@ use super::cell::PackedCell;
 use super::depthwise_blocked::DepthwiseBlocked;
 use super::depthwise_rows::DepthwiseRows;
 use super::direct_conv::DirectConv;
+use super::gemv::Gemv;
 use super::pool_rows::PoolRows;
 use super::tasks::{GemmTask, LinearRows, PanelGemm};
 use super::winograd::{WinogradInput, WinogradOutput};
@@ -35,6 +36,7 @@ pub enum Constant {
     Gemm(GemmTask),
     Panel(PanelGemm),
     LinearRows(LinearRows),
+    Gemv(Gemv),
     Cell(PackedCell),
     DepthwiseRows(DepthwiseRows),
     DepthwiseBlocked(DepthwiseBlocked),
@@ -58,6 +60,7 @@ from_descriptor!(
     Gemm(GemmTask),
     Panel(PanelGemm),
     LinearRows(LinearRows),
+    Gemv(Gemv),
     Cell(PackedCell),
     DepthwiseRows(DepthwiseRows),
     DepthwiseBlocked(DepthwiseBlocked),
@@ -82,6 +85,7 @@ impl Constant {
             Constant::Gemm(d) => span(d),
             Constant::Panel(d) => span(d),
             Constant::LinearRows(d) => span(d),
+            Constant::Gemv(d) => span(d),
             Constant::Cell(d) => span(d),
             Constant::DepthwiseRows(d) => span(d),
             Constant::DepthwiseBlocked(d) => span(d),

@@ -15,6 +15,7 @@ use super::cell::PackedCell;
 use super::depthwise_blocked::{nnc_depthwise_blocked, DepthwiseBlocked};
 use super::depthwise_rows::{nnc_depthwise_rows, DepthwiseRows};
 use super::direct_conv::{nnc_direct_conv, DirectConv};
+use super::gemv::{nnc_gemv, Gemv};
 use super::pool_rows::{nnc_pool_rows, PoolRows};
 use super::tasks::{
     nnc_cell_part, nnc_cell_step, nnc_gemm_panel, nnc_gemm_task, nnc_linear_rows, nnc_lrn_exact,
@@ -128,6 +129,9 @@ entry_points! {
     GEMM_PANEL = nnc_gemm_panel(*const PanelGemm, *const f32, *mut f32, *const f32, usize, usize, usize);
     /// `(spec, x, out, t)`: block `t` of a [`LinearRows`].
     LINEAR_ROWS = nnc_linear_rows(*const LinearRows, *const f32, *mut f32, usize);
+    /// `(spec, w, x, out, residual, t)`: block `t` of a [`Gemv`], reading
+    /// the weight `w` in place.
+    GEMV = nnc_gemv(*const Gemv, *const f32, *const f32, *mut f32, *const f32, usize);
     /// `(cell, i, x, p, h, c, previous, out)`: one step of a recurrent layer.
     CELL_STEP = nnc_cell_step(
         *const PackedCell, usize, *const f32, *mut f32, *mut f32, *mut f32, *mut f32, *mut f32

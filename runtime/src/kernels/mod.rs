@@ -16,6 +16,7 @@ pub mod depthwise_rows;
 pub mod direct_conv;
 pub mod entry;
 pub mod gemm;
+pub mod gemv;
 pub mod math;
 pub mod pool_rows;
 mod row_lanes;

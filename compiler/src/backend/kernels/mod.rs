@@ -6,7 +6,7 @@ mod copy;
 mod depthwise;
 mod elementwise;
 mod gemm;
-pub(super) use gemm::linear_over_rows;
+pub(super) use gemm::{gemv_in_place, linear_over_rows};
 mod im2col;
 mod indexing;
 mod interpolate;
