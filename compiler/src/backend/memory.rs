@@ -51,8 +51,9 @@ pub fn place(buffers: &[Interval]) -> Placement {
     // Largest first is usually optimal but not always: alternating short
     // buffers around a long-lived one (ResNet-18's blocks, once its stem
     // no longer needed a 7 MiB im2col buffer) gave 5.0 MiB against a lower
-    // bound of 4.2, which about 3% of random orders reach. Each try costs
-    // O(n^2); the budget keeps large graphs' plans fast.
+    // bound of 4.2, which about 3% of random orders reach. A try costs
+    // O(n^2) at worst (every buffer alive together), linear for a chain;
+    // the budget keeps large graphs' plans fast.
     let n = buffers.len().max(1);
     let tries = (SEARCH_BUDGET / (n * n)).clamp(8, 1024);
     let mut state = 0x9e37_79b9_7f4a_7c15_u64 ^ n as u64;
@@ -87,27 +88,42 @@ const SEARCH_ABOVE: f64 = 1.02;
 /// Roughly how many interval comparisons the search may spend.
 const SEARCH_BUDGET: usize = 4_000_000;
 
-/// The largest total of buffers live at one step.
+/// The largest total of buffers live at one step: a sweep over the steps
+/// where buffers start and end.
 fn lower_bound(buffers: &[Interval]) -> usize {
     let steps = buffers.iter().map(|b| b.last + 1).max().unwrap_or(0);
-    (0..steps)
-        .map(|s| {
-            buffers
-                .iter()
-                .filter(|b| b.first <= s && s <= b.last)
-                .map(|b| round_up(b.len.max(1)))
-                .sum::<usize>()
-        })
-        .max()
-        .unwrap_or(0)
+    // The total size that starts at each step, and that ends after it.
+    let mut delta = vec![0isize; steps + 1];
+    for b in buffers {
+        let size = round_up(b.len.max(1)) as isize;
+        delta[b.first] += size;
+        delta[b.last + 1] -= size;
+    }
+    let mut live = 0isize;
+    let mut most = 0isize;
+    for d in &delta[..steps] {
+        live += d;
+        most = most.max(live);
+    }
+    most as usize
 }
 
 /// Greedy placement in `order`: each buffer at the lowest offset that does
 /// not overlap an already placed buffer alive at the same time. Returns the
 /// offsets (in the buffers' own order) and the arena size.
+///
+/// The buffers alive at the same time as one are found through per-step
+/// lists of the placed buffers alive at that step, so that a chain of
+/// layers costs time linear in its length (checking every placed buffer
+/// made the plan of a 5000-layer chain take 56 ms, 11 us per layer against
+/// 1 at 100 layers).
 fn place_in_order(buffers: &[Interval], order: &[usize]) -> (Vec<usize>, usize) {
+    let steps = buffers.iter().map(|b| b.last + 1).max().unwrap_or(0);
     let mut offsets = vec![0usize; buffers.len()];
-    let mut placed: Vec<usize> = Vec::with_capacity(buffers.len());
+    let mut alive: Vec<Vec<usize>> = vec![Vec::new(); steps];
+    // The buffer whose placement last saw buffer `j` (`usize::MAX`: none),
+    // so that one alive at several of its steps is counted once.
+    let mut seen = vec![usize::MAX; buffers.len()];
     let mut arena_len = 0;
     let mut busy: Vec<(usize, usize)> = Vec::new();
     for &i in order {
@@ -115,12 +131,14 @@ fn place_in_order(buffers: &[Interval], order: &[usize]) -> (Vec<usize>, usize) 
         let size = round_up(b.len.max(1));
         // Occupied ranges of buffers alive at the same time, by offset.
         busy.clear();
-        busy.extend(
-            placed
-                .iter()
-                .filter(|&&j| buffers[j].first <= b.last && b.first <= buffers[j].last)
-                .map(|&j| (offsets[j], offsets[j] + round_up(buffers[j].len.max(1)))),
-        );
+        for step in &alive[b.first..=b.last] {
+            for &j in step {
+                if seen[j] != i {
+                    seen[j] = i;
+                    busy.push((offsets[j], offsets[j] + round_up(buffers[j].len.max(1))));
+                }
+            }
+        }
         busy.sort_unstable();
         let mut offset = 0;
         for &(start, end) in &busy {
@@ -131,7 +149,89 @@ fn place_in_order(buffers: &[Interval], order: &[usize]) -> (Vec<usize>, usize) 
         }
         offsets[i] = offset;
         arena_len = arena_len.max(offset + size);
-        placed.push(i);
+        for step in &mut alive[b.first..=b.last] {
+            step.push(i);
+        }
     }
     (offsets, arena_len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The greedy rule written directly: the lowest offset, among 0 and the
+    /// ends of the placed buffers alive at the same time, that overlaps
+    /// none of them.
+    fn greedy_oracle(buffers: &[Interval], order: &[usize]) -> Vec<usize> {
+        let mut offsets: Vec<Option<usize>> = vec![None; buffers.len()];
+        let live_together = |a: &Interval, b: &Interval| a.first <= b.last && b.first <= a.last;
+        for &i in order {
+            let size = round_up(buffers[i].len.max(1));
+            let others: Vec<(usize, usize)> = (0..buffers.len())
+                .filter_map(|j| {
+                    let o = offsets[j]?;
+                    live_together(&buffers[i], &buffers[j])
+                        .then(|| (o, o + round_up(buffers[j].len.max(1))))
+                })
+                .collect();
+            let fits = |o: usize| others.iter().all(|&(s, e)| o + size <= s || e <= o);
+            let best = std::iter::once(0)
+                .chain(others.iter().map(|&(_, e)| e))
+                .filter(|&o| fits(o))
+                .min();
+            offsets[i] = best;
+        }
+        offsets.into_iter().map(Option::unwrap_or_default).collect()
+    }
+
+    fn intervals() -> impl Strategy<Value = Vec<Interval>> {
+        prop::collection::vec((1usize..5000, 0usize..40, 0usize..12), 1..60).prop_map(|v| {
+            v.into_iter()
+                .map(|(len, first, span)| Interval {
+                    len,
+                    first,
+                    last: first + span,
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        /// Placement follows the greedy rule exactly (in largest-first
+        /// order), no two buffers alive together share memory, the arena
+        /// holds every buffer, and the lower bound is the most memory
+        /// alive at any one step, counted step by step.
+        #[test]
+        fn placement_is_greedy_disjoint_and_bounded(buffers in intervals()) {
+            let mut order: Vec<usize> = (0..buffers.len()).collect();
+            order.sort_by_key(|&i| (std::cmp::Reverse(buffers[i].len), buffers[i].first, i));
+            let (offsets, _) = place_in_order(&buffers, &order);
+            prop_assert_eq!(&offsets, &greedy_oracle(&buffers, &order));
+
+            let p = place(&buffers);
+            let size = |i: usize| round_up(buffers[i].len.max(1));
+            for i in 0..buffers.len() {
+                prop_assert!(p.offsets[i] + size(i) <= p.arena_len);
+                for j in 0..i {
+                    let together = buffers[i].first <= buffers[j].last
+                        && buffers[j].first <= buffers[i].last;
+                    let apart = p.offsets[i] + size(i) <= p.offsets[j]
+                        || p.offsets[j] + size(j) <= p.offsets[i];
+                    prop_assert!(!together || apart, "buffers {} and {} overlap", i, j);
+                }
+            }
+            let steps = buffers.iter().map(|b| b.last + 1).max().unwrap_or(0);
+            let most = (0..steps)
+                .map(|s| (0..buffers.len())
+                    .filter(|&i| buffers[i].first <= s && s <= buffers[i].last)
+                    .map(size)
+                    .sum::<usize>())
+                .max()
+                .unwrap_or(0);
+            prop_assert_eq!(p.lower_bound, most);
+            prop_assert!(p.arena_len >= p.lower_bound);
+        }
+    }
 }
