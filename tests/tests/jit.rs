@@ -296,6 +296,19 @@ fn large_linear_weights_are_read_in_place() {
     );
 }
 
+/// An `avg_pool2d` whose window is the whole unpadded map runs as a
+/// global average pool (the reductions' kernel): square and oblong maps,
+/// with a stride and in ceil mode (still one output), against the
+/// interpreter's windows.
+#[test]
+fn whole_map_average_pools_match_the_interpreter() {
+    let text = "model whole {\n    input x: f32[2, 5, 7, 7]\n    input y: f32[1, 4, 3, 5]\n    \
+        a = avg_pool2d(x, kernel=[7, 7])\n    \
+        b = avg_pool2d(y, kernel=[3, 5], stride=[2, 2], ceil_mode=true)\n    \
+        output a, b\n}\n";
+    check(load_text("whole.nn", text), text);
+}
+
 /// A `max_pool2d` and an `avg_pool2d` of random geometry: every stride
 /// (the native rows have a path each for 1, 2 and more), dilations, pads
 /// differing per side, ceil mode, and maps from one column to several

@@ -14,7 +14,7 @@ use super::im2col::{interior, vector_end};
 use super::{Consts, Kernel, Operands};
 use crate::backend::jit::{Emit, F32X4};
 use crate::backend::BackendError;
-use crate::ir::{AvgPool2dAttrs, MaxPool2dAttrs, Padding};
+use crate::ir::{AvgPool2dAttrs, MaxPool2dAttrs, Padding, ReduceAttrs, Reduction};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 use nnc_runtime::kernels::entry;
@@ -245,6 +245,20 @@ pub fn avg_pool(a: &AvgPool2dAttrs, ops: Operands<'_>, consts: &mut Consts) -> K
     let x = &ops.inputs[0];
     let (h, w) = (x.shape[2], x.shape[3]);
     let (oh, ow) = (ops.out.shape[2], ops.out.shape[3]);
+    // A window over the whole unpadded map (Inception's and the Model
+    // Zoo's 7x7 pools before the classifier) is a global average pool:
+    // the reductions' row kernel instead of a window per plane (Inception
+    // v2's [1, 1024, 7, 7] pool took 0.059 ms, ORT's 0.003).
+    if a.kernel == [h, w] && a.padding.is_zero() && [oh, ow] == [1, 1] {
+        return super::reduce::build(
+            &ReduceAttrs {
+                function: Reduction::Mean,
+                dims: vec![2, 3],
+                keepdim: true,
+            },
+            ops,
+        );
+    }
     // Per axis: the real extent and the extent clipped to the padded input,
     // in padded coordinates (the input is p..p + len, then `after`).
     let Padding { begin, end: after } = a.padding;
