@@ -156,6 +156,44 @@ fn common_pools() {
     }
 }
 
+/// 3x3 stride-1 pools with every padding up to 2 on each side, on maps
+/// from 1 to 40 wide (one chunk to three, most reaching into the
+/// padding), max with NaN and infinities and average.
+#[test]
+fn three_by_three_stride_one_with_any_padding() {
+    for (h, w) in [
+        (1, 1),
+        (2, 5),
+        (7, 7),
+        (14, 14),
+        (13, 17),
+        (28, 28),
+        (5, 40),
+    ] {
+        for sides in [
+            [[0, 0], [0, 0]],
+            [[1, 1], [1, 1]],
+            [[2, 0], [1, 2]],
+            [[0, 2], [2, 1]],
+        ] {
+            for kind in [PoolKind::Max, PoolKind::Avg] {
+                let specials: &[f32] = match kind {
+                    PoolKind::Max => &[f32::NAN, f32::INFINITY, f32::NEG_INFINITY],
+                    PoolKind::Avg => &[],
+                };
+                check(
+                    ([3, 3], [1, 1], sides, [1, 1]),
+                    [h, w],
+                    kind,
+                    (0, 100),
+                    specials,
+                    (h * 100 + w) as u64,
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn max_keeps_nan_and_infinities() {
     let specials = [

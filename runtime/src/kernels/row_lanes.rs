@@ -188,6 +188,9 @@ pub(crate) trait Lanes: Copy {
     /// The lanes of `mask` from `p`, zero elsewhere; the others are not
     /// read.
     unsafe fn load_masked(p: *const f32, mask: Self::Mask) -> Self;
+    /// The lanes of `mask` from `p`, `fill`'s elsewhere; the others are
+    /// not read (so `p` may point before or past the buffer they lie in).
+    unsafe fn load_masked_or(p: *const f32, mask: Self::Mask, fill: Self) -> Self;
 
     /// Columns `at[l * stride]` for the `N` lanes `l`, every one readable:
     /// `at[0 .. span(stride)]`.
@@ -302,6 +305,10 @@ mod avx512 {
         #[inline(always)]
         unsafe fn load_masked(p: *const f32, mask: __mmask16) -> __m512 {
             _mm512_maskz_loadu_ps(mask, p)
+        }
+        #[inline(always)]
+        unsafe fn load_masked_or(p: *const f32, mask: __mmask16, fill: __m512) -> __m512 {
+            _mm512_mask_loadu_ps(fill, mask, p)
         }
         #[inline(always)]
         unsafe fn window(at: *const f32, stride: usize) -> __m512 {
@@ -487,6 +494,11 @@ mod avx2 {
         #[inline(always)]
         unsafe fn load_masked(p: *const f32, mask: __m256i) -> __m256 {
             _mm256_maskload_ps(p, mask)
+        }
+        #[inline(always)]
+        unsafe fn load_masked_or(p: *const f32, mask: __m256i, fill: __m256) -> __m256 {
+            let loaded = _mm256_maskload_ps(p, mask);
+            _mm256_blendv_ps(fill, loaded, _mm256_castsi256_ps(mask))
         }
         #[inline(always)]
         unsafe fn window(at: *const f32, stride: usize) -> __m256 {
