@@ -156,11 +156,13 @@ fn common_pools() {
     }
 }
 
-/// 3x3 stride-1 pools with every padding up to 2 on each side, on maps
-/// from 1 to 40 wide (one chunk to three, most reaching into the
-/// padding), max with NaN and infinities and average.
+/// 3x3 pools at strides 1 and 2, and 2x2 at stride 2, with every padding
+/// up to 2 on each side,
+/// on maps from 1 to 40 wide (one chunk to three, most reaching into the
+/// padding; the narrow paths read windows in place with masked loads),
+/// max with NaN and infinities and average.
 #[test]
-fn three_by_three_stride_one_with_any_padding() {
+fn three_by_three_with_any_padding() {
     for (h, w) in [
         (1, 1),
         (2, 5),
@@ -176,13 +178,16 @@ fn three_by_three_stride_one_with_any_padding() {
             [[2, 0], [1, 2]],
             [[0, 2], [2, 1]],
         ] {
-            for kind in [PoolKind::Max, PoolKind::Avg] {
+            for (kind, (size, stride)) in [PoolKind::Max, PoolKind::Avg]
+                .into_iter()
+                .flat_map(|k| [(k, (3, 1)), (k, (3, 2)), (k, (2, 2))])
+            {
                 let specials: &[f32] = match kind {
                     PoolKind::Max => &[f32::NAN, f32::INFINITY, f32::NEG_INFINITY],
                     PoolKind::Avg => &[],
                 };
                 check(
-                    ([3, 3], [1, 1], sides, [1, 1]),
+                    ([size, size], [stride, stride], sides, [1, 1]),
                     [h, w],
                     kind,
                     (0, 100),

@@ -217,6 +217,9 @@ pub(crate) trait Lanes: Copy {
     /// Column `2N` of the row at `at` in the lane where
     /// [`Lanes::split_stride2`] takes it; reads no column past `2N`.
     unsafe fn load_column_2n(at: *const f32) -> Self;
+    /// [`Lanes::load_column_2n`] when `inside`, else `fill`; reads no
+    /// column but `2N`, and that one only when `inside`.
+    unsafe fn load_column_2n_or(at: *const f32, inside: bool, fill: Self) -> Self;
     /// [`Lanes::stride2_windows`] of columns already loaded: `lo` holds
     /// columns `0..N`, `hi` `N..2N`, and `next` column `2N` as
     /// [`Lanes::load_column_2n`] loads it (or any lane-wise function of
@@ -343,6 +346,10 @@ mod avx512 {
         unsafe fn load_column_2n(at: *const f32) -> __m512 {
             // Lane 0.
             _mm512_maskz_loadu_ps(1, at.wrapping_add(32))
+        }
+        #[inline(always)]
+        unsafe fn load_column_2n_or(at: *const f32, inside: bool, fill: __m512) -> __m512 {
+            _mm512_mask_loadu_ps(fill, u16::from(inside), at.wrapping_add(32))
         }
         #[inline(always)]
         unsafe fn split_stride2(lo: __m512, hi: __m512, next: __m512) -> [__m512; 3] {
@@ -543,6 +550,12 @@ mod avx2 {
         unsafe fn load_column_2n(at: *const f32) -> __m256 {
             // Columns 9..=16: column 16 in lane 7.
             _mm256_loadu_ps(at.wrapping_add(9))
+        }
+        #[inline(always)]
+        unsafe fn load_column_2n_or(at: *const f32, inside: bool, fill: __m256) -> __m256 {
+            // Lane 7 alone, which `split_stride2` takes.
+            let lane = if inside { 0x80 } else { 0 };
+            Self::load_masked_or(at.wrapping_add(9), Self::mask(lane), fill)
         }
         #[inline(always)]
         unsafe fn split_stride2(lo: __m256, hi: __m256, next: __m256) -> [__m256; 3] {
