@@ -247,12 +247,19 @@ mod vector {
             _ => ANY,
         };
         let narrow = s.ow <= V::N;
+        let two = s.ow <= 2 * V::N;
         match (few_patches::<V>(s), shape) {
             (false, THREE_S1) if narrow && s.kind == PoolKind::Max => {
-                rows_narrow_3x3_s1::<V, true>(s, src, inverse, dst, r0, r1)
+                rows_narrow_3x3_s1::<V, true, 1>(s, src, inverse, dst, r0, r1)
             }
             (false, THREE_S1) if narrow => {
-                rows_narrow_3x3_s1::<V, false>(s, src, inverse, dst, r0, r1)
+                rows_narrow_3x3_s1::<V, false, 1>(s, src, inverse, dst, r0, r1)
+            }
+            (false, THREE_S1) if two && s.kind == PoolKind::Max => {
+                rows_narrow_3x3_s1::<V, true, 2>(s, src, inverse, dst, r0, r1)
+            }
+            (false, THREE_S1) if two => {
+                rows_narrow_3x3_s1::<V, false, 2>(s, src, inverse, dst, r0, r1)
             }
             (false, THREE_S1) => banded_rows::<V, THREE_S1>(s, src, inverse, dst, r0, r1),
             // In place or not: the general windows gather a stride-2 tap,
@@ -352,24 +359,24 @@ mod vector {
     }
 
     /// Computes output rows `r0..r1` of a 3x3 stride-1 pool on a map at
-    /// most one vector wide (Inception's and GoogLeNet's pools on 7x7 and
-    /// 14x14 maps; 7x7 with AVX2), one vector per output row: every window
-    /// read in place, the taps outside the row masked off their loads and
-    /// given the padding value (the three tap columns' masks are the same
-    /// for every row), the rows outside the plane left out (they would
-    /// add the padding value, which changes neither a max nor a sum).
-    /// `MAX`: max pooling, else average. A padded copy of every band, as
-    /// [`banded_rows`] makes, cost more than the taps: Inception v2's
-    /// 14x14 pools 0.059 -> 0.036 ms, its 7x7 ones 0.058 -> 0.033-0.040
-    /// (AMD EPYC Zen 5; ORT's 0.011-0.014). The same with masks computed
-    /// per chunk for wider maps (28x28: two chunks) was slower than the
-    /// padded copies.
+    /// most `CHUNKS` vectors wide (1 or 2: Inception's and GoogLeNet's
+    /// pools on 7x7 to 28x28 maps), a vector per chunk of an output row:
+    /// every window read in place, the taps outside the row masked off
+    /// their loads and given the padding value (each chunk's three tap
+    /// columns' masks are the same for every row), the rows outside the
+    /// plane left out (they would add the padding value, which changes
+    /// neither a max nor a sum). `MAX`: max pooling, else average. A
+    /// padded copy of every band, as [`banded_rows`] makes, cost more than
+    /// the taps (AMD EPYC Zen 5, Inception v2: 14x14 pools 0.059 -> 0.034
+    /// ms, 7x7 0.058 -> 0.033-0.040, 28x28 0.062-0.065 -> 0.054-0.058;
+    /// ORT's 0.011-0.018). Masks computed per chunk inside the row loop
+    /// (no table) made the 28x28 pools slower than the padded copies.
     ///
     /// # Safety
     /// As [`PoolRows::run`], with `V`'s instruction set available, a 3x3
-    /// window at stride 1 without dilation, and `ow <= N`.
+    /// window at stride 1 without dilation, and `ow <= CHUNKS * N`.
     #[inline(always)]
-    unsafe fn rows_narrow_3x3_s1<V: Lanes, const MAX: bool>(
+    unsafe fn rows_narrow_3x3_s1<V: Lanes, const MAX: bool, const CHUNKS: usize>(
         s: &PoolRows,
         src: *const f32,
         inverse: *const f32,
@@ -379,32 +386,42 @@ mod vector {
     ) {
         let [pt, pl] = s.padding;
         let fill = V::splat(s.kind.pad_value());
-        // (Helper functions and no closures: closures do not inherit the
-        // caller's target features, and the intrinsics in them became
-        // calls, ten times slower than the padded copies.)
-        let taps = [
-            masked_column::<V>(-(pl as isize), s.w, s.ow),
-            masked_column::<V>(1 - pl as isize, s.w, s.ow),
-            masked_column::<V>(2 - pl as isize, s.w, s.ow),
-        ];
+        let n = V::N;
+        // Each chunk's tap columns, the same for every row. (Helper
+        // functions and no closures: closures do not inherit the caller's
+        // target features, and the intrinsics in them became calls, ten
+        // times slower than the padded copies.)
+        let first = [-(pl as isize), n as isize - pl as isize];
+        let live = [s.ow.min(n), s.ow.saturating_sub(n)];
+        let mut taps = [[(0, V::mask(0)); 3]; CHUNKS];
+        for (c, taps) in taps.iter_mut().enumerate() {
+            for (kx, tap) in taps.iter_mut().enumerate() {
+                *tap = masked_column::<V>(first[c] + kx as isize, s.w, live[c]);
+            }
+        }
         for oy in r0..r1 {
-            let mut nan = V::no_nan();
             // Input rows `oy - pt ..= oy - pt + 2`, those inside the plane.
             let top = oy as isize - pt as isize;
-            let mut x = [fill; 3];
-            for (r, x) in x.iter_mut().enumerate() {
-                let iy = top + r as isize;
-                if (0..s.h as isize).contains(&iy) {
-                    *x = masked_row::<V, MAX>(src.add(iy as usize * s.w), &taps, fill, &mut nan);
+            for (c, taps) in taps.iter().enumerate() {
+                let mut nan = V::no_nan();
+                let mut x = [fill; 3];
+                for (r, x) in x.iter_mut().enumerate() {
+                    let iy = top + r as isize;
+                    if (0..s.h as isize).contains(&iy) {
+                        let row = src.add(iy as usize * s.w);
+                        *x = masked_row::<V, MAX>(row, taps, fill, &mut nan);
+                    }
                 }
+                let ox = c * n;
+                let v = if MAX {
+                    V::max(x[2], V::max(x[1], x[0])).set_nan(nan)
+                } else {
+                    let inverse = V::load_live(inverse.wrapping_add(oy * s.ow + ox), live[c]);
+                    x[0].add(x[1]).add(x[2]).mul(inverse)
+                };
+                let room = (r1 - oy) * s.ow - ox;
+                store::<V>(v, dst.add((oy - r0) * s.ow + ox), live[c], room);
             }
-            let v = if MAX {
-                V::max(x[2], V::max(x[1], x[0])).set_nan(nan)
-            } else {
-                let inverse = V::load_live(inverse.wrapping_add(oy * s.ow), s.ow);
-                x[0].add(x[1]).add(x[2]).mul(inverse)
-            };
-            store::<V>(v, dst.add((oy - r0) * s.ow), s.ow, (r1 - oy) * s.ow);
         }
     }
 
