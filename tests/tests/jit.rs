@@ -236,6 +236,17 @@ proptest! {
     }
 }
 
+/// The algorithm `nnc compile` reports for layer `name` (empty if none).
+fn algorithm_of(compiled: &Compiled, name: &str) -> String {
+    compiled
+        .report
+        .layers
+        .iter()
+        .find(|l| l.name == name)
+        .map(|l| l.algorithm.clone())
+        .unwrap_or_default()
+}
+
 /// `linear` over several rows is one product per block of output features
 /// with the rows as columns (transposed in and out); over one row, or with
 /// a residual fused in, a matrix-vector product per row. All agree with
@@ -248,15 +259,7 @@ fn linear_over_many_rows_matches_the_interpreter() {
         c = linear(y, out=1500)\n    t = tanh(c)\n    \
         d = linear(x, out=40)\n    e = add(d, x)\n    output r, b, t, e\n}\n";
     let compiled = check(load_text("rows.nn", text), text);
-    let algorithm = |name: &str| {
-        compiled
-            .report
-            .layers
-            .iter()
-            .find(|l| l.name == name)
-            .map(|l| l.algorithm.clone())
-            .unwrap_or_default()
-    };
+    let algorithm = |name: &str| algorithm_of(&compiled, name);
     assert_eq!(algorithm("a"), "gemm over the rows");
     assert_eq!(algorithm("c"), "gemm over the rows");
     assert_eq!(
@@ -277,15 +280,7 @@ fn large_linear_weights_are_read_in_place() {
         f = linear(z, out=1024)\n    g = relu(f)\n    h = linear(g, out=10)\n    \
         output e, h\n}\n";
     let compiled = check(load_text("big.nn", text), text);
-    let algorithm = |name: &str| {
-        compiled
-            .report
-            .layers
-            .iter()
-            .find(|l| l.name == name)
-            .map(|l| l.algorithm.clone())
-            .unwrap_or_default()
-    };
+    let algorithm = |name: &str| algorithm_of(&compiled, name);
     assert_eq!(algorithm("d"), "gemv per row, in place");
     assert_eq!(algorithm("f"), "gemv per row, in place");
     assert_eq!(algorithm("h"), "gemv per row");

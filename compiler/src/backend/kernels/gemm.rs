@@ -111,6 +111,11 @@ pub fn gemm(a: &GemmAttrs, ops: Operands<'_>, consts: &mut Consts) -> Result<Ker
     kernel(task, consts)
 }
 
+/// A `linear`'s bias values, if it has a bias.
+fn linear_bias<'a>(a: &LinearAttrs, ops: &Operands<'a>) -> Result<Option<&'a [f32]>, BackendError> {
+    a.bias.then(|| constant(ops, 2, "bias")).transpose()
+}
+
 /// Whether a `linear` over `x` runs as one product over all its rows
 /// ([`LinearRows`]) rather than a matrix-vector product per row: with
 /// more than one row, unless a residual (laid out like the output, not
@@ -131,15 +136,10 @@ pub fn linear(
     let rows = x.len() / k.max(1);
     let m = a.out_features;
     if linear_over_rows(a, &x.shape) {
-        let bias = if a.bias {
-            Some(constant(&ops, 2, "bias")?)
-        } else {
-            None
-        };
         let spec = LinearRows::new(
             ops.kernel,
             constant(&ops, 1, "linear weight")?,
-            bias,
+            linear_bias(a, &ops)?,
             native_activation(a.epilogue.activation)?,
             (m, k, rows),
             ops.threads,
@@ -212,15 +212,10 @@ fn gemv(
             "the linear weight must be a constant of {m} x {k} floats"
         )));
     }
-    let bias = if a.bias {
-        Some(constant(&ops, 2, "bias")?)
-    } else {
-        None
-    };
     let spec = Gemv::new(
         ops.kernel,
         (m, k, rows),
-        bias,
+        linear_bias(a, &ops)?,
         native_activation(a.epilogue.activation)?,
         ops.threads,
     )?;
