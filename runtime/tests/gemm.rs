@@ -9,7 +9,7 @@
 use std::ops::Range;
 
 use nnc_runtime::kernels::gemm::{
-    gemm, gemm_b_in_cache, Activation, GemmEpilogue, MicroKernel, PackedA,
+    gemm, gemm_b_from_memory, gemm_b_in_cache, Activation, GemmEpilogue, MicroKernel, PackedA,
 };
 use nnc_runtime::kernels::tasks::{nnc_gemm_task, Epilogue, GemmTask};
 use nnc_runtime::kernels::Base;
@@ -37,6 +37,20 @@ struct Case {
     activation: Activation,
 }
 
+/// Which entry point a case runs through: [`gemm`] (B read in place or
+/// packed as it chooses), [`gemm_b_in_cache`] (whole panels of B read in
+/// place) or [`gemm_b_from_memory`] (B always packed).
+#[derive(Clone, Copy, Debug)]
+enum Path {
+    Chosen,
+    InCache,
+    FromMemory,
+}
+
+impl Path {
+    const ALL: [Path; 3] = [Path::Chosen, Path::InCache, Path::FromMemory];
+}
+
 impl Case {
     fn new(m: usize, n: usize, k: usize) -> Case {
         Case {
@@ -53,9 +67,8 @@ impl Case {
         }
     }
 
-    /// With `b_in_cache`, through [`gemm_b_in_cache`] (B's whole panels
-    /// read in place).
-    fn run(&self, kernel: MicroKernel, seed: u64, b_in_cache: bool) {
+    /// Through the entry point `path` names.
+    fn run(&self, kernel: MicroKernel, seed: u64, path: Path) {
         let Case { m, n, k, .. } = *self;
         let (ldb, ldc) = (n + self.ldb_pad, n + self.ldc_pad);
         let mut rng = Rng(seed | 1);
@@ -92,7 +105,11 @@ impl Case {
             activation: self.activation,
         };
         for (rm, rn) in &self.blocks {
-            let f = if b_in_cache { gemm_b_in_cache } else { gemm };
+            let f = match path {
+                Path::Chosen => gemm,
+                Path::InCache => gemm_b_in_cache,
+                Path::FromMemory => gemm_b_from_memory,
+            };
             // SAFETY: every operand covers the whole matrix it stands for.
             unsafe {
                 f(
@@ -149,11 +166,11 @@ impl Case {
 
     fn run_all(&self) {
         for (s, kernel) in kernels().into_iter().enumerate() {
-            for b_in_cache in [false, true] {
+            for path in Path::ALL {
                 self.run(
                     kernel,
                     0x9e37_79b9 + s as u64 * 7 + (self.m * 31 + self.n * 17 + self.k) as u64,
-                    b_in_cache,
+                    path,
                 );
             }
         }
@@ -384,7 +401,7 @@ fn extern_entry_point_resolves_arena_and_absolute_operands() {
         case.bias = true;
         case.residual = true;
         case.activation = Activation::Relu;
-        case.run(kernel, 11, false);
+        case.run(kernel, 11, Path::Chosen);
     }
 }
 
@@ -439,7 +456,7 @@ proptest! {
         residual in any::<bool>(),
         act in 0usize..6,
         seed in any::<u64>(),
-        b_in_cache in any::<bool>(),
+        path in 0usize..3,
     ) {
         let mut case = Case::new(m, n, k);
         case.ldb_pad = ldb_pad;
@@ -450,7 +467,7 @@ proptest! {
         case.residual = residual;
         case.activation = ACTIVATIONS[act];
         for kernel in kernels() {
-            case.run(kernel, seed, b_in_cache);
+            case.run(kernel, seed, Path::ALL[path]);
         }
     }
 }

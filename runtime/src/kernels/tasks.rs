@@ -123,6 +123,20 @@ impl GemmTask {
         self
     }
 
+    /// Whether B, over all the products, is too large to be in cache: more
+    /// than a quarter of L3 (the rest holds A, C and what the other cores
+    /// keep). Its panels are then packed rather than read in place. With
+    /// 8 MiB of a 32 MiB L3 (AMD EPYC Zen 5, six alternating rounds) a UNet,
+    /// whose Winograd GEMMs stream 19-75 MB of B, took 0.915 of its time at
+    /// one thread and 0.935 at two, ResNet-18 and the Model Zoo ResNet-50
+    /// 0.98-0.99 (0.96 at two threads), and RegNetX, EfficientNet-B0,
+    /// MobileNetV2, VGG-19 and DenseNet-121 0.99-1.01; packing from 1 MiB
+    /// (L2) on made DenseNet-121 3% slower (its B of about 3 MB is read in
+    /// place well from L3), and from 32 MiB helped nothing.
+    fn b_from_memory(&self) -> bool {
+        4 * self.products * self.k * self.n > gemm::caches::l3_bytes() / 4
+    }
+
     fn m_blocks(&self) -> usize {
         self.m.div_ceil(self.m_block.max(1))
     }
@@ -245,7 +259,13 @@ pub unsafe extern "C" fn nnc_gemm_task(task: *const GemmTask, arena: *mut f32, t
     // SAFETY: the planner placed B, C and the residual so that product `p`
     // with these strides lies inside their buffers; the bias has `m` rows
     // per group.
-    unsafe { gemm::gemm(a, b, task.ldb, c, task.ldc, rows, cols, &epi) }
+    unsafe {
+        if task.b_from_memory() {
+            gemm::gemm_b_from_memory(a, b, task.ldb, c, task.ldc, rows, cols, &epi)
+        } else {
+            gemm::gemm(a, b, task.ldb, c, task.ldc, rows, cols, &epi)
+        }
+    }
 }
 
 /// One matrix product whose B and C addresses are only known at run time

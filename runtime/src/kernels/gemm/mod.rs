@@ -49,7 +49,7 @@
 pub(crate) mod avx2;
 pub(crate) mod avx2_act;
 pub(crate) mod avx512;
-mod caches;
+pub(crate) mod caches;
 mod epilogue;
 mod pack;
 mod portable;
@@ -481,6 +481,28 @@ pub unsafe fn gemm(
     let panel_fits_l1 = a.k * a.kernel.geometry().nr * 4 <= caches::l1d_bytes();
     // SAFETY: forwarded.
     unsafe { gemm_with(a, b, ldb, panel_fits_l1, c, ldc, m_range, n_range, epi) }
+}
+
+/// [`gemm`] for a B that comes from memory: packed, never read in place
+/// (see `tasks::GemmTask::b_from_memory`). A panel read in place is `K`
+/// rows far apart, as many streams as its rows, which the prefetchers do
+/// not follow from memory; packing reads whole rows of a block.
+///
+/// # Safety
+/// As [`gemm`].
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_b_from_memory(
+    a: &PackedA,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    m_range: Range<usize>,
+    n_range: Range<usize>,
+    epi: &GemmEpilogue,
+) {
+    // SAFETY: forwarded.
+    unsafe { gemm_with(a, b, ldb, false, c, ldc, m_range, n_range, epi) }
 }
 
 /// [`gemm`] for a B that is already in cache (the separable kernel's
