@@ -11,7 +11,7 @@
 //! threads at once.
 
 use crate::denormals::FlushDenormals;
-use crate::limits::{try_with_capacity, LimitError};
+use crate::limits::{try_zeroed, LimitError};
 use crate::pool::{Pool, Session};
 use crate::{format_shape, Tensor, TensorError};
 use std::any::Any;
@@ -223,14 +223,7 @@ impl Executable {
     /// A zeroed arena for [`Executable::run_in`], or an error if the
     /// allocator refuses it (never an abort).
     pub fn arena(&self) -> Result<Vec<f32>, RunError> {
-        let mut arena: Vec<f32> = try_with_capacity(self.arena_len, || "the arena".into())?;
-        // On 2 MiB pages where the system allows: large layers stream
-        // through tens of MB of the arena (a UNet's Winograd input
-        // transform writes 36 matrices 2 MB apart), and with 4 KiB pages
-        // every few cache lines were a TLB miss.
-        crate::pages::advise_huge_pages(arena.as_ptr().cast(), 4 * self.arena_len);
-        arena.resize(self.arena_len, 0.0);
-        Ok(arena)
+        Ok(try_zeroed(self.arena_len, || "the arena".into())?)
     }
 
     /// Runs the model on `inputs`; validates them first.

@@ -32,8 +32,9 @@ pub struct Gemv {
 
 impl Gemv {
     /// The products of `rows` rows of `x [rows, k]` with `W [m, k]`, split
-    /// in one block of output features per thread (in multiples of four
-    /// rows), so that each core reads only its share of `W`.
+    /// in one block of output features per thread (in multiples of eight
+    /// rows, taken four at a time), so that each core reads only its share
+    /// of `W`.
     pub fn new(
         kernel: MicroKernel,
         (m, k, rows): (usize, usize, usize),

@@ -396,7 +396,8 @@ mod vector {
         let mut taps = [[(0, V::mask(0)); 3]; CHUNKS];
         for (c, taps) in taps.iter_mut().enumerate() {
             for (kx, tap) in taps.iter_mut().enumerate() {
-                *tap = masked_column::<V>(first[c] + kx as isize, s.w, live[c]);
+                let at = first[c] + kx as isize;
+                *tap = (at, masked_column::<V>(at, s.w, live[c]));
             }
         }
         for oy in r0..r1 {
@@ -453,8 +454,8 @@ mod vector {
         // Lane 0 of the low vector reads column `first`; the high vector
         // the `N` columns after, then column `first + 2N`.
         let (first, n) = (-(pl as isize), V::N as isize);
-        let (_, low) = masked_column::<V>(first, s.w, V::N);
-        let (_, high) = masked_column::<V>(first + n, s.w, V::N);
+        let low = masked_column::<V>(first, s.w, V::N);
+        let high = masked_column::<V>(first + n, s.w, V::N);
         let last = (0..s.w as isize).contains(&(first + 2 * n));
         for oy in r0..r1 {
             let top = (2 * oy) as isize - pt as isize;
@@ -501,29 +502,30 @@ mod vector {
         }
     }
 
-    /// One tap column of [`rows_narrow_3x3_s1`]: lane `j` reads
-    /// column `first + j` of a row `w` long, for `live` lanes; the offset
-    /// and the mask of the lanes inside the row.
+    /// The masked paths' load mask for a vector whose lane `j` reads
+    /// column `first + j` of a row `w` long: its first `live` lanes that
+    /// lie inside the row.
     ///
     /// # Safety
     /// `V`'s instruction set must be available (`V::mask` may use it).
     #[inline(always)]
-    unsafe fn masked_column<V: Lanes>(first: isize, w: usize, live: usize) -> (isize, V::Mask) {
-        let lo = (-first).clamp(0, 16) as u32;
+    unsafe fn masked_column<V: Lanes>(first: isize, w: usize, live: usize) -> V::Mask {
+        let lo = (-first).clamp(0, V::N as isize) as u32;
         let hi = (w as isize - first).clamp(0, live as isize) as u32;
         let bits = if lo < hi {
             ((1u32 << hi) - 1) & !((1u32 << lo) - 1)
         } else {
             0
         };
-        (first, V::mask(bits as u16))
+        V::mask(bits as u16)
     }
 
     /// One input row's three taps of [`rows_narrow_3x3_s1`],
     /// combined (max or sum), the taps outside the row `fill`.
     ///
     /// # Safety
-    /// `row` is a row of the plane; `taps` are [`masked_column`]'s.
+    /// `row` is a row of the plane; `taps` are each tap column's first
+    /// column and [`masked_column`].
     #[inline(always)]
     unsafe fn masked_row<V: Lanes, const MAX: bool>(
         row: *const f32,
