@@ -162,6 +162,56 @@ pub(crate) unsafe fn pack_b(
     nr: usize,
     dst: &mut [f32],
 ) {
+    // The micro-kernels' panel widths as constants, so that each panel
+    // row's copy is a few vector moves rather than a call to `memmove`:
+    // the calls were a sixth of 64x3136x576's time (AMD EPYC Zen 4).
+    // SAFETY: forwarded.
+    unsafe {
+        match nr {
+            #[cfg(target_arch = "x86_64")]
+            32 if is_x86_feature_detected!("avx512f") => pack_b_zmm(b, ldb, kc, nc, dst),
+            #[cfg(target_arch = "x86_64")]
+            16 if is_x86_feature_detected!("avx2") => pack_b_ymm(b, ldb, kc, nc, dst),
+            _ => pack_b_any(b, ldb, kc, nc, nr, dst),
+        }
+    }
+}
+
+/// [`pack_b`] for the AVX-512 kernel's panels, 32 floats (two zmm) wide.
+///
+/// # Safety
+/// As for [`pack_b`]; AVX-512F must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_b_zmm(b: *const f32, ldb: usize, kc: usize, nc: usize, dst: &mut [f32]) {
+    // SAFETY: forwarded.
+    unsafe { pack_b_any(b, ldb, kc, nc, 32, dst) }
+}
+
+/// [`pack_b`] for the AVX2 kernel's panels, 16 floats (two ymm) wide.
+///
+/// # Safety
+/// As for [`pack_b`]; AVX2 must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn pack_b_ymm(b: *const f32, ldb: usize, kc: usize, nc: usize, dst: &mut [f32]) {
+    // SAFETY: forwarded.
+    unsafe { pack_b_any(b, ldb, kc, nc, 16, dst) }
+}
+
+/// [`pack_b`] for any panel width; inlined where `nr` is a constant.
+///
+/// # Safety
+/// As for [`pack_b`].
+#[inline(always)]
+unsafe fn pack_b_any(
+    b: *const f32,
+    ldb: usize,
+    kc: usize,
+    nc: usize,
+    nr: usize,
+    dst: &mut [f32],
+) {
     // Row by row: each row of B is read sequentially, and the scattered
     // writes land in the buffer, which is already in cache. A block's rows
     // are short (`nc` floats) and far apart, too short for the hardware
