@@ -93,6 +93,11 @@ impl Layout {
 
 /// Copies the input rows of output rows `r0..r1` into `planes` (see the
 /// module docs), zero elsewhere.
+///
+/// Compiled for AVX-512 so that the rows' copies are vector moves: as calls
+/// to `memmove` (a row is 7 to 112 floats) they and the rest of the copy
+/// were a fifth of RegNetX's 14x14 grouped convs (AMD EPYC Zen 4).
+#[target_feature(enable = "avx512f")]
 fn fill(s: &DirectConv, x: &[f32], r0: usize, r1: usize, l: Layout, planes: &mut Vec<f32>) {
     let st = s.stride;
     planes.clear();
@@ -102,12 +107,28 @@ fn fill(s: &DirectConv, x: &[f32], r0: usize, r1: usize, l: Layout, planes: &mut
         if st == 1 {
             if let Some(dst) = planes[at..at + l.span].get_mut(s.padding[1]..) {
                 let n = s.w.min(dst.len());
-                dst[..n].copy_from_slice(&src[..n]);
+                copy_row(&src[..n], &mut dst[..n]);
             }
         } else {
             // Column phase 1's plane follows phase 0's.
             let (even, odd) = planes[at..].split_at_mut(l.plane);
             split_phases(src, s.padding[1], (&mut even[..l.span], &mut odd[..l.span]));
+        }
+    }
+}
+
+/// `dst.copy_from_slice(src)` (equal lengths) sixteen floats at a time.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn copy_row(src: &[f32], dst: &mut [f32]) {
+    let n = src.len().min(dst.len());
+    for i in (0..n).step_by(16) {
+        let m = lane_mask(n - i);
+        // SAFETY: the masked lanes are `i .. min(i + 16, n)`, inside both
+        // slices; masked-off lanes are neither read nor written.
+        unsafe {
+            let v = _mm512_maskz_loadu_ps(m, src.as_ptr().add(i));
+            _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), m, v);
         }
     }
 }
@@ -185,7 +206,8 @@ pub(super) unsafe fn run(
     let l = Layout::new(s, r0, r1);
     SCRATCH.with(|scratch| {
         let scratch = &mut *scratch.borrow_mut();
-        fill(s, x, r0, r1, l, &mut scratch.planes);
+        // SAFETY: AVX-512F, as the caller vouched.
+        unsafe { fill(s, x, r0, r1, l, &mut scratch.planes) };
         // Everything `taps` and `vectors` read.
         let [kh, kw] = s.kernel;
         let key = [s.c_in, kh, kw, s.stride, s.ow, r1 - r0, s.cb];
