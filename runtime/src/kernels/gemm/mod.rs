@@ -448,6 +448,10 @@ impl GemmEpilogue {
     };
 }
 
+/// The most rows of C for which [`gemm`] reads B's panels in place when
+/// its column block does not fit in L1.
+const IN_PLACE_MAX_ROWS: usize = 128;
+
 /// `C[m_range, n_range] = epilogue(A[m_range, :] · B[:, n_range])`, with B
 /// row-major `[k, n]` at row stride `ldb` and C row-major at row stride
 /// `ldc`. `m_range` is clamped to `0..a.m()`; empty ranges do nothing.
@@ -477,10 +481,20 @@ pub unsafe fn gemm(
     // With K up to 256 that was 1-3% faster on whole models (RegNetX-400MF,
     // MobileNetV2, ResNet-50, SqueezeNet, DenseNet-121; AMD EPYC Zen 5,
     // 48 KiB L1d, one thread) and 4-11% on their small-K GEMMs in cache;
-    // with K of 576 and more, no faster.
-    let panel_fits_l1 = a.k * a.kernel.geometry().nr * 4 <= caches::l1d_bytes();
+    // with K of 576 and more, no faster. But unless the whole column block
+    // fits in L1 too, its panels, K rows far apart, are re-read from L2 by
+    // every A panel, scattered, which a packed copy is not: once the copy
+    // was made of vector moves, more than 128 rows (10 A panels) repaid it
+    // (GEMM bench, AMD EPYC Zen 4, 32 KiB L1d: 256x3136x128 and
+    // 256x3136x256 65-69% of the FMA peak in place, 76-86% packed; at 128
+    // rows a tie; 64x3136x64 82% in place, 70-79% packed; 144x3136x24,
+    // whose block fits, 66-70% in place, 59-65% packed).
+    let (l1, g) = (caches::l1d_bytes(), a.kernel.geometry());
+    let panel_fits_l1 = a.k * g.nr * 4 <= l1;
+    let block_fits_l1 = a.k * g.nc * 4 <= l1;
+    let in_place = panel_fits_l1 && (block_fits_l1 || m_range.len() <= IN_PLACE_MAX_ROWS);
     // SAFETY: forwarded.
-    unsafe { gemm_with(a, b, ldb, panel_fits_l1, c, ldc, m_range, n_range, epi) }
+    unsafe { gemm_with(a, b, ldb, in_place, c, ldc, m_range, n_range, epi) }
 }
 
 /// [`gemm`] for a B that comes from memory: packed, never read in place
