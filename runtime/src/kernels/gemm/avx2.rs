@@ -298,7 +298,9 @@ unsafe fn narrow_n<const NC: usize, const U: usize>(t: &Tile) {
             kk += 1;
         }
     }
-    let mut out = [0.0f32; 8 * 8];
+    // Sized by the tile's columns: zeroing the largest tile's (8 x 8) was a
+    // `memset` call per tile, 2.5% of MobileNetV2's time (AMD EPYC Zen 4).
+    let mut out = [[0.0f32; NC]; 8];
     for j in 0..NC {
         let mut s = acc[0][j];
         for accu in acc.iter().skip(1) {
@@ -308,9 +310,9 @@ unsafe fn narrow_n<const NC: usize, const U: usize>(t: &Tile) {
         // SAFETY: `lanes` holds 8 floats.
         unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), s) };
         for (r, &x) in lanes.iter().enumerate().take(t.rows) {
-            out[r * NC + j] = x;
+            out[r][j] = x;
         }
     }
     // SAFETY: the tile's pointers are valid per the caller.
-    unsafe { store_scalar(t, &out, NC) };
+    unsafe { store_scalar(t, out.as_flattened(), NC) };
 }
