@@ -239,14 +239,7 @@ unsafe fn pack_b_ymm(b: *const f32, ldb: usize, kc: usize, nc: usize, dst: &mut 
 /// # Safety
 /// As for [`pack_b`].
 #[inline(always)]
-unsafe fn pack_b_any(
-    b: *const f32,
-    ldb: usize,
-    kc: usize,
-    nc: usize,
-    nr: usize,
-    dst: &mut [f32],
-) {
+unsafe fn pack_b_any(b: *const f32, ldb: usize, kc: usize, nc: usize, nr: usize, dst: &mut [f32]) {
     // Row by row: each row of B is read sequentially, and the scattered
     // writes land in the buffer, which is already in cache. A block's rows
     // are short (`nc` floats) and far apart, too short for the hardware
