@@ -74,14 +74,15 @@ pub(crate) unsafe fn apply_act(act: &VecAct, x: __m256) -> __m256 {
                 let neg = _mm256_cmp_ps::<_CMP_LT_OQ>(x, zero);
                 _mm256_blendv_ps(x, _mm256_mul_ps(x, act.lo), neg)
             }
+            // Piecewise linear too (see the AVX-512 `apply_act`).
+            Activation::Hardsigmoid { .. } => hardsigmoid(act, x),
+            Activation::Hardswish => hardswish(x),
             Activation::Sigmoid
             | Activation::Tanh
             | Activation::Elu { .. }
             | Activation::Celu { .. }
             | Activation::Softplus
             | Activation::Softsign
-            | Activation::Hardsigmoid { .. }
-            | Activation::Hardswish
             | Activation::Silu
             | Activation::Mish
             | Activation::Gelu
@@ -102,7 +103,11 @@ pub(crate) unsafe fn apply_act(act: &VecAct, x: __m256) -> __m256 {
 pub(crate) unsafe fn apply_act_all(act: &VecAct, xs: &mut [__m256]) {
     match act.act {
         Activation::None => {}
-        Activation::Relu | Activation::Clip { .. } | Activation::LeakyRelu { .. } => {
+        Activation::Relu
+        | Activation::Clip { .. }
+        | Activation::LeakyRelu { .. }
+        | Activation::Hardsigmoid { .. }
+        | Activation::Hardswish => {
             for x in xs {
                 // SAFETY: the caller's.
                 *x = unsafe { apply_act(act, *x) };
@@ -152,6 +157,21 @@ fn transcendental_all(act: &VecAct, xs: &mut [__m256]) {
     }
 }
 
+/// `max(0, min(1, alpha * x + beta))`, alpha and beta in `act`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn hardsigmoid(act: &VecAct, x: __m256) -> __m256 {
+    unit_clamp(_mm256_fmadd_ps(x, act.lo, act.hi))
+}
+
+/// `x * max(0, min(1, x / 6 + 1/2))`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn hardswish(x: __m256) -> __m256 {
+    let g = _mm256_fmadd_ps(x, _mm256_set1_ps(1.0 / 6.0), _mm256_set1_ps(0.5));
+    _mm256_mul_ps(x, unit_clamp(g))
+}
+
 /// `x sigmoid(x)`.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
@@ -187,11 +207,8 @@ fn transcendental(act: &VecAct, x: __m256) -> __m256 {
             let d = _mm256_add_ps(abs(x), _mm256_set1_ps(1.0));
             _mm256_div_ps(x, d)
         }
-        Activation::Hardsigmoid { .. } => unit_clamp(_mm256_fmadd_ps(x, act.lo, act.hi)),
-        Activation::Hardswish => {
-            let g = _mm256_fmadd_ps(x, _mm256_set1_ps(1.0 / 6.0), _mm256_set1_ps(0.5));
-            _mm256_mul_ps(x, unit_clamp(g))
-        }
+        Activation::Hardsigmoid { .. } => hardsigmoid(act, x),
+        Activation::Hardswish => hardswish(x),
         Activation::Silu => _mm256_mul_ps(x, sigmoid(x)),
         Activation::Mish => _mm256_mul_ps(x, tanh(softplus(x))),
         Activation::Gelu => gelu(x),
