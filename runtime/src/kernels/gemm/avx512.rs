@@ -501,11 +501,12 @@ unsafe fn kernel<const ROWS: usize, const NV: usize>(t: &Tile) {
     // apart, `16 * NV` readable floats each) are valid per the caller;
     // prefetches never fault.
     let acc = unsafe {
-        let mut acc = first_step::<ROWS, NV>(t.a, t.b);
+        let mut acc = [[_mm512_setzero_ps(); NV]; ROWS];
+        step::<ROWS, NV, true>(&mut acc, t.a, t.b);
         let (mut a, mut b) = (t.a.wrapping_add(MR), t.b.wrapping_add(t.b_stride));
         for _ in 1..main {
             _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(A_PREFETCH).cast::<i8>());
-            step::<ROWS, NV>(&mut acc, a, b);
+            step::<ROWS, NV, false>(&mut acc, a, b);
             // Wrapping: after the last step these may point past the end.
             a = a.wrapping_add(MR);
             b = b.wrapping_add(t.b_stride);
@@ -523,7 +524,7 @@ unsafe fn kernel<const ROWS: usize, const NV: usize>(t: &Tile) {
             }
         }
         for _ in main..t.kc {
-            step::<ROWS, NV>(&mut acc, a, b);
+            step::<ROWS, NV, false>(&mut acc, a, b);
             a = a.wrapping_add(MR);
             b = b.wrapping_add(t.b_stride);
         }
@@ -578,41 +579,15 @@ unsafe fn store_tile<const ROWS: usize, const NV: usize>(t: &Tile, acc: &[[__m51
     }
 }
 
-/// The first k step of the register tile: `a[r] * b[0 .. 16 * NV]`.
-///
-/// # Safety
-/// As for [`step`].
-#[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn first_step<const ROWS: usize, const NV: usize>(
-    a: *const f32,
-    b: *const f32,
-) -> [[__m512; NV]; ROWS] {
-    let mut acc = [[_mm512_setzero_ps(); NV]; ROWS];
-    // SAFETY: the caller passes one valid step of A and B.
-    unsafe {
-        let mut bv = [_mm512_setzero_ps(); NV];
-        for (v, x) in bv.iter_mut().enumerate() {
-            *x = _mm512_loadu_ps(b.add(16 * v));
-        }
-        for (r, row) in acc.iter_mut().enumerate() {
-            let ar = _mm512_set1_ps(*a.add(r));
-            for v in 0..NV {
-                row[v] = _mm512_mul_ps(ar, bv[v]);
-            }
-        }
-    }
-    acc
-}
-
-/// One k step of the register tile: `acc[r] += a[r] * b[0 .. 16 * NV]`.
+/// One k step of the register tile: `acc[r] += a[r] * b[0 .. 16 * NV]`,
+/// or with `FIRST`, `acc[r] = a[r] * b[0 .. 16 * NV]`.
 ///
 /// # Safety
 /// AVX-512F must be available; `a` must be readable for `ROWS` floats
 /// and `b` for `16 * NV`.
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn step<const ROWS: usize, const NV: usize>(
+unsafe fn step<const ROWS: usize, const NV: usize, const FIRST: bool>(
     acc: &mut [[__m512; NV]; ROWS],
     a: *const f32,
     b: *const f32,
@@ -626,7 +601,11 @@ unsafe fn step<const ROWS: usize, const NV: usize>(
         for (r, row) in acc.iter_mut().enumerate() {
             let ar = _mm512_set1_ps(*a.add(r));
             for v in 0..NV {
-                row[v] = _mm512_fmadd_ps(ar, bv[v], row[v]);
+                row[v] = if FIRST {
+                    _mm512_mul_ps(ar, bv[v])
+                } else {
+                    _mm512_fmadd_ps(ar, bv[v], row[v])
+                };
             }
         }
     }
