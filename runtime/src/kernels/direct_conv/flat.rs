@@ -96,7 +96,8 @@ impl Layout {
 ///
 /// Compiled for AVX-512 so that the rows' copies are vector moves: as calls
 /// to `memmove` (a row is 7 to 112 floats) they and the rest of the copy
-/// were a fifth of RegNetX's 14x14 grouped convs (AMD EPYC Zen 4).
+/// were 12% of the samples of a lone 14x14 grouped conv of RegNetX's in
+/// perf (AMD EPYC Zen 4).
 #[target_feature(enable = "avx512f")]
 fn fill(s: &DirectConv, x: &[f32], r0: usize, r1: usize, l: Layout, planes: &mut Vec<f32>) {
     let st = s.stride;
@@ -117,9 +118,10 @@ fn fill(s: &DirectConv, x: &[f32], r0: usize, r1: usize, l: Layout, planes: &mut
     }
 }
 
-/// [`super::split_phases`] sixteen column pairs at a time: two vectors of the row
-/// deinterleaved by two permutes. The scalar pairs were 12% of a lone
-/// stride-2 grouped conv's time (RegNetX's 112x112 one, AMD EPYC Zen 4).
+/// [`super::split_phases`] sixteen column pairs at a time: two vectors of
+/// the row deinterleaved by two permutes. The scalar pairs were 12% of the
+/// samples of a lone stride-2 grouped conv of RegNetX's (112x112) in perf
+/// (AMD EPYC Zen 4).
 #[target_feature(enable = "avx512f")]
 fn split_phases_avx512(src: &[f32], padding: usize, (even, odd): (&mut [f32], &mut [f32])) {
     // With odd padding the first column is odd; the rest start on an even
