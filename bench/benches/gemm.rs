@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use nnc_runtime::kernels::gemm::{gemm, Activation, GemmEpilogue, MicroKernel, PackedA};
+use nnc_runtime::kernels::gemm::{gemm, Activation, BSource, GemmEpilogue, MicroKernel, PackedA};
 use nnc_runtime::kernels::gemv::Gemv;
 
 /// `(M, N, K)`: 512³, then conv layers as im2col GEMMs (ResNet-ish:
@@ -121,6 +121,7 @@ fn nnc(packed: &PackedA, o: &mut Operands, n: usize) {
             packed,
             o.b.as_ptr(),
             n,
+            BSource::Any,
             o.c.as_mut_ptr(),
             n,
             0..m,

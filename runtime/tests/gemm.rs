@@ -8,9 +8,7 @@
 
 use std::ops::Range;
 
-use nnc_runtime::kernels::gemm::{
-    gemm, gemm_b_from_memory, gemm_b_in_cache, Activation, GemmEpilogue, MicroKernel, PackedA,
-};
+use nnc_runtime::kernels::gemm::{gemm, Activation, BSource, GemmEpilogue, MicroKernel, PackedA};
 use nnc_runtime::kernels::tasks::{nnc_gemm_task, Epilogue, GemmTask};
 use nnc_runtime::kernels::Base;
 use proptest::prelude::*;
@@ -37,9 +35,9 @@ struct Case {
     activation: Activation,
 }
 
-/// Which entry point a case runs through: [`gemm`] (B read in place or
-/// packed as it chooses), [`gemm_b_in_cache`] (whole panels of B read in
-/// place) or [`gemm_b_from_memory`] (B always packed).
+/// Where a case tells [`gemm`] its B comes from: [`BSource::Any`] (B read
+/// in place or packed as it chooses), [`BSource::Cache`] (whole panels of
+/// B read in place) or [`BSource::Memory`] (B always packed).
 #[derive(Clone, Copy, Debug)]
 enum Path {
     Chosen,
@@ -105,17 +103,18 @@ impl Case {
             activation: self.activation,
         };
         for (rm, rn) in &self.blocks {
-            let f = match path {
-                Path::Chosen => gemm,
-                Path::InCache => gemm_b_in_cache,
-                Path::FromMemory => gemm_b_from_memory,
+            let source = match path {
+                Path::Chosen => BSource::Any,
+                Path::InCache => BSource::Cache,
+                Path::FromMemory => BSource::Memory,
             };
             // SAFETY: every operand covers the whole matrix it stands for.
             unsafe {
-                f(
+                gemm(
                     &packed,
                     b.as_ptr(),
                     ldb,
+                    source,
                     c.as_mut_ptr(),
                     ldc,
                     rm.clone(),
@@ -309,7 +308,19 @@ fn sigmoid_and_tanh_over_a_wide_range() {
                     ..GemmEpilogue::NONE
                 };
                 // SAFETY: operands cover their matrices.
-                unsafe { gemm(&packed, b.as_ptr(), n, c.as_mut_ptr(), n, 0..m, 0..n, &epi) };
+                unsafe {
+                    gemm(
+                        &packed,
+                        b.as_ptr(),
+                        n,
+                        BSource::Any,
+                        c.as_mut_ptr(),
+                        n,
+                        0..m,
+                        0..n,
+                        &epi,
+                    )
+                };
                 for i in 0..m {
                     for j in 0..n {
                         let x = a[i] as f64 * b[j] as f64;
@@ -365,7 +376,19 @@ fn extern_entry_point_resolves_arena_and_absolute_operands() {
                 activation: Activation::Relu,
             };
             // SAFETY: operands cover their matrices.
-            unsafe { gemm(&packed, b.as_ptr(), n, c.as_mut_ptr(), n, 0..m, 0..n, &epi) };
+            unsafe {
+                gemm(
+                    &packed,
+                    b.as_ptr(),
+                    n,
+                    BSource::Any,
+                    c.as_mut_ptr(),
+                    n,
+                    0..m,
+                    0..n,
+                    &epi,
+                )
+            };
             c
         };
         let task = GemmTask {
@@ -419,6 +442,7 @@ fn concurrent_calls_on_disjoint_blocks() {
             &packed,
             b.as_ptr(),
             n,
+            BSource::Any,
             serial.as_mut_ptr(),
             n,
             0..m,
@@ -434,7 +458,19 @@ fn concurrent_calls_on_disjoint_blocks() {
             s.spawn(move || {
                 let c = c.as_mut_ptr().wrapping_sub(rows.start * n);
                 // SAFETY: each thread writes only its own rows of C.
-                unsafe { gemm(packed, b.as_ptr(), n, c, n, rows, 0..n, &GemmEpilogue::NONE) };
+                unsafe {
+                    gemm(
+                        packed,
+                        b.as_ptr(),
+                        n,
+                        BSource::Any,
+                        c,
+                        n,
+                        rows,
+                        0..n,
+                        &GemmEpilogue::NONE,
+                    )
+                };
             });
         }
     });
@@ -500,6 +536,7 @@ fn winograd_weights_packed_while_transforming_match_the_transform(
                     a,
                     b.as_ptr(),
                     n,
+                    BSource::Any,
                     c1.as_mut_ptr(),
                     n,
                     0..c_out,
@@ -510,6 +547,7 @@ fn winograd_weights_packed_while_transforming_match_the_transform(
                     b_packed,
                     b.as_ptr(),
                     n,
+                    BSource::Any,
                     c2.as_mut_ptr(),
                     n,
                     0..c_out,

@@ -8,7 +8,7 @@
 //! so tasks write disjoint output and run on any thread.
 
 use super::cell::PackedCell;
-use super::gemm::{self, Activation, GemmEpilogue, MicroKernel, PackedA};
+use super::gemm::{self, Activation, BSource, GemmEpilogue, MicroKernel, PackedA};
 use super::winograd::Transform;
 use super::{Base, KernelError};
 use crate::Phases;
@@ -259,13 +259,12 @@ pub unsafe extern "C" fn nnc_gemm_task(task: *const GemmTask, arena: *mut f32, t
     // SAFETY: the planner placed B, C and the residual so that product `p`
     // with these strides lies inside their buffers; the bias has `m` rows
     // per group.
-    unsafe {
-        if task.b_from_memory() {
-            gemm::gemm_b_from_memory(a, b, task.ldb, c, task.ldc, rows, cols, &epi)
-        } else {
-            gemm::gemm(a, b, task.ldb, c, task.ldc, rows, cols, &epi)
-        }
-    }
+    let source = if task.b_from_memory() {
+        BSource::Memory
+    } else {
+        BSource::Any
+    };
+    unsafe { gemm::gemm(a, b, task.ldb, source, c, task.ldc, rows, cols, &epi) }
 }
 
 /// One matrix product whose B and C addresses are only known at run time
@@ -341,7 +340,19 @@ pub unsafe extern "C" fn nnc_gemm_panel(
     };
     // SAFETY: as documented above; `gemm` clamps the rows to `m`.
     // The tile was just written by the depthwise rows: B is in cache.
-    unsafe { gemm::gemm_b_in_cache(&spec.a, b, spec.ldb, c, spec.ldc, m0..m1, 0..n, &epi) }
+    unsafe {
+        gemm::gemm(
+            &spec.a,
+            b,
+            spec.ldb,
+            BSource::Cache,
+            c,
+            spec.ldc,
+            m0..m1,
+            0..n,
+            &epi,
+        )
+    }
 }
 
 /// A `linear` over `rows > 1` rows of `x [rows, k]` as one matrix product

@@ -22,7 +22,7 @@
 //! activation on the last (see `epilogue.rs`). Column tails a few columns
 //! wide, and whole calls with N below 8 (GEMV: batch-1 linear, LSTM steps,
 //! where B is not packed at all), go to a narrow kernel that vectorises
-//! along M over A's panels instead. [`gemm_b_in_cache`] skips packing B's
+//! along M over A's panels instead. [`BSource::Cache`] skips packing B's
 //! whole panels, for a B the caller just wrote (the separable kernel's
 //! depthwise tile).
 //!
@@ -449,12 +449,33 @@ impl GemmEpilogue {
 }
 
 /// The most rows of C for which [`gemm`] reads B's panels in place when
-/// its column block does not fit in L1.
+/// its column block does not fit in L1 (see [`reads_in_place`]).
 const IN_PLACE_MAX_ROWS: usize = 128;
 
+/// Where a product's B is read from, which decides whether [`gemm`]
+/// packs its panels or reads them in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BSource {
+    /// Not known: [`gemm`] reads the panels in place where its shapes and
+    /// the CPU's L1 make that pay (see there), else packs them.
+    Any,
+    /// Just written, in cache (the separable kernel's depthwise tile): its
+    /// whole column panels are read in place instead of packed first; only
+    /// a partial last panel is packed. For small M the packing is a large
+    /// share of the work: 16x96 by 448 columns took 14.0 us against 17.7
+    /// packed, 96x576 by 196 took 193 against 203.
+    Cache,
+    /// From memory (see `tasks::GemmTask::b_from_memory`): always packed.
+    /// A panel read in place is `K` rows far apart, as many streams as its
+    /// rows, which the prefetchers do not follow from memory; packing reads
+    /// whole rows of a block.
+    Memory,
+}
+
 /// `C[m_range, n_range] = epilogue(A[m_range, :] · B[:, n_range])`, with B
-/// row-major `[k, n]` at row stride `ldb` and C row-major at row stride
-/// `ldc`. `m_range` is clamped to `0..a.m()`; empty ranges do nothing.
+/// row-major `[k, n]` at row stride `ldb`, read from `source`, and C
+/// row-major at row stride `ldc`. `m_range` is clamped to `0..a.m()`;
+/// empty ranges do nothing.
 ///
 /// Safe to call concurrently from several threads on disjoint
 /// `(m_range, n_range)` blocks of C.
@@ -470,76 +491,43 @@ pub unsafe fn gemm(
     a: &PackedA,
     b: *const f32,
     ldb: usize,
+    source: BSource,
     c: *mut f32,
     ldc: usize,
     m_range: Range<usize>,
     n_range: Range<usize>,
     epi: &GemmEpilogue,
 ) {
-    // A panel of B that fits in L1 is read in place: every A panel's tiles
-    // re-read it from L1 as they would a packed copy, and the copy is saved.
-    // With K up to 256 that was 1-3% faster on whole models (RegNetX-400MF,
-    // MobileNetV2, ResNet-50, SqueezeNet, DenseNet-121; AMD EPYC Zen 5,
-    // 48 KiB L1d, one thread) and 4-11% on their small-K GEMMs in cache;
-    // with K of 576 and more, no faster. But unless the whole column block
-    // fits in L1 too, its panels, K rows far apart, are re-read from L2 by
-    // every A panel, scattered, which a packed copy is not: once the copy
-    // was made of vector moves, more than 128 rows (10 A panels) repaid it
-    // (GEMM bench, AMD EPYC Zen 4, 32 KiB L1d: 256x3136x128 and
-    // 256x3136x256 65-69% of the FMA peak in place, 76-86% packed; at 128
-    // rows a tie; 64x3136x64 82% in place, 70-79% packed; 144x3136x24,
-    // whose block fits, 66-70% in place, 59-65% packed).
-    let (l1, g) = (caches::l1d_bytes(), a.kernel.geometry());
-    let panel_fits_l1 = a.k * g.nr * 4 <= l1;
-    let block_fits_l1 = a.k * g.nc * 4 <= l1;
-    let in_place = panel_fits_l1 && (block_fits_l1 || m_range.len() <= IN_PLACE_MAX_ROWS);
+    let in_place = match source {
+        BSource::Any => reads_in_place(a, m_range.len()),
+        BSource::Cache => true,
+        BSource::Memory => false,
+    };
     // SAFETY: forwarded.
     unsafe { gemm_with(a, b, ldb, in_place, c, ldc, m_range, n_range, epi) }
 }
 
-/// [`gemm`] for a B that comes from memory: packed, never read in place
-/// (see `tasks::GemmTask::b_from_memory`). A panel read in place is `K`
-/// rows far apart, as many streams as its rows, which the prefetchers do
-/// not follow from memory; packing reads whole rows of a block.
+/// Whether [`gemm`] reads the panels of a B of unknown source in place for
+/// `rows` rows of C.
 ///
-/// # Safety
-/// As [`gemm`].
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn gemm_b_from_memory(
-    a: &PackedA,
-    b: *const f32,
-    ldb: usize,
-    c: *mut f32,
-    ldc: usize,
-    m_range: Range<usize>,
-    n_range: Range<usize>,
-    epi: &GemmEpilogue,
-) {
-    // SAFETY: forwarded.
-    unsafe { gemm_with(a, b, ldb, false, c, ldc, m_range, n_range, epi) }
-}
-
-/// [`gemm`] for a B that is already in cache (the separable kernel's
-/// depthwise tile, just written): its whole column panels are read in
-/// place instead of packed first; only a partial last panel is packed. For
-/// small M the packing is a large share of the work: 16x96 by 448 columns
-/// took 14.0 us against 17.7 packed, 96x576 by 196 took 193 against 203.
-///
-/// # Safety
-/// As [`gemm`].
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn gemm_b_in_cache(
-    a: &PackedA,
-    b: *const f32,
-    ldb: usize,
-    c: *mut f32,
-    ldc: usize,
-    m_range: Range<usize>,
-    n_range: Range<usize>,
-    epi: &GemmEpilogue,
-) {
-    // SAFETY: forwarded.
-    unsafe { gemm_with(a, b, ldb, true, c, ldc, m_range, n_range, epi) }
+/// A panel of B that fits in L1 is read in place: every A panel's tiles
+/// re-read it from L1 as they would a packed copy, and the copy is saved.
+/// With K up to 256 that was 1-3% faster on whole models (RegNetX-400MF,
+/// MobileNetV2, ResNet-50, SqueezeNet, DenseNet-121; AMD EPYC Zen 5, 48
+/// KiB L1d, one thread) and 4-11% on their small-K GEMMs in cache; with K
+/// of 576 and more, no faster. But unless the whole column block fits in
+/// L1 too, its panels, K rows far apart, are re-read from L2 by every A
+/// panel, scattered, which a packed copy is not: once the copy was made of
+/// vector moves, more than 128 rows (10 A panels) repaid it (GEMM bench,
+/// AMD EPYC Zen 4, 32 KiB L1d: 256x3136x128 and 256x3136x256 65-69% of the
+/// FMA peak in place, 76-86% packed; at 128 rows a tie; 64x3136x64 82% in
+/// place, 70-79% packed; 144x3136x24, whose block fits, 66-70% in place,
+/// 59-65% packed).
+fn reads_in_place(a: &PackedA, rows: usize) -> bool {
+    let (l1, g) = (caches::l1d_bytes(), a.kernel.geometry());
+    let panel_fits_l1 = a.k * g.nr * 4 <= l1;
+    let block_fits_l1 = a.k * g.nc * 4 <= l1;
+    panel_fits_l1 && (block_fits_l1 || rows <= IN_PLACE_MAX_ROWS)
 }
 
 /// # Safety
@@ -591,7 +579,7 @@ struct Job<'a> {
     g: Geometry,
     b: *const f32,
     ldb: usize,
-    /// Read whole panels of B in place (see [`gemm_b_in_cache`]).
+    /// Read whole panels of B in place (see [`BSource`]).
     b_in_place: bool,
     c: *mut f32,
     ldc: usize,
