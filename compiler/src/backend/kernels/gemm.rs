@@ -147,20 +147,18 @@ pub fn linear(
         let tasks = spec.tasks();
         let spec = consts.keep(spec);
         let (src, dst) = (x.base, ops.out.base);
-        return Ok(Kernel {
-            tasks: tasks.max(1),
-            optimize: true,
-            then: None,
-            before: None,
-            micro_kernel: Some(ops.kernel.name().into()),
-            body: Box::new(move |e: &mut Emit| {
+        let mut kernel = Kernel::jit(
+            tasks,
+            Box::new(move |e: &mut Emit| {
                 e.for_tasks(|e, t| {
                     let (spec, x, out) = (e.ptr(spec), e.base(src), e.base(dst));
                     e.call(&entry::LINEAR_ROWS, &[spec, x, out, t])?;
                     Ok(())
                 })
             }),
-        });
+        );
+        kernel.micro_kernel = Some(ops.kernel.name().into());
+        return Ok(kernel);
     }
     if gemv_in_place(m, k) {
         return gemv(a, ops, consts, (m, k, rows));
@@ -227,13 +225,9 @@ fn gemv(
         .residual
         .then(|| ops.inputs.last().map(|b| b.base))
         .flatten();
-    Ok(Kernel {
+    let mut kernel = Kernel::jit(
         tasks,
-        optimize: true,
-        then: None,
-        before: None,
-        micro_kernel: Some(ops.kernel.name().into()),
-        body: Box::new(move |e: &mut Emit| {
+        Box::new(move |e: &mut Emit| {
             e.for_tasks(|e, t| {
                 let (spec, w, x, out) = (e.ptr(spec), e.base(w), e.base(src), e.base(dst));
                 let residual = match residual {
@@ -244,7 +238,9 @@ fn gemv(
                 Ok(())
             })
         }),
-    })
+    );
+    kernel.micro_kernel = Some(ops.kernel.name().into());
+    Ok(kernel)
 }
 
 /// `matmul` of two computed operands `[..., M, K] x [..., K, N]` with
