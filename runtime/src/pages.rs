@@ -7,20 +7,13 @@
 /// faults. A no-op elsewhere, or when the system refuses.
 #[allow(unsafe_code)]
 pub fn advise_huge_pages(ptr: *const u8, bytes: usize) {
+    // SAFETY: MADV_HUGEPAGE only changes how the kernel backs pages this
+    // process owns (the range lies inside the caller's allocation); it
+    // never changes their contents.
     #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        let start = (ptr as usize).next_multiple_of(HUGE);
-        let end = (ptr as usize).saturating_add(bytes) / HUGE * HUGE;
-        if end > start {
-            // SAFETY: madvise only changes how the kernel backs pages this
-            // process owns (the range lies inside the caller's allocation);
-            // it never changes their contents.
-            unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
-            }
-        }
-    }
+    unsafe {
+        advise_whole(ptr as usize, bytes, 2 << 20, libc::MADV_HUGEPAGE)
+    };
     #[cfg(not(target_os = "linux"))]
     let _ = (ptr, bytes);
 }
@@ -38,21 +31,30 @@ pub fn advise_huge_pages(ptr: *const u8, bytes: usize) {
 /// would zero the pages.
 #[allow(unsafe_code)]
 pub unsafe fn release_file_pages(ptr: *const u8, bytes: usize) {
+    // SAFETY: whole pages inside the caller's file mapping (see above).
     #[cfg(target_os = "linux")]
-    {
-        const PAGE: usize = 4096;
-        let start = (ptr as usize).next_multiple_of(PAGE);
-        let end = (ptr as usize).saturating_add(bytes) / PAGE * PAGE;
-        if end > start {
-            // SAFETY: whole pages inside the caller's file mapping (see
-            // above); the advice is only a hint, its result is not needed.
-            unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
-            }
-        }
-    }
+    unsafe {
+        advise_whole(ptr as usize, bytes, 4096, libc::MADV_DONTNEED)
+    };
     #[cfg(not(target_os = "linux"))]
     let _ = (ptr, bytes);
+}
+
+/// `madvise(advice)` on the whole `unit`-aligned units (a power of two)
+/// inside the `bytes` from address `at`, if any; the advice is a hint, its result is not
+/// needed.
+///
+/// # Safety
+/// `advice` must be safe for every page of the range (see the callers).
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+unsafe fn advise_whole(at: usize, bytes: usize, unit: usize, advice: libc::c_int) {
+    let start = at.next_multiple_of(unit);
+    let end = at.saturating_add(bytes) / unit * unit;
+    if end > start {
+        // SAFETY: forwarded from the caller.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, advice) };
+    }
 }
 
 #[cfg(test)]

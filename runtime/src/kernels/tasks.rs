@@ -256,14 +256,14 @@ pub unsafe extern "C" fn nnc_gemm_task(task: *const GemmTask, arena: *mut f32, t
     };
     let b = task.b.address(arena, p * task.b_stride);
     let c = task.c.address(arena, p * task.c_stride);
-    // SAFETY: the planner placed B, C and the residual so that product `p`
-    // with these strides lies inside their buffers; the bias has `m` rows
-    // per group.
     let source = if task.b_from_memory() {
         BSource::Memory
     } else {
         BSource::Any
     };
+    // SAFETY: the planner placed B, C and the residual so that product `p`
+    // with these strides lies inside their buffers; the bias has `m` rows
+    // per group.
     unsafe { gemm::gemm(a, b, task.ldb, source, c, task.ldc, rows, cols, &epi) }
 }
 
