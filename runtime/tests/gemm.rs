@@ -35,6 +35,32 @@ struct Case {
     activation: Activation,
 }
 
+/// `c = epilogue(a · b)` over all of `a`'s rows and `n` columns, B and C
+/// dense row-major, B of no stated source ([`BSource::Any`]).
+///
+/// # Safety
+/// The epilogue's bias and residual must cover C's rows and columns.
+unsafe fn dense_product(a: &PackedA, b: &[f32], c: &mut [f32], n: usize, epi: &GemmEpilogue) {
+    assert!(
+        b.len() >= a.k() * n && c.len() >= a.m() * n,
+        "operands too short"
+    );
+    // SAFETY: B and C checked above, the epilogue per the caller.
+    unsafe {
+        gemm(
+            a,
+            b.as_ptr(),
+            n,
+            BSource::Any,
+            c.as_mut_ptr(),
+            n,
+            0..a.m(),
+            0..n,
+            epi,
+        )
+    }
+}
+
 /// Where a case tells [`gemm`] its B comes from: [`BSource::Any`] (B read
 /// in place or packed as it chooses), [`BSource::Cache`] (whole panels of
 /// B read in place) or [`BSource::Memory`] (B always packed).
@@ -308,19 +334,7 @@ fn sigmoid_and_tanh_over_a_wide_range() {
                     ..GemmEpilogue::NONE
                 };
                 // SAFETY: operands cover their matrices.
-                unsafe {
-                    gemm(
-                        &packed,
-                        b.as_ptr(),
-                        n,
-                        BSource::Any,
-                        c.as_mut_ptr(),
-                        n,
-                        0..m,
-                        0..n,
-                        &epi,
-                    )
-                };
+                unsafe { dense_product(&packed, &b, &mut c, n, &epi) };
                 for i in 0..m {
                     for j in 0..n {
                         let x = a[i] as f64 * b[j] as f64;
@@ -376,19 +390,7 @@ fn extern_entry_point_resolves_arena_and_absolute_operands() {
                 activation: Activation::Relu,
             };
             // SAFETY: operands cover their matrices.
-            unsafe {
-                gemm(
-                    &packed,
-                    b.as_ptr(),
-                    n,
-                    BSource::Any,
-                    c.as_mut_ptr(),
-                    n,
-                    0..m,
-                    0..n,
-                    &epi,
-                )
-            };
+            unsafe { dense_product(&packed, &b, &mut c, n, &epi) };
             c
         };
         let task = GemmTask {
@@ -437,19 +439,7 @@ fn concurrent_calls_on_disjoint_blocks() {
     let packed = PackedA::pack(MicroKernel::detect(), &a, m, k);
     let mut serial = vec![0.0f32; m * n];
     // SAFETY: operands cover their matrices.
-    unsafe {
-        gemm(
-            &packed,
-            b.as_ptr(),
-            n,
-            BSource::Any,
-            serial.as_mut_ptr(),
-            n,
-            0..m,
-            0..n,
-            &GemmEpilogue::NONE,
-        )
-    };
+    unsafe { dense_product(&packed, &b, &mut serial, n, &GemmEpilogue::NONE) };
     let mut parallel = vec![0.0f32; m * n];
     let (top, bottom) = parallel.split_at_mut(30 * n);
     std::thread::scope(|s| {
@@ -532,28 +522,8 @@ fn winograd_weights_packed_while_transforming_match_the_transform(
             let (mut c1, mut c2) = (vec![0.0f32; c_out * n], vec![0.0f32; c_out * n]);
             // SAFETY: B is [c_in, n] and C [c_out, n].
             unsafe {
-                gemm(
-                    a,
-                    b.as_ptr(),
-                    n,
-                    BSource::Any,
-                    c1.as_mut_ptr(),
-                    n,
-                    0..c_out,
-                    0..n,
-                    &GemmEpilogue::NONE,
-                );
-                gemm(
-                    b_packed,
-                    b.as_ptr(),
-                    n,
-                    BSource::Any,
-                    c2.as_mut_ptr(),
-                    n,
-                    0..c_out,
-                    0..n,
-                    &GemmEpilogue::NONE,
-                );
+                dense_product(a, &b, &mut c1, n, &GemmEpilogue::NONE);
+                dense_product(b_packed, &b, &mut c2, n, &GemmEpilogue::NONE);
             }
             assert_eq!(
                 c1, c2,
