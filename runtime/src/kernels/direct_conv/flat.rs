@@ -21,14 +21,18 @@
 //! where a group has at most 4 channels, 4 by 6: 24 zmm accumulators, and
 //! per tap `NV` window loads and `CB` weight broadcasts for 24 FMAs (16
 //! channels by one vector took 17 loads for 16 FMAs, and was 6-12% slower
-//! on stems and grouped convs, AMD EPYC Zen 5).
+//! on stems and grouped convs, AMD EPYC Zen 5). Where a group's channels
+//! are a multiple of 16, a vector holds 16 channels at one position
+//! instead (`by_channel.rs`).
 
 #![allow(unsafe_code)]
 
-use super::{input_rows, DirectConv};
+use super::{existing_rows, DirectConv};
 use crate::kernels::gemm::avx512::{apply_act, lane_mask, vec_act};
 use std::arch::x86_64::*;
 use std::cell::RefCell;
+
+mod by_channel;
 
 /// Floats after the last plane: a vector starts at most at the last
 /// position of its row, and its windows a tap's offset further, which
@@ -97,23 +101,35 @@ impl Layout {
 /// Compiled for AVX-512 so that the rows' copies are vector moves: as calls
 /// to `memmove` (a row is 7 to 112 floats) they and the rest of the copy
 /// were 12% of the samples of a lone 14x14 grouped conv of RegNetX's in
-/// perf (AMD EPYC Zen 4).
+/// perf (AMD EPYC Zen 4). Plain loops over channels and rows, the stride's
+/// cases apart: through `input_rows`' iterator, with a division by the
+/// stride per row, the copy was 40% of a lone 14x14 -> 7x7 grouped conv
+/// of RegNetX's, as long as its FMAs (AMD EPYC Zen 4).
 #[target_feature(enable = "avx512f")]
 fn fill(s: &DirectConv, x: &[f32], r0: usize, r1: usize, l: Layout, planes: &mut Vec<f32>) {
     let st = s.stride;
     planes.clear();
     planes.resize(s.c_in * st * st * l.plane + SLACK, 0.0);
-    for (c, j, src) in input_rows(s, x, r0, r1) {
-        let at = l.plane(st, c, j % st, 0) + (j / st) * l.span;
-        if st == 1 {
-            if let Some(dst) = planes[at..at + l.span].get_mut(s.padding[1]..) {
-                let n = s.w.min(dst.len());
-                copy_row(&src[..n], &mut dst[..n]);
+    let (rows, iy) = existing_rows(s, r0, r1);
+    if rows.is_empty() {
+        return;
+    }
+    let (w, len) = (s.w, rows.len() * s.w);
+    for c in 0..s.c_in {
+        let channel = &x[(c * s.h + iy) * w..][..len];
+        for (j, src) in rows.clone().zip(channel.chunks_exact(w)) {
+            if st == 1 {
+                let at = l.plane(1, c, 0, 0) + j * l.span;
+                if let Some(dst) = planes[at..at + l.span].get_mut(s.padding[1]..) {
+                    let n = w.min(dst.len());
+                    copy_row(&src[..n], &mut dst[..n]);
+                }
+            } else {
+                let at = l.plane(2, c, j & 1, 0) + (j >> 1) * l.span;
+                // Column phase 1's plane follows phase 0's.
+                let (even, odd) = planes[at..].split_at_mut(l.plane);
+                split_phases_avx512(src, s.padding[1], (&mut even[..l.span], &mut odd[..l.span]));
             }
-        } else {
-            // Column phase 1's plane follows phase 0's.
-            let (even, odd) = planes[at..].split_at_mut(l.plane);
-            split_phases_avx512(src, s.padding[1], (&mut even[..l.span], &mut odd[..l.span]));
         }
     }
 }
@@ -123,6 +139,7 @@ fn fill(s: &DirectConv, x: &[f32], r0: usize, r1: usize, l: Layout, planes: &mut
 /// samples of a lone stride-2 grouped conv of RegNetX's (112x112) in perf
 /// (AMD EPYC Zen 4).
 #[target_feature(enable = "avx512f")]
+#[inline]
 fn split_phases_avx512(src: &[f32], padding: usize, (even, odd): (&mut [f32], &mut [f32])) {
     // With odd padding the first column is odd; the rest start on an even
     // padded column, pair `p` at `start + p` of both phases.
@@ -281,6 +298,7 @@ pub(super) unsafe fn run(
         unsafe {
             match s.cb {
                 4 => t.tiles::<4, 6>(),
+                16 => t.tiles_by_channel(),
                 _ => t.tiles::<8, 3>(),
             }
         }

@@ -15,7 +15,8 @@
 //!
 //! The AVX-512 version (`flat.rs`) lays the rows out so that its vectors
 //! span output rows, and blocks 8 channels (4 where a group has that
-//! few); the AVX2 version takes the tile in three passes of 6, 6 and 4
+//! few), or, where a group's channels are a multiple of 16, holds 16
+//! channels per vector (`flat/by_channel.rs`); the AVX2 version takes the tile in three passes of 6, 6 and 4
 //! channels by 16 columns (12 ymm accumulators at most); the portable
 //! version is the same loops in plain Rust, for other CPUs and as the
 //! tests' reference.
@@ -51,7 +52,8 @@ pub struct DirectConv {
     /// Groups, each `c_in` input and `out_channels` output channels.
     groups: usize,
     /// Output channels per block: 16, or for the AVX-512 kernel 8, or 4
-    /// where a group has that few (see `flat.rs`).
+    /// where a group has that few, or 16 where a group's are a multiple
+    /// of 16 (see `flat.rs`).
     cb: usize,
     /// `[group][block][c][ky][kx][cb]`, zero past `out_channels`.
     weights: Vec<f32>,
@@ -103,6 +105,7 @@ impl DirectConv {
         let out_channels = weight.len() / (groups * taps).max(1);
         let cb = match (kernel_impl, out_channels) {
             (MicroKernel::Avx512, ..=4) => 4,
+            (MicroKernel::Avx512, n) if n % BLOCK == 0 => BLOCK,
             (MicroKernel::Avx512, _) => 8,
             _ => BLOCK,
         };
@@ -331,14 +334,23 @@ fn input_rows<'x>(
     r0: usize,
     r1: usize,
 ) -> impl Iterator<Item = (usize, usize, &'x [f32])> {
-    let rows = (r1 - r0 - 1) * s.stride + s.kernel[0];
-    let (h, w, top, first) = (s.h, s.w, s.padding[0], r0 * s.stride);
+    let (rows, iy) = existing_rows(s, r0, r1);
+    let (h, w) = (s.h, s.w);
     (0..s.c_in).flat_map(move |c| {
-        (0..rows).filter_map(move |j| {
-            let iy = (first + j).checked_sub(top).filter(|&iy| iy < h)?;
-            Some((c, j, &x[(c * h + iy) * w..][..w]))
-        })
+        rows.clone()
+            .map(move |j| (c, j, &x[(c * h + iy + j - rows.start) * w..][..w]))
     })
+}
+
+/// The rows `j` (counted from the first row output rows `r0..r1` read,
+/// `r0 * stride - padding` above the input) that are input rows, not
+/// padding, and the input row of the first of them.
+fn existing_rows(s: &DirectConv, r0: usize, r1: usize) -> (std::ops::Range<usize>, usize) {
+    let rows = (r1 - r0 - 1) * s.stride + s.kernel[0];
+    let (first, top) = (r0 * s.stride, s.padding[0]);
+    let j0 = top.saturating_sub(first).min(rows);
+    let j1 = (s.h + top).saturating_sub(first).clamp(j0, rows);
+    (j0..j1, first + j0 - top.min(first + j0))
 }
 
 /// Stride 2: writes input row `src`, shifted right by `padding`, as its
