@@ -3,8 +3,9 @@
 //! implementation this CPU has: kernel sizes, strides 1 and 2, paddings
 //! (different before and after the input in the random cases)
 //! wider than the kernel's reach, output channels that fill part of a
-//! block, row ranges, with and without bias, with a sentinel around the
-//! output rows to catch stray stores.
+//! block, row ranges computed in one call or in row blocks one after
+//! another, with and without bias, with a sentinel around the output rows
+//! to catch stray stores.
 
 #![allow(unsafe_code)]
 
@@ -35,6 +36,11 @@ struct Case {
     bias: bool,
     activation: Activation,
     rows: (usize, usize),
+    /// Output rows per call, 0 for all of `rows` in one: consecutive
+    /// calls of one layout, some starting or ending in the padding, as the
+    /// runtime's row blocks make them (the kernel keeps the previous
+    /// call's padded planes).
+    block: usize,
     seed: u64,
 }
 
@@ -76,9 +82,14 @@ impl Case {
             for g in 0..groups {
                 let input = x[g * self.c_in * h * w..].as_ptr();
                 let output = out[g * per_group * oh * ow..].as_mut_ptr();
-                // SAFETY: `input` starts group `g`'s `c_in` planes of `x`
-                // and `output` the group's channels of `out`, both whole.
-                unsafe { nnc_direct_conv(&conv, input, output, r0, r1, g) };
+                let block = if self.block == 0 { r1 - r0 } else { self.block };
+                for b0 in (r0..r1).step_by(block.max(1)) {
+                    let b1 = (b0 + block).min(r1);
+                    // SAFETY: `input` starts group `g`'s `c_in` planes of
+                    // `x` and `output` the group's channels of `out`, both
+                    // whole.
+                    unsafe { nnc_direct_conv(&conv, input, output, b0, b1, g) };
+                }
             }
             for o in 0..self.out_channels {
                 for oy in 0..oh {
@@ -147,6 +158,7 @@ fn grouped_convs() {
             bias: true,
             activation: Activation::Relu,
             rows: (0, 100),
+            block: 0,
             seed: 7,
         }
         .check();
@@ -178,10 +190,39 @@ fn narrow_outputs() {
                 bias: true,
                 activation: Activation::Relu,
                 rows,
+                block: 0,
                 seed: 3,
             }
             .check();
         }
+    }
+}
+
+/// A layer's row blocks one after another (top, middle and bottom blocks
+/// of one layout): each call must zero the planes' rows that are padding
+/// for it and held input rows in the call before. Strides 1 and 2,
+/// paddings 1 and 2, 16 channels per group (one vector of channels) and
+/// 8 (8-channel tiles).
+#[test]
+fn row_blocks_in_turn() {
+    for (c_in, stride, padding, block) in [(16, 1, 1, 3), (16, 2, 1, 2), (8, 1, 2, 2), (8, 2, 2, 3)]
+    {
+        Case {
+            c_in,
+            groups: 2,
+            size: [11, 13],
+            out_channels: 2 * c_in,
+            kernel: [3, 3],
+            stride,
+            padding: [padding, padding],
+            padding_end: [padding, padding],
+            bias: true,
+            activation: Activation::None,
+            rows: (0, 100),
+            block,
+            seed: 5,
+        }
+        .check();
     }
 }
 
@@ -203,6 +244,7 @@ fn network_stems() {
                 bias: true,
                 activation: Activation::Clip { min: 0.0, max: 6.0 },
                 rows,
+                block: 0,
                 seed: 1,
             }
             .check();
@@ -226,6 +268,7 @@ proptest! {
         bias in any::<bool>(),
         relu in any::<bool>(),
         rows in (0usize..12, 0usize..30),
+        block in 0usize..4,
         seed in any::<u64>(),
     ) {
         Case {
@@ -240,6 +283,7 @@ proptest! {
             bias,
             activation: if relu { Activation::Relu } else { Activation::None },
             rows,
+            block,
             seed,
         }
         .check();

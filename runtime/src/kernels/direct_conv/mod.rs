@@ -16,8 +16,9 @@
 //! The AVX-512 version (`flat.rs`) lays the rows out so that its vectors
 //! span output rows, and blocks 8 channels (4 where a group has that
 //! few), or, where a group's channels are a multiple of 16, holds 16
-//! channels per vector (`flat/by_channel.rs`); the AVX2 version takes the tile in three passes of 6, 6 and 4
-//! channels by 16 columns (12 ymm accumulators at most); the portable
+//! channels per vector (`flat/by_channel.rs`); the AVX2 version takes
+//! the tile in three passes of 6, 6 and 4 channels by 16 columns (12 ymm
+//! accumulators at most); the portable
 //! version is the same loops in plain Rust, for other CPUs and as the
 //! tests' reference.
 
@@ -344,13 +345,13 @@ fn input_rows<'x>(
 
 /// The rows `j` (counted from the first row output rows `r0..r1` read,
 /// `r0 * stride - padding` above the input) that are input rows, not
-/// padding, and the input row of the first of them.
+/// padding, and the input row of the first of them (0 if none are).
 fn existing_rows(s: &DirectConv, r0: usize, r1: usize) -> (std::ops::Range<usize>, usize) {
     let rows = (r1 - r0 - 1) * s.stride + s.kernel[0];
     let (first, top) = (r0 * s.stride, s.padding[0]);
     let j0 = top.saturating_sub(first).min(rows);
     let j1 = (s.h + top).saturating_sub(first).clamp(j0, rows);
-    (j0..j1, first + j0 - top.min(first + j0))
+    (j0..j1, (first + j0).saturating_sub(top))
 }
 
 /// Stride 2: writes input row `src`, shifted right by `padding`, as its
