@@ -17,8 +17,8 @@
 //! EPYC Zen 4). With two FMA pipes (a Xeon) the 17 loads per 16 FMAs are
 //! near its two load ports' limit; not measured there.
 
-use super::{Task, Vector};
-use crate::kernels::gemm::avx512::{apply_act, lane_mask, vec_act};
+use super::Task;
+use crate::kernels::gemm::avx512::{apply_act, vec_act};
 use std::arch::x86_64::*;
 
 /// Channels per block and positions per tile.
@@ -41,7 +41,10 @@ impl Task<'_> {
                         *x = apply_act(&act, *x);
                     }
                     transpose(&mut sums);
-                    self.store_by_channel(block, vector, &sums);
+                    let live = (self.s.out_channels - block * LANES).min(LANES);
+                    for (r, &x) in sums.iter().enumerate().take(live) {
+                        self.store(block * LANES + r, vector, x);
+                    }
                 }
             }
         }
@@ -76,35 +79,6 @@ impl Task<'_> {
                 }
             }
             acc
-        }
-    }
-
-    /// Stores `rows` (a vector of positions per channel of block `block`)
-    /// at `vector`'s outputs, as [`Task::tile`] does.
-    ///
-    /// # Safety
-    /// As [`super::run`], with `vector` one of the task's.
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn store_by_channel(&self, block: usize, vector: &Vector, rows: &[__m512; LANES]) {
-        let s = self.s;
-        let live = (s.out_channels - block * LANES).min(LANES);
-        let n = vector.live.count_ones() as usize;
-        let whole = vector.live & vector.live.wrapping_add(1) == 0;
-        for (r, &x) in rows.iter().enumerate().take(live) {
-            let x = if whole {
-                x
-            } else {
-                _mm512_maskz_compress_ps(vector.live, x)
-            };
-            // SAFETY: the `n` outputs from `before` are in the task's rows
-            // of channel `block * 16 + r`.
-            unsafe {
-                let dst = self
-                    .out
-                    .add((block * LANES + r) * s.oh * s.ow + vector.before);
-                _mm512_mask_storeu_ps(dst, lane_mask(n), x);
-            }
         }
     }
 }
