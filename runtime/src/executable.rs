@@ -223,8 +223,9 @@ impl Executable {
 
     /// A zeroed arena for [`Executable::run_in`], or an error if the
     /// allocator refuses it (never an abort). An arena of 2 MiB or more
-    /// comes with room to start on a huge-page boundary and to end on one
-    /// (see [`Executable::arena_start`]), up to 4 MiB more.
+    /// comes with up to 4 MiB more, room for the run to start it on a
+    /// 2 MiB boundary and end it on one, so that all of it can be on huge
+    /// pages.
     pub fn arena(&self) -> Result<Vec<f32>, RunError> {
         let floats = self.arena_len;
         let page = HUGE_PAGE / 4;
