@@ -12,7 +12,7 @@
 
 use crate::denormals::FlushDenormals;
 use crate::limits::{try_zeroed, LimitError};
-use crate::pages::HUGE_PAGE;
+use crate::pages::{floats_to_huge_page, HUGE_PAGE};
 use crate::pool::{Pool, Session};
 use crate::{format_shape, Tensor, TensorError};
 use std::any::Any;
@@ -248,8 +248,7 @@ impl Executable {
     /// after it 0.421 -> 0.362 (nnc profile, three alternating runs, AMD
     /// EPYC Zen 4).
     fn arena_start(&self, arena: &[f32]) -> usize {
-        let at = arena.as_ptr() as usize;
-        let skew = (at.next_multiple_of(HUGE_PAGE) - at) / 4;
+        let skew = floats_to_huge_page(arena.as_ptr());
         if skew > 0 && arena.len() >= skew + self.arena_len {
             skew
         } else {

@@ -11,7 +11,8 @@ use super::cell::PackedCell;
 use super::gemm::{self, Activation, BSource, GemmEpilogue, MicroKernel, PackedA};
 use super::winograd::Transform;
 use super::{Base, KernelError};
-use crate::pages::HUGE_PAGE;
+use crate::limits::try_zeroed;
+use crate::pages::{floats_to_huge_page, HUGE_PAGE};
 use crate::Phases;
 use std::ops::Range;
 
@@ -567,18 +568,20 @@ pub extern "C" fn nnc_scratch(len: usize) -> *mut f32 {
         // pages: MobileNetV2's features.1 0.375 -> 0.328 ms from a boundary,
         // its kernels 7.57 -> 7.45 ms (nnc profile, four alternating runs,
         // AMD EPYC Zen 4).
-        let page = HUGE_PAGE / 4;
-        let skew = |s: &Vec<f32>| {
-            let at = s.as_ptr() as usize;
-            (at.next_multiple_of(HUGE_PAGE) - at) / 4
-        };
-        if s.len() < skew(&s) + len {
-            let mut grown: Vec<f32> = Vec::with_capacity(len + page);
-            crate::pages::advise_huge_pages(grown.as_ptr().cast(), 4 * (len + page));
-            grown.resize(len + page, 0.0);
-            *s = grown;
+        if s.len() < floats_to_huge_page(s.as_ptr()) + len {
+            // Advised onto huge pages, then zeroed, as the arena is. Out
+            // of memory ends the process as growing the `Vec` did (compiled
+            // code, the caller, cannot take an error).
+            let room = len + HUGE_PAGE / 4;
+            *s = match try_zeroed(room, String::new) {
+                Ok(v) => v,
+                Err(_) => std::alloc::handle_alloc_error(
+                    std::alloc::Layout::array::<f32>(room)
+                        .unwrap_or(std::alloc::Layout::new::<f32>()),
+                ),
+            };
         }
-        let at = skew(&s);
+        let at = floats_to_huge_page(s.as_ptr());
         s[at..].as_mut_ptr()
     })
 }

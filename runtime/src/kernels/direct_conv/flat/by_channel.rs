@@ -21,8 +21,8 @@ use super::Task;
 use crate::kernels::gemm::avx512::{apply_act, vec_act};
 use std::arch::x86_64::*;
 
-/// Channels per block and positions per tile.
-const LANES: usize = 16;
+/// Channels per block (the conv's `cb`) and positions per tile.
+const LANES: usize = super::super::BLOCK;
 
 impl Task<'_> {
     /// Every tile: each block of 16 channels by each vector of positions.
@@ -33,6 +33,7 @@ impl Task<'_> {
     pub(super) unsafe fn tiles_by_channel(&self) {
         let act = vec_act(self.s.activation);
         for block in 0..self.s.out_channels.div_ceil(LANES) {
+            let live = (self.s.out_channels - block * LANES).min(LANES);
             for vector in self.vectors {
                 // SAFETY: forwarded; the vector is one of the task's.
                 unsafe {
@@ -41,7 +42,6 @@ impl Task<'_> {
                         *x = apply_act(&act, *x);
                     }
                     transpose(&mut sums);
-                    let live = (self.s.out_channels - block * LANES).min(LANES);
                     for (r, &x) in sums.iter().enumerate().take(live) {
                         self.store(block * LANES + r, vector, x);
                     }
