@@ -227,13 +227,19 @@ fn edge_shapes() {
 
 #[test]
 fn several_k_blocks() {
-    // KC is 256 for every kernel: 257 and 600 need two and three blocks.
+    // KC is 256 for the portable kernel (257 and 600 need two and three
+    // blocks) and 768 for the x86 ones (1000 and 1600 need two and three,
+    // here with 17 to 24 columns past the last whole panel: AVX-512 takes
+    // those in one pass with a vector of columns, the old C added on every
+    // block but the first).
     for (m, n, k) in [
         (15, 49, 256),
         (15, 49, 257),
         (29, 35, 600),
         (3, 5, 600),
         (16, 1, 1000),
+        (15, 49, 1000),
+        (29, 24, 1600),
     ] {
         let mut case = Case::new(m, n, k);
         case.bias = true;
