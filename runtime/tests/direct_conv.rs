@@ -165,6 +165,34 @@ fn grouped_convs() {
     }
 }
 
+/// Rows of 14 columns, a vector each, whose 16-channel tiles compute
+/// the row's 14 positions only: RegNet's 14x14 grouped convs (16 and 32
+/// channels per group), whole and in row blocks, and a map whose rows are
+/// 14 wide in a flat layout (2 rows).
+#[test]
+fn rows_of_fourteen() {
+    for (c_in, groups, size) in [(16, 3, [14, 14]), (32, 2, [14, 14]), (16, 1, [2, 14])] {
+        for (rows, block) in [((0, 100), 0), ((0, 100), 5), ((3, 11), 0)] {
+            Case {
+                c_in,
+                groups,
+                size,
+                out_channels: groups * c_in,
+                kernel: [3, 3],
+                stride: 1,
+                padding: [1, 1],
+                padding_end: [1, 1],
+                bias: true,
+                activation: Activation::Relu,
+                rows,
+                block,
+                seed: 5,
+            }
+            .check();
+        }
+    }
+}
+
 /// Outputs at most 8 columns wide (one ymm of a chunk): the 7x7 maps of
 /// RegNet's and ResNeXt's last stage (16 and 32 channels per group),
 /// narrower ones, odd row counts and ranges, and stride 2 onto them.

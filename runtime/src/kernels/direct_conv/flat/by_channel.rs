@@ -37,7 +37,15 @@ impl Task<'_> {
             for vector in self.vectors {
                 // SAFETY: forwarded; the vector is one of the task's.
                 unsafe {
-                    let mut sums = self.sums_by_channel(block, vector.start);
+                    // A row of 14 (a 14x14 map's, one vector per row):
+                    // its 14 positions only, not the two padding columns
+                    // after it, an eighth of the FMAs (RegNetX's 14x14
+                    // grouped convs).
+                    let mut sums = if vector.whole && vector.count == 14 {
+                        self.sums_by_channel::<14>(block, vector.start)
+                    } else {
+                        self.sums_by_channel::<LANES>(block, vector.start)
+                    };
                     for x in &mut sums {
                         *x = apply_act(&act, *x);
                     }
@@ -50,19 +58,25 @@ impl Task<'_> {
         }
     }
 
-    /// Bias plus every tap of block `block`'s 16 channels at the 16 flat
-    /// positions from `start`, one vector (of channels) per position. A
-    /// function of its own so that the sums stay in registers (see
-    /// `Task::sums`).
+    /// Bias plus every tap of block `block`'s 16 channels at the `P` flat
+    /// positions from `start`, one vector (of channels) per position, and
+    /// zero for positions `P..16`. A function of its own so that the sums
+    /// stay in registers (see `Task::sums`).
     ///
     /// # Safety
-    /// As [`super::run`], with `s.cb == 16` and `start` a task vector's.
+    /// As [`super::run`], with `s.cb == 16`, `start` a task vector's and
+    /// `P <= 16`.
     #[target_feature(enable = "avx512f")]
     #[inline(never)]
-    unsafe fn sums_by_channel(&self, block: usize, start: usize) -> [__m512; LANES] {
+    unsafe fn sums_by_channel<const P: usize>(
+        &self,
+        block: usize,
+        start: usize,
+    ) -> [__m512; LANES] {
         let s = self.s;
         let taps = self.taps.len();
         let first = self.first + block;
+        let mut out = [_mm512_setzero_ps(); LANES];
         // SAFETY: every window lies inside the planes and `SLACK` (see
         // `super::SLACK`); the weights hold `taps * 16` floats per block
         // and the bias 16.
@@ -70,7 +84,7 @@ impl Task<'_> {
             let planes = self.planes.as_ptr().add(start);
             let weights = s.weights.as_ptr().add(first * taps * LANES);
             let bias = _mm512_loadu_ps(s.bias.as_ptr().add(first * LANES));
-            let mut acc = [bias; LANES];
+            let mut acc = [bias; P];
             for (t, &offset) in self.taps.iter().enumerate() {
                 let w = _mm512_loadu_ps(weights.add(t * LANES));
                 let x = planes.add(offset);
@@ -78,8 +92,11 @@ impl Task<'_> {
                     *a = _mm512_fmadd_ps(_mm512_set1_ps(*x.add(p)), w, *a);
                 }
             }
-            acc
+            for (o, &a) in out.iter_mut().zip(&acc) {
+                *o = a;
+            }
         }
+        out
     }
 }
 
