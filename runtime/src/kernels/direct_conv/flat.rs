@@ -34,6 +34,13 @@ use std::cell::RefCell;
 
 mod by_channel;
 
+/// The row length the 16-channel tile takes two rows of at once: a pair
+/// of 7-column rows is 14 positions, of which the flat layout (rows 9
+/// apart) made vectors of 16 with the padding columns between them: a 7x7
+/// map's 49 outputs as 64 positions, 56 as pairs. The pair's two rows are
+/// one run in the output.
+const ROW_PAIRS: usize = 7;
+
 /// Floats after the last plane: a vector starts at most at the last
 /// position of its row, and its windows a tap's offset further, which
 /// ends inside the last plane; the vector's 16 floats may reach 15 past.
@@ -275,9 +282,18 @@ fn taps(s: &DirectConv, l: Layout, out: &mut Vec<usize>) {
 }
 
 /// The vectors of output positions: flat from position 0 where that takes
-/// fewer vectors than 16-column chunks of each row, else the chunks.
+/// fewer vectors than 16-column chunks of each row, else the chunks. For
+/// the 16-channel tile on rows of 7, pairs of rows instead (see
+/// [`ROW_PAIRS`]).
 fn vectors(s: &DirectConv, l: Layout, rows: usize, out: &mut Vec<Vector>) {
     out.clear();
+    if s.cb == super::BLOCK && s.ow == ROW_PAIRS {
+        for row in (0..rows).step_by(2) {
+            let live = (rows - row).min(2) * s.ow;
+            out.push(Vector::new(row * l.span, lane_mask(live), row * s.ow));
+        }
+        return;
+    }
     let chunks = s.ow.div_ceil(16);
     if l.positions.div_ceil(16) < rows * chunks {
         let (mut row, mut x) = (0, 0);
@@ -340,6 +356,7 @@ pub(super) unsafe fn run(
             planes: &scratch.planes,
             taps: &scratch.taps,
             vectors: &scratch.vectors,
+            span: l.span,
             // Each output plane from the task's first row.
             out: out.wrapping_add(r0 * s.ow),
             first,
@@ -360,6 +377,8 @@ struct Task<'a> {
     planes: &'a [f32],
     taps: &'a [usize],
     vectors: &'a [Vector],
+    /// Floats per row of a plane.
+    span: usize,
     out: *mut f32,
     first: usize,
 }

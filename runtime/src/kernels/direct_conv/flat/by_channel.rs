@@ -17,7 +17,7 @@
 //! EPYC Zen 4). With two FMA pipes (a Xeon) the 17 loads per 16 FMAs are
 //! near its two load ports' limit; not measured there.
 
-use super::Task;
+use super::{Task, ROW_PAIRS};
 use crate::kernels::gemm::avx512::{apply_act, vec_act};
 use std::arch::x86_64::*;
 
@@ -40,11 +40,16 @@ impl Task<'_> {
                     // A row of 14 (a 14x14 map's, one vector per row):
                     // its 14 positions only, not the two padding columns
                     // after it, an eighth of the FMAs (RegNetX's 14x14
-                    // grouped convs).
-                    let mut sums = if vector.whole && vector.count == 14 {
-                        self.sums_by_channel::<14>(block, vector.start)
-                    } else {
-                        self.sums_by_channel::<LANES>(block, vector.start)
+                    // grouped convs); rows of 7 in pairs (`ROW_PAIRS`).
+                    let mut sums = match (vector.whole, vector.count, self.s.ow) {
+                        (true, 14, 14) => self.sums_by_channel::<14, 14>(block, vector.start),
+                        (true, 14, ROW_PAIRS) => {
+                            self.sums_by_channel::<14, ROW_PAIRS>(block, vector.start)
+                        }
+                        (true, 7, ROW_PAIRS) => {
+                            self.sums_by_channel::<7, ROW_PAIRS>(block, vector.start)
+                        }
+                        _ => self.sums_by_channel::<LANES, LANES>(block, vector.start),
                     };
                     for x in &mut sums {
                         *x = apply_act(&act, *x);
@@ -58,17 +63,18 @@ impl Task<'_> {
         }
     }
 
-    /// Bias plus every tap of block `block`'s 16 channels at the `P` flat
-    /// positions from `start`, one vector (of channels) per position, and
-    /// zero for positions `P..16`. A function of its own so that the sums
-    /// stay in registers (see `Task::sums`).
+    /// Bias plus every tap of block `block`'s 16 channels at `P`
+    /// positions from flat position `start`, in rows of `W` (position `p`
+    /// at `start + (p / W) * span + p % W`), one vector (of channels) per
+    /// position, and zero for positions `P..16`. A function of its own so
+    /// that the sums stay in registers (see `Task::sums`).
     ///
     /// # Safety
     /// As [`super::run`], with `s.cb == 16`, `start` a task vector's and
     /// `P <= 16`.
     #[target_feature(enable = "avx512f")]
     #[inline(never)]
-    unsafe fn sums_by_channel<const P: usize>(
+    unsafe fn sums_by_channel<const P: usize, const W: usize>(
         &self,
         block: usize,
         start: usize,
@@ -89,7 +95,8 @@ impl Task<'_> {
                 let w = _mm512_loadu_ps(weights.add(t * LANES));
                 let x = planes.add(offset);
                 for (p, a) in acc.iter_mut().enumerate() {
-                    *a = _mm512_fmadd_ps(_mm512_set1_ps(*x.add(p)), w, *a);
+                    let at = (p / W) * self.span + p % W;
+                    *a = _mm512_fmadd_ps(_mm512_set1_ps(*x.add(at)), w, *a);
                 }
             }
             for (o, &a) in out.iter_mut().zip(&acc) {
