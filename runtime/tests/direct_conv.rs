@@ -193,6 +193,36 @@ fn rows_of_fourteen() {
     }
 }
 
+/// Stride 2 onto rows of 28 or more, where the 16-channel tile reads the
+/// input in place and the positions next to the padding one at a time:
+/// kernels 3 and 5 at paddings 1 and 2 (the left columns and top rows
+/// next to it), inputs of even and odd width (the last column's last tap
+/// in the input or in the padding after it), whole maps, row ranges and
+/// row blocks.
+#[test]
+fn stride_two_in_place() {
+    for (kernel, padding, size) in [(3, 1, [20, 64]), (3, 1, [9, 59]), (5, 2, [12, 61])] {
+        for (rows, block) in [((0, 100), 0), ((0, 100), 3), ((2, 5), 0)] {
+            Case {
+                c_in: 16,
+                groups: 2,
+                size,
+                out_channels: 32,
+                kernel: [kernel, kernel],
+                stride: 2,
+                padding: [padding, padding],
+                padding_end: [padding, padding],
+                bias: true,
+                activation: Activation::Relu,
+                rows,
+                block,
+                seed: 9,
+            }
+            .check();
+        }
+    }
+}
+
 /// Outputs at most 8 columns wide (one ymm of a chunk): the 7x7 maps of
 /// RegNet's and ResNeXt's last stage (16 and 32 channels per group),
 /// narrower ones, odd row counts and ranges, and stride 2 onto them.

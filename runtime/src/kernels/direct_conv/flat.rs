@@ -23,7 +23,8 @@
 //! channels by one vector took 17 loads for 16 FMAs, and was 6-12% slower
 //! on stems and grouped convs, AMD EPYC Zen 5). Where a group's channels
 //! are a multiple of 16, a vector holds 16 channels at one position
-//! instead (`by_channel.rs`).
+//! instead (`by_channel.rs`), and at stride 2 on wide rows that tile
+//! reads the input in place, without the planes (`in_place.rs`).
 
 #![allow(unsafe_code)]
 
@@ -33,6 +34,7 @@ use std::arch::x86_64::*;
 use std::cell::RefCell;
 
 mod by_channel;
+mod in_place;
 
 /// The row length the 16-channel tile takes two rows of at once: a pair
 /// of 7-column rows is 14 positions, of which the flat layout (rows 9
@@ -60,6 +62,8 @@ struct Scratch {
     key: Option<[usize; 7]>,
     taps: Vec<usize>,
     vectors: Vec<Vector>,
+    /// The in-place path's positions next to the padding.
+    border: Vec<(usize, usize)>,
 }
 
 /// 16 flat positions from `start`: the lanes that are outputs, and the
@@ -338,6 +342,32 @@ pub(super) unsafe fn run(
     r1: usize,
     first: usize,
 ) {
+    if in_place::applies(s) {
+        SCRATCH.with(|scratch| {
+            let scratch = &mut *scratch.borrow_mut();
+            // The taps' offsets depend on the input's size; the last
+            // entry tells this path's keys from the planes'.
+            let [kh, kw] = s.kernel;
+            let key = [s.c_in, kh, kw, s.h, s.w, s.stride, usize::MAX];
+            if scratch.key != Some(key) {
+                in_place::taps(s, &mut scratch.taps);
+                scratch.key = Some(key);
+            }
+            in_place::vectors(s, r0, r1, &mut scratch.vectors, &mut scratch.border);
+            let t = Task {
+                s,
+                planes: x,
+                taps: &scratch.taps,
+                vectors: &scratch.vectors,
+                span: 0,
+                out: out.wrapping_add(r0 * s.ow),
+                first,
+            };
+            // SAFETY: forwarded from the caller.
+            unsafe { t.tiles_in_place(&scratch.border, r0) };
+        });
+        return;
+    }
     let l = Layout::new(s, r0, r1);
     SCRATCH.with(|scratch| {
         let scratch = &mut *scratch.borrow_mut();

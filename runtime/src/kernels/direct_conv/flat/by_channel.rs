@@ -42,14 +42,14 @@ impl Task<'_> {
                     // after it, an eighth of the FMAs (RegNetX's 14x14
                     // grouped convs); rows of 7 in pairs (`ROW_PAIRS`).
                     let mut sums = match (vector.whole, vector.count, self.s.ow) {
-                        (true, 14, 14) => self.sums_by_channel::<14, 14>(block, vector.start),
+                        (true, 14, 14) => self.sums_by_channel::<14, 14, 1>(block, vector.start),
                         (true, 14, ROW_PAIRS) => {
-                            self.sums_by_channel::<14, ROW_PAIRS>(block, vector.start)
+                            self.sums_by_channel::<14, ROW_PAIRS, 1>(block, vector.start)
                         }
                         (true, 7, ROW_PAIRS) => {
-                            self.sums_by_channel::<7, ROW_PAIRS>(block, vector.start)
+                            self.sums_by_channel::<7, ROW_PAIRS, 1>(block, vector.start)
                         }
-                        _ => self.sums_by_channel::<LANES, LANES>(block, vector.start),
+                        _ => self.sums_by_channel::<LANES, LANES, 1>(block, vector.start),
                     };
                     for x in &mut sums {
                         *x = apply_act(&act, *x);
@@ -64,17 +64,18 @@ impl Task<'_> {
     }
 
     /// Bias plus every tap of block `block`'s 16 channels at `P`
-    /// positions from flat position `start`, in rows of `W` (position `p`
-    /// at `start + (p / W) * span + p % W`), one vector (of channels) per
-    /// position, and zero for positions `P..16`. A function of its own so
-    /// that the sums stay in registers (see `Task::sums`).
+    /// positions from flat position `start`, in rows of `W`, `S` floats
+    /// apart in a row (position `p` at `start + (p / W) * span + (p % W)
+    /// * S`), one vector (of channels) per position, and zero for
+    /// positions `P..16`. A function of its own so that the sums stay in
+    /// registers (see `Task::sums`).
     ///
     /// # Safety
     /// As [`super::run`], with `s.cb == 16`, `start` a task vector's and
     /// `P <= 16`.
     #[target_feature(enable = "avx512f")]
     #[inline(never)]
-    unsafe fn sums_by_channel<const P: usize, const W: usize>(
+    pub(super) unsafe fn sums_by_channel<const P: usize, const W: usize, const S: usize>(
         &self,
         block: usize,
         start: usize,
@@ -95,7 +96,7 @@ impl Task<'_> {
                 let w = _mm512_loadu_ps(weights.add(t * LANES));
                 let x = planes.add(offset);
                 for (p, a) in acc.iter_mut().enumerate() {
-                    let at = (p / W) * self.span + p % W;
+                    let at = (p / W) * self.span + (p % W) * S;
                     *a = _mm512_fmadd_ps(_mm512_set1_ps(*x.add(at)), w, *a);
                 }
             }
@@ -112,7 +113,7 @@ impl Task<'_> {
 /// not inherit `target_feature`, and the shuffles became calls.
 #[target_feature(enable = "avx512f")]
 #[inline]
-fn transpose(v: &mut [__m512; 16]) {
+pub(super) fn transpose(v: &mut [__m512; 16]) {
     // Rows 2k and 2k+1 interleaved by 32 bits: per 128-bit lane q, t[2k]
     // holds both rows' lanes 4q and 4q+1, t[2k+1] their lanes 4q+2, 4q+3.
     let mut t = [_mm512_setzero_ps(); 16];
