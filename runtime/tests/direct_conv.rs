@@ -45,6 +45,44 @@ struct Case {
 }
 
 impl Case {
+    /// A grouped conv as RegNet's and ResNeXt's: `c_in` channels per
+    /// group in and out, a square kernel with the same padding on every
+    /// side, bias and ReLU, every output row in one call.
+    fn grouped(
+        (c_in, groups): (usize, usize),
+        size: [usize; 2],
+        (kernel, stride, padding): (usize, usize, usize),
+        seed: u64,
+    ) -> Case {
+        Case {
+            c_in,
+            groups,
+            size,
+            out_channels: groups * c_in,
+            kernel: [kernel, kernel],
+            stride,
+            padding: [padding, padding],
+            padding_end: [padding, padding],
+            bias: true,
+            activation: Activation::Relu,
+            rows: (0, 100),
+            block: 0,
+            seed,
+        }
+    }
+
+    /// Checks every row in one call, then in calls of `block` rows, then
+    /// the rows `part` in one call.
+    fn check_in_turn(self, block: usize, part: (usize, usize)) {
+        self.check();
+        Case {
+            block,
+            ..self.clone()
+        }
+        .check();
+        Case { rows: part, ..self }.check();
+    }
+
     fn check(&self) {
         let [h, w] = self.size;
         let [kh, kw] = self.kernel;
@@ -146,22 +184,7 @@ impl Case {
 #[test]
 fn grouped_convs() {
     for (c_in, groups, stride) in [(4, 8, 1), (8, 4, 2), (16, 3, 1), (32, 2, 2)] {
-        Case {
-            c_in,
-            groups,
-            size: [13, 21],
-            out_channels: groups * c_in,
-            kernel: [3, 3],
-            stride,
-            padding: [1, 1],
-            padding_end: [1, 1],
-            bias: true,
-            activation: Activation::Relu,
-            rows: (0, 100),
-            block: 0,
-            seed: 7,
-        }
-        .check();
+        Case::grouped((c_in, groups), [13, 21], (3, stride, 1), 7).check();
     }
 }
 
@@ -172,24 +195,7 @@ fn grouped_convs() {
 #[test]
 fn rows_of_fourteen() {
     for (c_in, groups, size) in [(16, 3, [14, 14]), (32, 2, [14, 14]), (16, 1, [2, 14])] {
-        for (rows, block) in [((0, 100), 0), ((0, 100), 5), ((3, 11), 0)] {
-            Case {
-                c_in,
-                groups,
-                size,
-                out_channels: groups * c_in,
-                kernel: [3, 3],
-                stride: 1,
-                padding: [1, 1],
-                padding_end: [1, 1],
-                bias: true,
-                activation: Activation::Relu,
-                rows,
-                block,
-                seed: 5,
-            }
-            .check();
-        }
+        Case::grouped((c_in, groups), size, (3, 1, 1), 5).check_in_turn(5, (3, 11));
     }
 }
 
@@ -202,24 +208,7 @@ fn rows_of_fourteen() {
 #[test]
 fn stride_two_in_place() {
     for (kernel, padding, size) in [(3, 1, [20, 64]), (3, 1, [9, 59]), (5, 2, [12, 61])] {
-        for (rows, block) in [((0, 100), 0), ((0, 100), 3), ((2, 5), 0)] {
-            Case {
-                c_in: 16,
-                groups: 2,
-                size,
-                out_channels: 32,
-                kernel: [kernel, kernel],
-                stride: 2,
-                padding: [padding, padding],
-                padding_end: [padding, padding],
-                bias: true,
-                activation: Activation::Relu,
-                rows,
-                block,
-                seed: 9,
-            }
-            .check();
-        }
+        Case::grouped((16, 2), size, (kernel, 2, padding), 9).check_in_turn(3, (2, 5));
     }
 }
 
@@ -236,22 +225,8 @@ fn narrow_outputs() {
         (2, 2, [6, 3], 1),
     ] {
         for rows in [(0, 100), (1, 6), (2, 3), (0, 1)] {
-            Case {
-                c_in,
-                groups,
-                size,
-                out_channels: groups * c_in,
-                kernel: [3, 3],
-                stride,
-                padding: [1, 1],
-                padding_end: [1, 1],
-                bias: true,
-                activation: Activation::Relu,
-                rows,
-                block: 0,
-                seed: 3,
-            }
-            .check();
+            let case = Case::grouped((c_in, groups), size, (3, stride, 1), 3);
+            Case { rows, ..case }.check();
         }
     }
 }
