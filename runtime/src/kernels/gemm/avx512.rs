@@ -483,7 +483,7 @@ unsafe fn kernel_tail<const TAIL: usize>(t: &Tile) {
         for (v, &x) in vectors.iter_mut().zip(&acc) {
             v[0] = x;
         }
-        store_tile::<MR, 1>(&t.columns(0, 16), &vectors);
+        store::<MR, 1>(&t.columns(0, 16), &vectors);
         store_columns(&t.columns(16, TAIL), &columns);
     }
 }

@@ -84,9 +84,10 @@ impl Task<'_> {
         let taps = self.taps.len();
         let first = self.first + block;
         let mut out = [_mm512_setzero_ps(); LANES];
-        // SAFETY: every window lies inside the planes and `SLACK` (see
-        // `super::SLACK`); the weights hold `taps * 16` floats per block
-        // and the bias 16.
+        // SAFETY: every window lies inside `planes`: the padded planes
+        // and `SLACK` (see `super::SLACK`), or on the in-place path the
+        // input, whose runs read only inside it (see `in_place.rs`); the
+        // weights hold `taps * 16` floats per block and the bias 16.
         unsafe {
             let planes = self.planes.as_ptr().add(start);
             let weights = s.weights.as_ptr().add(first * taps * LANES);

@@ -94,7 +94,9 @@ pub(super) fn vectors(
     }
 }
 
-/// Calls `$f::<P, P, 2>` for the run length `P = $n` (1 to 16).
+/// `$task.sums_by_channel::<P, P, 2>` for a run of `P = $n` positions
+/// (1 to 16): one function per length, the positions' accumulators in
+/// registers.
 macro_rules! by_length {
     ($task:expr, $n:expr, $block:expr, $start:expr) => {
         match $n {
