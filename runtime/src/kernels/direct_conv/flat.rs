@@ -342,51 +342,41 @@ pub(super) unsafe fn run(
     r1: usize,
     first: usize,
 ) {
-    if in_place::applies(s) {
-        SCRATCH.with(|scratch| {
-            let scratch = &mut *scratch.borrow_mut();
+    let in_place = in_place::applies(s);
+    SCRATCH.with(|scratch| {
+        let scratch = &mut *scratch.borrow_mut();
+        let [kh, kw] = s.kernel;
+        // The planes' row length, and the taps and vectors for this call,
+        // kept for the next call of the same key (everything they read).
+        let span = if in_place {
             // The taps' offsets depend on the input's size; the last
-            // entry tells this path's keys from the planes'.
-            let [kh, kw] = s.kernel;
+            // entry tells this path's keys from the planes'. Its vectors
+            // depend on the rows themselves (the padding's).
             let key = [s.c_in, kh, kw, s.h, s.w, s.stride, usize::MAX];
             if scratch.key != Some(key) {
                 in_place::taps(s, &mut scratch.taps);
                 scratch.key = Some(key);
             }
             in_place::vectors(s, r0, r1, &mut scratch.vectors, &mut scratch.border);
-            let t = Task {
-                s,
-                planes: x,
-                taps: &scratch.taps,
-                vectors: &scratch.vectors,
-                span: 0,
-                out: out.wrapping_add(r0 * s.ow),
-                first,
-            };
-            // SAFETY: forwarded from the caller.
-            unsafe { t.tiles_in_place(&scratch.border, r0) };
-        });
-        return;
-    }
-    let l = Layout::new(s, r0, r1);
-    SCRATCH.with(|scratch| {
-        let scratch = &mut *scratch.borrow_mut();
-        // SAFETY: AVX-512F, as the caller vouched.
-        unsafe { fill(s, x, r0, r1, l, scratch) };
-        // Everything `taps` and `vectors` read.
-        let [kh, kw] = s.kernel;
-        let key = [s.c_in, kh, kw, s.stride, s.ow, r1 - r0, s.cb];
-        if scratch.key != Some(key) {
-            taps(s, l, &mut scratch.taps);
-            vectors(s, l, r1 - r0, &mut scratch.vectors);
-            scratch.key = Some(key);
-        }
+            0
+        } else {
+            let l = Layout::new(s, r0, r1);
+            // SAFETY: AVX-512F, as the caller vouched.
+            unsafe { fill(s, x, r0, r1, l, scratch) };
+            let key = [s.c_in, kh, kw, s.stride, s.ow, r1 - r0, s.cb];
+            if scratch.key != Some(key) {
+                taps(s, l, &mut scratch.taps);
+                vectors(s, l, r1 - r0, &mut scratch.vectors);
+                scratch.key = Some(key);
+            }
+            l.span
+        };
         let t = Task {
             s,
-            planes: &scratch.planes,
+            planes: if in_place { x } else { &scratch.planes },
             taps: &scratch.taps,
             vectors: &scratch.vectors,
-            span: l.span,
+            span,
             // Each output plane from the task's first row.
             out: out.wrapping_add(r0 * s.ow),
             first,
@@ -394,6 +384,7 @@ pub(super) unsafe fn run(
         // SAFETY: forwarded from the caller.
         unsafe {
             match s.cb {
+                _ if in_place => t.tiles_in_place(&scratch.border, r0),
                 4 => t.tiles::<4, 6>(),
                 16 => t.tiles_by_channel(),
                 _ => t.tiles::<8, 3>(),

@@ -17,8 +17,8 @@
 //! EPYC Zen 4). With two FMA pipes (a Xeon) the 17 loads per 16 FMAs are
 //! near its two load ports' limit; not measured there.
 
-use super::{Task, ROW_PAIRS};
-use crate::kernels::gemm::avx512::{apply_act, vec_act};
+use super::{Task, Vector, ROW_PAIRS};
+use crate::kernels::gemm::avx512::{apply_act, vec_act, VecAct};
 use std::arch::x86_64::*;
 
 /// Channels per block (the conv's `cb`) and positions per tile.
@@ -51,15 +51,36 @@ impl Task<'_> {
                         }
                         _ => self.sums_by_channel::<LANES, LANES, 1>(block, vector.start),
                     };
-                    for x in &mut sums {
-                        *x = apply_act(&act, *x);
-                    }
-                    transpose(&mut sums);
-                    for (r, &x) in sums.iter().enumerate().take(live) {
-                        self.store(block * LANES + r, vector, x);
-                    }
+                    self.store_sums(block, live, vector, &act, &mut sums);
                 }
             }
+        }
+    }
+
+    /// Stores the sums of a tile (a vector of channels per position, see
+    /// [`Task::sums_by_channel`]) at the vector's outputs: the activation,
+    /// the transpose into a vector of positions per channel, and the
+    /// block's first `live` channels.
+    ///
+    /// # Safety
+    /// As [`super::run`], with `s.cb == 16` and `vector` one of the task's.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    pub(super) unsafe fn store_sums(
+        &self,
+        block: usize,
+        live: usize,
+        vector: &Vector,
+        act: &VecAct,
+        sums: &mut [__m512; LANES],
+    ) {
+        for x in sums.iter_mut() {
+            *x = apply_act(act, *x);
+        }
+        transpose(sums);
+        for (r, &x) in sums.iter().enumerate().take(live) {
+            // SAFETY: forwarded.
+            unsafe { self.store(block * LANES + r, vector, x) };
         }
     }
 
@@ -114,7 +135,7 @@ impl Task<'_> {
 /// not inherit `target_feature`, and the shuffles became calls.
 #[target_feature(enable = "avx512f")]
 #[inline]
-pub(super) fn transpose(v: &mut [__m512; 16]) {
+fn transpose(v: &mut [__m512; 16]) {
     // Rows 2k and 2k+1 interleaved by 32 bits: per 128-bit lane q, t[2k]
     // holds both rows' lanes 4q and 4q+1, t[2k+1] their lanes 4q+2, 4q+3.
     let mut t = [_mm512_setzero_ps(); 16];

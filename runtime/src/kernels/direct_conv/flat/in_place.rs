@@ -14,7 +14,7 @@
 
 use super::{Task, Vector};
 use crate::kernels::direct_conv::DirectConv;
-use crate::kernels::gemm::avx512::{apply_act, lane_mask, vec_act};
+use crate::kernels::gemm::avx512::{apply_act, lane_mask, vec_act, VecAct};
 use std::arch::x86_64::*;
 
 /// Channels per block (the conv's `cb`).
@@ -138,13 +138,7 @@ impl Task<'_> {
                 // positions reads inside the input.
                 unsafe {
                     let mut sums = by_length!(self, vector.count, block, vector.start);
-                    for x in &mut sums {
-                        *x = apply_act(&act, *x);
-                    }
-                    super::by_channel::transpose(&mut sums);
-                    for (r, &x) in sums.iter().enumerate().take(live) {
-                        self.store(block * LANES + r, vector, x);
-                    }
+                    self.store_sums(block, live, vector, &act, &mut sums);
                 }
             }
             for &(y, x) in border {
@@ -164,7 +158,7 @@ impl Task<'_> {
         &self,
         block: usize,
         live: usize,
-        act: &crate::kernels::gemm::avx512::VecAct,
+        act: &VecAct,
         (y, x): (usize, usize),
         r0: usize,
     ) {
