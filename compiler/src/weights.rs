@@ -87,11 +87,13 @@ pub fn seeded_weights(graph: &Graph, seed: u64) -> Result<WeightSet, TensorError
             })?;
             // A few large tensors hold most of a model's weights (resnet18's
             // last convs): they are drawn in parts, on all cores.
-            let mut data: Vec<f32> = Vec::with_capacity(count);
+            // Zeroed by the allocator: a large buffer is fresh pages, left
+            // untouched until drawn into (no memset of 47 MB for resnet18),
+            // so the advice below still comes before their first write.
+            let mut data: Vec<f32> = vec![0.0; count];
             // 2 MiB pages: with 4 KiB ones, faulting in resnet18's 47 MB of
             // seeded weights took more time than drawing them.
             nnc_runtime::pages::advise_huge_pages(data.as_ptr().cast(), 4 * count);
-            data.resize(count, 0.0);
             data.par_chunks_mut(SEED_PART)
                 .enumerate()
                 .try_for_each(|(i, part)| {

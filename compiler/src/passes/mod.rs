@@ -20,6 +20,7 @@ use crate::interp::InterpError;
 use crate::ir::{Graph, GraphError, Node, NodeId, Op, TensorType, WeightAttrs, WeightRole};
 use crate::verify::{verify, VerifyError};
 use nnc_runtime::{Tensor, TensorError, WeightSet};
+use rayon::prelude::*;
 
 /// A named graph transformation.
 pub struct Pass {
@@ -385,7 +386,7 @@ fn rescale_weight(
     weights: &mut WeightSet,
     user: NodeId,
     old: NodeId,
-    factor: impl Fn(usize, usize) -> f64,
+    factor: impl Fn(usize, usize) -> f64 + Sync,
 ) -> Result<NodeId, PassError> {
     let name = weight_name(graph, old).unwrap_or_default().to_string();
     if !is_only_user(graph, old, user) {
@@ -408,12 +409,22 @@ fn rescale_weight(
         .get(2..)
         .map_or(1, |s| s.iter().product::<usize>())
         .max(1);
-    for (i, run) in tensor.data_mut().chunks_mut(inner).enumerate() {
-        let f = factor(i / cols, i % cols);
-        for w in run {
-            *w = (f64::from(*w) * f) as f32;
-        }
-    }
+    // Rows on all cores: folding resnet18's batch norms scales 11M
+    // weights, most of the passes' time on one thread.
+    let row_len = cols * inner;
+    tensor
+        .data_mut()
+        .par_chunks_mut(row_len)
+        .with_min_len((1 << 14) / row_len + 1)
+        .enumerate()
+        .for_each(|(row, runs)| {
+            for (col, run) in runs.chunks_mut(inner).enumerate() {
+                let f = factor(row, col);
+                for w in run {
+                    *w = (f64::from(*w) * f) as f32;
+                }
+            }
+        });
     Ok(old)
 }
 
