@@ -29,6 +29,54 @@ enum Lines {
     Owned(Vec<Line>),
     /// Static data of the program (a bundle's image).
     Static(&'static [Line]),
+    /// Fresh anonymous pages, zero from the kernel (see
+    /// [`AlignedBuf::zeroed`]).
+    Mapped(Mapped),
+}
+
+/// `lines` lines of an anonymous mapping from `offset` bytes on, a 2 MiB
+/// boundary.
+struct Mapped {
+    map: memmap2::MmapMut,
+    offset: usize,
+    lines: usize,
+}
+
+impl Mapped {
+    /// Below this, a buffer is an ordinary allocation: it would hold no
+    /// whole huge page, and a mapping per packed bias costs a system call.
+    const MIN_BYTES: usize = crate::pages::HUGE_PAGE;
+
+    /// `lines` zero lines on huge pages where the kernel has them, or
+    /// `None` if the mapping fails. The mapping is a huge page longer than
+    /// the lines, so that they can start on a 2 MiB boundary (the untouched
+    /// slack costs no memory).
+    fn new(lines: usize) -> Option<Mapped> {
+        let bytes = lines.checked_mul(std::mem::size_of::<Line>())?;
+        let huge = crate::pages::HUGE_PAGE;
+        let map = memmap2::MmapOptions::new()
+            .len(bytes.checked_add(huge)?)
+            .map_anon()
+            .ok()?;
+        let offset = crate::pages::floats_to_huge_page(map.as_ptr().cast()) * 4;
+        // A hint: the pages are zero either way.
+        #[cfg(target_os = "linux")]
+        let _ = map.advise_range(memmap2::Advice::HugePage, offset, bytes);
+        Some(Mapped { map, offset, lines })
+    }
+
+    fn lines(&self) -> &[Line] {
+        let bytes = &self.map[self.offset..][..self.lines * std::mem::size_of::<Line>()];
+        // SAFETY: the bytes start on a 2 MiB boundary (so aligned for
+        // `Line`), hold `lines` lines, and any bits are a valid `Line`.
+        unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast(), self.lines) }
+    }
+
+    fn lines_mut(&mut self) -> &mut [Line] {
+        let bytes = &mut self.map[self.offset..][..self.lines * std::mem::size_of::<Line>()];
+        // SAFETY: as for `lines`, borrowed mutably with `self`.
+        unsafe { std::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast(), self.lines) }
+    }
 }
 
 impl AlignedBuf {
@@ -39,49 +87,35 @@ impl AlignedBuf {
         }
     }
 
-    /// A buffer of at least `len` zeroed floats whose pages the kernel may
-    /// back with huge pages: packed weights are the bulk of a model's
-    /// memory, and faulting them in 4 KiB at a time was a large part of
-    /// compile time. The advice must come before the first write, so this
-    /// allocates uninitialised memory, advises, then zeroes it
-    /// (`alloc_zeroed` at 64-byte alignment zeroes with a memset first).
+    /// A buffer of at least `len` zeroed floats. A large one (packed
+    /// weights are the bulk of a model's memory) is fresh pages mapped for
+    /// it, which the kernel zeroes as they are first written and may back
+    /// with huge pages: faulting resnet18's 78 MB of packed weights in 4 KiB
+    /// at a time was a large part of its compile time, and zeroing them
+    /// with a `memset` first wrote each byte twice (the first write from
+    /// DRAM, before the packing's).
     pub(crate) fn zeroed(len: usize) -> AlignedBuf {
         let lines = len.div_ceil(LINE);
-        let Ok(layout) = std::alloc::Layout::array::<Line>(lines) else {
-            return AlignedBuf {
-                lines: Lines::Owned(vec![Line([0.0; LINE]); lines]),
-            };
-        };
-        if layout.size() == 0 {
-            return AlignedBuf::new();
-        }
-        // SAFETY: the layout is non-zero-sized; every byte is zeroed before
-        // the Vec is made, and all-zero bits are a valid `Line`; the pointer
-        // comes from the global allocator with exactly the layout
-        // `Vec<Line>` uses for `lines` elements, so the Vec may own and free
-        // it.
-        let lines = unsafe {
-            let ptr = std::alloc::alloc(layout).cast::<Line>();
-            if ptr.is_null() {
-                std::alloc::handle_alloc_error(layout);
+        if lines.saturating_mul(std::mem::size_of::<Line>()) >= Mapped::MIN_BYTES {
+            if let Some(mapped) = Mapped::new(lines) {
+                return AlignedBuf {
+                    lines: Lines::Mapped(mapped),
+                };
             }
-            crate::pages::advise_huge_pages(ptr.cast(), layout.size());
-            ptr.write_bytes(0, lines);
-            Vec::from_raw_parts(ptr, lines, lines)
-        };
+        }
         AlignedBuf {
-            lines: Lines::Owned(lines),
+            lines: Lines::Owned(vec![Line([0.0; LINE]); lines]),
         }
     }
 
     /// The buffer's lines, owned from now on (a borrowed buffer is copied).
     fn owned(&mut self) -> &mut Vec<Line> {
-        if let Lines::Static(lines) = self.lines {
-            self.lines = Lines::Owned(lines.to_vec());
+        if !matches!(self.lines, Lines::Owned(_)) {
+            self.lines = Lines::Owned(self.lines().to_vec());
         }
         match &mut self.lines {
             Lines::Owned(lines) => lines,
-            Lines::Static(_) => unreachable!("made owned above"),
+            Lines::Static(_) | Lines::Mapped(_) => unreachable!("made owned above"),
         }
     }
 
@@ -89,6 +123,20 @@ impl AlignedBuf {
         match &self.lines {
             Lines::Owned(lines) => lines,
             Lines::Static(lines) => lines,
+            Lines::Mapped(mapped) => mapped.lines(),
+        }
+    }
+
+    /// The lines, writable: a bundle's are copied first, a mapping's are
+    /// written where they are.
+    fn lines_mut(&mut self) -> &mut [Line] {
+        if let Lines::Static(lines) = self.lines {
+            self.lines = Lines::Owned(lines.to_vec());
+        }
+        match &mut self.lines {
+            Lines::Owned(lines) => lines,
+            Lines::Mapped(mapped) => mapped.lines_mut(),
+            Lines::Static(_) => unreachable!("made owned above"),
         }
     }
 
@@ -111,7 +159,7 @@ impl AlignedBuf {
     }
 
     pub(crate) fn as_mut_ptr(&mut self) -> *mut f32 {
-        self.owned().as_mut_ptr().cast()
+        self.lines_mut().as_mut_ptr().cast()
     }
 
     pub(crate) fn as_mut_slice(&mut self) -> &mut [f32] {
@@ -317,5 +365,36 @@ impl<'de> serde::Deserialize<'de> for AlignedBuf {
             Loaded::InPlace(floats) => copy(floats),
             Loaded::Copied(floats) => copy(&floats),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Small and mapped buffers alike start zero, aligned, at least as
+    /// long as asked; they keep what is written, also when they grow (a
+    /// mapped one becomes owned then).
+    #[test]
+    fn zeroed_buffers_are_zero_aligned_and_keep_their_writes() {
+        for len in [0, 5, 1000, (2 << 20) / 4, (5 << 20) / 4 + 3] {
+            let mut buf = AlignedBuf::zeroed(len);
+            assert!(buf.len() >= len, "{len}: {} floats", buf.len());
+            assert_eq!(buf.as_ptr() as usize % 64, 0, "{len}");
+            assert!(buf.as_slice().iter().all(|&x| x == 0.0), "{len}");
+            let mapped = matches!(buf.lines, Lines::Mapped(_));
+            assert_eq!(mapped, 4 * len >= crate::pages::HUGE_PAGE, "{len}");
+            for (i, x) in buf.as_mut_slice().iter_mut().enumerate() {
+                *x = i as f32;
+            }
+            buf.reserve_floats(buf.len() + 100);
+            let data = buf.as_slice();
+            assert!(data.len() >= len + 100);
+            assert!(
+                data[..len].iter().enumerate().all(|(i, &x)| x == i as f32),
+                "{len}"
+            );
+            assert!(data[len.next_multiple_of(LINE)..].iter().all(|&x| x == 0.0));
+        }
     }
 }
