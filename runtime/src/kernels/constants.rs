@@ -17,6 +17,7 @@ use super::depthwise_blocked::DepthwiseBlocked;
 use super::depthwise_rows::DepthwiseRows;
 use super::direct_conv::DirectConv;
 use super::gemv::Gemv;
+use super::im2col::Im2Col;
 use super::pool_rows::PoolRows;
 use super::tasks::{GemmTask, LinearRows, PanelGemm};
 use super::winograd::{WinogradInput, WinogradOutput};
@@ -42,6 +43,7 @@ pub enum Constant {
     DepthwiseBlocked(DepthwiseBlocked),
     DirectConv(DirectConv),
     PoolRows(PoolRows),
+    Im2Col(Im2Col),
     WinogradInput(WinogradInput),
     WinogradOutput(WinogradOutput),
 }
@@ -66,6 +68,7 @@ from_descriptor!(
     DepthwiseBlocked(DepthwiseBlocked),
     DirectConv(DirectConv),
     PoolRows(PoolRows),
+    Im2Col(Im2Col),
     WinogradInput(WinogradInput),
     WinogradOutput(WinogradOutput)
 );
@@ -91,6 +94,7 @@ impl Constant {
             Constant::DepthwiseBlocked(d) => span(d),
             Constant::DirectConv(d) => span(d),
             Constant::PoolRows(d) => span(d),
+            Constant::Im2Col(d) => span(d),
             Constant::WinogradInput(d) => span(d),
             Constant::WinogradOutput(d) => span(d),
         }

@@ -16,6 +16,7 @@ use super::depthwise_blocked::{nnc_depthwise_blocked, DepthwiseBlocked};
 use super::depthwise_rows::{nnc_depthwise_rows, DepthwiseRows};
 use super::direct_conv::{nnc_direct_conv, DirectConv};
 use super::gemv::{nnc_gemv, Gemv};
+use super::im2col::{nnc_im2col, Im2Col};
 use super::pool_rows::{nnc_pool_rows, PoolRows};
 use super::tasks::{
     nnc_cell_part, nnc_cell_step, nnc_gemm_panel, nnc_gemm_task, nnc_linear_rows, nnc_lrn_exact,
@@ -159,6 +160,9 @@ entry_points! {
     DIRECT_CONV = nnc_direct_conv(*const DirectConv, *const f32, *mut f32, usize, usize, usize);
     /// `(spec, src, inverse, dst, r0, r1)`: pooled rows of one plane.
     POOL_ROWS = nnc_pool_rows(*const PoolRows, *const f32, *const f32, *mut f32, usize, usize);
+    /// `(spec, src, dst, task)`: the column rows of one input plane and
+    /// kernel row of an [`Im2Col`].
+    IM2COL = nnc_im2col(*const Im2Col, *const f32, *mut f32, usize);
     /// `(spec, x, out, begin, end)`: Winograd input transforms.
     WINOGRAD_INPUT = nnc_winograd_input(*const WinogradInput, *const f32, *mut f32, usize, usize);
     /// `(spec, x, out, residual, begin, end)`: Winograd output transforms.

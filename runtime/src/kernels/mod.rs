@@ -17,6 +17,7 @@ pub mod direct_conv;
 pub mod entry;
 pub mod gemm;
 pub mod gemv;
+pub mod im2col;
 pub mod math;
 pub mod pool_rows;
 mod row_lanes;

@@ -228,7 +228,7 @@ pub fn build(
         | Op::BatchNorm(_) => elementwise::build(&node.op, ops, consts)?,
         Op::Gemm(a) => gemm::gemm(a, ops, consts)?,
         Op::Linear(a) => gemm::linear(a, ops, consts)?,
-        Op::Im2Col(a) => im2col::build(a, ops),
+        Op::Im2Col(a) => im2col::build(a, ops, consts),
         Op::Col2Im(a) => conv::col2im(a, ops, consts)?,
         Op::DepthwiseConv2d(a) => depthwise::depthwise(a, ops, consts)?,
         Op::SeparableConv2d(a) => conv::separable(a, ops, consts)?,
