@@ -108,7 +108,8 @@ impl AlignedBuf {
         }
     }
 
-    /// The buffer's lines, owned from now on (a borrowed buffer is copied).
+    /// The buffer's lines, owned from now on (a borrowed or mapped buffer
+    /// is copied: growing it).
     fn owned(&mut self) -> &mut Vec<Line> {
         if !matches!(self.lines, Lines::Owned(_)) {
             self.lines = Lines::Owned(self.lines().to_vec());
