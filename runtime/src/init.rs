@@ -130,9 +130,9 @@ fn uniform(
 ///
 /// The words are taken from the generator a block at a time and turned into
 /// floats in a loop the compiler vectorises, computing what
-/// `Uniform::sample` computes per word: drawing resnet18's 47 MB of seeded
-/// weights one `sample` call at a time took 1.75 times as long, about a
-/// third of its compile time from source.
+/// `Uniform::sample` computes per word: one `sample` call at a time took
+/// 1.75 times as long, and seeding resnet18's 47 MB of weights was then
+/// about a third of its time from source to ready to run.
 fn draw(
     low: f32,
     high: f32,
