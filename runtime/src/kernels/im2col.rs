@@ -218,6 +218,7 @@ trait RowOps: Copy {
 #[derive(Clone, Copy)]
 struct Scalar;
 
+// SAFETY (every method): the contract is [`RowOps`]'s, forwarded.
 impl RowOps for Scalar {
     #[inline(always)]
     unsafe fn zero(self, to: *mut f32, count: usize) {
@@ -281,8 +282,8 @@ mod vector {
     /// into it.
     macro_rules! rows {
         ($lanes:ty, $features:literal) => {
-            // SAFETY: the contract is [`Rows`]'s (the instruction set
-            // checked by the caller), forwarded.
+            // SAFETY (every method): the contract is [`Rows`]'s (the
+            // instruction set checked by the caller), forwarded.
             impl Rows for $lanes {
                 #[target_feature(enable = $features)]
                 unsafe fn task(s: &Im2Col, src: *const f32, dst: *mut f32, task: usize) {
@@ -331,6 +332,8 @@ mod vector {
     #[derive(Clone, Copy)]
     struct Vectors<V>(PhantomData<V>);
 
+    // SAFETY (every method): the contract is [`RowOps`]'s, with `V`'s
+    // instruction set available (the caller is compiled with it).
     impl<V: Lanes> RowOps for Vectors<V> {
         #[inline(always)]
         unsafe fn zero(self, to: *mut f32, count: usize) {
