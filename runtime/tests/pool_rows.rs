@@ -216,6 +216,38 @@ fn max_keeps_nan_and_infinities() {
     }
 }
 
+/// 3x3 stride-2 pools on rows of several vectors, whose chunks at the
+/// padding read masked loads in place (and whose maps with mostly such
+/// chunks take masked loads for every chunk), with NaN and infinities
+/// among the taps: the ResNets' pool and its neighbours.
+#[test]
+fn wide_stride_two_pools_at_the_padding() {
+    let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -f32::NAN];
+    for size in [33, 34, 56, 57, 112, 113] {
+        for sides in [[[1, 1], [1, 1]], [[1, 0], [0, 1]], [[0, 1], [1, 0]]] {
+            for seed in 1..4 {
+                let geometry = ([3, 3], [2, 2], sides, [1, 1]);
+                check(
+                    geometry,
+                    [size, size],
+                    PoolKind::Max,
+                    (0, 200),
+                    &specials,
+                    seed,
+                );
+                check(
+                    geometry,
+                    [size, size + 3],
+                    PoolKind::Avg,
+                    (0, 200),
+                    &[],
+                    seed,
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn windows_past_the_input() {
     // Ceil mode's last windows start in the bottom and right padding, and

@@ -248,6 +248,13 @@ mod vector {
         };
         let narrow = s.ow <= V::N;
         let two = s.ow <= 2 * V::N;
+        // Rows of several vectors through the masked loads too where most
+        // of their vectors would take padded copies: AVX-512 only (AVX2's
+        // masked loads are slow on AMD). Where few would, the copies' edge
+        // vectors are masked loads anyway (`edge_3x3_s2`) and the others
+        // plain loads, which were faster (64 planes of 112x112 without
+        // padding: 0.095 ms, 0.116 all masked; AMD EPYC Zen 4).
+        let masked = narrow || (V::N == 16 && s.ow <= MASKED_CHUNKS * V::N);
         match (few_patches::<V>(s), shape) {
             (false, THREE_S1) if narrow && s.kind == PoolKind::Max => {
                 rows_narrow_3x3_s1::<V, true, 1>(s, src, inverse, dst, r0, r1)
@@ -265,18 +272,18 @@ mod vector {
             // In place or not: the general windows gather a stride-2 tap,
             // and GoogLeNet's 2x2 pool of 14x14 maps took 0.06 ms.
             (_, TWO_S2) if narrow && s.kind == PoolKind::Max => {
-                rows_narrow_s2::<V, true, 2>(s, src, inverse, dst, r0, r1)
+                rows_masked_s2::<V, true, 2>(s, src, inverse, dst, r0, r1)
             }
-            (_, TWO_S2) if narrow => rows_narrow_s2::<V, false, 2>(s, src, inverse, dst, r0, r1),
+            (_, TWO_S2) if narrow => rows_masked_s2::<V, false, 2>(s, src, inverse, dst, r0, r1),
+            (false, THREE_S2) if masked && s.kind == PoolKind::Max => {
+                rows_masked_s2::<V, true, 3>(s, src, inverse, dst, r0, r1)
+            }
+            (false, THREE_S2) if masked => {
+                rows_masked_s2::<V, false, 3>(s, src, inverse, dst, r0, r1)
+            }
             (true, THREE_S1) => rows_in_place::<V, THREE_S1>(s, src, inverse, dst, r0, r1),
             (true, THREE_S2) => rows_in_place::<V, THREE_S2>(s, src, inverse, dst, r0, r1),
             (true, _) => rows_in_place::<V, ANY>(s, src, inverse, dst, r0, r1),
-            (false, THREE_S2) if narrow && s.kind == PoolKind::Max => {
-                rows_narrow_s2::<V, true, 3>(s, src, inverse, dst, r0, r1)
-            }
-            (false, THREE_S2) if narrow => {
-                rows_narrow_s2::<V, false, 3>(s, src, inverse, dst, r0, r1)
-            }
             (false, THREE_S2) => banded_rows::<V, THREE_S2>(s, src, inverse, dst, r0, r1),
             (false, _) => banded_rows::<V, ANY>(s, src, inverse, dst, r0, r1),
         }
@@ -346,13 +353,22 @@ mod vector {
                     && left >= 0
                     && left as usize + covered <= s.w
                     && (top as usize + height - 1) * s.w + left as usize + reach <= s.h * s.w;
-                let (at, width) = if in_place {
-                    (src.add(top as usize * s.w + left as usize), s.w)
-                } else {
-                    copy_window::<V>(src, [s.h, s.w], top, left, pad, patch, height, reach);
-                    (patch.cast_const(), reach)
+                let edge = (!in_place && SHAPE == THREE_S2)
+                    .then(|| edge_3x3_s2::<V>(s, src, top as isize, left as isize))
+                    .flatten();
+                let v = match edge {
+                    Some(v) if s.kind == PoolKind::Max => v,
+                    Some(v) => v.mul(V::load_live(inverse_row.wrapping_add(ox), live)),
+                    None => {
+                        let (at, width) = if in_place {
+                            (src.add(top as usize * s.w + left as usize), s.w)
+                        } else {
+                            copy_window::<V>(src, [s.h, s.w], top, left, pad, patch, height, reach);
+                            (patch.cast_const(), reach)
+                        };
+                        chunk::<V, SHAPE>(s, at, width, inverse_row.wrapping_add(ox), live)
+                    }
                 };
-                let v = chunk::<V, SHAPE>(s, at, width, inverse_row.wrapping_add(ox), live);
                 store::<V>(v, out_row.add(ox), live, (r1 - oy) * s.ow - ox);
             }
         }
@@ -426,22 +442,82 @@ mod vector {
         }
     }
 
+    /// A 3x3 stride-2 chunk whose windows reach past the plane's edges
+    /// (its top-left input at `(top, left)`, either possibly -1), read in
+    /// place by masked loads, the lanes outside the plane given the
+    /// padding value: the maximum, or for `Avg` the sum before the
+    /// divisors. `None` if a tap is NaN (the caller takes the padded copy,
+    /// whose path keeps it). Copying a patch for every such chunk cost the
+    /// ResNets' 3x3 pool of 64 112x112 planes, whose first chunk of every
+    /// row and whole first row reach into the padding, 0.06 of its 0.16 ms
+    /// (AMD EPYC Zen 4).
+    ///
+    /// # Safety
+    /// As [`PoolRows::run`], with `V`'s instruction set available; `top`
+    /// and `left` above `-(N as isize)`.
+    #[inline(always)]
+    unsafe fn edge_3x3_s2<V: Lanes>(
+        s: &PoolRows,
+        src: *const f32,
+        top: isize,
+        left: isize,
+    ) -> Option<V> {
+        let fill = V::splat(s.kind.pad_value());
+        let n = V::N as isize;
+        let low = masked_column::<V>(left, s.w, V::N);
+        let high = masked_column::<V>(left + n, s.w, V::N);
+        let last = (0..s.w as isize).contains(&(left + 2 * n));
+        let max = s.kind == PoolKind::Max;
+        let mut nan = V::no_nan();
+        let (mut lo, mut hi, mut next) = (fill, fill, fill);
+        for iy in (top..top + 3).filter(|iy| (0..s.h as isize).contains(iy)) {
+            let at = src.add(iy as usize * s.w).wrapping_offset(left);
+            let l = V::load_masked_or(at, low, fill);
+            let h = V::load_masked_or(at.wrapping_offset(n), high, fill);
+            let x = V::load_column_2n_or(at, last, fill);
+            if max {
+                nan = V::note_nan(V::note_nan(V::note_nan(nan, l), h), x);
+                (lo, hi, next) = (V::max(l, lo), V::max(h, hi), V::max(x, next));
+            } else {
+                (lo, hi, next) = (lo.add(l), hi.add(h), next.add(x));
+            }
+        }
+        if max && V::any_nan(nan) {
+            return None;
+        }
+        let [even, odd, shifted] = V::split_stride2(lo, hi, next);
+        Some(if max {
+            V::max(shifted, V::max(odd, even))
+        } else {
+            even.add(odd).add(shifted)
+        })
+    }
+
+    /// Most vectors per output row [`rows_masked_s2`] takes (128 columns
+    /// with AVX-512).
+    const MASKED_CHUNKS: usize = 8;
+
     /// Computes output rows `r0..r1` of a `K`x`K` stride-2 pool (`K` 2 or
-    /// 3) whose output rows are at most one vector wide (GoogLeNet's and
-    /// Inception's pools from 28x28 and 14x14 maps, SqueezeNet's from
-    /// 27x27), as [`rows_narrow_3x3_s1`] does at stride 1: each input
-    /// row's columns `2N + 1` wide read in place by masked loads (lanes
-    /// outside the row given the padding value), the rows combined, then
-    /// split into the stride-2 taps as [`max_3x3_s2`] does. `MAX`: max
-    /// pooling, else average. Inception v2's pools from 28x28 and 14x14
-    /// maps 0.049 -> 0.038 and 0.049-0.057 -> 0.036 ms, GoogLeNet's 2x2
-    /// from 14x14 (AMD EPYC Zen 5).
+    /// 3) whose output rows are at most [`MASKED_CHUNKS`] vectors wide, as
+    /// [`rows_narrow_3x3_s1`] does at stride 1: for each vector of an
+    /// output row, each input row's `2N + 1` columns under it read in place
+    /// by masked loads (lanes outside the row given the padding value; the
+    /// masks of each vector the same for every row), the rows combined,
+    /// then split into the stride-2 taps as [`max_3x3_s2`] does. `MAX`: max
+    /// pooling, else average. With one vector: Inception v2's pools from
+    /// 28x28 and 14x14 maps 0.049 -> 0.038 and 0.049-0.057 -> 0.036 ms,
+    /// GoogLeNet's 2x2 from 14x14 (AMD EPYC Zen 5). With several (AVX-512
+    /// only: AVX2's masked loads are slow on AMD), where most vectors of a
+    /// row would reach into the padding: a 3x3 stride-2 pool of 64 planes
+    /// of 56x56 with padding 1 took 0.044 ms through padded copies of
+    /// bands of rows, 0.034 here (AMD EPYC Zen 4; ONNX Runtime 0.018).
     ///
     /// # Safety
     /// As [`PoolRows::run`], with `V`'s instruction set available, a
-    /// `K`x`K` window at stride 2 without dilation, and `ow <= N`.
+    /// `K`x`K` window at stride 2 without dilation, and `ow <=
+    /// MASKED_CHUNKS * N`.
     #[inline(always)]
-    unsafe fn rows_narrow_s2<V: Lanes, const MAX: bool, const K: usize>(
+    unsafe fn rows_masked_s2<V: Lanes, const MAX: bool, const K: usize>(
         s: &PoolRows,
         src: *const f32,
         inverse: *const f32,
@@ -451,54 +527,67 @@ mod vector {
     ) {
         let [pt, pl] = s.padding;
         let fill = V::splat(s.kind.pad_value());
-        // Lane 0 of the low vector reads column `first`; the high vector
-        // the `N` columns after, then column `first + 2N`.
-        let (first, n) = (-(pl as isize), V::N as isize);
-        let low = masked_column::<V>(first, s.w, V::N);
-        let high = masked_column::<V>(first + n, s.w, V::N);
-        let last = (0..s.w as isize).contains(&(first + 2 * n));
-        for oy in r0..r1 {
+        let n = V::N as isize;
+        let chunks = s.ow.div_ceil(V::N).min(MASKED_CHUNKS);
+        // Per vector: lane 0 of its low half reads column `first`, the high
+        // half the `N` columns after, then column `first + 2N`.
+        let mut columns = [(0, V::mask(0), V::mask(0), false); MASKED_CHUNKS];
+        for (c, column) in columns.iter_mut().enumerate().take(chunks) {
+            let first = 2 * (c * V::N) as isize - pl as isize;
+            *column = (
+                first,
+                masked_column::<V>(first, s.w, V::N),
+                masked_column::<V>(first + n, s.w, V::N),
+                (0..s.w as isize).contains(&(first + 2 * n)),
+            );
+        }
+        'rows: for oy in r0..r1 {
             let top = (2 * oy) as isize - pt as isize;
-            let mut nan = V::no_nan();
-            let (mut lo, mut hi, mut next) = (fill, fill, fill);
-            for r in 0..K as isize {
-                let iy = top + r;
-                if !(0..s.h as isize).contains(&iy) {
-                    continue;
+            for (c, &(first, low, high, last)) in columns[..chunks].iter().enumerate() {
+                let ox = c * V::N;
+                let mut nan = V::no_nan();
+                let (mut lo, mut hi, mut next) = (fill, fill, fill);
+                for r in 0..K as isize {
+                    let iy = top + r;
+                    if !(0..s.h as isize).contains(&iy) {
+                        continue;
+                    }
+                    let at = src.add(iy as usize * s.w).wrapping_offset(first);
+                    let l = V::load_masked_or(at, low, fill);
+                    let h = V::load_masked_or(at.wrapping_offset(n), high, fill);
+                    // A 2x2 window never reaches column `2N`.
+                    let x = V::load_column_2n_or(at, K == 3 && last, fill);
+                    if MAX {
+                        nan = V::note_nan(V::note_nan(V::note_nan(nan, l), h), x);
+                        (lo, hi, next) = (V::max(l, lo), V::max(h, hi), V::max(x, next));
+                    } else {
+                        (lo, hi, next) = (lo.add(l), hi.add(h), next.add(x));
+                    }
                 }
-                let at = src.add(iy as usize * s.w).wrapping_offset(first);
-                let l = V::load_masked_or(at, low, fill);
-                let h = V::load_masked_or(at.wrapping_offset(n), high, fill);
-                // A 2x2 window never reaches column `2N`.
-                let x = V::load_column_2n_or(at, K == 3 && last, fill);
-                if MAX {
-                    nan = V::note_nan(V::note_nan(V::note_nan(nan, l), h), x);
-                    (lo, hi, next) = (V::max(l, lo), V::max(h, hi), V::max(x, next));
-                } else {
-                    (lo, hi, next) = (lo.add(l), hi.add(h), next.add(x));
+                if MAX && V::any_nan(nan) {
+                    // The NaN lanes are the input's, not the output's: this
+                    // row the slow way (as `max_3x3_s2` does).
+                    let row = dst.add((oy - r0) * s.ow);
+                    match K {
+                        3 => banded_rows::<V, THREE_S2>(s, src, inverse, row, oy, oy + 1),
+                        _ => banded_rows::<V, ANY>(s, src, inverse, row, oy, oy + 1),
+                    }
+                    continue 'rows;
                 }
+                let live = s.ow - ox;
+                let [even, odd, shifted] = V::split_stride2(lo, hi, next);
+                let v = match (MAX, K) {
+                    (true, 3) => V::max(shifted, V::max(odd, even)),
+                    (true, _) => V::max(odd, even),
+                    (false, k) => {
+                        let inverse = V::load_live(inverse.wrapping_add(oy * s.ow + ox), live);
+                        let sum = even.add(odd);
+                        if k == 3 { sum.add(shifted) } else { sum }.mul(inverse)
+                    }
+                };
+                let room = (r1 - oy) * s.ow - ox;
+                store::<V>(v, dst.add((oy - r0) * s.ow + ox), live, room);
             }
-            if MAX && V::any_nan(nan) {
-                // The NaN lanes are the input's, not the output's: this
-                // row the slow way (as `max_3x3_s2` does).
-                let row = dst.add((oy - r0) * s.ow);
-                match K {
-                    3 => banded_rows::<V, THREE_S2>(s, src, inverse, row, oy, oy + 1),
-                    _ => banded_rows::<V, ANY>(s, src, inverse, row, oy, oy + 1),
-                }
-                continue;
-            }
-            let [even, odd, shifted] = V::split_stride2(lo, hi, next);
-            let v = match (MAX, K) {
-                (true, 3) => V::max(shifted, V::max(odd, even)),
-                (true, _) => V::max(odd, even),
-                (false, k) => {
-                    let inverse = V::load_live(inverse.wrapping_add(oy * s.ow), s.ow);
-                    let sum = even.add(odd);
-                    if k == 3 { sum.add(shifted) } else { sum }.mul(inverse)
-                }
-            };
-            store::<V>(v, dst.add((oy - r0) * s.ow), s.ow, (r1 - oy) * s.ow);
         }
     }
 
