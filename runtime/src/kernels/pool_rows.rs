@@ -472,15 +472,8 @@ mod vector {
         let (mut lo, mut hi, mut next) = (fill, fill, fill);
         for iy in (top..top + 3).filter(|iy| (0..s.h as isize).contains(iy)) {
             let at = src.add(iy as usize * s.w).wrapping_offset(left);
-            let l = V::load_masked_or(at, low, fill);
-            let h = V::load_masked_or(at.wrapping_offset(n), high, fill);
-            let x = V::load_column_2n_or(at, last, fill);
-            if max {
-                nan = V::note_nan(V::note_nan(V::note_nan(nan, l), h), x);
-                (lo, hi, next) = (V::max(l, lo), V::max(h, hi), V::max(x, next));
-            } else {
-                (lo, hi, next) = (lo.add(l), hi.add(h), next.add(x));
-            }
+            let row = masked_row_2n::<V>(at, (low, high, last), fill);
+            (lo, hi, next) = combine_rows(max, (lo, hi, next), row, &mut nan);
         }
         if max && V::any_nan(nan) {
             return None;
@@ -491,6 +484,46 @@ mod vector {
         } else {
             even.add(odd).add(shifted)
         })
+    }
+
+    /// The `2N + 1` columns of an input row from `at` as the stride-2
+    /// paths take them (columns `0..N`, `N..2N`, and `2N` where
+    /// [`Lanes::split_stride2`] wants it), loading only the lanes
+    /// `(low, high, last)` keep and giving the others `fill`.
+    ///
+    /// # Safety
+    /// The kept columns are readable; `V`'s instruction set is available.
+    #[inline(always)]
+    unsafe fn masked_row_2n<V: Lanes>(
+        at: *const f32,
+        (low, high, last): (V::Mask, V::Mask, bool),
+        fill: V,
+    ) -> (V, V, V) {
+        (
+            V::load_masked_or(at, low, fill),
+            V::load_masked_or(at.wrapping_add(V::N), high, fill),
+            V::load_column_2n_or(at, last, fill),
+        )
+    }
+
+    /// `acc` combined with one more row (`max`: the maximum, noting NaN
+    /// lanes in `nan`; else the sum).
+    ///
+    /// # Safety
+    /// `V`'s instruction set is available.
+    #[inline(always)]
+    unsafe fn combine_rows<V: Lanes>(
+        max: bool,
+        (lo, hi, next): (V, V, V),
+        (l, h, x): (V, V, V),
+        nan: &mut V::NanLanes,
+    ) -> (V, V, V) {
+        if max {
+            *nan = V::note_nan(V::note_nan(V::note_nan(*nan, l), h), x);
+            (V::max(l, lo), V::max(h, hi), V::max(x, next))
+        } else {
+            (lo.add(l), hi.add(h), next.add(x))
+        }
     }
 
     /// Most vectors per output row [`rows_masked_s2`] takes (128 columns
@@ -553,16 +586,9 @@ mod vector {
                         continue;
                     }
                     let at = src.add(iy as usize * s.w).wrapping_offset(first);
-                    let l = V::load_masked_or(at, low, fill);
-                    let h = V::load_masked_or(at.wrapping_offset(n), high, fill);
                     // A 2x2 window never reaches column `2N`.
-                    let x = V::load_column_2n_or(at, K == 3 && last, fill);
-                    if MAX {
-                        nan = V::note_nan(V::note_nan(V::note_nan(nan, l), h), x);
-                        (lo, hi, next) = (V::max(l, lo), V::max(h, hi), V::max(x, next));
-                    } else {
-                        (lo, hi, next) = (lo.add(l), hi.add(h), next.add(x));
-                    }
+                    let row = masked_row_2n::<V>(at, (low, high, K == 3 && last), fill);
+                    (lo, hi, next) = combine_rows(MAX, (lo, hi, next), row, &mut nan);
                 }
                 if MAX && V::any_nan(nan) {
                     // The NaN lanes are the input's, not the output's: this
