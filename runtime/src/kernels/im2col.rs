@@ -47,6 +47,20 @@ pub struct Im2Col {
     small: Option<Vec<([i32; 16], u16)>>,
 }
 
+/// The output positions `o` in `0..count` whose input `o * stride +
+/// offset - pad` lies in `0..len`, as `lo..hi`: the outputs of one axis
+/// whose tap at `offset` reads inside the input (`stride` nonzero). The
+/// compiler's window kernels use it too.
+pub fn valid(count: usize, len: usize, stride: usize, offset: usize, pad: usize) -> (usize, usize) {
+    let lo = pad.saturating_sub(offset).div_ceil(stride);
+    let hi = if offset >= len + pad {
+        0
+    } else {
+        ((len + pad - offset - 1) / stride + 1).min(count)
+    };
+    (lo.min(hi), hi)
+}
+
 impl Im2Col {
     /// The im2col of `planes` input planes of `[h, w]` into `[oh, ow]`
     /// positions, with `[kernel, stride, dilation, padding before]` per
@@ -64,33 +78,29 @@ impl Im2Col {
         } else {
             MicroKernel::Portable
         };
-        let valid = |axis: usize| {
+        let valid = |axis: usize| -> Vec<(usize, usize)> {
             let (count, len) = [(oh, h), (ow, w)][axis];
-            let (s, pad) = (stride[axis].max(1), padding[axis]);
             (0..kernel[axis])
                 .map(|k| {
                     let offset = k * dilation[axis];
-                    let lo = pad.saturating_sub(offset).div_ceil(s);
-                    let hi = if offset >= len + pad {
-                        0
-                    } else {
-                        ((len + pad - offset - 1) / s + 1).min(count)
-                    };
-                    (lo.min(hi), hi)
+                    valid(count, len, stride[axis].max(1), offset, padding[axis])
                 })
                 .collect()
         };
-        let index = |o: usize, k: usize, axis: usize| {
-            (o * stride[axis] + k * dilation[axis])
-                .checked_sub(padding[axis])
-                .filter(|&i| i < [h, w][axis])
-        };
+        let valid = [valid(0), valid(1)];
+        // A position reads inside the plane where both of its axes do (the
+        // ranges above); its input is then its window's first tap moved by
+        // the tap's offset.
         let small = (oh * ow <= 16 && h * w <= i32::MAX as usize).then(|| {
             let taps = (0..kernel[0]).flat_map(|ky| (0..kernel[1]).map(move |kx| (ky, kx)));
             taps.map(|(ky, kx)| {
+                let ((y0, y1), (x0, x1)) = (valid[0][ky], valid[1][kx]);
                 let (mut indices, mut mask) = ([0i32; 16], 0u16);
                 for (p, at) in indices.iter_mut().enumerate().take(oh * ow) {
-                    if let (Some(iy), Some(ix)) = (index(p / ow, ky, 0), index(p % ow, kx, 1)) {
+                    let (oy, ox) = (p / ow, p % ow);
+                    if (y0..y1).contains(&oy) && (x0..x1).contains(&ox) {
+                        let iy = oy * stride[0] + ky * dilation[0] - padding[0];
+                        let ix = ox * stride[1] + kx * dilation[1] - padding[1];
                         *at = (iy * w + ix) as i32;
                         mask |= 1 << p;
                     }
@@ -110,7 +120,7 @@ impl Im2Col {
             dilation,
             padding,
             kernel_impl,
-            valid: [valid(0), valid(1)],
+            valid,
             small,
         }
     }

@@ -10,27 +10,7 @@ use crate::ir::Im2ColAttrs;
 use nnc_runtime::kernels::entry;
 use nnc_runtime::kernels::im2col::Im2Col;
 
-/// The output positions `o` in `0..count` whose input `o*stride + offset -
-/// pad` lies in `0..len`, as `lo..hi`.
-pub(super) fn valid(
-    count: usize,
-    len: usize,
-    stride: usize,
-    offset: usize,
-    pad: usize,
-) -> (usize, usize) {
-    let lo = if offset >= pad {
-        0
-    } else {
-        (pad - offset).div_ceil(stride)
-    };
-    let hi = if offset >= len + pad {
-        0
-    } else {
-        ((len + pad - offset - 1) / stride + 1).min(count)
-    };
-    (lo.min(hi), hi)
-}
+pub(super) use nnc_runtime::kernels::im2col::valid;
 
 /// The outputs `lo..hi` in `0..count` every one of whose `taps` taps (at
 /// `k * dilation`, `k` in `0..taps`) reads a real input: the interior of a

@@ -131,8 +131,8 @@ impl AlignedBuf {
     /// The lines, writable: a bundle's are copied first, a mapping's are
     /// written where they are.
     fn lines_mut(&mut self) -> &mut [Line] {
-        if let Lines::Static(lines) = self.lines {
-            self.lines = Lines::Owned(lines.to_vec());
+        if let Lines::Static(_) = self.lines {
+            self.owned();
         }
         match &mut self.lines {
             Lines::Owned(lines) => lines,
