@@ -63,7 +63,7 @@ struct Scratch {
     taps: Vec<usize>,
     vectors: Vec<Vector>,
     /// The in-place path's positions next to the padding.
-    border: Vec<(usize, usize)>,
+    border: Vec<in_place::BorderRun>,
 }
 
 /// 16 flat positions from `start`: the lanes that are outputs, and the
@@ -384,7 +384,7 @@ pub(super) unsafe fn run(
         // SAFETY: forwarded from the caller.
         unsafe {
             match s.cb {
-                _ if in_place => t.tiles_in_place(&scratch.border, r0),
+                _ if in_place => t.tiles_in_place(&scratch.border),
                 4 => t.tiles::<4, 6>(),
                 16 => t.tiles_by_channel(),
                 _ => t.tiles::<8, 3>(),

@@ -135,7 +135,7 @@ impl Task<'_> {
 /// not inherit `target_feature`, and the shuffles became calls.
 #[target_feature(enable = "avx512f")]
 #[inline]
-fn transpose(v: &mut [__m512; 16]) {
+pub(super) fn transpose(v: &mut [__m512; 16]) {
     // Rows 2k and 2k+1 interleaved by 32 bits: per 128-bit lane q, t[2k]
     // holds both rows' lanes 4q and 4q+1, t[2k+1] their lanes 4q+2, 4q+3.
     let mut t = [_mm512_setzero_ps(); 16];
