@@ -52,6 +52,7 @@ pub(crate) mod avx512;
 pub(crate) mod caches;
 mod epilogue;
 mod pack;
+mod packed_b;
 mod portable;
 
 use std::cell::RefCell;
@@ -60,6 +61,7 @@ use std::sync::Arc;
 
 use epilogue::{Tile, TileEpilogue};
 pub(crate) use pack::AlignedBuf;
+pub use packed_b::{gemm_packed_b, PackedB};
 
 /// A GEMM micro-kernel: an instruction set and a register-tile shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -552,11 +554,13 @@ unsafe fn gemm_with(
     }
     let g = a.kernel.geometry();
     let job = Job {
-        a,
+        a: a.into(),
         g,
         b,
         ldb,
-        b_in_place,
+        b_layout: BLayout::Rows {
+            in_place: b_in_place,
+        },
         c,
         ldc,
         m0,
@@ -573,14 +577,44 @@ unsafe fn gemm_with(
     }
 }
 
+/// A packed A as the loops read it: the panels of a [`PackedA`], or of a
+/// matrix packed at run time (`packed_b.rs`).
+#[derive(Clone, Copy)]
+struct APanels {
+    kernel: MicroKernel,
+    k: usize,
+    /// Panel 0 at `k = 0`.
+    data: *const f32,
+}
+
+impl From<&PackedA> for APanels {
+    fn from(a: &PackedA) -> APanels {
+        APanels {
+            kernel: a.kernel,
+            k: a.k,
+            data: a.as_ptr(),
+        }
+    }
+}
+
+/// How a job's B is laid out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BLayout {
+    /// Row-major at row stride `ldb`; whole panels read in place if
+    /// `in_place` (see [`BSource`]), else packed per block.
+    Rows { in_place: bool },
+    /// Packed ahead of time in the micro-kernel's panels over the whole
+    /// of K (a [`PackedB`]): column block `jc` starts a panel.
+    Panels,
+}
+
 /// One `gemm` call's operands, shared by its loops.
 struct Job<'a> {
-    a: &'a PackedA,
+    a: APanels,
     g: Geometry,
     b: *const f32,
     ldb: usize,
-    /// Read whole panels of B in place (see [`BSource`]).
-    b_in_place: bool,
+    b_layout: BLayout,
     c: *mut f32,
     ldc: usize,
     m0: usize,
@@ -612,11 +646,7 @@ impl Job<'_> {
             let seg = RowSegment {
                 row,
                 rows,
-                a: self
-                    .a
-                    .data
-                    .as_ptr()
-                    .wrapping_add(self.a.offset + panel * mr * k + offset),
+                a: self.a.data.wrapping_add(panel * mr * k + offset),
             };
             row += rows;
             Some(seg)
@@ -696,9 +726,17 @@ impl Job<'_> {
             let Block { pc, kc, jc, nc } = block;
             let (first, last) = (pc == 0, pc + kc >= self.a.k);
             let panels = nc.div_ceil(nr);
+            if self.b_layout == BLayout::Panels {
+                // SAFETY: forwarded.
+                unsafe { self.packed_panels(block, (first, last)) };
+                continue;
+            }
             // Panels read in place are whole, so the kernel's full-width
             // loads stay inside B; the packed rest is zero-padded.
-            let in_place = if self.b_in_place { nc / nr } else { 0 };
+            let in_place = match self.b_layout {
+                BLayout::Rows { in_place: true } => nc / nr,
+                _ => 0,
+            };
             let packed = nc - in_place * nr;
             let b = self.b.wrapping_add(pc * self.ldb + jc);
             if packed > 0 {
@@ -752,6 +790,43 @@ impl Job<'_> {
                     // `nr` wide and zero-padded.
                     unsafe { run_tiles(self.a.kernel, &t, p1 - p0, b_step) };
                 }
+            }
+        }
+    }
+}
+
+impl Job<'_> {
+    /// One block of a B packed ahead of time: its panels where they are,
+    /// whole ones, then a partial last one (zero-padded when packed).
+    ///
+    /// # Safety
+    /// As [`Job::blocked`], with `b` the first panel of a [`PackedB`] of
+    /// `a.k` rows holding the block's columns, `jc` a multiple of `nr`.
+    unsafe fn packed_panels(&self, block: Block, edges: (bool, bool)) {
+        let Block { pc, kc, jc, nc } = block;
+        let (mr, nr, k) = (self.g.mr, self.g.nr, self.a.k);
+        let panel = nr * k;
+        let b = self.b.wrapping_add(jc / nr * panel + pc * nr);
+        let whole = nc / nr;
+        for seg in self.segments() {
+            let a = seg.a.wrapping_add(pc * mr);
+            for (p0, p1) in [(0, whole), (whole, nc.div_ceil(nr))] {
+                if p0 >= p1 {
+                    continue;
+                }
+                let j = p0 * nr;
+                let t = self.tile(
+                    a,
+                    b.wrapping_add(p0 * panel),
+                    nr,
+                    kc,
+                    (seg.row, seg.rows),
+                    (jc + j, nr.min(nc - j)),
+                    edges,
+                );
+                // SAFETY: the tiles lie inside the caller's block; each B
+                // is a whole packed panel, `nr` wide and zero-padded.
+                unsafe { run_tiles(self.a.kernel, &t, p1 - p0, panel) };
             }
         }
     }
