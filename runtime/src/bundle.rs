@@ -365,6 +365,7 @@ mod tests {
             },
             m_block: m,
             n_block: 4,
+            b_panels: false,
         });
         (b, gemm)
     }

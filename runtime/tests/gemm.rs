@@ -423,6 +423,7 @@ fn extern_entry_point_resolves_arena_and_absolute_operands() {
             },
             m_block: 10,
             n_block: n,
+            b_panels: false,
         };
         assert_eq!(task.tasks(), 2);
         // SAFETY: the task's operands lie inside `arena` and `b`.

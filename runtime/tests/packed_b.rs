@@ -1,12 +1,17 @@
-//! `gemm_packed_b` (a linear's `x · W^T` with the weight packed as B)
-//! against a naive f64 oracle, for every micro-kernel this CPU has: row
-//! counts around A's panels, columns around B's (a partial last panel),
-//! K blocks, column ranges from a panel's start (thread splits), strided
-//! A, a bias per column (a residual of row stride 0) and activations.
+//! B laid out in the micro-kernel's panels against a naive f64 oracle, for
+//! every micro-kernel this CPU has. `gemm_packed_b` (a linear's `x · W^T`
+//! with the weight packed as B): row counts around A's panels, columns
+//! around B's (a partial last panel), K blocks, column ranges from a
+//! panel's start (thread splits), strided A, a bias per column (a residual
+//! of row stride 0) and activations. A `GemmTask` whose B (a Winograd
+//! transform's output) is in panels: several products, split by
+//! `with_blocks` into column blocks of whole panels.
 
 #![allow(unsafe_code)]
 
-use nnc_runtime::kernels::gemm::{gemm_packed_b, Activation, GemmEpilogue, PackedB};
+use nnc_runtime::kernels::gemm::{gemm_packed_b, Activation, GemmEpilogue, PackedA, PackedB};
+use nnc_runtime::kernels::tasks::{nnc_gemm_task, Epilogue, GemmTask};
+use nnc_runtime::kernels::Base;
 
 mod common;
 use common::{act_f64, kernels, values};
@@ -147,4 +152,75 @@ fn packed_panels_survive_a_bundle_round_trip_or_are_refused() -> Result<(), post
         refused.map(|b| b.k())
     );
     Ok(())
+}
+
+#[test]
+fn a_task_reads_b_from_its_panels() {
+    let (m, k, n, products) = (30, 70, 200, 3);
+    let a = values(m * k, 7);
+    let b = values(products * k * n, 8);
+    let bias = values(m, 9);
+    for kernel in kernels() {
+        let width = kernel.panel_width();
+        let padded = n.next_multiple_of(width);
+        // B of each product as its transform lays it out: `[panel][k]
+        // [width]`, zero past `n`.
+        let mut panels = vec![0.0f32; products * k * padded];
+        for p in 0..products {
+            for kk in 0..k {
+                for j in 0..n {
+                    panels[(p * padded + j / width * width) * k + kk * width + j % width] =
+                        b[(p * k + kk) * n + j];
+                }
+            }
+        }
+        let mut arena = vec![SENTINEL; products * m * n];
+        let task = GemmTask {
+            packed: vec![PackedA::pack(kernel, &a, m, k)],
+            m,
+            k,
+            n,
+            groups: 1,
+            products,
+            b: Base::Const(panels.as_ptr() as usize),
+            b_stride: k * padded,
+            ldb: n,
+            c: Base::Arena(0),
+            c_stride: m * n,
+            ldc: n,
+            epilogue: Epilogue {
+                bias: Some(bias.clone()),
+                residual: None,
+                activation: Activation::Relu,
+            },
+            m_block: m,
+            n_block: n,
+            b_panels: true,
+        }
+        .with_blocks(2);
+        assert!(
+            task.tasks() > products,
+            "{} tasks: columns split",
+            task.tasks()
+        );
+        for t in 0..task.tasks() {
+            // SAFETY: B's panels and C lie inside `panels` and `arena`.
+            unsafe { nnc_gemm_task(&task, arena.as_mut_ptr(), t) };
+        }
+        for p in 0..products {
+            for r in 0..m {
+                for j in 0..n {
+                    let dot: f64 = (0..k)
+                        .map(|kk| f64::from(a[r * k + kk]) * f64::from(b[(p * k + kk) * n + j]))
+                        .sum();
+                    let want = (dot + f64::from(bias[r])).max(0.0);
+                    let got = arena[(p * m + r) * n + j];
+                    assert!(
+                        (f64::from(got) - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                        "{kernel:?}: product {p}, C[{r}][{j}] = {got}, want {want}"
+                    );
+                }
+            }
+        }
+    }
 }

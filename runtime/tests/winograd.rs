@@ -142,6 +142,66 @@ impl Case {
         Ok(())
     }
 
+    /// The input transform laid out in the GEMM's panels: each value where
+    /// the rows layout's oracle has it, the columns past the tiles written
+    /// (zero past the last vector), with the output 64-byte aligned
+    /// (streaming stores) and not.
+    fn check_input_in_panels(&self) -> Result {
+        let Some(size) = self.output_size() else {
+            return Ok(());
+        };
+        let [th, tw] = self.tiles(size);
+        let [h, w] = self.size;
+        let (c, count) = (self.channels, th * tw);
+        let a = self.m + 2;
+        let x = values(self.batch * c * h * w, self.seed);
+        let planes = self.batch * c;
+        let expected = self.expected_input(&x, [th, tw], (0, planes))?;
+        for kernel_impl in implementations() {
+            let width = kernel_impl.panel_width();
+            let padded = count.next_multiple_of(width);
+            let spec = WinogradInput::new(self.m, [c, h, w], [th, tw], self.padding, kernel_impl)?
+                .in_panels(width);
+            let len = self.batch * a * a * c * padded;
+            for misaligned in [0, 1] {
+                let mut buf = vec![SENTINEL; len + 32];
+                let skip = buf.as_ptr().align_offset(64) + misaligned;
+                let out = &mut buf[skip..][..len];
+                // SAFETY: `x` holds every plane, `out` the panels of all.
+                unsafe { nnc_winograd_input(&spec, x.as_ptr(), out.as_mut_ptr(), 0, planes) };
+                for (b, e, ch) in (0..self.batch)
+                    .flat_map(|b| (0..a * a).flat_map(move |e| (0..c).map(move |ch| (b, e, ch))))
+                {
+                    for k in 0..padded {
+                        let at = ((b * a * a + e) * padded + k / width * width) * c
+                            + ch * width
+                            + k % width;
+                        let got = out[at];
+                        if k >= count {
+                            let lanes = match kernel_impl {
+                                MicroKernel::Avx512 => 16,
+                                MicroKernel::Avx2Fma => 8,
+                                MicroKernel::Portable => 1,
+                            };
+                            let written = k < count.next_multiple_of(lanes);
+                            assert!(
+                                if written { got.is_finite() } else { got == 0.0 },
+                                "{kernel_impl:?} {self:?}: column {k} past {count} is {got}"
+                            );
+                            continue;
+                        }
+                        let want = expected[((b * a * a + e) * c + ch) * count + k];
+                        assert!(
+                            (want - got).abs() <= 1e-4 * (1.0 + want.abs()),
+                            "{kernel_impl:?} {self:?} (misaligned {misaligned}): item {b}, element {e}, channel {ch}, tile {k} is {got}, expected {want}"
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn check_output(&self, act: Activation, residual: bool, planes: (usize, usize)) -> Result {
         let Some([oh, ow]) = self.output_size() else {
             return Ok(());
@@ -333,6 +393,14 @@ fn the_input_transform_matches_the_oracle() -> Result {
         let planes = case.batch * case.channels;
         case.check_input((0, planes))?;
         case.check_input((1, planes - 1))?;
+    }
+    Ok(())
+}
+
+#[test]
+fn the_input_transform_in_panels_holds_the_oracles_values() -> Result {
+    for case in cases() {
+        case.check_input_in_panels()?;
     }
     Ok(())
 }

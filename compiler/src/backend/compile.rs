@@ -557,7 +557,7 @@ fn plan(graph: &Graph, threads: usize) -> Result<Plan, BackendError> {
                     }
                 }
                 bufs.push(Interval {
-                    len: node.ty.numel(),
+                    len: kernels::output_len(op, &node.ty),
                     first: s,
                     last: s,
                 });

@@ -49,6 +49,11 @@ pub struct GemmTask {
     /// Rows and columns per task block.
     pub m_block: usize,
     pub n_block: usize,
+    /// B is laid out in the micro-kernel's panels (see
+    /// [`gemm::gemm_b_panels`]): each product's `n` columns rounded up to
+    /// whole panels, `ldb` unused. Column blocks start at whole panels.
+    #[serde(default)]
+    pub b_panels: bool,
 }
 
 impl GemmTask {
@@ -66,13 +71,14 @@ impl GemmTask {
         // 4608), so those split once per thread.
         let want = if self.n <= 32 { threads } else { 4 * threads };
         let round = |v: usize, to: usize| v.div_ceil(to) * to;
+        let vector = self.column_unit();
         self.m_block = self.m.max(1);
         // Columns: the fewest blocks of at most 512, then more until every
         // thread has a few tasks or blocks would drop to 64 columns; blocks
         // are equal, in whole 16-column vectors, so no block is a sliver.
         let mut blocks = self.n.div_ceil(512).max(1);
         loop {
-            self.n_block = round(self.n.div_ceil(blocks), 16).min(self.n).max(1);
+            self.n_block = round(self.n.div_ceil(blocks), vector).min(self.n).max(1);
             if self.tasks() >= want || self.n_block <= 64 {
                 break;
             }
@@ -108,7 +114,8 @@ impl GemmTask {
         if m > n {
             (self.m_block, self.n_block) = (m.div_ceil(threads), n);
         } else {
-            (self.m_block, self.n_block) = (m, n.div_ceil(threads).next_multiple_of(16).min(n));
+            let unit = self.column_unit();
+            (self.m_block, self.n_block) = (m, n.div_ceil(threads).next_multiple_of(unit).min(n));
         }
         self
     }
@@ -125,18 +132,20 @@ impl GemmTask {
         self
     }
 
-    /// Whether B, over all the products, is too large to be in cache: more
-    /// than a quarter of L3 (the rest holds A, C and what the other cores
-    /// keep). Its panels are then packed rather than read in place. With
-    /// 8 MiB of a 32 MiB L3 (AMD EPYC Zen 5, six alternating rounds) a UNet,
-    /// whose Winograd GEMMs stream 19-75 MB of B, took 0.915 of its time at
-    /// one thread and 0.935 at two, ResNet-18 and the Model Zoo ResNet-50
-    /// 0.98-0.99 (0.96 at two threads), and RegNetX, EfficientNet-B0,
-    /// MobileNetV2, VGG-19 and DenseNet-121 0.99-1.01; packing from 1 MiB
-    /// (L2) on made DenseNet-121 3% slower (its B of about 3 MB is read in
-    /// place well from L3), and from 32 MiB helped nothing.
+    /// Column blocks are multiples of this: 16 (a vector), or whole
+    /// panels where B is laid out in them.
+    fn column_unit(&self) -> usize {
+        match self.packed.first() {
+            Some(a) if self.b_panels => a.kernel().panel_width().max(16),
+            _ => 16,
+        }
+    }
+
+    /// Whether B, over all the products, is too large to be in cache (see
+    /// [`from_memory`]). Its panels are then packed rather than read in
+    /// place.
     fn b_from_memory(&self) -> bool {
-        4 * self.products * self.k * self.n > gemm::caches::l3_bytes() / 4
+        from_memory(4 * self.products * self.k * self.n)
     }
 
     fn m_blocks(&self) -> usize {
@@ -161,6 +170,20 @@ impl GemmTask {
         let cols = j * self.n_block..((j + 1) * self.n_block).min(self.n);
         (p, rows, cols)
     }
+}
+
+/// Whether an operand of `bytes` written by one kernel and read by the next
+/// comes from memory rather than cache: more than a quarter of L3 (the
+/// rest holds the other operands and what the other cores keep). With 8
+/// MiB of a 32 MiB L3 (AMD EPYC Zen 5, six alternating rounds), packing the
+/// Winograd GEMMs' B from there on made a UNet, whose B are 19-75 MB,
+/// 0.915 of its time at one thread and 0.935 at two, ResNet-18 and the
+/// Model Zoo ResNet-50 0.98-0.99 (0.96 at two threads), and RegNetX,
+/// EfficientNet-B0, MobileNetV2, VGG-19 and DenseNet-121 0.99-1.01;
+/// packing from 1 MiB (L2) on made DenseNet-121 3% slower (its B of about 3
+/// MB is read in place well from L3), and from 32 MiB helped nothing.
+pub fn from_memory(bytes: usize) -> bool {
+    bytes > gemm::caches::l3_bytes() / 4
 }
 
 /// Packs row-major `a` as `groups` matrices `[m, k]` for `kernel`, once, at
@@ -258,6 +281,11 @@ pub unsafe extern "C" fn nnc_gemm_task(task: *const GemmTask, arena: *mut f32, t
     };
     let b = task.b.address(arena, p * task.b_stride);
     let c = task.c.address(arena, p * task.c_stride);
+    if task.b_panels {
+        // SAFETY: as below; the column blocks start at whole panels.
+        unsafe { gemm::gemm_b_panels(a, b, c, task.ldc, rows, cols, &epi) };
+        return;
+    }
     let source = if task.b_from_memory() {
         BSource::Memory
     } else {

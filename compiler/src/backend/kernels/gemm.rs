@@ -86,6 +86,14 @@ pub fn gemm(a: &GemmAttrs, ops: Operands<'_>, consts: &mut Consts) -> Result<Ker
         Some(tile) => pack_winograd(ops.kernel, weight, tile, groups, m, k)?,
         None => pack(ops.kernel, weight, groups, m, k)?,
     };
+    // A Winograd GEMM's B from memory comes from its input transform in
+    // the micro-kernel's panels (see `winograd::in_panels`).
+    let b_panels = a.winograd.is_some() && super::winograd::in_panels(&x.shape);
+    let b_columns = if b_panels {
+        spatial.next_multiple_of(ops.kernel.panel_width())
+    } else {
+        spatial
+    };
     let task = GemmTask {
         packed,
         m,
@@ -94,7 +102,7 @@ pub fn gemm(a: &GemmAttrs, ops: Operands<'_>, consts: &mut Consts) -> Result<Ker
         groups,
         products: batch * groups,
         b: x.base,
-        b_stride: k * spatial,
+        b_stride: k * b_columns,
         ldb: spatial,
         c: ops.out.base,
         c_stride: m * spatial,
@@ -102,6 +110,7 @@ pub fn gemm(a: &GemmAttrs, ops: Operands<'_>, consts: &mut Consts) -> Result<Ker
         epilogue: epilogue(&ops, a.bias, 2, &a.epilogue)?,
         m_block: m,
         n_block: spatial,
+        b_panels,
     };
     let task = if ops.out_channel_parts > 1 && batch * groups == 1 {
         task.with_row_parts(ops.out_channel_parts)
@@ -179,6 +188,7 @@ pub fn linear(
         epilogue: epilogue(&ops, a.bias, 2, &a.epilogue)?,
         m_block: m,
         n_block: 1,
+        b_panels: false,
     }
     .with_blocks(ops.threads);
     kernel(task, consts)

@@ -181,6 +181,19 @@ pub fn scratch_len(op: &Op, inputs: &[&[usize]], out: &[usize], threads: usize) 
     }
 }
 
+/// Floats in an op's output buffer: its type's elements, but for a
+/// Winograd input transform that lays each element's matrix out in the
+/// GEMM's panels ([`winograd::in_panels`]), its tiles rounded up to the
+/// widest panel.
+pub fn output_len(op: &Op, ty: &crate::ir::TensorType) -> usize {
+    match (op, ty.shape.as_slice()) {
+        (Op::WinogradInput(_), &[n, rows, th, tw]) if winograd::in_panels(&ty.shape) => {
+            n * rows * (th * tw).next_multiple_of(nnc_runtime::kernels::gemm::MAX_PANEL_WIDTH)
+        }
+        _ => ty.numel(),
+    }
+}
+
 /// Whether an op only reinterprets its operand's memory (no kernel).
 pub fn is_view(op: &Op) -> bool {
     matches!(

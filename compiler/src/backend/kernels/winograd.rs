@@ -13,8 +13,15 @@ use crate::backend::activation::native_activation;
 use crate::backend::jit::Emit;
 use crate::backend::BackendError;
 use crate::ir::{WinogradInputAttrs, WinogradOutputAttrs};
-use nnc_runtime::kernels::entry;
 use nnc_runtime::kernels::winograd::{WinogradInput, WinogradOutput};
+use nnc_runtime::kernels::{entry, tasks};
+
+/// Whether a `winograd_input` output of `shape` (`[N, a*a*C, th, tw]`) is
+/// laid out in its GEMM's panels of B ([`WinogradInput::in_panels`]):
+/// where it is too large to stay in cache between the two.
+pub fn in_panels(shape: &[usize]) -> bool {
+    tasks::from_memory(4 * shape.iter().product::<usize>())
+}
 
 /// `winograd_input`.
 pub fn input(
@@ -26,7 +33,10 @@ pub fn input(
     let [n, c, h, w] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
     // The tiles reach past the input as far as the bottom and right
     // padding; only the top and left place them.
-    let spec = WinogradInput::new(a.tile, [c, h, w], a.tiles, a.padding.begin, ops.kernel)?;
+    let mut spec = WinogradInput::new(a.tile, [c, h, w], a.tiles, a.padding.begin, ops.kernel)?;
+    if in_panels(&ops.out.shape) {
+        spec = spec.in_panels(ops.kernel.panel_width());
+    }
     let spec = consts.keep(spec);
     let (src, dst) = (x.base, ops.out.base);
     Ok(Kernel::jit(

@@ -89,7 +89,18 @@ struct Geometry {
     narrow_n: usize,
 }
 
+/// The widest panel of B any micro-kernel takes (AVX-512's 32 columns):
+/// a buffer laid out in panels for whichever kernel runs holds its columns
+/// rounded up to this.
+pub const MAX_PANEL_WIDTH: usize = 32;
+
 impl MicroKernel {
+    /// The columns per panel of B of the kernel a product packed for
+    /// `self` runs (the portable kernel's where this CPU lacks `self`).
+    pub fn panel_width(self) -> usize {
+        PackedA::usable(self).geometry().nr
+    }
+
     /// Every kernel, best first.
     pub const ALL: [MicroKernel; 3] = [
         MicroKernel::Avx512,
@@ -530,6 +541,50 @@ fn reads_in_place(a: &PackedA, rows: usize) -> bool {
     let panel_fits_l1 = a.k * g.nr * 4 <= l1;
     let block_fits_l1 = a.k * g.nc * 4 <= l1;
     panel_fits_l1 && (block_fits_l1 || rows <= IN_PLACE_MAX_ROWS)
+}
+
+/// [`gemm`] with B laid out in the micro-kernel's panels over the whole of
+/// K, as a [`PackedB`] holds them (`b` its first panel, `a.k()` rows of
+/// [`MicroKernel::panel_width`] columns each, zero or any finite value
+/// past the matrix's columns): no packing per call. A Winograd GEMM's
+/// transformed input is written so by its transform.
+///
+/// # Safety
+/// As [`gemm`], with `b` valid for reads of every panel holding a column
+/// of `n_range`, and `n_range.start` a multiple of the panel width.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_b_panels(
+    a: &PackedA,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    m_range: Range<usize>,
+    n_range: Range<usize>,
+    epi: &GemmEpilogue,
+) {
+    let m1 = m_range.end.min(a.m);
+    let m0 = m_range.start.min(m1);
+    let (n0, n1) = (n_range.start, n_range.end.max(n_range.start));
+    let g = a.kernel.geometry();
+    debug_assert_eq!(n0 % g.nr, 0, "columns from {n0}, panels of {}", g.nr);
+    if m0 == m1 || n0 == n1 {
+        return;
+    }
+    let job = Job {
+        a: a.into(),
+        g,
+        b,
+        ldb: 0,
+        b_layout: BLayout::Panels,
+        c,
+        ldc,
+        m0,
+        m1,
+        epi,
+    };
+    // SAFETY: the caller's contract covers every block the job touches;
+    // the panels need no packing buffer.
+    unsafe { job.blocked(n0, n1, &mut AlignedBuf::new()) }
 }
 
 /// # Safety

@@ -65,6 +65,14 @@ pub struct WinogradInput {
     /// Where each tile's patch starts in the padded plane, then copies of
     /// the last up to a whole [`GROUP`].
     starts: Vec<i32>,
+    /// 0: the output is `[N, a*a*channels, th, tw]`, row-major. Else the
+    /// width of the GEMM's panels of B: each element's `[channels, th *
+    /// tw]` matrix is laid out in panels of this many tiles, `[panel][c]
+    /// [tile]`, the tiles rounded up to whole panels (zero past them), so
+    /// that the GEMM reads them without packing (see
+    /// [`WinogradInput::in_panels`]).
+    #[serde(default)]
+    panel: usize,
     kernel_impl: MicroKernel,
 }
 
@@ -129,8 +137,54 @@ impl WinogradInput {
             hp,
             wp,
             starts,
+            panel: 0,
             kernel_impl: usable(kernel_impl),
         })
+    }
+
+    /// The same transform writing each element's matrix in the panels of
+    /// `width` columns the GEMM reads as B (`gemm::gemm_b_panels`; `width`
+    /// its [`MicroKernel::panel_width`], a multiple of the transform's
+    /// lanes): `[N, a*a, panels, channels, width]`, the tiles rounded up
+    /// to whole panels with zeros, with streaming stores past the caches.
+    ///
+    /// For a B from memory (`tasks::from_memory`), which the GEMM would
+    /// otherwise pack per call: that packing had cost a UNet as much as
+    /// the transform itself (9% of its time in perf), and it ran 0.95
+    /// times as long in panels (AMD EPYC Zen 4). A B in cache is better
+    /// in rows: each plane's stores in panels are scattered, a channel's
+    /// rows of each panel `channels * width` floats apart, and without
+    /// streaming every store waited for its line (a UNet's largest
+    /// transform 6.4 ms in rows, 20.7 in panels); streamed, the GEMM read
+    /// from memory what it had read from cache, and ResNet-18 and
+    /// DenseNet-121 ran 1.005-1.014 times as long.
+    pub fn in_panels(mut self, width: usize) -> WinogradInput {
+        self.panel = width;
+        self
+    }
+
+    /// Floats per element's matrix: `channels` rows of the tiles, rounded
+    /// up to whole panels when laid out in them.
+    fn element_len(&self) -> usize {
+        let count = self.tiles[0] * self.tiles[1];
+        match self.panel {
+            0 => self.channels * count,
+            width => self.channels * count.next_multiple_of(width),
+        }
+    }
+
+    /// Whether the transform writes past the caches: in panels, which are
+    /// chosen where B goes to memory anyway (see [`WinogradInput::in_panels`]).
+    fn streams(&self) -> bool {
+        self.panel > 0
+    }
+
+    /// Where tile `k` of channel `c` is in an element's matrix.
+    fn tile_at(&self, c: usize, k: usize) -> usize {
+        match self.panel {
+            0 => c * self.tiles[0] * self.tiles[1] + k,
+            width => (k / width * self.channels + c) * width + k % width,
+        }
     }
 
     /// Transforms planes `begin..end` (plane `b * channels + c`) of `x`
@@ -155,12 +209,18 @@ impl WinogradInput {
                     self.pad(src, &mut padded[PATCH_FRONT..]);
                     let (b, c) = (plane / self.channels, plane % self.channels);
                     let a = self.m + 2;
-                    let count = self.tiles[0] * self.tiles[1];
-                    let dst = out.add((b * a * a * self.channels + c) * count);
-                    self.transform(&padded, dst);
+                    let dst = out.add(b * a * a * self.element_len());
+                    self.transform(&padded, dst, c);
                 }
             }
         });
+        #[cfg(target_arch = "x86_64")]
+        if self.streams() {
+            // The streaming stores are weakly ordered: complete them before
+            // the GEMM, on any thread, reads them.
+            // SAFETY: SSE is part of x86-64.
+            unsafe { std::arch::x86_64::_mm_sfence() };
+        }
     }
 
     /// Copies `src` into the middle of `padded`, whose borders stay zero
@@ -178,9 +238,10 @@ impl WinogradInput {
     /// floats, the plane, `PATCH_READ` floats.
     ///
     /// # Safety
-    /// `out` must hold the `a*a` rows of this plane's tiles, `channels *
-    /// th * tw` floats apart.
-    unsafe fn transform(&self, padded: &[f32], out: *mut f32) {
+    /// `out` must hold the `a*a` element matrices of this plane's batch
+    /// item, [`WinogradInput::element_len`] floats apart; `c` is the
+    /// plane's channel.
+    unsafe fn transform(&self, padded: &[f32], out: *mut f32, c: usize) {
         // The plane, with the scratch's provenance: the runs read around it.
         let p = padded.as_ptr().wrapping_add(PATCH_FRONT);
         // SAFETY: forwarded; every start plus the patch lies in the plane,
@@ -188,15 +249,15 @@ impl WinogradInput {
         unsafe {
             match (self.kernel_impl, self.m) {
                 #[cfg(target_arch = "x86_64")]
-                (MicroKernel::Avx512, 2) => avx512::input::<F2>(self, p, out),
+                (MicroKernel::Avx512, 2) => avx512::input::<F2>(self, p, out, c),
                 #[cfg(target_arch = "x86_64")]
-                (MicroKernel::Avx512, _) => avx512::input::<F4>(self, p, out),
+                (MicroKernel::Avx512, _) => avx512::input::<F4>(self, p, out, c),
                 #[cfg(target_arch = "x86_64")]
-                (MicroKernel::Avx2Fma, 2) => avx2::input::<F2>(self, p, out),
+                (MicroKernel::Avx2Fma, 2) => avx2::input::<F2>(self, p, out, c),
                 #[cfg(target_arch = "x86_64")]
-                (MicroKernel::Avx2Fma, _) => avx2::input::<F4>(self, p, out),
-                (_, 2) => input::<f32, F2>(self, p, out),
-                _ => input::<f32, F4>(self, p, out),
+                (MicroKernel::Avx2Fma, _) => avx2::input::<F4>(self, p, out, c),
+                (_, 2) => input::<f32, F2>(self, p, out, c),
+                _ => input::<f32, F4>(self, p, out, c),
             }
         }
     }
@@ -486,6 +547,9 @@ trait Lanes: Copy {
     unsafe fn load(p: *const f32, live: usize) -> Self;
     /// A whole vector to `p`.
     unsafe fn store(self, p: *mut f32);
+    /// A whole vector to `p`, aligned to the vector, bypassing the caches
+    /// where the instruction set can (see [`WinogradInput::streams`]).
+    unsafe fn stream(self, p: *mut f32);
     /// The first `live` lanes to `p`.
     unsafe fn store_live(self, p: *mut f32, live: usize);
     unsafe fn add(self, b: Self) -> Self;
@@ -557,6 +621,11 @@ impl Lanes for f32 {
         unsafe { *p = self }
     }
     #[inline(always)]
+    unsafe fn stream(self, p: *mut f32) {
+        // SAFETY: the caller's.
+        unsafe { *p = self }
+    }
+    #[inline(always)]
     unsafe fn store_live(self, p: *mut f32, live: usize) {
         if live > 0 {
             // SAFETY: the caller's.
@@ -597,17 +666,19 @@ impl Lanes for f32 {
     }
 }
 
-/// `BT d BT^T` for every tile of a padded plane.
+/// `BT d BT^T` for every tile of a padded plane, channel `c`.
 ///
 /// # Safety
 /// `V`'s instruction set must be available; `padded` holds the padded
-/// plane and `out` this plane's `a*a` rows of tiles.
+/// plane and `out` the `a*a` element matrices of its batch item.
 #[inline(always)]
-unsafe fn input<V: Lanes, T: Tile>(s: &WinogradInput, padded: *const f32, out: *mut f32) {
+unsafe fn input<V: Lanes, T: Tile>(s: &WinogradInput, padded: *const f32, out: *mut f32, c: usize) {
     let (a, wp) = (T::A, s.wp);
     let count = s.tiles[0] * s.tiles[1];
     let tw = s.tiles[1].max(1);
-    let row_stride = s.channels * count;
+    let element = s.element_len();
+    // Every store is a multiple of 16 floats from `out`: aligned with it.
+    let stream = s.streams() && (out as usize).is_multiple_of(64);
     let mut k0 = 0;
     while k0 < count {
         let live = (count - k0).min(V::N);
@@ -663,12 +734,35 @@ unsafe fn input<V: Lanes, T: Tile>(s: &WinogradInput, padded: *const f32, out: *
                 for (c, t) in column.iter_mut().zip(&t).take(a) {
                     *c = t[j];
                 }
+                let at = out.add(s.tile_at(c, k0));
                 for (i, v) in T::bt(&column).iter().enumerate().take(a) {
-                    v.store_live(out.add((i * a + j) * row_stride + k0), live);
+                    let to = at.add((i * a + j) * element);
+                    if s.panel == 0 {
+                        v.store_live(to, live);
+                    } else if stream {
+                        // The lanes past the tiles are inside the last
+                        // panel; any finite value does there.
+                        v.stream(to);
+                    } else {
+                        v.store(to);
+                    }
                 }
             }
         }
         k0 += V::N;
+    }
+    // The last panel's columns past the vectors written above.
+    if s.panel > 0 {
+        for k0 in (k0..count.next_multiple_of(s.panel)).step_by(V::N) {
+            // SAFETY: tile `k0` lies in the channel's last panel, inside
+            // each element's matrix.
+            unsafe {
+                let at = out.add(s.tile_at(c, k0));
+                for e in 0..a * a {
+                    V::zero().store(at.add(e * element));
+                }
+            }
+        }
     }
 }
 
@@ -789,9 +883,14 @@ macro_rules! entry_points {
         /// # Safety
         /// The instruction set must be available; as [`super::input`].
         #[target_feature(enable = $features)]
-        pub(super) unsafe fn input<T: Tile>(s: &WinogradInput, padded: *const f32, out: *mut f32) {
+        pub(super) unsafe fn input<T: Tile>(
+            s: &WinogradInput,
+            padded: *const f32,
+            out: *mut f32,
+            c: usize,
+        ) {
             // SAFETY: forwarded.
-            unsafe { super::input::<$lanes, T>(s, padded, out) }
+            unsafe { super::input::<$lanes, T>(s, padded, out, c) }
         }
 
         /// # Safety
@@ -906,6 +1005,11 @@ mod avx512 {
         unsafe fn store(self, p: *mut f32) {
             // SAFETY: the caller's.
             unsafe { _mm512_storeu_ps(p, self) }
+        }
+        #[inline(always)]
+        unsafe fn stream(self, p: *mut f32) {
+            // SAFETY: the caller's: 64-byte aligned.
+            unsafe { _mm512_stream_ps(p, self) }
         }
         #[inline(always)]
         unsafe fn store_live(self, p: *mut f32, live: usize) {
@@ -1032,6 +1136,11 @@ mod avx2 {
         unsafe fn store(self, p: *mut f32) {
             // SAFETY: the caller's.
             unsafe { _mm256_storeu_ps(p, self) }
+        }
+        #[inline(always)]
+        unsafe fn stream(self, p: *mut f32) {
+            // SAFETY: the caller's: 32-byte aligned.
+            unsafe { _mm256_stream_ps(p, self) }
         }
         #[inline(always)]
         unsafe fn store_live(self, p: *mut f32, live: usize) {

@@ -277,6 +277,7 @@ pub fn build_cell(
                 },
                 m_block: rows,
                 n_block: columns,
+                b_panels: false,
             };
             // Resetting first, the step's product covers the `r` and `z`
             // rows only; the `n` rows multiply `r * h_{t-1}` afterwards.
@@ -302,6 +303,7 @@ pub fn build_cell(
                     },
                     m_block: hidden,
                     n_block: batch,
+                    b_panels: false,
                 };
                 (2 * hidden, Some((task.tasks(), consts.keep(task))))
             } else {
@@ -333,6 +335,7 @@ pub fn build_cell(
                 },
                 m_block: product_rows,
                 n_block: batch,
+                b_panels: false,
             };
             Recurrent::Gemm {
                 projection_tasks: projection.tasks(),
