@@ -71,14 +71,14 @@ impl GemmTask {
         // 4608), so those split once per thread.
         let want = if self.n <= 32 { threads } else { 4 * threads };
         let round = |v: usize, to: usize| v.div_ceil(to) * to;
-        let vector = self.column_unit();
+        let unit = self.column_unit();
         self.m_block = self.m.max(1);
         // Columns: the fewest blocks of at most 512, then more until every
         // thread has a few tasks or blocks would drop to 64 columns; blocks
         // are equal, in whole 16-column vectors, so no block is a sliver.
         let mut blocks = self.n.div_ceil(512).max(1);
         loop {
-            self.n_block = round(self.n.div_ceil(blocks), vector).min(self.n).max(1);
+            self.n_block = round(self.n.div_ceil(blocks), unit).min(self.n).max(1);
             if self.tasks() >= want || self.n_block <= 64 {
                 break;
             }

@@ -517,7 +517,19 @@ pub unsafe fn gemm(
         BSource::Memory => false,
     };
     // SAFETY: forwarded.
-    unsafe { gemm_with(a, b, ldb, in_place, c, ldc, m_range, n_range, epi) }
+    unsafe {
+        gemm_with(
+            a,
+            b,
+            ldb,
+            BLayout::Rows { in_place },
+            c,
+            ldc,
+            m_range,
+            n_range,
+            epi,
+        )
+    }
 }
 
 /// Whether [`gemm`] reads the panels of a B of unknown source in place for
@@ -562,39 +574,23 @@ pub unsafe fn gemm_b_panels(
     n_range: Range<usize>,
     epi: &GemmEpilogue,
 ) {
-    let m1 = m_range.end.min(a.m);
-    let m0 = m_range.start.min(m1);
-    let (n0, n1) = (n_range.start, n_range.end.max(n_range.start));
-    let g = a.kernel.geometry();
-    debug_assert_eq!(n0 % g.nr, 0, "columns from {n0}, panels of {}", g.nr);
-    if m0 == m1 || n0 == n1 {
-        return;
-    }
-    let job = Job {
-        a: a.into(),
-        g,
-        b,
-        ldb: 0,
-        b_layout: BLayout::Panels,
-        c,
-        ldc,
-        m0,
-        m1,
-        epi,
-    };
-    // SAFETY: the caller's contract covers every block the job touches;
-    // the panels need no packing buffer.
-    unsafe { job.blocked(n0, n1, &mut AlignedBuf::new()) }
+    debug_assert_eq!(
+        n_range.start % a.kernel.geometry().nr,
+        0,
+        "columns from a panel's start"
+    );
+    // SAFETY: forwarded.
+    unsafe { gemm_with(a, b, 0, BLayout::Panels, c, ldc, m_range, n_range, epi) }
 }
 
 /// # Safety
-/// As [`gemm`].
+/// As [`gemm`] (or [`gemm_b_panels`], for B in panels).
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_with(
     a: &PackedA,
     b: *const f32,
     ldb: usize,
-    b_in_place: bool,
+    b_layout: BLayout,
     c: *mut f32,
     ldc: usize,
     m_range: Range<usize>,
@@ -613,9 +609,7 @@ unsafe fn gemm_with(
         g,
         b,
         ldb,
-        b_layout: BLayout::Rows {
-            in_place: b_in_place,
-        },
+        b_layout,
         c,
         ldc,
         m0,
@@ -624,7 +618,7 @@ unsafe fn gemm_with(
     };
     // SAFETY: the caller's contract covers every block the job touches.
     unsafe {
-        if n1 - n0 < g.narrow_n {
+        if n1 - n0 < g.narrow_n && b_layout != BLayout::Panels {
             job.narrow(n0, n1);
         } else {
             with_pack_buffer(|buf| job.blocked(n0, n1, buf));

@@ -8,9 +8,12 @@
 //! 16 lanes):
 //!
 //! - [`WinogradInput`]: one task per input channel plane. The task copies
-//!   its plane, padded, into this thread's scratch memory; then each lane
-//!   gathers its tile's `a x a` patch from it, `BT d BT^T` runs on the
-//!   lanes, and each of the `a*a` results is one store into its own row.
+//!   its plane, padded, into this thread's scratch memory; then the lanes
+//!   take their tiles' `a x a` patches from it (with AVX-512 a row of
+//!   tiles side by side as whole vectors split by permutes, else by
+//!   gathers), `BT d BT^T` runs on the lanes, and each of the `a*a`
+//!   results is one store into its own row (or, for a GEMM whose B comes
+//!   from memory, its panel: [`WinogradInput::in_panels`]).
 //! - [`WinogradOutput`]: one task per output plane. The `a*a` elements of
 //!   a vector of tiles are contiguous loads; `AT M AT^T` plus the bias
 //!   gives each tile's `m*m` outputs, stored one row of a tile-major
@@ -150,8 +153,8 @@ impl WinogradInput {
     ///
     /// For a B from memory (`tasks::from_memory`), which the GEMM would
     /// otherwise pack per call: that packing had cost a UNet as much as
-    /// the transform itself (9% of its time in perf), and it ran 0.95
-    /// times as long in panels (AMD EPYC Zen 4). A B in cache is better
+    /// the transform itself (9% of its time in perf), and it ran 0.923
+    /// times as long in panels, VGG-19 0.990 (AMD EPYC Zen 4). A B in cache is better
     /// in rows: each plane's stores in panels are scattered, a channel's
     /// rows of each panel `channels * width` floats apart, and without
     /// streaming every store waited for its line (a UNet's largest
