@@ -12,6 +12,7 @@
 
 #![allow(unsafe_code)] // Floats viewed as bytes; addresses of boxed data.
 
+use super::affine::Affine;
 use super::cell::PackedCell;
 use super::depthwise_blocked::DepthwiseBlocked;
 use super::depthwise_rows::DepthwiseRows;
@@ -46,6 +47,7 @@ pub enum Constant {
     Im2Col(Im2Col),
     WinogradInput(WinogradInput),
     WinogradOutput(WinogradOutput),
+    Affine(Affine),
 }
 
 macro_rules! from_descriptor {
@@ -70,7 +72,8 @@ from_descriptor!(
     PoolRows(PoolRows),
     Im2Col(Im2Col),
     WinogradInput(WinogradInput),
-    WinogradOutput(WinogradOutput)
+    WinogradOutput(WinogradOutput),
+    Affine(Affine)
 );
 
 /// The address and size in bytes of `r`.
@@ -97,6 +100,7 @@ impl Constant {
             Constant::Im2Col(d) => span(d),
             Constant::WinogradInput(d) => span(d),
             Constant::WinogradOutput(d) => span(d),
+            Constant::Affine(d) => span(d),
         }
     }
 

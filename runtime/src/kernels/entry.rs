@@ -11,6 +11,7 @@
 //! runtime itself is built, that each Rust function has exactly the
 //! declared types.
 
+use super::affine::{nnc_affine, Affine};
 use super::cell::PackedCell;
 use super::depthwise_blocked::{nnc_depthwise_blocked, DepthwiseBlocked};
 use super::depthwise_rows::{nnc_depthwise_rows, DepthwiseRows};
@@ -152,6 +153,8 @@ entry_points! {
     ) -> f32;
     /// `(spec, src, dst, block)`: eight channels of a depthwise conv.
     DEPTHWISE_BLOCKED = nnc_depthwise_blocked(*const DepthwiseBlocked, *const f32, *mut f32, usize);
+    /// `(spec, x, out, n, scale, shift)`: a per-channel affine run.
+    AFFINE = nnc_affine(*const Affine, *const f32, *mut f32, usize, f32, f32);
     /// `(spec, src, taps, bias, dst, r0, r1)`: depthwise rows of one plane.
     DEPTHWISE_ROWS = nnc_depthwise_rows(
         *const DepthwiseRows, *const f32, *const f32, f32, *mut f32, usize, usize

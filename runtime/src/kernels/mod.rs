@@ -9,6 +9,7 @@
 //! code generator. Each kernel picks AVX-512, AVX2 + FMA or portable code
 //! by the [`gemm::MicroKernel`] the CPU has, detected at run time.
 
+pub mod affine;
 pub mod cell;
 pub mod constants;
 pub mod depthwise_blocked;
