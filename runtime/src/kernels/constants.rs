@@ -13,6 +13,7 @@
 #![allow(unsafe_code)] // Floats viewed as bytes; addresses of boxed data.
 
 use super::affine::Affine;
+use super::bilinear::Bilinear;
 use super::cell::PackedCell;
 use super::depthwise_blocked::DepthwiseBlocked;
 use super::depthwise_rows::DepthwiseRows;
@@ -48,6 +49,7 @@ pub enum Constant {
     WinogradInput(WinogradInput),
     WinogradOutput(WinogradOutput),
     Affine(Affine),
+    Bilinear(Bilinear),
 }
 
 macro_rules! from_descriptor {
@@ -73,7 +75,8 @@ from_descriptor!(
     Im2Col(Im2Col),
     WinogradInput(WinogradInput),
     WinogradOutput(WinogradOutput),
-    Affine(Affine)
+    Affine(Affine),
+    Bilinear(Bilinear)
 );
 
 /// The address and size in bytes of `r`.
@@ -101,6 +104,7 @@ impl Constant {
             Constant::WinogradInput(d) => span(d),
             Constant::WinogradOutput(d) => span(d),
             Constant::Affine(d) => span(d),
+            Constant::Bilinear(d) => span(d),
         }
     }
 

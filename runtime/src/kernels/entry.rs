@@ -12,6 +12,7 @@
 //! declared types.
 
 use super::affine::{nnc_affine, Affine};
+use super::bilinear::{nnc_bilinear, Bilinear};
 use super::cell::PackedCell;
 use super::depthwise_blocked::{nnc_depthwise_blocked, DepthwiseBlocked};
 use super::depthwise_rows::{nnc_depthwise_rows, DepthwiseRows};
@@ -155,6 +156,8 @@ entry_points! {
     DEPTHWISE_BLOCKED = nnc_depthwise_blocked(*const DepthwiseBlocked, *const f32, *mut f32, usize);
     /// `(spec, x, out, n, scale, shift)`: a per-channel affine run.
     AFFINE = nnc_affine(*const Affine, *const f32, *mut f32, usize, f32, f32);
+    /// `(spec, x, out, r0, r1)`: bilinear output rows of one plane.
+    BILINEAR = nnc_bilinear(*const Bilinear, *const f32, *mut f32, usize, usize);
     /// `(spec, src, taps, bias, dst, r0, r1)`: depthwise rows of one plane.
     DEPTHWISE_ROWS = nnc_depthwise_rows(
         *const DepthwiseRows, *const f32, *const f32, f32, *mut f32, usize, usize

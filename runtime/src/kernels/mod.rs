@@ -10,6 +10,7 @@
 //! by the [`gemm::MicroKernel`] the CPU has, detected at run time.
 
 pub mod affine;
+pub mod bilinear;
 pub mod cell;
 pub mod constants;
 pub mod depthwise_blocked;

@@ -16,7 +16,8 @@ use crate::backend::jit::{Emit, F32X4, LANES};
 use crate::backend::BackendError;
 use crate::ir::{InterpolateAttrs, InterpolateMode, NearestRounding};
 use cranelift_codegen::ir::{types, InstBuilder, Value};
-use nnc_runtime::kernels::Base;
+use nnc_runtime::kernels::bilinear::Bilinear;
+use nnc_runtime::kernels::{entry, Base};
 
 /// The kernel of `interpolate` on node `node`.
 pub fn build(
@@ -56,7 +57,11 @@ pub fn build(
                     .map(|o| linear(a.source_coordinate(axis, o, len), len))
                     .collect()
             };
-            bilinear_kernel(geometry, &taps(0, h), &taps(1, w), consts)
+            let (rows, columns) = (taps(0, h), taps(1, w));
+            match Bilinear::new([h, w], &rows, &columns, ops.kernel)? {
+                Some(spec) => native_bilinear(geometry, spec, consts),
+                None => bilinear_kernel(geometry, &rows, &columns, consts),
+            }
         }
     })
 }
@@ -226,6 +231,37 @@ fn nearest_kernel(g: Geometry, rows: &[u32], columns: Vec<u32>, consts: &mut Con
             })
         }),
     )
+}
+
+/// Output rows per task of the native bilinear kernel.
+const NATIVE_ROWS: usize = 4;
+
+/// Bilinear sampling by the native rows ([`Bilinear`], AVX-512): tasks of
+/// [`NATIVE_ROWS`] output rows of one plane.
+fn native_bilinear(g: Geometry, spec: Bilinear, consts: &mut Consts) -> Kernel {
+    let ([h, w], [oh, ow]) = (g.input, g.output);
+    let blocks = oh.div_ceil(NATIVE_ROWS).max(1);
+    let spec = consts.keep(spec);
+    let mut kernel = Kernel::jit(
+        g.planes * blocks,
+        Box::new(move |e: &mut Emit| {
+            e.for_tasks(|e, t| {
+                let plane = e.div_imm(t, blocks);
+                let block = e.rem_imm(t, blocks);
+                let start = e.mul_imm(plane, h * w);
+                let input = e.addr(g.src, start);
+                let start = e.mul_imm(plane, oh * ow);
+                let out = e.addr(g.dst, start);
+                let r0 = e.mul_imm(block, NATIVE_ROWS);
+                let r1 = e.add_imm(r0, NATIVE_ROWS);
+                let spec = e.ptr(spec);
+                e.call(&entry::BILINEAR, &[spec, input, out, r0, r1])?;
+                Ok(())
+            })
+        }),
+    );
+    kernel.micro_kernel = Some("avx512 bilinear rows".into());
+    kernel
 }
 
 fn bilinear_kernel(
