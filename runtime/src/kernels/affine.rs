@@ -24,14 +24,9 @@ impl Affine {
     /// `act(x * scale + shift)` with `kernel_impl`'s vectors, or the
     /// portable loop where this CPU lacks them.
     pub fn new(activation: Activation, kernel_impl: MicroKernel) -> Affine {
-        let kernel_impl = if kernel_impl.is_available() {
-            kernel_impl
-        } else {
-            MicroKernel::Portable
-        };
         Affine {
             activation,
-            kernel_impl,
+            kernel_impl: kernel_impl.usable(),
         }
     }
 

@@ -57,11 +57,7 @@ impl Gemv {
             block,
             bias: bias.map(|b| b[..m].to_vec()),
             activation,
-            kernel: if kernel.is_available() {
-                kernel
-            } else {
-                MicroKernel::Portable
-            },
+            kernel: kernel.usable(),
         })
     }
 

@@ -73,11 +73,7 @@ impl Im2Col {
         [kernel, stride, dilation, padding]: [[usize; 2]; 4],
         kernel_impl: MicroKernel,
     ) -> Im2Col {
-        let kernel_impl = if kernel_impl.is_available() {
-            kernel_impl
-        } else {
-            MicroKernel::Portable
-        };
+        let kernel_impl = kernel_impl.usable();
         let valid = |axis: usize| -> Vec<(usize, usize)> {
             let (count, len) = [(oh, h), (ow, w)][axis];
             (0..kernel[axis])

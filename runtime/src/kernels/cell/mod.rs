@@ -150,11 +150,7 @@ impl PackedCell {
         sequence: Sequence,
         w: CellWeights<'_>,
     ) -> Option<PackedCell> {
-        let kernel = if kernel.is_available() {
-            kernel
-        } else {
-            MicroKernel::Portable
-        };
+        let kernel = kernel.usable();
         let gates = cell.gates();
         let rows = gates * hidden;
         let width = block_width(kernel, cell);

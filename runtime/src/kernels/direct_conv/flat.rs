@@ -64,6 +64,9 @@ struct Scratch {
     vectors: Vec<Vector>,
     /// The in-place path's positions next to the padding.
     border: Vec<in_place::BorderRun>,
+    /// The in-place geometry and rows `vectors` and `border` were made
+    /// for, if they are the in-place path's.
+    rows_key: Option<[usize; 10]>,
 }
 
 /// 16 flat positions from `start`: the lanes that are outputs, and the
@@ -350,14 +353,19 @@ pub(super) unsafe fn run(
         // kept for the next call of the same key (everything they read).
         let span = if in_place {
             // The taps' offsets depend on the input's size; the last
-            // entry tells this path's keys from the planes'. Its vectors
-            // depend on the rows themselves (the padding's).
+            // entry tells this path's keys from the planes'.
             let key = [s.c_in, kh, kw, s.h, s.w, s.stride, usize::MAX];
             if scratch.key != Some(key) {
                 in_place::taps(s, &mut scratch.taps);
                 scratch.key = Some(key);
             }
-            in_place::vectors(s, r0, r1, &mut scratch.vectors, &mut scratch.border);
+            // Its vectors depend on the rows too, and where the padding is.
+            let [pt, pl] = s.padding;
+            let rows_key = [kh, kw, s.h, s.w, s.stride, pt, pl, s.ow, r0, r1];
+            if scratch.rows_key != Some(rows_key) {
+                in_place::vectors(s, r0, r1, &mut scratch.vectors, &mut scratch.border);
+                scratch.rows_key = Some(rows_key);
+            }
             0
         } else {
             let l = Layout::new(s, r0, r1);
@@ -368,6 +376,7 @@ pub(super) unsafe fn run(
                 taps(s, l, &mut scratch.taps);
                 vectors(s, l, r1 - r0, &mut scratch.vectors);
                 scratch.key = Some(key);
+                scratch.rows_key = None;
             }
             l.span
         };

@@ -97,11 +97,7 @@ impl DirectConv {
         kernel_impl: MicroKernel,
     ) -> DirectConv {
         let groups = groups.max(1);
-        let kernel_impl = if kernel_impl.is_available() {
-            kernel_impl
-        } else {
-            MicroKernel::Portable
-        };
+        let kernel_impl = kernel_impl.usable();
         let taps = c_in * kernel[0] * kernel[1];
         let out_channels = weight.len() / (groups * taps).max(1);
         let cb = match (kernel_impl, out_channels) {

@@ -95,10 +95,21 @@ struct Geometry {
 pub const MAX_PANEL_WIDTH: usize = 32;
 
 impl MicroKernel {
+    /// `self` if this CPU has it, else the portable kernel: what every
+    /// native kernel built for `self` runs, so that none selects
+    /// instructions the CPU lacks.
+    pub fn usable(self) -> MicroKernel {
+        if self.is_available() {
+            self
+        } else {
+            MicroKernel::Portable
+        }
+    }
+
     /// The columns per panel of B of the kernel a product packed for
     /// `self` runs (the portable kernel's where this CPU lacks `self`).
     pub fn panel_width(self) -> usize {
-        PackedA::usable(self).geometry().nr
+        self.usable().geometry().nr
     }
 
     /// Every kernel, best first.
@@ -290,7 +301,7 @@ impl PackedA {
         k: usize,
         mut fill: impl FnMut(usize, usize, usize, &mut [f32], usize),
     ) -> Vec<PackedA> {
-        let kernel = Self::usable(kernel);
+        let kernel = kernel.usable();
         let mr = kernel.geometry().mr;
         let stride = pack::packed_a_len(m, k, mr).next_multiple_of(16);
         let mut data = AlignedBuf::zeroed(groups * stride);
@@ -321,15 +332,6 @@ impl PackedA {
             .collect()
     }
 
-    /// `kernel` if this CPU has it, else the portable kernel.
-    fn usable(kernel: MicroKernel) -> MicroKernel {
-        if kernel.is_available() {
-            kernel
-        } else {
-            MicroKernel::Portable
-        }
-    }
-
     /// Packs the rows `fill` makes: `fill(r, rows)` writes row `r` of every
     /// group into `rows` (`groups` rows of `k`). Returns the kernel packed
     /// for, the buffer, and the floats between groups.
@@ -340,7 +342,7 @@ impl PackedA {
         k: usize,
         mut fill: impl FnMut(usize, &mut [f32]),
     ) -> (MicroKernel, Arc<AlignedBuf>, usize) {
-        let kernel = Self::usable(kernel);
+        let kernel = kernel.usable();
         let mr = kernel.geometry().mr;
         let stride = pack::packed_a_len(m, k, mr).next_multiple_of(16);
         let mut data = AlignedBuf::zeroed(groups * stride);
@@ -519,7 +521,7 @@ pub unsafe fn gemm(
     // SAFETY: forwarded.
     unsafe {
         gemm_with(
-            a,
+            (a.into(), a.m),
             b,
             ldb,
             BLayout::Rows { in_place },
@@ -580,14 +582,30 @@ pub unsafe fn gemm_b_panels(
         "columns from a panel's start"
     );
     // SAFETY: forwarded.
-    unsafe { gemm_with(a, b, 0, BLayout::Panels, c, ldc, m_range, n_range, epi) }
+    unsafe {
+        gemm_with(
+            (a.into(), a.m),
+            b,
+            0,
+            BLayout::Panels,
+            c,
+            ldc,
+            m_range,
+            n_range,
+            epi,
+        )
+    }
 }
 
+/// The product of A's panels (`m` rows, packed ahead of time or per call)
+/// and B as `b_layout` says, over the ranges clamped to the matrices.
+///
 /// # Safety
-/// As [`gemm`] (or [`gemm_b_panels`], for B in panels).
+/// As [`gemm`] (or [`gemm_b_panels`], for B in panels), with `a` holding
+/// `m` rows.
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_with(
-    a: &PackedA,
+    (a, m): (APanels, usize),
     b: *const f32,
     ldb: usize,
     b_layout: BLayout,
@@ -597,7 +615,7 @@ unsafe fn gemm_with(
     n_range: Range<usize>,
     epi: &GemmEpilogue,
 ) {
-    let m1 = m_range.end.min(a.m);
+    let m1 = m_range.end.min(m);
     let m0 = m_range.start.min(m1);
     let (n0, n1) = (n_range.start, n_range.end.max(n_range.start));
     if m0 == m1 || n0 == n1 {
@@ -605,7 +623,7 @@ unsafe fn gemm_with(
     }
     let g = a.kernel.geometry();
     let job = Job {
-        a: a.into(),
+        a,
         g,
         b,
         ldb,

@@ -9,7 +9,7 @@
 //! columns of B and C, both transposed on the way in and out, and 35
 //! columns took a whole panel of 32 and a half one of 16.
 
-use super::{pack, APanels, AlignedBuf, BLayout, GemmEpilogue, Job, MicroKernel, PackedA};
+use super::{gemm_with, pack, APanels, AlignedBuf, BLayout, GemmEpilogue, MicroKernel};
 use std::cell::RefCell;
 use std::ops::Range;
 
@@ -27,12 +27,12 @@ pub struct PackedB {
 impl PackedB {
     /// `B = w^T` for a row-major `w [n, k]` (a linear's weight, output
     /// features by input features), packed for `kernel`, or for the
-    /// portable kernel where this CPU lacks it (as [`PackedA::pack`]).
+    /// portable kernel where this CPU lacks it (as [`super::PackedA::pack`]).
     ///
     /// # Panics
     /// If `w.len() < n * k`.
     pub fn pack_transposed(kernel: MicroKernel, w: &[f32], n: usize, k: usize) -> PackedB {
-        let kernel = PackedA::usable(kernel);
+        let kernel = kernel.usable();
         let nr = kernel.geometry().nr;
         let mut data = AlignedBuf::zeroed(n.div_ceil(nr) * nr * k);
         let dst = data.as_mut_slice();
@@ -156,25 +156,15 @@ pub unsafe fn gemm_packed_b(
                 }
             }
         }
-        let job = Job {
-            a: APanels {
-                kernel: b.kernel,
-                k,
-                data: dst.as_ptr(),
-            },
-            g,
-            b: b.data.as_ptr(),
-            ldb: 0,
-            b_layout: BLayout::Panels,
-            c,
-            ldc,
-            m0: 0,
-            m1: m,
-            epi,
+        let a = APanels {
+            kernel: b.kernel,
+            k,
+            data: dst.as_ptr(),
         };
+        let (b, layout) = (b.data.as_ptr(), BLayout::Panels);
         // SAFETY: A is packed above for `m` rows; B's panels hold every
         // column below `n1`, from a panel's start; C and the epilogue are
         // the caller's.
-        unsafe { job.blocked(n0, n1, &mut AlignedBuf::new()) };
+        unsafe { gemm_with((a, m), b, 0, layout, c, ldc, 0..m, n0..n1, epi) };
     });
 }

@@ -98,14 +98,6 @@ fn transform(m: usize) -> Result<Transform, KernelError> {
         .ok_or_else(|| KernelError::Unsupported(format!("no Winograd transform for tiles of {m}")))
 }
 
-fn usable(kernel_impl: MicroKernel) -> MicroKernel {
-    if kernel_impl.is_available() {
-        kernel_impl
-    } else {
-        MicroKernel::Portable
-    }
-}
-
 impl WinogradInput {
     /// The transform of `[channels, h, w]` planes into `tiles` tiles of
     /// `m x m` outputs, the patches starting `padding` before the plane.
@@ -141,7 +133,7 @@ impl WinogradInput {
             wp,
             starts,
             panel: 0,
-            kernel_impl: usable(kernel_impl),
+            kernel_impl: kernel_impl.usable(),
         })
     }
 
@@ -303,7 +295,7 @@ impl WinogradOutput {
             output_size,
             bias,
             activation,
-            kernel_impl: usable(kernel_impl),
+            kernel_impl: kernel_impl.usable(),
         })
     }
 
