@@ -33,7 +33,11 @@ Per model:
    `intra_op_num_threads`, each turn a share of `--seconds` after
    `--warmup` runs; each engine's runs pooled; medians, 10th-90th
    percentiles and the ratio of the medians nnc/ORT (below 1: nnc is
-   faster), and the geometric mean of the ratios over the suite.
+   faster), and the geometric mean of the ratios over the suite. With
+   several threads, the range of the core round trips `nnc bench` measured
+   before and after its turns: about 60 ns where the two threads' cores
+   share an L3, hundreds across dies, which moves both engines' times (see
+   bench/README.md, "Two threads on two dies").
 3. `nnc profile --threads 1` written to bench/profiles/suite/<model>.txt.
 
 The machine's other tenants make timings noisy: compare ratios from one
@@ -186,9 +190,11 @@ def time_both(path, threads, args):
     {engine: (median, p10, p90, runs)} in ms."""
     x = inputs_of(path)[0]
     share = args.seconds / args.rounds
-    nnc_times, ort_times = [], []
+    nnc_times, ort_times, cores = [], [], []
     for _ in range(args.rounds):
-        nnc_times += compare_ort.time_nnc(path, threads, args.warmup, share, args.runs)["times_ms"]
+        bench = compare_ort.time_nnc(path, threads, args.warmup, share, args.runs)
+        nnc_times += bench["times_ms"]
+        cores += bench.get("core_round_trip_ns", [])
         session = compare_ort.ort_session(path, threads)
         ort_times += compare_ort.time_ort(session, x, args.warmup, share, args.runs)
         del session
@@ -197,7 +203,15 @@ def time_both(path, threads, args):
         times.sort()
         figures[engine] = (quantile(times, 0.5), quantile(times, 0.1), quantile(times, 0.9),
                            len(times))
+    figures["cores"] = (min(cores), max(cores)) if cores else None
     return figures
+
+
+def cores_cell(f):
+    """The range of `nnc bench`'s core round trips (ns) over the rounds:
+    about 60 where the threads' cores share an L3, hundreds across dies."""
+    lo_hi = f.get("cores") if f else None
+    return f"{lo_hi[0]:.0f}-{lo_hi[1]:.0f}" if lo_hi else ""
 
 
 def profile(path, runs, timeout):
@@ -262,6 +276,8 @@ def table(rows, args):
     heads = ["model", "from", "max rel. error (" + " / ".join(f"{t}t" for t in threads) + ")"]
     for t in threads:
         heads += [f"{t}t ORT ms (p10-p90)", f"{t}t nnc ms (p10-p90)", f"{t}t nnc/ORT"]
+        if t > 1:
+            heads.append(f"{t}t cores ns apart")
     lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     for r in rows:
         err = " / ".join(f"{r['errors'][t]:.1e}" for t in threads if t in r["errors"])
@@ -271,6 +287,8 @@ def table(rows, args):
         for t in threads:
             f = r["timing"].get(t)
             cells += [ms(f["ort"]), ms(f["nnc"]), ratio_cell(f["ratio"])] if f else ["", "", ""]
+            if t > 1:
+                cells.append(cores_cell(f))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     means = []
@@ -279,6 +297,14 @@ def table(rows, args):
         means.append(f"{t} thread{'s' if t > 1 else ''}: **{geomean(ratios):.2f}** "
                      f"over {len(ratios)} models")
     lines.append("Geometric mean of nnc/ORT: " + "; ".join(means) + ".")
+    if any(t > 1 for t in threads):
+        lines.append("")
+        lines.append("\"cores ns apart\": the round trip of a cache line between two threads, "
+                     "measured by `nnc bench` before and after each of its turns (range over the "
+                     "rounds): about 60 ns where the two cores share an L3, hundreds where they "
+                     "sit on different dies, which on a virtual machine the host can change at "
+                     "any time and which moves both engines' two-thread times (see "
+                     "`bench/README.md`, \"Two threads on two dies\").")
     slow = [r for r in rows if any(f["ratio"] > 0.9 for f in r["timing"].values()) and r["top"]]
     if slow:
         lines += ["", "Where nnc spends its time on the models above 0.9 (the five slowest "
@@ -324,7 +350,8 @@ def run_model(name, args):
         f["ratio"] = f["nnc"][0] / f["ort"][0]
         row["timing"][t] = f
         print(f"{name:<20}{t:>3}t  ORT {ms(f['ort']):<24} nnc {ms(f['nnc']):<24} "
-              f"nnc/ORT {f['ratio']:.2f}", flush=True)
+              f"nnc/ORT {f['ratio']:.2f}" + (f"  cores {cores_cell(f)} ns apart" if t > 1 else ""),
+              flush=True)
     try:
         text = profile(path, args.profile_runs, args.timeout)
         row["top"] = top_layers(text, 5)

@@ -327,6 +327,29 @@ fn compile_bench_and_profile_report_the_compiled_model() {
         "{figures}"
     );
     assert!(figures["runs"].as_u64().expect("runs") >= 3, "{figures}");
+    // With several threads, the cores' round trips before and after the
+    // runs (left out if the probe's second thread was not scheduled in
+    // time); never with one.
+    if let Some(trips) = figures.get("core_round_trip_ns") {
+        assert!(figures["threads"].as_u64() > Some(1), "{figures}");
+        let trips = trips.as_array().expect("round trips");
+        assert_eq!(trips.len(), 2, "{figures}");
+        assert!(trips.iter().all(|t| t.as_f64() > Some(0.0)), "{figures}");
+    }
+    let o = nnc(&[
+        "bench",
+        "models/lenet5.nn",
+        "--runs",
+        "1",
+        "--seconds",
+        "0",
+        "--threads",
+        "1",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let figures: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON");
+    assert!(figures.get("core_round_trip_ns").is_none(), "{figures}");
 
     let dir = tempfile::tempdir().expect("tempdir");
     let trace = dir.path().join("trace.json");

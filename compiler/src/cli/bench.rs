@@ -21,6 +21,11 @@ pub struct Figures {
     pub gflops: f64,
     pub gflop_per_s: f64,
     pub compile_ms: f64,
+    /// With several threads, the round trip of a cache line between two
+    /// threads (ns) before and after the timed runs: about 60 on two cores
+    /// that share an L3, several hundred across dies (see `cli::cores`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub core_round_trip_ns: Option<[f64; 2]>,
     /// Every timed run's latency, sorted (for pooling several benchmarks'
     /// runs, as `bench/compare_ort.py` does).
     pub times_ms: Vec<f64>,
@@ -67,6 +72,9 @@ pub fn measure(
     Ok(times)
 }
 
+/// How long each core-distance probe takes.
+const PROBE: Duration = Duration::from_millis(30);
+
 /// The `q`-quantile (0..=1) of sorted values.
 pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
@@ -91,6 +99,8 @@ pub fn command(
     let inputs = crate::read_inputs(&m.graph, &[], weights.seed)?;
     let compiled = crate::compile(&m, w, threads, weights.memory.limit())?;
     let pool = Pool::new(threads)?;
+    let probe = || super::cores::round_trip_ns(PROBE);
+    let before = (pool.threads() > 1).then(probe).flatten();
     let mut times = measure(
         &compiled.executable,
         &inputs,
@@ -99,6 +109,14 @@ pub fn command(
         runs,
         Duration::from_secs_f64(seconds.max(0.0)),
     )?;
+    // The pool's workers spin for a moment after the last run; the probe
+    // would share their cores.
+    let after = (pool.threads() > 1)
+        .then(|| {
+            std::thread::sleep(Duration::from_millis(5));
+            probe()
+        })
+        .flatten();
     times.sort_by(f64::total_cmp);
     let gflops = compiled.report.layers.iter().map(|l| l.flops).sum::<u64>() as f64 / 1e9;
     let median = quantile(&times, 0.5);
@@ -114,6 +132,7 @@ pub fn command(
         gflops,
         gflop_per_s: gflops / (median / 1e3),
         compile_ms: compiled.report.total().as_secs_f64() * 1e3,
+        core_round_trip_ns: before.zip(after).map(|(b, a)| [b, a]),
         times_ms: times,
     };
     if json {
@@ -132,6 +151,11 @@ pub fn command(
             figures.gflops,
             figures.compile_ms
         );
+        if let Some([b, a]) = figures.core_round_trip_ns {
+            println!(
+                "cores {b:.0} ns apart before the runs and {a:.0} ns after (a cache line's round trip between two threads; about 60 ns on cores that share an L3, several hundred across dies)"
+            );
+        }
     }
     Ok(())
 }

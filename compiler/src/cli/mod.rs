@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bundle;
 pub mod compile;
+pub mod cores;
 pub mod import;
 pub mod lint;
 pub mod profile;
