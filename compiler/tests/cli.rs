@@ -328,8 +328,8 @@ fn compile_bench_and_profile_report_the_compiled_model() {
     );
     assert!(figures["runs"].as_u64().expect("runs") >= 3, "{figures}");
     // With several threads, the cores' round trips before and after the
-    // runs (left out if the probe's second thread was not scheduled in
-    // time); never with one.
+    // runs (left out if the probe's second thread did not run beside the
+    // first: a loaded machine); never with one.
     if let Some(trips) = figures.get("core_round_trip_ns") {
         assert!(figures["threads"].as_u64() > Some(1), "{figures}");
         let trips = trips.as_array().expect("round trips");
