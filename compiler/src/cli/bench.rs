@@ -72,9 +72,6 @@ pub fn measure(
     Ok(times)
 }
 
-/// How long each core-distance probe takes.
-const PROBE: Duration = Duration::from_millis(30);
-
 /// The `q`-quantile (0..=1) of sorted values.
 pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
@@ -99,24 +96,16 @@ pub fn command(
     let inputs = crate::read_inputs(&m.graph, &[], weights.seed)?;
     let compiled = crate::compile(&m, w, threads, weights.memory.limit())?;
     let pool = Pool::new(threads)?;
-    let probe = || super::cores::round_trip_ns(PROBE);
-    let before = (pool.threads() > 1).then(probe).flatten();
-    let mut times = measure(
-        &compiled.executable,
-        &inputs,
-        &pool,
-        warmup,
-        runs,
-        Duration::from_secs_f64(seconds.max(0.0)),
-    )?;
-    // The pool's workers spin for a moment after the last run; the probe
-    // would share their cores.
-    let after = (pool.threads() > 1)
-        .then(|| {
-            std::thread::sleep(Duration::from_millis(5));
-            probe()
-        })
-        .flatten();
+    let (mut times, cores) = super::cores::around(pool.threads(), || {
+        measure(
+            &compiled.executable,
+            &inputs,
+            &pool,
+            warmup,
+            runs,
+            Duration::from_secs_f64(seconds.max(0.0)),
+        )
+    })?;
     times.sort_by(f64::total_cmp);
     let gflops = compiled.report.layers.iter().map(|l| l.flops).sum::<u64>() as f64 / 1e9;
     let median = quantile(&times, 0.5);
@@ -132,7 +121,7 @@ pub fn command(
         gflops,
         gflop_per_s: gflops / (median / 1e3),
         compile_ms: compiled.report.total().as_secs_f64() * 1e3,
-        core_round_trip_ns: before.zip(after).map(|(b, a)| [b, a]),
+        core_round_trip_ns: cores,
         times_ms: times,
     };
     if json {
@@ -151,10 +140,8 @@ pub fn command(
             figures.gflops,
             figures.compile_ms
         );
-        if let Some([b, a]) = figures.core_round_trip_ns {
-            println!(
-                "cores {b:.0} ns apart before the runs and {a:.0} ns after (a cache line's round trip between two threads; about 60 ns on cores that share an L3, several hundred across dies)"
-            );
+        if let Some(cores) = figures.core_round_trip_ns {
+            println!("{}", super::cores::describe(cores));
         }
     }
     Ok(())

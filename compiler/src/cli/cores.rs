@@ -76,6 +76,34 @@ pub fn round_trip_ns(window: Duration) -> Option<f64> {
         .filter(|&ns| ns <= TAKING_TURNS_NS)
 }
 
+/// How long each probe of [`around`] takes.
+const PROBE: Duration = Duration::from_millis(30);
+
+/// Runs `work` between two probes when `threads > 1`: the round trips
+/// before and after it, if both were measured.
+pub fn around<T, E>(
+    threads: usize,
+    work: impl FnOnce() -> Result<T, E>,
+) -> Result<(T, Option<[f64; 2]>), E> {
+    if threads <= 1 {
+        return Ok((work()?, None));
+    }
+    let before = round_trip_ns(PROBE);
+    let done = work()?;
+    // A pool's workers spin for a moment after their last task; the probe
+    // would share their cores.
+    std::thread::sleep(Duration::from_millis(5));
+    let after = round_trip_ns(PROBE);
+    Ok((done, before.zip(after).map(|(b, a)| [b, a])))
+}
+
+/// The line `nnc bench` and `nnc profile` print for [`around`]'s figures.
+pub fn describe([before, after]: [f64; 2]) -> String {
+    format!(
+        "cores {before:.0} ns apart before the runs and {after:.0} ns after (a cache line's round trip between two threads; about 60 ns on cores that share an L3, several hundred across dies)"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +121,30 @@ mod tests {
         } else if let Some(ns) = ns {
             assert!(ns > 1.0 && ns <= TAKING_TURNS_NS, "{ns} ns");
         }
+    }
+
+    /// `around` runs the work once and returns its result (or its error),
+    /// probing only with several threads; `describe` names both figures.
+    #[test]
+    fn around_probes_only_with_several_threads() {
+        let mut calls = 0;
+        let one: Result<_, ()> = around(1, || {
+            calls += 1;
+            Ok(7)
+        });
+        assert_eq!(one, Ok((7, None)));
+        let two: Result<_, ()> = around(2, || {
+            calls += 1;
+            Ok(8)
+        });
+        assert!(matches!(two, Ok((8, _))), "{two:?}");
+        if let Ok((_, Some([b, a]))) = two {
+            assert!(b > 1.0 && a > 1.0 && b <= TAKING_TURNS_NS && a <= TAKING_TURNS_NS);
+            let line = describe([b, a]);
+            assert!(line.contains(&format!("{b:.0} ns apart before")), "{line}");
+            assert!(line.contains(&format!("{a:.0} ns after")), "{line}");
+        }
+        assert_eq!(around(2, || Err::<(), _>("failed")), Err("failed"));
+        assert_eq!(calls, 2);
     }
 }

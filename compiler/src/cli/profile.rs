@@ -210,9 +210,16 @@ pub fn command(
     let inputs = crate::read_inputs(&m.graph, &[], weights.seed)?;
     let compiled = crate::compile(&m, w, threads, weights.memory.limit())?;
     let pool = Pool::new(threads)?;
-    let recorded = record(&compiled, &inputs, &pool, 3, runs)?;
+    let (recorded, cores) = super::cores::around(pool.threads(), || {
+        record(&compiled, &inputs, &pool, 3, runs)
+    })?;
     println!("profile of `{}` ({} runs)", m.graph.name, recorded.len());
     print!("{}", render(&compiled, &recorded, pool.threads()));
+    // Two-thread layer times on a machine whose cores can sit on one die
+    // or two differ by up to 2x with it (see `cores.rs`).
+    if let Some(cores) = cores {
+        println!("{}", super::cores::describe(cores));
+    }
     if let Some(path) = trace_path {
         std::fs::write(path, trace(&compiled, &recorded)?)
             .with_context(|| format!("writing {}", path.display()))?;
