@@ -18,7 +18,7 @@ use super::depthwise::{epilogue_pass, fill, load_bias, load_taps, store_finished
 use super::elementwise::span;
 use super::gemm::constant;
 use super::im2col::valid;
-use super::{Consts, Kernel, Operands};
+use super::{row_block, Consts, Kernel, Operands};
 use crate::backend::activation::native_activation;
 use crate::backend::jit::{Emit, F32X4};
 use crate::backend::BackendError;
@@ -472,24 +472,6 @@ fn partial_start(e: &mut Emit, n: Value, q: usize, parts: usize, per_part: usize
     let at = e.mul_imm(n, parts);
     let at = e.add_imm(at, q);
     e.mul_imm(at, per_part)
-}
-
-/// Task `t`'s batch item and output rows `r0..r1` (clipped to `oh`) when
-/// each item's rows are cut into `blocks` blocks of `rows`.
-fn row_block(
-    e: &mut Emit,
-    t: Value,
-    blocks: usize,
-    rows: usize,
-    oh: usize,
-) -> (Value, Value, Value) {
-    let n = e.div_imm(t, blocks);
-    let block = e.rem_imm(t, blocks);
-    let r0 = e.mul_imm(block, rows);
-    let r1 = e.add_imm(r0, rows);
-    let limit = e.i(oh);
-    let r1 = e.b.ins().umin(r1, limit);
-    (n, r0, r1)
 }
 
 /// Most output rows per direct-convolution task.

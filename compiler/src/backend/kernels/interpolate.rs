@@ -246,14 +246,11 @@ fn native_bilinear(g: Geometry, spec: Bilinear, consts: &mut Consts) -> Kernel {
         g.planes * blocks,
         Box::new(move |e: &mut Emit| {
             e.for_tasks(|e, t| {
-                let plane = e.div_imm(t, blocks);
-                let block = e.rem_imm(t, blocks);
+                let (plane, r0, r1) = super::row_block(e, t, blocks, NATIVE_ROWS, oh);
                 let start = e.mul_imm(plane, h * w);
                 let input = e.addr(g.src, start);
                 let start = e.mul_imm(plane, oh * ow);
                 let out = e.addr(g.dst, start);
-                let r0 = e.mul_imm(block, NATIVE_ROWS);
-                let r1 = e.add_imm(r0, NATIVE_ROWS);
                 let spec = e.ptr(spec);
                 e.call(&entry::BILINEAR, &[spec, input, out, r0, r1])?;
                 Ok(())

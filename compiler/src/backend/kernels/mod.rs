@@ -20,6 +20,7 @@ mod winograd;
 
 use super::BackendError;
 use crate::ir::{Node, Op, ReduceAttrs, Reduction};
+use cranelift_codegen::ir::{InstBuilder, Value};
 use nnc_runtime::kernels::constants::{Constant, Constants};
 use nnc_runtime::kernels::gemm::MicroKernel;
 use nnc_runtime::kernels::Base;
@@ -179,6 +180,24 @@ pub fn scratch_len(op: &Op, inputs: &[&[usize]], out: &[usize], threads: usize) 
     } else {
         0
     }
+}
+
+/// Task `t`'s batch item (or plane) and output rows `r0..r1` (clipped to
+/// `oh`) when each item's rows are cut into `blocks` blocks of `rows`.
+pub(super) fn row_block(
+    e: &mut crate::backend::jit::Emit,
+    t: Value,
+    blocks: usize,
+    rows: usize,
+    oh: usize,
+) -> (Value, Value, Value) {
+    let n = e.div_imm(t, blocks);
+    let block = e.rem_imm(t, blocks);
+    let r0 = e.mul_imm(block, rows);
+    let r1 = e.add_imm(r0, rows);
+    let limit = e.i(oh);
+    let r1 = e.b.ins().umin(r1, limit);
+    (n, r0, r1)
 }
 
 /// Floats in an op's output buffer: its type's elements, but for a

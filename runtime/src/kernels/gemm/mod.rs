@@ -1029,11 +1029,19 @@ thread_local! {
     static PACK_B: RefCell<AlignedBuf> = const { RefCell::new(AlignedBuf::new()) };
 }
 
-/// Runs `f` with this thread's packing buffer (or a fresh one if it is
-/// already in use or gone, which only happens during thread teardown).
+/// Runs `f` with this thread's packing buffer for B.
 fn with_pack_buffer(f: impl FnOnce(&mut AlignedBuf)) {
+    with_thread_buffer(&PACK_B, f)
+}
+
+/// Runs `f` with this thread's buffer `key` (or a fresh one if it is
+/// already in use or gone, which only happens during thread teardown).
+fn with_thread_buffer(
+    key: &'static std::thread::LocalKey<RefCell<AlignedBuf>>,
+    f: impl FnOnce(&mut AlignedBuf),
+) {
     let mut f = Some(f);
-    let _ = PACK_B.try_with(|cell| {
+    let _ = key.try_with(|cell| {
         if let (Ok(mut buf), Some(f)) = (cell.try_borrow_mut(), f.take()) {
             f(&mut buf);
         }

@@ -9,7 +9,9 @@
 //! columns of B and C, both transposed on the way in and out, and 35
 //! columns took a whole panel of 32 and a half one of 16.
 
-use super::{gemm_with, pack, APanels, AlignedBuf, BLayout, GemmEpilogue, MicroKernel};
+use super::{
+    gemm_with, pack, with_thread_buffer, APanels, AlignedBuf, BLayout, GemmEpilogue, MicroKernel,
+};
 use std::cell::RefCell;
 use std::ops::Range;
 
@@ -140,8 +142,7 @@ pub unsafe fn gemm_packed_b(
     }
     let (k, mr) = (b.k, g.mr);
     let len = pack::packed_a_len(m, k, mr);
-    PACK_A.with(|buf| {
-        let mut buf = buf.borrow_mut();
+    with_thread_buffer(&PACK_A, |buf| {
         buf.reserve_floats(len);
         let dst = &mut buf.as_mut_slice()[..len];
         // Panel by panel, each `[k][mr]` written in order (the rows past
